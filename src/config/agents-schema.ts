@@ -1,0 +1,118 @@
+import { z } from "zod";
+
+/**
+ * The operator's agents file (YAML): agents, their tools and handoff targets, and policies.
+ * Parsed once at start; `loadAgentsFile` maps zod issues back to YAML line numbers.
+ */
+const id = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,38}$/, "use lowercase letters, digits and dashes, starting with a letter");
+const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID looks like U012ABCDEF");
+const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user group ID looks like S012ABCDEF");
+const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID looks like C012ABCDEF");
+/** Durations as "90s", "15m", "4h", "2d". */
+export const durationSchema = z
+  .string()
+  .regex(/^\d+[smhd]$/, 'write a duration like "90s", "15m", "4h" or "2d"')
+  .transform((text) => {
+    const amount = Number(text.slice(0, -1));
+    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[text.slice(-1) as "s"];
+    return amount * unit;
+  });
+
+export const AUTONOMY_MODES = ["shadow", "supervised", "autonomous"] as const;
+export type AutonomyMode = (typeof AUTONOMY_MODES)[number];
+
+const peopleSchema = z
+  .object({
+    users: z.array(slackUserId).default([]),
+    groups: z.array(slackGroupId).default([]),
+  })
+  .refine((p) => p.users.length + p.groups.length > 0, "name at least one user or group");
+export type People = z.infer<typeof peopleSchema>;
+
+export const agentSchema = z.object({
+  id,
+  name: z.string().min(1).max(80),
+  /** ":emoji:" or an https URL to an image. */
+  icon: z.string().regex(/^(:[a-z0-9_+-]+:|https:\/\/\S+)$/, 'use ":emoji_name:" or an https:// image URL'),
+  model: z.string().min(1).optional(),
+  instructions: z.string().min(1).max(8_000),
+  autonomy: z.enum(AUTONOMY_MODES).default("autonomous"),
+  tools: z.array(z.string()).default([]),
+  handoffs: z.array(id).default([]),
+  /** Channels where this agent takes new work first. */
+  channels: z.array(slackChannelId).default([]),
+  /** Per-task and per-day caps; a task over its cap stops and goes to a human. */
+  caps: z
+    .object({
+      tokens_per_task: z.number().int().positive().optional(),
+      usd_per_task: z.number().positive().optional(),
+      usd_per_day: z.number().positive().optional(),
+    })
+    .default({}),
+});
+export type AgentConfig = z.infer<typeof agentSchema>;
+
+const conditionSchema = z.object({
+  argument: z.string().min(1),
+  greater_than: z.number().optional(),
+  at_least: z.number().optional(),
+  equals: z.union([z.string(), z.number(), z.boolean()]).optional(),
+});
+export type ApprovalCondition = z.infer<typeof conditionSchema>;
+
+export const approvalPolicySchema = z.object({
+  id,
+  tool: z.string().min(1),
+  /** When absent, every call of the tool needs approval. */
+  when: conditionSchema.optional(),
+  approvers: peopleSchema,
+  expires_after: durationSchema.prefault("4h"),
+  /** Who the request goes to once it expires; without it, the request just expires. */
+  fallback: peopleSchema.optional(),
+});
+export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
+
+const laneSchema = z.object({
+  channel: slackChannelId.optional(),
+  users: z.array(slackUserId).default([]),
+  groups: z.array(slackGroupId).default([]),
+  respond_within: durationSchema.prefault("4h"),
+  fallback: peopleSchema.optional(),
+});
+
+export const agentsFileSchema = z.object({
+  defaults: z
+    .object({
+      model: z.string().min(1).default("gpt-4o-mini"),
+      /** Agent that takes new work in channels no agent claims. */
+      entry_agent: id.optional(),
+      hop_limit: z.number().int().min(1).max(100).default(12),
+    })
+    .prefault({}),
+  agents: z.array(agentSchema).min(1, "define at least one agent"),
+  policies: z
+    .object({
+      approvals: z.array(approvalPolicySchema).default([]),
+      lanes: z
+        .object({
+          support: laneSchema.optional(),
+          sales: laneSchema.optional(),
+          operations: laneSchema.optional(),
+          owner_escalation: laneSchema.optional(),
+        })
+        .default({}),
+    })
+    .prefault({}),
+  digest: z
+    .object({
+      channel: slackChannelId.optional(),
+      schedule: z.string().default("0 9 * * 1-5"),
+      timezone: z.string().default("UTC"),
+      stale_after: durationSchema.prefault("24h"),
+      approval_stale_after: durationSchema.prefault("4h"),
+    })
+    .prefault({}),
+});
+export type AgentsFile = z.infer<typeof agentsFileSchema>;

@@ -1,0 +1,50 @@
+import { z } from "zod";
+
+/**
+ * The handoff note: what the next owner reads instead of the transcript.
+ * Validated at the boundary (model tool arguments, stored JSON, button values).
+ * Lengths keep it readable in seconds and inside Block Kit's limits.
+ */
+export const LANES = ["support", "sales", "operations", "owner_escalation"] as const;
+export const URGENCIES = ["low", "normal", "high", "urgent"] as const;
+
+const short = (max: number) => z.string().trim().min(1).max(max);
+
+export const handoffNoteSchema = z.object({
+  /** One or two sentences: what this is about. */
+  summary: short(500),
+  /** What was already captured, checked or tried. */
+  done: z.array(short(300)).max(10).default([]),
+  /** What the next owner should do or find out. */
+  needed: short(500),
+  /** Facts the next owner needs (order id, sku, amounts). Flat key/value pairs. */
+  facts: z.record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()])).default({}),
+  /** What is still unknown. */
+  unknowns: z.array(short(300)).max(10).default([]),
+  urgency: z.enum(URGENCIES).default("normal"),
+  confidence: z.number().min(0).max(1).optional(),
+});
+export type HandoffNote = z.infer<typeof handoffNoteSchema>;
+
+/** The note for a handback: the result of the work handed over. */
+export const handBackNoteSchema = z.object({
+  result: short(800),
+  facts: handoffNoteSchema.shape.facts,
+});
+export type HandBackNote = z.infer<typeof handBackNoteSchema>;
+
+/** Escalation to a human: answers who, what, why, when, where and what next. */
+export const escalationNoteSchema = z.object({
+  requester: short(200),
+  summary: short(500),
+  done: z.array(short(300)).max(10).default([]),
+  reason: short(500),
+  urgency: z.enum(URGENCIES).default("normal"),
+  deadline: z.string().max(100).optional(),
+  confidence: z.number().min(0).max(1),
+  lane: z.enum(LANES),
+  artifact: z.string().max(500).optional(),
+  recommended_action: short(500),
+  facts: handoffNoteSchema.shape.facts,
+});
+export type EscalationNote = z.infer<typeof escalationNoteSchema>;

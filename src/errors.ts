@@ -1,0 +1,58 @@
+/**
+ * One error base, split by who is at fault, each with a stable code.
+ * `src/slack/errors-to-words.ts` turns codes into words for Slack users; logs keep the code.
+ */
+export type Fault = "user" | "operator" | "model" | "system";
+
+export abstract class BatonError extends Error {
+  abstract readonly code: string;
+  abstract readonly fault: Fault;
+  /** Whether retrying the same work could succeed (drives job retries). */
+  readonly retriable: boolean = false;
+}
+
+/** The operator's configuration (env or agents file) is missing or malformed. */
+export class ConfigError extends BatonError {
+  readonly code = "config_invalid";
+  readonly fault = "operator";
+}
+
+/** A person asked for something they may not do (approve their own request, ...). */
+export class PolicyDeniedError extends BatonError {
+  readonly code = "policy_denied";
+  readonly fault = "user";
+}
+
+/** The model produced output we cannot use (malformed JSON, unknown tool, bad arguments). */
+export class ModelBehaviorError extends BatonError {
+  readonly code = "model_behavior";
+  readonly fault = "model";
+}
+
+/** A tool outside the agent's allowlist was requested. */
+export class ToolNotAllowedError extends BatonError {
+  readonly code = "tool_not_allowed";
+  readonly fault = "model";
+}
+
+export class NotFoundError extends BatonError {
+  readonly code = "not_found";
+  readonly fault = "user";
+}
+
+/** A task went past its hop limit or cost cap. */
+export class LimitExceededError extends BatonError {
+  readonly code = "limit_exceeded";
+  readonly fault = "system";
+}
+
+/** A dependency (Slack, the model, the database) failed in a way that may pass. */
+export class TransientError extends BatonError {
+  readonly code = "transient";
+  readonly fault = "system";
+  override readonly retriable = true;
+}
+
+export function isBatonError(error: unknown): error is BatonError {
+  return error instanceof BatonError;
+}
