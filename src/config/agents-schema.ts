@@ -3,13 +3,21 @@ import { z } from "zod";
 /**
  * The operator's agents file (YAML): agents, their tools and handoff targets, and policies.
  * Parsed once at start; `loadAgentsFile` maps zod issues back to YAML line numbers.
+ * Objects are strict: a misspelt key (`autonmy: shadow`) must fail, not fall back to a default.
  */
 const id = z
   .string()
-  .regex(/^[a-z][a-z0-9-]{0,38}$/, "use lowercase letters, digits and dashes, starting with a letter");
+  .regex(
+    /^[a-z][a-z0-9-]{0,38}$/,
+    "use lowercase letters, digits and dashes, starting with a letter",
+  );
 const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID looks like U012ABCDEF");
-const slackGroupId = z.string().regex(/^S[A-Z0-9]{2,}$/, "a Slack user group ID looks like S012ABCDEF");
-const slackChannelId = z.string().regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID looks like C012ABCDEF");
+const slackGroupId = z
+  .string()
+  .regex(/^S[A-Z0-9]{2,}$/, "a Slack user group ID looks like S012ABCDEF");
+const slackChannelId = z
+  .string()
+  .regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID looks like C012ABCDEF");
 /** Durations as "90s", "15m", "4h", "2d". */
 export const durationSchema = z
   .string()
@@ -24,18 +32,20 @@ export const AUTONOMY_MODES = ["shadow", "supervised", "autonomous"] as const;
 export type AutonomyMode = (typeof AUTONOMY_MODES)[number];
 
 const peopleSchema = z
-  .object({
+  .strictObject({
     users: z.array(slackUserId).default([]),
     groups: z.array(slackGroupId).default([]),
   })
   .refine((p) => p.users.length + p.groups.length > 0, "name at least one user or group");
 export type People = z.infer<typeof peopleSchema>;
 
-export const agentSchema = z.object({
+export const agentSchema = z.strictObject({
   id,
   name: z.string().min(1).max(80),
   /** ":emoji:" or an https URL to an image. */
-  icon: z.string().regex(/^(:[a-z0-9_+-]+:|https:\/\/\S+)$/, 'use ":emoji_name:" or an https:// image URL'),
+  icon: z
+    .string()
+    .regex(/^(:[a-z0-9_+-]+:|https:\/\/\S+)$/, 'use ":emoji_name:" or an https:// image URL'),
   model: z.string().min(1).optional(),
   instructions: z.string().min(1).max(8_000),
   autonomy: z.enum(AUTONOMY_MODES).default("autonomous"),
@@ -45,7 +55,7 @@ export const agentSchema = z.object({
   channels: z.array(slackChannelId).default([]),
   /** Per-task and per-day caps; a task over its cap stops and goes to a human. */
   caps: z
-    .object({
+    .strictObject({
       tokens_per_task: z.number().int().positive().optional(),
       usd_per_task: z.number().positive().optional(),
       usd_per_day: z.number().positive().optional(),
@@ -54,7 +64,7 @@ export const agentSchema = z.object({
 });
 export type AgentConfig = z.infer<typeof agentSchema>;
 
-const conditionSchema = z.object({
+const conditionSchema = z.strictObject({
   argument: z.string().min(1),
   greater_than: z.number().optional(),
   at_least: z.number().optional(),
@@ -62,7 +72,7 @@ const conditionSchema = z.object({
 });
 export type ApprovalCondition = z.infer<typeof conditionSchema>;
 
-export const approvalPolicySchema = z.object({
+export const approvalPolicySchema = z.strictObject({
   id,
   tool: z.string().min(1),
   /** When absent, every call of the tool needs approval. */
@@ -74,7 +84,7 @@ export const approvalPolicySchema = z.object({
 });
 export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
 
-const laneSchema = z.object({
+const laneSchema = z.strictObject({
   channel: slackChannelId.optional(),
   users: z.array(slackUserId).default([]),
   groups: z.array(slackGroupId).default([]),
@@ -82,9 +92,9 @@ const laneSchema = z.object({
   fallback: peopleSchema.optional(),
 });
 
-export const agentsFileSchema = z.object({
+export const agentsFileSchema = z.strictObject({
   defaults: z
-    .object({
+    .strictObject({
       model: z.string().min(1).default("gpt-4o-mini"),
       /** Agent that takes new work in channels no agent claims. */
       entry_agent: id.optional(),
@@ -93,10 +103,12 @@ export const agentsFileSchema = z.object({
     .prefault({}),
   agents: z.array(agentSchema).min(1, "define at least one agent"),
   policies: z
-    .object({
+    .strictObject({
       approvals: z.array(approvalPolicySchema).default([]),
+      /** Who approves the writes of `supervised` agents that no approval policy names. */
+      supervisors: peopleSchema.optional(),
       lanes: z
-        .object({
+        .strictObject({
           support: laneSchema.optional(),
           sales: laneSchema.optional(),
           operations: laneSchema.optional(),
@@ -106,7 +118,7 @@ export const agentsFileSchema = z.object({
     })
     .prefault({}),
   digest: z
-    .object({
+    .strictObject({
       channel: slackChannelId.optional(),
       schedule: z.string().default("0 9 * * 1-5"),
       timezone: z.string().default("UTC"),

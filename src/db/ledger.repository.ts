@@ -1,0 +1,200 @@
+import type { ChatMessage } from "../core/model.ts";
+import type { Executor, Tx } from "./database.ts";
+
+/** The ledger: ownership changes, model and tool calls, the conversation and the audit trail. */
+
+export interface AuditInput {
+  taskId: string | null;
+  actor: { kind: "agent" | "human" | "system" | "slack"; id: string };
+  kind: string;
+  data?: Record<string, unknown>;
+}
+
+export async function audit(db: Executor, events: AuditInput | AuditInput[]): Promise<void> {
+  const list = Array.isArray(events) ? events : [events];
+  if (list.length === 0) return;
+  await db
+    .insertInto("audit_events")
+    .values(
+      list.map((e) => ({
+        task_id: e.taskId,
+        actor_kind: e.actor.kind,
+        actor_id: e.actor.id,
+        kind: e.kind,
+        data: JSON.stringify(e.data ?? {}),
+      })),
+    )
+    .execute();
+}
+
+export async function insertHandoff(
+  tx: Tx,
+  handoff: {
+    taskId: string;
+    stepNo: number;
+    kind: HandoffKind;
+    from: { kind: string; id: string };
+    to: { kind: string; id: string };
+    note: Record<string, unknown>;
+  },
+): Promise<void> {
+  await tx
+    .insertInto("handoffs")
+    .values({
+      task_id: handoff.taskId,
+      step_no: handoff.stepNo,
+      kind: handoff.kind,
+      from_kind: handoff.from.kind,
+      from_id: handoff.from.id,
+      to_kind: handoff.to.kind,
+      to_id: handoff.to.id,
+      note: JSON.stringify(handoff.note),
+    })
+    .execute();
+}
+
+export async function ownershipHistory(db: Executor, taskId: string) {
+  return db
+    .selectFrom("handoffs")
+    .select(["kind", "from_kind", "from_id", "to_kind", "to_id", "note", "created_at", "step_no"])
+    .where("task_id", "=", taskId)
+    .orderBy("id")
+    .execute();
+}
+
+export async function appendConversation(
+  tx: Tx,
+  rows: { taskId: string; stintNo: number; stepNo: number; message: ChatMessage }[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await tx
+    .insertInto("conversation")
+    .values(
+      rows.map((r) => ({
+        task_id: r.taskId,
+        stint_no: r.stintNo,
+        step_no: r.stepNo,
+        message: JSON.stringify(r.message),
+      })),
+    )
+    .execute();
+}
+
+export async function stintConversation(
+  db: Executor,
+  taskId: string,
+  stintNo: number,
+): Promise<ChatMessage[]> {
+  const rows = await db
+    .selectFrom("conversation")
+    .select("message")
+    .where("task_id", "=", taskId)
+    .where("stint_no", "=", stintNo)
+    .orderBy("id")
+    .execute();
+  return rows.map((r) => r.message as unknown as ChatMessage);
+}
+
+export async function insertModelCall(
+  tx: Tx,
+  call: {
+    taskId: string;
+    stepNo: number;
+    agentId: string;
+    model: string;
+    promptTokens: number;
+    completionTokens: number;
+    costUsd: number;
+    latencyMs: number;
+    requestChars: number;
+    outcome: string;
+  },
+): Promise<void> {
+  await tx
+    .insertInto("model_calls")
+    .values({
+      task_id: call.taskId,
+      step_no: call.stepNo,
+      agent_id: call.agentId,
+      model: call.model,
+      prompt_tokens: call.promptTokens,
+      completion_tokens: call.completionTokens,
+      cost_usd: call.costUsd,
+      latency_ms: call.latencyMs,
+      request_chars: call.requestChars,
+      outcome: call.outcome,
+    })
+    .execute();
+}
+
+export async function findToolCall(db: Executor, idempotencyKey: string) {
+  return db
+    .selectFrom("tool_calls")
+    .selectAll()
+    .where("idempotency_key", "=", idempotencyKey)
+    .executeTakeFirst();
+}
+
+export async function insertToolCall(
+  tx: Tx,
+  call: {
+    taskId: string;
+    stepNo: number;
+    agentId: string;
+    tool: string;
+    toolClass: string;
+    args: unknown;
+    idempotencyKey: string;
+    status: "done" | "failed" | "refused" | "pending_approval" | "shadowed" | "rejected";
+    result: unknown;
+    allowedBy: string | null;
+  },
+): Promise<void> {
+  await tx
+    .insertInto("tool_calls")
+    .values({
+      task_id: call.taskId,
+      step_no: call.stepNo,
+      agent_id: call.agentId,
+      tool: call.tool,
+      tool_class: call.toolClass,
+      args: JSON.stringify(call.args ?? null),
+      idempotency_key: call.idempotencyKey,
+      status: call.status,
+      result: JSON.stringify(call.result ?? null),
+      allowed_by: call.allowedBy,
+    })
+    .execute();
+}
+
+export async function settleToolCall(
+  tx: Tx,
+  idempotencyKey: string,
+  settled: {
+    status: "done" | "failed" | "rejected" | "expired";
+    result: unknown;
+    allowedBy: string | null;
+  },
+): Promise<void> {
+  await tx
+    .updateTable("tool_calls")
+    .set({
+      status: settled.status,
+      result: JSON.stringify(settled.result ?? null),
+      allowed_by: settled.allowedBy,
+    })
+    .where("idempotency_key", "=", idempotencyKey)
+    .execute();
+}
+
+export type HandoffKind =
+  | "start"
+  | "transfer"
+  | "hand_back"
+  | "escalation"
+  | "take_over"
+  | "human_return"
+  | "reassign"
+  | "approval_request"
+  | "approval_decision"
+  | "approval_escalated";

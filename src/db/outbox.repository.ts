@@ -1,0 +1,82 @@
+import { sql } from "kysely";
+import type { ChatIntent } from "../core/ports.ts";
+import type { Executor, Tx } from "./database.ts";
+
+/** A Slack write decided inside a transaction, delivered after it commits. */
+export interface OutboxMessage {
+  taskId: string | null;
+  intent: ChatIntent;
+  /** After delivery, remember the message ts on this row (to update the card later). */
+  cardOf?: { table: "approvals" | "escalations"; id: string };
+}
+
+export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]): Promise<void> {
+  if (messages.length === 0) return;
+  await tx
+    .insertInto("slack_outbox")
+    .values(
+      messages.map((m) => ({
+        task_id: m.taskId,
+        method: m.intent.kind,
+        payload: JSON.stringify({ intent: m.intent, cardOf: m.cardOf ?? null }),
+      })),
+    )
+    .execute();
+}
+
+/**
+ * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order.
+ * `skip locked` lets another deliverer take other rows without waiting.
+ */
+export async function lockUndelivered(
+  tx: Tx,
+  filter: { taskId?: string; olderThanMs?: number; limit: number },
+) {
+  let query = tx
+    .selectFrom("slack_outbox")
+    .select(["id", "task_id", "method", "payload", "attempts", "status"])
+    .where("status", "<>", "sent")
+    .where("status", "<>", "dead")
+    .orderBy("id")
+    .limit(filter.limit)
+    .forUpdate()
+    .skipLocked();
+  if (filter.taskId) query = query.where("task_id", "=", filter.taskId);
+  if (filter.olderThanMs !== undefined) {
+    query = query.where(
+      "created_at",
+      "<",
+      sql<Date>`now() - ${`${filter.olderThanMs} milliseconds`}::interval`,
+    );
+  }
+  return query.execute();
+}
+
+export async function markDelivered(tx: Tx, id: string, slackTs: string | null): Promise<void> {
+  await tx
+    .updateTable("slack_outbox")
+    .set({ status: "sent", slack_ts: slackTs, sent_at: sql`now()` })
+    .where("id", "=", id)
+    .execute();
+}
+
+export async function markFailed(tx: Tx, id: string, error: string, dead: boolean): Promise<void> {
+  await tx
+    .updateTable("slack_outbox")
+    .set((eb) => ({ status: dead ? "dead" : "retry", error, attempts: eb("attempts", "+", 1) }))
+    .where("id", "=", id)
+    .execute();
+}
+
+export async function rememberCard(
+  db: Executor,
+  cardOf: { table: "approvals" | "escalations"; id: string },
+  channel: string,
+  ts: string,
+): Promise<void> {
+  await db
+    .updateTable(cardOf.table)
+    .set({ card_channel: channel, card_ts: ts })
+    .where("id", "=", cardOf.id)
+    .execute();
+}

@@ -1,0 +1,189 @@
+import { sql } from "kysely";
+import type { Executor, Tx } from "./database.ts";
+import type { TaskRow } from "./schema.ts";
+
+export type Owner = { kind: "agent" | "human"; id: string };
+
+export async function findTask(db: Executor, id: string): Promise<TaskRow | undefined> {
+  return db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+export async function findTaskByThread(
+  db: Executor,
+  channelId: string,
+  threadTs: string,
+): Promise<TaskRow | undefined> {
+  return db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("channel_id", "=", channelId)
+    .where("thread_ts", "=", threadTs)
+    .executeTakeFirst();
+}
+
+export async function insertTask(
+  tx: Tx,
+  task: {
+    channelId: string;
+    threadTs: string;
+    requesterId: string;
+    title: string;
+    requestText: string;
+    owner: Owner;
+  },
+): Promise<TaskRow> {
+  return tx
+    .insertInto("tasks")
+    .values({
+      channel_id: task.channelId,
+      thread_ts: task.threadTs,
+      requester_id: task.requesterId,
+      title: task.title,
+      request_text: task.requestText,
+      owner_kind: task.owner.kind,
+      owner_id: task.owner.id,
+      handback_stack: JSON.stringify([]),
+      facts: JSON.stringify({}),
+      cost_usd: 0,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/**
+ * Locks the task for one turn's commit. Returns nothing when another worker committed a step
+ * since `expectedStep` was read: the caller drops its turn and reloads (optimistic concurrency).
+ */
+export async function lockTaskAtStep(
+  tx: Tx,
+  id: string,
+  expectedStep: number,
+): Promise<TaskRow | undefined> {
+  return tx
+    .selectFrom("tasks")
+    .selectAll()
+    .where("id", "=", id)
+    .where("step_no", "=", expectedStep)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+export async function lockTask(tx: Tx, id: string): Promise<TaskRow | undefined> {
+  return tx.selectFrom("tasks").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+}
+
+export interface TaskChanges {
+  status?: "active" | "waiting_human" | "done" | "failed";
+  owner?: Owner;
+  stepNo?: number;
+  newStint?: boolean;
+  hop?: boolean;
+  handbackStack?: string[];
+  facts?: Record<string, unknown>;
+  addTokens?: number;
+  addCostUsd?: number;
+  failureReason?: string | null;
+  modelErrors?: number;
+  urgency?: string;
+}
+
+export async function updateTask(tx: Tx, id: string, changes: TaskChanges): Promise<void> {
+  const closing = changes.status === "done" || changes.status === "failed";
+  await tx
+    .updateTable("tasks")
+    .set((eb) => ({
+      last_activity_at: sql`now()`,
+      ...(changes.status && { status: changes.status, closed_at: closing ? sql`now()` : null }),
+      ...(changes.owner && { owner_kind: changes.owner.kind, owner_id: changes.owner.id }),
+      ...(changes.stepNo !== undefined && { step_no: changes.stepNo }),
+      ...(changes.newStint && { stint_no: eb("stint_no", "+", 1) }),
+      ...(changes.hop && { hop_count: eb("hop_count", "+", 1) }),
+      ...(changes.handbackStack && { handback_stack: JSON.stringify(changes.handbackStack) }),
+      ...(changes.facts && { facts: JSON.stringify(changes.facts) }),
+      ...(changes.addTokens && { tokens: eb("tokens", "+", changes.addTokens) }),
+      ...(changes.addCostUsd && { cost_usd: sql`cost_usd + ${changes.addCostUsd}` }),
+      ...(changes.failureReason !== undefined && { failure_reason: changes.failureReason }),
+      ...(changes.modelErrors !== undefined && { model_errors: changes.modelErrors }),
+      ...(changes.urgency && { urgency: changes.urgency }),
+    }))
+    .where("id", "=", id)
+    .execute();
+}
+
+/**
+ * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
+ * so its task is taken over; a live worker's lease keeps duplicate jobs from running turns twice.
+ */
+export async function claimLease(
+  db: Executor,
+  id: string,
+  worker: string,
+  leaseMs: number,
+): Promise<boolean> {
+  const row = await db
+    .updateTable("tasks")
+    .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
+    .where("id", "=", id)
+    .where((eb) =>
+      eb.or([
+        eb("lease_until", "is", null),
+        eb("lease_until", "<", sql<Date>`now()`),
+        eb("lease_owner", "=", worker),
+      ]),
+    )
+    .returning("id")
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function releaseLease(db: Executor, id: string, worker: string): Promise<void> {
+  await db
+    .updateTable("tasks")
+    .set({ lease_owner: null, lease_until: null })
+    .where("id", "=", id)
+    .where("lease_owner", "=", worker)
+    .execute();
+}
+
+/** Tasks an agent should be working on but no live worker drives (after a crash or restart). */
+export async function findOrphanedTasks(db: Executor, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom("tasks")
+    .select("id")
+    .where("status", "=", "active")
+    .where("owner_kind", "=", "agent")
+    .where((eb) => eb.or([eb("lease_until", "is", null), eb("lease_until", "<", sql<Date>`now()`)]))
+    .orderBy("last_activity_at")
+    .limit(limit)
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+export async function pendingInputs(db: Executor, taskId: string) {
+  return db
+    .selectFrom("task_inputs")
+    .select(["id", "author_id", "text"])
+    .where("task_id", "=", taskId)
+    .where("consumed_at_step", "is", null)
+    .orderBy("id")
+    .execute();
+}
+
+export async function insertInput(
+  tx: Tx,
+  input: { taskId: string; authorId: string; text: string },
+): Promise<void> {
+  await tx
+    .insertInto("task_inputs")
+    .values({ task_id: input.taskId, author_id: input.authorId, text: input.text })
+    .execute();
+}
+
+export async function consumeInputs(tx: Tx, ids: readonly string[], stepNo: number): Promise<void> {
+  if (ids.length === 0) return;
+  await tx
+    .updateTable("task_inputs")
+    .set({ consumed_at_step: stepNo })
+    .where("id", "in", ids)
+    .execute();
+}

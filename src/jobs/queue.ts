@@ -1,0 +1,93 @@
+import { PgBoss } from "pg-boss";
+import { type Executor, sqlExecutor } from "../db/database.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { TaskQueue } from "../runtime/deps.ts";
+
+export const TASK_QUEUE = "task.run";
+export const TASK_DEAD_LETTERS = "task.run.dead";
+export const MAINTENANCE_QUEUE = "baton.maintenance";
+
+export interface JobQueue {
+  tasks: TaskQueue;
+  workTasks(concurrency: number, handler: (taskId: string) => Promise<void>): Promise<void>;
+  workDeadLetters(handler: (taskId: string, error: string) => Promise<void>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface TaskJob {
+  taskId: string;
+}
+
+/**
+ * pg-boss in Baton's own database: jobs are enqueued inside the transaction that made them
+ * necessary, retried with backoff, and dead-lettered after the last attempt.
+ */
+export async function startJobQueue(options: {
+  url: string;
+  log: Logger;
+  metrics: Metrics;
+}): Promise<JobQueue> {
+  const boss = new PgBoss({ connectionString: options.url, useListenNotify: true, max: 4 });
+  boss.on("error", (error) => options.log.error({ err: error }, "job queue error"));
+  await boss.start();
+  await boss.createQueue(TASK_DEAD_LETTERS, { retryLimit: 3, retryBackoff: true });
+  await boss.createQueue(TASK_QUEUE, {
+    notify: true,
+    retryLimit: 5,
+    retryDelay: 1,
+    retryBackoff: true,
+    retryDelayMax: 60,
+    expireInSeconds: 900,
+    deadLetter: TASK_DEAD_LETTERS,
+  });
+  return {
+    tasks: {
+      async enqueue(executor: Executor, taskId: string, opts = {}) {
+        await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
+          db: sqlExecutor(executor),
+          ...(opts.startAfterSeconds !== undefined && { startAfter: opts.startAfterSeconds }),
+        });
+      },
+    },
+    async workTasks(concurrency, handler) {
+      await boss.work<TaskJob>(
+        TASK_QUEUE,
+        {
+          localConcurrency: concurrency,
+          pollingIntervalSeconds: 0.5,
+          notifyPollingIntervalSeconds: 5,
+        },
+        async (jobs) => {
+          for (const job of jobs) {
+            try {
+              await handler(job.data.taskId);
+            } catch (error) {
+              options.metrics.jobFailures.inc({ queue: TASK_QUEUE });
+              options.log.warn(
+                { err: error, taskId: job.data.taskId, jobId: job.id },
+                "task job failed; it will be retried",
+              );
+              throw error;
+            }
+          }
+        },
+      );
+    },
+    async workDeadLetters(handler) {
+      await boss.work<TaskJob & { error?: string }>(
+        TASK_DEAD_LETTERS,
+        { pollingIntervalSeconds: 2 },
+        async (jobs) => {
+          for (const job of jobs) {
+            options.metrics.deadLetters.inc({ queue: TASK_QUEUE });
+            await handler(job.data.taskId, "it kept failing after several retries");
+          }
+        },
+      );
+    },
+    async stop() {
+      await boss.stop({ graceful: true, timeout: 10_000 });
+    },
+  };
+}

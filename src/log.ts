@@ -1,0 +1,80 @@
+import pino from "pino";
+
+export type Logger = pino.Logger;
+
+/**
+ * Structured logs. Secrets never reach them: known secret-bearing fields are redacted
+ * and tokens that slip into messages are masked by shape.
+ */
+export function createLogger(
+  options: { level?: string; destination?: pino.DestinationStream } = {},
+): Logger {
+  return pino(
+    {
+      level: options.level ?? "info",
+      base: { service: "baton" },
+      redact: {
+        paths: [
+          "token",
+          "*.token",
+          "botToken",
+          "*.botToken",
+          "signingSecret",
+          "*.signingSecret",
+          "apiKey",
+          "*.apiKey",
+          "password",
+          "*.password",
+          "connectionString",
+          "*.connectionString",
+          "headers.authorization",
+          "*.headers.authorization",
+          'headers["x-slack-signature"]',
+        ],
+        censor: "[redacted]",
+      },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(
+            this,
+            args.map((a) => (typeof a === "string" ? maskSecrets(a) : a)) as Parameters<
+              typeof method
+            >,
+          );
+        },
+      },
+      serializers: { err: (error: unknown) => serializeError(error) },
+    },
+    options.destination,
+  );
+}
+
+const SECRET_SHAPES = [
+  /xox[abposr]-[A-Za-z0-9-]+/g,
+  /xapp-[A-Za-z0-9-]+/g,
+  /sk-[A-Za-z0-9_-]{16,}/g,
+  /(postgres(?:ql)?:\/\/[^:\s/]+:)[^@\s]+@/g,
+];
+
+export function maskSecrets(text: string): string {
+  let masked = text;
+  for (const shape of SECRET_SHAPES) {
+    masked = masked.replace(shape, (match, prefix?: string) =>
+      typeof prefix === "string" && match.startsWith(prefix)
+        ? `${prefix}[redacted]@`
+        : "[redacted]",
+    );
+  }
+  return masked;
+}
+
+function serializeError(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: maskSecrets(String(error)) };
+  const code = (error as { code?: unknown }).code;
+  return {
+    type: error.name,
+    message: maskSecrets(error.message),
+    ...(code !== undefined && { code }),
+    stack: error.stack ? maskSecrets(error.stack) : undefined,
+  };
+}

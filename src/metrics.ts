@@ -1,0 +1,108 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/** The numbers an operator watches, on /metrics in Prometheus format. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "baton_process_" });
+  const m = {
+    registry,
+    handoffs: new Counter({
+      name: "baton_handoffs_total",
+      help: "Ownership changes, by kind and from/to owner",
+      labelNames: ["kind", "from", "to"] as const,
+      registers: [registry],
+    }),
+    handoffLatency: new Histogram({
+      name: "baton_handoff_latency_seconds",
+      help: "Time from a handoff until the next owner's first action",
+      labelNames: ["to"] as const,
+      buckets: [0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600, 14400, 86400],
+      registers: [registry],
+    }),
+    tasksStarted: new Counter({
+      name: "baton_tasks_started_total",
+      help: "Tasks started",
+      registers: [registry],
+    }),
+    tasksFinished: new Counter({
+      name: "baton_tasks_finished_total",
+      help: "Tasks that reached an end, by outcome",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+    escalations: new Counter({
+      name: "baton_escalations_total",
+      help: "Tasks handed to a human, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    modelTokens: new Counter({
+      name: "baton_model_tokens_total",
+      help: "Model tokens, by agent and direction",
+      labelNames: ["agent", "direction"] as const,
+      registers: [registry],
+    }),
+    modelCostUsd: new Counter({
+      name: "baton_model_cost_usd_total",
+      help: "Model cost in USD, by agent",
+      labelNames: ["agent"] as const,
+      registers: [registry],
+    }),
+    modelLatency: new Histogram({
+      name: "baton_model_call_seconds",
+      help: "Model call latency",
+      labelNames: ["agent"] as const,
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30],
+      registers: [registry],
+    }),
+    completedTaskCost: new Histogram({
+      name: "baton_completed_task_cost_usd",
+      help: "Model cost per completed task",
+      buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    completedTaskTokens: new Histogram({
+      name: "baton_completed_task_tokens",
+      help: "Model tokens per completed task",
+      buckets: [100, 500, 1000, 5000, 10000, 50000, 100000],
+      registers: [registry],
+    }),
+    toolCalls: new Counter({
+      name: "baton_tool_calls_total",
+      help: "Tool calls, by tool and outcome",
+      labelNames: ["tool", "outcome"] as const,
+      registers: [registry],
+    }),
+    jobFailures: new Counter({
+      name: "baton_job_failures_total",
+      help: "Job attempts that failed, by queue",
+      labelNames: ["queue"] as const,
+      registers: [registry],
+    }),
+    deadLetters: new Counter({
+      name: "baton_dead_letters_total",
+      help: "Jobs that exhausted their retries, by queue",
+      labelNames: ["queue"] as const,
+      registers: [registry],
+    }),
+    approvalsWaiting: new Gauge({
+      name: "baton_approvals_waiting",
+      help: "Approvals waiting for a decision",
+      registers: [registry],
+    }),
+    oldestApprovalAge: new Gauge({
+      name: "baton_approval_oldest_wait_seconds",
+      help: "Age of the oldest approval waiting for a decision",
+      registers: [registry],
+    }),
+    slackEvents: new Counter({
+      name: "baton_slack_events_total",
+      help: "Slack events received, by outcome (accepted, duplicate, ignored)",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

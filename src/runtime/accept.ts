@@ -1,0 +1,113 @@
+import { taskTitle } from "../core/context.ts";
+import { linkEventsToTask, recordReceived } from "../db/events.repository.ts";
+import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
+import { findTaskByThread, insertInput, insertTask, updateTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+
+export interface IncomingMessage {
+  eventId: string;
+  channel: string;
+  ts: string;
+  threadTs: string | undefined;
+  user: string;
+  /** The text with the bot's own mention removed. */
+  text: string;
+  /** A mention starts a task (or continues the thread's); a plain reply only continues one. */
+  mentioned: boolean;
+}
+
+export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored";
+
+class Duplicate extends Error {}
+
+/**
+ * Accepting a message means storing it and queueing its work in one transaction, before Slack
+ * is acknowledged: once acknowledged, nothing is lost, and a redelivery does nothing.
+ */
+export async function acceptMessage(
+  deps: RuntimeDeps,
+  message: IncomingMessage,
+): Promise<AcceptOutcome> {
+  const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
+  try {
+    return await deps.db.transaction().execute(async (tx) => {
+      if (!(await recordReceived(tx, keys))) throw new Duplicate();
+      const threadTs = message.threadTs ?? message.ts;
+      const existing = await findTaskByThread(tx, message.channel, threadTs);
+      if (!existing) {
+        if (!message.mentioned || (message.threadTs !== undefined && !message.mentioned))
+          return "ignored";
+        const { agent, text } = chooseAgent(deps, message);
+        const task = await insertTask(tx, {
+          channelId: message.channel,
+          threadTs,
+          requesterId: message.user,
+          title: taskTitle(text),
+          requestText: text,
+          owner: { kind: "agent", id: agent.id },
+        });
+        await appendConversation(tx, [
+          { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: text } },
+        ]);
+        await insertHandoff(tx, {
+          taskId: task.id,
+          stepNo: 0,
+          kind: "start",
+          from: { kind: "human", id: message.user },
+          to: { kind: "agent", id: agent.id },
+          note: { request: text },
+        });
+        await audit(tx, [
+          {
+            taskId: task.id,
+            actor: { kind: "human", id: message.user },
+            kind: "message_received",
+            data: { text, channel: message.channel, ts: message.ts },
+          },
+          {
+            taskId: task.id,
+            actor: { kind: "system", id: "baton" },
+            kind: "task_started",
+            data: { agent: agent.id },
+          },
+        ]);
+        await linkEventsToTask(tx, keys, task.id);
+        await deps.queue.enqueue(tx, task.id);
+        deps.metrics.tasksStarted.inc();
+        return "started";
+      }
+      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text });
+      await audit(tx, {
+        taskId: existing.id,
+        actor: { kind: "human", id: message.user },
+        kind: "message_received",
+        data: { text: message.text, ts: message.ts },
+      });
+      await linkEventsToTask(tx, keys, existing.id);
+      // A reply to an answered or failed task reopens it with the agent that owned it last.
+      if (
+        (existing.status === "done" || existing.status === "failed") &&
+        existing.owner_kind === "agent"
+      ) {
+        await updateTask(tx, existing.id, {
+          status: "active",
+          modelErrors: 0,
+          failureReason: null,
+        });
+      }
+      if (existing.status !== "waiting_human") await deps.queue.enqueue(tx, existing.id);
+      return "continued";
+    });
+  } catch (error) {
+    if (error instanceof Duplicate) return "duplicate";
+    throw error;
+  }
+}
+
+/** "@Baton billing: refund order 1077" goes to billing; otherwise the channel's entry agent. */
+function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {
+  const named = /^\s*([A-Za-z][\w -]{0,40}?)\s*[:,]\s*(.*)$/s.exec(message.text);
+  const agent = named?.[1] ? deps.agents.named(named[1]) : undefined;
+  if (agent && named?.[2]) return { agent, text: named[2].trim() };
+  return { agent: deps.agents.entryFor(message.channel), text: message.text.trim() };
+}

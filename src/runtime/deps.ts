@@ -1,0 +1,30 @@
+import type { AgentDirectory } from "../core/agents/directory.ts";
+import type { ModelPort } from "../core/model.ts";
+import type { ChatSurface, Clock } from "../core/ports.ts";
+import type { ToolRegistry } from "../core/tools/tool.ts";
+import type { Db, Executor } from "../db/database.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+
+/** Puts a task's next run on the durable queue, inside the caller's transaction when given one. */
+export interface TaskQueue {
+  enqueue(
+    executor: Executor,
+    taskId: string,
+    options?: { startAfterSeconds?: number },
+  ): Promise<void>;
+}
+
+export interface RuntimeDeps {
+  db: Db;
+  agents: AgentDirectory;
+  tools: ToolRegistry;
+  model: ModelPort;
+  chat: ChatSurface;
+  queue: TaskQueue;
+  log: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  /** Unique per process: names the lease holder. */
+  workerId: string;
+}

@@ -1,0 +1,23 @@
+import type { Agent } from "../core/agents/directory.ts";
+import type { Tx } from "../db/database.ts";
+import type { AuditInput } from "../db/ledger.repository.ts";
+import type { OutboxMessage } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import type { TaskChanges } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+
+/** What a use case decides inside one transaction: written at its end, effects after commit. */
+export interface Effects {
+  tx: Tx;
+  deps: RuntimeDeps;
+  task: TaskRow;
+  stepNo: number;
+  changes: TaskChanges;
+  audits: AuditInput[];
+  outbox: OutboxMessage[];
+  afterCommit: (() => void)[];
+}
+
+export interface AgentEffects extends Effects {
+  agent: Agent;
+}

@@ -1,0 +1,233 @@
+import { renderHumanReturn } from "../core/context.ts";
+import type { EscalationNote } from "../core/handoffs/note.ts";
+import * as humans from "../db/humans.repository.ts";
+import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
+import { lockTask, updateTask } from "../db/tasks.repository.ts";
+import { NotFoundError, PolicyDeniedError } from "../errors.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import type { AgentEffects } from "./effects.ts";
+import { deliverOutbox } from "./outbox.ts";
+import { personaOf, post } from "./turn.ts";
+
+const DEFAULT_RESPOND_WITHIN_MS = 4 * 3_600_000;
+
+type Owner = { kind: "user" | "group" | "channel"; id: string };
+
+/** The lane's owner: a named person first, then a user group, then the lane's channel. */
+export function laneOwner(
+  deps: RuntimeDeps,
+  lane: EscalationNote["lane"],
+  fallbackChannel: string,
+) {
+  const config = deps.agents.file.policies.lanes[lane];
+  const owner: Owner = config?.users[0]
+    ? { kind: "user", id: config.users[0] }
+    : config?.groups[0]
+      ? { kind: "group", id: config.groups[0] }
+      : { kind: "channel", id: config?.channel ?? fallbackChannel };
+  return {
+    owner,
+    respondWithinMs: config?.respond_within ?? DEFAULT_RESPOND_WITHIN_MS,
+    fallback: config?.fallback,
+  };
+}
+
+/** Hands the task to a person with a note that answers who, what, why, when, where and what next. */
+export async function startEscalation(
+  fx: AgentEffects,
+  input: { note: EscalationNote; reason: "agent" | "cap" | "limit" },
+) {
+  const { task, agent, deps } = fx;
+  const { owner, respondWithinMs, fallback } = laneOwner(deps, input.note.lane, task.channel_id);
+  const respondBy = new Date(deps.clock.now().getTime() + respondWithinMs);
+  const { id } = await humans.insertEscalation(fx.tx, {
+    taskId: task.id,
+    stepNo: fx.stepNo,
+    fromAgent: agent.id,
+    note: input.note,
+    owner,
+    fallback: fallback && { users: [...fallback.users], groups: [...fallback.groups] },
+    respondBy,
+  });
+  await insertHandoff(fx.tx, {
+    taskId: task.id,
+    stepNo: fx.stepNo,
+    kind: "escalation",
+    from: { kind: "agent", id: agent.id },
+    to: { kind: "human", id: owner.id },
+    note: input.note,
+  });
+  Object.assign(fx.changes, {
+    owner: { kind: "human", id: owner.id },
+    status: "waiting_human",
+    hop: true,
+    urgency: input.note.urgency,
+  });
+  fx.outbox.push(
+    post(
+      task,
+      {
+        kind: "escalation_card",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        persona: personaOf(agent),
+        escalation: {
+          escalationId: id,
+          fromName: agent.name,
+          owner,
+          note: input.note,
+          state: { status: "open" },
+        },
+      },
+      { table: "escalations", id },
+    ),
+  );
+  if (owner.kind !== "channel" || owner.id !== task.channel_id) {
+    fx.outbox.push(
+      post(
+        task,
+        ownerNotice(owner, task.channel_id, task.thread_ts, agent.name, input.note.summary),
+      ),
+    );
+  }
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "escalated",
+    data: { escalation_id: id, owner, note: input.note, reason: input.reason },
+  });
+  fx.afterCommit.push(() => deps.metrics.escalations.inc({ reason: input.reason }));
+}
+
+/** The owner hears of it where they are: a DM for a person, the lane's channel otherwise. */
+function ownerNotice(
+  owner: Owner,
+  channel: string,
+  threadTs: string,
+  fromName: string,
+  summary: string,
+) {
+  const text = `${fromName} needs a person on this (https://slack.com/app_redirect?channel=${channel}&message_ts=${threadTs}): ${summary}`;
+  if (owner.kind === "user") return { kind: "direct_message" as const, user: owner.id, text };
+  if (owner.kind === "group")
+    return { kind: "notice" as const, channel, threadTs, text: `<!subteam^${owner.id}> ${text}` };
+  return { kind: "notice" as const, channel: owner.id, text };
+}
+
+export type EscalationChoice =
+  | { kind: "take_over" }
+  | { kind: "send_back"; agentId: string; instruction: string };
+
+/** The owner takes the work over, or sends it back to an agent with an instruction. Decided once. */
+export async function decideEscalation(
+  deps: RuntimeDeps,
+  input: { escalationId: string; userId: string; choice: EscalationChoice },
+) {
+  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  if (input.choice.kind === "send_back" && !deps.agents.get(input.choice.agentId)) {
+    throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);
+  }
+  const now = deps.clock.now();
+  const outcome = await deps.db.transaction().execute(async (tx) => {
+    const row = await humans.decideEscalation(tx, escalation.id, {
+      status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
+      by: input.userId,
+      decision: input.choice,
+      now,
+    });
+    if (!row) return undefined;
+    const task = await lockTask(tx, row.task_id);
+    if (!task) return undefined;
+    const from = deps.agents.get(row.from_agent) ?? { name: row.from_agent, icon: ":robot_face:" };
+    const note = row.note as unknown as EscalationNote;
+    const at = now.toISOString();
+    const choice = input.choice;
+    if (choice.kind === "take_over") {
+      await insertHandoff(tx, {
+        taskId: task.id,
+        stepNo: task.step_no,
+        kind: "take_over",
+        from: { kind: "human", id: row.owner.id },
+        to: { kind: "human", id: input.userId },
+        note: {},
+      });
+      await updateTask(tx, task.id, {
+        owner: { kind: "human", id: input.userId },
+        status: "waiting_human",
+      });
+    } else {
+      const agent = deps.agents.require(choice.agentId);
+      await insertHandoff(tx, {
+        taskId: task.id,
+        stepNo: task.step_no,
+        kind: "human_return",
+        from: { kind: "human", id: input.userId },
+        to: { kind: "agent", id: agent.id },
+        note: { instruction: choice.instruction },
+      });
+      await appendConversation(tx, [
+        {
+          taskId: task.id,
+          stintNo: task.stint_no + 1,
+          stepNo: task.step_no,
+          message: {
+            role: "user",
+            content: renderHumanReturn(input.userId, choice.instruction, task.request_text),
+          },
+        },
+      ]);
+      await updateTask(tx, task.id, {
+        owner: { kind: "agent", id: agent.id },
+        status: "active",
+        newStint: true,
+        handbackStack: [],
+      });
+      await deps.queue.enqueue(tx, task.id);
+    }
+    const state =
+      choice.kind === "take_over"
+        ? { status: "taken_over" as const, by: input.userId, at }
+        : {
+            status: "sent_back" as const,
+            by: input.userId,
+            at,
+            toName: deps.agents.require(choice.agentId).name,
+            instruction: choice.instruction,
+          };
+    await enqueueOutbox(tx, [
+      post(task, {
+        kind: "escalation_card",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        persona: personaOf(from),
+        ...(row.card_ts ? { updateTs: row.card_ts } : {}),
+        escalation: {
+          escalationId: row.id,
+          fromName: from.name,
+          owner: row.owner as Owner,
+          note,
+          state,
+        },
+      }),
+    ]);
+    await audit(tx, {
+      taskId: task.id,
+      actor: { kind: "human", id: input.userId },
+      kind: "escalation_decided",
+      data: { escalation_id: row.id, choice },
+    });
+    return { taskId: task.id };
+  });
+  if (!outcome) {
+    const winner = await humans.findEscalation(deps.db, escalation.id);
+    return {
+      outcome: "already_decided" as const,
+      by: winner?.decided_by ?? null,
+      status: winner?.status ?? "decided",
+    };
+  }
+  await deliverOutbox(deps, { taskId: outcome.taskId });
+  return { outcome: "decided" as const };
+}

@@ -1,0 +1,76 @@
+import { audit } from "../db/ledger.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import type { AgentEffects } from "./effects.ts";
+import { startEscalation } from "./escalations.ts";
+import { deliverOutbox } from "./outbox.ts";
+import { post } from "./turn.ts";
+
+/**
+ * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so
+ * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
+ */
+export async function haltTask(
+  deps: RuntimeDeps,
+  task: TaskRow,
+  input: { reason: string; toHuman?: boolean },
+): Promise<void> {
+  await deps.db.transaction().execute(async (tx) => {
+    const locked = await lockTask(tx, task.id);
+    if (!locked || locked.status === "done" || locked.status === "failed") return;
+    const agent = locked.owner_kind === "agent" ? deps.agents.get(locked.owner_id) : undefined;
+    const fx: AgentEffects = {
+      tx,
+      deps,
+      task: locked,
+      agent: agent ?? deps.agents.all()[0]!,
+      stepNo: locked.step_no + 1,
+      changes: { stepNo: locked.step_no + 1 } as TaskChanges,
+      audits: [],
+      outbox: [],
+      afterCommit: [],
+    };
+    if (input.toHuman) {
+      await startEscalation(fx, {
+        reason: "cap",
+        note: {
+          requester: `<@${locked.requester_id}>`,
+          summary: locked.title,
+          done: [],
+          reason: `Stopped automatically: ${input.reason}.`,
+          urgency: "high",
+          confidence: 1,
+          lane: "owner_escalation",
+          recommended_action:
+            "Decide whether to raise the cap and send it back to an agent, or take it over.",
+          facts: locked.facts as Record<string, string>,
+        },
+      });
+    } else {
+      Object.assign(fx.changes, { status: "failed", failureReason: input.reason });
+      fx.outbox.push(
+        post(locked, {
+          kind: "failure_notice",
+          channel: locked.channel_id,
+          threadTs: locked.thread_ts,
+          taskId: locked.id,
+          reason: input.reason,
+        }),
+      );
+      fx.afterCommit.push(() => deps.metrics.tasksFinished.inc({ outcome: "failed" }));
+    }
+    fx.audits.push({
+      taskId: locked.id,
+      actor: { kind: "system", id: "baton" },
+      kind: input.toHuman ? "task_stopped" : "task_failed",
+      data: { reason: input.reason },
+    });
+    await updateTask(tx, locked.id, fx.changes);
+    await audit(tx, fx.audits);
+    await enqueueOutbox(tx, fx.outbox);
+    for (const effect of fx.afterCommit) effect();
+  });
+  await deliverOutbox(deps, { taskId: task.id });
+}

@@ -1,0 +1,69 @@
+import type { ChatIntent, ChatSurface } from "../core/ports.ts";
+import type { Db } from "../db/database.ts";
+import {
+  lockUndelivered,
+  markDelivered,
+  markFailed,
+  rememberCard,
+} from "../db/outbox.repository.ts";
+import { isBatonError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+const MAX_ATTEMPTS = 8;
+
+interface OutboxPayload {
+  intent: ChatIntent;
+  cardOf: { table: "approvals" | "escalations"; id: string } | null;
+}
+
+/**
+ * Delivers what committed transactions decided to say, in order, once.
+ * Rows are locked while they are sent, so two deliverers never send the same row; a row sent
+ * by a process that died before marking it is found by its metadata instead of sent again.
+ */
+export async function deliverOutbox(
+  deps: { db: Db; chat: ChatSurface; log: Logger },
+  filter: { taskId?: string; olderThanMs?: number } = {},
+): Promise<number> {
+  let delivered = 0;
+  await deps.db.transaction().execute(async (tx) => {
+    const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
+    for (const row of rows) {
+      const payload = row.payload as unknown as OutboxPayload;
+      const log = deps.log.child({
+        taskId: row.task_id,
+        outboxId: row.id,
+        intent: payload.intent.kind,
+      });
+      try {
+        // A row tried before (or left by a dead process) may already be in Slack.
+        const already =
+          row.attempts > 0 || filter.olderThanMs !== undefined
+            ? await deps.chat.findPosted(payload.intent, row.id)
+            : undefined;
+        const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
+        await markDelivered(tx, row.id, sent.ts ?? null);
+        if (payload.cardOf && sent.ts)
+          await rememberCard(
+            tx,
+            payload.cardOf,
+            sent.channel ?? intentChannel(payload.intent),
+            sent.ts,
+          );
+        delivered++;
+      } catch (error) {
+        const retriable = !isBatonError(error) || error.retriable;
+        const dead = !retriable || row.attempts + 1 >= MAX_ATTEMPTS;
+        log.warn({ err: error, dead }, "slack delivery failed");
+        await markFailed(tx, row.id, (error as Error).message.slice(0, 500), dead);
+        // Later messages of the thread wait, so the thread keeps its order.
+        if (!dead) break;
+      }
+    }
+  });
+  return delivered;
+}
+
+function intentChannel(intent: ChatIntent): string {
+  return intent.kind === "direct_message" ? intent.user : intent.channel;
+}

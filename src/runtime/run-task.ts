@@ -1,0 +1,132 @@
+import type { Agent } from "../core/agents/directory.ts";
+import { systemMessage } from "../core/context.ts";
+import { interpretReply } from "../core/dispatch.ts";
+import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
+import { toolSpecsFor } from "../core/tools/builtin.ts";
+import { stintConversation } from "../db/ledger.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import { claimLease, findTask, pendingInputs, releaseLease } from "../db/tasks.repository.ts";
+import { isBatonError } from "../errors.ts";
+import { settleDecidedApprovals } from "./approvals.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import { haltTask } from "./halt.ts";
+import { deliverOutbox } from "./outbox.ts";
+import { commitTurn, type TurnOutcome } from "./turn.ts";
+
+/** Long enough for one slow model call; a dead worker's task is taken over after this. */
+export const LEASE_MS = 120_000;
+// One job drives a task through many turns; past this it yields the worker and re-queues itself.
+const MAX_TURNS_PER_RUN = 40;
+
+/**
+ * Drives one task until it waits for a human, ends, or fails. Every turn commits on its own,
+ * so a process killed anywhere resumes from the last commit and repeats no side effect.
+ */
+export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> {
+  if (!(await claimLease(deps.db, taskId, deps.workerId, LEASE_MS))) {
+    deps.log.debug({ taskId }, "task is driven by another worker");
+    return;
+  }
+  try {
+    for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
+      const outcome = await runTurn(deps, taskId);
+      await deliverOutbox(deps, { taskId });
+      if (outcome === "idle") break;
+    }
+  } finally {
+    await releaseLease(deps.db, taskId, deps.workerId);
+  }
+  // A reply that arrived while this worker held the lease found the task busy; pick it up now.
+  const task = await findTask(deps.db, taskId);
+  if (task?.status === "active" && task.owner_kind === "agent")
+    await deps.queue.enqueue(deps.db, taskId);
+}
+
+async function runTurn(deps: RuntimeDeps, taskId: string): Promise<TurnOutcome> {
+  await settleDecidedApprovals(deps, taskId);
+  const task = await findTask(deps.db, taskId);
+  if (!task || task.status !== "active" || task.owner_kind !== "agent") return "idle";
+  const agent = deps.agents.get(task.owner_id);
+  if (!agent) {
+    await haltTask(deps, task, {
+      reason: `the agent "${task.owner_id}" is no longer in the agents file`,
+    });
+    return "idle";
+  }
+  const hopLimit = deps.agents.file.defaults.hop_limit;
+  if (task.hop_count >= hopLimit) {
+    await haltTask(deps, task, {
+      reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
+    });
+    return "idle";
+  }
+  const capReason = overCap(agent, task);
+  if (capReason) {
+    await haltTask(deps, task, { reason: capReason, toHuman: true });
+    return "idle";
+  }
+  const [history, inputs] = await Promise.all([
+    stintConversation(deps.db, task.id, task.stint_no),
+    pendingInputs(deps.db, task.id),
+  ]);
+  const newMessages: ChatMessage[] = inputs.map((input) => ({
+    role: "user",
+    content:
+      input.author_id === task.requester_id
+        ? input.text
+        : `<@${input.author_id}> wrote: ${input.text}`,
+  }));
+  const stack = task.handback_stack;
+  const handBackTo = stack.at(-1);
+  const messages: ChatMessage[] = [
+    systemMessage(agent, {
+      id: task.id,
+      title: task.title,
+      requesterId: task.requester_id,
+      facts: task.facts,
+    }),
+    ...history,
+    ...newMessages,
+  ];
+  const tools = toolSpecsFor(
+    agent,
+    deps.tools,
+    (id) => deps.agents.get(id),
+    handBackTo !== undefined,
+  );
+  const started = performance.now();
+  let reply: ModelReply;
+  try {
+    reply = await deps.model.complete({ model: agent.model, messages, tools, taskId: task.id });
+  } catch (error) {
+    // Rate limits and outages: the job retries with backoff, then dead-letters.
+    if (!isBatonError(error) || error.retriable) throw error;
+    await haltTask(deps, task, { reason: `the model could not be used: ${error.message}` });
+    return "idle";
+  }
+  const latencyMs = performance.now() - started;
+  const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
+  return commitTurn(deps, {
+    task,
+    agent,
+    reply,
+    actions,
+    inputIds: inputs.map((i) => i.id),
+    newMessages,
+    latencyMs,
+    requestChars: messageChars(messages),
+  });
+}
+
+/** Per-task caps from the agents file; a task over its cap goes to a human. */
+function overCap(agent: Agent, task: TaskRow): string | undefined {
+  const { tokens_per_task: maxTokens, usd_per_task: maxUsd } = agent.caps;
+  if (maxTokens !== undefined && task.tokens >= maxTokens) {
+    return `it used ${task.tokens} model tokens, over ${agent.name}'s cap of ${maxTokens} per task`;
+  }
+  const spent = Number(task.cost_usd);
+  if (maxUsd !== undefined && spent >= maxUsd) {
+    return `it cost ${spent.toFixed(4)} USD in model calls, over ${agent.name}'s cap of ${maxUsd} USD per task`;
+  }
+  return undefined;
+}

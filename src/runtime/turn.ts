@@ -1,0 +1,318 @@
+import type { Agent } from "../core/agents/directory.ts";
+import { renderHandBack, renderHandoffNote } from "../core/context.ts";
+import type { Action } from "../core/dispatch.ts";
+import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
+import type { ChatIntent, Persona } from "../core/ports.ts";
+import {
+  appendConversation,
+  audit,
+  insertHandoff,
+  insertModelCall,
+} from "../db/ledger.repository.ts";
+import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import { claimLease, consumeInputs, lockTaskAtStep, updateTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import type { AgentEffects } from "./effects.ts";
+import { startEscalation } from "./escalations.ts";
+import { LEASE_MS } from "./run-task.ts";
+import { runToolAction } from "./tool-actions.ts";
+
+export type TurnOutcome = "continue" | "idle";
+
+/** Consecutive unusable model replies before the task stops and says so. */
+const MAX_MODEL_ERRORS = 3;
+
+export interface Turn {
+  task: TaskRow;
+  agent: Agent;
+  reply: ModelReply;
+  actions: Action[];
+  inputIds: string[];
+  newMessages: ChatMessage[];
+  latencyMs: number;
+  requestChars: number;
+}
+
+/** Everything one turn decides, written in one transaction at the end. */
+export interface TurnEffects extends AgentEffects {
+  turn: Turn;
+  conversation: ChatMessage[];
+  nextStint: ChatMessage | undefined;
+  modelErrors: number;
+}
+
+export function personaOf(agent: Pick<Agent, "name" | "icon">): Persona {
+  return { name: agent.name, icon: agent.icon };
+}
+
+export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOutcome> {
+  const { task, agent, reply } = turn;
+  const stepNo = task.step_no + 1;
+  const cost = costUsd(reply.model || agent.model, reply.usage);
+  const after: (() => void)[] = [];
+  const committed = await deps.db.transaction().execute(async (tx) => {
+    const locked = await lockTaskAtStep(tx, task.id, task.step_no);
+    // Another worker committed this step first (a lease ran out mid-call): drop this turn.
+    if (!locked || locked.status !== "active" || locked.owner_kind !== "agent") return false;
+    await claimLease(tx, task.id, deps.workerId, LEASE_MS);
+    await consumeInputs(tx, turn.inputIds, stepNo);
+    await insertModelCall(tx, {
+      taskId: task.id,
+      stepNo,
+      agentId: agent.id,
+      model: reply.model || agent.model,
+      promptTokens: reply.usage.promptTokens,
+      completionTokens: reply.usage.completionTokens,
+      costUsd: cost,
+      latencyMs: Math.round(turn.latencyMs),
+      requestChars: turn.requestChars,
+      outcome: turn.actions.map((a) => a.kind).join(","),
+    });
+    const fx: TurnEffects = {
+      tx,
+      deps,
+      task,
+      agent,
+      turn,
+      stepNo,
+      conversation: [...turn.newMessages, assistantMessage(reply)],
+      nextStint: undefined,
+      changes: {
+        stepNo,
+        addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
+        addCostUsd: cost,
+      },
+      audits: [],
+      outbox: [],
+      modelErrors: 0,
+      afterCommit: after,
+    };
+    let ended = false;
+    for (const [index, action] of turn.actions.entries()) {
+      if (ended) {
+        if ("callId" in action)
+          fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
+        continue;
+      }
+      ended = await applyAction(fx, action, index);
+    }
+    settleModelErrors(fx);
+    await appendConversation(
+      tx,
+      fx.conversation.map((message) => ({
+        taskId: task.id,
+        stintNo: task.stint_no,
+        stepNo,
+        message,
+      })),
+    );
+    if (fx.nextStint) {
+      await appendConversation(tx, [
+        { taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint },
+      ]);
+    }
+    await updateTask(tx, task.id, fx.changes);
+    await audit(tx, fx.audits);
+    await enqueueOutbox(tx, fx.outbox);
+    return true;
+  });
+  if (!committed) return "continue";
+  deps.metrics.modelTokens.inc({ agent: agent.id, direction: "prompt" }, reply.usage.promptTokens);
+  deps.metrics.modelTokens.inc(
+    { agent: agent.id, direction: "completion" },
+    reply.usage.completionTokens,
+  );
+  deps.metrics.modelCostUsd.inc({ agent: agent.id }, cost);
+  deps.metrics.modelLatency.observe({ agent: agent.id }, turn.latencyMs / 1000);
+  for (const effect of after) effect();
+  return "continue";
+}
+
+async function applyAction(fx: TurnEffects, action: Action, index: number): Promise<boolean> {
+  const { task, agent } = fx.turn;
+  switch (action.kind) {
+    case "tool":
+      return runToolAction(fx, action, index);
+    case "rejected":
+      return rejectCall(fx, action);
+    case "transfer":
+    case "hand_back":
+      return handOver(fx, action);
+    case "escalate":
+      await startEscalation(fx, { note: action.note, reason: "agent" });
+      return true;
+    case "final":
+      fx.changes.status = "done";
+      fx.outbox.push(
+        post(task, {
+          kind: "agent_reply",
+          channel: task.channel_id,
+          threadTs: task.thread_ts,
+          persona: personaOf(agent),
+          text: action.text,
+        }),
+      );
+      fx.audits.push({
+        taskId: task.id,
+        actor: { kind: "agent", id: agent.id },
+        kind: "answer",
+        data: { text: action.text.slice(0, 4000) },
+      });
+      fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
+      return true;
+    case "empty":
+      fx.modelErrors++;
+      fx.conversation.push({
+        role: "user",
+        content: "Your last reply was empty. Answer the requester, or call one of your tools.",
+      });
+      fx.audits.push({
+        taskId: task.id,
+        actor: { kind: "agent", id: agent.id },
+        kind: "model_error",
+        data: { error: "empty reply" },
+      });
+      return false;
+  }
+}
+
+function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
+  const { task, agent } = fx.turn;
+  if (action.reason !== "not_allowed") fx.modelErrors++;
+  fx.conversation.push(toolMessage(action.callId, { error: action.message }));
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: action.reason === "not_allowed" ? "tool_refused" : "model_error",
+    data: {
+      tool: action.name,
+      reason: action.reason,
+      message: action.message,
+      arguments: action.rawArgs.slice(0, 2000),
+    },
+  });
+  fx.afterCommit.push(() =>
+    fx.deps.metrics.toolCalls.inc({ tool: action.name.slice(0, 60), outcome: action.reason }),
+  );
+  return false;
+}
+
+async function handOver(
+  fx: TurnEffects,
+  action: Extract<Action, { kind: "transfer" | "hand_back" }>,
+): Promise<boolean> {
+  const { task, agent } = fx.turn;
+  const to = fx.deps.agents.require(action.to);
+  const stack = [...task.handback_stack];
+  if (action.kind === "transfer") stack.push(agent.id);
+  else stack.pop();
+  await insertHandoff(fx.tx, {
+    taskId: task.id,
+    stepNo: fx.stepNo,
+    kind: action.kind,
+    from: { kind: "agent", id: agent.id },
+    to: { kind: "agent", id: to.id },
+    note: action.note,
+  });
+  fx.changes = {
+    ...fx.changes,
+    owner: { kind: "agent", id: to.id },
+    hop: true,
+    newStint: true,
+    handbackStack: stack,
+    facts: { ...task.facts, ...action.note.facts },
+  };
+  fx.nextStint = {
+    role: "user",
+    content:
+      action.kind === "transfer"
+        ? renderHandoffNote(agent.name, action.note)
+        : renderHandBack(agent.name, action.note, task.request_text),
+  };
+  fx.outbox.push(
+    post(task, {
+      kind: "handoff_card",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      persona: personaOf(agent),
+      fromName: agent.name,
+      toName: to.name,
+      handoff:
+        action.kind === "transfer"
+          ? { kind: "transfer", note: action.note }
+          : { kind: "hand_back", note: action.note },
+    }),
+  );
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "handoff",
+    data: { kind: action.kind, to: to.id, note: action.note },
+  });
+  fx.afterCommit.push(() =>
+    fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id }),
+  );
+  return true;
+}
+
+function settleModelErrors(fx: TurnEffects): void {
+  const { task } = fx.turn;
+  if (fx.modelErrors === 0) {
+    if (task.model_errors !== 0) fx.changes.modelErrors = 0;
+    return;
+  }
+  const total = task.model_errors + 1;
+  fx.changes.modelErrors = total;
+  if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
+  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls or unknown tools)`;
+  fx.changes.status = "failed";
+  fx.changes.failureReason = reason;
+  fx.outbox.push(
+    post(task, {
+      kind: "failure_notice",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      taskId: task.id,
+      reason,
+    }),
+  );
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "system", id: "baton" },
+    kind: "task_failed",
+    data: { reason },
+  });
+  fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
+}
+
+export function post(
+  task: { id: string },
+  intent: ChatIntent,
+  cardOf?: OutboxMessage["cardOf"],
+): OutboxMessage {
+  return cardOf ? { taskId: task.id, intent, cardOf } : { taskId: task.id, intent };
+}
+
+export function toolMessage(callId: string, content: unknown): ChatMessage {
+  const text = typeof content === "string" ? content : JSON.stringify(content);
+  // Tool results are data for the model, cut so one huge result cannot flood the context.
+  return {
+    role: "tool",
+    tool_call_id: callId,
+    content: text.length > 4_000 ? `${text.slice(0, 4_000)}…` : text,
+  };
+}
+
+function assistantMessage(reply: ModelReply): ChatMessage {
+  if (reply.toolCalls.length === 0) return { role: "assistant", content: reply.content ?? "" };
+  return {
+    role: "assistant",
+    content: reply.content,
+    tool_calls: reply.toolCalls.map((c) => ({
+      id: c.id,
+      type: "function",
+      function: { name: c.name, arguments: c.arguments },
+    })),
+  };
+}

@@ -1,0 +1,81 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import bolt from "@slack/bolt";
+import type { Logger } from "../log.ts";
+import type { SlackHandlers } from "./handlers.ts";
+import { registerActionListeners } from "./listeners/actions.ts";
+import { registerCommandListeners } from "./listeners/commands.ts";
+import { registerEventListeners } from "./listeners/events.ts";
+
+const { App, HTTPReceiver, LogLevel, SocketModeReceiver } = bolt;
+export type BoltApp = InstanceType<typeof App>;
+
+export interface SlackAppOptions {
+  botToken: string;
+  signingSecret: string;
+  appToken?: string;
+  apiUrl?: string;
+  log: Logger;
+  /** Extra GET routes on the HTTP server (/metrics, /healthz). */
+  routes?: { path: string; handler: (req: IncomingMessage, res: ServerResponse) => void }[];
+}
+
+/**
+ * Bolt over HTTP at /slack/events (events, interactivity and commands share it), or Socket Mode
+ * when an app token is set. Receivers do transport only; listeners parse and call the core.
+ */
+export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers): BoltApp {
+  const logger = boltLogger(options.log);
+  const clientOptions = {
+    ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
+    retryConfig: { retries: 3 },
+  };
+  const receiver = options.appToken
+    ? new SocketModeReceiver({
+        appToken: options.appToken,
+        logger,
+        customRoutes: routes(options),
+        ...(options.apiUrl && { installerOptions: { clientOptions } }),
+      })
+    : new HTTPReceiver({
+        signingSecret: options.signingSecret,
+        endpoints: "/slack/events",
+        // Events are stored and queued before Slack gets its 200, so an acknowledged event is never lost.
+        processBeforeResponse: true,
+        customRoutes: routes(options),
+        logger,
+      });
+  const app = new App({
+    token: options.botToken,
+    receiver,
+    logger,
+    clientOptions,
+    ignoreSelf: true,
+  });
+  registerEventListeners(app, handlers);
+  registerActionListeners(app, handlers);
+  registerCommandListeners(app, handlers);
+  app.error(async (error) => {
+    options.log.error({ err: error.original ?? error, code: error.code }, "slack listener failed");
+  });
+  return app;
+}
+
+function routes(options: SlackAppOptions) {
+  return (options.routes ?? []).map((r) => ({ path: r.path, method: ["GET"], handler: r.handler }));
+}
+
+function boltLogger(log: Logger) {
+  const child = log.child({ component: "bolt" });
+  let level = LogLevel.INFO;
+  return {
+    debug: (...msg: unknown[]) => child.debug(msg.map(String).join(" ")),
+    info: (...msg: unknown[]) => child.info(msg.map(String).join(" ")),
+    warn: (...msg: unknown[]) => child.warn(msg.map(String).join(" ")),
+    error: (...msg: unknown[]) => child.error(msg.map(String).join(" ")),
+    setLevel: (l: typeof level) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
+}

@@ -1,0 +1,316 @@
+import type { types, webApi } from "@slack/bolt";
+import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
+import { BatonError, TransientError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { clip, isGroupId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
+import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
+import type { SlackMessage } from "./views/blocks.ts";
+import { type EscalationCardInput, escalationCard } from "./views/escalation-card.ts";
+import { handoffCard } from "./views/handoff-card.ts";
+import { agentReply, failureNotice } from "./views/task-message.ts";
+
+/** Slack refused the call for a reason retrying will not fix (bad channel, bad blocks, auth). */
+export class SlackDeliveryError extends BatonError {
+  readonly code = "slack_rejected";
+  readonly fault = "system";
+}
+
+/** The metadata event type that marks a message as an outbox delivery. */
+export const OUTBOX_EVENT = "baton_outbox";
+
+export interface SlackChatSurfaceOptions {
+  log: Logger;
+  /** Milliseconds since the epoch; injected by tests to expire the group cache. */
+  now?: () => number;
+  groupCacheMs?: number;
+}
+
+type Intent<K extends ChatIntent["kind"]> = Extract<ChatIntent, { kind: K }>;
+type Delivered = { ts?: string; channel?: string };
+type Target = { channel: string; threadTs?: string };
+type Outgoing = { text: string; blocks?: unknown[] };
+
+const GROUP_CACHE_MS = 60_000;
+// conversations.replies pages of 200: 2,000 replies is far past any task thread.
+const REPLY_PAGES_MAX = 10;
+
+export function createSlackChatSurface(
+  client: webApi.WebClient,
+  options: SlackChatSurfaceOptions,
+): ChatSurface {
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  const groupCacheMs = options.groupCacheMs ?? GROUP_CACHE_MS;
+  const groups = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
+
+  async function post(target: Target, message: Outgoing, outboxId: string, persona?: Persona) {
+    const { channel } = target;
+    // Blocks come from the builders (or the digest, built with them); Slack validates the rest.
+    const content = message.blocks
+      ? { channel, text: message.text, blocks: message.blocks as types.KnownBlock[] }
+      : { channel, text: message.text };
+    const answer = await call("chat.postMessage", () =>
+      client.chat.postMessage({
+        ...content,
+        ...(target.threadTs && { thread_ts: target.threadTs }),
+        ...(persona && personaFields(persona)),
+        metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: outboxId } },
+      }),
+    );
+    return { ts: answer.ts, channel: answer.channel ?? channel };
+  }
+
+  async function postOrUpdate(
+    intent: Intent<"approval_card" | "escalation_card">,
+    message: SlackMessage,
+    outboxId: string,
+  ): Promise<Delivered> {
+    if (intent.updateTs === undefined) return post(intent, message, outboxId, intent.persona);
+    const updateTs = intent.updateTs;
+    // findPosted never looks for updates (sending one twice is harmless): no metadata needed.
+    const answer = await call("chat.update", () =>
+      client.chat.update({
+        channel: intent.channel,
+        ts: updateTs,
+        text: message.text,
+        blocks: message.blocks,
+      }),
+    );
+    return { ts: answer.ts ?? updateTs, channel: answer.channel ?? intent.channel };
+  }
+
+  async function directMessage(intent: Intent<"direct_message">, outboxId: string) {
+    const opened = await call("conversations.open", () =>
+      client.conversations.open({ users: intent.user }),
+    );
+    const channel = opened.channel?.id;
+    if (!channel) throw new SlackDeliveryError("Slack opened no DM channel");
+    const message = { text: safeText(intent.text), blocks: intent.blocks };
+    return post({ channel }, message, outboxId);
+  }
+
+  async function deliver(intent: ChatIntent, outboxId: string): Promise<Delivered> {
+    switch (intent.kind) {
+      case "agent_reply":
+        return post(intent, agentReply({ text: intent.text }), outboxId, intent.persona);
+      case "handoff_card": {
+        const card = handoffCard({
+          fromName: intent.fromName,
+          toName: intent.toName,
+          ...intent.handoff,
+        });
+        return post(intent, card, outboxId, intent.persona);
+      }
+      case "approval_card":
+        return postOrUpdate(intent, approvalCard(approvalInput(intent.approval)), outboxId);
+      case "escalation_card":
+        return postOrUpdate(intent, escalationCard(escalationInput(intent.escalation)), outboxId);
+      case "notice":
+        return post(intent, { text: noticeText(intent.text) }, outboxId);
+      case "failure_notice":
+        return post(
+          intent,
+          failureNotice({ taskId: intent.taskId, reason: intent.reason }),
+          outboxId,
+        );
+      case "ephemeral": {
+        await call("chat.postEphemeral", () =>
+          client.chat.postEphemeral({
+            channel: intent.channel,
+            user: intent.user,
+            text: safeText(intent.text),
+            ...(intent.threadTs && { thread_ts: intent.threadTs }),
+          }),
+        );
+        // An ephemeral message has no ts anyone can use later: it cannot be updated or found.
+        return { channel: intent.channel };
+      }
+      case "direct_message":
+        return directMessage(intent, outboxId);
+    }
+  }
+
+  async function findPosted(intent: ChatIntent, outboxId: string): Promise<string | undefined> {
+    const thread = searchableThread(intent);
+    if (!thread) return undefined;
+    let cursor: string | undefined;
+    for (let page = 0; page < REPLY_PAGES_MAX; page++) {
+      const answer = await call("conversations.replies", () =>
+        client.conversations.replies({
+          channel: thread.channel,
+          ts: thread.threadTs,
+          include_all_metadata: true,
+          limit: 200,
+          ...(cursor && { cursor }),
+        }),
+      );
+      const found = answer.messages?.find((m) => isOutboxMessage(m.metadata, outboxId));
+      if (found?.ts) {
+        log.info({ outboxId, ts: found.ts }, "outbox message was already in Slack");
+        return found.ts;
+      }
+      cursor = answer.response_metadata?.next_cursor || undefined;
+      if (!cursor) return undefined;
+    }
+    return undefined;
+  }
+
+  async function groupMembers(groupId: string): Promise<string[]> {
+    const at = now();
+    const cached = groups.get(groupId);
+    if (cached && cached.expiresAt > at) return [...(await cached.users)];
+    // The promise is cached, so concurrent checks share one call; a failure is not remembered.
+    const users = call("usergroups.users.list", () =>
+      client.usergroups.users.list({ usergroup: groupId }),
+    ).then((answer) => answer.users ?? []);
+    groups.set(groupId, { users, expiresAt: at + groupCacheMs });
+    users.catch(() => {
+      if (groups.get(groupId)?.users === users) groups.delete(groupId);
+    });
+    return [...(await users)];
+  }
+
+  return { deliver, findPosted, groupMembers };
+}
+
+/** Runs one Web API call and turns a Slack failure into a Baton error. */
+async function call<T>(method: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw toBatonError(method, error);
+  }
+}
+
+// Slack's own trouble: the same call can succeed later.
+const TRANSIENT_PLATFORM_ERRORS = new Set([
+  "internal_error",
+  "fatal_error",
+  "service_unavailable",
+  "request_timeout",
+  "ratelimited",
+  "rate_limited",
+]);
+
+/**
+ * Maps an error thrown by @slack/web-api to a Baton error; anything else (a bug) is returned as is.
+ * Messages name the method and Slack's error code only, never the request (it carries the token).
+ */
+export function toBatonError(method: string, error: unknown): unknown {
+  if (error instanceof BatonError || typeof error !== "object" || error === null) return error;
+  const { code, data, retryAfter, statusCode } = error as {
+    code?: unknown;
+    data?: { error?: unknown };
+    retryAfter?: unknown;
+    statusCode?: unknown;
+  };
+  switch (code) {
+    case "slack_webapi_rate_limited_error":
+      return new TransientError(`Slack rate-limited ${method} (retry after ${retryAfter} s)`, {
+        cause: error,
+      });
+    case "slack_webapi_request_error":
+      return new TransientError(`Slack did not answer ${method}`, { cause: error });
+    case "slack_webapi_http_error":
+      return new TransientError(`Slack answered ${method} with HTTP ${statusCode}`, {
+        cause: error,
+      });
+    case "slack_webapi_platform_error": {
+      const slackError = typeof data?.error === "string" ? data.error : "unknown_error";
+      const message = `Slack refused ${method}: ${slackError}`;
+      return TRANSIENT_PLATFORM_ERRORS.has(slackError)
+        ? new TransientError(message, { cause: error })
+        : new SlackDeliveryError(message, { cause: error });
+    }
+    default:
+      return error;
+  }
+}
+
+/** Agents post under their own name; an icon is an emoji code (`:robot_face:`) or an image URL. */
+function personaFields(
+  persona: Persona,
+):
+  | { username: string }
+  | { username: string; icon_emoji: string }
+  | { username: string; icon_url: string } {
+  const username = persona.name;
+  if (persona.icon.startsWith(":")) return { username, icon_emoji: persona.icon };
+  return persona.icon ? { username, icon_url: persona.icon } : { username };
+}
+
+/** Plain message text: escaped so it can neither notify nor link, and within Slack's limit. */
+function safeText(text: string): string {
+  return orElse(clip(text, MESSAGE_TEXT_MAX), "—");
+}
+
+const LEADING_GROUP_MENTION = /^<!subteam\^([^>|]+)>\s*/;
+
+/**
+ * Notice text is escaped except the user-group mentions the runtime puts first (`<!subteam^S…> rest`)
+ * to page an escalation's owners; a token whose ID is not a group ID is escaped with the rest.
+ */
+export function noticeText(text: string): string {
+  const mentions: string[] = [];
+  let rest = text;
+  for (;;) {
+    const match = LEADING_GROUP_MENTION.exec(rest);
+    const id = match?.[1];
+    if (!match || id === undefined || !isGroupId(id)) break;
+    mentions.push(mention(id));
+    rest = rest.slice(match[0].length);
+  }
+  if (mentions.length === 0) return safeText(text);
+  const prefix = `${mentions.join(" ")} `;
+  return `${prefix}${clip(rest, MESSAGE_TEXT_MAX - prefix.length)}`.trimEnd();
+}
+
+function approvalInput(approval: Intent<"approval_card">["approval"]): ApprovalCardInput {
+  const { state } = approval;
+  return {
+    ...approval,
+    expiresAt: new Date(approval.expiresAt),
+    state: state.status === "pending" ? state : { ...state, at: new Date(state.at) },
+  };
+}
+
+function escalationInput(escalation: Intent<"escalation_card">["escalation"]): EscalationCardInput {
+  const { state } = escalation;
+  return {
+    ...escalation,
+    state: state.status === "open" ? state : { ...state, at: new Date(state.at) },
+  };
+}
+
+/** The thread a posted (not updated, not ephemeral) message would be in. */
+function searchableThread(intent: ChatIntent): { channel: string; threadTs: string } | undefined {
+  switch (intent.kind) {
+    case "agent_reply":
+    case "handoff_card":
+    case "failure_notice":
+      return intent;
+    case "approval_card":
+    case "escalation_card":
+      // Updates are idempotent: sending one again is harmless.
+      return intent.updateTs === undefined ? intent : undefined;
+    case "notice":
+      return intent.threadTs === undefined
+        ? undefined
+        : { channel: intent.channel, threadTs: intent.threadTs };
+    case "ephemeral":
+    case "direct_message":
+      return undefined;
+  }
+}
+
+function isOutboxMessage(metadata: unknown, outboxId: string): boolean {
+  if (typeof metadata !== "object" || metadata === null) return false;
+  const { event_type, event_payload } = metadata as {
+    event_type?: unknown;
+    event_payload?: unknown;
+  };
+  if (event_type !== OUTBOX_EVENT || typeof event_payload !== "object" || event_payload === null) {
+    return false;
+  }
+  return (event_payload as { outbox_id?: unknown }).outbox_id === outboxId;
+}

@@ -1,0 +1,37 @@
+import type { AcceptOutcome, IncomingMessage } from "../runtime/accept.ts";
+import type { DecisionOutcome } from "../runtime/approvals.ts";
+import type { EscalationChoice } from "../runtime/escalations.ts";
+
+/** The core use cases the Slack listeners call. Wired in src/app.ts; faked in adapter tests. */
+export interface SlackHandlers {
+  botUserId(): Promise<string>;
+  acceptMessage(message: IncomingMessage): Promise<AcceptOutcome>;
+  decideApproval(input: {
+    approvalId: string;
+    userId: string;
+    decision: "approved" | "rejected";
+    reason?: string;
+  }): Promise<DecisionOutcome>;
+  /** Who may approve, in words, for a refusal message. */
+  approvalInfo(
+    approvalId: string,
+  ): Promise<
+    | { toolName: string; approvers: { users: string[]; groups: string[] }; status: string }
+    | undefined
+  >;
+  decideEscalation(input: {
+    escalationId: string;
+    userId: string;
+    choice: EscalationChoice;
+  }): Promise<
+    { outcome: "decided" } | { outcome: "already_decided"; by: string | null; status: string }
+  >;
+  agentsForSendBack(): { id: string; name: string }[];
+  command(input: {
+    userId: string;
+    channelId: string;
+    text: string;
+  }): Promise<{ text: string; blocks?: unknown[] }>;
+  auditPage(input: { taskId: string; page: number }): Promise<{ text: string; blocks?: unknown[] }>;
+  homeView(userId: string): Promise<unknown>;
+}

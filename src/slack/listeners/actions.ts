@@ -1,0 +1,215 @@
+import { z } from "zod";
+import { isBatonError } from "../../errors.ts";
+import type { BoltApp } from "../app.ts";
+import type { SlackHandlers } from "../handlers.ts";
+import { HOME_OPEN_LINK } from "../views/app-home.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../views/approval-card.ts";
+import { AUDIT_PAGE } from "../views/audit-story.ts";
+import { ESCALATION_SEND_BACK, ESCALATION_TAKE_OVER } from "../views/escalation-card.ts";
+import {
+  REJECT_REASON_ACTION,
+  REJECT_REASON_BLOCK,
+  REJECT_REASON_CALLBACK,
+  rejectReasonModal,
+  SEND_BACK_AGENT_ACTION,
+  SEND_BACK_AGENT_BLOCK,
+  SEND_BACK_CALLBACK,
+  SEND_BACK_INSTRUCTION_ACTION,
+  SEND_BACK_INSTRUCTION_BLOCK,
+  sendBackModal,
+} from "../views/reject-modal.ts";
+import { decisionWords } from "../words.ts";
+
+const uuid = z.string().uuid();
+const click = z.object({
+  user: z.object({ id: z.string() }),
+  trigger_id: z.string().optional(),
+  channel: z.object({ id: z.string() }).optional(),
+  container: z
+    .object({ thread_ts: z.string().optional(), message_ts: z.string().optional() })
+    .passthrough()
+    .optional(),
+  actions: z.array(z.object({ value: z.string().max(2000) })).min(1),
+});
+const submission = z.object({
+  user: z.object({ id: z.string() }),
+  view: z.object({
+    private_metadata: z.string(),
+    state: z.object({ values: z.record(z.string(), z.record(z.string(), z.any())) }),
+  }),
+});
+
+/** Card buttons and modals. Values carry only a row id; everything else is loaded and checked. */
+export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): void {
+  app.action(APPROVAL_APPROVE, async ({ ack, body, client }) => {
+    await ack();
+    const c = click.parse(body);
+    const approvalId = uuid.parse(c.actions[0]?.value);
+    const outcome = await handlers.decideApproval({
+      approvalId,
+      userId: c.user.id,
+      decision: "approved",
+    });
+    const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
+    if (words && c.channel)
+      await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+  });
+
+  app.action(APPROVAL_REJECT, async ({ ack, body, client }) => {
+    await ack();
+    const c = click.parse(body);
+    const approvalId = uuid.parse(c.actions[0]?.value);
+    const info = await handlers.approvalInfo(approvalId);
+    // Refuse before asking for a reason: a modal for someone who may not decide wastes their time.
+    if (!info || info.status !== "pending" || !c.trigger_id) {
+      const outcome = await handlers.decideApproval({
+        approvalId,
+        userId: c.user.id,
+        decision: "rejected",
+        reason: "",
+      });
+      const words = decisionWords(outcome, info);
+      if (words && c.channel)
+        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+      return;
+    }
+    await client.views.open({
+      trigger_id: c.trigger_id,
+      view: rejectReasonModal({ approvalId, toolName: info.toolName }) as never,
+    });
+  });
+
+  app.view(REJECT_REASON_CALLBACK, async ({ ack, body, client }) => {
+    const s = submission.parse(body);
+    const reason = z
+      .string()
+      .trim()
+      .min(1)
+      .max(1000)
+      .safeParse(s.view.state.values[REJECT_REASON_BLOCK]?.[REJECT_REASON_ACTION]?.value);
+    if (!reason.success) {
+      await ack({
+        response_action: "errors",
+        errors: { [REJECT_REASON_BLOCK]: "Say why, in a few words: the agent uses it." },
+      });
+      return;
+    }
+    await ack();
+    const approvalId = uuid.parse(s.view.private_metadata);
+    const outcome = await handlers.decideApproval({
+      approvalId,
+      userId: s.user.id,
+      decision: "rejected",
+      reason: reason.data,
+    });
+    const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
+    if (words) await client.chat.postMessage({ channel: s.user.id, text: words });
+  });
+
+  app.action(ESCALATION_TAKE_OVER, async ({ ack, body, client }) => {
+    await ack();
+    const c = click.parse(body);
+    const result = await handlers.decideEscalation({
+      escalationId: uuid.parse(c.actions[0]?.value),
+      userId: c.user.id,
+      choice: { kind: "take_over" },
+    });
+    if (result.outcome === "already_decided" && c.channel) {
+      await ephemeral(
+        client,
+        c.channel.id,
+        c.user.id,
+        `This escalation was already handled${result.by ? ` by <@${result.by}>` : ""}.`,
+        c.container?.thread_ts,
+      );
+    }
+  });
+
+  app.action(ESCALATION_SEND_BACK, async ({ ack, body, client }) => {
+    await ack();
+    const c = click.parse(body);
+    if (!c.trigger_id) return;
+    const escalationId = uuid.parse(c.actions[0]?.value);
+    await client.views.open({
+      trigger_id: c.trigger_id,
+      view: sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }) as never,
+    });
+  });
+
+  app.view(SEND_BACK_CALLBACK, async ({ ack, body, client }) => {
+    const s = submission.parse(body);
+    const values = s.view.state.values;
+    const agentId = z
+      .string()
+      .safeParse(values[SEND_BACK_AGENT_BLOCK]?.[SEND_BACK_AGENT_ACTION]?.selected_option?.value);
+    const instruction = z
+      .string()
+      .trim()
+      .min(1)
+      .max(1000)
+      .safeParse(values[SEND_BACK_INSTRUCTION_BLOCK]?.[SEND_BACK_INSTRUCTION_ACTION]?.value);
+    if (!agentId.success || !instruction.success) {
+      await ack({
+        response_action: "errors",
+        errors: agentId.success
+          ? { [SEND_BACK_INSTRUCTION_BLOCK]: "Tell the agent what to do next." }
+          : { [SEND_BACK_AGENT_BLOCK]: "Pick the agent to send it to." },
+      });
+      return;
+    }
+    await ack();
+    try {
+      const result = await handlers.decideEscalation({
+        escalationId: uuid.parse(s.view.private_metadata),
+        userId: s.user.id,
+        choice: { kind: "send_back", agentId: agentId.data, instruction: instruction.data },
+      });
+      if (result.outcome === "already_decided")
+        await client.chat.postMessage({
+          channel: s.user.id,
+          text: "That escalation was already handled; nothing changed.",
+        });
+    } catch (error) {
+      if (!isBatonError(error)) throw error;
+      await client.chat.postMessage({
+        channel: s.user.id,
+        text: `Nothing changed: ${error.message}.`,
+      });
+    }
+  });
+
+  app.action(AUDIT_PAGE, async ({ ack, body, respond }) => {
+    await ack();
+    const c = click.parse(body);
+    const [taskId, page] = (c.actions[0]?.value ?? "").split(":");
+    const parsedPage = z.coerce.number().int().min(1).safeParse(page);
+    if (!uuid.safeParse(taskId).success || !parsedPage.success) return;
+    const answer = await handlers.auditPage({ taskId: taskId as string, page: parsedPage.data });
+    await respond({
+      replace_original: true,
+      response_type: "ephemeral",
+      text: answer.text,
+      ...(answer.blocks && { blocks: answer.blocks as never }),
+    });
+  });
+
+  // Link buttons still send a click; acknowledging it is all there is to do.
+  app.action(HOME_OPEN_LINK, async ({ ack }) => {
+    await ack();
+  });
+}
+
+async function ephemeral(
+  client: { chat: { postEphemeral: (args: never) => Promise<unknown> } },
+  channel: string,
+  user: string,
+  text: string,
+  threadTs?: string,
+) {
+  await client.chat.postEphemeral({
+    channel,
+    user,
+    text,
+    ...(threadTs && { thread_ts: threadTs }),
+  } as never);
+}

@@ -1,0 +1,77 @@
+import { clip, SECTION_TEXT_MAX, slackDate } from "../mrkdwn.ts";
+import { actions, type Block, button, context, type SlackMessage, section } from "./blocks.ts";
+
+export const AUDIT_PAGE = "audit_page";
+/** 40 lines of at most ~700 chars pack into at most 10 sections, far inside 50 blocks. */
+export const AUDIT_PAGE_SIZE_MAX = 40;
+
+export interface AuditStoryEntry {
+  at: Date;
+  /** Who acted: an agent's display name or a person's name. */
+  actor: string;
+  /** The event kind, e.g. "handoff", "tool_call", "decision". */
+  kind: string;
+  /** One line that tells what happened. */
+  text: string;
+}
+
+export interface AuditStoryOptions {
+  taskId: string;
+  /** 1-based; clamped to the pages that exist. */
+  page: number;
+  /** Clamped to 1..AUDIT_PAGE_SIZE_MAX. */
+  pageSize: number;
+}
+
+/**
+ * One page of a task's history, oldest first, for an ephemeral reply to `/baton audit`. The next
+ * page button's value is `<taskId>:<page>`, parsed by the action handler.
+ */
+export function auditStoryBlocks(
+  entries: AuditStoryEntry[],
+  options: AuditStoryOptions,
+): SlackMessage {
+  const pageSize = clampInt(options.pageSize, 1, AUDIT_PAGE_SIZE_MAX);
+  const pages = Math.max(1, Math.ceil(entries.length / pageSize));
+  const page = clampInt(options.page, 1, pages);
+  const shown = entries.slice((page - 1) * pageSize, page * pageSize);
+  const task = clip(options.taskId, 60);
+
+  const blocks: Block[] = [
+    context([`📜 Audit story for task \`${task}\` · ${entries.length} events`]),
+    ...(shown.length > 0
+      ? pack(shown.map(line)).map((text) => section(text))
+      : [section("No audit events for this task yet.")]),
+    context([`Page ${page} of ${pages}`]),
+  ];
+  if (page < pages) {
+    const value = `${options.taskId}:${page + 1}`;
+    blocks.push(actions([button({ text: "Next page", actionId: AUDIT_PAGE, value })]));
+  }
+  return { text: `Audit story for task ${task}, page ${page} of ${pages}`, blocks };
+}
+
+function line(entry: AuditStoryEntry): string {
+  const when = slackDate(entry.at, "{date_short} {time_secs}");
+  return `${when} *${clip(entry.actor, 80)}* · _${clip(entry.kind, 40)}_ · ${clip(entry.text, 500)}`;
+}
+
+/** Greedily joins lines into sections of at most 3,000 chars; each line is far shorter. */
+function pack(lines: string[]): string[] {
+  const sections: string[] = [];
+  let current = "";
+  for (const next of lines) {
+    if (current !== "" && current.length + 1 + next.length > SECTION_TEXT_MAX) {
+      sections.push(current);
+      current = "";
+    }
+    current = current === "" ? next : `${current}\n${next}`;
+  }
+  if (current !== "") sections.push(current);
+  return sections;
+}
+
+function clampInt(value: number, min: number, max: number): number {
+  if (!Number.isFinite(value)) return min;
+  return Math.min(max, Math.max(min, Math.floor(value)));
+}

@@ -1,0 +1,120 @@
+import type { EscalationNote } from "../../core/handoffs/note.ts";
+import { clip, isChannelId, isGroupId, isUserId, mention, slackDate, truncate } from "../mrkdwn.ts";
+import {
+  type Block,
+  bullets,
+  button,
+  context,
+  fallback,
+  field,
+  fieldsSection,
+  keyValueBlocks,
+  percent,
+  type SlackMessage,
+  section,
+  urgencyLabel,
+} from "./blocks.ts";
+
+export const ESCALATION_TAKE_OVER = "escalation_take_over";
+export const ESCALATION_SEND_BACK = "escalation_send_back";
+
+export interface EscalationOwner {
+  kind: "user" | "group" | "channel";
+  id: string;
+}
+
+export type EscalationState =
+  | { status: "open" }
+  | { status: "taken_over"; by: string; at: Date }
+  | { status: "sent_back"; by: string; at: Date; toName: string; instruction: string }
+  /** `to` is a Slack user, user group or channel ID. */
+  | { status: "reassigned"; to: string; at: Date };
+
+export interface EscalationCardInput {
+  escalationId: string;
+  /** The agent that escalated (display name). */
+  fromName: string;
+  owner: EscalationOwner;
+  note: EscalationNote;
+  state: EscalationState;
+}
+
+const LANES: Record<string, string> = {
+  support: "Support",
+  sales: "Sales",
+  operations: "Operations",
+  owner_escalation: "Owner escalation",
+};
+
+/** The escalation note at a glance, with the two ways out while it is open. */
+export function escalationCard(input: EscalationCardInput): SlackMessage {
+  const { note } = input;
+  const urgency = note.deadline
+    ? `${urgencyLabel(note.urgency)}, by ${clip(note.deadline, 100)}`
+    : urgencyLabel(note.urgency);
+  const glance = [
+    field("Requester", note.requester),
+    `*Urgency*\n${urgency}`,
+    `*Confidence*\n${percent(note.confidence) ?? "unknown"}`,
+    `*Lane*\n${LANES[note.lane] ?? clip(note.lane, 40)}`,
+  ];
+  if (note.artifact) glance.push(field("Open first", note.artifact));
+
+  const why = [`*Why:* ${clip(note.reason, 800)}`];
+  if (note.done.length > 0) why.push(`*Done:*\n${bullets(note.done, 300, 900)}`);
+  why.push(`*Recommended:* ${clip(note.recommended_action, 800)}`);
+
+  const facts = keyValueBlocks(Object.entries(note.facts), 1, "facts");
+  const blocks: Block[] = [
+    section(
+      `🚨 *Escalation* from *${clip(input.fromName, 80)}* to ${ownerMention(input.owner)}\n` +
+        clip(note.summary, 1500),
+    ),
+    fieldsSection(glance),
+    section(why.join("\n")),
+    ...facts.blocks,
+  ];
+  if (facts.rest) blocks.push(context([facts.rest]));
+  blocks.push(stateBlock(input.escalationId, input.state));
+
+  return { text: fallback(`Escalation from ${input.fromName}: ${note.summary}`), blocks };
+}
+
+function stateBlock(escalationId: string, state: EscalationState): Block {
+  switch (state.status) {
+    case "open":
+      return {
+        type: "actions",
+        elements: [
+          button({
+            text: "Take it over",
+            actionId: ESCALATION_TAKE_OVER,
+            value: escalationId,
+            style: "primary",
+          }),
+          button({
+            text: "Send back to an agent",
+            actionId: ESCALATION_SEND_BACK,
+            value: escalationId,
+          }),
+        ],
+      };
+    case "taken_over":
+      return context([`✋ Taken over by ${mention(state.by)} ${slackDate(state.at)}`]);
+    case "sent_back": {
+      const line = `↩️ Sent back to *${clip(state.toName, 80)}* by ${mention(state.by)} ${slackDate(state.at)}`;
+      return context([truncate(`${line}: ${clip(state.instruction, 1000)}`, 2000)]);
+    }
+    case "reassigned":
+      return context([`➡️ Reassigned to ${mention(state.to)} ${slackDate(state.at)}`]);
+  }
+}
+
+/** Mentions only an ID of the kind the config says it is; anything else stays plain text. */
+function ownerMention(owner: EscalationOwner): string {
+  const valid =
+    (owner.kind === "user" && isUserId(owner.id)) ||
+    (owner.kind === "group" && isGroupId(owner.id)) ||
+    (owner.kind === "channel" && isChannelId(owner.id));
+  return valid ? mention(owner.id) : `\`${clip(owner.id, 40)}\``;
+}

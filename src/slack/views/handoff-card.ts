@@ -1,0 +1,61 @@
+import type { HandBackNote, HandoffNote } from "../../core/handoffs/note.ts";
+import { clip } from "../mrkdwn.ts";
+import {
+  type Block,
+  bullets,
+  context,
+  fallback,
+  keyValueBlocks,
+  percent,
+  type SlackMessage,
+  section,
+  urgencyLabel,
+} from "./blocks.ts";
+
+/** A baton pass between agents, posted in the task's thread. Names are display names. */
+export type HandoffCardInput =
+  | { fromName: string; toName: string; kind: "transfer"; note: HandoffNote }
+  | { fromName: string; toName: string; kind: "hand_back"; note: HandBackNote };
+
+type Transfer = Extract<HandoffCardInput, { kind: "transfer" }>;
+type HandBack = Extract<HandoffCardInput, { kind: "hand_back" }>;
+
+const NAME_MAX = 80;
+
+export function handoffCard(input: HandoffCardInput): SlackMessage {
+  return input.kind === "transfer" ? transferCard(input) : handBackCard(input);
+}
+
+function transferCard({ fromName, toName, note }: Transfer): SlackMessage {
+  const meta = [`🔁 *${clip(fromName, NAME_MAX)}* → *${clip(toName, NAME_MAX)}*`];
+  meta.push(urgencyLabel(note.urgency));
+  const confidence = percent(note.confidence);
+  if (confidence) meta.push(`confidence ${confidence}`);
+
+  const next = [`*Next:* ${clip(note.needed, 800)}`];
+  if (note.done.length > 0) next.push(`*Done:*\n${bullets(note.done, 300, 1000)}`);
+  if (note.unknowns.length > 0) next.push(`*Unknown:*\n${bullets(note.unknowns, 300, 800)}`);
+
+  const blocks: Block[] = [
+    context([meta.join(" · ")]),
+    section(clip(note.summary, 1500)),
+    ...factBlocks(note.facts),
+    section(next.join("\n")),
+  ];
+  return { text: fallback(`${fromName} handed this to ${toName}: ${note.summary}`), blocks };
+}
+
+function handBackCard({ fromName, toName, note }: HandBack): SlackMessage {
+  const blocks: Block[] = [
+    context([`↩️ *${clip(fromName, NAME_MAX)}* handed back to *${clip(toName, NAME_MAX)}*`]),
+    section(clip(note.result, 2500)),
+    ...factBlocks(note.facts),
+  ];
+  return { text: fallback(`${fromName} handed back to ${toName}: ${note.result}`), blocks };
+}
+
+/** One fields section (10 facts at most) and a line naming the facts left out. */
+function factBlocks(facts: Record<string, string | number | boolean>): Block[] {
+  const { blocks, rest } = keyValueBlocks(Object.entries(facts), 1, "facts");
+  return rest ? [...blocks, context([rest])] : blocks;
+}

@@ -1,0 +1,37 @@
+import type { DecisionOutcome } from "../runtime/approvals.ts";
+import { mention, slackDate } from "./mrkdwn.ts";
+
+/** The one place that turns outcomes and error codes into words for a Slack user. */
+export function approvers(people: { users: string[]; groups: string[] }): string {
+  const names = [...people.users, ...people.groups].map((id) => mention(id));
+  return names.length ? names.join(", ") : "the approvers named in the policy";
+}
+
+export function decisionWords(
+  outcome: DecisionOutcome,
+  info: { toolName: string; approvers: { users: string[]; groups: string[] } } | undefined,
+): string | undefined {
+  switch (outcome.outcome) {
+    case "decided":
+      return undefined;
+    case "already_decided": {
+      const who = outcome.by ? ` by ${mention(outcome.by)}` : "";
+      const when = outcome.at ? ` ${slackDate(outcome.at)}` : "";
+      return `This request was already ${outcome.status}${who}${when}. Nothing more was done.`;
+    }
+    case "expired":
+      return "This request expired before a decision, so nothing was done. The agent has been told.";
+    case "refused":
+      return outcome.reason === "own_request"
+        ? "You asked for this, so you can't approve it yourself. Someone else on the approver list has to decide."
+        : `Only ${info ? approvers(info.approvers) : "the named approvers"} may decide on ${info ? `\`${info.toolName}\`` : "this request"}.`;
+  }
+}
+
+export const HELP_TEXT = [
+  "*Baton* — your AI team in Slack. Mention me in a channel (`@Baton where is order 1042?`) and the right specialist answers in the thread.",
+  "• `/baton status <task, order or thread link>` — where a task is and who owns it",
+  "• `/baton audit <task, order or thread link>` — the whole story: handoffs, tool calls, approvals, model calls",
+  "• `/baton who <order or task> [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
+  "• `/baton help` — this message",
+].join("\n");

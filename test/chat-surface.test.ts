@@ -1,0 +1,380 @@
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { webApi } from "@slack/bolt";
+import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
+import { TransientError } from "../src/errors.ts";
+import { createLogger } from "../src/log.ts";
+import {
+  createSlackChatSurface,
+  noticeText,
+  SlackDeliveryError,
+} from "../src/slack/chat-surface.ts";
+import { type SlackEmulator, startSlackEmulator } from "./support/slack-emulator.ts";
+
+// Bolt re-exports @slack/web-api, so the test needs no direct dependency on it.
+const { WebClient } = webApi;
+
+const CHANNEL = "C0SUPPORT";
+const CS = { name: "Customer Service", icon: ":robot_face:" };
+const BILLING = { name: "Billing", icon: "https://example.com/billing.png" };
+
+const outboxMeta = (id: string) => ({
+  event_type: "baton_outbox",
+  event_payload: { outbox_id: id },
+});
+
+describe("Slack chat surface against the Web API emulator", () => {
+  let emulator: SlackEmulator;
+  let client: webApi.WebClient;
+  let chat: ChatSurface;
+  let clock = 0;
+  let root: string;
+
+  before(async () => {
+    emulator = await startSlackEmulator({
+      usergroups: [{ id: "S0BILLING", handle: "billing-leads", users: ["U0ALICE", "U0BOB"] }],
+    });
+    client = new WebClient("xoxb-test", {
+      slackApiUrl: emulator.url,
+      retryConfig: { retries: 0 },
+      logLevel: webApi.LogLevel.ERROR,
+    });
+    chat = createSlackChatSurface(client, {
+      log: createLogger({ level: "silent" }),
+      now: () => clock,
+    });
+  });
+  after(() => emulator.close());
+  beforeEach(() => {
+    emulator.reset();
+    root = emulator.addMessage({ channel: CHANNEL, user: "U0ALICE", text: "where is 1042?" }).ts;
+  });
+
+  const lastPost = () => {
+    const posts = emulator.callsTo("chat.postMessage");
+    const call = posts[posts.length - 1];
+    assert.ok(call, "no chat.postMessage");
+    return call.args;
+  };
+  const blockText = (blocks: unknown) => JSON.stringify(blocks);
+
+  test("agent_reply posts in the thread as the persona, with the outbox id, escaped", async () => {
+    const intent: ChatIntent = {
+      kind: "agent_reply",
+      channel: CHANNEL,
+      threadTs: root,
+      persona: CS,
+      text: "Order 1042 ships today <!channel> @here <https://evil.example|click>",
+    };
+    const sent = await chat.deliver(intent, "out-1");
+
+    const args = lastPost();
+    assert.equal(args.thread_ts, root);
+    assert.equal(args.username, "Customer Service");
+    assert.equal(args.icon_emoji, ":robot_face:");
+    assert.equal(args.icon_url, undefined);
+    assert.deepEqual(args.metadata, outboxMeta("out-1"));
+    const [stored] = emulator.messagesIn(CHANNEL, root).filter((m) => m.ts === sent.ts);
+    assert.ok(stored);
+    assert.equal(sent.channel, CHANNEL);
+    const rendered = `${stored.text} ${blockText(stored.blocks)}`;
+    assert.ok(!rendered.includes("<!channel>"), rendered);
+    assert.ok(!rendered.includes("<https://"), rendered);
+    assert.ok(rendered.includes("&lt;!channel&gt;"), rendered);
+  });
+
+  test("handoff_card posts the card with an image icon", async () => {
+    await chat.deliver(
+      {
+        kind: "handoff_card",
+        channel: CHANNEL,
+        threadTs: root,
+        persona: BILLING,
+        fromName: "Customer Service",
+        toName: "Billing",
+        handoff: {
+          kind: "transfer",
+          note: {
+            summary: "Refund for 1042",
+            done: [],
+            needed: "Issue the refund",
+            facts: { order: "1042" },
+            unknowns: [],
+            urgency: "high",
+          },
+        },
+      },
+      "out-2",
+    );
+    const args = lastPost();
+    assert.equal(args.icon_url, BILLING.icon);
+    assert.equal(args.icon_emoji, undefined);
+    assert.equal(args.username, "Billing");
+    assert.equal(args.thread_ts, root);
+    assert.deepEqual(args.metadata, outboxMeta("out-2"));
+    assert.match(blockText(args.blocks), /Refund for 1042/);
+  });
+
+  test("approval_card posts, then an update edits the same message in place", async () => {
+    const approval = {
+      approvalId: "ap-1",
+      agentName: "Billing",
+      toolName: "refund",
+      args: { order: "1042", amount: 30 },
+      requesterId: "U0ALICE",
+      approvers: { users: [], groups: ["S0BILLING"] },
+      expiresAt: "2030-01-01T12:00:00.000Z",
+      state: { status: "pending" as const },
+    };
+    const base = {
+      kind: "approval_card" as const,
+      channel: CHANNEL,
+      threadTs: root,
+      persona: BILLING,
+    };
+    const posted = await chat.deliver({ ...base, approval }, "out-3");
+    assert.ok(posted.ts);
+    assert.match(blockText(lastPost().blocks), /approval_approve/);
+    assert.match(blockText(lastPost().blocks), /<!date\^1893499200\^/);
+
+    const decided = { status: "approved" as const, by: "U0BOB", at: "2030-01-01T11:00:00.000Z" };
+    const updated = await chat.deliver(
+      { ...base, updateTs: posted.ts, approval: { ...approval, state: decided } },
+      "out-4",
+    );
+    assert.deepEqual(updated, { ts: posted.ts, channel: CHANNEL });
+    assert.equal(emulator.callsTo("chat.postMessage").length, 1);
+    const [update] = emulator.callsTo("chat.update");
+    assert.equal(update?.args.ts, posted.ts);
+    assert.equal(update?.args.channel, CHANNEL);
+    const stored = emulator.messagesIn(CHANNEL, root).find((m) => m.ts === posted.ts);
+    assert.match(blockText(stored?.blocks), /Approved by <@U0BOB> <!date\^1893495600\^/);
+    assert.doesNotMatch(blockText(stored?.blocks), /approval_approve/);
+  });
+
+  test("escalation_card posts and updates the same way", async () => {
+    const escalation = {
+      escalationId: "es-1",
+      fromName: "Customer Service",
+      owner: { kind: "group" as const, id: "S0BILLING" },
+      note: {
+        requester: "alice@example.com",
+        summary: "Angry customer",
+        done: [],
+        reason: "Refund over limit",
+        urgency: "urgent" as const,
+        confidence: 0.4,
+        lane: "support" as const,
+        recommended_action: "Call back",
+        facts: {},
+      },
+      state: { status: "open" as const },
+    };
+    const base = {
+      kind: "escalation_card" as const,
+      channel: CHANNEL,
+      threadTs: root,
+      persona: CS,
+    };
+    const posted = await chat.deliver({ ...base, escalation }, "out-5");
+    assert.deepEqual(lastPost().metadata, outboxMeta("out-5"));
+    assert.match(blockText(lastPost().blocks), /escalation_take_over/);
+
+    const taken = { status: "taken_over" as const, by: "U0BOB", at: "2030-01-01T11:00:00.000Z" };
+    assert.ok(posted.ts);
+    await chat.deliver(
+      { ...base, updateTs: posted.ts, escalation: { ...escalation, state: taken } },
+      "out-6",
+    );
+    const [update] = emulator.callsTo("chat.update");
+    assert.equal(update?.args.ts, posted.ts);
+    assert.match(blockText(update?.args.blocks), /Taken over by <@U0BOB>/);
+  });
+
+  test("notice keeps Baton's leading group mention and escapes the rest", async () => {
+    await chat.deliver(
+      {
+        kind: "notice",
+        channel: CHANNEL,
+        threadTs: root,
+        text: "<!subteam^S0BILLING> see <!channel> & co",
+      },
+      "out-7",
+    );
+    const args = lastPost();
+    assert.equal(args.text, "<!subteam^S0BILLING> see &lt;!channel&gt; &amp; co");
+    assert.equal(args.thread_ts, root);
+    assert.deepEqual(args.metadata, outboxMeta("out-7"));
+
+    assert.equal(noticeText("<!subteam^s0lower> hi"), "&lt;!subteam^s0lower&gt; hi");
+    assert.equal(noticeText("hi <!subteam^S0BILLING>"), "hi &lt;!subteam^S0BILLING&gt;");
+    assert.equal(
+      noticeText("<!subteam^S0A> <!subteam^S0B> go"),
+      "<!subteam^S0A> <!subteam^S0B> go",
+    );
+    assert.equal(noticeText("<!subteam^S0A|@x> go"), "&lt;!subteam^S0A|@x&gt; go");
+
+    await chat.deliver({ kind: "notice", channel: "C0OPS", text: "plain" }, "out-8");
+    assert.equal(lastPost().thread_ts, undefined);
+    assert.equal(lastPost().channel, "C0OPS");
+  });
+
+  test("failure_notice points at a command that exists", async () => {
+    await chat.deliver(
+      {
+        kind: "failure_notice",
+        channel: CHANNEL,
+        threadTs: root,
+        taskId: "task-9",
+        reason: "model down",
+      },
+      "out-9",
+    );
+    const args = lastPost();
+    assert.equal(args.thread_ts, root);
+    assert.equal(args.username, undefined);
+    assert.match(blockText(args.blocks), /\/baton audit task-9/);
+    assert.deepEqual(args.metadata, outboxMeta("out-9"));
+  });
+
+  test("ephemeral goes to one user, escaped", async () => {
+    const sent = await chat.deliver(
+      {
+        kind: "ephemeral",
+        channel: CHANNEL,
+        threadTs: root,
+        user: "U0ALICE",
+        text: "<!here> only you",
+      },
+      "out-10",
+    );
+    assert.deepEqual(sent, { channel: CHANNEL });
+    const [eph] = emulator.ephemerals;
+    assert.equal(eph?.user, "U0ALICE");
+    assert.equal(eph?.thread_ts, root);
+    assert.equal(eph?.text, "&lt;!here&gt; only you");
+    assert.equal(emulator.callsTo("chat.postMessage").length, 0);
+  });
+
+  test("direct_message opens the DM and posts text and blocks there", async () => {
+    const blocks = [{ type: "section", text: { type: "mrkdwn", text: "*Digest*" } }];
+    const sent = await chat.deliver(
+      { kind: "direct_message", user: "U0ALICE", text: "Your digest <!everyone>", blocks },
+      "out-11",
+    );
+    const dm = emulator.dmChannelFor("U0ALICE");
+    assert.equal(emulator.callsTo("conversations.open")[0]?.args.users, "U0ALICE");
+    assert.equal(sent.channel, dm);
+    assert.ok(sent.ts);
+    const args = lastPost();
+    assert.equal(args.channel, dm);
+    assert.equal(args.text, "Your digest &lt;!everyone&gt;");
+    assert.deepEqual(args.blocks, blocks);
+    assert.deepEqual(args.metadata, outboxMeta("out-11"));
+  });
+
+  test("findPosted finds a delivery by its outbox id and no other", async () => {
+    const reply = (text: string): ChatIntent => ({
+      kind: "agent_reply",
+      channel: CHANNEL,
+      threadTs: root,
+      persona: CS,
+      text,
+    });
+    const first = await chat.deliver(reply("one"), "out-a");
+    const second = await chat.deliver(reply("two"), "out-b");
+    assert.equal(await chat.findPosted(reply("one"), "out-a"), first.ts);
+    assert.equal(await chat.findPosted(reply("two"), "out-b"), second.ts);
+    assert.equal(await chat.findPosted(reply("three"), "out-c"), undefined);
+    const [replies] = emulator.callsTo("conversations.replies");
+    assert.equal(replies?.args.include_all_metadata, "true");
+    assert.equal(replies?.args.ts, root);
+
+    const before = emulator.callsTo("conversations.replies").length;
+    const dm: ChatIntent = { kind: "direct_message", user: "U0ALICE", text: "hi" };
+    assert.equal(await chat.findPosted(dm, "out-a"), undefined);
+    const unthreaded: ChatIntent = { kind: "notice", channel: CHANNEL, text: "no thread" };
+    assert.equal(await chat.findPosted(unthreaded, "out-a"), undefined);
+    const cardUpdate: ChatIntent = {
+      kind: "approval_card",
+      channel: CHANNEL,
+      threadTs: root,
+      persona: BILLING,
+      updateTs: first.ts,
+      approval: {
+        approvalId: "ap-2",
+        agentName: "Billing",
+        toolName: "refund",
+        args: {},
+        requesterId: "U0ALICE",
+        approvers: { users: ["U0BOB"], groups: [] },
+        expiresAt: "2030-01-01T12:00:00.000Z",
+        state: { status: "expired", at: "2030-01-01T12:00:00.000Z" },
+      },
+    };
+    assert.equal(await chat.findPosted(cardUpdate, "out-a"), undefined);
+    assert.equal(emulator.callsTo("conversations.replies").length, before);
+  });
+
+  test("groupMembers caches each group for a minute", async () => {
+    clock = 1_000_000;
+    assert.deepEqual(await chat.groupMembers("S0BILLING"), ["U0ALICE", "U0BOB"]);
+    emulator.setUsergroup({ id: "S0BILLING", handle: "billing-leads", users: ["U0CAROL"] });
+    clock += 59_000;
+    assert.deepEqual(await chat.groupMembers("S0BILLING"), ["U0ALICE", "U0BOB"]);
+    assert.equal(emulator.callsTo("usergroups.users.list").length, 1);
+    clock += 2_000;
+    assert.deepEqual(await chat.groupMembers("S0BILLING"), ["U0CAROL"]);
+    assert.equal(emulator.callsTo("usergroups.users.list").length, 2);
+  });
+
+  test("a failed group lookup is not cached", async () => {
+    emulator.failNext("usergroups.users.list", { error: "internal_error" });
+    await assert.rejects(chat.groupMembers("S0OTHER"), TransientError);
+    await assert.rejects(chat.groupMembers("S0OTHER"), /no_such_subteam/);
+    assert.equal(emulator.callsTo("usergroups.users.list").length, 2);
+  });
+
+  test("Slack refusals are final; rate limits and outages are retriable", async () => {
+    const notice: ChatIntent = { kind: "notice", channel: "C0GONE", text: "hi" };
+
+    emulator.failNext("chat.postMessage", { error: "channel_not_found" });
+    await assert.rejects(chat.deliver(notice, "out-x"), (error: unknown) => {
+      assert.ok(error instanceof SlackDeliveryError);
+      assert.equal(error.code, "slack_rejected");
+      assert.equal(error.retriable, false);
+      assert.match(error.message, /chat\.postMessage: channel_not_found/);
+      assert.doesNotMatch(error.message, /xoxb/);
+      return true;
+    });
+
+    // The default client waits out Retry-After, then gives up when it may not retry.
+    emulator.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 0 });
+    await assert.rejects(chat.deliver(notice, "out-x"), isRetriable);
+
+    const strict = new WebClient("xoxb-test", {
+      slackApiUrl: emulator.url,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+    });
+    const strictChat = createSlackChatSurface(strict, { log: createLogger({ level: "silent" }) });
+    emulator.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 3 });
+    await assert.rejects(strictChat.deliver(notice, "out-x"), (error: unknown) => {
+      assert.ok(isRetriable(error));
+      assert.match((error as Error).message, /rate-limited chat\.postMessage/);
+      return true;
+    });
+
+    emulator.failNext("chat.postMessage", { error: "internal_error" });
+    await assert.rejects(chat.deliver(notice, "out-x"), isRetriable);
+    emulator.failNext("chat.postMessage", { error: "bad_gateway", status: 503 });
+    await assert.rejects(chat.deliver(notice, "out-x"), isRetriable);
+  });
+});
+
+function isRetriable(error: unknown): boolean {
+  assert.ok(error instanceof TransientError, String(error));
+  assert.equal(error.retriable, true);
+  assert.doesNotMatch(error.message, /xoxb/);
+  return true;
+}

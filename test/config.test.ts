@@ -1,0 +1,275 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { describe, it } from "node:test";
+import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
+import { loadConfig, redactedConfigSummary } from "../src/config/env.ts";
+import { ConfigError } from "../src/errors.ts";
+
+const REQUIRED = {
+  SLACK_BOT_TOKEN: "xoxb-bot-secret-1",
+  SLACK_SIGNING_SECRET: "signing-secret-2",
+  OPENAI_API_KEY: "sk-openai-secret-3",
+};
+
+/** The ConfigError's message, asserting that one was thrown. */
+function configErrorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.message;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("applies defaults to the required variables alone", () => {
+    const config = loadConfig(REQUIRED);
+    assert.deepEqual(config, {
+      slack: {
+        botToken: "xoxb-bot-secret-1",
+        signingSecret: "signing-secret-2",
+        appToken: undefined,
+        apiUrl: undefined,
+        socketMode: false,
+      },
+      openai: { apiKey: "sk-openai-secret-3", baseUrl: undefined },
+      database: { url: undefined, dataDir: ".baton", embeddedPort: 54329 },
+      http: { port: 3000, enabled: true },
+      agentsFile: "agents.yml",
+      logLevel: "info",
+      workers: 4,
+    });
+  });
+
+  it("reads every optional variable and returns a deeply frozen config", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      SLACK_APP_TOKEN: "xapp-1-secret",
+      SLACK_API_URL: "http://localhost:4000/api",
+      OPENAI_BASE_URL: "http://localhost:11434/v1",
+      DATABASE_URL: "postgresql://baton:pw@db:5432/baton",
+      BATON_DATA_DIR: "/var/lib/baton",
+      BATON_EMBEDDED_PG_PORT: "5544",
+      PORT: "8080",
+      BATON_AGENTS_FILE: "/etc/baton/agents.yml",
+      LOG_LEVEL: "debug",
+      BATON_WORKERS: "16",
+      BATON_HTTP: "0",
+    });
+    assert.equal(config.slack.socketMode, true);
+    assert.equal(config.slack.apiUrl, "http://localhost:4000/api/");
+    assert.equal(config.openai.baseUrl, "http://localhost:11434/v1");
+    assert.deepEqual(config.database, {
+      url: "postgresql://baton:pw@db:5432/baton",
+      dataDir: "/var/lib/baton",
+      embeddedPort: 5544,
+    });
+    assert.deepEqual(config.http, { port: 8080, enabled: false });
+    assert.equal(config.agentsFile, "/etc/baton/agents.yml");
+    assert.equal(config.logLevel, "debug");
+    assert.equal(config.workers, 16);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.slack));
+    assert.throws(() => {
+      (config.http as { port: number }).port = 1;
+    }, TypeError);
+  });
+
+  it("treats blank values as unset and trims pasted whitespace", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      SLACK_BOT_TOKEN: " xoxb-x\n",
+      PORT: "",
+      LOG_LEVEL: " ",
+    });
+    assert.equal(config.slack.botToken, "xoxb-x");
+    assert.equal(config.http.port, 3000);
+    assert.equal(config.logLevel, "info");
+  });
+
+  it("lists every missing variable in one message, each with what to set", () => {
+    const message = configErrorOf(() => loadConfig({}));
+    const lines = message.split("\n").slice(1);
+    assert.equal(lines.length, 3);
+    assert.match(message, /SLACK_BOT_TOKEN is missing: .*OAuth & Permissions.*xoxb-/);
+    assert.match(message, /SLACK_SIGNING_SECRET is missing: .*Basic Information/);
+    assert.match(message, /OPENAI_API_KEY is missing: set it/);
+  });
+
+  const malformed: Record<string, string> = {
+    SLACK_BOT_TOKEN: "xoxp-user-token",
+    SLACK_APP_TOKEN: "xoxb-wrong-kind",
+    SLACK_API_URL: "localhost:4000",
+    OPENAI_BASE_URL: "not a url",
+    DATABASE_URL: "mysql://root:pw@db/baton",
+    BATON_EMBEDDED_PG_PORT: "70000",
+    PORT: "80a",
+    LOG_LEVEL: "verbose",
+    BATON_WORKERS: "0",
+    BATON_HTTP: "off",
+  };
+  for (const [name, value] of Object.entries(malformed)) {
+    it(`names ${name} when it is malformed`, () => {
+      const message = configErrorOf(() => loadConfig({ ...REQUIRED, [name]: value }));
+      assert.match(message, new RegExp(`^  ${name} is invalid: .*(set|use|create|start)`, "m"));
+    });
+  }
+
+  it("reports all malformed variables at once without echoing any value", () => {
+    const secrets = {
+      SLACK_BOT_TOKEN: "xoxp-TOPSECRET1",
+      SLACK_SIGNING_SECRET: "TOPSECRET2",
+      SLACK_APP_TOKEN: "xoxb-TOPSECRET3",
+      OPENAI_API_KEY: "TOPSECRET4",
+      DATABASE_URL: "mysql://root:TOPSECRET5@db/baton",
+      OPENAI_BASE_URL: "ftp://TOPSECRET6@host",
+    };
+    const message = configErrorOf(() => loadConfig(secrets));
+    assert.equal(message.split("\n").length - 1, 4);
+    assert.doesNotMatch(message, /TOPSECRET/);
+  });
+
+  it("summarises the config for the log without secrets", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      SLACK_APP_TOKEN: "xapp-app-secret-4",
+      DATABASE_URL: "postgres://baton:db-secret-5@db/baton",
+      OPENAI_BASE_URL: "http://user:base-secret-6@localhost:11434/v1",
+    });
+    const summary = redactedConfigSummary(config);
+    const text = JSON.stringify(summary);
+    assert.doesNotMatch(text, /secret/);
+    assert.equal(summary.slack.botToken, "set");
+    assert.equal(summary.slack.mode, "socket");
+    assert.equal(summary.openai.baseUrl, "http://localhost:11434");
+    assert.deepEqual(summary.database, { url: "set" });
+  });
+});
+
+const fixture = (name: string) => new URL(`fixtures/agents/${name}.yml`, import.meta.url).pathname;
+const DEMO_TOOLS = new Set([
+  "lookup_order",
+  "get_fulfillment_status",
+  "ship_order",
+  "check_stock",
+  "adjust_stock",
+  "check_return_eligibility",
+  "create_return_label",
+  "receive_return",
+  "issue_refund",
+]);
+
+const MINIMAL = `agents:
+  - id: helper
+    name: Helper
+    icon: ":wave:"
+    instructions: Answer briefly.
+`;
+
+async function agentsErrorOf(name: string, knownTools?: ReadonlySet<string>): Promise<string> {
+  const text = await readFile(fixture(name), "utf8");
+  return configErrorOf(() => parseAgentsFile(text, `${name}.yml`, knownTools));
+}
+
+describe("agents file", () => {
+  it("loads the default agents.yml against the demo tools", async () => {
+    const file = await loadAgentsFile(
+      new URL("../agents.yml", import.meta.url).pathname,
+      DEMO_TOOLS,
+    );
+    assert.deepEqual(
+      file.agents.map((a) => a.id),
+      ["customer-service", "fulfillment", "inventory", "billing"],
+    );
+    assert.equal(file.defaults.entry_agent, "customer-service");
+    for (const agent of file.agents) assert.ok(agent.instructions.length <= 900, agent.id);
+    const [refunds] = file.policies.approvals;
+    assert.equal(refunds?.tool, "issue_refund");
+    assert.deepEqual(refunds?.when, { argument: "amount_usd", greater_than: 100 });
+    assert.equal(refunds?.expires_after, 4 * 3_600_000);
+    assert.equal(file.digest.stale_after, 24 * 3_600_000);
+  });
+
+  it("applies defaults to a minimal file", async () => {
+    const file = await loadAgentsFile(fixture("minimal"));
+    assert.equal(file.defaults.model, "gpt-4o-mini");
+    assert.equal(file.agents[0]?.autonomy, "autonomous");
+    assert.equal(file.digest.schedule, "0 9 * * 1-5");
+  });
+
+  it("says what to do when the file does not exist", async () => {
+    await assert.rejects(loadAgentsFile(fixture("no-such-file")), (error: Error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /no-such-file\.yml is not found: .*BATON_AGENTS_FILE/);
+      return true;
+    });
+  });
+
+  // Inline, not a fixture: Biome lints the repository's YAML and would refuse a broken file.
+  it("reports a YAML syntax error at its line and column", () => {
+    const text = MINIMAL.replace("name: Helper", "name: Helper: the first one");
+    const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+    assert.match(message, /^agents\.yml:3:11 Nested mappings are not allowed/m);
+  });
+
+  it("reports every schema issue at the line of the offending node", async () => {
+    const lines = (await agentsErrorOf("schema-error")).split("\n").slice(1);
+    assert.deepEqual(lines, [
+      "schema-error.yml:6:5 agents[1].instructions: missing; add it",
+      "schema-error.yml:6:9 agents[1].id: use lowercase letters, digits and dashes, starting with a letter",
+      'schema-error.yml:8:11 agents[1].icon: use ":emoji_name:" or an https:// image URL',
+      "schema-error.yml:9:5 agents[1].autonmy: unknown setting; check its spelling and indentation",
+    ]);
+  });
+
+  it("reports an empty file", () => {
+    const message = configErrorOf(() => parseAgentsFile("# nothing yet\n", "agents.yml"));
+    assert.match(message, /^agents\.yml:1:1 the file is empty/m);
+  });
+
+  describe("cross-field checks", async () => {
+    const message = await agentsErrorOf("cross-field", new Set(["lookup_order"]));
+    const expected = {
+      "unknown entry agent":
+        'cross-field.yml:2:16 defaults.entry_agent: no agent has the id "nobody"',
+      "built-in tool listed": 'cross-field.yml:8:27 agents[0].tools[1]: "hand_back" is built in',
+      "unknown tool": 'cross-field.yml:8:38 agents[0].tools[2]: no tool is named "teleport"',
+      "unknown handoff": 'cross-field.yml:9:19 agents[0].handoffs[1]: no agent has the id "ghost"',
+      "handoff to itself": "cross-field.yml:9:26 agents[0].handoffs[2]: an agent cannot hand off",
+      "shared channel":
+        'cross-field.yml:15:16 agents[1].channels[0]: C0SHARED is already claimed by "a"',
+      "duplicate id": 'cross-field.yml:16:9 agents[2].id: "b" is already the id of agents[1]',
+      "reserved id": 'cross-field.yml:20:9 agents[3].id: "human" is reserved',
+      "policy on unknown tool":
+        'cross-field.yml:27:13 policies.approvals[0].tool: no tool is named "wire_money"',
+      "bad cron": 'cross-field.yml:30:13 digest.schedule: "0 9 * *" is not a 5-field cron',
+      "bad timezone": 'cross-field.yml:31:13 digest.timezone: "Mars/Olympus" is not a time zone',
+    };
+    for (const [check, line] of Object.entries(expected)) {
+      it(`reports ${check}`, () => assert.ok(message.includes(`\n${line}`), message));
+    }
+    it("reports nothing else", () => {
+      assert.equal(message.split("\n").length - 1, Object.keys(expected).length);
+    });
+  });
+
+  it("skips tool names when no known set is given", async () => {
+    const message = await agentsErrorOf("cross-field");
+    assert.doesNotMatch(message, /no tool is named/);
+    assert.match(message, /"hand_back" is built in/);
+  });
+
+  it("refuses a 6-field cron that node-cron would accept", () => {
+    const text = `${MINIMAL}digest:\n  schedule: "0 0 9 * * 1-5"\n  timezone: Europe/Paris\n`;
+    const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+    assert.match(message, /^agents\.yml:7:13 digest\.schedule: /m);
+    assert.doesNotMatch(message, /timezone/);
+  });
+
+  it("refuses a duplicate approval policy id", () => {
+    const policy = "    - { id: p, tool: t, approvers: { users: [U0LEAD] } }\n";
+    const text = `${MINIMAL}policies:\n  approvals:\n${policy}${policy}`;
+    const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+    assert.match(message, /^agents\.yml:9:\d+ policies\.approvals\[1\]\.id: "p" is already used/m);
+  });
+});

@@ -1,0 +1,447 @@
+// A local Slack Web API emulator for adapter tests: real @slack/web-api and Bolt talk to it over HTTP.
+import { EventEmitter } from "node:events";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export const SLACK_DEFAULTS = Object.freeze({
+  botToken: "xoxb-test",
+  teamId: "T0TESTTEAM",
+  teamName: "Baton Test",
+  teamDomain: "baton-test",
+  botUserId: "U0BATONBOT",
+  botId: "B0BATONBOT",
+  appId: "A0BATONAPP",
+  botName: "baton",
+});
+
+export type SlackArgs = Record<string, unknown>;
+export type SlackCall = { method: string; args: SlackArgs; at: number; failed?: string };
+export type SlackUser = {
+  id: string;
+  name: string;
+  realName?: string;
+  tz?: string;
+  isBot?: boolean;
+};
+export type SlackUsergroup = { id: string; handle: string; users: string[] };
+/** Stored as Slack returns it, plus `channel`; optional fields (blocks, username, ...) as posted. */
+export type SlackMessage = {
+  type: "message";
+  channel: string;
+  ts: string;
+  thread_ts?: string;
+  text?: string;
+  user: string;
+  edited?: { user: string; ts: string };
+} & Record<string, unknown>;
+/** `retryAfter` answers HTTP 429 with Retry-After; `status` other than 200 answers that status. */
+export type SlackFailure = { error: string; retryAfter?: number; status?: number };
+export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
+  users?: SlackUser[];
+  usergroups?: SlackUsergroup[];
+};
+
+type Answer = { status?: number; headers?: Record<string, string>; body: Record<string, unknown> };
+type Handler = (args: SlackArgs) => Record<string, unknown>;
+
+// Web API clients form-encode nested values as JSON strings; these are the ones we read back.
+const JSON_ARGS = new Set(["blocks", "attachments", "view", "metadata", "user_auth_blocks"]);
+const BASE_TS_MICROS = 1_700_000_000_000_000;
+
+export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
+  const cfg = { ...SLACK_DEFAULTS, ...options };
+  const calls: SlackCall[] = [];
+  const messages: SlackMessage[] = [];
+  const ephemerals: SlackArgs[] = [];
+  const views = new Map<string, Record<string, unknown>>();
+  const homeViews = new Map<string, Record<string, unknown>>();
+  const dms = new Map<string, string>();
+  const users = new Map((options.users ?? []).map((u) => [u.id, u]));
+  const groups = new Map((options.usergroups ?? []).map((g) => [g.id, g]));
+  const failures = new Map<string, SlackFailure[]>();
+  const emitter = new EventEmitter();
+  let tsCounter = 0;
+  let viewCounter = 0;
+
+  const nextTs = (): string => {
+    tsCounter += 1;
+    const micros = BASE_TS_MICROS + tsCounter * 100;
+    return `${Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, "0")}`;
+  };
+  const dmFor = (userId: string): string => {
+    let id = dms.get(userId);
+    if (!id) {
+      id = `D${String(dms.size + 1).padStart(9, "0")}`;
+      dms.set(userId, id);
+    }
+    return id;
+  };
+  const resolveChannel = (channel: string): string =>
+    /^[UW]/.test(channel) ? dmFor(channel) : channel;
+  const findMessage = (channel: string, ts: string) =>
+    messages.find((m) => m.channel === channel && m.ts === ts);
+  const threadOf = (channel: string, threadTs: string) =>
+    messages
+      .filter((m) => m.channel === channel && (m.ts === threadTs || m.thread_ts === threadTs))
+      .sort((a, b) => a.ts.localeCompare(b.ts));
+
+  const addMessage = (m: {
+    channel: string;
+    user: string;
+    text?: string;
+    ts?: string;
+    threadTs?: string;
+    blocks?: unknown;
+  }): SlackMessage => {
+    const stored: SlackMessage = {
+      type: "message",
+      channel: resolveChannel(m.channel),
+      ts: m.ts ?? nextTs(),
+      user: m.user,
+      text: m.text ?? "",
+      ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
+      ...(m.blocks ? { blocks: m.blocks } : {}),
+    };
+    messages.push(stored);
+    return stored;
+  };
+
+  const userInfo = (id: string) => {
+    const known = users.get(id);
+    const isBot = id === cfg.botUserId || known?.isBot === true;
+    const name = known?.name ?? (id === cfg.botUserId ? cfg.botName : id.toLowerCase());
+    const realName = known?.realName ?? name;
+    const tz = known?.tz ?? "UTC";
+    return {
+      id,
+      team_id: cfg.teamId,
+      name,
+      deleted: false,
+      real_name: realName,
+      tz,
+      tz_label: tz,
+      tz_offset: tzOffsetSeconds(tz),
+      is_bot: isBot,
+      is_admin: false,
+      profile: { real_name: realName, display_name: name, ...(isBot ? { bot_id: cfg.botId } : {}) },
+    };
+  };
+
+  const storeView = (args: SlackArgs, id: string) => {
+    const view = asRecord(args.view);
+    const stored = {
+      id,
+      team_id: cfg.teamId,
+      app_id: cfg.appId,
+      bot_id: cfg.botId,
+      type: "modal",
+      blocks: [],
+      private_metadata: "",
+      callback_id: "",
+      external_id: "",
+      state: { values: {} },
+      ...view,
+      hash: `${Date.now()}.${id}`,
+      root_view_id: id,
+      previous_view_id: null,
+    };
+    views.set(id, stored);
+    return stored;
+  };
+  const newViewId = () => `V${String(++viewCounter).padStart(9, "0")}`;
+  const requireArgs = (args: SlackArgs, ...names: string[]) => {
+    for (const n of names)
+      if (args[n] === undefined || args[n] === "") throw new SlackErr("invalid_arguments");
+  };
+
+  const botMessageFields = (args: SlackArgs) => ({
+    bot_id: cfg.botId,
+    ...pick(args, ["username", "icon_emoji", "icon_url", "blocks", "attachments", "metadata"]),
+  });
+
+  const openView: Handler = (args) => {
+    requireArgs(args, "trigger_id", "view");
+    return { view: storeView(args, newViewId()) };
+  };
+  const handlers: Record<string, Handler> = {
+    "views.open": openView,
+    "views.push": openView,
+    "auth.test": () => ({
+      url: `https://${cfg.teamDomain}.slack.com/`,
+      team: cfg.teamName,
+      user: cfg.botName,
+      team_id: cfg.teamId,
+      user_id: cfg.botUserId,
+      bot_id: cfg.botId,
+      is_enterprise_install: false,
+    }),
+    "chat.postMessage": (args) => {
+      requireArgs(args, "channel");
+      if (!args.text && !args.blocks && !args.attachments) throw new SlackErr("no_text");
+      const message = addMessage({
+        channel: String(args.channel),
+        user: cfg.botUserId,
+        text: str(args.text),
+        threadTs: str(args.thread_ts),
+      });
+      Object.assign(message, botMessageFields(args));
+      const { channel, ...shown } = message;
+      return {
+        channel,
+        ts: message.ts,
+        message: { ...shown, app_id: cfg.appId, team: cfg.teamId },
+      };
+    },
+    "chat.update": (args) => {
+      requireArgs(args, "channel", "ts");
+      const message = findMessage(resolveChannel(String(args.channel)), String(args.ts));
+      if (!message) throw new SlackErr("message_not_found");
+      if (message.user !== cfg.botUserId) throw new SlackErr("cant_update_message");
+      Object.assign(message, pick(args, ["text", "blocks", "attachments", "metadata"]));
+      message.edited = { user: cfg.botUserId, ts: nextTs() };
+      const { channel, ...shown } = message;
+      return { channel, ts: message.ts, text: message.text ?? "", message: shown };
+    },
+    "chat.postEphemeral": (args) => {
+      requireArgs(args, "channel", "user");
+      const messageTs = nextTs();
+      ephemerals.push({ ...args, message_ts: messageTs });
+      return { message_ts: messageTs };
+    },
+    "chat.getPermalink": (args) => {
+      requireArgs(args, "channel", "message_ts");
+      const channel = String(args.channel);
+      const ts = String(args.message_ts);
+      const parent = findMessage(channel, ts)?.thread_ts;
+      const thread = parent && parent !== ts ? `?thread_ts=${parent}&cid=${channel}` : "";
+      const path = `archives/${channel}/p${ts.replace(".", "")}${thread}`;
+      return { channel, permalink: `https://${cfg.teamDomain}.slack.com/${path}` };
+    },
+    "users.info": (args) => {
+      requireArgs(args, "user");
+      return { user: userInfo(String(args.user)) };
+    },
+    "usergroups.users.list": (args) => {
+      const group = groups.get(String(args.usergroup));
+      if (!group) throw new SlackErr("no_such_subteam");
+      return { users: [...group.users] };
+    },
+    "conversations.open": (args) => {
+      const ids = String(args.users ?? "")
+        .split(",")
+        .filter(Boolean);
+      if (args.channel) return { channel: { id: String(args.channel) }, already_open: true };
+      if (ids.length !== 1)
+        throw new SlackErr(ids.length ? "not_implemented" : "users_list_not_supplied");
+      const userId = ids[0] as string;
+      const alreadyOpen = dms.has(userId);
+      return { no_op: alreadyOpen, already_open: alreadyOpen, channel: { id: dmFor(userId) } };
+    },
+    "conversations.replies": (args) => {
+      requireArgs(args, "channel", "ts");
+      const thread = threadOf(resolveChannel(String(args.channel)), String(args.ts));
+      if (thread.length === 0) throw new SlackErr("thread_not_found");
+      const limit = Number(args.limit ?? 1000);
+      return {
+        messages: thread.slice(0, limit).map(({ channel: _c, ...m }) => m),
+        has_more: thread.length > limit,
+        response_metadata: { next_cursor: "" },
+      };
+    },
+    // Lenient: an unknown view_id is created, since tests may act on modals they never opened here.
+    "views.update": (args) => {
+      requireArgs(args, "view");
+      const byExternal = [...views.values()].find(
+        (v) => args.external_id && v.external_id === args.external_id,
+      );
+      const id = str(args.view_id) ?? (byExternal?.id as string | undefined);
+      if (!id) throw new SlackErr("not_found");
+      return { view: storeView(args, id) };
+    },
+    "views.publish": (args) => {
+      requireArgs(args, "user_id", "view");
+      const view = storeView(args, newViewId());
+      homeViews.set(String(args.user_id), view);
+      return { view };
+    },
+  };
+
+  const answer = (method: string, args: SlackArgs, token: string | undefined): Answer => {
+    if (!token) return { body: { ok: false, error: "not_authed" } };
+    if (token !== cfg.botToken) return { body: { ok: false, error: "invalid_auth" } };
+    const failure = failures.get(method)?.shift();
+    if (failure) {
+      if (failure.retryAfter !== undefined) {
+        const headers = { "retry-after": String(failure.retryAfter) };
+        return { status: 429, headers, body: { ok: false, error: failure.error } };
+      }
+      return { status: failure.status ?? 200, body: { ok: false, error: failure.error } };
+    }
+    const handler = handlers[method];
+    if (!handler) return { body: { ok: true } };
+    try {
+      return { body: { ok: true, ...handler(args) } };
+    } catch (err) {
+      if (err instanceof SlackErr) return { body: { ok: false, error: err.code } };
+      throw err;
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => send(res, 500, {}, { ok: false, error: String(err) }));
+  });
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const raw = await readBody(req);
+    const args = await parseArgs(raw, req.headers["content-type"], url.searchParams);
+    const apiMethod = /^\/api\/([\w.]+)$/.exec(url.pathname)?.[1];
+    // Anything outside /api/ is a response_url (Bolt's respond() posts JSON there).
+    const method = apiMethod ?? "response_url";
+    if (!apiMethod) args.response_path = url.pathname;
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const token = bearer ?? str(args.token);
+    const { token: _t, ...recorded } = args;
+    const result = apiMethod ? answer(method, args, token) : { body: { ok: true } };
+    const failed = result.body.ok === false ? String(result.body.error) : undefined;
+    const call: SlackCall = {
+      method,
+      args: recorded,
+      at: Date.now(),
+      ...(failed ? { failed } : {}),
+    };
+    calls.push(call);
+    emitter.emit("call", call);
+    send(res, result.status ?? 200, result.headers ?? {}, result.body);
+  };
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  const origin = `http://127.0.0.1:${port}`;
+
+  return {
+    /** Base for WebClient's `slackApiUrl`. */
+    url: `${origin}/api/`,
+    origin,
+    /** A response_url to put in interaction payloads; posts to it are recorded as "response_url". */
+    responseUrl: `${origin}/actions/${cfg.teamId}/response`,
+    config: cfg,
+    calls,
+    messages,
+    ephemerals,
+    views,
+    homeViews,
+    callsTo: (method: string) => calls.filter((c) => c.method === method),
+    /** Whole channel when threadTs is omitted; else the thread root and its replies, oldest first. */
+    messagesIn: (channel: string, threadTs?: string) =>
+      threadTs
+        ? threadOf(resolveChannel(channel), threadTs)
+        : messages.filter((m) => m.channel === resolveChannel(channel)),
+    /** Seeds a human message (e.g. the one an app_mention event refers to) with a ts in sequence. */
+    addMessage,
+    setUser: (user: SlackUser) => void users.set(user.id, user),
+    setUsergroup: (group: SlackUsergroup) => void groups.set(group.id, group),
+    dmChannelFor: dmFor,
+    failNext(method: string, failure: SlackFailure, times = 1) {
+      const queue = failures.get(method) ?? [];
+      for (let i = 0; i < times; i++) queue.push(failure);
+      failures.set(method, queue);
+    },
+    /** Resolves with the first call (past or future) to `method` matching `predicate`. */
+    waitForCall(
+      method: string,
+      predicate: (c: SlackCall) => boolean = () => true,
+      timeoutMs = 5000,
+    ) {
+      const match = (c: SlackCall) => c.method === method && predicate(c);
+      const seen = calls.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise<SlackCall>((resolve, reject) => {
+        const onCall = (c: SlackCall) => {
+          if (!match(c)) return;
+          clearTimeout(timer);
+          emitter.off("call", onCall);
+          resolve(c);
+        };
+        const timer = setTimeout(() => {
+          emitter.off("call", onCall);
+          reject(new Error(`no ${method} call within ${timeoutMs} ms`));
+        }, timeoutMs);
+        emitter.on("call", onCall);
+      });
+    },
+    /** Forgets calls, messages, views and pending failures; keeps users and groups. */
+    reset() {
+      for (const list of [calls, messages, ephemerals] as unknown[][]) list.length = 0;
+      for (const map of [views, homeViews, dms, failures] as Map<unknown, unknown>[]) map.clear();
+    },
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((err) => (err ? reject(err) : resolve()));
+      }),
+  };
+}
+
+export type SlackEmulator = Awaited<ReturnType<typeof startSlackEmulator>>;
+
+class SlackErr extends Error {
+  readonly code: string;
+  constructor(code: string) {
+    super(code);
+    this.code = code;
+  }
+}
+
+function send(res: ServerResponse, status: number, headers: Record<string, string>, body: unknown) {
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function parseArgs(
+  raw: Buffer,
+  contentType = "",
+  query: URLSearchParams,
+): Promise<SlackArgs> {
+  const args: SlackArgs = Object.fromEntries(query);
+  if (contentType.includes("application/json") && raw.length > 0) {
+    Object.assign(args, JSON.parse(raw.toString("utf8")));
+  } else if (contentType.includes("application/x-www-form-urlencoded")) {
+    Object.assign(args, Object.fromEntries(new URLSearchParams(raw.toString("utf8"))));
+  } else if (contentType.includes("multipart/form-data")) {
+    const form = await new Response(raw, { headers: { "content-type": contentType } }).formData();
+    for (const [key, value] of form)
+      args[key] = typeof value === "string" ? value : `<file ${value.name}>`;
+  }
+  for (const key of JSON_ARGS) {
+    const value = args[key];
+    if (typeof value === "string" && /^\s*[[{]/.test(value)) args[key] = JSON.parse(value);
+  }
+  return args;
+}
+
+function tzOffsetSeconds(tz: string): number {
+  const name = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "longOffset" })
+    .formatToParts(new Date())
+    .find((p) => p.type === "timeZoneName")?.value;
+  const m = /GMT([+-])(\d{2}):(\d{2})/.exec(name ?? "");
+  if (!m) return 0;
+  return (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 3600 + Number(m[3]) * 60);
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+function pick(args: SlackArgs, keys: string[]): SlackArgs {
+  return Object.fromEntries(keys.filter((k) => args[k] !== undefined).map((k) => [k, args[k]]));
+}

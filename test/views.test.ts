@@ -1,0 +1,437 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  clip,
+  escapeMrkdwn,
+  mention,
+  plainText,
+  slackDate,
+  truncate,
+} from "../src/slack/mrkdwn.ts";
+import { appHome } from "../src/slack/views/app-home.ts";
+import { approvalCard } from "../src/slack/views/approval-card.ts";
+import { auditStoryBlocks } from "../src/slack/views/audit-story.ts";
+import { escalationCard } from "../src/slack/views/escalation-card.ts";
+import { handoffCard } from "../src/slack/views/handoff-card.ts";
+import { rejectReasonModal, sendBackModal } from "../src/slack/views/reject-modal.ts";
+import { agentReply, failureNotice } from "../src/slack/views/task-message.ts";
+
+// ---- The limit walker -------------------------------------------------------------------------
+
+type Node = Record<string, unknown>;
+const isNode = (v: unknown): v is Node => typeof v === "object" && v !== null && !Array.isArray(v);
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+
+// The only `<...>` tokens a builder may emit: mentions of config IDs and dates.
+const ALLOWED_TOKEN =
+  /^<(?:@[UW][A-Z0-9]+|#[CG][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!date\^-?\d+\^[^|<>]+\|[^|<>]+)>$/;
+
+/**
+ * Walks a message (`{ text, blocks }`), a view or a block list and fails listing every Block Kit
+ * limit it breaks, and every text that could notify, link or inject.
+ */
+export function assertWithinSlackLimits(payload: unknown): void {
+  const problems: string[] = [];
+  const fail = (path: string, what: string) => void problems.push(`${path}: ${what}`);
+  const max = (path: string, value: unknown, limit: number) => {
+    if (typeof value === "string" && value.length > limit) fail(path, `${value.length} > ${limit}`);
+  };
+  const count = (path: string, items: unknown[], min: number, limit: number) => {
+    if (items.length < min || items.length > limit) fail(path, `${items.length} items`);
+  };
+  const unique = (path: string, keys: string[]) => {
+    if (new Set(keys).size !== keys.length) fail(path, "duplicate ids or values");
+  };
+
+  const text = (path: string, t: unknown, limit: number, plainOnly = false) => {
+    if (!isNode(t) || (t.type !== "plain_text" && t.type !== "mrkdwn"))
+      return fail(path, "no text object");
+    if (plainOnly && t.type !== "plain_text") fail(path, "must be plain_text");
+    max(path, t.text, limit);
+    safe(path, str(t.text), t.type === "plain_text");
+  };
+  const safe = (path: string, value: string, plain: boolean) => {
+    if (value.trim() === "") fail(path, "empty text");
+    if (/@(channel|here|everyone)\b/i.test(value)) fail(path, "bare broadcast word");
+    for (const token of value.match(/<[^>]*>?/g) ?? []) {
+      if (plain || !ALLOWED_TOKEN.test(token)) fail(path, `raw token ${token.slice(0, 40)}`);
+    }
+  };
+
+  const element = (path: string, e: unknown) => {
+    if (!isNode(e)) return fail(path, "not an element");
+    max(`${path}.action_id`, e.action_id, 255);
+    if (e.type === "button") {
+      text(`${path}.text`, e.text, 75, true);
+      max(`${path}.value`, e.value, 2000);
+      max(`${path}.url`, e.url, 3000);
+      if (e.url !== undefined && !str(e.url).startsWith("https://")) fail(path, "non-https url");
+    } else if (e.type === "static_select") {
+      const options = list(e.options).filter(isNode);
+      count(`${path}.options`, options, 1, 100);
+      unique(
+        `${path}.options`,
+        options.map((o) => str(o.value)),
+      );
+      for (const [i, o] of options.entries()) {
+        text(`${path}.options[${i}].text`, o.text, 75, true);
+        max(`${path}.options[${i}].value`, o.value, 150);
+      }
+      if (e.placeholder) text(`${path}.placeholder`, e.placeholder, 150, true);
+    } else if (e.type === "plain_text_input") {
+      if (Number(e.max_length ?? 0) > 3000) fail(path, "max_length > 3000");
+    } else fail(path, `unchecked element ${String(e.type)}`);
+  };
+
+  const block = (path: string, b: unknown) => {
+    if (!isNode(b)) return fail(path, "not a block");
+    max(`${path}.block_id`, b.block_id, 255);
+    const elements = list(b.elements);
+    if (b.type === "section") {
+      if (b.text === undefined && b.fields === undefined) fail(path, "section without text");
+      if (b.text !== undefined) text(`${path}.text`, b.text, 3000);
+      count(`${path}.fields`, list(b.fields), 0, 10);
+      for (const [i, f] of list(b.fields).entries()) text(`${path}.fields[${i}]`, f, 2000);
+      if (b.accessory !== undefined) element(`${path}.accessory`, b.accessory);
+    } else if (b.type === "header") text(`${path}.text`, b.text, 150, true);
+    else if (b.type === "context") {
+      count(`${path}.elements`, elements, 1, 10);
+      for (const [i, e] of elements.entries()) text(`${path}.elements[${i}]`, e, 3000);
+    } else if (b.type === "actions") {
+      count(`${path}.elements`, elements, 1, 25);
+      unique(
+        path,
+        elements.map((e) => (isNode(e) ? str(e.action_id) : "")),
+      );
+      for (const [i, e] of elements.entries()) element(`${path}.elements[${i}]`, e);
+    } else if (b.type === "input") {
+      text(`${path}.label`, b.label, 2000, true);
+      element(`${path}.element`, b.element);
+    } else if (b.type !== "divider") fail(path, `unchecked block ${String(b.type)}`);
+  };
+  const blocks = (path: string, all: unknown[], limit: number) => {
+    count(path, all, 0, limit);
+    unique(
+      `${path} block_id`,
+      all.flatMap((b) => (isNode(b) && b.block_id ? [str(b.block_id)] : [])),
+    );
+    for (const [i, b] of all.entries()) block(`${path}[${i}]`, b);
+  };
+
+  if (Array.isArray(payload)) blocks("blocks", payload, 50);
+  else if (isNode(payload) && (payload.type === "modal" || payload.type === "home")) {
+    blocks("view.blocks", list(payload.blocks), 100);
+    max("view.private_metadata", payload.private_metadata, 3000);
+    max("view.callback_id", payload.callback_id, 255);
+    for (const key of ["title", "submit", "close"]) {
+      if (payload.type === "modal" && (key === "title" || payload[key])) {
+        text(`view.${key}`, payload[key], 24, true);
+      }
+    }
+  } else if (isNode(payload)) {
+    max("text", payload.text, 40000);
+    safe("text", str(payload.text), false);
+    blocks("blocks", list(payload.blocks), 50);
+  } else fail("payload", "not a message, view or block list");
+
+  assert.deepEqual(problems, [], `Slack limits broken:\n${problems.slice(0, 20).join("\n")}`);
+}
+
+// ---- Adversarial input ------------------------------------------------------------------------
+
+const LONG = "x".repeat(10_000);
+const NASTY = `<!channel> <!here> @everyone <https://evil.example|bank.com> &amp; <@UEVIL1> ${"😀".repeat(3000)}`;
+const EVIL = [NASTY, LONG, `${"a&b<c>".repeat(2000)}`, "<!everyone>", "@here", "😀".repeat(6000)];
+const evil = (i: number): string => EVIL[i % EVIL.length] ?? NASTY;
+const facts = (n: number) =>
+  Object.fromEntries(Array.from({ length: n }, (_, i) => [`${evil(i)}${i}`, evil(i + 1)]));
+const AT = new Date("2025-03-04T10:42:00Z");
+
+/** The walker, plus: nothing the user typed survives as a mention. */
+function assertSafe(payload: unknown): void {
+  assertWithinSlackLimits(payload);
+  assert.ok(!JSON.stringify(payload).includes("<@UEVIL1>"), "user-typed mention survived");
+}
+
+function buttons(payload: unknown): Node[] {
+  const found: Node[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (isNode(v)) {
+      if (v.type === "button") found.push(v);
+      Object.values(v).forEach(walk);
+    }
+  };
+  walk(payload);
+  return found;
+}
+
+describe("assertWithinSlackLimits", () => {
+  const ok = { type: "section", text: { type: "mrkdwn", text: "fine" } };
+  it("accepts a valid message and rejects each broken limit", () => {
+    assertWithinSlackLimits({ text: "hi", blocks: [ok] });
+    const button = (extra: Node) => ({
+      type: "actions",
+      elements: [
+        { type: "button", action_id: "a", text: { type: "plain_text", text: "Go" }, ...extra },
+      ],
+    });
+    const broken: unknown[] = [
+      { text: "hi", blocks: Array(51).fill(ok) },
+      { text: "<!channel>", blocks: [ok] },
+      [{ type: "section", text: { type: "mrkdwn", text: "y".repeat(3001) } }],
+      [{ type: "section", text: { type: "mrkdwn", text: "<https://evil.example|bank.com>" } }],
+      [{ type: "section", text: { type: "mrkdwn", text: "hey @here" } }],
+      [{ type: "section", fields: Array(11).fill({ type: "mrkdwn", text: "f" }) }],
+      [{ type: "header", text: { type: "plain_text", text: "<@U1>" } }],
+      [button({ value: "v".repeat(2001) })],
+      [button({ action_id: "a".repeat(256) })],
+      [{ type: "actions", elements: [button({}).elements[0], button({}).elements[0]] }],
+      { type: "modal", title: { type: "plain_text", text: "t".repeat(25) }, blocks: [] },
+    ];
+    for (const payload of broken)
+      assert.throws(() => assertWithinSlackLimits(payload), assert.AssertionError);
+  });
+});
+
+describe("mrkdwn helpers", () => {
+  it("escapes control characters and defuses broadcasts", () => {
+    assert.equal(escapeMrkdwn("<!channel> & <@U1>"), "&lt;!channel&gt; &amp; &lt;@U1&gt;");
+    assert.equal(escapeMrkdwn("&amp;"), "&amp;amp;");
+    assert.notEqual(escapeMrkdwn("hi @everyone"), "hi @everyone");
+    assert.equal(escapeMrkdwn("hi @everyone").replace("\u200D", ""), "hi @everyone");
+    assert.equal(escapeMrkdwn("mail@here.com"), "mail@here.com".replace("@", "@\u200D"));
+  });
+
+  it("truncates without splitting surrogates, entities or tokens", () => {
+    assert.equal(truncate("short", 10), "short");
+    assert.equal(truncate("abcdef", 4), "abc…");
+    assert.equal(truncate("a😀b", 3), "a…");
+    assert.equal(clip("ab<cd", 5), "ab…");
+    assert.equal(truncate(`x ${mention("U123")} y`, 8), "x…");
+    for (let n = 1; n < 40; n++) {
+      const out = clip("<&>😀".repeat(10), n);
+      assert.ok(out.length <= n);
+      assert.doesNotMatch(out, /&(?:a|am|amp|l|lt|g|gt)?…$|[\uD800-\uDBFF]…$/);
+    }
+  });
+
+  it("makes one-line plain text and safe mentions and dates", () => {
+    assert.equal(plainText("  a\n\nb  ", 10), "a b");
+    assert.equal(mention("U0123ABC"), "<@U0123ABC>");
+    assert.equal(mention("S0123"), "<!subteam^S0123>");
+    assert.equal(mention("U1> <!channel"), "`U1&gt; &lt;!channel`");
+    assert.equal(
+      slackDate(AT),
+      "<!date^1741084920^{date_short_pretty} at {time}|2025-03-04 10:42 UTC>",
+    );
+    assert.equal(slackDate(new Date(Number.NaN)), "an unknown time");
+  });
+});
+
+describe("view builders under adversarial input", () => {
+  it("handoff card: transfer and hand back", () => {
+    const note = {
+      summary: NASTY,
+      done: EVIL,
+      needed: LONG,
+      facts: facts(200),
+      unknowns: EVIL,
+      urgency: "urgent" as const,
+      confidence: 7,
+    };
+    const card = handoffCard({ fromName: NASTY, toName: LONG, kind: "transfer", note });
+    assertSafe(card);
+    assert.match(JSON.stringify(card.blocks), /more facts/);
+    assert.match(JSON.stringify(card.blocks), /&lt;!channel&gt; &lt;!here&gt; @\u200Deveryone/);
+    assertSafe(
+      handoffCard({
+        fromName: "A",
+        toName: "B",
+        kind: "hand_back",
+        note: { result: NASTY, facts: facts(200) },
+      }),
+    );
+  });
+
+  it("escalation card: open and every decided state", () => {
+    const note = {
+      requester: NASTY,
+      summary: LONG,
+      done: EVIL,
+      reason: NASTY,
+      urgency: "high" as const,
+      deadline: NASTY,
+      confidence: 0.42,
+      lane: "support" as const,
+      artifact: NASTY,
+      recommended_action: LONG,
+      facts: facts(200),
+    };
+    const base = {
+      escalationId: "esc_1",
+      fromName: NASTY,
+      owner: { kind: "group" as const, id: "S0BILL" },
+      note,
+    };
+    const open = escalationCard({ ...base, state: { status: "open" } });
+    assertSafe(open);
+    assert.deepEqual(
+      buttons(open).map((b) => [b.action_id, b.value]),
+      [
+        ["escalation_take_over", "esc_1"],
+        ["escalation_send_back", "esc_1"],
+      ],
+    );
+    for (const state of [
+      { status: "taken_over", by: "U123", at: AT },
+      { status: "sent_back", by: "<!channel>", at: AT, toName: NASTY, instruction: LONG },
+      { status: "reassigned", to: NASTY, at: new Date(Number.NaN) },
+    ] as const) {
+      const card = escalationCard({ ...base, owner: { kind: "user", id: NASTY }, state });
+      assertSafe(card);
+      assert.equal(buttons(card).length, 0);
+    }
+    const taken = escalationCard({ ...base, state: { status: "taken_over", by: "U123", at: AT } });
+    assert.match(JSON.stringify(taken), /Taken over by <@U123> <!date\^1741084920\^/);
+  });
+
+  it("approval card: pending, decided, shadow", () => {
+    const cyclic: Record<string, unknown> = { big: 10n };
+    cyclic.self = cyclic;
+    const args = { ...facts(200), nested: { deep: [NASTY] }, cyclic };
+    const base = {
+      approvalId: "appr_1",
+      agentName: NASTY,
+      toolName: NASTY,
+      args,
+      reason: LONG,
+      requesterId: "U0REQ",
+      expiresAt: AT,
+      approvers: {
+        users: [
+          "U0LEE",
+          "U0LEE",
+          "U1> <!channel",
+          ...Array.from({ length: 50 }, (_, i) => `W0X${i}`),
+        ],
+        groups: ["S0BL", "<!here>"],
+      },
+    };
+    const pending = approvalCard({ ...base, state: { status: "pending" } });
+    assertSafe(pending);
+    assert.deepEqual(
+      buttons(pending).map((b) => [b.action_id, b.value, b.style]),
+      [
+        ["approval_approve", "appr_1", "primary"],
+        ["approval_reject", "appr_1", "danger"],
+      ],
+    );
+    const who = JSON.stringify(pending.blocks).match(/Approvers: [^"]*/)?.[0] ?? "";
+    assert.match(
+      who,
+      /^Approvers: <!subteam\^S0BL>, <@U0LEE>, <@W0X0>.* \+32 more · Requested by <@U0REQ>/,
+    );
+    for (const state of [
+      { status: "approved", by: "U0LEE", at: AT },
+      { status: "rejected", by: "U0LEE", at: AT, reason: NASTY },
+      { status: "expired", at: AT },
+      { status: "escalated", to: "S0BL", at: AT },
+    ] as const) {
+      const card = approvalCard({ ...base, state });
+      assertSafe(card);
+      assert.equal(buttons(card).length, 0);
+    }
+    const shadow = approvalCard({ ...base, shadow: true, state: { status: "pending" } });
+    assertSafe(shadow);
+    assert.equal(buttons(shadow).length, 0);
+    assert.match(shadow.text, /^Shadow mode: /);
+    assertSafe(approvalCard({ ...base, args: {}, state: { status: "pending" } }));
+  });
+
+  it("reject and send-back modals", () => {
+    const reject = rejectReasonModal({ approvalId: "appr_1", toolName: NASTY });
+    assertSafe(reject);
+    assert.equal(reject.callback_id, "approval_reject_reason");
+    assert.equal(reject.private_metadata, "appr_1");
+    const agents = Array.from({ length: 200 }, (_, i) => ({
+      id: i % 7 === 0 ? LONG : `agent_${i % 150}`,
+      name: evil(i),
+    }));
+    const sendBack = sendBackModal({ escalationId: "esc_1", agents });
+    assertSafe(sendBack);
+    assert.equal(sendBack.callback_id, "escalation_send_back");
+    const empty = sendBackModal({ escalationId: "esc_1", agents: [] });
+    assertSafe(empty);
+    assert.equal(empty.submit, undefined);
+  });
+
+  it("app home, full and empty", () => {
+    const n = 200;
+    const home = appHome({
+      userId: "U0LEE",
+      openTasks: Array.from({ length: n }, (_, i) => ({
+        taskId: `t${i}`,
+        title: evil(i),
+        ownerName: evil(i + 1),
+        status: NASTY,
+        updatedAt: AT,
+        permalink: i % 2 ? "https://acme.slack.com/archives/C1/p1" : "javascript:alert(1)",
+      })),
+      waitingApprovals: Array.from({ length: n }, (_, i) => ({
+        approvalId: `a${i}`,
+        toolName: evil(i),
+        agentName: NASTY,
+        summary: LONG,
+        requestedAt: AT,
+      })),
+      recentDecisions: Array.from({ length: n }, (_, i) => ({
+        approvalId: `a${i}`,
+        toolName: evil(i),
+        decision: "rejected" as const,
+        at: AT,
+        reason: NASTY,
+      })),
+    });
+    assertSafe(home);
+    assert.ok(buttons(home).every((b) => String(b.url).startsWith("https://acme.slack.com/")));
+    assertSafe(
+      appHome({ userId: NASTY, openTasks: [], waitingApprovals: [], recentDecisions: [] }),
+    );
+  });
+
+  it("agent reply splits long text and keeps all of a moderate one", () => {
+    for (const text of [NASTY, LONG, "word ".repeat(40_000), "😀".repeat(100_000), ""]) {
+      assertSafe(agentReply({ text }));
+    }
+    const paragraphs = Array.from(
+      { length: 30 },
+      (_, i) => `Paragraph ${i} ${"y".repeat(900)}`,
+    ).join("\n\n");
+    const reply = agentReply({ text: paragraphs });
+    const joined = reply.blocks.map((b) => (b.type === "section" ? b.text?.text : "")).join("\n\n");
+    assert.equal(joined, paragraphs);
+    assertSafe(failureNotice({ taskId: "t1", reason: NASTY }));
+  });
+
+  it("audit story pages", () => {
+    const entries = Array.from({ length: 500 }, (_, i) => ({
+      at: AT,
+      actor: evil(i),
+      kind: NASTY,
+      text: evil(i + 2),
+    }));
+    const first = auditStoryBlocks(entries, { taskId: "task-1", page: 1, pageSize: 1000 });
+    assertSafe(first);
+    assert.deepEqual(
+      buttons(first).map((b) => [b.action_id, b.value]),
+      [["audit_page", "task-1:2"]],
+    );
+    assert.match(JSON.stringify(first), /Page 1 of 13/);
+    const last = auditStoryBlocks(entries, { taskId: "task-1", page: 99, pageSize: 40 });
+    assertSafe(last);
+    assert.equal(buttons(last).length, 0);
+    assertSafe(auditStoryBlocks([], { taskId: "task-1", page: Number.NaN, pageSize: 0 }));
+  });
+});
