@@ -36,8 +36,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addUniqueConstraint("tasks_thread_unique", ["channel_id", "thread_ts"])
     .execute();
   // The digest's stale-task scan reads only open tasks, oldest activity first.
-  await sql`create index tasks_open_activity_idx on tasks (last_activity_at) where status in ('active', 'waiting_human')`.execute(db);
-  await sql`create index tasks_owner_idx on tasks (owner_kind, owner_id) where status in ('active', 'waiting_human')`.execute(db);
+  await sql`create index tasks_open_activity_idx on tasks (last_activity_at) where status in ('active', 'waiting_human')`.execute(
+    db,
+  );
+  await sql`create index tasks_owner_idx on tasks (owner_kind, owner_id) where status in ('active', 'waiting_human')`.execute(
+    db,
+  );
 
   await db.schema
     .createTable("task_inputs")
@@ -48,7 +52,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("consumed_at_step", "integer")
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await sql`create index task_inputs_pending_idx on task_inputs (task_id) where consumed_at_step is null`.execute(db);
+  await sql`create index task_inputs_pending_idx on task_inputs (task_id) where consumed_at_step is null`.execute(
+    db,
+  );
 
   await db.schema
     .createTable("handoffs")
@@ -63,7 +69,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("note", "jsonb", (c) => c.notNull())
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex("handoffs_task_idx").on("handoffs").columns(["task_id", "id"]).execute();
+  await db.schema
+    .createIndex("handoffs_task_idx")
+    .on("handoffs")
+    .columns(["task_id", "id"])
+    .execute();
 
   await db.schema
     .createTable("conversation")
@@ -73,7 +83,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("step_no", "integer", (c) => c.notNull())
     .addColumn("message", "jsonb", (c) => c.notNull())
     .execute();
-  await db.schema.createIndex("conversation_stint_idx").on("conversation").columns(["task_id", "stint_no", "id"]).execute();
+  await db.schema
+    .createIndex("conversation_stint_idx")
+    .on("conversation")
+    .columns(["task_id", "stint_no", "id"])
+    .execute();
 
   await db.schema
     .createTable("model_calls")
@@ -107,7 +121,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("allowed_by", "text")
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex("tool_calls_task_idx").on("tool_calls").columns(["task_id", "id"]).execute();
+  await db.schema
+    .createIndex("tool_calls_task_idx")
+    .on("tool_calls")
+    .columns(["task_id", "id"])
+    .execute();
 
   await db.schema
     .createTable("audit_events")
@@ -119,7 +137,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("kind", "text", (c) => c.notNull())
     .addColumn("data", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
     .execute();
-  await db.schema.createIndex("audit_events_task_idx").on("audit_events").columns(["task_id", "id"]).execute();
+  await db.schema
+    .createIndex("audit_events_task_idx")
+    .on("audit_events")
+    .columns(["task_id", "id"])
+    .execute();
   // Append-only: history is never rewritten, even by a bug.
   await sql`
     create function audit_events_append_only() returns trigger language plpgsql as $$
@@ -150,11 +172,23 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn("sent_at", "timestamptz")
     .execute();
-  await sql`create index slack_outbox_pending_idx on slack_outbox (id) where status <> 'sent'`.execute(db);
+  await sql`create index slack_outbox_pending_idx on slack_outbox (id) where status <> 'sent'`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ["slack_outbox", "slack_events", "audit_events", "tool_calls", "model_calls", "conversation", "handoffs", "task_inputs", "tasks"]) {
+  for (const table of [
+    "slack_outbox",
+    "slack_events",
+    "audit_events",
+    "tool_calls",
+    "model_calls",
+    "conversation",
+    "handoffs",
+    "task_inputs",
+    "tasks",
+  ]) {
     await db.schema.dropTable(table).ifExists().cascade().execute();
   }
   await sql`drop function if exists audit_events_append_only()`.execute(db);

@@ -27,10 +27,18 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("card_ts", "text")
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await sql`create index approvals_pending_idx on approvals (expires_at) where status = 'pending'`.execute(db);
-  await sql`create index approvals_pending_created_idx on approvals (created_at) where status = 'pending'`.execute(db);
+  await sql`create index approvals_pending_idx on approvals (expires_at) where status = 'pending'`.execute(
+    db,
+  );
+  await sql`create index approvals_pending_created_idx on approvals (created_at) where status = 'pending'`.execute(
+    db,
+  );
   await db.schema.createIndex("approvals_task_idx").on("approvals").column("task_id").execute();
-  await db.schema.createIndex("approvals_decided_by_idx").on("approvals").columns(["decided_by", "decided_at"]).execute();
+  await db.schema
+    .createIndex("approvals_decided_by_idx")
+    .on("approvals")
+    .columns(["decided_by", "decided_at"])
+    .execute();
 
   await db.schema
     .createTable("escalations")
@@ -51,7 +59,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("card_ts", "text")
     .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await sql`create index escalations_open_idx on escalations (respond_by) where status = 'open'`.execute(db);
+  await sql`create index escalations_open_idx on escalations (respond_by) where status = 'open'`.execute(
+    db,
+  );
   await db.schema.createIndex("escalations_task_idx").on("escalations").column("task_id").execute();
 
   // One row per scheduled firing: the first replica to insert it sends the digest.

@@ -109,7 +109,14 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ["refunds", "returns", "shipments", "stock_adjustments", "orders", "inventory"]) {
+  for (const table of [
+    "refunds",
+    "returns",
+    "shipments",
+    "stock_adjustments",
+    "orders",
+    "inventory",
+  ]) {
     await db.schema.dropTable(table).ifExists().execute();
   }
 }

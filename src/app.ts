@@ -33,6 +33,8 @@ export interface BatonOptions {
   clock?: Clock;
   /** Run task workers in this process (default true). */
   workers?: boolean;
+  /** Long enough for one slow model call; tests shorten it to take over a killed worker's task. */
+  leaseMs?: number;
   /** Background maintenance: orphan recovery, outbox sweep, expiries, digest (default true). */
   maintenance?: boolean;
 }
@@ -93,6 +95,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       metrics,
       clock: options.clock ?? systemClock,
       workerId,
+      leaseMs: options.leaseMs ?? 120_000,
     };
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {

@@ -18,6 +18,8 @@ try {
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
 } catch (error) {
   // Operator mistakes get their message alone; anything else keeps its stack.
-  console.error(isBatonError(error) && error.fault === "operator" ? `baton: ${error.message}` : error);
+  console.error(
+    isBatonError(error) && error.fault === "operator" ? `baton: ${error.message}` : error,
+  );
   process.exit(1);
 }

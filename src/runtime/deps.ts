@@ -27,4 +27,6 @@ export interface RuntimeDeps {
   clock: Clock;
   /** Unique per process: names the lease holder. */
   workerId: string;
+  /** How long a worker may hold a task without committing; a dead worker's task is taken over after it. */
+  leaseMs: number;
 }

@@ -13,8 +13,6 @@ import { haltTask } from "./halt.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { commitTurn, type TurnOutcome } from "./turn.ts";
 
-/** Long enough for one slow model call; a dead worker's task is taken over after this. */
-export const LEASE_MS = 120_000;
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
 
@@ -23,7 +21,7 @@ const MAX_TURNS_PER_RUN = 40;
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
  */
 export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> {
-  if (!(await claimLease(deps.db, taskId, deps.workerId, LEASE_MS))) {
+  if (!(await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs))) {
     deps.log.debug({ taskId }, "task is driven by another worker");
     return;
   }
@@ -45,7 +43,7 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
 async function runTurn(deps: RuntimeDeps, taskId: string): Promise<TurnOutcome> {
   await settleDecidedApprovals(deps, taskId);
   const task = await findTask(deps.db, taskId);
-  if (!task || task.status !== "active" || task.owner_kind !== "agent") return "idle";
+  if (task?.status !== "active" || task.owner_kind !== "agent") return "idle";
   const agent = deps.agents.get(task.owner_id);
   if (!agent) {
     await haltTask(deps, task, {

@@ -15,7 +15,6 @@ import { claimLease, consumeInputs, lockTaskAtStep, updateTask } from "../db/tas
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
-import { LEASE_MS } from "./run-task.ts";
 import { runToolAction } from "./tool-actions.ts";
 
 export type TurnOutcome = "continue" | "idle";
@@ -54,8 +53,8 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
   const committed = await deps.db.transaction().execute(async (tx) => {
     const locked = await lockTaskAtStep(tx, task.id, task.step_no);
     // Another worker committed this step first (a lease ran out mid-call): drop this turn.
-    if (!locked || locked.status !== "active" || locked.owner_kind !== "agent") return false;
-    await claimLease(tx, task.id, deps.workerId, LEASE_MS);
+    if (locked?.status !== "active" || locked.owner_kind !== "agent") return false;
+    await claimLease(tx, task.id, deps.workerId, deps.leaseMs);
     await consumeInputs(tx, turn.inputIds, stepNo);
     await insertModelCall(tx, {
       taskId: task.id,

@@ -1,32 +1,22 @@
 import { randomBytes } from "node:crypto";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
-import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
 
 /**
- * Real Postgres for tests. With DATABASE_URL set, tests use that server; otherwise one embedded
- * server (data under .baton/test-pg) serves the whole run. Each test gets a fresh database
+ * Real Postgres for tests: the server test/global-setup.ts chose. Each test gets a fresh database
  * copied from a migrated template, so tests never see each other's rows.
  */
 const TEMPLATE = "baton_test_template";
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-let serverUrl: Promise<string> | undefined;
-
-export function testServerUrl(): Promise<string> {
-  serverUrl ??= (async () => {
-    if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
-    const embedded = await startEmbeddedPostgres({
-      dataDir: path.join(ROOT, ".baton", "test-pg"),
-      port: Number(process.env.BATON_TEST_PG_PORT ?? 54391),
-    });
-    // The server outlives this process on purpose: the next test file reuses it (see embedded.ts).
-    return embedded.url;
-  })();
-  return serverUrl;
+export async function testServerUrl(): Promise<string> {
+  const url = process.env.BATON_TEST_DATABASE_URL ?? process.env.DATABASE_URL;
+  if (!url) {
+    throw new Error(
+      "no test database: run tests through npm (npm test), or add --test-global-setup=test/global-setup.ts, or set DATABASE_URL",
+    );
+  }
+  return url;
 }
 
 function withDatabase(url: string, database: string): string {

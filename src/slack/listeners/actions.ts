@@ -61,7 +61,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     const approvalId = uuid.parse(c.actions[0]?.value);
     const info = await handlers.approvalInfo(approvalId);
     // Refuse before asking for a reason: a modal for someone who may not decide wastes their time.
-    if (!info || info.status !== "pending" || !c.trigger_id) {
+    if (info?.status !== "pending" || !c.trigger_id) {
       const outcome = await handlers.decideApproval({
         approvalId,
         userId: c.user.id,

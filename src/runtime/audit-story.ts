@@ -1,0 +1,228 @@
+import type { Executor } from "../db/database.ts";
+import {
+  type AuditRecord,
+  auditTrail,
+  type ProcessedCall,
+  whoProcessed as processedCalls,
+  type ResolvedRef,
+  resolveTaskRef,
+} from "../db/reports.repository.ts";
+import { NotFoundError } from "../errors.ts";
+
+/** A task's whole story, one readable line per step, for Slack, the CLI and exports. */
+export interface AuditEntry {
+  at: Date;
+  taskId: string;
+  /** "agent:billing", "human:U123" or "system". */
+  actor: string;
+  kind: string;
+  text: string;
+  data: Record<string, unknown>;
+}
+
+export interface AuditReport {
+  ref: ResolvedRef["ref"];
+  /** Newest first: an order can have several tasks (the question, then the return). */
+  taskIds: string[];
+  entries: AuditEntry[];
+}
+
+const HELP = "Give a task id, an order id, or a link to the task's Slack thread.";
+
+function mustFind(ref: string, resolved: ResolvedRef | undefined): ResolvedRef {
+  const shown = ref.slice(0, 200);
+  if (!resolved) throw new NotFoundError(`"${shown}" is not a task reference. ${HELP}`);
+  if (resolved.taskIds.length === 0) throw new NotFoundError(`No task matches "${shown}". ${HELP}`);
+  return resolved;
+}
+
+/** Throws NotFoundError when the reference names no task. */
+export async function auditStory(deps: { db: Executor }, ref: string): Promise<AuditReport> {
+  const resolved = mustFind(ref, await resolveTaskRef(deps.db, ref));
+  const records = await auditTrail(deps.db, resolved.taskIds);
+  return { ref: resolved.ref, taskIds: resolved.taskIds, entries: records.map(toEntry) };
+}
+
+/** "Who processed this refund?": `tool` defaults to every write and irreversible tool. */
+export async function whoProcessed(
+  deps: { db: Executor },
+  ref: string,
+  tool?: string,
+): Promise<ProcessedCall[]> {
+  const found = await processedCalls(deps.db, ref, tool);
+  mustFind(ref, found?.resolved);
+  return found?.calls ?? [];
+}
+
+/** Plain text (not mrkdwn: escape it before it goes to Slack). */
+export function whoProcessedText(calls: ProcessedCall[], tool?: string): string {
+  if (calls.length === 0) return `No ${tool ?? "write"} tool calls for this reference.`;
+  return calls
+    .map((c) => {
+      const allowed = c.approver
+        ? `approved by human:${c.approver} (approval ${c.approvalId}${c.decidedAt ? ` at ${c.decidedAt.toISOString()}` : ""})`
+        : `allowed by ${c.allowedBy ?? "nobody"}`;
+      return `${c.at.toISOString()} ${c.tool}(${argsText(c.args)}) by agent:${c.agentId}: ${c.status}; ${allowed}${c.reason ? `; reason: ${c.reason}` : ""} [task ${c.taskId}]`;
+    })
+    .join("\n");
+}
+
+function toEntry(record: AuditRecord): AuditEntry {
+  const actor = record.actorKind === "system" ? "system" : `${record.actorKind}:${record.actorId}`;
+  const describe = DESCRIBE[record.kind];
+  const text = describe ? describe(record.data) : `${record.kind}: ${json(record.data, 300)}`;
+  return {
+    at: record.at,
+    taskId: record.taskId,
+    actor,
+    kind: record.kind,
+    text: cut(text, 1000),
+    data: record.data,
+  };
+}
+
+type Data = Record<string, unknown>;
+
+const DESCRIBE: Record<string, (d: Data) => string> = {
+  message_received: (d) => `Message: "${str(d.text)}"`,
+  task_started: (d) =>
+    `Task started${d.agent || d.owner ? ` with ${str(d.agent ?? d.owner)}` : ""}${d.title ? `: "${str(d.title)}"` : ""}`,
+  handoff: (d) => {
+    const note = obj(d.note);
+    if (d.kind === "hand_back") return `Handed back to agent:${str(d.to)}: ${str(note.result)}`;
+    return `Handed over to agent:${str(d.to)}: ${str(note.summary)} Needed: ${str(note.needed)}`;
+  },
+  tool_call: (d) =>
+    `${str(d.tool)}(${argsText(d.args)}) → ${str(d.status)}; allowed by ${str(d.allowed_by) || "nobody"}`,
+  tool_refused: (d) => `Refused ${str(d.tool)}: ${str(d.message ?? d.reason)}`,
+  tool_shadowed: (d) => `Proposed ${str(d.tool)}(${argsText(d.args)}) in shadow mode; not run`,
+  model_error: (d) =>
+    `Model error: ${str(d.error ?? d.message)}${d.tool ? ` (${str(d.tool)})` : ""}`,
+  approval_requested: (d) => {
+    const who = obj(d.approvers);
+    const names = [...list(who.users), ...list(who.groups)].join(", ") || "nobody";
+    return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}, expires ${str(d.expires_at)}`;
+  },
+  approval_decided: (d) => {
+    const verdict = { approved: "Approved", rejected: "Rejected", expired: "Expired" }[
+      str(d.decision)
+    ];
+    const reason = d.reason ? `; reason: "${str(d.reason)}"` : "";
+    return `${verdict ?? str(d.decision)} ${str(d.tool)}(${argsText(d.args)})${reason}`;
+  },
+  approval_refused: (d) => `Approval click refused: ${str(d.reason)}`,
+  approval_click_ignored: (d) => `Approval click ignored: already ${str(d.status)}`,
+  escalated: (d) => {
+    const owner = obj(d.owner);
+    return `Escalated to ${str(owner.kind)} ${str(owner.id)} (${str(d.reason)}): ${str(obj(d.note).summary)}`;
+  },
+  escalation_decided: (d) => {
+    const choice = obj(d.choice);
+    const to = choice.agentId ? ` to agent:${str(choice.agentId)}` : "";
+    return `Escalation decided: ${str(choice.kind)}${to}${choice.instruction ? `: "${str(choice.instruction)}"` : ""}`;
+  },
+  answer: (d) => `Answered: "${str(d.text)}"`,
+  task_failed: (d) => `Task failed: ${str(d.reason)}`,
+  task_stopped: (d) => `Task stopped and handed to a person: ${str(d.reason)}`,
+  model_call: (d) =>
+    `${str(d.model)}: ${num(d.prompt_tokens)} prompt + ${num(d.completion_tokens)} completion tokens, $${num(d.cost_usd).toFixed(6)}, ${num(d.latency_ms)} ms (${str(d.outcome)})`,
+};
+
+const str = (value: unknown): string =>
+  typeof value === "string" ? value : value == null ? "" : json(value, 300);
+const num = (value: unknown): number => (typeof value === "number" ? value : Number(value) || 0);
+const obj = (value: unknown): Data =>
+  value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Data) : {};
+const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(str) : []);
+
+/** `order_id=1077, amount_usd=149`: arguments as a person reads them. */
+function argsText(args: unknown): string {
+  const fields = obj(args);
+  const keys = Object.keys(fields);
+  if (keys.length === 0) return args == null ? "" : json(args, 300);
+  return cut(keys.map((k) => `${k}=${json(fields[k], 120)}`).join(", "), 300);
+}
+
+function json(value: unknown, max: number): string {
+  try {
+    return cut(JSON.stringify(value) ?? String(value), max);
+  } catch {
+    return cut(String(value), max);
+  }
+}
+
+function cut(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+// ---- Exports ---------------------------------------------------------------------------------
+
+export const CSV_COLUMNS = ["at", "actor", "kind", "text", "data", "task_id"] as const;
+
+/** RFC 4180, CRLF line ends. A cell a spreadsheet would run as a formula starts with a quote. */
+export function auditCsv(entries: readonly AuditEntry[]): string {
+  const rows = entries.map((e) => [
+    e.at.toISOString(),
+    e.actor,
+    e.kind,
+    e.text,
+    JSON.stringify(e.data),
+    e.taskId,
+  ]);
+  return `${[[...CSV_COLUMNS], ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n")}\r\n`;
+}
+
+function csvCell(value: string): string {
+  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+/** Reads RFC 4180 text (CRLF or LF) back into rows of cells. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  const endRow = () => {
+    row.push(cell);
+    rows.push(row);
+    row = [];
+    cell = "";
+  };
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted && ch === '"' && text[i + 1] === '"') {
+      cell += '"';
+      i++;
+    } else if (ch === '"') {
+      quoted = !quoted;
+    } else if (quoted) {
+      cell += ch;
+    } else if (ch === ",") {
+      row.push(cell);
+      cell = "";
+    } else if (ch === "\n") {
+      endRow();
+    } else if (ch === "\r" && text[i + 1] === "\n") {
+      endRow();
+      i++;
+    } else {
+      cell += ch;
+    }
+  }
+  if (cell !== "" || row.length > 0) rows.push([...row, cell]);
+  return rows;
+}
+
+export function auditJson(entries: readonly AuditEntry[]): string {
+  return JSON.stringify(
+    entries.map((e) => ({ ...e, at: e.at.toISOString() })),
+    null,
+    2,
+  );
+}
+
+/** One line per step for a terminal. */
+export function auditText(entries: readonly AuditEntry[]): string {
+  return entries.map((e) => `${e.at.toISOString()}  ${e.actor}  ${e.kind}  ${e.text}`).join("\n");
+}

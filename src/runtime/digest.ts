@@ -1,0 +1,245 @@
+import type { AgentsFile } from "../config/agents-schema.ts";
+import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
+import type { Db, Tx } from "../db/database.ts";
+import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import {
+  claimScheduledRun,
+  failedTasks,
+  finishScheduledRun,
+  previousFireAt,
+  staleApprovals,
+  staleTasks,
+} from "../db/reports.repository.ts";
+import type { Logger } from "../log.ts";
+import {
+  type DigestApprovalItem,
+  type DigestFailedItem,
+  type DigestInput,
+  type DigestTaskItem,
+  digestMessage,
+  digestText,
+  isDigestEmpty,
+} from "../slack/views/digest.ts";
+import { deliverOutbox } from "./outbox.ts";
+
+export interface DigestDeps {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+  agentsFile: AgentsFile;
+  /** Without it the digest waits in the outbox for the app's deliverer. */
+  chat?: ChatSurface;
+}
+
+export interface DigestResult {
+  /** False when another replica had already claimed this firing: nothing was sent. */
+  claimed: boolean;
+  staleTasks: number;
+  staleApprovals: number;
+  failedTasks: number;
+  channelMessages: number;
+  directMessages: number;
+  delivered: number;
+}
+
+export const DIGEST_JOB = "digest";
+// Each list reads one more row than it keeps, to tell "200" from "200 or more".
+const LIST_LIMIT = 200;
+const FIRST_FAILURE_WINDOW_MS = 86_400_000;
+const DELIVERY_ROUNDS = 20;
+const USER_ID = /^[UW][A-Z0-9]+$/;
+
+/** Opens a thread without knowing the workspace's domain. */
+export function threadLink(channel: string, threadTs: string): string {
+  const query = new URLSearchParams({ channel, message_ts: threadTs });
+  return `https://slack.com/app_redirect?${query.toString()}`;
+}
+
+/**
+ * One digest per firing, however many replicas fire: the firing is claimed, read and queued in one
+ * transaction, so a second claimer waits on the row, then finds it taken (or takes over if the first
+ * rolled back). Delivery happens after commit, through the outbox.
+ */
+export async function runDigest(
+  deps: DigestDeps,
+  fireAt: Date,
+  instanceId: string,
+): Promise<DigestResult> {
+  const log = deps.log.child({ job: DIGEST_JOB, fireAt: fireAt.toISOString(), instanceId });
+  const result = await deps.db.transaction().execute(async (tx) => {
+    if (!(await claimScheduledRun(tx, DIGEST_JOB, fireAt, instanceId))) return undefined;
+    const digest = await readDigest(tx, deps, fireAt);
+    const messages = digestMessages(deps.agentsFile.digest.channel, digest);
+    await enqueueOutbox(tx, messages);
+    await finishScheduledRun(tx, DIGEST_JOB, fireAt);
+    return { digest, messages };
+  });
+  if (!result) {
+    log.debug("digest firing already claimed by another instance");
+    return { ...EMPTY, claimed: false };
+  }
+  const { digest, messages } = result;
+  const delivered = await deliver(deps, log);
+  const counts = {
+    claimed: true,
+    staleTasks: digest.staleTasks.length,
+    staleApprovals: digest.staleApprovals.length,
+    failedTasks: digest.failedTasks.length,
+    channelMessages: messages.filter((m) => m.intent.kind === "notice").length,
+    directMessages: messages.filter((m) => m.intent.kind === "direct_message").length,
+    delivered,
+  };
+  log.info(counts, "digest queued");
+  return counts;
+}
+
+const EMPTY: DigestResult = {
+  claimed: false,
+  staleTasks: 0,
+  staleApprovals: 0,
+  failedTasks: 0,
+  channelMessages: 0,
+  directMessages: 0,
+  delivered: 0,
+};
+
+/** Everything the digest lists, with who each item belongs to. */
+interface Digest {
+  input: DigestInput;
+  staleTasks: Owned<DigestTaskItem>[];
+  staleApprovals: Owned<DigestApprovalItem>[];
+  failedTasks: Owned<DigestFailedItem>[];
+}
+type Owned<T> = { item: T; users: string[] };
+
+async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Digest> {
+  const config = deps.agentsFile.digest;
+  const now = deps.clock.now();
+  const since =
+    (await previousFireAt(tx, DIGEST_JOB, fireAt)) ??
+    new Date(now.getTime() - FIRST_FAILURE_WINDOW_MS);
+  const [tasks, approvals, failed] = await Promise.all([
+    staleTasks(tx, new Date(now.getTime() - config.stale_after), LIST_LIMIT + 1),
+    staleApprovals(tx, new Date(now.getTime() - config.approval_stale_after), LIST_LIMIT + 1),
+    failedTasks(tx, since, LIST_LIMIT + 1),
+  ]);
+  const agentName = (id: string) => deps.agentsFile.agents.find((a) => a.id === id)?.name ?? id;
+  const digest = {
+    staleTasks: tasks.slice(0, LIST_LIMIT).map((t) => staleTaskItem(t, agentName)),
+    staleApprovals: approvals.slice(0, LIST_LIMIT).map((a) => staleApprovalItem(a, agentName)),
+    failedTasks: failed.slice(0, LIST_LIMIT).map((f) => failedTaskItem(f, now)),
+  };
+  const input: DigestInput = {
+    audience: "channel",
+    asOf: now,
+    staleAfterMs: config.stale_after,
+    approvalStaleAfterMs: config.approval_stale_after,
+    staleTasks: digest.staleTasks.map((o) => o.item),
+    staleApprovals: digest.staleApprovals.map((o) => o.item),
+    failedTasks: digest.failedTasks.map((o) => o.item),
+    capped: {
+      staleTasks: tasks.length > LIST_LIMIT,
+      staleApprovals: approvals.length > LIST_LIMIT,
+      failedTasks: failed.length > LIST_LIMIT,
+    },
+  };
+  return { input, ...digest };
+}
+
+type Row<F extends (...args: never[]) => Promise<unknown[]>> = Awaited<ReturnType<F>>[number];
+
+/** Only a person (a user id) gets a DM; a group owner is seen in the channel digest. */
+const humanOwner = (kind: string, id: string) => (kind === "human" && USER_ID.test(id) ? [id] : []);
+
+function staleTaskItem(
+  t: Row<typeof staleTasks>,
+  agentName: (id: string) => string,
+): Owned<DigestTaskItem> {
+  const owner =
+    t.owner_kind === "human"
+      ? { kind: "human" as const, id: t.owner_id }
+      : { kind: "agent" as const, id: t.owner_id, name: agentName(t.owner_id) };
+  const link = threadLink(t.channel_id, t.thread_ts);
+  return {
+    item: { title: t.title, owner, lastActivityAt: t.last_activity_at, link },
+    users: humanOwner(t.owner_kind, t.owner_id),
+  };
+}
+
+function staleApprovalItem(
+  a: Row<typeof staleApprovals>,
+  agentName: (id: string) => string,
+): Owned<DigestApprovalItem> {
+  // An escalated approval waits on its fallback people as well.
+  const people = a.escalated_at && a.fallback ? [a.approvers, a.fallback] : [a.approvers];
+  const ids = [...new Set(people.flatMap((p) => [...p.users, ...p.groups]))];
+  const item = {
+    toolName: a.tool,
+    agentName: agentName(a.agent_id),
+    taskTitle: a.title,
+    approverIds: ids,
+    requestedAt: a.created_at,
+    link: threadLink(a.channel_id, a.thread_ts),
+  };
+  return { item, users: ids.filter((id) => USER_ID.test(id)) };
+}
+
+function failedTaskItem(f: Row<typeof failedTasks>, now: Date): Owned<DigestFailedItem> {
+  const item = {
+    title: f.title,
+    reason: f.failure_reason ?? "unknown",
+    failedAt: f.closed_at ?? now,
+    link: threadLink(f.channel_id, f.thread_ts),
+  };
+  return { item, users: humanOwner(f.owner_kind, f.owner_id) };
+}
+
+/** One post to the channel (an "all clear" when empty) and a DM to each person with their items. */
+function digestMessages(channel: string | undefined, digest: Digest): OutboxMessage[] {
+  const messages: OutboxMessage[] = [];
+  if (channel) {
+    // ChatIntent has no channel message with blocks yet: the channel gets the text rendering.
+    messages.push(outbox({ kind: "notice", channel, text: digestText(digest.input) }));
+  }
+  const users = new Set(
+    [...digest.staleTasks, ...digest.staleApprovals, ...digest.failedTasks].flatMap((o) => o.users),
+  );
+  for (const user of [...users].sort()) {
+    const mine = <T>(list: Owned<T>[]) =>
+      list.filter((o) => o.users.includes(user)).map((o) => o.item);
+    const own: DigestInput = {
+      ...digest.input,
+      audience: "owner",
+      staleTasks: mine(digest.staleTasks),
+      staleApprovals: mine(digest.staleApprovals),
+      failedTasks: mine(digest.failedTasks),
+      capped: {},
+    };
+    if (isDigestEmpty(own)) continue;
+    const message = digestMessage(own);
+    messages.push(
+      outbox({ kind: "direct_message", user, text: message.text, blocks: message.blocks }),
+    );
+  }
+  return messages;
+}
+
+function outbox(intent: ChatIntent): OutboxMessage {
+  return { taskId: null, intent };
+}
+
+/** Best effort: what is not delivered now stays in the outbox for the app's deliverer. */
+async function deliver(deps: DigestDeps, log: Logger): Promise<number> {
+  if (!deps.chat) return 0;
+  let total = 0;
+  try {
+    for (let round = 0; round < DELIVERY_ROUNDS; round++) {
+      const sent = await deliverOutbox({ db: deps.db, chat: deps.chat, log });
+      total += sent;
+      if (sent === 0) break;
+    }
+  } catch (error) {
+    log.warn({ err: error }, "digest delivery deferred to the outbox deliverer");
+  }
+  return total;
+}

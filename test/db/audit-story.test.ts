@@ -1,0 +1,391 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { Db } from "../../src/db/database.ts";
+import { parseTaskRef, resolveTaskRef } from "../../src/db/reports.repository.ts";
+import { NotFoundError } from "../../src/errors.ts";
+import {
+  type AuditEntry,
+  auditCsv,
+  auditJson,
+  auditStory,
+  parseCsv,
+  whoProcessed,
+  whoProcessedText,
+} from "../../src/runtime/audit-story.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+const T0 = Date.parse("2025-01-06T09:00:00Z");
+const at = (minutes: number) => new Date(T0 + minutes * 60_000);
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+async function insertTask(db: Db, values: { thread: string; title: string; facts?: object }) {
+  const row = await db
+    .insertInto("tasks")
+    .values({
+      channel_id: "C0SUPPORT",
+      thread_ts: values.thread,
+      requester_id: "U0DANA",
+      title: values.title,
+      request_text: values.title,
+      owner_kind: "agent",
+      owner_id: "cs",
+      handback_stack: "[]",
+      facts: JSON.stringify(values.facts ?? {}),
+      cost_usd: 0,
+      created_at: at(0),
+    })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+const event = (taskId: string, minute: number, actor: string, kind: string, data: object) => {
+  const [actorKind = "system", actorId = "baton"] = actor.split(":");
+  return {
+    task_id: taskId,
+    at: at(minute),
+    actor_kind: actorKind,
+    actor_id: actorId,
+    kind,
+    data: JSON.stringify(data),
+  };
+};
+
+const modelCall = (taskId: string, step: number, minute: number, agent: string) => ({
+  task_id: taskId,
+  step_no: step,
+  agent_id: agent,
+  model: "gpt-4o-mini",
+  prompt_tokens: 1000 + step,
+  completion_tokens: 50,
+  cost_usd: 0.00021,
+  latency_ms: 800,
+  request_chars: 4000,
+  outcome: "ok",
+  created_at: at(minute),
+});
+
+/** Flow 2 by hand: a return, a rejected refund with a reason, a smaller refund approved and run. */
+async function seedReturn(db: Db): Promise<string> {
+  const task = await insertTask(db, {
+    thread: "1700000000.000100",
+    title: "Return order 1077",
+    facts: { order_id: "1077" },
+  });
+  const [rejected, approved] = await db
+    .insertInto("approvals")
+    .values(
+      [149, 139].map((amount, i) => ({
+        task_id: task,
+        step_no: 2 + i,
+        tool_call_id: `${task}:${2 + i}:0`,
+        model_call_id: `call_${i}`,
+        agent_id: "billing",
+        tool: "issue_refund",
+        args: JSON.stringify({ order_id: "1077", amount_usd: amount }),
+        policy_id: "refunds-over-100",
+        requester_id: "U0DANA",
+        approvers: JSON.stringify({ users: ["U0LEE"], groups: [] }),
+        status: i === 0 ? "rejected" : "approved",
+        decided_by: "U0LEE",
+        decided_at: at(4 + 2 * i),
+        reason: i === 0 ? "Shipping is not refundable" : null,
+        expires_at: at(240),
+        created_at: at(3 + 2 * i),
+      })),
+    )
+    .returning("id")
+    .execute();
+  assert.ok(rejected && approved);
+  const key = (step: number) => `${task}:${step}:0`;
+  await db
+    .insertInto("tool_calls")
+    .values([
+      toolCall(task, 1, "cs", "lookup_order", "read", "done", key(1), "policy:read", 1),
+      toolCall(task, 2, "billing", "issue_refund", "write", "rejected", key(2), null, 3, 149),
+      toolCall(
+        task,
+        3,
+        "billing",
+        "issue_refund",
+        "write",
+        "done",
+        key(3),
+        `approval:${approved.id} by U0LEE`,
+        5,
+      ),
+    ])
+    .execute();
+  const refund = (amount: number) => ({ order_id: "1077", amount_usd: amount });
+  await db
+    .insertInto("model_calls")
+    .values([
+      modelCall(task, 0, 1, "cs"),
+      modelCall(task, 1, 2, "cs"),
+      modelCall(task, 2, 3, "billing"),
+      modelCall(task, 3, 5, "billing"),
+    ])
+    .execute();
+  await db
+    .insertInto("audit_events")
+    .values([
+      event(task, 0, "human:U0DANA", "message_received", { text: "I want to return order 1077" }),
+      event(task, 0, "system", "task_started", { agent: "cs" }),
+      event(task, 1, "agent:cs", "tool_call", {
+        tool: "lookup_order",
+        args: { order_id: "1077" },
+        status: "done",
+        allowed_by: "policy:read",
+      }),
+      event(task, 2, "agent:cs", "handoff", {
+        kind: "transfer",
+        to: "billing",
+        note: { summary: "Customer returns order 1077.", needed: "Refund 149 USD." },
+      }),
+      event(task, 3, "agent:billing", "approval_requested", {
+        approval_id: rejected.id,
+        tool: "issue_refund",
+        args: refund(149),
+        policy: "refunds-over-100",
+        approvers: { users: ["U0LEE"], groups: [] },
+        expires_at: at(240).toISOString(),
+      }),
+      event(task, 4, "human:U0LEE", "approval_decided", {
+        approval_id: rejected.id,
+        decision: "rejected",
+        reason: "Shipping is not refundable",
+        tool: "issue_refund",
+        args: refund(149),
+      }),
+      event(task, 5, "agent:billing", "approval_requested", {
+        approval_id: approved.id,
+        tool: "issue_refund",
+        args: refund(139),
+        policy: "refunds-over-100",
+        approvers: { users: ["U0LEE"], groups: [] },
+        expires_at: at(240).toISOString(),
+      }),
+      event(task, 6, "human:U0LEE", "approval_decided", {
+        approval_id: approved.id,
+        decision: "approved",
+        reason: null,
+        tool: "issue_refund",
+        args: refund(139),
+      }),
+      event(task, 7, "agent:billing", "tool_call", {
+        tool: "issue_refund",
+        args: refund(139),
+        status: "done",
+        allowed_by: `approval:${approved.id} by U0LEE`,
+      }),
+      event(task, 8, "agent:billing", "handoff", {
+        kind: "hand_back",
+        to: "cs",
+        note: { result: "Refunded 139 USD." },
+      }),
+      event(task, 9, "agent:cs", "answer", {
+        text: 'Refunded 139 USD, not 149: "shipping", sorry.\n=Thanks',
+      }),
+    ])
+    .execute();
+  return task;
+}
+
+function toolCall(
+  taskId: string,
+  step: number,
+  agent: string,
+  tool: string,
+  toolClass: string,
+  status: string,
+  key: string,
+  allowedBy: string | null,
+  minute: number,
+  amount = 139,
+) {
+  const args =
+    tool === "issue_refund" ? { order_id: "1077", amount_usd: amount } : { order_id: "1077" };
+  return {
+    task_id: taskId,
+    step_no: step,
+    agent_id: agent,
+    tool,
+    tool_class: toolClass,
+    args: JSON.stringify(args),
+    idempotency_key: key,
+    status,
+    result: "null",
+    allowed_by: allowedBy,
+    created_at: at(minute),
+  };
+}
+
+describe("audit story", () => {
+  let database: TestDatabase;
+  let db: Db;
+  let taskId: string;
+  before(async () => {
+    database = await createTestDatabase();
+    db = database.db;
+    taskId = await seedReturn(db);
+  });
+  after(() => database.drop());
+
+  test("tells the whole story in order, model calls first within a turn", async () => {
+    const story = await auditStory({ db }, taskId);
+    assert.deepEqual(story.taskIds, [taskId]);
+    assert.deepEqual(
+      story.entries.map((e) => `${e.actor} ${e.kind}`),
+      [
+        "human:U0DANA message_received",
+        "system task_started",
+        "agent:cs model_call",
+        "agent:cs tool_call",
+        "agent:cs model_call",
+        "agent:cs handoff",
+        "agent:billing model_call",
+        "agent:billing approval_requested",
+        "human:U0LEE approval_decided",
+        "agent:billing model_call",
+        "agent:billing approval_requested",
+        "human:U0LEE approval_decided",
+        "agent:billing tool_call",
+        "agent:billing handoff",
+        "agent:cs answer",
+      ],
+    );
+    const text = (kind: string, nth = 0) => story.entries.filter((e) => e.kind === kind)[nth]?.text;
+    assert.match(
+      text("model_call") ?? "",
+      /gpt-4o-mini: 1000 prompt \+ 50 completion tokens, \$0\.000210, 800 ms/,
+    );
+    assert.match(
+      text("handoff") ?? "",
+      /Handed over to agent:billing: Customer returns order 1077\. Needed: Refund 149 USD\./,
+    );
+    assert.match(
+      text("approval_requested") ?? "",
+      /Asked U0LEE to approve issue_refund\(order_id="1077", amount_usd=149\) under policy refunds-over-100/,
+    );
+    assert.equal(
+      text("approval_decided"),
+      'Rejected issue_refund(order_id="1077", amount_usd=149); reason: "Shipping is not refundable"',
+    );
+    assert.equal(
+      text("approval_decided", 1),
+      'Approved issue_refund(order_id="1077", amount_usd=139)',
+    );
+    assert.match(
+      text("tool_call", 1) ?? "",
+      /^issue_refund\(order_id="1077", amount_usd=139\) → done; allowed by approval:.+ by U0LEE$/,
+    );
+    assert.equal(story.entries[2]?.data.cost_usd, 0.00021);
+  });
+
+  test("resolves task ids, order ids and thread links; unknown refs fail clearly", async () => {
+    const other = await insertTask(db, { thread: "1700000500.000200", title: "Where is 1090?" });
+    await db
+      .insertInto("tool_calls")
+      .values(toolCall(other, 0, "cs", "lookup_order", "read", "done", "k-other", "policy:read", 0))
+      .execute();
+    await db
+      .updateTable("tool_calls")
+      .set({ args: JSON.stringify({ order_id: 1090 }) })
+      .where("idempotency_key", "=", "k-other")
+      .execute();
+
+    const ids = async (ref: string) => (await resolveTaskRef(db, ref))?.taskIds;
+    assert.deepEqual(await ids(taskId.toUpperCase()), [taskId]);
+    assert.deepEqual(await ids("1077"), [taskId]);
+    assert.deepEqual(await ids("#1090"), [other], "found through a tool call's numeric order_id");
+    assert.deepEqual(await ids("https://acme.slack.com/archives/C0SUPPORT/p1700000000000100"), [
+      taskId,
+    ]);
+    assert.deepEqual(
+      await ids(
+        "<https://acme.slack.com/archives/C0SUPPORT/p1700000999000300?thread_ts=1700000000.000100&cid=C0SUPPORT>",
+      ),
+      [taskId],
+    );
+    assert.deepEqual(
+      await ids("https://slack.com/app_redirect?channel=C0SUPPORT&message_ts=1700000500.000200"),
+      [other],
+    );
+    assert.deepEqual(await ids("9999"), []);
+    assert.equal(parseTaskRef("https://example.com/nothing"), undefined);
+    assert.equal(parseTaskRef("drop table tasks;"), undefined);
+    await assert.rejects(
+      auditStory({ db }, "9999"),
+      (e) => e instanceof NotFoundError && /No task matches "9999"/.test(e.message),
+    );
+    await assert.rejects(auditStory({ db }, "not a ref!"), NotFoundError);
+  });
+
+  test("who processed the refund: the billing agent, approved by the billing lead", async () => {
+    const calls = await whoProcessed({ db }, "1077", "issue_refund");
+    assert.equal(calls.length, 2);
+    const done = calls.find((c) => c.status === "done");
+    assert.equal(done?.agentId, "billing");
+    assert.equal(done?.approver, "U0LEE");
+    assert.ok(done?.approvalId);
+    assert.equal(calls.find((c) => c.status === "rejected")?.reason, "Shipping is not refundable");
+    const all = await whoProcessed({ db }, "1077");
+    assert.deepEqual(
+      all.map((c) => c.tool),
+      ["issue_refund", "issue_refund"],
+      "read tools are left out",
+    );
+    assert.match(
+      whoProcessedText(calls),
+      /issue_refund\(.*amount_usd=139\) by agent:billing: done; approved by human:U0LEE/,
+    );
+  });
+
+  test("CSV export parses back, quoting and formula guard included; JSON too", async () => {
+    const story = await auditStory({ db }, taskId);
+    const hostile: AuditEntry = {
+      at: at(10),
+      taskId,
+      actor: "human:U0EVE",
+      kind: "note",
+      text: '=HYPERLINK("http://evil"), "quoted"\nsecond line',
+      data: { text: "-1+1" },
+    };
+    const entries = [...story.entries, hostile];
+    const rows = parseCsv(auditCsv(entries));
+    assert.deepEqual(rows[0], ["at", "actor", "kind", "text", "data", "task_id"]);
+    assert.equal(rows.length, entries.length + 1);
+    for (const [i, entry] of entries.entries()) {
+      const row = rows[i + 1] ?? [];
+      assert.equal(row[0], entry.at.toISOString());
+      assert.equal(row[1], entry.actor);
+      assert.equal(row[3], /^[=+\-@]/.test(entry.text) ? `'${entry.text}` : entry.text);
+      assert.deepEqual(JSON.parse(row[4] ?? ""), entry.data);
+    }
+    assert.equal(rows.at(-1)?.[3], `'${hostile.text}`);
+    const answer = rows.find((r) => r[2] === "answer");
+    assert.equal(answer?.[3], 'Answered: "Refunded 139 USD, not 149: "shipping", sorry.\n=Thanks"');
+    const json = JSON.parse(auditJson(entries)) as { at: string; text: string }[];
+    assert.equal(json.length, entries.length);
+    assert.equal(json.at(-1)?.text, hostile.text);
+  });
+
+  test("npm run audit prints csv and who, and fails clearly on an unknown ref", async () => {
+    const run = promisify(execFile);
+    const env = { ...process.env, DATABASE_URL: database.url };
+    const cli = (...args: string[]) =>
+      run(process.execPath, ["scripts/audit.ts", ...args], { cwd: ROOT, env });
+    const csv = await cli("1077", "--format", "csv");
+    assert.equal(parseCsv(csv.stdout).length, 16);
+    const who = await cli("--who", "issue_refund", "1077");
+    assert.match(who.stdout, /by agent:billing: done; approved by human:U0LEE/);
+    await assert.rejects(
+      cli("9999"),
+      (e: { code?: number; stderr?: string }) =>
+        e.code === 1 && /No task matches "9999"/.test(e.stderr ?? ""),
+    );
+  });
+});

@@ -1,0 +1,323 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { sql } from "kysely";
+import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
+import type { ChatIntent, ChatSurface, Clock } from "../../src/core/ports.ts";
+import type { Db } from "../../src/db/database.ts";
+import {
+  failedTasksQuery,
+  staleApprovalsQuery,
+  staleTasksQuery,
+} from "../../src/db/reports.repository.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { createLogger } from "../../src/log.ts";
+import { type DigestDeps, runDigest, threadLink } from "../../src/runtime/digest.ts";
+import { startScheduler } from "../../src/runtime/scheduler.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+const NOW = new Date("2025-01-06T09:00:00Z");
+const HOUR = 3_600_000;
+const ago = (hours: number) => new Date(NOW.getTime() - hours * HOUR);
+const log = createLogger({ level: "silent" });
+const clock: Clock = { now: () => NOW };
+
+const agentsFile: AgentsFile = agentsFileSchema.parse({
+  agents: [
+    { id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." },
+    { id: "billing", name: "Billing", icon: ":moneybag:", instructions: "Refunds." },
+  ],
+  digest: { channel: "C0DIGEST", stale_after: "24h", approval_stale_after: "4h" },
+});
+
+/** Records what would reach Slack. */
+function fakeChat() {
+  const sent: ChatIntent[] = [];
+  const chat: ChatSurface = {
+    async deliver(intent) {
+      sent.push(intent);
+      return { ts: `1736150400.${String(sent.length).padStart(6, "0")}` };
+    },
+    async findPosted() {
+      return undefined;
+    },
+    async groupMembers() {
+      return [];
+    },
+  };
+  return { chat, sent };
+}
+
+let thread = 0;
+async function task(
+  db: Db,
+  title: string,
+  values: { status: string; owner: string; lastActivity: Date; closedAt?: Date },
+) {
+  const [ownerKind = "agent", ownerId = "cs"] = values.owner.split(":");
+  const row = await db
+    .insertInto("tasks")
+    .values({
+      channel_id: "C0SUPPORT",
+      thread_ts: `1736000000.${String(++thread).padStart(6, "0")}`,
+      requester_id: "U0DANA",
+      title,
+      request_text: title,
+      status: values.status,
+      owner_kind: ownerKind,
+      owner_id: ownerId,
+      handback_stack: "[]",
+      facts: "{}",
+      cost_usd: 0,
+      created_at: ago(200),
+      last_activity_at: values.lastActivity,
+      closed_at: values.closedAt ?? null,
+    })
+    .returning(["id", "channel_id", "thread_ts"])
+    .executeTakeFirstOrThrow();
+  return row;
+}
+
+let approvalNo = 0;
+async function approval(
+  db: Db,
+  taskId: string,
+  values: { status?: string; created: Date; users: string[]; groups?: string[] } & {
+    fallback?: string[];
+  },
+) {
+  await db
+    .insertInto("approvals")
+    .values({
+      task_id: taskId,
+      step_no: 1,
+      tool_call_id: `call-${++approvalNo}`,
+      model_call_id: `m-${approvalNo}`,
+      agent_id: "billing",
+      tool: `tool_${approvalNo}`,
+      args: "{}",
+      policy_id: "p",
+      requester_id: "U0DANA",
+      approvers: JSON.stringify({ users: values.users, groups: values.groups ?? [] }),
+      fallback: values.fallback ? JSON.stringify({ users: values.fallback, groups: [] }) : null,
+      escalated_at: values.fallback ? ago(1) : null,
+      status: values.status ?? "pending",
+      expires_at: ago(-100),
+      created_at: values.created,
+    })
+    .execute();
+}
+
+/** Stale and fresh work side by side: only the stale must be reported. */
+async function seed(db: Db) {
+  const stale = {
+    mine: await task(db, "Stale owned by Ann", {
+      status: "active",
+      owner: "human:U0ANN",
+      lastActivity: ago(30),
+    }),
+    agents: await task(db, "Stale with Billing", {
+      status: "waiting_human",
+      owner: "agent:billing",
+      lastActivity: ago(25),
+    }),
+    group: await task(db, "Stale with the leads", {
+      status: "waiting_human",
+      owner: "human:S0LEADS",
+      lastActivity: ago(48),
+    }),
+  };
+  await task(db, "Fresh owned by Ann", {
+    status: "active",
+    owner: "human:U0ANN",
+    lastActivity: ago(23),
+  });
+  await task(db, "Old but done", { status: "done", owner: "agent:cs", lastActivity: ago(100) });
+  const failed = await task(db, "Failed this morning", {
+    status: "failed",
+    owner: "human:U0ANN",
+    lastActivity: ago(2),
+    closedAt: ago(2),
+  });
+  await task(db, "Failed two days ago", {
+    status: "failed",
+    owner: "agent:cs",
+    lastActivity: ago(48),
+    closedAt: ago(48),
+  });
+  const on = stale.agents.id;
+  await approval(db, on, { created: ago(5), users: ["U0LEE"], groups: ["S0LEADS"] });
+  await approval(db, on, { created: ago(3), users: ["U0FRESH"] });
+  await approval(db, on, { created: ago(10), users: ["U0DONE"], status: "approved" });
+  await approval(db, on, { created: ago(6), users: ["U0KIM"], fallback: ["U0BOSS"] });
+  return { stale, failed };
+}
+
+const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({ db, log, clock, agentsFile, chat });
+const dmTo = (sent: ChatIntent[], user: string) =>
+  sent.find((i) => i.kind === "direct_message" && i.user === user);
+
+describe("daily digest", () => {
+  let database: TestDatabase;
+  let db: Db;
+  let seeded: Awaited<ReturnType<typeof seed>>;
+  before(async () => {
+    database = await createTestDatabase();
+    db = database.db;
+    seeded = await seed(db);
+  });
+  after(() => database.drop());
+
+  test("two replicas firing at once send exactly one digest with exactly the stale items", async () => {
+    const { chat, sent } = fakeChat();
+    const fireAt = new Date("2025-01-06T09:00:00Z");
+    const results = await Promise.all([
+      runDigest(deps(db, chat), fireAt, "replica-a"),
+      runDigest(deps(db, chat), fireAt, "replica-b"),
+    ]);
+    assert.deepEqual(results.map((r) => r.claimed).sort(), [false, true]);
+    const winner = results.find((r) => r.claimed);
+    assert.deepEqual(
+      { ...winner, delivered: undefined },
+      {
+        claimed: true,
+        staleTasks: 3,
+        staleApprovals: 2,
+        failedTasks: 1,
+        channelMessages: 1,
+        directMessages: 4,
+        delivered: undefined,
+      },
+    );
+    assert.equal(winner?.delivered, 5);
+
+    const outbox = await db.selectFrom("slack_outbox").select(["method", "status"]).execute();
+    assert.equal(outbox.length, 5);
+    assert.ok(outbox.every((r) => r.status === "sent"));
+    assert.equal(sent.length, 5);
+
+    const notice = sent.find((i) => i.kind === "notice");
+    assert.ok(notice?.kind === "notice" && notice.channel === "C0DIGEST");
+    const order = ["Stale with the leads", "Stale owned by Ann", "Stale with Billing"];
+    const at = order.map((title) => notice.text.indexOf(title));
+    assert.ok(
+      at.every((i, n) => i > 0 && (n === 0 || i > (at[n - 1] ?? 0))),
+      "oldest first",
+    );
+    for (const absent of ["Fresh owned by Ann", "Old but done", "Failed two days ago", "tool_2"])
+      assert.ok(!notice.text.includes(absent), `${absent} must not be listed`);
+    assert.match(notice.text, /Failed this morning/);
+    assert.match(notice.text, /tool_1\*.*<@U0LEE>, <!subteam\^S0LEADS>/);
+    // Text is mrkdwn: the link's "&" arrives escaped, as Slack expects.
+    const link = threadLink("C0SUPPORT", seeded.stale.mine.thread_ts).replace("&", "&amp;");
+    assert.ok(notice.text.includes(link));
+
+    const ann = JSON.stringify(dmTo(sent, "U0ANN"));
+    assert.match(ann, /Stale owned by Ann/);
+    assert.match(ann, /Failed this morning/);
+    assert.ok(!ann.includes("Stale with Billing") && !ann.includes("tool_1"));
+    assert.match(JSON.stringify(dmTo(sent, "U0LEE")), /tool_1/);
+    assert.match(JSON.stringify(dmTo(sent, "U0BOSS")), /tool_4/, "the fallback hears of it");
+    assert.match(JSON.stringify(dmTo(sent, "U0KIM")), /tool_4/);
+
+    const runs = await db.selectFrom("scheduled_runs").selectAll().execute();
+    assert.equal(runs.length, 1);
+    assert.ok(runs[0]?.finished_at);
+  });
+
+  test("the next firing reports failures since the previous one only", async () => {
+    const result = await runDigest(
+      { ...deps(db), clock: { now: () => new Date(NOW.getTime() + 24 * HOUR) } },
+      new Date("2025-01-07T09:00:00Z"),
+      "replica-a",
+    );
+    assert.equal(result.failedTasks, 0);
+    assert.equal(result.delivered, 0, "no chat: left in the outbox");
+  });
+
+  test("digest queries are index scans", async () => {
+    await db.transaction().execute(async (tx) => {
+      // Tiny tables: without this the planner rightly prefers a sequential scan.
+      await sql`set local enable_seqscan = off`.execute(tx);
+      const plan = async (query: { explain(): Promise<Record<string, unknown>[]> }) =>
+        (await query.explain()).map((r) => String(r["QUERY PLAN"])).join("\n");
+      assert.match(await plan(staleTasksQuery(tx, NOW, 10)), /tasks_open_activity_idx/);
+      assert.match(await plan(staleApprovalsQuery(tx, NOW, 10)), /approvals_pending_created_idx/);
+      assert.match(await plan(failedTasksQuery(tx, ago(24), 10)), /tasks_failed_closed_idx/);
+    });
+  });
+});
+
+describe("digest with nothing stale", () => {
+  test("sends a short all clear to the channel and nothing to anyone else", async () => {
+    const database = await createTestDatabase();
+    try {
+      const { chat, sent } = fakeChat();
+      const result = await runDigest(deps(database.db, chat), NOW, "replica-a");
+      assert.equal(result.directMessages, 0);
+      assert.equal(sent.length, 1);
+      assert.ok(sent[0]?.kind === "notice" && /All clear/.test(sent[0].text));
+    } finally {
+      await database.drop();
+    }
+  });
+});
+
+describe("two node-cron schedulers", () => {
+  test("one claimed run and one digest per firing", async () => {
+    const database = await createTestDatabase();
+    const db = database.db;
+    try {
+      await task(db, "Stale", { status: "active", owner: "human:U0ANN", lastActivity: ago(30) });
+      const { chat, sent } = fakeChat();
+      const attempts: { instance: string; fireAt: Date }[] = [];
+      const inflight: Promise<unknown>[] = [];
+      const start = (instance: string) =>
+        startScheduler({
+          schedule: "* * * * * *",
+          timezone: "Europe/Paris",
+          log,
+          name: instance,
+          run: async (fireAt) => {
+            attempts.push({ instance, fireAt });
+            const running = runDigest(deps(db, chat), fireAt, instance);
+            inflight.push(running);
+            await running;
+          },
+        });
+      const schedulers = [start("replica-a"), start("replica-b")];
+      await sleep(2_500);
+      await Promise.all(schedulers.map((s) => s.stop()));
+      await Promise.all(inflight);
+
+      const runs = await db.selectFrom("scheduled_runs").select(["fire_at"]).execute();
+      const fired = new Set(attempts.map((a) => a.fireAt.getTime()));
+      assert.ok(runs.length >= 1);
+      assert.equal(runs.length, fired.size, "every firing claimed exactly once");
+      assert.ok(attempts.every((a) => a.fireAt.getMilliseconds() === 0));
+      const both = [...fired].filter(
+        (t) =>
+          new Set(attempts.filter((a) => a.fireAt.getTime() === t).map((a) => a.instance)).size ===
+          2,
+      );
+      assert.ok(both.length >= 1, "both schedulers fired the same second at least once");
+      const notices = sent.filter((i) => i.kind === "notice").length;
+      assert.equal(notices, runs.length, "one channel digest per firing");
+      assert.equal(sent.filter((i) => i.kind === "direct_message").length, runs.length);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  test("a bad expression or time zone fails at start with what to write", () => {
+    const run = async () => {};
+    assert.throws(
+      () => startScheduler({ schedule: "at nine", timezone: "UTC", run, log }),
+      ConfigError,
+    );
+    assert.throws(
+      () => startScheduler({ schedule: "0 9 * * 1-5", timezone: "Mars/Olympus", run, log }),
+      /IANA/,
+    );
+  });
+});

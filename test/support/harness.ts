@@ -1,0 +1,171 @@
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { type Baton, startBaton } from "../../src/app.ts";
+import { loadAgentsFile } from "../../src/config/agents-file.ts";
+import type { AgentsFile } from "../../src/config/agents-schema.ts";
+import { loadConfig } from "../../src/config/env.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { createLogger } from "../../src/log.ts";
+import { createTestDatabase, type TestDatabase } from "./db.ts";
+import { type ModelServer, type Script, startModelServer } from "./model-server.ts";
+import { type SlackEmulator, startSlackEmulator } from "./slack-emulator.ts";
+import {
+  appMentionEvent,
+  deliverEvent,
+  deliverInteraction,
+  messageEvent,
+} from "./slack-signing.ts";
+
+export const SIGNING_SECRET = "test-signing-secret";
+export const CHANNEL = "C0ORDERS";
+export const REQUESTER = "U0REQUESTER";
+const AGENTS_FILE = fileURLToPath(new URL("../../agents.yml", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Harness {
+  baton: Baton;
+  slack: SlackEmulator;
+  model: ModelServer;
+  db: TestDatabase;
+  endpoint: string;
+  agentsFile: AgentsFile;
+  mention(
+    text: string,
+    options?: { user?: string; eventId?: string; retryNum?: number; ts?: string },
+  ): Promise<{ status: number; ts: string; eventId: string }>;
+  reply(threadTs: string, text: string, options?: { user?: string }): Promise<{ status: number }>;
+  click(payload: Record<string, unknown>): Promise<{ status: number; body: string }>;
+  /** Polls until the check passes (the worker runs in the background). */
+  until<T>(
+    what: string,
+    check: () => Promise<T | undefined | false>,
+    timeoutMs?: number,
+  ): Promise<T>;
+  /** Starts Baton again on the same database, as after a crash. */
+  restart(options?: { script?: Script }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Baton as a user meets it: real Bolt over HTTP with signed requests, the real Slack and OpenAI
+ * clients pointed at local servers, and a real Postgres database of its own.
+ */
+export async function startHarness(options: {
+  script: Script;
+  agentsFile?: AgentsFile;
+  maintenance?: boolean;
+}): Promise<Harness> {
+  const db = await createTestDatabase();
+  const slack = await startSlackEmulator({
+    users: [{ id: REQUESTER, name: "dana" }],
+    usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
+  });
+  let model = await startModelServer(options.script);
+  const agentsFile =
+    options.agentsFile ??
+    (await loadAgentsFile(AGENTS_FILE, new Set(demoTools.map((t) => t.name))));
+  const port = await freePort();
+  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+  const boot = () =>
+    startBaton({
+      config: loadConfig({
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        SLACK_API_URL: slack.url,
+        OPENAI_API_KEY: "sk-test-key-not-real",
+        OPENAI_BASE_URL: model.baseURL,
+        DATABASE_URL: db.url,
+        PORT: String(port),
+        BATON_WORKERS: "2",
+      }),
+      agentsFile,
+      log,
+      maintenance: options.maintenance ?? false,
+    });
+  let baton = await boot();
+  const endpoint = `http://127.0.0.1:${port}/slack/events`;
+  let seq = 0;
+  const harness: Harness = {
+    get baton() {
+      return baton;
+    },
+    slack,
+    get model() {
+      return model;
+    },
+    db,
+    endpoint,
+    agentsFile,
+    async mention(text, o = {}) {
+      const ts =
+        o.ts ??
+        slack.addMessage({
+          channel: CHANNEL,
+          user: o.user ?? REQUESTER,
+          text: `<@U0BATONBOT> ${text}`,
+        }).ts;
+      const eventId = o.eventId ?? `Ev${Date.now()}${seq++}`;
+      const event = appMentionEvent({
+        user: o.user ?? REQUESTER,
+        channel: CHANNEL,
+        text: `<@U0BATONBOT> ${text}`,
+        ts,
+      });
+      const res = await deliverEvent(endpoint, SIGNING_SECRET, event, {
+        eventId,
+        ...(o.retryNum !== undefined && { retryNum: o.retryNum }),
+      });
+      return { status: res.status, ts, eventId };
+    },
+    async reply(threadTs, text, o = {}) {
+      const ts = slack.addMessage({
+        channel: CHANNEL,
+        user: o.user ?? REQUESTER,
+        text,
+        threadTs,
+      }).ts;
+      const event = messageEvent({
+        user: o.user ?? REQUESTER,
+        channel: CHANNEL,
+        text,
+        ts,
+        threadTs,
+      });
+      return deliverEvent(endpoint, SIGNING_SECRET, event, { eventId: `Ev${Date.now()}${seq++}` });
+    },
+    click: (payload) => deliverInteraction(endpoint, SIGNING_SECRET, payload),
+    async until(what, check, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const value = await check();
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async restart(o = {}) {
+      await baton.stop();
+      if (o.script) {
+        await model.close();
+        model = await startModelServer(o.script);
+      }
+      baton = await boot();
+    },
+    async close() {
+      await baton.stop();
+      await Promise.all([slack.close(), model.close()]);
+      await db.drop();
+    },
+  };
+  return harness;
+}
