@@ -1,52 +1,54 @@
 import type { ScriptedReply } from "./model-server.ts";
 
 /** Flow 1, "Where's my order?", as a scripted model plays it: five hops, CS → F → I → F → CS. */
-export function whereIsMyOrderScript(): Record<string, ScriptedReply[]> {
+export function whereIsMyOrderScript(
+  o: { orderId?: string; sku?: string } = {},
+): Record<string, ScriptedReply[]> {
+  const orderId = o.orderId ?? "1042";
+  const sku = o.sku ?? "LAMP-OAK";
   return {
     "customer-service": [
-      { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1042" } }] },
+      { toolCalls: [{ name: "lookup_order", arguments: { order_id: orderId } }] },
       {
         toolCalls: [
           {
             name: "transfer_to_fulfillment",
             arguments: {
-              summary:
-                "Order 1042 (oak desk lamp) is stuck in fulfillment; customer asks where it is.",
-              done: ["Looked up order 1042: stuck_in_fulfillment, pick failed"],
+              summary: `Order ${orderId} is stuck in fulfillment; customer asks where it is.`,
+              done: [`Looked up order ${orderId}: stuck_in_fulfillment, pick failed`],
               needed: "Find out why it is stuck and ship it if possible.",
-              facts: { order_id: "1042", sku: "LAMP-OAK" },
+              facts: { order_id: orderId, sku: sku },
               urgency: "normal",
             },
           },
         ],
       },
       {
-        content:
-          "Good news: your order 1042 (oak desk lamp) is on the way with UPS. You'll get tracking by email.",
+        content: `Good news: your order ${orderId} is on the way with UPS. You'll get tracking by email.`,
       },
     ],
     fulfillment: [
-      { toolCalls: [{ name: "get_fulfillment_status", arguments: { order_id: "1042" } }] },
+      { toolCalls: [{ name: "get_fulfillment_status", arguments: { order_id: orderId } }] },
       {
         toolCalls: [
           {
             name: "transfer_to_inventory",
             arguments: {
-              summary: "Order 1042 cannot be picked: the system shows 0 LAMP-OAK on hand.",
+              summary: `Order ${orderId} cannot be picked: the system shows 0 ${sku} on hand.`,
               done: ["Checked fulfillment status: blocked by stock"],
-              needed: "Check the LAMP-OAK count and correct it if it is wrong.",
-              facts: { sku: "LAMP-OAK" },
+              needed: `Check the ${sku} count and correct it if it is wrong.`,
+              facts: { sku: sku },
             },
           },
         ],
       },
-      { toolCalls: [{ name: "ship_order", arguments: { order_id: "1042" } }] },
+      { toolCalls: [{ name: "ship_order", arguments: { order_id: orderId } }] },
       {
         toolCalls: [
           {
             name: "hand_back",
             arguments: {
-              result: "Order 1042 shipped with UPS.",
+              result: `Order ${orderId} shipped with UPS.`,
               facts: { order_status: "shipped" },
             },
           },
@@ -54,13 +56,13 @@ export function whereIsMyOrderScript(): Record<string, ScriptedReply[]> {
       },
     ],
     inventory: [
-      { toolCalls: [{ name: "check_stock", arguments: { sku: "LAMP-OAK" } }] },
+      { toolCalls: [{ name: "check_stock", arguments: { sku: sku } }] },
       {
         toolCalls: [
           {
             name: "adjust_stock",
             arguments: {
-              sku: "LAMP-OAK",
+              sku: sku,
               counted_quantity: 14,
               reason: "Cycle count found 14; system showed 0",
             },
@@ -72,7 +74,7 @@ export function whereIsMyOrderScript(): Record<string, ScriptedReply[]> {
           {
             name: "hand_back",
             arguments: {
-              result: "LAMP-OAK corrected from 0 to 14 on hand.",
+              result: `${sku} corrected from 0 to 14 on hand.`,
               facts: { on_hand: 14 },
             },
           },

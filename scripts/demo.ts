@@ -1,0 +1,195 @@
+import { ownershipHistory } from "../src/db/ledger.repository.ts";
+import { scriptByAgent } from "../test/support/model-server.ts";
+import { whereIsMyOrderScript } from "../test/support/scripts.ts";
+import {
+  appMentionEvent,
+  blockActionsPayload,
+  deliverEvent,
+  deliverInteraction,
+} from "../test/support/slack-signing.ts";
+import { SIGNING_SECRET, startPlayground } from "./playground.ts";
+import { blockText, renderThread } from "./render-thread.ts";
+
+/**
+ * `npm run demo`: flow 1 ("Where's my order?") and flow 2 (a return whose refund needs a billing
+ * lead) against the Slack emulator and a scripted model, on the embedded database.
+ */
+const CHANNEL = "C0SUPPORT";
+const REQUESTER = "U0DANA";
+
+const returnScript = {
+  "customer-service": [
+    { toolCalls: [{ name: "check_return_eligibility", arguments: { order_id: "1077" } }] },
+    {
+      toolCalls: [
+        {
+          name: "transfer_to_fulfillment",
+          arguments: {
+            summary: "Customer returns order 1077 (ergonomic chair); eligible, 149 USD.",
+            done: ["Checked eligibility: delivered 6 days ago"],
+            needed: "Issue a return label and receive the item, then get it refunded.",
+            facts: { order_id: "1077", amount_usd: 149 },
+          },
+        },
+      ],
+    },
+    {
+      content:
+        "Your return of order 1077 is complete and 149 USD is on its way back to your card. Thanks for your patience!",
+    },
+  ],
+  fulfillment: [
+    { toolCalls: [{ name: "create_return_label", arguments: { order_id: "1077" } }] },
+    { toolCalls: [{ name: "receive_return", arguments: { order_id: "1077" } }] },
+    {
+      toolCalls: [
+        {
+          name: "transfer_to_billing",
+          arguments: {
+            summary: "Return of order 1077 received at the warehouse.",
+            done: ["Label RMA-1077 issued", "Item received"],
+            needed: "Refund 149 USD.",
+            facts: { order_id: "1077", amount_usd: 149 },
+          },
+        },
+      ],
+    },
+    {
+      toolCalls: [
+        {
+          name: "hand_back",
+          arguments: {
+            result: "Return received and refunded 149 USD.",
+            facts: { refunded_usd: 149 },
+          },
+        },
+      ],
+    },
+  ],
+  billing: [
+    {
+      toolCalls: [
+        {
+          name: "issue_refund",
+          arguments: {
+            order_id: "1077",
+            amount_usd: 149,
+            reason: "Customer return, item received",
+          },
+        },
+      ],
+    },
+    {
+      toolCalls: [
+        {
+          name: "hand_back",
+          arguments: { result: "Refunded 149 USD for order 1077.", facts: { refunded_usd: 149 } },
+        },
+      ],
+    },
+  ],
+  inventory: [],
+};
+
+const script = scriptByAgent({
+  ...whereIsMyOrderScript(),
+  "customer-service": [
+    ...whereIsMyOrderScript()["customer-service"]!,
+    ...returnScript["customer-service"],
+  ],
+  fulfillment: [...whereIsMyOrderScript().fulfillment!, ...returnScript.fulfillment],
+  billing: returnScript.billing,
+});
+
+const play = await startPlayground({ script, database: "baton_demo" });
+const db = play.baton.deps.db;
+
+async function until<T>(check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("the demo timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function ask(text: string) {
+  const message = play.slack.addMessage({
+    channel: CHANNEL,
+    user: REQUESTER,
+    text: `<@U0BATONBOT> ${text}`,
+  });
+  await deliverEvent(
+    play.endpoint,
+    SIGNING_SECRET,
+    appMentionEvent({
+      user: REQUESTER,
+      channel: CHANNEL,
+      text: message.text ?? "",
+      ts: message.ts,
+    }),
+    {},
+  );
+  return message.ts;
+}
+
+async function taskIn(threadTs: string, status: string) {
+  return until(async () => {
+    const task = await db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("thread_ts", "=", threadTs)
+      .executeTakeFirst();
+    return task?.status === status ? task : undefined;
+  });
+}
+
+async function printHistory(taskId: string) {
+  console.log("\nOwnership history:");
+  for (const h of await ownershipHistory(db, taskId)) {
+    console.log(
+      `  ${h.created_at.toISOString().slice(11, 23)}  ${h.kind.padEnd(17)} ${h.from_id} → ${h.to_id}`,
+    );
+  }
+}
+
+try {
+  console.log("━━ Flow 1: “@Baton where is order 1042?” ━━\n");
+  const t1 = await ask("where is order 1042?");
+  const task1 = await taskIn(t1, "done");
+  console.log(renderThread(play.slack, CHANNEL, t1));
+  await printHistory(task1.id);
+
+  console.log("\n━━ Flow 2: “@Baton I want to return order 1077” ━━\n");
+  const t2 = await ask("I want to return order 1077, the chair doesn't fit my desk");
+  await taskIn(t2, "waiting_human");
+  const approval = await until(() =>
+    db.selectFrom("approvals").selectAll().where("card_ts", "is not", null).executeTakeFirst(),
+  );
+  const card = play.slack.messagesIn(CHANNEL, t2).find((m) => m.ts === approval.card_ts);
+  console.log("The approval card, before the decision:\n");
+  console.log(blockText((card?.blocks as unknown[]) ?? []));
+  console.log("\n… @lee (a billing lead) clicks Approve …\n");
+  await deliverInteraction(
+    play.endpoint,
+    SIGNING_SECRET,
+    blockActionsPayload({
+      userId: "U0LEE",
+      actionId: "approval_approve",
+      value: approval.id,
+      channel: CHANNEL,
+      messageTs: approval.card_ts ?? "",
+      threadTs: t2,
+    }),
+  );
+  const task2 = await taskIn(t2, "done");
+  console.log(renderThread(play.slack, CHANNEL, t2));
+  await printHistory(task2.id);
+  const refunds = await db.selectFrom("refunds").selectAll().execute();
+  console.log(
+    `\nRefunds in the database: ${refunds.map((r) => `${r.amount_usd} USD for order ${r.order_id}`).join(", ")}`,
+  );
+} finally {
+  await play.close();
+}

@@ -1,0 +1,96 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { type Baton, startBaton } from "../src/app.ts";
+import { loadAgentsFile } from "../src/config/agents-file.ts";
+import type { AgentsFile } from "../src/config/agents-schema.ts";
+import { loadConfig } from "../src/config/env.ts";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { demoTools } from "../src/domain/demo-tools.ts";
+import { createLogger } from "../src/log.ts";
+import { freePort } from "../test/support/harness.ts";
+import { type ModelServer, type Script, startModelServer } from "../test/support/model-server.ts";
+import { type SlackEmulator, startSlackEmulator } from "../test/support/slack-emulator.ts";
+
+/**
+ * Baton on its embedded defaults, talking to the project's own Slack Web API emulator and a
+ * scripted model: what `npm run demo` and `npm run bench` run. Each run gets a fresh database.
+ */
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+export const SIGNING_SECRET = "playground-signing-secret";
+
+export interface Playground {
+  baton: Baton;
+  slack: SlackEmulator;
+  model: ModelServer;
+  databaseUrl: string;
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+export async function startPlayground(options: {
+  script: Script;
+  database: string;
+  agentsFile?: AgentsFile;
+  workers?: number;
+}): Promise<Playground> {
+  let embedded: EmbeddedDatabase | undefined;
+  let serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) {
+    embedded = await startEmbeddedPostgres({
+      dataDir: path.join(ROOT, ".baton", "playground"),
+      port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
+    });
+    serverUrl = embedded.url;
+  }
+  const databaseUrl = await freshDatabase(serverUrl, options.database);
+  const slack = await startSlackEmulator({
+    usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
+  });
+  const model = await startModelServer(options.script);
+  const port = await freePort();
+  const agentsFile =
+    options.agentsFile ??
+    (await loadAgentsFile(path.join(ROOT, "agents.yml"), new Set(demoTools.map((t) => t.name))));
+  const baton = await startBaton({
+    config: loadConfig({
+      SLACK_BOT_TOKEN: "xoxb-test",
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: slack.url,
+      OPENAI_API_KEY: "sk-playground-not-a-real-key",
+      OPENAI_BASE_URL: model.baseURL,
+      DATABASE_URL: databaseUrl,
+      PORT: String(port),
+      BATON_WORKERS: String(options.workers ?? 4),
+    }),
+    agentsFile,
+    log: createLogger({ level: process.env.LOG_LEVEL ?? "silent" }),
+    maintenance: false,
+  });
+  return {
+    baton,
+    slack,
+    model,
+    databaseUrl,
+    endpoint: `http://127.0.0.1:${port}/slack/events`,
+    async close() {
+      await baton.stop();
+      await Promise.all([slack.close(), model.close()]);
+      await embedded?.stop();
+    },
+  };
+}
+
+async function freshDatabase(serverUrl: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${name} with (force)`);
+    await client.query(`create database ${name}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
