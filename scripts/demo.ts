@@ -91,13 +91,11 @@ const returnScript = {
   inventory: [],
 };
 
+const flow1 = whereIsMyOrderScript();
 const script = scriptByAgent({
-  ...whereIsMyOrderScript(),
-  "customer-service": [
-    ...whereIsMyOrderScript()["customer-service"]!,
-    ...returnScript["customer-service"],
-  ],
-  fulfillment: [...whereIsMyOrderScript().fulfillment!, ...returnScript.fulfillment],
+  ...flow1,
+  "customer-service": [...(flow1["customer-service"] ?? []), ...returnScript["customer-service"]],
+  fulfillment: [...(flow1.fulfillment ?? []), ...returnScript.fulfillment],
   billing: returnScript.billing,
 });
 

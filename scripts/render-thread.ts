@@ -39,9 +39,9 @@ export function blockText(blocks: unknown[]): string {
         `  [${(block.elements ?? []).map((e) => (typeof e.text === "object" ? e.text.text : "button")).join("] [")}]`,
       );
   }
-  return unescape(out.join("\n"));
+  return unescapeMrkdwn(out.join("\n"));
 }
 
-function unescape(text: string): string {
+function unescapeMrkdwn(text: string): string {
   return text.replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
 }
