@@ -17,8 +17,10 @@ import { createMetrics } from "./metrics.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
+import { runDigest } from "./runtime/digest.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
+import { startScheduler } from "./runtime/scheduler.ts";
 import { createSlackApp } from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
@@ -130,7 +132,22 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
       await queue.workDeadLetters((taskId, reason) => markDeadLettered(deps, taskId, reason));
     }
-    if (options.maintenance ?? true) stops.push(startMaintenance(deps, agentsFile));
+    if (options.maintenance ?? true) {
+      stops.push(startMaintenance(deps, agentsFile));
+      const scheduler = startScheduler({
+        schedule: agentsFile.digest.schedule,
+        timezone: agentsFile.digest.timezone,
+        log,
+        run: async (fireAt) => {
+          await runDigest(
+            { db: deps.db, log, clock: deps.clock, agentsFile, chat: deps.chat },
+            fireAt,
+            workerId,
+          );
+        },
+      });
+      stops.push(() => scheduler.stop());
+    }
 
     let port: number | undefined;
     if (config.http.enabled || config.slack.socketMode) {

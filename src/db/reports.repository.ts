@@ -58,20 +58,19 @@ export async function resolveTaskRef(
   if (ref.kind === "thread")
     query = query.where("channel_id", "=", ref.channel).where("thread_ts", "=", ref.threadTs);
   if (ref.kind === "order") {
-    // Both sides match the expression indexes of migration 0004.
+    // A union, not an OR: each side is a scan of its own expression index (migration 0004).
     query = query
-      .where((eb) =>
-        eb.or([
-          eb(sql`facts ->> 'order_id'`, "=", ref.orderId),
-          eb(
-            "id",
-            "in",
+      .where("id", "in", (eb) =>
+        eb
+          .selectFrom("tasks")
+          .select("id")
+          .where(sql`facts ->> 'order_id'`, "=", ref.orderId)
+          .unionAll(
             eb
               .selectFrom("tool_calls")
-              .select("task_id")
+              .select("task_id as id")
               .where(sql`args ->> 'order_id'`, "=", ref.orderId),
           ),
-        ]),
       )
       .limit(ORDER_TASKS_MAX);
   }

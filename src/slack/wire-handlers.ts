@@ -1,18 +1,46 @@
 import { findApproval } from "../db/humans.repository.ts";
+import { homeData } from "../db/reports.repository.ts";
+import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { decideApproval } from "../runtime/approvals.ts";
-import { taskStatus } from "../runtime/commands.ts";
+import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-story.ts";
+import { ownerName, taskStatus } from "../runtime/commands.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
+import { threadLink } from "../runtime/digest.ts";
 import { decideEscalation } from "../runtime/escalations.ts";
 import type { SlackHandlers } from "./handlers.ts";
+import { clip, escapeMrkdwn } from "./mrkdwn.ts";
 import { appHome } from "./views/app-home.ts";
+import { auditStoryBlocks } from "./views/audit-story.ts";
 import { HELP_TEXT } from "./words.ts";
 
-/** Binds the Slack listeners to the core use cases. */
+const AUDIT_PAGE_SIZE = 25;
+
+/** Binds the Slack listeners to the core use cases, and shapes their answers for Slack. */
 export function createSlackHandlers(
   deps: RuntimeDeps,
   botUserId: () => Promise<string>,
 ): SlackHandlers {
+  const auditAnswer = async (ref: string, page: number) => {
+    const report = await auditStory(deps, ref);
+    const taskId = report.taskIds[0] ?? "";
+    const entries = report.entries
+      .filter((e) => e.taskId === taskId)
+      .map((e) => ({ at: e.at, actor: actorName(deps, e.actor), kind: e.kind, text: e.text }));
+    return auditStoryBlocks(entries, { taskId, page, pageSize: AUDIT_PAGE_SIZE });
+  };
+  const userGroups = async (userId: string) => {
+    const groups = new Set(
+      deps.agents.file.policies.approvals.flatMap((p) => [
+        ...p.approvers.groups,
+        ...(p.fallback?.groups ?? []),
+      ]),
+    );
+    const member: string[] = [];
+    for (const group of groups)
+      if ((await deps.chat.groupMembers(group)).includes(userId)) member.push(group);
+    return member;
+  };
   return {
     botUserId,
     acceptMessage: async (message) => {
@@ -29,23 +57,73 @@ export function createSlackHandlers(
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
     async command({ text }) {
       const [verb = "help", ...rest] = text.trim().split(/\s+/);
-      const ref = rest.join(" ");
-      switch (verb.toLowerCase()) {
-        case "status":
-          return {
-            text: ref
-              ? await taskStatus(deps, ref)
-              : "Usage: `/baton status <task, order or thread link>`",
-          };
-        default:
-          return { text: HELP_TEXT };
+      const ref = rest[0] ?? "";
+      try {
+        switch (verb.toLowerCase()) {
+          case "status":
+            return {
+              text: ref
+                ? await taskStatus(deps, ref)
+                : "Usage: `/baton status <task, order or thread link>`",
+            };
+          case "audit":
+            return ref
+              ? await auditAnswer(ref, 1)
+              : { text: "Usage: `/baton audit <task, order or thread link>`" };
+          case "who": {
+            if (!ref)
+              return {
+                text: "Usage: `/baton who <order or task> [tool]`, e.g. `/baton who 1077 issue_refund`",
+              };
+            const tool = rest[1];
+            const result = await whoProcessed(deps, ref, tool);
+            return { text: clip(whoProcessedText(result, tool), 3000) };
+          }
+          default:
+            return { text: HELP_TEXT };
+        }
+      } catch (error) {
+        if (isBatonError(error) && error.fault === "user")
+          return { text: escapeMrkdwn(error.message) };
+        throw error;
       }
     },
-    async auditPage() {
-      return { text: "The audit trail is not available yet." };
-    },
+    auditPage: ({ taskId, page }) => auditAnswer(taskId, page),
     async homeView(userId) {
-      return appHome({ userId, openTasks: [], waitingApprovals: [], recentDecisions: [] });
+      const data = await homeData(deps.db, userId, await userGroups(userId));
+      return appHome({
+        userId,
+        openTasks: data.openTasks.map((t) => ({
+          taskId: t.id,
+          title: t.title,
+          ownerName: ownerName(deps, t.owner_kind, t.owner_id),
+          status: t.status,
+          updatedAt: t.last_activity_at,
+          permalink: threadLink(t.channel_id, t.thread_ts),
+        })),
+        waitingApprovals: data.waitingApprovals.map((a) => ({
+          approvalId: a.id,
+          toolName: a.tool,
+          agentName: deps.agents.get(a.agent_id)?.name ?? a.agent_id,
+          summary: a.title,
+          requestedAt: a.created_at,
+          permalink: threadLink(a.channel_id, a.thread_ts),
+        })),
+        recentDecisions: data.recentDecisions.map((d) => ({
+          approvalId: d.id,
+          toolName: d.tool,
+          decision: d.status as "approved" | "rejected" | "expired",
+          at: d.decided_at ?? new Date(0),
+          ...(d.reason && { reason: d.reason }),
+        })),
+      });
     },
   };
+}
+
+function actorName(deps: RuntimeDeps, actor: string): string {
+  const [kind, id = ""] = actor.split(":");
+  if (kind === "agent") return deps.agents.get(id)?.name ?? id;
+  if (kind === "human") return `<@${id}>`;
+  return "Baton";
 }

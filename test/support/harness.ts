@@ -4,6 +4,7 @@ import { type Baton, startBaton } from "../../src/app.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
 import { loadConfig } from "../../src/config/env.ts";
+import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { createLogger } from "../../src/log.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
@@ -51,8 +52,11 @@ export interface Harness {
     check: () => Promise<T | undefined | false>,
     timeoutMs?: number,
   ): Promise<T>;
-  /** Starts Baton again on the same database, as after a crash. */
-  restart(options?: { script?: Script }): Promise<void>;
+  /**
+   * Starts Baton again on the same database, as after a crash; `workers: false` starts it with
+   * no task workers (Slack still answered), as when every worker is down.
+   */
+  restart(options?: { script?: Script; workers?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -64,6 +68,8 @@ export async function startHarness(options: {
   script: Script;
   agentsFile?: AgentsFile;
   maintenance?: boolean;
+  /** Tools Baton registers (default: the demo tools). */
+  tools?: readonly ToolDefinition[];
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -76,7 +82,7 @@ export async function startHarness(options: {
     (await loadAgentsFile(AGENTS_FILE, new Set(demoTools.map((t) => t.name))));
   const port = await freePort();
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-  const boot = () =>
+  const boot = (workers = true) =>
     startBaton({
       config: loadConfig({
         SLACK_BOT_TOKEN: "xoxb-test",
@@ -91,6 +97,8 @@ export async function startHarness(options: {
       agentsFile,
       log,
       maintenance: options.maintenance ?? false,
+      workers,
+      ...(options.tools && { tools: options.tools }),
     });
   let baton = await boot();
   const endpoint = `http://127.0.0.1:${port}/slack/events`;
@@ -159,7 +167,7 @@ export async function startHarness(options: {
         await model.close();
         model = await startModelServer(o.script);
       }
-      baton = await boot();
+      baton = await boot(o.workers ?? true);
     },
     async close() {
       await baton.stop();

@@ -5,6 +5,7 @@ import type { SlackHandlers } from "../handlers.ts";
 import { HOME_OPEN_LINK } from "../views/app-home.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../views/approval-card.ts";
 import { AUDIT_PAGE } from "../views/audit-story.ts";
+import { DIGEST_OPEN_LINK } from "../views/digest.ts";
 import { ESCALATION_SEND_BACK, ESCALATION_TAKE_OVER } from "../views/escalation-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -194,9 +195,11 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
   });
 
   // Link buttons still send a click; acknowledging it is all there is to do.
-  app.action(HOME_OPEN_LINK, async ({ ack }) => {
-    await ack();
-  });
+  for (const linkButton of [HOME_OPEN_LINK, DIGEST_OPEN_LINK]) {
+    app.action(linkButton, async ({ ack }) => {
+      await ack();
+    });
+  }
 }
 
 async function ephemeral(

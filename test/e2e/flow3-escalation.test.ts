@@ -1,0 +1,269 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import {
+  ESCALATION_SEND_BACK,
+  ESCALATION_TAKE_OVER,
+} from "../../src/slack/views/escalation-card.ts";
+import {
+  SEND_BACK_AGENT_ACTION,
+  SEND_BACK_AGENT_BLOCK,
+  SEND_BACK_CALLBACK,
+  SEND_BACK_INSTRUCTION_ACTION,
+  SEND_BACK_INSTRUCTION_BLOCK,
+} from "../../src/slack/views/reject-modal.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import {
+  blocksOf,
+  blockTexts,
+  buttonsOf,
+  cardWithButton,
+  ESCALATION_NOTE,
+  escalationScript,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
+import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
+
+let current: Harness | undefined;
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+});
+
+const SUPPORT_LEAD = "U0SUPPORTLEAD";
+
+/** Customer Service escalates a sensitive case; the card waits in the thread for a person. */
+async function escalated() {
+  const h = await startHarness({ script: scriptByAgent(escalationScript()) });
+  current = h;
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card to be in Slack", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  const task = await taskOfThread(h.db.db, ts);
+  assert.ok(task);
+  assert.equal(escalation.status, "open");
+  assert.equal(escalation.from_agent, "customer-service");
+  assert.deepEqual(escalation.note, ESCALATION_NOTE);
+  // agents.yml: the support lane names only a channel, so the channel owns it.
+  assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
+  assert.deepEqual([task.owner_kind, task.owner_id], ["human", "C0SUPPORT"]);
+  assert.equal(task.status, "waiting_human");
+  assert.equal(task.urgency, "high");
+
+  const card = cardWithButton(h.slack, ts, ESCALATION_TAKE_OVER);
+  assert.ok(card, "the escalation card is in the task's thread");
+  assert.equal(card.args.username, "Customer Service");
+  assert.deepEqual(
+    buttonsOf(card).map((b) => [b.action_id, b.value]),
+    [
+      [ESCALATION_TAKE_OVER, escalation.id],
+      [ESCALATION_SEND_BACK, escalation.id],
+    ],
+  );
+  // The note at a glance: who, what, why, when, confidence, lane, what to open, what next.
+  const text = blockTexts(card).join("\n");
+  for (const expected of [
+    "Dana (U0REQUESTER)",
+    "caught fire",
+    "Safety incident",
+    "high urgency",
+    "today 17:00 UTC",
+    "40%",
+    "Support",
+    "Order 1077",
+    "Call Dana",
+    "Checked return eligibility",
+    "LAMP-OAK",
+    "<#C0SUPPORT>",
+  ]) {
+    assert.ok(text.includes(expected), `the card shows ${expected}`);
+  }
+  // The lane's channel hears of it too, with a link to the thread.
+  const notice = h.slack
+    .callsTo("chat.postMessage")
+    .find((c) => c.args.channel === "C0SUPPORT" && String(c.args.text).includes(ts));
+  assert.ok(notice, "the support channel is told");
+
+  const handoff = await h.db.db
+    .selectFrom("handoffs")
+    .selectAll()
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "escalation")
+    .executeTakeFirst();
+  assert.deepEqual(
+    [handoff?.from_id, handoff?.to_kind, handoff?.to_id],
+    ["customer-service", "human", "C0SUPPORT"],
+  );
+  return { h, ts, task, escalation };
+}
+
+function cardUpdates(h: Harness, ts: string | null) {
+  return h.slack
+    .callsTo("chat.update")
+    .filter((c) => !c.failed && c.args.channel === CHANNEL && c.args.ts === ts);
+}
+
+test("flow 3 taken over: a person takes the escalated work and owns the task", async () => {
+  const { h, ts, task, escalation } = await escalated();
+
+  const res = await h.click(
+    blockActionsPayload({
+      userId: SUPPORT_LEAD,
+      actionId: ESCALATION_TAKE_OVER,
+      value: escalation.id,
+      channel: CHANNEL,
+      messageTs: escalation.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  assert.equal(res.status, 200);
+
+  const owned = await h.until("the person to own the task", async () => {
+    const row = await taskOfThread(h.db.db, ts);
+    return row?.owner_id === SUPPORT_LEAD ? row : undefined;
+  });
+  assert.equal(owned.owner_kind, "human");
+  const decided = await h.db.db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("id", "=", escalation.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([decided.status, decided.decided_by], ["taken_over", SUPPORT_LEAD]);
+
+  const takeOver = await h.db.db
+    .selectFrom("handoffs")
+    .selectAll()
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "take_over")
+    .execute();
+  assert.deepEqual(
+    takeOver.map((x) => `${x.from_kind}:${x.from_id}->${x.to_kind}:${x.to_id}`),
+    [`human:C0SUPPORT->human:${SUPPORT_LEAD}`],
+  );
+
+  const update = await h.until("the card to show who took it", async () =>
+    cardUpdates(h, escalation.card_ts).at(-1),
+  );
+  assert.match(blockTexts(update).join("\n"), new RegExp(`Taken over by <@${SUPPORT_LEAD}>`));
+  assert.ok(!blocksOf(update).some((b) => b.type === "actions"), "no buttons once decided");
+
+  // A second click, by anyone, changes nothing and says who has it.
+  await h.click(
+    blockActionsPayload({
+      userId: "U0OTHER",
+      actionId: ESCALATION_TAKE_OVER,
+      value: escalation.id,
+      channel: CHANNEL,
+      messageTs: escalation.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  const told = await h.until("the late clicker to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === "U0OTHER"),
+  );
+  assert.match(String(told.text), new RegExp(`already handled by <@${SUPPORT_LEAD}>`));
+  const after = await taskOfThread(h.db.db, ts);
+  assert.equal(after?.owner_id, SUPPORT_LEAD);
+  assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran again");
+});
+
+test("flow 3 sent back: a person sends the work back with an instruction; the agent finishes", async () => {
+  const { h, ts, task, escalation } = await escalated();
+  const instruction =
+    "Offer a replacement lamp and a full refund of 149 USD; I logged the incident.";
+
+  await h.click(
+    blockActionsPayload({
+      userId: SUPPORT_LEAD,
+      actionId: ESCALATION_SEND_BACK,
+      value: escalation.id,
+      channel: CHANNEL,
+      messageTs: escalation.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  const opened = await h.slack.waitForCall("views.open");
+  const view = opened.args.view as {
+    callback_id: string;
+    private_metadata: string;
+    blocks: { block_id?: string; element?: { options?: { value: string }[] } }[];
+  };
+  assert.equal(view.callback_id, SEND_BACK_CALLBACK);
+  assert.equal(view.private_metadata, escalation.id);
+  const options = view.blocks.find((b) => b.block_id === SEND_BACK_AGENT_BLOCK)?.element?.options;
+  assert.ok(
+    options?.some((o) => o.value === "customer-service"),
+    "CS can be picked",
+  );
+
+  const res = await h.click(
+    viewSubmissionPayload({
+      userId: SUPPORT_LEAD,
+      callbackId: SEND_BACK_CALLBACK,
+      privateMetadata: view.private_metadata,
+      values: {
+        [SEND_BACK_AGENT_BLOCK]: {
+          [SEND_BACK_AGENT_ACTION]: {
+            type: "static_select",
+            selected_option: {
+              text: { type: "plain_text", text: "Customer Service" },
+              value: "customer-service",
+            },
+          },
+        },
+        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
+      },
+    }),
+  );
+  assert.equal(res.status, 200);
+
+  const done = await h.until("the task to finish", async () => {
+    const row = await taskOfThread(h.db.db, ts);
+    return row?.status === "done" ? row : undefined;
+  });
+  assert.deepEqual([done.owner_kind, done.owner_id], ["agent", "customer-service"]);
+
+  const decided = await h.db.db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("id", "=", escalation.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([decided.status, decided.decided_by], ["sent_back", SUPPORT_LEAD]);
+
+  // Customer Service's next request carries the person's instruction.
+  const resumed = h.model.requestsFor("customer-service").at(-1);
+  assert.ok(
+    resumed?.body.messages.some(
+      (m) => m.role === "user" && String(m.content).includes(instruction),
+    ),
+    "the instruction reaches the agent",
+  );
+
+  const returns = await h.db.db
+    .selectFrom("handoffs")
+    .selectAll()
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "human_return")
+    .execute();
+  assert.deepEqual(
+    returns.map((x) => `${x.from_kind}:${x.from_id}->${x.to_kind}:${x.to_id}`),
+    [`human:${SUPPORT_LEAD}->agent:customer-service`],
+  );
+  assert.deepEqual(returns[0]?.note, { instruction });
+
+  const [update] = cardUpdates(h, escalation.card_ts);
+  assert.ok(update, "the card is updated in place");
+  const updated = blockTexts(update).join("\n");
+  assert.match(updated, /Sent back to \*Customer Service\*/);
+  assert.match(updated, /Offer a replacement lamp/);
+  assert.ok(!blocksOf(update).some((b) => b.type === "actions"));
+
+  const answer = h.slack
+    .callsTo("chat.postMessage")
+    .filter((c) => c.args.channel === CHANNEL && c.args.thread_ts === ts)
+    .at(-1);
+  assert.equal(answer?.args.username, "Customer Service");
+  assert.match(String(answer?.args.text), /replacement lamp/);
+});

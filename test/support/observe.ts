@@ -1,0 +1,64 @@
+// Read-only views of a scenario's effects: rows in Postgres, calls the Slack emulator recorded,
+// requests the model server received. Tests assert on these, never on transcripts.
+import type { Db } from "../../src/db/database.ts";
+import type { TaskRow } from "../../src/db/schema.ts";
+import { CHANNEL } from "./harness.ts";
+import type { ChatMessage, RecordedRequest } from "./model-server.ts";
+import type { SlackCall, SlackEmulator } from "./slack-emulator.ts";
+
+export async function taskInThread(db: Db, threadTs: string): Promise<TaskRow | undefined> {
+  return db.selectFrom("tasks").selectAll().where("thread_ts", "=", threadTs).executeTakeFirst();
+}
+
+export async function tasksInThread(db: Db, threadTs: string): Promise<TaskRow[]> {
+  return db.selectFrom("tasks").selectAll().where("thread_ts", "=", threadTs).execute();
+}
+
+/** Polls-friendly: the task of the thread once it has one of `statuses`. */
+export async function taskWithStatus(
+  db: Db,
+  threadTs: string,
+  ...statuses: string[]
+): Promise<TaskRow | undefined> {
+  const task = await taskInThread(db, threadTs);
+  return task && statuses.includes(task.status) ? task : undefined;
+}
+
+export function postsInThread(slack: SlackEmulator, threadTs: string): SlackCall[] {
+  return slack
+    .callsTo("chat.postMessage")
+    .filter((c) => !c.failed && c.args.channel === CHANNEL && c.args.thread_ts === threadTs);
+}
+
+export async function auditEvents(db: Db, taskId: string, kind: string) {
+  return db
+    .selectFrom("audit_events")
+    .selectAll()
+    .where("task_id", "=", taskId)
+    .where("kind", "=", kind)
+    .orderBy("id")
+    .execute();
+}
+
+export function toolMessages(request: RecordedRequest): ChatMessage[] {
+  return request.body.messages.filter((m) => m.role === "tool");
+}
+
+export function textOf(message: ChatMessage): string {
+  const { content } = message;
+  if (typeof content === "string") return content;
+  return (content ?? []).map((p) => p.text ?? "").join("");
+}
+
+/** The first user message of a request: the task's request, which tests use to route scripts. */
+export function requestText(request: { messages: ChatMessage[] }): string {
+  const first = request.messages.find((m) => m.role === "user");
+  return first ? textOf(first) : "";
+}
+
+/** The outbox row a Slack message was delivered for, from the metadata Baton attaches. */
+export function outboxIdOf(call: SlackCall): string | undefined {
+  const metadata = call.args.metadata as { event_payload?: { outbox_id?: unknown } } | undefined;
+  const id = metadata?.event_payload?.outbox_id;
+  return id === undefined ? undefined : String(id);
+}
