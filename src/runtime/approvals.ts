@@ -134,23 +134,24 @@ export type DecisionOutcome =
   | { outcome: "expired" }
   | { outcome: "refused"; reason: "own_request" | "not_an_approver" };
 
+type ClickInput = { approvalId: string; userId: string; decision: "approved" | "rejected" };
+
 /**
- * A human's click. Authorization is checked in code; the decision is taken once in SQL; the
- * tool itself runs later on the worker, with the approval as its idempotency key.
+ * Whether this click may decide: a decided, expired or unauthorized request answers with the
+ * outcome (audited, as every refused click is); undefined means the user may decide now.
  */
-export async function decideApproval(
+async function refusal(
   deps: RuntimeDeps,
-  input: { approvalId: string; userId: string; decision: "approved" | "rejected"; reason?: string },
-): Promise<DecisionOutcome> {
-  const approval = await humans.findApproval(deps.db, input.approvalId);
-  if (!approval) throw new NotFoundError(`approval ${input.approvalId} does not exist`);
+  approval: ApprovalRow,
+  input: ClickInput,
+): Promise<DecisionOutcome | undefined> {
   const actor = { kind: "human" as const, id: input.userId };
   if (approval.status !== "pending") {
     await audit(deps.db, {
       taskId: approval.task_id,
       actor,
       kind: "approval_click_ignored",
-      data: { approval_id: approval.id, status: approval.status },
+      data: { approval_id: approval.id, status: approval.status, decision: input.decision },
     });
     return {
       outcome: "already_decided",
@@ -159,8 +160,7 @@ export async function decideApproval(
       at: approval.decided_at,
     };
   }
-  const now = deps.clock.now();
-  if (approval.expires_at.getTime() <= now.getTime()) {
+  if (approval.expires_at.getTime() <= deps.clock.now().getTime()) {
     await expireApproval(deps, approval);
     return { outcome: "expired" };
   }
@@ -170,35 +170,62 @@ export async function decideApproval(
     { requesterId: approval.requester_id, approvers: approval.approvers },
     groups,
   );
-  if (!check.ok) {
-    await audit(deps.db, {
-      taskId: approval.task_id,
-      actor,
-      kind: "approval_refused",
-      data: { approval_id: approval.id, reason: check.reason, decision: input.decision },
-    });
-    return { outcome: "refused", reason: check.reason };
-  }
+  if (check.ok) return undefined;
+  await audit(deps.db, {
+    taskId: approval.task_id,
+    actor,
+    kind: "approval_refused",
+    data: { approval_id: approval.id, reason: check.reason, decision: input.decision },
+  });
+  return { outcome: "refused", reason: check.reason };
+}
+
+async function requireApproval(deps: RuntimeDeps, approvalId: string): Promise<ApprovalRow> {
+  const approval = await humans.findApproval(deps.db, approvalId);
+  if (!approval) throw new NotFoundError(`approval ${approvalId} does not exist`);
+  return approval;
+}
+
+/**
+ * Checks a click without deciding, for Reject: a person who may not decide is told so before a
+ * modal asks them for a reason nobody would use. Undefined means: ask for the reason.
+ */
+export async function checkApprovalClick(
+  deps: RuntimeDeps,
+  input: ClickInput,
+): Promise<DecisionOutcome | undefined> {
+  return refusal(deps, await requireApproval(deps, input.approvalId), input);
+}
+
+/**
+ * A human's click. Authorization is checked in code; the decision is taken once in SQL; the
+ * tool itself runs later on the worker, with the approval as its idempotency key.
+ */
+export async function decideApproval(
+  deps: RuntimeDeps,
+  input: ClickInput & { reason?: string },
+): Promise<DecisionOutcome> {
+  const approval = await requireApproval(deps, input.approvalId);
+  const refused = await refusal(deps, approval, input);
+  if (refused) return refused;
   const reason = input.decision === "rejected" ? input.reason?.trim() || "no reason given" : null;
   const decided = await deps.db.transaction().execute(async (tx) => {
     const row = await humans.decideApproval(tx, approval.id, {
       status: input.decision,
       by: input.userId,
       reason,
-      now,
+      now: deps.clock.now(),
     });
     if (!row) return undefined;
     await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });
     return row;
   });
   if (!decided) {
-    const winner = await humans.findApproval(deps.db, approval.id);
-    return {
-      outcome: "already_decided",
-      status: winner?.status ?? "decided",
-      by: winner?.decided_by ?? null,
-      at: winner?.decided_at ?? null,
-    };
+    // Another click decided between our check and our update: this one changes nothing, and
+    // is audited like any click that came too late.
+    const winner = await requireApproval(deps, approval.id);
+    const late = await refusal(deps, winner, input);
+    return late ?? { outcome: "already_decided", status: winner.status, by: null, at: null };
   }
   await deliverOutbox(deps, { taskId: approval.task_id });
   return { outcome: "decided", status: input.decision };

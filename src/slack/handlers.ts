@@ -12,6 +12,12 @@ export interface SlackHandlers {
     decision: "approved" | "rejected";
     reason?: string;
   }): Promise<DecisionOutcome>;
+  /** Checks a click without deciding (audited when refused); undefined: the user may decide. */
+  checkApprovalClick(input: {
+    approvalId: string;
+    userId: string;
+    decision: "approved" | "rejected";
+  }): Promise<DecisionOutcome | undefined>;
   /** Who may approve, in words, for a refusal message. */
   approvalInfo(
     approvalId: string,

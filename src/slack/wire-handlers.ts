@@ -2,7 +2,7 @@ import { findApproval } from "../db/humans.repository.ts";
 import { homeData } from "../db/reports.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
-import { decideApproval } from "../runtime/approvals.ts";
+import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-story.ts";
 import { ownerName, taskStatus } from "../runtime/commands.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
@@ -49,6 +49,7 @@ export function createSlackHandlers(
       return outcome;
     },
     decideApproval: (input) => decideApproval(deps, input),
+    checkApprovalClick: (input) => checkApprovalClick(deps, input),
     async approvalInfo(approvalId) {
       const row = await findApproval(deps.db, approvalId);
       return row && { toolName: row.tool, approvers: row.approvers, status: row.status };

@@ -14,6 +14,7 @@ import {
   blockTexts,
   buttonsOf,
   cardWithButton,
+  finishedTask,
   orderReturnScript,
   REFUND_ARGS,
   refundsOf,
@@ -108,10 +109,7 @@ test("flow 2 approved: a billing lead approves on the card, one refund, CS confi
   );
   assert.equal(res.status, 200);
 
-  const done = await h.until("the task to finish", async () => {
-    const row = await taskOfThread(h.db.db, ts);
-    return row?.status === "done" ? row : undefined;
-  });
+  const done = await h.until("the task to finish and say so", () => finishedTask(h.db.db, ts));
 
   const decided = await h.db.db
     .selectFrom("approvals")
@@ -194,10 +192,7 @@ test("flow 2 rejected: the reason goes back to billing, no refund, the answer sa
   );
   assert.equal(res.status, 200);
 
-  await h.until("the task to finish", async () => {
-    const row = await taskOfThread(h.db.db, ts);
-    return row?.status === "done" ? row : undefined;
-  });
+  await h.until("the task to finish and say so", () => finishedTask(h.db.db, ts));
 
   const decided = await h.db.db
     .selectFrom("approvals")

@@ -20,6 +20,7 @@ import {
   cardWithButton,
   ESCALATION_NOTE,
   escalationScript,
+  finishedTask,
   taskOfThread,
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
@@ -81,10 +82,11 @@ async function escalated() {
     assert.ok(text.includes(expected), `the card shows ${expected}`);
   }
   // The lane's channel hears of it too, with a link to the thread.
-  const notice = h.slack
-    .callsTo("chat.postMessage")
-    .find((c) => c.args.channel === "C0SUPPORT" && String(c.args.text).includes(ts));
-  assert.ok(notice, "the support channel is told");
+  await h.until("the support channel to be told, with a link to the thread", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => c.args.channel === "C0SUPPORT" && String(c.args.text).includes(ts)),
+  );
 
   const handoff = await h.db.db
     .selectFrom("handoffs")
@@ -219,10 +221,7 @@ test("flow 3 sent back: a person sends the work back with an instruction; the ag
   );
   assert.equal(res.status, 200);
 
-  const done = await h.until("the task to finish", async () => {
-    const row = await taskOfThread(h.db.db, ts);
-    return row?.status === "done" ? row : undefined;
-  });
+  const done = await h.until("the task to finish and say so", () => finishedTask(h.db.db, ts));
   assert.deepEqual([done.owner_kind, done.owner_id], ["agent", "customer-service"]);
 
   const decided = await h.db.db

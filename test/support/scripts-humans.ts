@@ -355,6 +355,22 @@ export async function taskOfThread(db: Db, threadTs: string) {
   return db.selectFrom("tasks").selectAll().where("thread_ts", "=", threadTs).executeTakeFirst();
 }
 
+/**
+ * The thread's task once it is done and everything it decided to say is in Slack: the answer is
+ * delivered just after the commit that finishes the task.
+ */
+export async function finishedTask(db: Db, threadTs: string) {
+  const task = await taskOfThread(db, threadTs);
+  if (task?.status !== "done") return undefined;
+  const unsent = await db
+    .selectFrom("slack_outbox")
+    .select("id")
+    .where("task_id", "=", task.id)
+    .where("status", "<>", "sent")
+    .executeTakeFirst();
+  return unsent ? undefined : task;
+}
+
 export async function auditKinds(db: Db, taskId: string, kind: string) {
   return db
     .selectFrom("audit_events")

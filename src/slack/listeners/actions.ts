@@ -60,16 +60,15 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     await ack();
     const c = click.parse(body);
     const approvalId = uuid.parse(c.actions[0]?.value);
-    const info = await handlers.approvalInfo(approvalId);
     // Refuse before asking for a reason: a modal for someone who may not decide wastes their time.
-    if (info?.status !== "pending" || !c.trigger_id) {
-      const outcome = await handlers.decideApproval({
-        approvalId,
-        userId: c.user.id,
-        decision: "rejected",
-        reason: "",
-      });
-      const words = decisionWords(outcome, info);
+    const refused = await handlers.checkApprovalClick({
+      approvalId,
+      userId: c.user.id,
+      decision: "rejected",
+    });
+    const info = await handlers.approvalInfo(approvalId);
+    if (refused || !info || !c.trigger_id) {
+      const words = refused && decisionWords(refused, info);
       if (words && c.channel)
         await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
       return;
