@@ -181,3 +181,33 @@ export async function decideEscalation(
     .returningAll()
     .executeTakeFirst();
 }
+
+/** Open escalations past their respond-by time that have not been moved on yet. */
+export async function escalationsPastDeadline(db: Executor, now: Date, limit: number) {
+  return db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("status", "=", "open")
+    .where("respond_by", "<", now)
+    .where("escalated_at", "is", null)
+    .orderBy("respond_by")
+    .limit(limit)
+    .execute();
+}
+
+/** Moves an open escalation to its fallback owner once; returns nothing if it moved meanwhile. */
+export async function reassignEscalation(
+  tx: Tx,
+  id: string,
+  owner: { kind: string; id: string },
+  respondBy: Date,
+) {
+  return tx
+    .updateTable("escalations")
+    .set({ owner: JSON.stringify(owner), escalated_at: sql`now()`, respond_by: respondBy })
+    .where("id", "=", id)
+    .where("status", "=", "open")
+    .where("escalated_at", "is", null)
+    .returningAll()
+    .executeTakeFirst();
+}

@@ -25,7 +25,7 @@ export async function haltTask(
       tx,
       deps,
       task: locked,
-      agent: agent ?? deps.agents.all()[0]!,
+      agent: agent ?? deps.agents.entryFor(locked.channel_id),
       stepNo: locked.step_no + 1,
       changes: { stepNo: locked.step_no + 1 } as TaskChanges,
       audits: [],

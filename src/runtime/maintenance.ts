@@ -1,7 +1,6 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
-import { findApproval, pendingPastDeadline } from "../db/humans.repository.ts";
 import { findOrphanedTasks } from "../db/tasks.repository.ts";
-import { expireApproval } from "./approvals.ts";
+import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -36,8 +35,5 @@ export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
   for (const taskId of await findOrphanedTasks(deps.db, 100))
     await deps.queue.enqueue(deps.db, taskId);
   await deliverOutbox(deps, { olderThanMs: STRANDED_OUTBOX_MS });
-  for (const due of await pendingPastDeadline(deps.db, deps.clock.now(), 100)) {
-    const approval = await findApproval(deps.db, due.id);
-    if (approval) await expireApproval(deps, approval);
-  }
+  await enforceDeadlines(deps);
 }

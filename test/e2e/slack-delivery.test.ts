@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { CHANNEL, type Harness, REQUESTER, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import {
+  CHANNEL,
+  type Harness,
+  REQUESTER,
+  SIGNING_SECRET,
+  startHarness,
+} from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import {
   postsInThread,
