@@ -15,6 +15,7 @@ export interface ToolContext {
   agentId: string;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a registry holds tools of many inputs; each tool parses its own with zod.
 export interface ToolDefinition<Input = any> {
   name: string;
   description: string;
