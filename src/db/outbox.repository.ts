@@ -34,7 +34,7 @@ export async function lockUndelivered(
 ) {
   let query = tx
     .selectFrom("slack_outbox")
-    .select(["id", "task_id", "method", "payload", "attempts", "status"])
+    .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
     .where("status", "<>", "sent")
     .where("status", "<>", "dead")
     .orderBy("id")

@@ -10,6 +10,8 @@ import { isBatonError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 const MAX_ATTEMPTS = 8;
+/** Delivery normally follows its commit within milliseconds. */
+const STRANDED_AFTER_MS = 5_000;
 
 interface OutboxPayload {
   intent: ChatIntent;
@@ -36,11 +38,13 @@ export async function deliverOutbox(
         intent: payload.intent.kind,
       });
       try {
-        // A row tried before (or left by a dead process) may already be in Slack.
-        const already =
-          row.attempts > 0 || filter.olderThanMs !== undefined
-            ? await deps.chat.findPosted(payload.intent, row.id)
-            : undefined;
+        // A row tried before, or older than a normal delivery takes (its writer may have died
+        // after Slack took it), may already be in Slack: look before sending again.
+        const suspect =
+          row.attempts > 0 ||
+          filter.olderThanMs !== undefined ||
+          Date.now() - row.created_at.getTime() > STRANDED_AFTER_MS;
+        const already = suspect ? await deps.chat.findPosted(payload.intent, row.id) : undefined;
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
         await markDelivered(tx, row.id, sent.ts ?? null);
         if (payload.cardOf && sent.ts)

@@ -56,6 +56,9 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   registerCommandListeners(app, handlers);
   app.error(async (error) => {
     options.log.error({ err: error.original ?? error, code: error.code }, "slack listener failed");
+    // Rethrown, Bolt answers 500 and Slack retries: a message we could not store is not lost,
+    // and the retry is deduplicated by its event id.
+    throw error;
   });
   return app;
 }
