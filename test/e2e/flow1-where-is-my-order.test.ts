@@ -4,6 +4,7 @@ import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { finishedTask } from "../support/scripts-humans.ts";
 
 let h: Harness;
 before(async () => {
@@ -17,14 +18,8 @@ test("flow 1: where is my order — CS, Fulfillment and Inventory pass the work 
   const { status, ts } = await h.mention("where is order 1042?");
   assert.equal(status, 200);
 
-  const task = await h.until("the task to finish", async () => {
-    const row = await h.db.db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("thread_ts", "=", ts)
-      .executeTakeFirst();
-    return row?.status === "done" ? row : undefined;
-  });
+  // Done, and everything it decided to say delivered to Slack.
+  const task = await h.until("the task to finish", () => finishedTask(h.db.db, ts));
 
   const history = await ownershipHistory(h.db.db, task.id);
   assert.deepEqual(
