@@ -4,7 +4,7 @@ import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
   auditEvents,
-  postsInThread,
+  postsWhenAtLeast,
   taskWithStatus,
   textOf,
   toolMessages,
@@ -99,15 +99,15 @@ test("an agent's tool calls outside its allowlist are refused in code and told t
   for (const name of ["adjust_stock", "issue_refund", "transfer_to_inventory"])
     assert.ok(!offered.includes(name), `${name} is not offered to Customer Service`);
 
-  const afterFirst = toolMessages(requests[1] as (typeof requests)[number]).map(textOf);
+  const afterFirst = toolMessages(requests[1]?.body ?? { messages: [] }).map(textOf);
   assert.equal(afterFirst.length, 2);
   assert.match(afterFirst[0] ?? "", /not allowed to use adjust_stock/);
   assert.match(afterFirst[1] ?? "", /not allowed to use issue_refund/);
-  const afterSecond = toolMessages(requests[2] as (typeof requests)[number]).map(textOf);
+  const afterSecond = toolMessages(requests[2]?.body ?? { messages: [] }).map(textOf);
   assert.match(afterSecond.at(-1) ?? "", /may not hand work to that agent/);
 
   // Then its answer reached the thread, from Customer Service.
-  const posts = postsInThread(h.slack, ts);
+  const posts = await postsWhenAtLeast(h, ts, 1);
   assert.equal(posts.length, 1);
   assert.equal(posts[0]?.args.username, "Customer Service");
   assert.match(String(posts[0]?.args.text), /can't change stock/);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { sql } from "kysely";
 import {
   CHANNEL,
   type Harness,
@@ -10,6 +11,7 @@ import {
 import type { Script } from "../support/model-server.ts";
 import {
   postsInThread,
+  postsWhenAtLeast,
   requestText,
   tasksInThread,
   taskWithStatus,
@@ -70,7 +72,7 @@ test("a Slack retry of the same event starts one task and posts one reply", asyn
 
   await h.until("the task to finish", () => taskWithStatus(h.db.db, first.ts, "done"));
   assert.equal((await tasksInThread(h.db.db, first.ts)).length, 1);
-  assert.equal(postsInThread(h.slack, first.ts).length, 1);
+  assert.equal((await postsWhenAtLeast(h, first.ts, 1)).length, 1);
   assert.equal(requestsMentioning("retry check").length, 1, "the model was asked once");
 });
 
@@ -88,7 +90,7 @@ test("one message delivered as app_mention and as message (twin events) starts o
 
   await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
   assert.equal((await tasksInThread(h.db.db, ts)).length, 1);
-  assert.equal(postsInThread(h.slack, ts).length, 1);
+  assert.equal((await postsWhenAtLeast(h, ts, 1)).length, 1);
   assert.equal(requestsMentioning("twin check").length, 1);
 });
 
@@ -126,6 +128,7 @@ test("a correctly signed request older than five minutes is refused with 401 (re
 test("bot messages in a task's thread, its own or another bot's, are ignored", async () => {
   const { ts } = await h.mention("bot check: where is order 1042?");
   const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  await postsWhenAtLeast(h, ts, 1);
   const requestsBefore = h.model.requests.length;
 
   const own = {
@@ -198,4 +201,27 @@ test("a reply in the thread after the answer continues the same task", async () 
     .execute();
   assert.equal(consumed.length, 1);
   assert.notEqual(consumed[0]?.consumed_at_step, null);
+});
+
+test("a message that could not be stored is not acknowledged, so Slack delivers it again", {}, async () => {
+  // The database refuses the write (as when its connection is lost mid-request).
+  await sql`alter table slack_events rename to slack_events_unavailable`.execute(h.db.db);
+  let first: Awaited<ReturnType<Harness["mention"]>>;
+  try {
+    first = await h.mention("storage check: where is order 1042?", { eventId: "EvSTORE0001" });
+  } finally {
+    await sql`alter table slack_events_unavailable rename to slack_events`.execute(h.db.db);
+  }
+  assert.ok(first.status >= 500, `answered ${first.status}: Slack would not retry`);
+  assert.deepEqual(await tasksInThread(h.db.db, first.ts), []);
+
+  // Slack's retry, once the database is back, starts the task.
+  const retry = await h.mention("storage check: where is order 1042?", {
+    eventId: "EvSTORE0001",
+    retryNum: 1,
+    ts: first.ts,
+  });
+  assert.equal(retry.status, 200);
+  await h.until("the task to finish", () => taskWithStatus(h.db.db, first.ts, "done"));
+  assert.equal((await postsWhenAtLeast(h, first.ts, 1)).length, 1);
 });

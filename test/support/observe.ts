@@ -2,8 +2,8 @@
 // requests the model server received. Tests assert on these, never on transcripts.
 import type { Db } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
-import { CHANNEL } from "./harness.ts";
-import type { ChatMessage, RecordedRequest } from "./model-server.ts";
+import { CHANNEL, type Harness } from "./harness.ts";
+import type { ChatMessage, ChatRequest } from "./model-server.ts";
 import type { SlackCall, SlackEmulator } from "./slack-emulator.ts";
 
 export async function taskInThread(db: Db, threadTs: string): Promise<TaskRow | undefined> {
@@ -40,8 +40,8 @@ export async function auditEvents(db: Db, taskId: string, kind: string) {
     .execute();
 }
 
-export function toolMessages(request: RecordedRequest): ChatMessage[] {
-  return request.body.messages.filter((m) => m.role === "tool");
+export function toolMessages(request: Pick<ChatRequest, "messages">): ChatMessage[] {
+  return request.messages.filter((m) => m.role === "tool");
 }
 
 export function textOf(message: ChatMessage): string {
@@ -51,7 +51,7 @@ export function textOf(message: ChatMessage): string {
 }
 
 /** The first user message of a request: the task's request, which tests use to route scripts. */
-export function requestText(request: { messages: ChatMessage[] }): string {
+export function requestText(request: Pick<ChatRequest, "messages">): string {
   const first = request.messages.find((m) => m.role === "user");
   return first ? textOf(first) : "";
 }
@@ -61,4 +61,19 @@ export function outboxIdOf(call: SlackCall): string | undefined {
   const metadata = call.args.metadata as { event_payload?: { outbox_id?: unknown } } | undefined;
   const id = metadata?.event_payload?.outbox_id;
   return id === undefined ? undefined : String(id);
+}
+
+/**
+ * The thread's posts once there are at least `count`. A task's status commits before its
+ * outbox is delivered to Slack, so a finished task's answer may still be on its way.
+ */
+export function postsWhenAtLeast(
+  h: { slack: SlackEmulator; until: Harness["until"] },
+  threadTs: string,
+  count: number,
+): Promise<SlackCall[]> {
+  return h.until(`${count} posts in the thread`, async () => {
+    const posts = postsInThread(h.slack, threadTs);
+    return posts.length >= count ? posts : undefined;
+  });
 }
