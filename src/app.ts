@@ -9,6 +9,7 @@ import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
 import { openDatabase } from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
+import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { demoTools } from "./domain/demo-tools.ts";
 import { startJobQueue } from "./jobs/queue.ts";
@@ -18,6 +19,7 @@ import { createOpenAIModel } from "./model/openai-model.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
+import { registerDatabaseGauges } from "./runtime/gauges.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
@@ -77,6 +79,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     const agentsFile =
       options.agentsFile ?? (await loadAgentsFile(config.agentsFile, new Set(tools.keys())));
     const metrics = createMetrics();
+    registerDatabaseGauges(metrics, () => pendingApprovalStats(database.db), log);
     const queue = await startJobQueue({ url, log, metrics });
     stops.push(queue.stop);
 
@@ -115,10 +118,16 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
           {
             path: "/metrics",
             handler: (_req, res) => {
-              void metrics.registry.metrics().then((body) => {
-                res.writeHead(200, { "content-type": metrics.registry.contentType });
-                res.end(body);
-              });
+              metrics.registry.metrics().then(
+                (body) => {
+                  res.writeHead(200, { "content-type": metrics.registry.contentType });
+                  res.end(body);
+                },
+                (error: unknown) => {
+                  log.warn({ err: error }, "could not render /metrics");
+                  res.writeHead(500).end();
+                },
+              );
             },
           },
           { path: "/healthz", handler: (_req, res) => res.end("ok") },

@@ -1,6 +1,10 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
 
-/** The numbers an operator watches, on /metrics in Prometheus format. */
+/**
+ * The numbers an operator watches, on /metrics in Prometheus format. Counters and histograms are
+ * per process (Prometheus sums the replicas); the gauges of shared state (approvals waiting) are
+ * read from Postgres at scrape time, see src/runtime/gauges.ts.
+ */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "baton_process_" });
@@ -14,14 +18,21 @@ export function createMetrics() {
     }),
     handoffLatency: new Histogram({
       name: "baton_handoff_latency_seconds",
-      help: "Time from a handoff until the next owner's first action",
-      labelNames: ["to"] as const,
+      help: "Time from a handoff to an agent (start, transfer, hand_back, human_return, approval_decision) until that agent's first turn commits",
+      labelNames: ["kind", "to"] as const,
       buckets: [0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600, 14400, 86400],
+      registers: [registry],
+    }),
+    approvalDecisionWait: new Histogram({
+      name: "baton_approval_decision_seconds",
+      help: "Time from an approval request to its decision (decided_at - created_at), observed when the agent resumes",
+      labelNames: ["decision"] as const,
+      buckets: [1, 10, 60, 300, 900, 3600, 14400, 43200, 86400],
       registers: [registry],
     }),
     tasksStarted: new Counter({
       name: "baton_tasks_started_total",
-      help: "Tasks started",
+      help: "Tasks started; escalation rate = baton_escalations_total / baton_tasks_started_total",
       registers: [registry],
     }),
     tasksFinished: new Counter({
@@ -57,13 +68,13 @@ export function createMetrics() {
     }),
     completedTaskCost: new Histogram({
       name: "baton_completed_task_cost_usd",
-      help: "Model cost per completed task",
+      help: "Model cost per completed task (the task's total when it reaches done)",
       buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],
     }),
     completedTaskTokens: new Histogram({
       name: "baton_completed_task_tokens",
-      help: "Model tokens per completed task",
+      help: "Model tokens per completed task (the task's total when it reaches done)",
       buckets: [100, 500, 1000, 5000, 10000, 50000, 100000],
       registers: [registry],
     }),
@@ -83,16 +94,6 @@ export function createMetrics() {
       name: "baton_dead_letters_total",
       help: "Jobs that exhausted their retries, by queue",
       labelNames: ["queue"] as const,
-      registers: [registry],
-    }),
-    approvalsWaiting: new Gauge({
-      name: "baton_approvals_waiting",
-      help: "Approvals waiting for a decision",
-      registers: [registry],
-    }),
-    oldestApprovalAge: new Gauge({
-      name: "baton_approval_oldest_wait_seconds",
-      help: "Age of the oldest approval waiting for a decision",
       registers: [registry],
     }),
     slackEvents: new Counter({

@@ -30,7 +30,7 @@ export async function acceptMessage(
 ): Promise<AcceptOutcome> {
   const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
   try {
-    return await deps.db.transaction().execute(async (tx) => {
+    const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       if (!(await recordReceived(tx, keys))) throw new Duplicate();
       const threadTs = message.threadTs ?? message.ts;
       const existing = await findTaskByThread(tx, message.channel, threadTs);
@@ -73,7 +73,6 @@ export async function acceptMessage(
         ]);
         await linkEventsToTask(tx, keys, task.id);
         await deps.queue.enqueue(tx, task.id);
-        deps.metrics.tasksStarted.inc();
         return "started";
       }
       await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text });
@@ -98,6 +97,9 @@ export async function acceptMessage(
       if (existing.status !== "waiting_human") await deps.queue.enqueue(tx, existing.id);
       return "continued";
     });
+    // Counted after the commit, so a rolled-back start is never counted.
+    if (outcome === "started") deps.metrics.tasksStarted.inc();
+    return outcome;
   } catch (error) {
     if (error instanceof Duplicate) return "duplicate";
     throw error;

@@ -17,7 +17,7 @@ export async function haltTask(
   task: TaskRow,
   input: { reason: string; toHuman?: boolean },
 ): Promise<void> {
-  await deps.db.transaction().execute(async (tx) => {
+  const afterCommit = await deps.db.transaction().execute(async (tx) => {
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
     const agent = locked.owner_kind === "agent" ? deps.agents.get(locked.owner_id) : undefined;
@@ -70,7 +70,8 @@ export async function haltTask(
     await updateTask(tx, locked.id, fx.changes);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
-    for (const effect of fx.afterCommit) effect();
+    return fx.afterCommit;
   });
+  for (const effect of afterCommit ?? []) effect();
   await deliverOutbox(deps, { taskId: task.id });
 }

@@ -4,6 +4,7 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { stintConversation } from "../db/ledger.repository.ts";
+import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { claimLease, findTask, pendingInputs, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
@@ -26,6 +27,9 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     return;
   }
   try {
+    // Rows left undelivered by an earlier run may be in Slack already (its process died between
+    // posting and marking them sent): look each up by its outbox id before sending it.
+    await deliverOutbox(deps, { taskId, olderThanMs: 0 });
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
       const outcome = await runTurn(deps, taskId);
       await deliverOutbox(deps, { taskId });
@@ -58,7 +62,7 @@ async function runTurn(deps: RuntimeDeps, taskId: string): Promise<TurnOutcome> 
     });
     return "idle";
   }
-  const capReason = overCap(agent, task);
+  const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent));
   if (capReason) {
     await haltTask(deps, task, { reason: capReason, toHuman: true });
     return "idle";
@@ -127,4 +131,15 @@ function overCap(agent: Agent, task: TaskRow): string | undefined {
     return `it cost ${spent.toFixed(4)} USD in model calls, over ${agent.name}'s cap of ${maxUsd} USD per task`;
   }
   return undefined;
+}
+
+/** The per-day cap: the agent's model spend since 00:00 UTC, on every task. */
+async function overDailyCap(deps: RuntimeDeps, agent: Agent): Promise<string | undefined> {
+  const maxUsd = agent.caps.usd_per_day;
+  if (maxUsd === undefined) return undefined;
+  const dayStart = new Date(deps.clock.now());
+  dayStart.setUTCHours(0, 0, 0, 0);
+  const spent = await agentSpendSince(deps.db, agent.id, dayStart);
+  if (spent < maxUsd) return undefined;
+  return `${agent.name} spent ${spent.toFixed(4)} USD on model calls today (UTC), over its cap of ${maxUsd} USD per day`;
 }

@@ -9,6 +9,7 @@ import {
   insertHandoff,
   insertModelCall,
 } from "../db/ledger.repository.ts";
+import { type Arrival, arrivalsSinceLastTurn } from "../db/metrics.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { claimLease, consumeInputs, lockTaskAtStep, updateTask } from "../db/tasks.repository.ts";
@@ -56,6 +57,9 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
     if (locked?.status !== "active" || locked.owner_kind !== "agent") return false;
     await claimLease(tx, task.id, deps.workerId, deps.leaseMs);
     await consumeInputs(tx, turn.inputIds, stepNo);
+    // Before this turn's model call is written: it bounds "since the agent's last turn".
+    const arrivals = await arrivalsSinceLastTurn(tx, task.id, agent.id);
+    after.push(() => observeArrivals(deps, agent.id, arrivals));
     await insertModelCall(tx, {
       taskId: task.id,
       stepNo,
@@ -114,6 +118,15 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
     await updateTask(tx, task.id, fx.changes);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
+    if (fx.changes.status === "done") {
+      // The locked row is current, so its totals plus this turn's are the task's totals.
+      const tokens = locked.tokens + (fx.changes.addTokens ?? 0);
+      const usd = Number(locked.cost_usd) + cost;
+      after.push(() => {
+        deps.metrics.completedTaskTokens.observe(tokens);
+        deps.metrics.completedTaskCost.observe(usd);
+      });
+    }
     return true;
   });
   if (!committed) return "continue";
@@ -253,6 +266,18 @@ async function handOver(
     fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id }),
   );
   return true;
+}
+
+/** Handoff latency: from each handoff to this agent until its first turn after it commits. */
+function observeArrivals(deps: RuntimeDeps, agentId: string, arrivals: readonly Arrival[]): void {
+  for (const arrival of arrivals) {
+    deps.metrics.handoffLatency.observe({ kind: arrival.kind, to: agentId }, arrival.waitedSeconds);
+    if (arrival.approval)
+      deps.metrics.approvalDecisionWait.observe(
+        { decision: arrival.approval.decision },
+        arrival.approval.waitedSeconds,
+      );
+  }
 }
 
 function settleModelErrors(fx: TurnEffects): void {
