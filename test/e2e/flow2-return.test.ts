@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
+import { auditStory, whoProcessed } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -234,4 +235,45 @@ test("flow 2 rejected: the reason goes back to billing, no refund, the answer sa
   assert.equal(answer?.args.username, "Customer Service");
   assert.match(String(answer?.args.text), /could not refund/);
   assert.match(String(answer?.args.text), /arrived damaged by customer/);
+});
+
+test("flow 2's audit story names the billing agent, the approver and the decision; /baton who answers", async () => {
+  const h = await start();
+  const { ts, approval } = await parkedRefund(h);
+  await h.click(
+    blockActionsPayload({
+      userId: "U0LEE",
+      actionId: APPROVAL_APPROVE,
+      value: approval.id,
+      channel: CHANNEL,
+      messageTs: approval.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+
+  const story = await auditStory(h.baton.deps, "1077");
+  const lines = story.entries.map((e) => `${e.actor} ${e.kind} ${e.text}`);
+  assert.ok(
+    lines.some(
+      (l) => l.startsWith("agent:billing approval_requested") && l.includes("issue_refund"),
+    ),
+  );
+  assert.ok(
+    lines.some((l) => l.startsWith("human:U0LEE approval_decided")),
+    "the approver is named",
+  );
+  assert.ok(
+    lines.some((l) => l.startsWith("agent:billing tool_call") && l.includes("U0LEE")),
+    "the refund says who allowed it",
+  );
+  assert.ok(
+    story.entries.some((e) => e.kind === "model_call"),
+    "model calls are in the story",
+  );
+
+  // "Who processed this refund?" in one command.
+  const processed = await whoProcessed(h.baton.deps, "1077", "issue_refund");
+  const answer = processed.map((c) => [c.agentId, c.approver]);
+  assert.deepEqual(answer, [["billing", "U0LEE"]]);
 });
