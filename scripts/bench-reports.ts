@@ -1,8 +1,6 @@
-import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { type CompiledQuery, Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
-import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { migrateToLatest } from "../src/db/migrate.ts";
 import {
   auditTrail,
@@ -13,7 +11,7 @@ import {
 } from "../src/db/reports.repository.ts";
 import type { Database } from "../src/db/schema.ts";
 import { EVENTS_PER_TASK, MODEL_CALLS_PER_TASK, seedReportData } from "./bench-seed.ts";
-import { ROOT } from "./playground.ts";
+import { dropDatabase, freshDatabase, playgroundServer, withDatabase } from "./playground.ts";
 
 /**
  * `npm run bench` (second part): the daily digest's queries and an audit lookup on a database of
@@ -30,33 +28,6 @@ const DATABASE = "baton_bench_reports";
 const LIST_LIMIT = 201;
 const STALE_AFTER_MS = 24 * 3_600_000;
 const APPROVAL_STALE_AFTER_MS = 4 * 3_600_000;
-
-async function onServer(server: string, statements: string[]): Promise<void> {
-  const client = new pg.Client({ connectionString: server });
-  await client.connect();
-  try {
-    for (const statement of statements) await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
-
-async function freshDatabase(server: string, name: string): Promise<string> {
-  await onServer(server, [
-    `drop database if exists ${name} with (force)`,
-    `create database ${name}`,
-  ]);
-  return withDatabase(server, name);
-}
-
-const dropDatabase = (server: string, name: string) =>
-  onServer(server, [`drop database if exists ${name} with (force)`]);
-
-function withDatabase(server: string, name: string): string {
-  const target = new URL(server);
-  target.pathname = `/${name}`;
-  return target.toString();
-}
 
 // ---- Measuring -------------------------------------------------------------------------------
 
@@ -179,15 +150,8 @@ async function indexesUsed(m: Measured): Promise<string[]> {
 
 // ---- Main ------------------------------------------------------------------------------------
 
-let embedded: EmbeddedDatabase | undefined;
-let serverUrl = process.env.DATABASE_URL;
-if (!serverUrl) {
-  embedded = await startEmbeddedPostgres({
-    dataDir: path.join(ROOT, ".baton", "playground"),
-    port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
-  });
-  serverUrl = embedded.url;
-}
+const server = await playgroundServer();
+const serverUrl = server.url;
 // The seeded database takes 3.4 GB: it is dropped after the run unless BENCH_KEEP=1 keeps it for
 // BENCH_REUSE=1, which measures again without seeding.
 const reuse = process.env.BENCH_REUSE === "1";
@@ -210,7 +174,7 @@ try {
 } finally {
   await db.destroy();
   if (!keep) await dropDatabase(serverUrl, DATABASE);
-  await embedded?.stop();
+  await server.stop();
 }
 
 async function seedAndSay(): Promise<void> {

@@ -1,6 +1,7 @@
 import { ownershipHistory } from "../src/db/ledger.repository.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
+import { orderReturnScript } from "../test/support/scripts-humans.ts";
 import {
   appMentionEvent,
   blockActionsPayload,
@@ -17,87 +18,17 @@ import { blockText, renderThread } from "./render-thread.ts";
 const CHANNEL = "C0SUPPORT";
 const REQUESTER = "U0DANA";
 
-const returnScript = {
-  "customer-service": [
-    { toolCalls: [{ name: "check_return_eligibility", arguments: { order_id: "1077" } }] },
-    {
-      toolCalls: [
-        {
-          name: "transfer_to_fulfillment",
-          arguments: {
-            summary: "Customer returns order 1077 (ergonomic chair); eligible, 149 USD.",
-            done: ["Checked eligibility: delivered 6 days ago"],
-            needed: "Issue a return label and receive the item, then get it refunded.",
-            facts: { order_id: "1077", amount_usd: 149 },
-          },
-        },
-      ],
-    },
-    {
-      content:
-        "Your return of order 1077 is complete and 149 USD is on its way back to your card. Thanks for your patience!",
-    },
-  ],
-  fulfillment: [
-    { toolCalls: [{ name: "create_return_label", arguments: { order_id: "1077" } }] },
-    { toolCalls: [{ name: "receive_return", arguments: { order_id: "1077" } }] },
-    {
-      toolCalls: [
-        {
-          name: "transfer_to_billing",
-          arguments: {
-            summary: "Return of order 1077 received at the warehouse.",
-            done: ["Label RMA-1077 issued", "Item received"],
-            needed: "Refund 149 USD.",
-            facts: { order_id: "1077", amount_usd: 149 },
-          },
-        },
-      ],
-    },
-    {
-      toolCalls: [
-        {
-          name: "hand_back",
-          arguments: {
-            result: "Return received and refunded 149 USD.",
-            facts: { refunded_usd: 149 },
-          },
-        },
-      ],
-    },
-  ],
-  billing: [
-    {
-      toolCalls: [
-        {
-          name: "issue_refund",
-          arguments: {
-            order_id: "1077",
-            amount_usd: 149,
-            reason: "Customer return, item received",
-          },
-        },
-      ],
-    },
-    {
-      toolCalls: [
-        {
-          name: "hand_back",
-          arguments: { result: "Refunded 149 USD for order 1077.", facts: { refunded_usd: 149 } },
-        },
-      ],
-    },
-  ],
-  inventory: [],
-};
-
+const returnScript = orderReturnScript();
 const flow1 = whereIsMyOrderScript();
-const script = scriptByAgent({
-  ...flow1,
-  "customer-service": [...(flow1["customer-service"] ?? []), ...returnScript["customer-service"]],
-  fulfillment: [...(flow1.fulfillment ?? []), ...returnScript.fulfillment],
-  billing: returnScript.billing,
-});
+// Each agent plays its part of flow 1, then its part of flow 2.
+const script = scriptByAgent(
+  Object.fromEntries(
+    [...new Set([...Object.keys(flow1), ...Object.keys(returnScript)])].map((agent) => [
+      agent,
+      [...(flow1[agent] ?? []), ...(returnScript[agent] ?? [])],
+    ]),
+  ),
+);
 
 const play = await startPlayground({ script, database: "baton_demo" });
 const db = play.baton.deps.db;

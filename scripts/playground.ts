@@ -34,16 +34,8 @@ export async function startPlayground(options: {
   agentsFile?: AgentsFile;
   workers?: number;
 }): Promise<Playground> {
-  let embedded: EmbeddedDatabase | undefined;
-  let serverUrl = process.env.DATABASE_URL;
-  if (!serverUrl) {
-    embedded = await startEmbeddedPostgres({
-      dataDir: path.join(ROOT, ".baton", "playground"),
-      port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
-    });
-    serverUrl = embedded.url;
-  }
-  const databaseUrl = await freshDatabase(serverUrl, options.database);
+  const server = await playgroundServer();
+  const databaseUrl = await freshDatabase(server.url, options.database);
   const slack = await startSlackEmulator({
     usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
   });
@@ -76,21 +68,43 @@ export async function startPlayground(options: {
     async close() {
       await baton.stop();
       await Promise.all([slack.close(), model.close()]);
-      await embedded?.stop();
+      await server.stop();
     },
   };
 }
 
-async function freshDatabase(serverUrl: string, name: string): Promise<string> {
+/** DATABASE_URL's server, or the playground's own embedded one (data under .baton/playground). */
+export async function playgroundServer(): Promise<EmbeddedDatabase> {
+  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
+  return startEmbeddedPostgres({
+    dataDir: path.join(ROOT, ".baton", "playground"),
+    port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
+  });
+}
+
+async function onServer(serverUrl: string, statements: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
   try {
-    await client.query(`drop database if exists ${name} with (force)`);
-    await client.query(`create database ${name}`);
+    for (const statement of statements) await client.query(statement);
   } finally {
     await client.end();
   }
+}
+
+export function withDatabase(serverUrl: string, name: string): string {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
+
+export async function freshDatabase(serverUrl: string, name: string): Promise<string> {
+  await onServer(serverUrl, [
+    `drop database if exists ${name} with (force)`,
+    `create database ${name}`,
+  ]);
+  return withDatabase(serverUrl, name);
+}
+
+export const dropDatabase = (serverUrl: string, name: string) =>
+  onServer(serverUrl, [`drop database if exists ${name} with (force)`]);

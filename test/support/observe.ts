@@ -30,15 +30,8 @@ export function postsInThread(slack: SlackEmulator, threadTs: string): SlackCall
     .filter((c) => !c.failed && c.args.channel === CHANNEL && c.args.thread_ts === threadTs);
 }
 
-export async function auditEvents(db: Db, taskId: string, kind: string) {
-  return db
-    .selectFrom("audit_events")
-    .selectAll()
-    .where("task_id", "=", taskId)
-    .where("kind", "=", kind)
-    .orderBy("id")
-    .execute();
-}
+/** The audit events of one kind for a task, oldest first. */
+export { auditKinds as auditEvents } from "./scripts-humans.ts";
 
 export function toolMessages(request: Pick<ChatRequest, "messages">): ChatMessage[] {
   return request.messages.filter((m) => m.role === "tool");
