@@ -51,20 +51,22 @@ export async function insertTask(
 }
 
 /**
- * Locks the task for one turn's commit. Returns nothing when another worker committed a step
- * since `expectedStep` was read: the caller drops its turn and reloads (optimistic concurrency).
+ * Locks the task for one turn's commit and extends this worker's lease, in one statement. Returns
+ * nothing when another worker committed a step since `expectedStep` was read (the caller drops its turn).
  */
-export async function lockTaskAtStep(
+export async function lockTaskForTurn(
   tx: Tx,
   id: string,
   expectedStep: number,
-): Promise<TaskRow | undefined> {
+  worker: string,
+  leaseMs: number,
+) {
   return tx
-    .selectFrom("tasks")
-    .selectAll()
+    .updateTable("tasks")
+    .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
     .where("id", "=", id)
     .where("step_no", "=", expectedStep)
-    .forUpdate()
+    .returningAll()
     .executeTakeFirst();
 }
 

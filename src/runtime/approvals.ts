@@ -316,9 +316,9 @@ export async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow): 
  * On the worker, before the agent's next model call: run approved calls exactly once (the approval's
  * key makes a second run impossible) and answer each parked call in the conversation.
  */
-export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<void> {
+export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<boolean> {
   const decided = await humans.decidedUnsettled(deps.db, taskId);
-  if (decided.length === 0) return;
+  if (decided.length === 0) return false;
   await deps.db.transaction().execute(async (tx) => {
     const task = await lockTask(tx, taskId);
     if (!task) return;
@@ -372,4 +372,5 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
   });
+  return true;
 }

@@ -30,9 +30,12 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     // Rows left undelivered by an earlier run may be in Slack already (its process died between
     // posting and marking them sent): look each up by its outbox id before sending it.
     await deliverOutbox(deps, { taskId, olderThanMs: 0 });
+    // Decisions arrive while the task waits, so they are settled once, as the run starts.
+    let afterDecision = await settleDecidedApprovals(deps, taskId);
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
-      const outcome = await runTurn(deps, taskId);
-      await deliverOutbox(deps, { taskId });
+      const outcome = await runTurn(deps, taskId, afterDecision);
+      afterDecision = false;
+      if (outcome === "said") await deliverOutbox(deps, { taskId });
       if (outcome === "idle") break;
     }
   } finally {
@@ -44,8 +47,11 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     await deps.queue.enqueue(deps.db, taskId);
 }
 
-async function runTurn(deps: RuntimeDeps, taskId: string): Promise<TurnOutcome> {
-  await settleDecidedApprovals(deps, taskId);
+async function runTurn(
+  deps: RuntimeDeps,
+  taskId: string,
+  afterDecision: boolean,
+): Promise<TurnOutcome> {
   const task = await findTask(deps.db, taskId);
   if (task?.status !== "active" || task.owner_kind !== "agent") return "idle";
   const agent = deps.agents.get(task.owner_id);
@@ -117,6 +123,7 @@ async function runTurn(deps: RuntimeDeps, taskId: string): Promise<TurnOutcome> 
     newMessages,
     latencyMs,
     requestChars: messageChars(messages),
+    firstOfStint: history.length <= 1 || afterDecision,
   });
 }
 

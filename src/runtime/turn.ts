@@ -12,13 +12,14 @@ import {
 import { type Arrival, arrivalsSinceLastTurn } from "../db/metrics.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { claimLease, consumeInputs, lockTaskAtStep, updateTask } from "../db/tasks.repository.ts";
+import { consumeInputs, lockTaskForTurn, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
 import { runToolAction } from "./tool-actions.ts";
 
-export type TurnOutcome = "continue" | "idle";
+/** "said": the turn committed something to say in Slack, delivered before the next turn. */
+export type TurnOutcome = "continue" | "said" | "idle";
 
 /** Consecutive unusable model replies before the task stops and says so. */
 const MAX_MODEL_ERRORS = 3;
@@ -32,6 +33,8 @@ export interface Turn {
   newMessages: ChatMessage[];
   latencyMs: number;
   requestChars: number;
+  /** The agent's first turn since the work came to it, or since a human decided (latency is measured there). */
+  firstOfStint: boolean;
 }
 
 /** Everything one turn decides, written in one transaction at the end. */
@@ -52,14 +55,15 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
   const cost = costUsd(reply.model || agent.model, reply.usage);
   const after: (() => void)[] = [];
   const committed = await deps.db.transaction().execute(async (tx) => {
-    const locked = await lockTaskAtStep(tx, task.id, task.step_no);
+    const locked = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
     // Another worker committed this step first (a lease ran out mid-call): drop this turn.
     if (locked?.status !== "active" || locked.owner_kind !== "agent") return false;
-    await claimLease(tx, task.id, deps.workerId, deps.leaseMs);
     await consumeInputs(tx, turn.inputIds, stepNo);
-    // Before this turn's model call is written: it bounds "since the agent's last turn".
-    const arrivals = await arrivalsSinceLastTurn(tx, task.id, agent.id);
-    after.push(() => observeArrivals(deps, agent.id, arrivals));
+    if (turn.firstOfStint) {
+      // Before this turn's model call is written: it bounds "since the agent's last turn".
+      const arrivals = await arrivalsSinceLastTurn(tx, task.id, agent.id);
+      after.push(() => observeArrivals(deps, agent.id, arrivals));
+    }
     await insertModelCall(tx, {
       taskId: task.id,
       stepNo,
@@ -127,7 +131,7 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
         deps.metrics.completedTaskCost.observe(usd);
       });
     }
-    return true;
+    return fx.outbox.length > 0 ? ("said" as const) : ("continue" as const);
   });
   if (!committed) return "continue";
   deps.metrics.modelTokens.inc({ agent: agent.id, direction: "prompt" }, reply.usage.promptTokens);
@@ -138,7 +142,7 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
   deps.metrics.modelCostUsd.inc({ agent: agent.id }, cost);
   deps.metrics.modelLatency.observe({ agent: agent.id }, turn.latencyMs / 1000);
   for (const effect of after) effect();
-  return "continue";
+  return committed;
 }
 
 async function applyAction(fx: TurnEffects, action: Action, index: number): Promise<boolean> {
