@@ -251,4 +251,5 @@ export interface Database {
 }
 
 export type TaskRow = Selectable<TasksTable>;
+export type ApprovalRow = Selectable<ApprovalsTable>;
 export type NewAuditEvent = Insertable<AuditEventsTable>;

@@ -1,25 +1,17 @@
-import type { Selectable } from "kysely";
 import type { Gate } from "../core/policy.ts";
 import { mayDecide } from "../core/policy.ts";
 import type { ToolDefinition } from "../core/tools/tool.ts";
 import * as humans from "../db/humans.repository.ts";
-import {
-  appendConversation,
-  audit,
-  insertHandoff,
-  settleToolCall,
-} from "../db/ledger.repository.ts";
+import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
-import type { ApprovalsTable } from "../db/schema.ts";
+import type { ApprovalRow } from "../db/schema.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { deliverOutbox } from "./outbox.ts";
-import { executeTool } from "./tool-actions.ts";
-import { personaOf, post, toolMessage } from "./turn.ts";
+import { personaOf, post } from "./turn.ts";
 
-type ApprovalRow = Selectable<ApprovalsTable>;
 type ApprovalGate = Extract<Gate, { kind: "approval" }>;
 
 /** Parks a gated call: a row to decide, a card to click, the task waiting on a human. */
@@ -203,7 +195,7 @@ export async function checkApprovalClick(
  */
 export async function decideApproval(
   deps: RuntimeDeps,
-  input: ClickInput & { reason?: string },
+  input: ClickInput & { reason?: string; messageTs?: string },
 ): Promise<DecisionOutcome> {
   const approval = await requireApproval(deps, input.approvalId);
   const refused = await refusal(deps, approval, input);
@@ -217,7 +209,9 @@ export async function decideApproval(
       now: deps.clock.now(),
     });
     if (!row) return undefined;
-    await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });
+    // A click can come before the card's ts is saved: the clicked message is the card.
+    const card = row.card_ts ? row : { ...row, card_ts: input.messageTs ?? null };
+    await resumeAfterDecision(deps, tx, card, { by: input.userId, reason });
     return row;
   });
   if (!decided) {
@@ -310,67 +304,4 @@ export async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow): 
       await resumeAfterDecision(deps, tx, row, { by: null, reason: "expired without a decision" });
   });
   await deliverOutbox(deps, { taskId: approval.task_id });
-}
-
-/**
- * On the worker, before the agent's next model call: run approved calls exactly once (the approval's
- * key makes a second run impossible) and answer each parked call in the conversation.
- */
-export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<boolean> {
-  const decided = await humans.decidedUnsettled(deps.db, taskId);
-  if (decided.length === 0) return false;
-  await deps.db.transaction().execute(async (tx) => {
-    const task = await lockTask(tx, taskId);
-    if (!task) return;
-    for (const d of decided) {
-      let content: unknown;
-      let status: "done" | "failed" | "rejected" | "expired";
-      const allowedBy = d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
-      if (d.status === "approved") {
-        const tool = deps.tools.get(d.tool);
-        if (!tool) throw new Error(`approved tool ${d.tool} is no longer registered`);
-        const outcome = await executeTool(tx, tool, d.args, {
-          idempotencyKey: d.tool_call_id,
-          taskId,
-          agentId: d.agent_id,
-        });
-        ({ status } = outcome);
-        content = outcome.result;
-      } else if (d.status === "rejected") {
-        status = "rejected";
-        content = {
-          error: `A person rejected this call. Their reason: "${d.reason}". Do not call ${d.tool} again for this request; tell the requester what happened, or propose something else.`,
-        };
-      } else {
-        status = "expired";
-        content = {
-          error: `Nobody approved this call in time, so it was not run. Do not retry it; tell the requester it needs a person.`,
-        };
-      }
-      await settleToolCall(tx, d.tool_call_id, { status, result: content, allowedBy });
-      await appendConversation(tx, [
-        {
-          taskId,
-          stintNo: task.stint_no,
-          stepNo: task.step_no,
-          message: toolMessage(d.model_call_id, content),
-        },
-      ]);
-      await audit(tx, {
-        taskId,
-        actor: { kind: "agent", id: d.agent_id },
-        kind: "tool_call",
-        data: {
-          tool: d.tool,
-          args: d.args,
-          status,
-          result: content,
-          allowed_by: allowedBy,
-          idempotency_key: d.tool_call_id,
-        },
-      });
-    }
-    await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
-  });
-  return true;
 }

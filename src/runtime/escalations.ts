@@ -120,10 +120,49 @@ export type EscalationChoice =
   | { kind: "send_back"; agentId: string; instruction: string };
 
 /** The owner takes the work over, or sends it back to an agent with an instruction. Decided once. */
+export type EscalationCheck =
+  | { outcome: "ok" }
+  | { outcome: "already_decided"; by: string | null; status: string }
+  | { outcome: "refused"; owner: { kind: string; id: string } };
+
+/**
+ * Whether this person may act on the escalation: its owner (the named person, a member of the named
+ * group, or anyone in the lane's channel) or its fallback. Refusals are audited.
+ */
+export async function checkEscalationClick(
+  deps: RuntimeDeps,
+  input: { escalationId: string; userId: string },
+): Promise<EscalationCheck> {
+  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  if (escalation.status !== "open") {
+    return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
+  }
+  const { owner, fallback } = escalation;
+  const isMember = async (group: string) =>
+    (await deps.chat.groupMembers(group)).includes(input.userId);
+  let allowed = owner.kind === "channel" || (owner.kind === "user" && owner.id === input.userId);
+  if (!allowed && owner.kind === "group") allowed = await isMember(owner.id);
+  if (!allowed && fallback) {
+    allowed = fallback.users.includes(input.userId);
+    for (const group of fallback.groups) allowed ||= await isMember(group);
+  }
+  if (allowed) return { outcome: "ok" };
+  await audit(deps.db, {
+    taskId: escalation.task_id,
+    actor: { kind: "human", id: input.userId },
+    kind: "escalation_refused",
+    data: { escalation_id: escalation.id, owner },
+  });
+  return { outcome: "refused", owner };
+}
+
 export async function decideEscalation(
   deps: RuntimeDeps,
   input: { escalationId: string; userId: string; choice: EscalationChoice },
 ) {
+  const check = await checkEscalationClick(deps, input);
+  if (check.outcome !== "ok") return check;
   const escalation = await humans.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
   if (input.choice.kind === "send_back" && !deps.agents.get(input.choice.agentId)) {

@@ -8,10 +8,10 @@ import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { claimLease, findTask, pendingInputs, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
-import { settleDecidedApprovals } from "./approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
 import { deliverOutbox } from "./outbox.ts";
+import { settleDecidedApprovals } from "./settle-approvals.ts";
 import { commitTurn, type TurnOutcome } from "./turn.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.

@@ -1,6 +1,6 @@
 import type { AcceptOutcome, IncomingMessage } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
-import type { EscalationChoice } from "../runtime/escalations.ts";
+import type { EscalationCheck, EscalationChoice } from "../runtime/escalations.ts";
 
 /** The core use cases the Slack listeners call. Wired in src/app.ts; faked in adapter tests. */
 export interface SlackHandlers {
@@ -11,6 +11,7 @@ export interface SlackHandlers {
     userId: string;
     decision: "approved" | "rejected";
     reason?: string;
+    messageTs?: string;
   }): Promise<DecisionOutcome>;
   /** Checks a click without deciding (audited when refused); undefined: the user may decide. */
   checkApprovalClick(input: {
@@ -29,9 +30,9 @@ export interface SlackHandlers {
     escalationId: string;
     userId: string;
     choice: EscalationChoice;
-  }): Promise<
-    { outcome: "decided" } | { outcome: "already_decided"; by: string | null; status: string }
-  >;
+  }): Promise<{ outcome: "decided" } | Exclude<EscalationCheck, { outcome: "ok" }>>;
+  /** Whether the clicker may act on the escalation, before a modal is opened for them. */
+  checkEscalationClick(input: { escalationId: string; userId: string }): Promise<EscalationCheck>;
   agentsForSendBack(): { id: string; name: string }[];
   command(input: {
     userId: string;

@@ -7,7 +7,7 @@ import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-sto
 import { ownerName, taskStatus } from "../runtime/commands.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { threadLink } from "../runtime/digest.ts";
-import { decideEscalation } from "../runtime/escalations.ts";
+import { checkEscalationClick, decideEscalation } from "../runtime/escalations.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { clip, escapeMrkdwn } from "./mrkdwn.ts";
 import { appHome } from "./views/app-home.ts";
@@ -55,6 +55,7 @@ export function createSlackHandlers(
       return row && { toolName: row.tool, approvers: row.approvers, status: row.status };
     },
     decideEscalation: (input) => decideEscalation(deps, input),
+    checkEscalationClick: (input) => checkEscalationClick(deps, input),
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
     async command({ text }) {
       const [verb = "help", ...rest] = text.trim().split(/\s+/);

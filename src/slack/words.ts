@@ -28,6 +28,19 @@ export function decisionWords(
   }
 }
 
+export function escalationWords(
+  check:
+    | { outcome: "ok" | "decided" }
+    | { outcome: "already_decided"; by: string | null }
+    | { outcome: "refused"; owner: { kind: string; id: string } },
+): string | undefined {
+  if (check.outcome === "already_decided")
+    return `This escalation was already handled${check.by ? ` by ${mention(check.by)}` : ""}.`;
+  if (check.outcome === "refused")
+    return `This escalation is for ${mention(check.owner.id)}; only they (or its fallback) can take it over or send it back.`;
+  return undefined;
+}
+
 export const HELP_TEXT = [
   "*Baton* — your AI team in Slack. Mention me in a channel (`@Baton where is order 1042?`) and the right specialist answers in the thread.",
   "• `/baton status <task, order or thread link>` — where a task is and who owns it",

@@ -266,3 +266,57 @@ test("flow 3 sent back: a person sends the work back with an instruction; the ag
   assert.equal(answer?.args.username, "Customer Service");
   assert.match(String(answer?.args.text), /replacement lamp/);
 });
+
+test("an escalation to a named person: someone else is refused (ephemeral, audited); the owner takes it over", async () => {
+  const toOperations = escalationScript();
+  const steps = toOperations["customer-service"] ?? [];
+  steps[1] = {
+    toolCalls: [
+      { name: "escalate_to_human", arguments: { ...ESCALATION_NOTE, lane: "operations" } },
+    ],
+  };
+  const h = await startHarness({ script: scriptByAgent(toOperations) });
+  current = h;
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  // agents.yml: the operations lane names U0OPSMANAGER.
+  assert.deepEqual(escalation.owner, { kind: "user", id: "U0OPSMANAGER" });
+  const click = (userId: string, actionId: string) =>
+    h.click(
+      blockActionsPayload({
+        userId,
+        actionId,
+        value: escalation.id,
+        channel: CHANNEL,
+        messageTs: escalation.card_ts ?? "",
+        threadTs: ts,
+      }),
+    );
+
+  await click("U0SOMEONE", ESCALATION_TAKE_OVER);
+  await click("U0SOMEONE", ESCALATION_SEND_BACK);
+  const refusals = h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === "U0SOMEONE");
+  assert.equal(refusals.length, 2);
+  assert.match(String(refusals[0]?.args.text), /only they/);
+  assert.equal(h.slack.callsTo("views.open").length, 0, "no modal for someone who may not decide");
+  const refused = await h.db.db
+    .selectFrom("audit_events")
+    .select("kind")
+    .where("kind", "=", "escalation_refused")
+    .execute();
+  assert.equal(refused.length, 2);
+  assert.equal(
+    (await h.db.db.selectFrom("escalations").select("status").executeTakeFirstOrThrow()).status,
+    "open",
+  );
+
+  await click("U0OPSMANAGER", ESCALATION_TAKE_OVER);
+  const task = await h.until("the owner to take it over", async () => {
+    const row = await taskOfThread(h.db.db, ts);
+    return row?.owner_id === "U0OPSMANAGER" ? row : undefined;
+  });
+  assert.equal(task.owner_kind, "human");
+});

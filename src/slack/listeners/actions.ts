@@ -19,7 +19,7 @@ import {
   SEND_BACK_INSTRUCTION_BLOCK,
   sendBackModal,
 } from "../views/reject-modal.ts";
-import { decisionWords } from "../words.ts";
+import { decisionWords, escalationWords } from "../words.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -50,6 +50,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       approvalId,
       userId: c.user.id,
       decision: "approved",
+      ...(c.container?.message_ts && { messageTs: c.container.message_ts }),
     });
     const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
     if (words && c.channel)
@@ -114,15 +115,9 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       userId: c.user.id,
       choice: { kind: "take_over" },
     });
-    if (result.outcome === "already_decided" && c.channel) {
-      await ephemeral(
-        client,
-        c.channel.id,
-        c.user.id,
-        `This escalation was already handled${result.by ? ` by <@${result.by}>` : ""}.`,
-        c.container?.thread_ts,
-      );
-    }
+    const words = escalationWords(result);
+    if (words && c.channel)
+      await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
   });
 
   app.action(ESCALATION_SEND_BACK, async ({ ack, body, client }) => {
@@ -130,6 +125,15 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     const c = click.parse(body);
     if (!c.trigger_id) return;
     const escalationId = uuid.parse(c.actions[0]?.value);
+    // Refuse (or say it is handled) before asking for an instruction that could not be used.
+    const words = escalationWords(
+      await handlers.checkEscalationClick({ escalationId, userId: c.user.id }),
+    );
+    if (words) {
+      if (c.channel)
+        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+      return;
+    }
     await client.views.open({
       trigger_id: c.trigger_id,
       view: sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }) as never,
@@ -164,11 +168,9 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
         userId: s.user.id,
         choice: { kind: "send_back", agentId: agentId.data, instruction: instruction.data },
       });
-      if (result.outcome === "already_decided")
-        await client.chat.postMessage({
-          channel: s.user.id,
-          text: "That escalation was already handled; nothing changed.",
-        });
+      const words = escalationWords(result);
+      if (words)
+        await client.chat.postMessage({ channel: s.user.id, text: `${words} Nothing changed.` });
     } catch (error) {
       if (!isBatonError(error)) throw error;
       await client.chat.postMessage({
