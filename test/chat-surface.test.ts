@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { webApi } from "@slack/bolt";
+import type { DigestInput } from "../src/core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
 import { TransientError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
@@ -10,6 +11,7 @@ import {
   SlackDeliveryError,
 } from "../src/slack/chat-surface.ts";
 import { type SlackEmulator, startSlackEmulator } from "./support/slack-emulator.ts";
+import { assertWithinSlackLimits } from "./support/slack-limits.ts";
 
 // Bolt re-exports @slack/web-api, so the test needs no direct dependency on it.
 const { WebClient } = webApi;
@@ -17,6 +19,36 @@ const { WebClient } = webApi;
 const CHANNEL = "C0SUPPORT";
 const CS = { name: "Customer Service", icon: ":robot_face:" };
 const BILLING = { name: "Billing", icon: "https://example.com/billing.png" };
+
+/** A digest as the runtime queues it: plain data, dates as ISO strings. */
+const DIGEST: DigestInput = {
+  audience: "channel",
+  asOf: "2025-01-06T09:00:00.000Z",
+  staleAfterMs: 86_400_000,
+  approvalStaleAfterMs: 14_400_000,
+  staleTasks: Array.from({ length: 30 }, (_, i) => ({
+    title: `Refund order ${1000 + i} <!channel>`,
+    owner: { kind: "human" as const, id: "U0ALICE" },
+    lastActivityAt: "2025-01-05T08:00:00.000Z",
+    link: "https://slack.com/app_redirect?channel=C0SUPPORT&message_ts=1.000001",
+  })),
+  staleApprovals: [
+    {
+      toolName: "refund",
+      agentName: "Billing",
+      taskTitle: "Refund order 1042",
+      approverIds: ["U0BOB", "S0BILLING"],
+      requestedAt: "2025-01-06T03:00:00.000Z",
+    },
+  ],
+  failedTasks: [
+    {
+      title: "Order 7",
+      reason: "model refused",
+      failedAt: "2025-01-06T07:00:00.000Z",
+    },
+  ],
+};
 
 const outboxMeta = (id: string) => ({
   event_type: "baton_outbox",
@@ -256,10 +288,9 @@ describe("Slack chat surface against the Web API emulator", () => {
     assert.equal(emulator.callsTo("chat.postMessage").length, 0);
   });
 
-  test("direct_message opens the DM and posts text and blocks there", async () => {
-    const blocks = [{ type: "section", text: { type: "mrkdwn", text: "*Digest*" } }];
+  test("direct_message opens the DM and posts its escaped text there", async () => {
     const sent = await chat.deliver(
-      { kind: "direct_message", user: "U0ALICE", text: "Your digest <!everyone>", blocks },
+      { kind: "direct_message", user: "U0ALICE", text: "Your digest <!everyone>" },
       "out-11",
     );
     const dm = emulator.dmChannelFor("U0ALICE");
@@ -269,8 +300,44 @@ describe("Slack chat surface against the Web API emulator", () => {
     const args = lastPost();
     assert.equal(args.channel, dm);
     assert.equal(args.text, "Your digest &lt;!everyone&gt;");
-    assert.deepEqual(args.blocks, blocks);
+    assert.equal(args.blocks, undefined);
     assert.deepEqual(args.metadata, outboxMeta("out-11"));
+  });
+
+  test("digest posts the digest's blocks to the channel, not in a thread", async () => {
+    const sent = await chat.deliver(
+      { kind: "digest", channel: "C0DIGEST", digest: DIGEST },
+      "out-12",
+    );
+    const args = lastPost();
+    assert.equal(args.channel, "C0DIGEST");
+    assert.equal(args.thread_ts, undefined);
+    assert.deepEqual(args.metadata, outboxMeta("out-12"));
+    assertWithinSlackLimits({ text: args.text, blocks: args.blocks });
+    assert.match(String(args.text), /Baton daily digest: 30 idle tasks, 1 waiting approvals/);
+    const rendered = blockText(args.blocks);
+    assert.match(rendered, /Refund order 1000 &lt;!channel&gt;/);
+    assert.match(rendered, /<@U0BOB>, <!subteam\^S0BILLING>/);
+    assert.match(rendered, /<!date\^1736154000\^/, "ISO asOf rendered as a Slack date");
+    assert.match(rendered, /\+18 more not shown/);
+    const [stored] = emulator.messagesIn("C0DIGEST").filter((m) => m.ts === sent.ts);
+    assert.ok(stored?.blocks);
+    assert.equal(sent.channel, "C0DIGEST");
+  });
+
+  test("digest_dm opens the owner's DM and posts the digest's blocks there", async () => {
+    const digest: DigestInput = { ...DIGEST, audience: "owner", staleApprovals: [] };
+    const sent = await chat.deliver({ kind: "digest_dm", user: "U0ALICE", digest }, "out-13");
+    const dm = emulator.dmChannelFor("U0ALICE");
+    assert.equal(emulator.callsTo("conversations.open")[0]?.args.users, "U0ALICE");
+    assert.equal(sent.channel, dm);
+    assert.ok(sent.ts);
+    const args = lastPost();
+    assert.equal(args.channel, dm);
+    assert.deepEqual(args.metadata, outboxMeta("out-13"));
+    assertWithinSlackLimits({ text: args.text, blocks: args.blocks });
+    assert.match(blockText(args.blocks), /Your Baton digest/);
+    assert.doesNotMatch(blockText(args.blocks), /refund\*/);
   });
 
   test("findPosted finds a delivery by its outbox id and no other", async () => {
@@ -313,6 +380,10 @@ describe("Slack chat surface against the Web API emulator", () => {
       },
     };
     assert.equal(await chat.findPosted(cardUpdate, "out-a"), undefined);
+    const digest: ChatIntent = { kind: "digest", channel: CHANNEL, digest: DIGEST };
+    assert.equal(await chat.findPosted(digest, "out-a"), undefined);
+    const digestDm: ChatIntent = { kind: "digest_dm", user: "U0ALICE", digest: DIGEST };
+    assert.equal(await chat.findPosted(digestDm, "out-a"), undefined);
     assert.equal(emulator.callsTo("conversations.replies").length, before);
   });
 

@@ -13,7 +13,10 @@ export interface TaskView {
  * The system message: who the agent is, its instructions, and the task's facts.
  * The first line's shape ("You are X (agent id: y).") is a contract the scripted model relies on.
  */
-export function systemMessage(agent: Agent, task: TaskView): ChatMessage {
+export function systemMessage(
+  agent: Agent,
+  task: TaskView,
+): Extract<ChatMessage, { role: "system" }> {
   const facts = Object.entries(task.facts)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("; ");
@@ -36,12 +39,17 @@ export function renderHandoffNote(fromName: string, note: HandoffNote): string {
   return lines.join("\n");
 }
 
+/**
+ * The agent that handed work over starts a new stint with the result. The system message already
+ * carries the task's title, so the request is repeated only when the title is a cut of it.
+ */
 export function renderHandBack(
   fromName: string,
   note: HandBackNote,
-  originalRequest: string,
+  task: { title: string; request: string },
 ): string {
-  return `Request: ${originalRequest}\n${fromName} handed back: ${note.result}`;
+  const result = `${fromName} handed back: ${note.result}`;
+  return task.title === task.request.trim() ? result : `Request: ${task.request}\n${result}`;
 }
 
 export function renderHumanReturn(

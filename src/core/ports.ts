@@ -1,6 +1,7 @@
+import type { DigestInput } from "./digest.ts";
 import type { EscalationNote, HandBackNote, HandoffNote } from "./handoffs/note.ts";
 
-/** What the runtime needs from the chat platform. Only src/slack/ implements it. */
+/** What the runtime needs from the chat platform. Only the Slack adapter implements it. */
 export interface ChatSurface {
   /** Says one thing in Slack; `outboxId` travels in the message metadata. */
   deliver(intent: ChatIntent, outboxId: string): Promise<{ ts?: string; channel?: string }>;
@@ -85,4 +86,7 @@ export type ChatIntent =
   | { kind: "notice"; channel: string; threadTs?: string; text: string }
   | { kind: "failure_notice"; channel: string; threadTs: string; taskId: string; reason: string }
   | { kind: "ephemeral"; channel: string; threadTs?: string; user: string; text: string }
-  | { kind: "direct_message"; user: string; text: string; blocks?: unknown[] };
+  | { kind: "direct_message"; user: string; text: string }
+  /** The daily digest, to the team channel (not in a thread) or to one person by DM. */
+  | { kind: "digest"; channel: string; digest: DigestInput }
+  | { kind: "digest_dm"; user: string; digest: DigestInput };

@@ -80,21 +80,6 @@ export async function appendConversation(
     .execute();
 }
 
-export async function stintConversation(
-  db: Executor,
-  taskId: string,
-  stintNo: number,
-): Promise<ChatMessage[]> {
-  const rows = await db
-    .selectFrom("conversation")
-    .select("message")
-    .where("task_id", "=", taskId)
-    .where("stint_no", "=", stintNo)
-    .orderBy("id")
-    .execute();
-  return rows.map((r) => r.message as unknown as ChatMessage);
-}
-
 export async function insertModelCall(
   tx: Tx,
   call: {

@@ -1,4 +1,6 @@
 import { sql } from "kysely";
+import { jsonArrayFrom } from "kysely/helpers/postgres";
+import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
 import type { TaskRow } from "./schema.ts";
 
@@ -161,14 +163,42 @@ export async function findOrphanedTasks(db: Executor, limit: number): Promise<st
   return rows.map((r) => r.id);
 }
 
-export async function pendingInputs(db: Executor, taskId: string) {
-  return db
-    .selectFrom("task_inputs")
-    .select(["id", "author_id", "text"])
-    .where("task_id", "=", taskId)
-    .where("consumed_at_step", "is", null)
-    .orderBy("id")
-    .execute();
+/**
+ * What one turn reads, in one round trip: the task, its current stint's conversation, and the
+ * replies that arrived since the last turn.
+ */
+export async function loadTurn(db: Executor, id: string) {
+  const row = await db
+    .selectFrom("tasks")
+    .selectAll("tasks")
+    .select((eb) => [
+      jsonArrayFrom(
+        eb
+          .selectFrom("conversation")
+          .select("conversation.message")
+          .whereRef("conversation.task_id", "=", "tasks.id")
+          .whereRef("conversation.stint_no", "=", "tasks.stint_no")
+          .orderBy("conversation.id"),
+      ).as("history"),
+      jsonArrayFrom(
+        eb
+          .selectFrom("task_inputs")
+          .select(["task_inputs.id", "task_inputs.author_id", "task_inputs.text"])
+          .whereRef("task_inputs.task_id", "=", "tasks.id")
+          .where("task_inputs.consumed_at_step", "is", null)
+          .orderBy("task_inputs.id"),
+      ).as("inputs"),
+    ])
+    .where("tasks.id", "=", id)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { history, inputs, ...task } = row;
+  return {
+    task: task as TaskRow,
+    history: history.map((h) => h.message as unknown as ChatMessage),
+    // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
+    inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),
+  };
 }
 
 export async function insertInput(

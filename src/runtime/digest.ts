@@ -1,4 +1,11 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
+import {
+  type DigestApprovalItem,
+  type DigestFailedItem,
+  type DigestInput,
+  type DigestTaskItem,
+  isDigestEmpty,
+} from "../core/digest.ts";
 import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
 import type { Db, Tx } from "../db/database.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -11,15 +18,6 @@ import {
   staleTasks,
 } from "../db/reports.repository.ts";
 import type { Logger } from "../log.ts";
-import {
-  type DigestApprovalItem,
-  type DigestFailedItem,
-  type DigestInput,
-  type DigestTaskItem,
-  digestMessage,
-  digestText,
-  isDigestEmpty,
-} from "../slack/views/digest.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 export interface DigestDeps {
@@ -85,8 +83,8 @@ export async function runDigest(
     staleTasks: digest.staleTasks.length,
     staleApprovals: digest.staleApprovals.length,
     failedTasks: digest.failedTasks.length,
-    channelMessages: messages.filter((m) => m.intent.kind === "notice").length,
-    directMessages: messages.filter((m) => m.intent.kind === "direct_message").length,
+    channelMessages: messages.filter((m) => m.intent.kind === "digest").length,
+    directMessages: messages.filter((m) => m.intent.kind === "digest_dm").length,
     delivered,
   };
   log.info(counts, "digest queued");
@@ -131,7 +129,7 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
   };
   const input: DigestInput = {
     audience: "channel",
-    asOf: now,
+    asOf: now.toISOString(),
     staleAfterMs: config.stale_after,
     approvalStaleAfterMs: config.approval_stale_after,
     staleTasks: digest.staleTasks.map((o) => o.item),
@@ -161,7 +159,7 @@ function staleTaskItem(
       : { kind: "agent" as const, id: t.owner_id, name: agentName(t.owner_id) };
   const link = threadLink(t.channel_id, t.thread_ts);
   return {
-    item: { title: t.title, owner, lastActivityAt: t.last_activity_at, link },
+    item: { title: t.title, owner, lastActivityAt: t.last_activity_at.toISOString(), link },
     users: humanOwner(t.owner_kind, t.owner_id),
   };
 }
@@ -178,7 +176,7 @@ function staleApprovalItem(
     agentName: agentName(a.agent_id),
     taskTitle: a.title,
     approverIds: ids,
-    requestedAt: a.created_at,
+    requestedAt: a.created_at.toISOString(),
     link: threadLink(a.channel_id, a.thread_ts),
   };
   return { item, users: ids.filter((id) => USER_ID.test(id)) };
@@ -188,7 +186,7 @@ function failedTaskItem(f: Row<typeof failedTasks>, now: Date): Owned<DigestFail
   const item = {
     title: f.title,
     reason: f.failure_reason ?? "unknown",
-    failedAt: f.closed_at ?? now,
+    failedAt: (f.closed_at ?? now).toISOString(),
     link: threadLink(f.channel_id, f.thread_ts),
   };
   return { item, users: humanOwner(f.owner_kind, f.owner_id) };
@@ -197,10 +195,7 @@ function failedTaskItem(f: Row<typeof failedTasks>, now: Date): Owned<DigestFail
 /** One post to the channel (an "all clear" when empty) and a DM to each person with their items. */
 function digestMessages(channel: string | undefined, digest: Digest): OutboxMessage[] {
   const messages: OutboxMessage[] = [];
-  if (channel) {
-    // ChatIntent has no channel message with blocks yet: the channel gets the text rendering.
-    messages.push(outbox({ kind: "notice", channel, text: digestText(digest.input) }));
-  }
+  if (channel) messages.push(outbox({ kind: "digest", channel, digest: digest.input }));
   const users = new Set(
     [...digest.staleTasks, ...digest.staleApprovals, ...digest.failedTasks].flatMap((o) => o.users),
   );
@@ -215,11 +210,7 @@ function digestMessages(channel: string | undefined, digest: Digest): OutboxMess
       failedTasks: mine(digest.failedTasks),
       capped: {},
     };
-    if (isDigestEmpty(own)) continue;
-    const message = digestMessage(own);
-    messages.push(
-      outbox({ kind: "direct_message", user, text: message.text, blocks: message.blocks }),
-    );
+    if (!isDigestEmpty(own)) messages.push(outbox({ kind: "digest_dm", user, digest: own }));
   }
   return messages;
 }

@@ -69,5 +69,7 @@ export async function deliverOutbox(
 }
 
 function intentChannel(intent: ChatIntent): string {
-  return intent.kind === "direct_message" ? intent.user : intent.channel;
+  return intent.kind === "direct_message" || intent.kind === "digest_dm"
+    ? intent.user
+    : intent.channel;
 }

@@ -3,10 +3,9 @@ import { systemMessage } from "../core/context.ts";
 import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
-import { stintConversation } from "../db/ledger.repository.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { claimLease, findTask, pendingInputs, releaseLease } from "../db/tasks.repository.ts";
+import { claimLease, findTask, loadTurn, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
@@ -52,8 +51,10 @@ async function runTurn(
   taskId: string,
   afterDecision: boolean,
 ): Promise<TurnOutcome> {
-  const task = await findTask(deps.db, taskId);
-  if (task?.status !== "active" || task.owner_kind !== "agent") return "idle";
+  const loaded = await loadTurn(deps.db, taskId);
+  if (!loaded) return "idle";
+  const { task, history, inputs } = loaded;
+  if (task.status !== "active" || task.owner_kind !== "agent") return "idle";
   const agent = deps.agents.get(task.owner_id);
   if (!agent) {
     await haltTask(deps, task, {
@@ -73,10 +74,6 @@ async function runTurn(
     await haltTask(deps, task, { reason: capReason, toHuman: true });
     return "idle";
   }
-  const [history, inputs] = await Promise.all([
-    stintConversation(deps.db, task.id, task.stint_no),
-    pendingInputs(deps.db, task.id),
-  ]);
   const newMessages: ChatMessage[] = inputs.map((input) => ({
     role: "user",
     content:

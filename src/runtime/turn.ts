@@ -105,20 +105,16 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
       ended = await applyAction(fx, action, index);
     }
     settleModelErrors(fx);
-    await appendConversation(
-      tx,
-      fx.conversation.map((message) => ({
-        taskId: task.id,
-        stintNo: task.stint_no,
-        stepNo,
-        message,
-      })),
-    );
-    if (fx.nextStint) {
-      await appendConversation(tx, [
-        { taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint },
-      ]);
-    }
+    // This stint's new messages and, after a handoff, the next stint's first, in one insert.
+    const rows = fx.conversation.map((message) => ({
+      taskId: task.id,
+      stintNo: task.stint_no,
+      stepNo,
+      message,
+    }));
+    if (fx.nextStint)
+      rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
+    await appendConversation(tx, rows);
     await updateTask(tx, task.id, fx.changes);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
@@ -244,7 +240,10 @@ async function handOver(
     content:
       action.kind === "transfer"
         ? renderHandoffNote(agent.name, action.note)
-        : renderHandBack(agent.name, action.note, task.request_text),
+        : renderHandBack(agent.name, action.note, {
+            title: task.title,
+            request: task.request_text,
+          }),
   };
   fx.outbox.push(
     post(task, {

@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import { clip, isGroupId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
 import type { SlackMessage } from "./views/blocks.ts";
+import { digestMessage } from "./views/digest.ts";
 import { type EscalationCardInput, escalationCard } from "./views/escalation-card.ts";
 import { handoffCard } from "./views/handoff-card.ts";
 import { agentReply, failureNotice } from "./views/task-message.ts";
@@ -45,7 +46,7 @@ export function createSlackChatSurface(
 
   async function post(target: Target, message: Outgoing, outboxId: string, persona?: Persona) {
     const { channel } = target;
-    // Blocks come from the builders (or the digest, built with them); Slack validates the rest.
+    // Blocks come from the builders or a queued direct message; Slack validates the rest.
     const content = message.blocks
       ? { channel, text: message.text, blocks: message.blocks as types.KnownBlock[] }
       : { channel, text: message.text };
@@ -79,13 +80,12 @@ export function createSlackChatSurface(
     return { ts: answer.ts ?? updateTs, channel: answer.channel ?? intent.channel };
   }
 
-  async function directMessage(intent: Intent<"direct_message">, outboxId: string) {
+  async function directMessage(user: string, message: Outgoing, outboxId: string) {
     const opened = await call("conversations.open", () =>
-      client.conversations.open({ users: intent.user }),
+      client.conversations.open({ users: user }),
     );
     const channel = opened.channel?.id;
     if (!channel) throw new SlackDeliveryError("Slack opened no DM channel");
-    const message = { text: safeText(intent.text), blocks: intent.blocks };
     return post({ channel }, message, outboxId);
   }
 
@@ -125,8 +125,13 @@ export function createSlackChatSurface(
         // An ephemeral message has no ts anyone can use later: it cannot be updated or found.
         return { channel: intent.channel };
       }
-      case "direct_message":
-        return directMessage(intent, outboxId);
+      case "direct_message": {
+        return directMessage(intent.user, { text: safeText(intent.text) }, outboxId);
+      }
+      case "digest":
+        return post({ channel: intent.channel }, digestMessage(intent.digest), outboxId);
+      case "digest_dm":
+        return directMessage(intent.user, digestMessage(intent.digest), outboxId);
     }
   }
 
@@ -299,6 +304,10 @@ function searchableThread(intent: ChatIntent): { channel: string; threadTs: stri
         : { channel: intent.channel, threadTs: intent.threadTs };
     case "ephemeral":
     case "direct_message":
+    case "digest":
+    case "digest_dm":
+      // Not in a thread: looking would mean paging a channel's history. A crash between Slack's
+      // answer and markDelivered may repeat one, as it may an unthreaded notice.
       return undefined;
   }
 }

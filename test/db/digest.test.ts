@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "kysely";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
+import { isDigestEmpty } from "../../src/core/digest.ts";
 import type { ChatIntent, ChatSurface, Clock } from "../../src/core/ports.ts";
 import type { Db } from "../../src/db/database.ts";
 import {
@@ -14,6 +15,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
 import { type DigestDeps, runDigest, threadLink } from "../../src/runtime/digest.ts";
 import { startScheduler } from "../../src/runtime/scheduler.ts";
+import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 const NOW = new Date("2025-01-06T09:00:00Z");
@@ -154,8 +156,9 @@ async function seed(db: Db) {
 }
 
 const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({ db, log, clock, agentsFile, chat });
+type DigestDm = Extract<ChatIntent, { kind: "digest_dm" }>;
 const dmTo = (sent: ChatIntent[], user: string) =>
-  sent.find((i) => i.kind === "direct_message" && i.user === user);
+  sent.find((i): i is DigestDm => i.kind === "digest_dm" && i.user === user)?.digest;
 
 describe("daily digest", () => {
   let database: TestDatabase;
@@ -196,26 +199,49 @@ describe("daily digest", () => {
     assert.ok(outbox.every((r) => r.status === "sent"));
     assert.equal(sent.length, 5);
 
-    const notice = sent.find((i) => i.kind === "notice");
-    assert.ok(notice?.kind === "notice" && notice.channel === "C0DIGEST");
-    const order = ["Stale with the leads", "Stale owned by Ann", "Stale with Billing"];
-    const at = order.map((title) => notice.text.indexOf(title));
-    assert.ok(
-      at.every((i, n) => i > 0 && (n === 0 || i > (at[n - 1] ?? 0))),
+    const channel = sent.find((i) => i.kind === "digest");
+    assert.ok(channel?.kind === "digest" && channel.channel === "C0DIGEST");
+    const { digest } = channel;
+    assert.equal(digest.audience, "channel");
+    assert.equal(digest.asOf, NOW.toISOString());
+    assert.deepEqual(
+      digest.staleTasks.map((t) => t.title),
+      ["Stale with the leads", "Stale owned by Ann", "Stale with Billing"],
       "oldest first",
     );
+    assert.deepEqual(
+      digest.staleApprovals.map((a) => [a.toolName, a.approverIds]),
+      [
+        ["tool_4", ["U0KIM", "U0BOSS"]],
+        ["tool_1", ["U0LEE", "S0LEADS"]],
+      ],
+    );
+    assert.deepEqual(
+      digest.failedTasks.map((f) => f.title),
+      ["Failed this morning"],
+    );
+    const listed = JSON.stringify(digest);
     for (const absent of ["Fresh owned by Ann", "Old but done", "Failed two days ago", "tool_2"])
-      assert.ok(!notice.text.includes(absent), `${absent} must not be listed`);
-    assert.match(notice.text, /Failed this morning/);
-    assert.match(notice.text, /tool_1\*.*<@U0LEE>, <!subteam\^S0LEADS>/);
-    // Text is mrkdwn: the link's "&" arrives escaped, as Slack expects.
-    const link = threadLink("C0SUPPORT", seeded.stale.mine.thread_ts).replace("&", "&amp;");
-    assert.ok(notice.text.includes(link));
+      assert.ok(!listed.includes(absent), `${absent} must not be listed`);
+    // The intent went through the outbox's JSON: dates arrive as the ISO strings they were.
+    const ann = digest.staleTasks.find((t) => t.title === "Stale owned by Ann");
+    assert.deepEqual(ann, {
+      title: "Stale owned by Ann",
+      owner: { kind: "human", id: "U0ANN" },
+      lastActivityAt: ago(30).toISOString(),
+      link: threadLink("C0SUPPORT", seeded.stale.mine.thread_ts),
+    });
+    assert.equal(digest.failedTasks[0]?.failedAt, ago(2).toISOString());
+    // And the adapter renders it as blocks, each item with a button to its thread.
+    const rendered = JSON.stringify(digestMessage(digest).blocks);
+    assert.match(rendered, /tool_1\*.*<@U0LEE>, <!subteam\^S0LEADS>/);
+    assert.ok(rendered.includes(JSON.stringify(ann?.link)));
 
-    const ann = JSON.stringify(dmTo(sent, "U0ANN"));
-    assert.match(ann, /Stale owned by Ann/);
-    assert.match(ann, /Failed this morning/);
-    assert.ok(!ann.includes("Stale with Billing") && !ann.includes("tool_1"));
+    assert.equal(dmTo(sent, "U0ANN")?.audience, "owner");
+    const annDm = JSON.stringify(dmTo(sent, "U0ANN"));
+    assert.match(annDm, /Stale owned by Ann/);
+    assert.match(annDm, /Failed this morning/);
+    assert.ok(!annDm.includes("Stale with Billing") && !annDm.includes("tool_1"));
     assert.match(JSON.stringify(dmTo(sent, "U0LEE")), /tool_1/);
     assert.match(JSON.stringify(dmTo(sent, "U0BOSS")), /tool_4/, "the fallback hears of it");
     assert.match(JSON.stringify(dmTo(sent, "U0KIM")), /tool_4/);
@@ -256,7 +282,10 @@ describe("digest with nothing stale", () => {
       const result = await runDigest(deps(database.db, chat), NOW, "replica-a");
       assert.equal(result.directMessages, 0);
       assert.equal(sent.length, 1);
-      assert.ok(sent[0]?.kind === "notice" && /All clear/.test(sent[0].text));
+      const [only] = sent;
+      assert.ok(only?.kind === "digest" && only.channel === "C0DIGEST");
+      assert.ok(isDigestEmpty(only.digest));
+      assert.match(JSON.stringify(digestMessage(only.digest).blocks), /All clear/);
     } finally {
       await database.drop();
     }
@@ -301,9 +330,9 @@ describe("two node-cron schedulers", () => {
           2,
       );
       assert.ok(both.length >= 1, "both schedulers fired the same second at least once");
-      const notices = sent.filter((i) => i.kind === "notice").length;
-      assert.equal(notices, runs.length, "one channel digest per firing");
-      assert.equal(sent.filter((i) => i.kind === "direct_message").length, runs.length);
+      const digests = sent.filter((i) => i.kind === "digest").length;
+      assert.equal(digests, runs.length, "one channel digest per firing");
+      assert.equal(sent.filter((i) => i.kind === "digest_dm").length, runs.length);
     } finally {
       await database.drop();
     }

@@ -1,3 +1,4 @@
+import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
 import { clip, mention, slackDate, truncate } from "../mrkdwn.ts";
 import {
   type Block,
@@ -15,53 +16,11 @@ import {
 /** Link buttons still send an interaction payload: the app acks this action_id and does nothing. */
 export const DIGEST_OPEN_LINK = "digest_open_link";
 
-export interface DigestTaskItem {
-  title: string;
-  /** A human owner's user or group id (shown as a mention), or an agent's display name. */
-  owner: { kind: "human" | "agent"; id: string; name?: string };
-  lastActivityAt: Date;
-  link?: string;
-}
-
-export interface DigestApprovalItem {
-  toolName: string;
-  agentName: string;
-  taskTitle: string;
-  /** Slack user and group ids the approval waits on. */
-  approverIds: string[];
-  requestedAt: Date;
-  link?: string;
-}
-
-export interface DigestFailedItem {
-  title: string;
-  reason: string;
-  failedAt: Date;
-  link?: string;
-}
-
-export interface DigestInput {
-  /** The team channel sees everything; an owner sees only their own items. */
-  audience: "channel" | "owner";
-  asOf: Date;
-  staleAfterMs: number;
-  approvalStaleAfterMs: number;
-  staleTasks: DigestTaskItem[];
-  staleApprovals: DigestApprovalItem[];
-  failedTasks: DigestFailedItem[];
-  /** Lists that reached the query limit: there may be more than listed. */
-  capped?: { staleTasks?: boolean; staleApprovals?: boolean; failedTasks?: boolean };
-}
-
 // 12 one-block rows per section, 3 sections, plus at most 11 fixed blocks: inside 50 blocks.
 const BLOCK_ROWS = 12;
-// A text-only digest (a channel notice) lists more, still far inside 40,000 chars.
+// A text-only digest lists more, still far inside 40,000 chars.
 const TEXT_ROWS = 25;
 const TEXT_MAX = 12_000;
-
-export function isDigestEmpty(input: DigestInput): boolean {
-  return input.staleTasks.length + input.staleApprovals.length + input.failedTasks.length === 0;
-}
 
 interface Part {
   heading: string;
@@ -75,21 +34,21 @@ function parts(input: DigestInput): Part[] {
     {
       heading: `*Tasks idle for more than ${duration(input.staleAfterMs)}* (${count("staleTasks")})`,
       lines: input.staleTasks.map((t) => ({
-        text: `*${clip(t.title, 200)}* · ${ownerText(t.owner)} · last activity ${slackDate(t.lastActivityAt)}`,
+        text: `*${clip(t.title, 200)}* · ${ownerText(t.owner)} · last activity ${when(t.lastActivityAt)}`,
         link: t.link,
       })),
     },
     {
       heading: `*Approvals waiting more than ${duration(input.approvalStaleAfterMs)}* (${count("staleApprovals")})`,
       lines: input.staleApprovals.map((a) => ({
-        text: `*${clip(a.toolName, 80)}* for *${clip(a.agentName, 80)}* on _${clip(a.taskTitle, 150)}_ · waiting on ${a.approverIds.map(mention).join(", ") || "nobody"} since ${slackDate(a.requestedAt)}`,
+        text: `*${clip(a.toolName, 80)}* for *${clip(a.agentName, 80)}* on _${clip(a.taskTitle, 150)}_ · waiting on ${a.approverIds.map(mention).join(", ") || "nobody"} since ${when(a.requestedAt)}`,
         link: a.link,
       })),
     },
     {
       heading: `*Failed tasks* (${count("failedTasks")})`,
       lines: input.failedTasks.map((f) => ({
-        text: `*${clip(f.title, 200)}* · failed ${slackDate(f.failedAt)}: ${clip(f.reason, 300)}`,
+        text: `*${clip(f.title, 200)}* · failed ${when(f.failedAt)}: ${clip(f.reason, 300)}`,
         link: f.link,
       })),
     },
@@ -103,9 +62,9 @@ function title(input: DigestInput): string {
 
 const ALL_CLEAR = "✅ All clear: no idle tasks, no approvals waiting too long, no failed tasks.";
 
-/** Blocks for a direct message (or a channel post, once the chat surface carries blocks there). */
+/** Blocks for the channel post and for each owner's direct message. */
 export function digestMessage(input: DigestInput): SlackMessage {
-  const blocks: Block[] = [header(title(input)), context([`As of ${slackDate(input.asOf)}`])];
+  const blocks: Block[] = [header(title(input)), context([`As of ${when(input.asOf)}`])];
   const found = parts(input);
   if (found.length === 0) blocks.push(section(ALL_CLEAR));
   for (const part of found) {
@@ -133,7 +92,7 @@ export function digestText(input: DigestInput): string {
     return `${part.heading}\n${lines.join("\n")}`;
   });
   return truncate(
-    `*${title(input)}* (as of ${slackDate(input.asOf)})\n\n${sections.join("\n\n")}`,
+    `*${title(input)}* (as of ${when(input.asOf)})\n\n${sections.join("\n\n")}`,
     TEXT_MAX,
   );
 }
@@ -141,6 +100,11 @@ export function digestText(input: DigestInput): string {
 function summary(input: DigestInput): string {
   if (isDigestEmpty(input)) return `${title(input)}: all clear`;
   return `${title(input)}: ${input.staleTasks.length} idle tasks, ${input.staleApprovals.length} waiting approvals, ${input.failedTasks.length} failed tasks`;
+}
+
+/** The digest's dates are ISO strings (it is stored as JSON); a bad one reads "an unknown time". */
+function when(iso: string): string {
+  return slackDate(new Date(iso));
 }
 
 function ownerText(owner: DigestTaskItem["owner"]): string {

@@ -1,0 +1,51 @@
+/**
+ * The daily digest as data: what is idle, waiting or failed, and for whom.
+ * It travels in a `ChatIntent` stored as JSON in the outbox, so every date is an ISO string:
+ * a `Date` would come back from the database as a string anyway, typed as something it is not.
+ */
+
+export interface DigestTaskItem {
+  title: string;
+  /** A human owner's user or group id (shown as a mention), or an agent's display name. */
+  owner: { kind: "human" | "agent"; id: string; name?: string };
+  /** ISO 8601. */
+  lastActivityAt: string;
+  link?: string;
+}
+
+export interface DigestApprovalItem {
+  toolName: string;
+  agentName: string;
+  taskTitle: string;
+  /** Slack user and group ids the approval waits on. */
+  approverIds: string[];
+  /** ISO 8601. */
+  requestedAt: string;
+  link?: string;
+}
+
+export interface DigestFailedItem {
+  title: string;
+  reason: string;
+  /** ISO 8601. */
+  failedAt: string;
+  link?: string;
+}
+
+export interface DigestInput {
+  /** The team channel sees everything; an owner sees only their own items. */
+  audience: "channel" | "owner";
+  /** ISO 8601. */
+  asOf: string;
+  staleAfterMs: number;
+  approvalStaleAfterMs: number;
+  staleTasks: DigestTaskItem[];
+  staleApprovals: DigestApprovalItem[];
+  failedTasks: DigestFailedItem[];
+  /** Lists that reached the query limit: there may be more than listed. */
+  capped?: { staleTasks?: boolean; staleApprovals?: boolean; failedTasks?: boolean };
+}
+
+export function isDigestEmpty(input: DigestInput): boolean {
+  return input.staleTasks.length + input.staleApprovals.length + input.failedTasks.length === 0;
+}

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { z } from "zod";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { agentDirectory } from "../../src/core/agents/directory.ts";
+import { renderHandBack, systemMessage, taskTitle } from "../../src/core/context.ts";
+import { interpretReply } from "../../src/core/dispatch.ts";
+import type { ModelReply } from "../../src/core/model.ts";
+import { gateFor, mayDecide } from "../../src/core/policy.ts";
+import { type ToolDefinition, toolRegistry } from "../../src/core/tools/tool.ts";
+
+const tool = (name: string, toolClass: ToolDefinition["toolClass"]): ToolDefinition => ({
+  name,
+  description: name,
+  toolClass,
+  input: z.object({ amount_usd: z.number().optional() }),
+  run: async () => ({ ok: true }),
+});
+const registry = toolRegistry([
+  tool("look", "read"),
+  tool("refund", "irreversible"),
+  tool("fix", "write"),
+]);
+const file = parseAgentsFile(
+  `
+agents:
+  - { id: cs, name: CS, icon: ":a:", instructions: help, tools: [look], handoffs: [billing] }
+  - { id: billing, name: Billing, icon: ":b:", instructions: bill, tools: [look, refund] }
+  - { id: shadowy, name: Shadowy, icon: ":c:", instructions: try, tools: [fix], autonomy: shadow }
+  - { id: careful, name: Careful, icon: ":d:", instructions: try, tools: [fix], autonomy: supervised }
+policies:
+  approvals:
+    - { id: big, tool: refund, when: { argument: amount_usd, greater_than: 100 }, approvers: { groups: [S0LEADS] } }
+  supervisors: { users: [U0BOSS] }
+`,
+  "test.yml",
+  new Set(registry.keys()),
+);
+const agents = agentDirectory(file);
+const reply = (calls: [string, string][], content: string | null = null): ModelReply => ({
+  content,
+  toolCalls: calls.map(([name, args], i) => ({ id: `c${i}`, name, arguments: args })),
+  usage: { promptTokens: 1, completionTokens: 1 },
+  model: "m",
+});
+const ctx = (id: string, handBackTo?: string) => ({
+  agent: agents.require(id),
+  registry,
+  handBackTo,
+});
+
+test("dispatch refuses tools and handoffs outside the agent's lists, whatever the model asks", () => {
+  const actions = interpretReply(
+    reply([
+      ["refund", "{}"],
+      ["transfer_to_cs", "{}"],
+      ["rm_rf", "{}"],
+      ["hand_back", "{}"],
+    ]),
+    ctx("billing"),
+  );
+  assert.deepEqual(
+    actions.map((a) => (a.kind === "rejected" ? a.reason : a.kind)),
+    ["tool", "not_allowed", "unknown_tool", "no_hand_back"],
+  );
+  const cs = interpretReply(reply([["refund", '{"amount_usd": 5}']]), ctx("cs"));
+  assert.equal(cs[0]?.kind === "rejected" && cs[0].reason, "not_allowed");
+});
+
+test("dispatch turns malformed arguments and bad notes into errors the model can act on", () => {
+  const [bad, note] = interpretReply(
+    reply([
+      ["look", '{"amount_usd": 1'],
+      ["transfer_to_billing", '{"summary": ""}'],
+    ]),
+    ctx("cs"),
+  );
+  assert.ok(
+    bad?.kind === "rejected" &&
+      bad.reason === "invalid_arguments" &&
+      /not valid JSON/.test(bad.message),
+  );
+  assert.ok(
+    note?.kind === "rejected" &&
+      note.reason === "invalid_arguments" &&
+      /summary/.test(note.message),
+  );
+  const ok = interpretReply(
+    reply([["transfer_to_billing", '{"summary":"s","needed":"n","facts":{"order_id":"1"}}']]),
+    ctx("cs"),
+  );
+  assert.equal(ok[0]?.kind, "transfer");
+  assert.deepEqual(interpretReply(reply([], "  "), ctx("cs")), [{ kind: "empty" }]);
+  assert.deepEqual(interpretReply(reply([], "Hi"), ctx("cs")), [{ kind: "final", text: "Hi" }]);
+});
+
+test("the gate: reads run; shadow proposes; supervised waits; policy names what waits", () => {
+  const refund = registry.get("refund") as ToolDefinition;
+  const fix = registry.get("fix") as ToolDefinition;
+  assert.equal(
+    gateFor(agents.require("billing"), registry.get("look") as ToolDefinition, {}, file).kind,
+    "run",
+  );
+  assert.equal(gateFor(agents.require("billing"), refund, { amount_usd: 50 }, file).kind, "run");
+  const big = gateFor(agents.require("billing"), refund, { amount_usd: 149 }, file);
+  assert.ok(
+    big.kind === "approval" && big.policyId === "big" && big.approvers.groups[0] === "S0LEADS",
+  );
+  assert.equal(gateFor(agents.require("shadowy"), fix, {}, file).kind, "shadow");
+  const supervised = gateFor(agents.require("careful"), fix, {}, file);
+  assert.ok(supervised.kind === "approval" && supervised.approvers.users[0] === "U0BOSS");
+});
+
+test("who may decide: named approvers and group members, never the requester", () => {
+  const approval = { requesterId: "U0ASKER", approvers: { users: ["U0LEE"], groups: ["S0LEADS"] } };
+  assert.deepEqual(mayDecide("U0LEE", approval, []), { ok: true });
+  assert.deepEqual(mayDecide("U0KIM", approval, ["S0LEADS"]), { ok: true });
+  assert.deepEqual(mayDecide("U0KIM", approval, []), { ok: false, reason: "not_an_approver" });
+  assert.deepEqual(mayDecide("U0ASKER", approval, ["S0LEADS"]), {
+    ok: false,
+    reason: "own_request",
+  });
+});
+
+test("context: the system message names the agent and facts; a hand-back does not repeat a short request", () => {
+  const system = systemMessage(agents.require("cs"), {
+    id: "t",
+    title: "where is 1042?",
+    requesterId: "U1",
+    facts: { order_id: "1042" },
+  });
+  assert.match(system.content, /^You are CS \(agent id: cs\)\./);
+  assert.match(system.content, /Facts: order_id=1042/);
+  const note = { result: "shipped", facts: {} };
+  assert.equal(
+    renderHandBack("F", note, { title: "where is 1042?", request: "where is 1042?" }),
+    "F handed back: shipped",
+  );
+  assert.match(
+    renderHandBack("F", note, { title: "a long…", request: "a long request\nwith lines" }),
+    /^Request: a long request/,
+  );
+  assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
+});
