@@ -23,7 +23,7 @@ import { registerDatabaseGauges } from "./runtime/gauges.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
-import { createSlackApp } from "./slack/app.ts";
+import { createSlackApp, initSlackApp } from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
 
@@ -134,6 +134,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         ],
       },
       handlers,
+    );
+    await initSlackApp(
+      app,
+      config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
     );
     deps.chat = createSlackChatSurface(app.client, { log });
 

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bolt from "@slack/bolt";
+import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { registerActionListeners } from "./listeners/actions.ts";
@@ -8,6 +9,22 @@ import { registerEventListeners } from "./listeners/events.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver } = bolt;
 export type BoltApp = InstanceType<typeof App>;
+
+/** Verifies the bot token with Slack (auth.test); fails with what to check. */
+export async function initSlackApp(app: BoltApp, hint: string): Promise<void> {
+  try {
+    await app.init();
+  } catch (error) {
+    const code =
+      (error as { data?: { error?: string }; code?: string }).data?.error ??
+      (error as { code?: string }).code;
+    const what =
+      code === "slack_webapi_request_error" || code === "slack_webapi_http_error"
+        ? "Slack could not be reached"
+        : `Slack refused the bot token (${code ?? (error as Error).message})`;
+    throw new ConfigError(`${what}: check ${hint}.`, { cause: error });
+  }
+}
 
 export interface SlackAppOptions {
   botToken: string;
@@ -50,6 +67,9 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     logger,
     clientOptions,
     ignoreSelf: true,
+    // The caller awaits app.init(), so a bad token or an unreachable Slack stops the start with a
+    // clear message instead of an unhandled rejection later.
+    deferInitialization: true,
   });
   registerEventListeners(app, handlers);
   registerActionListeners(app, handlers);
