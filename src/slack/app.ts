@@ -31,6 +31,8 @@ export interface SlackAppOptions {
   signingSecret: string;
   appToken?: string;
   apiUrl?: string;
+  /** The HTTP port: Slack's requests in HTTP mode; /metrics and /healthz in both modes. */
+  port: number;
   log: Logger;
   /** Extra GET routes on the HTTP server (/metrics, /healthz). */
   routes?: { path: string; handler: (req: IncomingMessage, res: ServerResponse) => void }[];
@@ -51,7 +53,8 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
         appToken: options.appToken,
         logger,
         customRoutes: routes(options),
-        ...(options.apiUrl && { installerOptions: { clientOptions } }),
+        // In Socket Mode, /metrics and /healthz are served on this port by the receiver.
+        installerOptions: { port: options.port, ...(options.apiUrl && { clientOptions }) },
       })
     : new HTTPReceiver({
         signingSecret: options.signingSecret,
