@@ -10,21 +10,20 @@ export interface AuditInput {
   data?: Record<string, unknown>;
 }
 
+export function auditRows(events: readonly AuditInput[]) {
+  return events.map((e) => ({
+    task_id: e.taskId,
+    actor_kind: e.actor.kind,
+    actor_id: e.actor.id,
+    kind: e.kind,
+    data: JSON.stringify(e.data ?? {}),
+  }));
+}
+
 export async function audit(db: Executor, events: AuditInput | AuditInput[]): Promise<void> {
   const list = Array.isArray(events) ? events : [events];
   if (list.length === 0) return;
-  await db
-    .insertInto("audit_events")
-    .values(
-      list.map((e) => ({
-        task_id: e.taskId,
-        actor_kind: e.actor.kind,
-        actor_id: e.actor.id,
-        kind: e.kind,
-        data: JSON.stringify(e.data ?? {}),
-      })),
-    )
-    .execute();
+  await db.insertInto("audit_events").values(auditRows(list)).execute();
 }
 
 export async function insertHandoff(
@@ -62,54 +61,48 @@ export async function ownershipHistory(db: Executor, taskId: string) {
     .execute();
 }
 
-export async function appendConversation(
-  tx: Tx,
-  rows: { taskId: string; stintNo: number; stepNo: number; message: ChatMessage }[],
-): Promise<void> {
-  if (rows.length === 0) return;
-  await tx
-    .insertInto("conversation")
-    .values(
-      rows.map((r) => ({
-        task_id: r.taskId,
-        stint_no: r.stintNo,
-        step_no: r.stepNo,
-        message: JSON.stringify(r.message),
-      })),
-    )
-    .execute();
+type ConversationRecord = { taskId: string; stintNo: number; stepNo: number; message: ChatMessage };
+
+export function conversationRows(rows: readonly ConversationRecord[]) {
+  return rows.map((r) => ({
+    task_id: r.taskId,
+    stint_no: r.stintNo,
+    step_no: r.stepNo,
+    message: JSON.stringify(r.message),
+  }));
 }
 
-export async function insertModelCall(
-  tx: Tx,
-  call: {
-    taskId: string;
-    stepNo: number;
-    agentId: string;
-    model: string;
-    promptTokens: number;
-    completionTokens: number;
-    costUsd: number;
-    latencyMs: number;
-    requestChars: number;
-    outcome: string;
-  },
-): Promise<void> {
-  await tx
-    .insertInto("model_calls")
-    .values({
-      task_id: call.taskId,
-      step_no: call.stepNo,
-      agent_id: call.agentId,
-      model: call.model,
-      prompt_tokens: call.promptTokens,
-      completion_tokens: call.completionTokens,
-      cost_usd: call.costUsd,
-      latency_ms: call.latencyMs,
-      request_chars: call.requestChars,
-      outcome: call.outcome,
-    })
-    .execute();
+export async function appendConversation(tx: Tx, rows: ConversationRecord[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.insertInto("conversation").values(conversationRows(rows)).execute();
+}
+
+export interface ModelCallRecord {
+  taskId: string;
+  stepNo: number;
+  agentId: string;
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  costUsd: number;
+  latencyMs: number;
+  requestChars: number;
+  outcome: string;
+}
+
+export function modelCallRow(call: ModelCallRecord) {
+  return {
+    task_id: call.taskId,
+    step_no: call.stepNo,
+    agent_id: call.agentId,
+    model: call.model,
+    prompt_tokens: call.promptTokens,
+    completion_tokens: call.completionTokens,
+    cost_usd: call.costUsd,
+    latency_ms: call.latencyMs,
+    request_chars: call.requestChars,
+    outcome: call.outcome,
+  };
 }
 
 export async function findToolCall(db: Executor, idempotencyKey: string) {

@@ -10,18 +10,17 @@ export interface OutboxMessage {
   cardOf?: { table: "approvals" | "escalations"; id: string };
 }
 
+export function outboxRows(messages: readonly OutboxMessage[]) {
+  return messages.map((m) => ({
+    task_id: m.taskId,
+    method: m.intent.kind,
+    payload: JSON.stringify({ intent: m.intent, cardOf: m.cardOf ?? null }),
+  }));
+}
+
 export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
-  await tx
-    .insertInto("slack_outbox")
-    .values(
-      messages.map((m) => ({
-        task_id: m.taskId,
-        method: m.intent.kind,
-        payload: JSON.stringify({ intent: m.intent, cardOf: m.cardOf ?? null }),
-      })),
-    )
-    .execute();
+  await tx.insertInto("slack_outbox").values(outboxRows(messages)).execute();
 }
 
 /**

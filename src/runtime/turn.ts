@@ -3,16 +3,12 @@ import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
 import type { ChatIntent, Persona } from "../core/ports.ts";
-import {
-  appendConversation,
-  audit,
-  insertHandoff,
-  insertModelCall,
-} from "../db/ledger.repository.ts";
+import { insertHandoff } from "../db/ledger.repository.ts";
 import { type Arrival, arrivalsSinceLastTurn } from "../db/metrics.repository.ts";
-import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import type { OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { consumeInputs, lockTaskForTurn, updateTask } from "../db/tasks.repository.ts";
+import { writeTurnRecords } from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
@@ -64,18 +60,6 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
       const arrivals = await arrivalsSinceLastTurn(tx, task.id, agent.id);
       after.push(() => observeArrivals(deps, agent.id, arrivals));
     }
-    await insertModelCall(tx, {
-      taskId: task.id,
-      stepNo,
-      agentId: agent.id,
-      model: reply.model || agent.model,
-      promptTokens: reply.usage.promptTokens,
-      completionTokens: reply.usage.completionTokens,
-      costUsd: cost,
-      latencyMs: Math.round(turn.latencyMs),
-      requestChars: turn.requestChars,
-      outcome: turn.actions.map((a) => a.kind).join(","),
-    });
     const fx: TurnEffects = {
       tx,
       deps,
@@ -114,10 +98,25 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
     }));
     if (fx.nextStint)
       rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
-    await appendConversation(tx, rows);
+    const modelCall = {
+      taskId: task.id,
+      stepNo,
+      agentId: agent.id,
+      model: reply.model || agent.model,
+      promptTokens: reply.usage.promptTokens,
+      completionTokens: reply.usage.completionTokens,
+      costUsd: cost,
+      latencyMs: Math.round(turn.latencyMs),
+      requestChars: turn.requestChars,
+      outcome: turn.actions.map((a) => a.kind).join(","),
+    };
+    await writeTurnRecords(tx, {
+      modelCall,
+      conversation: rows,
+      audits: fx.audits,
+      outbox: fx.outbox,
+    });
     await updateTask(tx, task.id, fx.changes);
-    await audit(tx, fx.audits);
-    await enqueueOutbox(tx, fx.outbox);
     if (fx.changes.status === "done") {
       // The locked row is current, so its totals plus this turn's are the task's totals.
       const tokens = locked.tokens + (fx.changes.addTokens ?? 0);
