@@ -9,8 +9,8 @@ import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
+import { personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
-import { personaOf, post } from "./turn.ts";
 
 type ApprovalGate = Extract<Gate, { kind: "approval" }>;
 

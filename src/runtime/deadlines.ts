@@ -5,8 +5,8 @@ import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { approvalIntent, expireApproval } from "./approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
-import { personaOf, post } from "./turn.ts";
 
 type People = { users: string[]; groups: string[] };
 

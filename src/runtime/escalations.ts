@@ -7,8 +7,8 @@ import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
+import { personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
-import { personaOf, post } from "./turn.ts";
 
 const DEFAULT_RESPOND_WITHIN_MS = 4 * 3_600_000;
 

@@ -5,8 +5,8 @@ import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.t
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
+import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
-import { post } from "./turn.ts";
 
 /**
  * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so

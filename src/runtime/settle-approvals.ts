@@ -2,8 +2,8 @@ import * as humans from "../db/humans.repository.ts";
 import { appendConversation, audit, settleToolCall } from "../db/ledger.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { toolMessage } from "./messages.ts";
 import { executeTool } from "./tool-actions.ts";
-import { toolMessage } from "./turn.ts";
 
 /**
  * On the worker, before the agent's next model call: run approved calls exactly once (the approval's

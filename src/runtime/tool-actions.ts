@@ -4,7 +4,8 @@ import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import type { Tx } from "../db/database.ts";
 import { insertToolCall } from "../db/ledger.repository.ts";
 import { requestApproval } from "./approvals.ts";
-import { personaOf, post, type TurnEffects, toolMessage } from "./turn.ts";
+import { personaOf, post, toolMessage } from "./messages.ts";
+import type { TurnEffects } from "./turn.ts";
 
 /**
  * Runs, proposes (shadow) or parks (approval) one allowed tool call. A run tool's effect and the

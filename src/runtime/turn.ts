@@ -2,16 +2,15 @@ import type { Agent } from "../core/agents/directory.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
-import type { ChatIntent, Persona } from "../core/ports.ts";
 import { insertHandoff } from "../db/ledger.repository.ts";
 import { type Arrival, arrivalsSinceLastTurn } from "../db/metrics.repository.ts";
-import type { OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { consumeInputs, lockTaskForTurn, updateTask } from "../db/tasks.repository.ts";
 import { writeTurnRecords } from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
+import { assistantMessage, personaOf, post, toolMessage } from "./messages.ts";
 import { runToolAction } from "./tool-actions.ts";
 
 /** "said": the turn committed something to say in Slack, delivered before the next turn. */
@@ -39,10 +38,6 @@ export interface TurnEffects extends AgentEffects {
   conversation: ChatMessage[];
   nextStint: ChatMessage | undefined;
   modelErrors: number;
-}
-
-export function personaOf(agent: Pick<Agent, "name" | "icon">): Persona {
-  return { name: agent.name, icon: agent.icon };
 }
 
 export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOutcome> {
@@ -137,6 +132,16 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
   deps.metrics.modelCostUsd.inc({ agent: agent.id }, cost);
   deps.metrics.modelLatency.observe({ agent: agent.id }, turn.latencyMs / 1000);
   for (const effect of after) effect();
+  deps.log.debug(
+    {
+      taskId: task.id,
+      threadTs: task.thread_ts,
+      agent: agent.id,
+      step: stepNo,
+      actions: turn.actions.map((a) => a.kind),
+    },
+    "turn committed",
+  );
   return committed;
 }
 
@@ -264,9 +269,11 @@ async function handOver(
     kind: "handoff",
     data: { kind: action.kind, to: to.id, note: action.note },
   });
-  fx.afterCommit.push(() =>
-    fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id }),
-  );
+  fx.afterCommit.push(() => {
+    fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id });
+    const ids = { taskId: task.id, threadTs: task.thread_ts };
+    fx.deps.log.info({ ...ids, from: agent.id, to: to.id, kind: action.kind }, "task handed over");
+  });
   return true;
 }
 
@@ -310,35 +317,4 @@ function settleModelErrors(fx: TurnEffects): void {
     data: { reason },
   });
   fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
-}
-
-export function post(
-  task: { id: string },
-  intent: ChatIntent,
-  cardOf?: OutboxMessage["cardOf"],
-): OutboxMessage {
-  return cardOf ? { taskId: task.id, intent, cardOf } : { taskId: task.id, intent };
-}
-
-export function toolMessage(callId: string, content: unknown): ChatMessage {
-  const text = typeof content === "string" ? content : JSON.stringify(content);
-  // Tool results are data for the model, cut so one huge result cannot flood the context.
-  return {
-    role: "tool",
-    tool_call_id: callId,
-    content: text.length > 4_000 ? `${text.slice(0, 4_000)}…` : text,
-  };
-}
-
-function assistantMessage(reply: ModelReply): ChatMessage {
-  if (reply.toolCalls.length === 0) return { role: "assistant", content: reply.content ?? "" };
-  return {
-    role: "assistant",
-    content: reply.content,
-    tool_calls: reply.toolCalls.map((c) => ({
-      id: c.id,
-      type: "function",
-      function: { name: c.name, arguments: c.arguments },
-    })),
-  };
 }

@@ -1,0 +1,41 @@
+import type { Agent } from "../core/agents/directory.ts";
+import type { ChatMessage, ModelReply } from "../core/model.ts";
+import type { ChatIntent, Persona } from "../core/ports.ts";
+import type { OutboxMessage } from "../db/outbox.repository.ts";
+
+/** Small builders shared by the use cases: what to say, and what the model reads back. */
+
+export function personaOf(agent: Pick<Agent, "name" | "icon">): Persona {
+  return { name: agent.name, icon: agent.icon };
+}
+
+export function post(
+  task: { id: string },
+  intent: ChatIntent,
+  cardOf?: OutboxMessage["cardOf"],
+): OutboxMessage {
+  return cardOf ? { taskId: task.id, intent, cardOf } : { taskId: task.id, intent };
+}
+
+export function toolMessage(callId: string, content: unknown): ChatMessage {
+  const text = typeof content === "string" ? content : JSON.stringify(content);
+  // Tool results are data for the model, cut so one huge result cannot flood the context.
+  return {
+    role: "tool",
+    tool_call_id: callId,
+    content: text.length > 4_000 ? `${text.slice(0, 4_000)}…` : text,
+  };
+}
+
+export function assistantMessage(reply: ModelReply): ChatMessage {
+  if (reply.toolCalls.length === 0) return { role: "assistant", content: reply.content ?? "" };
+  return {
+    role: "assistant",
+    content: reply.content,
+    tool_calls: reply.toolCalls.map((c) => ({
+      id: c.id,
+      type: "function",
+      function: { name: c.name, arguments: c.arguments },
+    })),
+  };
+}

@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { test } from "node:test";
+import { createLogger, maskSecrets } from "../src/log.ts";
+
+function capture() {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return { log: createLogger({ level: "debug", destination }), lines };
+}
+
+test("logs never carry tokens, keys or passwords: by field name and by shape", () => {
+  const { log, lines } = capture();
+  log.info(
+    { config: { botToken: "xoxb-123-456-abc", apiKey: "sk-live-1234567890abcdef" } },
+    "starting",
+  );
+  log.info({ headers: { authorization: "Bearer xoxb-999" } }, "request");
+  log.warn(
+    "could not connect to postgres://baton:hunter2@db:5432/baton with xoxb-1-2-3 and xapp-1-A1-2",
+  );
+  log.error(
+    { err: new Error("auth failed for sk-proj-abcdefghijklmnopqrstuvwx") },
+    "model call failed",
+  );
+  const text = lines.join("");
+  for (const secret of [
+    "xoxb-123",
+    "sk-live",
+    "xoxb-999",
+    "hunter2",
+    "xoxb-1-2-3",
+    "xapp-1-A1-2",
+    "sk-proj-abc",
+  ]) {
+    assert.ok(!text.includes(secret), `${secret} leaked into the logs`);
+  }
+  assert.match(text, /\[redacted\]/);
+  assert.match(
+    text,
+    /postgres:\/\/baton:\[redacted\]@db:5432/,
+    "the connection string keeps its shape",
+  );
+});
+
+test("maskSecrets leaves ordinary text alone", () => {
+  assert.equal(maskSecrets("order 1042 shipped; ask @lee"), "order 1042 shipped; ask @lee");
+});
