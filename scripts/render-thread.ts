@@ -14,7 +14,7 @@ export function renderThread(slack: SlackEmulator, channel: string, threadTs: st
     };
     const who = m.username ? `${m.icon_emoji ?? ""} ${m.username}` : `@${m.user ?? "someone"}`;
     lines.push(`── ${who}${m.edited ? " (edited)" : ""}`);
-    const body = m.blocks?.length ? blockText(m.blocks) : (m.text ?? "");
+    const body = m.blocks?.length ? blockText(m.blocks) : unescapeMrkdwn(m.text ?? "");
     for (const line of body.split("\n")) lines.push(`   ${line}`);
   }
   return lines.join("\n");
@@ -42,6 +42,14 @@ export function blockText(blocks: unknown[]): string {
   return unescapeMrkdwn(out.join("\n"));
 }
 
+/** As Slack shows it: dates by their fallback, mentions as @names, then the escapes undone. */
 function unescapeMrkdwn(text: string): string {
-  return text.replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+  return text
+    .replace(/<!date\^\d+\^[^|>]*\|([^>]*)>/g, "$1")
+    .replace(/<!subteam\^([A-Z0-9]+)>/g, "@$1")
+    .replace(/<@([A-Z0-9]+)>/g, "@$1")
+    .replace(/<#([A-Z0-9]+)>/g, "#$1")
+    .replaceAll("&lt;", "<")
+    .replaceAll("&gt;", ">")
+    .replaceAll("&amp;", "&");
 }
