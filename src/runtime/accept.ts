@@ -31,12 +31,12 @@ export async function acceptMessage(
   const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
-      if (!(await recordReceived(tx, keys))) throw new Duplicate();
       const threadTs = message.threadTs ?? message.ts;
       const existing = await findTaskByThread(tx, message.channel, threadTs);
+      // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
+      if (!existing && !message.mentioned) return "ignored";
+      if (!(await recordReceived(tx, keys))) throw new Duplicate();
       if (!existing) {
-        if (!message.mentioned || (message.threadTs !== undefined && !message.mentioned))
-          return "ignored";
         const { agent, text } = chooseAgent(deps, message);
         const task = await insertTask(tx, {
           channelId: message.channel,
