@@ -2,27 +2,32 @@ import { fork } from "node:child_process";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { sql } from "kysely";
-import { startBaton } from "../src/app.ts";
+import { type Baton, startBaton } from "../src/app.ts";
 import { loadAgentsFile } from "../src/config/agents-file.ts";
 import { loadConfig } from "../src/config/env.ts";
 import { demoTools } from "../src/domain/demo-tools.ts";
 import { createLogger } from "../src/log.ts";
 import { freePort } from "../test/support/harness.ts";
+import { scriptByAgent } from "../test/support/model-server.ts";
+import { scriptedModel } from "../test/support/scripted-model.ts";
+import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import { appMentionEvent, deliverEvent } from "../test/support/slack-signing.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
 
 /**
  * `npm run bench`: flow 1's five-hop chain (CS → F → I → F → CS), many times, with a scripted model
- * that answers at once and the Slack emulator (both in a child process, so this process is Baton
- * alone), through real HTTP, the real clients and the embedded Postgres. Reports per hop the wall
- * time, Baton's CPU time and the database commits, and per chain the characters sent to the model.
+ * that answers at once, twice: the model in-process (Baton's own cost per hop) and the model behind
+ * an OpenAI-compatible server reached by the real openai client. The Slack emulator (and the model
+ * server) run in a child process, so this process is Baton alone. Reports per hop the wall time,
+ * Baton's CPU time and the database commits, and per chain the characters sent to the model.
  */
 const CHAINS = Number(process.env.BENCH_CHAINS ?? 30);
 const WARMUP = 3;
 const HOPS = 5;
 const CHANNEL = "C0BENCH";
+const ORDERS = CHAINS + WARMUP;
 
-const fakes = fork(path.join(ROOT, "scripts", "bench-fakes.ts"), [String(CHAINS + WARMUP)], {
+const fakes = fork(path.join(ROOT, "scripts", "bench-fakes.ts"), [String(ORDERS)], {
   stdio: "inherit",
 });
 const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve) =>
@@ -32,58 +37,108 @@ const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve)
 const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
 const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
 const server = await playgroundServer();
-const port = await freePort();
-const baton = await startBaton({
-  config: loadConfig({
-    SLACK_BOT_TOKEN: "xoxb-test",
-    SLACK_SIGNING_SECRET: SIGNING_SECRET,
-    SLACK_API_URL: urls.slackUrl,
-    OPENAI_API_KEY: "sk-bench-not-a-real-key",
-    OPENAI_BASE_URL: urls.modelUrl,
-    DATABASE_URL: await freshDatabase(server.url, "baton_bench"),
-    PORT: String(port),
-    BATON_WORKERS: "1",
-  }),
-  agentsFile,
-  log: createLogger({ level: "silent" }),
-  maintenance: false,
-});
-const endpoint = `http://127.0.0.1:${port}/slack/events`;
-const db = baton.deps.db;
 
-await db
-  .insertInto("inventory")
-  .values(
-    Array.from({ length: CHAINS + WARMUP }, (_, i) => ({
-      sku: `BENCH-${i}`,
-      name: `Bench item ${i}`,
-      on_hand: 0,
-      physical_count: 14,
-    })),
-  )
-  .execute();
-await db
-  .insertInto("orders")
-  .values(
-    Array.from({ length: CHAINS + WARMUP }, (_, i) => ({
-      id: String(5000 + i),
-      customer_name: "Bench",
-      sku: `BENCH-${i}`,
-      quantity: 1,
-      total_usd: 10,
-      status: "stuck_in_fulfillment",
-      placed_at: new Date(),
-    })),
-  )
-  .execute();
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+  commits: number;
+  chars: number;
+}
+
+async function startBench(
+  model: "in-process" | "http",
+): Promise<{ baton: Baton; endpoint: string }> {
+  const port = await freePort();
+  const script: Record<string, Parameters<typeof scriptByAgent>[0][string]> = {};
+  for (let i = 0; i < ORDERS; i++) {
+    for (const [agent, replies] of Object.entries(
+      whereIsMyOrderScript({ orderId: String(5000 + i), sku: `BENCH-${i}` }),
+    )) {
+      script[agent] = [...(script[agent] ?? []), ...replies];
+    }
+  }
+  const baton = await startBaton({
+    config: loadConfig({
+      SLACK_BOT_TOKEN: "xoxb-test",
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: urls.slackUrl,
+      OPENAI_API_KEY: "sk-bench-not-a-real-key",
+      OPENAI_BASE_URL: urls.modelUrl,
+      DATABASE_URL: await freshDatabase(server.url, `baton_bench_${model.replace("-", "_")}`),
+      PORT: String(port),
+      BATON_WORKERS: "1",
+    }),
+    agentsFile,
+    log: createLogger({ level: "silent" }),
+    maintenance: false,
+    ...(model === "in-process" && { model: scriptedModel(scriptByAgent(script)) }),
+  });
+  const range = Array.from({ length: ORDERS }, (_, i) => i);
+  await baton.deps.db
+    .insertInto("inventory")
+    .values(
+      range.map((i) => ({
+        sku: `BENCH-${i}`,
+        name: `Bench item ${i}`,
+        on_hand: 0,
+        physical_count: 14,
+      })),
+    )
+    .execute();
+  await baton.deps.db
+    .insertInto("orders")
+    .values(
+      range.map((i) => ({
+        id: String(5000 + i),
+        customer_name: "Bench",
+        sku: `BENCH-${i}`,
+        quantity: 1,
+        total_usd: 10,
+        status: "stuck_in_fulfillment",
+        placed_at: new Date(),
+      })),
+    )
+    .execute();
+  return { baton, endpoint: `http://127.0.0.1:${port}/slack/events` };
+}
 
 /** Write transactions since the last call: each takes a transaction id; reading one takes one too. */
-async function xid(): Promise<number> {
-  const row = await sql<{ xid: string }>`select pg_current_xact_id()::text as xid`.execute(db);
+async function xid(baton: Baton): Promise<number> {
+  const row = await sql<{ xid: string }>`select pg_current_xact_id()::text as xid`.execute(
+    baton.deps.db,
+  );
   return Number(row.rows[0]?.xid);
 }
 
-async function settled(threadTs: string): Promise<string> {
+async function chain(baton: Baton, endpoint: string, i: number, run: string): Promise<Sample> {
+  const ts = `18000${run}.${String(i).padStart(6, "0")}`;
+  const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
+  const xidBefore = await xid(baton);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const done = answered(ts);
+  await deliverEvent(
+    endpoint,
+    SIGNING_SECRET,
+    appMentionEvent({ user: "U0BENCH", channel: CHANNEL, text, ts }),
+    {},
+  );
+  await done;
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  // Its last outbox row is marked sent just after Slack answered: wait for that commit too.
+  const taskId = await settled(baton, ts);
+  const commits = (await xid(baton)) - xidBefore - 1;
+  const calls = await baton.deps.db
+    .selectFrom("model_calls")
+    .select((eb) => eb.fn.sum<number>("request_chars").as("chars"))
+    .where("task_id", "=", taskId)
+    .executeTakeFirstOrThrow();
+  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, commits, chars: Number(calls.chars) };
+}
+
+async function settled(baton: Baton, threadTs: string): Promise<string> {
+  const db = baton.deps.db;
   for (;;) {
     const task = await db
       .selectFrom("tasks")
@@ -103,40 +158,6 @@ async function settled(threadTs: string): Promise<string> {
   }
 }
 
-interface Sample {
-  wallMs: number;
-  cpuMs: number;
-  commits: number;
-  chars: number;
-}
-
-async function chain(i: number): Promise<Sample> {
-  const ts = `1800000000.${String(i).padStart(6, "0")}`;
-  const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
-  const xidBefore = await xid();
-  const cpuBefore = process.cpuUsage();
-  const started = performance.now();
-  const done = answered(ts);
-  await deliverEvent(
-    endpoint,
-    SIGNING_SECRET,
-    appMentionEvent({ user: "U0BENCH", channel: CHANNEL, text, ts }),
-    {},
-  );
-  await done;
-  const wallMs = performance.now() - started;
-  const cpu = process.cpuUsage(cpuBefore);
-  // Its last outbox row is marked sent just after Slack answered: wait for that commit too.
-  const taskId = await settled(ts);
-  const commits = (await xid()) - xidBefore - 1;
-  const calls = await db
-    .selectFrom("model_calls")
-    .select((eb) => eb.fn.sum<number>("request_chars").as("chars"))
-    .where("task_id", "=", taskId)
-    .executeTakeFirstOrThrow();
-  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, commits, chars: Number(calls.chars) };
-}
-
 /** The chain is over when its answer is in Slack: the fakes' process says so, so this one does not poll. */
 function answered(threadTs: string): Promise<void> {
   return new Promise((resolve) => {
@@ -150,32 +171,50 @@ function answered(threadTs: string): Promise<void> {
   });
 }
 
-try {
-  for (let i = 0; i < WARMUP; i++) await chain(i);
-  const samples: Sample[] = [];
-  for (let i = WARMUP; i < WARMUP + CHAINS; i++) samples.push(await chain(i));
+function report(label: string, samples: Sample[]): void {
   const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
   const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
   const p95 = (values: number[]) => sorted(values)[Math.floor(values.length * 0.95)] ?? 0;
-  const wall = samples.map((s) => s.wallMs / HOPS);
-  const cpu = samples.map((s) => s.cpuMs / HOPS);
-  const commits = samples.map((s) => s.commits / HOPS);
+  const per = (pick: (s: Sample) => number) => samples.map((s) => pick(s) / HOPS);
+  const [wall, cpu, commits] = [per((s) => s.wallMs), per((s) => s.cpuMs), per((s) => s.commits)];
   const chars = samples.map((s) => s.chars);
+  console.log(`\n${label}`);
+  console.log(
+    `  wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event in → answer in Slack)`,
+  );
+  console.log(
+    `  CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (Baton's process only)`,
+  );
+  console.log(
+    `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (write transactions, pg-boss included)`,
+  );
+  console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
+}
+
+try {
   console.log(
     `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
   );
-  console.log(
-    `wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event in → answer in Slack, over HTTP)`,
-  );
-  console.log(
-    `CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (Baton's process; the fakes run in another)`,
-  );
-  console.log(
-    `commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (write transactions, pg-boss included)`,
-  );
-  console.log(`model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
+  for (const [run, model] of [
+    ["1", "in-process"],
+    ["2", "http"],
+  ] as const) {
+    const { baton, endpoint } = await startBench(model);
+    try {
+      for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, run);
+      const samples: Sample[] = [];
+      for (let i = WARMUP; i < ORDERS; i++) samples.push(await chain(baton, endpoint, i, run));
+      report(
+        model === "in-process"
+          ? "scripted model in-process (Baton's own cost)"
+          : "scripted model over HTTP, through the real openai client",
+        samples,
+      );
+    } finally {
+      await baton.stop();
+    }
+  }
 } finally {
-  await baton.stop();
   fakes.disconnect();
   await server.stop();
 }
