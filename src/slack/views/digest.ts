@@ -1,5 +1,5 @@
 import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
-import { clip, mention, slackDate, truncate } from "../mrkdwn.ts";
+import { clip, mention, slackDate } from "../mrkdwn.ts";
 import {
   type Block,
   type Button,
@@ -18,9 +18,6 @@ export const DIGEST_OPEN_LINK = "digest_open_link";
 
 // 12 one-block rows per section, 3 sections, plus at most 11 fixed blocks: inside 50 blocks.
 const BLOCK_ROWS = 12;
-// A text-only digest lists more, still far inside 40,000 chars.
-const TEXT_ROWS = 25;
-const TEXT_MAX = 12_000;
 
 interface Part {
   heading: string;
@@ -76,25 +73,6 @@ export function digestMessage(input: DigestInput): SlackMessage {
     if (hidden > 0) blocks.push(context([`+${hidden} more not shown.`]));
   }
   return { text: fallback(summary(input)), blocks };
-}
-
-/** The same digest as one mrkdwn text with bare links, for surfaces that take text only. */
-export function digestText(input: DigestInput): string {
-  const found = parts(input);
-  if (found.length === 0) return `*${title(input)}*\n${ALL_CLEAR}`;
-  const sections = found.map((part) => {
-    const lines = part.lines.slice(0, TEXT_ROWS).map((line) => {
-      const url = safeUrl(line.link);
-      return url ? `• ${line.text} · ${clip(url, 500)}` : `• ${line.text}`;
-    });
-    const hidden = part.lines.length - TEXT_ROWS;
-    if (hidden > 0) lines.push(`+${hidden} more not shown.`);
-    return `${part.heading}\n${lines.join("\n")}`;
-  });
-  return truncate(
-    `*${title(input)}* (as of ${when(input.asOf)})\n\n${sections.join("\n\n")}`,
-    TEXT_MAX,
-  );
 }
 
 function summary(input: DigestInput): string {
