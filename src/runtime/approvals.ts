@@ -245,7 +245,7 @@ async function resumeAfterDecision(
 ): Promise<void> {
   const task = await lockTask(tx, row.task_id);
   if (!task) return;
-  const agent = deps.agents.get(row.agent_id) ?? { name: row.agent_id, icon: ":robot_face:" };
+  const agent = deps.agents.persona(row.agent_id);
   const at = (row.decided_at ?? deps.clock.now()).toISOString();
   const state: ApprovalState =
     row.status === "approved"

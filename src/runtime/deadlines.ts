@@ -45,7 +45,7 @@ async function escalateApproval(
     if (!row) return;
     const task = await lockTask(tx, row.task_id);
     if (!task) return;
-    const agent = deps.agents.get(row.agent_id) ?? { name: row.agent_id, icon: ":robot_face:" };
+    const agent = deps.agents.persona(row.agent_id);
     const to = firstOf(fallback);
     const base = { id: row.id, tool: row.tool, args: row.args, expiresAt };
     await insertHandoff(tx, {
@@ -110,7 +110,7 @@ async function moveEscalation(
     if (!row) return;
     const task = await lockTask(tx, row.task_id);
     if (!task) return;
-    const from = deps.agents.get(row.from_agent) ?? { name: row.from_agent, icon: ":robot_face:" };
+    const from = deps.agents.persona(row.from_agent);
     const note = row.note as unknown as EscalationNote;
     const messages: OutboxMessage[] = [];
     if (fallback) {

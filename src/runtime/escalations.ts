@@ -179,7 +179,7 @@ export async function decideEscalation(
     if (!row) return undefined;
     const task = await lockTask(tx, row.task_id);
     if (!task) return undefined;
-    const from = deps.agents.get(row.from_agent) ?? { name: row.from_agent, icon: ":robot_face:" };
+    const from = deps.agents.persona(row.from_agent);
     const note = row.note as unknown as EscalationNote;
     const at = now.toISOString();
     const choice = input.choice;

@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
   escalationScript,
@@ -12,7 +12,6 @@ import {
   orderReturnScript,
   refundsOf,
 } from "../support/scripts-humans.ts";
-import { blockActionsPayload } from "../support/slack-signing.ts";
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -55,27 +54,9 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
   assert.match(String(reminders[0]?.args.text), /U0OPSMANAGER/);
 
   // The original approvers no longer decide; the fallback does.
-  await harness.click(
-    blockActionsPayload({
-      userId: "U0LEE",
-      actionId: APPROVAL_APPROVE,
-      value: parked.id,
-      channel: CHANNEL,
-      messageTs: moved.card_ts ?? "",
-      threadTs: ts,
-    }),
-  );
+  await harness.clickCard("U0LEE", APPROVAL_APPROVE, moved, ts);
   assert.equal((await refundsOf(harness.db.db)).length, 0);
-  await harness.click(
-    blockActionsPayload({
-      userId: "U0OPSMANAGER",
-      actionId: APPROVAL_APPROVE,
-      value: parked.id,
-      channel: CHANNEL,
-      messageTs: moved.card_ts ?? "",
-      threadTs: ts,
-    }),
-  );
+  await harness.clickCard("U0OPSMANAGER", APPROVAL_APPROVE, moved, ts);
   await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
   assert.equal((await refundsOf(harness.db.db)).length, 1);
 });

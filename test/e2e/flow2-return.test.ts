@@ -98,16 +98,7 @@ test("flow 2 approved: a billing lead approves on the card, one refund, CS confi
   const h = await start();
   const { ts, task, approval } = await parkedRefund(h);
 
-  const res = await h.click(
-    blockActionsPayload({
-      userId: "U0LEE",
-      actionId: APPROVAL_APPROVE,
-      value: approval.id,
-      channel: CHANNEL,
-      messageTs: approval.card_ts ?? "",
-      threadTs: ts,
-    }),
-  );
+  const res = await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   assert.equal(res.status, 200);
 
   const done = await h.until("the task to finish and say so", () => finishedTask(h.db.db, ts));
@@ -240,16 +231,7 @@ test("flow 2 rejected: the reason goes back to billing, no refund, the answer sa
 test("flow 2's audit story names the billing agent, the approver and the decision; /baton who answers", async () => {
   const h = await start();
   const { ts, approval } = await parkedRefund(h);
-  await h.click(
-    blockActionsPayload({
-      userId: "U0LEE",
-      actionId: APPROVAL_APPROVE,
-      value: approval.id,
-      channel: CHANNEL,
-      messageTs: approval.card_ts ?? "",
-      threadTs: ts,
-    }),
-  );
+  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   await h.until("the task to finish", () => finishedTask(h.db.db, ts));
 
   const story = await auditStory(h.baton.deps, "1077");

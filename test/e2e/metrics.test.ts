@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
 import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
 import { taskWithStatus } from "../support/observe.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript } from "../support/scripts-humans.ts";
-import { blockActionsPayload } from "../support/slack-signing.ts";
 
 let current: Harness | undefined;
 afterEach(async () => {
@@ -130,16 +129,7 @@ test("a waiting approval shows in the gauges, and its decision time once the age
   assert.ok((sampleSum(waiting, "baton_approval_oldest_wait_seconds") ?? -1) >= 0);
   assert.equal(sampleSum(waiting, "baton_approval_decision_seconds_count"), undefined);
 
-  await h.click(
-    blockActionsPayload({
-      userId: "U0LEE",
-      actionId: APPROVAL_APPROVE,
-      value: approval.id,
-      channel: CHANNEL,
-      messageTs: approval.card_ts ?? "",
-      threadTs: ts,
-    }),
-  );
+  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   await h.until("the task to finish", () => finishedTask(h.db.db, ts));
 
   const decided = (await scrape(h)).samples;

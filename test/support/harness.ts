@@ -12,6 +12,7 @@ import { type ModelServer, type Script, startModelServer } from "./model-server.
 import { type SlackEmulator, startSlackEmulator } from "./slack-emulator.ts";
 import {
   appMentionEvent,
+  blockActionsPayload,
   deliverEvent,
   deliverInteraction,
   messageEvent,
@@ -46,6 +47,13 @@ export interface Harness {
   ): Promise<{ status: number; ts: string; eventId: string }>;
   reply(threadTs: string, text: string, options?: { user?: string }): Promise<{ status: number }>;
   click(payload: Record<string, unknown>): Promise<{ status: number; body: string }>;
+  /** A person clicks a button on a card (an approval or escalation row) in the task's thread. */
+  clickCard(
+    userId: string,
+    actionId: string,
+    card: { id: string; card_ts: string | null },
+    threadTs: string,
+  ): Promise<{ status: number; body: string }>;
   /** Polls until the check passes (the worker runs in the background). */
   until<T>(
     what: string,
@@ -152,6 +160,19 @@ export async function startHarness(options: {
       return deliverEvent(endpoint, SIGNING_SECRET, event, { eventId: `Ev${Date.now()}${seq++}` });
     },
     click: (payload) => deliverInteraction(endpoint, SIGNING_SECRET, payload),
+    clickCard: (userId, actionId, card, threadTs) =>
+      deliverInteraction(
+        endpoint,
+        SIGNING_SECRET,
+        blockActionsPayload({
+          userId,
+          actionId,
+          value: card.id,
+          channel: CHANNEL,
+          messageTs: card.card_ts ?? "",
+          threadTs,
+        }),
+      ),
     async until(what, check, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -14,6 +14,8 @@ export interface AgentDirectory {
   entryFor(channelId: string): Agent;
   /** "@Baton billing: ..." names an agent first; matches an id or a display name. */
   named(word: string): Agent | undefined;
+  /** How an agent speaks; one removed from the agents file since keeps its id and a neutral icon. */
+  persona(id: string): { name: string; icon: string };
 }
 
 export function agentDirectory(file: AgentsFile): AgentDirectory {
@@ -36,6 +38,10 @@ export function agentDirectory(file: AgentsFile): AgentDirectory {
     },
     all: () => agents,
     entryFor: (channelId) => byChannel.get(channelId) ?? fallback,
+    persona(id) {
+      const agent = byId.get(id);
+      return agent ? { name: agent.name, icon: agent.icon } : { name: id, icon: ":robot_face:" };
+    },
     named(word) {
       const key = normalise(word);
       if (!key) return undefined;
