@@ -26,30 +26,30 @@ export async function audit(db: Executor, events: AuditInput | AuditInput[]): Pr
   await db.insertInto("audit_events").values(auditRows(list)).execute();
 }
 
-export async function insertHandoff(
-  tx: Tx,
-  handoff: {
-    taskId: string;
-    stepNo: number;
-    kind: HandoffKind;
-    from: { kind: string; id: string };
-    to: { kind: string; id: string };
-    note: Record<string, unknown>;
-  },
-): Promise<void> {
-  await tx
-    .insertInto("handoffs")
-    .values({
-      task_id: handoff.taskId,
-      step_no: handoff.stepNo,
-      kind: handoff.kind,
-      from_kind: handoff.from.kind,
-      from_id: handoff.from.id,
-      to_kind: handoff.to.kind,
-      to_id: handoff.to.id,
-      note: JSON.stringify(handoff.note),
-    })
-    .execute();
+export interface HandoffRecord {
+  taskId: string;
+  stepNo: number;
+  kind: HandoffKind;
+  from: { kind: string; id: string };
+  to: { kind: string; id: string };
+  note: Record<string, unknown>;
+}
+
+export function handoffRow(handoff: HandoffRecord) {
+  return {
+    task_id: handoff.taskId,
+    step_no: handoff.stepNo,
+    kind: handoff.kind,
+    from_kind: handoff.from.kind,
+    from_id: handoff.from.id,
+    to_kind: handoff.to.kind,
+    to_id: handoff.to.id,
+    note: JSON.stringify(handoff.note),
+  };
+}
+
+export async function insertHandoff(tx: Tx, handoff: HandoffRecord): Promise<void> {
+  await tx.insertInto("handoffs").values(handoffRow(handoff)).execute();
 }
 
 export async function ownershipHistory(db: Executor, taskId: string) {
@@ -61,7 +61,12 @@ export async function ownershipHistory(db: Executor, taskId: string) {
     .execute();
 }
 
-type ConversationRecord = { taskId: string; stintNo: number; stepNo: number; message: ChatMessage };
+export type ConversationRecord = {
+  taskId: string;
+  stintNo: number;
+  stepNo: number;
+  message: ChatMessage;
+};
 
 export function conversationRows(rows: readonly ConversationRecord[]) {
   return rows.map((r) => ({
@@ -113,36 +118,36 @@ export async function findToolCall(db: Executor, idempotencyKey: string) {
     .executeTakeFirst();
 }
 
-export async function insertToolCall(
-  tx: Tx,
-  call: {
-    taskId: string;
-    stepNo: number;
-    agentId: string;
-    tool: string;
-    toolClass: string;
-    args: unknown;
-    idempotencyKey: string;
-    status: "done" | "failed" | "refused" | "pending_approval" | "shadowed" | "rejected";
-    result: unknown;
-    allowedBy: string | null;
-  },
-): Promise<void> {
-  await tx
-    .insertInto("tool_calls")
-    .values({
-      task_id: call.taskId,
-      step_no: call.stepNo,
-      agent_id: call.agentId,
-      tool: call.tool,
-      tool_class: call.toolClass,
-      args: JSON.stringify(call.args ?? null),
-      idempotency_key: call.idempotencyKey,
-      status: call.status,
-      result: JSON.stringify(call.result ?? null),
-      allowed_by: call.allowedBy,
-    })
-    .execute();
+export interface ToolCallRecord {
+  taskId: string;
+  stepNo: number;
+  agentId: string;
+  tool: string;
+  toolClass: string;
+  args: unknown;
+  idempotencyKey: string;
+  status: "done" | "failed" | "refused" | "pending_approval" | "shadowed" | "rejected";
+  result: unknown;
+  allowedBy: string | null;
+}
+
+export function toolCallRow(call: ToolCallRecord) {
+  return {
+    task_id: call.taskId,
+    step_no: call.stepNo,
+    agent_id: call.agentId,
+    tool: call.tool,
+    tool_class: call.toolClass,
+    args: JSON.stringify(call.args ?? null),
+    idempotency_key: call.idempotencyKey,
+    status: call.status,
+    result: JSON.stringify(call.result ?? null),
+    allowed_by: call.allowedBy,
+  };
+}
+
+export async function insertToolCall(tx: Tx, call: ToolCallRecord): Promise<void> {
+  await tx.insertInto("tool_calls").values(toolCallRow(call)).execute();
 }
 
 export async function settleToolCall(

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Executor, Tx } from "./database.ts";
+import type { Executor } from "./database.ts";
 
 /** Queries behind the operator's numbers (/metrics) and the per-day cost cap. */
 
@@ -43,16 +43,12 @@ export interface Arrival {
 
 /**
  * The handoffs to `agentId` since its last model call on the task: what its turn now committing is
- * the first to act on. Called before the turn's own model call is inserted. Handoffs and model
- * calls are stamped with their transaction's start, and a handoff to an agent commits before that
- * agent's next turn begins, so `>` separates them.
+ * the first to act on. Read in the statement that inserts the turn's own model call, whose snapshot
+ * does not see that row. Handoffs and model calls are stamped with their transaction's start, and a
+ * handoff to an agent commits before that agent's next turn begins, so `>` separates them.
  */
-export async function arrivalsSinceLastTurn(
-  tx: Tx,
-  taskId: string,
-  agentId: string,
-): Promise<Arrival[]> {
-  const rows = await tx
+export function arrivalsQuery(db: Executor, taskId: string, agentId: string) {
+  return db
     .selectFrom("handoffs as h")
     .leftJoin("approvals as a", (join) =>
       join
@@ -75,14 +71,21 @@ export async function arrivalsSinceLastTurn(
         .where("task_id", "=", taskId)
         .where("agent_id", "=", agentId),
     )
-    .orderBy("h.id")
-    .execute();
-  return rows.map((r) => ({
+    .orderBy("h.id");
+}
+
+export function toArrival(r: {
+  kind: string;
+  decision: string | null;
+  waited: number;
+  decided: number | null;
+}): Arrival {
+  return {
     kind: r.kind,
     waitedSeconds: Math.max(0, r.waited),
     approval:
       r.decision !== null && r.decided !== null
         ? { decision: r.decision, waitedSeconds: Math.max(0, r.decided) }
         : undefined,
-  }));
+  };
 }

@@ -41,6 +41,22 @@ export async function lockUndelivered(
     .forUpdate()
     .skipLocked();
   if (filter.taskId) query = query.where("task_id", "=", filter.taskId);
+  // Without a task: the sweeper. A task's live worker delivers its rows itself, without locking them.
+  else
+    query = query.where((eb) =>
+      eb.or([
+        eb("task_id", "is", null),
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom("tasks")
+              .select("tasks.id")
+              .whereRef("tasks.id", "=", "slack_outbox.task_id")
+              .where("tasks.lease_until", ">", sql<Date>`now()`),
+          ),
+        ),
+      ]),
+    );
   if (filter.olderThanMs !== undefined) {
     query = query.where(
       "created_at",
@@ -59,7 +75,29 @@ export async function markDelivered(tx: Tx, id: string, slackTs: string | null):
     .execute();
 }
 
-export async function markFailed(tx: Tx, id: string, error: string, dead: boolean): Promise<void> {
+export interface Delivered {
+  id: string;
+  slackTs: string | null;
+}
+
+/** Rows their task's worker delivered (writeTurn marks them inside the next turn instead). */
+export async function markDeliveredMany(db: Executor, rows: readonly Delivered[]): Promise<void> {
+  if (rows.length > 0) await markDeliveredSql(rows).execute(db);
+}
+
+export function markDeliveredSql(rows: readonly Delivered[]) {
+  return sql`update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
+    from unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.slackTs)}::text[])
+      as delivered(id, slack_ts)
+    where slack_outbox.id = delivered.id`;
+}
+
+export async function markFailed(
+  tx: Executor,
+  id: string,
+  error: string,
+  dead: boolean,
+): Promise<void> {
   await tx
     .updateTable("slack_outbox")
     .set((eb) => ({ status: dead ? "dead" : "retry", error, attempts: eb("attempts", "+", 1) }))

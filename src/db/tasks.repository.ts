@@ -1,8 +1,8 @@
-import { sql } from "kysely";
+import { type ExpressionBuilder, sql } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
-import type { TaskRow } from "./schema.ts";
+import type { Database, TaskRow } from "./schema.ts";
 
 export type Owner = { kind: "agent" | "human"; id: string };
 
@@ -68,7 +68,7 @@ export async function lockTaskForTurn(
     .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
     .where("id", "=", id)
     .where("step_no", "=", expectedStep)
-    .returningAll()
+    .returning(["status", "owner_kind", "tokens", "cost_usd"])
     .executeTakeFirst();
 }
 
@@ -92,26 +92,27 @@ export interface TaskChanges {
 }
 
 export async function updateTask(tx: Tx, id: string, changes: TaskChanges): Promise<void> {
+  await tx.updateTable("tasks").set(taskChangesSet(changes)).where("id", "=", id).execute();
+}
+
+/** The SET clause of a task update: counters are added in SQL, so concurrent turns never lose one. */
+export function taskChangesSet(changes: TaskChanges) {
   const closing = changes.status === "done" || changes.status === "failed";
-  await tx
-    .updateTable("tasks")
-    .set((eb) => ({
-      last_activity_at: sql`now()`,
-      ...(changes.status && { status: changes.status, closed_at: closing ? sql`now()` : null }),
-      ...(changes.owner && { owner_kind: changes.owner.kind, owner_id: changes.owner.id }),
-      ...(changes.stepNo !== undefined && { step_no: changes.stepNo }),
-      ...(changes.newStint && { stint_no: eb("stint_no", "+", 1) }),
-      ...(changes.hop && { hop_count: eb("hop_count", "+", 1) }),
-      ...(changes.handbackStack && { handback_stack: JSON.stringify(changes.handbackStack) }),
-      ...(changes.facts && { facts: JSON.stringify(changes.facts) }),
-      ...(changes.addTokens && { tokens: eb("tokens", "+", changes.addTokens) }),
-      ...(changes.addCostUsd && { cost_usd: sql`cost_usd + ${changes.addCostUsd}` }),
-      ...(changes.failureReason !== undefined && { failure_reason: changes.failureReason }),
-      ...(changes.modelErrors !== undefined && { model_errors: changes.modelErrors }),
-      ...(changes.urgency && { urgency: changes.urgency }),
-    }))
-    .where("id", "=", id)
-    .execute();
+  return (eb: ExpressionBuilder<Database, "tasks">) => ({
+    last_activity_at: sql<Date>`now()`,
+    ...(changes.status && { status: changes.status, closed_at: closing ? sql<Date>`now()` : null }),
+    ...(changes.owner && { owner_kind: changes.owner.kind, owner_id: changes.owner.id }),
+    ...(changes.stepNo !== undefined && { step_no: changes.stepNo }),
+    ...(changes.newStint && { stint_no: eb("stint_no", "+", 1) }),
+    ...(changes.hop && { hop_count: eb("hop_count", "+", 1) }),
+    ...(changes.handbackStack && { handback_stack: JSON.stringify(changes.handbackStack) }),
+    ...(changes.facts && { facts: JSON.stringify(changes.facts) }),
+    ...(changes.addTokens && { tokens: eb("tokens", "+", changes.addTokens) }),
+    ...(changes.addCostUsd && { cost_usd: sql<string>`cost_usd + ${changes.addCostUsd}` }),
+    ...(changes.failureReason !== undefined && { failure_reason: changes.failureReason }),
+    ...(changes.modelErrors !== undefined && { model_errors: changes.modelErrors }),
+    ...(changes.urgency && { urgency: changes.urgency }),
+  });
 }
 
 /**
@@ -123,7 +124,7 @@ export async function claimLease(
   id: string,
   worker: string,
   leaseMs: number,
-): Promise<boolean> {
+): Promise<{ undelivered: boolean } | undefined> {
   const row = await db
     .updateTable("tasks")
     .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
@@ -135,18 +136,31 @@ export async function claimLease(
         eb("lease_owner", "=", worker),
       ]),
     )
-    .returning("id")
+    .returning((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom("slack_outbox")
+            .select("slack_outbox.id")
+            .whereRef("slack_outbox.task_id", "=", "tasks.id")
+            .where("slack_outbox.status", "<>", "sent")
+            .where("slack_outbox.status", "<>", "dead"),
+        )
+        .as("undelivered"),
+    )
     .executeTakeFirst();
-  return row !== undefined;
+  return row && { undelivered: Boolean(row.undelivered) };
 }
 
-export async function releaseLease(db: Executor, id: string, worker: string): Promise<void> {
-  await db
+/** Gives the task up; returns what it is now, so the worker can tell whether it has work left. */
+export async function releaseLease(db: Executor, id: string, worker: string) {
+  return db
     .updateTable("tasks")
     .set({ lease_owner: null, lease_until: null })
     .where("id", "=", id)
     .where("lease_owner", "=", worker)
-    .execute();
+    .returning(["status", "owner_kind"])
+    .executeTakeFirst();
 }
 
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */

@@ -1,9 +1,12 @@
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db } from "../db/database.ts";
 import {
+  type Delivered,
   lockUndelivered,
   markDelivered,
+  markDeliveredMany,
   markFailed,
+  type OutboxMessage,
   rememberCard,
 } from "../db/outbox.repository.ts";
 import { isBatonError } from "../errors.ts";
@@ -66,6 +69,44 @@ export async function deliverOutbox(
     }
   });
   return delivered;
+}
+
+/**
+ * Delivers what a turn just committed, by the worker holding the task's lease, without locking the
+ * rows: the sweeper leaves a leased task's rows alone, and a row posted by a process that died
+ * before marking it is found in Slack by its outbox id instead of posted again. Returns the rows
+ * delivered, for the next turn to mark sent. A failure is recorded and stops the delivery (the
+ * thread keeps its order); `failed` tells the caller to go through deliverOutbox from then on.
+ */
+export async function deliverFresh(
+  deps: { db: Db; chat: ChatSurface; log: Logger },
+  rows: readonly { id: string; message: OutboxMessage }[],
+): Promise<{ delivered: Delivered[]; failed: boolean }> {
+  const delivered: Delivered[] = [];
+  for (const { id, message } of rows) {
+    try {
+      const sent = await deps.chat.deliver(message.intent, id);
+      if (message.cardOf && sent.ts) {
+        // A card's buttons need its ts at once: remember it and mark the row now.
+        await rememberCard(
+          deps.db,
+          message.cardOf,
+          sent.channel ?? intentChannel(message.intent),
+          sent.ts,
+        );
+        await markDeliveredMany(deps.db, [{ id, slackTs: sent.ts }]);
+      } else delivered.push({ id, slackTs: sent.ts ?? null });
+    } catch (error) {
+      const dead = isBatonError(error) && !error.retriable;
+      deps.log.warn(
+        { err: error, dead, taskId: message.taskId, outboxId: id, intent: message.intent.kind },
+        "slack delivery failed",
+      );
+      await markFailed(deps.db, id, (error as Error).message.slice(0, 500), dead);
+      if (!dead) return { delivered, failed: true };
+    }
+  }
+  return { delivered, failed: false };
 }
 
 function intentChannel(intent: ChatIntent): string {

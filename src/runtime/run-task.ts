@@ -4,14 +4,15 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
+import { type Delivered, markDeliveredMany } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { claimLease, findTask, loadTurn, releaseLease } from "../db/tasks.repository.ts";
+import { claimLease, loadTurn, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
-import { deliverOutbox } from "./outbox.ts";
+import { deliverFresh, deliverOutbox } from "./outbox.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
-import { commitTurn, type TurnOutcome } from "./turn.ts";
+import { type CommittedTurn, commitTurn, type TurnState } from "./turn.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
@@ -21,58 +22,90 @@ const MAX_TURNS_PER_RUN = 40;
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
  */
 export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> {
-  if (!(await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs))) {
+  const claim = await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs);
+  if (!claim) {
     deps.log.debug({ taskId }, "task is driven by another worker");
     return;
   }
+  // Delivered messages not yet marked sent: the next turn's statement marks them. Anything that
+  // delivers through deliverOutbox (a halt, a backlog) must mark them first, or would send them again.
+  const pending: PendingMarks = {
+    rows: [],
+    async flush() {
+      const rows = pending.rows.splice(0);
+      await markDeliveredMany(deps.db, rows);
+    },
+  };
+  // Messages an earlier run left undelivered, or a failed delivery: from then on this run delivers
+  // through the locked, in-order path that looks in Slack before sending a row again.
+  let backlog = claim.undelivered;
+  let released: Awaited<ReturnType<typeof releaseLease>>;
   try {
-    // Rows left undelivered by an earlier run may be in Slack already (its process died between
-    // posting and marking them sent): look each up by its outbox id before sending it.
-    await deliverOutbox(deps, { taskId, olderThanMs: 0 });
+    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0 });
     // Decisions arrive while the task waits, so they are settled once, as the run starts.
     let afterDecision = await settleDecidedApprovals(deps, taskId);
+    let state: TurnState | undefined;
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
-      const outcome = await runTurn(deps, taskId, afterDecision);
+      const result = await runTurn(deps, taskId, { afterDecision, state, pending });
+      if (result.written) pending.rows = [];
       afterDecision = false;
-      if (outcome === "said") await deliverOutbox(deps, { taskId });
-      if (outcome === "idle") break;
+      state = result.next;
+      if (result.outcome === "said") {
+        if (backlog) {
+          await pending.flush();
+          await deliverOutbox(deps, { taskId });
+        } else {
+          const fresh = await deliverFresh(deps, result.outbox);
+          pending.rows.push(...fresh.delivered);
+          backlog = fresh.failed;
+        }
+      }
+      if (result.outcome === "idle") break;
     }
   } finally {
-    await releaseLease(deps.db, taskId, deps.workerId);
+    await pending.flush();
+    released = await releaseLease(deps.db, taskId, deps.workerId);
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
-  const task = await findTask(deps.db, taskId);
-  if (task?.status === "active" && task.owner_kind === "agent")
+  if (released?.status === "active" && released.owner_kind === "agent")
     await deps.queue.enqueue(deps.db, taskId);
+}
+
+const IDLE: CommittedTurn = { outcome: "idle", written: false, next: undefined, outbox: [] };
+
+interface PendingMarks {
+  rows: Delivered[];
+  flush(): Promise<void>;
 }
 
 async function runTurn(
   deps: RuntimeDeps,
   taskId: string,
-  afterDecision: boolean,
-): Promise<TurnOutcome> {
-  const loaded = await loadTurn(deps.db, taskId);
-  if (!loaded) return "idle";
+  run: { afterDecision: boolean; state: TurnState | undefined; pending: PendingMarks },
+): Promise<CommittedTurn> {
+  const halt = async (task: TaskRow, input: Parameters<typeof haltTask>[2]) => {
+    await run.pending.flush();
+    await haltTask(deps, task, input);
+    return IDLE;
+  };
+  // The turn before left the task's state behind it; read it only when there is none.
+  const loaded = run.state ? { ...run.state, inputs: [] } : await loadTurn(deps.db, taskId);
+  if (!loaded) return IDLE;
   const { task, history, inputs } = loaded;
-  if (task.status !== "active" || task.owner_kind !== "agent") return "idle";
+  if (task.status !== "active" || task.owner_kind !== "agent") return IDLE;
   const agent = deps.agents.get(task.owner_id);
   if (!agent) {
-    await haltTask(deps, task, {
-      reason: `the agent "${task.owner_id}" is no longer in the agents file`,
-    });
-    return "idle";
+    return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });
   }
   const hopLimit = deps.agents.file.defaults.hop_limit;
   if (task.hop_count >= hopLimit) {
-    await haltTask(deps, task, {
+    return halt(task, {
       reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
     });
-    return "idle";
   }
   const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent));
   if (capReason) {
-    await haltTask(deps, task, { reason: capReason, toHuman: true });
-    return "idle";
+    return halt(task, { reason: capReason, toHuman: true });
   }
   const newMessages: ChatMessage[] = inputs.map((input) => ({
     role: "user",
@@ -106,8 +139,7 @@ async function runTurn(
   } catch (error) {
     // Rate limits and outages: the job retries with backoff, then dead-letters.
     if (!isBatonError(error) || error.retriable) throw error;
-    await haltTask(deps, task, { reason: `the model could not be used: ${error.message}` });
-    return "idle";
+    return halt(task, { reason: `the model could not be used: ${error.message}` });
   }
   const latencyMs = performance.now() - started;
   const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
@@ -120,7 +152,9 @@ async function runTurn(
     newMessages,
     latencyMs,
     requestChars: messageChars(messages),
-    firstOfStint: history.length <= 1 || afterDecision,
+    firstOfStint: history.length <= 1 || run.afterDecision,
+    history,
+    delivered: run.pending.rows,
   });
 }
 

@@ -83,12 +83,8 @@ export async function runToolAction(
     taskId: task.id,
     agentId: agent.id,
   });
-  await insertToolCall(fx.tx, {
-    ...base,
-    status: outcome.status,
-    result: outcome.result,
-    allowedBy,
-  });
+  // Recorded by the turn's final statement, in the same transaction as the effect.
+  fx.toolCalls.push({ ...base, status: outcome.status, result: outcome.result, allowedBy });
   fx.conversation.push(toolMessage(action.callId, outcome.result));
   fx.audits.push({
     taskId: task.id,

@@ -2,11 +2,12 @@ import type { Agent } from "../core/agents/directory.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
-import { insertHandoff } from "../db/ledger.repository.ts";
-import { type Arrival, arrivalsSinceLastTurn } from "../db/metrics.repository.ts";
+import type { HandoffRecord, ToolCallRecord } from "../db/ledger.repository.ts";
+import type { Arrival } from "../db/metrics.repository.ts";
+import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { consumeInputs, lockTaskForTurn, updateTask } from "../db/tasks.repository.ts";
-import { writeTurnRecords } from "../db/turn-records.repository.ts";
+import { consumeInputs, lockTaskForTurn } from "../db/tasks.repository.ts";
+import { writeTurn } from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
@@ -15,6 +16,22 @@ import { runToolAction } from "./tool-actions.ts";
 
 /** "said": the turn committed something to say in Slack, delivered before the next turn. */
 export type TurnOutcome = "continue" | "said" | "idle";
+
+/** What the next turn reads: the task and its current stint's conversation. */
+export interface TurnState {
+  task: TaskRow;
+  history: ChatMessage[];
+}
+
+export interface CommittedTurn {
+  outcome: TurnOutcome;
+  /** False when another worker committed this step first and the turn was dropped. */
+  written: boolean;
+  /** The state after this turn, when nothing else (a person's reply) needs reading first. */
+  next: TurnState | undefined;
+  /** What this turn has to say in Slack, with its outbox row ids. */
+  outbox: { id: string; message: OutboxMessage }[];
+}
 
 /** Consecutive unusable model replies before the task stops and says so. */
 const MAX_MODEL_ERRORS = 3;
@@ -30,6 +47,10 @@ export interface Turn {
   requestChars: number;
   /** The agent's first turn since the work came to it, or since a human decided (latency is measured there). */
   firstOfStint: boolean;
+  /** The stint's conversation before this turn (the next turn's history continues it). */
+  history: readonly ChatMessage[];
+  /** Outbox rows delivered since the last turn, marked sent in this turn's transaction. */
+  delivered: readonly Delivered[];
 }
 
 /** Everything one turn decides, written in one transaction at the end. */
@@ -37,10 +58,12 @@ export interface TurnEffects extends AgentEffects {
   turn: Turn;
   conversation: ChatMessage[];
   nextStint: ChatMessage | undefined;
+  toolCalls: ToolCallRecord[];
+  handoffs: HandoffRecord[];
   modelErrors: number;
 }
 
-export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOutcome> {
+export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<CommittedTurn> {
   const { task, agent, reply } = turn;
   const stepNo = task.step_no + 1;
   const cost = costUsd(reply.model || agent.model, reply.usage);
@@ -48,13 +71,8 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
   const committed = await deps.db.transaction().execute(async (tx) => {
     const locked = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
     // Another worker committed this step first (a lease ran out mid-call): drop this turn.
-    if (locked?.status !== "active" || locked.owner_kind !== "agent") return false;
+    if (locked?.status !== "active" || locked.owner_kind !== "agent") return undefined;
     await consumeInputs(tx, turn.inputIds, stepNo);
-    if (turn.firstOfStint) {
-      // Before this turn's model call is written: it bounds "since the agent's last turn".
-      const arrivals = await arrivalsSinceLastTurn(tx, task.id, agent.id);
-      after.push(() => observeArrivals(deps, agent.id, arrivals));
-    }
     const fx: TurnEffects = {
       tx,
       deps,
@@ -69,6 +87,8 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
         addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
         addCostUsd: cost,
       },
+      toolCalls: [],
+      handoffs: [],
       audits: [],
       outbox: [],
       modelErrors: 0,
@@ -93,25 +113,30 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
     }));
     if (fx.nextStint)
       rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
-    const modelCall = {
+    const written = await writeTurn(tx, {
       taskId: task.id,
-      stepNo,
-      agentId: agent.id,
-      model: reply.model || agent.model,
-      promptTokens: reply.usage.promptTokens,
-      completionTokens: reply.usage.completionTokens,
-      costUsd: cost,
-      latencyMs: Math.round(turn.latencyMs),
-      requestChars: turn.requestChars,
-      outcome: turn.actions.map((a) => a.kind).join(","),
-    };
-    await writeTurnRecords(tx, {
-      modelCall,
+      changes: fx.changes,
+      modelCall: {
+        taskId: task.id,
+        stepNo,
+        agentId: agent.id,
+        model: reply.model || agent.model,
+        promptTokens: reply.usage.promptTokens,
+        completionTokens: reply.usage.completionTokens,
+        costUsd: cost,
+        latencyMs: Math.round(turn.latencyMs),
+        requestChars: turn.requestChars,
+        outcome: turn.actions.map((a) => a.kind).join(","),
+      },
       conversation: rows,
+      toolCalls: fx.toolCalls,
+      handoffs: fx.handoffs,
       audits: fx.audits,
       outbox: fx.outbox,
+      delivered: turn.delivered,
+      ...(turn.firstOfStint && { arrivalsOf: agent.id }),
     });
-    await updateTask(tx, task.id, fx.changes);
+    after.push(() => observeArrivals(deps, agent.id, written.arrivals));
     if (fx.changes.status === "done") {
       // The locked row is current, so its totals plus this turn's are the task's totals.
       const tokens = locked.tokens + (fx.changes.addTokens ?? 0);
@@ -121,9 +146,20 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<TurnOut
         deps.metrics.completedTaskCost.observe(usd);
       });
     }
-    return fx.outbox.length > 0 ? ("said" as const) : ("continue" as const);
+    const next: TurnState | undefined = written.hasNewInputs
+      ? undefined
+      : {
+          task: written.task,
+          history: fx.nextStint ? [fx.nextStint] : [...turn.history, ...fx.conversation],
+        };
+    return {
+      outcome: fx.outbox.length > 0 ? ("said" as const) : ("continue" as const),
+      written: true,
+      next,
+      outbox: fx.outbox.map((message, i) => ({ id: written.outboxIds[i] ?? "", message })),
+    };
   });
-  if (!committed) return "continue";
+  if (!committed) return { outcome: "continue", written: false, next: undefined, outbox: [] };
   deps.metrics.modelTokens.inc({ agent: agent.id, direction: "prompt" }, reply.usage.promptTokens);
   deps.metrics.modelTokens.inc(
     { agent: agent.id, direction: "completion" },
@@ -223,7 +259,7 @@ async function handOver(
   const stack = [...task.handback_stack];
   if (action.kind === "transfer") stack.push(agent.id);
   else stack.pop();
-  await insertHandoff(fx.tx, {
+  fx.handoffs.push({
     taskId: task.id,
     stepNo: fx.stepNo,
     kind: action.kind,

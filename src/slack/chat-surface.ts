@@ -55,7 +55,7 @@ export function createSlackChatSurface(
         ...content,
         ...(target.threadTs && { thread_ts: target.threadTs }),
         ...(persona && personaFields(persona)),
-        metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: outboxId } },
+        metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: String(outboxId) } },
       }),
     );
     return { ts: answer.ts, channel: answer.channel ?? channel };
@@ -321,5 +321,6 @@ function isOutboxMessage(metadata: unknown, outboxId: string): boolean {
   if (event_type !== OUTBOX_EVENT || typeof event_payload !== "object" || event_payload === null) {
     return false;
   }
-  return (event_payload as { outbox_id?: unknown }).outbox_id === outboxId;
+  // pg gives bigint ids as numbers, the turn's statement as strings: compare their text.
+  return String((event_payload as { outbox_id?: unknown }).outbox_id) === String(outboxId);
 }
