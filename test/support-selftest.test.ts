@@ -155,7 +155,7 @@ describe("model server with the real openai client", () => {
     openai.chat.completions.create({
       model: "gpt-4.1-mini",
       messages: [
-        { role: "system", content: `You are ${name} (agent id: ${agent}). Be brief.` },
+        { role: "system", content: `You are ${name} (${agent}).\nBe brief.` },
         { role: "user", content: "where is order 1042?" },
       ],
     });
@@ -178,7 +178,7 @@ describe("model server with the real openai client", () => {
     assert.equal(server.requestsFor("customer-service").length, 3);
     assert.equal(
       server.requests[0]?.promptChars,
-      "You are Customer Service (agent id: customer-service). Be brief.where is order 1042?".length,
+      "You are Customer Service (customer-service).\nBe brief.where is order 1042?".length,
     );
   });
 

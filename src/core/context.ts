@@ -10,8 +10,9 @@ export interface TaskView {
 }
 
 /**
- * The system message: who the agent is, its instructions, and the task's facts.
- * The first line's shape ("You are X (agent id: y).") is a contract the scripted model relies on.
+ * The system message: who the agent is, its instructions, and the task's facts. No task line: the
+ * entry stint opens with the request itself, and a later stint with a note that carries what is needed.
+ * The first line's shape ("You are X (y).") is a contract the scripted model relies on.
  */
 export function systemMessage(
   agent: Agent,
@@ -20,18 +21,14 @@ export function systemMessage(
   const facts = Object.entries(task.facts)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("; ");
-  const lines = [
-    `You are ${agent.name} (agent id: ${agent.id}).`,
-    agent.instructions.trim(),
-    `Task: ${task.title}`,
-  ];
+  const lines = [`You are ${agent.name} (${agent.id}).`, agent.instructions.trim()];
   if (facts) lines.push(`Facts: ${facts}`);
   return { role: "system", content: lines.join("\n") };
 }
 
 /** What the next agent reads instead of the transcript. */
 export function renderHandoffNote(fromName: string, note: HandoffNote): string {
-  const lines = [`Handed to you by ${fromName}: ${note.summary}`];
+  const lines = [`Handoff from ${fromName}: ${note.summary}`];
   if (note.done.length) lines.push(`Done: ${note.done.join("; ")}`);
   lines.push(`Needed: ${note.needed}`);
   if (note.unknowns.length) lines.push(`Unknown: ${note.unknowns.join("; ")}`);
@@ -40,16 +37,16 @@ export function renderHandoffNote(fromName: string, note: HandoffNote): string {
 }
 
 /**
- * The agent that handed work over starts a new stint with the result. The system message already
- * carries the task's title, so the request is repeated only when the title is a cut of it.
+ * The agent that handed work over starts a new stint with the result. Its earlier stint is not
+ * sent again, so the request comes first: the result alone does not say what was asked.
+ * `task.title` is unused since the system message lost its task line; the call site passes it still.
  */
 export function renderHandBack(
   fromName: string,
   note: HandBackNote,
   task: { title: string; request: string },
 ): string {
-  const result = `${fromName} handed back: ${note.result}`;
-  return task.title === task.request.trim() ? result : `Request: ${task.request}\n${result}`;
+  return `Request: ${task.request}\n${fromName} handed back: ${note.result}`;
 }
 
 export function renderHumanReturn(

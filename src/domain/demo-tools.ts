@@ -6,6 +6,8 @@ import * as demo from "../db/demo.repository.ts";
 /**
  * The demo business's tools. Each writes through the turn's transaction, so its effect and the
  * record of the call commit together; its idempotency key makes a replay return the first result.
+ * A result is resent with every later call of the stint, so it carries no argument the model just
+ * sent (the arguments are stored beside it) and no prose a field already says.
  */
 const orderId = z
   .string()
@@ -33,7 +35,6 @@ const lookupOrder: ToolDefinition<{ order_id: string }> = {
   async run(ctx, { order_id }) {
     const o = await requireOrder(ctx, order_id);
     return {
-      order_id: o.id,
       customer: o.customer_name,
       item: o.item,
       sku: o.sku,
@@ -56,12 +57,11 @@ const fulfillmentStatus: ToolDefinition<{ order_id: string }> = {
     const o = await requireOrder(ctx, order_id);
     const blocked = o.on_hand < o.quantity && o.status !== "shipped";
     return {
-      order_id: o.id,
       status: o.status,
       sku: o.sku,
       needed: o.quantity,
       on_hand_in_system: o.on_hand,
-      ...(blocked && { blocked_by: "stock: the system shows too few on hand to pick" }),
+      ...(blocked && { blocked_by: "stock" }),
     };
   },
 };
@@ -75,7 +75,6 @@ const checkStock: ToolDefinition<{ sku: string }> = {
     const stock = await demo.findStock(tx(ctx), input.sku);
     if (!stock) throw new ToolInputError(`SKU ${input.sku} does not exist`);
     return {
-      sku: stock.sku,
       item: stock.name,
       on_hand_in_system: stock.on_hand,
       last_physical_count: stock.physical_count,
@@ -101,7 +100,7 @@ const adjustStock: ToolDefinition<{ sku: string; counted_quantity: number; reaso
       reason: input.reason,
       key: ctx.idempotencyKey,
     });
-    return { sku: adj.sku, from: adj.from_count, to: adj.to_count };
+    return { from: adj.from_count, to: adj.to_count };
   },
 };
 
@@ -117,7 +116,6 @@ const shipOrder: ToolDefinition<{ order_id: string }> = {
     });
     if (!shipment) throw new ToolInputError(error ?? "could not ship");
     return {
-      order_id,
       status: "shipped",
       carrier: shipment.carrier,
       tracking_number: shipment.tracking_number,
@@ -142,7 +140,6 @@ const returnEligibility: ToolDefinition<{ order_id: string }> = {
       days <= RETURN_WINDOW_DAYS &&
       refunds.length === 0;
     return {
-      order_id,
       eligible,
       total_usd: Number(o.total_usd),
       days_since_delivery: days ?? null,
@@ -161,7 +158,7 @@ const createReturnLabel: ToolDefinition<{ order_id: string }> = {
     if (o.status !== "delivered")
       throw new ToolInputError(`order ${order_id} is ${o.status}, not delivered`);
     const ret = await demo.createReturn(tx(ctx), order_id, `RMA-${order_id}`);
-    return { order_id, label_code: ret.label_code, status: ret.status };
+    return { label_code: ret.label_code, status: ret.status };
   },
 };
 
@@ -173,7 +170,7 @@ const receiveReturn: ToolDefinition<{ order_id: string }> = {
   async run(ctx, { order_id }) {
     const ret = await demo.receiveReturn(tx(ctx), order_id);
     if (!ret) throw new ToolInputError(`order ${order_id} has no return label yet`);
-    return { order_id, status: ret.status };
+    return { status: ret.status };
   },
 };
 
@@ -201,11 +198,7 @@ const issueRefund: ToolDefinition<{ order_id: string; amount_usd: number; reason
       reason: input.reason,
       key: ctx.idempotencyKey,
     });
-    return {
-      order_id: input.order_id,
-      refunded_usd: Number(refund.amount_usd),
-      refund_id: refund.id,
-    };
+    return { refunded_usd: Number(refund.amount_usd), refund_id: refund.id };
   },
 };
 

@@ -3,7 +3,12 @@ import { test } from "node:test";
 import { z } from "zod";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { agentDirectory } from "../../src/core/agents/directory.ts";
-import { renderHandBack, systemMessage, taskTitle } from "../../src/core/context.ts";
+import {
+  renderHandBack,
+  renderHandoffNote,
+  systemMessage,
+  taskTitle,
+} from "../../src/core/context.ts";
 import { interpretReply } from "../../src/core/dispatch.ts";
 import type { ModelReply } from "../../src/core/model.ts";
 import { gateFor, mayDecide } from "../../src/core/policy.ts";
@@ -122,23 +127,40 @@ test("who may decide: named approvers and group members, never the requester", (
   });
 });
 
-test("context: the system message names the agent and facts; a hand-back does not repeat a short request", () => {
+test("context: the system message names the agent and facts, not the task; notes lead with who sent them", () => {
   const system = systemMessage(agents.require("cs"), {
     id: "t",
     title: "where is 1042?",
     requesterId: "U1",
     facts: { order_id: "1042" },
   });
-  assert.match(system.content, /^You are CS \(agent id: cs\)\./);
-  assert.match(system.content, /Facts: order_id=1042/);
+  assert.match(system.content, /^You are CS \(cs\)\.\n/);
+  assert.match(system.content, /\nFacts: order_id=1042$/);
+  assert.doesNotMatch(
+    system.content,
+    /where is 1042\?/,
+    "the request is the stint's first message",
+  );
+  assert.equal(
+    renderHandoffNote("CS", {
+      summary: "1042 is stuck",
+      done: ["looked it up"],
+      needed: "ship it",
+      facts: {},
+      unknowns: [],
+      urgency: "high",
+      confidence: 0.8,
+    }),
+    "Handoff from CS: 1042 is stuck\nDone: looked it up\nNeeded: ship it\nUrgency: high",
+  );
   const note = { result: "shipped", facts: {} };
   assert.equal(
     renderHandBack("F", note, { title: "where is 1042?", request: "where is 1042?" }),
-    "F handed back: shipped",
+    "Request: where is 1042?\nF handed back: shipped",
   );
-  assert.match(
+  assert.equal(
     renderHandBack("F", note, { title: "a long…", request: "a long request\nwith lines" }),
-    /^Request: a long request/,
+    "Request: a long request\nwith lines\nF handed back: shipped",
   );
   assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
 });

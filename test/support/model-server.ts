@@ -54,7 +54,8 @@ export type RecordedRequest = {
   error?: string;
 };
 
-const AGENT_ID = /\(agent id: ([^)\s]+)\)/;
+// The system message's first line, "You are <name> (<agent id>).": the id is the last parenthesis.
+const AGENT_ID = /^You are [^\n]*\(([^()\s]+)\)\.(?:\n|$)/;
 
 export function agentIdOf(request: Pick<ChatRequest, "messages">): string | undefined {
   const system = request.messages.find((m) => m.role === "system" || m.role === "developer");
@@ -166,7 +167,9 @@ export function scriptByAgent(replies: Record<string, AgentReply[]>): AgentScrip
   const script: Script = (request, ctx) => {
     const id = ctx.agentId;
     if (id === undefined) {
-      throw new Error("request has no '(agent id: ...)' in its first system message");
+      throw new Error(
+        "request's system message does not start with 'You are <name> (<agent id>).'",
+      );
     }
     const list = replies[id];
     if (!list) throw new Error(`no replies scripted for agent "${id}"`);
