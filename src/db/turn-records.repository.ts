@@ -36,6 +36,8 @@ export interface TurnRecords {
   delivered: readonly Delivered[];
   /** On an agent's first turn of a stint: the handoffs to it since its last model call (handoff latency). */
   arrivalsOf?: string;
+  /** The step the turn started from: the task is written only if it is still there, and the lease is extended. */
+  lease: { expectedStep: number; worker: string; ms: number };
 }
 
 export interface WrittenTurn {
@@ -55,7 +57,8 @@ export interface WrittenTurn {
  * The final SELECT reads the snapshot from before the statement, so "since the last model call"
  * and "inputs not yet consumed" do not see this turn's own rows.
  */
-export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTurn> {
+export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTurn | undefined> {
+  const { lease } = records;
   // Kysely types each CTE by its output; inserts without RETURNING have none, hence the loose chain.
   // biome-ignore lint/suspicious/noExplicitAny: see above; each statement below is fully typed.
   let query: any = tx
@@ -63,7 +66,14 @@ export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTu
       db
         .updateTable("tasks")
         .set(taskChangesSet(records.changes))
+        .set({
+          lease_owner: lease.worker,
+          lease_until: sql<Date>`now() + ${`${lease.ms} milliseconds`}::interval`,
+        })
         .where("id", "=", records.taskId)
+        .where("step_no", "=", lease.expectedStep)
+        .where("status", "=", "active")
+        .where("owner_kind", "=", "agent")
         .returningAll(),
     )
     .with("model_call", (db) =>
@@ -110,7 +120,9 @@ export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTu
         ? jsonArrayFrom(arrivalsQuery(tx, records.taskId, arrivalsOf)).as("arrivals")
         : sql`'[]'::json`.as("arrivals"),
     ])
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+  // No task row: another worker committed this step first; the caller rolls the statement back.
+  if (!row) return undefined;
   const { has_new_inputs, outbox_ids, arrivals, ...task } = row;
   return {
     task: task as TaskRow,
