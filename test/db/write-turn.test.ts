@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { insertInput, insertTask } from "../../src/db/tasks.repository.ts";
+import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+let t: TestDatabase;
+before(async () => {
+  t = await createTestDatabase();
+});
+after(async () => {
+  await t.close();
+});
+
+async function newTask(thread: string) {
+  return t.db.transaction().execute((tx) =>
+    insertTask(tx, {
+      channelId: "C0ORDERS",
+      threadTs: thread,
+      requesterId: "U0DANA",
+      title: "where is order 1042?",
+      requestText: "where is order 1042?",
+      owner: { kind: "agent", id: "customer-service" },
+    }),
+  );
+}
+
+function handoffTurn(taskId: string, expectedStep: number): TurnRecords {
+  const stepNo = expectedStep + 1;
+  const intent = (reason: string) =>
+    ({ kind: "failure_notice", channel: "C0ORDERS", threadTs: "1.1", taskId, reason }) as const;
+  return {
+    taskId,
+    changes: {
+      stepNo,
+      owner: { kind: "agent", id: "fulfillment" },
+      hop: true,
+      newStint: true,
+      addTokens: 15,
+      addCostUsd: 0.001,
+    },
+    modelCall: {
+      taskId,
+      stepNo,
+      agentId: "customer-service",
+      model: "gpt-4o-mini",
+      promptTokens: 10,
+      completionTokens: 5,
+      costUsd: 0.001,
+      latencyMs: 3,
+      requestChars: 120,
+      outcome: "transfer",
+    },
+    conversation: [
+      {
+        taskId,
+        stintNo: 2,
+        stepNo,
+        message: { role: "user", content: "Handoff from Customer Service: order 1042 is stuck" },
+      },
+    ],
+    toolCalls: [],
+    handoffs: [
+      {
+        taskId,
+        stepNo,
+        kind: "transfer",
+        from: { kind: "agent", id: "customer-service" },
+        to: { kind: "agent", id: "fulfillment" },
+        note: { summary: "order 1042 is stuck" },
+      },
+    ],
+    audits: [{ taskId, actor: { kind: "agent", id: "customer-service" }, kind: "handoff" }],
+    outbox: [
+      { taskId, intent: intent("a") },
+      { taskId, intent: intent("b") },
+    ],
+    delivered: [],
+    arrivalsOf: "customer-service",
+    lease: { expectedStep, worker: "worker-a", ms: 60_000 },
+  };
+}
+
+test("a turn's statement writes everything, returns the task as it now is and the outbox ids in order", async () => {
+  const task = await newTask("1700000000.000001");
+  const written = await t.db.transaction().execute((tx) => writeTurn(tx, handoffTurn(task.id, 0)));
+  assert.ok(written);
+  assert.equal(written.task.step_no, 1);
+  assert.equal(written.task.owner_id, "fulfillment");
+  assert.equal(written.task.stint_no, 2);
+  assert.equal(written.task.hop_count, 1);
+  assert.equal(written.task.tokens, 15);
+  assert.equal(written.task.lease_owner, "worker-a");
+  assert.equal(written.hasNewInputs, false);
+  const outbox = await t.db
+    .selectFrom("slack_outbox")
+    .select(["id", "payload"])
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(
+    written.outboxIds,
+    outbox.map((r) => String(r.id)),
+  );
+  assert.deepEqual(
+    outbox.map((r) => (r.payload as { intent: { reason: string } }).intent.reason),
+    ["a", "b"],
+  );
+  const handoffs = await t.db
+    .selectFrom("handoffs")
+    .select("to_id")
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.deepEqual(handoffs, [{ to_id: "fulfillment" }]);
+
+  // The next turn marks the delivered rows sent in its own statement.
+  const next = handoffTurn(task.id, 1);
+  const marked = await t.db.transaction().execute((tx) =>
+    writeTurn(tx, {
+      ...next,
+      outbox: [],
+      delivered: written.outboxIds.map((id, i) => ({ id, slackTs: `1700000000.00010${i}` })),
+    }),
+  );
+  assert.ok(marked);
+  const sent = await t.db
+    .selectFrom("slack_outbox")
+    .select(["status", "slack_ts"])
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(sent, [
+    { status: "sent", slack_ts: "1700000000.000100" },
+    { status: "sent", slack_ts: "1700000000.000101" },
+  ]);
+});
+
+test("a turn whose step moved on gets no task back, and a reply waiting is reported", async () => {
+  const task = await newTask("1700000000.000002");
+  const stale = await t.db
+    .transaction()
+    .execute(async (tx) => {
+      const written = await writeTurn(tx, handoffTurn(task.id, 5));
+      // commitTurn rolls the statement back when it gets no task: so does this test.
+      if (!written) throw new Error("dropped");
+      return written;
+    })
+    .catch((error: Error) => error.message);
+  assert.equal(stale, "dropped");
+  const calls = await t.db
+    .selectFrom("model_calls")
+    .select("id")
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.deepEqual(calls, [], "nothing of the dropped turn was kept");
+
+  await t.db
+    .transaction()
+    .execute((tx) => insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "any news?" }));
+  const written = await t.db.transaction().execute((tx) => writeTurn(tx, handoffTurn(task.id, 0)));
+  assert.equal(written?.hasNewInputs, true, "the next turn must read the reply");
+});
