@@ -87,14 +87,15 @@ export async function deliverFresh(
     try {
       const sent = await deps.chat.deliver(message.intent, id);
       if (message.cardOf && sent.ts) {
-        // A card's buttons need its ts at once: remember it and mark the row now.
+        // A card's buttons need its ts at once, and a click may deliver this task's outbox: remember
+        // the ts and mark the card, with the rows sent before it, now.
         await rememberCard(
           deps.db,
           message.cardOf,
           sent.channel ?? intentChannel(message.intent),
           sent.ts,
         );
-        await markDeliveredMany(deps.db, [{ id, slackTs: sent.ts }]);
+        await markDeliveredMany(deps.db, [...delivered.splice(0), { id, slackTs: sent.ts }]);
       } else delivered.push({ id, slackTs: sent.ts ?? null });
     } catch (error) {
       const dead = isBatonError(error) && !error.retriable;
