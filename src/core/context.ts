@@ -2,13 +2,6 @@ import type { Agent } from "./agents/directory.ts";
 import type { HandBackNote, HandoffNote } from "./handoffs/note.ts";
 import type { ChatMessage } from "./model.ts";
 
-export interface TaskView {
-  id: string;
-  title: string;
-  requesterId: string;
-  facts: Record<string, unknown>;
-}
-
 /**
  * The system message: who the agent is, its instructions, and the task's facts. No task line: the
  * entry stint opens with the request itself, and a later stint with a note that carries what is needed.
@@ -16,9 +9,9 @@ export interface TaskView {
  */
 export function systemMessage(
   agent: Agent,
-  task: TaskView,
+  taskFacts: Record<string, unknown>,
 ): Extract<ChatMessage, { role: "system" }> {
-  const facts = Object.entries(task.facts)
+  const facts = Object.entries(taskFacts)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("; ");
   const lines = [`You are ${agent.name} (${agent.id}).`, agent.instructions.trim()];
@@ -39,14 +32,9 @@ export function renderHandoffNote(fromName: string, note: HandoffNote): string {
 /**
  * The agent that handed work over starts a new stint with the result. Its earlier stint is not
  * sent again, so the request comes first: the result alone does not say what was asked.
- * `task.title` is unused since the system message lost its task line; the call site passes it still.
  */
-export function renderHandBack(
-  fromName: string,
-  note: HandBackNote,
-  task: { title: string; request: string },
-): string {
-  return `Request: ${task.request}\n${fromName} handed back: ${note.result}`;
+export function renderHandBack(fromName: string, note: HandBackNote, request: string): string {
+  return `Request: ${request}\n${fromName} handed back: ${note.result}`;
 }
 
 export function renderHumanReturn(

@@ -67,21 +67,13 @@ export async function lockUndelivered(
   return query.execute();
 }
 
-export async function markDelivered(tx: Tx, id: string, slackTs: string | null): Promise<void> {
-  await tx
-    .updateTable("slack_outbox")
-    .set({ status: "sent", slack_ts: slackTs, sent_at: sql`now()` })
-    .where("id", "=", id)
-    .execute();
-}
-
 export interface Delivered {
   id: string;
   slackTs: string | null;
 }
 
-/** Rows their task's worker delivered (writeTurn marks them inside the next turn instead). */
-export async function markDeliveredMany(db: Executor, rows: readonly Delivered[]): Promise<void> {
+/** Marks delivered rows sent (a turn marks the rows delivered before it inside its own statement). */
+export async function markDelivered(db: Executor, rows: readonly Delivered[]): Promise<void> {
   if (rows.length > 0) await markDeliveredSql(rows).execute(db);
 }
 

@@ -4,7 +4,6 @@ import {
   type Delivered,
   lockUndelivered,
   markDelivered,
-  markDeliveredMany,
   markFailed,
   type OutboxMessage,
   rememberCard,
@@ -49,7 +48,7 @@ export async function deliverOutbox(
           Date.now() - row.created_at.getTime() > STRANDED_AFTER_MS;
         const already = suspect ? await deps.chat.findPosted(payload.intent, row.id) : undefined;
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
-        await markDelivered(tx, row.id, sent.ts ?? null);
+        await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
         if (payload.cardOf && sent.ts)
           await rememberCard(
             tx,
@@ -95,7 +94,7 @@ export async function deliverFresh(
           sent.channel ?? intentChannel(message.intent),
           sent.ts,
         );
-        await markDeliveredMany(deps.db, [...delivered.splice(0), { id, slackTs: sent.ts }]);
+        await markDelivered(deps.db, [...delivered.splice(0), { id, slackTs: sent.ts }]);
       } else delivered.push({ id, slackTs: sent.ts ?? null });
     } catch (error) {
       const dead = isBatonError(error) && !error.retriable;

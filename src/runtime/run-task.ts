@@ -4,7 +4,7 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
-import { type Delivered, markDeliveredMany } from "../db/outbox.repository.ts";
+import { type Delivered, markDelivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { claimLease, loadTurn, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
@@ -33,7 +33,7 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     rows: [],
     async flush() {
       const rows = pending.rows.splice(0);
-      await markDeliveredMany(deps.db, rows);
+      await markDelivered(deps.db, rows);
     },
   };
   // Messages an earlier run left undelivered, or a failed delivery: from then on this run delivers
@@ -116,16 +116,7 @@ async function runTurn(
   }));
   const stack = task.handback_stack;
   const handBackTo = stack.at(-1);
-  const messages: ChatMessage[] = [
-    systemMessage(agent, {
-      id: task.id,
-      title: task.title,
-      requesterId: task.requester_id,
-      facts: task.facts,
-    }),
-    ...history,
-    ...newMessages,
-  ];
+  const messages: ChatMessage[] = [systemMessage(agent, task.facts), ...history, ...newMessages];
   const tools = toolSpecsFor(
     agent,
     deps.tools,

@@ -306,10 +306,7 @@ async function handOver(
     content:
       action.kind === "transfer"
         ? renderHandoffNote(agent.name, action.note)
-        : renderHandBack(agent.name, action.note, {
-            title: task.title,
-            request: task.request_text,
-          }),
+        : renderHandBack(agent.name, action.note, task.request_text),
   };
   fx.outbox.push(
     post(task, {

@@ -307,7 +307,7 @@ function searchableThread(intent: ChatIntent): { channel: string; threadTs: stri
     case "digest":
     case "digest_dm":
       // Not in a thread: looking would mean paging a channel's history. A crash between Slack's
-      // answer and markDelivered may repeat one, as it may an unthreaded notice.
+      // answer and marking the row sent may repeat one, as it may an unthreaded notice.
       return undefined;
   }
 }

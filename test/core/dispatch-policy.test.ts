@@ -128,12 +128,7 @@ test("who may decide: named approvers and group members, never the requester", (
 });
 
 test("context: the system message names the agent and facts, not the task; notes lead with who sent them", () => {
-  const system = systemMessage(agents.require("cs"), {
-    id: "t",
-    title: "where is 1042?",
-    requesterId: "U1",
-    facts: { order_id: "1042" },
-  });
+  const system = systemMessage(agents.require("cs"), { order_id: "1042" });
   assert.match(system.content, /^You are CS \(cs\)\.\n/);
   assert.match(system.content, /\nFacts: order_id=1042$/);
   assert.doesNotMatch(
@@ -155,11 +150,11 @@ test("context: the system message names the agent and facts, not the task; notes
   );
   const note = { result: "shipped", facts: {} };
   assert.equal(
-    renderHandBack("F", note, { title: "where is 1042?", request: "where is 1042?" }),
+    renderHandBack("F", note, "where is 1042?"),
     "Request: where is 1042?\nF handed back: shipped",
   );
   assert.equal(
-    renderHandBack("F", note, { title: "a long…", request: "a long request\nwith lines" }),
+    renderHandBack("F", note, "a long request\nwith lines"),
     "Request: a long request\nwith lines\nF handed back: shipped",
   );
   assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
