@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { userInfo } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
 
 export interface EmbeddedDatabase {
@@ -34,6 +35,8 @@ export async function startEmbeddedPostgres(options: {
   if (await isReachable(url)) return { url, stop: async () => {} };
   await removeStalePidFile(pgdata);
 
+  const asRoot = userInfo().uid === 0;
+  if (asRoot) await assertReachableByOthers([root, fileURLToPath(new URL(".", import.meta.url))]);
   const log = options.log ?? (() => {});
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
@@ -43,7 +46,7 @@ export async function startEmbeddedPostgres(options: {
     password: credentials.password,
     authMethod: "scram-sha-256",
     persistent: true,
-    createPostgresUser: userInfo().uid === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=`],
     onLog: log,
     onError: (error) => log(String(error)),
@@ -52,6 +55,25 @@ export async function startEmbeddedPostgres(options: {
   if (!initialised) await server.initialise();
   await server.start();
   return { url, stop: () => server.stop() };
+}
+
+/**
+ * As root, Postgres runs as the `postgres` user, which must be able to enter every folder above its
+ * binaries (in node_modules) and its data. A checkout under a private folder (mode 0700, as
+ * `mktemp -d` makes) would fail with a bare EACCES from initdb: say which folder and what to do.
+ */
+async function assertReachableByOthers(paths: readonly string[]): Promise<void> {
+  for (const start of paths) {
+    for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {
+      const { mode } = await fs.stat(dir);
+      if ((mode & 0o001) === 0) {
+        throw new Error(
+          `the embedded Postgres runs as the "postgres" user when Baton runs as root, and it cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}): run "chmod o+x ${dir}", move the checkout, or set DATABASE_URL to a Postgres server`,
+        );
+      }
+      if (path.dirname(dir) === dir) break;
+    }
+  }
 }
 
 /**
