@@ -196,10 +196,13 @@ try {
   console.log(
     `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
   );
+  // BENCH_MODELS=in-process (or http) runs one of the two.
+  const models = (process.env.BENCH_MODELS ?? "in-process,http").split(",");
   for (const [run, model] of [
     ["1", "in-process"],
     ["2", "http"],
   ] as const) {
+    if (!models.includes(model)) continue;
     const { baton, endpoint } = await startBench(model);
     try {
       for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, run);

@@ -10,7 +10,7 @@ export interface AuditInput {
   data?: Record<string, unknown>;
 }
 
-export function auditRows(events: readonly AuditInput[]) {
+function auditRows(events: readonly AuditInput[]) {
   return events.map((e) => ({
     task_id: e.taskId,
     actor_kind: e.actor.kind,
@@ -35,7 +35,7 @@ export interface HandoffRecord {
   note: Record<string, unknown>;
 }
 
-export function handoffRow(handoff: HandoffRecord) {
+function handoffRow(handoff: HandoffRecord) {
   return {
     task_id: handoff.taskId,
     step_no: handoff.stepNo,
@@ -68,7 +68,7 @@ export type ConversationRecord = {
   message: ChatMessage;
 };
 
-export function conversationRows(rows: readonly ConversationRecord[]) {
+function conversationRows(rows: readonly ConversationRecord[]) {
   return rows.map((r) => ({
     task_id: r.taskId,
     stint_no: r.stintNo,
@@ -95,21 +95,6 @@ export interface ModelCallRecord {
   outcome: string;
 }
 
-export function modelCallRow(call: ModelCallRecord) {
-  return {
-    task_id: call.taskId,
-    step_no: call.stepNo,
-    agent_id: call.agentId,
-    model: call.model,
-    prompt_tokens: call.promptTokens,
-    completion_tokens: call.completionTokens,
-    cost_usd: call.costUsd,
-    latency_ms: call.latencyMs,
-    request_chars: call.requestChars,
-    outcome: call.outcome,
-  };
-}
-
 export async function findToolCall(db: Executor, idempotencyKey: string) {
   return db
     .selectFrom("tool_calls")
@@ -131,7 +116,7 @@ export interface ToolCallRecord {
   allowedBy: string | null;
 }
 
-export function toolCallRow(call: ToolCallRecord) {
+function toolCallRow(call: ToolCallRecord) {
   return {
     task_id: call.taskId,
     step_no: call.stepNo,

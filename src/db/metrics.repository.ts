@@ -41,39 +41,6 @@ export interface Arrival {
   approval: { decision: string; waitedSeconds: number } | undefined;
 }
 
-/**
- * The handoffs to `agentId` since its last model call on the task: what its turn now committing is
- * the first to act on. Read in the statement that inserts the turn's own model call, whose snapshot
- * does not see that row. Handoffs and model calls are stamped with their transaction's start, and a
- * handoff to an agent commits before that agent's next turn begins, so `>` separates them.
- */
-export function arrivalsQuery(db: Executor, taskId: string, agentId: string) {
-  return db
-    .selectFrom("handoffs as h")
-    .leftJoin("approvals as a", (join) =>
-      join
-        .on("h.kind", "=", "approval_decision")
-        // Only approval_decision notes carry approval_id (a uuid Baton wrote); others give null.
-        .on("a.id", "=", sql<string>`(h.note ->> 'approval_id')::uuid`),
-    )
-    .select(["h.kind", "a.status as decision"])
-    .select([
-      sql<number>`extract(epoch from clock_timestamp() - h.created_at)::float8`.as("waited"),
-      sql<number | null>`extract(epoch from a.decided_at - a.created_at)::float8`.as("decided"),
-    ])
-    .where("h.task_id", "=", taskId)
-    .where("h.to_kind", "=", "agent")
-    .where("h.to_id", "=", agentId)
-    .where("h.created_at", ">", (eb) =>
-      eb
-        .selectFrom("model_calls")
-        .select(sql<Date>`coalesce(max(created_at), '-infinity')`.as("last"))
-        .where("task_id", "=", taskId)
-        .where("agent_id", "=", agentId),
-    )
-    .orderBy("h.id");
-}
-
 export function toArrival(r: {
   kind: string;
   decision: string | null;
