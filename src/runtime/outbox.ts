@@ -109,6 +109,66 @@ export async function deliverFresh(
   return { delivered, failed: false };
 }
 
+/**
+ * A run's Slack posts, sent in order behind its turns: a turn's messages go out while the next turn
+ * calls the model and commits, so the post's round trip is off the turn path. Rows posted here are
+ * marked sent by the next turn's statement (`take`), or by `flush` before anything else delivers.
+ */
+export interface RunDeliveries {
+  /** Posts a committed turn's rows after those already queued. */
+  send(rows: readonly { id: string; message: OutboxMessage }[]): void;
+  /** Rows posted and not yet marked sent; the caller marks them or gives them back. */
+  take(): Delivered[];
+  giveBack(rows: readonly Delivered[]): void;
+  /** Waits for the queued posts and marks every posted row sent. */
+  flush(): Promise<void>;
+  /** A post failed: rows after it were left in the outbox for the locked path (deliverOutbox). */
+  readonly failed: boolean;
+}
+
+export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }): RunDeliveries {
+  let tail: Promise<void> = Promise.resolve();
+  let failed = false;
+  // A database error while posting (marking a card, say): kept for flush to throw, never left as an
+  // unhandled rejection between turns.
+  let error: unknown;
+  let posted: Delivered[] = [];
+  return {
+    send(rows) {
+      tail = tail
+        .then(async () => {
+          // The thread keeps its order: after a failure, later rows wait for deliverOutbox.
+          if (failed) return;
+          const result = await deliverFresh(deps, rows);
+          posted.push(...result.delivered);
+          failed = result.failed;
+        })
+        .catch((thrown: unknown) => {
+          failed = true;
+          error ??= thrown;
+        });
+    },
+    take() {
+      const rows = posted;
+      posted = [];
+      return rows;
+    },
+    giveBack(rows) {
+      posted = [...rows, ...posted];
+    },
+    async flush() {
+      await tail;
+      const rows = posted;
+      posted = [];
+      await markDelivered(deps.db, rows);
+      if (error) throw error;
+    },
+    get failed() {
+      return failed;
+    },
+  };
+}
+
 function intentChannel(intent: ChatIntent): string {
   return intent.kind === "direct_message" || intent.kind === "digest_dm"
     ? intent.user

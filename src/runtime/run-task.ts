@@ -4,13 +4,13 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
-import { type Delivered, markDelivered } from "../db/outbox.repository.ts";
+import type { Delivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { claimLease, loadTurn, releaseLease } from "../db/tasks.repository.ts";
 import { isBatonError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
-import { deliverFresh, deliverOutbox } from "./outbox.ts";
+import { deliverOutbox, type RunDeliveries, runDeliveries } from "./outbox.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
 import { type CommittedTurn, commitTurn, type TurnState } from "./turn.ts";
 
@@ -27,16 +27,11 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     deps.log.debug({ taskId }, "task is driven by another worker");
     return;
   }
-  // Delivered messages not yet marked sent: the next turn's statement marks them. Anything that
-  // delivers through deliverOutbox (a halt, a backlog) must mark them first, or would send them again.
-  const pending: PendingMarks = {
-    rows: [],
-    async flush() {
-      const rows = pending.rows.splice(0);
-      await markDelivered(deps.db, rows);
-    },
-  };
-  // Messages an earlier run left undelivered, or a failed delivery: from then on this run delivers
+  // What turns say is posted behind them, in order; a posted row is marked sent by the next turn's
+  // statement. Anything that delivers through deliverOutbox (a halt, a backlog) flushes first, or
+  // would send those rows again.
+  const deliveries = runDeliveries(deps);
+  // Messages an earlier run left undelivered, or a failed post: from then on this run delivers
   // through the locked, in-order path that looks in Slack before sending a row again.
   let backlog = claim.undelivered;
   let released: Awaited<ReturnType<typeof releaseLease>>;
@@ -46,24 +41,30 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
     let afterDecision = await settleDecidedApprovals(deps, taskId);
     let state: TurnState | undefined;
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
-      const result = await runTurn(deps, taskId, { afterDecision, state, pending });
-      if (result.written) pending.rows = [];
+      const marks = deliveries.take();
+      const result = await runTurn(deps, taskId, { afterDecision, state, deliveries, marks }).catch(
+        (error: unknown) => {
+          deliveries.giveBack(marks);
+          throw error;
+        },
+      );
+      if (!result.written) deliveries.giveBack(marks);
       afterDecision = false;
       state = result.next;
       if (result.outcome === "said") {
-        if (backlog) {
-          await pending.flush();
+        if (backlog || deliveries.failed) {
+          backlog = true;
+          await deliveries.flush();
           await deliverOutbox(deps, { taskId });
-        } else {
-          const fresh = await deliverFresh(deps, result.outbox);
-          pending.rows.push(...fresh.delivered);
-          backlog = fresh.failed;
-        }
+        } else deliveries.send(result.outbox);
       }
       if (result.outcome === "idle") break;
     }
+    await deliveries.flush();
+    // A post failed after the last turn that spoke: send what it held back, in order.
+    if (deliveries.failed && !backlog) await deliverOutbox(deps, { taskId });
   } finally {
-    await pending.flush();
+    await deliveries.flush();
     released = await releaseLease(deps.db, taskId, deps.workerId);
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
@@ -73,18 +74,21 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
 
 const IDLE: CommittedTurn = { outcome: "idle", written: false, next: undefined, outbox: [] };
 
-interface PendingMarks {
-  rows: Delivered[];
-  flush(): Promise<void>;
-}
-
 async function runTurn(
   deps: RuntimeDeps,
   taskId: string,
-  run: { afterDecision: boolean; state: TurnState | undefined; pending: PendingMarks },
+  run: {
+    afterDecision: boolean;
+    state: TurnState | undefined;
+    deliveries: RunDeliveries;
+    /** Rows posted since the last turn: this turn's statement marks them sent. */
+    marks: Delivered[];
+  },
 ): Promise<CommittedTurn> {
   const halt = async (task: TaskRow, input: Parameters<typeof haltTask>[2]) => {
-    await run.pending.flush();
+    // The halt delivers through deliverOutbox: every posted row is marked sent first.
+    run.deliveries.giveBack(run.marks.splice(0));
+    await run.deliveries.flush();
     await haltTask(deps, task, input);
     return IDLE;
   };
@@ -145,7 +149,7 @@ async function runTurn(
     requestChars: messageChars(messages),
     firstOfStint: history.length <= 1 || run.afterDecision,
     history,
-    delivered: run.pending.rows,
+    delivered: run.marks,
   });
 }
 

@@ -14,7 +14,7 @@ import { startEscalation } from "./escalations.ts";
 import { assistantMessage, personaOf, post, toolMessage } from "./messages.ts";
 import { runToolAction } from "./tool-actions.ts";
 
-/** "said": the turn committed something to say in Slack, delivered before the next turn. */
+/** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
 
 /** What the next turn reads: the task and its current stint's conversation. */

@@ -229,9 +229,30 @@ test("a worker killed between a tool call and the next step: after restart the t
   await assertFlowOneDoneOnce(rig, task, ts);
 });
 
+/**
+ * The same request gets the same reply, as from a deterministic model: a process killed while its
+ * model call was in flight asks that same step again after the restart, and must not be handed
+ * the next scripted reply.
+ */
+function sameReplyForSameRequest(script: AgentScript): AgentScript {
+  const replies = new Map<string, ReturnType<AgentScript>>();
+  const replay = ((request, ctx) => {
+    const key = JSON.stringify(
+      request.messages.map((m) => ({ role: m.role, content: m.content, tools: m.tool_calls })),
+    );
+    const known = replies.get(key);
+    if (known) return known;
+    const reply = script(request, ctx);
+    replies.set(key, reply);
+    return reply;
+  }) as AgentScript;
+  return Object.assign(replay, { remaining: script.remaining });
+}
+
 test("a worker killed after Slack took a card but before it was marked sent: the card is not posted twice", async () => {
   const script = scriptByAgent(whereIsMyOrderScript());
-  const rig = await startRig(script);
+  // The next turn runs while the card is posted, so the kill may cut off its model call.
+  const rig = await startRig(sameReplyForSameRequest(script));
   const first = await rig.start({ maintenance: false });
   // The kill happens inside the emulator's request handler, before Slack's answer is written:
   // the message is in Slack, the outbox row is not marked sent.
