@@ -5,7 +5,6 @@ import type { ChatMessage } from "./model.ts";
 /**
  * The system message: who the agent is, its instructions, and the task's facts. No task line: the
  * entry stint opens with the request itself, and a later stint with a note that carries what is needed.
- * The first line's shape ("You are X (y).") is a contract the scripted model relies on.
  */
 export function systemMessage(
   agent: Agent,
@@ -14,7 +13,7 @@ export function systemMessage(
   const facts = Object.entries(taskFacts)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("; ");
-  const lines = [`You are ${agent.name} (${agent.id}).`, agent.instructions.trim()];
+  const lines = [`You are ${agent.name}.`, agent.instructions.trim()];
   if (facts) lines.push(`Facts: ${facts}`);
   return { role: "system", content: lines.join("\n") };
 }

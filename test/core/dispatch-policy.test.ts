@@ -129,7 +129,7 @@ test("who may decide: named approvers and group members, never the requester", (
 
 test("context: the system message names the agent and facts, not the task; notes lead with who sent them", () => {
   const system = systemMessage(agents.require("cs"), { order_id: "1042" });
-  assert.match(system.content, /^You are CS \(cs\)\.\n/);
+  assert.match(system.content, /^You are CS\.\n/);
   assert.match(system.content, /\nFacts: order_id=1042$/);
   assert.doesNotMatch(
     system.content,
