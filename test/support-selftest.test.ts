@@ -154,8 +154,9 @@ describe("model server with the real openai client", () => {
   const ask = (agent: string, name: string) =>
     openai.chat.completions.create({
       model: "gpt-4.1-mini",
+      prompt_cache_key: agent,
       messages: [
-        { role: "system", content: `You are ${name} (${agent}).\nBe brief.` },
+        { role: "system", content: `You are ${name}.\nBe brief.` },
         { role: "user", content: "where is order 1042?" },
       ],
     });
@@ -178,7 +179,7 @@ describe("model server with the real openai client", () => {
     assert.equal(server.requestsFor("customer-service").length, 3);
     assert.equal(
       server.requests[0]?.promptChars,
-      "You are Customer Service (customer-service).\nBe brief.where is order 1042?".length,
+      "You are Customer Service.\nBe brief.where is order 1042?".length,
     );
   });
 

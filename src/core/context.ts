@@ -3,9 +3,9 @@ import type { HandBackNote, HandoffNote } from "./handoffs/note.ts";
 import type { ChatMessage } from "./model.ts";
 
 /**
- * The system message: who the agent is, its instructions, and the task's facts. No task line: the
- * entry stint opens with the request itself, and a later stint with a note that carries what is needed.
- * The first line's shape ("You are X (y).") is a contract the scripted model relies on.
+ * The system message: who the agent is (unless its instructions open by saying so), its instructions,
+ * and the task's facts. No task line: the entry stint opens with the request itself, and a later
+ * stint with a note that carries what is needed.
  */
 export function systemMessage(
   agent: Agent,
@@ -14,9 +14,18 @@ export function systemMessage(
   const facts = Object.entries(taskFacts)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join("; ");
-  const lines = [`You are ${agent.name} (${agent.id}).`, agent.instructions.trim()];
+  const instructions = agent.instructions.trim();
+  const lines = introduces(instructions, agent.name)
+    ? [instructions]
+    : [`You are ${agent.name}.`, instructions];
   if (facts) lines.push(`Facts: ${facts}`);
   return { role: "system", content: lines.join("\n") };
+}
+
+/** Instructions that open with "You are <name>" already say who the agent is, on every call. */
+function introduces(instructions: string, name: string): boolean {
+  const intro = `You are ${name}`;
+  return instructions.startsWith(intro) && !/^[\p{L}\p{N}]/u.test(instructions.slice(intro.length));
 }
 
 /** What the next agent reads instead of the transcript. */

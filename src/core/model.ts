@@ -19,6 +19,8 @@ export interface ToolSpec {
 
 export interface ModelRequest {
   model: string;
+  /** The calling agent: its calls share one prefix (its instructions), so it keys prompt caching. */
+  agentId: string;
   messages: ChatMessage[];
   tools: ToolSpec[];
   /** Sent as the provider's end-user id for abuse tracking; never a secret. */

@@ -7,7 +7,9 @@ import * as demo from "../db/demo.repository.ts";
  * The demo business's tools. Each writes through the turn's transaction, so its effect and the
  * record of the call commit together; its idempotency key makes a replay return the first result.
  * A result is resent with every later call of the stint, so it carries no argument the model just
- * sent (the arguments are stored beside it) and no prose a field already says.
+ * sent (the arguments are stored beside it), no prose a field already says, and no field that only
+ * restates the call's success; keys are the shortest that still read alone ("on_hand" is the
+ * system's count, as the tool descriptions say).
  */
 const orderId = z
   .string()
@@ -42,7 +44,7 @@ const lookupOrder: ToolDefinition<{ order_id: string }> = {
       total_usd: Number(o.total_usd),
       status: o.status,
       ...(o.blocked_reason && { blocked_reason: o.blocked_reason }),
-      ...(o.tracking_number && { carrier: o.carrier, tracking_number: o.tracking_number }),
+      ...(o.tracking_number && { carrier: o.carrier, tracking: o.tracking_number }),
     };
   },
 };
@@ -60,7 +62,7 @@ const fulfillmentStatus: ToolDefinition<{ order_id: string }> = {
       status: o.status,
       sku: o.sku,
       needed: o.quantity,
-      on_hand_in_system: o.on_hand,
+      on_hand: o.on_hand,
       ...(blocked && { blocked_by: "stock" }),
     };
   },
@@ -76,8 +78,8 @@ const checkStock: ToolDefinition<{ sku: string }> = {
     if (!stock) throw new ToolInputError(`SKU ${input.sku} does not exist`);
     return {
       item: stock.name,
-      on_hand_in_system: stock.on_hand,
-      last_physical_count: stock.physical_count,
+      on_hand: stock.on_hand,
+      physical_count: stock.physical_count,
     };
   },
 };
@@ -115,11 +117,8 @@ const shipOrder: ToolDefinition<{ order_id: string }> = {
       key: ctx.idempotencyKey,
     });
     if (!shipment) throw new ToolInputError(error ?? "could not ship");
-    return {
-      status: "shipped",
-      carrier: shipment.carrier,
-      tracking_number: shipment.tracking_number,
-    };
+    // Only a shipped order gets here: a status field would say nothing more.
+    return { carrier: shipment.carrier, tracking: shipment.tracking_number };
   },
 };
 

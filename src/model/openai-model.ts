@@ -24,6 +24,8 @@ export function createOpenAIModel(options: {
       try {
         response = await client.chat.completions.create({
           model: request.model,
+          // Routes an agent's calls to the cache that holds its prefix; compatible servers ignore it.
+          prompt_cache_key: request.agentId,
           messages: request.messages as OpenAI.Chat.Completions.ChatCompletionMessageParam[],
           ...(request.tools.length > 0 && {
             tools: request.tools.map((t) => ({

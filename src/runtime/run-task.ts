@@ -130,7 +130,13 @@ async function runTurn(
   const started = performance.now();
   let reply: ModelReply;
   try {
-    reply = await deps.model.complete({ model: agent.model, messages, tools, taskId: task.id });
+    reply = await deps.model.complete({
+      model: agent.model,
+      agentId: agent.id,
+      messages,
+      tools,
+      taskId: task.id,
+    });
   } catch (error) {
     // Rate limits and outages: the job retries with backoff, then dead-letters.
     if (!isBatonError(error) || error.retriable) throw error;

@@ -129,8 +129,18 @@ test("who may decide: named approvers and group members, never the requester", (
 
 test("context: the system message names the agent and facts, not the task; notes lead with who sent them", () => {
   const system = systemMessage(agents.require("cs"), { order_id: "1042" });
-  assert.match(system.content, /^You are CS \(cs\)\.\n/);
+  assert.match(system.content, /^You are CS\.\n/);
   assert.match(system.content, /\nFacts: order_id=1042$/);
+  const cs = agents.require("cs");
+  assert.equal(
+    systemMessage({ ...cs, instructions: "You are CS, the first contact.\nhelp" }, {}).content,
+    "You are CS, the first contact.\nhelp",
+    "instructions that introduce the agent are not preceded by a second introduction",
+  );
+  assert.equal(
+    systemMessage({ ...cs, instructions: "You are CSR-trained.\nhelp" }, {}).content,
+    "You are CS.\nYou are CSR-trained.\nhelp",
+  );
   assert.doesNotMatch(
     system.content,
     /where is 1042\?/,

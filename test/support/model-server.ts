@@ -17,6 +17,7 @@ export type ChatRequest = {
   tools?: unknown[];
   tool_choice?: unknown;
   stream?: boolean;
+  prompt_cache_key?: string | null;
 } & Record<string, unknown>;
 
 export type ScriptContext = {
@@ -54,12 +55,10 @@ export type RecordedRequest = {
   error?: string;
 };
 
-// The system message's first line, "You are <name> (<agent id>).": the id is the last parenthesis.
-const AGENT_ID = /^You are [^\n]*\(([^()\s]+)\)\.(?:\n|$)/;
-
-export function agentIdOf(request: Pick<ChatRequest, "messages">): string | undefined {
-  const system = request.messages.find((m) => m.role === "system" || m.role === "developer");
-  return system ? AGENT_ID.exec(textOf(system.content))?.[1] : undefined;
+/** Baton sends the calling agent's id as the prompt cache key; a script is chosen by it. */
+export function agentIdOf(request: Pick<ChatRequest, "prompt_cache_key">): string | undefined {
+  const key = request.prompt_cache_key;
+  return typeof key === "string" && key ? key : undefined;
 }
 
 export function promptChars(request: Pick<ChatRequest, "messages">): number {
@@ -167,9 +166,7 @@ export function scriptByAgent(replies: Record<string, AgentReply[]>): AgentScrip
   const script: Script = (request, ctx) => {
     const id = ctx.agentId;
     if (id === undefined) {
-      throw new Error(
-        "request's system message does not start with 'You are <name> (<agent id>).'",
-      );
+      throw new Error("request has no prompt_cache_key naming the calling agent");
     }
     const list = replies[id];
     if (!list) throw new Error(`no replies scripted for agent "${id}"`);

@@ -15,6 +15,7 @@ export function scriptedModel(script: Script): ModelPort & { calls: number } {
     async complete(request: ModelRequest): Promise<ModelReply> {
       const body = {
         model: request.model,
+        prompt_cache_key: request.agentId,
         messages: request.messages,
         tools: request.tools,
       } as unknown as ChatRequest;
