@@ -4,7 +4,7 @@ import type { Executor, Tx } from "./database.ts";
 /** Approvals and escalations: a pause for a human is a row, decided once. */
 
 export async function insertApproval(
-  tx: Tx,
+  tx: Executor,
   a: {
     taskId: string;
     stepNo: number;
@@ -128,7 +128,7 @@ export async function markApprovalEscalated(
 }
 
 export async function insertEscalation(
-  tx: Tx,
+  tx: Executor,
   e: {
     taskId: string;
     stepNo: number;

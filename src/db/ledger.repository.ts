@@ -48,7 +48,7 @@ function handoffRow(handoff: HandoffRecord) {
   };
 }
 
-export async function insertHandoff(tx: Tx, handoff: HandoffRecord): Promise<void> {
+export async function insertHandoff(tx: Executor, handoff: HandoffRecord): Promise<void> {
   await tx.insertInto("handoffs").values(handoffRow(handoff)).execute();
 }
 
@@ -131,7 +131,7 @@ function toolCallRow(call: ToolCallRecord) {
   };
 }
 
-export async function insertToolCall(tx: Tx, call: ToolCallRecord): Promise<void> {
+export async function insertToolCall(tx: Executor, call: ToolCallRecord): Promise<void> {
   await tx.insertInto("tool_calls").values(toolCallRow(call)).execute();
 }
 

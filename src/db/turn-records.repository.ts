@@ -1,5 +1,5 @@
 import { CompiledQuery } from "kysely";
-import type { Tx } from "./database.ts";
+import type { Executor } from "./database.ts";
 import type {
   AuditInput,
   ConversationRecord,
@@ -42,7 +42,9 @@ export interface WrittenTurn {
 /**
  * Everything a turn writes, in one statement of data-modifying CTEs: its model call, conversation,
  * tool calls, handoffs, audit events and Slack outbox, the task's new state, and the earlier turn's
- * delivered messages. One round trip instead of eight, inside the turn's transaction.
+ * delivered messages. One round trip instead of eight. Nothing but the delivered marks is written
+ * unless the task is still at the turn's step, so a turn that wrote nothing before it needs no
+ * transaction around it: the statement is atomic on its own.
  *
  * The text never changes: each table's rows travel as one JSON array (an empty one inserts nothing)
  * and a task change left out keeps the column, so the statement is prepared once per connection and
@@ -82,11 +84,13 @@ with task_row as (
     r.cost_usd, r.latency_ms, r.request_chars, r.outcome
   from json_to_record($19::json) as r(step_no int, agent_id text, model text, prompt_tokens int,
     completion_tokens int, cost_usd numeric, latency_ms int, request_chars int, outcome text)
+  where exists (select from task_row)
 ), conversation_rows as (
   insert into conversation (task_id, stint_no, step_no, message)
   select $1::uuid, r.stint_no, r.step_no, r.message
   from rows from (json_to_recordset($20::json) as (stint_no int, step_no int, message jsonb))
     with ordinality as r(stint_no, step_no, message, n)
+  where exists (select from task_row)
   order by r.n
 ), tool_call_rows as (
   insert into tool_calls (task_id, step_no, agent_id, tool, tool_class, args, idempotency_key,
@@ -97,6 +101,7 @@ with task_row as (
       tool_class text, args jsonb, idempotency_key text, status text, result jsonb, allowed_by text))
     with ordinality as r(step_no, agent_id, tool, tool_class, args, idempotency_key, status, result,
       allowed_by, n)
+  where exists (select from task_row)
   order by r.n
 ), handoff_rows as (
   insert into handoffs (task_id, step_no, kind, from_kind, from_id, to_kind, to_id, note)
@@ -104,6 +109,7 @@ with task_row as (
   from rows from (json_to_recordset($22::json) as (step_no int, kind text, from_kind text,
       from_id text, to_kind text, to_id text, note jsonb))
     with ordinality as r(step_no, kind, from_kind, from_id, to_kind, to_id, note, n)
+  where exists (select from task_row)
   order by r.n
 ), audit_rows as (
   insert into audit_events (task_id, actor_kind, actor_id, kind, data)
@@ -111,12 +117,14 @@ with task_row as (
   from rows from (json_to_recordset($23::json) as (task_id uuid, actor_kind text, actor_id text,
       kind text, data jsonb))
     with ordinality as r(task_id, actor_kind, actor_id, kind, data, n)
+  where exists (select from task_row)
   order by r.n
 ), outbox_rows as (
   insert into slack_outbox (task_id, method, payload)
   select r.task_id, r.method, r.payload
   from rows from (json_to_recordset($24::json) as (task_id uuid, method text, payload jsonb))
     with ordinality as r(task_id, method, payload, n)
+  where exists (select from task_row)
   order by r.n
   returning id
 ), delivered_rows as (
@@ -141,9 +149,12 @@ select task_row.*,
   ) a) as arrivals
 from task_row`;
 
-export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTurn | undefined> {
+export async function writeTurn(
+  db: Executor,
+  records: TurnRecords,
+): Promise<WrittenTurn | undefined> {
   const { changes: c, lease, modelCall: m } = records;
-  const result = await tx.executeQuery<
+  const result = await db.executeQuery<
     TaskRow & { has_new_inputs: boolean; outbox_ids: unknown[]; arrivals: ArrivalRow[] }
   >(
     CompiledQuery.raw(WRITE_TURN, [
@@ -228,7 +239,8 @@ export async function writeTurn(tx: Tx, records: TurnRecords): Promise<WrittenTu
     ]),
   );
   const row = result.rows[0];
-  // No task row: another worker committed this step first; the caller rolls the statement back.
+  // No task row: another worker committed this step first. This statement wrote nothing of the turn;
+  // a caller in a transaction rolls back what it wrote before.
   if (!row) return undefined;
   const { has_new_inputs, outbox_ids, arrivals, ...task } = row;
   return {

@@ -1,5 +1,5 @@
 import type { Agent } from "../core/agents/directory.ts";
-import type { Tx } from "../db/database.ts";
+import type { Executor } from "../db/database.ts";
 import type { AuditInput } from "../db/ledger.repository.ts";
 import type { OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -8,7 +8,11 @@ import type { RuntimeDeps } from "./deps.ts";
 
 /** What a use case decides inside one transaction: written at its end, effects after commit. */
 export interface Effects {
-  tx: Tx;
+  /**
+   * The transaction it writes in. A model turn that only reads, answers or hands over has none:
+   * its one statement is atomic on its own, and this is the pool (see commitTurn).
+   */
+  tx: Executor;
   deps: RuntimeDeps;
   task: TaskRow;
   stepNo: number;

@@ -1,7 +1,7 @@
 import type { Action } from "../core/dispatch.ts";
 import { gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
-import type { Tx } from "../db/database.ts";
+import type { Executor } from "../db/database.ts";
 import { insertToolCall } from "../db/ledger.repository.ts";
 import { requestApproval } from "./approvals.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
@@ -108,7 +108,7 @@ export async function runToolAction(
 
 /** A tool's own refusal (order not found, ...) goes back to the model; anything else aborts the turn. */
 export async function executeTool(
-  tx: Tx,
+  tx: Executor,
   tool: ToolDefinition,
   args: unknown,
   ctx: { idempotencyKey: string; taskId: string; agentId: string },

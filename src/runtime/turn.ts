@@ -2,6 +2,8 @@ import type { Agent } from "../core/agents/directory.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
+import { gateFor } from "../core/policy.ts";
+import type { Executor } from "../db/database.ts";
 import type { HandoffRecord, ToolCallRecord } from "../db/ledger.repository.ts";
 import type { Arrival } from "../db/metrics.repository.ts";
 import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
@@ -70,121 +72,122 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
   const stepNo = task.step_no + 1;
   const cost = costUsd(reply.model || agent.model, reply.usage);
   const after: (() => void)[] = [];
-  // Tools and escalations write before the turn's own statement, so the task is locked first: a
-  // worker whose lease ran out mid-call waits there, then drops its turn. A turn that only answers
-  // or hands over writes nothing before that statement, which checks the step itself.
+  // Write tools, approvals, escalations and consumed replies write before the turn's own
+  // statement, so the task is locked first and all of it commits together: a worker whose lease
+  // ran out mid-call waits there, then drops its turn. A turn that only reads, answers or hands
+  // over writes nothing before that statement, which checks the step itself: no transaction.
   const writesFirst =
     turn.inputIds.length > 0 ||
-    turn.actions.some((a) => a.kind === "tool" || a.kind === "escalate");
-  const committed = await deps.db
-    .transaction()
-    .execute(async (tx) => {
-      if (writesFirst) {
-        const locked = await lockTaskForTurn(
-          tx,
-          task.id,
-          task.step_no,
-          deps.workerId,
-          deps.leaseMs,
-        );
-        // Another worker committed this step first (a lease ran out mid-call): drop this turn.
-        if (locked?.status !== "active" || locked.owner_kind !== "agent") return undefined;
-        await consumeInputs(tx, turn.inputIds, stepNo);
-      }
-      const fx: TurnEffects = {
-        tx,
-        deps,
-        task,
-        agent,
-        turn,
+    turn.actions.some(
+      (a) =>
+        a.kind === "escalate" ||
+        (a.kind === "tool" &&
+          (a.tool.toolClass !== "read" ||
+            gateFor(agent, a.tool, a.args, deps.agents.file).kind !== "run")),
+    );
+  const inTransaction = (write: (executor: Executor) => Promise<CommittedTurn | undefined>) =>
+    deps.db.transaction().execute(async (tx) => {
+      const locked = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
+      // Another worker committed this step first (a lease ran out mid-call): drop this turn.
+      if (locked?.status !== "active" || locked.owner_kind !== "agent") return undefined;
+      await consumeInputs(tx, turn.inputIds, stepNo);
+      return write(tx);
+    });
+  const write = async (executor: Executor): Promise<CommittedTurn | undefined> => {
+    const fx: TurnEffects = {
+      tx: executor,
+      deps,
+      task,
+      agent,
+      turn,
+      stepNo,
+      conversation: [...turn.newMessages, assistantMessage(reply)],
+      nextStint: undefined,
+      changes: {
         stepNo,
-        conversation: [...turn.newMessages, assistantMessage(reply)],
-        nextStint: undefined,
-        changes: {
-          stepNo,
-          addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
-          addCostUsd: cost,
-        },
-        toolCalls: [],
-        handoffs: [],
-        audits: [],
-        outbox: [],
-        modelErrors: 0,
-        afterCommit: after,
-      };
-      let ended = false;
-      for (const [index, action] of turn.actions.entries()) {
-        if (ended) {
-          if ("callId" in action)
-            fx.conversation.push(
-              toolMessage(action.callId, { error: "not run: the task moved on" }),
-            );
-          continue;
-        }
-        ended = await applyAction(fx, action, index);
+        addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
+        addCostUsd: cost,
+      },
+      toolCalls: [],
+      handoffs: [],
+      audits: [],
+      outbox: [],
+      modelErrors: 0,
+      afterCommit: after,
+    };
+    let ended = false;
+    for (const [index, action] of turn.actions.entries()) {
+      if (ended) {
+        if ("callId" in action)
+          fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
+        continue;
       }
-      settleModelErrors(fx);
-      // This stint's new messages and, after a handoff, the next stint's first, in one insert.
-      const rows = fx.conversation.map((message) => ({
+      ended = await applyAction(fx, action, index);
+    }
+    settleModelErrors(fx);
+    // This stint's new messages and, after a handoff, the next stint's first, in one insert.
+    const rows = fx.conversation.map((message) => ({
+      taskId: task.id,
+      stintNo: task.stint_no,
+      stepNo,
+      message,
+    }));
+    if (fx.nextStint)
+      rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
+    const written = await writeTurn(executor, {
+      taskId: task.id,
+      changes: fx.changes,
+      modelCall: {
         taskId: task.id,
-        stintNo: task.stint_no,
         stepNo,
-        message,
-      }));
-      if (fx.nextStint)
-        rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
-      const written = await writeTurn(tx, {
-        taskId: task.id,
-        changes: fx.changes,
-        modelCall: {
-          taskId: task.id,
-          stepNo,
-          agentId: agent.id,
-          model: reply.model || agent.model,
-          promptTokens: reply.usage.promptTokens,
-          completionTokens: reply.usage.completionTokens,
-          costUsd: cost,
-          latencyMs: Math.round(turn.latencyMs),
-          requestChars: turn.requestChars,
-          outcome: turn.actions.map((a) => a.kind).join(","),
-        },
-        conversation: rows,
-        toolCalls: fx.toolCalls,
-        handoffs: fx.handoffs,
-        audits: fx.audits,
-        outbox: fx.outbox,
-        delivered: turn.delivered,
-        ...(turn.firstOfStint && { arrivalsOf: agent.id }),
-        lease: { expectedStep: task.step_no, worker: deps.workerId, ms: deps.leaseMs },
+        agentId: agent.id,
+        model: reply.model || agent.model,
+        promptTokens: reply.usage.promptTokens,
+        completionTokens: reply.usage.completionTokens,
+        costUsd: cost,
+        latencyMs: Math.round(turn.latencyMs),
+        requestChars: turn.requestChars,
+        outcome: turn.actions.map((a) => a.kind).join(","),
+      },
+      conversation: rows,
+      toolCalls: fx.toolCalls,
+      handoffs: fx.handoffs,
+      audits: fx.audits,
+      outbox: fx.outbox,
+      delivered: turn.delivered,
+      ...(turn.firstOfStint && { arrivalsOf: agent.id }),
+      lease: { expectedStep: task.step_no, worker: deps.workerId, ms: deps.leaseMs },
+    });
+    // The step moved on under this turn: drop it, and roll back what it wrote before.
+    if (!written) throw new TurnDropped();
+    after.push(() => observeArrivals(deps, agent.id, written.arrivals));
+    if (fx.changes.status === "done") {
+      const tokens = written.task.tokens;
+      const usd = Number(written.task.cost_usd);
+      after.push(() => {
+        deps.metrics.completedTaskTokens.observe(tokens);
+        deps.metrics.completedTaskCost.observe(usd);
       });
-      // The step moved on under this turn: roll back what it wrote and drop it.
-      if (!written) throw new TurnDropped();
-      after.push(() => observeArrivals(deps, agent.id, written.arrivals));
-      if (fx.changes.status === "done") {
-        const tokens = written.task.tokens;
-        const usd = Number(written.task.cost_usd);
-        after.push(() => {
-          deps.metrics.completedTaskTokens.observe(tokens);
-          deps.metrics.completedTaskCost.observe(usd);
-        });
-      }
-      const next: TurnState | undefined = written.hasNewInputs
-        ? undefined
-        : {
-            task: written.task,
-            history: fx.nextStint ? [fx.nextStint] : [...turn.history, ...fx.conversation],
-          };
-      return {
-        outcome: fx.outbox.length > 0 ? ("said" as const) : ("continue" as const),
-        written: true,
-        next,
-        outbox: fx.outbox.map((message, i) => ({ id: written.outboxIds[i] ?? "", message })),
-      };
-    })
-    .catch((error: unknown) => {
+    }
+    const next: TurnState | undefined = written.hasNewInputs
+      ? undefined
+      : {
+          task: written.task,
+          history: fx.nextStint ? [fx.nextStint] : [...turn.history, ...fx.conversation],
+        };
+    return {
+      outcome: fx.outbox.length > 0 ? ("said" as const) : ("continue" as const),
+      written: true,
+      next,
+      outbox: fx.outbox.map((message, i) => ({ id: written.outboxIds[i] ?? "", message })),
+    };
+  };
+  const committed = await (writesFirst ? inTransaction(write) : write(deps.db)).catch(
+    (error: unknown) => {
       if (error instanceof TurnDropped) return undefined;
       throw error;
-    });
+    },
+  );
   if (!committed) return { outcome: "continue", written: false, next: undefined, outbox: [] };
   deps.metrics.modelTokens.inc({ agent: agent.id, direction: "prompt" }, reply.usage.promptTokens);
   deps.metrics.modelTokens.inc(

@@ -5,8 +5,10 @@ export type ToolClass = "read" | "write" | "irreversible";
 
 export interface ToolContext {
   /**
-   * The open transaction the task's turn commits in. Tools that write Baton's own database
-   * use it so their effect and the record of the call commit together; only adapters look inside.
+   * Where the tool reads and writes Baton's own database: for a write or irreversible tool, the
+   * open transaction the task's turn commits in, so the effect and the record of the call commit
+   * together; for a read tool, the pool (a turn that only reads needs no transaction). Only
+   * adapters look inside.
    */
   tx: unknown;
   /** Stable per (task, step, call): external systems dedupe retries with it. */
