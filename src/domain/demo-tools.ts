@@ -92,14 +92,13 @@ const adjustStock: ToolDefinition<{ sku: string; counted_quantity: number; reaso
     reason: z.string().trim().min(3).max(300),
   }),
   async run(ctx, input) {
-    if (!(await demo.findStock(tx(ctx), input.sku)))
-      throw new ToolInputError(`SKU ${input.sku} does not exist`);
     const adj = await demo.adjustStock(tx(ctx), {
       sku: input.sku,
       count: input.counted_quantity,
       reason: input.reason,
       key: ctx.idempotencyKey,
     });
+    if (!adj) throw new ToolInputError(`SKU ${input.sku} does not exist`);
     return { from: adj.from_count, to: adj.to_count };
   },
 };
