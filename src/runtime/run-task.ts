@@ -43,8 +43,11 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
   try {
     if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0 });
     // Decisions arrive while the task waits, so they are settled once, as the run starts.
-    let afterDecision = await settleDecidedApprovals(deps, taskId);
-    let state: TurnState | undefined;
+    let afterDecision = claim.decided && (await settleDecidedApprovals(deps, taskId));
+    // The first turn starts from what the claim read, unless something since changed it.
+    const { task, history, inputs } = claim.turn;
+    let state: TurnState | undefined =
+      backlog || claim.decided || inputs.length > 0 ? undefined : { task, history };
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
       const result = await runTurn(deps, taskId, { afterDecision, state, pending });
       if (result.written) pending.rows = [];
@@ -63,8 +66,7 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
       if (result.outcome === "idle") break;
     }
   } finally {
-    await pending.flush();
-    released = await releaseLease(deps.db, taskId, deps.workerId);
+    released = await releaseLease(deps.db, taskId, deps.workerId, pending.rows.splice(0));
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
