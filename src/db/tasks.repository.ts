@@ -3,6 +3,14 @@ import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
 import { decidedUnsettledQuery } from "./humans.repository.ts";
+import {
+  type AuditInput,
+  auditRows,
+  type ConversationRecord,
+  conversationRows,
+  type HandoffRecord,
+  handoffRow,
+} from "./ledger.repository.ts";
 import { type Delivered, markDeliveredSql } from "./outbox.repository.ts";
 import type { Database, TaskRow } from "./schema.ts";
 
@@ -25,33 +33,60 @@ export async function findTaskByThread(
     .executeTakeFirst();
 }
 
-export async function insertTask(
+export interface NewTask {
+  channelId: string;
+  threadTs: string;
+  requesterId: string;
+  title: string;
+  requestText: string;
+  owner: Owner;
+}
+
+function newTaskRow(task: NewTask) {
+  return {
+    channel_id: task.channelId,
+    thread_ts: task.threadTs,
+    requester_id: task.requesterId,
+    title: task.title,
+    request_text: task.requestText,
+    owner_kind: task.owner.kind,
+    owner_id: task.owner.id,
+    handback_stack: JSON.stringify([]),
+    facts: JSON.stringify({}),
+    cost_usd: 0,
+  };
+}
+
+export async function insertTask(tx: Tx, task: NewTask): Promise<TaskRow> {
+  return tx.insertInto("tasks").values(newTaskRow(task)).returningAll().executeTakeFirstOrThrow();
+}
+
+/**
+ * A new task with what it starts with (its first conversation message, its start handoff, its
+ * audit events) in one statement of data-modifying CTEs. The id is the caller's, so the rows that
+ * refer to the task can be written beside it.
+ */
+export async function startTask(
   tx: Tx,
-  task: {
-    channelId: string;
-    threadTs: string;
-    requesterId: string;
-    title: string;
-    requestText: string;
-    owner: Owner;
+  start: {
+    id: string;
+    task: NewTask;
+    conversation: readonly ConversationRecord[];
+    handoff: HandoffRecord;
+    audits: readonly AuditInput[];
   },
-): Promise<TaskRow> {
-  return tx
-    .insertInto("tasks")
-    .values({
-      channel_id: task.channelId,
-      thread_ts: task.threadTs,
-      requester_id: task.requesterId,
-      title: task.title,
-      request_text: task.requestText,
-      owner_kind: task.owner.kind,
-      owner_id: task.owner.id,
-      handback_stack: JSON.stringify([]),
-      facts: JSON.stringify({}),
-      cost_usd: 0,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+): Promise<void> {
+  await tx
+    .with("task_row", (db) =>
+      db.insertInto("tasks").values({ ...newTaskRow(start.task), id: start.id }),
+    )
+    .with("conversation_rows", (db) =>
+      db.insertInto("conversation").values(conversationRows(start.conversation)),
+    )
+    .with("handoff_row", (db) => db.insertInto("handoffs").values(handoffRow(start.handoff)))
+    .insertInto("audit_events")
+    .values(auditRows(start.audits))
+    .execute();
 }
 
 /**
