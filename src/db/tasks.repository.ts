@@ -303,13 +303,21 @@ export async function loadTurn(db: Executor, id: string): Promise<LoadedTurn | u
   return row && toLoadedTurn(row);
 }
 
+/** A person's reply for the agent's next turn, with its audit events in the same statement. */
 export async function insertInput(
   tx: Tx,
   input: { taskId: string; authorId: string; text: string },
+  audits: readonly AuditInput[] = [],
 ): Promise<void> {
+  const row = { task_id: input.taskId, author_id: input.authorId, text: input.text };
+  if (audits.length === 0) {
+    await tx.insertInto("task_inputs").values(row).execute();
+    return;
+  }
   await tx
-    .insertInto("task_inputs")
-    .values({ task_id: input.taskId, author_id: input.authorId, text: input.text })
+    .with("input_row", (db) => db.insertInto("task_inputs").values(row))
+    .insertInto("audit_events")
+    .values(auditRows(audits))
     .execute();
 }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import { recordReceived } from "../db/events.repository.ts";
-import { audit } from "../db/ledger.repository.ts";
 import { findTaskByThread, insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 
@@ -80,13 +79,14 @@ export async function acceptMessage(
         await deps.queue.enqueue(tx, taskId);
         return "started";
       }
-      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text });
-      await audit(tx, {
-        taskId: existing.id,
-        actor: { kind: "human", id: message.user },
-        kind: "message_received",
-        data: { text: message.text, ts: message.ts },
-      });
+      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
+        {
+          taskId: existing.id,
+          actor: { kind: "human", id: message.user },
+          kind: "message_received",
+          data: { text: message.text, ts: message.ts },
+        },
+      ]);
       // A reply to an answered or failed task reopens it with the agent that owned it last.
       if (
         (existing.status === "done" || existing.status === "failed") &&

@@ -3,7 +3,12 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { recordReceived } from "../../src/db/events.repository.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
-import { findTaskByThread, loadTurn, startTask } from "../../src/db/tasks.repository.ts";
+import {
+  findTaskByThread,
+  insertInput,
+  loadTurn,
+  startTask,
+} from "../../src/db/tasks.repository.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
@@ -114,4 +119,30 @@ test("a message seen before under any of its keys is reported, and its transacti
     .where("event_id", "=", "event:Ev2")
     .execute();
   assert.deepEqual(rows, []);
+});
+
+test("a reply is stored with its audit event in one statement", async () => {
+  const task = await findTaskByThread(t.db, "C0ORDERS", "200.1");
+  assert.ok(task);
+  await t.db.transaction().execute((tx) =>
+    insertInput(tx, { taskId: task.id, authorId: "U0LEE", text: "any news?" }, [
+      {
+        taskId: task.id,
+        actor: { kind: "human", id: "U0LEE" },
+        kind: "message_received",
+        data: { text: "any news?", ts: "200.2" },
+      },
+    ]),
+  );
+  assert.deepEqual(
+    (await loadTurn(t.db, task.id))?.inputs.map((i) => [i.author_id, i.text]),
+    [["U0LEE", "any news?"]],
+  );
+  const audits = await t.db
+    .selectFrom("audit_events")
+    .select(["kind", "actor_id"])
+    .where("task_id", "=", task.id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(audits.at(-1), { kind: "message_received", actor_id: "U0LEE" });
 });
