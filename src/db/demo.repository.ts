@@ -32,90 +32,158 @@ export async function findStock(db: Executor, sku: string) {
   return db.selectFrom("inventory").selectAll().where("sku", "=", sku).executeTakeFirst();
 }
 
-/** Sets the count once per idempotency key; a replay returns the first adjustment. */
+/**
+ * Sets the count once per idempotency key, in one statement; a replay returns the first adjustment.
+ * Nothing when the SKU does not exist. The stock row is locked before its count is read, so
+ * `from_count` is the count this adjustment replaced.
+ */
 export async function adjustStock(
   tx: Tx,
   input: { sku: string; count: number; reason: string; key: string },
 ) {
-  const previous = await tx
-    .selectFrom("stock_adjustments")
-    .selectAll()
-    .where("idempotency_key", "=", input.key)
-    .executeTakeFirst();
-  if (previous) return previous;
-  const stock = await tx
-    .selectFrom("inventory")
-    .select("on_hand")
-    .where("sku", "=", input.sku)
-    .forUpdate()
-    .executeTakeFirstOrThrow();
-  await tx
-    .updateTable("inventory")
-    .set({ on_hand: input.count, updated_at: sql`now()` })
-    .where("sku", "=", input.sku)
-    .execute();
-  return tx
-    .insertInto("stock_adjustments")
-    .values({
-      sku: input.sku,
-      from_count: stock.on_hand,
-      to_count: input.count,
-      reason: input.reason,
-      idempotency_key: input.key,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  return (
+    tx
+      .with("previous", (db) =>
+        db.selectFrom("stock_adjustments").selectAll().where("idempotency_key", "=", input.key),
+      )
+      .with("stock", (db) =>
+        db
+          .selectFrom("inventory")
+          .select(["sku", "on_hand"])
+          .where("sku", "=", input.sku)
+          .where(({ not, exists, selectFrom }) => not(exists(selectFrom("previous").select("id"))))
+          .forUpdate(),
+      )
+      .with("counted", (db) =>
+        db
+          .updateTable("inventory")
+          .set({ on_hand: input.count, updated_at: sql`now()` })
+          .from("stock")
+          .whereRef("inventory.sku", "=", "stock.sku"),
+      )
+      // No `on conflict`: a concurrent call with the same key fails on the unique key, as before.
+      .with("adjustment", (db) =>
+        db
+          .insertInto("stock_adjustments")
+          .columns(["sku", "from_count", "to_count", "reason", "idempotency_key"])
+          .expression((eb) =>
+            eb
+              .selectFrom("stock")
+              .select([
+                "stock.sku",
+                "stock.on_hand",
+                sql<number>`${input.count}::integer`.as("to_count"),
+                sql<string>`${input.reason}::text`.as("reason"),
+                sql<string>`${input.key}::text`.as("idempotency_key"),
+              ]),
+          )
+          .returningAll(),
+      )
+      .selectFrom("adjustment")
+      .selectAll()
+      .unionAll((eb) => eb.selectFrom("previous").selectAll())
+      .executeTakeFirst()
+  );
 }
 
+/**
+ * Ships an order once per idempotency key, in one statement: a replay returns the first shipment.
+ * The order and then its stock are locked (in that order, as every writer of both does) before
+ * they are checked; the stock, the order and the shipment are written only if both checks pass.
+ */
 export async function shipOrder(tx: Tx, input: { orderId: string; key: string }) {
-  const previous = await tx
-    .selectFrom("shipments")
-    .selectAll()
-    .where("idempotency_key", "=", input.key)
-    .executeTakeFirst();
-  if (previous) return { shipment: previous, error: undefined };
-  const order = await tx
-    .selectFrom("orders")
-    .selectAll()
-    .where("id", "=", input.orderId)
-    .forUpdate()
-    .executeTakeFirst();
-  if (!order) return { shipment: undefined, error: `order ${input.orderId} does not exist` };
-  if (order.status === "shipped" || order.status === "delivered")
-    return { shipment: undefined, error: `order ${order.id} is already ${order.status}` };
-  const stock = await tx
-    .selectFrom("inventory")
-    .selectAll()
-    .where("sku", "=", order.sku)
-    .forUpdate()
+  const trackingNumber = `1Z${input.orderId.padStart(6, "0")}${input.key.slice(-6).replace(/\W/g, "0")}`;
+  const row = await tx
+    .with("previous", (db) =>
+      db.selectFrom("shipments").selectAll().where("idempotency_key", "=", input.key),
+    )
+    .with("ord", (db) =>
+      db
+        .selectFrom("orders")
+        .select(["id", "sku", "quantity", "status"])
+        .where("id", "=", input.orderId)
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom("previous").select("id"))))
+        .forUpdate(),
+    )
+    .with("stock", (db) =>
+      db
+        .selectFrom("inventory")
+        .select(["sku", "on_hand"])
+        .where("sku", "=", (eb) => eb.selectFrom("ord").select("ord.sku"))
+        .forUpdate(),
+    )
+    .with("shippable", (db) =>
+      db
+        .selectFrom("ord")
+        .innerJoin("stock", "stock.sku", "ord.sku")
+        .select(["ord.id", "ord.sku", "ord.quantity"])
+        .where("ord.status", "not in", ["shipped", "delivered"])
+        .whereRef("stock.on_hand", ">=", "ord.quantity"),
+    )
+    .with("taken", (db) =>
+      db
+        .updateTable("inventory")
+        .set({ on_hand: sql<number>`inventory.on_hand - shippable.quantity` })
+        .from("shippable")
+        .whereRef("inventory.sku", "=", "shippable.sku"),
+    )
+    .with("shipped", (db) =>
+      db
+        .updateTable("orders")
+        .set({ status: "shipped", blocked_reason: null })
+        .from("shippable")
+        .whereRef("orders.id", "=", "shippable.id"),
+    )
+    .with("shipment", (db) =>
+      db
+        .insertInto("shipments")
+        .columns(["order_id", "carrier", "tracking_number", "idempotency_key"])
+        .expression((eb) =>
+          eb
+            .selectFrom("shippable")
+            .select([
+              "shippable.id",
+              sql<string>`'UPS'`.as("carrier"),
+              sql<string>`${trackingNumber}::text`.as("tracking_number"),
+              sql<string>`${input.key}::text`.as("idempotency_key"),
+            ]),
+        )
+        .returningAll(),
+    )
+    .with("shipments_found", (db) =>
+      db
+        .selectFrom("shipment")
+        .selectAll()
+        .unionAll((eb) => eb.selectFrom("previous").selectAll()),
+    )
+    // One row whatever happened: the shipment, or what the checks found.
+    .selectFrom(sql<{ one: number }>`(select 1)`.as("one"))
+    .leftJoin("shipments_found as s", (join) => join.onTrue())
+    .leftJoin("ord", (join) => join.onTrue())
+    .leftJoin("stock", (join) => join.onTrue())
+    .select([
+      "s.id",
+      "s.order_id",
+      "s.carrier",
+      "s.tracking_number",
+      "s.idempotency_key",
+      "s.created_at",
+      "ord.status as order_status",
+      "ord.sku",
+      "ord.quantity",
+      "stock.on_hand",
+    ])
     .executeTakeFirstOrThrow();
-  if (stock.on_hand < order.quantity) {
-    return {
-      shipment: undefined,
-      error: `not enough stock of ${order.sku}: ${stock.on_hand} on hand, ${order.quantity} needed`,
-    };
-  }
-  await tx
-    .updateTable("inventory")
-    .set((eb) => ({ on_hand: eb("on_hand", "-", order.quantity) }))
-    .where("sku", "=", order.sku)
-    .execute();
-  await tx
-    .updateTable("orders")
-    .set({ status: "shipped", blocked_reason: null })
-    .where("id", "=", order.id)
-    .execute();
-  const shipment = await tx
-    .insertInto("shipments")
-    .values({
-      order_id: order.id,
-      carrier: "UPS",
-      tracking_number: `1Z${order.id.padStart(6, "0")}${input.key.slice(-6).replace(/\W/g, "0")}`,
-      idempotency_key: input.key,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return { shipment, error: undefined };
+  const { order_status: status, sku, quantity, on_hand: onHand, ...shipment } = row;
+  if (shipment.id !== null) return { shipment, error: undefined };
+  if (status === null)
+    return { shipment: undefined, error: `order ${input.orderId} does not exist` };
+  if (status === "shipped" || status === "delivered")
+    return { shipment: undefined, error: `order ${input.orderId} is already ${status}` };
+  return {
+    shipment: undefined,
+    error: `not enough stock of ${sku}: ${onHand} on hand, ${quantity} needed`,
+  };
 }
 
 export async function findReturn(db: Executor, orderId: string) {

@@ -2,27 +2,20 @@ import type { Tx } from "./database.ts";
 
 /**
  * Records a received Slack message under every key it can arrive by (its event id, and the
- * channel + ts of the message, since one mention arrives both as app_mention and as message).
- * Returns false when any key was seen before: a redelivery or a twin event.
+ * channel + ts of the message, since one mention arrives both as app_mention and as message),
+ * with the task it belongs to. Returns false when any key was seen before: a redelivery or a twin
+ * event (the caller rolls back).
  */
-export async function recordReceived(tx: Tx, keys: readonly string[]): Promise<boolean> {
+export async function recordReceived(
+  tx: Tx,
+  keys: readonly string[],
+  taskId: string,
+): Promise<boolean> {
   const inserted = await tx
     .insertInto("slack_events")
-    .values(keys.map((event_id) => ({ event_id })))
+    .values(keys.map((event_id) => ({ event_id, task_id: taskId })))
     .onConflict((oc) => oc.column("event_id").doNothing())
     .returning("event_id")
     .execute();
   return inserted.length === keys.length;
-}
-
-export async function linkEventsToTask(
-  tx: Tx,
-  keys: readonly string[],
-  taskId: string,
-): Promise<void> {
-  await tx
-    .updateTable("slack_events")
-    .set({ task_id: taskId })
-    .where("event_id", "in", keys)
-    .execute();
 }

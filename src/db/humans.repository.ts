@@ -72,11 +72,20 @@ export async function decideApproval(
     .executeTakeFirst();
 }
 
-/** Decided approvals whose tool call the task has not yet settled (the worker does it). */
-export async function decidedUnsettled(db: Executor, taskId: string) {
+/**
+ * Decided approvals whose tool call the task has not yet settled (the worker does it); the lease
+ * claim asks the same question of its task.
+ */
+export function decidedUnsettledQuery(db: Executor) {
   return db
     .selectFrom("approvals")
     .innerJoin("tool_calls", "tool_calls.idempotency_key", "approvals.tool_call_id")
+    .where("approvals.status", "<>", "pending")
+    .where("tool_calls.status", "=", "pending_approval");
+}
+
+export async function decidedUnsettled(db: Executor, taskId: string) {
+  return decidedUnsettledQuery(db)
     .select([
       "approvals.id",
       "approvals.status",
@@ -90,8 +99,6 @@ export async function decidedUnsettled(db: Executor, taskId: string) {
       "approvals.created_at",
     ])
     .where("approvals.task_id", "=", taskId)
-    .where("approvals.status", "<>", "pending")
-    .where("tool_calls.status", "=", "pending_approval")
     .orderBy("approvals.created_at")
     .execute();
 }

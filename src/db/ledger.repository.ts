@@ -10,7 +10,7 @@ export interface AuditInput {
   data?: Record<string, unknown>;
 }
 
-function auditRows(events: readonly AuditInput[]) {
+export function auditRows(events: readonly AuditInput[]) {
   return events.map((e) => ({
     task_id: e.taskId,
     actor_kind: e.actor.kind,
@@ -35,7 +35,7 @@ export interface HandoffRecord {
   note: Record<string, unknown>;
 }
 
-function handoffRow(handoff: HandoffRecord) {
+export function handoffRow(handoff: HandoffRecord) {
   return {
     task_id: handoff.taskId,
     step_no: handoff.stepNo,
@@ -68,7 +68,7 @@ export type ConversationRecord = {
   message: ChatMessage;
 };
 
-function conversationRows(rows: readonly ConversationRecord[]) {
+export function conversationRows(rows: readonly ConversationRecord[]) {
   return rows.map((r) => ({
     task_id: r.taskId,
     stint_no: r.stintNo,

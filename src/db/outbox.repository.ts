@@ -74,11 +74,14 @@ export interface Delivered {
 
 /** Marks delivered rows sent (a turn marks the rows delivered before it inside its own statement). */
 export async function markDelivered(db: Executor, rows: readonly Delivered[]): Promise<void> {
-  if (rows.length === 0) return;
-  await sql`update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
+  if (rows.length > 0) await markDeliveredSql(rows).execute(db);
+}
+
+export function markDeliveredSql(rows: readonly Delivered[]) {
+  return sql`update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
     from unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.slackTs)}::text[])
       as delivered(id, slack_ts)
-    where slack_outbox.id = delivered.id`.execute(db);
+    where slack_outbox.id = delivered.id`;
 }
 
 export async function markFailed(

@@ -2,6 +2,16 @@ import { type ExpressionBuilder, sql } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
+import { decidedUnsettledQuery } from "./humans.repository.ts";
+import {
+  type AuditInput,
+  auditRows,
+  type ConversationRecord,
+  conversationRows,
+  type HandoffRecord,
+  handoffRow,
+} from "./ledger.repository.ts";
+import { type Delivered, markDeliveredSql } from "./outbox.repository.ts";
 import type { Database, TaskRow } from "./schema.ts";
 
 export type Owner = { kind: "agent" | "human"; id: string };
@@ -23,33 +33,60 @@ export async function findTaskByThread(
     .executeTakeFirst();
 }
 
-export async function insertTask(
+export interface NewTask {
+  channelId: string;
+  threadTs: string;
+  requesterId: string;
+  title: string;
+  requestText: string;
+  owner: Owner;
+}
+
+function newTaskRow(task: NewTask) {
+  return {
+    channel_id: task.channelId,
+    thread_ts: task.threadTs,
+    requester_id: task.requesterId,
+    title: task.title,
+    request_text: task.requestText,
+    owner_kind: task.owner.kind,
+    owner_id: task.owner.id,
+    handback_stack: JSON.stringify([]),
+    facts: JSON.stringify({}),
+    cost_usd: 0,
+  };
+}
+
+export async function insertTask(tx: Tx, task: NewTask): Promise<TaskRow> {
+  return tx.insertInto("tasks").values(newTaskRow(task)).returningAll().executeTakeFirstOrThrow();
+}
+
+/**
+ * A new task with what it starts with (its first conversation message, its start handoff, its
+ * audit events) in one statement of data-modifying CTEs. The id is the caller's, so the rows that
+ * refer to the task can be written beside it.
+ */
+export async function startTask(
   tx: Tx,
-  task: {
-    channelId: string;
-    threadTs: string;
-    requesterId: string;
-    title: string;
-    requestText: string;
-    owner: Owner;
+  start: {
+    id: string;
+    task: NewTask;
+    conversation: readonly ConversationRecord[];
+    handoff: HandoffRecord;
+    audits: readonly AuditInput[];
   },
-): Promise<TaskRow> {
-  return tx
-    .insertInto("tasks")
-    .values({
-      channel_id: task.channelId,
-      thread_ts: task.threadTs,
-      requester_id: task.requesterId,
-      title: task.title,
-      request_text: task.requestText,
-      owner_kind: task.owner.kind,
-      owner_id: task.owner.id,
-      handback_stack: JSON.stringify([]),
-      facts: JSON.stringify({}),
-      cost_usd: 0,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+): Promise<void> {
+  await tx
+    .with("task_row", (db) =>
+      db.insertInto("tasks").values({ ...newTaskRow(start.task), id: start.id }),
+    )
+    .with("conversation_rows", (db) =>
+      db.insertInto("conversation").values(conversationRows(start.conversation)),
+    )
+    .with("handoff_row", (db) => db.insertInto("handoffs").values(handoffRow(start.handoff)))
+    .insertInto("audit_events")
+    .values(auditRows(start.audits))
+    .execute();
 }
 
 /**
@@ -115,16 +152,28 @@ export function taskChangesSet(changes: TaskChanges) {
   });
 }
 
+export interface Claim {
+  /** Outbox rows an earlier run left undelivered. */
+  undelivered: boolean;
+  /** Decided approvals whose parked calls are not settled yet. */
+  decided: boolean;
+  /** What the first turn reads, as of the claim. */
+  turn: LoadedTurn;
+}
+
 /**
  * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
  * so its task is taken over; a live worker's lease keeps duplicate jobs from running turns twice.
+ * The same statement reads what the run starts from: undelivered messages, decisions to settle,
+ * and the first turn's task and conversation (one snapshot, so a decision and the task status it
+ * set are seen together).
  */
 export async function claimLease(
   db: Executor,
   id: string,
   worker: string,
   leaseMs: number,
-): Promise<{ undelivered: boolean } | undefined> {
+): Promise<Claim | undefined> {
   const row = await db
     .updateTable("tasks")
     .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
@@ -136,7 +185,8 @@ export async function claimLease(
         eb("lease_owner", "=", worker),
       ]),
     )
-    .returning((eb) =>
+    .returningAll()
+    .returning((eb) => [
       eb
         .exists(
           eb
@@ -147,14 +197,35 @@ export async function claimLease(
             .where("slack_outbox.status", "<>", "dead"),
         )
         .as("undelivered"),
-    )
+      eb
+        .exists(
+          decidedUnsettledQuery(db)
+            .select("approvals.id")
+            .where("approvals.task_id", "=", eb.ref("tasks.id")),
+        )
+        .as("decided"),
+      ...turnReads(eb),
+    ])
     .executeTakeFirst();
-  return row && { undelivered: Boolean(row.undelivered) };
+  if (!row) return undefined;
+  const { undelivered, decided, ...turn } = row;
+  return { undelivered: Boolean(undelivered), decided: Boolean(decided), turn: toLoadedTurn(turn) };
 }
 
-/** Gives the task up; returns what it is now, so the worker can tell whether it has work left. */
-export async function releaseLease(db: Executor, id: string, worker: string) {
+/**
+ * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
+ * `delivered` outbox rows are marked sent in the same statement.
+ */
+export async function releaseLease(
+  db: Executor,
+  id: string,
+  worker: string,
+  delivered: readonly Delivered[] = [],
+) {
+  // One statement text whether or not there are rows to mark; a data-modifying CTE runs to
+  // completion even when the lease was no longer this worker's (the rows were delivered anyway).
   return db
+    .with("delivered_rows", () => sql`(${markDeliveredSql(delivered)})`)
     .updateTable("tasks")
     .set({ lease_owner: null, lease_until: null })
     .where("id", "=", id)
@@ -177,51 +248,76 @@ export async function findOrphanedTasks(db: Executor, limit: number): Promise<st
   return rows.map((r) => r.id);
 }
 
+/** The task as a turn starts from it, its current stint's conversation and unread replies. */
+export interface LoadedTurn {
+  task: TaskRow;
+  history: ChatMessage[];
+  inputs: { id: string; author_id: string; text: string }[];
+}
+
+/** The current stint's conversation and the replies that arrived since the last turn. */
+function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
+  return [
+    jsonArrayFrom(
+      eb
+        .selectFrom("conversation")
+        .select("conversation.message")
+        .whereRef("conversation.task_id", "=", "tasks.id")
+        .whereRef("conversation.stint_no", "=", "tasks.stint_no")
+        .orderBy("conversation.id"),
+    ).as("history"),
+    jsonArrayFrom(
+      eb
+        .selectFrom("task_inputs")
+        .select(["task_inputs.id", "task_inputs.author_id", "task_inputs.text"])
+        .whereRef("task_inputs.task_id", "=", "tasks.id")
+        .where("task_inputs.consumed_at_step", "is", null)
+        .orderBy("task_inputs.id"),
+    ).as("inputs"),
+  ] as const;
+}
+
+function toLoadedTurn<
+  T extends { history: { message: unknown }[]; inputs: { id: string | number }[] },
+>(row: T): LoadedTurn {
+  const { history, inputs, ...task } = row;
+  return {
+    task: task as unknown as TaskRow,
+    history: history.map((h) => h.message as ChatMessage),
+    // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
+    inputs: (inputs as unknown as LoadedTurn["inputs"]).map((i) => ({ ...i, id: String(i.id) })),
+  };
+}
+
 /**
  * What one turn reads, in one round trip: the task, its current stint's conversation, and the
  * replies that arrived since the last turn.
  */
-export async function loadTurn(db: Executor, id: string) {
+export async function loadTurn(db: Executor, id: string): Promise<LoadedTurn | undefined> {
   const row = await db
     .selectFrom("tasks")
     .selectAll("tasks")
-    .select((eb) => [
-      jsonArrayFrom(
-        eb
-          .selectFrom("conversation")
-          .select("conversation.message")
-          .whereRef("conversation.task_id", "=", "tasks.id")
-          .whereRef("conversation.stint_no", "=", "tasks.stint_no")
-          .orderBy("conversation.id"),
-      ).as("history"),
-      jsonArrayFrom(
-        eb
-          .selectFrom("task_inputs")
-          .select(["task_inputs.id", "task_inputs.author_id", "task_inputs.text"])
-          .whereRef("task_inputs.task_id", "=", "tasks.id")
-          .where("task_inputs.consumed_at_step", "is", null)
-          .orderBy("task_inputs.id"),
-      ).as("inputs"),
-    ])
+    .select((eb) => turnReads(eb))
     .where("tasks.id", "=", id)
     .executeTakeFirst();
-  if (!row) return undefined;
-  const { history, inputs, ...task } = row;
-  return {
-    task: task as TaskRow,
-    history: history.map((h) => h.message as unknown as ChatMessage),
-    // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
-    inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),
-  };
+  return row && toLoadedTurn(row);
 }
 
+/** A person's reply for the agent's next turn, with its audit events in the same statement. */
 export async function insertInput(
   tx: Tx,
   input: { taskId: string; authorId: string; text: string },
+  audits: readonly AuditInput[] = [],
 ): Promise<void> {
+  const row = { task_id: input.taskId, author_id: input.authorId, text: input.text };
+  if (audits.length === 0) {
+    await tx.insertInto("task_inputs").values(row).execute();
+    return;
+  }
   await tx
-    .insertInto("task_inputs")
-    .values({ task_id: input.taskId, author_id: input.authorId, text: input.text })
+    .with("input_row", (db) => db.insertInto("task_inputs").values(row))
+    .insertInto("audit_events")
+    .values(auditRows(audits))
     .execute();
 }
 

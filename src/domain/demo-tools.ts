@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type ToolContext, type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
-import type { Tx } from "../db/database.ts";
+import type { Executor, Tx } from "../db/database.ts";
 import * as demo from "../db/demo.repository.ts";
 
 /**
@@ -19,11 +19,14 @@ const sku = z
   .string()
   .trim()
   .regex(/^[A-Z0-9-]{2,40}$/, "a SKU looks like LAMP-OAK");
+// Read tools may get the pool (a turn that only reads runs without a transaction); write tools
+// always get the turn's transaction, so their effect commits with the record of the call.
+const reads = (ctx: ToolContext) => ctx.tx as Executor;
 const tx = (ctx: ToolContext) => ctx.tx as Tx;
 const RETURN_WINDOW_DAYS = 30;
 
 async function requireOrder(ctx: ToolContext, id: string) {
-  const order = await demo.findOrder(tx(ctx), id);
+  const order = await demo.findOrder(reads(ctx), id);
   if (!order) throw new ToolInputError(`order ${id} does not exist`);
   return order;
 }
@@ -74,7 +77,7 @@ const checkStock: ToolDefinition<{ sku: string }> = {
   toolClass: "read",
   input: z.object({ sku }),
   async run(ctx, input) {
-    const stock = await demo.findStock(tx(ctx), input.sku);
+    const stock = await demo.findStock(reads(ctx), input.sku);
     if (!stock) throw new ToolInputError(`SKU ${input.sku} does not exist`);
     return {
       item: stock.name,
@@ -94,14 +97,13 @@ const adjustStock: ToolDefinition<{ sku: string; counted_quantity: number; reaso
     reason: z.string().trim().min(3).max(300),
   }),
   async run(ctx, input) {
-    if (!(await demo.findStock(tx(ctx), input.sku)))
-      throw new ToolInputError(`SKU ${input.sku} does not exist`);
     const adj = await demo.adjustStock(tx(ctx), {
       sku: input.sku,
       count: input.counted_quantity,
       reason: input.reason,
       key: ctx.idempotencyKey,
     });
+    if (!adj) throw new ToolInputError(`SKU ${input.sku} does not exist`);
     return { from: adj.from_count, to: adj.to_count };
   },
 };
@@ -129,7 +131,7 @@ const returnEligibility: ToolDefinition<{ order_id: string }> = {
   input: z.object({ order_id: orderId }),
   async run(ctx, { order_id }) {
     const o = await requireOrder(ctx, order_id);
-    const refunds = await demo.refundsFor(tx(ctx), order_id);
+    const refunds = await demo.refundsFor(reads(ctx), order_id);
     const days = o.delivered_at
       ? Math.floor((Date.now() - o.delivered_at.getTime()) / 86_400_000)
       : undefined;
@@ -185,7 +187,7 @@ const issueRefund: ToolDefinition<{ order_id: string; amount_usd: number; reason
   }),
   async run(ctx, input) {
     const o = await requireOrder(ctx, input.order_id);
-    const already = await demo.refundsFor(tx(ctx), input.order_id);
+    const already = await demo.refundsFor(reads(ctx), input.order_id);
     const replay = already.find((r) => r.idempotency_key === ctx.idempotencyKey);
     if (!replay && already.length > 0)
       throw new ToolInputError(`order ${input.order_id} was already refunded`);

@@ -1,7 +1,7 @@
+import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
-import { linkEventsToTask, recordReceived } from "../db/events.repository.ts";
-import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
-import { findTaskByThread, insertInput, insertTask, updateTask } from "../db/tasks.repository.ts";
+import { recordReceived } from "../db/events.repository.ts";
+import { findTaskByThread, insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 
 export interface IncomingMessage {
@@ -35,54 +35,58 @@ export async function acceptMessage(
       const existing = await findTaskByThread(tx, message.channel, threadTs);
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
-      if (!(await recordReceived(tx, keys))) throw new Duplicate();
+      // A new task's id is chosen here, so the event rows and the task's rows are written with it.
+      const taskId = existing?.id ?? randomUUID();
+      if (!(await recordReceived(tx, keys, taskId))) throw new Duplicate();
       if (!existing) {
         const { agent, text } = chooseAgent(deps, message);
-        const task = await insertTask(tx, {
-          channelId: message.channel,
-          threadTs,
-          requesterId: message.user,
-          title: taskTitle(text),
-          requestText: text,
-          owner: { kind: "agent", id: agent.id },
-        });
-        await appendConversation(tx, [
-          { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: text } },
-        ]);
-        await insertHandoff(tx, {
-          taskId: task.id,
-          stepNo: 0,
-          kind: "start",
-          from: { kind: "human", id: message.user },
-          to: { kind: "agent", id: agent.id },
-          note: { request: text },
-        });
-        await audit(tx, [
-          {
-            taskId: task.id,
-            actor: { kind: "human", id: message.user },
-            kind: "message_received",
-            data: { text, channel: message.channel, ts: message.ts },
+        await startTask(tx, {
+          id: taskId,
+          task: {
+            channelId: message.channel,
+            threadTs,
+            requesterId: message.user,
+            title: taskTitle(text),
+            requestText: text,
+            owner: { kind: "agent", id: agent.id },
           },
-          {
-            taskId: task.id,
-            actor: { kind: "system", id: "baton" },
-            kind: "task_started",
-            data: { agent: agent.id },
+          conversation: [
+            { taskId, stintNo: 1, stepNo: 0, message: { role: "user", content: text } },
+          ],
+          handoff: {
+            taskId,
+            stepNo: 0,
+            kind: "start",
+            from: { kind: "human", id: message.user },
+            to: { kind: "agent", id: agent.id },
+            note: { request: text },
           },
-        ]);
-        await linkEventsToTask(tx, keys, task.id);
-        await deps.queue.enqueue(tx, task.id);
+          audits: [
+            {
+              taskId,
+              actor: { kind: "human", id: message.user },
+              kind: "message_received",
+              data: { text, channel: message.channel, ts: message.ts },
+            },
+            {
+              taskId,
+              actor: { kind: "system", id: "baton" },
+              kind: "task_started",
+              data: { agent: agent.id },
+            },
+          ],
+        });
+        await deps.queue.enqueue(tx, taskId);
         return "started";
       }
-      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text });
-      await audit(tx, {
-        taskId: existing.id,
-        actor: { kind: "human", id: message.user },
-        kind: "message_received",
-        data: { text: message.text, ts: message.ts },
-      });
-      await linkEventsToTask(tx, keys, existing.id);
+      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
+        {
+          taskId: existing.id,
+          actor: { kind: "human", id: message.user },
+          kind: "message_received",
+          data: { text: message.text, ts: message.ts },
+        },
+      ]);
       // A reply to an answered or failed task reopens it with the agent that owned it last.
       if (
         (existing.status === "done" || existing.status === "failed") &&

@@ -122,6 +122,10 @@ export interface RunDeliveries {
   giveBack(rows: readonly Delivered[]): void;
   /** Waits for the queued posts and marks every posted row sent. */
   flush(): Promise<void>;
+  /** Waits for the queued posts; throws what went wrong in them. */
+  settled(): Promise<void>;
+  /** Waits for the queued posts and takes the rows posted, for the caller to mark sent. */
+  drain(): Promise<Delivered[]>;
   /** A post failed: rows after it were left in the outbox for the locked path (deliverOutbox). */
   readonly failed: boolean;
 }
@@ -162,6 +166,16 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
       posted = [];
       await markDelivered(deps.db, rows);
       if (error) throw error;
+    },
+    async settled() {
+      await tail;
+      if (error) throw error;
+    },
+    async drain() {
+      await tail;
+      const rows = posted;
+      posted = [];
+      return rows;
     },
     get failed() {
       return failed;

@@ -38,8 +38,11 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
   try {
     if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0 });
     // Decisions arrive while the task waits, so they are settled once, as the run starts.
-    let afterDecision = await settleDecidedApprovals(deps, taskId);
-    let state: TurnState | undefined;
+    let afterDecision = claim.decided && (await settleDecidedApprovals(deps, taskId));
+    // The first turn starts from what the claim read, unless something since changed it.
+    const { task, history, inputs } = claim.turn;
+    let state: TurnState | undefined =
+      backlog || claim.decided || inputs.length > 0 ? undefined : { task, history };
     for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
       const marks = deliveries.take();
       const result = await runTurn(deps, taskId, { afterDecision, state, deliveries, marks }).catch(
@@ -60,12 +63,15 @@ export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> 
       }
       if (result.outcome === "idle") break;
     }
-    await deliveries.flush();
+    await deliveries.settled();
     // A post failed after the last turn that spoke: send what it held back, in order.
-    if (deliveries.failed && !backlog) await deliverOutbox(deps, { taskId });
+    if (deliveries.failed && !backlog) {
+      await deliveries.flush();
+      await deliverOutbox(deps, { taskId });
+    }
   } finally {
-    await deliveries.flush();
-    released = await releaseLease(deps.db, taskId, deps.workerId);
+    // Posts still under way finish first; the release marks what they sent.
+    released = await releaseLease(deps.db, taskId, deps.workerId, await deliveries.drain());
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")

@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, test } from "node:test";
+import { recordReceived } from "../../src/db/events.repository.ts";
+import { ownershipHistory } from "../../src/db/ledger.repository.ts";
+import {
+  findTaskByThread,
+  insertInput,
+  loadTurn,
+  startTask,
+} from "../../src/db/tasks.repository.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+let t: TestDatabase;
+before(async () => {
+  t = await createTestDatabase();
+});
+after(async () => {
+  await t.close();
+});
+
+function start(id: string, thread: string) {
+  return {
+    id,
+    task: {
+      channelId: "C0ORDERS",
+      threadTs: thread,
+      requesterId: "U0DANA",
+      title: "where is order 1042?",
+      requestText: "where is order 1042?",
+      owner: { kind: "agent" as const, id: "customer-service" },
+    },
+    conversation: [
+      {
+        taskId: id,
+        stintNo: 1,
+        stepNo: 0,
+        message: { role: "user" as const, content: "where is order 1042?" },
+      },
+    ],
+    handoff: {
+      taskId: id,
+      stepNo: 0,
+      kind: "start" as const,
+      from: { kind: "human", id: "U0DANA" },
+      to: { kind: "agent", id: "customer-service" },
+      note: { request: "where is order 1042?" },
+    },
+    audits: [
+      {
+        taskId: id,
+        actor: { kind: "human" as const, id: "U0DANA" },
+        kind: "message_received",
+        data: { text: "where is order 1042?" },
+      },
+      {
+        taskId: id,
+        actor: { kind: "system" as const, id: "baton" },
+        kind: "task_started",
+        data: { agent: "customer-service" },
+      },
+    ],
+  };
+}
+
+test("a task starts in one statement with its conversation, handoff and audit events", async () => {
+  const id = randomUUID();
+  await t.db.transaction().execute(async (tx) => {
+    assert.equal(await recordReceived(tx, ["event:Ev1", "message:C0ORDERS:200.1"], id), true);
+    await startTask(tx, start(id, "200.1"));
+  });
+  const task = await findTaskByThread(t.db, "C0ORDERS", "200.1");
+  assert.equal(task?.id, id);
+  assert.equal(task?.status, "active");
+  assert.equal(task?.owner_id, "customer-service");
+  assert.equal(task?.step_no, 0);
+  assert.deepEqual(task?.handback_stack, []);
+  assert.deepEqual(task?.facts, {});
+  assert.deepEqual((await loadTurn(t.db, id))?.history, [
+    { role: "user", content: "where is order 1042?" },
+  ]);
+  assert.deepEqual(
+    (await ownershipHistory(t.db, id)).map((h) => [h.kind, h.from_id, h.to_id]),
+    [["start", "U0DANA", "customer-service"]],
+  );
+  const audits = await t.db
+    .selectFrom("audit_events")
+    .select("kind")
+    .where("task_id", "=", id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(
+    audits.map((a) => a.kind),
+    ["message_received", "task_started"],
+  );
+  const events = await t.db.selectFrom("slack_events").selectAll().orderBy("event_id").execute();
+  assert.deepEqual(
+    events.map((e) => [e.event_id, e.task_id]),
+    [
+      ["event:Ev1", id],
+      ["message:C0ORDERS:200.1", id],
+    ],
+  );
+});
+
+test("a message seen before under any of its keys is reported, and its transaction rolled back", async () => {
+  const twin = randomUUID();
+  await assert.rejects(
+    t.db.transaction().execute(async (tx) => {
+      if (!(await recordReceived(tx, ["event:Ev2", "message:C0ORDERS:200.1"], twin)))
+        throw new Error("duplicate");
+      await startTask(tx, start(twin, "200.1"));
+    }),
+    /duplicate/,
+  );
+  const rows = await t.db
+    .selectFrom("slack_events")
+    .select("event_id")
+    .where("event_id", "=", "event:Ev2")
+    .execute();
+  assert.deepEqual(rows, []);
+});
+
+test("a reply is stored with its audit event in one statement", async () => {
+  const task = await findTaskByThread(t.db, "C0ORDERS", "200.1");
+  assert.ok(task);
+  await t.db.transaction().execute((tx) =>
+    insertInput(tx, { taskId: task.id, authorId: "U0LEE", text: "any news?" }, [
+      {
+        taskId: task.id,
+        actor: { kind: "human", id: "U0LEE" },
+        kind: "message_received",
+        data: { text: "any news?", ts: "200.2" },
+      },
+    ]),
+  );
+  assert.deepEqual(
+    (await loadTurn(t.db, task.id))?.inputs.map((i) => [i.author_id, i.text]),
+    [["U0LEE", "any news?"]],
+  );
+  const audits = await t.db
+    .selectFrom("audit_events")
+    .select(["kind", "actor_id"])
+    .where("task_id", "=", task.id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(audits.at(-1), { kind: "message_received", actor_id: "U0LEE" });
+});
