@@ -2,7 +2,6 @@ import { type ExpressionBuilder, sql } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
-import { decidedUnsettledQuery } from "./humans.repository.ts";
 import {
   type AuditInput,
   auditRows,
@@ -11,7 +10,6 @@ import {
   type HandoffRecord,
   handoffRow,
 } from "./ledger.repository.ts";
-import { type Delivered, markDeliveredSql } from "./outbox.repository.ts";
 import type { Database, TaskRow } from "./schema.ts";
 
 export type Owner = { kind: "agent" | "human"; id: string };
@@ -152,103 +150,6 @@ export function taskChangesSet(changes: TaskChanges) {
   });
 }
 
-export interface Claim {
-  /** Outbox rows an earlier run left undelivered. */
-  undelivered: boolean;
-  /** Decided approvals whose parked calls are not settled yet. */
-  decided: boolean;
-  /** What the first turn reads, as of the claim. */
-  turn: LoadedTurn;
-}
-
-/**
- * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
- * so its task is taken over; a live worker's lease keeps duplicate jobs from running turns twice.
- * The same statement reads what the run starts from: undelivered messages, decisions to settle,
- * and the first turn's task and conversation (one snapshot, so a decision and the task status it
- * set are seen together).
- */
-export async function claimLease(
-  db: Executor,
-  id: string,
-  worker: string,
-  leaseMs: number,
-): Promise<Claim | undefined> {
-  const row = await db
-    .updateTable("tasks")
-    .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
-    .where("id", "=", id)
-    .where((eb) =>
-      eb.or([
-        eb("lease_until", "is", null),
-        eb("lease_until", "<", sql<Date>`now()`),
-        eb("lease_owner", "=", worker),
-      ]),
-    )
-    .returningAll()
-    .returning((eb) => [
-      eb
-        .exists(
-          eb
-            .selectFrom("slack_outbox")
-            .select("slack_outbox.id")
-            .whereRef("slack_outbox.task_id", "=", "tasks.id")
-            .where("slack_outbox.status", "<>", "sent")
-            .where("slack_outbox.status", "<>", "dead"),
-        )
-        .as("undelivered"),
-      eb
-        .exists(
-          decidedUnsettledQuery(db)
-            .select("approvals.id")
-            .where("approvals.task_id", "=", eb.ref("tasks.id")),
-        )
-        .as("decided"),
-      ...turnReads(eb),
-    ])
-    .executeTakeFirst();
-  if (!row) return undefined;
-  const { undelivered, decided, ...turn } = row;
-  return { undelivered: Boolean(undelivered), decided: Boolean(decided), turn: toLoadedTurn(turn) };
-}
-
-/**
- * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
- * `delivered` outbox rows are marked sent in the same statement.
- */
-export async function releaseLease(
-  db: Executor,
-  id: string,
-  worker: string,
-  delivered: readonly Delivered[] = [],
-) {
-  // One statement text whether or not there are rows to mark; a data-modifying CTE runs to
-  // completion even when the lease was no longer this worker's (the rows were delivered anyway).
-  return db
-    .with("delivered_rows", () => sql`(${markDeliveredSql(delivered)})`)
-    .updateTable("tasks")
-    .set({ lease_owner: null, lease_until: null })
-    .where("id", "=", id)
-    .where("lease_owner", "=", worker)
-    .returning(["status", "owner_kind"])
-    .executeTakeFirst();
-}
-
-/** Tasks an agent should be working on but no live worker drives (after a crash or restart). */
-export async function findOrphanedTasks(db: Executor, limit: number): Promise<string[]> {
-  const rows = await db
-    .selectFrom("tasks")
-    .select("id")
-    .where("status", "=", "active")
-    .where("owner_kind", "=", "agent")
-    .where((eb) => eb.or([eb("lease_until", "is", null), eb("lease_until", "<", sql<Date>`now()`)]))
-    .orderBy("last_activity_at")
-    .limit(limit)
-    .execute();
-  return rows.map((r) => r.id);
-}
-
-/** The task as a turn starts from it, its current stint's conversation and unread replies. */
 export interface LoadedTurn {
   task: TaskRow;
   history: ChatMessage[];
@@ -256,7 +157,7 @@ export interface LoadedTurn {
 }
 
 /** The current stint's conversation and the replies that arrived since the last turn. */
-function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
+export function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
   return [
     jsonArrayFrom(
       eb
@@ -277,7 +178,7 @@ function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
   ] as const;
 }
 
-function toLoadedTurn<
+export function toLoadedTurn<
   T extends { history: { message: unknown }[]; inputs: { id: string | number }[] },
 >(row: T): LoadedTurn {
   const { history, inputs, ...task } = row;

@@ -1,5 +1,5 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
-import { findOrphanedTasks } from "../db/tasks.repository.ts";
+import { findOrphanedTasks } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { deliverOutbox } from "./outbox.ts";

@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { insertApproval } from "../../src/db/humans.repository.ts";
+import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
 import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
-import {
-  claimLease,
-  findTask,
-  insertInput,
-  insertTask,
-  loadTurn,
-  releaseLease,
-} from "../../src/db/tasks.repository.ts";
+import { findTask, insertInput, insertTask, loadTurn } from "../../src/db/tasks.repository.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
