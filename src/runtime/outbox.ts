@@ -77,7 +77,7 @@ export async function deliverOutbox(
  * delivered, for the next turn to mark sent. A failure is recorded and stops the delivery (the
  * thread keeps its order); `failed` tells the caller to go through deliverOutbox from then on.
  */
-export async function deliverFresh(
+async function deliverFresh(
   deps: { db: Db; chat: ChatSurface; log: Logger },
   rows: readonly { id: string; message: OutboxMessage }[],
 ): Promise<{ delivered: Delivered[]; failed: boolean }> {

@@ -1,9 +1,11 @@
+import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
 import { gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import type { Executor } from "../db/database.ts";
 import { insertToolCall } from "../db/ledger.repository.ts";
 import { requestApproval } from "./approvals.ts";
+import type { RuntimeDeps } from "./deps.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import type { TurnEffects } from "./turn.ts";
 
@@ -104,6 +106,22 @@ export async function runToolAction(
     fx.deps.metrics.toolCalls.inc({ tool: action.tool.name, outcome: outcome.status }),
   );
   return false;
+}
+
+/**
+ * Whether running this call writes before the turn's own statement (a write tool's effect, a
+ * parked or shadowed call's rows), so the turn must lock the task and commit in one transaction.
+ * A read tool that runs only reads.
+ */
+export function writesBeforeTurn(
+  deps: RuntimeDeps,
+  agent: Agent,
+  action: Extract<Action, { kind: "tool" }>,
+): boolean {
+  return (
+    action.tool.toolClass !== "read" ||
+    gateFor(agent, action.tool, action.args, deps.agents.file).kind !== "run"
+  );
 }
 
 /** A tool's own refusal (order not found, ...) goes back to the model; anything else aborts the turn. */

@@ -2,7 +2,6 @@ import type { Agent } from "../core/agents/directory.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
-import { gateFor } from "../core/policy.ts";
 import type { Executor } from "../db/database.ts";
 import type { HandoffRecord, ToolCallRecord } from "../db/ledger.repository.ts";
 import type { Arrival } from "../db/metrics.repository.ts";
@@ -14,7 +13,7 @@ import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
 import { assistantMessage, personaOf, post, toolMessage } from "./messages.ts";
-import { runToolAction } from "./tool-actions.ts";
+import { runToolAction, writesBeforeTurn } from "./tool-actions.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
@@ -79,11 +78,7 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
   const writesFirst =
     turn.inputIds.length > 0 ||
     turn.actions.some(
-      (a) =>
-        a.kind === "escalate" ||
-        (a.kind === "tool" &&
-          (a.tool.toolClass !== "read" ||
-            gateFor(agent, a.tool, a.args, deps.agents.file).kind !== "run")),
+      (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, agent, a)),
     );
   const inTransaction = (write: (executor: Executor) => Promise<CommittedTurn | undefined>) =>
     deps.db.transaction().execute(async (tx) => {
