@@ -20,6 +20,7 @@ import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
 import { registerDatabaseGauges } from "./runtime/gauges.ts";
+import { localRuns } from "./runtime/local-runs.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
@@ -101,6 +102,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       clock: options.clock ?? systemClock,
       workerId,
       leaseMs: options.leaseMs ?? 120_000,
+      // Without workers nothing runs here, whether queued or started at once.
+      runs: localRuns(options.workers === false ? 0 : config.workers, log),
     };
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {
@@ -143,7 +146,12 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     deps.chat = createSlackChatSurface(app.client, { log });
 
     if (options.workers ?? true) {
-      await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
+      // A task this process started at once: its job waits for that run instead of running it twice.
+      await queue.workTasks(
+        config.workers,
+        (taskId) => deps.runs.running(taskId) ?? runTask(deps, taskId),
+      );
+      stops.push(() => deps.runs.drain());
       await queue.workDeadLetters((taskId, reason) => markDeadLettered(deps, taskId, reason));
     }
     if (options.maintenance ?? true) {

@@ -69,22 +69,32 @@ export async function startTask(
   start: {
     id: string;
     task: NewTask;
+    /** Leased to this worker from the start, when it runs the task itself right after the commit. */
+    lease?: { worker: string; ms: number };
     conversation: readonly ConversationRecord[];
     handoff: HandoffRecord;
     audits: readonly AuditInput[];
   },
-): Promise<void> {
-  await tx
+): Promise<TaskRow> {
+  const lease = start.lease && {
+    lease_owner: start.lease.worker,
+    lease_until: sql<Date>`now() + ${`${start.lease.ms} milliseconds`}::interval`,
+  };
+  return tx
     .with("task_row", (db) =>
-      db.insertInto("tasks").values({ ...newTaskRow(start.task), id: start.id }),
+      db
+        .insertInto("tasks")
+        .values({ ...newTaskRow(start.task), id: start.id, ...lease })
+        .returningAll(),
     )
     .with("conversation_rows", (db) =>
       db.insertInto("conversation").values(conversationRows(start.conversation)),
     )
     .with("handoff_row", (db) => db.insertInto("handoffs").values(handoffRow(start.handoff)))
-    .insertInto("audit_events")
-    .values(auditRows(start.audits))
-    .execute();
+    .with("audit_rows", (db) => db.insertInto("audit_events").values(auditRows(start.audits)))
+    .selectFrom("task_row")
+    .selectAll()
+    .executeTakeFirstOrThrow();
 }
 
 /**

@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import { recordReceived } from "../db/events.repository.ts";
+import type { Claim } from "../db/lease.repository.ts";
 import { findTaskByThread, insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { runTask } from "./run-task.ts";
 
 export interface IncomingMessage {
   eventId: string;
@@ -29,19 +31,27 @@ export async function acceptMessage(
   message: IncomingMessage,
 ): Promise<AcceptOutcome> {
   const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
+  // A new task's id is chosen here, so the event rows and the task's rows are written with it.
+  const newId = randomUUID();
+  // A slot to run it here at once; its job, written below all the same, waits for that run.
+  const here = deps.runs.reserve(newId);
+  let started: RunStart | undefined;
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       const threadTs = message.threadTs ?? message.ts;
       const existing = await findTaskByThread(tx, message.channel, threadTs);
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
-      // A new task's id is chosen here, so the event rows and the task's rows are written with it.
-      const taskId = existing?.id ?? randomUUID();
+      const taskId = existing?.id ?? newId;
       if (!(await recordReceived(tx, keys, taskId))) throw new Duplicate();
       if (!existing) {
         const { agent, text } = chooseAgent(deps, message);
-        await startTask(tx, {
+        const conversation = [
+          { taskId, stintNo: 1, stepNo: 0, message: { role: "user" as const, content: text } },
+        ];
+        const task = await startTask(tx, {
           id: taskId,
+          ...(here && { lease: { worker: deps.workerId, ms: deps.leaseMs } }),
           task: {
             channelId: message.channel,
             threadTs,
@@ -50,9 +60,7 @@ export async function acceptMessage(
             requestText: text,
             owner: { kind: "agent", id: agent.id },
           },
-          conversation: [
-            { taskId, stintNo: 1, stepNo: 0, message: { role: "user", content: text } },
-          ],
+          conversation,
           handoff: {
             taskId,
             stepNo: 0,
@@ -77,6 +85,7 @@ export async function acceptMessage(
           ],
         });
         await deps.queue.enqueue(tx, taskId);
+        if (here) started = { task, history: conversation.map((c) => c.message) };
         return "started";
       }
       await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
@@ -103,12 +112,20 @@ export async function acceptMessage(
     });
     // Counted after the commit, so a rolled-back start is never counted.
     if (outcome === "started") deps.metrics.tasksStarted.inc();
+    if (started) {
+      const claim = { undelivered: false, decided: false, turn: { ...started, inputs: [] } };
+      deps.runs.start(newId, () => runTask(deps, newId, claim));
+    } else deps.runs.giveBack(newId);
     return outcome;
   } catch (error) {
+    deps.runs.giveBack(newId);
     if (error instanceof Duplicate) return "duplicate";
     throw error;
   }
 }
+
+/** What a task started here begins its first run from: what the accept itself wrote. */
+type RunStart = Omit<Claim["turn"], "inputs">;
 
 /** "@Baton billing: refund order 1077" goes to billing; otherwise the channel's entry agent. */
 function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {

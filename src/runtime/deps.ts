@@ -5,6 +5,7 @@ import type { ToolRegistry } from "../core/tools/tool.ts";
 import type { Db, Executor } from "../db/database.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import type { LocalRuns } from "./local-runs.ts";
 
 /** Puts a task's next run on the durable queue, inside the caller's transaction when given one. */
 export interface TaskQueue {
@@ -29,4 +30,6 @@ export interface RuntimeDeps {
   workerId: string;
   /** How long a worker may hold a task without committing; a dead worker's task is taken over after it. */
   leaseMs: number;
+  /** New tasks run in the process that accepted them, their jobs waiting on those runs. */
+  runs: LocalRuns;
 }

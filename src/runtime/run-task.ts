@@ -3,7 +3,7 @@ import { systemMessage } from "../core/context.ts";
 import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
-import { claimLease, releaseLease } from "../db/lease.repository.ts";
+import { type Claim, claimLease, releaseLease } from "../db/lease.repository.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { Delivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -22,8 +22,13 @@ const MAX_TURNS_PER_RUN = 40;
  * Drives one task until it waits for a human, ends, or fails. Every turn commits on its own,
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
  */
-export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> {
-  const claim = await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs);
+export async function runTask(
+  deps: RuntimeDeps,
+  taskId: string,
+  /** The lease, already taken with the task's start (a task run where it was accepted). */
+  claimed?: Claim,
+): Promise<void> {
+  const claim = claimed ?? (await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs));
   if (!claim) {
     deps.log.debug({ taskId }, "task is driven by another worker");
     return;

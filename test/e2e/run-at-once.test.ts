@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { sql } from "kysely";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { type Script, scriptByAgent } from "../support/model-server.ts";
+import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { finishedTask } from "../support/scripts-humans.ts";
+
+// Flow 1 twice; the second time, the model fails the run's first request once.
+const once = whereIsMyOrderScript();
+const flow = scriptByAgent(
+  Object.fromEntries(
+    Object.entries(once).map(([agent, replies]) => [agent, [...replies, ...replies]]),
+  ),
+);
+let failedAt = -1;
+const script: Script = (request, context) => {
+  if (context.callIndex === failedAt)
+    return { status: 500, error: "the model is down for a moment" };
+  return flow(request, context);
+};
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({ script });
+});
+after(async () => {
+  await h.close();
+});
+
+async function jobsOf(taskId: string) {
+  const rows = await sql<{ state: string; retry_count: number }>`
+    select state, retry_count from pgboss.job
+    where name = 'task.run' and data->>'taskId' = ${taskId}`.execute(h.db.db);
+  return rows.rows;
+}
+
+test("a new task runs where it was accepted; its job waits for that run instead of running it again", async () => {
+  const { ts } = await h.mention("where is order 1042?");
+  const task = await finishedTaskOf(ts);
+  // Ten turns, each asked of the model once: the job did not run the task a second time beside it.
+  assert.equal(h.model.requests.length, 10);
+  assert.equal((await h.db.db.selectFrom("shipments").selectAll().execute()).length, 1);
+  await h.until("the job to complete", async () => {
+    const jobs = await jobsOf(task.id);
+    return jobs.length === 1 && jobs[0]?.state === "completed" ? jobs : undefined;
+  });
+  const lease = await h.db.db
+    .selectFrom("tasks")
+    .select(["lease_owner", "lease_until"])
+    .where("id", "=", task.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual(lease, { lease_owner: null, lease_until: null }, "the lease is given up");
+});
+
+test("a run started at once that fails is retried by its job, and every effect happens once", async () => {
+  await h.db.db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
+  await h.db.db
+    .updateTable("inventory")
+    .set({ on_hand: 0 })
+    .where("sku", "=", "LAMP-OAK")
+    .execute();
+  await h.db.db.deleteFrom("shipments").execute();
+  failedAt = h.model.requests.length;
+  const { ts } = await h.mention("where is order 1042, again?");
+  const task = await finishedTaskOf(ts);
+  assert.equal(h.model.requests.length - failedAt, 11, "the failed request, then ten turns");
+  assert.equal((await h.db.db.selectFrom("shipments").selectAll().execute()).length, 1);
+  const jobs = await h.until("the job to complete", async () => {
+    const rows = await jobsOf(task.id);
+    return rows.some((j) => j.state === "completed") ? rows : undefined;
+  });
+  assert.equal(jobs.length, 1, "one job: the failed run is not queued a second time");
+});
+
+function finishedTaskOf(ts: string) {
+  return h.until("the task to finish", () => finishedTask(h.db.db, ts));
+}
