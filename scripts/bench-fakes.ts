@@ -1,10 +1,12 @@
 import { scriptByAgent, startModelServer } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import { startSlackEmulator } from "../test/support/slack-emulator.ts";
+import { appMentionEvent, deliverEvent } from "../test/support/slack-signing.ts";
 
 /**
- * The bench's Slack emulator and scripted model, in their own process so that the bench process
- * measures Baton alone. Plays flow 1 for orders 5000.. and tells the parent its URLs over IPC.
+ * The bench's Slack (the Web API emulator and the Events API's signed deliveries) and scripted
+ * model, in their own process so that the bench process measures Baton alone. Plays flow 1 for
+ * orders 5000.. and tells the parent its URLs over IPC.
  */
 const chains = Number(process.argv[2] ?? 33);
 const merged: Record<string, Parameters<typeof scriptByAgent>[0][string]> = {};
@@ -16,20 +18,38 @@ for (let i = 0; i < chains; i++) {
 const slack = await startSlackEmulator();
 const model = await startModelServer(scriptByAgent(merged));
 process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
-// The parent asks to hear when a chain's answer (Customer Service's plain reply) reaches Slack.
-process.on("message", (message: { waitFor?: string }) => {
-  const threadTs = message.waitFor;
-  if (!threadTs) return;
-  void slack
-    .waitForCall(
-      "chat.postMessage",
-      (c) =>
-        c.args.thread_ts === threadTs &&
-        c.args.username === "Customer Service" &&
-        String(c.args.text).includes("on the way"),
-      30_000,
-    )
-    .then(() => process.send?.({ answered: threadTs }));
+/** A chain to play: Slack sends the mention to Baton and waits for the answer in its thread. */
+export interface ChainRequest {
+  endpoint: string;
+  secret: string;
+  channel: string;
+  ts: string;
+  text: string;
+}
+
+// Slack's view of a chain: from sending the event to Customer Service's answer reaching the Web API.
+process.on("message", (chain: ChainRequest) => {
+  const answer = slack.waitForCall(
+    "chat.postMessage",
+    (c) =>
+      c.args.thread_ts === chain.ts &&
+      c.args.username === "Customer Service" &&
+      String(c.args.text).includes("on the way"),
+    30_000,
+  );
+  const started = performance.now();
+  const event = appMentionEvent({
+    user: "U0BENCH",
+    channel: chain.channel,
+    text: chain.text,
+    ts: chain.ts,
+  });
+  void deliverEvent(chain.endpoint, chain.secret, event, {})
+    .then(() => answer)
+    .then(
+      () => process.send?.({ answered: chain.ts, wallMs: performance.now() - started }),
+      (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
+    );
 });
 process.on("disconnect", () => {
   void Promise.all([slack.close(), model.close()]).then(() => process.exit(0));

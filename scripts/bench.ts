@@ -1,6 +1,5 @@
 import { fork } from "node:child_process";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
 import { sql } from "kysely";
 import { type Baton, startBaton } from "../src/app.ts";
 import { loadAgentsFile } from "../src/config/agents-file.ts";
@@ -11,7 +10,7 @@ import { freePort } from "../test/support/harness.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { scriptedModel } from "../test/support/scripted-model.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import { appMentionEvent, deliverEvent } from "../test/support/slack-signing.ts";
+import type { ChainRequest } from "./bench-fakes.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
 
 /**
@@ -116,16 +115,7 @@ async function chain(baton: Baton, endpoint: string, i: number, run: string): Pr
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(baton);
   const cpuBefore = process.cpuUsage();
-  const started = performance.now();
-  const done = answered(ts);
-  await deliverEvent(
-    endpoint,
-    SIGNING_SECRET,
-    appMentionEvent({ user: "U0BENCH", channel: CHANNEL, text, ts }),
-    {},
-  );
-  await done;
-  const wallMs = performance.now() - started;
+  const wallMs = await played({ endpoint, secret: SIGNING_SECRET, channel: CHANNEL, ts, text });
   const cpu = process.cpuUsage(cpuBefore);
   // Its last outbox row is marked sent just after Slack answered: wait for that commit too.
   const taskId = await settled(baton, ts);
@@ -159,16 +149,20 @@ async function settled(baton: Baton, threadTs: string): Promise<string> {
   }
 }
 
-/** The chain is over when its answer is in Slack: the fakes' process says so, so this one does not poll. */
-function answered(threadTs: string): Promise<void> {
-  return new Promise((resolve) => {
-    const listener = (message: { answered?: string }) => {
-      if (message.answered !== threadTs) return;
+/**
+ * Slack, in the fakes' process, sends the mention and times the chain until the answer is in the
+ * thread: the event's HTTP client is Slack's, not Baton's, and this process does not poll.
+ */
+function played(chain: ChainRequest): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const listener = (message: { answered?: string; wallMs?: number; error?: string }) => {
+      if (message.answered !== chain.ts) return;
       fakes.off("message", listener);
-      resolve();
+      if (message.wallMs === undefined) reject(new Error(message.error ?? "the chain failed"));
+      else resolve(message.wallMs);
     };
     fakes.on("message", listener);
-    fakes.send({ waitFor: threadTs });
+    fakes.send(chain);
   });
 }
 
