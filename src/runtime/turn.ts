@@ -1,5 +1,4 @@
 import type { Agent } from "../core/agents/directory.ts";
-import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
 import type { Executor } from "../db/database.ts";
@@ -11,9 +10,9 @@ import { consumeInputs, lockTaskForTurn } from "../db/tasks.repository.ts";
 import { writeTurn } from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
-import { startEscalation } from "./escalations.ts";
-import { assistantMessage, personaOf, post, toolMessage } from "./messages.ts";
-import { runToolAction, writesBeforeTurn } from "./tool-actions.ts";
+import { assistantMessage, toolMessage } from "./messages.ts";
+import { writesBeforeTurn } from "./tool-actions.ts";
+import { applyAction, settleModelErrors } from "./turn-actions.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
@@ -35,9 +34,6 @@ export interface CommittedTurn {
 }
 
 class TurnDropped extends Error {}
-
-/** Consecutive unusable model replies before the task stops and says so. */
-const MAX_MODEL_ERRORS = 3;
 
 export interface Turn {
   task: TaskRow;
@@ -205,135 +201,6 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
   return committed;
 }
 
-async function applyAction(fx: TurnEffects, action: Action, index: number): Promise<boolean> {
-  const { task, agent } = fx.turn;
-  switch (action.kind) {
-    case "tool":
-      return runToolAction(fx, action, index);
-    case "rejected":
-      return rejectCall(fx, action);
-    case "transfer":
-    case "hand_back":
-      return handOver(fx, action);
-    case "escalate":
-      await startEscalation(fx, { note: action.note, reason: "agent" });
-      return true;
-    case "final":
-      fx.changes.status = "done";
-      fx.outbox.push(
-        post(task, {
-          kind: "agent_reply",
-          channel: task.channel_id,
-          threadTs: task.thread_ts,
-          persona: personaOf(agent),
-          text: action.text,
-        }),
-      );
-      fx.audits.push({
-        taskId: task.id,
-        actor: { kind: "agent", id: agent.id },
-        kind: "answer",
-        data: { text: action.text.slice(0, 4000) },
-      });
-      fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
-      return true;
-    case "empty":
-      fx.modelErrors++;
-      fx.conversation.push({
-        role: "user",
-        content: "Your last reply was empty. Answer the requester, or call one of your tools.",
-      });
-      fx.audits.push({
-        taskId: task.id,
-        actor: { kind: "agent", id: agent.id },
-        kind: "model_error",
-        data: { error: "empty reply" },
-      });
-      return false;
-  }
-}
-
-function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
-  const { task, agent } = fx.turn;
-  if (action.reason !== "not_allowed") fx.modelErrors++;
-  fx.conversation.push(toolMessage(action.callId, { error: action.message }));
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "agent", id: agent.id },
-    kind: action.reason === "not_allowed" ? "tool_refused" : "model_error",
-    data: {
-      tool: action.name,
-      reason: action.reason,
-      message: action.message,
-      arguments: action.rawArgs.slice(0, 2000),
-    },
-  });
-  fx.afterCommit.push(() =>
-    fx.deps.metrics.toolCalls.inc({ tool: action.name.slice(0, 60), outcome: action.reason }),
-  );
-  return false;
-}
-
-async function handOver(
-  fx: TurnEffects,
-  action: Extract<Action, { kind: "transfer" | "hand_back" }>,
-): Promise<boolean> {
-  const { task, agent } = fx.turn;
-  const to = fx.deps.agents.require(action.to);
-  const stack = [...task.handback_stack];
-  if (action.kind === "transfer") stack.push(agent.id);
-  else stack.pop();
-  fx.handoffs.push({
-    taskId: task.id,
-    stepNo: fx.stepNo,
-    kind: action.kind,
-    from: { kind: "agent", id: agent.id },
-    to: { kind: "agent", id: to.id },
-    note: action.note,
-  });
-  fx.changes = {
-    ...fx.changes,
-    owner: { kind: "agent", id: to.id },
-    hop: true,
-    newStint: true,
-    handbackStack: stack,
-    facts: { ...task.facts, ...action.note.facts },
-  };
-  fx.nextStint = {
-    role: "user",
-    content:
-      action.kind === "transfer"
-        ? renderHandoffNote(agent.name, action.note)
-        : renderHandBack(agent.name, action.note, task.request_text),
-  };
-  fx.outbox.push(
-    post(task, {
-      kind: "handoff_card",
-      channel: task.channel_id,
-      threadTs: task.thread_ts,
-      persona: personaOf(agent),
-      fromName: agent.name,
-      toName: to.name,
-      handoff:
-        action.kind === "transfer"
-          ? { kind: "transfer", note: action.note }
-          : { kind: "hand_back", note: action.note },
-    }),
-  );
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "agent", id: agent.id },
-    kind: "handoff",
-    data: { kind: action.kind, to: to.id, note: action.note },
-  });
-  fx.afterCommit.push(() => {
-    fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id });
-    const ids = { taskId: task.id, threadTs: task.thread_ts };
-    fx.deps.log.info({ ...ids, from: agent.id, to: to.id, kind: action.kind }, "task handed over");
-  });
-  return true;
-}
-
 /** Handoff latency: from each handoff to this agent until its first turn after it commits. */
 function observeArrivals(deps: RuntimeDeps, agentId: string, arrivals: readonly Arrival[]): void {
   for (const arrival of arrivals) {
@@ -344,34 +211,4 @@ function observeArrivals(deps: RuntimeDeps, agentId: string, arrivals: readonly 
         arrival.approval.waitedSeconds,
       );
   }
-}
-
-function settleModelErrors(fx: TurnEffects): void {
-  const { task } = fx.turn;
-  if (fx.modelErrors === 0) {
-    if (task.model_errors !== 0) fx.changes.modelErrors = 0;
-    return;
-  }
-  const total = task.model_errors + 1;
-  fx.changes.modelErrors = total;
-  if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
-  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls or unknown tools)`;
-  fx.changes.status = "failed";
-  fx.changes.failureReason = reason;
-  fx.outbox.push(
-    post(task, {
-      kind: "failure_notice",
-      channel: task.channel_id,
-      threadTs: task.thread_ts,
-      taskId: task.id,
-      reason,
-    }),
-  );
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "system", id: "baton" },
-    kind: "task_failed",
-    data: { reason },
-  });
-  fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
 }

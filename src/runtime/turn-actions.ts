@@ -1,0 +1,174 @@
+import { renderHandBack, renderHandoffNote } from "../core/context.ts";
+import type { Action } from "../core/dispatch.ts";
+import { startEscalation } from "./escalations.ts";
+import { personaOf, post, toolMessage } from "./messages.ts";
+import { runToolAction } from "./tool-actions.ts";
+import type { TurnEffects } from "./turn.ts";
+
+// What each action of a model's reply adds to its turn's effects, before the turn writes them.
+
+/** Consecutive unusable model replies before the task stops and says so. */
+const MAX_MODEL_ERRORS = 3;
+
+export async function applyAction(
+  fx: TurnEffects,
+  action: Action,
+  index: number,
+): Promise<boolean> {
+  const { task, agent } = fx.turn;
+  switch (action.kind) {
+    case "tool":
+      return runToolAction(fx, action, index);
+    case "rejected":
+      return rejectCall(fx, action);
+    case "transfer":
+    case "hand_back":
+      return handOver(fx, action);
+    case "escalate":
+      await startEscalation(fx, { note: action.note, reason: "agent" });
+      return true;
+    case "final":
+      fx.changes.status = "done";
+      fx.outbox.push(
+        post(task, {
+          kind: "agent_reply",
+          channel: task.channel_id,
+          threadTs: task.thread_ts,
+          persona: personaOf(agent),
+          text: action.text,
+        }),
+      );
+      fx.audits.push({
+        taskId: task.id,
+        actor: { kind: "agent", id: agent.id },
+        kind: "answer",
+        data: { text: action.text.slice(0, 4000) },
+      });
+      fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
+      return true;
+    case "empty":
+      fx.modelErrors++;
+      fx.conversation.push({
+        role: "user",
+        content: "Your last reply was empty. Answer the requester, or call one of your tools.",
+      });
+      fx.audits.push({
+        taskId: task.id,
+        actor: { kind: "agent", id: agent.id },
+        kind: "model_error",
+        data: { error: "empty reply" },
+      });
+      return false;
+  }
+}
+
+function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
+  const { task, agent } = fx.turn;
+  if (action.reason !== "not_allowed") fx.modelErrors++;
+  fx.conversation.push(toolMessage(action.callId, { error: action.message }));
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: action.reason === "not_allowed" ? "tool_refused" : "model_error",
+    data: {
+      tool: action.name,
+      reason: action.reason,
+      message: action.message,
+      arguments: action.rawArgs.slice(0, 2000),
+    },
+  });
+  fx.afterCommit.push(() =>
+    fx.deps.metrics.toolCalls.inc({ tool: action.name.slice(0, 60), outcome: action.reason }),
+  );
+  return false;
+}
+
+async function handOver(
+  fx: TurnEffects,
+  action: Extract<Action, { kind: "transfer" | "hand_back" }>,
+): Promise<boolean> {
+  const { task, agent } = fx.turn;
+  const to = fx.deps.agents.require(action.to);
+  const stack = [...task.handback_stack];
+  if (action.kind === "transfer") stack.push(agent.id);
+  else stack.pop();
+  fx.handoffs.push({
+    taskId: task.id,
+    stepNo: fx.stepNo,
+    kind: action.kind,
+    from: { kind: "agent", id: agent.id },
+    to: { kind: "agent", id: to.id },
+    note: action.note,
+  });
+  fx.changes = {
+    ...fx.changes,
+    owner: { kind: "agent", id: to.id },
+    hop: true,
+    newStint: true,
+    handbackStack: stack,
+    facts: { ...task.facts, ...action.note.facts },
+  };
+  fx.nextStint = {
+    role: "user",
+    content:
+      action.kind === "transfer"
+        ? renderHandoffNote(agent.name, action.note)
+        : renderHandBack(agent.name, action.note, task.request_text),
+  };
+  fx.outbox.push(
+    post(task, {
+      kind: "handoff_card",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      persona: personaOf(agent),
+      fromName: agent.name,
+      toName: to.name,
+      handoff:
+        action.kind === "transfer"
+          ? { kind: "transfer", note: action.note }
+          : { kind: "hand_back", note: action.note },
+    }),
+  );
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "handoff",
+    data: { kind: action.kind, to: to.id, note: action.note },
+  });
+  fx.afterCommit.push(() => {
+    fx.deps.metrics.handoffs.inc({ kind: action.kind, from: agent.id, to: to.id });
+    const ids = { taskId: task.id, threadTs: task.thread_ts };
+    fx.deps.log.info({ ...ids, from: agent.id, to: to.id, kind: action.kind }, "task handed over");
+  });
+  return true;
+}
+
+export function settleModelErrors(fx: TurnEffects): void {
+  const { task } = fx.turn;
+  if (fx.modelErrors === 0) {
+    if (task.model_errors !== 0) fx.changes.modelErrors = 0;
+    return;
+  }
+  const total = task.model_errors + 1;
+  fx.changes.modelErrors = total;
+  if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
+  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls or unknown tools)`;
+  fx.changes.status = "failed";
+  fx.changes.failureReason = reason;
+  fx.outbox.push(
+    post(task, {
+      kind: "failure_notice",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      taskId: task.id,
+      reason,
+    }),
+  );
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "system", id: "baton" },
+    kind: "task_failed",
+    data: { reason },
+  });
+  fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
+}
