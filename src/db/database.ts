@@ -17,7 +17,10 @@ export interface DatabaseHandle {
 }
 
 export function openDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+  // Pipelined: a statement is written as soon as it is issued, so one issued behind another on the
+  // same connection (a transaction's BEGIN and first statement, its last statement and COMMIT) takes
+  // one round trip, not two. Statements issued one after another's result behave as before.
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, pipeline: true });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparing(pool) }) });
@@ -47,11 +50,14 @@ function statementFor(text: string, values: readonly unknown[]) {
 
 const preparingClients = new WeakMap<pg.PoolClient, pg.PoolClient>();
 
+/** What BEGIN answers, given at once: the BEGIN itself goes out with the transaction's first statement. */
+const BEGUN = { command: "BEGIN", rowCount: null, oid: 0, rows: [], fields: [] };
+
 function preparing(pool: pg.Pool) {
   const wrap = (client: pg.PoolClient): pg.PoolClient => {
     let wrapped = preparingClients.get(client);
     if (wrapped) return wrapped;
-    const query = async (text: string, values: readonly unknown[] = []) => {
+    const send = async (text: string, values: readonly unknown[]) => {
       try {
         return await client.query(statementFor(text, values));
       } catch (error) {
@@ -59,6 +65,41 @@ function preparing(pool: pg.Pool) {
         if ((error as { code?: string }).code === "0A000") unnamed.add(text);
         throw error;
       }
+    };
+    // A transaction's BEGIN waits for its first statement and is written with it; a statement
+    // marked as its last is written with the COMMIT. A transaction that ends before any statement
+    // never reaches the server.
+    let beginHeld = false;
+    let open = false;
+    let committed = false;
+    const query = async (text: string, values: readonly unknown[] = []) => {
+      const ending = text === "commit" || text === "rollback";
+      if (ending && (committed || beginHeld)) {
+        // Committed with its last statement already, or never begun: nothing is left to send.
+        committed = beginHeld = open = false;
+        return { ...BEGUN, command: text.toUpperCase() };
+      }
+      if (committed) throw new Error("a statement after its transaction's last one");
+      if (text === "begin" && !open) {
+        beginHeld = open = true;
+        return BEGUN;
+      }
+      const last = open && text.endsWith(LAST_STATEMENT);
+      const begin = beginHeld ? send("begin", []) : undefined;
+      const statement = send(text, values);
+      const end = last ? commit() : undefined;
+      beginHeld = false;
+      committed = last;
+      if (ending) open = false;
+      const [begun, result, ended] = await Promise.allSettled([begin, statement, end]);
+      // The statement's own error first: a COMMIT behind it only says the transaction rolled back.
+      for (const r of [result, begun, ended]) if (r.status === "rejected") throw r.reason;
+      return (result as PromiseFulfilledResult<pg.QueryResult>).value;
+    };
+    const commit = async () => {
+      const done = await client.query("commit");
+      if (done.command === "ROLLBACK") throw new Error("the transaction was rolled back");
+      return done;
     };
     wrapped = new Proxy(client, {
       get(target, property) {
@@ -76,6 +117,14 @@ function preparing(pool: pg.Pool) {
     connect: async () => wrap(await pool.connect()),
     end: () => pool.end(),
   };
+}
+
+/** Marks a transaction's last statement: it is sent with the COMMIT, in one round trip. */
+const LAST_STATEMENT = "\n-- the transaction's last statement: commit with it";
+
+/** `text` as its transaction's last statement (see `preparing`); nothing may follow it. */
+export function lastStatement(text: string): string {
+  return `${text}${LAST_STATEMENT}`;
 }
 
 /** What pg-boss needs to run its statements inside one of our transactions. */

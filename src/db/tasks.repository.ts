@@ -1,7 +1,7 @@
-import { type ExpressionBuilder, sql } from "kysely";
+import { CompiledQuery, type ExpressionBuilder, sql } from "kysely";
 import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
-import type { Executor, Tx } from "./database.ts";
+import { type Executor, lastStatement, type Tx } from "./database.ts";
 import {
   type AuditInput,
   auditRows,
@@ -71,6 +71,8 @@ export async function startTask(
     task: NewTask;
     /** Leased to this worker from the start, when it runs the task itself right after the commit. */
     lease?: { worker: string; ms: number };
+    /** The transaction's last statement, sent with its COMMIT (see `lastStatement`). */
+    last?: boolean;
     conversation: readonly ConversationRecord[];
     handoff: HandoffRecord;
     audits: readonly AuditInput[];
@@ -80,7 +82,7 @@ export async function startTask(
     lease_owner: start.lease.worker,
     lease_until: sql<Date>`now() + ${`${start.lease.ms} milliseconds`}::interval`,
   };
-  return tx
+  const query = tx
     .with("task_row", (db) =>
       db
         .insertInto("tasks")
@@ -93,8 +95,14 @@ export async function startTask(
     .with("handoff_row", (db) => db.insertInto("handoffs").values(handoffRow(start.handoff)))
     .with("audit_rows", (db) => db.insertInto("audit_events").values(auditRows(start.audits)))
     .selectFrom("task_row")
-    .selectAll()
-    .executeTakeFirstOrThrow();
+    .selectAll();
+  if (!start.last) return query.executeTakeFirstOrThrow();
+  const { sql: text, parameters } = query.compile();
+  const { rows } = await tx.executeQuery<TaskRow>(
+    CompiledQuery.raw(lastStatement(text), [...parameters]),
+  );
+  if (!rows[0]) throw new Error("the new task was not written");
+  return rows[0];
 }
 
 /**

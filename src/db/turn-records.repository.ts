@@ -1,5 +1,5 @@
 import { CompiledQuery } from "kysely";
-import type { Executor } from "./database.ts";
+import { type Executor, lastStatement } from "./database.ts";
 import type {
   AuditInput,
   ConversationRecord,
@@ -149,15 +149,37 @@ select task_row.*,
   ) a) as arrivals
 from task_row`;
 
+/**
+ * The same statement as its transaction's last, sent with the COMMIT: a task that is no longer at
+ * the turn's step fails it (SQLSTATE BT001), which rolls back the whole transaction.
+ */
+const WRITE_TURN_LAST = lastStatement(
+  WRITE_TURN.replace(
+    /\nfrom task_row$/,
+    "\nfrom (select baton_require(exists (select from task_row), 'the task moved on under this turn')) as guard\n  cross join task_row",
+  ),
+);
+
+/** The error of a turn written last in its transaction whose task moved on: everything rolled back. */
+export function isTurnMovedOn(error: unknown): boolean {
+  return (error as { code?: string } | undefined)?.code === "BT001";
+}
+
+/**
+ * Writes a turn if its task is still at the turn's step; returns the task as it now is, or nothing
+ * when the step moved on. `last`: the statement ends its transaction (see `lastStatement`), and a
+ * step that moved on throws (`isTurnMovedOn`) instead.
+ */
 export async function writeTurn(
   db: Executor,
   records: TurnRecords,
+  options: { last?: boolean } = {},
 ): Promise<WrittenTurn | undefined> {
   const { changes: c, lease, modelCall: m } = records;
   const result = await db.executeQuery<
     TaskRow & { has_new_inputs: boolean; outbox_ids: unknown[]; arrivals: ArrivalRow[] }
   >(
-    CompiledQuery.raw(WRITE_TURN, [
+    CompiledQuery.raw(options.last ? WRITE_TURN_LAST : WRITE_TURN, [
       records.taskId,
       c.status ?? null,
       c.owner?.kind ?? null,

@@ -49,9 +49,12 @@ export async function acceptMessage(
         const conversation = [
           { taskId, stintNo: 1, stepNo: 0, message: { role: "user" as const, content: text } },
         ];
+        // The job first: the task's own statement is the last, sent with the COMMIT.
+        await deps.queue.enqueue(tx, taskId);
         const task = await startTask(tx, {
           id: taskId,
           ...(here && { lease: { worker: deps.workerId, ms: deps.leaseMs } }),
+          last: true,
           task: {
             channelId: message.channel,
             threadTs,
@@ -84,7 +87,6 @@ export async function acceptMessage(
             },
           ],
         });
-        await deps.queue.enqueue(tx, taskId);
         if (here) started = { task, history: conversation.map((c) => c.message) };
         return "started";
       }

@@ -7,7 +7,7 @@ import type { Arrival } from "../db/metrics.repository.ts";
 import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { consumeInputs, lockTaskForTurn } from "../db/tasks.repository.ts";
-import { writeTurn } from "../db/turn-records.repository.ts";
+import { isTurnMovedOn, writeTurn } from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
@@ -76,15 +76,18 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
     turn.actions.some(
       (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, agent, a)),
     );
-  const inTransaction = (write: (executor: Executor) => Promise<CommittedTurn | undefined>) =>
+  const inTransaction = (
+    write: (executor: Executor, last: boolean) => Promise<CommittedTurn | undefined>,
+  ) =>
     deps.db.transaction().execute(async (tx) => {
       const locked = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
       // Another worker committed this step first (a lease ran out mid-call): drop this turn.
       if (locked?.status !== "active" || locked.owner_kind !== "agent") return undefined;
       await consumeInputs(tx, turn.inputIds, stepNo);
-      return write(tx);
+      // The turn's statement goes out with the COMMIT.
+      return write(tx, true);
     });
-  const write = async (executor: Executor): Promise<CommittedTurn | undefined> => {
+  const write = async (executor: Executor, last: boolean): Promise<CommittedTurn | undefined> => {
     const fx: TurnEffects = {
       tx: executor,
       deps,
@@ -125,30 +128,34 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
     }));
     if (fx.nextStint)
       rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
-    const written = await writeTurn(executor, {
-      taskId: task.id,
-      changes: fx.changes,
-      modelCall: {
+    const written = await writeTurn(
+      executor,
+      {
         taskId: task.id,
-        stepNo,
-        agentId: agent.id,
-        model: reply.model || agent.model,
-        promptTokens: reply.usage.promptTokens,
-        completionTokens: reply.usage.completionTokens,
-        costUsd: cost,
-        latencyMs: Math.round(turn.latencyMs),
-        requestChars: turn.requestChars,
-        outcome: turn.actions.map((a) => a.kind).join(","),
+        changes: fx.changes,
+        modelCall: {
+          taskId: task.id,
+          stepNo,
+          agentId: agent.id,
+          model: reply.model || agent.model,
+          promptTokens: reply.usage.promptTokens,
+          completionTokens: reply.usage.completionTokens,
+          costUsd: cost,
+          latencyMs: Math.round(turn.latencyMs),
+          requestChars: turn.requestChars,
+          outcome: turn.actions.map((a) => a.kind).join(","),
+        },
+        conversation: rows,
+        toolCalls: fx.toolCalls,
+        handoffs: fx.handoffs,
+        audits: fx.audits,
+        outbox: fx.outbox,
+        delivered: turn.delivered,
+        ...(turn.firstOfStint && { arrivalsOf: agent.id }),
+        lease: { expectedStep: task.step_no, worker: deps.workerId, ms: deps.leaseMs },
       },
-      conversation: rows,
-      toolCalls: fx.toolCalls,
-      handoffs: fx.handoffs,
-      audits: fx.audits,
-      outbox: fx.outbox,
-      delivered: turn.delivered,
-      ...(turn.firstOfStint && { arrivalsOf: agent.id }),
-      lease: { expectedStep: task.step_no, worker: deps.workerId, ms: deps.leaseMs },
-    });
+      { last },
+    );
     // The step moved on under this turn: drop it, and roll back what it wrote before.
     if (!written) throw new TurnDropped();
     after.push(() => observeArrivals(deps, agent.id, written.arrivals));
@@ -173,9 +180,9 @@ export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<Committ
       outbox: fx.outbox.map((message, i) => ({ id: written.outboxIds[i] ?? "", message })),
     };
   };
-  const committed = await (writesFirst ? inTransaction(write) : write(deps.db)).catch(
+  const committed = await (writesFirst ? inTransaction(write) : write(deps.db, false)).catch(
     (error: unknown) => {
-      if (error instanceof TurnDropped) return undefined;
+      if (error instanceof TurnDropped || isTurnMovedOn(error)) return undefined;
       throw error;
     },
   );
