@@ -41,6 +41,13 @@ export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   usergroups?: SlackUsergroup[];
 };
 
+type Hold = {
+  method: string;
+  predicate: (c: SlackCall) => boolean;
+  caught: boolean;
+  arrive: (call: SlackCall) => void;
+  released: Promise<void>;
+};
 type Answer = { status?: number; headers?: Record<string, string>; body: Record<string, unknown> };
 type Handler = (args: SlackArgs) => Record<string, unknown>;
 
@@ -59,6 +66,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
   const users = new Map((options.users ?? []).map((u) => [u.id, u]));
   const groups = new Map((options.usergroups ?? []).map((g) => [g.id, g]));
   const failures = new Map<string, SlackFailure[]>();
+  const holds: Hold[] = [];
   const emitter = new EventEmitter();
   let tsCounter = 0;
   let viewCounter = 0;
@@ -311,6 +319,12 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     };
     calls.push(call);
     emitter.emit("call", call);
+    const hold = holds.find((h) => h.method === method && !h.caught && h.predicate(call));
+    if (hold) {
+      hold.caught = true;
+      hold.arrive(call);
+      await hold.released;
+    }
     send(res, result.status ?? 200, result.headers ?? {}, result.body);
   };
 
@@ -345,6 +359,22 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       const queue = failures.get(method) ?? [];
       for (let i = 0; i < times; i++) queue.push(failure);
       failures.set(method, queue);
+    },
+    /**
+     * The next call to `method` matching `predicate` is carried out (a message is stored and seen)
+     * but its answer waits for `release()`: Slack took the request, and its caller does not know yet.
+     */
+    holdAnswer(method: string, predicate: (c: SlackCall) => boolean = () => true) {
+      let arrive: (call: SlackCall) => void = () => {};
+      let release: () => void = () => {};
+      const arrived = new Promise<SlackCall>((resolve) => {
+        arrive = resolve;
+      });
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      holds.push({ method, predicate, caught: false, arrive, released });
+      return { arrived, release };
     },
     /** Resolves with the first call (past or future) to `method` matching `predicate`. */
     waitForCall(
