@@ -17,12 +17,16 @@ import { type CommittedTurn, commitTurn, type TurnState } from "./turn.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
+let runs = 0;
 
 /**
  * Drives one task until it waits for a human, ends, or fails. Every turn commits on its own,
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
  */
-export async function runTask(deps: RuntimeDeps, taskId: string): Promise<void> {
+export async function runTask(processDeps: RuntimeDeps, taskId: string): Promise<void> {
+  // The lease is this run's, not the process's: a job queued for the task while a run of this
+  // process holds it (a decision on the card the run just posted) must not drive it alongside.
+  const deps = { ...processDeps, workerId: `${processDeps.workerId}/${++runs}` };
   const claim = await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs);
   if (!claim) {
     deps.log.debug({ taskId }, "task is driven by another worker");
