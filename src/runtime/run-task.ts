@@ -41,7 +41,7 @@ export async function runTask(processDeps: RuntimeDeps, taskId: string): Promise
   let backlog = claim.undelivered;
   let released: Awaited<ReturnType<typeof releaseLease>>;
   try {
-    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0 });
+    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
     // Decisions arrive while the task waits, so they are settled once, as the run starts.
     let afterDecision = claim.decided && (await settleDecidedApprovals(deps, taskId));
     // The first turn starts from what the claim read, unless something since changed it.
@@ -63,7 +63,7 @@ export async function runTask(processDeps: RuntimeDeps, taskId: string): Promise
         if (backlog || deliveries.failed) {
           backlog = true;
           await deliveries.flush();
-          await deliverOutbox(deps, { taskId });
+          await deliverOutbox(deps, { taskId, holdsLease: true });
         } else deliveries.send(result.outbox);
       }
       if (result.outcome === "idle") break;
@@ -72,7 +72,7 @@ export async function runTask(processDeps: RuntimeDeps, taskId: string): Promise
     // A post failed after the last turn that spoke: send what it held back, in order.
     if (deliveries.failed && !backlog) {
       await deliveries.flush();
-      await deliverOutbox(deps, { taskId });
+      await deliverOutbox(deps, { taskId, holdsLease: true });
     }
   } finally {
     // Posts still under way finish first; the release marks what they sent.
@@ -81,6 +81,9 @@ export async function runTask(processDeps: RuntimeDeps, taskId: string): Promise
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
     await deps.queue.enqueue(deps.db, taskId);
+  // A person who decided on a card while this worker held the lease left the card's update to it
+  // (a decision that does not queue the task, such as taking it over, has no next run to send it).
+  else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
 }
 
 const IDLE: CommittedTurn = { outcome: "idle", written: false, next: undefined, outbox: [] };
@@ -100,7 +103,7 @@ async function runTurn(
     // The halt delivers through deliverOutbox: every posted row is marked sent first.
     run.deliveries.giveBack(run.marks.splice(0));
     await run.deliveries.flush();
-    await haltTask(deps, task, input);
+    await haltTask(deps, task, { ...input, holdsLease: true });
     return IDLE;
   };
   // The turn before left the task's state behind it; read it only when there is none.
