@@ -51,7 +51,9 @@ export async function deliverOutbox(
           row.attempts > 0 ||
           filter.olderThanMs !== undefined ||
           Date.now() - row.created_at.getTime() > STRANDED_AFTER_MS;
-        const already = suspect ? await deps.chat.findPosted(payload.intent, row.id) : undefined;
+        const already = suspect
+          ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
+          : undefined;
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
         await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
         if (payload.cardOf && sent.ts)
