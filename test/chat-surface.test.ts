@@ -348,20 +348,17 @@ describe("Slack chat surface against the Web API emulator", () => {
       persona: CS,
       text,
     });
+    const writtenAt = new Date();
     const first = await chat.deliver(reply("one"), "out-a");
     const second = await chat.deliver(reply("two"), "out-b");
-    assert.equal(await chat.findPosted(reply("one"), "out-a"), first.ts);
-    assert.equal(await chat.findPosted(reply("two"), "out-b"), second.ts);
-    assert.equal(await chat.findPosted(reply("three"), "out-c"), undefined);
+    assert.equal(await chat.findPosted(reply("one"), "out-a", writtenAt), first.ts);
+    assert.equal(await chat.findPosted(reply("two"), "out-b", writtenAt), second.ts);
+    assert.equal(await chat.findPosted(reply("three"), "out-c", writtenAt), undefined);
     const [replies] = emulator.callsTo("conversations.replies");
     assert.equal(replies?.args.include_all_metadata, "true");
     assert.equal(replies?.args.ts, root);
 
     const before = emulator.callsTo("conversations.replies").length;
-    const dm: ChatIntent = { kind: "direct_message", user: "U0ALICE", text: "hi" };
-    assert.equal(await chat.findPosted(dm, "out-a"), undefined);
-    const unthreaded: ChatIntent = { kind: "notice", channel: CHANNEL, text: "no thread" };
-    assert.equal(await chat.findPosted(unthreaded, "out-a"), undefined);
     const cardUpdate: ChatIntent = {
       kind: "approval_card",
       channel: CHANNEL,
@@ -379,12 +376,58 @@ describe("Slack chat surface against the Web API emulator", () => {
         state: { status: "expired", at: "2030-01-01T12:00:00.000Z" },
       },
     };
-    assert.equal(await chat.findPosted(cardUpdate, "out-a"), undefined);
-    const digest: ChatIntent = { kind: "digest", channel: CHANNEL, digest: DIGEST };
-    assert.equal(await chat.findPosted(digest, "out-a"), undefined);
+    assert.equal(await chat.findPosted(cardUpdate, "out-a", writtenAt), undefined);
+    const ephemeral: ChatIntent = { kind: "ephemeral", channel: CHANNEL, user: "U0BOB", text: "." };
+    assert.equal(await chat.findPosted(ephemeral, "out-a", writtenAt), undefined);
+    assert.equal(
+      emulator.callsTo("conversations.replies").length,
+      before,
+      "updates are not looked for",
+    );
+  });
+
+  test("findPosted finds a message outside a thread in the history since its row was written", async () => {
+    const writtenAt = new Date();
+    const digest: ChatIntent = { kind: "digest", channel: "C0DIGEST", digest: DIGEST };
     const digestDm: ChatIntent = { kind: "digest_dm", user: "U0ALICE", digest: DIGEST };
-    assert.equal(await chat.findPosted(digestDm, "out-a"), undefined);
-    assert.equal(emulator.callsTo("conversations.replies").length, before);
+    const dm: ChatIntent = { kind: "direct_message", user: "U0ALICE", text: "hi" };
+    const notice: ChatIntent = { kind: "notice", channel: "C0DIGEST", text: "no thread" };
+    const posted = {
+      digest: await chat.deliver(digest, "out-d"),
+      digestDm: await chat.deliver(digestDm, "out-e"),
+      dm: await chat.deliver(dm, "out-f"),
+      notice: await chat.deliver(notice, "out-g"),
+    };
+    // Someone else's messages after them, enough to take more than one page.
+    for (let i = 0; i < 250; i++)
+      emulator.addMessage({ channel: "C0DIGEST", user: "U0BOB", text: `${i}` });
+    assert.equal(await chat.findPosted(digest, "out-d", writtenAt), posted.digest.ts);
+    assert.equal(await chat.findPosted(digestDm, "out-e", writtenAt), posted.digestDm.ts);
+    assert.equal(await chat.findPosted(dm, "out-f", writtenAt), posted.dm.ts);
+    assert.equal(await chat.findPosted(notice, "out-g", writtenAt), posted.notice.ts);
+    assert.equal(await chat.findPosted(digest, "out-dm", writtenAt), undefined, "another id");
+    const history = emulator.callsTo("conversations.history");
+    assert.ok(history.every((c) => c.args.include_all_metadata === "true"));
+    assert.ok(
+      history.some((c) => c.args.cursor),
+      "the search pages back through the history",
+    );
+    assert.equal(
+      history.find((c) => c.args.channel !== "C0DIGEST")?.args.channel,
+      emulator.dmChannelFor("U0ALICE"),
+    );
+
+    // A message written long after the row would have been found: one from before it is not looked at.
+    const later = new Date(writtenAt.getTime() + 3_600_000);
+    assert.equal(await chat.findPosted(digest, "out-d", later), undefined);
+  });
+
+  test("findPosted posts again, with a warning, where the app cannot read the history", async () => {
+    const digest: ChatIntent = { kind: "digest", channel: "C0DIGEST", digest: DIGEST };
+    emulator.failNext("conversations.history", { error: "not_in_channel" });
+    assert.equal(await chat.findPosted(digest, "out-d", new Date()), undefined);
+    emulator.failNext("conversations.history", { error: "internal_error" });
+    await assert.rejects(chat.findPosted(digest, "out-d", new Date()), TransientError);
   });
 
   test("groupMembers caches each group for a minute", async () => {

@@ -7,9 +7,10 @@ export interface ChatSurface {
   deliver(intent: ChatIntent, outboxId: string): Promise<{ ts?: string; channel?: string }>;
   /**
    * Finds a message Baton already posted for an outbox row (by its metadata), so a delivery
-   * interrupted after Slack accepted it is not posted twice.
+   * interrupted after Slack accepted it is not posted twice. `writtenAt`, when the row was
+   * written, bounds the search of a conversation's history for a message outside a thread.
    */
-  findPosted(intent: ChatIntent, outboxId: string): Promise<string | undefined>;
+  findPosted(intent: ChatIntent, outboxId: string, writtenAt: Date): Promise<string | undefined>;
   /** Members of a Slack user group, for approver checks. */
   groupMembers(groupId: string): Promise<string[]>;
 }

@@ -7,14 +7,25 @@ export interface OutboxMessage {
   taskId: string | null;
   intent: ChatIntent;
   /** After delivery, remember the message ts on this row (to update the card later). */
-  cardOf?: { table: "approvals" | "escalations"; id: string };
+  cardOf?: CardRef;
+  /**
+   * A card update whose card's ts was not saved when it was decided (a click can come before
+   * Slack's answer to the post): the ts this row remembers is read when the update is delivered.
+   */
+  updateOf?: CardRef;
 }
+
+export type CardRef = { table: "approvals" | "escalations"; id: string };
 
 function outboxRows(messages: readonly OutboxMessage[]) {
   return messages.map((m) => ({
     task_id: m.taskId,
     method: m.intent.kind,
-    payload: JSON.stringify({ intent: m.intent, cardOf: m.cardOf ?? null }),
+    payload: JSON.stringify({
+      intent: m.intent,
+      cardOf: m.cardOf ?? null,
+      ...(m.updateOf && { updateOf: m.updateOf }),
+    }),
   }));
 }
 
@@ -25,11 +36,13 @@ export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]):
 
 /**
  * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order.
- * `skip locked` lets another deliverer take other rows without waiting.
+ * `skip locked` lets another deliverer take other rows without waiting. Only the worker holding a
+ * task's lease (`holdsLease`) takes a leased task's rows: it posts them without locking them, so
+ * anyone else could send a row it is posting, or a card update before it has saved the card's ts.
  */
 export async function lockUndelivered(
   tx: Tx,
-  filter: { taskId?: string; olderThanMs?: number; limit: number },
+  filter: { taskId?: string; olderThanMs?: number; holdsLease?: boolean; limit: number },
 ) {
   let query = tx
     .selectFrom("slack_outbox")
@@ -41,8 +54,7 @@ export async function lockUndelivered(
     .forUpdate()
     .skipLocked();
   if (filter.taskId) query = query.where("task_id", "=", filter.taskId);
-  // Without a task: the sweeper. A task's live worker delivers its rows itself, without locking them.
-  else
+  if (!filter.holdsLease)
     query = query.where((eb) =>
       eb.or([
         eb("task_id", "is", null),
@@ -99,7 +111,7 @@ export async function markFailed(
 
 export async function rememberCard(
   db: Executor,
-  cardOf: { table: "approvals" | "escalations"; id: string },
+  cardOf: CardRef,
   channel: string,
   ts: string,
 ): Promise<void> {
@@ -108,4 +120,33 @@ export async function rememberCard(
     .set({ card_channel: channel, card_ts: ts })
     .where("id", "=", cardOf.id)
     .execute();
+}
+
+/** The ts of a card's message, once its delivery has saved it. */
+export async function cardTs(db: Executor, card: CardRef): Promise<string | null> {
+  const row = await db
+    .selectFrom(card.table)
+    .select("card_ts")
+    .where("id", "=", card.id)
+    .executeTakeFirst();
+  return row?.card_ts ?? null;
+}
+
+/** Whether the post of a card is still in the outbox, before `beforeId` (someone may be sending it). */
+export async function cardPostUndelivered(
+  db: Executor,
+  taskId: string,
+  beforeId: string,
+  card: CardRef,
+): Promise<boolean> {
+  const row = await db
+    .selectFrom("slack_outbox")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where("id", "<", beforeId)
+    .where("status", "<>", "sent")
+    .where("status", "<>", "dead")
+    .where(sql<string>`payload->'cardOf'->>'id'`, "=", card.id)
+    .executeTakeFirst();
+  return row !== undefined;
 }

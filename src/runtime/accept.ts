@@ -4,7 +4,7 @@ import { recordReceived } from "../db/events.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { findTaskByThread, insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { runTask } from "./run-task.ts";
+import { runTask, runWorker } from "./run-task.ts";
 
 export interface IncomingMessage {
   eventId: string;
@@ -34,7 +34,7 @@ export async function acceptMessage(
   // A new task's id is chosen here, so the event rows and the task's rows are written with it.
   const newId = randomUUID();
   // A slot to run it here at once; its job, written below all the same, waits for that run.
-  const here = deps.runs.reserve(newId);
+  const here = deps.runs.reserve(newId) ? runWorker(deps) : undefined;
   let started: RunStart | undefined;
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
@@ -53,7 +53,7 @@ export async function acceptMessage(
         await deps.queue.enqueue(tx, taskId);
         const task = await startTask(tx, {
           id: taskId,
-          ...(here && { lease: { worker: deps.workerId, ms: deps.leaseMs } }),
+          ...(here && { lease: { worker: here, ms: deps.leaseMs } }),
           last: true,
           task: {
             channelId: message.channel,
@@ -87,7 +87,7 @@ export async function acceptMessage(
             },
           ],
         });
-        if (here) started = { task, history: conversation.map((c) => c.message) };
+        if (here) started = { worker: here, task, history: conversation.map((c) => c.message) };
         return "started";
       }
       await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
@@ -115,8 +115,9 @@ export async function acceptMessage(
     // Counted after the commit, so a rolled-back start is never counted.
     if (outcome === "started") deps.metrics.tasksStarted.inc();
     if (started) {
-      const claim = { undelivered: false, decided: false, turn: { ...started, inputs: [] } };
-      deps.runs.start(newId, () => runTask(deps, newId, claim));
+      const { worker, task, history } = started;
+      const claim = { undelivered: false, decided: false, turn: { task, history, inputs: [] } };
+      deps.runs.start(newId, () => runTask(deps, newId, { claim, worker }));
     } else deps.runs.giveBack(newId);
     return outcome;
   } catch (error) {
@@ -126,8 +127,8 @@ export async function acceptMessage(
   }
 }
 
-/** What a task started here begins its first run from: what the accept itself wrote. */
-type RunStart = Omit<Claim["turn"], "inputs">;
+/** What a task started here begins its first run from: what the accept itself wrote, and its lease. */
+type RunStart = Omit<Claim["turn"], "inputs"> & { worker: string };
 
 /** "@Baton billing: refund order 1077" goes to billing; otherwise the channel's entry agent. */
 function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {

@@ -9,7 +9,7 @@ import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
-import { personaOf, post } from "./messages.ts";
+import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 type ApprovalGate = Extract<Gate, { kind: "approval" }>;
@@ -195,7 +195,7 @@ export async function checkApprovalClick(
  */
 export async function decideApproval(
   deps: RuntimeDeps,
-  input: ClickInput & { reason?: string; messageTs?: string },
+  input: ClickInput & { reason?: string },
 ): Promise<DecisionOutcome> {
   const approval = await requireApproval(deps, input.approvalId);
   const refused = await refusal(deps, approval, input);
@@ -209,9 +209,7 @@ export async function decideApproval(
       now: deps.clock.now(),
     });
     if (!row) return undefined;
-    // A click can come before the card's ts is saved: the clicked message is the card.
-    const card = row.card_ts ? row : { ...row, card_ts: input.messageTs ?? null };
-    await resumeAfterDecision(deps, tx, card, { by: input.userId, reason });
+    await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });
     return row;
   });
   if (!decided) {
@@ -276,7 +274,7 @@ async function resumeAfterDecision(
     },
   });
   await enqueueOutbox(tx, [
-    post(
+    cardUpdate(
       task,
       approvalIntent(task, agent, {
         id: row.id,
@@ -287,6 +285,7 @@ async function resumeAfterDecision(
         state,
         updateTs: row.card_ts,
       }),
+      { table: "approvals", id: row.id },
     ),
   ]);
   await deps.queue.enqueue(tx, task.id);

@@ -5,7 +5,7 @@ import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { approvalIntent, expireApproval } from "./approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { personaOf, post } from "./messages.ts";
+import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 type People = { users: string[]; groups: string[] };
@@ -60,7 +60,7 @@ async function escalateApproval(
       note: { approval_id: row.id, reason: "no decision before the deadline" },
     });
     const messages: OutboxMessage[] = [
-      post(
+      cardUpdate(
         task,
         approvalIntent(task, agent, {
           ...base,
@@ -68,6 +68,7 @@ async function escalateApproval(
           state: { status: "escalated", to, at: now.toISOString() },
           updateTs: approval.card_ts,
         }),
+        { table: "approvals", id: row.id },
       ),
       post(task, {
         kind: "notice",
@@ -132,15 +133,19 @@ async function moveEscalation(
       };
       const escalationData = { escalationId: row.id, fromName: from.name, note };
       messages.push(
-        post(task, {
-          ...card,
-          ...(escalation.card_ts ? { updateTs: escalation.card_ts } : {}),
-          escalation: {
-            ...escalationData,
-            owner: escalation.owner as never,
-            state: { status: "reassigned", to: owner.id, at: now.toISOString() },
+        cardUpdate(
+          task,
+          {
+            ...card,
+            ...(escalation.card_ts ? { updateTs: escalation.card_ts } : {}),
+            escalation: {
+              ...escalationData,
+              owner: escalation.owner as never,
+              state: { status: "reassigned", to: owner.id, at: now.toISOString() },
+            },
           },
-        }),
+          { table: "escalations", id: row.id },
+        ),
         post(
           task,
           {

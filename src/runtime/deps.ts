@@ -26,7 +26,7 @@ export interface RuntimeDeps {
   log: Logger;
   metrics: Metrics;
   clock: Clock;
-  /** Unique per process: names the lease holder. */
+  /** Unique per process; each run of a task holds its lease as `<workerId>/<run>`. */
   workerId: string;
   /** How long a worker may hold a task without committing; a dead worker's task is taken over after it. */
   leaseMs: number;

@@ -7,7 +7,7 @@ import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
-import { personaOf, post } from "./messages.ts";
+import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 const DEFAULT_RESPOND_WITHIN_MS = 4 * 3_600_000;
@@ -236,20 +236,24 @@ export async function decideEscalation(
             instruction: choice.instruction,
           };
     await enqueueOutbox(tx, [
-      post(task, {
-        kind: "escalation_card",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
-        persona: personaOf(from),
-        ...(row.card_ts ? { updateTs: row.card_ts } : {}),
-        escalation: {
-          escalationId: row.id,
-          fromName: from.name,
-          owner: row.owner as Owner,
-          note,
-          state,
+      cardUpdate(
+        task,
+        {
+          kind: "escalation_card",
+          channel: task.channel_id,
+          threadTs: task.thread_ts,
+          persona: personaOf(from),
+          ...(row.card_ts ? { updateTs: row.card_ts } : {}),
+          escalation: {
+            escalationId: row.id,
+            fromName: from.name,
+            owner: row.owner as Owner,
+            note,
+            state,
+          },
         },
-      }),
+        { table: "escalations", id: row.id },
+      ),
     ]);
     await audit(tx, {
       taskId: task.id,

@@ -11,11 +11,12 @@ import { deliverOutbox } from "./outbox.ts";
 /**
  * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so
  * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
+ * `holdsLease`: the caller is the worker driving the task, whose rows it may deliver.
  */
 export async function haltTask(
   deps: RuntimeDeps,
   task: TaskRow,
-  input: { reason: string; toHuman?: boolean },
+  input: { reason: string; toHuman?: boolean; holdsLease?: boolean },
 ): Promise<void> {
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
     const locked = await lockTask(tx, task.id);
@@ -73,5 +74,5 @@ export async function haltTask(
     return fx.afterCommit;
   });
   for (const effect of afterCommit ?? []) effect();
-  await deliverOutbox(deps, { taskId: task.id });
+  await deliverOutbox(deps, { taskId: task.id, holdsLease: input.holdsLease ?? false });
 }

@@ -17,6 +17,20 @@ export function post(
   return cardOf ? { taskId: task.id, intent, cardOf } : { taskId: task.id, intent };
 }
 
+/**
+ * A card updated after a decision. A person can decide as soon as Slack shows the card, before its
+ * ts is saved: without one, the update reads the ts when it is delivered (after the card's post).
+ */
+export function cardUpdate(
+  task: { id: string },
+  intent: Extract<ChatIntent, { kind: "approval_card" | "escalation_card" }>,
+  card: NonNullable<OutboxMessage["updateOf"]>,
+): OutboxMessage {
+  return intent.updateTs === undefined
+    ? { taskId: task.id, intent, updateOf: card }
+    : { taskId: task.id, intent };
+}
+
 export function toolMessage(callId: string, content: unknown): ChatMessage {
   const text = typeof content === "string" ? content : JSON.stringify(content);
   // Tool results are data for the model, cut so one huge result cannot flood the context.

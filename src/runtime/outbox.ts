@@ -1,6 +1,9 @@
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
-import type { Db } from "../db/database.ts";
+import type { Db, Tx } from "../db/database.ts";
 import {
+  type CardRef,
+  cardPostUndelivered,
+  cardTs,
   type Delivered,
   lockUndelivered,
   markDelivered,
@@ -8,7 +11,7 @@ import {
   type OutboxMessage,
   rememberCard,
 } from "../db/outbox.repository.ts";
-import { isBatonError } from "../errors.ts";
+import { isBatonError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 const MAX_ATTEMPTS = 8;
@@ -17,7 +20,8 @@ const STRANDED_AFTER_MS = 5_000;
 
 interface OutboxPayload {
   intent: ChatIntent;
-  cardOf: { table: "approvals" | "escalations"; id: string } | null;
+  cardOf: CardRef | null;
+  updateOf?: CardRef;
 }
 
 /**
@@ -27,26 +31,29 @@ interface OutboxPayload {
  */
 export async function deliverOutbox(
   deps: { db: Db; chat: ChatSurface; log: Logger },
-  filter: { taskId?: string; olderThanMs?: number } = {},
+  filter: { taskId?: string; olderThanMs?: number; holdsLease?: boolean } = {},
 ): Promise<number> {
   let delivered = 0;
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
     for (const row of rows) {
-      const payload = row.payload as unknown as OutboxPayload;
+      const stored = row.payload as unknown as OutboxPayload;
       const log = deps.log.child({
         taskId: row.task_id,
         outboxId: row.id,
-        intent: payload.intent.kind,
+        intent: stored.intent.kind,
       });
       try {
+        const payload = { ...stored, intent: await withCardTs(tx, row, stored) };
         // A row tried before, or older than a normal delivery takes (its writer may have died
         // after Slack took it), may already be in Slack: look before sending again.
         const suspect =
           row.attempts > 0 ||
           filter.olderThanMs !== undefined ||
           Date.now() - row.created_at.getTime() > STRANDED_AFTER_MS;
-        const already = suspect ? await deps.chat.findPosted(payload.intent, row.id) : undefined;
+        const already = suspect
+          ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
+          : undefined;
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
         await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
         if (payload.cardOf && sent.ts)
@@ -181,6 +188,26 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
       return failed;
     },
   };
+}
+
+/**
+ * A card update decided before its card's ts was saved targets the ts saved since: rows go out in
+ * order, so the card's own post was delivered, and its ts saved, before this row.
+ */
+async function withCardTs(
+  tx: Tx,
+  row: { id: string; task_id: string | null },
+  { intent, updateOf }: OutboxPayload,
+): Promise<ChatIntent> {
+  if (intent.kind !== "approval_card" && intent.kind !== "escalation_card") return intent;
+  if (!updateOf || intent.updateTs !== undefined) return intent;
+  const ts = await cardTs(tx, updateOf);
+  if (ts) return { ...intent, updateTs: ts };
+  // Another deliverer holds the card's post (skip locked let this row past it): wait for it.
+  if (row.task_id && (await cardPostUndelivered(tx, row.task_id, row.id, updateOf)))
+    throw new TransientError("the card this update is for is still being posted");
+  // The card never reached Slack (Slack refused it): the update is the card.
+  return intent;
 }
 
 function intentChannel(intent: ChatIntent): string {

@@ -17,18 +17,27 @@ import { type CommittedTurn, commitTurn, type TurnState } from "./turn.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
+let runs = 0;
+
+/** The name a run holds a task's lease by: the process's worker id and the run's number in it. */
+export function runWorker(deps: RuntimeDeps): string {
+  return `${deps.workerId}/${++runs}`;
+}
 
 /**
  * Drives one task until it waits for a human, ends, or fails. Every turn commits on its own,
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
  */
 export async function runTask(
-  deps: RuntimeDeps,
+  processDeps: RuntimeDeps,
   taskId: string,
-  /** The lease, already taken with the task's start (a task run where it was accepted). */
-  claimed?: Claim,
+  /** The lease, already taken by the task's start for this run (a task run where it was accepted). */
+  started?: { claim: Claim; worker: string },
 ): Promise<void> {
-  const claim = claimed ?? (await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs));
+  // The lease is this run's, not the process's: a job queued for the task while a run of this
+  // process holds it (a decision on the card the run just posted) must not drive it alongside.
+  const deps = { ...processDeps, workerId: started?.worker ?? runWorker(processDeps) };
+  const claim = started?.claim ?? (await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs));
   if (!claim) {
     deps.log.debug({ taskId }, "task is driven by another worker");
     return;
@@ -42,7 +51,7 @@ export async function runTask(
   let backlog = claim.undelivered;
   let released: Awaited<ReturnType<typeof releaseLease>>;
   try {
-    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0 });
+    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
     // Decisions arrive while the task waits, so they are settled once, as the run starts.
     let afterDecision = claim.decided && (await settleDecidedApprovals(deps, taskId));
     // The first turn starts from what the claim read, unless something since changed it.
@@ -64,7 +73,7 @@ export async function runTask(
         if (backlog || deliveries.failed) {
           backlog = true;
           await deliveries.flush();
-          await deliverOutbox(deps, { taskId });
+          await deliverOutbox(deps, { taskId, holdsLease: true });
         } else deliveries.send(result.outbox);
       }
       if (result.outcome === "idle") break;
@@ -73,7 +82,7 @@ export async function runTask(
     // A post failed after the last turn that spoke: send what it held back, in order.
     if (deliveries.failed && !backlog) {
       await deliveries.flush();
-      await deliverOutbox(deps, { taskId });
+      await deliverOutbox(deps, { taskId, holdsLease: true });
     }
   } finally {
     // Posts still under way finish first; the release marks what they sent.
@@ -82,6 +91,9 @@ export async function runTask(
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
     await deps.queue.enqueue(deps.db, taskId);
+  // A person who decided on a card while this worker held the lease left the card's update to it
+  // (a decision that does not queue the task, such as taking it over, has no next run to send it).
+  else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
 }
 
 const IDLE: CommittedTurn = { outcome: "idle", written: false, next: undefined, outbox: [] };
@@ -101,7 +113,7 @@ async function runTurn(
     // The halt delivers through deliverOutbox: every posted row is marked sent first.
     run.deliveries.giveBack(run.marks.splice(0));
     await run.deliveries.flush();
-    await haltTask(deps, task, input);
+    await haltTask(deps, task, { ...input, holdsLease: true });
     return IDLE;
   };
   // The turn before left the task's state behind it; read it only when there is none.

@@ -2,6 +2,7 @@ import type { types, webApi } from "@slack/bolt";
 import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
 import { BatonError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
 import { clip, isGroupId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
 import type { SlackMessage } from "./views/blocks.ts";
@@ -14,10 +15,14 @@ import { agentReply, failureNotice } from "./views/task-message.ts";
 export class SlackDeliveryError extends BatonError {
   readonly code = "slack_rejected";
   readonly fault = "system";
+  /** Slack's own error code (`not_in_channel`, ...), when it gave one. */
+  slackError?: string;
 }
 
-/** The metadata event type that marks a message as an outbox delivery. */
-export const OUTBOX_EVENT = "baton_outbox";
+// The app cannot read this conversation: not a member (chat:write.public posts without joining).
+const NOT_A_MEMBER = new Set(["not_in_channel", "channel_not_found"]);
+const isNotAMember = (error: unknown) =>
+  error instanceof SlackDeliveryError && NOT_A_MEMBER.has(error.slackError ?? "");
 
 export interface SlackChatSurfaceOptions {
   log: Logger;
@@ -32,8 +37,6 @@ type Target = { channel: string; threadTs?: string };
 type Outgoing = { text: string; blocks?: unknown[] };
 
 const GROUP_CACHE_MS = 60_000;
-// conversations.replies pages of 200: 2,000 replies is far past any task thread.
-const REPLY_PAGES_MAX = 10;
 
 export function createSlackChatSurface(
   client: webApi.WebClient,
@@ -135,31 +138,6 @@ export function createSlackChatSurface(
     }
   }
 
-  async function findPosted(intent: ChatIntent, outboxId: string): Promise<string | undefined> {
-    const thread = searchableThread(intent);
-    if (!thread) return undefined;
-    let cursor: string | undefined;
-    for (let page = 0; page < REPLY_PAGES_MAX; page++) {
-      const answer = await call("conversations.replies", () =>
-        client.conversations.replies({
-          channel: thread.channel,
-          ts: thread.threadTs,
-          include_all_metadata: true,
-          limit: 200,
-          ...(cursor && { cursor }),
-        }),
-      );
-      const found = answer.messages?.find((m) => isOutboxMessage(m.metadata, outboxId));
-      if (found?.ts) {
-        log.info({ outboxId, ts: found.ts }, "outbox message was already in Slack");
-        return found.ts;
-      }
-      cursor = answer.response_metadata?.next_cursor || undefined;
-      if (!cursor) return undefined;
-    }
-    return undefined;
-  }
-
   async function groupMembers(groupId: string): Promise<string[]> {
     const at = now();
     const cached = groups.get(groupId);
@@ -175,6 +153,7 @@ export function createSlackChatSurface(
     return [...(await users)];
   }
 
+  const findPosted = createPostedFinder(client, call, log, isNotAMember);
   return { deliver, findPosted, groupMembers };
 }
 
@@ -225,7 +204,7 @@ export function toBatonError(method: string, error: unknown): unknown {
       const message = `Slack refused ${method}: ${slackError}`;
       return TRANSIENT_PLATFORM_ERRORS.has(slackError)
         ? new TransientError(message, { cause: error })
-        : new SlackDeliveryError(message, { cause: error });
+        : Object.assign(new SlackDeliveryError(message, { cause: error }), { slackError });
     }
     default:
       return error;
@@ -285,42 +264,4 @@ function escalationInput(escalation: Intent<"escalation_card">["escalation"]): E
     ...escalation,
     state: state.status === "open" ? state : { ...state, at: new Date(state.at) },
   };
-}
-
-/** The thread a posted (not updated, not ephemeral) message would be in. */
-function searchableThread(intent: ChatIntent): { channel: string; threadTs: string } | undefined {
-  switch (intent.kind) {
-    case "agent_reply":
-    case "handoff_card":
-    case "failure_notice":
-      return intent;
-    case "approval_card":
-    case "escalation_card":
-      // Updates are idempotent: sending one again is harmless.
-      return intent.updateTs === undefined ? intent : undefined;
-    case "notice":
-      return intent.threadTs === undefined
-        ? undefined
-        : { channel: intent.channel, threadTs: intent.threadTs };
-    case "ephemeral":
-    case "direct_message":
-    case "digest":
-    case "digest_dm":
-      // Not in a thread: looking would mean paging a channel's history. A crash between Slack's
-      // answer and marking the row sent may repeat one, as it may an unthreaded notice.
-      return undefined;
-  }
-}
-
-function isOutboxMessage(metadata: unknown, outboxId: string): boolean {
-  if (typeof metadata !== "object" || metadata === null) return false;
-  const { event_type, event_payload } = metadata as {
-    event_type?: unknown;
-    event_payload?: unknown;
-  };
-  if (event_type !== OUTBOX_EVENT || typeof event_payload !== "object" || event_payload === null) {
-    return false;
-  }
-  // pg gives bigint ids as numbers, the turn's statement as strings: compare their text.
-  return String((event_payload as { outbox_id?: unknown }).outbox_id) === String(outboxId);
 }

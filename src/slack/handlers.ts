@@ -11,7 +11,6 @@ export interface SlackHandlers {
     userId: string;
     decision: "approved" | "rejected";
     reason?: string;
-    messageTs?: string;
   }): Promise<DecisionOutcome>;
   /** Checks a click without deciding (audited when refused); undefined: the user may decide. */
   checkApprovalClick(input: {

@@ -41,12 +41,20 @@ export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   usergroups?: SlackUsergroup[];
 };
 
+type Hold = {
+  method: string;
+  predicate: (c: SlackCall) => boolean;
+  caught: boolean;
+  arrive: (call: SlackCall) => void;
+  released: Promise<void>;
+};
 type Answer = { status?: number; headers?: Record<string, string>; body: Record<string, unknown> };
 type Handler = (args: SlackArgs) => Record<string, unknown>;
 
 // Web API clients form-encode nested values as JSON strings; these are the ones we read back.
 const JSON_ARGS = new Set(["blocks", "attachments", "view", "metadata", "user_auth_blocks"]);
-const BASE_TS_MICROS = 1_700_000_000_000_000;
+// Messages are kept to this many per history page at most, as Slack documents.
+const HISTORY_LIMIT_MAX = 999;
 
 export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
   const cfg = { ...SLACK_DEFAULTS, ...options };
@@ -59,14 +67,15 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
   const users = new Map((options.users ?? []).map((u) => [u.id, u]));
   const groups = new Map((options.usergroups ?? []).map((g) => [g.id, g]));
   const failures = new Map<string, SlackFailure[]>();
+  const holds: Hold[] = [];
   const emitter = new EventEmitter();
-  let tsCounter = 0;
+  let lastTsMicros = 0;
   let viewCounter = 0;
 
+  // A ts is the Unix time Slack took the message, in microseconds, and unique in its channel.
   const nextTs = (): string => {
-    tsCounter += 1;
-    const micros = BASE_TS_MICROS + tsCounter * 100;
-    return `${Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, "0")}`;
+    lastTsMicros = Math.max(Date.now() * 1000, lastTsMicros + 100);
+    return `${Math.floor(lastTsMicros / 1e6)}.${String(lastTsMicros % 1e6).padStart(6, "0")}`;
   };
   const dmFor = (userId: string): string => {
     let id = dms.get(userId);
@@ -243,9 +252,45 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       if (thread.length === 0) throw new SlackErr("thread_not_found");
       const limit = Number(args.limit ?? 1000);
       return {
-        messages: thread.slice(0, limit).map(({ channel: _c, ...m }) => m),
+        messages: thread.slice(0, limit).map((m) => shownMessage(m, args)),
         has_more: thread.length > limit,
         response_metadata: { next_cursor: "" },
+      };
+    },
+    // Newest first; thread replies are not in a channel's history, their parents are. `oldest` and
+    // `latest` are exclusive unless `inclusive`; the cursor is opaque (here: the next page's ts).
+    "conversations.history": (args) => {
+      requireArgs(args, "channel");
+      const channel = resolveChannel(String(args.channel));
+      const inclusive = isTrue(args.inclusive);
+      const oldest = str(args.oldest);
+      const latest = str(args.latest);
+      const inRange = (ts: string) =>
+        (oldest === undefined || compareTs(ts, oldest) > (inclusive ? -1 : 0)) &&
+        (latest === undefined || compareTs(ts, latest) < (inclusive ? 1 : 0));
+      const timeline = messages
+        .filter((m) => m.channel === channel && (!m.thread_ts || m.thread_ts === m.ts))
+        .filter((m) => inRange(m.ts))
+        .sort((a, b) => compareTs(b.ts, a.ts));
+      const limit = Math.min(Math.max(Number(args.limit ?? 100) || 100, 1), HISTORY_LIMIT_MAX);
+      let start = 0;
+      if (str(args.cursor)) {
+        const from = /^next_ts:(\d+\.\d+)$/.exec(
+          Buffer.from(String(args.cursor), "base64").toString("utf8"),
+        )?.[1];
+        if (!from) throw new SlackErr("invalid_cursor");
+        start = timeline.findIndex((m) => compareTs(m.ts, from) <= 0);
+        if (start < 0) start = timeline.length;
+      }
+      const page = timeline.slice(start, start + limit);
+      const next = timeline[start + limit];
+      return {
+        messages: page.map((m) => shownMessage(m, args)),
+        has_more: next !== undefined,
+        pin_count: 0,
+        response_metadata: {
+          next_cursor: next ? Buffer.from(`next_ts:${next.ts}`).toString("base64") : "",
+        },
       };
     },
     // Lenient: an unknown view_id is created, since tests may act on modals they never opened here.
@@ -311,6 +356,12 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     };
     calls.push(call);
     emitter.emit("call", call);
+    const hold = holds.find((h) => h.method === method && !h.caught && h.predicate(call));
+    if (hold) {
+      hold.caught = true;
+      hold.arrive(call);
+      await hold.released;
+    }
     send(res, result.status ?? 200, result.headers ?? {}, result.body);
   };
 
@@ -345,6 +396,22 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       const queue = failures.get(method) ?? [];
       for (let i = 0; i < times; i++) queue.push(failure);
       failures.set(method, queue);
+    },
+    /**
+     * The next call to `method` matching `predicate` is carried out (a message is stored and seen)
+     * but its answer waits for `release()`: Slack took the request, and its caller does not know yet.
+     */
+    holdAnswer(method: string, predicate: (c: SlackCall) => boolean = () => true) {
+      let arrive: (call: SlackCall) => void = () => {};
+      let release: () => void = () => {};
+      const arrived = new Promise<SlackCall>((resolve) => {
+        arrive = resolve;
+      });
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      holds.push({ method, predicate, caught: false, arrive, released });
+      return { arrived, release };
     },
     /** Resolves with the first call (past or future) to `method` matching `predicate`. */
     waitForCall(
@@ -423,6 +490,25 @@ async function parseArgs(
     if (typeof value === "string" && /^\s*[[{]/.test(value)) args[key] = JSON.parse(value);
   }
   return args;
+}
+
+/** A stored message as the reading methods return it: metadata only when asked for. */
+function shownMessage({ channel: _c, ...message }: SlackMessage, args: SlackArgs) {
+  if (isTrue(args.include_all_metadata)) return message;
+  const { metadata: _m, ...shown } = message;
+  return shown;
+}
+
+/** Form-encoded booleans arrive as "true" or "1". */
+function isTrue(value: unknown): boolean {
+  return value === true || value === "true" || value === "1" || value === 1;
+}
+
+/** Orders two ts values exactly (seconds, then microseconds), past what a double can hold. */
+function compareTs(a: string, b: string): number {
+  const [as = "0", au = "0"] = a.split(".");
+  const [bs = "0", bu = "0"] = b.split(".");
+  return Number(as) - Number(bs) || Number(au.padEnd(6, "0")) - Number(bu.padEnd(6, "0"));
 }
 
 function tzOffsetSeconds(tz: string): number {

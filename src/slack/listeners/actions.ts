@@ -26,10 +26,7 @@ const click = z.object({
   user: z.object({ id: z.string() }),
   trigger_id: z.string().optional(),
   channel: z.object({ id: z.string() }).optional(),
-  container: z
-    .object({ thread_ts: z.string().optional(), message_ts: z.string().optional() })
-    .passthrough()
-    .optional(),
+  container: z.object({ thread_ts: z.string().optional() }).passthrough().optional(),
   actions: z.array(z.object({ value: z.string().max(2000) })).min(1),
 });
 const submission = z.object({
@@ -50,7 +47,6 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       approvalId,
       userId: c.user.id,
       decision: "approved",
-      ...(c.container?.message_ts && { messageTs: c.container.message_ts }),
     });
     const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
     if (words && c.channel)
