@@ -1,0 +1,62 @@
+import { type ChatMessage, messageChars } from "../../src/core/model.ts";
+import {
+  type AgentReply,
+  scriptByAgent,
+  startModelServer,
+} from "../../test/support/model-server.ts";
+import { whereIsMyOrderScript } from "../../test/support/scripts.ts";
+import { startSlackEmulator } from "../../test/support/slack-emulator.ts";
+
+/**
+ * The comparison's Slack emulator and scripted model, in their own process as in scripts/bench-fakes.ts,
+ * so the measured process is the framework alone. The model server routes replies by the request's
+ * prompt_cache_key (the agent's id), which the frameworks set per agent. Besides answering "has this
+ * chain's answer reached Slack?", it counts each chain's Slack posts and the characters it sent to
+ * the model, the way Baton counts model_calls.request_chars (`messageChars`), here rather than in
+ * the measured process.
+ */
+const chains = Number(process.argv[2] ?? 33);
+const merged: Record<string, AgentReply[]> = {};
+for (let i = 0; i < chains; i++) {
+  const script = whereIsMyOrderScript({ orderId: String(5000 + i), sku: `BENCH-${i}` });
+  for (const [agent, replies] of Object.entries(script))
+    merged[agent] = [...(merged[agent] ?? []), ...replies];
+}
+const slack = await startSlackEmulator();
+const model = await startModelServer(scriptByAgent(merged));
+process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
+
+let counted = 0;
+let posted = 0;
+process.on("message", (message: { waitFor?: string; chars?: boolean }) => {
+  if (message.chars) {
+    // The parent asks after each chain, when that chain's calls are all in: the chars since the last ask.
+    const fresh = model.requests.slice(counted);
+    counted = model.requests.length;
+    const posts = slack.callsTo("chat.postMessage").length - posted;
+    posted += posts;
+    const failed = fresh.find((r) => r.status !== 200);
+    process.send?.({
+      chars: fresh.reduce((n, r) => n + messageChars(r.body.messages as ChatMessage[]), 0),
+      calls: fresh.length,
+      posts,
+      ...(failed && { error: failed.error ?? `model answered ${failed.status}` }),
+    });
+    return;
+  }
+  const threadTs = message.waitFor;
+  if (!threadTs) return;
+  void slack
+    .waitForCall(
+      "chat.postMessage",
+      (c) =>
+        c.args.thread_ts === threadTs &&
+        c.args.username === "Customer Service" &&
+        String(c.args.text).includes("on the way"),
+      30_000,
+    )
+    .then(() => process.send?.({ answered: threadTs }));
+});
+process.on("disconnect", () => {
+  void Promise.all([slack.close(), model.close()]).then(() => process.exit(0));
+});

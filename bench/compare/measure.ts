@@ -1,0 +1,209 @@
+import { type ChildProcess, fork } from "node:child_process";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import pg from "pg";
+import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
+import { loadAgentsFile } from "../../src/config/agents-file.ts";
+import type { AgentsFile } from "../../src/config/agents-schema.ts";
+import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
+import { migrateToLatest } from "../../src/db/migrate.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { appMentionEvent, deliverEvent } from "../../test/support/slack-signing.ts";
+
+/**
+ * What scripts/bench.ts does for Baton, for another framework wired into Slack by hand: the same
+ * chain (flow 1, CS → F → I → F → CS, orders 5000..), the same fakes in a child process, the same
+ * embedded Postgres and demo tables, measured and reported the same way.
+ */
+export const CHAINS = Number(process.env.BENCH_CHAINS ?? 200);
+const WARMUP = 20;
+const HOPS = 5;
+const CHANNEL = "C0BENCH";
+const ORDERS = CHAINS + WARMUP;
+
+export { SIGNING_SECRET };
+
+export interface Setup {
+  slackUrl: string;
+  modelUrl: string;
+  /** Baton's migrations applied (the demo tables among them), orders and stock seeded. */
+  databaseUrl: string;
+  /** The same pool and prepared statements Baton's demo tools run on. */
+  database: DatabaseHandle;
+  agentsFile: AgentsFile;
+}
+
+/** A framework listening for Slack events, as a developer would run it. */
+export interface Contender {
+  /** Where Slack's signed events go. */
+  endpoint: string;
+  /** Resolves once everything the chain in this thread does is done: state saved, posts sent. */
+  settled(threadTs: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+  commits: number;
+  chars: number;
+}
+
+type FakesMessage = {
+  answered?: string;
+  chars?: number;
+  calls?: number;
+  posts?: number;
+  error?: string;
+};
+
+export async function compare(
+  name: string,
+  label: string,
+  start: (setup: Setup) => Promise<Contender>,
+): Promise<void> {
+  const fakes = fork(path.join(ROOT, "bench", "compare", "fakes.ts"), [String(ORDERS)], {
+    stdio: "inherit",
+  });
+  const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve) =>
+    fakes.once("message", resolve as never),
+  );
+  const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
+  const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
+  const server = await playgroundServer();
+  const databaseUrl = await freshDatabase(server.url, `baton_compare_${name}`);
+  const database = openDatabase(databaseUrl);
+  const probe = new pg.Client({ connectionString: databaseUrl });
+  let contender: Contender | undefined;
+  try {
+    await migrateToLatest(database.db);
+    await seed(database);
+    await probe.connect();
+    contender = await start({ ...urls, databaseUrl, database, agentsFile });
+    const c = contender;
+    console.log(
+      `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
+    );
+    const run = (i: number) => chain(fakes, probe, c, i);
+    for (let i = 0; i < WARMUP; i++) await run(i);
+    const samples: Sample[] = [];
+    for (let i = WARMUP; i < ORDERS; i++) samples.push(await run(i));
+    report(label, samples);
+  } finally {
+    await contender?.stop();
+    await probe.end().catch(() => {});
+    await database.close();
+    fakes.disconnect();
+    await server.stop();
+  }
+}
+
+async function seed({ db }: DatabaseHandle): Promise<void> {
+  const range = Array.from({ length: ORDERS }, (_, i) => i);
+  await db
+    .insertInto("inventory")
+    .values(
+      range.map((i) => ({
+        sku: `BENCH-${i}`,
+        name: `Bench item ${i}`,
+        on_hand: 0,
+        physical_count: 14,
+      })),
+    )
+    .execute();
+  await db
+    .insertInto("orders")
+    .values(
+      range.map((i) => ({
+        id: String(5000 + i),
+        customer_name: "Bench",
+        sku: `BENCH-${i}`,
+        quantity: 1,
+        total_usd: 10,
+        status: "stuck_in_fulfillment",
+        placed_at: new Date(),
+      })),
+    )
+    .execute();
+}
+
+/** Write transactions since the last call: each takes a transaction id; reading one takes one too. */
+async function xid(probe: pg.Client): Promise<number> {
+  const { rows } = await probe.query<{ xid: string }>("select pg_current_xact_id()::text as xid");
+  return Number(rows[0]?.xid);
+}
+
+async function chain(
+  fakes: ChildProcess,
+  probe: pg.Client,
+  contender: Contender,
+  i: number,
+): Promise<Sample> {
+  const ts = `18000${3}.${String(i).padStart(6, "0")}`;
+  const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
+  const xidBefore = await xid(probe);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const done = ask(fakes, { waitFor: ts }, (m) => m.answered === ts);
+  const delivery = await deliverEvent(
+    contender.endpoint,
+    SIGNING_SECRET,
+    appMentionEvent({ user: "U0BENCH", channel: CHANNEL, text, ts }),
+    {},
+  );
+  if (delivery.status !== 200) throw new Error(`the event was answered ${delivery.status}`);
+  await done;
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  await contender.settled(ts);
+  const commits = (await xid(probe)) - xidBefore - 1;
+  const counted = await ask(fakes, { chars: true }, (m) => m.chars !== undefined);
+  if (counted.error) throw new Error(`chain ${i}: ${counted.error}`);
+  // Ten model calls, four handoff cards and the answer: the chain was played as Baton plays it.
+  if (counted.calls !== 10 || counted.posts !== 5)
+    throw new Error(
+      `chain ${i}: ${counted.calls} model calls (not 10), ${counted.posts} posts (not 5)`,
+    );
+  return {
+    wallMs,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    commits,
+    chars: counted.chars ?? 0,
+  };
+}
+
+function ask(
+  fakes: ChildProcess,
+  message: { waitFor?: string; chars?: boolean },
+  isAnswer: (m: FakesMessage) => boolean,
+): Promise<FakesMessage> {
+  return new Promise((resolve) => {
+    const listener = (m: FakesMessage) => {
+      if (!isAnswer(m)) return;
+      fakes.off("message", listener);
+      resolve(m);
+    };
+    fakes.on("message", listener);
+    fakes.send(message);
+  });
+}
+
+function report(label: string, samples: Sample[]): void {
+  const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
+  const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
+  const p95 = (values: number[]) => sorted(values)[Math.floor(values.length * 0.95)] ?? 0;
+  const per = (pick: (s: Sample) => number) => samples.map((s) => pick(s) / HOPS);
+  const [wall, cpu, commits] = [per((s) => s.wallMs), per((s) => s.cpuMs), per((s) => s.commits)];
+  const chars = samples.map((s) => s.chars);
+  console.log(`\n${label}`);
+  console.log(
+    `  wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event in → answer in Slack)`,
+  );
+  console.log(
+    `  CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (the framework's process only)`,
+  );
+  console.log(
+    `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (write transactions)`,
+  );
+  console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
+}
