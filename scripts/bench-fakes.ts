@@ -1,7 +1,7 @@
 import { scriptByAgent, startModelServer } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import { startSlackEmulator } from "../test/support/slack-emulator.ts";
-import { appMentionEvent, deliverEvent } from "../test/support/slack-signing.ts";
+import { type ChainRequest, playChain } from "./bench-chain.ts";
 
 /**
  * The bench's Slack (the Web API emulator and the Events API's signed deliveries) and scripted
@@ -18,38 +18,12 @@ for (let i = 0; i < chains; i++) {
 const slack = await startSlackEmulator();
 const model = await startModelServer(scriptByAgent(merged));
 process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
-/** A chain to play: Slack sends the mention to Baton and waits for the answer in its thread. */
-export interface ChainRequest {
-  endpoint: string;
-  secret: string;
-  channel: string;
-  ts: string;
-  text: string;
-}
-
 // Slack's view of a chain: from sending the event to Customer Service's answer reaching the Web API.
 process.on("message", (chain: ChainRequest) => {
-  const answer = slack.waitForCall(
-    "chat.postMessage",
-    (c) =>
-      c.args.thread_ts === chain.ts &&
-      c.args.username === "Customer Service" &&
-      String(c.args.text).includes("on the way"),
-    30_000,
+  playChain(slack, chain).then(
+    (wallMs) => process.send?.({ answered: chain.ts, wallMs }),
+    (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
   );
-  const started = performance.now();
-  const event = appMentionEvent({
-    user: "U0BENCH",
-    channel: chain.channel,
-    text: chain.text,
-    ts: chain.ts,
-  });
-  void deliverEvent(chain.endpoint, chain.secret, event, {})
-    .then(() => answer)
-    .then(
-      () => process.send?.({ answered: chain.ts, wallMs: performance.now() - started }),
-      (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
-    );
 });
 process.on("disconnect", () => {
   void Promise.all([slack.close(), model.close()]).then(() => process.exit(0));

@@ -10,7 +10,7 @@ import { freePort } from "../test/support/harness.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { scriptedModel } from "../test/support/scripted-model.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import type { ChainRequest } from "./bench-fakes.ts";
+import type { ChainRequest } from "./bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
 
 /**

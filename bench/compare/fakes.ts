@@ -1,3 +1,4 @@
+import { type ChainRequest, playChain } from "../../scripts/bench-chain.ts";
 import { type ChatMessage, messageChars } from "../../src/core/model.ts";
 import {
   type AgentReply,
@@ -28,8 +29,8 @@ process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
 
 let counted = 0;
 let posted = 0;
-process.on("message", (message: { waitFor?: string; chars?: boolean }) => {
-  if (message.chars) {
+process.on("message", (message: ChainRequest | { chars: true }) => {
+  if ("chars" in message) {
     // The parent asks after each chain, when that chain's calls are all in: the chars since the last ask.
     const fresh = model.requests.slice(counted);
     counted = model.requests.length;
@@ -44,18 +45,12 @@ process.on("message", (message: { waitFor?: string; chars?: boolean }) => {
     });
     return;
   }
-  const threadTs = message.waitFor;
-  if (!threadTs) return;
-  void slack
-    .waitForCall(
-      "chat.postMessage",
-      (c) =>
-        c.args.thread_ts === threadTs &&
-        c.args.username === "Customer Service" &&
-        String(c.args.text).includes("on the way"),
-      30_000,
-    )
-    .then(() => process.send?.({ answered: threadTs }));
+  // Slack's view of the chain, timed here as scripts/bench-fakes.ts times Baton's.
+  const chain = message;
+  playChain(slack, chain).then(
+    (wallMs) => process.send?.({ answered: chain.ts, wallMs }),
+    (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
+  );
 });
 process.on("disconnect", () => {
   void Promise.all([slack.close(), model.close()]).then(() => process.exit(0));

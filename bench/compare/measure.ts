@@ -1,14 +1,13 @@
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
 import pg from "pg";
+import type { ChainRequest } from "../../scripts/bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
 import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { appMentionEvent, deliverEvent } from "../../test/support/slack-signing.ts";
 
 /**
  * What scripts/bench.ts does for Baton, for another framework wired into Slack by hand: the same
@@ -51,6 +50,7 @@ interface Sample {
 
 type FakesMessage = {
   answered?: string;
+  wallMs?: number;
   chars?: number;
   calls?: number;
   posts?: number;
@@ -143,18 +143,15 @@ async function chain(
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(probe);
   const cpuBefore = process.cpuUsage();
-  const started = performance.now();
-  const done = ask(fakes, { waitFor: ts }, (m) => m.answered === ts);
-  const delivery = await deliverEvent(
-    contender.endpoint,
-    SIGNING_SECRET,
-    appMentionEvent({ user: "U0BENCH", channel: CHANNEL, text, ts }),
-    {},
+  // Slack, in the fakes' process, sends the mention and times the chain until the answer is in.
+  const played = await ask(
+    fakes,
+    { endpoint: contender.endpoint, secret: SIGNING_SECRET, channel: CHANNEL, ts, text },
+    (m) => m.answered === ts,
   );
-  if (delivery.status !== 200) throw new Error(`the event was answered ${delivery.status}`);
-  await done;
-  const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  if (played.wallMs === undefined) throw new Error(`chain ${i}: ${played.error ?? "failed"}`);
+  const wallMs = played.wallMs;
   await contender.settled(ts);
   const commits = (await xid(probe)) - xidBefore - 1;
   const counted = await ask(fakes, { chars: true }, (m) => m.chars !== undefined);
@@ -174,7 +171,7 @@ async function chain(
 
 function ask(
   fakes: ChildProcess,
-  message: { waitFor?: string; chars?: boolean },
+  message: ChainRequest | { chars: true },
   isAnswer: (m: FakesMessage) => boolean,
 ): Promise<FakesMessage> {
   return new Promise((resolve) => {
