@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { insertInput, insertTask } from "../../src/db/tasks.repository.ts";
-import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
+import {
+  isTurnMovedOn,
+  type TurnRecords,
+  writeTurn,
+} from "../../src/db/turn-records.repository.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
@@ -163,4 +167,32 @@ test("a turn whose step moved on gets no task back, writes nothing of its own, a
     .execute((tx) => insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "any news?" }));
   const written = await t.db.transaction().execute((tx) => writeTurn(tx, handoffTurn(task.id, 0)));
   assert.equal(written?.hasNewInputs, true, "the next turn must read the reply");
+});
+
+test("a turn written last in its transaction commits with it, or fails and rolls the transaction back when its step moved on", async () => {
+  const task = await newTask("1700000000.000003");
+  const inputs = async () =>
+    (await t.db.selectFrom("task_inputs").select("id").where("task_id", "=", task.id).execute())
+      .length;
+  // A stale turn: what its transaction wrote before it (here, a reply) is rolled back with it.
+  const error = await t.db
+    .transaction()
+    .execute(async (tx) => {
+      await insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "any news?" });
+      return writeTurn(tx, handoffTurn(task.id, 5), { last: true });
+    })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  assert.ok(isTurnMovedOn(error), `the task moved on: ${String(error)}`);
+  assert.equal(await inputs(), 0, "the whole transaction is rolled back");
+
+  const written = await t.db.transaction().execute(async (tx) => {
+    await insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "any news?" });
+    return writeTurn(tx, handoffTurn(task.id, 0), { last: true });
+  });
+  assert.equal(written?.task.step_no, 1);
+  assert.equal(written?.task.owner_id, "fulfillment");
+  assert.equal(await inputs(), 1, "committed together");
 });
