@@ -146,11 +146,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     deps.chat = createSlackChatSurface(app.client, { log });
 
     if (options.workers ?? true) {
-      // A task this process started at once: its job waits for that run instead of running it twice.
-      await queue.workTasks(
-        config.workers,
-        (taskId) => deps.runs.running(taskId) ?? runTask(deps, taskId),
-      );
+      await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
       stops.push(() => deps.runs.drain());
       await queue.workDeadLetters((taskId, reason) => markDeadLettered(deps, taskId, reason));
     }

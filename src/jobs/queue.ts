@@ -44,10 +44,19 @@ export async function startJobQueue(options: {
   return {
     tasks: {
       async enqueue(executor: Executor, taskId: string, opts = {}) {
-        await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
+        const id = await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
           db: sqlExecutor(executor),
           ...(opts.startAfterSeconds !== undefined && { startAfter: opts.startAfterSeconds }),
         });
+        if (!id) throw new Error(`the job queue did not take task ${taskId}'s job`);
+        return id;
+      },
+      async done(jobId) {
+        // Completed while still queued: it never reaches a worker.
+        await boss.complete(TASK_QUEUE, jobId, undefined, { includeQueued: true });
+      },
+      async runNow(jobId) {
+        await boss.update(TASK_QUEUE, undefined, { id: jobId, startAfter: 0 });
       },
     },
     async workTasks(concurrency, handler) {

@@ -33,7 +33,8 @@ export async function acceptMessage(
   const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
   // A new task's id is chosen here, so the event rows and the task's rows are written with it.
   const newId = randomUUID();
-  // A slot to run it here at once; its job, written below all the same, waits for that run.
+  // A slot to run it here at once. Its job is written all the same, due when the run's lease would
+  // run out: the run marks it done, or due now if the run fails; after a crash, it takes over.
   const here = deps.runs.reserve(newId) ? runWorker(deps) : undefined;
   let started: RunStart | undefined;
   try {
@@ -50,7 +51,11 @@ export async function acceptMessage(
           { taskId, stintNo: 1, stepNo: 0, message: { role: "user" as const, content: text } },
         ];
         // The job first: the task's own statement is the last, sent with the COMMIT.
-        await deps.queue.enqueue(tx, taskId);
+        const jobId = await deps.queue.enqueue(
+          tx,
+          taskId,
+          here ? { startAfterSeconds: Math.ceil(deps.leaseMs / 1000) } : {},
+        );
         const task = await startTask(tx, {
           id: taskId,
           ...(here && { lease: { worker: here, ms: deps.leaseMs } }),
@@ -87,7 +92,10 @@ export async function acceptMessage(
             },
           ],
         });
-        if (here) started = { worker: here, task, history: conversation.map((c) => c.message) };
+        if (here) {
+          const history = conversation.map((c) => c.message);
+          started = { worker: here, jobId, turn: { task, history, inputs: [] } };
+        }
         return "started";
       }
       await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
@@ -115,9 +123,8 @@ export async function acceptMessage(
     // Counted after the commit, so a rolled-back start is never counted.
     if (outcome === "started") deps.metrics.tasksStarted.inc();
     if (started) {
-      const { worker, task, history } = started;
-      const claim = { undelivered: false, decided: false, turn: { task, history, inputs: [] } };
-      deps.runs.start(newId, () => runTask(deps, newId, { claim, worker }));
+      const run = started;
+      deps.runs.start(newId, () => runHere(deps, newId, run));
     } else deps.runs.giveBack(newId);
     return outcome;
   } catch (error) {
@@ -127,8 +134,30 @@ export async function acceptMessage(
   }
 }
 
-/** What a task started here begins its first run from: what the accept itself wrote, and its lease. */
-type RunStart = Omit<Claim["turn"], "inputs"> & { worker: string };
+/** What a task started here begins its first run from: what the accept wrote, its lease, its job. */
+interface RunStart {
+  worker: string;
+  jobId: string;
+  turn: Claim["turn"];
+}
+
+/** The first run of a task started here; its job is done with it, or, if it fails, runs now. */
+async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart): Promise<void> {
+  const claim = { undelivered: false, decided: false, turn: start.turn };
+  try {
+    await runTask(deps, taskId, { claim, worker: start.worker });
+  } catch (error) {
+    // Retried through the queue at once; should even that fail, the job comes due with the lease.
+    await deps.queue.runNow(start.jobId).catch((e: unknown) => {
+      deps.log.warn({ err: e, taskId }, "could not bring the task's job forward");
+    });
+    throw error;
+  }
+  // Should this fail, the job comes due later and finds nothing left to do.
+  await deps.queue.done(start.jobId).catch((e: unknown) => {
+    deps.log.warn({ err: e, taskId }, "could not mark the task's job done");
+  });
+}
 
 /** "@Baton billing: refund order 1077" goes to billing; otherwise the channel's entry agent. */
 function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {

@@ -9,11 +9,16 @@ import type { LocalRuns } from "./local-runs.ts";
 
 /** Puts a task's next run on the durable queue, inside the caller's transaction when given one. */
 export interface TaskQueue {
+  /** Returns the job's id. */
   enqueue(
     executor: Executor,
     taskId: string,
     options?: { startAfterSeconds?: number },
-  ): Promise<void>;
+  ): Promise<string>;
+  /** A job held back while the task ran where it was accepted: that run did its work. */
+  done(jobId: string): Promise<void>;
+  /** That run failed: the job runs now, with the queue's retries, backoff and dead letters. */
+  runNow(jobId: string): Promise<void>;
 }
 
 export interface RuntimeDeps {

@@ -6,7 +6,8 @@ import { type Script, scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
 
-// Flow 1 twice; the second time, the model fails the run's first request once.
+// Flow 1 twice; the second time, the model fails the run's first request, and the openai client's
+// two retries of it, so the run itself fails.
 const once = whereIsMyOrderScript();
 const flow = scriptByAgent(
   Object.fromEntries(
@@ -15,7 +16,7 @@ const flow = scriptByAgent(
 );
 let failedAt = -1;
 const script: Script = (request, context) => {
-  if (context.callIndex === failedAt)
+  if (failedAt >= 0 && context.callIndex >= failedAt && context.callIndex < failedAt + 3)
     return { status: 500, error: "the model is down for a moment" };
   return flow(request, context);
 };
@@ -29,22 +30,23 @@ after(async () => {
 });
 
 async function jobsOf(taskId: string) {
-  const rows = await sql<{ state: string; retry_count: number }>`
-    select state, retry_count from pgboss.job
+  const rows = await sql<{ state: string; retry_count: number; started: boolean }>`
+    select state, retry_count, started_on is not null as started from pgboss.job
     where name = 'task.run' and data->>'taskId' = ${taskId}`.execute(h.db.db);
   return rows.rows;
 }
 
-test("a new task runs where it was accepted; its job waits for that run instead of running it again", async () => {
+test("a new task runs where it was accepted; its job, held back, is marked done by that run", async () => {
   const { ts } = await h.mention("where is order 1042?");
   const task = await finishedTaskOf(ts);
-  // Ten turns, each asked of the model once: the job did not run the task a second time beside it.
+  // Ten turns, each asked of the model once: the job did not run the task a second time.
   assert.equal(h.model.requests.length, 10);
   assert.equal((await h.db.db.selectFrom("shipments").selectAll().execute()).length, 1);
-  await h.until("the job to complete", async () => {
-    const jobs = await jobsOf(task.id);
-    return jobs.length === 1 && jobs[0]?.state === "completed" ? jobs : undefined;
+  const jobs = await h.until("the job to complete", async () => {
+    const rows = await jobsOf(task.id);
+    return rows.length === 1 && rows[0]?.state === "completed" ? rows : undefined;
   });
+  assert.equal(jobs[0]?.started, false, "done while still queued: no worker ran it");
   const lease = await h.db.db
     .selectFrom("tasks")
     .select(["lease_owner", "lease_until"])
@@ -53,7 +55,7 @@ test("a new task runs where it was accepted; its job waits for that run instead 
   assert.deepEqual(lease, { lease_owner: null, lease_until: null }, "the lease is given up");
 });
 
-test("a run started at once that fails is retried by its job, and every effect happens once", async () => {
+test("a run started at once that fails brings its job forward, which retries it; every effect happens once", async () => {
   await h.db.db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
   await h.db.db
     .updateTable("inventory")
@@ -64,13 +66,21 @@ test("a run started at once that fails is retried by its job, and every effect h
   failedAt = h.model.requests.length;
   const { ts } = await h.mention("where is order 1042, again?");
   const task = await finishedTaskOf(ts);
-  assert.equal(h.model.requests.length - failedAt, 11, "the failed request, then ten turns");
+  assert.equal(
+    h.model.requests.length - failedAt,
+    13,
+    "the failed request 3 times, then ten turns",
+  );
   assert.equal((await h.db.db.selectFrom("shipments").selectAll().execute()).length, 1);
   const jobs = await h.until("the job to complete", async () => {
     const rows = await jobsOf(task.id);
     return rows.some((j) => j.state === "completed") ? rows : undefined;
   });
-  assert.equal(jobs.length, 1, "one job: the failed run is not queued a second time");
+  assert.deepEqual(
+    jobs.map((j) => [j.state, j.retry_count, j.started]),
+    [["completed", 0, true]],
+    "the one job, run at once and not held until the lease would run out",
+  );
 });
 
 function finishedTaskOf(ts: string) {
