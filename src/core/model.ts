@@ -23,8 +23,6 @@ export interface ModelRequest {
   agentId: string;
   messages: ChatMessage[];
   tools: ToolSpec[];
-  /** Sent as the provider's end-user id for abuse tracking; never a secret. */
-  taskId: string;
 }
 
 export interface ModelReply {

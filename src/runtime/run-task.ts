@@ -159,7 +159,6 @@ async function runTurn(
       agentId: agent.id,
       messages,
       tools,
-      taskId: task.id,
     });
   } catch (error) {
     // Rate limits and outages: the job retries with backoff, then dead-letters.
