@@ -1,5 +1,23 @@
+import type { AgentReply } from "../test/support/model-server.ts";
+import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import type { SlackEmulator } from "../test/support/slack-emulator.ts";
 import { appMentionEvent, deliverEvent } from "../test/support/slack-signing.ts";
+
+// What Baton's bench and the comparison's share: the chain, how Slack plays and times it, the report.
+
+/** Flow 1's five hops: CS → Fulfillment → Inventory → Fulfillment → CS. */
+export const HOPS = 5;
+
+/** Flow 1's replies for orders 5000.. (one chain each), merged per agent for one model server. */
+export function flowReplies(chains: number): Record<string, AgentReply[]> {
+  const merged: Record<string, AgentReply[]> = {};
+  for (let i = 0; i < chains; i++) {
+    const script = whereIsMyOrderScript({ orderId: String(5000 + i), sku: `BENCH-${i}` });
+    for (const [agent, replies] of Object.entries(script))
+      merged[agent] = [...(merged[agent] ?? []), ...replies];
+  }
+  return merged;
+}
 
 /** A chain to play: Slack sends the mention to the app and waits for the answer in its thread. */
 export interface ChainRequest {
@@ -36,4 +54,37 @@ export async function playChain(slack: SlackEmulator, chain: ChainRequest): Prom
   if (delivery.status !== 200) throw new Error(`the event was answered ${delivery.status}`);
   await answer;
   return performance.now() - started;
+}
+
+/** One chain as measured: Slack's wall time, the measured process's CPU, commits and model characters. */
+export interface Sample {
+  wallMs: number;
+  cpuMs: number;
+  commits: number;
+  chars: number;
+}
+
+/** Medians and p95s per hop (characters per chain), in one format for every contender. */
+export function report(
+  label: string,
+  samples: Sample[],
+  notes: { process: string; commits: string },
+): void {
+  const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
+  const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
+  const p95 = (values: number[]) => sorted(values)[Math.floor(values.length * 0.95)] ?? 0;
+  const per = (pick: (s: Sample) => number) => samples.map((s) => pick(s) / HOPS);
+  const [wall, cpu, commits] = [per((s) => s.wallMs), per((s) => s.cpuMs), per((s) => s.commits)];
+  const chars = samples.map((s) => s.chars);
+  console.log(`\n${label}`);
+  console.log(
+    `  wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event sent → answer in Slack)`,
+  );
+  console.log(
+    `  CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (${notes.process})`,
+  );
+  console.log(
+    `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (${notes.commits})`,
+  );
+  console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
 }

@@ -1,7 +1,6 @@
 import { scriptByAgent, startModelServer } from "../test/support/model-server.ts";
-import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import { startSlackEmulator } from "../test/support/slack-emulator.ts";
-import { type ChainRequest, playChain } from "./bench-chain.ts";
+import { type ChainRequest, flowReplies, playChain } from "./bench-chain.ts";
 
 /**
  * The bench's Slack (the Web API emulator and the Events API's signed deliveries) and scripted
@@ -9,14 +8,8 @@ import { type ChainRequest, playChain } from "./bench-chain.ts";
  * orders 5000.. and tells the parent its URLs over IPC.
  */
 const chains = Number(process.argv[2] ?? 33);
-const merged: Record<string, Parameters<typeof scriptByAgent>[0][string]> = {};
-for (let i = 0; i < chains; i++) {
-  const script = whereIsMyOrderScript({ orderId: String(5000 + i), sku: `BENCH-${i}` });
-  for (const [agent, replies] of Object.entries(script))
-    merged[agent] = [...(merged[agent] ?? []), ...replies];
-}
 const slack = await startSlackEmulator();
-const model = await startModelServer(scriptByAgent(merged));
+const model = await startModelServer(scriptByAgent(flowReplies(chains)));
 process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
 // Slack's view of a chain: from sending the event to Customer Service's answer reaching the Web API.
 process.on("message", (chain: ChainRequest) => {

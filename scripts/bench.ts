@@ -10,7 +10,7 @@ import { freePort } from "../test/support/harness.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { scriptedModel } from "../test/support/scripted-model.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import type { ChainRequest } from "./bench-chain.ts";
+import { type ChainRequest, HOPS, report, type Sample } from "./bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
 
 /**
@@ -23,7 +23,6 @@ import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playgro
 const CHAINS = Number(process.env.BENCH_CHAINS ?? 200);
 // Enough chains for V8 to compile the hot path: the figures are a running service's, not a cold start's.
 const WARMUP = 20;
-const HOPS = 5;
 const CHANNEL = "C0BENCH";
 const ORDERS = CHAINS + WARMUP;
 
@@ -37,13 +36,6 @@ const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve)
 const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
 const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
 const server = await playgroundServer();
-
-interface Sample {
-  wallMs: number;
-  cpuMs: number;
-  commits: number;
-  chars: number;
-}
 
 async function startBench(
   model: "in-process" | "http",
@@ -166,26 +158,6 @@ function played(chain: ChainRequest): Promise<number> {
   });
 }
 
-function report(label: string, samples: Sample[]): void {
-  const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
-  const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
-  const p95 = (values: number[]) => sorted(values)[Math.floor(values.length * 0.95)] ?? 0;
-  const per = (pick: (s: Sample) => number) => samples.map((s) => pick(s) / HOPS);
-  const [wall, cpu, commits] = [per((s) => s.wallMs), per((s) => s.cpuMs), per((s) => s.commits)];
-  const chars = samples.map((s) => s.chars);
-  console.log(`\n${label}`);
-  console.log(
-    `  wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event in → answer in Slack)`,
-  );
-  console.log(
-    `  CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (Baton's process only)`,
-  );
-  console.log(
-    `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (write transactions, pg-boss included)`,
-  );
-  console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
-}
-
 try {
   console.log(
     `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
@@ -207,6 +179,7 @@ try {
           ? "scripted model in-process (Baton's own cost)"
           : "scripted model over HTTP, through the real openai client",
         samples,
+        { process: "Baton's process only", commits: "write transactions, pg-boss included" },
       );
     } finally {
       await baton.stop();

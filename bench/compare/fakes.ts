@@ -1,11 +1,6 @@
-import { type ChainRequest, playChain } from "../../scripts/bench-chain.ts";
+import { type ChainRequest, flowReplies, playChain } from "../../scripts/bench-chain.ts";
 import { type ChatMessage, messageChars } from "../../src/core/model.ts";
-import {
-  type AgentReply,
-  scriptByAgent,
-  startModelServer,
-} from "../../test/support/model-server.ts";
-import { whereIsMyOrderScript } from "../../test/support/scripts.ts";
+import { scriptByAgent, startModelServer } from "../../test/support/model-server.ts";
 import { startSlackEmulator } from "../../test/support/slack-emulator.ts";
 
 /**
@@ -17,14 +12,8 @@ import { startSlackEmulator } from "../../test/support/slack-emulator.ts";
  * the measured process.
  */
 const chains = Number(process.argv[2] ?? 33);
-const merged: Record<string, AgentReply[]> = {};
-for (let i = 0; i < chains; i++) {
-  const script = whereIsMyOrderScript({ orderId: String(5000 + i), sku: `BENCH-${i}` });
-  for (const [agent, replies] of Object.entries(script))
-    merged[agent] = [...(merged[agent] ?? []), ...replies];
-}
 const slack = await startSlackEmulator();
-const model = await startModelServer(scriptByAgent(merged));
+const model = await startModelServer(scriptByAgent(flowReplies(chains)));
 process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
 
 let counted = 0;

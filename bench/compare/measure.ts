@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
 import pg from "pg";
-import type { ChainRequest } from "../../scripts/bench-chain.ts";
+import { type ChainRequest, HOPS, report, type Sample } from "../../scripts/bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
@@ -16,7 +16,6 @@ import { demoTools } from "../../src/domain/demo-tools.ts";
  */
 export const CHAINS = Number(process.env.BENCH_CHAINS ?? 200);
 const WARMUP = 20;
-const HOPS = 5;
 const CHANNEL = "C0BENCH";
 const ORDERS = CHAINS + WARMUP;
 
@@ -39,13 +38,6 @@ export interface Contender {
   /** Resolves once everything the chain in this thread does is done: state saved, posts sent. */
   settled(threadTs: string): Promise<void>;
   stop(): Promise<void>;
-}
-
-interface Sample {
-  wallMs: number;
-  cpuMs: number;
-  commits: number;
-  chars: number;
 }
 
 type FakesMessage = {
@@ -88,7 +80,10 @@ export async function compare(
     for (let i = 0; i < WARMUP; i++) await run(i);
     const samples: Sample[] = [];
     for (let i = WARMUP; i < ORDERS; i++) samples.push(await run(i));
-    report(label, samples);
+    report(label, samples, {
+      process: "the framework's process only",
+      commits: "write transactions",
+    });
   } finally {
     await contender?.stop();
     await probe.end().catch(() => {});
@@ -183,24 +178,4 @@ function ask(
     fakes.on("message", listener);
     fakes.send(message);
   });
-}
-
-function report(label: string, samples: Sample[]): void {
-  const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
-  const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
-  const p95 = (values: number[]) => sorted(values)[Math.floor(values.length * 0.95)] ?? 0;
-  const per = (pick: (s: Sample) => number) => samples.map((s) => pick(s) / HOPS);
-  const [wall, cpu, commits] = [per((s) => s.wallMs), per((s) => s.cpuMs), per((s) => s.commits)];
-  const chars = samples.map((s) => s.chars);
-  console.log(`\n${label}`);
-  console.log(
-    `  wall time per hop     median ${median(wall).toFixed(2)} ms   p95 ${p95(wall).toFixed(2)} ms   (event in → answer in Slack)`,
-  );
-  console.log(
-    `  CPU time per hop      median ${median(cpu).toFixed(2)} ms   p95 ${p95(cpu).toFixed(2)} ms   (the framework's process only)`,
-  );
-  console.log(
-    `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (write transactions)`,
-  );
-  console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
 }
