@@ -1,3 +1,5 @@
+import { type ChildProcess, fork } from "node:child_process";
+import type { Db } from "../src/db/database.ts";
 import type { AgentReply } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import type { SlackEmulator } from "../test/support/slack-emulator.ts";
@@ -17,6 +19,48 @@ export function flowReplies(chains: number): Record<string, AgentReply[]> {
       merged[agent] = [...(merged[agent] ?? []), ...replies];
   }
   return merged;
+}
+
+/** Starts a fakes process (Slack and the model server) and waits for its URLs. */
+export async function startFakes(
+  script: string,
+  orders: number,
+): Promise<{ fakes: ChildProcess; slackUrl: string; modelUrl: string }> {
+  const fakes = fork(script, [String(orders)], { stdio: "inherit" });
+  const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve) =>
+    fakes.once("message", resolve as never),
+  );
+  return { fakes, ...urls };
+}
+
+/** An order stuck on a wrong stock count for each chain: order 5000 + i, item BENCH-i. */
+export async function seedOrders(db: Db, count: number): Promise<void> {
+  const range = Array.from({ length: count }, (_, i) => i);
+  await db
+    .insertInto("inventory")
+    .values(
+      range.map((i) => ({
+        sku: `BENCH-${i}`,
+        name: `Bench item ${i}`,
+        on_hand: 0,
+        physical_count: 14,
+      })),
+    )
+    .execute();
+  await db
+    .insertInto("orders")
+    .values(
+      range.map((i) => ({
+        id: String(5000 + i),
+        customer_name: "Bench",
+        sku: `BENCH-${i}`,
+        quantity: 1,
+        total_usd: 10,
+        status: "stuck_in_fulfillment",
+        placed_at: new Date(),
+      })),
+    )
+    .execute();
 }
 
 /** A chain to play: Slack sends the mention to the app and waits for the answer in its thread. */

@@ -1,4 +1,3 @@
-import { fork } from "node:child_process";
 import path from "node:path";
 import { sql } from "kysely";
 import { type Baton, startBaton } from "../src/app.ts";
@@ -10,7 +9,14 @@ import { freePort } from "../test/support/harness.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { scriptedModel } from "../test/support/scripted-model.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import { type ChainRequest, HOPS, report, type Sample } from "./bench-chain.ts";
+import {
+  type ChainRequest,
+  HOPS,
+  report,
+  type Sample,
+  seedOrders,
+  startFakes,
+} from "./bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
 
 /**
@@ -26,12 +32,7 @@ const WARMUP = 20;
 const CHANNEL = "C0BENCH";
 const ORDERS = CHAINS + WARMUP;
 
-const fakes = fork(path.join(ROOT, "scripts", "bench-fakes.ts"), [String(ORDERS)], {
-  stdio: "inherit",
-});
-const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve) =>
-  fakes.once("message", resolve as never),
-);
+const { fakes, ...urls } = await startFakes(path.join(ROOT, "scripts", "bench-fakes.ts"), ORDERS);
 // BENCH_AGENTS=agents.yml measures with the default agents' full instructions instead.
 const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
 const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
@@ -65,32 +66,7 @@ async function startBench(
     maintenance: false,
     ...(model === "in-process" && { model: scriptedModel(scriptByAgent(script)) }),
   });
-  const range = Array.from({ length: ORDERS }, (_, i) => i);
-  await baton.deps.db
-    .insertInto("inventory")
-    .values(
-      range.map((i) => ({
-        sku: `BENCH-${i}`,
-        name: `Bench item ${i}`,
-        on_hand: 0,
-        physical_count: 14,
-      })),
-    )
-    .execute();
-  await baton.deps.db
-    .insertInto("orders")
-    .values(
-      range.map((i) => ({
-        id: String(5000 + i),
-        customer_name: "Bench",
-        sku: `BENCH-${i}`,
-        quantity: 1,
-        total_usd: 10,
-        status: "stuck_in_fulfillment",
-        placed_at: new Date(),
-      })),
-    )
-    .execute();
+  await seedOrders(baton.deps.db, ORDERS);
   return { baton, endpoint: `http://127.0.0.1:${port}/slack/events` };
 }
 

@@ -1,7 +1,14 @@
-import { type ChildProcess, fork } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import pg from "pg";
-import { type ChainRequest, HOPS, report, type Sample } from "../../scripts/bench-chain.ts";
+import {
+  type ChainRequest,
+  HOPS,
+  report,
+  type Sample,
+  seedOrders,
+  startFakes,
+} from "../../scripts/bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
@@ -54,11 +61,9 @@ export async function compare(
   label: string,
   start: (setup: Setup) => Promise<Contender>,
 ): Promise<void> {
-  const fakes = fork(path.join(ROOT, "bench", "compare", "fakes.ts"), [String(ORDERS)], {
-    stdio: "inherit",
-  });
-  const urls = await new Promise<{ slackUrl: string; modelUrl: string }>((resolve) =>
-    fakes.once("message", resolve as never),
+  const { fakes, ...urls } = await startFakes(
+    path.join(ROOT, "bench", "compare", "fakes.ts"),
+    ORDERS,
   );
   const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
   const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
@@ -69,7 +74,7 @@ export async function compare(
   let contender: Contender | undefined;
   try {
     await migrateToLatest(database.db);
-    await seed(database);
+    await seedOrders(database.db, ORDERS);
     await probe.connect();
     contender = await start({ ...urls, databaseUrl, database, agentsFile });
     const c = contender;
@@ -91,35 +96,6 @@ export async function compare(
     fakes.disconnect();
     await server.stop();
   }
-}
-
-async function seed({ db }: DatabaseHandle): Promise<void> {
-  const range = Array.from({ length: ORDERS }, (_, i) => i);
-  await db
-    .insertInto("inventory")
-    .values(
-      range.map((i) => ({
-        sku: `BENCH-${i}`,
-        name: `Bench item ${i}`,
-        on_hand: 0,
-        physical_count: 14,
-      })),
-    )
-    .execute();
-  await db
-    .insertInto("orders")
-    .values(
-      range.map((i) => ({
-        id: String(5000 + i),
-        customer_name: "Bench",
-        sku: `BENCH-${i}`,
-        quantity: 1,
-        total_usd: 10,
-        status: "stuck_in_fulfillment",
-        placed_at: new Date(),
-      })),
-    )
-    .execute();
 }
 
 /** Write transactions since the last call: each takes a transaction id; reading one takes one too. */
