@@ -1,21 +1,57 @@
+import { CompiledQuery } from "kysely";
 import type { Tx } from "./database.ts";
+import type { TaskRow } from "./schema.ts";
+
+export interface Received {
+  /** The task of the message's thread, if it has one. */
+  task: TaskRow | undefined;
+  /** False when any key was seen before: a redelivery or a twin event (the caller rolls back). */
+  fresh: boolean;
+}
+
+// The thread's task and the keys' insert in one round trip; rows only for a thread that is a task,
+// or for a message that starts one.
+const RECEIVE = `
+with existing as (
+  select * from tasks where channel_id = $1 and thread_ts = $2
+), received as (
+  insert into slack_events (event_id, task_id)
+  select key, coalesce((select id from existing), $3::uuid) from unnest($4::text[]) as key
+  where $5::boolean or exists (select from existing)
+  on conflict (event_id) do nothing
+  returning event_id
+)
+select (select count(*) from received)::int as received_keys, existing.*
+from (select) as one left join existing on true`;
 
 /**
  * Records a received Slack message under every key it can arrive by (its event id, and the
  * channel + ts of the message, since one mention arrives both as app_mention and as message),
- * with the task it belongs to. Returns false when any key was seen before: a redelivery or a twin
- * event (the caller rolls back).
+ * with the task of its thread, and returns that task. A message in a thread that is not a task
+ * is recorded only when it `starts` one, under `newTaskId`.
  */
-export async function recordReceived(
+export async function receiveMessage(
   tx: Tx,
-  keys: readonly string[],
-  taskId: string,
-): Promise<boolean> {
-  const inserted = await tx
-    .insertInto("slack_events")
-    .values(keys.map((event_id) => ({ event_id, task_id: taskId })))
-    .onConflict((oc) => oc.column("event_id").doNothing())
-    .returning("event_id")
-    .execute();
-  return inserted.length === keys.length;
+  message: {
+    channel: string;
+    threadTs: string;
+    keys: readonly string[];
+    newTaskId: string;
+    starts: boolean;
+  },
+): Promise<Received> {
+  const { rows } = await tx.executeQuery<TaskRow & { received_keys: number }>(
+    CompiledQuery.raw(RECEIVE, [
+      message.channel,
+      message.threadTs,
+      message.newTaskId,
+      [...message.keys],
+      message.starts,
+    ]),
+  );
+  const { received_keys: receivedKeys, ...task } = rows[0] ?? { received_keys: 0 };
+  return {
+    task: "id" in task && task.id !== null ? (task as TaskRow) : undefined,
+    fresh: receivedKeys === message.keys.length,
+  };
 }

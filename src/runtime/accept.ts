@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
-import { recordReceived } from "../db/events.repository.ts";
+import { receiveMessage } from "../db/events.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
-import { findTaskByThread, insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
+import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
@@ -40,11 +40,17 @@ export async function acceptMessage(
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       const threadTs = message.threadTs ?? message.ts;
-      const existing = await findTaskByThread(tx, message.channel, threadTs);
+      const { task: existing, fresh } = await receiveMessage(tx, {
+        channel: message.channel,
+        threadTs,
+        keys,
+        newTaskId: newId,
+        starts: message.mentioned,
+      });
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
+      if (!fresh) throw new Duplicate();
       const taskId = existing?.id ?? newId;
-      if (!(await recordReceived(tx, keys, taskId))) throw new Duplicate();
       if (!existing) {
         const { agent, text } = chooseAgent(deps, message);
         const conversation = [

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { recordReceived } from "../../src/db/events.repository.ts";
+import { receiveMessage } from "../../src/db/events.repository.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import {
   findTaskByThread,
@@ -63,10 +63,15 @@ function start(id: string, thread: string) {
   };
 }
 
+function receipt(keys: string[], newTaskId: string) {
+  return { channel: "C0ORDERS", threadTs: "200.1", keys, newTaskId, starts: true };
+}
+
 test("a task starts in one statement with its conversation, handoff and audit events", async () => {
   const id = randomUUID();
   await t.db.transaction().execute(async (tx) => {
-    assert.equal(await recordReceived(tx, ["event:Ev1", "message:C0ORDERS:200.1"], id), true);
+    const received = await receiveMessage(tx, receipt(["event:Ev1", "message:C0ORDERS:200.1"], id));
+    assert.deepEqual(received, { task: undefined, fresh: true });
     await startTask(tx, start(id, "200.1"));
   });
   const task = await findTaskByThread(t.db, "C0ORDERS", "200.1");
@@ -107,8 +112,12 @@ test("a message seen before under any of its keys is reported, and its transacti
   const twin = randomUUID();
   await assert.rejects(
     t.db.transaction().execute(async (tx) => {
-      if (!(await recordReceived(tx, ["event:Ev2", "message:C0ORDERS:200.1"], twin)))
-        throw new Error("duplicate");
+      const received = await receiveMessage(
+        tx,
+        receipt(["event:Ev2", "message:C0ORDERS:200.1"], twin),
+      );
+      assert.equal(received.task?.thread_ts, "200.1", "the thread's task, started by its twin");
+      if (!received.fresh) throw new Error("duplicate");
       await startTask(tx, start(twin, "200.1"));
     }),
     /duplicate/,
@@ -117,6 +126,25 @@ test("a message seen before under any of its keys is reported, and its transacti
     .selectFrom("slack_events")
     .select("event_id")
     .where("event_id", "=", "event:Ev2")
+    .execute();
+  assert.deepEqual(rows, []);
+});
+
+test("a message in a thread that is not a task, starting none, is not recorded", async () => {
+  const received = await t.db.transaction().execute((tx) =>
+    receiveMessage(tx, {
+      channel: "C0ORDERS",
+      threadTs: "300.1",
+      keys: ["event:Ev3", "message:C0ORDERS:300.2"],
+      newTaskId: randomUUID(),
+      starts: false,
+    }),
+  );
+  assert.deepEqual(received, { task: undefined, fresh: false });
+  const rows = await t.db
+    .selectFrom("slack_events")
+    .select("event_id")
+    .where("event_id", "=", "event:Ev3")
     .execute();
   assert.deepEqual(rows, []);
 });
