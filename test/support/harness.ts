@@ -78,6 +78,8 @@ export async function startHarness(options: {
   maintenance?: boolean;
   /** Tools Baton registers (default: the demo tools). */
   tools?: readonly ToolDefinition[];
+  /** Socket Mode (SLACK_APP_TOKEN set): events come over the emulator's WebSocket, not HTTP. */
+  socketMode?: boolean;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -101,6 +103,7 @@ export async function startHarness(options: {
         DATABASE_URL: db.url,
         PORT: String(port),
         BATON_WORKERS: "2",
+        ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),
       }),
       agentsFile,
       log,

@@ -5,6 +5,7 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { slackMethods } from "./slack-emulator/methods.ts";
+import { socketModeServer } from "./slack-emulator/socket-mode.ts";
 import {
   addMessage,
   createEmulatorState,
@@ -51,7 +52,12 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
 
   const answer = (method: string, args: SlackArgs, token: string | undefined): Answer => {
     if (!token) return { body: { ok: false, error: "not_authed" } };
-    if (token !== cfg.botToken) return { body: { ok: false, error: "invalid_auth" } };
+    // Only apps.connections.open takes the app-level token, and it takes no other.
+    const appLevel = method === "apps.connections.open";
+    if (token !== (appLevel ? cfg.appToken : cfg.botToken)) {
+      const error = token === cfg.appToken || appLevel ? "not_allowed_token_type" : "invalid_auth";
+      return { body: { ok: false, error } };
+    }
     const failure = failures.get(method)?.shift();
     if (failure) {
       if (failure.retryAfter !== undefined) {
@@ -60,6 +66,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       }
       return { status: failure.status ?? 200, body: { ok: false, error: failure.error } };
     }
+    if (appLevel) return { body: { ok: true, url: socketMode.linkUrl(origin) } };
     const handler = slackMethods[method];
     if (!handler) return { body: { ok: true } };
     try {
@@ -103,6 +110,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     send(res, result.status ?? 200, result.headers ?? {}, result.body);
   };
 
+  const socketMode = socketModeServer(server, cfg.appId);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   const origin = `http://127.0.0.1:${port}`;
@@ -114,6 +122,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     /** A response_url to put in interaction payloads; posts to it are recorded as "response_url". */
     responseUrl: `${origin}/actions/${cfg.teamId}/response`,
     config: cfg,
+    /** Socket Mode: wait for the app's connection, send it envelopes, see its acknowledgements. */
+    socketMode: { connected: socketMode.connected, send: socketMode.send },
     calls,
     messages,
     ephemerals,
@@ -181,6 +191,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
+        socketMode.close();
         server.closeAllConnections();
         server.close((err) => (err ? reject(err) : resolve()));
       }),

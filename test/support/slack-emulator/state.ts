@@ -2,6 +2,8 @@
 
 export const SLACK_DEFAULTS = Object.freeze({
   botToken: "xoxb-test",
+  /** The app-level token Socket Mode connects with (apps.connections.open). */
+  appToken: "xapp-1-test",
   teamId: "T0TESTTEAM",
   teamName: "Baton Test",
   teamDomain: "baton-test",
