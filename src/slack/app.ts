@@ -74,6 +74,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     // clear message instead of an unhandled rejection later.
     deferInitialization: true,
   });
+  if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
   registerEventListeners(app, handlers);
   registerActionListeners(app, handlers);
   registerCommandListeners(app, handlers);
@@ -84,6 +85,51 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     throw error;
   });
   return app;
+}
+
+/** What the Socket Mode client hands over for each envelope. */
+interface SocketModeEnvelope {
+  ack: (response?: unknown) => Promise<void>;
+  body: Record<string, unknown>;
+  retry_num?: number;
+  retry_reason?: string;
+}
+
+/**
+ * Bolt acknowledges an Events API envelope before its listeners run. Baton acknowledges an
+ * envelope once it has been processed (the event stored and its work queued), as
+ * `processBeforeResponse` does over HTTP: an envelope acknowledged is never lost, and one whose
+ * processing failed is left unacknowledged, so Slack sends it again (deduplicated by event id).
+ */
+function acknowledgeWhenProcessed(
+  receiver: InstanceType<typeof SocketModeReceiver>,
+  app: BoltApp,
+  log: Logger,
+): void {
+  receiver.client.removeAllListeners("slack_event");
+  receiver.client.on("slack_event", async (envelope: SocketModeEnvelope) => {
+    let response: unknown;
+    try {
+      await app.processEvent({
+        body: envelope.body,
+        ack: async (answer?: unknown) => {
+          response = answer;
+        },
+        ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
+        ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
+        customProperties: {},
+      });
+    } catch (error) {
+      log.warn(
+        { err: error },
+        "a Socket Mode envelope was not processed; Slack will send it again",
+      );
+      return;
+    }
+    await envelope.ack(response).catch((error: unknown) => {
+      log.warn({ err: error }, "a Socket Mode envelope could not be acknowledged");
+    });
+  });
 }
 
 function routes(options: SlackAppOptions) {
