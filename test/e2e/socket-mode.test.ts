@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "kysely";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
-import { finishedTask } from "../support/scripts-humans.ts";
-import { appMentionEvent, eventEnvelope } from "../support/slack-signing.ts";
+import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
+import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
 
 // Flow 1 twice: once as it first arrives, once for the envelope Slack sends again.
 const once = whereIsMyOrderScript();
@@ -98,4 +99,45 @@ test("Socket Mode: an envelope whose event could not be stored is not acknowledg
   });
   assert.ok(retry, "the retry is acknowledged");
   await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+});
+
+test("Socket Mode: an approval click arrives as an interactive envelope, is acknowledged after it is decided, and the refund runs once", async () => {
+  const billing = await startHarness({
+    script: scriptByAgent(orderReturnScript()),
+    socketMode: true,
+  });
+  try {
+    await billing.slack.socketMode.connected();
+    const text = "<@U0BATONBOT> I'd like to return order 1077, please refund me";
+    const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
+    const mention = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }));
+    assert.ok(await billing.slack.socketMode.send("events_api", mention));
+    const approval = await billing.until("the refund to wait on its card", async () => {
+      const row = await billing.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+      return row?.card_ts ? row : undefined;
+    });
+    const click = blockActionsPayload({
+      userId: "U0LEE",
+      actionId: APPROVAL_APPROVE,
+      value: approval.id,
+      channel: CHANNEL,
+      messageTs: approval.card_ts ?? "",
+      threadTs: ts,
+    });
+    assert.ok(await billing.slack.socketMode.send("interactive", click), "acknowledged");
+    const decided = await billing.db.db
+      .selectFrom("approvals")
+      .select(["status", "decided_by"])
+      .where("id", "=", approval.id)
+      .executeTakeFirstOrThrow();
+    assert.deepEqual(
+      decided,
+      { status: "approved", decided_by: "U0LEE" },
+      "decided before the ack",
+    );
+    await billing.until("the task to finish", () => finishedTask(billing.db.db, ts));
+    assert.equal((await refundsOf(billing.db.db)).length, 1);
+  } finally {
+    await billing.close();
+  }
 });
