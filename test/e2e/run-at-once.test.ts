@@ -3,7 +3,7 @@ import { after, before, test } from "node:test";
 import { sql } from "kysely";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { type Script, scriptByAgent } from "../support/model-server.ts";
-import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { resetFlow1Data, whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
 
 // Flow 1 twice; the second time, the model fails the run's first request, and the openai client's
@@ -56,13 +56,7 @@ test("a new task runs where it was accepted; its job, held back, is marked done 
 });
 
 test("a run started at once that fails brings its job forward, which retries it; every effect happens once", async () => {
-  await h.db.db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
-  await h.db.db
-    .updateTable("inventory")
-    .set({ on_hand: 0 })
-    .where("sku", "=", "LAMP-OAK")
-    .execute();
-  await h.db.db.deleteFrom("shipments").execute();
+  await resetFlow1Data(h.db.db);
   failedAt = h.model.requests.length;
   const { ts } = await h.mention("where is order 1042, again?");
   const task = await finishedTaskOf(ts);

@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { resetFlow1Data, whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
 
@@ -86,13 +86,7 @@ test("Socket Mode: an envelope whose event could not be stored is not acknowledg
   assert.equal(ack, undefined, "not acknowledged: Slack sends it again");
   assert.equal(await storedEvent("EvSOCKET0002"), undefined);
 
-  await h.db.db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
-  await h.db.db
-    .updateTable("inventory")
-    .set({ on_hand: 0 })
-    .where("sku", "=", "LAMP-OAK")
-    .execute();
-  await h.db.db.deleteFrom("shipments").execute();
+  await resetFlow1Data(h.db.db);
   const retry = await h.slack.socketMode.send("events_api", body, {
     retryAttempt: 1,
     retryReason: "timeout",

@@ -1,3 +1,4 @@
+import type { Db } from "../../src/db/database.ts";
 import type { ScriptedReply } from "./model-server.ts";
 
 /** Flow 1, "Where's my order?", as a scripted model plays it: five hops, CS → F → I → F → CS. */
@@ -82,4 +83,11 @@ export function whereIsMyOrderScript(
       },
     ],
   };
+}
+
+/** Puts the demo data back where flow 1 starts: order 1042 stuck, LAMP-OAK counted 0, nothing shipped. */
+export async function resetFlow1Data(db: Db): Promise<void> {
+  await db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
+  await db.updateTable("inventory").set({ on_hand: 0 }).where("sku", "=", "LAMP-OAK").execute();
+  await db.deleteFrom("shipments").execute();
 }
