@@ -23,8 +23,65 @@ export function openDatabase(url: string, options: { max?: number } = {}): Datab
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, pipeline: true });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparing(pool) }) });
+  const provider = preparing(pool);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: provider }) });
+  laneConnections.set(db, provider.connect);
   return { db, pool, close: () => db.destroy() };
+}
+
+/**
+ * Statements sent one behind another on one connection, each written as soon as it is issued,
+ * without waiting for the answer to the one before: Postgres runs them in the order sent. A run
+ * writes its turns through one, so a turn's statement travels while the next turn calls the model.
+ * The connection is taken at the first statement and given back whenever nothing is in flight, so a
+ * run waiting on a model holds none; order still holds, since a new connection only follows answers.
+ * Kysely's own single-connection executor waits for each statement in turn, hence the raw client.
+ */
+export interface StatementLane {
+  send<R>(query: CompiledQuery): Promise<{ rows: R[] }>;
+  /** Resolves once every statement sent has been answered; their errors belong to their senders. */
+  idle(): Promise<void>;
+}
+
+const laneConnections = new WeakMap<Db, () => Promise<pg.PoolClient>>();
+
+export function openLane(db: Db): StatementLane {
+  const connect = laneConnections.get(db);
+  if (!connect) throw new Error("a statement lane needs a database opened with openDatabase");
+  let client: Promise<pg.PoolClient> | undefined;
+  let inFlight = 0;
+  // A connection that failed under a statement (not an SQL error) is destroyed, not reused.
+  let broken: Error | undefined;
+  const waiting: (() => void)[] = [];
+  const settle = (held: Promise<pg.PoolClient>) => {
+    if (--inFlight > 0) return;
+    client = undefined;
+    const failure = broken;
+    broken = undefined;
+    held.then((c) => c.release(failure)).catch(() => {});
+    for (const resolve of waiting.splice(0)) resolve();
+  };
+  return {
+    send<R>(query: CompiledQuery) {
+      inFlight++;
+      client ??= connect();
+      const held = client;
+      const result = held.then(
+        (c) => c.query(query.sql, query.parameters as unknown[]) as Promise<pg.QueryResult>,
+      );
+      result.then(
+        () => settle(held),
+        (error: unknown) => {
+          if ((error as { code?: string }).code === undefined) broken ??= error as Error;
+          settle(held);
+        },
+      );
+      return result as Promise<{ rows: R[] }>;
+    },
+    idle() {
+      return inFlight === 0 ? Promise.resolve() : new Promise((resolve) => waiting.push(resolve));
+    },
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { CompiledQuery } from "kysely";
-import { type Executor, lastStatement } from "./database.ts";
+import { type Executor, lastStatement, type StatementLane } from "./database.ts";
 import type {
   AuditInput,
   ConversationRecord,
@@ -25,8 +25,17 @@ export interface TurnRecords {
   delivered: readonly Delivered[];
   /** On an agent's first turn of a stint: the handoffs to it since its last model call (handoff latency). */
   arrivalsOf?: string;
-  /** The step the turn started from: the task is written only if it is still there, and the lease is extended. */
-  lease: { expectedStep: number; worker: string; ms: number };
+  /**
+   * The step, owner and stint the turn started from: the task is written only if it is still there
+   * and no other run holds it, and the lease is extended.
+   */
+  lease: {
+    expectedStep: number;
+    expectedOwner: string;
+    expectedStint: number;
+    worker: string;
+    ms: number;
+  };
 }
 
 export interface WrittenTurn {
@@ -55,6 +64,7 @@ export interface WrittenTurn {
  * with their transaction's start, and a handoff commits before its agent's next turn begins, so `>`
  * separates them.
  */
+// Its SET clause has a twin in JavaScript, taskAfterTurn (task-after-turn.ts): change the two together.
 const WRITE_TURN = `
 with task_row as (
   update tasks set
@@ -76,6 +86,10 @@ with task_row as (
     lease_owner = $16::text,
     lease_until = now() + $17::int * interval '1 millisecond'
   where id = $1::uuid and step_no = $18::int and status = 'active' and owner_kind = 'agent'
+    and owner_id = $27::text and stint_no = $28::int
+    -- No other run holds the task: one that took it over after this run's lease ran out owns it now,
+    -- and the turns this run already sent behind this one must not land on its steps.
+    and (lease_owner = $16::text or lease_until is null or lease_until < now())
   returning *
 ), model_call as (
   insert into model_calls (task_id, step_no, agent_id, model, prompt_tokens, completion_tokens,
@@ -171,95 +185,95 @@ export function isTurnMovedOn(error: unknown): boolean {
  * step that moved on throws (`isTurnMovedOn`) instead.
  */
 export async function writeTurn(
-  db: Executor,
+  db: Executor | StatementLane,
   records: TurnRecords,
   options: { last?: boolean } = {},
 ): Promise<WrittenTurn | undefined> {
   const { changes: c, lease, modelCall: m } = records;
-  const result = await db.executeQuery<
-    TaskRow & { has_new_inputs: boolean; outbox_ids: unknown[]; arrivals: ArrivalRow[] }
-  >(
-    CompiledQuery.raw(options.last ? WRITE_TURN_LAST : WRITE_TURN, [
-      records.taskId,
-      c.status ?? null,
-      c.owner?.kind ?? null,
-      c.owner?.id ?? null,
-      c.stepNo ?? null,
-      c.newStint ? 1 : 0,
-      c.hop ? 1 : 0,
-      c.handbackStack ? JSON.stringify(c.handbackStack) : null,
-      c.facts ? JSON.stringify(c.facts) : null,
-      c.addTokens ?? 0,
-      c.addCostUsd ?? 0,
-      c.failureReason !== undefined,
-      c.failureReason ?? null,
-      c.modelErrors ?? null,
-      c.urgency ?? null,
-      lease.worker,
-      lease.ms,
-      lease.expectedStep,
-      JSON.stringify({
-        step_no: m.stepNo,
-        agent_id: m.agentId,
-        model: m.model,
-        prompt_tokens: m.promptTokens,
-        completion_tokens: m.completionTokens,
-        cost_usd: m.costUsd,
-        latency_ms: m.latencyMs,
-        request_chars: m.requestChars,
-        outcome: m.outcome,
-      }),
-      JSON.stringify(
-        records.conversation.map((r) => ({
-          stint_no: r.stintNo,
-          step_no: r.stepNo,
-          message: r.message,
-        })),
-      ),
-      JSON.stringify(
-        records.toolCalls.map((t) => ({
-          step_no: t.stepNo,
-          agent_id: t.agentId,
-          tool: t.tool,
-          tool_class: t.toolClass,
-          args: t.args ?? null,
-          idempotency_key: t.idempotencyKey,
-          status: t.status,
-          result: t.result ?? null,
-          allowed_by: t.allowedBy,
-        })),
-      ),
-      JSON.stringify(
-        records.handoffs.map((h) => ({
-          step_no: h.stepNo,
-          kind: h.kind,
-          from_kind: h.from.kind,
-          from_id: h.from.id,
-          to_kind: h.to.kind,
-          to_id: h.to.id,
-          note: h.note,
-        })),
-      ),
-      JSON.stringify(
-        records.audits.map((e) => ({
-          task_id: e.taskId,
-          actor_kind: e.actor.kind,
-          actor_id: e.actor.id,
-          kind: e.kind,
-          data: e.data ?? {},
-        })),
-      ),
-      JSON.stringify(
-        records.outbox.map((o) => ({
-          task_id: o.taskId,
-          method: o.intent.kind,
-          payload: { intent: o.intent, cardOf: o.cardOf ?? null },
-        })),
-      ),
-      JSON.stringify(records.delivered.map((d) => ({ id: d.id, slack_ts: d.slackTs }))),
-      records.arrivalsOf ?? null,
-    ]),
-  );
+  const query = CompiledQuery.raw(options.last ? WRITE_TURN_LAST : WRITE_TURN, [
+    records.taskId,
+    c.status ?? null,
+    c.owner?.kind ?? null,
+    c.owner?.id ?? null,
+    c.stepNo ?? null,
+    c.newStint ? 1 : 0,
+    c.hop ? 1 : 0,
+    c.handbackStack ? JSON.stringify(c.handbackStack) : null,
+    c.facts ? JSON.stringify(c.facts) : null,
+    c.addTokens ?? 0,
+    c.addCostUsd ?? 0,
+    c.failureReason !== undefined,
+    c.failureReason ?? null,
+    c.modelErrors ?? null,
+    c.urgency ?? null,
+    lease.worker,
+    lease.ms,
+    lease.expectedStep,
+    JSON.stringify({
+      step_no: m.stepNo,
+      agent_id: m.agentId,
+      model: m.model,
+      prompt_tokens: m.promptTokens,
+      completion_tokens: m.completionTokens,
+      cost_usd: m.costUsd,
+      latency_ms: m.latencyMs,
+      request_chars: m.requestChars,
+      outcome: m.outcome,
+    }),
+    JSON.stringify(
+      records.conversation.map((r) => ({
+        stint_no: r.stintNo,
+        step_no: r.stepNo,
+        message: r.message,
+      })),
+    ),
+    JSON.stringify(
+      records.toolCalls.map((t) => ({
+        step_no: t.stepNo,
+        agent_id: t.agentId,
+        tool: t.tool,
+        tool_class: t.toolClass,
+        args: t.args ?? null,
+        idempotency_key: t.idempotencyKey,
+        status: t.status,
+        result: t.result ?? null,
+        allowed_by: t.allowedBy,
+      })),
+    ),
+    JSON.stringify(
+      records.handoffs.map((h) => ({
+        step_no: h.stepNo,
+        kind: h.kind,
+        from_kind: h.from.kind,
+        from_id: h.from.id,
+        to_kind: h.to.kind,
+        to_id: h.to.id,
+        note: h.note,
+      })),
+    ),
+    JSON.stringify(
+      records.audits.map((e) => ({
+        task_id: e.taskId,
+        actor_kind: e.actor.kind,
+        actor_id: e.actor.id,
+        kind: e.kind,
+        data: e.data ?? {},
+      })),
+    ),
+    JSON.stringify(
+      records.outbox.map((o) => ({
+        task_id: o.taskId,
+        method: o.intent.kind,
+        payload: { intent: o.intent, cardOf: o.cardOf ?? null },
+      })),
+    ),
+    JSON.stringify(records.delivered.map((d) => ({ id: d.id, slack_ts: d.slackTs }))),
+    records.arrivalsOf ?? null,
+    lease.expectedOwner,
+    lease.expectedStint,
+  ]);
+  type Row = TaskRow & { has_new_inputs: boolean; outbox_ids: unknown[]; arrivals: ArrivalRow[] };
+  const result = await ("send" in db ? db.send<Row>(query) : db.executeQuery<Row>(query));
   const row = result.rows[0];
   // No task row: another worker committed this step first. This statement wrote nothing of the turn;
   // a caller in a transaction rolls back what it wrote before.

@@ -122,8 +122,11 @@ async function deliverFresh(
  * marked sent by the next turn's statement (`take`), or by `flush` before anything else delivers.
  */
 export interface RunDeliveries {
-  /** Posts a committed turn's rows after those already queued. */
-  send(rows: readonly { id: string; message: OutboxMessage }[]): void;
+  /**
+   * Posts a turn's rows after those already queued, once its statement has answered with their ids
+   * (a turn that failed or was dropped has none to post; the run hears of it from its lane).
+   */
+  send(rows: Promise<readonly { id: string; message: OutboxMessage }[]>): void;
   /** Rows posted and not yet marked sent; the caller marks them or gives them back. */
   take(): Delivered[];
   giveBack(rows: readonly Delivered[]): void;
@@ -146,11 +149,13 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
   let posted: Delivered[] = [];
   return {
     send(rows) {
+      const committed = rows.catch(() => []);
       tail = tail
         .then(async () => {
+          const written = await committed;
           // The thread keeps its order: after a failure, later rows wait for deliverOutbox.
-          if (failed) return;
-          const result = await deliverFresh(deps, rows);
+          if (failed || written.length === 0) return;
+          const result = await deliverFresh(deps, written);
           posted.push(...result.delivered);
           failed = result.failed;
         })

@@ -13,7 +13,8 @@ import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
 import { deliverOutbox, type RunDeliveries, runDeliveries } from "./outbox.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
-import { type CommittedTurn, commitTurn, type TurnState } from "./turn.ts";
+import { type CommittedTurn, commitTurn, DROPPED, type TurnState } from "./turn.ts";
+import { type RunLane, runLane } from "./turn-lane.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
@@ -46,6 +47,7 @@ export async function runTask(
   // statement. Anything that delivers through deliverOutbox (a halt, a backlog) flushes first, or
   // would send those rows again.
   const deliveries = runDeliveries(deps);
+  const lane = runLane(deps.db, deliveries);
   // Messages an earlier run left undelivered, or a failed post: from then on this run delivers
   // through the locked, in-order path that looks in Slack before sending a row again.
   let backlog = claim.undelivered;
@@ -58,26 +60,36 @@ export async function runTask(
     const { task, history, inputs } = claim.turn;
     let state: TurnState | undefined =
       backlog || claim.decided || inputs.length > 0 ? undefined : { task, history };
-    for (let turn = 0; turn < MAX_TURNS_PER_RUN; turn++) {
+    for (let turn = 0; turn < MAX_TURNS_PER_RUN && !lane.dropped; turn++) {
+      // A person replied: read the task once the turns behind have landed.
+      if (lane.takeReadAgain()) state = undefined;
+      if (!state && !(await lane.settled())) break;
       const marks = deliveries.take();
-      const result = await runTurn(deps, taskId, { afterDecision, state, deliveries, marks }).catch(
-        (error: unknown) => {
-          deliveries.giveBack(marks);
-          throw error;
-        },
-      );
-      if (!result.written) deliveries.giveBack(marks);
+      const result = await runTurn(deps, taskId, {
+        afterDecision,
+        state,
+        deliveries,
+        marks,
+        lane,
+      }).catch((error: unknown) => {
+        deliveries.giveBack(marks);
+        throw error;
+      });
+      lane.track(result.written, marks);
       afterDecision = false;
       state = result.next;
       if (result.outcome === "said") {
         if (backlog || deliveries.failed) {
           backlog = true;
+          if (!(await lane.settled())) break;
           await deliveries.flush();
           await deliverOutbox(deps, { taskId, holdsLease: true });
-        } else deliveries.send(result.outbox);
+        } else deliveries.send(result.written.then((w) => w.outbox));
       }
       if (result.outcome === "idle") break;
     }
+    // A statement behind that failed fails the run, as a turn that failed in place would.
+    await lane.settled();
     await deliveries.settled();
     // A post failed after the last turn that spoke: send what it held back, in order.
     if (deliveries.failed && !backlog) {
@@ -85,7 +97,8 @@ export async function runTask(
       await deliverOutbox(deps, { taskId, holdsLease: true });
     }
   } finally {
-    // Posts still under way finish first; the release marks what they sent.
+    // Statements and posts still under way finish first; the release marks what the posts sent.
+    await lane.drained();
     released = await releaseLease(deps.db, taskId, deps.workerId, await deliveries.drain());
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
@@ -96,7 +109,11 @@ export async function runTask(
   else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
 }
 
-const IDLE: CommittedTurn = { outcome: "idle", written: false, next: undefined, outbox: [] };
+const IDLE: CommittedTurn = {
+  outcome: "idle",
+  next: undefined,
+  written: Promise.resolve(DROPPED),
+};
 
 async function runTurn(
   deps: RuntimeDeps,
@@ -107,9 +124,12 @@ async function runTurn(
     deliveries: RunDeliveries;
     /** Rows posted since the last turn: this turn's statement marks them sent. */
     marks: Delivered[];
+    lane: RunLane;
   },
 ): Promise<CommittedTurn> {
   const halt = async (task: TaskRow, input: Parameters<typeof haltTask>[2]) => {
+    // The halt writes on the task as the turns behind left it, if they all landed.
+    if (!(await run.lane.settled())) return IDLE;
     // The halt delivers through deliverOutbox: every posted row is marked sent first.
     run.deliveries.giveBack(run.marks.splice(0));
     await run.deliveries.flush();
@@ -167,19 +187,23 @@ async function runTurn(
   }
   const latencyMs = performance.now() - started;
   const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
-  return commitTurn(deps, {
-    task,
-    agent,
-    reply,
-    actions,
-    inputIds: inputs.map((i) => i.id),
-    newMessages,
-    latencyMs,
-    requestChars: messageChars(messages),
-    firstOfStint: history.length <= 1 || run.afterDecision,
-    history,
-    delivered: run.marks,
-  });
+  return commitTurn(
+    deps,
+    {
+      task,
+      agent,
+      reply,
+      actions,
+      inputIds: inputs.map((i) => i.id),
+      newMessages,
+      latencyMs,
+      requestChars: messageChars(messages),
+      firstOfStint: history.length <= 1 || run.afterDecision,
+      history,
+      delivered: run.marks,
+    },
+    run.lane,
+  );
 }
 
 /** Per-task caps from the agents file; a task over its cap goes to a human. */

@@ -1,13 +1,19 @@
 import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
 import { type ChatMessage, costUsd, type ModelReply } from "../core/model.ts";
-import type { Executor } from "../db/database.ts";
+import type { Executor, StatementLane, Tx } from "../db/database.ts";
 import type { HandoffRecord, ToolCallRecord } from "../db/ledger.repository.ts";
 import type { Arrival } from "../db/metrics.repository.ts";
 import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
+import { taskAfterTurn } from "../db/task-after-turn.ts";
 import { consumeInputs, lockTaskForTurn } from "../db/tasks.repository.ts";
-import { isTurnMovedOn, writeTurn } from "../db/turn-records.repository.ts";
+import {
+  isTurnMovedOn,
+  type TurnRecords,
+  type WrittenTurn,
+  writeTurn,
+} from "../db/turn-records.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
@@ -25,13 +31,32 @@ export interface TurnState {
 
 export interface CommittedTurn {
   outcome: TurnOutcome;
+  /**
+   * The state after this turn, when nothing else (a person's reply) needs reading first. A turn
+   * written behind gives the state its statement will return, before it has.
+   */
+  next: TurnState | undefined;
+  /** What the turn's statement answered; a turn written behind answers while the next turn runs. */
+  written: Promise<WrittenTurnResult>;
+}
+
+export interface WrittenTurnResult {
   /** False when another worker committed this step first and the turn was dropped. */
   written: boolean;
-  /** The state after this turn, when nothing else (a person's reply) needs reading first. */
-  next: TurnState | undefined;
+  /** A person replied: the next turn must read the task again. */
+  hasNewInputs: boolean;
   /** What this turn has to say in Slack, with its outbox row ids. */
   outbox: { id: string; message: OutboxMessage }[];
 }
+
+/** A run's turns in flight on its statement lane (see run-task.ts). */
+export interface TurnLane {
+  statements: StatementLane;
+  /** Waits for every turn written behind so far; false when one of them was dropped. */
+  settled(): Promise<boolean>;
+}
+
+export const DROPPED: WrittenTurnResult = { written: false, hasNewInputs: false, outbox: [] };
 
 class TurnDropped extends Error {}
 
@@ -62,150 +87,208 @@ export interface TurnEffects extends AgentEffects {
   modelErrors: number;
 }
 
-export async function commitTurn(deps: RuntimeDeps, turn: Turn): Promise<CommittedTurn> {
-  const { task, agent, reply } = turn;
-  const stepNo = task.step_no + 1;
-  const cost = costUsd(reply.model || agent.model, reply.usage);
-  const after: (() => void)[] = [];
-  // Write tools, approvals, escalations and consumed replies write before the turn's own
-  // statement, so the task is locked first and all of it commits together: a worker whose lease
-  // ran out mid-call waits there, then drops its turn. A turn that only reads, answers or hands
-  // over writes nothing before that statement, which checks the step itself: no transaction.
+/**
+ * Commits one turn. A turn that writes before its own statement (write tools, approvals,
+ * escalations, consumed replies) locks the task first and commits all of it in one transaction,
+ * after every turn written behind it has answered. Any other turn is its one statement, which checks
+ * the task's step itself: with a lane, it is written behind, and the next turn starts from the state
+ * it will return while it travels (see turn-lane.ts).
+ */
+export async function commitTurn(
+  deps: RuntimeDeps,
+  turn: Turn,
+  lane?: TurnLane,
+): Promise<CommittedTurn> {
   const writesFirst =
     turn.inputIds.length > 0 ||
     turn.actions.some(
-      (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, agent, a)),
+      (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, turn.agent, a)),
     );
-  const inTransaction = (
-    write: (executor: Executor, last: boolean) => Promise<CommittedTurn | undefined>,
-  ) =>
-    deps.db.transaction().execute(async (tx) => {
-      const locked = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
-      // Another worker committed this step first (a lease ran out mid-call): drop this turn.
-      if (locked?.status !== "active" || locked.owner_kind !== "agent") return undefined;
-      await consumeInputs(tx, turn.inputIds, stepNo);
-      // The turn's statement goes out with the COMMIT.
-      return write(tx, true);
-    });
-  const write = async (executor: Executor, last: boolean): Promise<CommittedTurn | undefined> => {
-    const fx: TurnEffects = {
-      tx: executor,
-      deps,
-      task,
-      agent,
-      turn,
-      stepNo,
-      conversation: [...turn.newMessages, assistantMessage(reply)],
-      nextStint: undefined,
-      changes: {
-        stepNo,
-        addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
-        addCostUsd: cost,
-      },
-      toolCalls: [],
-      handoffs: [],
-      audits: [],
-      outbox: [],
-      modelErrors: 0,
-      afterCommit: after,
-    };
-    let ended = false;
-    for (const [index, action] of turn.actions.entries()) {
-      if (ended) {
-        if ("callId" in action)
-          fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
-        continue;
-      }
-      ended = await applyAction(fx, action, index);
-    }
-    settleModelErrors(fx);
-    // This stint's new messages and, after a handoff, the next stint's first, in one insert.
-    const rows = fx.conversation.map((message) => ({
-      taskId: task.id,
-      stintNo: task.stint_no,
-      stepNo,
-      message,
-    }));
-    if (fx.nextStint)
-      rows.push({ taskId: task.id, stintNo: task.stint_no + 1, stepNo, message: fx.nextStint });
-    const written = await writeTurn(
-      executor,
-      {
-        taskId: task.id,
-        changes: fx.changes,
-        modelCall: {
-          taskId: task.id,
-          stepNo,
-          agentId: agent.id,
-          model: reply.model || agent.model,
-          promptTokens: reply.usage.promptTokens,
-          completionTokens: reply.usage.completionTokens,
-          costUsd: cost,
-          latencyMs: Math.round(turn.latencyMs),
-          requestChars: turn.requestChars,
-          outcome: turn.actions.map((a) => a.kind).join(","),
-        },
-        conversation: rows,
-        toolCalls: fx.toolCalls,
-        handoffs: fx.handoffs,
-        audits: fx.audits,
-        outbox: fx.outbox,
-        delivered: turn.delivered,
-        ...(turn.firstOfStint && { arrivalsOf: agent.id }),
-        lease: { expectedStep: task.step_no, worker: deps.workerId, ms: deps.leaseMs },
-      },
-      { last },
-    );
-    // The step moved on under this turn: drop it, and roll back what it wrote before.
-    if (!written) throw new TurnDropped();
-    after.push(() => observeArrivals(deps, agent.id, written.arrivals));
-    if (fx.changes.status === "done") {
-      const tokens = written.task.tokens;
-      const usd = Number(written.task.cost_usd);
-      after.push(() => {
-        deps.metrics.completedTaskTokens.observe(tokens);
-        deps.metrics.completedTaskCost.observe(usd);
-      });
-    }
-    const next: TurnState | undefined = written.hasNewInputs
-      ? undefined
-      : {
-          task: written.task,
-          history: fx.nextStint ? [fx.nextStint] : [...turn.history, ...fx.conversation],
-        };
-    return {
-      outcome: fx.outbox.length > 0 ? ("said" as const) : ("continue" as const),
-      written: true,
-      next,
-      outbox: fx.outbox.map((message, i) => ({ id: written.outboxIds[i] ?? "", message })),
-    };
+  if (!writesFirst && lane) return commitBehind(deps, turn, lane);
+  if (lane && !(await lane.settled()))
+    return { outcome: "idle", next: undefined, written: Promise.resolve(DROPPED) };
+  const committed = await commitInPlace(deps, turn, writesFirst);
+  if (!committed)
+    return { outcome: "continue", next: undefined, written: Promise.resolve(DROPPED) };
+  const result = settleTurn(committed.fx, committed.row);
+  const next = result.hasNewInputs
+    ? undefined
+    : { task: committed.row.task, history: nextHistory(committed.fx) };
+  return { outcome: outcomeOf(committed.fx), next, written: Promise.resolve(result) };
+}
+
+/** The turn's statement goes out on the run's lane; the next turn starts from what it will return. */
+async function commitBehind(deps: RuntimeDeps, turn: Turn, lane: TurnLane): Promise<CommittedTurn> {
+  const fx = await prepareTurn(deps, turn, deps.db);
+  const records = turnRecords(fx);
+  const written = writeTurn(lane.statements, records).then((row) => settleTurn(fx, row));
+  const next = {
+    task: taskAfterTurn(turn.task, records, deps.clock.now()),
+    history: nextHistory(fx),
   };
-  const committed = await (writesFirst ? inTransaction(write) : write(deps.db, false)).catch(
+  return { outcome: outcomeOf(fx), next, written };
+}
+
+/** Writes the turn and waits for it: undefined when the step moved on and the turn was dropped. */
+async function commitInPlace(deps: RuntimeDeps, turn: Turn, writesFirst: boolean) {
+  const { task } = turn;
+  const write = async (executor: Executor, last: boolean) => {
+    const fx = await prepareTurn(deps, turn, executor);
+    const row = await writeTurn(executor, turnRecords(fx), { last });
+    // The step moved on under this turn: drop it, and roll back what it wrote before.
+    if (!row) throw new TurnDropped();
+    return { fx, row };
+  };
+  // Write tools and the rest write before the turn's statement, so the task is locked first: a
+  // worker whose lease ran out mid-call waits there, then drops its turn.
+  const locked = async (tx: Tx) => {
+    const row = await lockTaskForTurn(tx, task.id, task.step_no, deps.workerId, deps.leaseMs);
+    // Another worker committed this step first (a lease ran out mid-call): drop this turn.
+    if (row?.status !== "active" || row.owner_kind !== "agent") return undefined;
+    await consumeInputs(tx, turn.inputIds, task.step_no + 1);
+    // The turn's statement goes out with the COMMIT.
+    return write(tx, true);
+  };
+  return (writesFirst ? deps.db.transaction().execute(locked) : write(deps.db, false)).catch(
     (error: unknown) => {
       if (error instanceof TurnDropped || isTurnMovedOn(error)) return undefined;
       throw error;
     },
   );
-  if (!committed) return { outcome: "continue", written: false, next: undefined, outbox: [] };
+}
+
+/** Runs the reply's actions (tools through `executor`) and gathers what the turn will write. */
+async function prepareTurn(
+  deps: RuntimeDeps,
+  turn: Turn,
+  executor: Executor,
+): Promise<TurnEffects> {
+  const { task, agent, reply } = turn;
+  const stepNo = task.step_no + 1;
+  const fx: TurnEffects = {
+    tx: executor,
+    deps,
+    task,
+    agent,
+    turn,
+    stepNo,
+    conversation: [...turn.newMessages, assistantMessage(reply)],
+    nextStint: undefined,
+    changes: {
+      stepNo,
+      addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
+      addCostUsd: costUsd(reply.model || agent.model, reply.usage),
+    },
+    toolCalls: [],
+    handoffs: [],
+    audits: [],
+    outbox: [],
+    modelErrors: 0,
+    afterCommit: [],
+  };
+  let ended = false;
+  for (const [index, action] of turn.actions.entries()) {
+    if (ended) {
+      if ("callId" in action)
+        fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
+      continue;
+    }
+    ended = await applyAction(fx, action, index);
+  }
+  settleModelErrors(fx);
+  return fx;
+}
+
+function turnRecords(fx: TurnEffects): TurnRecords {
+  const { task, agent, reply } = fx.turn;
+  // This stint's new messages and, after a handoff, the next stint's first, in one insert.
+  const rows = fx.conversation.map((message) => ({
+    taskId: task.id,
+    stintNo: task.stint_no,
+    stepNo: fx.stepNo,
+    message,
+  }));
+  if (fx.nextStint)
+    rows.push({
+      taskId: task.id,
+      stintNo: task.stint_no + 1,
+      stepNo: fx.stepNo,
+      message: fx.nextStint,
+    });
+  return {
+    taskId: task.id,
+    changes: fx.changes,
+    modelCall: {
+      taskId: task.id,
+      stepNo: fx.stepNo,
+      agentId: agent.id,
+      model: reply.model || agent.model,
+      promptTokens: reply.usage.promptTokens,
+      completionTokens: reply.usage.completionTokens,
+      costUsd: fx.changes.addCostUsd ?? 0,
+      latencyMs: Math.round(fx.turn.latencyMs),
+      requestChars: fx.turn.requestChars,
+      outcome: fx.turn.actions.map((a) => a.kind).join(","),
+    },
+    conversation: rows,
+    toolCalls: fx.toolCalls,
+    handoffs: fx.handoffs,
+    audits: fx.audits,
+    outbox: fx.outbox,
+    delivered: fx.turn.delivered,
+    ...(fx.turn.firstOfStint && { arrivalsOf: agent.id }),
+    lease: {
+      expectedStep: task.step_no,
+      expectedOwner: task.owner_id,
+      expectedStint: task.stint_no,
+      worker: fx.deps.workerId,
+      ms: fx.deps.leaseMs,
+    },
+  };
+}
+
+function nextHistory(fx: TurnEffects): ChatMessage[] {
+  return fx.nextStint ? [fx.nextStint] : [...fx.turn.history, ...fx.conversation];
+}
+
+/** "said" when the turn has something to post. */
+function outcomeOf(fx: TurnEffects): TurnOutcome {
+  return fx.outbox.length > 0 ? "said" : "continue";
+}
+
+/** After the turn's statement answered: its metrics and effects, and what the run does next. */
+function settleTurn(fx: TurnEffects, row: WrittenTurn | undefined): WrittenTurnResult {
+  if (!row) return DROPPED;
+  const { deps, agent } = fx;
+  const { reply } = fx.turn;
+  observeArrivals(deps, agent.id, row.arrivals);
+  if (fx.changes.status === "done") {
+    deps.metrics.completedTaskTokens.observe(row.task.tokens);
+    deps.metrics.completedTaskCost.observe(Number(row.task.cost_usd));
+  }
   deps.metrics.modelTokens.inc({ agent: agent.id, direction: "prompt" }, reply.usage.promptTokens);
   deps.metrics.modelTokens.inc(
     { agent: agent.id, direction: "completion" },
     reply.usage.completionTokens,
   );
-  deps.metrics.modelCostUsd.inc({ agent: agent.id }, cost);
-  deps.metrics.modelLatency.observe({ agent: agent.id }, turn.latencyMs / 1000);
-  for (const effect of after) effect();
+  deps.metrics.modelCostUsd.inc({ agent: agent.id }, fx.changes.addCostUsd ?? 0);
+  deps.metrics.modelLatency.observe({ agent: agent.id }, fx.turn.latencyMs / 1000);
+  for (const effect of fx.afterCommit) effect();
   deps.log.debug(
     {
-      taskId: task.id,
-      threadTs: task.thread_ts,
+      taskId: fx.task.id,
+      threadTs: fx.task.thread_ts,
       agent: agent.id,
-      step: stepNo,
-      actions: turn.actions.map((a) => a.kind),
+      step: fx.stepNo,
+      actions: fx.turn.actions.map((a) => a.kind),
     },
     "turn committed",
   );
-  return committed;
+  return {
+    written: true,
+    hasNewInputs: row.hasNewInputs,
+    outbox: fx.outbox.map((message, i) => ({ id: row.outboxIds[i] ?? "", message })),
+  };
 }
 
 /** Handoff latency: from each handoff to this agent until its first turn after it commits. */

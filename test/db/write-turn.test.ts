@@ -29,7 +29,12 @@ async function newTask(thread: string) {
   );
 }
 
-function handoffTurn(taskId: string, expectedStep: number): TurnRecords {
+/** Customer Service hands to Fulfillment; `at` is where the task stands when the turn began. */
+function handoffTurn(
+  taskId: string,
+  expectedStep: number,
+  at = { owner: "customer-service", stint: 1 },
+): TurnRecords {
   const stepNo = expectedStep + 1;
   const intent = (reason: string) =>
     ({ kind: "failure_notice", channel: "C0ORDERS", threadTs: "1.1", taskId, reason }) as const;
@@ -81,7 +86,13 @@ function handoffTurn(taskId: string, expectedStep: number): TurnRecords {
     ],
     delivered: [],
     arrivalsOf: "customer-service",
-    lease: { expectedStep, worker: "worker-a", ms: 60_000 },
+    lease: {
+      expectedStep,
+      expectedOwner: at.owner,
+      expectedStint: at.stint,
+      worker: "worker-a",
+      ms: 60_000,
+    },
   };
 }
 
@@ -117,7 +128,7 @@ test("a turn's statement writes everything, returns the task as it now is and th
   assert.deepEqual(handoffs, [{ to_id: "fulfillment" }]);
 
   // The next turn marks the delivered rows sent in its own statement.
-  const next = handoffTurn(task.id, 1);
+  const next = handoffTurn(task.id, 1, { owner: "fulfillment", stint: 2 });
   const marked = await t.db.transaction().execute((tx) =>
     writeTurn(tx, {
       ...next,
