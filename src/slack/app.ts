@@ -139,11 +139,17 @@ function routes(options: SlackAppOptions) {
 function boltLogger(log: Logger) {
   const child = log.child({ component: "bolt" });
   let level = LogLevel.INFO;
+  // The Web API client logs each call's request and answer at debug level: join them only if shown.
+  const at =
+    (name: "debug" | "info" | "warn" | "error") =>
+    (...msg: unknown[]) => {
+      if (child.isLevelEnabled(name)) child[name](msg.map(String).join(" "));
+    };
   return {
-    debug: (...msg: unknown[]) => child.debug(msg.map(String).join(" ")),
-    info: (...msg: unknown[]) => child.info(msg.map(String).join(" ")),
-    warn: (...msg: unknown[]) => child.warn(msg.map(String).join(" ")),
-    error: (...msg: unknown[]) => child.error(msg.map(String).join(" ")),
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
     setLevel: (l: typeof level) => {
       level = l;
     },
