@@ -122,3 +122,29 @@ test("nothing may follow a transaction's last statement", async () => {
   await db.transaction().execute((tx) => tx.executeQuery(insert(3)));
   assert.deepEqual(await ids(), [1, 3]);
 });
+
+test("a transaction of one statement reaches the server in one write: BEGIN, statement and COMMIT", async () => {
+  await clear();
+  const handle = openDatabase(t.url, { max: 1 });
+  try {
+    // Warm: the connection is open and the statement prepared, so only the transaction is counted.
+    await handle.db.transaction().execute((tx) => tx.executeQuery(insertLast(40)));
+    let writes = 0;
+    handle.pool.on("acquire", (client) => {
+      const stream = (client as unknown as { connection: { stream: Record<string, unknown> } })
+        .connection.stream;
+      for (const method of ["_write", "_writev"]) {
+        const original = stream[method] as (...args: unknown[]) => unknown;
+        stream[method] = function (this: unknown, ...args: unknown[]) {
+          writes++;
+          return original.apply(this, args);
+        };
+      }
+    });
+    await handle.db.transaction().execute((tx) => tx.executeQuery(insertLast(41)));
+    assert.equal(writes, 1);
+  } finally {
+    await handle.close();
+  }
+  assert.deepEqual(await ids(), [40, 41]);
+});
