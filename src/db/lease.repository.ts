@@ -1,7 +1,13 @@
 import { sql } from "kysely";
-import type { Executor } from "./database.ts";
+import { type Executor, statement } from "./database.ts";
 import { decidedUnsettledQuery } from "./humans.repository.ts";
-import { type Delivered, markDeliveredSql } from "./outbox.repository.ts";
+import {
+  type Delivered,
+  type DeliveredValues,
+  deliveredValues,
+  MARK_DELIVERED,
+} from "./outbox.repository.ts";
+import type { TaskRow } from "./schema.ts";
 import { type LoadedTurn, toLoadedTurn, turnReads } from "./tasks.repository.ts";
 
 /** The lease: which worker drives a task now, taken and given up in one statement each. */
@@ -66,6 +72,17 @@ export async function claimLease(
   return { undelivered: Boolean(undelivered), decided: Boolean(decided), turn: toLoadedTurn(turn) };
 }
 
+// One text whether or not there are rows to mark; a data-modifying CTE runs to completion even
+// when the lease was no longer this worker's (the rows were delivered anyway).
+const RELEASE_LEASE = statement<
+  [...DeliveredValues, id: string, worker: string],
+  Pick<TaskRow, "status" | "owner_kind">
+>(`
+with delivered_rows as (${MARK_DELIVERED})
+update tasks set lease_owner = null, lease_until = null
+where id = $3 and lease_owner = $4
+returning status, owner_kind`);
+
 /**
  * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
  * `delivered` outbox rows are marked sent in the same statement.
@@ -76,16 +93,7 @@ export async function releaseLease(
   worker: string,
   delivered: readonly Delivered[] = [],
 ) {
-  // One statement text whether or not there are rows to mark; a data-modifying CTE runs to
-  // completion even when the lease was no longer this worker's (the rows were delivered anyway).
-  return db
-    .with("delivered_rows", () => sql`(${markDeliveredSql(delivered)})`)
-    .updateTable("tasks")
-    .set({ lease_owner: null, lease_until: null })
-    .where("id", "=", id)
-    .where("lease_owner", "=", worker)
-    .returning(["status", "owner_kind"])
-    .executeTakeFirst();
+  return RELEASE_LEASE.first(db, ...deliveredValues(delivered), id, worker);
 }
 
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */
