@@ -1,5 +1,4 @@
 import { type ExpressionBuilder, sql } from "kysely";
-import { jsonArrayFrom } from "kysely/helpers/postgres";
 import type { ChatMessage } from "../core/model.ts";
 import { type Executor, lastStatement, statement, type Tx } from "./database.ts";
 import {
@@ -219,51 +218,48 @@ export interface LoadedTurn {
   inputs: { id: string; author_id: string; text: string }[];
 }
 
-/** The current stint's conversation and the replies that arrived since the last turn. */
-export function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
-  return [
-    jsonArrayFrom(
-      eb
-        .selectFrom("conversation")
-        .select("conversation.message")
-        .whereRef("conversation.task_id", "=", "tasks.id")
-        .whereRef("conversation.stint_no", "=", "tasks.stint_no")
-        .orderBy("conversation.id"),
-    ).as("history"),
-    jsonArrayFrom(
-      eb
-        .selectFrom("task_inputs")
-        .select(["task_inputs.id", "task_inputs.author_id", "task_inputs.text"])
-        .whereRef("task_inputs.task_id", "=", "tasks.id")
-        .where("task_inputs.consumed_at_step", "is", null)
-        .orderBy("task_inputs.id"),
-    ).as("inputs"),
-  ] as const;
-}
+/**
+ * The current stint's conversation and the replies that arrived since the last turn, as columns of
+ * a statement over `tasks` (the claim of a lease reads them too).
+ */
+export const TURN_READS = `
+  (select coalesce(json_agg(agg), '[]') from (
+    select conversation.message from conversation
+    where conversation.task_id = tasks.id and conversation.stint_no = tasks.stint_no
+    order by conversation.id
+  ) as agg) as history,
+  (select coalesce(json_agg(agg), '[]') from (
+    select task_inputs.id, task_inputs.author_id, task_inputs.text from task_inputs
+    where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null
+    order by task_inputs.id
+  ) as agg) as inputs`;
 
-export function toLoadedTurn<
-  T extends { history: { message: unknown }[]; inputs: { id: string | number }[] },
->(row: T): LoadedTurn {
+/** A row with `TURN_READS`: JSON's numbers for the inputs' bigserial ids. */
+export type TurnReadsRow = TaskRow & {
+  history: { message: unknown }[];
+  inputs: { id: number; author_id: string; text: string }[];
+};
+
+export function toLoadedTurn(row: TurnReadsRow): LoadedTurn {
   const { history, inputs, ...task } = row;
   return {
-    task: task as unknown as TaskRow,
+    task,
     history: history.map((h) => h.message as ChatMessage),
     // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
-    inputs: (inputs as unknown as LoadedTurn["inputs"]).map((i) => ({ ...i, id: String(i.id) })),
+    inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),
   };
 }
+
+const LOAD_TURN = statement<[id: string], TurnReadsRow>(
+  `select tasks.*, ${TURN_READS} from tasks where tasks.id = $1`,
+);
 
 /**
  * What one turn reads, in one round trip: the task, its current stint's conversation, and the
  * replies that arrived since the last turn.
  */
 export async function loadTurn(db: Executor, id: string): Promise<LoadedTurn | undefined> {
-  const row = await db
-    .selectFrom("tasks")
-    .selectAll("tasks")
-    .select((eb) => turnReads(eb))
-    .where("tasks.id", "=", id)
-    .executeTakeFirst();
+  const row = await LOAD_TURN.first(db, id);
   return row && toLoadedTurn(row);
 }
 
