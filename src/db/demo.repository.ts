@@ -1,36 +1,79 @@
-import { sql } from "kysely";
-import type { Executor, Tx } from "./database.ts";
+import { type Selectable, sql } from "kysely";
+import { type Executor, statement, type Tx } from "./database.ts";
+import type {
+  InventoryTable,
+  OrdersTable,
+  ShipmentsTable,
+  StockAdjustmentsTable,
+} from "./schema.ts";
 
-/** The demo business domain's data: orders, stock, shipments, returns, refunds. */
+/**
+ * The demo business domain's data: orders, stock, shipments, returns, refunds. The tools of
+ * flow 1 run their statements at every hop, so those are constant texts (see `statement`).
+ */
+
+type Order = Selectable<OrdersTable>;
+type Stock = Selectable<InventoryTable>;
+type OrderView = Pick<
+  Order,
+  | "id"
+  | "customer_name"
+  | "sku"
+  | "quantity"
+  | "total_usd"
+  | "status"
+  | "blocked_reason"
+  | "placed_at"
+  | "delivered_at"
+> &
+  Pick<Stock, "on_hand" | "physical_count"> & {
+    item: Stock["name"];
+    // Left joined: no shipment yet gives nulls.
+    carrier: Selectable<ShipmentsTable>["carrier"] | null;
+    tracking_number: Selectable<ShipmentsTable>["tracking_number"] | null;
+  };
+
+const FIND_ORDER = statement<[id: string], OrderView>(`
+select orders.id, orders.customer_name, orders.sku, inventory.name as item, orders.quantity,
+  orders.total_usd, orders.status, orders.blocked_reason, orders.placed_at, orders.delivered_at,
+  inventory.on_hand, inventory.physical_count, shipments.carrier, shipments.tracking_number
+from orders
+  join inventory on inventory.sku = orders.sku
+  left join shipments on shipments.order_id = orders.id
+where orders.id = $1`);
 
 export async function findOrder(db: Executor, id: string) {
-  return db
-    .selectFrom("orders")
-    .innerJoin("inventory", "inventory.sku", "orders.sku")
-    .leftJoin("shipments", "shipments.order_id", "orders.id")
-    .select([
-      "orders.id",
-      "orders.customer_name",
-      "orders.sku",
-      "inventory.name as item",
-      "orders.quantity",
-      "orders.total_usd",
-      "orders.status",
-      "orders.blocked_reason",
-      "orders.placed_at",
-      "orders.delivered_at",
-      "inventory.on_hand",
-      "inventory.physical_count",
-      "shipments.carrier",
-      "shipments.tracking_number",
-    ])
-    .where("orders.id", "=", id)
-    .executeTakeFirst();
+  return FIND_ORDER.first(db, id);
 }
 
+const FIND_STOCK = statement<[sku: string], Stock>("select * from inventory where sku = $1");
+
 export async function findStock(db: Executor, sku: string) {
-  return db.selectFrom("inventory").selectAll().where("sku", "=", sku).executeTakeFirst();
+  return FIND_STOCK.first(db, sku);
 }
+
+// No `on conflict`: a concurrent call with the same key fails on the unique key.
+const ADJUST_STOCK = statement<
+  [key: string, sku: string, count: number, reason: string],
+  Selectable<StockAdjustmentsTable>
+>(`
+with previous as (
+  select * from stock_adjustments where idempotency_key = $1
+), stock as (
+  select sku, on_hand from inventory
+  where sku = $2 and not exists (select id from previous)
+  for update
+), counted as (
+  update inventory set on_hand = $3::integer, updated_at = now()
+  from stock where inventory.sku = stock.sku
+), adjustment as (
+  insert into stock_adjustments (sku, from_count, to_count, reason, idempotency_key)
+  select stock.sku, stock.on_hand, $3::integer, $4::text, $1::text from stock
+  returning *
+)
+select * from adjustment
+union all
+select * from previous`);
 
 /**
  * Sets the count once per idempotency key, in one statement; a replay returns the first adjustment.
@@ -41,139 +84,60 @@ export async function adjustStock(
   tx: Tx,
   input: { sku: string; count: number; reason: string; key: string },
 ) {
-  return (
-    tx
-      .with("previous", (db) =>
-        db.selectFrom("stock_adjustments").selectAll().where("idempotency_key", "=", input.key),
-      )
-      .with("stock", (db) =>
-        db
-          .selectFrom("inventory")
-          .select(["sku", "on_hand"])
-          .where("sku", "=", input.sku)
-          .where(({ not, exists, selectFrom }) => not(exists(selectFrom("previous").select("id"))))
-          .forUpdate(),
-      )
-      .with("counted", (db) =>
-        db
-          .updateTable("inventory")
-          .set({ on_hand: input.count, updated_at: sql`now()` })
-          .from("stock")
-          .whereRef("inventory.sku", "=", "stock.sku"),
-      )
-      // No `on conflict`: a concurrent call with the same key fails on the unique key, as before.
-      .with("adjustment", (db) =>
-        db
-          .insertInto("stock_adjustments")
-          .columns(["sku", "from_count", "to_count", "reason", "idempotency_key"])
-          .expression((eb) =>
-            eb
-              .selectFrom("stock")
-              .select([
-                "stock.sku",
-                "stock.on_hand",
-                sql<number>`${input.count}::integer`.as("to_count"),
-                sql<string>`${input.reason}::text`.as("reason"),
-                sql<string>`${input.key}::text`.as("idempotency_key"),
-              ]),
-          )
-          .returningAll(),
-      )
-      .selectFrom("adjustment")
-      .selectAll()
-      .unionAll((eb) => eb.selectFrom("previous").selectAll())
-      .executeTakeFirst()
-  );
+  return ADJUST_STOCK.first(tx, input.key, input.sku, input.count, input.reason);
 }
 
-/**
- * Ships an order once per idempotency key, in one statement: a replay returns the first shipment.
- * The order and then its stock are locked (in that order, as every writer of both does) before
- * they are checked; the stock, the order and the shipment are written only if both checks pass.
- */
+// The order and then its stock are locked (in that order, as every writer of both does) before
+// they are checked; the stock, the order and the shipment are written only if both checks pass.
+// One row whatever happened: the shipment, or what the checks found.
+const SHIP_ORDER = statement<
+  [key: string, orderId: string, trackingNumber: string],
+  { [K in keyof Selectable<ShipmentsTable>]: Selectable<ShipmentsTable>[K] | null } & {
+    order_status: Order["status"] | null;
+    sku: Order["sku"] | null;
+    quantity: Order["quantity"] | null;
+    on_hand: Stock["on_hand"] | null;
+  }
+>(`
+with previous as (
+  select * from shipments where idempotency_key = $1
+), ord as (
+  select id, sku, quantity, status from orders
+  where id = $2 and not exists (select id from previous)
+  for update
+), stock as (
+  select sku, on_hand from inventory where sku = (select ord.sku from ord)
+  for update
+), shippable as (
+  select ord.id, ord.sku, ord.quantity from ord join stock on stock.sku = ord.sku
+  where ord.status not in ('shipped', 'delivered') and stock.on_hand >= ord.quantity
+), taken as (
+  update inventory set on_hand = inventory.on_hand - shippable.quantity
+  from shippable where inventory.sku = shippable.sku
+), shipped as (
+  update orders set status = 'shipped', blocked_reason = null
+  from shippable where orders.id = shippable.id
+), shipment as (
+  insert into shipments (order_id, carrier, tracking_number, idempotency_key)
+  select shippable.id, 'UPS', $3::text, $1::text from shippable
+  returning *
+), shipments_found as (
+  select * from shipment
+  union all
+  select * from previous
+)
+select s.id, s.order_id, s.carrier, s.tracking_number, s.idempotency_key, s.created_at,
+  ord.status as order_status, ord.sku, ord.quantity, stock.on_hand
+from (select 1) as one
+  left join shipments_found as s on true
+  left join ord on true
+  left join stock on true`);
+
+/** Ships an order once per idempotency key, in one statement: a replay returns the first shipment. */
 export async function shipOrder(tx: Tx, input: { orderId: string; key: string }) {
   const trackingNumber = `1Z${input.orderId.padStart(6, "0")}${input.key.slice(-6).replace(/\W/g, "0")}`;
-  const row = await tx
-    .with("previous", (db) =>
-      db.selectFrom("shipments").selectAll().where("idempotency_key", "=", input.key),
-    )
-    .with("ord", (db) =>
-      db
-        .selectFrom("orders")
-        .select(["id", "sku", "quantity", "status"])
-        .where("id", "=", input.orderId)
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom("previous").select("id"))))
-        .forUpdate(),
-    )
-    .with("stock", (db) =>
-      db
-        .selectFrom("inventory")
-        .select(["sku", "on_hand"])
-        .where("sku", "=", (eb) => eb.selectFrom("ord").select("ord.sku"))
-        .forUpdate(),
-    )
-    .with("shippable", (db) =>
-      db
-        .selectFrom("ord")
-        .innerJoin("stock", "stock.sku", "ord.sku")
-        .select(["ord.id", "ord.sku", "ord.quantity"])
-        .where("ord.status", "not in", ["shipped", "delivered"])
-        .whereRef("stock.on_hand", ">=", "ord.quantity"),
-    )
-    .with("taken", (db) =>
-      db
-        .updateTable("inventory")
-        .set({ on_hand: sql<number>`inventory.on_hand - shippable.quantity` })
-        .from("shippable")
-        .whereRef("inventory.sku", "=", "shippable.sku"),
-    )
-    .with("shipped", (db) =>
-      db
-        .updateTable("orders")
-        .set({ status: "shipped", blocked_reason: null })
-        .from("shippable")
-        .whereRef("orders.id", "=", "shippable.id"),
-    )
-    .with("shipment", (db) =>
-      db
-        .insertInto("shipments")
-        .columns(["order_id", "carrier", "tracking_number", "idempotency_key"])
-        .expression((eb) =>
-          eb
-            .selectFrom("shippable")
-            .select([
-              "shippable.id",
-              sql<string>`'UPS'`.as("carrier"),
-              sql<string>`${trackingNumber}::text`.as("tracking_number"),
-              sql<string>`${input.key}::text`.as("idempotency_key"),
-            ]),
-        )
-        .returningAll(),
-    )
-    .with("shipments_found", (db) =>
-      db
-        .selectFrom("shipment")
-        .selectAll()
-        .unionAll((eb) => eb.selectFrom("previous").selectAll()),
-    )
-    // One row whatever happened: the shipment, or what the checks found.
-    .selectFrom(sql<{ one: number }>`(select 1)`.as("one"))
-    .leftJoin("shipments_found as s", (join) => join.onTrue())
-    .leftJoin("ord", (join) => join.onTrue())
-    .leftJoin("stock", (join) => join.onTrue())
-    .select([
-      "s.id",
-      "s.order_id",
-      "s.carrier",
-      "s.tracking_number",
-      "s.idempotency_key",
-      "s.created_at",
-      "ord.status as order_status",
-      "ord.sku",
-      "ord.quantity",
-      "stock.on_hand",
-    ])
-    .executeTakeFirstOrThrow();
+  const row = await SHIP_ORDER.first(tx, input.key, input.orderId, trackingNumber);
+  if (!row) throw new Error("ship_order's statement returned no row");
   const { order_status: status, sku, quantity, on_hand: onHand, ...shipment } = row;
   if (shipment.id !== null) return { shipment, error: undefined };
   if (status === null)

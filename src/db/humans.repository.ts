@@ -74,9 +74,9 @@ export async function decideApproval(
 
 /**
  * Decided approvals whose tool call the task has not yet settled (the worker does it); the lease
- * claim asks the same question of its task.
+ * claim's statement (`claimLease`) asks the same question of its task: change both together.
  */
-export function decidedUnsettledQuery(db: Executor) {
+function decidedUnsettledQuery(db: Executor) {
   return db
     .selectFrom("approvals")
     .innerJoin("tool_calls", "tool_calls.idempotency_key", "approvals.tool_call_id")

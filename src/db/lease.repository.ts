@@ -1,8 +1,18 @@
 import { sql } from "kysely";
-import type { Executor } from "./database.ts";
-import { decidedUnsettledQuery } from "./humans.repository.ts";
-import { type Delivered, markDeliveredSql } from "./outbox.repository.ts";
-import { type LoadedTurn, toLoadedTurn, turnReads } from "./tasks.repository.ts";
+import { type Executor, statement } from "./database.ts";
+import {
+  type Delivered,
+  type DeliveredValues,
+  deliveredValues,
+  MARK_DELIVERED,
+} from "./outbox.repository.ts";
+import type { TaskRow } from "./schema.ts";
+import {
+  type LoadedTurn,
+  TURN_READS,
+  type TurnReadsRow,
+  toLoadedTurn,
+} from "./tasks.repository.ts";
 
 /** The lease: which worker drives a task now, taken and given up in one statement each. */
 
@@ -14,6 +24,23 @@ export interface Claim {
   /** What the first turn reads, as of the claim. */
   turn: LoadedTurn;
 }
+
+// Outbox rows not yet sent, and decided approvals not yet settled (as `decidedUnsettled` asks).
+const CLAIM_LEASE = statement<
+  [worker: string, leaseFor: string, id: string],
+  TurnReadsRow & { undelivered: boolean; decided: boolean }
+>(`
+update tasks set lease_owner = $1, lease_until = now() + $2::interval
+where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
+returning *,
+  exists (select from slack_outbox
+    where slack_outbox.task_id = tasks.id
+      and slack_outbox.status <> 'sent' and slack_outbox.status <> 'dead') as undelivered,
+  exists (select from approvals
+      join tool_calls on tool_calls.idempotency_key = approvals.tool_call_id
+    where approvals.task_id = tasks.id
+      and approvals.status <> 'pending' and tool_calls.status = 'pending_approval') as decided,
+  ${TURN_READS}`);
 
 /**
  * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
@@ -28,43 +55,22 @@ export async function claimLease(
   worker: string,
   leaseMs: number,
 ): Promise<Claim | undefined> {
-  const row = await db
-    .updateTable("tasks")
-    .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
-    .where("id", "=", id)
-    .where((eb) =>
-      eb.or([
-        eb("lease_until", "is", null),
-        eb("lease_until", "<", sql<Date>`now()`),
-        eb("lease_owner", "=", worker),
-      ]),
-    )
-    .returningAll()
-    .returning((eb) => [
-      eb
-        .exists(
-          eb
-            .selectFrom("slack_outbox")
-            .select("slack_outbox.id")
-            .whereRef("slack_outbox.task_id", "=", "tasks.id")
-            .where("slack_outbox.status", "<>", "sent")
-            .where("slack_outbox.status", "<>", "dead"),
-        )
-        .as("undelivered"),
-      eb
-        .exists(
-          decidedUnsettledQuery(db)
-            .select("approvals.id")
-            .where("approvals.task_id", "=", eb.ref("tasks.id")),
-        )
-        .as("decided"),
-      ...turnReads(eb),
-    ])
-    .executeTakeFirst();
+  const row = await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id);
   if (!row) return undefined;
   const { undelivered, decided, ...turn } = row;
-  return { undelivered: Boolean(undelivered), decided: Boolean(decided), turn: toLoadedTurn(turn) };
+  return { undelivered, decided, turn: toLoadedTurn(turn) };
 }
+
+// One text whether or not there are rows to mark; a data-modifying CTE runs to completion even
+// when the lease was no longer this worker's (the rows were delivered anyway).
+const RELEASE_LEASE = statement<
+  [...DeliveredValues, id: string, worker: string],
+  Pick<TaskRow, "status" | "owner_kind">
+>(`
+with delivered_rows as (${MARK_DELIVERED})
+update tasks set lease_owner = null, lease_until = null
+where id = $3 and lease_owner = $4
+returning status, owner_kind`);
 
 /**
  * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
@@ -76,16 +82,7 @@ export async function releaseLease(
   worker: string,
   delivered: readonly Delivered[] = [],
 ) {
-  // One statement text whether or not there are rows to mark; a data-modifying CTE runs to
-  // completion even when the lease was no longer this worker's (the rows were delivered anyway).
-  return db
-    .with("delivered_rows", () => sql`(${markDeliveredSql(delivered)})`)
-    .updateTable("tasks")
-    .set({ lease_owner: null, lease_until: null })
-    .where("id", "=", id)
-    .where("lease_owner", "=", worker)
-    .returning(["status", "owner_kind"])
-    .executeTakeFirst();
+  return RELEASE_LEASE.first(db, ...deliveredValues(delivered), id, worker);
 }
 
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */

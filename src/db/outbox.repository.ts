@@ -1,6 +1,6 @@
 import { sql } from "kysely";
 import type { ChatIntent } from "../core/ports.ts";
-import type { Executor, Tx } from "./database.ts";
+import { type Executor, statement, type Tx } from "./database.ts";
 
 /** A Slack write decided inside a transaction, delivered after it commits. */
 export interface OutboxMessage {
@@ -84,16 +84,23 @@ export interface Delivered {
   slackTs: string | null;
 }
 
-/** Marks delivered rows sent (a turn marks the rows delivered before it inside its own statement). */
-export async function markDelivered(db: Executor, rows: readonly Delivered[]): Promise<void> {
-  if (rows.length > 0) await markDeliveredSql(rows).execute(db);
+/** Marks delivered rows sent: $1 their ids, $2 their message ts (see `deliveredValues`). */
+export const MARK_DELIVERED = `
+  update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
+  from unnest($1::bigint[], $2::text[]) as delivered(id, slack_ts)
+  where slack_outbox.id = delivered.id`;
+
+export type DeliveredValues = [ids: string[], slackTs: (string | null)[]];
+
+export function deliveredValues(rows: readonly Delivered[]): DeliveredValues {
+  return [rows.map((r) => r.id), rows.map((r) => r.slackTs)];
 }
 
-export function markDeliveredSql(rows: readonly Delivered[]) {
-  return sql`update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
-    from unnest(${rows.map((r) => r.id)}::bigint[], ${rows.map((r) => r.slackTs)}::text[])
-      as delivered(id, slack_ts)
-    where slack_outbox.id = delivered.id`;
+const markDeliveredStatement = statement<DeliveredValues, never>(MARK_DELIVERED);
+
+/** Marks delivered rows sent (a turn marks the rows delivered before it inside its own statement). */
+export async function markDelivered(db: Executor, rows: readonly Delivered[]): Promise<void> {
+  if (rows.length > 0) await markDeliveredStatement.rows(db, ...deliveredValues(rows));
 }
 
 export async function markFailed(

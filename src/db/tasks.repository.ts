@@ -1,7 +1,6 @@
-import { CompiledQuery, type ExpressionBuilder, sql } from "kysely";
-import { jsonArrayFrom } from "kysely/helpers/postgres";
+import { type ExpressionBuilder, sql } from "kysely";
 import type { ChatMessage } from "../core/model.ts";
-import { type Executor, lastStatement, type Tx } from "./database.ts";
+import { type Executor, lastStatement, statement, type Tx } from "./database.ts";
 import {
   type AuditInput,
   auditRows,
@@ -62,8 +61,57 @@ export async function insertTask(tx: Tx, task: NewTask): Promise<TaskRow> {
 /**
  * A new task with what it starts with (its first conversation message, its start handoff, its
  * audit events) in one statement of data-modifying CTEs. The id is the caller's, so the rows that
- * refer to the task can be written beside it.
+ * refer to the task can be written beside it. Every accept of a mention runs it, so its text is
+ * constant (see `statement`): the rows travel as JSON arrays (as their mappers write them, with
+ * JSON columns as text), in order, and a task without a lease gets nulls for it.
  */
+const START_TASK = `
+with task_row as (
+  insert into tasks (channel_id, thread_ts, requester_id, title, request_text, owner_kind, owner_id,
+    handback_stack, facts, cost_usd, id, lease_owner, lease_until)
+  values ($1, $2, $3, $4, $5, $6, $7, '[]', '{}', 0, $8, $9::text, now() + $10::interval)
+  returning *
+), conversation_rows as (
+  insert into conversation (task_id, stint_no, step_no, message)
+  select r.task_id, r.stint_no, r.step_no, r.message::jsonb
+  from rows from (json_to_recordset($11::json) as (task_id uuid, stint_no int, step_no int,
+      message text))
+    with ordinality as r(task_id, stint_no, step_no, message, n)
+  order by r.n
+), handoff_row as (
+  insert into handoffs (task_id, step_no, kind, from_kind, from_id, to_kind, to_id, note)
+  select r.task_id, r.step_no, r.kind, r.from_kind, r.from_id, r.to_kind, r.to_id, r.note::jsonb
+  from json_to_record($12::json) as r(task_id uuid, step_no int, kind text, from_kind text,
+    from_id text, to_kind text, to_id text, note text)
+), audit_rows as (
+  insert into audit_events (task_id, actor_kind, actor_id, kind, data)
+  select r.task_id, r.actor_kind, r.actor_id, r.kind, r.data::jsonb
+  from rows from (json_to_recordset($13::json) as (task_id uuid, actor_kind text, actor_id text,
+      kind text, data text))
+    with ordinality as r(task_id, actor_kind, actor_id, kind, data, n)
+  order by r.n
+)
+select * from task_row`;
+
+type StartTaskParams = [
+  channelId: string,
+  threadTs: string,
+  requesterId: string,
+  title: string,
+  requestText: string,
+  ownerKind: string,
+  ownerId: string,
+  id: string,
+  leaseOwner: string | null,
+  leaseFor: string | null,
+  conversation: string,
+  handoff: string,
+  audits: string,
+];
+const startTaskStatement = statement<StartTaskParams, TaskRow>(START_TASK);
+/** The same, sent with its transaction's COMMIT (see `lastStatement`). */
+const startTaskLast = statement<StartTaskParams, TaskRow>(lastStatement(START_TASK));
+
 export async function startTask(
   tx: Tx,
   start: {
@@ -78,32 +126,34 @@ export async function startTask(
     audits: readonly AuditInput[];
   },
 ): Promise<TaskRow> {
-  const lease = start.lease && {
-    lease_owner: start.lease.worker,
-    lease_until: sql<Date>`now() + ${`${start.lease.ms} milliseconds`}::interval`,
-  };
-  const query = tx
-    .with("task_row", (db) =>
-      db
-        .insertInto("tasks")
-        .values({ ...newTaskRow(start.task), id: start.id, ...lease })
-        .returningAll(),
-    )
-    .with("conversation_rows", (db) =>
-      db.insertInto("conversation").values(conversationRows(start.conversation)),
-    )
-    .with("handoff_row", (db) => db.insertInto("handoffs").values(handoffRow(start.handoff)))
-    .with("audit_rows", (db) => db.insertInto("audit_events").values(auditRows(start.audits)))
-    .selectFrom("task_row")
-    .selectAll();
-  if (!start.last) return query.executeTakeFirstOrThrow();
-  const { sql: text, parameters } = query.compile();
-  const { rows } = await tx.executeQuery<TaskRow>(
-    CompiledQuery.raw(lastStatement(text), [...parameters]),
+  const { task, lease } = start;
+  const row = await (start.last ? startTaskLast : startTaskStatement).first(
+    tx,
+    task.channelId,
+    task.threadTs,
+    task.requesterId,
+    task.title,
+    task.requestText,
+    task.owner.kind,
+    task.owner.id,
+    start.id,
+    lease?.worker ?? null,
+    lease ? `${lease.ms} milliseconds` : null,
+    JSON.stringify(conversationRows(start.conversation)),
+    JSON.stringify(handoffRow(start.handoff)),
+    JSON.stringify(auditRows(start.audits)),
   );
-  if (!rows[0]) throw new Error("the new task was not written");
-  return rows[0];
+  if (!row) throw new Error("the new task was not written");
+  return row;
 }
+
+const LOCK_TASK_FOR_TURN = statement<
+  [worker: string, leaseFor: string, id: string, expectedStep: number],
+  Pick<TaskRow, "status" | "owner_kind" | "tokens" | "cost_usd">
+>(`
+update tasks set lease_owner = $1, lease_until = now() + $2::interval
+where id = $3 and step_no = $4
+returning status, owner_kind, tokens, cost_usd`);
 
 /**
  * Locks the task for one turn's commit and extends this worker's lease, in one statement. Returns
@@ -116,13 +166,7 @@ export async function lockTaskForTurn(
   worker: string,
   leaseMs: number,
 ) {
-  return tx
-    .updateTable("tasks")
-    .set({ lease_owner: worker, lease_until: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
-    .where("id", "=", id)
-    .where("step_no", "=", expectedStep)
-    .returning(["status", "owner_kind", "tokens", "cost_usd"])
-    .executeTakeFirst();
+  return LOCK_TASK_FOR_TURN.first(tx, worker, `${leaseMs} milliseconds`, id, expectedStep);
 }
 
 export async function lockTask(tx: Tx, id: string): Promise<TaskRow | undefined> {
@@ -174,51 +218,48 @@ export interface LoadedTurn {
   inputs: { id: string; author_id: string; text: string }[];
 }
 
-/** The current stint's conversation and the replies that arrived since the last turn. */
-export function turnReads(eb: ExpressionBuilder<Database, "tasks">) {
-  return [
-    jsonArrayFrom(
-      eb
-        .selectFrom("conversation")
-        .select("conversation.message")
-        .whereRef("conversation.task_id", "=", "tasks.id")
-        .whereRef("conversation.stint_no", "=", "tasks.stint_no")
-        .orderBy("conversation.id"),
-    ).as("history"),
-    jsonArrayFrom(
-      eb
-        .selectFrom("task_inputs")
-        .select(["task_inputs.id", "task_inputs.author_id", "task_inputs.text"])
-        .whereRef("task_inputs.task_id", "=", "tasks.id")
-        .where("task_inputs.consumed_at_step", "is", null)
-        .orderBy("task_inputs.id"),
-    ).as("inputs"),
-  ] as const;
-}
+/**
+ * The current stint's conversation and the replies that arrived since the last turn, as columns of
+ * a statement over `tasks` (the claim of a lease reads them too).
+ */
+export const TURN_READS = `
+  (select coalesce(json_agg(agg), '[]') from (
+    select conversation.message from conversation
+    where conversation.task_id = tasks.id and conversation.stint_no = tasks.stint_no
+    order by conversation.id
+  ) as agg) as history,
+  (select coalesce(json_agg(agg), '[]') from (
+    select task_inputs.id, task_inputs.author_id, task_inputs.text from task_inputs
+    where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null
+    order by task_inputs.id
+  ) as agg) as inputs`;
 
-export function toLoadedTurn<
-  T extends { history: { message: unknown }[]; inputs: { id: string | number }[] },
->(row: T): LoadedTurn {
+/** A row with `TURN_READS`: JSON's numbers for the inputs' bigserial ids. */
+export type TurnReadsRow = TaskRow & {
+  history: { message: unknown }[];
+  inputs: { id: number; author_id: string; text: string }[];
+};
+
+export function toLoadedTurn(row: TurnReadsRow): LoadedTurn {
   const { history, inputs, ...task } = row;
   return {
-    task: task as unknown as TaskRow,
+    task,
     history: history.map((h) => h.message as ChatMessage),
     // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
-    inputs: (inputs as unknown as LoadedTurn["inputs"]).map((i) => ({ ...i, id: String(i.id) })),
+    inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),
   };
 }
+
+const LOAD_TURN = statement<[id: string], TurnReadsRow>(
+  `select tasks.*, ${TURN_READS} from tasks where tasks.id = $1`,
+);
 
 /**
  * What one turn reads, in one round trip: the task, its current stint's conversation, and the
  * replies that arrived since the last turn.
  */
 export async function loadTurn(db: Executor, id: string): Promise<LoadedTurn | undefined> {
-  const row = await db
-    .selectFrom("tasks")
-    .selectAll("tasks")
-    .select((eb) => turnReads(eb))
-    .where("tasks.id", "=", id)
-    .executeTakeFirst();
+  const row = await LOAD_TURN.first(db, id);
   return row && toLoadedTurn(row);
 }
 
@@ -240,11 +281,12 @@ export async function insertInput(
     .execute();
 }
 
+// One text for any number of replies.
+const CONSUME_INPUTS = statement<[stepNo: number, ids: readonly string[]], never>(
+  "update task_inputs set consumed_at_step = $1 where id = any($2::bigint[])",
+);
+
 export async function consumeInputs(tx: Tx, ids: readonly string[], stepNo: number): Promise<void> {
   if (ids.length === 0) return;
-  await tx
-    .updateTable("task_inputs")
-    .set({ consumed_at_step: stepNo })
-    .where("id", "in", ids)
-    .execute();
+  await CONSUME_INPUTS.rows(tx, stepNo, ids);
 }

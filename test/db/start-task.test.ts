@@ -174,3 +174,39 @@ test("a reply is stored with its audit event in one statement", async () => {
     .execute();
   assert.deepEqual(audits.at(-1), { kind: "message_received", actor_id: "U0LEE" });
 });
+
+test("a task run where it was accepted starts leased, in its transaction's last statement", async () => {
+  const id = randomUUID();
+  const base = start(id, "500.1");
+  const before = Date.now();
+  const task = await t.db.transaction().execute((tx) =>
+    startTask(tx, {
+      ...base,
+      lease: { worker: "worker-a/1", ms: 30_000 },
+      last: true,
+      conversation: [
+        ...base.conversation,
+        { taskId: id, stintNo: 1, stepNo: 0, message: { role: "user", content: "and 1043?" } },
+      ],
+    }),
+  );
+  assert.equal(task.id, id);
+  assert.equal(task.lease_owner, "worker-a/1");
+  const until = task.lease_until?.getTime() ?? 0;
+  assert.ok(until >= before + 29_000 && until <= Date.now() + 31_000, "leased for 30 s");
+  assert.deepEqual(await findTaskByThread(t.db, "C0ORDERS", "500.1"), task);
+  assert.deepEqual((await loadTurn(t.db, id))?.history, [
+    { role: "user", content: "where is order 1042?" },
+    { role: "user", content: "and 1043?" },
+  ]);
+  const audits = await t.db
+    .selectFrom("audit_events")
+    .select(["kind", "data"])
+    .where("task_id", "=", id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(audits, [
+    { kind: "message_received", data: { text: "where is order 1042?" } },
+    { kind: "task_started", data: { agent: "customer-service" } },
+  ]);
+});
