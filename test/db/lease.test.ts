@@ -3,8 +3,8 @@ import { after, before, test } from "node:test";
 import { insertApproval } from "../../src/db/humans.repository.ts";
 import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
 import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
-import { findTask, insertInput, insertTask, loadTurn } from "../../src/db/tasks.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { findTask, insertInput, loadTurn } from "../../src/db/tasks.repository.ts";
+import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
 before(async () => {
@@ -15,20 +15,15 @@ after(async () => {
 });
 
 async function newTask(thread: string) {
-  return t.db.transaction().execute(async (tx) => {
-    const task = await insertTask(tx, {
-      channelId: "C0ORDERS",
-      threadTs: thread,
-      requesterId: "U0DANA",
-      title: "where is order 1042?",
-      requestText: "where is order 1042?",
-      owner: { kind: "agent", id: "customer-service" },
-    });
-    await appendConversation(tx, [
-      { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
-    ]);
-    return task;
-  });
+  const task = await insertOrderTask(t.db, thread);
+  await t.db
+    .transaction()
+    .execute((tx) =>
+      appendConversation(tx, [
+        { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
+      ]),
+    );
+  return task;
 }
 
 async function outboxRow(taskId: string) {

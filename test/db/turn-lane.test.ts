@@ -4,9 +4,8 @@ import { CompiledQuery } from "kysely";
 import { openLane } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import { taskAfterTurn } from "../../src/db/task-after-turn.ts";
-import { insertTask } from "../../src/db/tasks.repository.ts";
 import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
 before(async () => {
@@ -16,19 +15,7 @@ after(async () => {
   await t.close();
 });
 
-async function newTask(thread: string): Promise<TaskRow> {
-  const { id } = await t.db.transaction().execute((tx) =>
-    insertTask(tx, {
-      channelId: "C0ORDERS",
-      threadTs: thread,
-      requesterId: "U0DANA",
-      title: "where is order 1042?",
-      requestText: "where is order 1042?",
-      owner: { kind: "agent", id: "customer-service" },
-    }),
-  );
-  return t.db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
-}
+const newTask = (thread: string) => insertOrderTask(t.db, thread);
 
 /** A turn of the agent that owns `task` now, changing what `changes` says. */
 function turnOf(task: TaskRow, changes: TurnRecords["changes"], worker = "worker-a"): TurnRecords {

@@ -4,11 +4,10 @@ import {
   consumeInputs,
   findTask,
   insertInput,
-  insertTask,
   loadTurn,
   lockTaskForTurn,
 } from "../../src/db/tasks.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
 before(async () => {
@@ -18,18 +17,7 @@ after(async () => {
   await t.close();
 });
 
-async function newTask(thread: string) {
-  return t.db.transaction().execute((tx) =>
-    insertTask(tx, {
-      channelId: "C0ORDERS",
-      threadTs: thread,
-      requesterId: "U0DANA",
-      title: "where is order 1042?",
-      requestText: "where is order 1042?",
-      owner: { kind: "agent", id: "customer-service" },
-    }),
-  );
-}
+const newTask = (thread: string) => insertOrderTask(t.db, thread);
 
 test("a turn's lock extends the lease at the step it read, and finds nothing once it moved on", async () => {
   const task = await newTask("400.1");

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { insertInput, insertTask } from "../../src/db/tasks.repository.ts";
+import { insertInput } from "../../src/db/tasks.repository.ts";
 import {
   isTurnMovedOn,
   type TurnRecords,
   writeTurn,
 } from "../../src/db/turn-records.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
 before(async () => {
@@ -16,18 +16,7 @@ after(async () => {
   await t.close();
 });
 
-async function newTask(thread: string) {
-  return t.db.transaction().execute((tx) =>
-    insertTask(tx, {
-      channelId: "C0ORDERS",
-      threadTs: thread,
-      requesterId: "U0DANA",
-      title: "where is order 1042?",
-      requestText: "where is order 1042?",
-      owner: { kind: "agent", id: "customer-service" },
-    }),
-  );
-}
+const newTask = (thread: string) => insertOrderTask(t.db, thread);
 
 /** Customer Service hands to Fulfillment; `at` is where the task stands when the turn began. */
 function handoffTurn(

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
+import { type DatabaseHandle, type Db, openDatabase } from "../../src/db/database.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
+import type { TaskRow } from "../../src/db/schema.ts";
+import { insertTask } from "../../src/db/tasks.repository.ts";
 
 /**
  * Real Postgres for tests: the server test/global-setup.ts chose. Each test gets a fresh database
@@ -76,4 +78,19 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await admin(url, (client) => client.query(`drop database if exists ${name} with (force)`));
     },
   };
+}
+
+/** Dana asks in #orders where order 1042 is; Customer Service owns the new task. Returns its row. */
+export async function insertOrderTask(db: Db, thread: string): Promise<TaskRow> {
+  const { id } = await db.transaction().execute((tx) =>
+    insertTask(tx, {
+      channelId: "C0ORDERS",
+      threadTs: thread,
+      requesterId: "U0DANA",
+      title: "where is order 1042?",
+      requestText: "where is order 1042?",
+      owner: { kind: "agent", id: "customer-service" },
+    }),
+  );
+  return db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
 }
