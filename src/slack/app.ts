@@ -70,6 +70,8 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     logger,
     clientOptions,
     ignoreSelf: true,
+    // Bolt's in-memory conversation store runs on every event; the task's state is in Postgres.
+    convoStore: false,
     // The caller awaits app.init(), so a bad token or an unreachable Slack stops the start with a
     // clear message instead of an unhandled rejection later.
     deferInitialization: true,
