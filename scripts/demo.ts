@@ -63,6 +63,7 @@ async function ask(text: string) {
   return message.ts;
 }
 
+/** The thread's task once it has that status and Slack has everything it said (posts follow commits). */
 async function taskIn(threadTs: string, status: string) {
   return until(async () => {
     const task = await db
@@ -70,7 +71,14 @@ async function taskIn(threadTs: string, status: string) {
       .selectAll()
       .where("thread_ts", "=", threadTs)
       .executeTakeFirst();
-    return task?.status === status ? task : undefined;
+    if (task?.status !== status) return undefined;
+    const unsent = await db
+      .selectFrom("slack_outbox")
+      .select("id")
+      .where("task_id", "=", task.id)
+      .where("status", "<>", "sent")
+      .executeTakeFirst();
+    return unsent ? undefined : task;
   });
 }
 
