@@ -9,6 +9,7 @@ import { freePort } from "../test/support/harness.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { scriptedModel } from "../test/support/scripted-model.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
+import { settledTask } from "../test/support/scripts-humans.ts";
 import {
   type ChainRequest,
   HOPS,
@@ -97,22 +98,9 @@ async function chain(baton: Baton, endpoint: string, i: number, run: string): Pr
 }
 
 async function settled(baton: Baton, threadTs: string): Promise<string> {
-  const db = baton.deps.db;
   for (;;) {
-    const task = await db
-      .selectFrom("tasks")
-      .select(["id", "status"])
-      .where("thread_ts", "=", threadTs)
-      .executeTakeFirst();
-    const pending =
-      task &&
-      (await db
-        .selectFrom("slack_outbox")
-        .select("id")
-        .where("task_id", "=", task.id)
-        .where("status", "<>", "sent")
-        .executeTakeFirst());
-    if (task?.status === "done" && !pending) return task.id;
+    const task = await settledTask(baton.deps.db, threadTs, "done");
+    if (task) return task.id;
     await new Promise((r) => setTimeout(r, 5));
   }
 }

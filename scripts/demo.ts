@@ -1,7 +1,7 @@
 import { ownershipHistory } from "../src/db/ledger.repository.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import { orderReturnScript } from "../test/support/scripts-humans.ts";
+import { orderReturnScript, settledTask } from "../test/support/scripts-humans.ts";
 import {
   appMentionEvent,
   blockActionsPayload,
@@ -63,23 +63,8 @@ async function ask(text: string) {
   return message.ts;
 }
 
-/** The thread's task once it has that status and Slack has everything it said (posts follow commits). */
 async function taskIn(threadTs: string, status: string) {
-  return until(async () => {
-    const task = await db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("thread_ts", "=", threadTs)
-      .executeTakeFirst();
-    if (task?.status !== status) return undefined;
-    const unsent = await db
-      .selectFrom("slack_outbox")
-      .select("id")
-      .where("task_id", "=", task.id)
-      .where("status", "<>", "sent")
-      .executeTakeFirst();
-    return unsent ? undefined : task;
-  });
+  return until(() => settledTask(db, threadTs, status));
 }
 
 async function printHistory(taskId: string) {

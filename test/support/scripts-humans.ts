@@ -360,8 +360,13 @@ export async function taskOfThread(db: Db, threadTs: string) {
  * delivered just after the commit that finishes the task.
  */
 export async function finishedTask(db: Db, threadTs: string) {
+  return settledTask(db, threadTs, "done");
+}
+
+/** The thread's task once it has `status` and Slack has everything it said (posts follow commits). */
+export async function settledTask(db: Db, threadTs: string, status: string) {
   const task = await taskOfThread(db, threadTs);
-  if (task?.status !== "done") return undefined;
+  if (task?.status !== status) return undefined;
   const unsent = await db
     .selectFrom("slack_outbox")
     .select("id")
