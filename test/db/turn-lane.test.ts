@@ -131,9 +131,20 @@ test("a turn given the wrong owner or stint, or whose task another run holds, wr
   assert.deepEqual(modelCalls, [{ step_no: 1 }, { step_no: 2 }]);
 });
 
-test("a lane sends statements without waiting, Postgres runs them in order, and it holds no connection when idle", async () => {
+test("a lane sends statements on one connection, Postgres runs them in order, and it holds no connection when idle", async () => {
   const task = await newTask("1700000001.000003");
   const lane = openLane(t.db);
+  // Sent together, behind a slow one: the pool would spread them over connections; the lane keeps
+  // them on one, so Postgres sees them in the order sent.
+  const pids = await Promise.all([
+    lane.send<{ pid: number }>(
+      CompiledQuery.raw("select pg_backend_pid() as pid, pg_sleep(0.05)", []),
+    ),
+    ...[1, 2, 3].map(() =>
+      lane.send<{ pid: number }>(CompiledQuery.raw("select pg_backend_pid() as pid", [])),
+    ),
+  ]);
+  assert.equal(new Set(pids.map((r) => r.rows[0]?.pid)).size, 1, "one connection");
   // Five turns, each sent before the one before has answered: each finds the step the one
   // before left, so all are written, in order.
   let state = task;
