@@ -151,7 +151,7 @@ async function runTurn(
       reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
     });
   }
-  const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent));
+  const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent, run.lane));
   if (capReason) {
     return halt(task, { reason: capReason, toHuman: true });
   }
@@ -220,9 +220,15 @@ function overCap(agent: Agent, task: TaskRow): string | undefined {
 }
 
 /** The per-day cap: the agent's model spend since 00:00 UTC, on every task. */
-async function overDailyCap(deps: RuntimeDeps, agent: Agent): Promise<string | undefined> {
+async function overDailyCap(
+  deps: RuntimeDeps,
+  agent: Agent,
+  lane: RunLane,
+): Promise<string | undefined> {
   const maxUsd = agent.caps.usd_per_day;
   if (maxUsd === undefined) return undefined;
+  // The spend is read from the model calls written: this run's turns behind must be among them.
+  await lane.settled();
   const dayStart = new Date(deps.clock.now());
   dayStart.setUTCHours(0, 0, 0, 0);
   const spent = await agentSpendSince(deps.db, agent.id, dayStart);
