@@ -1,4 +1,6 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import type { Db } from "../src/db/database.ts";
 import type { AgentReply } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
@@ -72,12 +74,18 @@ export interface ChainRequest {
   text: string;
 }
 
+/** What Slack's process reports of a chain: its wall time and the CPU Slack (and the model) spent. */
+export interface Played {
+  wallMs: number;
+  slackCpuMs: number;
+}
+
 /**
  * Slack's view of a chain, timed in Slack's process (the benches' fakes): from sending the signed
  * mention to Customer Service's answer reaching the Web API. The event's HTTP client is Slack's,
  * so the measured process pays only for receiving it.
  */
-export async function playChain(slack: SlackEmulator, chain: ChainRequest): Promise<number> {
+export async function playChain(slack: SlackEmulator, chain: ChainRequest): Promise<Played> {
   const answer = slack.waitForCall(
     "chat.postMessage",
     (c) =>
@@ -88,6 +96,7 @@ export async function playChain(slack: SlackEmulator, chain: ChainRequest): Prom
   );
   answer.catch(() => {});
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const event = appMentionEvent({
     user: "U0BENCH",
     channel: chain.channel,
@@ -97,7 +106,42 @@ export async function playChain(slack: SlackEmulator, chain: ChainRequest): Prom
   const delivery = await deliverEvent(chain.endpoint, chain.secret, event, {});
   if (delivery.status !== 200) throw new Error(`the event was answered ${delivery.status}`);
   await answer;
-  return performance.now() - started;
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  return { wallMs, slackCpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+/**
+ * The CPU time (ms) of the database server's processes so far, read from Linux's /proc, given the
+ * pid of one of its backends; undefined when the server is not a process on this machine. With
+ * the measured process's CPU and Slack's, it shows the whole machine's work per hop: on two cores a
+ * hop cannot take less than half of it.
+ */
+export function serverCpuMeter(backendPid: number): (() => number) | undefined {
+  const parentOf = (pid: number) => {
+    const stat = readProc(`/proc/${pid}/stat`);
+    // "pid (comm) state ppid ...": the command may hold spaces and parentheses.
+    return stat ? Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) : undefined;
+  };
+  const isPostgres = (pid: number) => readProc(`/proc/${pid}/comm`)?.trim() === "postgres";
+  const postmaster = parentOf(backendPid);
+  if (!postmaster || !isPostgres(backendPid) || !isPostgres(postmaster)) return undefined;
+  const children = `/proc/${postmaster}/task/${postmaster}/children`;
+  if (readProc(children) === undefined) return undefined;
+  // schedstat's first field: nanoseconds on a CPU. Processes gone since (a closed connection) drop out.
+  const onCpu = (pid: number) => Number(readProc(`/proc/${pid}/schedstat`)?.split(" ")[0] ?? 0);
+  return () => {
+    const pids = [postmaster, ...(readProc(children) ?? "").split(" ").filter(Boolean).map(Number)];
+    return pids.reduce((ns, pid) => ns + onCpu(pid), 0) / 1e6;
+  };
+}
+
+function readProc(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
 }
 
 /** One chain as measured: Slack's wall time, the measured process's CPU, commits and model characters. */
@@ -106,13 +150,17 @@ export interface Sample {
   cpuMs: number;
   commits: number;
   chars: number;
+  /** The CPU of Slack's process (Web API emulator, event sender, model server) during the chain. */
+  slackCpuMs: number;
+  /** The CPU of the database server's processes, when it runs on this machine. */
+  serverCpuMs?: number;
 }
 
 /** Medians and p95s per hop (characters per chain), in one format for every contender. */
 export function report(
   label: string,
   samples: Sample[],
-  notes: { process: string; commits: string },
+  notes: { name: string; process: string; commits: string },
 ): void {
   const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
   const median = (values: number[]) => sorted(values)[Math.floor(values.length / 2)] ?? 0;
@@ -131,4 +179,23 @@ export function report(
     `  commits per hop       median ${median(commits).toFixed(1)}        max ${Math.max(...commits).toFixed(1)}   (${notes.commits})`,
   );
   console.log(`  model chars per chain median ${median(chars)}       max ${Math.max(...chars)}`);
+  const server = samples.map((s) => s.serverCpuMs);
+  if (server.every((ms) => ms !== undefined)) {
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length / HOPS;
+    const parts = {
+      measured: mean(samples.map((s) => s.cpuMs)),
+      postgres: mean(server),
+      slack: mean(samples.map((s) => s.slackCpuMs)),
+    };
+    const all = parts.measured + parts.postgres + parts.slack;
+    const wallMean = mean(samples.map((s) => s.wallMs));
+    console.log(
+      `  machine CPU per hop   mean ${all.toFixed(2)} ms = ${notes.name} ${parts.measured.toFixed(2)} + Postgres ${parts.postgres.toFixed(2)} + Slack and model ${parts.slack.toFixed(2)}`,
+    );
+    console.log(
+      `                        on ${CORES} cores a hop cannot take less than ${(all / CORES).toFixed(2)} ms (it took ${wallMean.toFixed(2)} ms, mean)`,
+    );
+  }
 }
+
+const CORES = availableParallelism();

@@ -14,7 +14,7 @@ process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
 // Slack's view of a chain: from sending the event to Customer Service's answer reaching the Web API.
 process.on("message", (chain: ChainRequest) => {
   playChain(slack, chain).then(
-    (wallMs) => process.send?.({ answered: chain.ts, wallMs }),
+    (played) => process.send?.({ answered: chain.ts, ...played }),
     (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
   );
 });

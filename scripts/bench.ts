@@ -13,9 +13,11 @@ import { settledTask } from "../test/support/scripts-humans.ts";
 import {
   type ChainRequest,
   HOPS,
+  type Played,
   report,
   type Sample,
   seedOrders,
+  serverCpuMeter,
   startFakes,
 } from "./bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
@@ -79,22 +81,42 @@ async function xid(baton: Baton): Promise<number> {
   return Number(row.rows[0]?.xid);
 }
 
-async function chain(baton: Baton, endpoint: string, i: number, run: string): Promise<Sample> {
+/** The database server's CPU so far, when it runs here (the bench's own few reads included). */
+async function serverCpu(baton: Baton): Promise<(() => number) | undefined> {
+  const row = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(baton.deps.db);
+  return serverCpuMeter(Number(row.rows[0]?.pid));
+}
+
+async function chain(
+  baton: Baton,
+  endpoint: string,
+  i: number,
+  run: string,
+  server: (() => number) | undefined,
+): Promise<Sample> {
   const ts = `18000${run}.${String(i).padStart(6, "0")}`;
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(baton);
+  const serverBefore = server?.();
   const cpuBefore = process.cpuUsage();
-  const wallMs = await played({ endpoint, secret: SIGNING_SECRET, channel: CHANNEL, ts, text });
+  const slack = await played({ endpoint, secret: SIGNING_SECRET, channel: CHANNEL, ts, text });
   const cpu = process.cpuUsage(cpuBefore);
   // Its last outbox row is marked sent just after Slack answered: wait for that commit too.
   const taskId = await settled(baton, ts);
+  const serverCpuMs = server && serverBefore !== undefined ? server() - serverBefore : undefined;
   const commits = (await xid(baton)) - xidBefore - 1;
   const calls = await baton.deps.db
     .selectFrom("model_calls")
     .select((eb) => eb.fn.sum<number>("request_chars").as("chars"))
     .where("task_id", "=", taskId)
     .executeTakeFirstOrThrow();
-  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, commits, chars: Number(calls.chars) };
+  return {
+    ...slack,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    commits,
+    chars: Number(calls.chars),
+    ...(serverCpuMs !== undefined && { serverCpuMs }),
+  };
 }
 
 async function settled(baton: Baton, threadTs: string): Promise<string> {
@@ -109,13 +131,15 @@ async function settled(baton: Baton, threadTs: string): Promise<string> {
  * Slack, in the fakes' process, sends the mention and times the chain until the answer is in the
  * thread: the event's HTTP client is Slack's, not Baton's, and this process does not poll.
  */
-function played(chain: ChainRequest): Promise<number> {
+function played(chain: ChainRequest): Promise<Played> {
   return new Promise((resolve, reject) => {
-    const listener = (message: { answered?: string; wallMs?: number; error?: string }) => {
+    const listener = (message: Partial<Played> & { answered?: string; error?: string }) => {
       if (message.answered !== chain.ts) return;
       fakes.off("message", listener);
-      if (message.wallMs === undefined) reject(new Error(message.error ?? "the chain failed"));
-      else resolve(message.wallMs);
+      const { wallMs, slackCpuMs } = message;
+      if (wallMs === undefined || slackCpuMs === undefined)
+        reject(new Error(message.error ?? "the chain failed"));
+      else resolve({ wallMs, slackCpuMs });
     };
     fakes.on("message", listener);
     fakes.send(chain);
@@ -135,15 +159,21 @@ try {
     if (!models.includes(model)) continue;
     const { baton, endpoint } = await startBench(model);
     try {
-      for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, run);
+      const server = await serverCpu(baton);
+      for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, run, server);
       const samples: Sample[] = [];
-      for (let i = WARMUP; i < ORDERS; i++) samples.push(await chain(baton, endpoint, i, run));
+      for (let i = WARMUP; i < ORDERS; i++)
+        samples.push(await chain(baton, endpoint, i, run, server));
       report(
         model === "in-process"
           ? "scripted model in-process (Baton's own cost)"
           : "scripted model over HTTP, through the real openai client",
         samples,
-        { process: "Baton's process only", commits: "write transactions, pg-boss included" },
+        {
+          name: "Baton",
+          process: "Baton's process only",
+          commits: "write transactions, pg-boss included",
+        },
       );
     } finally {
       await baton.stop();

@@ -37,7 +37,7 @@ process.on("message", (message: ChainRequest | { chars: true }) => {
   // Slack's view of the chain, timed here as scripts/bench-fakes.ts times Baton's.
   const chain = message;
   playChain(slack, chain).then(
-    (wallMs) => process.send?.({ answered: chain.ts, wallMs }),
+    (played) => process.send?.({ answered: chain.ts, ...played }),
     (error: unknown) => process.send?.({ answered: chain.ts, error: String(error) }),
   );
 });

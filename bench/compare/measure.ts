@@ -7,6 +7,7 @@ import {
   report,
   type Sample,
   seedOrders,
+  serverCpuMeter,
   startFakes,
 } from "../../scripts/bench-chain.ts";
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
@@ -50,6 +51,7 @@ export interface Contender {
 type FakesMessage = {
   answered?: string;
   wallMs?: number;
+  slackCpuMs?: number;
   chars?: number;
   calls?: number;
   posts?: number;
@@ -81,11 +83,14 @@ export async function compare(
     console.log(
       `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
     );
-    const run = (i: number) => chain(fakes, probe, c, i);
+    const { rows } = await probe.query<{ pid: number }>("select pg_backend_pid() as pid");
+    const server = serverCpuMeter(Number(rows[0]?.pid));
+    const run = (i: number) => chain(fakes, probe, c, i, server);
     for (let i = 0; i < WARMUP; i++) await run(i);
     const samples: Sample[] = [];
     for (let i = WARMUP; i < ORDERS; i++) samples.push(await run(i));
     report(label, samples, {
+      name: "framework",
       process: "the framework's process only",
       commits: "write transactions",
     });
@@ -109,10 +114,12 @@ async function chain(
   probe: pg.Client,
   contender: Contender,
   i: number,
+  server: (() => number) | undefined,
 ): Promise<Sample> {
   const ts = `18000${3}.${String(i).padStart(6, "0")}`;
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(probe);
+  const serverBefore = server?.();
   const cpuBefore = process.cpuUsage();
   // Slack, in the fakes' process, sends the mention and times the chain until the answer is in.
   const played = await ask(
@@ -121,9 +128,11 @@ async function chain(
     (m) => m.answered === ts,
   );
   const cpu = process.cpuUsage(cpuBefore);
-  if (played.wallMs === undefined) throw new Error(`chain ${i}: ${played.error ?? "failed"}`);
-  const wallMs = played.wallMs;
+  const { wallMs, slackCpuMs } = played;
+  if (wallMs === undefined || slackCpuMs === undefined)
+    throw new Error(`chain ${i}: ${played.error ?? "failed"}`);
   await contender.settled(ts);
+  const serverCpuMs = server && serverBefore !== undefined ? server() - serverBefore : undefined;
   const commits = (await xid(probe)) - xidBefore - 1;
   const counted = await ask(fakes, { chars: true }, (m) => m.chars !== undefined);
   if (counted.error) throw new Error(`chain ${i}: ${counted.error}`);
@@ -134,6 +143,8 @@ async function chain(
     );
   return {
     wallMs,
+    slackCpuMs,
+    ...(serverCpuMs !== undefined && { serverCpuMs }),
     cpuMs: (cpu.user + cpu.system) / 1000,
     commits,
     chars: counted.chars ?? 0,
