@@ -4,7 +4,7 @@ import {
   type Delivered,
   type DeliveredValues,
   deliveredValues,
-  MARK_DELIVERED,
+  markDeliveredSql,
 } from "./outbox.repository.ts";
 import type { TaskRow } from "./schema.ts";
 import {
@@ -67,7 +67,7 @@ const RELEASE_LEASE = statement<
   [...DeliveredValues, id: string, worker: string],
   Pick<TaskRow, "status" | "owner_kind">
 >(`
-with delivered_rows as (${MARK_DELIVERED})
+with delivered_rows as (${markDeliveredSql("$1", "$2")})
 update tasks set lease_owner = null, lease_until = null
 where id = $3 and lease_owner = $4
 returning status, owner_kind`);

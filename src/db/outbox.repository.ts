@@ -84,11 +84,18 @@ export interface Delivered {
   slackTs: string | null;
 }
 
-/** Marks delivered rows sent: $1 their ids, $2 their message ts (see `deliveredValues`). */
-export const MARK_DELIVERED = `
-  update slack_outbox set status = 'sent', slack_ts = delivered.slack_ts, sent_at = now()
-  from unnest($1::bigint[], $2::text[]) as delivered(id, slack_ts)
-  where slack_outbox.id = delivered.id`;
+/**
+ * Marks delivered rows sent: `ids` and `slackTs` name the parameters holding their ids and message
+ * ts (see `deliveredValues`). The rows are found through the primary key: joined to the outbox,
+ * the arrays were planned as a hundred rows, and a prepared statement then read the whole table.
+ */
+export function markDeliveredSql(ids: string, slackTs: string): string {
+  return `
+  update slack_outbox
+  set status = 'sent', slack_ts = (${slackTs}::text[])[array_position(${ids}::bigint[], slack_outbox.id)],
+    sent_at = now()
+  where slack_outbox.id = any(${ids}::bigint[])`;
+}
 
 export type DeliveredValues = [ids: string[], slackTs: (string | null)[]];
 
@@ -96,7 +103,7 @@ export function deliveredValues(rows: readonly Delivered[]): DeliveredValues {
   return [rows.map((r) => r.id), rows.map((r) => r.slackTs)];
 }
 
-const markDeliveredStatement = statement<DeliveredValues, never>(MARK_DELIVERED);
+const markDeliveredStatement = statement<DeliveredValues, never>(markDeliveredSql("$1", "$2"));
 
 /** Marks delivered rows sent (a turn marks the rows delivered before it inside its own statement). */
 export async function markDelivered(db: Executor, rows: readonly Delivered[]): Promise<void> {

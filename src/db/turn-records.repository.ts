@@ -8,7 +8,12 @@ import type {
   ToolCallRecord,
 } from "./ledger.repository.ts";
 import { type Arrival, toArrival } from "./metrics.repository.ts";
-import type { Delivered, OutboxMessage } from "./outbox.repository.ts";
+import {
+  type Delivered,
+  deliveredValues,
+  markDeliveredSql,
+  type OutboxMessage,
+} from "./outbox.repository.ts";
 import type { TaskRow } from "./schema.ts";
 import type { TaskChanges } from "./tasks.repository.ts";
 
@@ -141,10 +146,7 @@ with task_row as (
   where exists (select from task_row)
   order by r.n
   returning id
-), delivered_rows as (
-  update slack_outbox set status = 'sent', slack_ts = d.slack_ts, sent_at = now()
-  from json_to_recordset($25::json) as d(id bigint, slack_ts text)
-  where slack_outbox.id = d.id
+), delivered_rows as (${markDeliveredSql("$25", "$29")}
 )
 select task_row.*,
   exists (select 1 from task_inputs
@@ -190,6 +192,7 @@ export async function writeTurn(
   options: { last?: boolean } = {},
 ): Promise<WrittenTurn | undefined> {
   const { changes: c, lease, modelCall: m } = records;
+  const delivered = deliveredValues(records.delivered);
   const query = CompiledQuery.raw(options.last ? WRITE_TURN_LAST : WRITE_TURN, [
     records.taskId,
     c.status ?? null,
@@ -267,10 +270,11 @@ export async function writeTurn(
         payload: { intent: o.intent, cardOf: o.cardOf ?? null },
       })),
     ),
-    JSON.stringify(records.delivered.map((d) => ({ id: d.id, slack_ts: d.slackTs }))),
+    delivered[0],
     records.arrivalsOf ?? null,
     lease.expectedOwner,
     lease.expectedStint,
+    delivered[1],
   ]);
   type Row = TaskRow & { has_new_inputs: boolean; outbox_ids: unknown[]; arrivals: ArrivalRow[] };
   const result = await ("send" in db ? db.send<Row>(query) : db.executeQuery<Row>(query));
