@@ -35,6 +35,12 @@ export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]):
 }
 
 /**
+ * Written out, not as parameters: the planner can then use slack_outbox_pending_idx (rows not yet
+ * sent) in a prepared statement's generic plan too, instead of reading every row ever posted.
+ */
+const UNDELIVERED = sql<boolean>`status <> 'sent' and status <> 'dead'`;
+
+/**
  * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order.
  * `skip locked` lets another deliverer take other rows without waiting. Only the worker holding a
  * task's lease (`holdsLease`) takes a leased task's rows: it posts them without locking them, so
@@ -47,8 +53,7 @@ export async function lockUndelivered(
   let query = tx
     .selectFrom("slack_outbox")
     .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
-    .where("status", "<>", "sent")
-    .where("status", "<>", "dead")
+    .where(UNDELIVERED)
     .orderBy("id")
     .limit(filter.limit)
     .forUpdate()
@@ -158,8 +163,7 @@ export async function cardPostUndelivered(
     .select("id")
     .where("task_id", "=", taskId)
     .where("id", "<", beforeId)
-    .where("status", "<>", "sent")
-    .where("status", "<>", "dead")
+    .where(UNDELIVERED)
     .where(sql<string>`payload->'cardOf'->>'id'`, "=", card.id)
     .executeTakeFirst();
   return row !== undefined;
