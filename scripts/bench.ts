@@ -20,7 +20,13 @@ import {
   serverCpuMeter,
   startFakes,
 } from "./bench-chain.ts";
-import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "./playground.ts";
+import {
+  freshDatabase,
+  playgroundServer,
+  ROOT,
+  SIGNING_SECRET,
+  withDatabase,
+} from "./playground.ts";
 
 /**
  * `npm run bench`: flow 1's five-hop chain (CS → F → I → F → CS), many times, with a scripted model
@@ -34,6 +40,9 @@ const CHAINS = Number(process.env.BENCH_CHAINS ?? 200);
 const WARMUP = 20;
 const CHANNEL = "C0BENCH";
 const ORDERS = CHAINS + WARMUP;
+// BENCH_AT_SCALE=baton_bench_reports plays the chains on the reports bench's million tasks (kept by
+// `BENCH_KEEP=1 node scripts/bench-reports.ts`; once per seeding, as the chains' orders stay shipped).
+const AT_SCALE = process.env.BENCH_AT_SCALE;
 
 const { fakes, ...urls } = await startFakes(path.join(ROOT, "scripts", "bench-fakes.ts"), ORDERS);
 // BENCH_AGENTS=agents.yml measures with the default agents' full instructions instead.
@@ -60,7 +69,9 @@ async function startBench(
       SLACK_API_URL: urls.slackUrl,
       OPENAI_API_KEY: "sk-bench-not-a-real-key",
       OPENAI_BASE_URL: urls.modelUrl,
-      DATABASE_URL: await freshDatabase(server.url, `baton_bench_${model.replace("-", "_")}`),
+      DATABASE_URL: AT_SCALE
+        ? withDatabase(server.url, AT_SCALE)
+        : await freshDatabase(server.url, `baton_bench_${model.replace("-", "_")}`),
       PORT: String(port),
       BATON_WORKERS: "1",
     }),
@@ -152,6 +163,8 @@ try {
   );
   // BENCH_MODELS=in-process (or http) runs one of the two.
   const models = (process.env.BENCH_MODELS ?? "in-process,http").split(",");
+  if (AT_SCALE && models.length > 1)
+    throw new Error("BENCH_AT_SCALE plays one run: set BENCH_MODELS=in-process (or http)");
   for (const [run, model] of [
     ["1", "in-process"],
     ["2", "http"],
