@@ -160,7 +160,7 @@ async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart): Prom
     throw error;
   }
   // Should this fail, the job comes due later and finds nothing left to do.
-  await deps.queue.done(start.jobId).catch((e: unknown) => {
+  await deps.queue.done(deps.db, start.jobId).catch((e: unknown) => {
     deps.log.warn({ err: e, taskId }, "could not mark the task's job done");
   });
 }

@@ -16,7 +16,7 @@ export interface TaskQueue {
     options?: { startAfterSeconds?: number },
   ): Promise<string>;
   /** A job held back while the task ran where it was accepted: that run did its work. */
-  done(jobId: string): Promise<void>;
+  done(executor: Executor, jobId: string): Promise<void>;
   /** That run failed: the job runs now, with the queue's retries, backoff and dead letters. */
   runNow(jobId: string): Promise<void>;
 }
