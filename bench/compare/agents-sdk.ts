@@ -5,10 +5,9 @@ import {
   type FunctionTool,
   type Handoff,
   handoff,
+  OpenAIProvider,
   type RunContext,
   Runner,
-  setDefaultOpenAIClient,
-  setOpenAIAPI,
   setTracingDisabled,
   tool,
 } from "@openai/agents";
@@ -16,13 +15,19 @@ import bolt from "@slack/bolt";
 import type { WebClient } from "@slack/web-api";
 import OpenAI from "openai";
 import type pg from "pg";
+import { flowReplies } from "../../scripts/bench-chain.ts";
 import type { AgentConfig } from "../../src/config/agents-schema.ts";
 import { handBackNoteSchema, handoffNoteSchema } from "../../src/core/handoffs/note.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { handoffCard } from "../../src/slack/views/handoff-card.ts";
 import { agentReply } from "../../src/slack/views/task-message.ts";
 import { freePort } from "../../test/support/harness.ts";
-import { type Contender, compare, type Setup, SIGNING_SECRET } from "./measure.ts";
+import {
+  type RecordedRequest,
+  scriptByAgent,
+  scriptedCompletions,
+} from "../../test/support/model-server.ts";
+import { type Contender, compare, ORDERS, type Setup, SIGNING_SECRET } from "./measure.ts";
 
 /**
  * `npm run bench:compare`: flow 1's chain played by the OpenAI Agents SDK, wired into Slack by hand
@@ -169,12 +174,28 @@ function buildAgents(setup: Setup): Agent<Thread> {
 const SAVE = `insert into sdk_runs (thread_ts, agent, items, updated_at) values ($1, $2, $3, now())
   on conflict (thread_ts) do update set agent = excluded.agent, items = excluded.items, updated_at = now()`;
 
+/**
+ * The SDK's OpenAI client: the real one for the model server, or, in-process, one whose
+ * `chat.completions.create` answers from the same script with no transport, as Baton's in-process
+ * bench skips its client. The SDK still builds each request and reads each answer as it does.
+ */
+function openAIClient(setup: Setup): { client: OpenAI; requests?: RecordedRequest[] } {
+  if (setup.model === "http")
+    return { client: new OpenAI({ apiKey: "sk-bench-not-a-real-key", baseURL: setup.modelUrl }) };
+  const model = scriptedCompletions(scriptByAgent(flowReplies(ORDERS)));
+  const create = async (body: Parameters<typeof model.complete>[0]) => {
+    const answer = await model.complete(body);
+    if (answer.status !== 200) throw new Error(`scripted model: ${JSON.stringify(answer.body)}`);
+    return answer.body;
+  };
+  const client = { baseURL: "in-process", chat: { completions: { create } } };
+  return { client: client as unknown as OpenAI, requests: model.requests };
+}
+
 async function start(setup: Setup): Promise<Contender> {
   setTracingDisabled(true);
-  setOpenAIAPI("chat_completions");
-  setDefaultOpenAIClient(
-    new OpenAI({ apiKey: "sk-bench-not-a-real-key", baseURL: setup.modelUrl }),
-  );
+  const { client, requests } = openAIClient(setup);
+  const modelProvider = new OpenAIProvider({ openAIClient: client, useResponses: false });
   const pool: pg.Pool = setup.database.pool;
   await pool.query(`create table sdk_runs (thread_ts text primary key, agent text not null,
     items jsonb not null, updated_at timestamptz not null)`);
@@ -187,7 +208,7 @@ async function start(setup: Setup): Promise<Contender> {
     ]);
     return modelData;
   };
-  const runner = new Runner({ callModelInputFilter: saveTurn });
+  const runner = new Runner({ callModelInputFilter: saveTurn, modelProvider });
   const entryConfig = setup.agentsFile.agents.find((a) => a.name === entry.name) as Persona;
 
   const running = new Map<string, Promise<void>>();
@@ -227,12 +248,16 @@ async function start(setup: Setup): Promise<Contender> {
       await running.get(threadTs);
       running.delete(threadTs);
     },
+    ...(requests && { modelRequests: requests }),
     stop: () => app.stop() as Promise<void>,
   };
 }
 
 await compare(
   "agents_sdk",
-  "OpenAI Agents SDK, model over HTTP through the real openai client, state saved each turn",
+  {
+    "in-process": "OpenAI Agents SDK, scripted model in-process, state saved each turn",
+    http: "OpenAI Agents SDK, model over HTTP through the real openai client, state saved each turn",
+  },
   start,
 );

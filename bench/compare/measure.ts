@@ -13,9 +13,11 @@ import {
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
+import { type ChatMessage, messageChars } from "../../src/core/model.ts";
 import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import type { RecordedRequest } from "../../test/support/model-server.ts";
 
 /**
  * What scripts/bench.ts does for Baton, for another framework wired into Slack by hand: the same
@@ -25,13 +27,18 @@ import { demoTools } from "../../src/domain/demo-tools.ts";
 export const CHAINS = Number(process.env.BENCH_CHAINS ?? 200);
 const WARMUP = 20;
 const CHANNEL = "C0BENCH";
-const ORDERS = CHAINS + WARMUP;
+/** Chains played, warm-up included: one order (and one scripted chain) each. */
+export const ORDERS = CHAINS + WARMUP;
 
 export { SIGNING_SECRET };
+
+/** Where the scripted model runs: in the measured process (no transport), or behind HTTP. */
+export type ModelPlace = "in-process" | "http";
 
 export interface Setup {
   slackUrl: string;
   modelUrl: string;
+  model: ModelPlace;
   /** Baton's migrations applied (the demo tables among them), orders and stock seeded. */
   databaseUrl: string;
   /** The same pool and prepared statements Baton's demo tools run on. */
@@ -45,6 +52,8 @@ export interface Contender {
   endpoint: string;
   /** Resolves once everything the chain in this thread does is done: state saved, posts sent. */
   settled(threadTs: string): Promise<void>;
+  /** The requests an in-process model answered; counted here as the fakes count theirs. */
+  modelRequests?: readonly RecordedRequest[];
   stop(): Promise<void>;
 }
 
@@ -60,7 +69,7 @@ type FakesMessage = {
 
 export async function compare(
   name: string,
-  label: string,
+  labels: Record<ModelPlace, string>,
   start: (setup: Setup) => Promise<Contender>,
 ): Promise<void> {
   const { fakes, ...urls } = await startFakes(
@@ -70,37 +79,76 @@ export async function compare(
   const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
   const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
   const server = await playgroundServer();
-  const databaseUrl = await freshDatabase(server.url, `baton_compare_${name}`);
-  const database = openDatabase(databaseUrl);
-  const probe = new pg.Client({ connectionString: databaseUrl });
+  try {
+    console.log(
+      `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
+    );
+    // BENCH_MODELS=in-process (or http) runs one of the two, as in scripts/bench.ts.
+    const models = (process.env.BENCH_MODELS ?? "in-process,http").split(",");
+    for (const [run, model] of [
+      ["3", "in-process"],
+      ["4", "http"],
+    ] as const) {
+      if (!models.includes(model)) continue;
+      const databaseUrl = await freshDatabase(
+        server.url,
+        `baton_compare_${name}_${model.replace("-", "_")}`,
+      );
+      const samples = await measure(fakes, { ...urls, model, databaseUrl, agentsFile }, run, start);
+      report(labels[model], samples, {
+        name: "framework",
+        process: "the framework's process only",
+        commits: "write transactions",
+      });
+    }
+  } finally {
+    fakes.disconnect();
+    await server.stop();
+  }
+}
+
+/** One run: a fresh database seeded with the chains' orders, the contender started on it, the chains. */
+async function measure(
+  fakes: ChildProcess,
+  setup: Omit<Setup, "database">,
+  run: string,
+  start: (setup: Setup) => Promise<Contender>,
+): Promise<Sample[]> {
+  const database = openDatabase(setup.databaseUrl);
+  const probe = new pg.Client({ connectionString: setup.databaseUrl });
   let contender: Contender | undefined;
   try {
     await migrateToLatest(database.db);
     await seedOrders(database.db, ORDERS);
     await probe.connect();
-    contender = await start({ ...urls, databaseUrl, database, agentsFile });
+    contender = await start({ ...setup, database });
     const c = contender;
-    console.log(
-      `flow 1, ${HOPS} hops per chain, ${CHAINS} chains after ${WARMUP} warm-up, agents ${path.relative(ROOT, agentsPath)} (${process.version})`,
-    );
     const { rows } = await probe.query<{ pid: number }>("select pg_backend_pid() as pid");
     const server = serverCpuMeter(Number(rows[0]?.pid));
-    const run = (i: number) => chain(fakes, probe, c, i, server);
-    for (let i = 0; i < WARMUP; i++) await run(i);
+    const counter = modelCounter(c.modelRequests);
+    const play = (i: number) => chain(fakes, probe, c, { i, run, server, counter });
+    for (let i = 0; i < WARMUP; i++) await play(i);
     const samples: Sample[] = [];
-    for (let i = WARMUP; i < ORDERS; i++) samples.push(await run(i));
-    report(label, samples, {
-      name: "framework",
-      process: "the framework's process only",
-      commits: "write transactions",
-    });
+    for (let i = WARMUP; i < ORDERS; i++) samples.push(await play(i));
+    return samples;
   } finally {
     await contender?.stop();
     await probe.end().catch(() => {});
     await database.close();
-    fakes.disconnect();
-    await server.stop();
   }
+}
+
+/** Calls and characters an in-process model answered since the last ask (none when it is remote). */
+function modelCounter(requests: readonly RecordedRequest[] | undefined) {
+  let counted = 0;
+  return () => {
+    const fresh = (requests ?? []).slice(counted);
+    counted += fresh.length;
+    const failed = fresh.find((r) => r.status !== 200);
+    if (failed) throw new Error(failed.error ?? `model answered ${failed.status}`);
+    const chars = fresh.reduce((n, r) => n + messageChars(r.body.messages as ChatMessage[]), 0);
+    return { calls: fresh.length, chars };
+  };
 }
 
 /** Write transactions since the last call: each takes a transaction id; reading one takes one too. */
@@ -113,10 +161,15 @@ async function chain(
   fakes: ChildProcess,
   probe: pg.Client,
   contender: Contender,
-  i: number,
-  server: (() => number) | undefined,
+  at: {
+    i: number;
+    run: string;
+    server: (() => number) | undefined;
+    counter: () => { calls: number; chars: number };
+  },
 ): Promise<Sample> {
-  const ts = `18000${3}.${String(i).padStart(6, "0")}`;
+  const { i, server } = at;
+  const ts = `18000${at.run}.${String(i).padStart(6, "0")}`;
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(probe);
   const serverBefore = server?.();
@@ -136,18 +189,18 @@ async function chain(
   const commits = (await xid(probe)) - xidBefore - 1;
   const counted = await ask(fakes, { chars: true }, (m) => m.chars !== undefined);
   if (counted.error) throw new Error(`chain ${i}: ${counted.error}`);
+  const here = at.counter();
+  const calls = (counted.calls ?? 0) + here.calls;
   // Ten model calls, four handoff cards and the answer: the chain was played as Baton plays it.
-  if (counted.calls !== 10 || counted.posts !== 5)
-    throw new Error(
-      `chain ${i}: ${counted.calls} model calls (not 10), ${counted.posts} posts (not 5)`,
-    );
+  if (calls !== 10 || counted.posts !== 5)
+    throw new Error(`chain ${i}: ${calls} model calls (not 10), ${counted.posts} posts (not 5)`);
   return {
     wallMs,
     slackCpuMs,
     ...(serverCpuMs !== undefined && { serverCpuMs }),
     cpuMs: (cpu.user + cpu.system) / 1000,
     commits,
-    chars: counted.chars ?? 0,
+    chars: (counted.chars ?? 0) + here.chars,
   };
 }
 

@@ -70,10 +70,13 @@ export function promptChars(request: Pick<ChatRequest, "messages">): number {
   return chars;
 }
 
-export async function startModelServer(script: Script, options: { models?: string[] } = {}) {
+/**
+ * The scripted model without its HTTP: answers a request's body as the server does, and records it.
+ * The server below is this behind HTTP; a benchmark can also hand it to a client in-process.
+ */
+export function scriptedCompletions(script: Script) {
   const requests: RecordedRequest[] = [];
   const perAgent = new Map<string | undefined, number>();
-  const models = options.models ?? ["gpt-4.1-mini", "gpt-4.1"];
 
   const complete = async (body: ChatRequest): Promise<Answer> => {
     const agentId = agentIdOf(body);
@@ -100,6 +103,12 @@ export async function startModelServer(script: Script, options: { models?: strin
     if (answer.status !== 200 && error) record.error = error;
     return answer;
   };
+  return { requests, complete };
+}
+
+export async function startModelServer(script: Script, options: { models?: string[] } = {}) {
+  const { requests, complete } = scriptedCompletions(script);
+  const models = options.models ?? ["gpt-4.1-mini", "gpt-4.1"];
 
   const route = async (req: IncomingMessage): Promise<Answer> => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
@@ -183,7 +192,7 @@ export function scriptByAgent(replies: Record<string, AgentReply[]>): AgentScrip
   return Object.assign(script, { remaining });
 }
 
-type Answer = { status: number; body: unknown; headers?: Record<string, string> };
+export type Answer = { status: number; body: unknown; headers?: Record<string, string> };
 
 function toAnswer(reply: ScriptedReply, request: ChatRequest, inputChars: number): Answer {
   if ("raw" in reply) return { status: reply.status ?? 200, body: reply.raw };
