@@ -61,6 +61,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       await stop().catch((error) => log.warn({ err: error }, "shutdown step failed"));
   };
   try {
+    // The agents file first: a mistake in it is reported before any database starts.
+    const tools = toolRegistry(options.tools ?? demoTools);
+    const agentsFile =
+      options.agentsFile ?? (await loadAgentsFile(config.agentsFile, new Set(tools.keys())));
     let url = config.database.url;
     if (!url) {
       const embedded = await startEmbeddedPostgres({
@@ -76,9 +80,6 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     const applied = await migrateToLatest(database.db);
     if (applied.length) log.info({ migrations: applied }, "database migrated");
 
-    const tools = toolRegistry(options.tools ?? demoTools);
-    const agentsFile =
-      options.agentsFile ?? (await loadAgentsFile(config.agentsFile, new Set(tools.keys())));
     const metrics = createMetrics();
     registerDatabaseGauges(metrics, () => pendingApprovalStats(database.db), log);
     const queue = await startJobQueue({ url, log, metrics });

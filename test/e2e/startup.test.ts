@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { test } from "node:test";
 import { startBaton } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/env.ts";
@@ -40,4 +43,28 @@ test("a bot token Slack refuses stops the start with what to check, and leaves n
     await slack.close();
     await db.drop();
   }
+});
+
+test("a mistake in the agents file is reported before any database is reached", async () => {
+  const agentsPath = path.join(tmpdir(), `baton-agents-${process.pid}.yml`);
+  await writeFile(
+    agentsPath,
+    'agents:\n  - id: cs\n    name: CS\n    icon: ":speech_balloon:"\n    instructions: Help.\n    tools: [lookup_order, look_up_order]\n',
+  );
+  // Nothing listens on port 1: a start that tried the database first would fail on the connection.
+  const start = startBaton({
+    config: loadConfig({
+      SLACK_BOT_TOKEN: "xoxb-test",
+      SLACK_SIGNING_SECRET: "secret",
+      OPENAI_API_KEY: "sk-test",
+      DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
+      BATON_AGENTS_FILE: agentsPath,
+    }),
+    log: createLogger({ level: "silent" }),
+  });
+  await assert.rejects(start, (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /:6:\d+ agents\[0\]\.tools\[1\]: no tool is named "look_up_order"/);
+    return true;
+  });
 });
