@@ -114,6 +114,10 @@ function preparing(pool: pg.Pool) {
   const wrap = (client: pg.PoolClient): pg.PoolClient => {
     let wrapped = preparingClients.get(client);
     if (wrapped) return wrapped;
+    // A connection that drops while its client is checked out but between statements (a tool's
+    // transaction waiting on its tool, say) is reported as an 'error' event, which, unheard, would
+    // end the process. Its next statement fails instead, and the pool discards it on release.
+    client.on("error", () => {});
     const send = async (text: string, values: readonly unknown[]) => {
       try {
         return await client.query(statementFor(text, values));

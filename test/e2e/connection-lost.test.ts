@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import pg from "pg";
+import { ownershipHistory } from "../../src/db/ledger.repository.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import type { ChatRequest, ScriptedReply } from "../support/model-server.ts";
+import { postsInThread } from "../support/observe.ts";
+import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { finishedTask } from "../support/scripts-humans.ts";
+
+/**
+ * Flow 1 played from what each request shows, not from a list: a turn whose write was lost is
+ * asked of the model again, and gets the same answer again.
+ */
+function flowOneByState(onCall: (agent: string, next: ScriptedReply) => Promise<void>) {
+  const replies = whereIsMyOrderScript();
+  const pick = (agent: string, i: number) => {
+    const reply = replies[agent]?.[i];
+    if (!reply || typeof reply === "function") throw new Error(`no reply ${i} for ${agent}`);
+    return reply;
+  };
+  const toolsSoFar = (request: ChatRequest) => request.messages.filter((m) => m.role === "tool");
+  return async (request: ChatRequest, ctx: { agentId: string | undefined }) => {
+    const agent = ctx.agentId ?? "";
+    const tools = toolsSoFar(request).length;
+    const handedBack = request.messages.some(
+      (m) => m.role === "user" && / handed back: /.test(String(m.content)),
+    );
+    let next: ScriptedReply;
+    if (agent === "customer-service") next = pick(agent, handedBack ? 2 : tools);
+    else if (agent === "fulfillment") next = pick(agent, handedBack ? 2 + tools : tools);
+    else if (agent === "inventory") next = pick(agent, tools);
+    else throw new Error(`no agent ${agent}`);
+    await onCall(agent, next);
+    return next;
+  };
+}
+
+/** Ends every other session on the test's database, as a Postgres restart or a failover does. */
+async function dropConnections(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      `select pid from pg_stat_activity
+       where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+    );
+    await client.query("select pg_terminate_backend(pid) from unnest($1::int[]) as pid", [
+      rows.map((r) => r.pid),
+    ]);
+    return rows.length;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A check that a dropped connection under the test's own pool retries instead of failing. */
+function retrying<T>(check: () => Promise<T | undefined>) {
+  return async () => {
+    try {
+      return await check();
+    } catch (error) {
+      // No SQLSTATE (the socket closed) or 57P01 (the server ended the session).
+      const code = (error as { code?: string }).code;
+      if (code === undefined || code === "57P01") return undefined;
+      throw error;
+    }
+  };
+}
+
+const harnesses: Harness[] = [];
+after(async () => {
+  for (const h of harnesses) await h.close();
+});
+
+/**
+ * Flow 1 with every database connection dropped once, where `at` says: while the run waits for
+ * Inventory's model call (Baton's pool, the run's statement lane, and the queue's connections go,
+ * with the stock read's turn perhaps still in flight), or inside adjust_stock, with its transaction
+ * open and the tool's own statement about to go out on the dropped connection.
+ */
+async function flowWithConnectionsDropped(at: "model" | "tool") {
+  let dropped = 0;
+  const drop = async () => {
+    if (dropped === 0) dropped = await dropConnections(h.db.url);
+  };
+  const tools = demoTools.map((tool) =>
+    at === "tool" && tool.name === "adjust_stock"
+      ? {
+          ...tool,
+          run: async (...args: Parameters<typeof tool.run>) => {
+            await drop();
+            return tool.run(...args);
+          },
+        }
+      : tool,
+  );
+  const h: Harness = await startHarness({
+    tools,
+    script: flowOneByState(async (agent, next) => {
+      const name = "toolCalls" in next ? next.toolCalls[0]?.name : undefined;
+      if (at === "model" && agent === "inventory" && name === "adjust_stock") await drop();
+    }),
+  });
+  harnesses.push(h);
+
+  const { status, ts } = await h.mention("where is order 1042?");
+  assert.equal(status, 200);
+  const task = await h.until(
+    "the task to finish after its connections were lost",
+    retrying(() => finishedTask(h.db.db, ts)),
+    30_000,
+  );
+  assert.ok(dropped > 0, "connections were dropped under the task");
+
+  const history = await ownershipHistory(h.db.db, task.id);
+  assert.deepEqual(
+    history.map((x) => `${x.kind}:${x.from_id}->${x.to_id}`),
+    [
+      "start:U0REQUESTER->customer-service",
+      "transfer:customer-service->fulfillment",
+      "transfer:fulfillment->inventory",
+      "hand_back:inventory->fulfillment",
+      "hand_back:fulfillment->customer-service",
+    ],
+  );
+  const { db } = h.db;
+  assert.equal((await db.selectFrom("stock_adjustments").selectAll().execute()).length, 1);
+  assert.equal((await db.selectFrom("shipments").selectAll().execute()).length, 1);
+  const stock = await db
+    .selectFrom("inventory")
+    .select("on_hand")
+    .where("sku", "=", "LAMP-OAK")
+    .executeTakeFirstOrThrow();
+  assert.equal(stock.on_hand, 13, "counted 14, then one shipped");
+  const writes = await db
+    .selectFrom("tool_calls")
+    .select(["tool", "status"])
+    .where("task_id", "=", task.id)
+    .where("tool", "in", ["adjust_stock", "ship_order"])
+    .execute();
+  assert.deepEqual(writes.map((w) => `${w.tool}:${w.status}`).sort(), [
+    "adjust_stock:done",
+    "ship_order:done",
+  ]);
+
+  const posts = postsInThread(h.slack, ts);
+  assert.deepEqual(
+    posts.map((c) => c.args.username),
+    ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+  );
+  assert.match(String(posts.at(-1)?.args.text), /on the way/);
+}
+
+test("every database connection lost while a run waits for the model: the task finishes, each effect once", async () => {
+  await flowWithConnectionsDropped("model");
+});
+
+test("every database connection lost inside a write tool's transaction: the tool runs once, on the retry", async () => {
+  await flowWithConnectionsDropped("tool");
+});
