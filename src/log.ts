@@ -69,12 +69,23 @@ export function maskSecrets(text: string): string {
 }
 
 function serializeError(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { message: maskSecrets(String(error)) };
-  const code = (error as { code?: unknown }).code;
+  if (typeof error !== "object" || error === null) return { message: maskSecrets(String(error)) };
+  // pg-boss reports a worker's errors as plain objects ({ ...error, message, stack, queue }).
+  const e = error as { message?: unknown; code?: unknown; stack?: unknown; queue?: unknown };
+  const message = typeof e.message === "string" ? e.message : describe(error);
   return {
-    type: error.name,
-    message: maskSecrets(error.message),
-    ...(code !== undefined && { code }),
-    stack: error.stack ? maskSecrets(error.stack) : undefined,
+    type: error instanceof Error ? error.name : "object",
+    message: maskSecrets(message),
+    ...(e.code !== undefined && { code: e.code }),
+    ...(typeof e.queue === "string" && { queue: e.queue }),
+    stack: typeof e.stack === "string" ? maskSecrets(e.stack) : undefined,
   };
+}
+
+function describe(value: object): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
 }

@@ -51,3 +51,19 @@ test("logs never carry tokens, keys or passwords: by field name and by shape", (
 test("maskSecrets leaves ordinary text alone", () => {
   assert.equal(maskSecrets("order 1042 shipped; ask @lee"), "order 1042 shipped; ask @lee");
 });
+
+test("an error reported as a plain object (as pg-boss reports a worker's) keeps its message and code", () => {
+  const { log, lines } = capture();
+  const cause = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+  log.error(
+    { err: { ...cause, message: cause.message, stack: cause.stack, queue: "task.run" } },
+    "job queue error",
+  );
+  log.error({ err: { reason: "pool ended for postgres://baton:hunter2@db/baton" } }, "odd");
+  const [first, second] = lines.map((l) => JSON.parse(l) as { err: Record<string, unknown> });
+  assert.equal(first?.err.message, "read ECONNRESET");
+  assert.equal(first?.err.code, "ECONNRESET");
+  assert.equal(first?.err.queue, "task.run");
+  assert.match(String(second?.err.message), /pool ended/);
+  assert.doesNotMatch(lines.join(""), /hunter2|\[object Object\]/);
+});
