@@ -10,6 +10,17 @@ export type Executor = Db | Tx;
 // bigint (count(*), bigserial) as JS numbers: our counts stay far below 2^53.
 pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 
+/**
+ * The error says the database could not be reached, not that a statement was wrong: the socket
+ * closed or was refused (no SQLSTATE), a connection exception (class 08), or the server shutting
+ * the session down (57P01-57P03: a restart, a failover, an administrator). Worth waiting out.
+ */
+export function isConnectionLost(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith("08") || /^57P0[123]$/.test(code);
+}
+
 export interface DatabaseHandle {
   db: Db;
   pool: pg.Pool;

@@ -3,6 +3,7 @@ import { systemMessage } from "../core/context.ts";
 import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
+import { isConnectionLost } from "../db/database.ts";
 import { type Claim, claimLease, releaseLease } from "../db/lease.repository.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { Delivered } from "../db/outbox.repository.ts";
@@ -18,6 +19,8 @@ import { type RunLane, runLane } from "./turn-lane.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
+/** How long a run that ends with the database away waits for it, to give its task up. */
+const RELEASE_PATIENCE_MS = 30_000;
 let runs = 0;
 
 /** The name a run holds a task's lease by: the process's worker id and the run's number in it. */
@@ -99,7 +102,7 @@ export async function runTask(
   } finally {
     // Statements and posts still under way finish first; the release marks what the posts sent.
     await lane.drained();
-    released = await releaseLease(deps.db, taskId, deps.workerId, await deliveries.drain());
+    released = await releaseWhenReachable(deps, taskId, await deliveries.drain());
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
@@ -107,6 +110,24 @@ export async function runTask(
   // A person who decided on a card while this worker held the lease left the card's update to it
   // (a decision that does not queue the task, such as taking it over, has no next run to send it).
   else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
+}
+
+/**
+ * Gives the task up, waiting a while for a database that is away (a restart, a failover): a lease
+ * left held would keep the task's retry, here or on any replica, waiting until the lease ran out.
+ */
+async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered: Delivered[]) {
+  const giveUpAt = Date.now() + Math.min(deps.leaseMs, RELEASE_PATIENCE_MS);
+  for (let wait = 200; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      return await releaseLease(deps.db, taskId, deps.workerId, delivered);
+    } catch (error) {
+      if (!isConnectionLost(error) || Date.now() + wait > giveUpAt) throw error;
+      if (wait === 200)
+        deps.log.warn({ err: error, taskId }, "database unreachable; giving the task up once back");
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }
 
 const IDLE: CommittedTurn = {

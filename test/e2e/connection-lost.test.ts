@@ -1,41 +1,10 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import pg from "pg";
-import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { ChatRequest, ScriptedReply } from "../support/model-server.ts";
-import { postsInThread } from "../support/observe.ts";
-import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
-
-/**
- * Flow 1 played from what each request shows, not from a list: a turn whose write was lost is
- * asked of the model again, and gets the same answer again.
- */
-function flowOneByState(onCall: (agent: string, next: ScriptedReply) => Promise<void>) {
-  const replies = whereIsMyOrderScript();
-  const pick = (agent: string, i: number) => {
-    const reply = replies[agent]?.[i];
-    if (!reply || typeof reply === "function") throw new Error(`no reply ${i} for ${agent}`);
-    return reply;
-  };
-  const toolsSoFar = (request: ChatRequest) => request.messages.filter((m) => m.role === "tool");
-  return async (request: ChatRequest, ctx: { agentId: string | undefined }) => {
-    const agent = ctx.agentId ?? "";
-    const tools = toolsSoFar(request).length;
-    const handedBack = request.messages.some(
-      (m) => m.role === "user" && / handed back: /.test(String(m.content)),
-    );
-    let next: ScriptedReply;
-    if (agent === "customer-service") next = pick(agent, handedBack ? 2 : tools);
-    else if (agent === "fulfillment") next = pick(agent, handedBack ? 2 + tools : tools);
-    else if (agent === "inventory") next = pick(agent, tools);
-    else throw new Error(`no agent ${agent}`);
-    await onCall(agent, next);
-    return next;
-  };
-}
 
 /** Ends every other session on the test's database, as a Postgres restart or a failover does. */
 async function dropConnections(url: string): Promise<number> {
@@ -114,43 +83,7 @@ async function flowWithConnectionsDropped(at: "model" | "tool") {
   );
   assert.ok(dropped > 0, "connections were dropped under the task");
 
-  const history = await ownershipHistory(h.db.db, task.id);
-  assert.deepEqual(
-    history.map((x) => `${x.kind}:${x.from_id}->${x.to_id}`),
-    [
-      "start:U0REQUESTER->customer-service",
-      "transfer:customer-service->fulfillment",
-      "transfer:fulfillment->inventory",
-      "hand_back:inventory->fulfillment",
-      "hand_back:fulfillment->customer-service",
-    ],
-  );
-  const { db } = h.db;
-  assert.equal((await db.selectFrom("stock_adjustments").selectAll().execute()).length, 1);
-  assert.equal((await db.selectFrom("shipments").selectAll().execute()).length, 1);
-  const stock = await db
-    .selectFrom("inventory")
-    .select("on_hand")
-    .where("sku", "=", "LAMP-OAK")
-    .executeTakeFirstOrThrow();
-  assert.equal(stock.on_hand, 13, "counted 14, then one shipped");
-  const writes = await db
-    .selectFrom("tool_calls")
-    .select(["tool", "status"])
-    .where("task_id", "=", task.id)
-    .where("tool", "in", ["adjust_stock", "ship_order"])
-    .execute();
-  assert.deepEqual(writes.map((w) => `${w.tool}:${w.status}`).sort(), [
-    "adjust_stock:done",
-    "ship_order:done",
-  ]);
-
-  const posts = postsInThread(h.slack, ts);
-  assert.deepEqual(
-    posts.map((c) => c.args.username),
-    ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
-  );
-  assert.match(String(posts.at(-1)?.args.text), /on the way/);
+  await assertFlowOneDoneOnce({ db: h.db.db, slack: h.slack, until: h.until }, task, ts);
 }
 
 test("every database connection lost while a run waits for the model: the task finishes, each effect once", async () => {

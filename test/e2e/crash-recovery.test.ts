@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { sql } from "kysely";
-import type { TaskRow } from "../../src/db/schema.ts";
 import { type BatonProcess, spawnBaton } from "../support/baton-process.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { CHANNEL, freePort, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
@@ -14,13 +13,12 @@ import {
 } from "../support/model-server.ts";
 import {
   outboxIdOf,
-  postsInThread,
   taskInThread,
   taskWithStatus,
   textOf,
   toolMessages,
 } from "../support/observe.ts";
-import { whereIsMyOrderScript } from "../support/scripts.ts";
+import { assertFlowOneDoneOnce, whereIsMyOrderScript } from "../support/scripts.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 import { appMentionEvent, deliverEvent } from "../support/slack-signing.ts";
 
@@ -114,71 +112,6 @@ async function leaseRunsOut(db: TestDatabase, taskId: string): Promise<void> {
   });
 }
 
-/** Flow 1's end state: every effect exactly once, every ownership change once, in order. */
-async function assertFlowOneDoneOnce(rig: Rig, task: TaskRow, ts: string): Promise<void> {
-  const { db } = rig.db;
-  assert.equal((await db.selectFrom("stock_adjustments").selectAll().execute()).length, 1);
-  const stock = await db
-    .selectFrom("inventory")
-    .selectAll()
-    .where("sku", "=", "LAMP-OAK")
-    .executeTakeFirstOrThrow();
-  assert.equal(stock.on_hand, 13, "counted 14, then one shipped");
-  assert.equal((await db.selectFrom("shipments").selectAll().execute()).length, 1);
-  const order = await db
-    .selectFrom("orders")
-    .selectAll()
-    .where("id", "=", "1042")
-    .executeTakeFirstOrThrow();
-  assert.equal(order.status, "shipped");
-  const toolCalls = await db
-    .selectFrom("tool_calls")
-    .select(["agent_id", "tool", "status"])
-    .where("task_id", "=", task.id)
-    .orderBy("id")
-    .execute();
-  assert.deepEqual(
-    toolCalls.map((t) => `${t.agent_id}:${t.tool}:${t.status}`),
-    [
-      "customer-service:lookup_order:done",
-      "fulfillment:get_fulfillment_status:done",
-      "inventory:check_stock:done",
-      "inventory:adjust_stock:done",
-      "fulfillment:ship_order:done",
-    ],
-  );
-  const handoffs = await db
-    .selectFrom("handoffs")
-    .select(["kind", "from_id", "to_id"])
-    .where("task_id", "=", task.id)
-    .orderBy("id")
-    .execute();
-  assert.deepEqual(
-    handoffs.map((x) => `${x.kind}:${x.from_id}->${x.to_id}`),
-    [
-      "start:U0REQUESTER->customer-service",
-      "transfer:customer-service->fulfillment",
-      "transfer:fulfillment->inventory",
-      "hand_back:inventory->fulfillment",
-      "hand_back:fulfillment->customer-service",
-    ],
-  );
-
-  // The thread: no card twice, none lost, the answer last.
-  const posts = await until("the answer in the thread", async () => {
-    const all = postsInThread(rig.slack, ts);
-    return all.length >= 5 ? all : undefined;
-  });
-  const outboxIds = posts.map(outboxIdOf);
-  assert.ok(outboxIds.every((id) => id !== undefined));
-  assert.equal(new Set(outboxIds).size, outboxIds.length, "each outbox row posted at most once");
-  assert.deepEqual(
-    posts.map((c) => c.args.username),
-    ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
-  );
-  assert.match(String(posts.at(-1)?.args.text), /on the way/);
-}
-
 test("a worker killed between a tool call and the next step: after restart the tool has run exactly once", async () => {
   // Flow 1, except that Inventory's third call kills the process serving it: the stock was just
   // corrected and committed, and the next step (the hand-back) was never taken.
@@ -229,7 +162,7 @@ test("a worker killed between a tool call and the next step: after restart the t
   assert.equal(inventory.length, 4);
   assert.deepEqual(inventory[3]?.body.messages, cutOff.messages, "the same step, asked again");
   assert.deepEqual(script.remaining(), { "customer-service": 0, fulfillment: 0, inventory: 0 });
-  await assertFlowOneDoneOnce(rig, task, ts);
+  await assertFlowOneDoneOnce({ db: rig.db.db, slack: rig.slack, until }, task, ts);
 });
 
 /**
@@ -286,7 +219,7 @@ test("a worker killed after Slack took a card but before it was marked sent: the
   await rig.start({ maintenance: true });
   const task = await until("the task to finish", () => taskWithStatus(rig.db.db, ts, "done"));
   assert.deepEqual(script.remaining(), { "customer-service": 0, fulfillment: 0, inventory: 0 });
-  await assertFlowOneDoneOnce(rig, task, ts);
+  await assertFlowOneDoneOnce({ db: rig.db.db, slack: rig.slack, until }, task, ts);
   const recovered = await rig.db.db
     .selectFrom("slack_outbox")
     .select(["status", "slack_ts"])

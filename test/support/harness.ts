@@ -80,6 +80,8 @@ export async function startHarness(options: {
   tools?: readonly ToolDefinition[];
   /** Socket Mode (SLACK_APP_TOKEN set): events come over the emulator's WebSocket, not HTTP. */
   socketMode?: boolean;
+  /** The URL Baton connects with, given the test database's (a proxy in front of it, say). */
+  databaseUrl?: (url: string) => string;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -100,7 +102,7 @@ export async function startHarness(options: {
         SLACK_API_URL: slack.url,
         OPENAI_API_KEY: "sk-test-key-not-real",
         OPENAI_BASE_URL: model.baseURL,
-        DATABASE_URL: db.url,
+        DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
         PORT: String(port),
         BATON_WORKERS: "2",
         ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),

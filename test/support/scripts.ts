@@ -1,5 +1,10 @@
+import assert from "node:assert/strict";
 import type { Db } from "../../src/db/database.ts";
-import type { ScriptedReply } from "./model-server.ts";
+import type { TaskRow } from "../../src/db/schema.ts";
+import type { Harness } from "./harness.ts";
+import type { ChatRequest, ScriptedReply } from "./model-server.ts";
+import { outboxIdOf, postsInThread } from "./observe.ts";
+import type { SlackEmulator } from "./slack-emulator.ts";
 
 /** Flow 1, "Where's my order?", as a scripted model plays it: five hops, CS → F → I → F → CS. */
 export function whereIsMyOrderScript(
@@ -83,6 +88,103 @@ export function whereIsMyOrderScript(
       },
     ],
   };
+}
+
+/**
+ * Flow 1 played from what each request shows, not from a list: a turn whose write was lost is
+ * asked of the model again, and gets the same answer again.
+ */
+export function flowOneByState(onCall: (agent: string, next: ScriptedReply) => Promise<void>) {
+  const replies = whereIsMyOrderScript();
+  const pick = (agent: string, i: number) => {
+    const reply = replies[agent]?.[i];
+    if (!reply || typeof reply === "function") throw new Error(`no reply ${i} for ${agent}`);
+    return reply;
+  };
+  const toolsSoFar = (request: ChatRequest) => request.messages.filter((m) => m.role === "tool");
+  return async (request: ChatRequest, ctx: { agentId: string | undefined }) => {
+    const agent = ctx.agentId ?? "";
+    const tools = toolsSoFar(request).length;
+    const handedBack = request.messages.some(
+      (m) => m.role === "user" && / handed back: /.test(String(m.content)),
+    );
+    let next: ScriptedReply;
+    if (agent === "customer-service") next = pick(agent, handedBack ? 2 : tools);
+    else if (agent === "fulfillment") next = pick(agent, handedBack ? 2 + tools : tools);
+    else if (agent === "inventory") next = pick(agent, tools);
+    else throw new Error(`no agent ${agent}`);
+    await onCall(agent, next);
+    return next;
+  };
+}
+
+/** Flow 1's end state: every effect exactly once, every ownership change once, in order. */
+export async function assertFlowOneDoneOnce(
+  h: { db: Db; slack: SlackEmulator; until: Harness["until"] },
+  task: TaskRow,
+  ts: string,
+): Promise<void> {
+  const { db } = h;
+  assert.equal((await db.selectFrom("stock_adjustments").selectAll().execute()).length, 1);
+  const stock = await db
+    .selectFrom("inventory")
+    .selectAll()
+    .where("sku", "=", "LAMP-OAK")
+    .executeTakeFirstOrThrow();
+  assert.equal(stock.on_hand, 13, "counted 14, then one shipped");
+  assert.equal((await db.selectFrom("shipments").selectAll().execute()).length, 1);
+  const order = await db
+    .selectFrom("orders")
+    .selectAll()
+    .where("id", "=", "1042")
+    .executeTakeFirstOrThrow();
+  assert.equal(order.status, "shipped");
+  const toolCalls = await db
+    .selectFrom("tool_calls")
+    .select(["agent_id", "tool", "status"])
+    .where("task_id", "=", task.id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(
+    toolCalls.map((t) => `${t.agent_id}:${t.tool}:${t.status}`),
+    [
+      "customer-service:lookup_order:done",
+      "fulfillment:get_fulfillment_status:done",
+      "inventory:check_stock:done",
+      "inventory:adjust_stock:done",
+      "fulfillment:ship_order:done",
+    ],
+  );
+  const handoffs = await db
+    .selectFrom("handoffs")
+    .select(["kind", "from_id", "to_id"])
+    .where("task_id", "=", task.id)
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(
+    handoffs.map((x) => `${x.kind}:${x.from_id}->${x.to_id}`),
+    [
+      "start:U0REQUESTER->customer-service",
+      "transfer:customer-service->fulfillment",
+      "transfer:fulfillment->inventory",
+      "hand_back:inventory->fulfillment",
+      "hand_back:fulfillment->customer-service",
+    ],
+  );
+
+  // The thread: no card twice, none lost, the answer last.
+  const posts = await h.until("the answer in the thread", async () => {
+    const all = postsInThread(h.slack, ts);
+    return all.length >= 5 ? all : undefined;
+  });
+  const outboxIds = posts.map(outboxIdOf);
+  assert.ok(outboxIds.every((id) => id !== undefined));
+  assert.equal(new Set(outboxIds).size, outboxIds.length, "each outbox row posted at most once");
+  assert.deepEqual(
+    posts.map((c) => c.args.username),
+    ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+  );
+  assert.match(String(posts.at(-1)?.args.text), /on the way/);
 }
 
 /** Puts the demo data back where flow 1 starts: order 1042 stuck, LAMP-OAK counted 0, nothing shipped. */
