@@ -1,6 +1,6 @@
 /**
  * One error base, split by who is at fault, each with a stable code.
- * `src/slack/errors-to-words.ts` turns codes into words for Slack users; logs keep the code.
+ * `src/slack/words.ts` turns them into words for Slack users; logs keep the code.
  */
 export type Fault = "user" | "operator" | "model" | "system";
 

@@ -10,15 +10,31 @@ export type Executor = Db | Tx;
 // bigint (count(*), bigserial) as JS numbers: our counts stay far below 2^53.
 pg.types.setTypeParser(20, (value) => Number.parseInt(value, 10));
 
+/** Socket errors of a database that is away: refused, reset, timed out, or not found. */
+const SOCKET_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+/** What pg says of a connection it lost or could not make, without a code. */
+const LOST_MESSAGES =
+  /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Connection ended)/;
+
 /**
- * The error says the database could not be reached, not that a statement was wrong: the socket
- * closed or was refused (no SQLSTATE), a connection exception (class 08), or the server shutting
- * the session down (57P01-57P03: a restart, a failover, an administrator). Worth waiting out.
+ * The error says the database could not be reached, not that a statement was wrong: a socket
+ * error, pg's own word that it lost the connection, a connection exception (SQLSTATE class 08),
+ * or the server ending the session (57P01-57P03: a restart, a failover, an administrator).
  */
 export function isConnectionLost(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return code.startsWith("08") || /^57P0[123]$/.test(code);
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === "string")
+    return SOCKET_CODES.has(code) || code.startsWith("08") || /^57P0[123]$/.test(code);
+  return typeof message === "string" && LOST_MESSAGES.test(message);
 }
 
 export interface DatabaseHandle {
@@ -31,7 +47,14 @@ export function openDatabase(url: string, options: { max?: number } = {}): Datab
   // Pipelined: a statement is written as soon as it is issued, so one issued behind another on the
   // same connection (a transaction's BEGIN and first statement, its last statement and COMMIT) takes
   // one round trip, not two. Statements issued one after another's result behave as before.
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, pipeline: true });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    pipeline: true,
+    // A database behind a dead network answers nothing: fail, and retry, rather than wait forever.
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
   const provider = preparing(pool);

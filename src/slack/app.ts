@@ -6,6 +6,7 @@ import type { SlackHandlers } from "./handlers.ts";
 import { registerActionListeners } from "./listeners/actions.ts";
 import { registerCommandListeners } from "./listeners/commands.ts";
 import { registerEventListeners } from "./listeners/events.ts";
+import { registerFailureReplies } from "./listeners/failures.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver } = bolt;
 export type BoltApp = InstanceType<typeof App>;
@@ -77,6 +78,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     deferInitialization: true,
   });
   if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
+  registerFailureReplies(app, options.log);
   registerEventListeners(app, handlers);
   registerActionListeners(app, handlers);
   registerCommandListeners(app, handlers);

@@ -1,3 +1,5 @@
+import { isConnectionLost } from "../db/database.ts";
+import { isBatonError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
 import { mention, slackDate } from "./mrkdwn.ts";
 
@@ -39,6 +41,14 @@ export function escalationWords(
   if (check.outcome === "refused")
     return `This escalation is for ${mention(check.owner.id)}; only they (or its fallback) can take it over or send it back.`;
   return undefined;
+}
+
+/** What a person is told when their click, form or command failed: nothing changed, and what next. */
+export function failureWords(error: unknown): string {
+  if (isBatonError(error) && error.fault === "user") return `Nothing changed: ${error.message}.`;
+  if (isConnectionLost(error))
+    return "Nothing changed: Baton could not reach its database just now. Try again in a minute.";
+  return "Nothing changed: something went wrong on Baton's side (it is in Baton's log). Try again, or tell whoever runs Baton.";
 }
 
 export const HELP_TEXT = [

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { testServerUrl } from "../support/db.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
 import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
-import { finishedTask } from "../support/scripts-humans.ts";
+import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { startTcpProxy, throughProxy } from "../support/tcp-proxy.ts";
 
 const OUTAGE_MS = 3_000;
@@ -44,4 +46,44 @@ test("Postgres unreachable for three seconds mid-task: Baton stays up, and the t
   assert.ok(cutAt > 0 && restoredAt > 0, "the database was cut under the task, and restored");
   assert.ok(proxy.refused > 0, "Baton tried to reach the database while it was away");
   await assertFlowOneDoneOnce({ db: h.db.db, slack: h.slack, until: h.until }, task, ts);
+});
+
+test("an Approve clicked while Postgres is away: the approver is told nothing changed, and the click counts once it is back", async () => {
+  const proxy = await startTcpProxy(throughProxy(await testServerUrl(), 0).target);
+  cleanups.push(proxy.close);
+  const h = await startHarness({
+    databaseUrl: (url) => throughProxy(url, proxy.port).url,
+    script: scriptByAgent(orderReturnScript()),
+  });
+  cleanups.push(h.close);
+  const { ts } = await h.mention("I'd like to return order 1077, please refund me");
+  const approval = await h.until("the refund to wait on its card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+
+  proxy.cut();
+  const click = await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  assert.equal(click.status, 200, "Slack gets its answer: the approver is told instead");
+  const told = h.slack.ephemerals.filter((e) => e.user === "U0LEE");
+  assert.equal(told.length, 1);
+  assert.equal(told[0]?.channel, CHANNEL);
+  assert.equal(told[0]?.thread_ts, ts);
+  assert.match(
+    String(told[0]?.text),
+    /^Nothing changed: Baton could not reach its database just now\. Try again in a minute\.$/,
+  );
+  const pending = await h.db.db
+    .selectFrom("approvals")
+    .select("status")
+    .where("id", "=", approval.id)
+    .executeTakeFirstOrThrow();
+  assert.equal(pending.status, "pending");
+
+  proxy.restore();
+  const again = await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  assert.equal(again.status, 200);
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts), 30_000);
+  assert.equal((await refundsOf(h.db.db)).length, 1, "one refund, from the second click");
+  assert.equal(h.slack.ephemerals.filter((e) => e.user === "U0LEE").length, 1);
 });

@@ -1,0 +1,63 @@
+import type { Logger } from "../../log.ts";
+import type { BoltApp } from "../app.ts";
+import { failureWords } from "../words.ts";
+
+/** Who clicked, submitted or typed the command, and where to answer them. */
+interface Person {
+  user: string;
+  channel?: string;
+  threadTs?: string;
+}
+
+/**
+ * A click, a form or a command that fails after Slack was answered would leave its person with
+ * nothing but a warning icon: they are told, privately, that nothing changed and what to do.
+ * Events are left alone: one that failed is not acknowledged, so Slack sends it again.
+ */
+export function registerFailureReplies(app: BoltApp, log: Logger): void {
+  app.use(async ({ body, client, next }) => {
+    const person = personOf(body);
+    if (!person) return next();
+    try {
+      await next();
+    } catch (error) {
+      log.error({ err: error, user: person.user }, "slack interaction failed");
+      const text = failureWords(error);
+      try {
+        if (!person.channel) throw new Error("no channel: a direct message instead");
+        await client.chat.postEphemeral({
+          channel: person.channel,
+          user: person.user,
+          text,
+          ...(person.threadTs && { thread_ts: person.threadTs }),
+        });
+      } catch {
+        // A modal has no channel, and a channel Baton is not in refuses ephemerals.
+        await client.chat
+          .postMessage({ channel: person.user, text })
+          .catch((e: unknown) => log.warn({ err: e }, "could not tell the person it failed"));
+      }
+    }
+  });
+}
+
+function personOf(body: unknown): Person | undefined {
+  const b = body as {
+    type?: string;
+    user?: { id?: string };
+    channel?: { id?: string };
+    container?: { thread_ts?: string };
+    command?: string;
+    user_id?: string;
+    channel_id?: string;
+  };
+  if (typeof b.command === "string" && b.user_id)
+    return { user: b.user_id, ...(b.channel_id && { channel: b.channel_id }) };
+  if ((b.type === "block_actions" || b.type === "view_submission") && b.user?.id)
+    return {
+      user: b.user.id,
+      ...(b.channel?.id && { channel: b.channel.id }),
+      ...(b.container?.thread_ts && { threadTs: b.container.thread_ts }),
+    };
+  return undefined;
+}
