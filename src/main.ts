@@ -8,10 +8,18 @@ try {
   const config = loadConfig();
   const log = createLogger({ level: config.logLevel });
   log.info({ config: redactedConfigSummary(config) }, "starting baton");
+  // A bug that escapes every handler ends the process, logged as one structured line: everything
+  // accepted is in Postgres, and the supervisor's restart resumes it.
+  const fatal = (error: unknown, origin: string) => {
+    log.fatal({ err: error, origin }, "baton stopped on an unexpected error");
+    process.exit(1);
+  };
+  process.on("uncaughtException", (error, origin) => fatal(error, origin));
+  process.on("unhandledRejection", (reason) => fatal(reason, "unhandledRejection"));
   const baton = await startBaton({ config, log });
   const shutdown = async (signal: string) => {
     log.info({ signal }, "stopping baton");
-    await baton.stop();
+    await baton.stop().catch((error: unknown) => log.error({ err: error }, "shutdown failed"));
     process.exit(0);
   };
   process.once("SIGINT", () => void shutdown("SIGINT"));
