@@ -7,7 +7,7 @@ import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
-import { openDatabase } from "./db/database.ts";
+import { assertUsable, openDatabase } from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
@@ -77,6 +77,11 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     }
     const database = openDatabase(url);
     stops.push(database.close);
+    await assertUsable(
+      database.db,
+      url,
+      config.database.url ? "DATABASE_URL" : `the embedded database in ${config.database.dataDir}`,
+    );
     const applied = await migrateToLatest(database.db);
     if (applied.length) log.info({ migrations: applied }, "database migrated");
 

@@ -1,5 +1,6 @@
-import { CompiledQuery, Kysely, PostgresDialect, type Transaction } from "kysely";
+import { CompiledQuery, Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
+import { ConfigError } from "../errors.ts";
 import type { Database } from "./schema.ts";
 
 export type Db = Kysely<Database>;
@@ -35,6 +36,36 @@ export function isConnectionLost(error: unknown): boolean {
   if (typeof code === "string")
     return SOCKET_CODES.has(code) || code.startsWith("08") || /^57P0[123]$/.test(code);
   return typeof message === "string" && LOST_MESSAGES.test(message);
+}
+
+/**
+ * Fails the start with one line that says what to check when the database at `url` cannot be used
+ * (refused, unknown role or database, wrong password, unreachable): before any migration runs.
+ */
+export async function assertUsable(db: Db, url: string, setting: string): Promise<void> {
+  try {
+    await sql`select 1`.execute(db);
+  } catch (error) {
+    const reason = (error as Error).message;
+    throw new ConfigError(
+      `Postgres at ${whereIs(url)} cannot be used (${reason}): check ${setting}.`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** user@host:port/database, never the password. */
+function whereIs(url: string): string {
+  try {
+    const u = new URL(url);
+    const host = u.searchParams.get("host") ?? u.hostname;
+    const user = u.username ? `${decodeURIComponent(u.username)}@` : "";
+    return `${user}${host}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return "the configured URL";
+  }
 }
 
 export interface DatabaseHandle {

@@ -7,7 +7,7 @@ import { startBaton } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/env.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
-import { createTestDatabase } from "../support/db.ts";
+import { createTestDatabase, testServerUrl } from "../support/db.ts";
 import { freePort } from "../support/harness.ts";
 import { startSlackEmulator } from "../support/slack-emulator.ts";
 
@@ -65,6 +65,30 @@ test("a mistake in the agents file is reported before any database is reached", 
   await assert.rejects(start, (error: unknown) => {
     assert.ok(error instanceof ConfigError);
     assert.match(error.message, /:6:\d+ agents\[0\]\.tools\[1\]: no tool is named "look_up_order"/);
+    return true;
+  });
+});
+
+test("a DATABASE_URL that cannot be used stops the start with one line naming it, never its password", async () => {
+  const url = new URL(await testServerUrl());
+  url.pathname = "/baton_no_such_database";
+  url.password = "not-the-password-hunter2";
+  const start = startBaton({
+    config: loadConfig({
+      SLACK_BOT_TOKEN: "xoxb-test",
+      SLACK_SIGNING_SECRET: "secret",
+      OPENAI_API_KEY: "sk-test",
+      DATABASE_URL: url.toString(),
+    }),
+    log: createLogger({ level: "silent" }),
+  });
+  await assert.rejects(start, (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(
+      error.message,
+      /^Postgres at \S+\/baton_no_such_database cannot be used \(.+\): check DATABASE_URL\.$/,
+    );
+    assert.doesNotMatch(error.message, /hunter2/);
     return true;
   });
 });
