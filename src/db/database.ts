@@ -47,12 +47,8 @@ export async function assertUsable(db: Db, url: string, setting: string): Promis
     await sql`select 1`.execute(db);
   } catch (error) {
     const reason = (error as Error).message;
-    throw new ConfigError(
-      `Postgres at ${whereIs(url)} cannot be used (${reason}): check ${setting}.`,
-      {
-        cause: error,
-      },
-    );
+    const message = `Postgres at ${whereIs(url)} cannot be used (${reason}): check ${setting}.`;
+    throw new ConfigError(message, { cause: error });
   }
 }
 
