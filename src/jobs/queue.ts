@@ -1,5 +1,5 @@
 import { PgBoss } from "pg-boss";
-import { type Executor, sqlExecutor } from "../db/database.ts";
+import { type Executor, isConnectionLost, sqlExecutor } from "../db/database.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { TaskQueue } from "../runtime/deps.ts";
@@ -29,7 +29,12 @@ export async function startJobQueue(options: {
   metrics: Metrics;
 }): Promise<JobQueue> {
   const boss = new PgBoss({ connectionString: options.url, useListenNotify: true, max: 4 });
-  boss.on("error", (error) => options.log.error({ err: error }, "job queue error"));
+  boss.on("error", (error) => {
+    // A restart or failover of Postgres: pg-boss reconnects and polls again by itself.
+    if (isConnectionLost(error))
+      options.log.warn({ err: error }, "job queue lost the database; it retries on its own");
+    else options.log.error({ err: error }, "job queue error");
+  });
   await boss.start();
   await boss.createQueue(TASK_DEAD_LETTERS, { retryLimit: 3, retryBackoff: true });
   await boss.createQueue(TASK_QUEUE, {
