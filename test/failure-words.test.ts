@@ -28,16 +28,16 @@ test("a database that is away is told apart from a wrong statement or a bug", ()
     assert.equal(isConnectionLost(other), false, String(other));
 });
 
-test("a person whose click failed is told that nothing changed, and what to do", () => {
+test("a person whose click failed is told that nothing was done, and what to do", () => {
   assert.equal(
     failureWords(new NotFoundError("that approval no longer exists")),
-    "Nothing changed: that approval no longer exists.",
+    "Nothing was done: that approval no longer exists.",
   );
   assert.match(
     failureWords(coded("read ECONNRESET", "ECONNRESET")),
     /could not reach its database/,
   );
   const bug = failureWords(new TypeError("x is undefined"));
-  assert.match(bug, /^Nothing changed: something went wrong on Baton's side/);
+  assert.match(bug, /^Something went wrong on Baton's side, so nothing was done/);
   assert.doesNotMatch(bug, /undefined/, "a bug's own words stay in the log");
 });

@@ -43,12 +43,12 @@ export function escalationWords(
   return undefined;
 }
 
-/** What a person is told when their click, form or command failed: nothing changed, and what next. */
+/** What a person is told when their click, form or command failed: nothing was done, and what next. */
 export function failureWords(error: unknown): string {
-  if (isBatonError(error) && error.fault === "user") return `Nothing changed: ${error.message}.`;
+  if (isBatonError(error) && error.fault === "user") return `Nothing was done: ${error.message}.`;
   if (isConnectionLost(error))
-    return "Nothing changed: Baton could not reach its database just now. Try again in a minute.";
-  return "Nothing changed: something went wrong on Baton's side (it is in Baton's log). Try again, or tell whoever runs Baton.";
+    return "Baton could not reach its database just now, so nothing was done. Try again in a minute.";
+  return "Something went wrong on Baton's side, so nothing was done (it is in Baton's log). Try again, or tell whoever runs Baton.";
 }
 
 export const HELP_TEXT = [

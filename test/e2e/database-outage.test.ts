@@ -2,10 +2,11 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { testServerUrl } from "../support/db.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
+import { deliverCommand } from "../support/slack-signing.ts";
 import { startTcpProxy, throughProxy } from "../support/tcp-proxy.ts";
 
 const OUTAGE_MS = 3_000;
@@ -48,7 +49,7 @@ test("Postgres unreachable for three seconds mid-task: Baton stays up, and the t
   await assertFlowOneDoneOnce({ db: h.db.db, slack: h.slack, until: h.until }, task, ts);
 });
 
-test("an Approve clicked while Postgres is away: the approver is told nothing changed, and the click counts once it is back", async () => {
+test("an Approve clicked, or /baton asked, while Postgres is away: the person is told nothing was done, and the click counts once it is back", async () => {
   const proxy = await startTcpProxy(throughProxy(await testServerUrl(), 0).target);
   cleanups.push(proxy.close);
   const h = await startHarness({
@@ -71,8 +72,23 @@ test("an Approve clicked while Postgres is away: the approver is told nothing ch
   assert.equal(told[0]?.thread_ts, ts);
   assert.match(
     String(told[0]?.text),
-    /^Nothing changed: Baton could not reach its database just now\. Try again in a minute\.$/,
+    /^Baton could not reach its database just now, so nothing was done\. Try again in a minute\.$/,
   );
+  // A command answers through its response_url.
+  const asked = await deliverCommand(h.endpoint, SIGNING_SECRET, {
+    command: "/baton",
+    text: "status 1077",
+    user_id: "U0OPS",
+    channel_id: CHANNEL,
+    response_url: h.slack.responseUrl,
+  });
+  assert.equal(asked.status, 200);
+  const answer = await h.until(
+    "the answer to /baton",
+    async () => h.slack.callsTo("response_url")[0],
+  );
+  assert.equal(answer.args.response_type, "ephemeral");
+  assert.match(String(answer.args.text), /could not reach its database/);
   const pending = await h.db.db
     .selectFrom("approvals")
     .select("status")

@@ -1,3 +1,4 @@
+import type { RespondFn } from "@slack/bolt";
 import type { Logger } from "../../log.ts";
 import type { BoltApp } from "../app.ts";
 import { failureWords } from "../words.ts";
@@ -5,17 +6,21 @@ import { failureWords } from "../words.ts";
 /** Who clicked, submitted or typed the command, and where to answer them. */
 interface Person {
   user: string;
+  command?: boolean;
   channel?: string;
   threadTs?: string;
 }
 
 /**
  * A click, a form or a command that fails after Slack was answered would leave its person with
- * nothing but a warning icon: they are told, privately, that nothing changed and what to do.
+ * nothing but a warning icon: they are told, privately, that nothing was done and what to do.
  * Events are left alone: one that failed is not acknowledged, so Slack sends it again.
  */
 export function registerFailureReplies(app: BoltApp, log: Logger): void {
-  app.use(async ({ body, client, next }) => {
+  app.use(async (args) => {
+    const { body, client, next } = args;
+    // Commands and clicks carry a response_url; Bolt hands its sender to every middleware.
+    const respond = "respond" in args ? (args.respond as RespondFn | undefined) : undefined;
     const person = personOf(body);
     if (!person) return next();
     try {
@@ -24,6 +29,11 @@ export function registerFailureReplies(app: BoltApp, log: Logger): void {
       log.error({ err: error, user: person.user }, "slack interaction failed");
       const text = failureWords(error);
       try {
+        // A command answers through its response_url, which needs Baton in no channel.
+        if (person.command && respond) {
+          await respond({ response_type: "ephemeral", text });
+          return;
+        }
         if (!person.channel) throw new Error("no channel: a direct message instead");
         await client.chat.postEphemeral({
           channel: person.channel,
@@ -52,7 +62,7 @@ function personOf(body: unknown): Person | undefined {
     channel_id?: string;
   };
   if (typeof b.command === "string" && b.user_id)
-    return { user: b.user_id, ...(b.channel_id && { channel: b.channel_id }) };
+    return { user: b.user_id, command: true, ...(b.channel_id && { channel: b.channel_id }) };
   if ((b.type === "block_actions" || b.type === "view_submission") && b.user?.id)
     return {
       user: b.user.id,
