@@ -100,6 +100,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         createOpenAIModel({
           apiKey: config.openai.apiKey,
           ...(config.openai.baseUrl && { baseURL: config.openai.baseUrl }),
+          timeoutMs: config.openai.timeoutMs,
         }),
       chat: undefined as never,
       queue: queue.tasks,
@@ -107,7 +108,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       metrics,
       clock: options.clock ?? systemClock,
       workerId,
-      leaseMs: options.leaseMs ?? 120_000,
+      // Longer than a model's slowest answer, so a run waiting on one is not taken over meanwhile.
+      leaseMs: options.leaseMs ?? Math.max(120_000, 2 * config.openai.timeoutMs),
       // Without workers nothing runs here, whether queued or started at once.
       runs: localRuns(options.workers === false ? 0 : config.workers, log),
     };

@@ -33,7 +33,7 @@ describe("loadConfig", () => {
         apiUrl: undefined,
         socketMode: false,
       },
-      openai: { apiKey: "sk-openai-secret-3", baseUrl: undefined },
+      openai: { apiKey: "sk-openai-secret-3", baseUrl: undefined, timeoutMs: 60_000 },
       database: { url: undefined, dataDir: ".baton", embeddedPort: 54329 },
       http: { port: 3000, enabled: true },
       agentsFile: "agents.yml",
@@ -48,6 +48,7 @@ describe("loadConfig", () => {
       SLACK_APP_TOKEN: "xapp-1-secret",
       SLACK_API_URL: "http://localhost:4000/api",
       OPENAI_BASE_URL: "http://localhost:11434/v1",
+      OPENAI_TIMEOUT_SECONDS: "300",
       DATABASE_URL: "postgresql://baton:pw@db:5432/baton",
       BATON_DATA_DIR: "/var/lib/baton",
       BATON_EMBEDDED_PG_PORT: "5544",
@@ -60,6 +61,7 @@ describe("loadConfig", () => {
     assert.equal(config.slack.socketMode, true);
     assert.equal(config.slack.apiUrl, "http://localhost:4000/api/");
     assert.equal(config.openai.baseUrl, "http://localhost:11434/v1");
+    assert.equal(config.openai.timeoutMs, 300_000);
     assert.deepEqual(config.database, {
       url: "postgresql://baton:pw@db:5432/baton",
       dataDir: "/var/lib/baton",
@@ -101,6 +103,7 @@ describe("loadConfig", () => {
     SLACK_APP_TOKEN: "xoxb-wrong-kind",
     SLACK_API_URL: "localhost:4000",
     OPENAI_BASE_URL: "not a url",
+    OPENAI_TIMEOUT_SECONDS: "0",
     DATABASE_URL: "mysql://root:pw@db/baton",
     BATON_EMBEDDED_PG_PORT: "70000",
     PORT: "80a",

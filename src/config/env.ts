@@ -18,7 +18,12 @@ export interface Config {
     readonly apiUrl?: string;
     readonly socketMode: boolean;
   };
-  readonly openai: { readonly apiKey: string; readonly baseUrl?: string };
+  readonly openai: {
+    readonly apiKey: string;
+    readonly baseUrl?: string;
+    /** How long one model answer may take before it is retried (a local model on a CPU is slow). */
+    readonly timeoutMs: number;
+  };
   readonly database: {
     /** Unset means an embedded Postgres keeps its data in dataDir. */
     readonly url?: string;
@@ -91,6 +96,12 @@ const envSchema = z.object({
     "set it to the http(s) URL of an OpenAI-compatible API, such as http://localhost:11434/v1, or unset it to use OpenAI.",
     ["http:", "https:"],
   ),
+  OPENAI_TIMEOUT_SECONDS: intWithDefault(
+    60,
+    1,
+    3_600,
+    "set it to the seconds one model answer may take, from 1 to 3600 (default 60; a local model on a CPU may need 300).",
+  ),
   DATABASE_URL: optionalUrl(
     "set it to a postgres:// or postgresql:// connection string, or unset it to use the embedded Postgres in BATON_DATA_DIR.",
     ["postgres:", "postgresql:"],
@@ -142,7 +153,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiUrl: e.SLACK_API_URL,
       socketMode: e.SLACK_APP_TOKEN !== undefined,
     },
-    openai: { apiKey: e.OPENAI_API_KEY, baseUrl: e.OPENAI_BASE_URL },
+    openai: {
+      apiKey: e.OPENAI_API_KEY,
+      baseUrl: e.OPENAI_BASE_URL,
+      timeoutMs: e.OPENAI_TIMEOUT_SECONDS * 1000,
+    },
     database: {
       url: e.DATABASE_URL,
       dataDir: e.BATON_DATA_DIR,
@@ -173,6 +188,7 @@ export function redactedConfigSummary(config: Config) {
     openai: {
       apiKey: isSet(config.openai.apiKey),
       baseUrl: origin(config.openai.baseUrl, "api.openai.com"),
+      timeoutSeconds: config.openai.timeoutMs / 1000,
     },
     database: config.database.url
       ? { url: "set" }
