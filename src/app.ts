@@ -108,8 +108,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       metrics,
       clock: options.clock ?? systemClock,
       workerId,
-      // Longer than a model's slowest answer, so a run waiting on one is not taken over meanwhile.
-      leaseMs: options.leaseMs ?? Math.max(120_000, 2 * config.openai.timeoutMs),
+      leaseMs: options.leaseMs ?? 120_000,
       // Without workers nothing runs here, whether queued or started at once.
       runs: localRuns(options.workers === false ? 0 : config.workers, log),
     };

@@ -61,6 +61,24 @@ export async function claimLease(
   return { undelivered, decided, turn: toLoadedTurn(turn) };
 }
 
+const RENEW_LEASE = statement<[leaseFor: string, id: string, worker: string], { id: string }>(`
+update tasks set lease_until = now() + $1::interval
+where id = $2 and lease_owner = $3
+returning id`);
+
+/**
+ * Keeps a held lease from running out for another `leaseMs`; false when this worker no longer holds
+ * it (it ran out and another run took the task over).
+ */
+export async function renewLease(
+  db: Executor,
+  id: string,
+  worker: string,
+  leaseMs: number,
+): Promise<boolean> {
+  return (await RENEW_LEASE.first(db, `${leaseMs} milliseconds`, id, worker)) !== undefined;
+}
+
 // One text whether or not there are rows to mark; a data-modifying CTE runs to completion even
 // when the lease was no longer this worker's (the rows were delivered anyway).
 const RELEASE_LEASE = statement<

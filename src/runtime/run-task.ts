@@ -4,7 +4,7 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { isConnectionLost } from "../db/database.ts";
-import { type Claim, claimLease, releaseLease } from "../db/lease.repository.ts";
+import { type Claim, claimLease, releaseLease, renewLease } from "../db/lease.repository.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { Delivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -130,6 +130,25 @@ async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered
   }
 }
 
+/**
+ * Runs `work` (a model call: a local model may take minutes) with the task's lease renewed every
+ * third of it, so a live run is not taken over while it waits, and a dead one still is, soon.
+ */
+async function holdingLease<T>(deps: RuntimeDeps, taskId: string, work: () => Promise<T>) {
+  const renew = () => {
+    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs).catch((error: unknown) => {
+      // The turn's own statement finds out whether the lease is still this run's.
+      deps.log.warn({ err: error, taskId }, "could not renew the task's lease");
+    });
+  };
+  const timer = setInterval(renew, deps.leaseMs / 3);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 const IDLE: CommittedTurn = {
   outcome: "idle",
   next: undefined,
@@ -195,12 +214,9 @@ async function runTurn(
   const started = performance.now();
   let reply: ModelReply;
   try {
-    reply = await deps.model.complete({
-      model: agent.model,
-      agentId: agent.id,
-      messages,
-      tools,
-    });
+    reply = await holdingLease(deps, task.id, () =>
+      deps.model.complete({ model: agent.model, agentId: agent.id, messages, tools }),
+    );
   } catch (error) {
     // Rate limits and outages: the job retries with backoff, then dead-letters.
     if (!isBatonError(error) || error.retriable) throw error;

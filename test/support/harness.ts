@@ -82,6 +82,8 @@ export async function startHarness(options: {
   socketMode?: boolean;
   /** The URL Baton connects with, given the test database's (a proxy in front of it, say). */
   databaseUrl?: (url: string) => string;
+  /** How long a run holds a task without renewing (default Baton's, 120 s). */
+  leaseMs?: number;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -111,6 +113,7 @@ export async function startHarness(options: {
       log,
       maintenance: options.maintenance ?? false,
       workers,
+      ...(options.leaseMs && { leaseMs: options.leaseMs }),
       ...(options.tools && { tools: options.tools }),
     });
   let baton = await boot();
