@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import pg from "pg";
+import { isConnectionLost } from "../../src/db/database.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
@@ -30,9 +31,8 @@ function retrying<T>(check: () => Promise<T | undefined>) {
     try {
       return await check();
     } catch (error) {
-      // No SQLSTATE (the socket closed) or 57P01 (the server ended the session).
-      const code = (error as { code?: string }).code;
-      if (code === undefined || code === "57P01") return undefined;
+      // The test's own pooled connections were dropped too (EPIPE, 57P01, "Connection terminated").
+      if (isConnectionLost(error)) return undefined;
       throw error;
     }
   };
