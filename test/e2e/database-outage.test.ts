@@ -7,7 +7,7 @@ import { scriptByAgent } from "../support/model-server.ts";
 import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { deliverCommand } from "../support/slack-signing.ts";
-import { startTcpProxy, throughProxy } from "../support/tcp-proxy.ts";
+import { startPostgresProxy } from "../support/tcp-proxy.ts";
 
 const OUTAGE_MS = 3_000;
 
@@ -17,12 +17,12 @@ after(async () => {
 });
 
 test("Postgres unreachable for three seconds mid-task: Baton stays up, and the task finishes once it is back", async () => {
-  const proxy = await startTcpProxy(throughProxy(await testServerUrl(), 0).target);
+  const proxy = await startPostgresProxy(await testServerUrl());
   cleanups.push(proxy.close);
   let cutAt = 0;
   let restoredAt = 0;
   const h: Harness = await startHarness({
-    databaseUrl: (url) => throughProxy(url, proxy.port).url,
+    databaseUrl: proxy.urlOf,
     // The background sweeps run too, and meet the outage like everything else.
     maintenance: true,
     script: flowOneByState(async (agent, next) => {
@@ -50,10 +50,10 @@ test("Postgres unreachable for three seconds mid-task: Baton stays up, and the t
 });
 
 test("an Approve clicked, or /baton asked, while Postgres is away: the person is told nothing was done, and the click counts once it is back", async () => {
-  const proxy = await startTcpProxy(throughProxy(await testServerUrl(), 0).target);
+  const proxy = await startPostgresProxy(await testServerUrl());
   cleanups.push(proxy.close);
   const h = await startHarness({
-    databaseUrl: (url) => throughProxy(url, proxy.port).url,
+    databaseUrl: proxy.urlOf,
     script: scriptByAgent(orderReturnScript()),
   });
   cleanups.push(h.close);

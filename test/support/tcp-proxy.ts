@@ -1,11 +1,14 @@
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 
 /**
- * A TCP proxy in front of the test's Postgres, so a test can take the database away from Baton as
- * a restart or a network partition does: `cut()` resets every connection and refuses new ones until
- * `restore()`. Only the connections through it are affected; the test's own stay up.
+ * A TCP proxy in front of the Postgres server `serverUrl` names, so a test can take the database
+ * away from Baton as a restart or a network partition does: `cut()` resets every connection and
+ * refuses new ones until `restore()`. Only connections through it (`urlOf`) are affected; the
+ * test's own stay up.
  */
-export async function startTcpProxy(target: { host: string; port: number }) {
+export async function startPostgresProxy(serverUrl: string) {
+  // The test server listens on 127.0.0.1 too, whether its URL names a socket folder or not.
+  const target = { host: "127.0.0.1", port: Number(new URL(serverUrl).port || 5432) };
   const open = new Set<Socket>();
   let down = false;
   let refused = 0;
@@ -32,7 +35,14 @@ export async function startTcpProxy(target: { host: string; port: number }) {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    port,
+    /** A database URL on the same server, through the proxy. */
+    urlOf(url: string): string {
+      const parsed = new URL(url);
+      parsed.searchParams.delete("host");
+      parsed.hostname = "127.0.0.1";
+      parsed.port = String(port);
+      return parsed.toString();
+    },
     /** Connections refused while cut: proof that something tried to reach the database. */
     get refused() {
       return refused;
@@ -50,17 +60,4 @@ export async function startTcpProxy(target: { host: string; port: number }) {
         server.close(() => resolve());
       }),
   };
-}
-
-/** The test database's URL, through a proxy on `port` (TCP to 127.0.0.1, whatever the original). */
-export function throughProxy(
-  url: string,
-  port: number,
-): { url: string; target: { host: string; port: number } } {
-  const parsed = new URL(url);
-  const target = { host: "127.0.0.1", port: Number(parsed.port || 5432) };
-  parsed.searchParams.delete("host");
-  parsed.hostname = "127.0.0.1";
-  parsed.port = String(port);
-  return { url: parsed.toString(), target };
 }
