@@ -1,6 +1,5 @@
 import { type ChainRequest, flowReplies, playChain } from "../../scripts/bench-chain.ts";
-import { type ChatMessage, messageChars } from "../../src/core/model.ts";
-import { scriptByAgent, startModelServer } from "../../test/support/model-server.ts";
+import { modelCounter, scriptByAgent, startModelServer } from "../../test/support/model-server.ts";
 import { startSlackEmulator } from "../../test/support/slack-emulator.ts";
 
 /**
@@ -16,22 +15,14 @@ const slack = await startSlackEmulator();
 const model = await startModelServer(scriptByAgent(flowReplies(chains)));
 process.send?.({ slackUrl: slack.url, modelUrl: model.baseURL });
 
-let counted = 0;
+const countModel = modelCounter(model.requests);
 let posted = 0;
 process.on("message", (message: ChainRequest | { chars: true }) => {
   if ("chars" in message) {
     // The parent asks after each chain, when that chain's calls are all in: the chars since the last ask.
-    const fresh = model.requests.slice(counted);
-    counted = model.requests.length;
     const posts = slack.callsTo("chat.postMessage").length - posted;
     posted += posts;
-    const failed = fresh.find((r) => r.status !== 200);
-    process.send?.({
-      chars: fresh.reduce((n, r) => n + messageChars(r.body.messages as ChatMessage[]), 0),
-      calls: fresh.length,
-      posts,
-      ...(failed && { error: failed.error ?? `model answered ${failed.status}` }),
-    });
+    process.send?.({ ...countModel(), posts });
     return;
   }
   // Slack's view of the chain, timed here as scripts/bench-fakes.ts times Baton's.

@@ -13,11 +13,10 @@ import {
 import { freshDatabase, playgroundServer, ROOT, SIGNING_SECRET } from "../../scripts/playground.ts";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
-import { type ChatMessage, messageChars } from "../../src/core/model.ts";
 import { type DatabaseHandle, openDatabase } from "../../src/db/database.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import type { RecordedRequest } from "../../test/support/model-server.ts";
+import { modelCounter, type RecordedRequest } from "../../test/support/model-server.ts";
 
 /**
  * What scripts/bench.ts does for Baton, for another framework wired into Slack by hand: the same
@@ -125,7 +124,7 @@ async function measure(
     const c = contender;
     const { rows } = await probe.query<{ pid: number }>("select pg_backend_pid() as pid");
     const server = serverCpuMeter(Number(rows[0]?.pid));
-    const counter = modelCounter(c.modelRequests);
+    const counter = modelCounter(c.modelRequests ?? []);
     const play = (i: number) => chain(fakes, probe, c, { i, run, server, counter });
     for (let i = 0; i < WARMUP; i++) await play(i);
     const samples: Sample[] = [];
@@ -136,19 +135,6 @@ async function measure(
     await probe.end().catch(() => {});
     await database.close();
   }
-}
-
-/** Calls and characters an in-process model answered since the last ask (none when it is remote). */
-function modelCounter(requests: readonly RecordedRequest[] | undefined) {
-  let counted = 0;
-  return () => {
-    const fresh = (requests ?? []).slice(counted);
-    counted += fresh.length;
-    const failed = fresh.find((r) => r.status !== 200);
-    if (failed) throw new Error(failed.error ?? `model answered ${failed.status}`);
-    const chars = fresh.reduce((n, r) => n + messageChars(r.body.messages as ChatMessage[]), 0);
-    return { calls: fresh.length, chars };
-  };
 }
 
 /** Write transactions since the last call: each takes a transaction id; reading one takes one too. */
@@ -165,7 +151,7 @@ async function chain(
     i: number;
     run: string;
     server: (() => number) | undefined;
-    counter: () => { calls: number; chars: number };
+    counter: ReturnType<typeof modelCounter>;
   },
 ): Promise<Sample> {
   const { i, server } = at;
@@ -188,8 +174,9 @@ async function chain(
   const serverCpuMs = server && serverBefore !== undefined ? server() - serverBefore : undefined;
   const commits = (await xid(probe)) - xidBefore - 1;
   const counted = await ask(fakes, { chars: true }, (m) => m.chars !== undefined);
-  if (counted.error) throw new Error(`chain ${i}: ${counted.error}`);
   const here = at.counter();
+  const error = counted.error ?? here.error;
+  if (error) throw new Error(`chain ${i}: ${error}`);
   const calls = (counted.calls ?? 0) + here.calls;
   // Ten model calls, four handoff cards and the answer: the chain was played as Baton plays it.
   if (calls !== 10 || counted.posts !== 5)

@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { type ChatMessage as CoreMessage, messageChars } from "../../src/core/model.ts";
 
 type ContentPart = { type: string; text?: string };
 export type ChatMessage = {
@@ -104,6 +105,24 @@ export function scriptedCompletions(script: Script) {
     return answer;
   };
   return { requests, complete };
+}
+
+/**
+ * The model requests since the last ask: how many, the characters of their messages (as Baton
+ * counts model_calls.request_chars), and the first that failed. The benches count with it.
+ */
+export function modelCounter(requests: readonly RecordedRequest[]) {
+  let counted = 0;
+  return () => {
+    const fresh = requests.slice(counted);
+    counted += fresh.length;
+    const failed = fresh.find((r) => r.status !== 200);
+    return {
+      calls: fresh.length,
+      chars: fresh.reduce((n, r) => n + messageChars(r.body.messages as CoreMessage[]), 0),
+      ...(failed && { error: failed.error ?? `model answered ${failed.status}` }),
+    };
+  };
 }
 
 export async function startModelServer(script: Script, options: { models?: string[] } = {}) {
