@@ -136,10 +136,11 @@ async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered
  */
 async function holdingLease<T>(deps: RuntimeDeps, taskId: string, work: () => Promise<T>) {
   const renew = () => {
-    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs).catch((error: unknown) => {
-      // The turn's own statement finds out whether the lease is still this run's.
-      deps.log.warn({ err: error, taskId }, "could not renew the task's lease");
-    });
+    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs).then(
+      // Taken over: nothing left to renew; the turn's own statement will find it out and stop.
+      (held) => held || clearInterval(timer),
+      (error: unknown) => deps.log.warn({ err: error, taskId }, "could not renew the task's lease"),
+    );
   };
   const timer = setInterval(renew, deps.leaseMs / 3);
   try {
