@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import type { ModelPort, ModelReply, ModelRequest } from "../core/model.ts";
 import { ConfigError, ModelBehaviorError, TransientError } from "../errors.ts";
+import { leanFetch } from "../http/fetch.ts";
 
 /**
  * The model port over Chat Completions tool calling: what OpenAI and OpenAI-compatible local
@@ -17,6 +18,7 @@ export function createOpenAIModel(options: {
     ...(options.baseURL && { baseURL: options.baseURL }),
     maxRetries: options.maxRetries ?? 2,
     timeout: options.timeoutMs ?? 60_000,
+    fetch: leanFetch({ timeoutMs: options.timeoutMs ?? 60_000 }),
   });
   return {
     async complete(request: ModelRequest): Promise<ModelReply> {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bolt from "@slack/bolt";
 import { ConfigError } from "../errors.ts";
+import { leanFetch } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { registerActionListeners } from "./listeners/actions.ts";
@@ -48,6 +49,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   const clientOptions = {
     ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
     retryConfig: { retries: 3 },
+    fetch: leanFetch(),
   };
   const receiver = options.appToken
     ? new SocketModeReceiver({

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, test } from "node:test";
+import OpenAI from "openai";
+import { leanFetch } from "../src/http/fetch.ts";
+
+// What Slack's and OpenAI's clients are given as their fetch: it must answer as Node's fetch does.
+
+type Seen = { method: string; path: string; headers: IncomingMessage["headers"]; body: string };
+const seen: Seen[] = [];
+let base = "";
+const server = createServer(async (req, res) => {
+  let body = "";
+  for await (const chunk of req) body += chunk;
+  const path = req.url ?? "/";
+  seen.push({ method: req.method ?? "", path, headers: req.headers, body });
+  answer(path, res);
+});
+
+function answer(path: string, res: ServerResponse): void {
+  if (path === "/json") {
+    res.setHeader("set-cookie", ["a=1", "b=2"]);
+    res.writeHead(201, "Made", { "content-type": "application/json", "x-request-id": "req_1" });
+    res.end(JSON.stringify({ ok: true, echo: seen.at(-1)?.body }));
+  } else if (path === "/empty") {
+    res.writeHead(204).end();
+  } else if (path === "/moved") {
+    res.writeHead(302, { location: "/json" }).end();
+  } else if (path.startsWith("/never")) {
+    // Headers never come: only a timeout or an abort ends the call.
+  } else {
+    res.writeHead(404).end("no such path");
+  }
+}
+
+before(async () => {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+test("a POST with a string body arrives whole and its answer reads as a Response", async () => {
+  const response = await leanFetch()(`${base}/json`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", authorization: "Bearer x" },
+    body: "channel=C1&text=h%C3%A9llo",
+    redirect: "error",
+  });
+  assert.equal(response.status, 201);
+  assert.equal(response.statusText, "Made");
+  assert.equal(response.ok, true);
+  assert.equal(response.headers.get("x-request-id"), "req_1");
+  assert.deepEqual(response.headers.getSetCookie(), ["a=1", "b=2"]);
+  assert.deepEqual(await response.json(), { ok: true, echo: "channel=C1&text=h%C3%A9llo" });
+  const request = seen.at(-1);
+  assert.equal(request?.method, "POST");
+  assert.equal(request?.headers.authorization, "Bearer x");
+  assert.equal(request?.headers["content-type"], "application/x-www-form-urlencoded");
+});
+
+test("headers given as a Headers object are sent, and a 204 has no body", async () => {
+  const response = await leanFetch()(`${base}/empty`, {
+    method: "DELETE",
+    headers: new Headers({ "x-trace": "t1" }),
+  });
+  assert.equal(response.status, 204);
+  assert.equal(response.body, null);
+  assert.equal(seen.at(-1)?.headers["x-trace"], "t1");
+});
+
+test("a redirect fails under redirect: error, is followed by default, and is returned under manual", async () => {
+  const go = leanFetch();
+  await assert.rejects(go(`${base}/moved`, { redirect: "error" }), TypeError);
+  const followed = await go(`${base}/moved`);
+  assert.equal(followed.status, 201);
+  assert.equal(followed.redirected, true);
+  const manual = await go(`${base}/moved`, { redirect: "manual" });
+  assert.equal(manual.status, 302);
+  assert.equal(manual.headers.get("location"), "/json");
+});
+
+test("a body that is not a string or bytes is sent through undici's fetch, encoded as fetch does", async () => {
+  const response = await leanFetch()(`${base}/json`, {
+    method: "POST",
+    body: new URLSearchParams({ text: "a b" }),
+  });
+  assert.equal(response.status, 201);
+  assert.equal(seen.at(-1)?.body, "text=a+b");
+  assert.match(seen.at(-1)?.headers["content-type"] ?? "", /^application\/x-www-form-urlencoded/);
+});
+
+test("an abort ends a call that has no answer yet", async () => {
+  const call = leanFetch()(`${base}/never`, { signal: AbortSignal.timeout(50) });
+  await assert.rejects(call, (error: Error) => error.name === "TimeoutError");
+});
+
+test("the dispatcher waits past the caller's timeout, so the caller's own timer decides", async () => {
+  // With a 100 ms timeout of its own, the dispatcher gives up a second later, not at undici's 300 s.
+  const call = leanFetch({ timeoutMs: 100 })(`${base}/never`);
+  await assert.rejects(call, (error: Error & { cause?: { code?: string } }) => {
+    assert.equal(error.cause?.code, "UND_ERR_HEADERS_TIMEOUT");
+    return true;
+  });
+});
+
+test("the openai client times out by its own timeout through it", async () => {
+  const client = new OpenAI({
+    apiKey: "sk-test",
+    baseURL: `${base}/never`,
+    timeout: 200,
+    maxRetries: 0,
+    fetch: leanFetch({ timeoutMs: 200 }),
+  });
+  await assert.rejects(
+    client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+    OpenAI.APIConnectionTimeoutError,
+  );
+});
