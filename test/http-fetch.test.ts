@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
 import { leanFetch } from "../src/http/fetch.ts";
@@ -119,4 +119,37 @@ test("the openai client times out by its own timeout through it", async () => {
     client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "hi" }] }),
     OpenAI.APIConnectionTimeoutError,
   );
+});
+
+test("with NODE_USE_ENV_PROXY=1 a call goes through HTTP_PROXY, as Node's fetch does", async () => {
+  // A proxy that tunnels CONNECT to the test server and counts the tunnels it opened.
+  const tunnels: string[] = [];
+  const proxy = createServer((_req, res) => res.writeHead(405).end());
+  proxy.on("connect", (req: IncomingMessage, client: Socket, head: Buffer) => {
+    tunnels.push(req.url ?? "");
+    const [host, port] = (req.url ?? "").split(":");
+    const upstream = connect(Number(port), host, () => {
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      upstream.write(head);
+      upstream.pipe(client).pipe(upstream);
+    });
+    upstream.on("error", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const saved = { ...process.env };
+  for (const name of ["NO_PROXY", "no_proxy", "http_proxy"]) delete process.env[name];
+  Object.assign(process.env, {
+    NODE_USE_ENV_PROXY: "1",
+    HTTP_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+  });
+  try {
+    const response = await leanFetch()(`${base}/json`, { method: "POST", body: "via=proxy" });
+    assert.equal(response.status, 201);
+    assert.equal(seen.at(-1)?.body, "via=proxy");
+    assert.deepEqual(tunnels, [new URL(base).host]);
+  } finally {
+    process.env = saved;
+    proxy.closeAllConnections();
+    proxy.close();
+  }
 });
