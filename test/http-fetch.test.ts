@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { after, before, test } from "node:test";
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import OpenAI from "openai";
 import { leanFetch } from "../src/http/fetch.ts";
 
@@ -27,6 +28,18 @@ function answer(path: string, res: ServerResponse): void {
     res.writeHead(204).end();
   } else if (path === "/moved") {
     res.writeHead(302, { location: "/json" }).end();
+  } else if (path.startsWith("/packed/")) {
+    // A server that compresses though it was not asked to.
+    const coding = path.slice("/packed/".length);
+    const json = Buffer.from(JSON.stringify({ ok: true, coding }));
+    const packers: Record<string, (bytes: Buffer) => Buffer> = {
+      gzip: gzipSync,
+      deflate: deflateSync,
+      "deflate-raw": deflateRawSync,
+      br: brotliCompressSync,
+    };
+    const packed = packers[coding]?.(json);
+    res.writeHead(200, { "content-encoding": coding.replace("-raw", "") }).end(packed);
   } else if (path.startsWith("/never")) {
     // Headers never come: only a timeout or an abort ends the call.
   } else {
@@ -70,6 +83,15 @@ test("headers given as a Headers object are sent, and a 204 has no body", async 
   assert.equal(response.status, 204);
   assert.equal(response.body, null);
   assert.equal(seen.at(-1)?.headers["x-trace"], "t1");
+});
+
+test("an answer compressed unasked is decoded, as fetch decodes it", async () => {
+  const go = leanFetch();
+  for (const coding of ["gzip", "deflate", "deflate-raw", "br"]) {
+    const response = await go(`${base}/packed/${coding}`, { method: "POST", body: "{}" });
+    assert.deepEqual(await response.json(), { ok: true, coding }, coding);
+  }
+  assert.equal(seen.at(-1)?.headers["accept-encoding"], undefined);
 });
 
 test("a redirect fails under redirect: error, is followed by default, and is returned under manual", async () => {

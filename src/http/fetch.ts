@@ -1,3 +1,4 @@
+import * as zlib from "node:zlib";
 import { Agent, type Dispatcher, EnvHttpProxyAgent, request, fetch as undiciFetch } from "undici";
 
 /**
@@ -39,7 +40,9 @@ export function leanFetch(options: { timeoutMs?: number } = {}): typeof fetch {
         throw new TypeError("fetch failed", { cause: new Error("unexpected redirect") });
       return fallback(input, init);
     }
-    const bytes = NO_BODY.has(answer.statusCode) ? null : await answer.body.arrayBuffer();
+    const bytes = NO_BODY.has(answer.statusCode)
+      ? null
+      : decoded(await answer.body.arrayBuffer(), answer.headers["content-encoding"]);
     return new Response(bytes, {
       status: answer.statusCode,
       statusText: answer.statusText,
@@ -65,6 +68,33 @@ function dispatcherFor(timeoutMs: number | undefined): Dispatcher {
   return process.env.NODE_USE_ENV_PROXY === "1"
     ? new EnvHttpProxyAgent(options)
     : new Agent(options);
+}
+
+/**
+ * No Accept-Encoding is sent, so a server should answer as is; one that compresses anyway is
+ * decoded, as fetch would (and, as fetch does, an encoding it does not know is left as it came).
+ */
+function decoded(bytes: ArrayBuffer, encoding: string | string[] | undefined): Uint8Array {
+  try {
+    return decode(new Uint8Array(bytes), encoding);
+  } catch (error) {
+    throw new TypeError("fetch failed", { cause: error });
+  }
+}
+
+function decode(bytes: Uint8Array, encoding: string | string[] | undefined): Uint8Array {
+  let body = bytes;
+  const codings = [encoding ?? []].flat().join(",").toLowerCase().split(",");
+  for (const coding of codings.map((c) => c.trim()).reverse()) {
+    if (coding === "gzip" || coding === "x-gzip") body = zlib.gunzipSync(body);
+    // "deflate" is meant to be zlib-wrapped, and is sometimes raw: a zlib header's low nibble is 8.
+    else if (coding === "deflate")
+      body = ((body[0] ?? 0) & 0x0f) === 8 ? zlib.inflateSync(body) : zlib.inflateRawSync(body);
+    else if (coding === "br") body = zlib.brotliDecompressSync(body);
+    // Node 22.15 and newer.
+    else if (coding === "zstd" && zlib.zstdDecompressSync) body = zlib.zstdDecompressSync(body);
+  }
+  return body;
 }
 
 function isBuffered(body: NonNullable<RequestInit["body"]>): body is string | Uint8Array {
