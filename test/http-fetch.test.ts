@@ -65,6 +65,7 @@ test("a POST with a string body arrives whole and its answer reads as a Response
   });
   assert.equal(response.status, 201);
   assert.equal(response.statusText, "Made");
+  assert.equal(response.url, `${base}/json`);
   assert.equal(response.ok, true);
   assert.equal(response.headers.get("x-request-id"), "req_1");
   assert.deepEqual(response.headers.getSetCookie(), ["a=1", "b=2"]);

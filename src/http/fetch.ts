@@ -43,11 +43,14 @@ export function leanFetch(options: { timeoutMs?: number } = {}): typeof fetch {
     const bytes = NO_BODY.has(answer.statusCode)
       ? null
       : decoded(await answer.body.arrayBuffer(), answer.headers["content-encoding"]);
-    return new Response(bytes, {
+    const response = new Response(bytes, {
       status: answer.statusCode,
       statusText: answer.statusText,
       headers: responseHeaders(answer.headers),
     });
+    // A constructed Response has no URL; the clients read it (in logs, and Slack's to tell a file
+    // download from an API answer).
+    return Object.defineProperty(response, "url", { value: String(input) });
   }) as typeof fetch;
 }
 
