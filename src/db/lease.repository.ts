@@ -61,8 +61,10 @@ export async function claimLease(
   return { undelivered, decided, turn: toLoadedTurn(turn) };
 }
 
+// clock_timestamp(): a renewal that waited for a write tool's transaction counts from its commit,
+// not from when the renewal was sent (now()).
 const RENEW_LEASE = statement<[leaseFor: string, id: string, worker: string], { id: string }>(`
-update tasks set lease_until = now() + $1::interval
+update tasks set lease_until = clock_timestamp() + $1::interval
 where id = $2 and lease_owner = $3
 returning id`);
 

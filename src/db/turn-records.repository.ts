@@ -89,7 +89,8 @@ with task_row as (
     model_errors = coalesce($14::int, model_errors),
     urgency = coalesce($15::text, urgency),
     lease_owner = $16::text,
-    lease_until = now() + $17::int * interval '1 millisecond'
+    -- From this statement's start, not its transaction's: a write tool may have run since the BEGIN.
+    lease_until = statement_timestamp() + $17::int * interval '1 millisecond'
   where id = $1::uuid and step_no = $18::int and status = 'active' and owner_kind = 'agent'
     and owner_id = $27::text and stint_no = $28::int
     -- No other run holds the task: one that took it over after this run's lease ran out owns it now,

@@ -131,16 +131,27 @@ async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered
 }
 
 /**
- * Runs `work` (a model call: a local model may take minutes) with the task's lease renewed every
- * third of it, so a live run is not taken over while it waits, and a dead one still is, soon.
+ * Runs `work` (a turn: a local model may take minutes to answer, an external system as long to run a
+ * tool) with the task's lease renewed every third of it, so a live run is not taken over while it
+ * waits, and a dead one still is, soon. A renewal that comes while a write tool's transaction holds
+ * the task waits for it, and then extends the lease from the commit.
  */
 async function holdingLease<T>(deps: RuntimeDeps, taskId: string, work: () => Promise<T>) {
+  // One renewal at a time: those behind a long tool's transaction would each hold a connection.
+  let renewing = false;
   const renew = () => {
-    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs).then(
-      // Taken over: nothing left to renew; the turn's own statement will find it out and stop.
-      (held) => held || clearInterval(timer),
-      (error: unknown) => deps.log.warn({ err: error, taskId }, "could not renew the task's lease"),
-    );
+    if (renewing) return;
+    renewing = true;
+    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs)
+      .then(
+        // Taken over: nothing left to renew; the turn's own statement will find it out and stop.
+        (held) => held || clearInterval(timer),
+        (error: unknown) =>
+          deps.log.warn({ err: error, taskId }, "could not renew the task's lease"),
+      )
+      .finally(() => {
+        renewing = false;
+      });
   };
   const timer = setInterval(renew, deps.leaseMs / 3);
   try {
@@ -212,36 +223,36 @@ async function runTurn(
     (id) => deps.agents.get(id),
     handBackTo !== undefined,
   );
-  const started = performance.now();
-  let reply: ModelReply;
-  try {
-    reply = await holdingLease(deps, task.id, () =>
-      deps.model.complete({ model: agent.model, agentId: agent.id, messages, tools }),
+  return holdingLease(deps, task.id, async () => {
+    const started = performance.now();
+    let reply: ModelReply;
+    try {
+      reply = await deps.model.complete({ model: agent.model, agentId: agent.id, messages, tools });
+    } catch (error) {
+      // Rate limits and outages: the job retries with backoff, then dead-letters.
+      if (!isBatonError(error) || error.retriable) throw error;
+      return halt(task, { reason: `the model could not be used: ${error.message}` });
+    }
+    const latencyMs = performance.now() - started;
+    const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
+    return commitTurn(
+      deps,
+      {
+        task,
+        agent,
+        reply,
+        actions,
+        inputIds: inputs.map((i) => i.id),
+        newMessages,
+        latencyMs,
+        requestChars: messageChars(messages),
+        firstOfStint: history.length <= 1 || run.afterDecision,
+        history,
+        delivered: run.marks,
+      },
+      run.lane,
     );
-  } catch (error) {
-    // Rate limits and outages: the job retries with backoff, then dead-letters.
-    if (!isBatonError(error) || error.retriable) throw error;
-    return halt(task, { reason: `the model could not be used: ${error.message}` });
-  }
-  const latencyMs = performance.now() - started;
-  const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
-  return commitTurn(
-    deps,
-    {
-      task,
-      agent,
-      reply,
-      actions,
-      inputIds: inputs.map((i) => i.id),
-      newMessages,
-      latencyMs,
-      requestChars: messageChars(messages),
-      firstOfStint: history.length <= 1 || run.afterDecision,
-      history,
-      delivered: run.marks,
-    },
-    run.lane,
-  );
+  });
 }
 
 /** Per-task caps from the agents file; a task over its cap goes to a human. */
