@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { sql } from "kysely";
 import { type Harness, startHarness } from "../support/harness.ts";
-import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
-import { finishedTask } from "../support/scripts-humans.ts";
+import { flowOneByState, leaseLeftMs, playFlowOneOnce } from "../support/scripts.ts";
 
 const LEASE_MS = 600;
 
@@ -23,23 +21,13 @@ test("a model slower than the lease: its run renews the lease while it waits, an
       if (agent === "customer-service" && !slowed) {
         slowed = true;
         await new Promise((resolve) => setTimeout(resolve, LEASE_MS * 2.5));
-        const row = await harness.db.db
-          .selectFrom("tasks")
-          .select(sql<number>`extract(epoch from lease_until - now()) * 1000`.as("left"))
-          .executeTakeFirstOrThrow();
-        leaseLeft = Number(row.left);
+        leaseLeft = await leaseLeftMs(harness.db.db);
         await new Promise((resolve) => setTimeout(resolve, LEASE_MS * 0.5));
       }
     }),
   });
   h = harness;
-  const { ts } = await harness.mention("where is order 1042?");
-  const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
-  await assertFlowOneDoneOnce(
-    { db: harness.db.db, slack: harness.slack, until: harness.until },
-    task,
-    ts,
-  );
+  await playFlowOneOnce(harness);
   assert.ok(
     leaseLeft !== undefined && leaseLeft > 0,
     `the lease was renewed while the model was slow (${leaseLeft} ms left, 2.5 leases in)`,

@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { sql } from "kysely";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
-import { finishedTask } from "../support/scripts-humans.ts";
+import { flowOneByState, leaseLeftMs, playFlowOneOnce } from "../support/scripts.ts";
 
 const LEASE_MS = 600;
 
@@ -18,19 +16,12 @@ test("tools slower than the lease: the run keeps its lease through them, and the
   // A read tool (run without a lock) and a write tool (run in the turn's transaction, the task
   // locked) that each take two and a half leases, as an external system that hangs might.
   const leaseLeft = new Map<string, number>();
-  const readLeaseLeft = async (taskId?: string) => {
-    const row = await harness.db.db
-      .selectFrom("tasks")
-      .select(sql<number>`extract(epoch from lease_until - now()) * 1000`.as("left"))
-      .$if(taskId !== undefined, (q) => q.where("id", "=", taskId as string))
-      .executeTakeFirstOrThrow();
-    return Number(row.left);
-  };
   const slowed = (tool: ToolDefinition): ToolDefinition => ({
     ...tool,
     async run(ctx, input) {
       await new Promise((resolve) => setTimeout(resolve, LEASE_MS * 2.5));
-      if (tool.toolClass === "read") leaseLeft.set(tool.name, await readLeaseLeft(ctx.taskId));
+      if (tool.toolClass === "read")
+        leaseLeft.set(tool.name, await leaseLeftMs(harness.db.db, ctx.taskId));
       return tool.run(ctx, input);
     },
   });
@@ -43,17 +34,11 @@ test("tools slower than the lease: the run keeps its lease through them, and the
       // Inventory's third call comes after adjust_stock's turn committed.
       inventoryCalls += agent === "inventory" ? 1 : 0;
       if (agent === "inventory" && inventoryCalls === 3)
-        leaseLeft.set("adjust_stock", await readLeaseLeft());
+        leaseLeft.set("adjust_stock", await leaseLeftMs(harness.db.db));
     }),
   });
   h = harness;
-  const { ts } = await harness.mention("where is order 1042?");
-  const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
-  await assertFlowOneDoneOnce(
-    { db: harness.db.db, slack: harness.slack, until: harness.until },
-    task,
-    ts,
-  );
+  await playFlowOneOnce(harness);
   const left = leaseLeft.get("lookup_order");
   assert.ok(
     left !== undefined && left > 0,

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import type { Harness } from "./harness.ts";
 import type { ChatRequest, ScriptedReply } from "./model-server.ts";
 import { outboxIdOf, postsInThread } from "./observe.ts";
+import { finishedTask } from "./scripts-humans.ts";
 import type { SlackEmulator } from "./slack-emulator.ts";
 
 /** Flow 1, "Where's my order?", as a scripted model plays it: five hops, CS → F → I → F → CS. */
@@ -116,6 +118,28 @@ export function flowOneByState(onCall: (agent: string, next: ScriptedReply) => P
     await onCall(agent, next);
     return next;
   };
+}
+
+/** Plays flow 1 from a mention to the answer in Slack, and checks its end state. */
+export async function playFlowOneOnce(harness: Harness): Promise<TaskRow> {
+  const { ts } = await harness.mention("where is order 1042?");
+  const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
+  await assertFlowOneDoneOnce(
+    { db: harness.db.db, slack: harness.slack, until: harness.until },
+    task,
+    ts,
+  );
+  return task;
+}
+
+/** How long the task's lease has left, by the database's clock (the only task, unless named). */
+export async function leaseLeftMs(db: Db, taskId?: string): Promise<number> {
+  const row = await db
+    .selectFrom("tasks")
+    .select(sql<number>`extract(epoch from lease_until - now()) * 1000`.as("left"))
+    .$if(taskId !== undefined, (q) => q.where("id", "=", taskId as string))
+    .executeTakeFirstOrThrow();
+  return Number(row.left);
 }
 
 /** Flow 1's end state: every effect exactly once, every ownership change once, in order. */
