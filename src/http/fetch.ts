@@ -61,13 +61,15 @@ const TIMEOUT_MARGIN_MS = 1_000;
 const NO_BODY = new Set([101, 204, 205, 304]);
 
 function dispatcherFor(timeoutMs: number | undefined): Dispatcher {
-  const options = {
-    keepAliveTimeout: 30_000,
-    ...(timeoutMs !== undefined && {
-      headersTimeout: timeoutMs + TIMEOUT_MARGIN_MS,
-      bodyTimeout: timeoutMs + TIMEOUT_MARGIN_MS,
-    }),
-  };
+  // Idle connections are kept as long as Node's fetch keeps them (undici's default, or the
+  // server's Keep-Alive hint): longer, and a server that closes first races the next request.
+  const options =
+    timeoutMs === undefined
+      ? {}
+      : {
+          headersTimeout: timeoutMs + TIMEOUT_MARGIN_MS,
+          bodyTimeout: timeoutMs + TIMEOUT_MARGIN_MS,
+        };
   return process.env.NODE_USE_ENV_PROXY === "1"
     ? new EnvHttpProxyAgent(options)
     : new Agent(options);
