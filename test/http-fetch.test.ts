@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { type AddressInfo, connect, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import OpenAI from "openai";
@@ -8,16 +8,21 @@ import { leanFetch } from "../src/http/fetch.ts";
 
 // What Slack's and OpenAI's clients are given as their fetch: it must answer as Node's fetch does.
 
+let firstEventRead: Promise<void>;
 type Seen = { method: string; path: string; headers: IncomingMessage["headers"]; body: string };
 const seen: Seen[] = [];
 let base = "";
-const server = createServer(async (req, res) => {
+/** The same server on another port: another origin. */
+let otherBase = "";
+const handler = async (req: IncomingMessage, res: ServerResponse) => {
   let body = "";
   for await (const chunk of req) body += chunk;
   const path = req.url ?? "/";
   seen.push({ method: req.method ?? "", path, headers: req.headers, body });
   answer(path, res);
-});
+};
+const server = createServer(handler);
+const otherServer = createServer(handler);
 
 function answer(path: string, res: ServerResponse): void {
   if (path === "/json") {
@@ -28,6 +33,19 @@ function answer(path: string, res: ServerResponse): void {
     res.writeHead(204).end();
   } else if (path === "/moved") {
     res.writeHead(302, { location: "/json" }).end();
+  } else if (path === "/kept") {
+    res.writeHead(307, { location: "/json" }).end();
+  } else if (path.startsWith("/elsewhere?to=")) {
+    res.writeHead(302, { location: decodeURIComponent(path.slice("/elsewhere?to=".length)) }).end();
+  } else if (path === "/events") {
+    // An event stream whose second event waits for the test to have read the first.
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.write("data: one\n\n");
+    firstEventRead.then(() => res.end("data: two\n\n"));
+  } else if (path === "/cut") {
+    res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
+    res.write('{"partial":');
+    setTimeout(() => res.destroy(), 20);
   } else if (path.startsWith("/packed/")) {
     // A server that compresses though it was not asked to.
     const coding = path.slice("/packed/".length);
@@ -47,13 +65,22 @@ function answer(path: string, res: ServerResponse): void {
   }
 }
 
+/** A server that answers every connection with `reply`, byte for byte. */
+function rawServer(reply: string) {
+  return createTcpServer((socket) => socket.once("data", () => socket.end(reply)));
+}
+
 before(async () => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => otherServer.listen(0, "127.0.0.1", resolve));
+  otherBase = `http://127.0.0.1:${(otherServer.address() as AddressInfo).port}`;
 });
 after(() => {
-  server.closeAllConnections();
-  server.close();
+  for (const s of [server, otherServer]) {
+    s.closeAllConnections();
+    s.close();
+  }
 });
 
 test("a POST with a string body arrives whole and its answer reads as a Response", async () => {
@@ -106,7 +133,89 @@ test("a redirect fails under redirect: error, is followed by default, and is ret
   assert.equal(manual.headers.get("location"), "/json");
 });
 
-test("a body that is not a string or bytes is sent through undici's fetch, encoded as fetch does", async () => {
+test("a POST redirected by a 302 is sent once, then its target is fetched once with GET and no body", async () => {
+  const before = seen.length;
+  const response = await leanFetch()(`${base}/moved`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: '{"a":1}',
+  });
+  assert.equal(response.status, 201);
+  assert.equal(response.url, `${base}/json`);
+  assert.deepEqual(
+    seen.slice(before).map((r) => [r.method, r.path, r.body, r.headers["content-type"]]),
+    [
+      ["POST", "/moved", '{"a":1}', "application/json"],
+      ["GET", "/json", "", undefined],
+    ],
+  );
+});
+
+test("a 307 keeps the method and body; a redirect to another origin drops the credentials", async () => {
+  const before = seen.length;
+  const go = leanFetch();
+  await go(`${base}/kept`, { method: "POST", body: "x=1", headers: { authorization: "Bearer a" } });
+  const to = encodeURIComponent(`${otherBase}/json`);
+  await go(`${base}/elsewhere?to=${to}`, { headers: { authorization: "Bearer b" } });
+  assert.deepEqual(
+    seen.slice(before).map((r) => [r.method, r.path, r.body, r.headers.authorization]),
+    [
+      ["POST", "/kept", "x=1", "Bearer a"],
+      ["POST", "/json", "x=1", "Bearer a"],
+      ["GET", `/elsewhere?to=${to}`, "", "Bearer b"],
+      ["GET", "/json", "", undefined],
+    ],
+  );
+});
+
+test("a HEAD answer has no body", async () => {
+  const response = await leanFetch()(`${base}/json`, { method: "HEAD" });
+  assert.equal(response.status, 201);
+  assert.equal(response.body, null);
+});
+
+test("an event stream is passed on as it comes, not once it has ended", async () => {
+  let read!: () => void;
+  firstEventRead = new Promise((resolve) => {
+    read = resolve;
+  });
+  const response = await leanFetch()(`${base}/events`, { method: "POST", body: "{}" });
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  // The server sends the second event only once the first has been read here.
+  assert.equal(decoder.decode((await reader.read()).value), "data: one\n\n");
+  read();
+  assert.equal(decoder.decode((await reader.read()).value), "data: two\n\n");
+  assert.equal((await reader.read()).done, true);
+});
+
+test("a connection cut in the middle of the answer fails as fetch fails, with a TypeError", async () => {
+  await assert.rejects(leanFetch()(`${base}/cut`, { method: "POST", body: "{}" }), TypeError);
+});
+
+test("a reason phrase a Response cannot hold is dropped, not thrown", async () => {
+  const raw = rawServer("HTTP/1.1 200 Çok İyi\r\ncontent-length: 2\r\n\r\nok");
+  await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+  try {
+    const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}/`;
+    const response = await leanFetch()(url, { method: "POST", body: "{}" });
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), "ok");
+  } finally {
+    raw.close();
+  }
+});
+
+test("a form upload goes through Node's fetch as multipart, as the clients' uploads need", async () => {
+  const form = new FormData();
+  form.append("file", new Blob(["hello file"]), "a.txt");
+  const response = await leanFetch()(`${base}/json`, { method: "POST", body: form });
+  assert.equal(response.status, 201);
+  assert.match(seen.at(-1)?.headers["content-type"] ?? "", /^multipart\/form-data; boundary=/);
+  assert.match(seen.at(-1)?.body ?? "", /filename="a.txt"[\s\S]*hello file/);
+});
+
+test("a body that is not a string or bytes is sent through Node's fetch, encoded as fetch does", async () => {
   const response = await leanFetch()(`${base}/json`, {
     method: "POST",
     body: new URLSearchParams({ text: "a b" }),
