@@ -57,7 +57,14 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
         logger,
         customRoutes: routes(options),
         // In Socket Mode, /metrics and /healthz are served on this port by the receiver.
-        installerOptions: { port: options.port, ...(options.apiUrl && { clientOptions }) },
+        // Its own client (apps.connections.open) keeps Socket Mode's retries, made for reconnecting.
+        installerOptions: {
+          port: options.port,
+          clientOptions: {
+            ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
+            fetch: leanFetch(),
+          },
+        },
       })
     : new HTTPReceiver({
         signingSecret: options.signingSecret,
