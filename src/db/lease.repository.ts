@@ -25,14 +25,17 @@ export interface Claim {
   turn: LoadedTurn;
 }
 
-// Outbox rows not yet sent, and decided approvals not yet settled (as `decidedUnsettled` asks).
-const CLAIM_LEASE = statement<
-  [worker: string, leaseFor: string, id: string],
-  TurnReadsRow & { undelivered: boolean; decided: boolean }
->(`
+const CLAIM_LEASE = statement<[worker: string, leaseFor: string, id: string], { id: string }>(`
 update tasks set lease_owner = $1, lease_until = now() + $2::interval
 where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
-returning *,
+returning id`);
+
+// Outbox rows not yet sent, and decided approvals not yet settled (as `decidedUnsettled` asks).
+const CLAIMED_READS = statement<
+  [id: string],
+  TurnReadsRow & { undelivered: boolean; decided: boolean }
+>(`
+select tasks.*,
   exists (select from slack_outbox
     where slack_outbox.task_id = tasks.id
       and slack_outbox.status <> 'sent' and slack_outbox.status <> 'dead') as undelivered,
@@ -40,14 +43,17 @@ returning *,
       join tool_calls on tool_calls.idempotency_key = approvals.tool_call_id
     where approvals.task_id = tasks.id
       and approvals.status <> 'pending' and tool_calls.status = 'pending_approval') as decided,
-  ${TURN_READS}`);
+  ${TURN_READS}
+from tasks where tasks.id = $1`);
 
 /**
  * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
  * so its task is taken over; a live worker's lease keeps duplicate jobs from running turns twice.
- * The same statement reads what the run starts from: undelivered messages, decisions to settle,
- * and the first turn's task and conversation (one snapshot, so a decision and the task status it
- * set are seen together).
+ * Then reads what the run starts from: undelivered messages, decisions to settle, and the first
+ * turn's task and conversation, in one snapshot, so a decision and the task status it set are
+ * seen together. Not in the claim's own statement: a claim that waited on the task's row (a
+ * decision being committed) is checked against the row as committed, but anything else it read
+ * would be as of before, a decision's status without its approval.
  */
 export async function claimLease(
   db: Executor,
@@ -55,18 +61,25 @@ export async function claimLease(
   worker: string,
   leaseMs: number,
 ): Promise<Claim | undefined> {
-  const row = await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id);
+  if (!(await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id))) return undefined;
+  const row = await CLAIMED_READS.first(db, id);
   if (!row) return undefined;
   const { undelivered, decided, ...turn } = row;
   return { undelivered, decided, turn: toLoadedTurn(turn) };
 }
 
-// clock_timestamp(): a renewal that waited for a write tool's transaction counts from its commit,
-// not from when the renewal was sent (now()).
-const RENEW_LEASE = statement<[leaseFor: string, id: string, worker: string], { id: string }>(`
-update tasks set lease_until = clock_timestamp() + $1::interval
-where id = $2 and lease_owner = $3
-returning id`);
+// A task locked by a transaction (the run's own write tool, most often) is not waited for: that
+// transaction's turn extends the lease as it commits, and until then the lock keeps others out.
+const RENEW_LEASE = statement<[leaseFor: string, id: string, worker: string], { held: boolean }>(`
+with unlocked as (
+  select id from tasks where id = $2 and lease_owner = $3 for no key update skip locked
+), renewed as (
+  update tasks set lease_until = clock_timestamp() + $1::interval
+  from unlocked where tasks.id = unlocked.id
+  returning tasks.id
+)
+select exists (select from renewed)
+  or exists (select from tasks where id = $2 and lease_owner = $3) as held`);
 
 /**
  * Keeps a held lease from running out for another `leaseMs`; false when this worker no longer holds
@@ -78,7 +91,7 @@ export async function renewLease(
   worker: string,
   leaseMs: number,
 ): Promise<boolean> {
-  return (await RENEW_LEASE.first(db, `${leaseMs} milliseconds`, id, worker)) !== undefined;
+  return (await RENEW_LEASE.first(db, `${leaseMs} milliseconds`, id, worker))?.held === true;
 }
 
 // One text whether or not there are rows to mark; a data-modifying CTE runs to completion even
@@ -115,6 +128,10 @@ export async function findOrphanedTasks(db: Executor, limit: number): Promise<st
     .where((eb) => eb.or([eb("lease_until", "is", null), eb("lease_until", "<", sql<Date>`now()`)]))
     .orderBy("last_activity_at")
     .limit(limit)
+    // A task whose row is locked is being driven: a write tool's transaction, longer than the
+    // lease, extends it as it commits. A job queued for it would only wait on the lock.
+    .forShare()
+    .skipLocked()
     .execute();
   return rows.map((r) => r.id);
 }

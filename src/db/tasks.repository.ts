@@ -153,11 +153,14 @@ const LOCK_TASK_FOR_TURN = statement<
 >(`
 update tasks set lease_owner = $1, lease_until = now() + $2::interval
 where id = $3 and step_no = $4
+  -- As the turn's own statement: not while another run holds the task.
+  and (lease_owner = $1 or lease_until is null or lease_until < now())
 returning status, owner_kind, tokens, cost_usd`);
 
 /**
  * Locks the task for one turn's commit and extends this worker's lease, in one statement. Returns
- * nothing when another worker committed a step since `expectedStep` was read (the caller drops its turn).
+ * nothing when another worker committed a step since `expectedStep` was read, or holds the task
+ * now (its lease ran out under this one, which took it over): the caller drops its turn.
  */
 export async function lockTaskForTurn(
   tx: Tx,
@@ -167,6 +170,25 @@ export async function lockTaskForTurn(
   leaseMs: number,
 ) {
   return LOCK_TASK_FOR_TURN.first(tx, worker, `${leaseMs} milliseconds`, id, expectedStep);
+}
+
+/**
+ * Locks the task for a run that holds its lease, and extends the lease; nothing when another run
+ * holds it now.
+ */
+export async function lockHeldTask(
+  tx: Tx,
+  id: string,
+  worker: string,
+  leaseMs: number,
+): Promise<TaskRow | undefined> {
+  return tx
+    .updateTable("tasks")
+    .set({ lease_until: sql<Date>`clock_timestamp() + ${`${leaseMs} milliseconds`}::interval` })
+    .where("id", "=", id)
+    .where("lease_owner", "=", worker)
+    .returningAll()
+    .executeTakeFirst();
 }
 
 export async function lockTask(tx: Tx, id: string): Promise<TaskRow | undefined> {

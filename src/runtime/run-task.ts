@@ -56,9 +56,12 @@ export async function runTask(
   let backlog = claim.undelivered;
   let released: Awaited<ReturnType<typeof releaseLease>>;
   try {
-    if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
-    // Decisions arrive while the task waits, so they are settled once, as the run starts.
-    let afterDecision = claim.decided && (await settleDecidedApprovals(deps, taskId));
+    // Decisions arrive while the task waits, so they are settled once, as the run starts; a long
+    // backlog of posts, or a slow approved tool, keeps the lease as a turn does.
+    let afterDecision = await holdingLease(deps, taskId, async () => {
+      if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
+      return claim.decided && (await settleDecidedApprovals(deps, taskId));
+    });
     // The first turn starts from what the claim read, unless something since changed it.
     const { task, history, inputs } = claim.turn;
     let state: TurnState | undefined =
@@ -133,11 +136,11 @@ async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered
 /**
  * Runs `work` (a turn: a local model may take minutes to answer, an external system as long to run a
  * tool) with the task's lease renewed every third of it, so a live run is not taken over while it
- * waits, and a dead one still is, soon. A renewal that comes while a write tool's transaction holds
- * the task waits for it, and then extends the lease from the commit.
+ * waits, and a dead one still is, soon. While a write tool's transaction holds the task locked, the
+ * lock keeps it, and the turn's statement extends the lease as it commits.
  */
 async function holdingLease<T>(deps: RuntimeDeps, taskId: string, work: () => Promise<T>) {
-  // One renewal at a time: those behind a long tool's transaction would each hold a connection.
+  // One renewal at a time: a slow database must not pile them up.
   let renewing = false;
   const renew = () => {
     if (renewing) return;

@@ -1,20 +1,23 @@
 import * as humans from "../db/humans.repository.ts";
 import { appendConversation, audit, settleToolCall } from "../db/ledger.repository.ts";
-import { lockTask, updateTask } from "../db/tasks.repository.ts";
+import { lockHeldTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { toolMessage } from "./messages.ts";
 import { executeTool } from "./tool-actions.ts";
 
 /**
  * On the worker, before the agent's next model call: run approved calls exactly once (the approval's
- * key makes a second run impossible) and answer each parked call in the conversation.
+ * key makes a second run impossible) and answer each parked call in the conversation. Returns
+ * whether it settled any.
  */
 export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<boolean> {
-  const decided = await humans.decidedUnsettled(deps.db, taskId);
-  if (decided.length === 0) return false;
-  await deps.db.transaction().execute(async (tx) => {
-    const task = await lockTask(tx, taskId);
-    if (!task) return;
+  return deps.db.transaction().execute(async (tx) => {
+    // Only while this run holds the task; and what is left to settle is read under the lock, so a
+    // run that took the task over and settled them first is seen here.
+    const task = await lockHeldTask(tx, taskId, deps.workerId, deps.leaseMs);
+    if (!task) return false;
+    const decided = await humans.decidedUnsettled(tx, taskId);
+    if (decided.length === 0) return false;
     for (const d of decided) {
       let content: unknown;
       let status: "done" | "failed" | "rejected" | "expired";
@@ -64,6 +67,6 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
       });
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
+    return true;
   });
-  return true;
 }

@@ -1,9 +1,20 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { insertApproval } from "../../src/db/humans.repository.ts";
-import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
+import {
+  claimLease,
+  findOrphanedTasks,
+  releaseLease,
+  renewLease,
+} from "../../src/db/lease.repository.ts";
 import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
-import { findTask, insertInput, loadTurn } from "../../src/db/tasks.repository.ts";
+import {
+  findTask,
+  insertInput,
+  loadTurn,
+  lockHeldTask,
+  lockTask,
+} from "../../src/db/tasks.repository.ts";
 import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;
@@ -25,6 +36,48 @@ async function newTask(thread: string) {
     );
   return task;
 }
+
+/** A refund call parked for approval, as a turn that asked for it leaves it. */
+async function parkedRefund(taskId: string, key: string) {
+  await t.db.transaction().execute(async (tx) => {
+    await insertToolCall(tx, {
+      taskId,
+      stepNo: 1,
+      agentId: "billing",
+      tool: "issue_refund",
+      toolClass: "irreversible",
+      args: { order_id: "1077" },
+      idempotencyKey: key,
+      status: "pending_approval",
+      result: null,
+      allowedBy: null,
+    });
+    await insertApproval(tx, {
+      taskId,
+      stepNo: 1,
+      toolCallId: key,
+      modelCallId: `model-${key}`,
+      agentId: "billing",
+      tool: "issue_refund",
+      args: { order_id: "1077" },
+      policyId: "refunds",
+      requesterId: "U0DANA",
+      approvers: { users: ["U0LEE"], groups: [] },
+      fallback: undefined,
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+  });
+}
+
+/** Holds the task's row locked, as a write tool's transaction does, while `during` runs. */
+async function whileLocked<T>(taskId: string, during: () => Promise<T>): Promise<T> {
+  return t.db.transaction().execute(async (tx) => {
+    assert.ok(await lockTask(tx, taskId));
+    return during();
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function outboxRow(taskId: string) {
   const row = await t.db
@@ -53,35 +106,10 @@ test("a claim returns what the first turn reads, as loadTurn would", async () =>
 
 test("a claim reports replies, undelivered messages and decided approvals", async () => {
   const task = await newTask("100.2");
-  await t.db.transaction().execute(async (tx) => {
-    await insertInput(tx, { taskId: task.id, authorId: "U0LEE", text: "any news?" });
-    await insertToolCall(tx, {
-      taskId: task.id,
-      stepNo: 1,
-      agentId: "billing",
-      tool: "issue_refund",
-      toolClass: "irreversible",
-      args: { order_id: "1077" },
-      idempotencyKey: "call-1",
-      status: "pending_approval",
-      result: null,
-      allowedBy: null,
-    });
-    await insertApproval(tx, {
-      taskId: task.id,
-      stepNo: 1,
-      toolCallId: "call-1",
-      modelCallId: "model-call-1",
-      agentId: "billing",
-      tool: "issue_refund",
-      args: { order_id: "1077" },
-      policyId: "refunds",
-      requesterId: "U0DANA",
-      approvers: { users: ["U0LEE"], groups: [] },
-      fallback: undefined,
-      expiresAt: new Date(Date.now() + 60_000),
-    });
-  });
+  await t.db
+    .transaction()
+    .execute((tx) => insertInput(tx, { taskId: task.id, authorId: "U0LEE", text: "any news?" }));
+  await parkedRefund(task.id, "call-1");
   const outboxId = await outboxRow(task.id);
 
   const pending = await claimLease(t.db, task.id, "worker-a", 60_000);
@@ -144,4 +172,69 @@ test("releasing the lease marks the delivered rows sent in the same statement", 
     status: "active",
     owner_kind: "agent",
   });
+});
+
+test("a claim that waited on a decision being committed sees the decision whole", async () => {
+  const task = await newTask("100.4");
+  await parkedRefund(task.id, "call-4");
+  await t.db
+    .updateTable("tasks")
+    .set({ status: "waiting_human" })
+    .where("id", "=", task.id)
+    .execute();
+  // The decision's transaction: the approval approved and the task active again, committed while a
+  // job's claim waits on the task's row.
+  let claim: ReturnType<typeof claimLease> | undefined;
+  await t.db.transaction().execute(async (tx) => {
+    await tx.updateTable("approvals").set({ status: "approved" }).execute();
+    await tx.updateTable("tasks").set({ status: "active" }).where("id", "=", task.id).execute();
+    claim = claimLease(t.db, task.id, "worker-a", 60_000);
+    await sleep(100);
+  });
+  const claimed = await claim;
+  assert.equal(claimed?.turn.task.status, "active");
+  assert.equal(claimed?.decided, true, "the approval decided with the status it set");
+});
+
+test("a renewal does not wait on a transaction that holds the task, and says the lease is held", async () => {
+  const task = await newTask("100.5");
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  const renewed = await whileLocked(task.id, () =>
+    Promise.race([
+      renewLease(t.db, task.id, "worker-a", 60_000),
+      sleep(5_000).then(() => "waited on the lock"),
+    ]),
+  );
+  assert.equal(renewed, true);
+  assert.equal(await renewLease(t.db, task.id, "worker-b", 60_000), false, "not worker-b's");
+  // Unlocked, it extends the lease.
+  await t.db
+    .updateTable("tasks")
+    .set({ lease_until: new Date(Date.now() + 1_000) })
+    .where("id", "=", task.id)
+    .execute();
+  assert.equal(await renewLease(t.db, task.id, "worker-a", 60_000), true);
+  const until = (await findTask(t.db, task.id))?.lease_until?.getTime() ?? 0;
+  assert.ok(until > Date.now() + 50_000, "renewed for a minute");
+});
+
+test("a task whose lease ran out is not taken for orphaned while its row is locked", async () => {
+  const task = await newTask("100.6");
+  await t.db
+    .updateTable("tasks")
+    .set({ lease_owner: "worker-a", lease_until: new Date(Date.now() - 1_000) })
+    .where("id", "=", task.id)
+    .execute();
+  const listed = async () => (await findOrphanedTasks(t.db, 1_000)).includes(task.id);
+  assert.equal(await whileLocked(task.id, listed), false);
+  assert.equal(await listed(), true);
+});
+
+test("settling decisions locks the task only for the run that holds it", async () => {
+  const task = await newTask("100.7");
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  const lock = (worker: string) =>
+    t.db.transaction().execute((tx) => lockHeldTask(tx, task.id, worker, 60_000));
+  assert.equal(await lock("worker-b"), undefined);
+  assert.equal((await lock("worker-a"))?.id, task.id);
 });

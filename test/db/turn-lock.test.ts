@@ -84,3 +84,25 @@ test("the replies a turn read are consumed together; one that came later is not"
     ],
   );
 });
+
+test("a turn's lock finds nothing while another run holds the task, and takes a lease run out", async () => {
+  const task = await newTask("400.3");
+  const lock = (worker: string) =>
+    t.db.transaction().execute((tx) => lockTaskForTurn(tx, task.id, 0, worker, 60_000));
+  // worker-b took the task over when worker-a's lease ran out: worker-a's late turn is dropped.
+  await t.db
+    .updateTable("tasks")
+    .set({ lease_owner: "worker-b", lease_until: new Date(Date.now() + 60_000) })
+    .where("id", "=", task.id)
+    .execute();
+  assert.equal(await lock("worker-a"), undefined);
+  assert.equal((await findTask(t.db, task.id))?.lease_owner, "worker-b");
+  // worker-b's lease ran out in turn, and nobody took it: worker-a may go on.
+  await t.db
+    .updateTable("tasks")
+    .set({ lease_until: new Date(Date.now() - 1_000) })
+    .where("id", "=", task.id)
+    .execute();
+  assert.ok(await lock("worker-a"));
+  assert.equal((await findTask(t.db, task.id))?.lease_owner, "worker-a");
+});
