@@ -114,7 +114,14 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     };
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {
-      botUserId ??= app.client.auth.test().then((r) => r.user_id ?? "");
+      botUserId ??= app.client.auth.test().then(
+        (r) => r.user_id ?? "",
+        (error: unknown) => {
+          // Not kept: the next event asks again, rather than every event failing until a restart.
+          botUserId = undefined;
+          throw error;
+        },
+      );
       return botUserId;
     });
     const app = createSlackApp(
