@@ -101,13 +101,25 @@ const RELEASE_LEASE = statement<
   Pick<TaskRow, "status" | "owner_kind">
 >(`
 with delivered_rows as (${markDeliveredSql("$1", "$2")})
-update tasks set lease_owner = null, lease_until = null
-where id = $3 and lease_owner = $4
-returning status, owner_kind`);
+update tasks set lease_owner = null, lease_until = null,
+  status = case when unread.reopen then 'active' else tasks.status end,
+  closed_at = case when unread.reopen then null else tasks.closed_at end,
+  model_errors = case when unread.reopen then 0 else tasks.model_errors end,
+  failure_reason = case when unread.reopen then null else tasks.failure_reason end
+from (
+  select tasks.status in ('done', 'failed') and tasks.owner_kind = 'agent'
+    and exists (select from task_inputs
+      where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null) as reopen
+  from tasks where tasks.id = $3
+) as unread
+where tasks.id = $3 and tasks.lease_owner = $4
+returning tasks.status, tasks.owner_kind`);
 
 /**
  * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
- * `delivered` outbox rows are marked sent in the same statement.
+ * `delivered` outbox rows are marked sent in the same statement. A task the run ended (answered or
+ * failed) while the requester replied is opened again, as a reply to a closed task opens it: the
+ * reply found the task still running, and no turn was left to read it.
  */
 export async function releaseLease(
   db: Executor,
