@@ -24,7 +24,7 @@ import { localRuns } from "./runtime/local-runs.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
-import { createSlackApp, initSlackApp } from "./slack/app.ts";
+import { createSlackApp, initSlackApp, postingClient } from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
 
@@ -157,7 +157,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       app,
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
     );
-    deps.chat = createSlackChatSurface(app.client, { log });
+    deps.chat = createSlackChatSurface(app.client, { log, poster: postingClient(app, log) });
 
     if (options.workers ?? true) {
       await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import bolt from "@slack/bolt";
+import bolt, { type webApi as WebApi } from "@slack/bolt";
 import { ConfigError } from "../errors.ts";
 import { leanFetch } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
@@ -9,7 +9,7 @@ import { registerCommandListeners } from "./listeners/commands.ts";
 import { registerEventListeners } from "./listeners/events.ts";
 import { registerFailureReplies } from "./listeners/failures.ts";
 
-const { App, HTTPReceiver, LogLevel, SocketModeReceiver } = bolt;
+const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
 export type BoltApp = InstanceType<typeof App>;
 
 /** Verifies the bot token with Slack (auth.test); fails with what to check. */
@@ -147,6 +147,27 @@ function acknowledgeWhenProcessed(
 
 function routes(options: SlackAppOptions) {
   return (options.routes ?? []).map((r) => ({ path: r.path, method: ["GET"], handler: r.handler }));
+}
+
+/**
+ * A client for chat.postMessage alone, which retries rate limits only: Slack stored nothing then.
+ * A 5xx or a dropped connection may come after Slack stored the message, and the client's own retry
+ * would post it twice; the failure goes back to the outbox instead, which looks in the thread for
+ * the message before it sends it again.
+ */
+export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
+  return new webApi.WebClient(app.client.token, {
+    slackApiUrl: app.client.slackApiUrl,
+    logger: boltLogger(log),
+    fetch: leanFetch(),
+    retryConfig: {
+      retries: 3,
+      onFailedAttempt: (error: Error) => {
+        // @slack/web-api 8's own words for a 429 it waited out.
+        if (!error.message.startsWith("A rate limit was exceeded")) throw error;
+      },
+    } as WebApi.RetryOptions,
+  });
 }
 
 function boltLogger(log: Logger) {

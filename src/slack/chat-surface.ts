@@ -26,6 +26,12 @@ const isNotAMember = (error: unknown) =>
 
 export interface SlackChatSurfaceOptions {
   log: Logger;
+  /**
+   * The client that posts messages (default: `client`). chat.postMessage is not idempotent: an
+   * answer lost after Slack stored the message would, retried by the client, post it twice; see
+   * `postingClient`.
+   */
+  poster?: webApi.WebClient;
   /** Milliseconds since the epoch; injected by tests to expire the group cache. */
   now?: () => number;
   groupCacheMs?: number;
@@ -46,6 +52,7 @@ export function createSlackChatSurface(
   const now = options.now ?? Date.now;
   const groupCacheMs = options.groupCacheMs ?? GROUP_CACHE_MS;
   const groups = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
+  const poster = options.poster ?? client;
 
   async function post(target: Target, message: Outgoing, outboxId: string, persona?: Persona) {
     const { channel } = target;
@@ -54,7 +61,7 @@ export function createSlackChatSurface(
       ? { channel, text: message.text, blocks: message.blocks as types.KnownBlock[] }
       : { channel, text: message.text };
     const answer = await call("chat.postMessage", () =>
-      client.chat.postMessage({
+      poster.chat.postMessage({
         ...content,
         ...(target.threadTs && { thread_ts: target.threadTs }),
         ...(persona && personaFields(persona)),

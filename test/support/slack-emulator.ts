@@ -31,7 +31,16 @@ export {
 
 export type SlackCall = { method: string; args: SlackArgs; at: number; failed?: string };
 /** `retryAfter` answers HTTP 429 with Retry-After; `status` other than 200 answers that status. */
-export type SlackFailure = { error: string; retryAfter?: number; status?: number };
+/**
+ * How the next call fails: a Slack error, a 429 with Retry-After, an HTTP status; `stored`: the
+ * call is carried out all the same (a message is posted) and only its answer is lost.
+ */
+export type SlackFailure = {
+  error: string;
+  retryAfter?: number;
+  status?: number;
+  stored?: boolean;
+};
 
 type Hold = {
   method: string;
@@ -59,6 +68,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       return { body: { ok: false, error } };
     }
     const failure = failures.get(method)?.shift();
+    if (failure?.stored) slackMethods[method]?.(state, args);
     if (failure) {
       if (failure.retryAfter !== undefined) {
         const headers = { "retry-after": String(failure.retryAfter) };
