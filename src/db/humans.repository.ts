@@ -3,6 +3,8 @@ import type { Executor, Tx } from "./database.ts";
 
 /** Approvals and escalations: a pause for a human is a row, decided once. */
 
+type People = { users: string[]; groups: string[] };
+
 export async function insertApproval(
   tx: Executor,
   a: {
@@ -45,19 +47,25 @@ export async function findApproval(db: Executor, id: string) {
 }
 
 /**
- * Decides a pending approval exactly once: of two clicks at the same moment, only the one whose
- * update finds the row still pending gets a row back.
+ * A person's decision holds only as checked: before the deadline, and by the approvers the click
+ * was authorized against (a sweep may hand the approval to its fallback meanwhile). An expiry
+ * holds only past the deadline, and once the fallback, if any, has had its turn.
  */
-export async function decideApproval(
-  tx: Tx,
-  id: string,
-  decision: {
-    status: "approved" | "rejected" | "expired";
-    by: string | null;
-    reason: string | null;
-    now: Date;
-  },
-) {
+export type ApprovalDecision =
+  | {
+      status: "approved" | "rejected";
+      by: string;
+      reason: string | null;
+      now: Date;
+      checkedApprovers: People;
+    }
+  | { status: "expired"; by: null; reason: string; now: Date };
+
+/**
+ * Decides a pending approval exactly once: of two clicks (or a click and a sweep) at the same
+ * moment, only the one whose update finds the row still as it checked it gets a row back.
+ */
+export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecision) {
   return tx
     .updateTable("approvals")
     .set({
@@ -68,6 +76,17 @@ export async function decideApproval(
     })
     .where("id", "=", id)
     .where("status", "=", "pending")
+    .where((eb) =>
+      decision.status === "expired"
+        ? eb.and([
+            eb("expires_at", "<=", decision.now),
+            eb.or([eb("fallback", "is", null), eb("escalated_at", "is not", null)]),
+          ])
+        : eb.and([
+            eb("expires_at", ">", decision.now),
+            eb("approvers", "=", sql<People>`${JSON.stringify(decision.checkedApprovers)}::jsonb`),
+          ]),
+    )
     .returningAll()
     .executeTakeFirst();
 }
@@ -108,28 +127,35 @@ export async function pendingPastDeadline(db: Executor, now: Date, limit: number
     .selectFrom("approvals")
     .select(["id", "task_id"])
     .where("status", "=", "pending")
-    .where("expires_at", "<", now)
+    .where("expires_at", "<=", now)
     .orderBy("expires_at")
     .limit(limit)
     .execute();
 }
 
+/**
+ * Hands a due approval to its fallback once: a second sweep (or click) that waited on this row
+ * finds it escalated, with a deadline not yet due, and gets nothing back.
+ */
 export async function markApprovalEscalated(
   tx: Tx,
   id: string,
-  to: { users: string[]; groups: string[] },
+  to: People,
   expiresAt: Date,
+  now: Date,
 ) {
   return tx
     .updateTable("approvals")
     .set({
       approvers: JSON.stringify(to),
       fallback: null,
-      escalated_at: sql`now()`,
+      escalated_at: now,
       expires_at: expiresAt,
     })
     .where("id", "=", id)
     .where("status", "=", "pending")
+    .where("escalated_at", "is", null)
+    .where("expires_at", "<=", now)
     .returningAll()
     .executeTakeFirst();
 }

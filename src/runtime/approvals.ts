@@ -3,13 +3,16 @@ import { mayDecide } from "../core/policy.ts";
 import type { ToolDefinition } from "../core/tools/tool.ts";
 import * as humans from "../db/humans.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
-import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
-import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError } from "../errors.ts";
+import {
+  approvalIntent,
+  enforceApprovalDeadline,
+  resumeAfterDecision,
+} from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
-import { cardUpdate, personaOf, post } from "./messages.ts";
+import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 type ApprovalGate = Extract<Gate, { kind: "approval" }>;
@@ -81,45 +84,6 @@ export async function requestApproval(
   });
 }
 
-export type ApprovalState =
-  | { status: "pending" }
-  | { status: "approved"; by: string; at: string }
-  | { status: "rejected"; by: string; at: string; reason: string }
-  | { status: "expired"; at: string }
-  | { status: "escalated"; to: string; at: string };
-
-export function approvalIntent(
-  task: { channel_id: string; thread_ts: string; requester_id: string },
-  agent: { name: string; icon: string },
-  a: {
-    id: string;
-    tool: string;
-    args: Record<string, unknown>;
-    approvers: { users: string[]; groups: string[] };
-    expiresAt: Date;
-    state: ApprovalState;
-    updateTs?: string | null;
-  },
-) {
-  return {
-    kind: "approval_card" as const,
-    channel: task.channel_id,
-    threadTs: task.thread_ts,
-    persona: personaOf(agent),
-    ...(a.updateTs ? { updateTs: a.updateTs } : {}),
-    approval: {
-      approvalId: a.id,
-      agentName: agent.name,
-      toolName: a.tool,
-      args: a.args,
-      requesterId: task.requester_id,
-      approvers: a.approvers,
-      expiresAt: a.expiresAt.toISOString(),
-      state: a.state,
-    },
-  };
-}
-
 export type DecisionOutcome =
   | { outcome: "decided"; status: "approved" | "rejected" }
   | { outcome: "already_decided"; status: string; by: string | null; at: Date | null }
@@ -128,48 +92,65 @@ export type DecisionOutcome =
 
 type ClickInput = { approvalId: string; userId: string; decision: "approved" | "rejected" };
 
+/** The row as the click was allowed to decide it, or the answer the click gets instead. */
+type Check = { allowed: ApprovalRow } | { refused: DecisionOutcome };
+
 /**
- * Whether this click may decide: a decided, expired or unauthorized request answers with the
- * outcome (audited, as every refused click is); undefined means the user may decide now.
+ * Whether this click may decide, judged on the row as it is now. A decided, expired or
+ * unauthorized request answers with the outcome (audited, as every refused click is).
  */
-async function refusal(
+async function checkClick(deps: RuntimeDeps, input: ClickInput): Promise<Check> {
+  const approval = await requireApproval(deps, input.approvalId);
+  if (approval.status !== "pending")
+    return { refused: await alreadyDecided(deps, approval, input) };
+  if (approval.expires_at.getTime() <= deps.clock.now().getTime()) {
+    // Past its deadline before the sweep came by: the click moves it on as the sweep would.
+    const moved = await enforceApprovalDeadline(deps, approval.id);
+    if (moved === "expired") return { refused: { outcome: "expired" } };
+    // Escalated (here or by a sweep) or decided meanwhile: each happens once, so this ends.
+    return checkClick(deps, input);
+  }
+  return authorize(deps, approval, input);
+}
+
+async function alreadyDecided(
   deps: RuntimeDeps,
   approval: ApprovalRow,
   input: ClickInput,
-): Promise<DecisionOutcome | undefined> {
-  const actor = { kind: "human" as const, id: input.userId };
-  if (approval.status !== "pending") {
-    await audit(deps.db, {
-      taskId: approval.task_id,
-      actor,
-      kind: "approval_click_ignored",
-      data: { approval_id: approval.id, status: approval.status, decision: input.decision },
-    });
-    return {
-      outcome: "already_decided",
-      status: approval.status,
-      by: approval.decided_by,
-      at: approval.decided_at,
-    };
-  }
-  if (approval.expires_at.getTime() <= deps.clock.now().getTime()) {
-    await expireApproval(deps, approval);
-    return { outcome: "expired" };
-  }
+): Promise<DecisionOutcome> {
+  await audit(deps.db, {
+    taskId: approval.task_id,
+    actor: { kind: "human", id: input.userId },
+    kind: "approval_click_ignored",
+    data: { approval_id: approval.id, status: approval.status, decision: input.decision },
+  });
+  return {
+    outcome: "already_decided",
+    status: approval.status,
+    by: approval.decided_by,
+    at: approval.decided_at,
+  };
+}
+
+async function authorize(
+  deps: RuntimeDeps,
+  approval: ApprovalRow,
+  input: ClickInput,
+): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
   const check = mayDecide(
     input.userId,
     { requesterId: approval.requester_id, approvers: approval.approvers },
     groups,
   );
-  if (check.ok) return undefined;
+  if (check.ok) return { allowed: approval };
   await audit(deps.db, {
     taskId: approval.task_id,
-    actor,
+    actor: { kind: "human", id: input.userId },
     kind: "approval_refused",
     data: { approval_id: approval.id, reason: check.reason, decision: input.decision },
   });
-  return { outcome: "refused", reason: check.reason };
+  return { refused: { outcome: "refused", reason: check.reason } };
 }
 
 async function requireApproval(deps: RuntimeDeps, approvalId: string): Promise<ApprovalRow> {
@@ -186,20 +167,22 @@ export async function checkApprovalClick(
   deps: RuntimeDeps,
   input: ClickInput,
 ): Promise<DecisionOutcome | undefined> {
-  return refusal(deps, await requireApproval(deps, input.approvalId), input);
+  const check = await checkClick(deps, input);
+  return "refused" in check ? check.refused : undefined;
 }
 
 /**
- * A human's click. Authorization is checked in code; the decision is taken once in SQL; the
- * tool itself runs later on the worker, with the approval as its idempotency key.
+ * A human's click. Authorization is checked in code; the decision is taken once in SQL, on the
+ * condition that the row is still as checked; the tool itself runs later on the worker, with
+ * the approval as its idempotency key.
  */
 export async function decideApproval(
   deps: RuntimeDeps,
   input: ClickInput & { reason?: string },
 ): Promise<DecisionOutcome> {
-  const approval = await requireApproval(deps, input.approvalId);
-  const refused = await refusal(deps, approval, input);
-  if (refused) return refused;
+  const check = await checkClick(deps, input);
+  if ("refused" in check) return check.refused;
+  const approval = check.allowed;
   const reason = input.decision === "rejected" ? input.reason?.trim() || "no reason given" : null;
   const decided = await deps.db.transaction().execute(async (tx) => {
     const row = await humans.decideApproval(tx, approval.id, {
@@ -207,18 +190,15 @@ export async function decideApproval(
       by: input.userId,
       reason,
       now: deps.clock.now(),
+      checkedApprovers: approval.approvers,
     });
-    if (!row) return undefined;
-    await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });
+    if (row) await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });
     return row;
   });
-  if (!decided) {
-    // Another click decided between our check and our update: this one changes nothing, and
-    // is audited like any click that came too late.
-    const winner = await requireApproval(deps, approval.id);
-    const late = await refusal(deps, winner, input);
-    return late ?? { outcome: "already_decided", status: winner.status, by: null, at: null };
-  }
+  // The row moved on between the check and the update (another click decided it, its deadline
+  // passed, or a sweep gave it to the fallback): the click is judged again on the row as it is
+  // now. Each of those moves happens at most once, so this ends.
+  if (!decided) return decideApproval(deps, input);
   await deliverOutbox(deps, { taskId: approval.task_id });
   return { outcome: "decided", status: input.decision };
 }
@@ -232,75 +212,4 @@ async function memberGroups(
   for (const group of groups)
     if ((await deps.chat.groupMembers(group)).includes(userId)) found.push(group);
   return found;
-}
-
-/** The decision is recorded, the card updated in place and the task queued to carry on. */
-async function resumeAfterDecision(
-  deps: RuntimeDeps,
-  tx: Parameters<typeof humans.decideApproval>[0],
-  row: ApprovalRow,
-  decision: { by: string | null; reason: string | null },
-): Promise<void> {
-  const task = await lockTask(tx, row.task_id);
-  if (!task) return;
-  const agent = deps.agents.persona(row.agent_id);
-  const at = (row.decided_at ?? deps.clock.now()).toISOString();
-  const state: ApprovalState =
-    row.status === "approved"
-      ? { status: "approved", by: decision.by ?? "", at }
-      : row.status === "rejected"
-        ? { status: "rejected", by: decision.by ?? "", at, reason: decision.reason ?? "" }
-        : { status: "expired", at };
-  await insertHandoff(tx, {
-    taskId: task.id,
-    stepNo: task.step_no,
-    kind: "approval_decision",
-    from: decision.by ? { kind: "human", id: decision.by } : { kind: "system", id: "baton" },
-    to: { kind: "agent", id: row.agent_id },
-    note: { approval_id: row.id, decision: row.status, reason: decision.reason },
-  });
-  if (task.status === "waiting_human" && task.owner_kind === "agent")
-    await updateTask(tx, task.id, { status: "active" });
-  await audit(tx, {
-    taskId: task.id,
-    actor: decision.by ? { kind: "human", id: decision.by } : { kind: "system", id: "baton" },
-    kind: "approval_decided",
-    data: {
-      approval_id: row.id,
-      decision: row.status,
-      reason: decision.reason,
-      tool: row.tool,
-      args: row.args,
-    },
-  });
-  await enqueueOutbox(tx, [
-    cardUpdate(
-      task,
-      approvalIntent(task, agent, {
-        id: row.id,
-        tool: row.tool,
-        args: row.args,
-        approvers: row.approvers,
-        expiresAt: row.expires_at,
-        state,
-        updateTs: row.card_ts,
-      }),
-      { table: "approvals", id: row.id },
-    ),
-  ]);
-  await deps.queue.enqueue(tx, task.id);
-}
-
-export async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow): Promise<void> {
-  await deps.db.transaction().execute(async (tx) => {
-    const row = await humans.decideApproval(tx, approval.id, {
-      status: "expired",
-      by: null,
-      reason: "expired without a decision",
-      now: deps.clock.now(),
-    });
-    if (row)
-      await resumeAfterDecision(deps, tx, row, { by: null, reason: "expired without a decision" });
-  });
-  await deliverOutbox(deps, { taskId: approval.task_id });
 }

@@ -235,12 +235,13 @@ test("a double click on Approve refunds once", async () => {
   assert.equal(h.model.requestsFor("billing").length, 2, "billing carried on once");
 });
 
-test("a click on an expired request runs nothing; the agent is told it expired", async () => {
+test("a click on an expired request with nobody to fall back to runs nothing; the agent is told it expired", async () => {
   const h = await start();
   const p = await parked(h);
+  // With a fallback, the click would hand the request over instead (see deadlines.test.ts).
   await h.db.db
     .updateTable("approvals")
-    .set({ expires_at: new Date(Date.now() - 60_000) })
+    .set({ expires_at: new Date(Date.now() - 60_000), fallback: null })
     .where("id", "=", p.approval.id)
     .execute();
 

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { sql } from "kysely";
+import type { ChatSurface } from "../../src/core/ports.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
+import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
@@ -19,37 +21,60 @@ afterEach(async () => {
   h = undefined;
 });
 
-test("an approval past its deadline goes to its fallback with a reminder; the fallback's approval runs it once", async () => {
-  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
-  const harness = h;
+const FALLBACK = { users: ["U0OPSMANAGER"], groups: [] };
+
+/** Dana's return reaches billing, whose refund waits on a card for the billing leads. */
+async function parkedRefund(harness: Harness) {
   const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
   const parked = await harness.until("the refund to wait", async () => {
     const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
-  await harness.db.db
+  return { ts, parked };
+}
+
+function missDeadline(harness: Harness, approvalId: string) {
+  return harness.db.db
     .updateTable("approvals")
     .set({ expires_at: sql`now() - interval '1 minute'` })
-    .where("id", "=", parked.id)
+    .where("id", "=", approvalId)
     .execute();
+}
+
+function approvalNow(harness: Harness, approvalId: string) {
+  return harness.db.db
+    .selectFrom("approvals")
+    .selectAll()
+    .where("id", "=", approvalId)
+    .executeTakeFirstOrThrow();
+}
+
+function remindersIn(harness: Harness, ts: string) {
+  return harness.slack
+    .callsTo("chat.postMessage")
+    .filter((c) => c.args.thread_ts === ts && String(c.args.text).includes("in time"));
+}
+
+const ephemeralsTo = (harness: Harness, user: string) =>
+  harness.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
+
+test("an approval past its deadline goes to its fallback with a reminder; the fallback's approval runs it once", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const harness = h;
+  const { ts, parked } = await parkedRefund(harness);
+  await missDeadline(harness, parked.id);
 
   await runMaintenance(harness.baton.deps);
   await runMaintenance(harness.baton.deps); // a second replica's pass changes nothing
 
-  const moved = await harness.db.db
-    .selectFrom("approvals")
-    .selectAll()
-    .where("id", "=", parked.id)
-    .executeTakeFirstOrThrow();
+  const moved = await approvalNow(harness, parked.id);
   assert.equal(moved.status, "pending");
-  assert.deepEqual(moved.approvers, { users: ["U0OPSMANAGER"], groups: [] });
+  assert.deepEqual(moved.approvers, FALLBACK);
   assert.ok(moved.expires_at.getTime() > Date.now(), "the fallback gets a new deadline");
   assert.notEqual(moved.card_ts, parked.card_ts, "the fallback gets a fresh card to click");
   const history = await ownershipHistory(harness.db.db, parked.task_id);
   assert.equal(history.filter((x) => x.kind === "approval_escalated").length, 1);
-  const reminders = harness.slack
-    .callsTo("chat.postMessage")
-    .filter((c) => c.args.thread_ts === ts && String(c.args.text).includes("in time"));
+  const reminders = remindersIn(harness, ts);
   assert.equal(reminders.length, 1);
   assert.match(String(reminders[0]?.args.text), /U0OPSMANAGER/);
 
@@ -59,6 +84,96 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
   await harness.clickCard("U0OPSMANAGER", APPROVAL_APPROVE, moved, ts);
   await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
   assert.equal((await refundsOf(harness.db.db)).length, 1);
+});
+
+test("a click past the deadline, before the sweep, sends the approval to its fallback as the sweep would", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const harness = h;
+  const { ts, parked } = await parkedRefund(harness);
+  await missDeadline(harness, parked.id);
+
+  await harness.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
+  const told = await harness.until(
+    "U0LEE to be told",
+    async () => ephemeralsTo(harness, "U0LEE")[0],
+  );
+  assert.match(String(told.args.text), /Only <@U0OPSMANAGER>/);
+  await runMaintenance(harness.baton.deps); // the sweep, coming by later, changes nothing
+
+  const moved = await approvalNow(harness, parked.id);
+  assert.equal(moved.status, "pending");
+  assert.deepEqual(moved.approvers, FALLBACK);
+  const history = await ownershipHistory(harness.db.db, parked.task_id);
+  assert.equal(history.filter((x) => x.kind === "approval_escalated").length, 1);
+  assert.equal(remindersIn(harness, ts).length, 1);
+  await harness.clickCard("U0OPSMANAGER", APPROVAL_APPROVE, moved, ts);
+  await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
+  assert.equal((await refundsOf(harness.db.db)).length, 1);
+});
+
+test("an approver's click still asking Slack about groups when the approval goes to its fallback decides nothing", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const harness = h;
+  const { ts, parked } = await parkedRefund(harness);
+  const groupsAsked = harness.slack.holdAnswer("usergroups.users.list");
+  // Baton answers the click's request once it has handled it.
+  const clicked = harness.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
+  await groupsAsked.arrived; // U0LEE is checked against the billing leads, who still decide
+  await missDeadline(harness, parked.id);
+  await enforceDeadlines(harness.baton.deps);
+  groupsAsked.release();
+  await clicked;
+
+  const answered = await harness.until("the click to be answered", async () => {
+    const row = await approvalNow(harness, parked.id);
+    return (row.status !== "pending" || ephemeralsTo(harness, "U0LEE").length > 0) && row;
+  });
+  assert.equal(answered.status, "pending", "U0LEE's approval came after the handover");
+  assert.deepEqual(answered.approvers, FALLBACK);
+  assert.match(String(ephemeralsTo(harness, "U0LEE")[0]?.args.text), /Only <@U0OPSMANAGER>/);
+  assert.equal((await refundsOf(harness.db.db)).length, 0);
+});
+
+test("a sweep that listed an approval before another replica escalated it leaves it with the fallback", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const harness = h;
+  const { parked } = await parkedRefund(harness);
+  await missDeadline(harness, parked.id);
+  // A second approval due a second later (another task's, in production; here a copy).
+  const copied = await sql<{ id: string }>`
+    insert into approvals (task_id, step_no, tool_call_id, model_call_id, agent_id, tool, args,
+      policy_id, requester_id, approvers, fallback, expires_at, card_channel, card_ts)
+    select task_id, step_no, tool_call_id || ':copy', model_call_id, agent_id, tool, args,
+      policy_id, requester_id, approvers, fallback, expires_at + interval '1 second', card_channel,
+      card_ts
+    from approvals where id = ${parked.id} returning id`.execute(harness.db.db);
+  const second = copied.rows[0]?.id ?? "";
+  const deps = harness.baton.deps;
+  // Replica B lists both, escalates the first, then waits on Slack while replica A sweeps.
+  let release = () => {};
+  const slackAnswers = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const slowChat: ChatSurface = {
+    ...deps.chat,
+    deliver: async (...args) => {
+      await slackAnswers;
+      return deps.chat.deliver(...args);
+    },
+  };
+  const replicaB = enforceDeadlines({ ...deps, chat: slowChat });
+  await harness.until("B to escalate the first", async () => {
+    return (await approvalNow(harness, parked.id)).escalated_at;
+  });
+  await enforceDeadlines(deps);
+  const escalated = await approvalNow(harness, second);
+  assert.ok(escalated.escalated_at, "replica A escalates the second");
+  release();
+  await replicaB;
+
+  const after = await approvalNow(harness, second);
+  assert.equal(after.status, "pending", "its new deadline has not passed");
+  assert.deepEqual(after.approvers, FALLBACK);
 });
 
 test("an escalation nobody picked up in time gets a reminder in its thread, once", async () => {

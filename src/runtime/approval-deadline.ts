@@ -1,0 +1,216 @@
+import * as humans from "../db/humans.repository.ts";
+import { audit, insertHandoff } from "../db/ledger.repository.ts";
+import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import type { ApprovalRow } from "../db/schema.ts";
+import { lockTask, updateTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import { cardUpdate, personaOf, post } from "./messages.ts";
+import { deliverOutbox } from "./outbox.ts";
+
+/**
+ * An approval's card, how a decision resumes its task, and what its deadline does. Both the
+ * maintenance sweep (deadlines.ts) and a click (approvals.ts) use these, so neither imports the
+ * other.
+ */
+
+type People = { users: string[]; groups: string[] };
+
+export const firstOf = (people: People) => people.users[0] ?? people.groups[0] ?? "";
+export const mentionOf = (id: string) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`);
+
+export type ApprovalState =
+  | { status: "pending" }
+  | { status: "approved"; by: string; at: string }
+  | { status: "rejected"; by: string; at: string; reason: string }
+  | { status: "expired"; at: string }
+  | { status: "escalated"; to: string; at: string };
+
+export function approvalIntent(
+  task: { channel_id: string; thread_ts: string; requester_id: string },
+  agent: { name: string; icon: string },
+  a: {
+    id: string;
+    tool: string;
+    args: Record<string, unknown>;
+    approvers: People;
+    expiresAt: Date;
+    state: ApprovalState;
+    updateTs?: string | null;
+  },
+) {
+  return {
+    kind: "approval_card" as const,
+    channel: task.channel_id,
+    threadTs: task.thread_ts,
+    persona: personaOf(agent),
+    ...(a.updateTs ? { updateTs: a.updateTs } : {}),
+    approval: {
+      approvalId: a.id,
+      agentName: agent.name,
+      toolName: a.tool,
+      args: a.args,
+      requesterId: task.requester_id,
+      approvers: a.approvers,
+      expiresAt: a.expiresAt.toISOString(),
+      state: a.state,
+    },
+  };
+}
+
+/**
+ * What a missed deadline does to a pending approval: it goes to its fallback if it has one not
+ * yet used, else it expires (the agent is told). Judged on the row as it is now, against the
+ * time now, because another replica may have moved it since the caller looked; the updates
+ * check the same in SQL. Returns what this call did, if anything.
+ */
+export async function enforceApprovalDeadline(
+  deps: RuntimeDeps,
+  approvalId: string,
+): Promise<"escalated" | "expired" | undefined> {
+  const approval = await humans.findApproval(deps.db, approvalId);
+  const now = deps.clock.now();
+  if (approval?.status !== "pending" || approval.expires_at.getTime() > now.getTime())
+    return undefined;
+  if (approval.fallback && !approval.escalated_at)
+    return (await escalateApproval(deps, approval, approval.fallback, now))
+      ? "escalated"
+      : undefined;
+  return (await expireApproval(deps, approval, now)) ? "expired" : undefined;
+}
+
+async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow, now: Date) {
+  const reason = "expired without a decision";
+  const expired = await deps.db.transaction().execute(async (tx) => {
+    const row = await humans.decideApproval(tx, approval.id, {
+      status: "expired",
+      by: null,
+      reason,
+      now,
+    });
+    if (row) await resumeAfterDecision(deps, tx, row, { by: null, reason });
+    return row !== undefined;
+  });
+  await deliverOutbox(deps, { taskId: approval.task_id });
+  return expired;
+}
+
+/** The fallback gets a fresh card and a deadline as long as the first (a minute at least). */
+async function escalateApproval(
+  deps: RuntimeDeps,
+  approval: ApprovalRow,
+  fallback: People,
+  now: Date,
+): Promise<boolean> {
+  const window = approval.expires_at.getTime() - approval.created_at.getTime();
+  const expiresAt = new Date(now.getTime() + Math.max(window, 60_000));
+  const escalated = await deps.db.transaction().execute(async (tx) => {
+    const row = await humans.markApprovalEscalated(tx, approval.id, fallback, expiresAt, now);
+    if (!row) return false;
+    const task = await lockTask(tx, row.task_id);
+    if (!task) return true;
+    const agent = deps.agents.persona(row.agent_id);
+    const to = firstOf(fallback);
+    const base = { id: row.id, tool: row.tool, args: row.args, expiresAt };
+    await insertHandoff(tx, {
+      taskId: task.id,
+      stepNo: task.step_no,
+      kind: "approval_escalated",
+      from: {
+        kind: "human",
+        id: [...approval.approvers.users, ...approval.approvers.groups].join(","),
+      },
+      to: { kind: "human", id: [...fallback.users, ...fallback.groups].join(",") },
+      note: { approval_id: row.id, reason: "no decision before the deadline" },
+    });
+    const messages: OutboxMessage[] = [
+      cardUpdate(
+        task,
+        approvalIntent(task, agent, {
+          ...base,
+          approvers: approval.approvers,
+          state: { status: "escalated", to, at: now.toISOString() },
+          updateTs: approval.card_ts,
+        }),
+        { table: "approvals", id: row.id },
+      ),
+      post(task, {
+        kind: "notice",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        text: `⏰ Nobody decided on ${row.tool} in time, so it now goes to ${mentionOf(to)}.`,
+      }),
+      post(
+        task,
+        approvalIntent(task, agent, { ...base, approvers: fallback, state: { status: "pending" } }),
+        { table: "approvals", id: row.id },
+      ),
+    ];
+    await enqueueOutbox(tx, messages);
+    await audit(tx, {
+      taskId: task.id,
+      actor: { kind: "system", id: "baton" },
+      kind: "approval_escalated",
+      data: { approval_id: row.id, to: fallback },
+    });
+    return true;
+  });
+  await deliverOutbox(deps, { taskId: approval.task_id });
+  return escalated;
+}
+
+/** The decision is recorded, the card updated in place and the task queued to carry on. */
+export async function resumeAfterDecision(
+  deps: RuntimeDeps,
+  tx: Parameters<typeof humans.decideApproval>[0],
+  row: ApprovalRow,
+  decision: { by: string | null; reason: string | null },
+): Promise<void> {
+  const task = await lockTask(tx, row.task_id);
+  if (!task) return;
+  const agent = deps.agents.persona(row.agent_id);
+  const at = (row.decided_at ?? deps.clock.now()).toISOString();
+  const state: ApprovalState =
+    row.status === "approved"
+      ? { status: "approved", by: decision.by ?? "", at }
+      : row.status === "rejected"
+        ? { status: "rejected", by: decision.by ?? "", at, reason: decision.reason ?? "" }
+        : { status: "expired", at };
+  await insertHandoff(tx, {
+    taskId: task.id,
+    stepNo: task.step_no,
+    kind: "approval_decision",
+    from: decision.by ? { kind: "human", id: decision.by } : { kind: "system", id: "baton" },
+    to: { kind: "agent", id: row.agent_id },
+    note: { approval_id: row.id, decision: row.status, reason: decision.reason },
+  });
+  if (task.status === "waiting_human" && task.owner_kind === "agent")
+    await updateTask(tx, task.id, { status: "active" });
+  await audit(tx, {
+    taskId: task.id,
+    actor: decision.by ? { kind: "human", id: decision.by } : { kind: "system", id: "baton" },
+    kind: "approval_decided",
+    data: {
+      approval_id: row.id,
+      decision: row.status,
+      reason: decision.reason,
+      tool: row.tool,
+      args: row.args,
+    },
+  });
+  await enqueueOutbox(tx, [
+    cardUpdate(
+      task,
+      approvalIntent(task, agent, {
+        id: row.id,
+        tool: row.tool,
+        args: row.args,
+        approvers: row.approvers,
+        expiresAt: row.expires_at,
+        state,
+        updateTs: row.card_ts,
+      }),
+      { table: "approvals", id: row.id },
+    ),
+  ]);
+  await deps.queue.enqueue(tx, task.id);
+}
