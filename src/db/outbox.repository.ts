@@ -41,7 +41,18 @@ export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]):
 const UNDELIVERED = sql<boolean>`status <> 'sent' and status <> 'dead'`;
 
 /**
- * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order.
+ * Rows that may be tried now: not backing off after a failure, and with no earlier row of their
+ * task backing off (a thread's messages go out in order, so the later ones wait behind it).
+ */
+const DUE = sql<boolean>`(next_attempt_at is null or next_attempt_at <= now())
+  and not exists (select from slack_outbox earlier
+    where earlier.task_id = slack_outbox.task_id and earlier.id < slack_outbox.id
+      and earlier.status <> 'sent' and earlier.status <> 'dead'
+      and earlier.next_attempt_at > now())`;
+
+/**
+ * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order, those
+ * due: a row backing off after a failure holds back the later rows of its task, not other tasks'.
  * `skip locked` lets another deliverer take other rows without waiting. Only the worker holding a
  * task's lease (`holdsLease`) takes a leased task's rows: it posts them without locking them, so
  * anyone else could send a row it is posting, or a card update before it has saved the card's ts.
@@ -54,6 +65,7 @@ export async function lockUndelivered(
     .selectFrom("slack_outbox")
     .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
     .where(UNDELIVERED)
+    .where(DUE)
     .orderBy("id")
     .limit(filter.limit)
     .forUpdate()
@@ -115,15 +127,29 @@ export async function markDelivered(db: Executor, rows: readonly Delivered[]): P
   if (rows.length > 0) await markDeliveredStatement.rows(db, ...deliveredValues(rows));
 }
 
+/**
+ * Records a failed delivery: the row may be tried again `retry.inMs` from now, or, `"dead"`, never
+ * (Slack refused it for a reason that retrying will not fix).
+ */
 export async function markFailed(
-  tx: Executor,
+  db: Executor,
   id: string,
   error: string,
-  dead: boolean,
+  retry: { inMs: number } | "dead",
 ): Promise<void> {
-  await tx
+  // From the failure, not from the start of a transaction that may have sent many rows before it.
+  const nextAttemptAt =
+    retry === "dead"
+      ? null
+      : sql<Date>`clock_timestamp() + ${`${Math.round(retry.inMs)} milliseconds`}::interval`;
+  await db
     .updateTable("slack_outbox")
-    .set((eb) => ({ status: dead ? "dead" : "retry", error, attempts: eb("attempts", "+", 1) }))
+    .set((eb) => ({
+      status: retry === "dead" ? "dead" : "retry",
+      error,
+      attempts: eb("attempts", "+", 1),
+      next_attempt_at: nextAttemptAt,
+    }))
     .where("id", "=", id)
     .execute();
 }

@@ -120,6 +120,8 @@ export interface SlackOutboxTable {
   error: string | null;
   created_at: Timestamp;
   sent_at: Date | null;
+  /** A row that failed for a reason that may pass is not tried again before this. */
+  next_attempt_at: Date | null;
 }
 
 export interface ApprovalsTable {

@@ -14,9 +14,25 @@ import {
 import { isBatonError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
-const MAX_ATTEMPTS = 8;
 /** Delivery normally follows its commit within milliseconds. */
 const STRANDED_AFTER_MS = 5_000;
+/**
+ * A row Slack failed to take for a reason that may pass (an outage, 429s) is tried again for as
+ * long as it takes: nothing accepted is dropped. Only Slack refusing the message itself (a bad
+ * channel, bad blocks) is final. After its first failure a row may go at the next chance: most
+ * failures are one blip (a 503, a 429), and a run's next turn is the only chance to send the
+ * thread's held-back rows before the sweep, half a minute later. Then the wait doubles, to 5 min.
+ */
+const RETRY_SECOND_MS = 2_000;
+const RETRY_MAX_MS = 5 * 60_000;
+/** Two minutes and more of failed tries: Slack is more likely unreachable than busy. */
+const FAILING_LONG_ATTEMPTS = 8;
+
+/** How long a row waits after its `attempts`-th failed try (counting that one). */
+export function retryDelayMs(attempts: number): number {
+  if (attempts <= 1) return 0;
+  return Math.min(RETRY_MAX_MS, RETRY_SECOND_MS * 2 ** (attempts - 2));
+}
 
 interface OutboxPayload {
   intent: ChatIntent;
@@ -28,6 +44,7 @@ interface OutboxPayload {
  * Delivers what committed transactions decided to say, in order, once.
  * Rows are locked while they are sent, so two deliverers never send the same row; a row sent
  * by a process that died before marking it is found by its metadata instead of sent again.
+ * A row that failed waits out its retry delay, and its task's later rows wait behind it.
  */
 export async function deliverOutbox(
   deps: { db: Db; chat: ChatSurface; log: Logger },
@@ -36,7 +53,11 @@ export async function deliverOutbox(
   let delivered = 0;
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
+    // Tasks whose row failed in this pass: their later rows wait, so the thread keeps its order;
+    // other tasks' rows go on.
+    const waiting = new Set<string>();
     for (const row of rows) {
+      if (row.task_id && waiting.has(row.task_id)) continue;
       const stored = row.payload as unknown as OutboxPayload;
       const log = deps.log.child({
         taskId: row.task_id,
@@ -65,16 +86,36 @@ export async function deliverOutbox(
           );
         delivered++;
       } catch (error) {
-        const retriable = !isBatonError(error) || error.retriable;
-        const dead = !retriable || row.attempts + 1 >= MAX_ATTEMPTS;
-        log.warn({ err: error, dead }, "slack delivery failed");
-        await markFailed(tx, row.id, (error as Error).message.slice(0, 500), dead);
-        // Later messages of the thread wait, so the thread keeps its order.
-        if (!dead) break;
+        const retriable = await recordFailure(tx, log, row, error);
+        if (retriable && row.task_id) waiting.add(row.task_id);
       }
     }
   });
   return delivered;
+}
+
+/** Marks a row's failed try: dead if Slack refused the message itself, else to try again later. */
+async function recordFailure(
+  tx: Tx,
+  log: Logger,
+  row: { id: string; attempts: number },
+  error: unknown,
+): Promise<boolean> {
+  const retriable = !isBatonError(error) || error.retriable;
+  const attempts = row.attempts + 1;
+  const retryInMs = retryDelayMs(attempts);
+  if (retriable && attempts >= FAILING_LONG_ATTEMPTS)
+    log.error(
+      { err: error, attempts, retryInMs },
+      "slack delivery still failing: is Slack reachable? the message will be tried again",
+    );
+  else log.warn({ err: error, dead: !retriable, attempts }, "slack delivery failed");
+  await markFailed(tx, row.id, errorText(error), retriable ? { inMs: retryInMs } : "dead");
+  return retriable;
+}
+
+function errorText(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).slice(0, 500);
 }
 
 /**
@@ -109,7 +150,8 @@ async function deliverFresh(
         { err: error, dead, taskId: message.taskId, outboxId: id, intent: message.intent.kind },
         "slack delivery failed",
       );
-      await markFailed(deps.db, id, (error as Error).message.slice(0, 500), dead);
+      // The run sends it again, at its next chance, through deliverOutbox (which looks in Slack).
+      await markFailed(deps.db, id, errorText(error), dead ? "dead" : { inMs: retryDelayMs(1) });
       if (!dead) return { delivered, failed: true };
     }
   }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "kysely";
+import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import {
   CHANNEL,
   type Harness,
@@ -224,4 +225,46 @@ test("a message that could not be stored is not acknowledged, so Slack delivers 
   assert.equal(retry.status, 200);
   await h.until("the task to finish", () => taskWithStatus(h.db.db, first.ts, "done"));
   assert.equal((await postsWhenAtLeast(h, first.ts, 1)).length, 1);
+});
+
+test("an answer decided while Slack is down is posted once Slack answers again, however long it took", async () => {
+  // More failed tries than the run and the sweeps used to allow before giving a row up for dead.
+  const FAILURES = 12;
+  h.slack.failNext("chat.postMessage", { error: "service_unavailable" }, FAILURES);
+  const { ts } = await h.mention("outage check: where is order 1042?");
+  const task = await h.until("the run to end", async () => {
+    const done = await taskWithStatus(h.db.db, ts, "done");
+    return done?.lease_owner === null && done;
+  });
+  const triesIn = () =>
+    h.slack.callsTo("chat.postMessage").filter((c) => c.args.thread_ts === ts).length;
+  const outbox = () =>
+    h.db.db
+      .selectFrom("slack_outbox")
+      .select(["status", "attempts"])
+      .where("task_id", "=", task.id)
+      .execute();
+
+  // Each sweep finds the row stranded and due again (as minutes passing would leave it), and
+  // Slack fails it, until Slack is back.
+  for (let sweep = 0; triesIn() < FAILURES && sweep < FAILURES; sweep++) {
+    await sql`update slack_outbox set created_at = created_at - interval '1 minute',
+      next_attempt_at = now() - interval '1 second' where task_id = ${task.id}`.execute(h.db.db);
+    await runMaintenance(h.baton.deps);
+    assert.deepEqual(
+      (await outbox()).map((r) => r.status),
+      ["retry"],
+      `still to be sent after ${triesIn()} failed tries`,
+    );
+  }
+  assert.equal(triesIn(), FAILURES);
+
+  await sql`update slack_outbox set next_attempt_at = now() where task_id = ${task.id}`.execute(
+    h.db.db,
+  );
+  await runMaintenance(h.baton.deps);
+  assert.deepEqual(await outbox(), [{ status: "sent", attempts: FAILURES }]);
+  const posts = postsInThread(h.slack, ts);
+  assert.equal(posts.length, 1);
+  assert.match(String(posts[0]?.args.text), /outage check/);
 });
