@@ -163,8 +163,8 @@ export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
     retryConfig: {
       retries: 3,
       onFailedAttempt: (error: Error) => {
-        // @slack/web-api 8's own words for a 429 it waited out.
-        if (!error.message.startsWith("A rate limit was exceeded")) throw error;
+        // @slack/web-api 8's own words for a 429 it waited out (wrapped as a request error).
+        if (!error.message.includes("A rate limit was exceeded")) throw error;
       },
     } as WebApi.RetryOptions,
   });

@@ -29,12 +29,17 @@ test("a post whose answer is lost after Slack stored it is not posted again, nor
   );
   const outbox = await harness.db.db
     .selectFrom("slack_outbox")
-    .select(["status", "slack_ts"])
+    .select(["status", "slack_ts", "attempts"])
     .where("task_id", "=", task.id)
     .orderBy("id")
     .execute();
   assert.deepEqual(
     outbox.map((r) => [r.status, r.slack_ts]),
     thread.map((m) => ["sent", m.ts]),
+  );
+  assert.deepEqual(
+    outbox.map((r) => r.attempts),
+    [1, 0, 0, 0, 0],
+    "the lost answer went back to the outbox; the client waited the rate limit out itself",
   );
 });
