@@ -96,10 +96,9 @@ test("an approval is not escalated before its deadline", async () => {
   assert.equal((await rowOf(id)).escalated_at, null);
 });
 
-test("a sweep that listed an approval before another escalated it does not expire it", async () => {
-  const { id } = await parkedRefund("200.3", -1);
-  assert.ok(await t.db.transaction().execute((tx) => escalate(tx, id)));
-  const expired = await t.db.transaction().execute((tx) =>
+/** The expiry a sweep writes, now. */
+const expireNow = (id: string) =>
+  t.db.transaction().execute((tx) =>
     decideApproval(tx, id, {
       status: "expired",
       by: null,
@@ -107,20 +106,18 @@ test("a sweep that listed an approval before another escalated it does not expir
       now: new Date(),
     }),
   );
+
+test("a sweep that listed an approval before another escalated it does not expire it", async () => {
+  const { id } = await parkedRefund("200.3", -1);
+  assert.ok(await t.db.transaction().execute((tx) => escalate(tx, id)));
+  const expired = await expireNow(id);
   assert.equal(expired, undefined, "its new deadline has not passed");
   assert.equal((await rowOf(id)).status, "pending");
 });
 
 test("an approval with a fallback it has not used yet does not expire", async () => {
   const { id } = await parkedRefund("200.4", -1);
-  const expired = await t.db.transaction().execute((tx) =>
-    decideApproval(tx, id, {
-      status: "expired",
-      by: null,
-      reason: "expired without a decision",
-      now: new Date(),
-    }),
-  );
+  const expired = await expireNow(id);
   assert.equal(expired, undefined);
   assert.equal((await rowOf(id)).status, "pending");
 });

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { webApi } from "@slack/bolt";
 import { sql } from "kysely";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
 import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
 import { createLogger } from "../../src/log.ts";
 import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
-import { createSlackChatSurface } from "../../src/slack/chat-surface.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { emulatedChat } from "../support/emulated-chat.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
 // A digest is not in a thread: a run that finds one of its rows unmarked looks for it in the
@@ -27,12 +26,7 @@ let chat: ChatSurface;
 before(async () => {
   database = await createTestDatabase();
   slack = await startSlackEmulator();
-  const client = new webApi.WebClient("xoxb-test", {
-    slackApiUrl: slack.url,
-    retryConfig: { retries: 0 },
-    logLevel: webApi.LogLevel.ERROR,
-  });
-  chat = createSlackChatSurface(client, { log });
+  chat = emulatedChat(slack, log);
 });
 after(async () => {
   await slack.close();

@@ -1,14 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, test } from "node:test";
-import { webApi } from "@slack/bolt";
 import { sql } from "kysely";
 import type { ChatSurface } from "../../src/core/ports.ts";
 import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
 import { enqueueOutbox } from "../../src/db/outbox.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { deliverOutbox, retryDelayMs } from "../../src/runtime/outbox.ts";
-import { createSlackChatSurface } from "../../src/slack/chat-surface.ts";
 import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { emulatedChat } from "../support/emulated-chat.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
 // A Slack outage, or a stretch of 429s, must not lose what Baton decided to say: a row that Slack
@@ -24,12 +23,7 @@ let chat: ChatSurface;
 before(async () => {
   t = await createTestDatabase();
   slack = await startSlackEmulator();
-  const client = new webApi.WebClient("xoxb-test", {
-    slackApiUrl: slack.url,
-    retryConfig: { retries: 0 },
-    logLevel: webApi.LogLevel.ERROR,
-  });
-  chat = createSlackChatSurface(client, { log });
+  chat = emulatedChat(slack, log);
 });
 // A test that failed leaves no failures queued for the next one.
 beforeEach(() => slack.reset());
