@@ -1,5 +1,5 @@
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
-import type { Db, Tx } from "../db/database.ts";
+import type { Db, Executor, Tx } from "../db/database.ts";
 import {
   type CardRef,
   cardPostUndelivered,
@@ -96,7 +96,7 @@ export async function deliverOutbox(
 
 /** Marks a row's failed try: dead if Slack refused the message itself, else to try again later. */
 async function recordFailure(
-  tx: Tx,
+  db: Executor,
   log: Logger,
   row: { id: string; attempts: number },
   error: unknown,
@@ -110,7 +110,7 @@ async function recordFailure(
       "slack delivery still failing: is Slack reachable? the message will be tried again",
     );
   else log.warn({ err: error, dead: !retriable, attempts }, "slack delivery failed");
-  await markFailed(tx, row.id, errorText(error), retriable ? { inMs: retryInMs } : "dead");
+  await markFailed(db, row.id, errorText(error), retriable ? { inMs: retryInMs } : "dead");
   return retriable;
 }
 
@@ -145,14 +145,14 @@ async function deliverFresh(
         await markDelivered(deps.db, [...delivered.splice(0), { id, slackTs: sent.ts }]);
       } else delivered.push({ id, slackTs: sent.ts ?? null });
     } catch (error) {
-      const dead = isBatonError(error) && !error.retriable;
-      deps.log.warn(
-        { err: error, dead, taskId: message.taskId, outboxId: id, intent: message.intent.kind },
-        "slack delivery failed",
-      );
+      const log = deps.log.child({
+        taskId: message.taskId,
+        outboxId: id,
+        intent: message.intent.kind,
+      });
       // The run sends it again, at its next chance, through deliverOutbox (which looks in Slack).
-      await markFailed(deps.db, id, errorText(error), dead ? "dead" : { inMs: retryDelayMs(1) });
-      if (!dead) return { delivered, failed: true };
+      if (await recordFailure(deps.db, log, { id, attempts: 0 }, error))
+        return { delivered, failed: true };
     }
   }
   return { delivered, failed: false };
