@@ -78,8 +78,8 @@ with unlocked as (
   from unlocked where tasks.id = unlocked.id
   returning tasks.id
 )
-select exists (select from renewed)
-  or exists (select from tasks where id = $2 and lease_owner = $3) as held`);
+-- The CTE's update runs whether or not it is read; the snapshot, from before it, says who holds.
+select exists (select from tasks where id = $2 and lease_owner = $3) as held`);
 
 /**
  * Keeps a held lease from running out for another `leaseMs`; false when this worker no longer holds
