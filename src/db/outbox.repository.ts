@@ -40,60 +40,98 @@ export async function enqueueOutbox(tx: Tx, messages: readonly OutboxMessage[]):
  */
 const UNDELIVERED = sql<boolean>`status <> 'sent' and status <> 'dead'`;
 
-/**
- * Rows that may be tried now: not backing off after a failure, and with no earlier row of their
- * task backing off (a thread's messages go out in order, so the later ones wait behind it).
- */
-const DUE = sql<boolean>`(next_attempt_at is null or next_attempt_at <= now())
-  and not exists (select from slack_outbox earlier
-    where earlier.task_id = slack_outbox.task_id and earlier.id < slack_outbox.id
-      and earlier.status <> 'sent' and earlier.status <> 'dead'
-      and earlier.next_attempt_at > now())`;
+/** Not backing off after a failure. */
+const DUE = sql<boolean>`(next_attempt_at is null or next_attempt_at <= now())`;
+
+/** The first undelivered row of its task (a row with no task stands alone). */
+const HEAD_OF_TASK = sql<boolean>`(task_id is null or not exists (select from slack_outbox earlier
+  where earlier.task_id = slack_outbox.task_id and earlier.id < slack_outbox.id
+    and earlier.status <> 'sent' and earlier.status <> 'dead'))`;
+
+/** No worker holds the row's task (a row with no task has none). */
+const NOT_LEASED = sql<boolean>`not exists (select from tasks
+  where tasks.id = slack_outbox.task_id and tasks.lease_until > now())`;
+
+/** Rows of the tasks one pass holds: enough for a thread's backlog, bounded in an outage. */
+const ROWS_PER_PASS = 200;
 
 /**
- * Locks the undelivered rows of a task (or, with no task, the oldest of any task) in order, those
- * due: a row backing off after a failure holds back the later rows of its task, not other tasks'.
- * `skip locked` lets another deliverer take other rows without waiting. Only the worker holding a
- * task's lease (`holdsLease`) takes a leased task's rows: it posts them without locking them, so
- * anyone else could send a row it is posting, or a card update before it has saved the card's ts.
+ * Locks the undelivered rows of the tasks this deliverer takes, in order. A task is taken by
+ * locking its first undelivered row, skipping a task whose first row another deliverer holds: so
+ * one deliverer at a time sends a task's rows, and a row never goes out past an earlier one still
+ * in someone's hands. A first row backing off after a failure keeps its task's rows back; `due`
+ * says whether a later row may go (one that failed alone waits, with the rows behind it).
+ * Only the worker holding a task's lease (`holdsLease`) takes a leased task: it posts rows without
+ * locking them, so anyone else could send a row it is posting, or a card update before it has
+ * saved the card's ts.
  */
 export async function lockUndelivered(
   tx: Tx,
-  filter: { taskId?: string; olderThanMs?: number; holdsLease?: boolean; limit: number },
+  filter: {
+    taskIds?: readonly string[];
+    olderThanMs?: number;
+    holdsLease?: boolean;
+    limit: number;
+  },
 ) {
-  let query = tx
+  return (
+    tx
+      .with("heads", (db) => {
+        let heads = db
+          .selectFrom("slack_outbox")
+          .select(["id", "task_id"])
+          .where(UNDELIVERED)
+          .where(DUE)
+          .where(HEAD_OF_TASK)
+          .orderBy("id")
+          .limit(filter.limit)
+          .forUpdate()
+          .skipLocked();
+        if (filter.taskIds) heads = heads.where("task_id", "in", filter.taskIds);
+        if (!filter.holdsLease) heads = heads.where(NOT_LEASED);
+        if (filter.olderThanMs !== undefined)
+          heads = heads.where(
+            "created_at",
+            "<",
+            sql<Date>`now() - ${`${filter.olderThanMs} milliseconds`}::interval`,
+          );
+        return heads;
+      })
+      .selectFrom("slack_outbox")
+      .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
+      .select(DUE.as("due"))
+      .where(UNDELIVERED)
+      .where((eb) =>
+        eb.or([
+          eb("id", "in", eb.selectFrom("heads").select("id")),
+          eb("task_id", "in", eb.selectFrom("heads").select("task_id")),
+        ]),
+      )
+      .orderBy("id")
+      .limit(ROWS_PER_PASS)
+      // Later rows of a task whose first row this pass holds: no other deliverer takes them, so this
+      // waits at most for a single statement marking one sent.
+      .forUpdate()
+      .execute()
+  );
+}
+
+/** Whether any of these tasks has a row that may be sent now, by whoever may send it. */
+export async function hasDueRows(
+  db: Executor,
+  taskIds: readonly string[],
+  holdsLease: boolean,
+): Promise<boolean> {
+  const found = await db
     .selectFrom("slack_outbox")
-    .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
+    .select("id")
     .where(UNDELIVERED)
     .where(DUE)
-    .orderBy("id")
-    .limit(filter.limit)
-    .forUpdate()
-    .skipLocked();
-  if (filter.taskId) query = query.where("task_id", "=", filter.taskId);
-  if (!filter.holdsLease)
-    query = query.where((eb) =>
-      eb.or([
-        eb("task_id", "is", null),
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom("tasks")
-              .select("tasks.id")
-              .whereRef("tasks.id", "=", "slack_outbox.task_id")
-              .where("tasks.lease_until", ">", sql<Date>`now()`),
-          ),
-        ),
-      ]),
-    );
-  if (filter.olderThanMs !== undefined) {
-    query = query.where(
-      "created_at",
-      "<",
-      sql<Date>`now() - ${`${filter.olderThanMs} milliseconds`}::interval`,
-    );
-  }
-  return query.execute();
+    .where("task_id", "in", taskIds)
+    .where(holdsLease ? sql<boolean>`true` : NOT_LEASED)
+    .limit(1)
+    .executeTakeFirst();
+  return found !== undefined;
 }
 
 export interface Delivered {
@@ -175,22 +213,4 @@ export async function cardTs(db: Executor, card: CardRef): Promise<string | null
     .where("id", "=", card.id)
     .executeTakeFirst();
   return row?.card_ts ?? null;
-}
-
-/** Whether the post of a card is still in the outbox, before `beforeId` (someone may be sending it). */
-export async function cardPostUndelivered(
-  db: Executor,
-  taskId: string,
-  beforeId: string,
-  card: CardRef,
-): Promise<boolean> {
-  const row = await db
-    .selectFrom("slack_outbox")
-    .select("id")
-    .where("task_id", "=", taskId)
-    .where("id", "<", beforeId)
-    .where(UNDELIVERED)
-    .where(sql<string>`payload->'cardOf'->>'id'`, "=", card.id)
-    .executeTakeFirst();
-  return row !== undefined;
 }

@@ -2,16 +2,16 @@ import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db, Executor, Tx } from "../db/database.ts";
 import {
   type CardRef,
-  cardPostUndelivered,
   cardTs,
   type Delivered,
+  hasDueRows,
   lockUndelivered,
   markDelivered,
   markFailed,
   type OutboxMessage,
   rememberCard,
 } from "../db/outbox.repository.ts";
-import { isBatonError, TransientError } from "../errors.ts";
+import { isBatonError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 /** Delivery normally follows its commit within milliseconds. */
@@ -40,24 +40,62 @@ interface OutboxPayload {
   updateOf?: CardRef;
 }
 
+/** A caller's filter: one task's rows, the rows stranded this long, and whose lease it holds. */
+export interface OutboxFilter {
+  taskId?: string;
+  olderThanMs?: number;
+  holdsLease?: boolean;
+}
+
+/** Passes over the same tasks, while rows keep arriving for them, before leaving them to the sweep. */
+const MAX_PASSES = 5;
+
 /**
  * Delivers what committed transactions decided to say, in order, once.
- * Rows are locked while they are sent, so two deliverers never send the same row; a row sent
- * by a process that died before marking it is found by its metadata instead of sent again.
- * A row that failed waits out its retry delay, and its task's later rows wait behind it.
+ * One deliverer at a time sends a task's rows (see lockUndelivered), so two never send the same
+ * row and none sends a row past an earlier one; a row sent by a process that died before marking
+ * it is found by its metadata instead of sent again. A row that failed waits out its retry delay,
+ * and its task's later rows wait behind it.
  */
 export async function deliverOutbox(
   deps: { db: Db; chat: ChatSurface; log: Logger },
-  filter: { taskId?: string; olderThanMs?: number; holdsLease?: boolean } = {},
+  filter: OutboxFilter = {},
 ): Promise<number> {
+  const holdsLease = filter.holdsLease ?? false;
+  let pass = await deliverPass(deps, {
+    taskIds: filter.taskId ? [filter.taskId] : undefined,
+    olderThanMs: filter.olderThanMs,
+    holdsLease,
+  });
+  let delivered = pass.delivered;
+  // Another deliverer that found a task held by this pass left the rows it came to send to it:
+  // they are sent now, not half a minute later by the sweep.
+  for (let i = 1; i < MAX_PASSES && pass.tasks.length > 0; i++) {
+    if (!(await hasDueRows(deps.db, pass.tasks, holdsLease))) break;
+    pass = await deliverPass(deps, { taskIds: pass.tasks, holdsLease });
+    delivered += pass.delivered;
+  }
+  return delivered;
+}
+
+/** One transaction's delivery: the rows it sent, and the tasks it sent them for. */
+async function deliverPass(
+  deps: { db: Db; chat: ChatSurface; log: Logger },
+  filter: { taskIds?: readonly string[]; olderThanMs?: number; holdsLease: boolean },
+): Promise<{ delivered: number; tasks: string[] }> {
   let delivered = 0;
+  const tasks = new Set<string>();
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
-    // Tasks whose row failed in this pass: their later rows wait, so the thread keeps its order;
-    // other tasks' rows go on.
+    // Tasks with a row that failed in this pass, or backing off from an earlier one: their later
+    // rows wait, so the thread keeps its order; other tasks' rows go on.
     const waiting = new Set<string>();
     for (const row of rows) {
       if (row.task_id && waiting.has(row.task_id)) continue;
+      if (!row.due) {
+        if (row.task_id) waiting.add(row.task_id);
+        continue;
+      }
       const stored = row.payload as unknown as OutboxPayload;
       const log = deps.log.child({
         taskId: row.task_id,
@@ -65,7 +103,7 @@ export async function deliverOutbox(
         intent: stored.intent.kind,
       });
       try {
-        const payload = { ...stored, intent: await withCardTs(tx, row, stored) };
+        const payload = { ...stored, intent: await withCardTs(tx, stored) };
         // A row tried before, or older than a normal delivery takes (its writer may have died
         // after Slack took it), may already be in Slack: look before sending again.
         const suspect =
@@ -85,13 +123,14 @@ export async function deliverOutbox(
             sent.ts,
           );
         delivered++;
+        if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
         const retriable = await recordFailure(tx, log, row, error);
         if (retriable && row.task_id) waiting.add(row.task_id);
       }
     }
   });
-  return delivered;
+  return { delivered, tasks: [...tasks] };
 }
 
 /** Marks a row's failed try: dead if Slack refused the message itself, else to try again later. */
@@ -238,23 +277,15 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
 }
 
 /**
- * A card update decided before its card's ts was saved targets the ts saved since: rows go out in
- * order, so the card's own post was delivered, and its ts saved, before this row.
+ * A card update decided before its card's ts was saved targets the ts saved since: a task's rows go
+ * out in order, so the card's own post was delivered, and its ts saved, before this row.
  */
-async function withCardTs(
-  tx: Tx,
-  row: { id: string; task_id: string | null },
-  { intent, updateOf }: OutboxPayload,
-): Promise<ChatIntent> {
+async function withCardTs(tx: Tx, { intent, updateOf }: OutboxPayload): Promise<ChatIntent> {
   if (intent.kind !== "approval_card" && intent.kind !== "escalation_card") return intent;
   if (!updateOf || intent.updateTs !== undefined) return intent;
   const ts = await cardTs(tx, updateOf);
-  if (ts) return { ...intent, updateTs: ts };
-  // Another deliverer holds the card's post (skip locked let this row past it): wait for it.
-  if (row.task_id && (await cardPostUndelivered(tx, row.task_id, row.id, updateOf)))
-    throw new TransientError("the card this update is for is still being posted");
-  // The card never reached Slack (Slack refused it): the update is the card.
-  return intent;
+  // With no ts, the card never reached Slack (Slack refused it): the update is the card.
+  return ts ? { ...intent, updateTs: ts } : intent;
 }
 
 function intentChannel(intent: ChatIntent): string {
