@@ -94,18 +94,25 @@ export async function runTask(
       }
       if (result.outcome === "idle") break;
     }
-    // A statement behind that failed fails the run, as a turn that failed in place would.
-    await lane.settled();
-    await deliveries.settled();
-    // A post failed after the last turn that spoke: send what it held back, in order.
-    if (deliveries.failed && !backlog) {
-      await deliveries.flush();
-      await deliverOutbox(deps, { taskId, holdsLease: true });
-    }
+    // The last turn's statement and posts finish with the lease kept: Slack may be slow to take the
+    // last answer. A statement behind that failed fails the run, as a turn that failed in place would.
+    await holdingLease(deps, taskId, async () => {
+      await lane.settled();
+      await deliveries.settled();
+      // A post failed after the last turn that spoke: send what it held back, in order.
+      if (deliveries.failed && !backlog) {
+        await deliveries.flush();
+        await deliverOutbox(deps, { taskId, holdsLease: true });
+      }
+    });
   } finally {
-    // Statements and posts still under way finish first; the release marks what the posts sent.
-    await lane.drained();
-    released = await releaseWhenReachable(deps, taskId, await deliveries.drain());
+    // Statements and posts still under way (after a failed turn) finish first, the lease kept
+    // through them; the release marks what the posts sent.
+    const delivered = await holdingLease(deps, taskId, async () => {
+      await lane.drained();
+      return deliveries.drain();
+    });
+    released = await releaseWhenReachable(deps, taskId, delivered);
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
