@@ -47,6 +47,12 @@ export interface OutboxFilter {
   holdsLease?: boolean;
 }
 
+/**
+ * Retriable failures after which a pass stops: Slack is down or throttling, and a sweep going on
+ * through its fifty tasks would only add fifty failed calls. The rest waits for the next pass.
+ */
+const FAILURES_PER_PASS = 3;
+
 /** Passes over the same tasks, while rows keep arriving for them, before leaving them to the sweep. */
 const MAX_PASSES = 5;
 
@@ -90,7 +96,9 @@ async function deliverPass(
     // Tasks with a row that failed in this pass, or backing off from an earlier one: their later
     // rows wait, so the thread keeps its order; other tasks' rows go on.
     const waiting = new Set<string>();
+    let failures = 0;
     for (const row of rows) {
+      if (failures >= FAILURES_PER_PASS) break;
       if (row.task_id && waiting.has(row.task_id)) continue;
       if (!row.due) {
         if (row.task_id) waiting.add(row.task_id);
@@ -125,8 +133,9 @@ async function deliverPass(
         delivered++;
         if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
-        const retriable = await recordFailure(tx, log, row, error);
-        if (retriable && row.task_id) waiting.add(row.task_id);
+        if (!(await recordFailure(tx, log, row, error))) continue;
+        failures++;
+        if (row.task_id) waiting.add(row.task_id);
       }
     }
   });

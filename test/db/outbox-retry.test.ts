@@ -199,3 +199,23 @@ test("in the sweep, a task whose row fails waits alone: other tasks' rows go out
   assert.equal(await deliver(), 2);
   assert.deepEqual(thread(a.ts), ["a1", "a2"]);
 });
+
+test("while Slack is down, a sweep stops after three failed calls instead of trying every thread", async () => {
+  const threads = [await newThread(), await newThread(), await newThread(), await newThread()];
+  for (const [i, th] of threads.entries()) await say(th, `message ${i}`);
+  // Down for three calls: had the pass gone on, the fourth thread's message would have gone out.
+  slack.failNext("chat.postMessage", SLACK_DOWN, 3);
+
+  assert.equal(await deliver(), 0);
+  assert.equal(slack.callsTo("chat.postMessage").length, 3, "three tries, then the pass stops");
+  const tried = await Promise.all(threads.map(async (th) => (await rowsOf(th.taskId))[0]));
+  assert.deepEqual(
+    tried.map((r) => r?.attempts),
+    [1, 1, 1, 0],
+    "the last thread was not tried, and not counted as tried",
+  );
+
+  await waitsRunOut();
+  assert.equal(await deliver(), 4, "once Slack answers, every thread's message goes out");
+  for (const [i, th] of threads.entries()) assert.deepEqual(thread(th.ts), [`message ${i}`]);
+});
