@@ -172,8 +172,8 @@ export function staleApprovalsQuery(db: Executor, olderThan: Date, limit: number
   return db
     .selectFrom("approvals as a")
     .innerJoin("tasks as t", "t.id", "a.task_id")
-    .select(["a.id", "a.task_id", "a.tool", "a.agent_id", "a.approvers", "a.fallback"])
-    .select(["a.escalated_at", "a.created_at", "t.title", "t.channel_id", "t.thread_ts"])
+    .select(["a.id", "a.task_id", "a.tool", "a.agent_id", "a.approvers", "a.created_at"])
+    .select(["t.title", "t.channel_id", "t.thread_ts"])
     .where("a.status", "=", "pending")
     .where("a.created_at", "<", olderThan)
     .orderBy("a.created_at")
@@ -251,18 +251,16 @@ const DECISIONS_MAX = 10;
 const contains = (column: string, value: object) =>
   sql<boolean>`${sql.ref(column)} @> ${JSON.stringify(value)}::jsonb`;
 
-/** Approvals that wait on the user: named, in one of their groups, or their fallback after escalation. */
+/**
+ * Approvals that wait on the user: named, or in one of their groups (an escalation makes the
+ * fallback people the approvers).
+ */
 function waitsOn(userId: string, groupIds: readonly string[]) {
-  return (eb: ExpressionBuilder<Database & { a: Database["approvals"] }, "a">) => {
-    const people = (column: string) => [
-      contains(column, { users: [userId] }),
-      ...groupIds.map((g) => contains(column, { groups: [g] })),
-    ];
-    return eb.or([
-      ...people("a.approvers"),
-      eb.and([eb("a.escalated_at", "is not", null), eb.or(people("a.fallback"))]),
+  return (eb: ExpressionBuilder<Database & { a: Database["approvals"] }, "a">) =>
+    eb.or([
+      contains("a.approvers", { users: [userId] }),
+      ...groupIds.map((g) => contains("a.approvers", { groups: [g] })),
     ]);
-  };
 }
 
 export async function homeData(db: Executor, userId: string, groupIds: readonly string[] = []) {

@@ -168,9 +168,8 @@ function staleApprovalItem(
   a: Row<typeof staleApprovals>,
   agentName: (id: string) => string,
 ): Owned<DigestApprovalItem> {
-  // An escalated approval waits on its fallback people as well.
-  const people = a.escalated_at && a.fallback ? [a.approvers, a.fallback] : [a.approvers];
-  const ids = [...new Set(people.flatMap((p) => [...p.users, ...p.groups]))];
+  // An escalated approval's approvers are its fallback people (the escalation put them there).
+  const ids = [...new Set([...a.approvers.users, ...a.approvers.groups])];
   const item = {
     toolName: a.tool,
     agentName: agentName(a.agent_id),

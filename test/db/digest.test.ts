@@ -85,7 +85,7 @@ async function approval(
   db: Db,
   taskId: string,
   values: { status?: string; created: Date; users: string[]; groups?: string[] } & {
-    fallback?: string[];
+    escalatedTo?: string[];
   },
 ) {
   await db
@@ -100,9 +100,13 @@ async function approval(
       args: "{}",
       policy_id: "p",
       requester_id: "U0DANA",
-      approvers: JSON.stringify({ users: values.users, groups: values.groups ?? [] }),
-      fallback: values.fallback ? JSON.stringify({ users: values.fallback, groups: [] }) : null,
-      escalated_at: values.fallback ? ago(1) : null,
+      // Escalated, as the deadline sweep leaves it: its fallback people are now its approvers.
+      approvers: JSON.stringify({
+        users: values.escalatedTo ?? values.users,
+        groups: values.escalatedTo ? [] : (values.groups ?? []),
+      }),
+      fallback: null,
+      escalated_at: values.escalatedTo ? ago(1) : null,
       status: values.status ?? "pending",
       expires_at: ago(-100),
       created_at: values.created,
@@ -151,7 +155,7 @@ async function seed(db: Db) {
   await approval(db, on, { created: ago(5), users: ["U0LEE"], groups: ["S0LEADS"] });
   await approval(db, on, { created: ago(3), users: ["U0FRESH"] });
   await approval(db, on, { created: ago(10), users: ["U0DONE"], status: "approved" });
-  await approval(db, on, { created: ago(6), users: ["U0KIM"], fallback: ["U0BOSS"] });
+  await approval(db, on, { created: ago(6), users: ["U0KIM"], escalatedTo: ["U0BOSS"] });
   return { stale, failed };
 }
 
@@ -188,16 +192,17 @@ describe("daily digest", () => {
         staleApprovals: 2,
         failedTasks: 1,
         channelMessages: 1,
-        directMessages: 4,
+        // Ann, Lee, and the fallback tool_4 was escalated to (no longer its first approver).
+        directMessages: 3,
         delivered: undefined,
       },
     );
-    assert.equal(winner?.delivered, 5);
+    assert.equal(winner?.delivered, 4);
 
     const outbox = await db.selectFrom("slack_outbox").select(["method", "status"]).execute();
-    assert.equal(outbox.length, 5);
+    assert.equal(outbox.length, 4);
     assert.ok(outbox.every((r) => r.status === "sent"));
-    assert.equal(sent.length, 5);
+    assert.equal(sent.length, 4);
 
     const channel = sent.find((i) => i.kind === "digest");
     assert.ok(channel?.kind === "digest" && channel.channel === "C0DIGEST");
@@ -212,7 +217,7 @@ describe("daily digest", () => {
     assert.deepEqual(
       digest.staleApprovals.map((a) => [a.toolName, a.approverIds]),
       [
-        ["tool_4", ["U0KIM", "U0BOSS"]],
+        ["tool_4", ["U0BOSS"]],
         ["tool_1", ["U0LEE", "S0LEADS"]],
       ],
     );
@@ -244,7 +249,10 @@ describe("daily digest", () => {
     assert.ok(!annDm.includes("Stale with Billing") && !annDm.includes("tool_1"));
     assert.match(JSON.stringify(dmTo(sent, "U0LEE")), /tool_1/);
     assert.match(JSON.stringify(dmTo(sent, "U0BOSS")), /tool_4/, "the fallback hears of it");
-    assert.match(JSON.stringify(dmTo(sent, "U0KIM")), /tool_4/);
+    assert.ok(
+      !JSON.stringify(dmTo(sent, "U0KIM") ?? {}).includes("tool_4"),
+      "an approver it was escalated away from can no longer decide it",
+    );
 
     const runs = await db.selectFrom("scheduled_runs").selectAll().execute();
     assert.equal(runs.length, 1);

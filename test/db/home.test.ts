@@ -61,8 +61,14 @@ async function approval(
       args: JSON.stringify({ order_id: "1077" }),
       policy_id: "p",
       requester_id: v.requester ?? "U0DANA",
-      approvers: JSON.stringify({ users: v.users ?? [], groups: v.groups ?? [] }),
-      fallback: v.fallback ? JSON.stringify({ users: v.fallback, groups: [] }) : null,
+      // Escalated, as the deadline sweep leaves it: its fallback people are now its approvers.
+      approvers: JSON.stringify(
+        v.escalated && v.fallback
+          ? { users: v.fallback, groups: [] }
+          : { users: v.users ?? [], groups: v.groups ?? [] },
+      ),
+      fallback:
+        v.fallback && !v.escalated ? JSON.stringify({ users: v.fallback, groups: [] }) : null,
       escalated_at: v.escalated ? at(0) : null,
       status: v.decidedBy ? "approved" : "pending",
       decided_by: v.decidedBy ?? null,
