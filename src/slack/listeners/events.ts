@@ -1,4 +1,6 @@
+import type { webApi } from "@slack/bolt";
 import { z } from "zod";
+import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { BoltApp } from "../app.ts";
 import type { SlackHandlers } from "../handlers.ts";
 
@@ -19,8 +21,18 @@ const HUMAN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
 
 /** Events: a mention starts or continues a task; a reply in a task's thread continues it. */
 export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): void {
-  app.event("app_mention", async ({ event, body }) => {
-    await accept(handlers, event, body, true);
+  app.event("app_mention", async ({ event, body, client, context }) => {
+    const outcome = await accept(handlers, event, body, true);
+    const mention = messageEvent.safeParse(event);
+    // A mention that reached Baton late (Slack retried it, or was slow) may have replies in its
+    // thread that came first and were passed over, there being no task yet: read them now. A retry
+    // of a mention that started its task and failed after does the same; the replies read already
+    // are duplicates.
+    const late =
+      context.retryNum !== undefined ||
+      (mention.success && Date.now() - tsMillis(mention.data.ts) > LATE_MS);
+    if (mention.success && late && (outcome === "started" || outcome === "duplicate"))
+      await catchUpThread(handlers, client, mention.data);
   });
   app.event("message", async ({ event, body }) => {
     await accept(handlers, event, body, false);
@@ -38,20 +50,20 @@ async function accept(
   rawEvent: unknown,
   rawBody: unknown,
   isMention: boolean,
-): Promise<void> {
+): Promise<AcceptOutcome | undefined> {
   const event = messageEvent.safeParse(rawEvent);
   const body = envelope.safeParse(rawBody);
-  if (!event.success || !body.success) return;
+  if (!event.success || !body.success) return undefined;
   const e = event.data;
   // The bot never answers itself or other bots: that way lies a loop.
-  if (!e.user || e.bot_id || !HUMAN_SUBTYPES.has(e.subtype)) return;
+  if (!e.user || e.bot_id || !HUMAN_SUBTYPES.has(e.subtype)) return undefined;
   const botUserId = await handlers.botUserId();
-  if (e.user === botUserId) return;
+  if (e.user === botUserId) return undefined;
   const botMention = `<@${botUserId}>`;
   const mentioned = isMention || e.text.includes(botMention);
   // A top-level message that does not mention Baton is not for Baton: no row is written for it.
-  if (!mentioned && !e.thread_ts) return;
-  await handlers.acceptMessage({
+  if (!mentioned && !e.thread_ts) return undefined;
+  return handlers.acceptMessage({
     eventId: body.data.event_id,
     channel: e.channel,
     ts: e.ts,
@@ -60,4 +72,51 @@ async function accept(
     text: e.text.replaceAll(botMention, "").trim(),
     mentioned,
   });
+}
+
+/** A mention this long after it was written may have replies that reached Baton before it. */
+const LATE_MS = 2_000;
+const REPLIES_PAGE = 200;
+const MAX_PAGES = 5;
+
+/** Slack's ts is the Unix time it took the message, in seconds with microseconds. */
+function tsMillis(ts: string): number {
+  return Number(ts.split(".")[0]) * 1000;
+}
+
+/** Whether Slack ts `a` is later than `b`, exactly (past what a double holds). */
+function laterTs(a: string, b: string): boolean {
+  const [aSec = "", aMicro = ""] = a.split(".");
+  const [bSec = "", bMicro = ""] = b.split(".");
+  if (aSec !== bSec) return Number(aSec) > Number(bSec);
+  return aMicro.padEnd(6, "0") > bMicro.padEnd(6, "0");
+}
+
+/**
+ * Accepts the replies written in a mention's thread after it, as their own events would have been:
+ * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate).
+ */
+async function catchUpThread(
+  handlers: SlackHandlers,
+  client: webApi.WebClient,
+  mention: z.infer<typeof messageEvent>,
+): Promise<void> {
+  const threadTs = mention.thread_ts ?? mention.ts;
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const answer = await client.conversations.replies({
+      channel: mention.channel,
+      ts: threadTs,
+      oldest: mention.ts,
+      limit: REPLIES_PAGE,
+      ...(cursor && { cursor }),
+    });
+    for (const reply of answer.messages ?? []) {
+      if (!reply.ts || !laterTs(reply.ts, mention.ts)) continue;
+      const event = { ...reply, type: "message", channel: mention.channel, thread_ts: threadTs };
+      await accept(handlers, event, { event_id: `catchup:${mention.channel}:${reply.ts}` }, false);
+    }
+    cursor = answer.response_metadata?.next_cursor || undefined;
+    if (!cursor) return;
+  }
 }

@@ -92,10 +92,14 @@ const conversations: Record<string, SlackMethod> = {
     const alreadyOpen = state.dms.has(userId);
     return { no_op: alreadyOpen, already_open: alreadyOpen, channel: { id: dmFor(state, userId) } };
   },
+  // Oldest first, the parent always first; `oldest` and `latest` bound the replies, exclusive
+  // unless `inclusive`.
   "conversations.replies": (state, args) => {
     requireArgs(args, "channel", "ts");
-    const thread = threadOf(state, resolveChannel(state, String(args.channel)), String(args.ts));
-    if (thread.length === 0) throw new SlackErr("thread_not_found");
+    const whole = threadOf(state, resolveChannel(state, String(args.channel)), String(args.ts));
+    if (whole.length === 0) throw new SlackErr("thread_not_found");
+    const inRange = tsRange(args);
+    const thread = whole.filter((m, i) => i === 0 || inRange(m.ts));
     const limit = Number(args.limit ?? 1000);
     return {
       messages: thread.slice(0, limit).map((m) => shownMessage(m, args)),
@@ -108,12 +112,7 @@ const conversations: Record<string, SlackMethod> = {
   "conversations.history": (state, args) => {
     requireArgs(args, "channel");
     const channel = resolveChannel(state, String(args.channel));
-    const inclusive = isTrue(args.inclusive);
-    const oldest = str(args.oldest);
-    const latest = str(args.latest);
-    const inRange = (ts: string) =>
-      (oldest === undefined || compareTs(ts, oldest) > (inclusive ? -1 : 0)) &&
-      (latest === undefined || compareTs(ts, latest) < (inclusive ? 1 : 0));
+    const inRange = tsRange(args);
     const timeline = state.messages
       .filter((m) => m.channel === channel && (!m.thread_ts || m.thread_ts === m.ts))
       .filter((m) => inRange(m.ts))
@@ -247,6 +246,16 @@ function historyStart(timeline: SlackMessage[], cursor: unknown): number {
 }
 
 /** A stored message as the reading methods return it: metadata only when asked for. */
+/** `oldest` and `latest`, exclusive unless `inclusive`, as a test of a message's ts. */
+function tsRange(args: SlackArgs): (ts: string) => boolean {
+  const inclusive = isTrue(args.inclusive);
+  const oldest = str(args.oldest);
+  const latest = str(args.latest);
+  return (ts) =>
+    (oldest === undefined || compareTs(ts, oldest) > (inclusive ? -1 : 0)) &&
+    (latest === undefined || compareTs(ts, latest) < (inclusive ? 1 : 0));
+}
+
 function shownMessage({ channel: _c, ...message }: SlackMessage, args: SlackArgs) {
   if (isTrue(args.include_all_metadata)) return message;
   const { metadata: _m, ...shown } = message;
