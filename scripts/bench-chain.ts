@@ -85,6 +85,14 @@ export interface Played {
  * mention to Customer Service's answer reaching the Web API. The event's HTTP client is Slack's,
  * so the measured process pays only for receiving it.
  */
+/**
+ * A mention's ts as Slack gives it, written now: a mention that comes late reads its thread first
+ * (see src/slack/listeners/events.ts). Chain `i`'s microseconds keep a run's threads apart.
+ */
+export function mentionTs(i: number): string {
+  return `${Math.floor(Date.now() / 1000)}.${String(i).padStart(6, "0")}`;
+}
+
 export async function playChain(slack: SlackEmulator, chain: ChainRequest): Promise<Played> {
   const answer = slack.waitForCall(
     "chat.postMessage",

@@ -13,6 +13,7 @@ import { settledTask } from "../test/support/scripts-humans.ts";
 import {
   type ChainRequest,
   HOPS,
+  mentionTs,
   type Played,
   report,
   type Sample,
@@ -102,10 +103,9 @@ async function chain(
   baton: Baton,
   endpoint: string,
   i: number,
-  run: string,
   server: (() => number) | undefined,
 ): Promise<Sample> {
-  const ts = `18000${run}.${String(i).padStart(6, "0")}`;
+  const ts = mentionTs(i);
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(baton);
   const serverBefore = server?.();
@@ -165,18 +165,14 @@ try {
   const models = (process.env.BENCH_MODELS ?? "in-process,http").split(",");
   if (AT_SCALE && models.length > 1)
     throw new Error("BENCH_AT_SCALE plays one run: set BENCH_MODELS=in-process (or http)");
-  for (const [run, model] of [
-    ["1", "in-process"],
-    ["2", "http"],
-  ] as const) {
+  for (const model of ["in-process", "http"] as const) {
     if (!models.includes(model)) continue;
     const { baton, endpoint } = await startBench(model);
     try {
       const server = await serverCpu(baton);
-      for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, run, server);
+      for (let i = 0; i < WARMUP; i++) await chain(baton, endpoint, i, server);
       const samples: Sample[] = [];
-      for (let i = WARMUP; i < ORDERS; i++)
-        samples.push(await chain(baton, endpoint, i, run, server));
+      for (let i = WARMUP; i < ORDERS; i++) samples.push(await chain(baton, endpoint, i, server));
       report(
         model === "in-process"
           ? "scripted model in-process (Baton's own cost)"

@@ -4,6 +4,7 @@ import pg from "pg";
 import {
   type ChainRequest,
   HOPS,
+  mentionTs,
   report,
   type Sample,
   seedOrders,
@@ -84,16 +85,13 @@ export async function compare(
     );
     // BENCH_MODELS=in-process (or http) runs one of the two, as in scripts/bench.ts.
     const models = (process.env.BENCH_MODELS ?? "in-process,http").split(",");
-    for (const [run, model] of [
-      ["3", "in-process"],
-      ["4", "http"],
-    ] as const) {
+    for (const model of ["in-process", "http"] as const) {
       if (!models.includes(model)) continue;
       const databaseUrl = await freshDatabase(
         server.url,
         `baton_compare_${name}_${model.replace("-", "_")}`,
       );
-      const samples = await measure(fakes, { ...urls, model, databaseUrl, agentsFile }, run, start);
+      const samples = await measure(fakes, { ...urls, model, databaseUrl, agentsFile }, start);
       report(labels[model], samples, {
         name: "framework",
         process: "the framework's process only",
@@ -110,7 +108,6 @@ export async function compare(
 async function measure(
   fakes: ChildProcess,
   setup: Omit<Setup, "database">,
-  run: string,
   start: (setup: Setup) => Promise<Contender>,
 ): Promise<Sample[]> {
   const database = openDatabase(setup.databaseUrl);
@@ -125,7 +122,7 @@ async function measure(
     const { rows } = await probe.query<{ pid: number }>("select pg_backend_pid() as pid");
     const server = serverCpuMeter(Number(rows[0]?.pid));
     const counter = modelCounter(c.modelRequests ?? []);
-    const play = (i: number) => chain(fakes, probe, c, { i, run, server, counter });
+    const play = (i: number) => chain(fakes, probe, c, { i, server, counter });
     for (let i = 0; i < WARMUP; i++) await play(i);
     const samples: Sample[] = [];
     for (let i = WARMUP; i < ORDERS; i++) samples.push(await play(i));
@@ -149,13 +146,12 @@ async function chain(
   contender: Contender,
   at: {
     i: number;
-    run: string;
     server: (() => number) | undefined;
     counter: ReturnType<typeof modelCounter>;
   },
 ): Promise<Sample> {
   const { i, server } = at;
-  const ts = `18000${at.run}.${String(i).padStart(6, "0")}`;
+  const ts = mentionTs(i);
   const text = `<@U0BATONBOT> where is order ${5000 + i}?`;
   const xidBefore = await xid(probe);
   const serverBefore = server?.();
