@@ -8,9 +8,9 @@ import { finishedTask } from "../support/scripts-humans.ts";
 // reply in a mention's thread can so reach Baton before the mention has made the thread a task:
 // it is passed over then, and read once the mention arrives.
 
-let h: Harness | undefined;
+const harnesses: Harness[] = [];
 after(async () => {
-  await h?.close();
+  for (const harness of harnesses) await harness.close();
 });
 
 test("a reply that reached Baton before its thread's mention (Slack retried the mention) is read too", async () => {
@@ -23,7 +23,7 @@ test("a reply that reached Baton before its thread's mention (Slack retried the 
     };
   };
   const harness = await startHarness({ script });
-  h = harness;
+  harnesses.push(harness);
   const { ts } = harness.slack.addMessage({
     channel: CHANNEL,
     user: REQUESTER,
@@ -71,4 +71,40 @@ test("a reply that reached Baton before its thread's mention (Slack retried the 
   const fresh = await harness.mention("where is order 1042?");
   await harness.until("the on-time task to finish", () => finishedTask(harness.db.db, fresh.ts));
   assert.equal(harness.slack.callsTo("conversations.replies").length, before);
+});
+
+test("a late mention whose thread Slack fails to show: retried while Slack is down, let go when Slack refuses", async () => {
+  const script: Script = async (request) => ({
+    content: JSON.stringify(request.messages).includes("order 1078")
+      ? "Order 1078 ships tomorrow."
+      : "Which order is it?",
+  });
+  const harness = await startHarness({ script });
+  harnesses.push(harness);
+  const mention = () =>
+    harness.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "<@U0BATONBOT> where is my order?",
+    }).ts;
+
+  // Slack is down: the mention is not acknowledged, so Slack sends it again, and that one reads
+  // the reply.
+  const a = mention();
+  await harness.reply(a, "it is order 1078");
+  harness.slack.failNext("conversations.replies", { error: "service_unavailable" });
+  assert.equal((await harness.mention("where is my order?", { ts: a, retryNum: 1 })).status, 500);
+  assert.equal((await harness.mention("where is my order?", { ts: a, retryNum: 2 })).status, 200);
+  await harness.until("the answer that read the reply", async () =>
+    harness.slack.messagesIn(CHANNEL, a).some((m) => m.text === "Order 1078 ships tomorrow.")
+      ? true
+      : undefined,
+  );
+
+  // Slack refuses (the thread is gone): the task goes on without the replies; a retry would fail
+  // the same way.
+  const b = mention();
+  harness.slack.failNext("conversations.replies", { error: "thread_not_found" });
+  assert.equal((await harness.mention("where is my order?", { ts: b, retryNum: 1 })).status, 200);
+  await harness.until("the task to finish", () => finishedTask(harness.db.db, b));
 });

@@ -1,7 +1,9 @@
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
+import { isBatonError } from "../../errors.ts";
 import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { BoltApp } from "../app.ts";
+import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
 
 const messageEvent = z.object({
@@ -21,7 +23,7 @@ const HUMAN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
 
 /** Events: a mention starts or continues a task; a reply in a task's thread continues it. */
 export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): void {
-  app.event("app_mention", async ({ event, body, client, context }) => {
+  app.event("app_mention", async ({ event, body, client, context, logger }) => {
     const outcome = await accept(handlers, event, body, true);
     const mention = messageEvent.safeParse(event);
     // A mention that reached Baton late (Slack retried it, or was slow) may have replies in its
@@ -31,8 +33,16 @@ export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): v
     const late =
       context.retryNum !== undefined ||
       (mention.success && Date.now() - tsMillis(mention.data.ts) > LATE_MS);
-    if (mention.success && late && (outcome === "started" || outcome === "duplicate"))
+    if (!mention.success || !late || (outcome !== "started" && outcome !== "duplicate")) return;
+    try {
       await catchUpThread(handlers, client, mention.data);
+    } catch (thrown) {
+      // Slack unreachable or busy: the 500 makes it send the mention again, and the catch-up with
+      // it. Slack refusing (the thread deleted, a scope missing) would refuse every retry as well.
+      const error = toBatonError("conversations.replies", thrown);
+      if (!isBatonError(error) || error.retriable) throw error;
+      logger.warn(`could not read the replies before a late mention: ${error.message}`);
+    }
   });
   app.event("message", async ({ event, body }) => {
     await accept(handlers, event, body, false);
