@@ -152,7 +152,14 @@ async function recordFailure(
   const retriable = !isBatonError(error) || error.retriable;
   const attempts = row.attempts + 1;
   const retryInMs = retryDelayMs(attempts);
-  if (retriable && attempts >= FAILING_LONG_ATTEMPTS)
+  // Not an error of Slack's: a fault in Baton itself, which a retry repeats until it is fixed.
+  // The message is kept, and its thread waits behind it, for a release that fixes it.
+  if (!isBatonError(error))
+    log.error(
+      { err: error, attempts, retryInMs },
+      "slack delivery failed on an unexpected error; the message waits, and is tried again",
+    );
+  else if (retriable && attempts >= FAILING_LONG_ATTEMPTS)
     log.error(
       { err: error, attempts, retryInMs },
       "slack delivery still failing: is Slack reachable? the message will be tried again",
