@@ -199,6 +199,8 @@ export async function decideEscalation(
     by: string;
     decision: Record<string, unknown>;
     now: Date;
+    /** The owner the click was authorized against: a sweep may have moved it to its fallback. */
+    checkedOwner: { kind: string; id: string };
   },
 ) {
   return tx
@@ -211,6 +213,11 @@ export async function decideEscalation(
     })
     .where("id", "=", id)
     .where("status", "=", "open")
+    .where(
+      "owner",
+      "=",
+      sql<{ kind: string; id: string }>`${JSON.stringify(decision.checkedOwner)}::jsonb`,
+    )
     .returningAll()
     .executeTakeFirst();
 }

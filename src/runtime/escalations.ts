@@ -3,7 +3,7 @@ import type { EscalationNote } from "../core/handoffs/note.ts";
 import * as humans from "../db/humans.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
-import { lockTask, updateTask } from "../db/tasks.repository.ts";
+import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
@@ -61,7 +61,6 @@ export async function startEscalation(
   Object.assign(fx.changes, {
     owner: { kind: "human", id: owner.id },
     status: "waiting_human",
-    hop: true,
     urgency: input.note.urgency,
   });
   fx.outbox.push(
@@ -123,11 +122,14 @@ export type EscalationChoice =
 export type EscalationCheck =
   | { outcome: "ok" }
   | { outcome: "already_decided"; by: string | null; status: string }
-  | { outcome: "refused"; owner: { kind: string; id: string } };
+  | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" };
+
+type EscalationRow = NonNullable<Awaited<ReturnType<typeof humans.findEscalation>>>;
 
 /**
  * Whether this person may act on the escalation: its owner (the named person, a member of the named
- * group, or anyone in the lane's channel) or its fallback. Refusals are audited.
+ * group, or anyone in the lane's channel) or its fallback, but never the person who asked for the
+ * work (as with approvals). Refusals are audited.
  */
 export async function checkEscalationClick(
   deps: RuntimeDeps,
@@ -135,36 +137,45 @@ export async function checkEscalationClick(
 ): Promise<EscalationCheck> {
   const escalation = await humans.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  return checkAgainst(deps, escalation, input.userId);
+}
+
+async function checkAgainst(
+  deps: RuntimeDeps,
+  escalation: EscalationRow,
+  userId: string,
+): Promise<EscalationCheck> {
   if (escalation.status !== "open") {
     return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
   }
   const { owner, fallback } = escalation;
-  const isMember = async (group: string) =>
-    (await deps.chat.groupMembers(group)).includes(input.userId);
-  let allowed = owner.kind === "channel" || (owner.kind === "user" && owner.id === input.userId);
+  const isMember = async (group: string) => (await deps.chat.groupMembers(group)).includes(userId);
+  const task = await findTask(deps.db, escalation.task_id);
+  const ownRequest = task?.requester_id === userId;
+  let allowed = owner.kind === "channel" || (owner.kind === "user" && owner.id === userId);
   if (!allowed && owner.kind === "group") allowed = await isMember(owner.id);
   if (!allowed && fallback) {
-    allowed = fallback.users.includes(input.userId);
+    allowed = fallback.users.includes(userId);
     for (const group of fallback.groups) allowed ||= await isMember(group);
   }
-  if (allowed) return { outcome: "ok" };
+  if (allowed && !ownRequest) return { outcome: "ok" };
   await audit(deps.db, {
     taskId: escalation.task_id,
-    actor: { kind: "human", id: input.userId },
+    actor: { kind: "human", id: userId },
     kind: "escalation_refused",
-    data: { escalation_id: escalation.id, owner },
+    data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
   });
-  return { outcome: "refused", owner };
+  return { outcome: "refused", owner, ...(ownRequest && { reason: "own_request" as const }) };
 }
 
 export async function decideEscalation(
   deps: RuntimeDeps,
   input: { escalationId: string; userId: string; choice: EscalationChoice },
 ) {
-  const check = await checkEscalationClick(deps, input);
-  if (check.outcome !== "ok") return check;
   const escalation = await humans.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  const check = await checkAgainst(deps, escalation, input.userId);
+  if (check.outcome !== "ok") return check;
   if (input.choice.kind === "send_back" && !deps.agents.get(input.choice.agentId)) {
     throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);
   }
@@ -175,6 +186,7 @@ export async function decideEscalation(
       by: input.userId,
       decision: input.choice,
       now,
+      checkedOwner: escalation.owner,
     });
     if (!row) return undefined;
     const task = await lockTask(tx, row.task_id);
@@ -243,7 +255,8 @@ export async function decideEscalation(
           channel: task.channel_id,
           threadTs: task.thread_ts,
           persona: personaOf(from),
-          ...(row.card_ts ? { updateTs: row.card_ts } : {}),
+          // No ts here: the delivery reads the card's ts then, so a fallback's card posted since
+          // (the sweep's, still in the outbox ahead of this row) is the one updated.
           escalation: {
             escalationId: row.id,
             fromName: from.name,
@@ -265,6 +278,8 @@ export async function decideEscalation(
   });
   if (!outcome) {
     const winner = await humans.findEscalation(deps.db, escalation.id);
+    // Still open: the sweep handed it to another owner after the check; check again against them.
+    if (winner?.status === "open") return decideEscalation(deps, input);
     return {
       outcome: "already_decided" as const,
       by: winner?.decided_by ?? null,

@@ -34,10 +34,12 @@ export function escalationWords(
   check:
     | { outcome: "ok" | "decided" }
     | { outcome: "already_decided"; by: string | null }
-    | { outcome: "refused"; owner: { kind: string; id: string } },
+    | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" },
 ): string | undefined {
   if (check.outcome === "already_decided")
     return `This escalation was already handled${check.by ? ` by ${mention(check.by)}` : ""}.`;
+  if (check.outcome === "refused" && check.reason === "own_request")
+    return `You asked for this, so you can't take it over or send it back yourself; ${mention(check.owner.id)} will pick it up.`;
   if (check.outcome === "refused")
     return `This escalation is for ${mention(check.owner.id)}; only they (or its fallback) can take it over or send it back.`;
   return undefined;

@@ -76,7 +76,11 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
   assert.equal(history.filter((x) => x.kind === "approval_escalated").length, 1);
   const reminders = remindersIn(harness, ts);
   assert.equal(reminders.length, 1);
-  assert.match(String(reminders[0]?.args.text), /U0OPSMANAGER/);
+  assert.match(
+    String(reminders[0]?.args.text),
+    /^<@U0OPSMANAGER> ⏰/,
+    "the fallback is pinged: a live mention, not escaped text",
+  );
 
   // The original approvers no longer decide; the fallback does.
   await harness.clickCard("U0LEE", APPROVAL_APPROVE, moved, ts);

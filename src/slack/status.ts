@@ -1,0 +1,35 @@
+import { ownershipHistory } from "../db/ledger.repository.ts";
+import { resolveTaskRef } from "../db/reports.repository.ts";
+import { findTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "../runtime/deps.ts";
+import { escapeMrkdwn } from "./mrkdwn.ts";
+
+/** An owner as people read it: an agent's name, or Slack mentions of people and groups. */
+export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
+  if (kind === "agent") return deps.agents.get(id)?.name ?? id;
+  return id
+    .split(",")
+    .map((p) =>
+      /^S[A-Z0-9]+$/.test(p) ? `<!subteam^${p}>` : /^[UW][A-Z0-9]+$/.test(p) ? `<@${p}>` : p,
+    )
+    .join(", ");
+}
+
+/** `/baton status <ref>`: where the task is, who owns it, and how it got there. */
+export async function taskStatus(deps: RuntimeDeps, ref: string): Promise<string> {
+  const resolved = await resolveTaskRef(deps.db, ref);
+  const task = resolved?.taskIds[0] ? await findTask(deps.db, resolved.taskIds[0]) : undefined;
+  if (!task)
+    return `I couldn't find a task for "${escapeMrkdwn(ref.slice(0, 100))}". Try a task id, an order number or a thread link.`;
+  const history = await ownershipHistory(deps.db, task.id);
+  const lines = history.map(
+    (h) =>
+      `• ${h.kind.replaceAll("_", " ")}: ${ownerName(deps, h.from_kind, h.from_id)} → ${ownerName(deps, h.to_kind, h.to_id)}`,
+  );
+  return [
+    `*${escapeMrkdwn(task.title)}*: ${task.status.replace("_", " ")}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
+    `Task \`${task.id}\` · ${task.hop_count} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
+    ...(task.failure_reason ? [`Stopped because ${escapeMrkdwn(task.failure_reason)}.`] : []),
+    ...lines.slice(-20),
+  ].join("\n");
+}

@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { afterEach, test } from "node:test";
+import { sql } from "kysely";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { escalationScript } from "../support/scripts-humans.ts";
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+// The sweep hands the escalation to its fallback: the old card is updated ("reassigned") and a new
+// open card is posted. The fallback clicks the old card before Slack has taken those two writes.
+test("a decision made while the fallback's card is on its way leaves no card with live buttons", async () => {
+  const text = (await readFile(new URL("../../agents.yml", import.meta.url), "utf8")).replace(
+    "    support:\n      channel: C0SUPPORT\n",
+    "    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [U0OPSMANAGER]\n",
+  );
+  h = await startHarness({
+    script: scriptByAgent(escalationScript()),
+    agentsFile: parseAgentsFile(text, "review.yml", new Set(demoTools.map((t) => t.name))),
+  });
+  const harness = h;
+  const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await harness.until("the escalation card", async () => {
+    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await harness.db.db
+    .updateTable("escalations")
+    .set({ respond_by: sql`now() - interval '1 minute'` })
+    .where("id", "=", escalation.id)
+    .execute();
+  const updateHeld = harness.slack.holdAnswer("chat.update");
+  const sweep = enforceDeadlines(harness.baton.deps);
+  await updateHeld.arrived; // committed; Slack is slow to take the "reassigned" update
+  await harness.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, ts);
+  updateHeld.release();
+  await sweep;
+
+  const decided = await harness.until("the decision", async () => {
+    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirstOrThrow();
+    return row.status === "taken_over" && row;
+  });
+  // Every card of this escalation, as Slack now shows it.
+  await harness.until("the outbox to drain", async () => {
+    const left = await harness.db.db
+      .selectFrom("slack_outbox")
+      .select("id")
+      .where("status", "not in", ["sent", "dead"])
+      .execute();
+    return left.length === 0;
+  });
+  const live = harness.slack
+    .messagesIn(CHANNEL, ts)
+    .filter((m) => JSON.stringify(m).includes(ESCALATION_TAKE_OVER));
+  assert.equal(decided.decided_by, "U0OPSMANAGER");
+  assert.deepEqual(
+    live.map((m) => m.ts),
+    [],
+    "a card of a decided escalation still offers its buttons",
+  );
+});

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import {
+  SEND_BACK_AGENT_ACTION,
+  SEND_BACK_AGENT_BLOCK,
+  SEND_BACK_CALLBACK,
+  SEND_BACK_INSTRUCTION_ACTION,
+  SEND_BACK_INSTRUCTION_BLOCK,
+} from "../../src/slack/views/reject-modal.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { ESCALATION_NOTE, taskOfThread } from "../support/scripts-humans.ts";
+import { viewSubmissionPayload } from "../support/slack-signing.ts";
+
+const agentsFile = parseAgentsFile(
+  `
+defaults:
+  entry_agent: cs
+  hop_limit: 2
+agents:
+  - id: cs
+    name: Customer Service
+    icon: ":speech_balloon:"
+    tools: [lookup_order]
+    handoffs: [fulfillment]
+    instructions: Hand to fulfillment.
+  - id: fulfillment
+    name: Fulfillment
+    icon: ":package:"
+    tools: [lookup_order]
+    handoffs: [cs]
+    instructions: Escalate.
+policies:
+  lanes:
+    operations:
+      users: [U0OPSMANAGER]
+`,
+  "review-hops.yml",
+  new Set(demoTools.map((t) => t.name)),
+);
+
+let current: Harness | undefined;
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+});
+
+// One agent-to-agent transfer (hop 1), then an escalation (counted as hop 2). The person sends it
+// back with an instruction: the agent must get to act on it, not be stopped for "ping-pong".
+test("a task a person sends back is not failed at once by the hop limit", async () => {
+  const h = await startHarness({
+    agentsFile,
+    script: scriptByAgent({
+      cs: [
+        {
+          toolCalls: [
+            {
+              name: "transfer_to_fulfillment",
+              arguments: { summary: "Order 1077 is lost.", needed: "Find it.", facts: {} },
+            },
+          ],
+        },
+      ],
+      fulfillment: [
+        {
+          toolCalls: [
+            { name: "escalate_to_human", arguments: { ...ESCALATION_NOTE, lane: "operations" } },
+          ],
+        },
+        { content: "A replacement for order 1077 ships today." },
+      ],
+    }),
+  });
+  current = h;
+  const { ts } = await h.mention("where is order 1077?");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  const waiting = await taskOfThread(h.db.db, ts);
+  assert.equal(waiting?.status, "waiting_human");
+
+  await h.click(
+    viewSubmissionPayload({
+      userId: "U0OPSMANAGER",
+      callbackId: SEND_BACK_CALLBACK,
+      privateMetadata: escalation.id,
+      values: {
+        [SEND_BACK_AGENT_BLOCK]: {
+          [SEND_BACK_AGENT_ACTION]: {
+            type: "static_select",
+            selected_option: {
+              text: { type: "plain_text", text: "Fulfillment" },
+              value: "fulfillment",
+            },
+          },
+        },
+        [SEND_BACK_INSTRUCTION_BLOCK]: {
+          [SEND_BACK_INSTRUCTION_ACTION]: "Ship a replacement today.",
+        },
+      },
+    }),
+  );
+  const settled = await h.until("the task to settle", async () => {
+    const row = await taskOfThread(h.db.db, ts);
+    return row && (row.status === "done" || row.status === "failed") ? row : undefined;
+  });
+  assert.equal(
+    settled.status,
+    "done",
+    `the person's instruction is acted on, not dropped (failure: ${settled.failure_reason})`,
+  );
+  assert.equal(h.model.requestsFor("fulfillment").length, 2, "Fulfillment ran on the instruction");
+});
