@@ -137,7 +137,8 @@ async function escalateApproval(
         kind: "notice",
         channel: task.channel_id,
         threadTs: task.thread_ts,
-        text: `⏰ Nobody decided on ${row.tool} in time, so it now goes to ${mentionOf(to)}.`,
+        // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
+        text: `${[...fallback.users, ...fallback.groups].map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
       }),
       post(
         task,

@@ -87,15 +87,16 @@ async function moveEscalation(
         ),
       );
     }
-    const who = fallback
-      ? `it now goes to ${mentionOf(owner.id)}`
-      : `${mentionOf(escalation.owner.id)}, it is still waiting for you`;
+    // Slack pings only the mentions a notice starts with (the rest is escaped): lead with the owner.
+    const to = fallback ? owner : escalation.owner;
+    const ping = to.kind === "channel" ? "" : `${mentionOf(to.id)} `;
+    const who = fallback ? "it is yours now" : "it is still waiting for you";
     messages.push(
       post(task, {
         kind: "notice",
         channel: task.channel_id,
         threadTs: task.thread_ts,
-        text: `⏰ Reminder: nobody has picked this up in time; ${who}.`,
+        text: `${ping}⏰ Reminder: nobody has picked this up in time; ${who}.`,
       }),
     );
     await enqueueOutbox(tx, messages);

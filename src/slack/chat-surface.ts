@@ -3,7 +3,7 @@ import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
 import { BatonError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
-import { clip, isGroupId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
+import { clip, isGroupId, isUserId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
 import type { SlackMessage } from "./views/blocks.ts";
 import { digestMessage } from "./views/digest.ts";
@@ -235,19 +235,21 @@ function safeText(text: string): string {
   return orElse(clip(text, MESSAGE_TEXT_MAX), "—");
 }
 
-const LEADING_GROUP_MENTION = /^<!subteam\^([^>|]+)>\s*/;
+const LEADING_MENTION = /^<(?:!subteam\^|@)([^>|]+)>\s*/;
 
 /**
- * Notice text is escaped except the user-group mentions the runtime puts first (`<!subteam^S…> rest`)
- * to page an escalation's owners; a token whose ID is not a group ID is escaped with the rest.
+ * Notice text is escaped except the user-group and user mentions the runtime puts first
+ * (`<!subteam^S…> rest`, `<@U…> rest`) to page an escalation's owners; a token whose ID is not a
+ * group or user ID is escaped with the rest.
  */
 export function noticeText(text: string): string {
   const mentions: string[] = [];
   let rest = text;
   for (;;) {
-    const match = LEADING_GROUP_MENTION.exec(rest);
+    const match = LEADING_MENTION.exec(rest);
     const id = match?.[1];
-    if (!match || id === undefined || !isGroupId(id)) break;
+    const kindOk = match?.[0].startsWith("<@") ? isUserId : isGroupId;
+    if (!match || id === undefined || !kindOk(id)) break;
     mentions.push(mention(id));
     rest = rest.slice(match[0].length);
   }
