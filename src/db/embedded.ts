@@ -185,8 +185,24 @@ async function removeStalePidFile(pgdata: string): Promise<void> {
   } catch {
     return;
   }
-  if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) return;
+  if (Number.isInteger(pid) && pid > 0 && (await isServerOf(pid, pgdata))) return;
   await fs.rm(pidFile, { force: true });
+}
+
+/**
+ * Alive is not enough: after a reboot or a container restart the pid is often another process's,
+ * and Postgres would refuse to start. A postmaster works in its data folder, so where /proc says
+ * where the process works, it must be this folder.
+ */
+async function isServerOf(pid: number, pgdata: string): Promise<boolean> {
+  if (!processAlive(pid)) return false;
+  try {
+    return (await fs.readlink(`/proc/${pid}/cwd`)) === (await fs.realpath(pgdata));
+  } catch (error) {
+    // Gone since; or no /proc (macOS), or another user's process: it may be the server, so the
+    // file stays, and Postgres says so if it is not.
+    return (error as NodeJS.ErrnoException).code !== "ENOENT" || processAlive(pid);
+  }
 }
 
 function processAlive(pid: number): boolean {
