@@ -12,6 +12,7 @@ import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { demoTools } from "./domain/demo-tools.ts";
+import { assertPortFree } from "./http/port.ts";
 import { startJobQueue } from "./jobs/queue.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
@@ -183,6 +184,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
 
     let port: number | undefined;
     if (config.http.enabled || config.slack.socketMode) {
+      await assertPortFree(config.http.port, "PORT");
       if (config.slack.socketMode) await app.start();
       else await app.start(config.http.port);
       port = config.slack.socketMode ? undefined : config.http.port;
