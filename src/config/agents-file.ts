@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { validate as isValidCron } from "node-cron";
-import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument } from "yaml";
+import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
@@ -61,6 +61,18 @@ export function parseAgentsFile(
     );
   }
   const located = (problems: Problem[]) => fail(describe(problems, doc, lineCounter, sourceName));
+  // toJS() reports an unresolved alias without a position: find each one at its own line first.
+  const unresolved: string[] = [];
+  visit(doc, {
+    Alias(_, alias) {
+      if (alias.resolve(doc) !== undefined) return;
+      const { line, col } = lineCounter.linePos(alias.range?.[0] ?? 0);
+      unresolved.push(
+        `${sourceName}:${line}:${col} no anchor "&${alias.source}" is set before this alias "*${alias.source}"; check its spelling`,
+      );
+    },
+  });
+  if (unresolved.length > 0) throw fail(unresolved);
 
   let data: unknown;
   try {

@@ -64,12 +64,18 @@ export const agentSchema = z.strictObject({
 });
 export type AgentConfig = z.infer<typeof agentSchema>;
 
-const conditionSchema = z.strictObject({
-  argument: z.string().min(1),
-  greater_than: z.number().optional(),
-  at_least: z.number().optional(),
-  equals: z.union([z.string(), z.number(), z.boolean()]).optional(),
-});
+const conditionSchema = z
+  .strictObject({
+    argument: z.string().min(1),
+    greater_than: z.number().optional(),
+    at_least: z.number().optional(),
+    equals: z.union([z.string(), z.number(), z.boolean()]).optional(),
+  })
+  // The gate reads one comparator; a second would be silently ignored.
+  .refine(
+    (c) => [c.greater_than, c.at_least, c.equals].filter((v) => v !== undefined).length <= 1,
+    "use only one of greater_than, at_least or equals (write two policies for two conditions)",
+  );
 export type ApprovalCondition = z.infer<typeof conditionSchema>;
 
 export const approvalPolicySchema = z.strictObject({
