@@ -269,6 +269,8 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .selectFrom("tasks")
       .select(["id", "title", "status", "owner_kind", "owner_id", "channel_id", "thread_ts"])
       .select("last_activity_at")
+      // The whole count, not the rows kept: "(50)" must not stand for 120.
+      .select(sql<number>`count(*) over ()`.as("total"))
       .where("status", "in", OPEN)
       .where((eb) =>
         eb.or([
@@ -284,6 +286,7 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .innerJoin("tasks as t", "t.id", "a.task_id")
       .select(["a.id", "a.task_id", "a.tool", "a.agent_id", "a.args", "a.created_at"])
       .select(["a.card_channel", "a.card_ts", "t.title", "t.channel_id", "t.thread_ts"])
+      .select(sql<number>`count(*) over ()`.as("total"))
       .where("a.status", "=", "pending")
       // Whoever asked may not approve, so their own requests do not wait on them.
       .where("a.requester_id", "<>", userId)
@@ -299,7 +302,13 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .limit(DECISIONS_MAX)
       .execute(),
   ]);
-  return { openTasks, waitingApprovals, recentDecisions };
+  return {
+    openTasks,
+    openTaskCount: openTasks[0]?.total ?? 0,
+    waitingApprovals,
+    waitingApprovalCount: waitingApprovals[0]?.total ?? 0,
+    recentDecisions,
+  };
 }
 
 export type HomeData = Awaited<ReturnType<typeof homeData>>;

@@ -30,12 +30,16 @@ export function createSlackHandlers(
     return auditStoryBlocks(entries, { taskId, page, pageSize: AUDIT_PAGE_SIZE });
   };
   const userGroups = async (userId: string) => {
-    const groups = new Set(
-      deps.agents.file.policies.approvals.flatMap((p) => [
-        ...p.approvers.groups,
-        ...(p.fallback?.groups ?? []),
+    // Every group the agents file can make an owner or approver: policies, supervisors, lanes.
+    const { approvals, supervisors, lanes } = deps.agents.file.policies;
+    const groups = new Set([
+      ...approvals.flatMap((p) => [...p.approvers.groups, ...(p.fallback?.groups ?? [])]),
+      ...(supervisors?.groups ?? []),
+      ...Object.values(lanes).flatMap((l) => [
+        ...(l?.groups ?? []),
+        ...(l?.fallback?.groups ?? []),
       ]),
-    );
+    ]);
     const member: string[] = [];
     for (const group of groups)
       if ((await deps.chat.groupMembers(group)).includes(userId)) member.push(group);
@@ -95,10 +99,13 @@ export function createSlackHandlers(
       const data = await homeData(deps.db, userId, await userGroups(userId));
       return appHome({
         userId,
+        openTaskCount: data.openTaskCount,
+        waitingApprovalCount: data.waitingApprovalCount,
         openTasks: data.openTasks.map((t) => ({
           taskId: t.id,
           title: t.title,
           ownerName: ownerName(deps, t.owner_kind, t.owner_id),
+          ...(t.owner_kind === "human" && { ownerIds: t.owner_id.split(",") }),
           status: t.status,
           updatedAt: t.last_activity_at,
           permalink: threadLink(t.channel_id, t.thread_ts),

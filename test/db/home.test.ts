@@ -145,7 +145,9 @@ describe("App Home data", () => {
   test("someone with nothing gets three empty lists", async () => {
     assert.deepEqual(await homeData(db, "U0NOBODY"), {
       openTasks: [],
+      openTaskCount: 0,
       waitingApprovals: [],
+      waitingApprovalCount: 0,
       recentDecisions: [],
     });
   });

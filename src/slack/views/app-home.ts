@@ -19,6 +19,8 @@ export interface HomeTask {
   title: string;
   /** Display name of the agent or person who owns it now. */
   ownerName: string;
+  /** A person's or group's Slack ids, shown as mentions instead of ownerName. */
+  ownerIds?: string[];
   status: string;
   updatedAt: Date;
   permalink?: string;
@@ -43,6 +45,9 @@ export interface HomeDecision {
 
 export interface AppHomeInput {
   userId: string;
+  /** All of them, when openTasks holds only the first rows. */
+  openTaskCount?: number;
+  waitingApprovalCount?: number;
   openTasks: HomeTask[];
   waitingApprovals: HomeApproval[];
   recentDecisions: HomeDecision[];
@@ -55,17 +60,20 @@ const APPROVALS_SHOWN = 30;
 const DECISIONS_SHOWN = 10;
 
 export function appHome(input: AppHomeInput): HomeView {
+  const openTasks = Math.max(input.openTaskCount ?? 0, input.openTasks.length);
+  const approvals = Math.max(input.waitingApprovalCount ?? 0, input.waitingApprovals.length);
   const who = isUserId(input.userId) ? `Hi ${mention(input.userId)}. ` : "";
   const blocks: Block[] = [
     header("Baton"),
     context([`${who}Your open tasks, the approvals waiting for you and what you decided lately.`]),
     divider(),
-    header(`Your open tasks (${input.openTasks.length})`),
-    ...list(input.openTasks, TASKS_SHOWN, taskRow, "open tasks", "No open tasks. 🎉"),
+    header(`Your open tasks (${openTasks})`),
+    ...list(input.openTasks, openTasks, TASKS_SHOWN, taskRow, "open tasks", "No open tasks. 🎉"),
     divider(),
-    header(`Waiting for your approval (${input.waitingApprovals.length})`),
+    header(`Waiting for your approval (${approvals})`),
     ...list(
       input.waitingApprovals,
+      approvals,
       APPROVALS_SHOWN,
       approvalRow,
       "approvals",
@@ -80,6 +88,7 @@ export function appHome(input: AppHomeInput): HomeView {
 
 function list<T>(
   items: T[],
+  total: number,
   max: number,
   row: (item: T) => Block,
   noun: string,
@@ -87,13 +96,16 @@ function list<T>(
 ): Block[] {
   if (items.length === 0) return [context([empty])];
   const blocks = items.slice(0, max).map(row);
-  if (items.length > max) blocks.push(context([`+${items.length - max} more ${noun} not shown.`]));
+  if (total > max) blocks.push(context([`+${total - max} more ${noun} not shown.`]));
   return blocks;
 }
 
 function taskRow(task: HomeTask): Block {
   const title = orElse(clip(task.title, 300), "(untitled)");
-  const meta = `${clip(task.ownerName, 80)} · ${clip(task.status, 40)} · updated ${slackDate(task.updatedAt)}`;
+  const owner = task.ownerIds?.length
+    ? task.ownerIds.slice(0, 5).map(mention).join(", ")
+    : clip(task.ownerName, 80);
+  const meta = `${owner} · ${clip(task.status, 40)} · updated ${slackDate(task.updatedAt)}`;
   return section(`*${title}*\n${meta}`, openButton(task.permalink, "Open thread"));
 }
 

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { agentDirectory } from "../../src/core/agents/directory.ts";
+import type { RuntimeDeps } from "../../src/runtime/deps.ts";
+import { createSlackHandlers } from "../../src/slack/wire-handlers.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+
+// A warehouse lane owned by a user group, and supervisors named as a group: no approval policy
+// names either group. A member of each must still find their work in App Home.
+const FILE = parseAgentsFile(
+  `agents:
+  - id: fulfillment
+    name: Fulfillment
+    icon: ":package:"
+    instructions: Ship.
+    autonomy: supervised
+policies:
+  supervisors: { groups: [S0SUPERVISORS] }
+  lanes:
+    operations: { groups: [S0WAREHOUSE] }
+`,
+  "agents.yml",
+);
+
+let database: TestDatabase;
+let n = 0;
+async function task(title: string, ownerId: string) {
+  const row = await database.db
+    .insertInto("tasks")
+    .values({
+      channel_id: "C0OPS",
+      thread_ts: `1736000000.${String(++n).padStart(6, "0")}`,
+      requester_id: "U0DANA",
+      title,
+      request_text: title,
+      status: "waiting_human",
+      owner_kind: "human",
+      owner_id: ownerId,
+      handback_stack: "[]",
+      facts: "{}",
+      cost_usd: 0,
+    })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+function homeFor(userId: string) {
+  const members: Record<string, string[]> = {
+    S0WAREHOUSE: ["U0WAREHOUSE"],
+    S0SUPERVISORS: ["U0SUPER"],
+  };
+  const deps = {
+    db: database.db,
+    agents: agentDirectory(FILE),
+    chat: { groupMembers: async (group: string) => members[group] ?? [] },
+  } as unknown as RuntimeDeps;
+  return createSlackHandlers(deps, async () => "U0BOT").homeView(userId);
+}
+
+before(async () => {
+  database = await createTestDatabase();
+  await task("Pallet 7 is missing", "S0WAREHOUSE");
+  const supervised = await task("Ship order 1042", "fulfillment");
+  await database.db
+    .insertInto("approvals")
+    .values({
+      task_id: supervised,
+      step_no: 1,
+      tool_call_id: "call-1",
+      model_call_id: "m-1",
+      agent_id: "fulfillment",
+      tool: "ship_order",
+      args: JSON.stringify({ order_id: "1042" }),
+      policy_id: "supervised",
+      requester_id: "U0DANA",
+      approvers: JSON.stringify({ users: [], groups: ["S0SUPERVISORS"] }),
+      fallback: null,
+      status: "pending",
+      expires_at: new Date(Date.now() + 3_600_000),
+    })
+    .execute();
+});
+after(() => database.drop());
+
+test("a task escalated to a lane's group shows in its members' App Home", async () => {
+  const view = JSON.stringify(await homeFor("U0WAREHOUSE"));
+  assert.match(view, /Your open tasks \(1\)/);
+  assert.match(view, /Pallet 7 is missing/);
+});
+
+test("an approval waiting on the supervisors' group shows in its members' App Home", async () => {
+  const view = JSON.stringify(await homeFor("U0SUPER"));
+  assert.match(view, /Waiting for your approval \(1\)/);
+  assert.match(view, /ship_order/);
+});
+
+test("a task owned by a person names its owner as a mention, not as escaped text", async () => {
+  await task("Refund for order 1077", "U0ANN");
+  const view = JSON.stringify(await homeFor("U0ANN"));
+  assert.match(view, /Refund for order 1077/);
+  assert.doesNotMatch(view, /&lt;@U0ANN&gt;/, "the owner shows as the literal text <@U0ANN>");
+});
+
+test("the open-task count is the user's, not the query's row limit", async () => {
+  for (let i = 0; i < 60; i++) await task(`Busy ${i}`, "U0BUSY");
+  const view = JSON.stringify(await homeFor("U0BUSY"));
+  assert.match(view, /Your open tasks \(60\)/);
+});
