@@ -187,6 +187,17 @@ export async function insertEscalation(
     .executeTakeFirstOrThrow();
 }
 
+/** Whether the task waits on an escalation card nobody has taken over or sent back yet. */
+export async function hasOpenEscalation(db: Executor, taskId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("escalations")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where("status", "=", "open")
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function findEscalation(db: Executor, id: string) {
   return db.selectFrom("escalations").selectAll().where("id", "=", id).executeTakeFirst();
 }

@@ -4,6 +4,7 @@ import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-story.ts";
+import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { threadLink } from "../runtime/digest.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalations.ts";
@@ -12,7 +13,7 @@ import { clip, escapeMrkdwn } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
-import { HELP_TEXT } from "./words.ts";
+import { closeWords, HELP_TEXT } from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
 
@@ -61,7 +62,7 @@ export function createSlackHandlers(
     decideEscalation: (input) => decideEscalation(deps, input),
     checkEscalationClick: (input) => checkEscalationClick(deps, input),
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
-    async command({ text }) {
+    async command({ text, userId }) {
       const [verb = "help", ...rest] = text.trim().split(/\s+/);
       const ref = rest[0] ?? "";
       try {
@@ -76,6 +77,15 @@ export function createSlackHandlers(
             return ref
               ? await auditAnswer(ref, 1)
               : { text: "Usage: `/baton audit <task, order or thread link>`" };
+          case "done":
+            if (!ref) return { text: "Usage: `/baton done <task, order or thread link>`" };
+            return {
+              text: closeWords(
+                await closeTask(deps, { ref, userId }),
+                (o) => ownerName(deps, o.kind, o.id),
+                ref,
+              ),
+            };
           case "who": {
             if (!ref)
               return {

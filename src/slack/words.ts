@@ -1,7 +1,8 @@
 import { isConnectionLost } from "../db/database.ts";
 import { isBatonError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
-import { mention, slackDate } from "./mrkdwn.ts";
+import type { CloseOutcome } from "../runtime/close-task.ts";
+import { clip, escapeMrkdwn, mention, slackDate } from "./mrkdwn.ts";
 
 /** The one place that turns outcomes and error codes into words for a Slack user. */
 export function approvers(people: { users: string[]; groups: string[] }): string {
@@ -58,5 +59,28 @@ export const HELP_TEXT = [
   "• `/baton status <task, order or thread link>` — where a task is and who owns it",
   "• `/baton audit <task, order or thread link>` — the whole story: handoffs, tool calls, approvals, model calls",
   "• `/baton who <order or task> [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
+  "• `/baton done <task, order or thread link>` — close a task you took over, once the work is finished",
   "• `/baton help` — this message",
 ].join("\n");
+
+/** The answer to `/baton done`: what happened, or why not and what to do instead. */
+export function closeWords(
+  result: CloseOutcome,
+  ownerName: (owner: { kind: string; id: string }) => string,
+  ref: string,
+): string {
+  switch (result.outcome) {
+    case "closed":
+      return `Done: *${clip(result.title, 200)}* is closed, and its thread is told.`;
+    case "not_found":
+      return `I couldn't find a task for "${escapeMrkdwn(ref.slice(0, 100))}". Try a task id, an order number or a thread link.`;
+    case "already_closed":
+      return `That task is already ${result.status}; there is nothing to close.`;
+    case "not_with_a_person":
+      return `That task is with ${ownerName(result.owner)}, not with a person: only a task someone took over can be marked done.`;
+    case "escalation_open":
+      return "That task waits on its escalation card: take it over (or send it back) from the card first.";
+    case "not_owner":
+      return `That task is ${ownerName(result.owner)}'s; only they can mark it done.`;
+  }
+}

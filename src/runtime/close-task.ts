@@ -1,0 +1,83 @@
+import { hasOpenEscalation } from "../db/humans.repository.ts";
+import { audit } from "../db/ledger.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
+import { resolveTaskRef } from "../db/reports.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import { post } from "./messages.ts";
+import { deliverOutbox } from "./outbox.ts";
+
+export type CloseOutcome =
+  | { outcome: "closed"; title: string }
+  | { outcome: "not_found" }
+  | { outcome: "already_closed"; status: string }
+  /** An agent works on it, or waits on an approval. */
+  | { outcome: "not_with_a_person"; owner: { kind: string; id: string } }
+  /** Its escalation card waits: take it over or send it back from there first. */
+  | { outcome: "escalation_open" }
+  | { outcome: "not_owner"; owner: { kind: string; id: string } };
+
+/**
+ * `/baton done`: the person who took a task over (or a member of the group that owns it) says the
+ * work is finished. The task closes, the thread is told, and the digest stops listing it.
+ */
+export async function closeTask(
+  deps: RuntimeDeps,
+  input: { ref: string; userId: string },
+): Promise<CloseOutcome> {
+  const resolved = await resolveTaskRef(deps.db, input.ref);
+  const found = resolved?.taskIds[0] ? await findTask(deps.db, resolved.taskIds[0]) : undefined;
+  if (!found) return { outcome: "not_found" };
+  const refusal = await refusalFor(deps, found, input.userId);
+  if (refusal) return refusal;
+  const outcome = await deps.db.transaction().execute(async (tx) => {
+    const task = await lockTask(tx, found.id);
+    if (!task) return { outcome: "not_found" as const };
+    // Changed hands since the check (sent back to an agent, closed): judge it again.
+    if (task.status !== found.status || task.owner_id !== found.owner_id) return undefined;
+    await updateTask(tx, task.id, { status: "done" });
+    await audit(tx, {
+      taskId: task.id,
+      actor: { kind: "human", id: input.userId },
+      kind: "task_closed",
+      data: {},
+    });
+    await enqueueOutbox(tx, [
+      post(task, {
+        kind: "notice",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        text: `<@${input.userId}> ✅ marked this done.`,
+      }),
+    ]);
+    return { outcome: "closed" as const, title: task.title };
+  });
+  if (!outcome) return closeTask(deps, input);
+  await deliverOutbox(deps, { taskId: found.id });
+  return outcome;
+}
+
+async function refusalFor(
+  deps: RuntimeDeps,
+  task: TaskRow,
+  userId: string,
+): Promise<CloseOutcome | undefined> {
+  const owner = { kind: task.owner_kind, id: task.owner_id };
+  if (task.status === "done" || task.status === "failed")
+    return { outcome: "already_closed", status: task.status };
+  if (task.owner_kind !== "human" || task.status !== "waiting_human")
+    return { outcome: "not_with_a_person", owner };
+  if (await hasOpenEscalation(deps.db, task.id)) return { outcome: "escalation_open" };
+  const owners = task.owner_id.split(",");
+  if (owners.includes(userId)) return undefined;
+  for (const group of owners.filter((id) => id.startsWith("S")))
+    if ((await deps.chat.groupMembers(group)).includes(userId)) return undefined;
+  await audit(deps.db, {
+    taskId: task.id,
+    actor: { kind: "human", id: userId },
+    kind: "close_refused",
+    data: { owner },
+  });
+  return { outcome: "not_owner", owner };
+}

@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import { type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+import { deliverCommand } from "../support/slack-signing.ts";
+
+// A person who took escalated work over finishes it outside Baton, then closes the task, so it
+// stops showing as their open work in App Home and in the daily digest.
+
+let current: Harness | undefined;
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+});
+
+const SUPPORT_LEAD = "U0SUPPORTLEAD";
+
+/** Runs `/baton <text>` as `user` over signed HTTP and returns the text Bolt's respond() posted. */
+async function baton(h: Harness, user: string, text: string): Promise<string> {
+  const before = h.slack.callsTo("response_url").length;
+  const res = await deliverCommand(h.endpoint, SIGNING_SECRET, {
+    command: "/baton",
+    text,
+    user_id: user,
+    channel_id: "C0SUPPORT",
+    response_url: h.slack.responseUrl,
+  });
+  assert.equal(res.status, 200);
+  const reply = await h.until(`the answer to /baton ${text}`, async () =>
+    h.slack.callsTo("response_url").at(before),
+  );
+  return String(reply.args.text);
+}
+
+test("/baton done closes a task its owner took over; anyone else is refused and told why", async () => {
+  const h = await startHarness({ script: scriptByAgent(escalationScript()) });
+  current = h;
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  const task = await taskOfThread(h.db.db, ts);
+  assert.ok(task);
+
+  assert.match(
+    await baton(h, SUPPORT_LEAD, `done ${task.id}`),
+    /waits on its escalation card: take it over/,
+  );
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_TAKE_OVER, escalation, ts);
+  await h.until("the lead to own the task", async () =>
+    (await taskOfThread(h.db.db, ts))?.owner_id === SUPPORT_LEAD ? true : undefined,
+  );
+
+  assert.match(
+    await baton(h, "U0OTHER", `done ${task.id}`),
+    new RegExp(`That task is <@${SUPPORT_LEAD}>'s; only they can mark it done`),
+  );
+  assert.equal((await taskOfThread(h.db.db, ts))?.status, "waiting_human");
+
+  assert.match(await baton(h, SUPPORT_LEAD, `done ${task.id}`), /^Done: \*.*\* is closed/);
+  const closed = await taskOfThread(h.db.db, ts);
+  assert.equal(closed?.status, "done");
+  assert.ok(closed?.closed_at);
+  const notice = await h.until("the thread to be told", async () =>
+    h.slack.messagesIn("C0ORDERS", ts).find((m) => String(m.text).includes("marked this done")),
+  );
+  assert.equal(notice.text, `<@${SUPPORT_LEAD}> ✅ marked this done.`);
+  const audits = await h.db.db
+    .selectFrom("audit_events")
+    .select(["kind", "actor_id"])
+    .where("task_id", "=", task.id)
+    .where("kind", "in", ["task_closed", "close_refused"])
+    .orderBy("id")
+    .execute();
+  assert.deepEqual(
+    audits.map((a) => [a.kind, a.actor_id]),
+    [
+      ["close_refused", "U0OTHER"],
+      ["task_closed", SUPPORT_LEAD],
+    ],
+  );
+
+  assert.match(await baton(h, SUPPORT_LEAD, `done ${task.id}`), /already done/);
+  assert.match(await baton(h, SUPPORT_LEAD, "done"), /Usage: `\/baton done/);
+});
+
+test("/baton done refuses a task an agent is working on, and says who has it", async () => {
+  let release = () => {};
+  const answered = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const h = await startHarness({
+    script: async () => {
+      await answered;
+      return { content: "Order 1077 ships today." };
+    },
+  });
+  current = h;
+  const { ts } = await h.mention("where is order 1077?");
+  const task = await h.until("the task", async () => taskOfThread(h.db.db, ts));
+  assert.match(
+    await baton(h, SUPPORT_LEAD, `done ${task.id}`),
+    /with Customer Service, not with a person/,
+  );
+  release();
+  await h.until("the answer", async () =>
+    (await taskOfThread(h.db.db, ts))?.status === "done" ? true : undefined,
+  );
+});
