@@ -34,7 +34,8 @@ export const FALLBACK_TEXT_MAX = 300;
 export const ELLIPSIS = "…";
 // Zero-width joiner: "@\u200Dchannel" reads as "@channel" but Slack does not treat it as a mention.
 const ZWJ = "\u200D";
-const BROADCAST = /@(channel|here|everyone)(?![\p{L}\p{N}_])/giu;
+// Every "@here…" is defused, "@herea" too: a cut (clip, a section split) can drop the letter after.
+const BROADCAST = /@(channel|here|everyone)/giu;
 const ENTITY_AT = /^&(?:amp|lt|gt);/;
 
 /** Escapes `&`, `<`, `>` and defuses bare broadcast words, so the text renders as typed. */
@@ -44,6 +45,14 @@ export function escapeMrkdwn(text: string): string {
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
     .replace(BROADCAST, `@${ZWJ}$1`);
+}
+
+/**
+ * Slack sends message text with `&`, `<`, `>` escaped (`&amp;`, `&lt;`, `&gt;`): decoded once at the
+ * boundary, so the text is stored as typed and escaped once on its way back out.
+ */
+export function unescapeSlack(text: string): string {
+  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 }
 
 /** Truncates to at most `max` code units, ending with "…" when cut. */

@@ -5,6 +5,7 @@ import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { BoltApp } from "../app.ts";
 import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
+import { unescapeSlack } from "../mrkdwn.ts";
 
 const messageEvent = z.object({
   type: z.string(),
@@ -15,6 +16,7 @@ const messageEvent = z.object({
   ts: z.string(),
   thread_ts: z.string().optional(),
   channel: z.string(),
+  channel_type: z.string().optional(),
 });
 const envelope = z.object({ event_id: z.string() });
 
@@ -70,7 +72,8 @@ async function accept(
   const botUserId = await handlers.botUserId();
   if (e.user === botUserId) return undefined;
   const botMention = `<@${botUserId}>`;
-  const mentioned = isMention || e.text.includes(botMention);
+  // A direct message is written to Baton: it needs no mention.
+  const mentioned = isMention || e.channel_type === "im" || e.text.includes(botMention);
   // A top-level message that does not mention Baton is not for Baton: no row is written for it.
   if (!mentioned && !e.thread_ts) return undefined;
   return handlers.acceptMessage({
@@ -79,7 +82,8 @@ async function accept(
     ts: e.ts,
     threadTs: e.thread_ts,
     user: e.user,
-    text: e.text.replaceAll(botMention, "").trim(),
+    // The bot's mention is a real token; an escaped "&lt;@U…&gt;" the person typed is decoded after.
+    text: unescapeSlack(e.text.replaceAll(botMention, "")).trim(),
     mentioned,
   });
 }
