@@ -27,7 +27,13 @@ export function createSlackHandlers(
     const taskId = report.taskIds[0] ?? "";
     const entries = report.entries
       .filter((e) => e.taskId === taskId)
-      .map((e) => ({ at: e.at, actor: actorName(deps, e.actor), kind: e.kind, text: e.text }));
+      .map((e) => ({
+        at: e.at,
+        actor: actorName(deps, e.actor),
+        ...(e.actor.startsWith("human:") && { userId: e.actor.slice("human:".length) }),
+        kind: e.kind,
+        text: e.text,
+      }));
     return auditStoryBlocks(entries, { taskId, page, pageSize: AUDIT_PAGE_SIZE });
   };
   const userGroups = async (userId: string) => {
@@ -143,6 +149,6 @@ export function createSlackHandlers(
 function actorName(deps: RuntimeDeps, actor: string): string {
   const [kind, id = ""] = actor.split(":");
   if (kind === "agent") return deps.agents.get(id)?.name ?? id;
-  if (kind === "human") return `<@${id}>`;
+  if (kind === "human") return id;
   return "Baton";
 }

@@ -1,4 +1,4 @@
-import { clip, SECTION_TEXT_MAX, slackDate } from "../mrkdwn.ts";
+import { clip, isUserId, mention, SECTION_TEXT_MAX, slackDate } from "../mrkdwn.ts";
 import { actions, type Block, button, context, type SlackMessage, section } from "./blocks.ts";
 
 export const AUDIT_PAGE = "audit_page";
@@ -9,6 +9,8 @@ export interface AuditStoryEntry {
   at: Date;
   /** Who acted: an agent's display name or a person's name. */
   actor: string;
+  /** The person's Slack user ID, when a person acted: shown as a mention instead of `actor`. */
+  userId?: string;
   /** The event kind, e.g. "handoff", "tool_call", "decision". */
   kind: string;
   /** One line that tells what happened. */
@@ -53,7 +55,9 @@ export function auditStoryBlocks(
 
 function line(entry: AuditStoryEntry): string {
   const when = slackDate(entry.at, "{date_short} {time_secs}");
-  return `${when} *${clip(entry.actor, 80)}* · _${clip(entry.kind, 40)}_ · ${clip(entry.text, 500)}`;
+  const who =
+    entry.userId && isUserId(entry.userId) ? mention(entry.userId) : clip(entry.actor, 80);
+  return `${when} *${who}* · _${clip(entry.kind, 40)}_ · ${clip(entry.text, 500)}`;
 }
 
 /** Greedily joins lines into sections of at most 3,000 chars; each line is far shorter. */

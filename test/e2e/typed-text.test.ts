@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { directRefundScript, finishedTask, taskOfThread } from "../support/scripts-humans.ts";
+import { blockActionsPayload, deliverCommand } from "../support/slack-signing.ts";
+
+let h: Harness;
+let threadTs: string;
+let taskId: string;
+before(async () => {
+  h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+  // Slack sends message text with &, < and > escaped: the person typed "Tom & Jerry <3".
+  const { ts } = await h.mention("billing: please refund order 1077, Tom &amp; Jerry &lt;3");
+  threadTs = ts;
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.click(
+    blockActionsPayload({
+      userId: "U0LEE",
+      actionId: APPROVAL_APPROVE,
+      value: approval.id,
+      channel: CHANNEL,
+      messageTs: approval.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+  const task = await taskOfThread(h.db.db, ts);
+  assert.ok(task);
+  taskId = task.id;
+});
+after(async () => {
+  await h.close();
+});
+
+async function baton(text: string) {
+  const before = h.slack.callsTo("response_url").length;
+  const res = await deliverCommand(h.endpoint, SIGNING_SECRET, {
+    command: "/baton",
+    text,
+    user_id: "U0OPS",
+    channel_id: CHANNEL,
+    response_url: h.slack.responseUrl,
+  });
+  assert.equal(res.status, 200);
+  const reply = await h.until(
+    `/baton ${text}`,
+    async () => h.slack.callsTo("response_url")[before],
+  );
+  return { text: String(reply.args.text), blocks: JSON.stringify(reply.args.blocks ?? []) };
+}
+
+test("text Slack sent escaped is shown as the person typed it, not double-escaped", async () => {
+  const answer = await baton(`status ${taskId}`);
+  // Slack shows "&amp;" as "&": the title must reach Slack escaped once.
+  assert.doesNotMatch(answer.text, /&amp;amp;|&amp;lt;/, answer.text);
+  assert.match(answer.text, /Tom &amp; Jerry &lt;3/);
+  void threadTs;
+});
+
+test("/baton audit names the person who decided as a mention, not as escaped token text", async () => {
+  const answer = await baton(`audit ${taskId}`);
+  assert.doesNotMatch(answer.blocks, /&lt;@U0LEE&gt;/, "the approver is shown as literal <@U0LEE>");
+  assert.match(answer.blocks, /<@U0LEE>/);
+});
