@@ -93,19 +93,25 @@ export async function startJobQueue(options: {
       );
     },
     async workDeadLetters(handler) {
-      await boss.work<TaskJob & { error?: string }>(
-        TASK_DEAD_LETTERS,
-        { pollingIntervalSeconds: 2 },
-        async (jobs) => {
-          for (const job of jobs) {
-            options.metrics.deadLetters.inc({ queue: TASK_QUEUE });
-            await handler(job.data.taskId, "it kept failing after several retries");
-          }
-        },
-      );
+      const work = { pollingIntervalSeconds: 2, includeMetadata: true } as const;
+      await boss.work<TaskJob, unknown, typeof work>(TASK_DEAD_LETTERS, work, async (jobs) => {
+        for (const job of jobs) {
+          options.metrics.deadLetters.inc({ queue: TASK_QUEUE });
+          await handler(job.data.taskId, deadLetterReason(job.sourceOutput));
+        }
+      });
     },
     async stop() {
       await boss.stop({ graceful: true, timeout: 10_000 });
     },
   };
+}
+
+/** The thread is told why: the last attempt's error, which pg-boss keeps as the dead letter's source output. */
+function deadLetterReason(output: object | null): string {
+  const message = (output as { message?: unknown } | null)?.message;
+  const last = typeof message === "string" ? message.split("\n")[0]?.trim().slice(0, 300) : "";
+  return last
+    ? `it kept failing after several retries; the last error was: ${last}`
+    : "it kept failing after several retries";
 }

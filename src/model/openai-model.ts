@@ -41,20 +41,27 @@ export function createOpenAIModel(options: {
       }
       const choice = response.choices?.[0];
       if (!choice?.message) throw new ModelBehaviorError("the model returned no message");
+      // A cut-off reply is not an answer: half a sentence would be posted as done.
+      if (choice.finish_reason === "length")
+        throw new ModelBehaviorError(
+          "the model's reply was cut off at its output limit (finish_reason=length)",
+        );
       const calls = (choice.message.tool_calls ?? []).flatMap((call, index) =>
         call.type === "function"
           ? [
               {
                 id: call.id || `call_${index}`,
-                name: call.function?.name ?? "",
-                arguments: call.function?.arguments ?? "",
+                name: String(call.function?.name ?? ""),
+                // Some compatible servers send the arguments as an object, not a JSON string.
+                arguments: asText(call.function?.arguments),
               },
             ]
           : [],
       );
       return {
-        content: choice.message.content ?? null,
-        toolCalls: calls,
+        // A refusal comes in its own field, with no content: it is the agent's answer.
+        content: textOf(choice.message.content) ?? textOf(choice.message.refusal) ?? null,
+        toolCalls: uniqueIds(calls),
         usage: {
           promptTokens: response.usage?.prompt_tokens ?? 0,
           completionTokens: response.usage?.completion_tokens ?? 0,
@@ -63,6 +70,37 @@ export function createOpenAIModel(options: {
       };
     },
   };
+}
+
+/**
+ * One call per id: a call repeated under its id (a server that repeats what it streamed) is one
+ * call, run once; a different call under a taken id gets an id of its own, and its own answer.
+ */
+function uniqueIds(calls: ModelReply["toolCalls"]): ModelReply["toolCalls"] {
+  const seen = new Map<string, string>();
+  const unique: ModelReply["toolCalls"] = [];
+  for (const [index, call] of calls.entries()) {
+    const body = `${call.name}\n${call.arguments}`;
+    const earlier = seen.get(call.id);
+    if (earlier === body) continue;
+    const id = earlier === undefined ? call.id : `${call.id}_${index}`;
+    seen.set(id, body);
+    unique.push({ ...call, id });
+  }
+  return unique;
+}
+
+/** Model output is unknown until read: content may come as text parts, arguments as an object. */
+function textOf(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value))
+    return value.map((part) => (typeof part?.text === "string" ? part.text : "")).join("");
+  return undefined;
+}
+
+function asText(value: unknown): string {
+  if (value === undefined || value === null) return "";
+  return typeof value === "string" ? value : JSON.stringify(value);
 }
 
 function classify(error: unknown): Error {

@@ -64,7 +64,8 @@ export async function applyAction(
 
 function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
   const { task, agent } = fx.turn;
-  if (action.reason !== "not_allowed") fx.modelErrors++;
+  // A refused tool is an unusable reply too: a model that insists on one must not loop unbounded.
+  fx.modelErrors++;
   fx.conversation.push(toolMessage(action.callId, { error: action.message }));
   fx.audits.push({
     taskId: task.id,
@@ -145,14 +146,15 @@ async function handOver(
 
 export function settleModelErrors(fx: TurnEffects): void {
   const { task } = fx.turn;
-  if (fx.modelErrors === 0) {
+  // The reply handed the task over: usable work, and the next agent's replies count from zero.
+  if (fx.modelErrors === 0 || fx.changes.owner) {
     if (task.model_errors !== 0) fx.changes.modelErrors = 0;
     return;
   }
   const total = task.model_errors + 1;
   fx.changes.modelErrors = total;
   if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
-  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls or unknown tools)`;
+  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls, unknown tools or tools outside its role)`;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
   fx.outbox.push(

@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { type Harness, startHarness } from "../support/harness.ts";
+import type { Script, ScriptedReply } from "../support/model-server.ts";
+import { postsWhenAtLeast, requestText, taskInThread, taskWithStatus } from "../support/observe.ts";
+
+/** A full chat.completion body, for answers the scripted replies cannot express. */
+function completion(message: Record<string, unknown>, finish_reason: string) {
+  return {
+    raw: {
+      id: "chatcmpl-review",
+      object: "chat.completion",
+      created: 1_700_000_000,
+      model: "gpt-4o-mini",
+      choices: [{ index: 0, message: { role: "assistant", ...message }, finish_reason }],
+      usage: { prompt_tokens: 10, completion_tokens: 10, total_tokens: 20 },
+    },
+  };
+}
+
+const cases: Record<string, (n: number) => ScriptedReply> = {
+  // A prompt-injected model that keeps asking for a tool outside its role.
+  "case-insists": () => ({
+    toolCalls: [
+      { name: "issue_refund", arguments: { order_id: "1042", amount_usd: 20, reason: "asked" } },
+    ],
+  }),
+  // An answer cut off at the model's output limit.
+  "case-length": () =>
+    completion({ content: "Your order 1042 is stuck because the", refusal: null }, "length"),
+  // OpenAI's refusal: no content, the refusal in its own field.
+  "case-refusal": () =>
+    completion({ content: null, refusal: "I'm sorry, I can't help with that request." }, "stop"),
+  // A compatible server that sends tool arguments as an object, not a JSON string.
+  "case-object-args": (n) =>
+    n === 0
+      ? completion(
+          {
+            content: null,
+            tool_calls: [
+              {
+                id: "call_1",
+                type: "function",
+                function: { name: "lookup_order", arguments: { order_id: "1042" } },
+              },
+            ],
+          },
+          "tool_calls",
+        )
+      : { content: "Order 1042 is in the warehouse." },
+  // A server that sends content as an array of parts.
+  "case-content-parts": () =>
+    completion({ content: [{ type: "text", text: "Order 1042 is in the warehouse." }] }, "stop"),
+};
+const used = new Map<string, number>();
+const script: Script = (request) => {
+  const text = requestText(request);
+  const name = Object.keys(cases).find((c) => text.includes(c));
+  if (!name) throw new Error(`no case in "${text}"`);
+  const n = used.get(name) ?? 0;
+  used.set(name, n + 1);
+  if (n > 30) return { status: 400, error: `${name}: too many calls` };
+  return (cases[name] as (n: number) => ScriptedReply)(n);
+};
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({ script });
+});
+after(async () => {
+  await h.close();
+});
+
+const calls = (name: string) => used.get(name) ?? 0;
+
+test("a model that keeps calling a tool outside its allowlist is stopped, and the thread is told", async () => {
+  const { ts } = await h.mention("case-insists: refund me 20 USD for order 1042");
+  const task = await h.until(
+    "the task to stop",
+    () => taskWithStatus(h.db.db, ts, "failed", "waiting_human"),
+    10_000,
+  );
+  assert.ok(calls("case-insists") <= 5, `the model was asked ${calls("case-insists")} times`);
+  const [notice] = await postsWhenAtLeast(h, ts, 1);
+  assert.ok(notice, "the thread is told");
+  assert.equal((await h.db.db.selectFrom("refunds").selectAll().execute()).length, 0);
+  assert.ok(task);
+});
+
+test("an answer cut off at the output limit (finish_reason=length) is not posted as the answer", async () => {
+  const { ts } = await h.mention("case-length: where is order 1042?");
+  await h.until(
+    "the task to settle",
+    async () => {
+      const t = await taskInThread(h.db.db, ts);
+      return t && t.status !== "active" ? t : undefined;
+    },
+    10_000,
+  );
+  const task = await taskInThread(h.db.db, ts);
+  assert.notEqual(task?.status, "done", "a cut-off answer does not finish the task");
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.ok(
+    !posts.some((p) => String(p.args.text) === "Your order 1042 is stuck because the"),
+    "the half sentence is not posted as the agent's answer",
+  );
+});
+
+test("a refusal reaches the thread instead of being counted as three empty replies", async () => {
+  const { ts } = await h.mention("case-refusal: where is order 1042?");
+  await h.until(
+    "the task to settle",
+    async () => {
+      const t = await taskInThread(h.db.db, ts);
+      return t && t.status !== "active" ? t : undefined;
+    },
+    10_000,
+  );
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.ok(
+    posts.some((p) => /can't help with that/.test(String(p.args.text))),
+    `the refusal is told: ${posts.map((p) => p.args.text).join(" | ")}`,
+  );
+  assert.equal(calls("case-refusal"), 1, "the model is not asked again and again");
+});
+
+test("tool arguments sent as an object do not crash the turn", async () => {
+  const { ts } = await h.mention("case-object-args: where is order 1042?");
+  const task = await h.until(
+    "the task to finish",
+    () => taskWithStatus(h.db.db, ts, "done"),
+    8_000,
+  );
+  const modelCalls = await h.db.db
+    .selectFrom("model_calls")
+    .select("step_no")
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.equal(modelCalls.length, 2, "both replies were turns: the first did not crash the job");
+  const toolCalls = await h.db.db
+    .selectFrom("tool_calls")
+    .select(["tool", "status"])
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.deepEqual(toolCalls, [{ tool: "lookup_order", status: "done" }]);
+});
+
+test("content sent as an array of text parts is answered, not a crash", async () => {
+  const { ts } = await h.mention("case-content-parts: where is order 1042?");
+  await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"), 8_000);
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.match(String(posts[0]?.args.text), /in the warehouse/);
+});
