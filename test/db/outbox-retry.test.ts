@@ -3,17 +3,16 @@ import { after, before, beforeEach, test } from "node:test";
 import { sql } from "kysely";
 import type { ChatSurface } from "../../src/core/ports.ts";
 import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
-import { enqueueOutbox } from "../../src/db/outbox.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { deliverOutbox, retryDelayMs } from "../../src/runtime/outbox.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { emulatedChat } from "../support/emulated-chat.ts";
+import * as threads from "../support/outbox-threads.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
 // A Slack outage, or a stretch of 429s, must not lose what Baton decided to say: a row that Slack
 // failed to take waits and is tried again, for as long as it takes, and its thread waits behind it.
 
-const CHANNEL = "C0ORDERS";
 const log = createLogger({ level: "silent" });
 const SLACK_DOWN = { error: "service_unavailable" };
 
@@ -34,30 +33,6 @@ after(async () => {
 
 const deliver = (filter: Parameters<typeof deliverOutbox>[1] = {}) =>
   deliverOutbox({ db: t.db, chat, log }, filter);
-
-/** A task whose thread is in Slack, as a mention leaves it. */
-async function newThread() {
-  const { ts } = slack.addMessage({ channel: CHANNEL, user: "U0DANA", text: "where is 1042?" });
-  const task = await insertOrderTask(t.db, ts);
-  return { taskId: task.id, ts };
-}
-
-async function say(thread: { taskId: string; ts: string }, text: string) {
-  await t.db.transaction().execute((tx) =>
-    enqueueOutbox(tx, [
-      {
-        taskId: thread.taskId,
-        intent: {
-          kind: "agent_reply",
-          channel: CHANNEL,
-          threadTs: thread.ts,
-          persona: { name: "Customer Service", icon: "" },
-          text,
-        },
-      },
-    ]),
-  );
-}
 
 async function rowsOf(taskId: string) {
   return t.db
@@ -85,12 +60,6 @@ async function waitsRunOut() {
     where next_attempt_at is not null`.execute(t.db);
 }
 
-const thread = (ts: string) =>
-  slack
-    .messagesIn(CHANNEL, ts)
-    .slice(1)
-    .map((m) => m.text);
-
 /** Calls to post in the thread (failed ones too). */
 const posts = (ts: string) =>
   slack.callsTo("chat.postMessage").filter((c) => c.args.thread_ts === ts).length;
@@ -103,9 +72,9 @@ test("a row may go again at the next chance after one failure, then waits 2 s do
 });
 
 test("a message Slack fails to take ten times is sent once Slack answers again, its thread in order", async () => {
-  const a = await newThread();
-  await say(a, "first");
-  await say(a, "second");
+  const a = await threads.newThread(t.db, slack);
+  await threads.say(t.db, a, "first");
+  await threads.say(t.db, a, "second");
   slack.failNext("chat.postMessage", SLACK_DOWN, 10);
 
   const waits: number[] = [];
@@ -126,7 +95,7 @@ test("a message Slack fails to take ten times is sent once Slack answers again, 
 
   await waitsRunOut();
   assert.equal(await deliver({ taskId: a.taskId }), 2);
-  assert.deepEqual(thread(a.ts), ["first", "second"], "each once, in order");
+  assert.deepEqual(threads.threadTexts(slack, a.ts), ["first", "second"], "each once, in order");
   assert.deepEqual(await rowsOf(a.taskId), [
     { status: "sent", attempts: 10 },
     { status: "sent", attempts: 0 },
@@ -134,9 +103,9 @@ test("a message Slack fails to take ten times is sent once Slack answers again, 
 });
 
 test("a message Slack refuses for good is dead at once and never tried again", async () => {
-  const a = await newThread();
-  await say(a, "too long");
-  await say(a, "next");
+  const a = await threads.newThread(t.db, slack);
+  await threads.say(t.db, a, "too long");
+  await threads.say(t.db, a, "next");
   slack.failNext("chat.postMessage", { error: "msg_too_long" });
 
   assert.equal(await deliver({ taskId: a.taskId }), 1);
@@ -149,13 +118,13 @@ test("a message Slack refuses for good is dead at once and never tried again", a
   assert.equal(await deliver({ taskId: a.taskId }), 0);
   assert.equal(await deliver(), 0);
   assert.equal(posts(a.ts), before, "nothing is posted again");
-  assert.deepEqual(thread(a.ts), ["next"]);
+  assert.deepEqual(threads.threadTexts(slack, a.ts), ["next"]);
 });
 
 test("a row waiting to be tried again is not sent early by any path, nor are the rows behind it", async () => {
-  const a = await newThread();
-  await say(a, "first");
-  await say(a, "second");
+  const a = await threads.newThread(t.db, slack);
+  await threads.say(t.db, a, "first");
+  await threads.say(t.db, a, "second");
   // Failed twice: the second failure makes it wait.
   slack.failNext("chat.postMessage", SLACK_DOWN, 2);
   assert.equal(await deliver({ taskId: a.taskId }), 0);
@@ -170,26 +139,26 @@ test("a row waiting to be tried again is not sent early by any path, nor are the
   assert.ok(await claimLease(t.db, a.taskId, "worker-a", 60_000));
   assert.equal(await deliver({ taskId: a.taskId, olderThanMs: 0, holdsLease: true }), 0);
   assert.equal(posts(a.ts), before, "Slack was not asked again before the wait ran out");
-  assert.deepEqual(thread(a.ts), []);
+  assert.deepEqual(threads.threadTexts(slack, a.ts), []);
 
   await waitsRunOut();
   assert.equal(await deliver({ taskId: a.taskId, holdsLease: true }), 2);
-  assert.deepEqual(thread(a.ts), ["first", "second"]);
+  assert.deepEqual(threads.threadTexts(slack, a.ts), ["first", "second"]);
   await releaseLease(t.db, a.taskId, "worker-a");
 });
 
 test("in the sweep, a task whose row fails waits alone: other tasks' rows go out", async () => {
-  const a = await newThread();
-  const b = await newThread();
-  await say(a, "a1");
-  await say(b, "b1");
-  await say(a, "a2");
-  await say(b, "b2");
+  const a = await threads.newThread(t.db, slack);
+  const b = await threads.newThread(t.db, slack);
+  await threads.say(t.db, a, "a1");
+  await threads.say(t.db, b, "b1");
+  await threads.say(t.db, a, "a2");
+  await threads.say(t.db, b, "b2");
   slack.failNext("chat.postMessage", SLACK_DOWN);
 
   assert.equal(await deliver(), 2);
-  assert.deepEqual(thread(b.ts), ["b1", "b2"]);
-  assert.deepEqual(thread(a.ts), [], "a2 waits behind a1");
+  assert.deepEqual(threads.threadTexts(slack, b.ts), ["b1", "b2"]);
+  assert.deepEqual(threads.threadTexts(slack, a.ts), [], "a2 waits behind a1");
   assert.deepEqual(await rowsOf(a.taskId), [
     { status: "retry", attempts: 1 },
     { status: "pending", attempts: 0 },
@@ -197,18 +166,23 @@ test("in the sweep, a task whose row fails waits alone: other tasks' rows go out
 
   await waitsRunOut();
   assert.equal(await deliver(), 2);
-  assert.deepEqual(thread(a.ts), ["a1", "a2"]);
+  assert.deepEqual(threads.threadTexts(slack, a.ts), ["a1", "a2"]);
 });
 
 test("while Slack is down, a sweep stops after three failed calls instead of trying every thread", async () => {
-  const threads = [await newThread(), await newThread(), await newThread(), await newThread()];
-  for (const [i, th] of threads.entries()) await say(th, `message ${i}`);
+  const many = [
+    await threads.newThread(t.db, slack),
+    await threads.newThread(t.db, slack),
+    await threads.newThread(t.db, slack),
+    await threads.newThread(t.db, slack),
+  ];
+  for (const [i, th] of many.entries()) await threads.say(t.db, th, `message ${i}`);
   // Down for three calls: had the pass gone on, the fourth thread's message would have gone out.
   slack.failNext("chat.postMessage", SLACK_DOWN, 3);
 
   assert.equal(await deliver(), 0);
   assert.equal(slack.callsTo("chat.postMessage").length, 3, "three tries, then the pass stops");
-  const tried = await Promise.all(threads.map(async (th) => (await rowsOf(th.taskId))[0]));
+  const tried = await Promise.all(many.map(async (th) => (await rowsOf(th.taskId))[0]));
   assert.deepEqual(
     tried.map((r) => r?.attempts),
     [1, 1, 1, 0],
@@ -217,5 +191,6 @@ test("while Slack is down, a sweep stops after three failed calls instead of try
 
   await waitsRunOut();
   assert.equal(await deliver(), 4, "once Slack answers, every thread's message goes out");
-  for (const [i, th] of threads.entries()) assert.deepEqual(thread(th.ts), [`message ${i}`]);
+  for (const [i, th] of many.entries())
+    assert.deepEqual(threads.threadTexts(slack, th.ts), [`message ${i}`]);
 });

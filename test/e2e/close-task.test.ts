@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
-import { deliverCommand } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 // A person who took escalated work over finishes it outside Baton, then closes the task, so it
 // stops showing as their open work in App Home and in the daily digest.
@@ -17,22 +17,9 @@ afterEach(async () => {
 
 const SUPPORT_LEAD = "U0SUPPORTLEAD";
 
-/** Runs `/baton <text>` as `user` over signed HTTP and returns the text Bolt's respond() posted. */
-async function baton(h: Harness, user: string, text: string): Promise<string> {
-  const before = h.slack.callsTo("response_url").length;
-  const res = await deliverCommand(h.endpoint, SIGNING_SECRET, {
-    command: "/baton",
-    text,
-    user_id: user,
-    channel_id: "C0SUPPORT",
-    response_url: h.slack.responseUrl,
-  });
-  assert.equal(res.status, 200);
-  const reply = await h.until(`the answer to /baton ${text}`, async () =>
-    h.slack.callsTo("response_url").at(before),
-  );
-  return String(reply.args.text);
-}
+/** The text of Baton's answer to `/baton <text>` typed by `user`. */
+const said = async (h: Harness, user: string, text: string) =>
+  (await runBaton(h, text, { user, channel: "C0SUPPORT" })).text;
 
 test("/baton done closes a task its owner took over; anyone else is refused and told why", async () => {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
@@ -46,7 +33,7 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
   assert.ok(task);
 
   assert.match(
-    await baton(h, SUPPORT_LEAD, `done ${task.id}`),
+    await said(h, SUPPORT_LEAD, `done ${task.id}`),
     /waits on its escalation card: take it over/,
   );
   await h.clickCard(SUPPORT_LEAD, ESCALATION_TAKE_OVER, escalation, ts);
@@ -55,12 +42,12 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
   );
 
   assert.match(
-    await baton(h, "U0OTHER", `done ${task.id}`),
+    await said(h, "U0OTHER", `done ${task.id}`),
     new RegExp(`That task is <@${SUPPORT_LEAD}>'s; only they can mark it done`),
   );
   assert.equal((await taskOfThread(h.db.db, ts))?.status, "waiting_human");
 
-  assert.match(await baton(h, SUPPORT_LEAD, `done ${task.id}`), /^Done: \*.*\* is closed/);
+  assert.match(await said(h, SUPPORT_LEAD, `done ${task.id}`), /^Done: \*.*\* is closed/);
   const closed = await taskOfThread(h.db.db, ts);
   assert.equal(closed?.status, "done");
   assert.ok(closed?.closed_at);
@@ -83,8 +70,8 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
     ],
   );
 
-  assert.match(await baton(h, SUPPORT_LEAD, `done ${task.id}`), /already done/);
-  assert.match(await baton(h, SUPPORT_LEAD, "done"), /Usage: `\/baton done/);
+  assert.match(await said(h, SUPPORT_LEAD, `done ${task.id}`), /already done/);
+  assert.match(await said(h, SUPPORT_LEAD, "done"), /Usage: `\/baton done/);
 });
 
 test("/baton done refuses a task an agent is working on, and says who has it", async () => {
@@ -102,7 +89,7 @@ test("/baton done refuses a task an agent is working on, and says who has it", a
   const { ts } = await h.mention("where is order 1077?");
   const task = await h.until("the task", async () => taskOfThread(h.db.db, ts));
   assert.match(
-    await baton(h, SUPPORT_LEAD, `done ${task.id}`),
+    await said(h, SUPPORT_LEAD, `done ${task.id}`),
     /with Customer Service, not with a person/,
   );
   release();

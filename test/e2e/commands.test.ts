@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
-import { deliverCommand } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 let h: Harness;
 before(async () => {
@@ -16,28 +16,7 @@ after(async () => {
   await h.close();
 });
 
-/** Runs `/baton <text>` over signed HTTP and returns what Bolt's respond() posted back. */
-async function baton(text: string) {
-  const before = h.slack.callsTo("response_url").length;
-  const res = await deliverCommand(h.endpoint, SIGNING_SECRET, {
-    command: "/baton",
-    text,
-    user_id: "U0OPS",
-    channel_id: CHANNEL,
-    response_url: h.slack.responseUrl,
-  });
-  assert.equal(res.status, 200);
-  const reply = await h.until(
-    `the answer to /baton ${text}`,
-    async () => h.slack.callsTo("response_url")[before],
-  );
-  const blocks = JSON.stringify(reply.args.blocks ?? []);
-  return {
-    text: String(reply.args.text),
-    blocks,
-    ephemeral: reply.args.response_type === "ephemeral",
-  };
-}
+const baton = (text: string) => runBaton(h, text);
 
 test("/baton status <order> tells where the task is and its ownership history", async () => {
   const answer = await baton("status 1042");

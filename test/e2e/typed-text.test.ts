@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { directRefundScript, finishedTask, taskOfThread } from "../support/scripts-humans.ts";
-import { blockActionsPayload, deliverCommand } from "../support/slack-signing.ts";
+import { blockActionsPayload } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 let h: Harness;
 let threadTs: string;
@@ -37,22 +38,7 @@ after(async () => {
   await h.close();
 });
 
-async function baton(text: string) {
-  const before = h.slack.callsTo("response_url").length;
-  const res = await deliverCommand(h.endpoint, SIGNING_SECRET, {
-    command: "/baton",
-    text,
-    user_id: "U0OPS",
-    channel_id: CHANNEL,
-    response_url: h.slack.responseUrl,
-  });
-  assert.equal(res.status, 200);
-  const reply = await h.until(
-    `/baton ${text}`,
-    async () => h.slack.callsTo("response_url")[before],
-  );
-  return { text: String(reply.args.text), blocks: JSON.stringify(reply.args.blocks ?? []) };
-}
+const baton = (text: string) => runBaton(h, text);
 
 test("text Slack sent escaped is shown as the person typed it, not double-escaped", async () => {
   const answer = await baton(`status ${taskId}`);
