@@ -10,24 +10,25 @@ import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { escalationScript } from "../support/scripts-humans.ts";
 
+// The support lane, with a fallback person: an escalation nobody picked up in time goes to them.
+
 let h: Harness | undefined;
 afterEach(async () => {
   await h?.close();
   h = undefined;
 });
 
-// The sweep hands the escalation to its fallback: the old card is updated ("reassigned") and a new
-// open card is posted. The fallback clicks the old card before Slack has taken those two writes.
-test("a decision made while the fallback's card is on its way leaves no card with live buttons", async () => {
+/** An escalation to the support channel, past its respond-by, with U0OPSMANAGER as the fallback. */
+async function escalationPastDue() {
   const text = (await readFile(new URL("../../agents.yml", import.meta.url), "utf8")).replace(
     "    support:\n      channel: C0SUPPORT\n",
     "    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [U0OPSMANAGER]\n",
   );
-  h = await startHarness({
+  const harness = await startHarness({
     script: scriptByAgent(escalationScript()),
-    agentsFile: parseAgentsFile(text, "review.yml", new Set(demoTools.map((t) => t.name))),
+    agentsFile: parseAgentsFile(text, "fallback.yml", new Set(demoTools.map((t) => t.name))),
   });
-  const harness = h;
+  h = harness;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
   const escalation = await harness.until("the escalation card", async () => {
     const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
@@ -38,6 +39,25 @@ test("a decision made while the fallback's card is on its way leaves no card wit
     .set({ respond_by: sql`now() - interval '1 minute'` })
     .where("id", "=", escalation.id)
     .execute();
+  return { harness, ts, escalation };
+}
+
+test("an escalation handed to its fallback pings the fallback person (a live mention)", async () => {
+  const { harness, ts } = await escalationPastDue();
+  await enforceDeadlines(harness.baton.deps);
+  const reminder = await harness.until("the reminder", async () =>
+    harness.slack
+      .callsTo("chat.postMessage")
+      .find((c) => c.args.thread_ts === ts && String(c.args.text).includes("Reminder")),
+  );
+  const said = String(reminder.args.text);
+  assert.ok(said.includes("<@U0OPSMANAGER>"), `the fallback is not pinged: ${said}`);
+});
+
+// The sweep hands the escalation to its fallback: the old card is updated ("reassigned") and a new
+// open card is posted. The fallback clicks the old card before Slack has taken those two writes.
+test("a decision made while the fallback's card is on its way leaves no card with live buttons", async () => {
+  const { harness, ts, escalation } = await escalationPastDue();
   const updateHeld = harness.slack.holdAnswer("chat.update");
   const sweep = enforceDeadlines(harness.baton.deps);
   await updateHeld.arrived; // committed; Slack is slow to take the "reassigned" update
