@@ -88,7 +88,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
 
     const metrics = createMetrics();
     registerDatabaseGauges(metrics, () => pendingApprovalStats(database.db), log);
-    const queue = await startJobQueue({ url, log, metrics });
+    const queue = await startJobQueue({ url, log, metrics, retries: config.jobRetries });
     stops.push(queue.stop);
 
     const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;

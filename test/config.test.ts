@@ -39,6 +39,7 @@ describe("loadConfig", () => {
       agentsFile: "agents.yml",
       logLevel: "info",
       workers: 4,
+      jobRetries: 5,
     });
   });
 
@@ -57,6 +58,7 @@ describe("loadConfig", () => {
       LOG_LEVEL: "debug",
       BATON_WORKERS: "16",
       BATON_HTTP: "0",
+      BATON_JOB_RETRIES: "0",
     });
     assert.equal(config.slack.socketMode, true);
     assert.equal(config.slack.apiUrl, "http://localhost:4000/api/");
@@ -71,6 +73,7 @@ describe("loadConfig", () => {
     assert.equal(config.agentsFile, "/etc/baton/agents.yml");
     assert.equal(config.logLevel, "debug");
     assert.equal(config.workers, 16);
+    assert.equal(config.jobRetries, 0);
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.slack));
     assert.throws(() => {
       (config.http as { port: number }).port = 1;
@@ -110,6 +113,7 @@ describe("loadConfig", () => {
     LOG_LEVEL: "verbose",
     BATON_WORKERS: "0",
     BATON_HTTP: "off",
+    BATON_JOB_RETRIES: "21",
   };
   for (const [name, value] of Object.entries(malformed)) {
     it(`names ${name} when it is malformed`, () => {

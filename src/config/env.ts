@@ -35,6 +35,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Step jobs run at once in this process. */
   readonly workers: number;
+  /** Times a failed task job is tried again, with backoff, before it is dead-lettered. */
+  readonly jobRetries: number;
 }
 
 const missing = (help: string) => `is missing: ${help}`;
@@ -124,6 +126,12 @@ const envSchema = z.object({
     })
     .optional()
     .transform((v) => v !== "0" && v !== "false"),
+  BATON_JOB_RETRIES: intWithDefault(
+    5,
+    0,
+    20,
+    "set it to how many times a failed task job is tried again before the task fails, from 0 to 20 (default 5).",
+  ),
 });
 
 /** Blank values count as unset: `.env` files often carry `KEY=` lines. Pasted secrets often end in a newline. */
@@ -167,6 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     agentsFile: e.BATON_AGENTS_FILE,
     logLevel: e.LOG_LEVEL,
     workers: e.BATON_WORKERS,
+    jobRetries: e.BATON_JOB_RETRIES,
   });
 }
 
@@ -197,6 +206,7 @@ export function redactedConfigSummary(config: Config) {
     agentsFile: config.agentsFile,
     logLevel: config.logLevel,
     workers: config.workers,
+    jobRetries: config.jobRetries,
   };
 }
 

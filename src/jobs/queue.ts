@@ -27,6 +27,8 @@ export async function startJobQueue(options: {
   url: string;
   log: Logger;
   metrics: Metrics;
+  /** Times a failed job is tried again, with backoff (1 s, 2 s, 4 s, ... up to 60 s), before its dead letter. */
+  retries: number;
 }): Promise<JobQueue> {
   const boss = new PgBoss({ connectionString: options.url, useListenNotify: true, max: 4 });
   boss.on("error", (error) => {
@@ -37,15 +39,20 @@ export async function startJobQueue(options: {
   });
   await boss.start();
   await boss.createQueue(TASK_DEAD_LETTERS, { retryLimit: 3, retryBackoff: true });
-  await boss.createQueue(TASK_QUEUE, {
-    notify: true,
-    retryLimit: 5,
+  const retries = {
+    retryLimit: options.retries,
     retryDelay: 1,
     retryBackoff: true,
     retryDelayMax: 60,
+  } as const;
+  await boss.createQueue(TASK_QUEUE, {
+    notify: true,
+    ...retries,
     expireInSeconds: 900,
     deadLetter: TASK_DEAD_LETTERS,
   });
+  // The queue outlives the process: a changed BATON_JOB_RETRIES applies to the jobs sent from now on.
+  await boss.updateQueue(TASK_QUEUE, retries);
   return {
     tasks: {
       async enqueue(executor: Executor, taskId: string, opts = {}) {

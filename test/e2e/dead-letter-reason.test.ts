@@ -19,8 +19,10 @@ const tools: ToolDefinition[] = demoTools.map((t) =>
 
 let h: Harness;
 before(async () => {
+  // Two attempts (one retry) keep the test short; the default five only take longer.
   h = await startHarness({
     tools,
+    jobRetries: 1,
     script: () => ({ toolCalls: [{ name: "lookup_order", arguments: { order_id: "1042" } }] }),
   });
 });
@@ -33,7 +35,7 @@ test("a dead-lettered task tells its thread, once, that it failed and why", asyn
   const task = await h.until(
     "the task to be dead-lettered",
     () => taskWithStatus(h.db.db, ts, "failed"),
-    120_000,
+    30_000,
   );
   const notices = await h.until("the notice", async () => {
     const posts = postsInThread(h.slack, ts);

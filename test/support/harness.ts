@@ -84,6 +84,8 @@ export async function startHarness(options: {
   databaseUrl?: (url: string) => string;
   /** How long a run holds a task without renewing (default Baton's, 120 s). */
   leaseMs?: number;
+  /** BATON_JOB_RETRIES (default Baton's, 5). */
+  jobRetries?: number;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -107,6 +109,7 @@ export async function startHarness(options: {
         DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
         PORT: String(port),
         BATON_WORKERS: "2",
+        ...(options.jobRetries !== undefined && { BATON_JOB_RETRIES: String(options.jobRetries) }),
         ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),
       }),
       agentsFile,
