@@ -154,11 +154,15 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       },
       handlers,
     );
-    await initSlackApp(
+    const { workspaceUrl } = await initSlackApp(
       app,
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
     );
-    deps.chat = createSlackChatSurface(app.client, { log, poster: postingClient(app, log) });
+    deps.chat = createSlackChatSurface(app.client, {
+      log,
+      poster: postingClient(app, log),
+      ...(workspaceUrl && { workspaceUrl }),
+    });
 
     if (options.workers ?? true) {
       await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
@@ -173,7 +177,14 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         log,
         run: async (fireAt) => {
           await runDigest(
-            { db: deps.db, log, clock: deps.clock, agentsFile, chat: deps.chat },
+            {
+              db: deps.db,
+              log,
+              clock: deps.clock,
+              agentsFile,
+              chat: deps.chat,
+              threadLink: deps.chat.threadLink,
+            },
             fireAt,
             workerId,
           );

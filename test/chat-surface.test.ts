@@ -3,10 +3,12 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { webApi } from "@slack/bolt";
 import type { DigestInput } from "../src/core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
+import { parseTaskRef } from "../src/db/reports.repository.ts";
 import { TransientError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import {
   createSlackChatSurface,
+  messageLink,
   noticeText,
   SlackDeliveryError,
 } from "../src/slack/chat-surface.ts";
@@ -53,6 +55,21 @@ const DIGEST: DigestInput = {
 const outboxMeta = (id: string) => ({
   event_type: "baton_outbox",
   event_payload: { outbox_id: id },
+});
+
+test("a thread link is the thread's permalink on the workspace, and /baton reads it back", () => {
+  const link = messageLink("https://acme.slack.com/", "C0SUPPORT", "1700000500.000200");
+  assert.equal(link, "https://acme.slack.com/archives/C0SUPPORT/p1700000500000200");
+  assert.deepEqual(parseTaskRef(link), {
+    kind: "thread",
+    channel: "C0SUPPORT",
+    threadTs: "1700000500.000200",
+  });
+  // Without the workspace's URL (auth.test gave none), app_redirect opens the channel at least.
+  assert.equal(
+    messageLink(undefined, "C0SUPPORT", "1700000500.000200"),
+    "https://slack.com/app_redirect?channel=C0SUPPORT",
+  );
 });
 
 describe("Slack chat surface against the Web API emulator", () => {

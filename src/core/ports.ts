@@ -13,6 +13,8 @@ export interface ChatSurface {
   findPosted(intent: ChatIntent, outboxId: string, writtenAt: Date): Promise<string | undefined>;
   /** Members of a Slack user group, for approver checks. */
   groupMembers(groupId: string): Promise<string[]>;
+  /** A link that opens a task's thread in Slack, for digests, notices and the App Home. */
+  threadLink(channel: string, threadTs: string): string;
 }
 
 export interface Clock {

@@ -27,6 +27,8 @@ export interface DigestDeps {
   agentsFile: AgentsFile;
   /** Without it the digest waits in the outbox for the app's deliverer. */
   chat?: ChatSurface;
+  /** Opens a task's thread (see ChatSurface.threadLink). */
+  threadLink: ChatSurface["threadLink"];
 }
 
 export interface DigestResult {
@@ -46,12 +48,6 @@ const LIST_LIMIT = 200;
 const FIRST_FAILURE_WINDOW_MS = 86_400_000;
 const DELIVERY_ROUNDS = 20;
 const USER_ID = /^[UW][A-Z0-9]+$/;
-
-/** Opens a thread without knowing the workspace's domain. */
-export function threadLink(channel: string, threadTs: string): string {
-  const query = new URLSearchParams({ channel, message_ts: threadTs });
-  return `https://slack.com/app_redirect?${query.toString()}`;
-}
 
 /**
  * One digest per firing, however many replicas fire: the firing is claimed, read and queued in one
@@ -122,10 +118,14 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     failedTasks(tx, since, LIST_LIMIT + 1),
   ]);
   const agentName = (id: string) => deps.agentsFile.agents.find((a) => a.id === id)?.name ?? id;
+  const link = (row: { channel_id: string; thread_ts: string }) =>
+    deps.threadLink(row.channel_id, row.thread_ts);
   const digest = {
-    staleTasks: tasks.slice(0, LIST_LIMIT).map((t) => staleTaskItem(t, agentName)),
-    staleApprovals: approvals.slice(0, LIST_LIMIT).map((a) => staleApprovalItem(a, agentName)),
-    failedTasks: failed.slice(0, LIST_LIMIT).map((f) => failedTaskItem(f, now)),
+    staleTasks: tasks.slice(0, LIST_LIMIT).map((t) => staleTaskItem(t, agentName, link)),
+    staleApprovals: approvals
+      .slice(0, LIST_LIMIT)
+      .map((a) => staleApprovalItem(a, agentName, link)),
+    failedTasks: failed.slice(0, LIST_LIMIT).map((f) => failedTaskItem(f, now, link)),
   };
   const input: DigestInput = {
     audience: "channel",
@@ -144,6 +144,8 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
   return { input, ...digest };
 }
 
+type Linker = (row: { channel_id: string; thread_ts: string }) => string;
+
 type Row<F extends (...args: never[]) => Promise<unknown[]>> = Awaited<ReturnType<F>>[number];
 
 /** Only a person (a user id) gets a DM; a group owner is seen in the channel digest. */
@@ -152,14 +154,19 @@ const humanOwner = (kind: string, id: string) => (kind === "human" && USER_ID.te
 function staleTaskItem(
   t: Row<typeof staleTasks>,
   agentName: (id: string) => string,
+  link: Linker,
 ): Owned<DigestTaskItem> {
   const owner =
     t.owner_kind === "human"
       ? { kind: "human" as const, id: t.owner_id }
       : { kind: "agent" as const, id: t.owner_id, name: agentName(t.owner_id) };
-  const link = threadLink(t.channel_id, t.thread_ts);
   return {
-    item: { title: t.title, owner, lastActivityAt: t.last_activity_at.toISOString(), link },
+    item: {
+      title: t.title,
+      owner,
+      lastActivityAt: t.last_activity_at.toISOString(),
+      link: link(t),
+    },
     users: humanOwner(t.owner_kind, t.owner_id),
   };
 }
@@ -167,6 +174,7 @@ function staleTaskItem(
 function staleApprovalItem(
   a: Row<typeof staleApprovals>,
   agentName: (id: string) => string,
+  link: Linker,
 ): Owned<DigestApprovalItem> {
   // An escalated approval's approvers are its fallback people (the escalation put them there).
   const ids = [...new Set([...a.approvers.users, ...a.approvers.groups])];
@@ -176,17 +184,21 @@ function staleApprovalItem(
     taskTitle: a.title,
     approverIds: ids,
     requestedAt: a.created_at.toISOString(),
-    link: threadLink(a.channel_id, a.thread_ts),
+    link: link(a),
   };
   return { item, users: ids.filter((id) => USER_ID.test(id)) };
 }
 
-function failedTaskItem(f: Row<typeof failedTasks>, now: Date): Owned<DigestFailedItem> {
+function failedTaskItem(
+  f: Row<typeof failedTasks>,
+  now: Date,
+  link: Linker,
+): Owned<DigestFailedItem> {
   const item = {
     title: f.title,
     reason: f.failure_reason ?? "unknown",
     failedAt: (f.closed_at ?? now).toISOString(),
-    link: threadLink(f.channel_id, f.thread_ts),
+    link: link(f),
   };
   return { item, users: humanOwner(f.owner_kind, f.owner_id) };
 }

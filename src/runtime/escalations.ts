@@ -86,7 +86,13 @@ export async function startEscalation(
     fx.outbox.push(
       post(
         task,
-        ownerNotice(owner, task.channel_id, task.thread_ts, agent.name, input.note.summary),
+        ownerNotice(
+          owner,
+          { channel: task.channel_id, threadTs: task.thread_ts },
+          deps.chat.threadLink(task.channel_id, task.thread_ts),
+          agent.name,
+          input.note.summary,
+        ),
       ),
     );
   }
@@ -102,12 +108,12 @@ export async function startEscalation(
 /** The owner hears of it where they are: a DM for a person, the lane's channel otherwise. */
 function ownerNotice(
   owner: Owner,
-  channel: string,
-  threadTs: string,
+  { channel, threadTs }: { channel: string; threadTs: string },
+  link: string,
   fromName: string,
   summary: string,
 ) {
-  const text = `${fromName} needs a person on this (https://slack.com/app_redirect?channel=${channel}&message_ts=${threadTs}): ${summary}`;
+  const text = `${fromName} needs a person on this (${link}): ${summary}`;
   if (owner.kind === "user") return { kind: "direct_message" as const, user: owner.id, text };
   if (owner.kind === "group")
     return { kind: "notice" as const, channel, threadTs, text: `<!subteam^${owner.id}> ${text}` };

@@ -12,10 +12,15 @@ import { registerFailureReplies } from "./listeners/failures.ts";
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
 export type BoltApp = InstanceType<typeof App>;
 
-/** Verifies the bot token with Slack (auth.test); fails with what to check. */
-export async function initSlackApp(app: BoltApp, hint: string): Promise<void> {
+/**
+ * Verifies the bot token with Slack (auth.test); fails with what to check. Returns the workspace's
+ * URL (`https://acme.slack.com/`), which thread links are made of.
+ */
+export async function initSlackApp(app: BoltApp, hint: string): Promise<{ workspaceUrl?: string }> {
   try {
     await app.init();
+    const identity = await app.client.auth.test();
+    return identity.url ? { workspaceUrl: identity.url } : {};
   } catch (error) {
     const code =
       (error as { data?: { error?: string }; code?: string }).data?.error ??

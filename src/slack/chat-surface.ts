@@ -35,6 +35,8 @@ export interface SlackChatSurfaceOptions {
   /** Milliseconds since the epoch; injected by tests to expire the group cache. */
   now?: () => number;
   groupCacheMs?: number;
+  /** The workspace's URL from auth.test (`https://acme.slack.com/`): thread links are permalinks on it. */
+  workspaceUrl?: string;
 }
 
 type Intent<K extends ChatIntent["kind"]> = Extract<ChatIntent, { kind: K }>;
@@ -161,7 +163,19 @@ export function createSlackChatSurface(
   }
 
   const findPosted = createPostedFinder(client, call, log, isNotAMember);
-  return { deliver, findPosted, groupMembers };
+  const threadLink = (channel: string, threadTs: string) =>
+    messageLink(options.workspaceUrl, channel, threadTs);
+  return { deliver, findPosted, groupMembers, threadLink };
+}
+
+/**
+ * A message's permalink as Slack writes it: the workspace's URL, /archives/, the channel and the ts
+ * without its dot. Without the workspace's URL, Slack's app_redirect opens the channel at least.
+ */
+export function messageLink(workspaceUrl: string | undefined, channel: string, ts: string): string {
+  if (!workspaceUrl) return `https://slack.com/app_redirect?${new URLSearchParams({ channel })}`;
+  const base = workspaceUrl.endsWith("/") ? workspaceUrl : `${workspaceUrl}/`;
+  return `${base}archives/${encodeURIComponent(channel)}/p${ts.replace(".", "")}`;
 }
 
 /** Runs one Web API call and turns a Slack failure into a Baton error. */

@@ -6,7 +6,6 @@ import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
-import { threadLink } from "../runtime/digest.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalations.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { clip, escapeMrkdwn } from "./mrkdwn.ts";
@@ -124,7 +123,7 @@ export function createSlackHandlers(
           ...(t.owner_kind === "human" && { ownerIds: t.owner_id.split(",") }),
           status: t.status,
           updatedAt: t.last_activity_at,
-          permalink: threadLink(t.channel_id, t.thread_ts),
+          permalink: deps.chat.threadLink(t.channel_id, t.thread_ts),
         })),
         waitingApprovals: data.waitingApprovals.map((a) => ({
           approvalId: a.id,
@@ -132,7 +131,7 @@ export function createSlackHandlers(
           agentName: deps.agents.get(a.agent_id)?.name ?? a.agent_id,
           summary: a.title,
           requestedAt: a.created_at,
-          permalink: threadLink(a.channel_id, a.thread_ts),
+          permalink: deps.chat.threadLink(a.channel_id, a.thread_ts),
         })),
         recentDecisions: data.recentDecisions.map((d) => ({
           approvalId: d.id,

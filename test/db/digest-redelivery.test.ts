@@ -5,8 +5,9 @@ import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schem
 import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
 import { createLogger } from "../../src/log.ts";
 import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
+import { messageLink } from "../../src/slack/chat-surface.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
-import { emulatedChat } from "../support/emulated-chat.ts";
+import { emulatedChat, WORKSPACE_URL } from "../support/emulated-chat.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
 // A digest is not in a thread: a run that finds one of its rows unmarked looks for it in the
@@ -39,6 +40,7 @@ const deps = (at: Date, withChat: boolean): DigestDeps => ({
   clock: { now: () => at },
   agentsFile,
   ...(withChat && { chat }),
+  threadLink: (channel, ts) => messageLink(WORKSPACE_URL, channel, ts),
 });
 
 /** Every post of an outbox row, by the id in its metadata. */

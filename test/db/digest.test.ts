@@ -13,8 +13,9 @@ import {
 } from "../../src/db/reports.repository.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
-import { type DigestDeps, runDigest, threadLink } from "../../src/runtime/digest.ts";
+import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
 import { startScheduler } from "../../src/runtime/scheduler.ts";
+import { messageLink } from "../../src/slack/chat-surface.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
@@ -46,6 +47,7 @@ function fakeChat() {
     async groupMembers() {
       return [];
     },
+    threadLink,
   };
   return { chat, sent };
 }
@@ -159,7 +161,16 @@ async function seed(db: Db) {
   return { stale, failed };
 }
 
-const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({ db, log, clock, agentsFile, chat });
+const WORKSPACE = "https://acme.slack.com/";
+const threadLink = (channel: string, ts: string) => messageLink(WORKSPACE, channel, ts);
+const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({
+  db,
+  log,
+  clock,
+  agentsFile,
+  chat,
+  threadLink,
+});
 type DigestDm = Extract<ChatIntent, { kind: "digest_dm" }>;
 const dmTo = (sent: ChatIntent[], user: string) =>
   sent.find((i): i is DigestDm => i.kind === "digest_dm" && i.user === user)?.digest;
@@ -234,7 +245,7 @@ describe("daily digest", () => {
       title: "Stale owned by Ann",
       owner: { kind: "human", id: "U0ANN" },
       lastActivityAt: ago(30).toISOString(),
-      link: threadLink("C0SUPPORT", seeded.stale.mine.thread_ts),
+      link: `${WORKSPACE}archives/C0SUPPORT/p${seeded.stale.mine.thread_ts.replace(".", "")}`,
     });
     assert.equal(digest.failedTasks[0]?.failedAt, ago(2).toISOString());
     // And the adapter renders it as blocks, each item with a button to its thread.

@@ -81,11 +81,12 @@ async function escalated() {
   ]) {
     assert.ok(text.includes(expected), `the card shows ${expected}`);
   }
-  // The lane's channel hears of it too, with a link to the thread.
+  // The lane's channel hears of it too, with the thread's permalink on the workspace auth.test named.
+  const permalink = `https://baton-test.slack.com/archives/${CHANNEL}/p${ts.replace(".", "")}`;
   await h.until("the support channel to be told, with a link to the thread", async () =>
     h.slack
       .callsTo("chat.postMessage")
-      .find((c) => c.args.channel === "C0SUPPORT" && String(c.args.text).includes(ts)),
+      .find((c) => c.args.channel === "C0SUPPORT" && String(c.args.text).includes(permalink)),
   );
 
   const handoff = await h.db.db
