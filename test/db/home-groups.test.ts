@@ -3,8 +3,10 @@ import { after, before, test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { agentDirectory } from "../../src/core/agents/directory.ts";
 import type { RuntimeDeps } from "../../src/runtime/deps.ts";
+import { messageLink } from "../../src/slack/chat-surface.ts";
 import { createSlackHandlers } from "../../src/slack/wire-handlers.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { WORKSPACE_URL } from "../support/emulated-chat.ts";
 
 // A warehouse lane owned by a user group, and supervisors named as a group: no approval policy
 // names either group. A member of each must still find their work in App Home.
@@ -54,7 +56,10 @@ function homeFor(userId: string) {
   const deps = {
     db: database.db,
     agents: agentDirectory(FILE),
-    chat: { groupMembers: async (group: string) => members[group] ?? [] },
+    chat: {
+      groupMembers: async (group: string) => members[group] ?? [],
+      threadLink: (channel: string, ts: string) => messageLink(WORKSPACE_URL, channel, ts),
+    },
   } as unknown as RuntimeDeps;
   return createSlackHandlers(deps, async () => "U0BOT").homeView(userId);
 }
