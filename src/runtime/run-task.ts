@@ -224,8 +224,9 @@ async function runTurn(
         ? input.text
         : `<@${input.author_id}> wrote: ${input.text}`,
   }));
-  const stack = task.handback_stack;
-  const handBackTo = stack.at(-1);
+  // An agent removed from the agents file since it handed the work over is passed by: the chain
+  // unwinds to the one before it, or, with none left, the agent answers the requester itself.
+  const handBackTo = task.handback_stack.findLast((id) => deps.agents.get(id) !== undefined);
   const messages: ChatMessage[] = [systemMessage(agent, task.facts), ...history, ...newMessages];
   const tools = toolSpecsFor(
     agent,

@@ -92,7 +92,8 @@ async function handOver(
   const to = fx.deps.agents.require(action.to);
   const stack = [...task.handback_stack];
   if (action.kind === "transfer") stack.push(agent.id);
-  else stack.pop();
+  // Back to `to`, past any agent above it that is no longer in the agents file.
+  else stack.splice(stack.lastIndexOf(to.id));
   fx.handoffs.push({
     taskId: task.id,
     stepNo: fx.stepNo,

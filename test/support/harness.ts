@@ -61,10 +61,11 @@ export interface Harness {
     timeoutMs?: number,
   ): Promise<T>;
   /**
-   * Starts Baton again on the same database, as after a crash; `workers: false` starts it with
-   * no task workers (Slack still answered), as when every worker is down.
+   * Starts Baton again on the same database, as after a crash, with a new script or agents file
+   * if given; `workers: false` starts it with no task workers (Slack still answered), as when
+   * every worker is down.
    */
-  restart(options?: { script?: Script; workers?: boolean }): Promise<void>;
+  restart(options?: { script?: Script; workers?: boolean; agentsFile?: AgentsFile }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -93,7 +94,7 @@ export async function startHarness(options: {
     usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
   });
   let model = await startModelServer(options.script);
-  const agentsFile =
+  let agentsFile =
     options.agentsFile ??
     (await loadAgentsFile(AGENTS_FILE, new Set(demoTools.map((t) => t.name))));
   const port = await freePort();
@@ -199,6 +200,7 @@ export async function startHarness(options: {
         await model.close();
         model = await startModelServer(o.script);
       }
+      if (o.agentsFile) agentsFile = o.agentsFile;
       baton = await boot(o.workers ?? true);
     },
     async close() {
