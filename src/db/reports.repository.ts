@@ -129,7 +129,12 @@ export async function auditTrail(db: Executor, taskIds: readonly string[]): Prom
 export async function whoProcessed(db: Executor, input: string, tool?: string) {
   const resolved = await resolveTaskRef(db, input);
   if (!resolved) return undefined;
-  if (resolved.taskIds.length === 0) return { resolved, calls: [] };
+  return { resolved, calls: await toolCallsOf(db, resolved.taskIds, tool) };
+}
+
+/** The tasks' calls of `tool`, or of every write and irreversible tool, oldest first. */
+export async function toolCallsOf(db: Executor, taskIds: readonly string[], tool?: string) {
+  if (taskIds.length === 0) return [];
   const query = db
     .selectFrom("tool_calls as tc")
     .leftJoin("approvals as a", "a.tool_call_id", "tc.idempotency_key")
@@ -137,16 +142,16 @@ export async function whoProcessed(db: Executor, input: string, tool?: string) {
     .select(["tc.agent_id as agentId", "tc.args", "tc.allowed_by as allowedBy"])
     .select(["a.id as approvalId", "a.decided_by as approver", "a.decided_at as decidedAt"])
     .select(["a.reason", "tc.created_at as at"])
-    .where("tc.task_id", "in", resolved.taskIds)
+    .where("tc.task_id", "in", taskIds)
     .orderBy("tc.id");
-  const calls = await (tool
-    ? query.where("tc.tool", "=", tool)
-    : query.where("tc.tool_class", "in", ["write", "irreversible"])
+  return (
+    tool
+      ? query.where("tc.tool", "=", tool)
+      : query.where("tc.tool_class", "in", ["write", "irreversible"])
   ).execute();
-  return { resolved, calls };
 }
 
-export type ProcessedCall = NonNullable<Awaited<ReturnType<typeof whoProcessed>>>["calls"][number];
+export type ProcessedCall = Awaited<ReturnType<typeof toolCallsOf>>[number];
 
 // ---- The daily digest ------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ export interface AuditReport {
 
 const HELP = "Give a task id, an order id, or a link to the task's Slack thread.";
 
-function mustFind(ref: string, resolved: ResolvedRef | undefined): ResolvedRef {
+/** Throws NotFoundError, with what to give instead, when the reference names no task. */
+export function mustFind(ref: string, resolved: ResolvedRef | undefined): ResolvedRef {
   const shown = ref.slice(0, 200);
   if (!resolved) throw new NotFoundError(`"${shown}" is not a task reference. ${HELP}`);
   if (resolved.taskIds.length === 0) throw new NotFoundError(`No task matches "${shown}". ${HELP}`);

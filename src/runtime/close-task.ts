@@ -7,6 +7,7 @@ import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
+import { type Reader, requireReadable } from "./read-access.ts";
 
 export type CloseOutcome =
   | { outcome: "closed"; title: string }
@@ -24,11 +25,14 @@ export type CloseOutcome =
  */
 export async function closeTask(
   deps: RuntimeDeps,
-  input: { ref: string; userId: string },
+  input: { ref: string } & Reader,
 ): Promise<CloseOutcome> {
   const resolved = await resolveTaskRef(deps.db, input.ref);
   const found = resolved?.taskIds[0] ? await findTask(deps.db, resolved.taskIds[0]) : undefined;
   if (!found) return { outcome: "not_found" };
+  // The refusals below tell the task's status and owner: words only for someone who may read it.
+  // Its owners may, so nobody who could close it is stopped here.
+  await requireReadable(deps, [found.id], input);
   const refusal = await refusalFor(deps, found, input.userId);
   if (refusal) return refusal;
   const outcome = await deps.db.transaction().execute(async (tx) => {

@@ -38,6 +38,13 @@ export interface SlackHandlers {
     channelId: string;
     text: string;
   }): Promise<{ text: string; blocks?: unknown[] }>;
-  auditPage(input: { taskId: string; page: number }): Promise<{ text: string; blocks?: unknown[] }>;
+  /** A click on the audit story's next page: read-checked again, since a button value is forgeable. */
+  auditPage(input: {
+    taskId: string;
+    page: number;
+    userId: string;
+    /** The channel the answer sits in; undefined when Slack did not say. */
+    channelId: string | undefined;
+  }): Promise<{ text: string; blocks?: unknown[] }>;
   homeView(userId: string): Promise<unknown>;
 }

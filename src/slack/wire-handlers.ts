@@ -3,36 +3,37 @@ import { homeData } from "../db/reports.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
-import { auditStory, whoProcessed, whoProcessedText } from "../runtime/audit-story.ts";
+import { whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalations.ts";
+import { type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { clip, escapeMrkdwn } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
-import { closeWords, HELP_TEXT } from "./words.ts";
+import { closeWords, HELP_TEXT, withheldWords } from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
+
+type Answer = { text: string; blocks?: unknown[] };
 
 /** Binds the Slack listeners to the core use cases, and shapes their answers for Slack. */
 export function createSlackHandlers(
   deps: RuntimeDeps,
   botUserId: () => Promise<string>,
 ): SlackHandlers {
-  const auditAnswer = async (ref: string, page: number) => {
-    const report = await auditStory(deps, ref);
+  const auditAnswer = async (ref: string, page: number, reader: Reader) => {
+    const report = await readableStory(deps, ref, reader);
     const taskId = report.taskIds[0] ?? "";
-    const entries = report.entries
-      .filter((e) => e.taskId === taskId)
-      .map((e) => ({
-        at: e.at,
-        actor: actorName(deps, e.actor),
-        ...(e.actor.startsWith("human:") && { userId: e.actor.slice("human:".length) }),
-        kind: e.kind,
-        text: e.text,
-      }));
+    const entries = report.entries.map((e) => ({
+      at: e.at,
+      actor: actorName(deps, e.actor),
+      ...(e.actor.startsWith("human:") && { userId: e.actor.slice("human:".length) }),
+      kind: e.kind,
+      text: e.text,
+    }));
     return auditStoryBlocks(entries, { taskId, page, pageSize: AUDIT_PAGE_SIZE });
   };
   const userGroups = async (userId: string) => {
@@ -67,26 +68,27 @@ export function createSlackHandlers(
     decideEscalation: (input) => decideEscalation(deps, input),
     checkEscalationClick: (input) => checkEscalationClick(deps, input),
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
-    async command({ text, userId }) {
+    command({ text, userId, channelId }) {
       const [verb = "help", ...rest] = text.trim().split(/\s+/);
       const ref = rest[0] ?? "";
-      try {
+      const reader = { userId, channelId };
+      return userFaultAsText(async (): Promise<Answer> => {
         switch (verb.toLowerCase()) {
           case "status":
             return {
               text: ref
-                ? await taskStatus(deps, ref)
+                ? await taskStatus(deps, ref, reader)
                 : "Usage: `/baton status <task, order or thread link>`",
             };
           case "audit":
             return ref
-              ? await auditAnswer(ref, 1)
+              ? await auditAnswer(ref, 1, reader)
               : { text: "Usage: `/baton audit <task, order or thread link>`" };
           case "done":
             if (!ref) return { text: "Usage: `/baton done <task, order or thread link>`" };
             return {
               text: closeWords(
-                await closeTask(deps, { ref, userId }),
+                await closeTask(deps, { ref, ...reader }),
                 (o) => ownerName(deps, o.kind, o.id),
                 ref,
               ),
@@ -97,19 +99,18 @@ export function createSlackHandlers(
                 text: "Usage: `/baton who <order or task> [tool]`, e.g. `/baton who 1077 issue_refund`",
               };
             const tool = rest[1];
-            const result = await whoProcessed(deps, ref, tool);
-            return { text: clip(whoProcessedText(result, tool), 3000) };
+            const { calls, withheld } = await readableCalls(deps, ref, reader, tool);
+            // Clipped short of Slack's 3,000 so the withheld line always shows.
+            const lines = [clip(whoProcessedText(calls, tool), 2800), withheldWords(withheld)];
+            return { text: lines.filter(Boolean).join("\n") };
           }
           default:
             return { text: HELP_TEXT };
         }
-      } catch (error) {
-        if (isBatonError(error) && error.fault === "user")
-          return { text: escapeMrkdwn(error.message) };
-        throw error;
-      }
+      });
     },
-    auditPage: ({ taskId, page }) => auditAnswer(taskId, page),
+    auditPage: ({ taskId, page, userId, channelId }) =>
+      userFaultAsText(() => auditAnswer(taskId, page, { userId, channelId })),
     async homeView(userId) {
       const data = await homeData(deps.db, userId, await userGroups(userId));
       return appHome({
@@ -143,6 +144,16 @@ export function createSlackHandlers(
       });
     },
   };
+}
+
+/** A bad reference or a refusal is the asker's to fix: say so; anything else goes to app.error. */
+async function userFaultAsText(answer: () => Promise<Answer>): Promise<Answer> {
+  try {
+    return await answer();
+  } catch (error) {
+    if (isBatonError(error) && error.fault === "user") return { text: escapeMrkdwn(error.message) };
+    throw error;
+  }
 }
 
 function actorName(deps: RuntimeDeps, actor: string): string {

@@ -61,7 +61,16 @@ export const HELP_TEXT = [
   "• `/baton who <order or task> [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
   "• `/baton done <task, order or thread link>` — close a task you took over, once the work is finished",
   "• `/baton help` — this message",
+  "You may read a task from its thread's channel, or if you asked for it, own or decided on it, or supervise.",
 ].join("\n");
+
+/** Under `/baton who`'s answer when some of the reference's tasks are not the asker's to read. */
+export function withheldWords(count: number): string | undefined {
+  if (count === 0) return undefined;
+  return count === 1
+    ? "1 more task of this reference is withheld: you can't read it here (ask in its thread's channel, or ask its requester or a supervisor)."
+    : `${count} more tasks of this reference are withheld: you can't read them here (ask in their threads' channels, or ask their requesters or a supervisor).`;
+}
 
 /** The answer to `/baton done`: what happened, or why not and what to do instead. */
 export function closeWords(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
@@ -17,9 +17,12 @@ afterEach(async () => {
 
 const SUPPORT_LEAD = "U0SUPPORTLEAD";
 
-/** The text of Baton's answer to `/baton <text>` typed by `user`. */
-const said = async (h: Harness, user: string, text: string) =>
-  (await runBaton(h, text, { user, channel: "C0SUPPORT" })).text;
+/**
+ * The text of Baton's answer to `/baton <text>` typed by `user`, by default in the support lane's
+ * channel, which owns the escalated task (and so may read it) from its escalation on.
+ */
+const said = async (h: Harness, user: string, text: string, channel = "C0SUPPORT") =>
+  (await runBaton(h, text, { user, channel })).text;
 
 test("/baton done closes a task its owner took over; anyone else is refused and told why", async () => {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
@@ -88,8 +91,9 @@ test("/baton done refuses a task an agent is working on, and says who has it", a
   current = h;
   const { ts } = await h.mention("where is order 1077?");
   const task = await h.until("the task", async () => taskOfThread(h.db.db, ts));
+  // Asked in the task's own channel: no lane channel owns it yet, so none other may read it.
   assert.match(
-    await said(h, SUPPORT_LEAD, `done ${task.id}`),
+    await said(h, SUPPORT_LEAD, `done ${task.id}`, CHANNEL),
     /with Customer Service, not with a person/,
   );
   release();

@@ -26,7 +26,10 @@ const click = z.object({
   user: z.object({ id: z.string() }),
   trigger_id: z.string().optional(),
   channel: z.object({ id: z.string() }).optional(),
-  container: z.object({ thread_ts: z.string().optional() }).passthrough().optional(),
+  container: z
+    .object({ thread_ts: z.string().optional(), channel_id: z.string().optional() })
+    .passthrough()
+    .optional(),
   actions: z.array(z.object({ value: z.string().max(2000) })).min(1),
 });
 const submission = z.object({
@@ -182,7 +185,12 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     const [taskId, page] = (c.actions[0]?.value ?? "").split(":");
     const parsedPage = z.coerce.number().int().min(1).safeParse(page);
     if (!uuid.safeParse(taskId).success || !parsedPage.success) return;
-    const answer = await handlers.auditPage({ taskId: taskId as string, page: parsedPage.data });
+    const answer = await handlers.auditPage({
+      taskId: taskId as string,
+      page: parsedPage.data,
+      userId: c.user.id,
+      channelId: c.channel?.id ?? c.container?.channel_id,
+    });
     await respond({
       replace_original: true,
       response_type: "ephemeral",

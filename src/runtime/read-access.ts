@@ -1,0 +1,137 @@
+import { type ProcessedCall, resolveTaskRef, toolCallsOf } from "../db/reports.repository.ts";
+import { peopleOnTasks, type TaskPeople } from "../db/task-people.repository.ts";
+import { PolicyDeniedError } from "../errors.ts";
+import { type AuditReport, auditStory, mustFind } from "./audit-story.ts";
+import type { RuntimeDeps } from "./deps.ts";
+
+/**
+ * Who may read a task from Slack (`/baton status|audit|who|done` and the audit pager). A task's
+ * story holds customer text, tool arguments and amounts, and its thread may be in a private
+ * channel. The operator's CLI reads everything and does not come through here.
+ *
+ * A person may read a task when any of these holds:
+ * 1. they ask in the task's own channel, or in a lane channel that owns or owned it: Slack lets
+ *    only a channel's members type there;
+ * 2. they asked for the task;
+ * 3. they are or were a human on it: an owner, an approver asked, a decider (or in such a group);
+ * 4. they are a supervisor (`policies.supervisors` of the agents file).
+ */
+export interface Reader {
+  userId: string;
+  /** Where the command or click came from; undefined when Slack did not say. */
+  channelId: string | undefined;
+}
+
+type ReadDeps = Pick<RuntimeDeps, "db" | "chat" | "agents">;
+
+// Says neither what the task is nor where its thread is: the refusal must not be the leak.
+const CANNOT_READ =
+  "You can't read that task here: run the command in the channel where its thread is, or ask its requester or a supervisor.";
+
+const GROUP_ID = /^S[A-Z0-9]+$/;
+
+/** The ids among `taskIds` (order kept) that the reader may read. */
+export async function readableTaskIds(
+  deps: ReadDeps,
+  taskIds: readonly string[],
+  reader: Reader,
+): Promise<string[]> {
+  const tasks = await peopleOnTasks(deps.db, taskIds);
+  const plainly = (t: TaskPeople) =>
+    t.channelId === reader.channelId ||
+    t.people.some((p) => p === reader.userId || p === reader.channelId);
+  const throughSlack = await readableThroughSlack(
+    deps,
+    reader.userId,
+    tasks.filter((t) => !plainly(t)),
+  );
+  const ids = new Set([...tasks.filter(plainly), ...throughSlack].map((t) => t.id));
+  return taskIds.filter((id) => ids.has(id));
+}
+
+/** Supervisors and group members need Slack's word: asked only about what the database left open. */
+async function readableThroughSlack(
+  deps: ReadDeps,
+  userId: string,
+  tasks: TaskPeople[],
+): Promise<TaskPeople[]> {
+  if (tasks.length === 0) return [];
+  if (await isSupervisor(deps, userId)) return tasks;
+  const groups = await groupsOf(deps, userId, groupIdsOn(tasks));
+  return tasks.filter((t) => t.people.some((p) => groups.has(p)));
+}
+
+/** The readable ones among `taskIds`; refuses, naming nothing of them, when there are none. */
+export async function requireReadable(
+  deps: ReadDeps,
+  taskIds: readonly string[],
+  reader: Reader,
+): Promise<[string, ...string[]]> {
+  const [first, ...rest] = await readableTaskIds(deps, taskIds, reader);
+  if (!first) throw new PolicyDeniedError(CANNOT_READ);
+  return [first, ...rest];
+}
+
+/** `/baton status`: the newest readable task of `ref`; undefined when `ref` names no task. */
+export async function newestReadableTask(
+  deps: ReadDeps,
+  ref: string,
+  reader: Reader,
+): Promise<string | undefined> {
+  const resolved = await resolveTaskRef(deps.db, ref);
+  if (!resolved?.taskIds.length) return undefined;
+  const [newest] = await requireReadable(deps, resolved.taskIds, reader);
+  return newest;
+}
+
+/** `/baton audit`: the story of the newest readable task of `ref` (NotFoundError when none). */
+export async function readableStory(
+  deps: ReadDeps,
+  ref: string,
+  reader: Reader,
+): Promise<AuditReport> {
+  const resolved = mustFind(ref, await resolveTaskRef(deps.db, ref));
+  const [newest] = await requireReadable(deps, resolved.taskIds, reader);
+  return auditStory(deps, newest);
+}
+
+/**
+ * `/baton who`: the calls of the readable tasks of `ref`. An order can span tasks from several
+ * channels; the others are only counted, whatever their calls, so the count says nothing of them.
+ */
+export async function readableCalls(
+  deps: ReadDeps,
+  ref: string,
+  reader: Reader,
+  tool?: string,
+): Promise<{ calls: ProcessedCall[]; withheld: number }> {
+  const resolved = mustFind(ref, await resolveTaskRef(deps.db, ref));
+  const readable = await requireReadable(deps, resolved.taskIds, reader);
+  return {
+    calls: await toolCallsOf(deps.db, readable, tool),
+    withheld: resolved.taskIds.length - readable.length,
+  };
+}
+
+async function isSupervisor(deps: ReadDeps, userId: string): Promise<boolean> {
+  const supervisors = deps.agents.file.policies.supervisors;
+  if (!supervisors) return false;
+  if (supervisors.users.includes(userId)) return true;
+  return (await groupsOf(deps, userId, supervisors.groups)).size > 0;
+}
+
+function groupIdsOn(tasks: readonly TaskPeople[]): Set<string> {
+  return new Set(tasks.flatMap((t) => t.people.filter((p) => GROUP_ID.test(p))));
+}
+
+/** The groups among `groupIds` the user is in; the chat surface caches each group's members. */
+async function groupsOf(
+  deps: ReadDeps,
+  userId: string,
+  groupIds: Iterable<string>,
+): Promise<Set<string>> {
+  const member = new Set<string>();
+  for (const group of groupIds)
+    if ((await deps.chat.groupMembers(group)).includes(userId)) member.add(group);
+  return member;
+}
