@@ -166,7 +166,7 @@ describe("view builders under adversarial input", () => {
       ],
     );
     for (const state of [
-      { status: "taken_over", by: "U123", at: AT },
+      { status: "taken_over", by: "U123", at: AT, closed: { by: "<!here>", at: AT } },
       { status: "sent_back", by: "<!channel>", at: AT, toName: NASTY, instruction: LONG },
       { status: "reassigned", to: NASTY, at: new Date(Number.NaN) },
     ] as const) {
@@ -175,7 +175,13 @@ describe("view builders under adversarial input", () => {
       assert.equal(buttons(card).length, 0);
     }
     const taken = escalationCard({ ...base, state: { status: "taken_over", by: "U123", at: AT } });
+    assertSafe(taken);
     assert.match(JSON.stringify(taken), /Taken over by <@U123> <!date\^1741084920\^/);
+    // Until it is marked done, the person who took it over may hand it to an agent.
+    assert.deepEqual(
+      buttons(taken).map((b) => [b.action_id, b.value]),
+      [["escalation_send_back", "esc_1"]],
+    );
   });
 
   it("approval card: pending, decided, shadow", () => {

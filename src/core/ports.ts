@@ -81,7 +81,8 @@ export type ChatIntent =
         note: EscalationNote;
         state:
           | { status: "open" }
-          | { status: "taken_over"; by: string; at: string }
+          /** `closed`: the person marked the work done (`/baton done`); until then it may go on. */
+          | { status: "taken_over"; by: string; at: string; closed?: { by: string; at: string } }
           | { status: "sent_back"; by: string; at: string; toName: string; instruction: string }
           | { status: "reassigned"; to: string; at: string };
       };

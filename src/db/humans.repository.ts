@@ -210,10 +210,16 @@ export async function decideEscalation(
     by: string;
     decision: Record<string, unknown>;
     now: Date;
-    /** The owner the click was authorized against: a sweep may have moved it to its fallback. */
-    checkedOwner: { kind: string; id: string };
+    /**
+     * What the click was authorized against: open under this owner (a sweep may have moved it to
+     * its fallback since), or taken over by this person (who now hands the work on).
+     */
+    checked:
+      | { status: "open"; owner: { kind: string; id: string } }
+      | { status: "taken_over"; by: string };
   },
 ) {
+  const { checked } = decision;
   return tx
     .updateTable("escalations")
     .set({
@@ -223,13 +229,29 @@ export async function decideEscalation(
       decision: JSON.stringify(decision.decision),
     })
     .where("id", "=", id)
-    .where("status", "=", "open")
-    .where(
-      "owner",
-      "=",
-      sql<{ kind: string; id: string }>`${JSON.stringify(decision.checkedOwner)}::jsonb`,
+    .where("status", "=", checked.status)
+    .$call((q) =>
+      checked.status === "open"
+        ? q.where(
+            "owner",
+            "=",
+            sql<{ kind: string; id: string }>`${JSON.stringify(checked.owner)}::jsonb`,
+          )
+        : q.where("decided_by", "=", checked.by),
     )
     .returningAll()
+    .executeTakeFirst();
+}
+
+/** The escalation of a task that a person took over, if its work is still theirs to close. */
+export async function takenOverEscalation(db: Executor, taskId: string) {
+  return db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("task_id", "=", taskId)
+    .where("status", "=", "taken_over")
+    .orderBy("decided_at", "desc")
+    .limit(1)
     .executeTakeFirst();
 }
 

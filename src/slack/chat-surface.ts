@@ -282,9 +282,19 @@ function approvalInput(approval: Intent<"approval_card">["approval"]): ApprovalC
 }
 
 function escalationInput(escalation: Intent<"escalation_card">["escalation"]): EscalationCardInput {
-  const { state } = escalation;
-  return {
-    ...escalation,
-    state: state.status === "open" ? state : { ...state, at: new Date(state.at) },
-  };
+  return { ...escalation, state: escalationState(escalation.state) };
+}
+
+function escalationState(
+  state: Intent<"escalation_card">["escalation"]["state"],
+): EscalationCardInput["state"] {
+  if (state.status === "open") return state;
+  if (state.status === "taken_over") {
+    const { closed, ...held } = state;
+    const at = new Date(state.at);
+    return closed
+      ? { ...held, at, closed: { ...closed, at: new Date(closed.at) } }
+      : { ...held, at };
+  }
+  return { ...state, at: new Date(state.at) };
 }

@@ -34,9 +34,13 @@ export function decisionWords(
 export function escalationWords(
   check:
     | { outcome: "ok" | "decided" }
-    | { outcome: "already_decided"; by: string | null }
+    | { outcome: "already_decided"; by: string | null; status?: string }
     | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" },
 ): string | undefined {
+  if (check.outcome === "already_decided" && check.status === "done")
+    return "That task was marked done, so there is nothing left to hand to an agent.";
+  if (check.outcome === "already_decided" && check.status === "held" && check.by)
+    return `${mention(check.by)} took this over; only they can hand it to an agent.`;
   if (check.outcome === "already_decided")
     return `This escalation was already handled${check.by ? ` by ${mention(check.by)}` : ""}.`;
   if (check.outcome === "refused" && check.reason === "own_request")

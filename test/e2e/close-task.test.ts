@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import {
+  ESCALATION_SEND_BACK,
+  ESCALATION_TAKE_OVER,
+} from "../../src/slack/views/escalation-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+import {
+  blockTexts,
+  buttonsOf,
+  escalationScript,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
 
 // A person who took escalated work over finishes it outside Baton, then closes the task, so it
@@ -58,6 +66,17 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
     h.slack.messagesIn("C0ORDERS", ts).find((m) => String(m.text).includes("marked this done")),
   );
   assert.equal(notice.text, `<@${SUPPORT_LEAD}> ✅ marked this done.`);
+  const card = await h.until("the escalation card to show it done", async () =>
+    h.slack
+      .callsTo("chat.update")
+      .find((c) => c.args.ts === escalation.card_ts && /marked done by/.test(blockTexts(c).join())),
+  );
+  assert.equal(buttonsOf(card).length, 0, "nothing left to hand to an agent");
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_SEND_BACK, escalation, ts);
+  const told = await h.until("a late click to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === SUPPORT_LEAD),
+  );
+  assert.match(String(told.text), /marked done, so there is nothing left to hand to an agent/);
   const audits = await h.db.db
     .selectFrom("audit_events")
     .select(["kind", "actor_id"])

@@ -150,7 +150,11 @@ test("flow 3 taken over: a person takes the escalated work and owns the task", a
     cardUpdates(h, escalation.card_ts).at(-1),
   );
   assert.match(blockTexts(update).join("\n"), new RegExp(`Taken over by <@${SUPPORT_LEAD}>`));
-  assert.ok(!blocksOf(update).some((b) => b.type === "actions"), "no buttons once decided");
+  assert.deepEqual(
+    buttonsOf(update).map((b) => [b.action_id, b.value]),
+    [[ESCALATION_SEND_BACK, escalation.id]],
+    "only the way on to an agent is left",
+  );
 
   // A second click, by anyone, changes nothing and says who has it.
   await h.click(
@@ -266,6 +270,109 @@ test("flow 3 sent back: a person sends the work back with an instruction; the ag
     .at(-1);
   assert.equal(answer?.args.username, "Customer Service");
   assert.match(String(answer?.args.text), /replacement lamp/);
+});
+
+test("flow 3 taken over, then handed to an agent: the person does their part, the agent finishes", async () => {
+  const { h, ts, task, escalation } = await escalated();
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_TAKE_OVER, escalation, ts);
+  await h.until("the lead to own the task", async () =>
+    (await taskOfThread(h.db.db, ts))?.owner_id === SUPPORT_LEAD ? true : undefined,
+  );
+
+  // Only the person holding the work may hand it on.
+  await h.clickCard("U0OTHER", ESCALATION_SEND_BACK, escalation, ts);
+  const told = await h.until("the other person to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === "U0OTHER"),
+  );
+  assert.equal(told.text, `<@${SUPPORT_LEAD}> took this over; only they can hand it to an agent.`);
+  assert.equal(h.slack.callsTo("views.open").length, 0, "no modal for them");
+
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_SEND_BACK, escalation, ts);
+  const opened = await h.slack.waitForCall("views.open");
+  const view = opened.args.view as { callback_id: string; private_metadata: string };
+  assert.equal(view.callback_id, SEND_BACK_CALLBACK);
+  const instruction = "I called Dana and logged the incident. Offer a replacement lamp.";
+  await h.click(
+    viewSubmissionPayload({
+      userId: SUPPORT_LEAD,
+      callbackId: SEND_BACK_CALLBACK,
+      privateMetadata: view.private_metadata,
+      values: {
+        [SEND_BACK_AGENT_BLOCK]: {
+          [SEND_BACK_AGENT_ACTION]: {
+            type: "static_select",
+            selected_option: {
+              text: { type: "plain_text", text: "Customer Service" },
+              value: "customer-service",
+            },
+          },
+        },
+        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
+      },
+    }),
+  );
+
+  const done = await h.until("Customer Service to finish", () => finishedTask(h.db.db, ts));
+  assert.deepEqual([done.owner_kind, done.owner_id], ["agent", "customer-service"]);
+  const handoffs = await h.db.db
+    .selectFrom("handoffs")
+    .selectAll()
+    .where("task_id", "=", task.id)
+    .where("kind", "in", ["take_over", "human_return"])
+    .orderBy("created_at")
+    .execute();
+  assert.deepEqual(
+    handoffs.map((x) => `${x.kind} ${x.from_kind}:${x.from_id}->${x.to_kind}:${x.to_id}`),
+    [
+      `take_over human:C0SUPPORT->human:${SUPPORT_LEAD}`,
+      `human_return human:${SUPPORT_LEAD}->agent:customer-service`,
+    ],
+  );
+  const decided = await h.db.db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("id", "=", escalation.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([decided.status, decided.decided_by], ["sent_back", SUPPORT_LEAD]);
+  const resumed = h.model.requestsFor("customer-service").at(-1);
+  assert.ok(
+    resumed?.body.messages.some(
+      (m) => m.role === "user" && String(m.content).includes(instruction),
+    ),
+    "the instruction reaches the agent",
+  );
+  const update = await h.until("the card to say where the work went", async () =>
+    cardUpdates(h, escalation.card_ts).find((c) => /Sent back to/.test(blockTexts(c).join("\n"))),
+  );
+  assert.equal(buttonsOf(update).length, 0, "no buttons once handed on");
+
+  // The same modal submitted again (a double click) changes nothing, and says so.
+  const calls = h.model.requestsFor("customer-service").length;
+  await h.click(
+    viewSubmissionPayload({
+      userId: SUPPORT_LEAD,
+      callbackId: SEND_BACK_CALLBACK,
+      privateMetadata: view.private_metadata,
+      values: {
+        [SEND_BACK_AGENT_BLOCK]: {
+          [SEND_BACK_AGENT_ACTION]: {
+            type: "static_select",
+            selected_option: {
+              text: { type: "plain_text", text: "Fulfillment" },
+              value: "fulfillment",
+            },
+          },
+        },
+        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
+      },
+    }),
+  );
+  const dm = await h.until("the lead to be told nothing changed", async () =>
+    h.slack.callsTo("chat.postMessage").find((c) => c.args.channel === SUPPORT_LEAD),
+  );
+  assert.match(String(dm.args.text), /already handled by .* Nothing changed\./);
+  assert.equal(h.model.requestsFor("customer-service").length, calls, "no agent ran again");
+  assert.equal(h.model.requestsFor("fulfillment").length, 0);
 });
 
 test("an escalation to a named person: someone else is refused (ephemeral, audited); the owner takes it over", async () => {

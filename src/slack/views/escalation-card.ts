@@ -2,6 +2,7 @@ import type { EscalationNote } from "../../core/handoffs/note.ts";
 import { clip, isChannelId, isGroupId, isUserId, mention, slackDate, truncate } from "../mrkdwn.ts";
 import {
   type Block,
+  type Button,
   bullets,
   button,
   context,
@@ -25,7 +26,8 @@ export interface EscalationOwner {
 
 export type EscalationState =
   | { status: "open" }
-  | { status: "taken_over"; by: string; at: Date }
+  /** Until `closed` (`/baton done`), the person who took it over may still hand it to an agent. */
+  | { status: "taken_over"; by: string; at: Date; closed?: { by: string; at: Date } }
   | { status: "sent_back"; by: string; at: Date; toName: string; instruction: string }
   /** `to` is a Slack user, user group or channel ID. */
   | { status: "reassigned"; to: string; at: Date };
@@ -75,17 +77,16 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
     ...facts.blocks,
   ];
   if (facts.rest) blocks.push(context([facts.rest]));
-  blocks.push(stateBlock(input.escalationId, input.state));
+  blocks.push(...stateBlocks(input.escalationId, input.state));
 
   return { text: fallback(`Escalation from ${input.fromName}: ${note.summary}`), blocks };
 }
 
-function stateBlock(escalationId: string, state: EscalationState): Block {
+function stateBlocks(escalationId: string, state: EscalationState): Block[] {
   switch (state.status) {
     case "open":
-      return {
-        type: "actions",
-        elements: [
+      return [
+        actions([
           button({
             text: "Take it over",
             actionId: ESCALATION_TAKE_OVER,
@@ -97,17 +98,41 @@ function stateBlock(escalationId: string, state: EscalationState): Block {
             actionId: ESCALATION_SEND_BACK,
             value: escalationId,
           }),
-        ],
-      };
-    case "taken_over":
-      return context([`✋ Taken over by ${mention(state.by)} ${slackDate(state.at)}`]);
+        ]),
+      ];
+    case "taken_over": {
+      const line = `✋ Taken over by ${mention(state.by)} ${slackDate(state.at)}`;
+      if (state.closed)
+        return [
+          context([
+            `${line} · ✅ marked done by ${mention(state.closed.by)} ${slackDate(state.closed.at)}`,
+          ]),
+        ];
+      // The same modal as an open card's: only the person holding the work may use it.
+      return [
+        context([
+          `${line} · hand it to an agent below, or close it with \`/baton done\` once finished`,
+        ]),
+        actions([
+          button({
+            text: "Hand it to an agent",
+            actionId: ESCALATION_SEND_BACK,
+            value: escalationId,
+          }),
+        ]),
+      ];
+    }
     case "sent_back": {
       const line = `↩️ Sent back to *${clip(state.toName, 80)}* by ${mention(state.by)} ${slackDate(state.at)}`;
-      return context([truncate(`${line}: ${clip(state.instruction, 1000)}`, 2000)]);
+      return [context([truncate(`${line}: ${clip(state.instruction, 1000)}`, 2000)])];
     }
     case "reassigned":
-      return context([`➡️ Reassigned to ${mention(state.to)} ${slackDate(state.at)}`]);
+      return [context([`➡️ Reassigned to ${mention(state.to)} ${slackDate(state.at)}`])];
   }
+}
+
+function actions(elements: Button[]): Block {
+  return { type: "actions", elements };
 }
 
 /** Mentions only an ID of the kind the config says it is; anything else stays plain text. */
