@@ -1,9 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
+import type { Tx } from "../db/database.ts";
 import { receiveMessage } from "../db/events.repository.ts";
+import { takenOverEscalation } from "../db/humans.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
+import { audit } from "../db/ledger.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
 import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { escalationCardUpdate } from "./escalations.ts";
+import { post } from "./messages.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
 export interface IncomingMessage {
@@ -123,6 +130,14 @@ export async function acceptMessage(
           failureReason: null,
         });
       }
+      // A reply to a task a person closed goes back to them (no agent has its context), unless
+      // it is their own.
+      const reopened =
+        existing.status === "done" &&
+        existing.owner_kind === "human" &&
+        !existing.owner_id.split(",").includes(message.user);
+      if (reopened) await reopenForItsPerson(deps, tx, existing, message.user);
+      // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (existing.status !== "waiting_human") await deps.queue.enqueue(tx, existing.id);
       return "continued";
     });
@@ -171,4 +186,42 @@ function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {
   const agent = named?.[1] ? deps.agents.named(named[1]) : undefined;
   if (agent && named?.[2]) return { agent, text: named[2].trim() };
   return { agent: deps.agents.entryFor(message.channel), text: message.text.trim() };
+}
+
+/**
+ * The person who closed a task (`/baton done`) owns it again when someone replies in its thread:
+ * they are told there, and their escalation card offers to hand the work to an agent again.
+ */
+async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, author: string) {
+  await updateTask(tx, task.id, { status: "waiting_human" });
+  await audit(tx, {
+    taskId: task.id,
+    actor: { kind: "human", id: author },
+    kind: "task_reopened",
+    data: { owner: task.owner_id },
+  });
+  // Led by its people's mentions, which page them; a channel owner reads its own thread.
+  const pages = task.owner_id
+    .split(",")
+    .filter((id) => /^[UWS][A-Z0-9]+$/.test(id))
+    .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
+  const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
+  const messages = [
+    post(task, {
+      kind: "notice",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      text: text.trimStart(),
+    }),
+  ];
+  const takenOver = await takenOverEscalation(tx, task.id);
+  if (takenOver?.decided_by && takenOver.decided_at)
+    messages.push(
+      escalationCardUpdate(deps, task, takenOver, {
+        status: "taken_over",
+        by: takenOver.decided_by,
+        at: takenOver.decided_at.toISOString(),
+      }),
+    );
+  await enqueueOutbox(tx, messages);
 }

@@ -122,6 +122,9 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     const to = choice.agentId ? ` to agent:${str(choice.agentId)}` : "";
     return `Escalation decided: ${str(choice.kind)}${to}${choice.instruction ? `: "${str(choice.instruction)}"` : ""}`;
   },
+  task_closed: () => "Marked done",
+  close_refused: (d) => `Refused to mark done: the task is ${str(obj(d.owner).id)}'s`,
+  task_reopened: (d) => `Reopened by a reply in its thread; back with ${str(d.owner)}`,
   answer: (d) => `Answered: "${str(d.text)}"`,
   task_failed: (d) => `Task failed: ${str(d.reason)}`,
   task_stopped: (d) => `Task stopped and handed to a person: ${str(d.reason)}`,

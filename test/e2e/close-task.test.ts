@@ -7,6 +7,7 @@ import {
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
+  auditKinds,
   blockTexts,
   buttonsOf,
   escalationScript,
@@ -77,6 +78,7 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
     h.slack.ephemerals.find((e) => e.user === SUPPORT_LEAD),
   );
   assert.match(String(told.text), /marked done, so there is nothing left to hand to an agent/);
+
   const audits = await h.db.db
     .selectFrom("audit_events")
     .select(["kind", "actor_id"])
@@ -94,6 +96,36 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
 
   assert.match(await said(h, SUPPORT_LEAD, `done ${task.id}`), /already done/);
   assert.match(await said(h, SUPPORT_LEAD, "done"), /Usage: `\/baton done/);
+
+  // The lead's own word in the thread keeps it closed; the requester's reply opens it for them again.
+  await h.reply(ts, "Closing this, thanks all.", { user: SUPPORT_LEAD });
+  await h.reply(ts, "The replacement lamp flickers too.");
+  const reopened = await h.until("the task to be the lead's again", async () => {
+    const row = await taskOfThread(h.db.db, ts);
+    return row?.status === "waiting_human" ? row : undefined;
+  });
+  assert.deepEqual([reopened.owner_kind, reopened.owner_id], ["human", SUPPORT_LEAD]);
+  assert.equal(reopened.closed_at, null);
+  const paged = await h.until("the lead to be paged in the thread", async () =>
+    h.slack.messagesIn("C0ORDERS", ts).find((m) => String(m.text).includes("open again")),
+  );
+  assert.match(String(paged.text), new RegExp(`^<@${SUPPORT_LEAD}> There is a new reply`));
+  const handOn = await h.until("the card to offer the way on again", async () =>
+    h.slack
+      .callsTo("chat.update")
+      .filter((c) => c.args.ts === escalation.card_ts)
+      .at(-1),
+  );
+  assert.deepEqual(
+    buttonsOf(handOn).map((b) => b.action_id),
+    [ESCALATION_SEND_BACK],
+  );
+  assert.equal(h.model.requests.length, 2, "no agent ran on the reply");
+  assert.deepEqual(
+    (await auditKinds(h.db.db, task.id, "task_reopened")).length,
+    1,
+    "reopened once, by the requester",
+  );
 });
 
 test("/baton done refuses a task an agent is working on, and says who has it", async () => {
