@@ -279,4 +279,35 @@ describe("agents file", () => {
     const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
     assert.match(message, /^agents\.yml:9:\d+ policies\.approvals\[1\]\.id: "p" is already used/m);
   });
+
+  it("reads rate limits, and refuses an unknown or repeated tool and a bad window at their lines", () => {
+    const good = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: issue_refund, max: 20, per: 1h }\n    new_tasks_per_person: { max: 10, per: 15m }\n`;
+    const file = parseAgentsFile(good, "agents.yml", new Set(["issue_refund"]));
+    assert.deepEqual(file.policies.rate_limits, {
+      tools: [{ tool: "issue_refund", max: 20, per: 3_600_000 }],
+      new_tasks_per_person: { max: 10, per: 900_000 },
+    });
+    assert.deepEqual(parseAgentsFile(MINIMAL, "agents.yml").policies.rate_limits, { tools: [] });
+
+    const bad = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: wire_money, max: 1, per: 1h }\n      - { tool: issue_refund, max: 1, per: 1h }\n      - { tool: issue_refund, max: 2, per: an hour }\n`;
+    const message = configErrorOf(() =>
+      parseAgentsFile(bad, "agents.yml", new Set(["issue_refund"])),
+    );
+    assert.match(
+      message,
+      /^agents\.yml:11:\d+ policies\.rate_limits\.tools\[2\]\.per: write a duration/m,
+    );
+    const cross = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: wire_money, max: 1, per: 1h }\n      - { tool: issue_refund, max: 1, per: 1h }\n      - { tool: issue_refund, max: 2, per: 2h }\n`;
+    const crossMessage = configErrorOf(() =>
+      parseAgentsFile(cross, "agents.yml", new Set(["issue_refund"])),
+    );
+    assert.match(
+      crossMessage,
+      /^agents\.yml:9:\d+ policies\.rate_limits\.tools\[0\]\.tool: no tool is named "wire_money"/m,
+    );
+    assert.match(
+      crossMessage,
+      /^agents\.yml:11:\d+ policies\.rate_limits\.tools\[2\]\.tool: "issue_refund" already has a rate limit/m,
+    );
+  });
 });

@@ -260,6 +260,16 @@ function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Probl
     const message = unknown(policy.tool);
     if (message) problems.push({ path: ["policies", "approvals", i, "tool"], message });
   });
+  const limited = new Set<string>();
+  file.policies.rate_limits.tools.forEach((limit, i) => {
+    const message = limited.has(limit.tool)
+      ? `"${limit.tool}" already has a rate limit; keep one per tool`
+      : isBuiltInTool(limit.tool)
+        ? `"${limit.tool}" is built in; rate limits apply to the tools agents list`
+        : unknown(limit.tool);
+    limited.add(limit.tool);
+    if (message) problems.push({ path: ["policies", "rate_limits", "tools", i, "tool"], message });
+  });
   return problems;
 }
 

@@ -98,6 +98,21 @@ const laneSchema = z.strictObject({
   fallback: peopleSchema.optional(),
 });
 
+/** At most `max` in any window of `per` (a sliding window, counted from the database). */
+const rateSchema = z.strictObject({
+  max: z.number().int().positive(),
+  per: durationSchema,
+});
+
+const rateLimitsSchema = z.strictObject({
+  /** Runs of a tool across all tasks: a call past the limit is refused and the model told why. */
+  tools: z.array(rateSchema.extend({ tool: z.string().min(1) })).default([]),
+  /** New tasks one person may start: past the limit they are told, and no task starts. */
+  new_tasks_per_person: rateSchema.optional(),
+});
+export type RateLimits = z.infer<typeof rateLimitsSchema>;
+export type ToolRateLimit = RateLimits["tools"][number];
+
 export const agentsFileSchema = z.strictObject({
   defaults: z
     .strictObject({
@@ -121,6 +136,7 @@ export const agentsFileSchema = z.strictObject({
           owner_escalation: laneSchema.optional(),
         })
         .default({}),
+      rate_limits: rateLimitsSchema.prefault({}),
     })
     .prefault({}),
   digest: z

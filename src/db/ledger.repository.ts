@@ -111,7 +111,14 @@ export interface ToolCallRecord {
   toolClass: string;
   args: unknown;
   idempotencyKey: string;
-  status: "done" | "failed" | "refused" | "pending_approval" | "shadowed" | "rejected";
+  status:
+    | "done"
+    | "failed"
+    | "refused"
+    | "rate_limited"
+    | "pending_approval"
+    | "shadowed"
+    | "rejected";
   result: unknown;
   allowedBy: string | null;
 }

@@ -6,6 +6,7 @@ import { takenOverEscalation } from "../db/humans.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
+import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -25,9 +26,11 @@ export interface IncomingMessage {
   mentioned: boolean;
 }
 
-export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored";
+/** "rate_limited": the person started as many tasks as `new_tasks_per_person` allows; nothing kept. */
+export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored" | "rate_limited";
 
 class Duplicate extends Error {}
+class OverRateLimit extends Error {}
 
 /**
  * Accepting a message means storing it and queueing its work in one transaction, before Slack
@@ -59,6 +62,8 @@ export async function acceptMessage(
       if (!fresh) throw new Duplicate();
       const taskId = existing?.id ?? newId;
       if (!existing) {
+        // Rolled back with the keys, so the person may ask again once the window has moved on.
+        if (await overTaskLimit(deps, tx, message.user)) throw new OverRateLimit();
         const { agent, text } = chooseAgent(deps, message);
         const conversation = [
           { taskId, stintNo: 1, stepNo: 0, message: { role: "user" as const, content: text } },
@@ -151,8 +156,17 @@ export async function acceptMessage(
   } catch (error) {
     deps.runs.giveBack(newId);
     if (error instanceof Duplicate) return "duplicate";
+    if (error instanceof OverRateLimit) return "rate_limited";
     throw error;
   }
+}
+
+/** Whether the person started `new_tasks_per_person` tasks already; held until the accept commits. */
+async function overTaskLimit(deps: RuntimeDeps, tx: Tx, userId: string): Promise<boolean> {
+  const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
+  if (!limit) return false;
+  await lockRateLimit(tx, `new-tasks:${userId}`);
+  return (await tasksStartedWithin(tx, userId, limit.per)) >= limit.max;
 }
 
 /** What a task started here begins its first run from: what the accept wrote, its lease, its job. */

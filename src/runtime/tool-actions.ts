@@ -1,9 +1,12 @@
+import type { ToolRateLimit } from "../config/agents-schema.ts";
 import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
+import { duration } from "../core/duration.ts";
 import { gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
-import type { Executor } from "../db/database.ts";
-import { insertToolCall } from "../db/ledger.repository.ts";
+import type { Executor, Tx } from "../db/database.ts";
+import { insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
+import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
 import { requestApproval } from "./approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
@@ -29,6 +32,11 @@ export async function runToolAction(
     args: action.args,
     idempotencyKey: key,
   };
+  const limit = rateLimitOf(fx.deps, action.tool);
+  if (limit && (await overRateLimit(fx, limit))) {
+    refuseOverLimit(fx, action, limit, base);
+    return false;
+  }
   const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file);
 
   if (gate.kind === "approval") {
@@ -120,7 +128,50 @@ export function writesBeforeTurn(
 ): boolean {
   return (
     action.tool.toolClass !== "read" ||
+    rateLimitOf(deps, action.tool) !== undefined ||
     gateFor(agent, action.tool, action.args, deps.agents.file).kind !== "run"
+  );
+}
+
+function rateLimitOf(deps: RuntimeDeps, tool: ToolDefinition): ToolRateLimit | undefined {
+  return deps.agents.file.policies.rate_limits.tools.find((l) => l.tool === tool.name);
+}
+
+/**
+ * Whether the tool ran (or waits on an approval) `max` times in the last `per` already, this
+ * turn's calls included. The limit is held until the turn commits, so replicas count in turn.
+ * A call a person approves later runs then: the person's decision is the exception.
+ */
+async function overRateLimit(fx: TurnEffects, limit: ToolRateLimit): Promise<boolean> {
+  const { tx } = fx;
+  // writesBeforeTurn sends a rate-limited call down the locked path: this is its transaction.
+  if (!tx.isTransaction) throw new Error(`a call of ${limit.tool} must run in a transaction`);
+  await lockRateLimit(tx as Tx, `tool:${limit.tool}`);
+  const thisTurn = fx.toolCalls.filter((c) => c.tool === limit.tool && c.status === "done");
+  return (await toolRunsWithin(tx as Tx, limit.tool, limit.per)) + thisTurn.length >= limit.max;
+}
+
+/** Refused like a tool outside the allowlist: recorded, audited, and the model told what to do. */
+function refuseOverLimit(
+  fx: TurnEffects,
+  action: Extract<Action, { kind: "tool" }>,
+  limit: ToolRateLimit,
+  base: Omit<ToolCallRecord, "status" | "result" | "allowedBy">,
+): void {
+  const { task, agent } = fx.turn;
+  const error = `Not run: ${limit.tool} may run at most ${limit.max === 1 ? "once" : `${limit.max} times`} in ${duration(limit.per)}, and it has. Do not call it again now: tell the requester it will be done later, or hand the task to a person.`;
+  // Counted as an unusable reply, so a model that keeps calling it stops within three.
+  fx.modelErrors++;
+  fx.toolCalls.push({ ...base, status: "rate_limited", result: { error }, allowedBy: null });
+  fx.conversation.push(toolMessage(action.callId, { error }));
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "tool_refused",
+    data: { tool: limit.tool, reason: "rate_limited", message: error, args: action.args },
+  });
+  fx.afterCommit.push(() =>
+    fx.deps.metrics.toolCalls.inc({ tool: limit.tool, outcome: "rate_limited" }),
   );
 }
 

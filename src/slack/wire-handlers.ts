@@ -13,7 +13,7 @@ import { clip, escapeMrkdwn } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
-import { closeWords, HELP_TEXT, withheldWords } from "./words.ts";
+import { closeWords, HELP_TEXT, rateLimitedWords, withheldWords } from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
 
@@ -57,6 +57,19 @@ export function createSlackHandlers(
     acceptMessage: async (message) => {
       const outcome = await acceptMessage(deps, message);
       deps.metrics.slackEvents.inc({ outcome });
+      const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
+      // Nothing was kept: should Slack not take this, the 500 brings the event back to say it again.
+      if (outcome === "rate_limited" && limit)
+        await deps.chat.deliver(
+          {
+            kind: "ephemeral",
+            channel: message.channel,
+            ...(message.threadTs && { threadTs: message.threadTs }),
+            user: message.user,
+            text: rateLimitedWords(limit),
+          },
+          `rate-limited:${message.eventId}`,
+        );
       return outcome;
     },
     decideApproval: (input) => decideApproval(deps, input),

@@ -1,3 +1,4 @@
+import { duration } from "../core/duration.ts";
 import { isConnectionLost } from "../db/database.ts";
 import { isBatonError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
@@ -67,6 +68,12 @@ export const HELP_TEXT = [
   "• `/baton help` — this message",
   "You may read a task from its thread's channel, or if you asked for it, own or decided on it, or supervise.",
 ].join("\n");
+
+/** To a person over `policies.rate_limits.new_tasks_per_person`: nothing started, and when to retry. */
+export function rateLimitedWords(limit: { max: number; per: number }): string {
+  const tasks = limit.max === 1 ? "1 task" : `${limit.max} tasks`;
+  return `You started ${tasks} in the last ${duration(limit.per)}, as many as Baton takes from one person, so this did not start a new one. Try again later, or reply in the thread of a task you already have.`;
+}
 
 /** Under `/baton who`'s answer when some of the reference's tasks are not the asker's to read. */
 export function withheldWords(count: number): string | undefined {

@@ -1,4 +1,5 @@
 import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
+import { duration } from "../../core/duration.ts";
 import { clip, mention, slackDate } from "../mrkdwn.ts";
 import {
   type Block,
@@ -92,18 +93,4 @@ function ownerText(owner: DigestTaskItem["owner"]): string {
 function openButton(link: string | undefined): Button | undefined {
   const url = safeUrl(link);
   return url ? button({ text: "Open thread", actionId: DIGEST_OPEN_LINK, url }) : undefined;
-}
-
-/** "1 day", "4 hours", "90 seconds": the agents file's durations in words. */
-export function duration(ms: number): string {
-  const units: [string, number][] = [
-    ["day", 86_400_000],
-    ["hour", 3_600_000],
-    ["minute", 60_000],
-    ["second", 1_000],
-  ];
-  for (const [unit, size] of units) {
-    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}${ms === size ? "" : "s"}`;
-  }
-  return `${Math.round(ms / 1000)} seconds`;
 }

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { loadAgentsFile } from "../../src/config/agents-file.ts";
+import type { AgentsFile, RateLimits } from "../../src/config/agents-schema.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
+import {
+  auditKinds,
+  finishedTask,
+  lastToolMessage,
+  refundsOf,
+  taskOfThread,
+  toolCallsOf,
+} from "../support/scripts-humans.ts";
+
+// policies.rate_limits: a tool's runs across all tasks, and the new tasks one person may start.
+
+let current: Harness | undefined;
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+});
+
+const HOUR = 3_600_000;
+
+async function withLimits(rateLimits: Partial<RateLimits>): Promise<AgentsFile> {
+  const file = await loadAgentsFile(
+    fileURLToPath(new URL("../../agents.yml", import.meta.url)),
+    new Set(demoTools.map((t) => t.name)),
+  );
+  return {
+    ...file,
+    policies: { ...file.policies, rate_limits: { tools: [], ...rateLimits } },
+  };
+}
+
+test("a tool past its rate limit is refused in another task, recorded, and the model is told", async () => {
+  const refund = { order_id: "1077", amount_usd: 40, reason: "Scratched on arrival" };
+  const answer: AgentReply = (request) => ({ content: `Result: ${lastToolMessage(request)}` });
+  const call: AgentReply = { toolCalls: [{ name: "issue_refund", arguments: refund }] };
+  const h = await startHarness({
+    script: scriptByAgent({ billing: [call, answer, call, answer] }),
+    agentsFile: await withLimits({ tools: [{ tool: "issue_refund", max: 1, per: HOUR }] }),
+  });
+  current = h;
+
+  const first = await h.mention("billing: refund 40 USD on order 1077, it came scratched");
+  const firstTask = await h.until("the first refund", () => finishedTask(h.db.db, first.ts));
+  const second = await h.mention("billing: refund 40 USD on order 1077 again please", {
+    user: "U0SOMEONEELSE",
+  });
+  const secondTask = await h.until("the second task's answer", () =>
+    finishedTask(h.db.db, second.ts),
+  );
+
+  assert.equal((await refundsOf(h.db.db)).length, 1, "one refund, from the first task");
+  assert.deepEqual(
+    (await toolCallsOf(h.db.db, firstTask.id, "issue_refund")).map((c) => c.status),
+    ["done"],
+  );
+  const refused = await toolCallsOf(h.db.db, secondTask.id, "issue_refund");
+  assert.deepEqual(
+    refused.map((c) => c.status),
+    ["rate_limited"],
+  );
+  const told = h.model.requestsFor("billing").at(-1);
+  const toolMessage = told ? lastToolMessage(told.body) : "";
+  assert.match(toolMessage, /Not run: issue_refund may run at most once in 1 hour/);
+  const [audit] = await auditKinds(h.db.db, secondTask.id, "tool_refused");
+  assert.equal((audit?.data as { reason?: string } | undefined)?.reason, "rate_limited");
+  const reply = h.slack.messagesIn(CHANNEL, second.ts).at(-1);
+  assert.match(String(reply?.text), /Not run/);
+});
+
+test("a person past new_tasks_per_person is told and no task starts; replies and others go on", async () => {
+  const hello: AgentReply = { content: "Happy to help." };
+  const h = await startHarness({
+    script: scriptByAgent({ "customer-service": Array.from({ length: 5 }, () => hello) }),
+    agentsFile: await withLimits({ new_tasks_per_person: { max: 2, per: HOUR } }),
+  });
+  current = h;
+
+  const one = await h.mention("where is order 1042?");
+  await h.mention("and order 1077?");
+  await h.until("both answered", async () =>
+    (await h.db.db.selectFrom("tasks").select("id").where("status", "=", "done").execute())
+      .length === 2
+      ? true
+      : undefined,
+  );
+
+  const third = await h.mention("and order 1001?");
+  assert.equal(third.status, 200);
+  const told = await h.until("the person to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === REQUESTER),
+  );
+  assert.match(String(told.text), /You started 2 tasks in the last 1 hour/);
+  assert.equal(await taskOfThread(h.db.db, third.ts), undefined, "no task for the third");
+  // Slack's retry of the refused mention is refused again, and says so again.
+  await h.mention("and order 1001?", { eventId: third.eventId, ts: third.ts, retryNum: 1 });
+  await h.until("told again", async () =>
+    h.slack.ephemerals.filter((e) => e.user === REQUESTER).length === 2 ? true : undefined,
+  );
+  assert.equal(await taskOfThread(h.db.db, third.ts), undefined);
+
+  // A reply in a task's thread is not a new task; someone else may still start one.
+  await h.reply(one.ts, "thanks, and the tracking number?");
+  const other = await h.mention("is order 1090 shipped?", { user: "U0OTHERPERSON" });
+  await h.until("the other person's task", () => finishedTask(h.db.db, other.ts));
+  await h.until("the reply answered", async () =>
+    h.model.requestsFor("customer-service").length === 4 ? true : undefined,
+  );
+  const tasks = await h.db.db.selectFrom("tasks").select("requester_id").execute();
+  assert.deepEqual(
+    tasks.map((t) => t.requester_id).sort(),
+    [REQUESTER, REQUESTER, "U0OTHERPERSON"].sort(),
+  );
+});
