@@ -12,6 +12,7 @@ import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { demoTools } from "./domain/demo-tools.ts";
+import { httpTools } from "./http/http-tools.ts";
 import { assertPortFree } from "./http/port.ts";
 import { startJobQueue } from "./jobs/queue.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -63,9 +64,12 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
   };
   try {
     // The agents file first: a mistake in it is reported before any database starts.
-    const tools = toolRegistry(options.tools ?? demoTools);
+    const codeTools = options.tools ?? demoTools;
     const agentsFile =
-      options.agentsFile ?? (await loadAgentsFile(config.agentsFile, new Set(tools.keys())));
+      options.agentsFile ??
+      (await loadAgentsFile(config.agentsFile, new Set(codeTools.map((t) => t.name))));
+    // The agents file's own tools call the operator's systems over HTTP.
+    const tools = toolRegistry([...codeTools, ...httpTools(agentsFile.tools)]);
     let url = config.database.url;
     if (!url) {
       const embedded = await startEmbeddedPostgres({

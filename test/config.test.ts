@@ -280,6 +280,37 @@ describe("agents file", () => {
     assert.match(message, /^agents\.yml:9:\d+ policies\.approvals\[1\]\.id: "p" is already used/m);
   });
 
+  it("reads HTTP tools; refuses a taken name, an unusable schema and an unset variable at their lines", () => {
+    const agent = `agents:\n  - id: helper\n    name: Helper\n    icon: ":wave:"\n    instructions: Answer briefly.\n    tools: [find_customer]\n`;
+    const tool = (name: string, extra = "") =>
+      `  - name: ${name}\n    description: Find a customer.\n    class: read\n    url: https://crm.example/find\n    headers: { Authorization: "Bearer \${CRM_TOKEN}" }\n    parameters: { type: object${extra} }\n`;
+    const good = `${agent}tools:\n${tool("find_customer")}`;
+    const file = parseAgentsFile(good, "agents.yml", new Set(["lookup_order"]), { CRM_TOKEN: "x" });
+    assert.equal(file.tools[0]?.name, "find_customer");
+    assert.equal(file.tools[0]?.timeout, 30_000);
+
+    const bad = `${agent}tools:\n${tool("find_customer")}${tool("lookup_order")}${tool("hand_back", ", properties: { a: { type: strange } }")}`;
+    const message = configErrorOf(() =>
+      parseAgentsFile(bad, "agents.yml", new Set(["lookup_order"]), {}),
+    );
+    assert.match(
+      message,
+      /^agents\.yml:12:\d+ tools\[0\]\.headers\.Authorization: the environment variable CRM_TOKEN is not set/m,
+    );
+    assert.match(
+      message,
+      /^agents\.yml:14:\d+ tools\[1\]\.name: "lookup_order" is already a tool of Baton's/m,
+    );
+    assert.match(
+      message,
+      /^agents\.yml:20:\d+ tools\[2\]\.name: "hand_back" is a built-in tool's name/m,
+    );
+    assert.match(
+      message,
+      /^agents\.yml:25:\d+ tools\[2\]\.parameters: Baton cannot check arguments against this schema/m,
+    );
+  });
+
   it("reads rate limits, and refuses an unknown or repeated tool and a bad window at their lines", () => {
     const good = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: issue_refund, max: 20, per: 1h }\n    new_tasks_per_person: { max: 10, per: 15m }\n`;
     const file = parseAgentsFile(good, "agents.yml", new Set(["issue_refund"]));

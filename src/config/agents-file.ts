@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { validate as isValidCron } from "node-cron";
 import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
-import type { z } from "zod";
+import { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
+import { type AgentsFile, agentsFileSchema, ENV_REFERENCE } from "./agents-schema.ts";
 
 /**
  * Loads the operator's agents file. Every problem (YAML syntax, schema, cross-field) is reported
@@ -27,6 +27,7 @@ interface Problem {
 export async function loadAgentsFile(
   path: string,
   knownTools?: ReadonlySet<string>,
+  env: Env = process.env,
 ): Promise<AgentsFile> {
   let text: string;
   try {
@@ -39,13 +40,21 @@ export async function loadAgentsFile(
       { cause: error },
     );
   }
-  return parseAgentsFile(text, path, knownTools);
+  return parseAgentsFile(text, path, knownTools, env);
 }
 
+/** The environment the HTTP tools' `${NAME}` references are read from. */
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * `knownTools`: the tools registered in code (the file's HTTP tools are added to them); without
+ * it, tool names are not checked. `env`: where the HTTP tools' references must be set.
+ */
 export function parseAgentsFile(
   text: string,
   sourceName: string,
   knownTools?: ReadonlySet<string>,
+  env: Env = process.env,
 ): AgentsFile {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
@@ -90,7 +99,7 @@ export function parseAgentsFile(
   const parsed = agentsFileSchema.safeParse(data, { error: friendlyMessage });
   if (!parsed.success) throw located(parsed.error.issues.flatMap(toProblems));
 
-  const problems = crossFieldProblems(parsed.data, knownTools);
+  const problems = crossFieldProblems(parsed.data, knownTools, env);
   if (problems.length > 0) throw located(problems);
   return parsed.data;
 }
@@ -172,11 +181,19 @@ function formatPath(path: Path): string {
     .join("");
 }
 
-function crossFieldProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Problem[] {
+function crossFieldProblems(
+  file: AgentsFile,
+  knownTools: ReadonlySet<string> | undefined,
+  env: Env,
+): Problem[] {
   return [
     ...agentIdProblems(file),
     ...handoffProblems(file),
-    ...toolProblems(file, knownTools),
+    ...httpToolProblems(file, knownTools, env),
+    ...toolProblems(
+      file,
+      knownTools && new Set([...knownTools, ...file.tools.map((tool) => tool.name)]),
+    ),
     ...digestProblems(file),
   ];
 }
@@ -233,6 +250,48 @@ function handoffProblems(file: AgentsFile): Problem[] {
       message: `no agent has the id "${entry}" (agents: ${known})`,
     });
   }
+  return problems;
+}
+
+/**
+ * The file's HTTP tools: names that no other tool has, a JSON Schema Baton can check arguments
+ * against, and every `${NAME}` they read set in the environment (checked now, read at each call).
+ */
+function httpToolProblems(
+  file: AgentsFile,
+  knownTools: ReadonlySet<string> | undefined,
+  env: Env,
+): Problem[] {
+  const problems: Problem[] = [];
+  const seen = new Set<string>();
+  file.tools.forEach((tool, i) => {
+    const at = (...path: Path) => ["tools", i, ...path];
+    const clash = isBuiltInTool(tool.name)
+      ? `"${tool.name}" is a built-in tool's name; choose another`
+      : knownTools?.has(tool.name)
+        ? `"${tool.name}" is already a tool of Baton's; choose another name`
+        : seen.has(tool.name)
+          ? `"${tool.name}" is already defined above; tool names must be unique`
+          : undefined;
+    if (clash) problems.push({ path: at("name"), message: clash });
+    seen.add(tool.name);
+    try {
+      z.fromJSONSchema(tool.parameters as z.core.JSONSchema.JSONSchema);
+    } catch (error) {
+      const message = `Baton cannot check arguments against this schema: ${(error as Error).message}`;
+      problems.push({ path: at("parameters"), message });
+    }
+    const unset = (value: string) =>
+      [...value.matchAll(ENV_REFERENCE)].map((m) => m[1]).filter((name) => !env[name ?? ""]);
+    for (const name of unset(tool.url))
+      problems.push({ path: at("url"), message: `the environment variable ${name} is not set` });
+    for (const [header, value] of Object.entries(tool.headers))
+      for (const name of unset(value))
+        problems.push({
+          path: at("headers", header),
+          message: `the environment variable ${name} is not set`,
+        });
+  });
   return problems;
 }
 

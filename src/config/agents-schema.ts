@@ -113,6 +113,40 @@ const rateLimitsSchema = z.strictObject({
 export type RateLimits = z.infer<typeof rateLimitsSchema>;
 export type ToolRateLimit = RateLimits["tools"][number];
 
+/** `${NAME}`: a value read from the environment when the tool is called, so secrets stay out of the file. */
+export const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * A tool of the operator's own systems, called over HTTP: Baton POSTs the validated arguments as
+ * JSON and gives the JSON answer to the model (see the README's "Your own tools").
+ */
+export const httpToolSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(
+      /^[a-z][a-z0-9_]{0,63}$/,
+      "use lowercase letters, digits and underscores, starting with a letter",
+    ),
+  /** What the model reads to decide when to call it. */
+  description: z.string().trim().min(1).max(1_000),
+  class: z.enum(["read", "write", "irreversible"]),
+  url: z.string().refine(
+    (url) => /^https?:\/\/\S+$/.test(url),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the file's ${NAME} syntax, shown as written
+    "use an http:// or https:// URL (${NAME} reads a part from the environment)",
+  ),
+  headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, "a header name"), z.string()).default({}),
+  timeout: durationSchema.prefault("30s"),
+  /** JSON Schema of the arguments: an object. Baton validates each call against it. */
+  parameters: z
+    .record(z.string(), z.unknown())
+    .refine(
+      (schema) => schema.type === "object",
+      "the parameters are a JSON Schema with type: object",
+    ),
+});
+export type HttpToolConfig = z.infer<typeof httpToolSchema>;
+
 export const agentsFileSchema = z.strictObject({
   defaults: z
     .strictObject({
@@ -123,6 +157,8 @@ export const agentsFileSchema = z.strictObject({
     })
     .prefault({}),
   agents: z.array(agentSchema).min(1, "define at least one agent"),
+  /** Tools of the operator's systems, called over HTTP; agents list them by name like any tool. */
+  tools: z.array(httpToolSchema).default([]),
   policies: z
     .strictObject({
       approvals: z.array(approvalPolicySchema).default([]),

@@ -35,7 +35,11 @@ export function toolSpecsFor(
   for (const name of agent.tools) {
     const tool = registry.get(name);
     if (tool)
-      specs.push({ name, description: tool.description, parameters: parametersOf(tool.input) });
+      specs.push({
+        name,
+        description: tool.description,
+        parameters: tool.parameters ?? parametersOf(tool.input),
+      });
   }
   for (const targetId of agent.handoffs) {
     const target = agents(targetId);

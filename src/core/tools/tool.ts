@@ -23,6 +23,8 @@ export interface ToolDefinition<Input = any> {
   description: string;
   toolClass: ToolClass;
   input: z.ZodType<Input>;
+  /** The JSON Schema the model sees, when written by hand (an HTTP tool's); else `input`'s. */
+  parameters?: Record<string, unknown>;
   run(ctx: ToolContext, input: Input): Promise<unknown>;
 }
 

@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { httpToolSchema } from "../src/config/agents-schema.ts";
+import { ToolInputError } from "../src/core/tools/tool.ts";
+import { ConfigError, TransientError } from "../src/errors.ts";
+import { httpTools } from "../src/http/http-tools.ts";
+
+// The HTTP tool contract, answer by answer: what reaches the model, what fails the task, what is
+// tried again.
+
+let respond: (res: ServerResponse) => void = (res) => res.end();
+const server = createServer((req, res) => {
+  req.resume();
+  req.on("end", () => respond(res));
+});
+let url = "";
+before(async () => {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+function tool(extra: Record<string, unknown> = {}) {
+  const config = httpToolSchema.parse({
+    name: "find_customer",
+    description: "Find a customer.",
+    class: "read",
+    url: `${url}/find?key=\${API_KEY}`,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the agents file's ${NAME} syntax
+    headers: { Authorization: "Bearer ${API_KEY}" },
+    timeout: "1s",
+    parameters: { type: "object", properties: { email: { type: "string" } } },
+    ...extra,
+  });
+  const [built] = httpTools([config], { API_KEY: "k-123" });
+  assert.ok(built);
+  return (args: unknown = { email: "a@b.c" }) =>
+    built.run({ tx: undefined, idempotencyKey: "t:1:0", taskId: "t", agentId: "support" }, args);
+}
+
+const answer =
+  (status: number, body?: string, headers: Record<string, string> = {}) =>
+  (res: ServerResponse) => {
+    res.writeHead(status, headers);
+    res.end(body);
+  };
+
+describe("HTTP tools", () => {
+  it("gives the model a 2xx answer: JSON, text, or ok for an empty body", async () => {
+    respond = answer(200, '{"name":"Dana"}');
+    assert.deepEqual(await tool()(), { name: "Dana" });
+    respond = answer(200, "Dana Reyes, pro plan");
+    assert.equal(await tool()(), "Dana Reyes, pro plan");
+    respond = answer(204);
+    assert.deepEqual(await tool()(), { ok: true });
+  });
+
+  it("turns a 4xx into a refusal the model reads", async () => {
+    respond = answer(422, '{"error":"that email is malformed"}');
+    await assert.rejects(
+      tool()(),
+      (e) => e instanceof ToolInputError && /malformed/.test(e.message),
+    );
+    respond = answer(404, "no such customer");
+    await assert.rejects(
+      tool()(),
+      (e) => e instanceof ToolInputError && e.message === "no such customer",
+    );
+  });
+
+  it("fails the task on refused credentials, naming the URL without its secrets", async () => {
+    respond = answer(401, "{}");
+    await assert.rejects(tool()(), (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /refused Baton's credentials \(HTTP 401\): check the tool's headers/);
+      assert.doesNotMatch(e.message, /k-123/);
+      return true;
+    });
+  });
+
+  it("tries again after 429, 5xx, a timeout or no answer", async () => {
+    for (const status of [429, 500, 503]) {
+      respond = answer(status, "{}");
+      await assert.rejects(tool()(), TransientError);
+    }
+    respond = () => {}; // never answers
+    await assert.rejects(
+      tool()(),
+      (e) => e instanceof TransientError && /no answer within 1 s/.test(e.message),
+    );
+    await assert.rejects(
+      tool({ url: "http://127.0.0.1:1/find" })(),
+      (e) => e instanceof TransientError && /could not be reached/.test(e.message),
+    );
+  });
+
+  it("does not read an answer over a megabyte", async () => {
+    respond = answer(200, "x".repeat(1_000_001));
+    await assert.rejects(
+      tool()(),
+      (e) => e instanceof ToolInputError && /over 1000000 bytes/.test(e.message),
+    );
+  });
+
+  it("checks arguments against the operator's JSON Schema before calling", () => {
+    const [built] = httpTools(
+      [
+        httpToolSchema.parse({
+          name: "t",
+          description: "d",
+          class: "write",
+          url: "http://127.0.0.1:1/t",
+          parameters: {
+            type: "object",
+            properties: { amount: { type: "number", minimum: 1 } },
+            required: ["amount"],
+          },
+        }),
+      ],
+      {},
+    );
+    assert.equal(built?.input.safeParse({ amount: 5 }).success, true);
+    assert.equal(built?.input.safeParse({ amount: 0 }).success, false);
+    assert.equal(built?.input.safeParse({}).success, false);
+  });
+});
