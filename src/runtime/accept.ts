@@ -10,7 +10,7 @@ import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.
 import type { TaskRow } from "../db/schema.ts";
 import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { escalationCardUpdate } from "./escalations.ts";
+import { escalationCardUpdate } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 import { runTask, runWorker } from "./run-task.ts";
 

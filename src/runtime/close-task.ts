@@ -5,7 +5,7 @@ import { resolveTaskRef } from "../db/reports.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { escalationCardUpdate } from "./escalations.ts";
+import { escalationCardUpdate } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type Reader, requireReadable } from "./read-access.ts";

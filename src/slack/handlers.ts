@@ -1,6 +1,6 @@
 import type { AcceptOutcome, IncomingMessage } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
-import type { EscalationCheck, EscalationChoice } from "../runtime/escalations.ts";
+import type { EscalationCheck, EscalationChoice } from "../runtime/escalation-decisions.ts";
 
 /** The core use cases the Slack listeners call. Wired in src/app.ts; faked in adapter tests. */
 export interface SlackHandlers {

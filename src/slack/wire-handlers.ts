@@ -6,7 +6,7 @@ import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
-import { checkEscalationClick, decideEscalation } from "../runtime/escalations.ts";
+import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { clip, escapeMrkdwn } from "./mrkdwn.ts";

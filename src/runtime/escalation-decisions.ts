@@ -1,0 +1,239 @@
+// A person's decision on an escalation card: take the work over, send it back to an agent, or hand
+// on what they took over.
+import { renderHumanReturn } from "../core/context.ts";
+import type { EscalationNote } from "../core/handoffs/note.ts";
+import type { ChatIntent } from "../core/ports.ts";
+import * as humans from "../db/humans.repository.ts";
+import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
+import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
+import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
+import { NotFoundError, PolicyDeniedError } from "../errors.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import type { Owner } from "./escalations.ts";
+import { cardUpdate, personaOf } from "./messages.ts";
+import { deliverOutbox } from "./outbox.ts";
+
+export type EscalationChoice =
+  | { kind: "take_over" }
+  | { kind: "send_back"; agentId: string; instruction: string };
+
+/** The owner takes the work over, or sends it back to an agent with an instruction. Decided once. */
+export type EscalationCheck =
+  | { outcome: "ok" }
+  | { outcome: "already_decided"; by: string | null; status: string }
+  | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" };
+
+type EscalationRow = NonNullable<Awaited<ReturnType<typeof humans.findEscalation>>>;
+
+/**
+ * Whether this person may send the work to an agent (asked before the send-back modal opens): while
+ * the escalation is open, its owner (the named person, a member of the named group, or anyone in
+ * the lane's channel) or its fallback, but never the person who asked for the work (as with
+ * approvals); once taken over, the person who took it, until they mark it done. Refusals are audited.
+ */
+export async function checkEscalationClick(
+  deps: RuntimeDeps,
+  input: { escalationId: string; userId: string },
+): Promise<EscalationCheck> {
+  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  return checkAgainst(deps, escalation, input.userId, "send_back");
+}
+
+async function checkAgainst(
+  deps: RuntimeDeps,
+  escalation: EscalationRow,
+  userId: string,
+  choice: EscalationChoice["kind"],
+): Promise<EscalationCheck> {
+  if (escalation.status === "taken_over" && choice === "send_back")
+    return checkHolder(deps, escalation, userId);
+  if (escalation.status !== "open") {
+    return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
+  }
+  const { owner, fallback } = escalation;
+  const isMember = async (group: string) => (await deps.chat.groupMembers(group)).includes(userId);
+  const task = await findTask(deps.db, escalation.task_id);
+  const ownRequest = task?.requester_id === userId;
+  let allowed = owner.kind === "channel" || (owner.kind === "user" && owner.id === userId);
+  if (!allowed && owner.kind === "group") allowed = await isMember(owner.id);
+  if (!allowed && fallback) {
+    allowed = fallback.users.includes(userId);
+    for (const group of fallback.groups) allowed ||= await isMember(group);
+  }
+  if (allowed && !ownRequest) return { outcome: "ok" };
+  await audit(deps.db, {
+    taskId: escalation.task_id,
+    actor: { kind: "human", id: userId },
+    kind: "escalation_refused",
+    data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
+  });
+  return { outcome: "refused", owner, ...(ownRequest && { reason: "own_request" as const }) };
+}
+
+/**
+ * The person who took the work over may still hand it to an agent: while they hold the task and
+ * have not marked it done. Anyone else is told who has it.
+ */
+async function checkHolder(
+  deps: RuntimeDeps,
+  escalation: EscalationRow,
+  userId: string,
+): Promise<EscalationCheck> {
+  const task = await findTask(deps.db, escalation.task_id);
+  if (task && escalation.decided_by === userId && holds(task, userId)) return { outcome: "ok" };
+  // "held": someone else took it over; "done": it was closed; else it moved on some other way.
+  const status =
+    task?.status === "done"
+      ? "done"
+      : escalation.decided_by !== userId
+        ? "held"
+        : escalation.status;
+  return { outcome: "already_decided", by: escalation.decided_by, status };
+}
+
+function holds(task: { owner_kind: string; owner_id: string; status: string }, userId: string) {
+  return task.owner_kind === "human" && task.owner_id === userId && task.status === "waiting_human";
+}
+
+export async function decideEscalation(
+  deps: RuntimeDeps,
+  input: { escalationId: string; userId: string; choice: EscalationChoice },
+) {
+  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
+  const check = await checkAgainst(deps, escalation, input.userId, input.choice.kind);
+  if (check.outcome !== "ok") return check;
+  if (input.choice.kind === "send_back" && !deps.agents.get(input.choice.agentId)) {
+    throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);
+  }
+  const held = escalation.status === "taken_over";
+  const now = deps.clock.now();
+  const outcome = await deps.db.transaction().execute(async (tx) => {
+    // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
+    if (held && !holds((await lockTask(tx, escalation.task_id)) ?? NOBODY, input.userId))
+      return undefined;
+    const row = await humans.decideEscalation(tx, escalation.id, {
+      status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
+      by: input.userId,
+      decision: input.choice,
+      now,
+      checked: held
+        ? { status: "taken_over", by: input.userId }
+        : { status: "open", owner: escalation.owner },
+    });
+    if (!row) return undefined;
+    const task = await lockTask(tx, row.task_id);
+    if (!task) return undefined;
+    const at = now.toISOString();
+    const choice = input.choice;
+    if (choice.kind === "take_over") {
+      await insertHandoff(tx, {
+        taskId: task.id,
+        stepNo: task.step_no,
+        kind: "take_over",
+        from: { kind: "human", id: row.owner.id },
+        to: { kind: "human", id: input.userId },
+        note: {},
+      });
+      await updateTask(tx, task.id, {
+        owner: { kind: "human", id: input.userId },
+        status: "waiting_human",
+      });
+    } else {
+      const agent = deps.agents.require(choice.agentId);
+      await insertHandoff(tx, {
+        taskId: task.id,
+        stepNo: task.step_no,
+        kind: "human_return",
+        from: { kind: "human", id: input.userId },
+        to: { kind: "agent", id: agent.id },
+        note: { instruction: choice.instruction },
+      });
+      await appendConversation(tx, [
+        {
+          taskId: task.id,
+          stintNo: task.stint_no + 1,
+          stepNo: task.step_no,
+          message: {
+            role: "user",
+            content: renderHumanReturn(input.userId, choice.instruction, task.request_text),
+          },
+        },
+      ]);
+      await updateTask(tx, task.id, {
+        owner: { kind: "agent", id: agent.id },
+        status: "active",
+        newStint: true,
+        handbackStack: [],
+      });
+      await deps.queue.enqueue(tx, task.id);
+    }
+    const state =
+      choice.kind === "take_over"
+        ? { status: "taken_over" as const, by: input.userId, at }
+        : {
+            status: "sent_back" as const,
+            by: input.userId,
+            at,
+            toName: deps.agents.require(choice.agentId).name,
+            instruction: choice.instruction,
+          };
+    await enqueueOutbox(tx, [escalationCardUpdate(deps, task, row, state)]);
+    await audit(tx, {
+      taskId: task.id,
+      actor: { kind: "human", id: input.userId },
+      kind: "escalation_decided",
+      data: { escalation_id: row.id, choice },
+    });
+    return { taskId: task.id };
+  });
+  if (!outcome) {
+    const winner = await humans.findEscalation(deps.db, escalation.id);
+    // Still open: the sweep handed it to another owner after the check; check again against them.
+    // Still taken over: the task changed since the check (closed); the check says so now.
+    if (winner?.status === "open" || (held && winner?.status === "taken_over"))
+      return decideEscalation(deps, input);
+    return {
+      outcome: "already_decided" as const,
+      by: winner?.decided_by ?? null,
+      status: winner?.status ?? "decided",
+    };
+  }
+  await deliverOutbox(deps, { taskId: outcome.taskId });
+  return { outcome: "decided" as const };
+}
+
+const NOBODY = { owner_kind: "", owner_id: "", status: "" };
+
+type EscalationCardState = Extract<ChatIntent, { kind: "escalation_card" }>["escalation"]["state"];
+
+/** The escalation card of `row`, updated in place to show `state`. */
+export function escalationCardUpdate(
+  deps: RuntimeDeps,
+  task: TaskRow,
+  row: EscalationRow,
+  state: EscalationCardState,
+): OutboxMessage {
+  const from = deps.agents.persona(row.from_agent);
+  return cardUpdate(
+    task,
+    {
+      kind: "escalation_card",
+      channel: task.channel_id,
+      threadTs: task.thread_ts,
+      persona: personaOf(from),
+      // No ts here: the delivery reads the card's ts then, so a fallback's card posted since
+      // (the sweep's, still in the outbox ahead of this row) is the one updated.
+      escalation: {
+        escalationId: row.id,
+        fromName: from.name,
+        owner: row.owner as Owner,
+        note: row.note as unknown as EscalationNote,
+        state,
+      },
+    },
+    { table: "escalations", id: row.id },
+  );
+}
