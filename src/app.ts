@@ -80,7 +80,9 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       stops.push(embedded.stop);
       url = embedded.url;
     }
-    const database = openDatabase(url);
+    // Each running task may hold a connection (its turn's statements, a write tool's transaction,
+    // an HTTP tool waiting on its endpoint inside it); the rest serve Slack, the sweeps and reports.
+    const database = openDatabase(url, { max: Math.max(10, config.workers + 6) });
     stops.push(database.close);
     await assertUsable(
       database.db,
