@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import type { Tx } from "../db/database.ts";
 import { receiveMessage } from "../db/events.repository.ts";
-import { takenOverEscalation } from "../db/humans.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
@@ -10,7 +9,7 @@ import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.
 import type { TaskRow } from "../db/schema.ts";
 import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { escalationCardUpdate } from "./escalation-decisions.ts";
+import { takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
@@ -220,22 +219,12 @@ async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, auth
     .filter((id) => /^[UWS][A-Z0-9]+$/.test(id))
     .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
   const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
-  const messages = [
-    post(task, {
-      kind: "notice",
-      channel: task.channel_id,
-      threadTs: task.thread_ts,
-      text: text.trimStart(),
-    }),
-  ];
-  const takenOver = await takenOverEscalation(tx, task.id);
-  if (takenOver?.decided_by && takenOver.decided_at)
-    messages.push(
-      escalationCardUpdate(deps, task, takenOver, {
-        status: "taken_over",
-        by: takenOver.decided_by,
-        at: takenOver.decided_at.toISOString(),
-      }),
-    );
-  await enqueueOutbox(tx, messages);
+  const notice = post(task, {
+    kind: "notice",
+    channel: task.channel_id,
+    threadTs: task.thread_ts,
+    text: text.trimStart(),
+  });
+  const card = await takenOverCard(deps, tx, task);
+  await enqueueOutbox(tx, card ? [notice, card] : [notice]);
 }

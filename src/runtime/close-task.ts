@@ -1,11 +1,11 @@
-import { hasOpenEscalation, takenOverEscalation } from "../db/humans.repository.ts";
+import { hasOpenEscalation } from "../db/humans.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { resolveTaskRef } from "../db/reports.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { escalationCardUpdate } from "./escalation-decisions.ts";
+import { takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type Reader, requireReadable } from "./read-access.ts";
@@ -57,17 +57,9 @@ export async function closeTask(
       }),
     ];
     // The escalation card stops offering to hand the work to an agent.
-    const takenOver = await takenOverEscalation(tx, task.id);
-    if (takenOver?.decided_by && takenOver.decided_at)
-      messages.push(
-        escalationCardUpdate(deps, task, takenOver, {
-          status: "taken_over",
-          by: takenOver.decided_by,
-          at: takenOver.decided_at.toISOString(),
-          closed: { by: input.userId, at: deps.clock.now().toISOString() },
-        }),
-      );
-    await enqueueOutbox(tx, messages);
+    const closed = { by: input.userId, at: deps.clock.now().toISOString() };
+    const card = await takenOverCard(deps, tx, task, closed);
+    await enqueueOutbox(tx, card ? [...messages, card] : messages);
     return { outcome: "closed" as const, title: task.title };
   });
   if (!outcome) return closeTask(deps, input);

@@ -3,6 +3,7 @@
 import { renderHumanReturn } from "../core/context.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatIntent } from "../core/ports.ts";
+import type { Executor } from "../db/database.ts";
 import * as humans from "../db/humans.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -236,4 +237,24 @@ export function escalationCardUpdate(
     },
     { table: "escalations", id: row.id },
   );
+}
+
+/**
+ * The card of the escalation a person took over on this task, shown closed (`/baton done`) or open
+ * again (a reply reopened it); undefined when nobody took one over.
+ */
+export async function takenOverCard(
+  deps: RuntimeDeps,
+  tx: Executor,
+  task: TaskRow,
+  closed?: { by: string; at: string },
+): Promise<OutboxMessage | undefined> {
+  const row = await humans.takenOverEscalation(tx, task.id);
+  if (!row?.decided_by || !row.decided_at) return undefined;
+  const held = {
+    status: "taken_over" as const,
+    by: row.decided_by,
+    at: row.decided_at.toISOString(),
+  };
+  return escalationCardUpdate(deps, task, row, closed ? { ...held, closed } : held);
 }

@@ -2,17 +2,9 @@ import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import {
-  SEND_BACK_AGENT_ACTION,
-  SEND_BACK_AGENT_BLOCK,
-  SEND_BACK_CALLBACK,
-  SEND_BACK_INSTRUCTION_ACTION,
-  SEND_BACK_INSTRUCTION_BLOCK,
-} from "../../src/slack/views/reject-modal.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { ESCALATION_NOTE, taskOfThread } from "../support/scripts-humans.ts";
-import { viewSubmissionPayload } from "../support/slack-signing.ts";
+import { ESCALATION_NOTE, sendBackSubmission, taskOfThread } from "../support/scripts-humans.ts";
 
 const agentsFile = parseAgentsFile(
   `
@@ -83,24 +75,11 @@ test("a task a person sends back is not failed at once by the hop limit", async 
   assert.equal(waiting?.status, "waiting_human");
 
   await h.click(
-    viewSubmissionPayload({
+    sendBackSubmission({
       userId: "U0OPSMANAGER",
-      callbackId: SEND_BACK_CALLBACK,
-      privateMetadata: escalation.id,
-      values: {
-        [SEND_BACK_AGENT_BLOCK]: {
-          [SEND_BACK_AGENT_ACTION]: {
-            type: "static_select",
-            selected_option: {
-              text: { type: "plain_text", text: "Fulfillment" },
-              value: "fulfillment",
-            },
-          },
-        },
-        [SEND_BACK_INSTRUCTION_BLOCK]: {
-          [SEND_BACK_INSTRUCTION_ACTION]: "Ship a replacement today.",
-        },
-      },
+      escalationId: escalation.id,
+      agent: { id: "fulfillment", name: "Fulfillment" },
+      instruction: "Ship a replacement today.",
     }),
   );
   const settled = await h.until("the task to settle", async () => {

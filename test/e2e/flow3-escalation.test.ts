@@ -4,13 +4,7 @@ import {
   ESCALATION_SEND_BACK,
   ESCALATION_TAKE_OVER,
 } from "../../src/slack/views/escalation-card.ts";
-import {
-  SEND_BACK_AGENT_ACTION,
-  SEND_BACK_AGENT_BLOCK,
-  SEND_BACK_CALLBACK,
-  SEND_BACK_INSTRUCTION_ACTION,
-  SEND_BACK_INSTRUCTION_BLOCK,
-} from "../../src/slack/views/reject-modal.ts";
+import { SEND_BACK_AGENT_BLOCK, SEND_BACK_CALLBACK } from "../../src/slack/views/reject-modal.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
@@ -21,9 +15,10 @@ import {
   ESCALATION_NOTE,
   escalationScript,
   finishedTask,
+  sendBackSubmission,
   taskOfThread,
 } from "../support/scripts-humans.ts";
-import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
+import { blockActionsPayload } from "../support/slack-signing.ts";
 
 let current: Harness | undefined;
 afterEach(async () => {
@@ -106,6 +101,23 @@ function cardUpdates(h: Harness, ts: string | null) {
   return h.slack
     .callsTo("chat.update")
     .filter((c) => !c.failed && c.args.channel === CHANNEL && c.args.ts === ts);
+}
+
+/** The lead sent the escalation back, and Customer Service's next request carries the instruction. */
+async function assertSentBack(h: Harness, escalationId: string, instruction: string) {
+  const decided = await h.db.db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("id", "=", escalationId)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([decided.status, decided.decided_by], ["sent_back", SUPPORT_LEAD]);
+  const resumed = h.model.requestsFor("customer-service").at(-1);
+  assert.ok(
+    resumed?.body.messages.some(
+      (m) => m.role === "user" && String(m.content).includes(instruction),
+    ),
+    "the instruction reaches the agent",
+  );
 }
 
 test("flow 3 taken over: a person takes the escalated work and owns the task", async () => {
@@ -206,22 +218,11 @@ test("flow 3 sent back: a person sends the work back with an instruction; the ag
   );
 
   const res = await h.click(
-    viewSubmissionPayload({
+    sendBackSubmission({
       userId: SUPPORT_LEAD,
-      callbackId: SEND_BACK_CALLBACK,
-      privateMetadata: view.private_metadata,
-      values: {
-        [SEND_BACK_AGENT_BLOCK]: {
-          [SEND_BACK_AGENT_ACTION]: {
-            type: "static_select",
-            selected_option: {
-              text: { type: "plain_text", text: "Customer Service" },
-              value: "customer-service",
-            },
-          },
-        },
-        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
-      },
+      escalationId: view.private_metadata,
+      agent: { id: "customer-service", name: "Customer Service" },
+      instruction,
     }),
   );
   assert.equal(res.status, 200);
@@ -229,21 +230,7 @@ test("flow 3 sent back: a person sends the work back with an instruction; the ag
   const done = await h.until("the task to finish and say so", () => finishedTask(h.db.db, ts));
   assert.deepEqual([done.owner_kind, done.owner_id], ["agent", "customer-service"]);
 
-  const decided = await h.db.db
-    .selectFrom("escalations")
-    .selectAll()
-    .where("id", "=", escalation.id)
-    .executeTakeFirstOrThrow();
-  assert.deepEqual([decided.status, decided.decided_by], ["sent_back", SUPPORT_LEAD]);
-
-  // Customer Service's next request carries the person's instruction.
-  const resumed = h.model.requestsFor("customer-service").at(-1);
-  assert.ok(
-    resumed?.body.messages.some(
-      (m) => m.role === "user" && String(m.content).includes(instruction),
-    ),
-    "the instruction reaches the agent",
-  );
+  await assertSentBack(h, escalation.id, instruction);
 
   const returns = await h.db.db
     .selectFrom("handoffs")
@@ -293,22 +280,11 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
   assert.equal(view.callback_id, SEND_BACK_CALLBACK);
   const instruction = "I called Dana and logged the incident. Offer a replacement lamp.";
   await h.click(
-    viewSubmissionPayload({
+    sendBackSubmission({
       userId: SUPPORT_LEAD,
-      callbackId: SEND_BACK_CALLBACK,
-      privateMetadata: view.private_metadata,
-      values: {
-        [SEND_BACK_AGENT_BLOCK]: {
-          [SEND_BACK_AGENT_ACTION]: {
-            type: "static_select",
-            selected_option: {
-              text: { type: "plain_text", text: "Customer Service" },
-              value: "customer-service",
-            },
-          },
-        },
-        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
-      },
+      escalationId: view.private_metadata,
+      agent: { id: "customer-service", name: "Customer Service" },
+      instruction,
     }),
   );
 
@@ -328,19 +304,7 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
       `human_return human:${SUPPORT_LEAD}->agent:customer-service`,
     ],
   );
-  const decided = await h.db.db
-    .selectFrom("escalations")
-    .selectAll()
-    .where("id", "=", escalation.id)
-    .executeTakeFirstOrThrow();
-  assert.deepEqual([decided.status, decided.decided_by], ["sent_back", SUPPORT_LEAD]);
-  const resumed = h.model.requestsFor("customer-service").at(-1);
-  assert.ok(
-    resumed?.body.messages.some(
-      (m) => m.role === "user" && String(m.content).includes(instruction),
-    ),
-    "the instruction reaches the agent",
-  );
+  await assertSentBack(h, escalation.id, instruction);
   const update = await h.until("the card to say where the work went", async () =>
     cardUpdates(h, escalation.card_ts).find((c) => /Sent back to/.test(blockTexts(c).join("\n"))),
   );
@@ -349,22 +313,11 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
   // The same modal submitted again (a double click) changes nothing, and says so.
   const calls = h.model.requestsFor("customer-service").length;
   await h.click(
-    viewSubmissionPayload({
+    sendBackSubmission({
       userId: SUPPORT_LEAD,
-      callbackId: SEND_BACK_CALLBACK,
-      privateMetadata: view.private_metadata,
-      values: {
-        [SEND_BACK_AGENT_BLOCK]: {
-          [SEND_BACK_AGENT_ACTION]: {
-            type: "static_select",
-            selected_option: {
-              text: { type: "plain_text", text: "Fulfillment" },
-              value: "fulfillment",
-            },
-          },
-        },
-        [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: instruction },
-      },
+      escalationId: view.private_metadata,
+      agent: { id: "fulfillment", name: "Fulfillment" },
+      instruction,
     }),
   );
   const dm = await h.until("the lead to be told nothing changed", async () =>

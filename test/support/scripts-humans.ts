@@ -4,8 +4,16 @@ import { z } from "zod";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import type { Db } from "../../src/db/database.ts";
+import {
+  SEND_BACK_AGENT_ACTION,
+  SEND_BACK_AGENT_BLOCK,
+  SEND_BACK_CALLBACK,
+  SEND_BACK_INSTRUCTION_ACTION,
+  SEND_BACK_INSTRUCTION_BLOCK,
+} from "../../src/slack/views/reject-modal.ts";
 import type { AgentReply, ChatMessage, ChatRequest, ScriptedReply } from "./model-server.ts";
 import type { SlackCall, SlackEmulator } from "./slack-emulator.ts";
+import { viewSubmissionPayload } from "./slack-signing.ts";
 
 export const REFUND_ARGS = {
   order_id: "1077",
@@ -300,6 +308,32 @@ export function escalationScript(): Record<string, AgentReply[]> {
       },
     ],
   };
+}
+
+/** The send-back modal submitted by `userId`: the agent picked, the instruction typed. */
+export function sendBackSubmission(input: {
+  userId: string;
+  escalationId: string;
+  agent: { id: string; name: string };
+  instruction: string;
+}) {
+  return viewSubmissionPayload({
+    userId: input.userId,
+    callbackId: SEND_BACK_CALLBACK,
+    privateMetadata: input.escalationId,
+    values: {
+      [SEND_BACK_AGENT_BLOCK]: {
+        [SEND_BACK_AGENT_ACTION]: {
+          type: "static_select",
+          selected_option: {
+            text: { type: "plain_text", text: input.agent.name },
+            value: input.agent.id,
+          },
+        },
+      },
+      [SEND_BACK_INSTRUCTION_BLOCK]: { [SEND_BACK_INSTRUCTION_ACTION]: input.instruction },
+    },
+  });
 }
 
 // ---- what Slack was sent ----
