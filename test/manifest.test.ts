@@ -81,7 +81,7 @@ describe("manifest.yml", () => {
     const baton = manifest.features.slash_commands.find((c) => c.command === "/baton");
     assert.ok(baton, "missing /baton");
     // Every verb /baton answers (src/slack/words.ts's help) is in the hint Slack shows as one types.
-    for (const verb of ["status", "audit", "who", "done", "help"])
+    for (const verb of ["status", "audit", "who", "done", "agents", "help"])
       assert.match(baton.usage_hint ?? "", new RegExp(`\\b${verb}\\b`), `the hint names ${verb}`);
 
     const events = manifest.settings.event_subscriptions.bot_events;

@@ -1,3 +1,4 @@
+import { agentActivity } from "../db/agent-activity.repository.ts";
 import { findApproval } from "../db/humans.repository.ts";
 import { homeData } from "../db/reports.repository.ts";
 import { isBatonError } from "../errors.ts";
@@ -8,8 +9,9 @@ import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
+import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
-import { clip, escapeMrkdwn } from "./mrkdwn.ts";
+import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
@@ -116,6 +118,16 @@ export function createSlackHandlers(
             // Clipped short of Slack's 3,000 so the withheld line always shows.
             const lines = [clip(whoProcessedText(calls, tool), 2800), withheldWords(withheld)];
             return { text: lines.filter(Boolean).join("\n") };
+          }
+          case "agents": {
+            const days = ref ? Number(ref) : 30;
+            if (!Number.isInteger(days) || days < 1 || days > 365)
+              return { text: "Usage: `/baton agents [days]`, days from 1 to 365 (default 30)" };
+            const agents = deps.agents.all();
+            const ids = agents.map((a) => a.id);
+            const activity = await agentActivity(deps.db, ids, days * 86_400_000);
+            // Escaped where it holds names: cut, not escaped again.
+            return { text: truncate(agentsReport(agents, activity, days), 4000) };
           }
           default:
             return { text: HELP_TEXT };

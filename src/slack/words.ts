@@ -65,6 +65,7 @@ export const HELP_TEXT = [
   "• `/baton audit <task, order or thread link>` — the whole story: handoffs, tool calls, approvals, model calls",
   "• `/baton who <order or task> [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
   "• `/baton done <task, order or thread link>` — close a task you took over, once the work is finished",
+  "• `/baton agents [days]` — what each agent did lately, and what its record says about its autonomy",
   "• `/baton help` — this message",
   "You may read a task from its thread's channel, or if you asked for it, own or decided on it, or supervise.",
 ].join("\n");

@@ -1,0 +1,79 @@
+import { sql } from "kysely";
+import type { Executor } from "./database.ts";
+
+/** What one agent did in a window: the evidence for moving it to the next autonomy phase. */
+export interface AgentActivity {
+  agentId: string;
+  /** Tasks it answered a model call for. */
+  tasks: number;
+  costUsd: number;
+  /** Its write and irreversible calls, by outcome. */
+  writes: {
+    /** Ran by the agent's own autonomy. */
+    ran: number;
+    /** Ran after a person approved them. */
+    approved: number;
+    rejected: number;
+    expired: number;
+    waiting: number;
+    /** Shown as proposals (shadow mode), never run. */
+    proposed: number;
+    /** Refused by the tool itself, or by a rate limit. */
+    failed: number;
+  };
+  escalations: number;
+}
+
+/**
+ * The activity of `agentIds` in the last `windowMs`: three aggregates, each over an index by agent
+ * and time (model_calls_agent_day_idx, and migration 0011's two), joined by agent.
+ */
+export async function agentActivity(
+  db: Executor,
+  agentIds: readonly string[],
+  windowMs: number,
+): Promise<AgentActivity[]> {
+  const since = sql<Date>`now() - ${windowMs} * interval '1 millisecond'`;
+  const agents = sql`any(${[...agentIds]}::text[])`;
+  const { rows } = await sql<Record<string, string>>`
+    with calls as (
+      select agent_id, count(distinct task_id) as tasks, sum(cost_usd) as cost_usd
+      from model_calls where agent_id = ${agents} and created_at > ${since}
+      group by agent_id
+    ), writes as (
+      select agent_id,
+        count(*) filter (where status = 'done' and coalesce(allowed_by, '') not like 'approval:%') as ran,
+        count(*) filter (where status = 'done' and allowed_by like 'approval:%') as approved,
+        count(*) filter (where status = 'rejected') as rejected,
+        count(*) filter (where status = 'expired') as expired,
+        count(*) filter (where status = 'pending_approval') as waiting,
+        count(*) filter (where status = 'shadowed') as proposed,
+        count(*) filter (where status in ('failed', 'rate_limited')) as failed
+      from tool_calls
+      where tool_class <> 'read' and agent_id = ${agents} and created_at > ${since}
+      group by agent_id
+    ), escalations as (
+      select from_id as agent_id, count(*) as escalations
+      from handoffs
+      where kind = 'escalation' and from_id = ${agents} and created_at > ${since}
+      group by from_id
+    )
+    select * from calls full join writes using (agent_id) full join escalations using (agent_id)
+  `.execute(db);
+  const n = (value: string | undefined) => Number(value ?? 0);
+  return rows.map((r) => ({
+    agentId: r.agent_id ?? "",
+    tasks: n(r.tasks),
+    costUsd: n(r.cost_usd),
+    writes: {
+      ran: n(r.ran),
+      approved: n(r.approved),
+      rejected: n(r.rejected),
+      expired: n(r.expired),
+      waiting: n(r.waiting),
+      proposed: n(r.proposed),
+      failed: n(r.failed),
+    },
+    escalations: n(r.escalations),
+  }));
+}

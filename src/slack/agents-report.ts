@@ -1,0 +1,78 @@
+import type { AutonomyMode } from "../config/agents-schema.ts";
+import type { AgentActivity } from "../db/agent-activity.repository.ts";
+import { clip } from "./mrkdwn.ts";
+
+/** Decisions on a supervised agent's writes before its approval rate says much. */
+const ENOUGH_DECISIONS = 20;
+/** Share of them approved above which running on its own is worth considering. */
+const READY_SHARE = 0.95;
+
+interface AgentLine {
+  id: string;
+  name: string;
+  autonomy: AutonomyMode;
+}
+
+const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * `/baton agents`: what each agent did in the window, from the ledger, and what its record says
+ * about its next phase of autonomy (shadow → supervised → autonomous). The agents file decides;
+ * this only shows the evidence.
+ */
+export function agentsReport(
+  agents: readonly AgentLine[],
+  activity: readonly AgentActivity[],
+  windowDays: number,
+): string {
+  const byId = new Map(activity.map((a) => [a.agentId, a]));
+  const lines = [`*Your agents, the last ${count(windowDays, "day")}*`];
+  for (const agent of agents) {
+    const a = byId.get(agent.id);
+    const head = [
+      `• *${clip(agent.name, 80)}* · ${agent.autonomy}`,
+      count(a?.tasks ?? 0, "task"),
+      ...(a && a.costUsd > 0
+        ? [a.costUsd < 0.01 ? "under 0.01 USD" : `${a.costUsd.toFixed(2)} USD`]
+        : []),
+      ...(a?.escalations ? [count(a.escalations, "escalation")] : []),
+    ].join(" · ");
+    lines.push(head, ...detail(agent.autonomy, a).map((line) => `   ${line}`));
+  }
+  return lines.join("\n");
+}
+
+/** The writes, and the hint for the next phase. */
+function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] {
+  const w = a?.writes;
+  if (!w) return ["no writes"];
+  const decided = w.approved + w.rejected + w.expired;
+  const parts: string[] = [];
+  if (w.ran) parts.push(`${w.ran} ran on its own`);
+  if (decided || w.waiting) {
+    const outcomes = [
+      `${w.approved} approved`,
+      ...(w.rejected ? [`${w.rejected} rejected`] : []),
+      ...(w.expired ? [`${w.expired} expired`] : []),
+      ...(w.waiting ? [`${w.waiting} waiting`] : []),
+    ];
+    parts.push(`${count(decided + w.waiting, "write")} asked a person: ${outcomes.join(", ")}`);
+  }
+  if (w.proposed) parts.push(`${count(w.proposed, "proposal")}, not run`);
+  if (w.failed) parts.push(`${w.failed} refused by the tool or a rate limit`);
+  const lines = [parts.length ? `writes: ${parts.join("; ")}` : "no writes"];
+  if (autonomy === "shadow" && w.proposed)
+    lines.push(
+      "→ its proposals are on their threads' cards: if they were right, `autonomy: supervised` has a person approve each before it runs",
+    );
+  if (autonomy === "supervised" && decided >= ENOUGH_DECISIONS) {
+    const share = w.approved / decided;
+    const approvedShare = `people approved ${Math.floor(share * 100)}% of ${decided}`;
+    lines.push(
+      share >= READY_SHARE
+        ? `→ ${approvedShare}: \`autonomy: autonomous\` may be next, with an approval policy for what people should still see`
+        : `→ ${approvedShare}: keep it supervised, and read why people rejected its calls (each task's \`/baton audit\`)`,
+    );
+  }
+  return lines;
+}
