@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { type CompiledQuery, Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
+import { agentActivity } from "../src/db/agent-activity.repository.ts";
 import { migrateToLatest } from "../src/db/migrate.ts";
 import {
   auditTrail,
@@ -70,6 +71,17 @@ const measured: Measured[] = [
       ]);
       return lists.reduce((sum, list) => sum + list.length, 0);
     },
+  },
+  {
+    name: "/baton agents: 30 days of 4 agents",
+    run: async () =>
+      (
+        await agentActivity(
+          db,
+          ["customer-service", "fulfillment", "inventory", "billing"],
+          30 * 86_400_000,
+        )
+      ).length,
   },
   {
     name: "audit: order id -> tasks -> trail",

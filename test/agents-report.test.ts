@@ -5,7 +5,7 @@ import { agentsReport } from "../src/slack/agents-report.ts";
 
 const activity = (agentId: string, writes: Partial<AgentActivity["writes"]>): AgentActivity => ({
   agentId,
-  tasks: 3,
+  modelCalls: 3,
   costUsd: 1.5,
   escalations: 0,
   writes: {
@@ -43,18 +43,18 @@ describe("/baton agents", () => {
       text,
       [
         "*Your agents, the last 7 days*",
-        "• *Shadowed* · shadow · 3 tasks · 1.50 USD",
+        "• *Shadowed* · shadow · 3 model calls · 1.50 USD",
         "   writes: 4 proposals, not run",
         "   → its proposals are on their threads' cards: if they were right, `autonomy: supervised` has a person approve each before it runs",
-        "• *Trusted* · supervised · 3 tasks · 1.50 USD",
+        "• *Trusted* · supervised · 3 model calls · 1.50 USD",
         "   writes: 22 writes asked a person: 19 approved, 1 rejected, 2 waiting",
         "   → people approved 95% of 20: `autonomy: autonomous` may be next, with an approval policy for what people should still see",
-        "• *Doubted* · supervised · 3 tasks · 1.50 USD",
+        "• *Doubted* · supervised · 3 model calls · 1.50 USD",
         "   writes: 20 writes asked a person: 15 approved, 4 rejected, 1 expired",
         "   → people approved 75% of 20: keep it supervised, and read why people rejected its calls (each task's `/baton audit`)",
-        "• *Young* · supervised · 3 tasks · 1.50 USD",
+        "• *Young* · supervised · 3 model calls · 1.50 USD",
         "   writes: 5 writes asked a person: 5 approved",
-        "• *Free* · autonomous · 3 tasks · 1.50 USD · 2 escalations",
+        "• *Free* · autonomous · 3 model calls · 1.50 USD · 2 escalations",
         "   writes: 7 ran on its own; 1 refused by the tool or a rate limit",
       ].join("\n"),
     );
@@ -62,7 +62,7 @@ describe("/baton agents", () => {
 
   it("escapes an agent's name", () => {
     const text = agentsReport([{ id: "x", name: "<!channel> *boss*", autonomy: "shadow" }], [], 30);
-    assert.match(text, /• \*&lt;!channel&gt; \*boss\** · shadow · 0 tasks/);
+    assert.match(text, /• \*&lt;!channel&gt; \*boss\** · shadow · 0 model calls/);
     assert.doesNotMatch(text, /<!channel>/);
   });
 });

@@ -31,7 +31,7 @@ export function agentsReport(
     const a = byId.get(agent.id);
     const head = [
       `• *${clip(agent.name, 80)}* · ${agent.autonomy}`,
-      count(a?.tasks ?? 0, "task"),
+      count(a?.modelCalls ?? 0, "model call"),
       ...(a && a.costUsd > 0
         ? [a.costUsd < 0.01 ? "under 0.01 USD" : `${a.costUsd.toFixed(2)} USD`]
         : []),

@@ -15,7 +15,7 @@ after(async () => {
 
 const DAY = 86_400_000;
 
-test("an agent's activity: its tasks, cost, writes by outcome and escalations, in the window only", async () => {
+test("an agent's activity: its model calls, cost, writes by outcome and escalations, in the window only", async () => {
   const one = await insertOrderTask(t.db, "1700000000.000201");
   const two = await insertOrderTask(t.db, "1700000000.000202");
   let step = 0;
@@ -81,7 +81,7 @@ test("an agent's activity: its tasks, cost, writes by outcome and escalations, i
   assert.equal(rest.length, 0, "only the agents asked for");
   assert.deepEqual(billing, {
     agentId: "billing",
-    tasks: 2,
+    modelCalls: 3,
     costUsd: 1,
     writes: {
       ran: 1,
