@@ -1,7 +1,12 @@
 import { ownershipHistory } from "../src/db/ledger.repository.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
-import { orderReturnScript, settledTask } from "../test/support/scripts-humans.ts";
+import {
+  escalationScript,
+  orderReturnScript,
+  sendBackSubmission,
+  settledTask,
+} from "../test/support/scripts-humans.ts";
 import {
   appMentionEvent,
   blockActionsPayload,
@@ -12,20 +17,20 @@ import { SIGNING_SECRET, startPlayground } from "./playground.ts";
 import { blockText, renderThread } from "./render-thread.ts";
 
 /**
- * `npm run demo`: flow 1 ("Where's my order?") and flow 2 (a return whose refund needs a billing
- * lead) against the Slack emulator and a scripted model, on the embedded database.
+ * `npm run demo`: flow 1 ("Where's my order?"), flow 2 (a return whose refund needs a billing lead)
+ * and flow 3 (a case for a person, who takes it over, then hands it back to an agent) against the
+ * Slack emulator and a scripted model, on the embedded database.
  */
 const CHANNEL = "C0SUPPORT";
 const REQUESTER = "U0DANA";
 
-const returnScript = orderReturnScript();
-const flow1 = whereIsMyOrderScript();
-// Each agent plays its part of flow 1, then its part of flow 2.
+const flows = [whereIsMyOrderScript(), orderReturnScript(), escalationScript()];
+// Each agent plays its part of flow 1, then of flow 2, then of flow 3.
 const script = scriptByAgent(
   Object.fromEntries(
-    [...new Set([...Object.keys(flow1), ...Object.keys(returnScript)])].map((agent) => [
+    [...new Set(flows.flatMap((flow) => Object.keys(flow)))].map((agent) => [
       agent,
-      [...(flow1[agent] ?? []), ...(returnScript[agent] ?? [])],
+      flows.flatMap((flow) => flow[agent] ?? []),
     ]),
   ),
 );
@@ -112,6 +117,52 @@ try {
   console.log(
     `\nRefunds in the database: ${refunds.map((r) => `${r.amount_usd} USD for order ${r.order_id}`).join(", ")}`,
   );
+
+  console.log("\n━━ Flow 3: “@Baton the lamp from order 1077 caught fire” ━━\n");
+  const t3 = await ask("the lamp from order 1077 caught fire, I want compensation");
+  await taskIn(t3, "waiting_human");
+  const escalation = await until(() =>
+    db.selectFrom("escalations").selectAll().where("card_ts", "is not", null).executeTakeFirst(),
+  );
+  const escalationCard = play.slack
+    .messagesIn(CHANNEL, t3)
+    .find((m) => m.ts === escalation.card_ts);
+  console.log("The escalation card, in the thread and for the support lane:\n");
+  console.log(blockText((escalationCard?.blocks as unknown[]) ?? []));
+  console.log("\n… @sam (support) clicks Take it over, calls Dana, then hands it back …\n");
+  const click = (actionId: string) =>
+    deliverInteraction(
+      play.endpoint,
+      SIGNING_SECRET,
+      blockActionsPayload({
+        userId: "U0SAM",
+        actionId,
+        value: escalation.id,
+        channel: CHANNEL,
+        messageTs: escalation.card_ts ?? "",
+        threadTs: t3,
+      }),
+    );
+  await click("escalation_take_over");
+  await until(async () => {
+    const task = await settledTask(db, t3, "waiting_human");
+    return task?.owner_id === "U0SAM" ? task : undefined;
+  });
+  await click("escalation_send_back");
+  await deliverInteraction(
+    play.endpoint,
+    SIGNING_SECRET,
+    sendBackSubmission({
+      userId: "U0SAM",
+      escalationId: escalation.id,
+      agent: { id: "customer-service", name: "Customer Service" },
+      instruction:
+        "I called Dana and logged the incident: send a replacement lamp and refund 149 USD.",
+    }),
+  );
+  const task3 = await taskIn(t3, "done");
+  console.log(renderThread(play.slack, CHANNEL, t3));
+  await printHistory(task3.id);
 } finally {
   await play.close();
 }
