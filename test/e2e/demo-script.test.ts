@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+// `npm run demo` is the README's first command: it must keep playing all three flows to the end.
+// Run here on the tests' database server, so it starts no server of its own.
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+test("npm run demo plays flows 1, 2 and 3 to their answers and prints each history", async () => {
+  const { stdout } = await run(process.execPath, ["scripts/demo.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: process.env.BATON_TEST_DATABASE_URL },
+    timeout: 60_000,
+  });
+  const flows = stdout.split(/^━━ /m).slice(1);
+  assert.equal(flows.length, 3, stdout);
+  const [one = "", two = "", three = ""] = flows;
+  assert.match(
+    one,
+    /:speech_balloon: Customer Service\n {3}Good news: your order 1042 is on the way/,
+  );
+  assert.match(one, /hand_back +fulfillment → customer-service/);
+  assert.match(two, /✅ Approved by @U0LEE/);
+  assert.match(two, /Refunds in the database: 149\.00 USD for order 1077/);
+  assert.match(three, /\[Take it over\] \[Send back to an agent\]/);
+  assert.match(three, /take_over +C0SUPPORT → U0SAM\n.*human_return +U0SAM → customer-service/);
+  assert.match(three, /we will send a replacement lamp/);
+});
