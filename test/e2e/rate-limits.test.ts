@@ -118,3 +118,22 @@ test("a person past new_tasks_per_person is told and no task starts; replies and
     [REQUESTER, REQUESTER, "U0OTHERPERSON"].sort(),
   );
 });
+
+test("a read tool with a rate limit is counted in its turn's transaction too", async () => {
+  const lookup = (order: string): AgentReply => ({
+    toolCalls: [{ name: "lookup_order", arguments: { order_id: order } }],
+  });
+  const answer: AgentReply = (request) => ({ content: `Last: ${lastToolMessage(request)}` });
+  const h = await startHarness({
+    script: scriptByAgent({ "customer-service": [lookup("1042"), lookup("1077"), answer] }),
+    agentsFile: await withLimits({ tools: [{ tool: "lookup_order", max: 1, per: HOUR }] }),
+  });
+  current = h;
+  const { ts } = await h.mention("where are orders 1042 and 1077?");
+  const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
+  assert.deepEqual(
+    (await toolCallsOf(h.db.db, task.id, "lookup_order")).map((c) => c.status),
+    ["done", "rate_limited"],
+  );
+  assert.match(String(h.slack.messagesIn(CHANNEL, ts).at(-1)?.text), /Not run: lookup_order/);
+});
