@@ -7,7 +7,7 @@ import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
-import { assertUsable, openDatabase } from "./db/database.ts";
+import { assertUsable, databaseAnswers, openDatabase } from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
@@ -155,7 +155,18 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
               );
             },
           },
+          // Liveness: the process answers. Readiness: it can also reach its database, so a load
+          // balancer sends Slack's requests elsewhere while this replica's database is away.
           { path: "/healthz", handler: (_req, res) => res.end("ok") },
+          {
+            path: "/readyz",
+            handler: (_req, res) => {
+              void databaseAnswers(deps.db, 2_000).then((ready) => {
+                res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
+                res.end(ready ? "ok" : "the database does not answer");
+              });
+            },
+          },
         ],
       },
       handlers,

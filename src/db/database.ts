@@ -52,6 +52,23 @@ export async function assertUsable(db: Db, url: string, setting: string): Promis
   }
 }
 
+/** Whether the database answers within `timeoutMs`: for /readyz, never throws. */
+export async function databaseAnswers(db: Db, timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  const answered = sql`select 1`.execute(db).then(
+    () => true,
+    () => false,
+  );
+  try {
+    return await Promise.race([answered, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** user@host:port/database, never the password. */
 function whereIs(url: string): string {
   try {

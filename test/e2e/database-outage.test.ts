@@ -63,7 +63,13 @@ test("an Approve clicked, or /baton asked, while Postgres is away: the person is
     return row?.card_ts ? row : undefined;
   });
 
+  const ready = () => fetch(new URL("/readyz", h.endpoint));
+  assert.equal((await ready()).status, 200);
   proxy.cut();
+  const away = await ready();
+  assert.equal(away.status, 503, "not ready while its database is away");
+  assert.equal(await away.text(), "the database does not answer");
+  assert.equal((await fetch(new URL("/healthz", h.endpoint))).status, 200, "but alive");
   const click = await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   assert.equal(click.status, 200, "Slack gets its answer: the approver is told instead");
   const told = h.slack.ephemerals.filter((e) => e.user === "U0LEE");
@@ -97,6 +103,8 @@ test("an Approve clicked, or /baton asked, while Postgres is away: the person is
   assert.equal(pending.status, "pending");
 
   proxy.restore();
+  // A pooled connection the outage broke fails once before it is replaced: ready again soon.
+  await h.until("ready again", async () => (await ready()).status === 200 || undefined);
   const again = await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   assert.equal(again.status, 200);
   await h.until("the task to finish", () => finishedTask(h.db.db, ts), 30_000);
