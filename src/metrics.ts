@@ -84,6 +84,13 @@ export function createMetrics() {
       labelNames: ["tool", "outcome"] as const,
       registers: [registry],
     }),
+    toolLatency: new Histogram({
+      name: "baton_tool_call_seconds",
+      help: "How long a tool took to run, by tool and outcome (done, failed: refused by the tool, error: aborted the turn)",
+      labelNames: ["tool", "outcome"] as const,
+      buckets: [0.001, 0.005, 0.02, 0.1, 0.5, 1, 2, 5, 10, 30],
+      registers: [registry],
+    }),
     jobFailures: new Counter({
       name: "baton_job_failures_total",
       help: "Job attempts that failed, by queue",

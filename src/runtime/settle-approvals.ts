@@ -25,11 +25,13 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
       if (d.status === "approved") {
         const tool = deps.tools.get(d.tool);
         if (!tool) throw new Error(`approved tool ${d.tool} is no longer registered`);
-        const outcome = await executeTool(tx, tool, d.args, {
-          idempotencyKey: d.tool_call_id,
-          taskId,
-          agentId: d.agent_id,
-        });
+        const outcome = await executeTool(
+          tx,
+          tool,
+          d.args,
+          { idempotencyKey: d.tool_call_id, taskId, agentId: d.agent_id },
+          deps.metrics,
+        );
         ({ status } = outcome);
         content = outcome.result;
       } else if (d.status === "rejected") {

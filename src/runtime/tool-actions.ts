@@ -7,6 +7,7 @@ import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import type { Executor, Tx } from "../db/database.ts";
 import { insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
+import type { Metrics } from "../metrics.ts";
 import { requestApproval } from "./approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
@@ -88,11 +89,13 @@ export async function runToolAction(
     return false;
   }
   const allowedBy = action.tool.toolClass === "read" ? "policy:read" : `policy:${agent.autonomy}`;
-  const outcome = await executeTool(fx.tx, action.tool, action.args, {
-    idempotencyKey: key,
-    taskId: task.id,
-    agentId: agent.id,
-  });
+  const outcome = await executeTool(
+    fx.tx,
+    action.tool,
+    action.args,
+    { idempotencyKey: key, taskId: task.id, agentId: agent.id },
+    fx.deps.metrics,
+  );
   // Recorded by the turn's final statement, in the same transaction as the effect.
   fx.toolCalls.push({ ...base, status: outcome.status, result: outcome.result, allowedBy });
   fx.conversation.push(toolMessage(action.callId, outcome.result));
@@ -175,16 +178,26 @@ function refuseOverLimit(
   );
 }
 
-/** A tool's own refusal (order not found, ...) goes back to the model; anything else aborts the turn. */
+/**
+ * A tool's own refusal (order not found, ...) goes back to the model; anything else aborts the turn.
+ * Its time is measured by outcome: an HTTP tool's endpoint is often the slow part of a turn.
+ */
 export async function executeTool(
   tx: Executor,
   tool: ToolDefinition,
   args: unknown,
   ctx: { idempotencyKey: string; taskId: string; agentId: string },
+  metrics: Pick<Metrics, "toolLatency">,
 ): Promise<{ status: "done" | "failed"; result: unknown }> {
+  const started = performance.now();
+  const took = (outcome: string) =>
+    metrics.toolLatency.observe({ tool: tool.name, outcome }, (performance.now() - started) / 1000);
   try {
-    return { status: "done", result: await tool.run({ tx, ...ctx }, args) };
+    const result = await tool.run({ tx, ...ctx }, args);
+    took("done");
+    return { status: "done", result };
   } catch (error) {
+    took(error instanceof ToolInputError ? "failed" : "error");
     if (error instanceof ToolInputError)
       return { status: "failed", result: { error: error.message } };
     throw error;

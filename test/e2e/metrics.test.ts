@@ -92,6 +92,13 @@ test("/metrics exposes handoffs, tokens, cost per completed task and approvals a
     1,
   );
 
+  // Flow 1's five tool calls are timed, each under its tool.
+  assert.equal(sampleSum(samples, "baton_tool_call_seconds_count", { outcome: "done" }), 5);
+  assert.equal(
+    sampleSum(samples, "baton_tool_call_seconds_count", { tool: "adjust_stock", outcome: "done" }),
+    1,
+  );
+
   const tokens = sampleSum(samples, "baton_model_tokens_total") ?? 0;
   assert.ok(tokens > 0, "model tokens are counted");
   assert.equal(sampleSum(samples, "baton_tasks_started_total"), 1);
