@@ -7,7 +7,7 @@ import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { insertInput, startTask, updateTask } from "../db/tasks.repository.ts";
+import { insertInput, lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
@@ -115,34 +115,32 @@ export async function acceptMessage(
         }
         return "started";
       }
-      await insertInput(tx, { taskId: existing.id, authorId: message.user, text: message.text }, [
+      // A person's task may be closed (`/baton done`) this very moment: decide from its locked row.
+      const task =
+        existing.owner_kind === "human"
+          ? ((await lockTask(tx, existing.id)) ?? existing)
+          : existing;
+      await insertInput(tx, { taskId: task.id, authorId: message.user, text: message.text }, [
         {
-          taskId: existing.id,
+          taskId: task.id,
           actor: { kind: "human", id: message.user },
           kind: "message_received",
           data: { text: message.text, ts: message.ts },
         },
       ]);
       // A reply to an answered or failed task reopens it with the agent that owned it last.
-      if (
-        (existing.status === "done" || existing.status === "failed") &&
-        existing.owner_kind === "agent"
-      ) {
-        await updateTask(tx, existing.id, {
+      if ((task.status === "done" || task.status === "failed") && task.owner_kind === "agent") {
+        await updateTask(tx, task.id, {
           status: "active",
           modelErrors: 0,
           failureReason: null,
         });
       }
-      // A reply to a task a person closed goes back to them (no agent has its context), unless
-      // it is their own.
-      const reopened =
-        existing.status === "done" &&
-        existing.owner_kind === "human" &&
-        !existing.owner_id.split(",").includes(message.user);
-      if (reopened) await reopenForItsPerson(deps, tx, existing, message.user);
+      // A reply to a task a person closed goes back to them: no agent has its context.
+      if (task.status === "done" && task.owner_kind === "human")
+        await reopenForItsPerson(deps, tx, task, message.user);
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
-      if (existing.status !== "waiting_human") await deps.queue.enqueue(tx, existing.id);
+      if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
       return "continued";
     });
     // Counted after the commit, so a rolled-back start is never counted.
@@ -203,7 +201,8 @@ function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {
 
 /**
  * The person who closed a task (`/baton done`) owns it again when someone replies in its thread:
- * they are told there, and their escalation card offers to hand the work to an agent again.
+ * they are paged there (unless the reply is theirs), and their escalation card offers to hand the
+ * work to an agent again.
  */
 async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, author: string) {
   await updateTask(tx, task.id, { status: "waiting_human" });
@@ -216,7 +215,7 @@ async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, auth
   // Led by its people's mentions, which page them; a channel owner reads its own thread.
   const pages = task.owner_id
     .split(",")
-    .filter((id) => /^[UWS][A-Z0-9]+$/.test(id))
+    .filter((id) => /^[UWS][A-Z0-9]+$/.test(id) && id !== author)
     .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
   const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
   const notice = post(task, {

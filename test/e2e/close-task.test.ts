@@ -4,7 +4,7 @@ import {
   ESCALATION_SEND_BACK,
   ESCALATION_TAKE_OVER,
 } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
   auditKinds,
@@ -97,8 +97,7 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
   assert.match(await said(h, SUPPORT_LEAD, `done ${task.id}`), /already done/);
   assert.match(await said(h, SUPPORT_LEAD, "done"), /Usage: `\/baton done/);
 
-  // The lead's own word in the thread keeps it closed; the requester's reply opens it for them again.
-  await h.reply(ts, "Closing this, thanks all.", { user: SUPPORT_LEAD });
+  // The requester's reply opens it for the lead again, and pages them.
   await h.reply(ts, "The replacement lamp flickers too.");
   const reopened = await h.until("the task to be the lead's again", async () => {
     const row = await taskOfThread(h.db.db, ts);
@@ -121,10 +120,29 @@ test("/baton done closes a task its owner took over; anyone else is refused and 
     [ESCALATION_SEND_BACK],
   );
   assert.equal(h.model.requests.length, 2, "no agent ran on the reply");
+
+  // Closed again, the lead's own later word opens it again too (they may need an agent after
+  // all), without paging them.
+  assert.match(await said(h, SUPPORT_LEAD, `done ${task.id}`), /^Done: /);
+  await h.reply(ts, "On second thought, billing should refund the lamp.", { user: SUPPORT_LEAD });
+  await h.until(
+    "open again",
+    async () => (await taskOfThread(h.db.db, ts))?.status === "waiting_human" || undefined,
+  );
+  const notices = await h.until("the second notice", async () => {
+    const found = h.slack
+      .messagesIn("C0ORDERS", ts)
+      .filter((m) => String(m.text).includes("open again"));
+    return found.length === 2 ? found : undefined;
+  });
+  assert.match(
+    String(notices[1]?.text),
+    /^There is a new reply/,
+    "nobody paged for their own reply",
+  );
   assert.deepEqual(
-    (await auditKinds(h.db.db, task.id, "task_reopened")).length,
-    1,
-    "reopened once, by the requester",
+    (await auditKinds(h.db.db, task.id, "task_reopened")).map((a) => a.actor_id),
+    [REQUESTER, SUPPORT_LEAD],
   );
 });
 
