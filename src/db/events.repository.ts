@@ -1,5 +1,5 @@
 import { CompiledQuery } from "kysely";
-import type { Tx } from "./database.ts";
+import type { Executor, Tx } from "./database.ts";
 import type { TaskRow } from "./schema.ts";
 
 export interface Received {
@@ -54,4 +54,18 @@ export async function receiveMessage(
     task: "id" in task && task.id !== null ? (task as TaskRow) : undefined,
     fresh: receivedKeys === message.keys.length,
   };
+}
+
+/**
+ * Records the keys of a message Baton refused (no task), so its twin event and Slack's retries
+ * are duplicates: the person is told once. True when none was recorded before.
+ */
+export async function recordRefused(db: Executor, keys: readonly string[]): Promise<boolean> {
+  const rows = await db
+    .insertInto("slack_events")
+    .values(keys.map((key) => ({ event_id: key, task_id: null })))
+    .onConflict((oc) => oc.column("event_id").doNothing())
+    .returning("event_id")
+    .execute();
+  return rows.length === keys.length;
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import type { Tx } from "../db/database.ts";
-import { receiveMessage } from "../db/events.repository.ts";
+import { receiveMessage, recordRefused } from "../db/events.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
@@ -61,7 +61,7 @@ export async function acceptMessage(
       if (!fresh) throw new Duplicate();
       const taskId = existing?.id ?? newId;
       if (!existing) {
-        // Rolled back with the keys, so the person may ask again once the window has moved on.
+        // Nothing of it is kept but its keys (below): a new message may start once the window moves on.
         if (await overTaskLimit(deps, tx, message.user)) throw new OverRateLimit();
         const { agent, text } = chooseAgent(deps, message);
         const conversation = [
@@ -153,7 +153,9 @@ export async function acceptMessage(
   } catch (error) {
     deps.runs.giveBack(newId);
     if (error instanceof Duplicate) return "duplicate";
-    if (error instanceof OverRateLimit) return "rate_limited";
+    // Told once: the mention's twin `message` event, and Slack's retries, are duplicates then.
+    if (error instanceof OverRateLimit)
+      return (await recordRefused(deps.db, keys)) ? "rate_limited" : "duplicate";
     throw error;
   }
 }

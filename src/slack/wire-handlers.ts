@@ -60,18 +60,22 @@ export function createSlackHandlers(
       const outcome = await acceptMessage(deps, message);
       deps.metrics.slackEvents.inc({ outcome });
       const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
-      // Nothing was kept: should Slack not take this, the 500 brings the event back to say it again.
+      // Its keys are kept, so no retry says it again: a notice Slack does not take is only logged.
       if (outcome === "rate_limited" && limit)
-        await deps.chat.deliver(
-          {
-            kind: "ephemeral",
-            channel: message.channel,
-            ...(message.threadTs && { threadTs: message.threadTs }),
-            user: message.user,
-            text: rateLimitedWords(limit),
-          },
-          `rate-limited:${message.eventId}`,
-        );
+        await deps.chat
+          .deliver(
+            {
+              kind: "ephemeral",
+              channel: message.channel,
+              ...(message.threadTs && { threadTs: message.threadTs }),
+              user: message.user,
+              text: rateLimitedWords(limit),
+            },
+            `rate-limited:${message.eventId}`,
+          )
+          .catch((error: unknown) =>
+            deps.log.warn({ err: error }, "could not tell a person they are over their task limit"),
+          );
       return outcome;
     },
     decideApproval: (input) => decideApproval(deps, input),
