@@ -149,7 +149,13 @@ async function overRateLimit(fx: TurnEffects, limit: ToolRateLimit): Promise<boo
   const { tx } = fx;
   // writesBeforeTurn sends a rate-limited call down the locked path: this is its transaction.
   if (!tx.isTransaction) throw new Error(`a call of ${limit.tool} must run in a transaction`);
-  await lockRateLimit(tx as Tx, `tool:${limit.tool}`);
+  // Every limited tool of the reply, in name order: two turns calling two limited tools in
+  // opposite orders would otherwise wait on each other. A lock this transaction holds is taken
+  // again at once.
+  const limited = fx.turn.actions.flatMap((a) =>
+    a.kind === "tool" && rateLimitOf(fx.deps, a.tool) ? [a.tool.name] : [],
+  );
+  for (const name of [...new Set(limited)].sort()) await lockRateLimit(tx as Tx, `tool:${name}`);
   const thisTurn = fx.toolCalls.filter((c) => c.tool === limit.tool && c.status === "done");
   return (await toolRunsWithin(tx as Tx, limit.tool, limit.per)) + thisTurn.length >= limit.max;
 }
