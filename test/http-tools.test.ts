@@ -107,6 +107,22 @@ describe("HTTP tools", () => {
     );
   });
 
+  it("gives an endpoint from 1 s to 5 min to answer", () => {
+    const base = {
+      name: "t",
+      description: "d",
+      class: "read",
+      url: "http://127.0.0.1:1/t",
+      parameters: { type: "object" },
+    };
+    assert.equal(httpToolSchema.parse(base).timeout, 30_000);
+    for (const timeout of ["0s", "10m"])
+      assert.match(
+        httpToolSchema.safeParse({ ...base, timeout }).error?.issues[0]?.message ?? "",
+        /from 1s to 5m/,
+      );
+  });
+
   it("checks arguments against the operator's JSON Schema before calling", () => {
     const [built] = httpTools(
       [

@@ -136,7 +136,9 @@ export const httpToolSchema = z.strictObject({
     "use an http:// or https:// URL (${NAME} reads a part from the environment)",
   ),
   headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, "a header name"), z.string()).default({}),
-  timeout: durationSchema.prefault("30s"),
+  timeout: durationSchema
+    .prefault("30s")
+    .refine((ms) => ms >= 1_000 && ms <= 300_000, "give the tool from 1s to 5m to answer"),
   /** JSON Schema of the arguments: an object. Baton validates each call against it. */
   parameters: z
     .record(z.string(), z.unknown())
