@@ -63,6 +63,15 @@ export interface ConversationTable {
   message: Json<Record<string, unknown>>;
 }
 
+export interface ModelRepliesTable {
+  task_id: string;
+  stint_no: number;
+  step_no: number;
+  reply: Json<unknown>;
+  input_ids: Json<string[]>;
+  latency_ms: number;
+}
+
 export interface ModelCallsTable {
   id: Generated<string>;
   task_id: string;
@@ -237,6 +246,7 @@ export interface Database {
   handoffs: HandoffsTable;
   conversation: ConversationTable;
   model_calls: ModelCallsTable;
+  model_replies: ModelRepliesTable;
   tool_calls: ToolCallsTable;
   audit_events: AuditEventsTable;
   slack_events: SlackEventsTable;

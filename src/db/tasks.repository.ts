@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, sql } from "kysely";
-import type { ChatMessage } from "../core/model.ts";
+import type { ChatMessage, ModelReply } from "../core/model.ts";
 import { type Executor, lastStatement, statement, type Tx } from "./database.ts";
 import {
   type AuditInput,
@@ -234,10 +234,18 @@ export function taskChangesSet(changes: TaskChanges) {
   });
 }
 
+/** A model reply kept for this step before a tool outside the database ran (see model_replies). */
+export interface ReplayedReply {
+  reply: ModelReply;
+  inputIds: string[];
+  latencyMs: number;
+}
+
 export interface LoadedTurn {
   task: TaskRow;
   history: ChatMessage[];
   inputs: { id: string; author_id: string; text: string }[];
+  replay?: ReplayedReply;
 }
 
 /**
@@ -254,22 +262,56 @@ export const TURN_READS = `
     select task_inputs.id, task_inputs.author_id, task_inputs.text from task_inputs
     where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null
     order by task_inputs.id
-  ) as agg) as inputs`;
+  ) as agg) as inputs,
+  (select json_build_object('reply', r.reply, 'input_ids', r.input_ids, 'latency_ms', r.latency_ms)
+    from model_replies r
+    where r.task_id = tasks.id and r.stint_no = tasks.stint_no and r.step_no = tasks.step_no
+  ) as replay`;
 
 /** A row with `TURN_READS`: JSON's numbers for the inputs' bigserial ids. */
 export type TurnReadsRow = TaskRow & {
   history: { message: unknown }[];
   inputs: { id: number; author_id: string; text: string }[];
+  replay: { reply: unknown; input_ids: string[]; latency_ms: number } | null;
 };
 
 export function toLoadedTurn(row: TurnReadsRow): LoadedTurn {
-  const { history, inputs, ...task } = row;
+  const { history, inputs, replay, ...task } = row;
   return {
     task,
     history: history.map((h) => h.message as ChatMessage),
     // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
     inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),
+    ...(replay && {
+      replay: {
+        reply: replay.reply as ModelReply,
+        inputIds: replay.input_ids,
+        latencyMs: replay.latency_ms,
+      },
+    }),
   };
+}
+
+/**
+ * Keeps the reply of the turn at this step before it calls a tool outside the database; a retry
+ * of the turn replays it (TURN_READS). Kept once: a retry that replays it does not write it again.
+ */
+export async function keepReply(
+  db: Executor,
+  row: { taskId: string; stintNo: number; stepNo: number } & ReplayedReply,
+): Promise<void> {
+  await db
+    .insertInto("model_replies")
+    .values({
+      task_id: row.taskId,
+      stint_no: row.stintNo,
+      step_no: row.stepNo,
+      reply: JSON.stringify(row.reply),
+      input_ids: JSON.stringify(row.inputIds),
+      latency_ms: Math.round(row.latencyMs),
+    })
+    .onConflict((oc) => oc.columns(["task_id", "stint_no", "step_no"]).doNothing())
+    .execute();
 }
 
 const LOAD_TURN = statement<[id: string], TurnReadsRow>(

@@ -34,6 +34,7 @@ function httpTool(config: HttpToolConfig, env: Env, fetchImpl: typeof fetch): To
     name: config.name,
     description: config.description,
     toolClass: config.class,
+    external: true,
     input: z.fromJSONSchema(config.parameters as z.core.JSONSchema.JSONSchema),
     parameters,
     async run(ctx, args) {

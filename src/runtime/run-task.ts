@@ -63,9 +63,11 @@ export async function runTask(
       return claim.decided && (await settleDecidedApprovals(deps, taskId));
     });
     // The first turn starts from what the claim read, unless something since changed it.
-    const { task, history, inputs } = claim.turn;
+    const { task, history, inputs, replay } = claim.turn;
     let state: TurnState | undefined =
-      backlog || claim.decided || inputs.length > 0 ? undefined : { task, history };
+      backlog || claim.decided || inputs.length > 0
+        ? undefined
+        : { task, history, ...(replay && { replay }) };
     for (let turn = 0; turn < MAX_TURNS_PER_RUN && !lane.dropped; turn++) {
       // A person replied: read the task once the turns behind have landed.
       if (lane.takeReadAgain()) state = undefined;
@@ -201,7 +203,11 @@ async function runTurn(
   // The turn before left the task's state behind it; read it only when there is none.
   const loaded = run.state ? { ...run.state, inputs: [] } : await loadTurn(deps.db, taskId);
   if (!loaded) return IDLE;
-  const { task, history, inputs } = loaded;
+  const { task, history, replay } = loaded;
+  // A replayed reply read only the replies that had come then; later ones wait for the next turn.
+  const inputs = replay
+    ? loaded.inputs.filter((i) => replay.inputIds.includes(i.id))
+    : loaded.inputs;
   if (task.status !== "active" || task.owner_kind !== "agent") return IDLE;
   const agent = deps.agents.get(task.owner_id);
   if (!agent) {
@@ -238,14 +244,21 @@ async function runTurn(
     const started = performance.now();
     let reply: ModelReply;
     try {
-      reply = await deps.model.complete({ model: agent.model, agentId: agent.id, messages, tools });
+      // A try of this step that failed after a tool acted outside the database kept its reply:
+      // the model is not asked again, so the same calls go out again under the same keys.
+      reply =
+        replay?.reply ??
+        (await deps.model.complete({ model: agent.model, agentId: agent.id, messages, tools }));
     } catch (error) {
       // Rate limits and outages: the job retries with backoff, then dead-letters.
       if (!isBatonError(error) || error.retriable) throw error;
       return halt(task, { reason: `the model could not be used: ${error.message}` });
     }
-    const latencyMs = performance.now() - started;
+    const latencyMs = replay?.latencyMs ?? performance.now() - started;
     const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
+    const actsOutside = actions.some(
+      (a) => a.kind === "tool" && a.tool.external === true && a.tool.toolClass !== "read",
+    );
     return commitTurn(
       deps,
       {
@@ -260,6 +273,7 @@ async function runTurn(
         firstOfStint: history.length <= 1 || run.afterDecision,
         history,
         delivered: run.marks,
+        keepsReply: actsOutside && !replay,
       },
       run.lane,
     );

@@ -7,7 +7,12 @@ import type { Arrival } from "../db/metrics.repository.ts";
 import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { taskAfterTurn } from "../db/task-after-turn.ts";
-import { consumeInputs, lockTaskForTurn } from "../db/tasks.repository.ts";
+import {
+  consumeInputs,
+  keepReply,
+  lockTaskForTurn,
+  type ReplayedReply,
+} from "../db/tasks.repository.ts";
 import {
   isTurnMovedOn,
   type TurnRecords,
@@ -27,6 +32,8 @@ export type TurnOutcome = "continue" | "said" | "idle";
 export interface TurnState {
   task: TaskRow;
   history: ChatMessage[];
+  /** The reply a failed try of this step kept (it called a tool outside the database). */
+  replay?: ReplayedReply;
 }
 
 export interface CommittedTurn {
@@ -75,6 +82,8 @@ export interface Turn {
   history: readonly ChatMessage[];
   /** Outbox rows delivered since the last turn, marked sent in this turn's transaction. */
   delivered: readonly Delivered[];
+  /** Keep the reply before the turn's tools run: one acts outside the database (see keepReply). */
+  keepsReply: boolean;
 }
 
 /** Everything one turn decides, written in one transaction at the end. */
@@ -107,6 +116,17 @@ export async function commitTurn(
   if (!writesFirst && lane) return commitBehind(deps, turn, lane);
   if (lane && !(await lane.settled()))
     return { outcome: "idle", next: undefined, written: Promise.resolve(DROPPED) };
+  // Once the turns behind have landed, the task is at this turn's step: kept under it, the reply
+  // is what a retry of this step replays, should a tool act outside and the turn then fail.
+  if (turn.keepsReply)
+    await keepReply(deps.db, {
+      taskId: turn.task.id,
+      stintNo: turn.task.stint_no,
+      stepNo: turn.task.step_no,
+      reply: turn.reply,
+      inputIds: turn.inputIds,
+      latencyMs: turn.latencyMs,
+    });
   const committed = await commitInPlace(deps, turn, writesFirst);
   if (!committed)
     return { outcome: "continue", next: undefined, written: Promise.resolve(DROPPED) };

@@ -23,6 +23,11 @@ export interface ToolDefinition<Input = any> {
   description: string;
   toolClass: ToolClass;
   input: z.ZodType<Input>;
+  /**
+   * Its effect lives outside Baton's database (an HTTP tool's), so a failed turn's rollback does
+   * not undo it: the turn keeps the model's reply first, and a retry replays it.
+   */
+  external?: boolean;
   /** The JSON Schema the model sees, when written by hand (an HTTP tool's); else `input`'s. */
   parameters?: Record<string, unknown>;
   run(ctx: ToolContext, input: Input): Promise<unknown>;
