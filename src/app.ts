@@ -7,7 +7,7 @@ import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
-import { assertUsable, databaseAnswers, openDatabase } from "./db/database.ts";
+import { assertUsable, openDatabase, readinessProbe } from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
@@ -84,6 +84,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     // an HTTP tool waiting on its endpoint inside it); the rest serve Slack, the sweeps and reports.
     const database = openDatabase(url, { max: Math.max(10, config.workers + 6) });
     stops.push(database.close);
+    const readiness = readinessProbe(url);
+    stops.push(readiness.close);
     await assertUsable(
       database.db,
       url,
@@ -161,7 +163,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
           {
             path: "/readyz",
             handler: (_req, res) => {
-              void databaseAnswers(deps.db, 2_000).then((ready) => {
+              void readiness.answers(2_000).then((ready) => {
                 res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
                 res.end(ready ? "ok" : "the database does not answer");
               });

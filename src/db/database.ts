@@ -52,21 +52,35 @@ export async function assertUsable(db: Db, url: string, setting: string): Promis
   }
 }
 
-/** Whether the database answers within `timeoutMs`: for /readyz, never throws. */
-export async function databaseAnswers(db: Db, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  const answered = sql`select 1`.execute(db).then(
-    () => true,
-    () => false,
-  );
-  try {
-    return await Promise.race([answered, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+/**
+ * For /readyz: whether the database answers a query within `timeoutMs`, on a connection of its
+ * own, so a pool busy with long tool calls does not read as a database that is away. Never throws.
+ */
+export function readinessProbe(url: string): {
+  answers(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+} {
+  const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 2_000 });
+  // A connection lost while idle must not crash the process; the next probe opens another.
+  pool.on("error", () => {});
+  return {
+    async answers(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      });
+      const answered = pool.query("select 1").then(
+        () => true,
+        () => false,
+      );
+      try {
+        return await Promise.race([answered, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    close: () => pool.end(),
+  };
 }
 
 /** user@host:port/database, never the password. */
