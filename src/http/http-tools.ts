@@ -15,7 +15,7 @@ const TRY_AGAIN = new Set([408, 425, 429]);
  * The agents file's HTTP tools (`tools:`): each call POSTs the validated arguments as JSON to the
  * tool's URL and gives the answer to the model. The contract, for whoever writes the endpoint, is
  * in the README ("Your own tools"): a 2xx answer is the result; another 4xx refuses the call, its
- * `error` told to the model; 401 and 403 fail the task (Baton's credentials are wrong); 408, 429,
+ * `error` told to the model; 401 and 403 stop the task (Baton's credentials are wrong); 408, 429,
  * 5xx and no answer are tried again with backoff, under the same `Idempotency-Key`.
  */
 export function httpTools(

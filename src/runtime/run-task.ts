@@ -276,7 +276,13 @@ async function runTurn(
         keepsReply: actsOutside && !replay,
       },
       run.lane,
-    );
+    ).catch((error: unknown) => {
+      // The operator's setup refused the turn (an HTTP tool's credentials): no retry can pass,
+      // so the task stops now and its thread says why, rather than after every retry.
+      if (isBatonError(error) && error.fault === "operator")
+        return halt(task, { reason: error.message });
+      throw error;
+    });
   });
 }
 

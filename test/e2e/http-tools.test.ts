@@ -60,7 +60,19 @@ agents:
     icon: ":wave:"
     instructions: Find the customer, then open a ticket.
     tools: [find_customer, open_ticket]
+  - id: checker
+    name: Checker
+    icon: ":mag:"
+    instructions: Ping the CRM.
+    tools: [crm_ping]
 tools:
+  - name: crm_ping
+    description: Check the CRM answers.
+    class: read
+    url: ${crmUrl}/ping
+    headers:
+      Authorization: "Bearer an-old-token"
+    parameters: { type: object }
   - name: find_customer
     description: Find a customer by email.
     class: read
@@ -91,8 +103,12 @@ const lastTool = (messages: { role: string; content?: unknown }[]) =>
   String(messages.filter((m) => m.role === "tool").at(-1)?.content ?? "");
 
 // Each step is chosen by how many tool results the stint holds, so a retried turn asks again.
-const script: Script = (request) => {
+const script: Script = (request, ctx) => {
   const results = request.messages.filter((m) => m.role === "tool").length;
+  if (ctx.agentId === "checker")
+    return results
+      ? { content: "The CRM answers." }
+      : { toolCalls: [{ name: "crm_ping", arguments: {} }] };
   const call = (name: string, args: Record<string, unknown>) => ({
     toolCalls: [{ name, arguments: args }],
   });
@@ -183,4 +199,27 @@ test("HTTP tools: arguments checked, answers and refusals given to the model, an
     .where((eb) => eb(eb.cast("data", "text"), "like", "%crm-secret%"))
     .execute();
   assert.equal(leaks.length, 0);
+});
+
+test("an HTTP tool whose credentials are refused stops its task at once, and the thread says why", async () => {
+  const before = calls.length;
+  const { ts } = await h.mention("checker: is the CRM up?");
+  const failed = await h.until("the task to fail", async () => {
+    const task = await h.db.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("thread_ts", "=", ts)
+      .executeTakeFirst();
+    return task?.status === "failed" ? task : undefined;
+  });
+  assert.match(
+    String(failed.failure_reason),
+    /crm_ping .* refused Baton's credentials \(HTTP 401\)/,
+  );
+  assert.equal(calls.length - before, 1, "called once, not once per retry");
+  assert.equal(h.model.requestsFor("checker").length, 1, "the model asked once");
+  const notice = await h.until("the thread to be told", async () =>
+    h.slack.messagesIn(CHANNEL, ts).find((m) => /credentials/.test(JSON.stringify(m))),
+  );
+  assert.doesNotMatch(JSON.stringify(notice), /an-old-token/);
 });
