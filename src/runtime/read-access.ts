@@ -113,6 +113,14 @@ export async function readableCalls(
   };
 }
 
+/**
+ * `/baton agents`: the agents' records (their spend, what people rejected) are for the people who
+ * supervise them, when the agents file names any; a small team that names none sees them all.
+ */
+export async function mayReadAgentRecords(deps: ReadDeps, userId: string): Promise<boolean> {
+  return !deps.agents.file.policies.supervisors || (await isSupervisor(deps, userId));
+}
+
 async function isSupervisor(deps: ReadDeps, userId: string): Promise<boolean> {
   const supervisors = deps.agents.file.policies.supervisors;
   if (!supervisors) return false;

@@ -46,3 +46,26 @@ test("/baton agents shows what each agent did, from the ledger", async () => {
   assert.match((await runBaton(h, "agents 0")).text, /^Usage: `\/baton agents \[days\]`/);
   assert.match((await runBaton(h, "help")).text, /\/baton agents \[days\]/);
 });
+
+test("with supervisors named, only they see the agents' records", async () => {
+  const file = h.agentsFile;
+  const supervised = await startHarness({
+    script: scriptByAgent({}),
+    agentsFile: {
+      ...file,
+      policies: { ...file.policies, supervisors: { users: ["U0BOSS"], groups: [] } },
+    },
+  });
+  try {
+    assert.match(
+      (await runBaton(supervised, "agents", { user: "U0OPS" })).text,
+      /^Only the agents' supervisors \(policies\.supervisors in the agents file\) see their records\.$/,
+    );
+    assert.match(
+      (await runBaton(supervised, "agents", { user: "U0BOSS" })).text,
+      /^\*Your agents, the last 30 days\*/,
+    );
+  } finally {
+    await supervised.close();
+  }
+});
