@@ -67,7 +67,8 @@ const NO_BODY = new Set([101, 204, 205, 304]);
 /** The headers that describe a body: dropped with the body when a redirect turns a POST into a GET. */
 const BODY_HEADERS = ["content-type", "content-length", "content-encoding", "content-language"];
 
-function dispatcherFor(timeoutMs: number | undefined): Dispatcher {
+/** Also the HTTP tools' (http-tools.ts): the same proxy settings, their own timeouts. */
+export function dispatcherFor(timeoutMs: number | undefined): Dispatcher {
   // Idle connections are kept as long as Node's fetch keeps them (undici's default, or the
   // server's Keep-Alive hint): longer, and a server that closes first races the next request.
   const options =

@@ -1,8 +1,9 @@
+import { type Dispatcher, request } from "undici";
 import { z } from "zod";
 import { ENV_REFERENCE, type HttpToolConfig } from "../config/agents-schema.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import { ConfigError, TransientError } from "../errors.ts";
-import { leanFetch } from "./fetch.ts";
+import { dispatcherFor } from "./fetch.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -21,13 +22,13 @@ const TRY_AGAIN = new Set([408, 425, 429]);
 export function httpTools(
   configs: readonly HttpToolConfig[],
   env: Env = process.env,
-  fetchImpl: typeof fetch = leanFetch(),
 ): ToolDefinition[] {
-  return configs.map((config) => httpTool(config, env, fetchImpl));
+  return configs.map((config) => httpTool(config, env));
 }
 
-function httpTool(config: HttpToolConfig, env: Env, fetchImpl: typeof fetch): ToolDefinition {
+function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
   const { $schema: _dialect, ...parameters } = config.parameters;
+  const dispatcher = dispatcherFor(config.timeout);
   // Named by the URL as written: a `${NAME}` in it stays a name, never its value.
   const where = `${config.name} (${withoutQuery(config.url)})`;
   return {
@@ -41,9 +42,10 @@ function httpTool(config: HttpToolConfig, env: Env, fetchImpl: typeof fetch): To
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(config.headers))
         headers[name.toLowerCase()] = fromEnv(value, env, where);
-      let answer: Response;
+      let status: number;
+      let body: unknown;
       try {
-        answer = await fetchImpl(fromEnv(config.url, env, where), {
+        const answer = await request(fromEnv(config.url, env, where), {
           method: "POST",
           headers: {
             ...headers,
@@ -59,23 +61,26 @@ function httpTool(config: HttpToolConfig, env: Env, fetchImpl: typeof fetch): To
             agent_id: ctx.agentId,
           }),
           signal: AbortSignal.timeout(config.timeout),
+          dispatcher,
         });
+        status = answer.statusCode;
+        body = await readAnswer(answer);
       } catch (error) {
+        if (error instanceof ToolInputError) throw error;
         const reason =
           (error as Error).name === "TimeoutError"
             ? `no answer within ${config.timeout / 1000} s`
             : "could not be reached";
         throw new TransientError(`${where} ${reason}`, { cause: error });
       }
-      const body = await readAnswer(answer);
-      if (answer.ok) return body ?? { ok: true };
-      if (answer.status === 401 || answer.status === 403)
+      if (status >= 200 && status < 300) return body ?? { ok: true };
+      if (status === 401 || status === 403)
         throw new ConfigError(
-          `${where} refused Baton's credentials (HTTP ${answer.status}): check the tool's headers in the agents file`,
+          `${where} refused Baton's credentials (HTTP ${status}): check the tool's headers in the agents file`,
         );
-      if (answer.status >= 400 && answer.status < 500 && !TRY_AGAIN.has(answer.status))
-        throw new ToolInputError(refusal(body) ?? `refused the call (HTTP ${answer.status})`);
-      throw new TransientError(`${where} answered HTTP ${answer.status}`);
+      if (status >= 400 && status < 500 && !TRY_AGAIN.has(status))
+        throw new ToolInputError(refusal(body) ?? `refused the call (HTTP ${status})`);
+      throw new TransientError(`${where} answered HTTP ${status}`);
     },
   };
 }
@@ -89,16 +94,21 @@ function fromEnv(template: string, env: Env, where: string): string {
   });
 }
 
-/** The answer's JSON (or its text), undefined when empty. */
-async function readAnswer(answer: Response): Promise<unknown> {
-  const length = Number(answer.headers.get("content-length") ?? 0);
-  if (length > MAX_ANSWER_BYTES) {
-    await answer.body?.cancel();
-    throw new ToolInputError(`the answer is over ${MAX_ANSWER_BYTES} bytes; at most that is read`);
+/** The answer's JSON (or its text), undefined when empty; read up to a megabyte, no further. */
+async function readAnswer(answer: Dispatcher.ResponseData): Promise<unknown> {
+  const tooBig = () => {
+    answer.body.destroy();
+    return new ToolInputError(`the answer is over ${MAX_ANSWER_BYTES} bytes; at most that is read`);
+  };
+  if (Number(answer.headers["content-length"] ?? 0) > MAX_ANSWER_BYTES) throw tooBig();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) throw tooBig();
+    chunks.push(chunk);
   }
-  const text = await answer.text();
-  if (text.length > MAX_ANSWER_BYTES)
-    throw new ToolInputError(`the answer is over ${MAX_ANSWER_BYTES} bytes; at most that is read`);
+  const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "") return undefined;
   try {
     return JSON.parse(text);
