@@ -121,9 +121,13 @@ describe("view builders under adversarial input", () => {
       unknowns: EVIL,
       urgency: "urgent" as const,
       confidence: 7,
+      reason: LONG,
+      deadline: NASTY,
+      artifact: NASTY,
     };
     const card = handoffCard({ fromName: NASTY, toName: LONG, kind: "transfer", note });
     assertSafe(card);
+    assert.match(JSON.stringify(card.blocks), /\*Why:\* .*\*Open first:\* /);
     assert.match(JSON.stringify(card.blocks), /more facts/);
     assert.match(JSON.stringify(card.blocks), /&lt;!channel&gt; &lt;!here&gt; @\u200Deveryone/);
     assertSafe(

@@ -31,10 +31,13 @@ function introduces(instructions: string, name: string): boolean {
 /** What the next agent reads instead of the transcript. */
 export function renderHandoffNote(fromName: string, note: HandoffNote): string {
   const lines = [`Handoff from ${fromName}: ${note.summary}`];
+  if (note.reason) lines.push(`Why you: ${note.reason}`);
   if (note.done.length) lines.push(`Done: ${note.done.join("; ")}`);
   lines.push(`Needed: ${note.needed}`);
   if (note.unknowns.length) lines.push(`Unknown: ${note.unknowns.join("; ")}`);
-  if (note.urgency !== "normal") lines.push(`Urgency: ${note.urgency}`);
+  if (note.artifact) lines.push(`Open first: ${note.artifact}`);
+  if (note.urgency !== "normal" || note.deadline)
+    lines.push(`Urgency: ${note.urgency}${note.deadline ? `, by ${note.deadline}` : ""}`);
   return lines.join("\n");
 }
 

@@ -158,6 +158,21 @@ test("context: the system message names the agent and facts, not the task; notes
     }),
     "Handoff from CS: 1042 is stuck\nDone: looked it up\nNeeded: ship it\nUrgency: high",
   );
+  // The note's optional answers to why, what to open and by when, each on its line when given.
+  assert.equal(
+    renderHandoffNote("CS", {
+      summary: "1042 is stuck",
+      done: [],
+      needed: "ship it",
+      reason: "only Fulfillment can ship",
+      artifact: "order 1042",
+      facts: {},
+      unknowns: [],
+      urgency: "normal",
+      deadline: "Friday noon",
+    }),
+    "Handoff from CS: 1042 is stuck\nWhy you: only Fulfillment can ship\nNeeded: ship it\nOpen first: order 1042\nUrgency: normal, by Friday noon",
+  );
   const note = { result: "shipped", facts: {} };
   assert.equal(
     renderHandBack("F", note, "where is 1042?"),

@@ -15,8 +15,10 @@ export const handoffNoteSchema = z.object({
   summary: short(500),
   /** What was already captured, checked or tried. */
   done: z.array(short(300)).max(10).default([]),
-  /** What the next owner should do or find out. */
+  /** What the next owner should do or find out: the recommended next action. */
   needed: short(500),
+  /** Why it goes to this agent, when the summary does not say. */
+  reason: short(300).optional(),
   /** Facts the next owner needs (order id, sku, amounts). Flat key/value pairs. */
   facts: z
     .record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()]))
@@ -24,7 +26,11 @@ export const handoffNoteSchema = z.object({
   /** What is still unknown. */
   unknowns: z.array(short(300)).max(10).default([]),
   urgency: z.enum(URGENCIES).default("normal"),
+  /** When it must be done by, as the requester put it ("today 17:00 UTC"). */
+  deadline: z.string().trim().min(1).max(100).optional(),
   confidence: z.number().min(0).max(1).optional(),
+  /** What to open first: an order, a ticket, a link. */
+  artifact: short(300).optional(),
 });
 export type HandoffNote = z.infer<typeof handoffNoteSchema>;
 

@@ -28,11 +28,17 @@ export function handoffCard(input: HandoffCardInput): SlackMessage {
 
 function transferCard({ fromName, toName, note }: Transfer): SlackMessage {
   const meta = [`🔁 *${clip(fromName, NAME_MAX)}* → *${clip(toName, NAME_MAX)}*`];
-  meta.push(urgencyLabel(note.urgency));
+  meta.push(
+    note.deadline
+      ? `${urgencyLabel(note.urgency)}, by ${clip(note.deadline, 100)}`
+      : urgencyLabel(note.urgency),
+  );
   const confidence = percent(note.confidence);
   if (confidence) meta.push(`confidence ${confidence}`);
 
   const next = [`*Next:* ${clip(note.needed, 800)}`];
+  if (note.reason) next.push(`*Why:* ${clip(note.reason, 300)}`);
+  if (note.artifact) next.push(`*Open first:* ${clip(note.artifact, 300)}`);
   if (note.done.length > 0) next.push(`*Done:*\n${bullets(note.done, 300, 1000)}`);
   if (note.unknowns.length > 0) next.push(`*Unknown:*\n${bullets(note.unknowns, 300, 800)}`);
 
