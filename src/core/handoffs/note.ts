@@ -12,25 +12,32 @@ const short = (max: number) => z.string().trim().min(1).max(max);
 
 export const handoffNoteSchema = z.object({
   /** One or two sentences: what this is about. */
-  summary: short(500),
+  summary: short(500).describe("One or two sentences: what this is about, for whom."),
   /** What was already captured, checked or tried. */
-  done: z.array(short(300)).max(10).default([]),
+  done: z.array(short(300)).max(10).default([]).describe("What you already checked or tried."),
   /** What the next owner should do or find out: the recommended next action. */
-  needed: short(500),
+  needed: short(500).describe("What the next agent should do or find out."),
   /** Why it goes to this agent, when the summary does not say. */
-  reason: short(300).optional(),
+  reason: short(300).optional().describe("Why this agent, if the summary does not say."),
   /** Facts the next owner needs (order id, sku, amounts). Flat key/value pairs. */
   facts: z
     .record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()]))
-    .default({}),
+    .default({})
+    .describe("Facts the next owner needs, as flat pairs: order_id, sku, amounts."),
   /** What is still unknown. */
-  unknowns: z.array(short(300)).max(10).default([]),
+  unknowns: z.array(short(300)).max(10).default([]).describe("What is still unknown."),
   urgency: z.enum(URGENCIES).default("normal"),
   /** When it must be done by, as the requester put it ("today 17:00 UTC"). */
-  deadline: z.string().trim().min(1).max(100).optional(),
-  confidence: z.number().min(0).max(1).optional(),
+  deadline: z
+    .string()
+    .trim()
+    .min(1)
+    .max(100)
+    .optional()
+    .describe("By when, if there is a deadline."),
+  confidence: z.number().min(0).max(1).optional().describe("How sure you are, 0 to 1."),
   /** What to open first: an order, a ticket, a link. */
-  artifact: short(300).optional(),
+  artifact: short(300).optional().describe("What to open first: an order, a ticket, a link."),
 });
 export type HandoffNote = z.infer<typeof handoffNoteSchema>;
 
