@@ -83,6 +83,34 @@ describe("HTTP tools", () => {
     });
   });
 
+  it("does not follow a redirect: it says where the URL now is, and the task stops", async () => {
+    respond = answer(308, "", { location: "https://crm.example/find?token=x" });
+    await assert.rejects(tool()(), (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(
+        e.message,
+        /redirects \(HTTP 308 to https:\/\/crm\.example\/find\): set the URL/,
+      );
+      return true;
+    });
+  });
+
+  it("stops the task when a variable its URL reads is gone from the environment", async () => {
+    const config = httpToolSchema.parse({
+      name: "find_customer",
+      description: "Find a customer.",
+      class: "read",
+      url: `${url}/find?key=\${API_KEY}`,
+      parameters: { type: "object" },
+    });
+    const [built] = httpTools([config], {});
+    await assert.rejects(
+      built?.run({ tx: undefined, idempotencyKey: "k", taskId: "t", agentId: "a" }, {}) ??
+        Promise.resolve(),
+      (e) => e instanceof ConfigError && /API_KEY is not set/.test(e.message),
+    );
+  });
+
   it("tries again after 429, 5xx, a timeout or no answer", async () => {
     for (const status of [429, 500, 503]) {
       respond = answer(status, "{}");

@@ -294,13 +294,14 @@ export function toLoadedTurn(row: TurnReadsRow): LoadedTurn {
 
 /**
  * Keeps the reply of the turn at this step before it calls a tool outside the database; a retry
- * of the turn replays it (TURN_READS). Kept once: a retry that replays it does not write it again.
+ * of the turn replays it (TURN_READS). False when a reply is kept for the step already (another
+ * run's, which took the task over meanwhile): that one is what goes out.
  */
 export async function keepReply(
   db: Executor,
   row: { taskId: string; stintNo: number; stepNo: number } & ReplayedReply,
-): Promise<void> {
-  await db
+): Promise<boolean> {
+  const kept = await db
     .insertInto("model_replies")
     .values({
       task_id: row.taskId,
@@ -311,7 +312,9 @@ export async function keepReply(
       latency_ms: Math.round(row.latencyMs),
     })
     .onConflict((oc) => oc.columns(["task_id", "stint_no", "step_no"]).doNothing())
-    .execute();
+    .returning("step_no")
+    .executeTakeFirst();
+  return kept !== undefined;
 }
 
 const LOAD_TURN = statement<[id: string], TurnReadsRow>(

@@ -42,10 +42,12 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(config.headers))
         headers[name.toLowerCase()] = fromEnv(value, env, where);
+      const url = fromEnv(config.url, env, where);
       let status: number;
+      let location: string | undefined;
       let body: unknown;
       try {
-        const answer = await request(fromEnv(config.url, env, where), {
+        const answer = await request(url, {
           method: "POST",
           headers: {
             ...headers,
@@ -64,6 +66,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
           dispatcher,
         });
         status = answer.statusCode;
+        location = [answer.headers.location].flat()[0];
         body = await readAnswer(answer);
       } catch (error) {
         if (error instanceof ToolInputError) throw error;
@@ -74,6 +77,11 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
         throw new TransientError(`${where} ${reason}`, { cause: error });
       }
       if (status >= 200 && status < 300) return body ?? { ok: true };
+      // Not followed: a call that writes goes where the agents file says, or nowhere.
+      if (status >= 300 && status < 400)
+        throw new ConfigError(
+          `${where} redirects (HTTP ${status}${location ? ` to ${withoutQuery(location).slice(0, 200)}` : ""}): set the URL it redirects to in the agents file`,
+        );
       if (status === 401 || status === 403)
         throw new ConfigError(
           `${where} refused Baton's credentials (HTTP ${status}): check the tool's headers in the agents file`,

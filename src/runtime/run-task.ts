@@ -55,14 +55,20 @@ export async function runTask(
   // through the locked, in-order path that looks in Slack before sending a row again.
   let backlog = claim.undelivered;
   let released: Awaited<ReturnType<typeof releaseLease>>;
+  // An approved call the operator's setup refuses (an HTTP tool's credentials): no retry mends it.
+  const haltOnSetup = async (error: unknown): Promise<boolean> => {
+    if (!isBatonError(error) || error.fault !== "operator") throw error;
+    await haltTask(deps, claim.turn.task, { reason: error.message, holdsLease: true });
+    return true;
+  };
   try {
     // Decisions arrive while the task waits, so they are settled once, as the run starts; a long
     // backlog of posts, or a slow approved tool, keeps the lease as a turn does.
     let afterDecision = await holdingLease(deps, taskId, async () => {
       if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
-      return claim.decided && (await settleDecidedApprovals(deps, taskId));
+      return claim.decided && (await settleDecidedApprovals(deps, taskId).catch(haltOnSetup));
     });
-    // The first turn starts from what the claim read, unless something since changed it.
+    // The first turn starts from what the claim read, unless something since changed it (a halt).
     const { task, history, inputs, replay } = claim.turn;
     let state: TurnState | undefined =
       backlog || claim.decided || inputs.length > 0
@@ -278,10 +284,16 @@ async function runTurn(
       run.lane,
     ).catch((error: unknown) => {
       // The operator's setup refused the turn (an HTTP tool's credentials): no retry can pass,
-      // so the task stops now and its thread says why, rather than after every retry.
-      if (isBatonError(error) && error.fault === "operator")
-        return halt(task, { reason: error.message });
-      throw error;
+      // so the task stops now and its thread says why, rather than after every retry. The turn
+      // rolled back, but a call of it that acts outside the database may have acted: say which.
+      if (!isBatonError(error) || error.fault !== "operator") throw error;
+      const outside = actions.flatMap((a) =>
+        a.kind === "tool" && a.tool.external && a.tool.toolClass !== "read" ? [a.tool.name] : [],
+      );
+      const acted = outside.length
+        ? `; check whether ${[...new Set(outside)].join(", ")} acted before it stopped`
+        : "";
+      return halt(task, { reason: `${error.message}${acted}` });
     });
   });
 }

@@ -19,6 +19,7 @@ import {
   type WrittenTurn,
   writeTurn,
 } from "../db/turn-records.repository.ts";
+import { TransientError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
@@ -118,15 +119,20 @@ export async function commitTurn(
     return { outcome: "idle", next: undefined, written: Promise.resolve(DROPPED) };
   // Once the turns behind have landed, the task is at this turn's step: kept under it, the reply
   // is what a retry of this step replays, should a tool act outside and the turn then fail.
-  if (turn.keepsReply)
-    await keepReply(deps.db, {
+  const kept =
+    !turn.keepsReply ||
+    (await keepReply(deps.db, {
       taskId: turn.task.id,
       stintNo: turn.task.stint_no,
       stepNo: turn.task.step_no,
       reply: turn.reply,
       inputIds: turn.inputIds,
       latencyMs: turn.latencyMs,
-    });
+    }));
+  // Another run kept its reply for this step first (it took the task over while this one waited
+  // on the model): this reply must not act. The retry replays that one.
+  if (!kept)
+    throw new TransientError("another run kept its reply for this step first; it is replayed");
   const committed = await commitInPlace(deps, turn, writesFirst);
   if (!committed)
     return { outcome: "continue", next: undefined, written: Promise.resolve(DROPPED) };

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import { finishedTask, toolCallsOf } from "../support/scripts-humans.ts";
@@ -65,7 +66,24 @@ agents:
     icon: ":mag:"
     instructions: Ping the CRM.
     tools: [crm_ping]
+  - id: refunder
+    name: Refunder
+    icon: ":moneybag:"
+    instructions: Refund the customer.
+    tools: [crm_refund]
+policies:
+  approvals:
+    - id: crm-refunds
+      tool: crm_refund
+      approvers: { users: [U0LEE] }
 tools:
+  - name: crm_refund
+    description: Refund through the CRM.
+    class: irreversible
+    url: ${crmUrl}/refunds
+    headers:
+      Authorization: "Bearer an-old-token"
+    parameters: { type: object, properties: { amount_usd: { type: number } } }
   - name: crm_ping
     description: Check the CRM answers.
     class: read
@@ -105,6 +123,10 @@ const lastTool = (messages: { role: string; content?: unknown }[]) =>
 // Each step is chosen by how many tool results the stint holds, so a retried turn asks again.
 const script: Script = (request, ctx) => {
   const results = request.messages.filter((m) => m.role === "tool").length;
+  if (ctx.agentId === "refunder")
+    return results
+      ? { content: "Refunded." }
+      : { toolCalls: [{ name: "crm_refund", arguments: { amount_usd: 20 } }] };
   if (ctx.agentId === "checker")
     return results
       ? { content: "The CRM answers." }
@@ -222,4 +244,31 @@ test("an HTTP tool whose credentials are refused stops its task at once, and the
     h.slack.messagesIn(CHANNEL, ts).find((m) => /credentials/.test(JSON.stringify(m))),
   );
   assert.doesNotMatch(JSON.stringify(notice), /an-old-token/);
+});
+
+test("an approved HTTP call whose credentials are refused stops its task at once too", async () => {
+  const before = calls.length;
+  const { ts } = await h.mention("refunder: refund 20 USD please");
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db
+      .selectFrom("approvals")
+      .selectAll()
+      .where("tool", "=", "crm_refund")
+      .executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  const failed = await h.until("the task to fail", async () => {
+    const task = await h.db.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("thread_ts", "=", ts)
+      .executeTakeFirst();
+    return task?.status === "failed" ? task : undefined;
+  });
+  assert.match(
+    String(failed.failure_reason),
+    /crm_refund .* refused Baton's credentials \(HTTP 401\)/,
+  );
+  assert.equal(calls.length - before, 1, "called once, not once per retry");
 });
