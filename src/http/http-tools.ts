@@ -53,6 +53,8 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
             ...headers,
             "content-type": "application/json",
             accept: "application/json",
+            // The answer is read as it comes, up to its cap: not compressed.
+            "accept-encoding": "identity",
             "idempotency-key": ctx.idempotencyKey,
           },
           body: JSON.stringify({
