@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import type { Tx } from "../db/database.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
+import { takenOverEscalation } from "../db/humans.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
@@ -9,7 +10,7 @@ import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.
 import type { TaskRow } from "../db/schema.ts";
 import { insertInput, lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { takenOverCard } from "./escalation-decisions.ts";
+import { returnToAgent, sendBackTakenOver, takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
@@ -120,6 +121,11 @@ export async function acceptMessage(
         existing.owner_kind === "human"
           ? ((await lockTask(tx, existing.id)) ?? existing)
           : existing;
+      const handOn = message.mentioned ? await handOnNamed(deps, tx, task, message) : undefined;
+      if (handOn) {
+        await handToAgent(deps, tx, task, message, handOn);
+        return "continued";
+      }
       await insertInput(tx, { taskId: task.id, authorId: message.user, text: message.text }, [
         {
           taskId: task.id,
@@ -195,10 +201,54 @@ async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart): Prom
 
 /** "@Baton billing: refund order 1077" goes to billing; otherwise the channel's entry agent. */
 function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {
-  const named = /^\s*([A-Za-z][\w -]{0,40}?)\s*[:,]\s*(.*)$/s.exec(message.text);
+  return (
+    namedAgent(deps, message.text) ?? {
+      agent: deps.agents.entryFor(message.channel),
+      text: message.text.trim(),
+    }
+  );
+}
+
+/** The agent a message names first ("billing: …"), and the rest of its words. */
+function namedAgent(deps: RuntimeDeps, text: string) {
+  const named = /^\s*([A-Za-z][\w -]{0,40}?)\s*[:,]\s*(.*)$/s.exec(text);
   const agent = named?.[1] ? deps.agents.named(named[1]) : undefined;
-  if (agent && named?.[2]) return { agent, text: named[2].trim() };
-  return { agent: deps.agents.entryFor(message.channel), text: message.text.trim() };
+  return agent && named?.[2] ? { agent, text: named[2].trim() } : undefined;
+}
+
+/**
+ * The person who took a task's escalation over, and holds it still (or closed it), names an agent
+ * in its thread: "@Baton billing: refund 40 USD". Anyone else naming one, an approver whose card
+ * waits, or a plain reply, is a reply.
+ */
+async function handOnNamed(deps: RuntimeDeps, tx: Tx, task: TaskRow, message: IncomingMessage) {
+  const holds =
+    task.owner_kind === "human" &&
+    task.owner_id === message.user &&
+    (task.status === "waiting_human" || task.status === "done");
+  const named = holds ? namedAgent(deps, message.text) : undefined;
+  if (!named) return undefined;
+  const taken = await takenOverEscalation(tx, task.id);
+  return taken?.decided_by === message.user ? named : undefined;
+}
+
+/** As the escalation card's "Hand it to an agent": the agent starts again with these words. */
+async function handToAgent(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  message: IncomingMessage,
+  handOn: NonNullable<ReturnType<typeof namedAgent>>,
+) {
+  await audit(tx, {
+    taskId: task.id,
+    actor: { kind: "human", id: message.user },
+    kind: "message_received",
+    data: { text: message.text, ts: message.ts },
+  });
+  const input = { userId: message.user, agent: handOn.agent, instruction: handOn.text };
+  await returnToAgent(deps, tx, task, input);
+  await sendBackTakenOver(deps, tx, task, input);
 }
 
 /**

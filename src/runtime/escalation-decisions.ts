@@ -3,7 +3,7 @@
 import { renderHumanReturn } from "../core/context.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatIntent } from "../core/ports.ts";
-import type { Executor } from "../db/database.ts";
+import type { Executor, Tx } from "../db/database.ts";
 import * as humans from "../db/humans.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -144,32 +144,11 @@ export async function decideEscalation(
       });
     } else {
       const agent = deps.agents.require(choice.agentId);
-      await insertHandoff(tx, {
-        taskId: task.id,
-        stepNo: task.step_no,
-        kind: "human_return",
-        from: { kind: "human", id: input.userId },
-        to: { kind: "agent", id: agent.id },
-        note: { instruction: choice.instruction },
+      await returnToAgent(deps, tx, task, {
+        userId: input.userId,
+        agent,
+        instruction: choice.instruction,
       });
-      await appendConversation(tx, [
-        {
-          taskId: task.id,
-          stintNo: task.stint_no + 1,
-          stepNo: task.step_no,
-          message: {
-            role: "user",
-            content: renderHumanReturn(input.userId, choice.instruction, task.request_text),
-          },
-        },
-      ]);
-      await updateTask(tx, task.id, {
-        owner: { kind: "agent", id: agent.id },
-        status: "active",
-        newStint: true,
-        handbackStack: [],
-      });
-      await deps.queue.enqueue(tx, task.id);
     }
     const state =
       choice.kind === "take_over"
@@ -257,4 +236,86 @@ export async function takenOverCard(
     at: row.decided_at.toISOString(),
   };
   return escalationCardUpdate(deps, task, row, closed ? { ...held, closed } : held);
+}
+
+/**
+ * A person hands the task (on their desk) to an agent with an instruction: the agent starts a new
+ * stint with it and the request, and the task's job is queued. The caller holds the task's lock.
+ */
+export async function returnToAgent(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  input: { userId: string; agent: { id: string }; instruction: string },
+): Promise<void> {
+  await insertHandoff(tx, {
+    taskId: task.id,
+    stepNo: task.step_no,
+    kind: "human_return",
+    from: { kind: "human", id: input.userId },
+    to: { kind: "agent", id: input.agent.id },
+    note: { instruction: input.instruction },
+  });
+  await appendConversation(tx, [
+    {
+      taskId: task.id,
+      stintNo: task.stint_no + 1,
+      stepNo: task.step_no,
+      message: {
+        role: "user",
+        content: renderHumanReturn(input.userId, input.instruction, task.request_text),
+      },
+    },
+  ]);
+  await updateTask(tx, task.id, {
+    owner: { kind: "agent", id: input.agent.id },
+    status: "active",
+    newStint: true,
+    handbackStack: [],
+  });
+  await deps.queue.enqueue(tx, task.id);
+}
+
+/**
+ * The person who took an escalation over handed its work to an agent from the thread
+ * ("@Baton billing: …"): the escalation is decided as if sent back from its card, and the card
+ * says so. Nothing when no escalation of the task is theirs.
+ */
+export async function sendBackTakenOver(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  input: { userId: string; agent: { id: string; name: string }; instruction: string },
+): Promise<void> {
+  const row = await humans.takenOverEscalation(tx, task.id);
+  if (row?.decided_by !== input.userId) return;
+  const now = deps.clock.now();
+  const choice = {
+    kind: "send_back" as const,
+    agentId: input.agent.id,
+    instruction: input.instruction,
+  };
+  const decided = await humans.decideEscalation(tx, row.id, {
+    status: "sent_back",
+    by: input.userId,
+    decision: choice,
+    now,
+    checked: { status: "taken_over", by: input.userId },
+  });
+  if (!decided) return;
+  await enqueueOutbox(tx, [
+    escalationCardUpdate(deps, task, decided, {
+      status: "sent_back",
+      by: input.userId,
+      at: now.toISOString(),
+      toName: input.agent.name,
+      instruction: input.instruction,
+    }),
+  ]);
+  await audit(tx, {
+    taskId: task.id,
+    actor: { kind: "human", id: input.userId },
+    kind: "escalation_decided",
+    data: { escalation_id: row.id, choice, from: "thread" },
+  });
 }

@@ -328,6 +328,41 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
   assert.equal(h.model.requestsFor("fulfillment").length, 0);
 });
 
+test('flow 3 taken over, then handed on from the thread: "@Baton customer-service: …" by the person holding it', async () => {
+  const { h, ts, task, escalation } = await escalated();
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_TAKE_OVER, escalation, ts);
+  await h.until("the lead to own the task", async () =>
+    (await taskOfThread(h.db.db, ts))?.owner_id === SUPPORT_LEAD ? true : undefined,
+  );
+  // Someone else naming an agent in the thread is only a reply: the task stays with the lead.
+  await h.reply(ts, "<@U0BATONBOT> customer-service: just refund it", { user: "U0OTHER" });
+  const instruction = "I called Dana and logged the incident. Offer a replacement lamp.";
+  await h.reply(ts, `<@U0BATONBOT> customer-service: ${instruction}`, { user: SUPPORT_LEAD });
+
+  const done = await h.until("Customer Service to finish", () => finishedTask(h.db.db, ts));
+  assert.deepEqual([done.owner_kind, done.owner_id], ["agent", "customer-service"]);
+  await assertSentBack(h, escalation.id, instruction);
+  const returned = await h.db.db
+    .selectFrom("handoffs")
+    .select(["from_id", "to_id", "note"])
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "human_return")
+    .execute();
+  assert.deepEqual(returned, [
+    { from_id: SUPPORT_LEAD, to_id: "customer-service", note: { instruction } },
+  ]);
+  // The other person's reply reaches the agent as a reply, beside the lead's instruction.
+  const resumed = h.model.requestsFor("customer-service").at(-1);
+  assert.ok(
+    resumed?.body.messages.some((m) => String(m.content).includes("just refund it")),
+    "the other reply is read too",
+  );
+  const update = await h.until("the card to say where the work went", async () =>
+    cardUpdates(h, escalation.card_ts).find((c) => /Sent back to/.test(blockTexts(c).join("\n"))),
+  );
+  assert.equal(buttonsOf(update).length, 0);
+});
+
 test("an escalation to a named person: someone else is refused (ephemeral, audited); the owner takes it over", async () => {
   const toOperations = escalationScript();
   const steps = toOperations["customer-service"] ?? [];
