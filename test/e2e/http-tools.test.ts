@@ -7,6 +7,7 @@ import { demoTools } from "../../src/domain/demo-tools.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
+import { taskWithStatus } from "../support/observe.ts";
 import { finishedTask, toolCallsOf } from "../support/scripts-humans.ts";
 
 // An operator connects Baton to their own systems with HTTP tools in the agents file: the CRM
@@ -226,14 +227,7 @@ test("HTTP tools: arguments checked, answers and refusals given to the model, an
 test("an HTTP tool whose credentials are refused stops its task at once, and the thread says why", async () => {
   const before = calls.length;
   const { ts } = await h.mention("checker: is the CRM up?");
-  const failed = await h.until("the task to fail", async () => {
-    const task = await h.db.db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("thread_ts", "=", ts)
-      .executeTakeFirst();
-    return task?.status === "failed" ? task : undefined;
-  });
+  const failed = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
   assert.match(
     String(failed.failure_reason),
     /crm_ping .* refused Baton's credentials \(HTTP 401\)/,
@@ -258,14 +252,7 @@ test("an approved HTTP call whose credentials are refused stops its task at once
     return row?.card_ts ? row : undefined;
   });
   await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
-  const failed = await h.until("the task to fail", async () => {
-    const task = await h.db.db
-      .selectFrom("tasks")
-      .selectAll()
-      .where("thread_ts", "=", ts)
-      .executeTakeFirst();
-    return task?.status === "failed" ? task : undefined;
-  });
+  const failed = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
   assert.match(
     String(failed.failure_reason),
     /crm_refund .* refused Baton's credentials \(HTTP 401\)/,
