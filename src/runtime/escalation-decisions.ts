@@ -83,7 +83,7 @@ async function checkHolder(
   userId: string,
 ): Promise<EscalationCheck> {
   const task = await findTask(deps.db, escalation.task_id);
-  if (task && escalation.decided_by === userId && holds(task, userId)) return { outcome: "ok" };
+  if (escalation.decided_by === userId && holds(task, userId)) return { outcome: "ok" };
   // "held": someone else took it over; "done": it was closed; else it moved on some other way.
   const status =
     task?.status === "done"
@@ -94,8 +94,13 @@ async function checkHolder(
   return { outcome: "already_decided", by: escalation.decided_by, status };
 }
 
-function holds(task: { owner_kind: string; owner_id: string; status: string }, userId: string) {
-  return task.owner_kind === "human" && task.owner_id === userId && task.status === "waiting_human";
+function holds(
+  task: { owner_kind: string; owner_id: string; status: string } | undefined,
+  userId: string,
+) {
+  return (
+    task?.owner_kind === "human" && task.owner_id === userId && task.status === "waiting_human"
+  );
 }
 
 export async function decideEscalation(
@@ -113,8 +118,7 @@ export async function decideEscalation(
   const now = deps.clock.now();
   const outcome = await deps.db.transaction().execute(async (tx) => {
     // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
-    if (held && !holds((await lockTask(tx, escalation.task_id)) ?? NOBODY, input.userId))
-      return undefined;
+    if (held && !holds(await lockTask(tx, escalation.task_id), input.userId)) return undefined;
     const row = await humans.decideEscalation(tx, escalation.id, {
       status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
       by: input.userId,
@@ -184,8 +188,6 @@ export async function decideEscalation(
   await deliverOutbox(deps, { taskId: outcome.taskId });
   return { outcome: "decided" as const };
 }
-
-const NOBODY = { owner_kind: "", owner_id: "", status: "" };
 
 type EscalationCardState = Extract<ChatIntent, { kind: "escalation_card" }>["escalation"]["state"];
 

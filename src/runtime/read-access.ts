@@ -1,3 +1,4 @@
+import { agentActivity } from "../db/agent-activity.repository.ts";
 import { type ProcessedCall, resolveTaskRef, toolCallsOf } from "../db/reports.repository.ts";
 import { peopleOnTasks, type TaskPeople } from "../db/task-people.repository.ts";
 import { PolicyDeniedError } from "../errors.ts";
@@ -114,11 +115,18 @@ export async function readableCalls(
 }
 
 /**
- * `/baton agents`: the agents' records (their spend, what people rejected) are for the people who
- * supervise them, when the agents file names any; a small team that names none sees them all.
+ * `/baton agents`: each agent's activity over the last `days`. The records (spend, what people
+ * rejected) are for the people who supervise the agents, when the agents file names any; a small
+ * team that names none sees them all.
  */
-export async function mayReadAgentRecords(deps: ReadDeps, userId: string): Promise<boolean> {
-  return !deps.agents.file.policies.supervisors || (await isSupervisor(deps, userId));
+export async function agentRecords(deps: ReadDeps, userId: string, days: number) {
+  if (deps.agents.file.policies.supervisors && !(await isSupervisor(deps, userId)))
+    throw new PolicyDeniedError(
+      "Only the agents' supervisors (policies.supervisors in the agents file) see their records.",
+    );
+  const agents = deps.agents.all();
+  const ids = agents.map((a) => a.id);
+  return { agents, activity: await agentActivity(deps.db, ids, days * 86_400_000) };
 }
 
 async function isSupervisor(deps: ReadDeps, userId: string): Promise<boolean> {

@@ -262,8 +262,9 @@ async function runTurn(
     }
     const latencyMs = replay?.latencyMs ?? performance.now() - started;
     const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
-    const actsOutside = actions.some(
-      (a) => a.kind === "tool" && a.tool.external === true && a.tool.toolClass !== "read",
+    // The reply's calls that write outside the database (HTTP tools): a rollback does not undo them.
+    const outside = actions.flatMap((a) =>
+      a.kind === "tool" && a.tool.external && a.tool.toolClass !== "read" ? [a.tool.name] : [],
     );
     return commitTurn(
       deps,
@@ -279,7 +280,7 @@ async function runTurn(
         firstOfStint: history.length <= 1 || run.afterDecision,
         history,
         delivered: run.marks,
-        keepsReply: actsOutside && !replay,
+        keepsReply: outside.length > 0 && !replay,
       },
       run.lane,
     ).catch((error: unknown) => {
@@ -287,9 +288,6 @@ async function runTurn(
       // so the task stops now and its thread says why, rather than after every retry. The turn
       // rolled back, but a call of it that acts outside the database may have acted: say which.
       if (!isBatonError(error) || error.fault !== "operator") throw error;
-      const outside = actions.flatMap((a) =>
-        a.kind === "tool" && a.tool.external && a.tool.toolClass !== "read" ? [a.tool.name] : [],
-      );
       const acted = outside.length
         ? `; check whether ${[...new Set(outside)].join(", ")} acted before it stopped`
         : "";

@@ -1,19 +1,13 @@
-import { agentActivity } from "../db/agent-activity.repository.ts";
 import { findApproval } from "../db/humans.repository.ts";
 import { homeData } from "../db/reports.repository.ts";
-import { isBatonError, PolicyDeniedError } from "../errors.ts";
+import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
-import {
-  mayReadAgentRecords,
-  type Reader,
-  readableCalls,
-  readableStory,
-} from "../runtime/read-access.ts";
+import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
@@ -129,16 +123,10 @@ export function createSlackHandlers(
             return { text: lines.filter(Boolean).join("\n") };
           }
           case "agents": {
-            if (!(await mayReadAgentRecords(deps, userId)))
-              throw new PolicyDeniedError(
-                "Only the agents' supervisors (policies.supervisors in the agents file) see their records.",
-              );
             const days = ref ? Number(ref) : 30;
             if (!Number.isInteger(days) || days < 1 || days > 365)
               return { text: "Usage: `/baton agents [days]`, days from 1 to 365 (default 30)" };
-            const agents = deps.agents.all();
-            const ids = agents.map((a) => a.id);
-            const activity = await agentActivity(deps.db, ids, days * 86_400_000);
+            const { agents, activity } = await agentRecords(deps, userId, days);
             // Escaped where it holds names: cut, not escaped again.
             return { text: truncate(agentsReport(agents, activity, days), 4000) };
           }
