@@ -29,11 +29,16 @@ export interface AuditReport {
 
 const HELP = "Give a task id, an order id, or a link to the task's Slack thread.";
 
+/** A reference of no shape Baton knows: says so, whoever asks, as it tells nothing of any task. */
+export function notAReference(ref: string): NotFoundError {
+  return new NotFoundError(`"${ref.slice(0, 200)}" is not a task reference. ${HELP}`);
+}
+
 /** Throws NotFoundError, with what to give instead, when the reference names no task. */
 export function mustFind(ref: string, resolved: ResolvedRef | undefined): ResolvedRef {
-  const shown = ref.slice(0, 200);
-  if (!resolved) throw new NotFoundError(`"${shown}" is not a task reference. ${HELP}`);
-  if (resolved.taskIds.length === 0) throw new NotFoundError(`No task matches "${shown}". ${HELP}`);
+  if (!resolved) throw notAReference(ref);
+  if (resolved.taskIds.length === 0)
+    throw new NotFoundError(`No task matches "${ref.slice(0, 200)}". ${HELP}`);
   return resolved;
 }
 

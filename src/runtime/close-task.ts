@@ -29,11 +29,12 @@ export async function closeTask(
   input: { ref: string } & Reader,
 ): Promise<CloseOutcome> {
   const resolved = await resolveTaskRef(deps.db, input.ref);
-  const found = resolved?.taskIds[0] ? await findTask(deps.db, resolved.taskIds[0]) : undefined;
-  if (!found) return { outcome: "not_found" };
+  const newest = resolved?.taskIds[0];
   // The refusals below tell the task's status and owner: words only for someone who may read it.
   // Its owners may, so nobody who could close it is stopped here.
-  await requireReadable(deps, [found.id], input);
+  await requireReadable(deps, newest ? [newest] : [], input);
+  const found = newest && (await findTask(deps.db, newest));
+  if (!found) return { outcome: "not_found" };
   const refusal = await refusalFor(deps, found, input.userId);
   if (refusal) return refusal;
   const outcome = await deps.db.transaction().execute(async (tx) => {

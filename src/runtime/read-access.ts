@@ -1,8 +1,8 @@
 import { agentActivity } from "../db/agent-activity.repository.ts";
 import { type ProcessedCall, resolveTaskRef, toolCallsOf } from "../db/reports.repository.ts";
 import { peopleOnTasks, type TaskPeople } from "../db/task-people.repository.ts";
-import { PolicyDeniedError } from "../errors.ts";
-import { type AuditReport, auditStory, mustFind } from "./audit-story.ts";
+import { NotFoundError, PolicyDeniedError } from "../errors.ts";
+import { type AuditReport, auditStory, notAReference } from "./audit-story.ts";
 import type { RuntimeDeps } from "./deps.ts";
 
 /**
@@ -25,9 +25,16 @@ export interface Reader {
 
 type ReadDeps = Pick<RuntimeDeps, "db" | "chat" | "agents">;
 
-// Says neither what the task is nor where its thread is: the refusal must not be the leak.
-const CANNOT_READ =
-  "You can't read that task here: run the command in the channel where its thread is, or ask its requester or a supervisor.";
+/**
+ * A reference that names no task and one the reader may not read get the same words: neither what
+ * the task is nor where its thread is, nor even that there is one (an order number, say).
+ */
+const NO_READABLE_TASK =
+  "No task you can read here matches that reference. Give a task id, an order id or a link to its thread; if the thread is in another channel, run the command there, or ask its requester or a supervisor.";
+
+export function noReadableTask(): NotFoundError {
+  return new NotFoundError(NO_READABLE_TASK);
+}
 
 const GROUP_ID = /^S[A-Z0-9]+$/;
 
@@ -62,38 +69,41 @@ async function readableThroughSlack(
   return tasks.filter((t) => t.people.some((p) => groups.has(p)));
 }
 
-/** The readable ones among `taskIds`; refuses, naming nothing of them, when there are none. */
+/** The readable ones among `taskIds`; refuses, naming nothing, when there are none. */
 export async function requireReadable(
   deps: ReadDeps,
   taskIds: readonly string[],
   reader: Reader,
 ): Promise<[string, ...string[]]> {
   const [first, ...rest] = await readableTaskIds(deps, taskIds, reader);
-  if (!first) throw new PolicyDeniedError(CANNOT_READ);
+  if (!first) throw noReadableTask();
   return [first, ...rest];
 }
 
-/** `/baton status`: the newest readable task of `ref`; undefined when `ref` names no task. */
+/** The tasks `ref` names, newest first, and the readable ones among them (at least one). */
+async function resolveReadable(deps: ReadDeps, ref: string, reader: Reader) {
+  const resolved = await resolveTaskRef(deps.db, ref);
+  if (!resolved) throw notAReference(ref);
+  const readable = await requireReadable(deps, resolved.taskIds, reader);
+  return { all: resolved.taskIds, readable };
+}
+
+/** `/baton status`: the newest task of `ref` the reader may read. */
 export async function newestReadableTask(
   deps: ReadDeps,
   ref: string,
   reader: Reader,
-): Promise<string | undefined> {
-  const resolved = await resolveTaskRef(deps.db, ref);
-  if (!resolved?.taskIds.length) return undefined;
-  const [newest] = await requireReadable(deps, resolved.taskIds, reader);
-  return newest;
+): Promise<string> {
+  return (await resolveReadable(deps, ref, reader)).readable[0];
 }
 
-/** `/baton audit`: the story of the newest readable task of `ref` (NotFoundError when none). */
+/** `/baton audit`: the story of the newest task of `ref` the reader may read. */
 export async function readableStory(
   deps: ReadDeps,
   ref: string,
   reader: Reader,
 ): Promise<AuditReport> {
-  const resolved = mustFind(ref, await resolveTaskRef(deps.db, ref));
-  const [newest] = await requireReadable(deps, resolved.taskIds, reader);
-  return auditStory(deps, newest);
+  return auditStory(deps, await newestReadableTask(deps, ref, reader));
 }
 
 /**
@@ -106,11 +116,10 @@ export async function readableCalls(
   reader: Reader,
   tool?: string,
 ): Promise<{ calls: ProcessedCall[]; withheld: number }> {
-  const resolved = mustFind(ref, await resolveTaskRef(deps.db, ref));
-  const readable = await requireReadable(deps, resolved.taskIds, reader);
+  const { all, readable } = await resolveReadable(deps, ref, reader);
   return {
     calls: await toolCallsOf(deps.db, readable, tool),
-    withheld: resolved.taskIds.length - readable.length,
+    withheld: all.length - readable.length,
   };
 }
 

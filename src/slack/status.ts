@@ -1,7 +1,7 @@
 import { ownershipHistory } from "../db/ledger.repository.ts";
 import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
-import { newestReadableTask, type Reader } from "../runtime/read-access.ts";
+import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
 import { escapeMrkdwn } from "./mrkdwn.ts";
 
 /** An owner as people read it: an agent's name, or Slack mentions of people and groups. */
@@ -17,13 +17,11 @@ export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
 
 /**
  * `/baton status <ref>`: where the task is, who owns it, and how it got there. Of an order's
- * tasks, the newest the reader may read (PolicyDeniedError when they may read none).
+ * tasks, the newest the reader may read (the same NotFoundError whether none matches or none is theirs).
  */
 export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader): Promise<string> {
-  const taskId = await newestReadableTask(deps, ref, reader);
-  const task = taskId ? await findTask(deps.db, taskId) : undefined;
-  if (!task)
-    return `I couldn't find a task for "${escapeMrkdwn(ref.slice(0, 100))}". Try a task id, an order number or a thread link.`;
+  const task = await findTask(deps.db, await newestReadableTask(deps, ref, reader));
+  if (!task) throw noReadableTask();
   const history = await ownershipHistory(deps.db, task.id);
   const lines = history.map(
     (h) =>
