@@ -200,10 +200,14 @@ async function runTurn(
   const halt = async (task: TaskRow, input: Parameters<typeof haltTask>[2]) => {
     // The halt writes on the task as the turns behind left it, if they all landed.
     if (!(await run.lane.settled())) return IDLE;
-    // The halt delivers through deliverOutbox: every posted row is marked sent first.
+    // The halt delivers through deliverOutbox: every posted row is marked sent first. A post slowed
+    // by Slack (Retry-After) can outlast the lease: renewed, no other run takes the task over and
+    // posts the same row again.
     run.deliveries.giveBack(run.marks.splice(0));
-    await run.deliveries.flush();
-    await haltTask(deps, task, { ...input, holdsLease: true });
+    await holdingLease(deps, task.id, async () => {
+      await run.deliveries.flush();
+      await haltTask(deps, task, { ...input, holdsLease: true });
+    });
     return IDLE;
   };
   // The turn before left the task's state behind it; read it only when there is none.

@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import type { Script } from "../support/model-server.ts";
+import { taskWithStatus } from "../support/observe.ts";
+
+// A halt found at the start of a turn (hop limit, cost cap, removed agent) first waits for the run's
+// posts still under way. Slack can hold one for long (Retry-After): the run renews its lease the
+// while, or another run would take the task over, not find the post in Slack yet, and post it again.
+
+const agentsFile = parseAgentsFile(
+  `
+defaults:
+  entry_agent: ping
+  hop_limit: 1
+agents:
+  - id: ping
+    name: Ping
+    icon: ":table_tennis_paddle_and_ball:"
+    tools: [lookup_order]
+    handoffs: [pong]
+    instructions: Always hand the work to Pong.
+  - id: pong
+    name: Pong
+    icon: ":ping_pong:"
+    tools: [lookup_order]
+    handoffs: [ping]
+    instructions: Always hand the work to Ping.
+`,
+  "hop-limit-1.yml",
+  new Set(demoTools.map((t) => t.name)),
+);
+
+const script: Script = (_request, ctx) => ({
+  toolCalls: [
+    {
+      name: ctx.agentId === "ping" ? "transfer_to_pong" : "transfer_to_ping",
+      arguments: { summary: "Not mine; over to you.", needed: "Deal with it.", facts: {} },
+    },
+  ],
+});
+
+const LEASE_MS = 1_000;
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({ script, agentsFile, leaseMs: LEASE_MS });
+});
+after(async () => {
+  await h.close();
+});
+
+test("a handoff card posted slowly while the run halts at the hop limit is posted once", async () => {
+  // Slack throttles the handoff card: the client waits 3 s (Retry-After) and posts it then.
+  h.slack.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 3 });
+  const { ts } = await h.mention("where is order 1042?");
+  await h.slack.waitForCall("chat.postMessage", (c) => c.failed !== undefined);
+  // The run now waits on that post in its halt, without renewing its lease; it runs out.
+  await new Promise((r) => setTimeout(r, LEASE_MS + 500));
+  // The requester writes in the thread: the reply's job takes the task over.
+  await h.reply(ts, "any news?");
+  await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"), 20_000);
+  await new Promise((r) => setTimeout(r, 4_000));
+
+  const cards = h.slack
+    .callsTo("chat.postMessage")
+    .filter((c) => !c.failed && c.args.thread_ts === ts && /Pong/.test(JSON.stringify(c.args)))
+    .filter((c) => !/failed|stopped|could not/i.test(String(c.args.text)));
+  assert.equal(
+    cards.length,
+    1,
+    `the handoff card is posted once (posted ${cards.length} times: ${cards.map((c) => String(c.args.text)).join(" | ")})`,
+  );
+});
