@@ -18,6 +18,7 @@ import { startJobQueue } from "./jobs/queue.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
+import { afterwards } from "./runtime/afterwards.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
@@ -120,7 +121,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       leaseMs: options.leaseMs ?? 120_000,
       // Without workers nothing runs here, whether queued or started at once.
       runs: localRuns(options.workers === false ? 0 : config.workers, log),
+      afterwards: afterwards(log),
     };
+    // Stopped in reverse: after Slack's requests and the runs, before the database closes.
+    stops.push(() => deps.afterwards.drain());
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {
       botUserId ??= app.client.auth.test().then(

@@ -199,7 +199,9 @@ export async function decideApproval(
   // passed, or a sweep gave it to the fallback): the click is judged again on the row as it is
   // now. Each of those moves happens at most once, so this ends.
   if (!decided) return decideApproval(deps, input);
-  await deliverOutbox(deps, { taskId: approval.task_id });
+  deps.afterwards.run("update the approval card", () =>
+    deliverOutbox(deps, { taskId: approval.task_id }),
+  );
   return { outcome: "decided", status: input.decision };
 }
 

@@ -64,7 +64,9 @@ export async function closeTask(
     return { outcome: "closed" as const, title: task.title };
   });
   if (!outcome) return closeTask(deps, input);
-  await deliverOutbox(deps, { taskId: found.id });
+  deps.afterwards.run("tell the thread the task is done", () =>
+    deliverOutbox(deps, { taskId: found.id }),
+  );
   return outcome;
 }
 

@@ -5,6 +5,7 @@ import type { ToolRegistry } from "../core/tools/tool.ts";
 import type { Db, Executor } from "../db/database.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import type { Afterwards } from "./afterwards.ts";
 import type { LocalRuns } from "./local-runs.ts";
 
 /** Puts a task's next run on the durable queue, inside the caller's transaction when given one. */
@@ -37,4 +38,6 @@ export interface RuntimeDeps {
   leaseMs: number;
   /** New tasks run in the process that accepted them, their jobs waiting on those runs. */
   runs: LocalRuns;
+  /** Slack's side of a person's decision, after it has committed and Slack has its answer. */
+  afterwards: Afterwards;
 }

@@ -185,7 +185,9 @@ export async function decideEscalation(
       status: winner?.status ?? "decided",
     };
   }
-  await deliverOutbox(deps, { taskId: outcome.taskId });
+  deps.afterwards.run("update the escalation card", () =>
+    deliverOutbox(deps, { taskId: outcome.taskId }),
+  );
   return { outcome: "decided" as const };
 }
 

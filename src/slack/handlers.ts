@@ -47,4 +47,9 @@ export interface SlackHandlers {
     channelId: string | undefined;
   }): Promise<{ text: string; blocks?: unknown[] }>;
   homeView(userId: string): Promise<unknown>;
+  /**
+   * Slack calls that follow a decision (words to the person, a modal, a command's answer), made
+   * after Slack has its acknowledgement: it waits for the listener, and gives up after 3 s.
+   */
+  afterwards(what: string, work: () => Promise<unknown>): void;
 }

@@ -135,6 +135,7 @@ export function createSlackHandlers(
         }
       });
     },
+    afterwards: (what, work) => deps.afterwards.run(what, work),
     auditPage: ({ taskId, page, userId, channelId }) =>
       userFaultAsText(() => auditAnswer(taskId, page, { userId, channelId })),
     async homeView(userId) {

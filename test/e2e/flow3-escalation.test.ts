@@ -394,8 +394,11 @@ test("an escalation to a named person: someone else is refused (ephemeral, audit
 
   await click("U0SOMEONE", ESCALATION_TAKE_OVER);
   await click("U0SOMEONE", ESCALATION_SEND_BACK);
-  const refusals = h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === "U0SOMEONE");
-  assert.equal(refusals.length, 2);
+  // The words follow Slack's acknowledgement of the click.
+  const refusals = await h.until("both refusals", async () => {
+    const told = h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === "U0SOMEONE");
+    return told.length === 2 ? told : undefined;
+  });
   assert.match(String(refusals[0]?.args.text), /only they/);
   assert.equal(h.slack.callsTo("views.open").length, 0, "no modal for someone who may not decide");
   const refused = await h.db.db

@@ -51,9 +51,11 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       userId: c.user.id,
       decision: "approved",
     });
-    const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-    if (words && c.channel)
-      await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+    handlers.afterwards("tell the approver", async () => {
+      const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
+      if (words && c.channel)
+        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+    });
   });
 
   app.action(APPROVAL_REJECT, async ({ ack, body, client }) => {
@@ -67,16 +69,23 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       decision: "rejected",
     });
     const info = await handlers.approvalInfo(approvalId);
-    if (refused || !info || !c.trigger_id) {
+    const triggerId = c.trigger_id;
+    if (refused || !info || !triggerId) {
       const words = refused && decisionWords(refused, info);
-      if (words && c.channel)
-        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+      if (words && c.channel) {
+        const channel = c.channel.id;
+        handlers.afterwards("tell the person why they may not reject", () =>
+          ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
+        );
+      }
       return;
     }
-    await client.views.open({
-      trigger_id: c.trigger_id,
-      view: rejectReasonModal({ approvalId, toolName: info.toolName }) as never,
-    });
+    handlers.afterwards("open the reject modal", () =>
+      client.views.open({
+        trigger_id: triggerId,
+        view: rejectReasonModal({ approvalId, toolName: info.toolName }) as never,
+      }),
+    );
   });
 
   app.view(REJECT_REASON_CALLBACK, async ({ ack, body, client }) => {
@@ -102,8 +111,10 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       decision: "rejected",
       reason: reason.data,
     });
-    const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-    if (words) await client.chat.postMessage({ channel: s.user.id, text: words });
+    handlers.afterwards("tell the person who rejected", async () => {
+      const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
+      if (words) await client.chat.postMessage({ channel: s.user.id, text: words });
+    });
   });
 
   app.action(ESCALATION_TAKE_OVER, async ({ ack, body, client }) => {
@@ -115,28 +126,39 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       choice: { kind: "take_over" },
     });
     const words = escalationWords(result);
-    if (words && c.channel)
-      await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+    if (words && c.channel) {
+      const channel = c.channel.id;
+      handlers.afterwards("tell the person who clicked take over", () =>
+        ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
+      );
+    }
   });
 
   app.action(ESCALATION_SEND_BACK, async ({ ack, body, client }) => {
     await ack();
     const c = click.parse(body);
-    if (!c.trigger_id) return;
+    const triggerId = c.trigger_id;
+    if (!triggerId) return;
     const escalationId = uuid.parse(c.actions[0]?.value);
     // Refuse (or say it is handled) before asking for an instruction that could not be used.
     const words = escalationWords(
       await handlers.checkEscalationClick({ escalationId, userId: c.user.id }),
     );
     if (words) {
-      if (c.channel)
-        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+      if (c.channel) {
+        const channel = c.channel.id;
+        handlers.afterwards("tell the person why they may not send it back", () =>
+          ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
+        );
+      }
       return;
     }
-    await client.views.open({
-      trigger_id: c.trigger_id,
-      view: sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }) as never,
-    });
+    handlers.afterwards("open the send-back modal", () =>
+      client.views.open({
+        trigger_id: triggerId,
+        view: sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }) as never,
+      }),
+    );
   });
 
   app.view(SEND_BACK_CALLBACK, async ({ ack, body, client }) => {
@@ -161,6 +183,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       return;
     }
     await ack();
+    let text: string | undefined;
     try {
       const result = await handlers.decideEscalation({
         escalationId: uuid.parse(s.view.private_metadata),
@@ -168,14 +191,16 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
         choice: { kind: "send_back", agentId: agentId.data, instruction: instruction.data },
       });
       const words = escalationWords(result);
-      if (words)
-        await client.chat.postMessage({ channel: s.user.id, text: `${words} Nothing changed.` });
+      if (words) text = `${words} Nothing changed.`;
     } catch (error) {
       if (!isBatonError(error)) throw error;
-      await client.chat.postMessage({
-        channel: s.user.id,
-        text: `Nothing changed: ${error.message}.`,
-      });
+      text = `Nothing changed: ${error.message}.`;
+    }
+    if (text) {
+      const words = text;
+      handlers.afterwards("tell the person who sent it back", () =>
+        client.chat.postMessage({ channel: s.user.id, text: words }),
+      );
     }
   });
 
@@ -191,12 +216,14 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       userId: c.user.id,
       channelId: c.channel?.id ?? c.container?.channel_id,
     });
-    await respond({
-      replace_original: true,
-      response_type: "ephemeral",
-      text: answer.text,
-      ...(answer.blocks && { blocks: answer.blocks as never }),
-    });
+    handlers.afterwards("show the audit page", () =>
+      respond({
+        replace_original: true,
+        response_type: "ephemeral",
+        text: answer.text,
+        ...(answer.blocks && { blocks: answer.blocks as never }),
+      }),
+    );
   });
 
   // Link buttons still send a click; acknowledging it is all there is to do.

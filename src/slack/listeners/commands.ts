@@ -18,10 +18,12 @@ export function registerCommandListeners(app: BoltApp, handlers: SlackHandlers):
       channelId: c.channel_id,
       text: c.text,
     });
-    await respond({
-      response_type: "ephemeral",
-      text: answer.text,
-      ...(answer.blocks && { blocks: answer.blocks as never }),
-    });
+    handlers.afterwards("answer the command", () =>
+      respond({
+        response_type: "ephemeral",
+        text: answer.text,
+        ...(answer.blocks && { blocks: answer.blocks as never }),
+      }),
+    );
   });
 }
