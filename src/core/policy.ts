@@ -70,13 +70,17 @@ function matches(condition: ApprovalCondition | undefined, args: unknown): boole
   return true;
 }
 
-/** The requester of a task and whoever started it may never approve their own request. */
+/**
+ * Nobody approves their own request: not the task's requester, nor anyone whose words in its thread
+ * the agent had read when it asked (`askedForIt`), such as a lead who replied "refund it".
+ */
 export function mayDecide(
   userId: string,
-  approval: { requesterId: string; approvers: People },
+  approval: { requesterId: string; approvers: People; askedForIt: boolean },
   userGroups: readonly string[],
 ): { ok: true } | { ok: false; reason: "own_request" | "not_an_approver" } {
-  if (userId === approval.requesterId) return { ok: false, reason: "own_request" };
+  if (userId === approval.requesterId || approval.askedForIt)
+    return { ok: false, reason: "own_request" };
   const named =
     approval.approvers.users.includes(userId) ||
     approval.approvers.groups.some((g) => userGroups.includes(g));

@@ -42,6 +42,25 @@ export async function insertApproval(
     .executeTakeFirstOrThrow();
 }
 
+/**
+ * Whether the person wrote in the task anything the agent had read by `stepNo` (the thread's first
+ * message is the requester's): then what the agent asked at that step is, in part, their request.
+ */
+export async function wroteToTask(
+  db: Executor,
+  input: { taskId: string; userId: string; byStep: number },
+): Promise<boolean> {
+  const row = await db
+    .selectFrom("task_inputs")
+    .select("id")
+    .where("task_id", "=", input.taskId)
+    .where("author_id", "=", input.userId)
+    .where("consumed_at_step", "<=", input.byStep)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function findApproval(db: Executor, id: string) {
   return db.selectFrom("approvals").selectAll().where("id", "=", id).executeTakeFirst();
 }

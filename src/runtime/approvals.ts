@@ -138,9 +138,14 @@ async function authorize(
   input: ClickInput,
 ): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
+  const askedForIt = await humans.wroteToTask(deps.db, {
+    taskId: approval.task_id,
+    userId: input.userId,
+    byStep: approval.step_no,
+  });
   const check = mayDecide(
     input.userId,
-    { requesterId: approval.requester_id, approvers: approval.approvers },
+    { requesterId: approval.requester_id, approvers: approval.approvers, askedForIt },
     groups,
   );
   if (check.ok) return { allowed: approval };

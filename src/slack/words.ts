@@ -27,7 +27,7 @@ export function decisionWords(
       return "This request expired before a decision, so nothing was done. The agent has been told.";
     case "refused":
       return outcome.reason === "own_request"
-        ? "You asked for this, so you can't approve or reject it yourself. Someone else on the approver list has to decide."
+        ? "You asked for this (you started the task or wrote in its thread), so you can't approve or reject it yourself. Someone else on the approver list has to decide."
         : `Only ${info ? approvers(info.approvers) : "the named approvers"} may decide on ${info ? `\`${info.toolName}\`` : "this request"}.`;
   }
 }

@@ -117,11 +117,20 @@ test("the gate: reads run; shadow proposes; supervised waits; policy names what 
 });
 
 test("who may decide: named approvers and group members, never the requester", () => {
-  const approval = { requesterId: "U0ASKER", approvers: { users: ["U0LEE"], groups: ["S0LEADS"] } };
+  const approval = {
+    requesterId: "U0ASKER",
+    approvers: { users: ["U0LEE"], groups: ["S0LEADS"] },
+    askedForIt: false,
+  };
   assert.deepEqual(mayDecide("U0LEE", approval, []), { ok: true });
   assert.deepEqual(mayDecide("U0KIM", approval, ["S0LEADS"]), { ok: true });
   assert.deepEqual(mayDecide("U0KIM", approval, []), { ok: false, reason: "not_an_approver" });
   assert.deepEqual(mayDecide("U0ASKER", approval, ["S0LEADS"]), {
+    ok: false,
+    reason: "own_request",
+  });
+  // An approver whose words in the thread the agent had read asked for it too.
+  assert.deepEqual(mayDecide("U0LEE", { ...approval, askedForIt: true }, []), {
     ok: false,
     reason: "own_request",
   });

@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import {
+  decisionResult,
+  decisionSeen,
+  finishedTask,
+  REFUND_ARGS,
+  refundsOf,
+} from "../support/scripts-humans.ts";
+
+// Dana asks billing a question; a billing lead replies in her thread asking for a 149 USD refund;
+// billing asks for approval. The lead asked for it: they may not approve it. Another lead may.
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({
+    script: scriptByAgent({
+      billing: [
+        { content: "Refunds over 100 USD need a billing lead's approval." },
+        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        (request) => ({ content: decisionResult(decisionSeen(request)) }),
+      ],
+    }),
+  });
+});
+after(async () => {
+  await h.close();
+});
+
+test("a billing lead who asked for the refund in the thread may not approve it; another lead may", async () => {
+  const { ts } = await h.mention("billing: how do refunds work?");
+  await h.until("the first answer", async () =>
+    h.slack.callsTo("chat.postMessage").find((c) => String(c.args.text).includes("Refunds over")),
+  );
+  await h.reply(ts, "please refund order 1077, 149 USD, do it now", { user: "U0BILLINGLEAD" });
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+
+  await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
+  const told = await h.until("the lead to be told", async () =>
+    h.slack.callsTo("chat.postEphemeral").find((c) => c.args.user === "U0BILLINGLEAD"),
+  );
+  assert.match(String(told.args.text), /^You asked for this/);
+  const still = await h.db.db
+    .selectFrom("approvals")
+    .select("status")
+    .where("id", "=", approval.id)
+    .executeTakeFirstOrThrow();
+  assert.equal(still.status, "pending");
+  const refused = await h.db.db
+    .selectFrom("audit_events")
+    .select("data")
+    .where("kind", "=", "approval_refused")
+    .executeTakeFirstOrThrow();
+  assert.equal((refused.data as { reason?: string }).reason, "own_request");
+
+  // U0LEE, a member of the billing leads' group, wrote nothing in the thread.
+  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts), 30_000);
+  assert.equal((await refundsOf(h.db.db)).length, 1);
+});
