@@ -66,9 +66,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
   try {
     // The agents file first: a mistake in it is reported before any database starts.
     const codeTools = options.tools ?? demoTools;
-    const agentsFile =
-      options.agentsFile ??
-      (await loadAgentsFile(config.agentsFile, new Set(codeTools.map((t) => t.name))));
+    const agentsFile = options.agentsFile ?? (await loadAgentsFile(config.agentsFile, codeTools));
     // The agents file's own tools call the operator's systems over HTTP.
     const tools = toolRegistry([...codeTools, ...httpTools(agentsFile.tools)]);
     let url = config.database.url;

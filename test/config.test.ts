@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
 import { loadConfig, redactedConfigSummary } from "../src/config/env.ts";
+import { demoTools } from "../src/domain/demo-tools.ts";
 import { ConfigError } from "../src/errors.ts";
 
 const REQUIRED = {
@@ -195,6 +196,16 @@ describe("agents file", () => {
     assert.deepEqual(refunds?.when, { argument: "amount_usd", greater_than: 100 });
     assert.equal(refunds?.expires_after, 4 * 3_600_000);
     assert.equal(file.digest.stale_after, 24 * 3_600_000);
+  });
+
+  it("checks the default agents.yml's policies against the demo tools' classes and arguments", async () => {
+    const file = await loadAgentsFile(
+      new URL("../agents.yml", import.meta.url).pathname,
+      demoTools,
+    );
+    assert.deepEqual(file.prices, {});
+    const refund = demoTools.find((t) => t.name === "issue_refund");
+    assert.ok(refund && refund.toolClass !== "read");
   });
 
   it("applies defaults to a minimal file", async () => {

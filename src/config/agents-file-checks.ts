@@ -1,6 +1,8 @@
 import { validate as isValidCron } from "node-cron";
 import { z } from "zod";
-import { type AgentsFile, ENV_REFERENCE } from "./agents-schema.ts";
+import { priceOf } from "../core/model.ts";
+import { type AgentsFile, ENV_REFERENCE, urlProblem } from "./agents-schema.ts";
+import { approvalPolicyProblems, type LineOf, type ToolShape } from "./approval-policy-checks.ts";
 
 // The agents file's checks across fields (ids, handoffs, tools, policies, the digest), once zod has
 // checked each field; each problem carries the path whose line the error names.
@@ -22,21 +24,75 @@ export interface Problem {
 /** The environment the HTTP tools' `${NAME}` references are read from. */
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** A tool registered in code, as far as the checks need it (a ToolDefinition is one). */
+export interface CodeTool {
+  name: string;
+  toolClass: ToolShape["toolClass"];
+  input: z.ZodType;
+}
+/**
+ * The tools registered in code: their definitions, so that approval policies are checked against
+ * their classes and arguments, or only their names (then only the file's HTTP tools are).
+ */
+export type KnownTools = ReadonlySet<string> | readonly CodeTool[];
+
 export function crossFieldProblems(
   file: AgentsFile,
-  knownTools: ReadonlySet<string> | undefined,
+  knownTools: KnownTools | undefined,
   env: Env,
+  lineOf: LineOf,
 ): Problem[] {
+  const codeNames =
+    knownTools && new Set([...knownTools].map((t) => (typeof t === "string" ? t : t.name)));
   return [
     ...agentIdProblems(file),
     ...handoffProblems(file),
-    ...httpToolProblems(file, knownTools, env),
+    ...httpToolProblems(file, codeNames, env),
     ...toolProblems(
       file,
-      knownTools && new Set([...knownTools, ...file.tools.map((tool) => tool.name)]),
+      codeNames && new Set([...codeNames, ...file.tools.map((tool) => tool.name)]),
     ),
+    ...approvalPolicyProblems(file, toolShapes(file, knownTools), lineOf),
+    ...priceProblems(file),
     ...digestProblems(file),
   ];
+}
+
+/** The class and argument schema of every tool the checks can see: the file's, and code's when given. */
+function toolShapes(file: AgentsFile, knownTools: KnownTools | undefined): Map<string, ToolShape> {
+  const shapes = new Map<string, ToolShape>();
+  for (const tool of knownTools ?? []) {
+    if (typeof tool === "string") continue;
+    let schema: Record<string, unknown> | undefined;
+    try {
+      schema = z.toJSONSchema(tool.input, { unrepresentable: "any", io: "input" });
+    } catch {
+      schema = undefined;
+    }
+    shapes.set(tool.name, { toolClass: tool.toolClass, schema, classSetIn: "code" });
+  }
+  for (const tool of file.tools)
+    shapes.set(tool.name, { toolClass: tool.class, schema: tool.parameters, classSetIn: "file" });
+  return shapes;
+}
+
+/** A cap in USD counts what the agent's model costs: one with no known price would never stop. */
+function priceProblems(file: AgentsFile): Problem[] {
+  const problems: Problem[] = [];
+  file.agents.forEach((agent, i) => {
+    const model = agent.model ?? file.defaults.model;
+    const price = priceOf(model, file.prices);
+    const why = !price
+      ? `the model "${model}" has no known price, so this cap would never be reached: add its price in USD under prices (prices: { ${JSON.stringify(model)}: { input_per_million: 0.5, output_per_million: 1.5 } }), or cap tokens_per_task instead`
+      : price.input_per_million + price.output_per_million === 0
+        ? `the model "${model}" is priced at 0 under prices, so this cap would never be reached: give its price, or cap tokens_per_task instead`
+        : undefined;
+    if (!why) return;
+    for (const cap of ["usd_per_task", "usd_per_day"] as const)
+      if (agent.caps[cap] !== undefined)
+        problems.push({ path: ["agents", i, "caps", cap], message: why });
+  });
+  return problems;
 }
 
 function agentIdProblems(file: AgentsFile): Problem[] {
@@ -77,7 +133,13 @@ function handoffProblems(file: AgentsFile): Problem[] {
   file.agents.forEach((agent, i) => {
     agent.handoffs.forEach((target, j) => {
       const path = ["agents", i, "handoffs", j];
-      if (target === agent.id)
+      const first = agent.handoffs.indexOf(target);
+      if (first < j)
+        problems.push({
+          path,
+          message: `"${target}" is already listed at handoffs[${first}]; list each agent once`,
+        });
+      else if (target === agent.id)
         problems.push({ path, message: "an agent cannot hand off to itself" });
       else if (!ids.has(target)) {
         problems.push({ path, message: `no agent has the id "${target}" (agents: ${known})` });
@@ -122,10 +184,15 @@ function httpToolProblems(
       const message = `Baton cannot check arguments against this schema: ${(error as Error).message}`;
       problems.push({ path: at("parameters"), message });
     }
+    // Blank counts as unset: the value is trimmed where it is used (src/http/http-tools.ts).
     const unset = (value: string) =>
-      [...value.matchAll(ENV_REFERENCE)].map((m) => m[1]).filter((name) => !env[name ?? ""]);
+      [...value.matchAll(ENV_REFERENCE)]
+        .map((m) => m[1])
+        .filter((name) => !env[name ?? ""]?.trim());
     for (const name of unset(tool.url))
       problems.push({ path: at("url"), message: `the environment variable ${name} is not set` });
+    const wrongUrl = unset(tool.url).length === 0 && expandedUrlProblem(tool.url, env);
+    if (wrongUrl) problems.push({ path: at("url"), message: wrongUrl });
     for (const [header, value] of Object.entries(tool.headers))
       for (const name of unset(value))
         problems.push({
@@ -136,6 +203,13 @@ function httpToolProblems(
   return problems;
 }
 
+/** A URL with `${NAME}` in it, checked as it will be called (one without, the schema checked). */
+function expandedUrlProblem(url: string, env: Env): string | undefined {
+  if (!url.match(ENV_REFERENCE)) return undefined;
+  const expanded = url.replace(ENV_REFERENCE, (_, name: string) => env[name]?.trim() ?? "");
+  return urlProblem(expanded, url);
+}
+
 function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Problem[] {
   const unknown = (name: string) =>
     knownTools !== undefined && !knownTools.has(name)
@@ -144,9 +218,14 @@ function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Probl
   const problems: Problem[] = [];
   file.agents.forEach((agent, i) => {
     agent.tools.forEach((name, j) => {
-      const message = isBuiltInTool(name)
-        ? `"${name}" is built in and available to every agent; remove it from tools`
-        : unknown(name);
+      const first = agent.tools.indexOf(name);
+      // The model would be sent two functions of one name.
+      const message =
+        first < j
+          ? `"${name}" is already listed at tools[${first}]; list each tool once`
+          : isBuiltInTool(name)
+            ? `"${name}" is built in and available to every agent; remove it from tools`
+            : unknown(name);
       if (message) problems.push({ path: ["agents", i, "tools", j], message });
     });
   });

@@ -2,16 +2,24 @@ import { readFile } from "node:fs/promises";
 import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { crossFieldProblems, type Env, type Path, type Problem } from "./agents-file-checks.ts";
+import {
+  crossFieldProblems,
+  type Env,
+  type KnownTools,
+  type Path,
+  type Problem,
+} from "./agents-file-checks.ts";
 import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
 
 /**
- * Loads the operator's agents file. Every problem (YAML syntax, schema, cross-field) is reported
- * at once, each as `file:line:col path: what to write`, so one edit-and-restart fixes them all.
+ * Loads the operator's agents file. Problems are reported in three rounds, each as
+ * `file:line:col path: what to write`, every problem of a round at once: YAML syntax, then each
+ * setting's shape (the schema), then the checks across settings (unknown tools and agents,
+ * policies against their tools, prices), which need a file whose shape is right to run on.
  */
 export async function loadAgentsFile(
   path: string,
-  knownTools?: ReadonlySet<string>,
+  knownTools?: KnownTools,
   env: Env = process.env,
 ): Promise<AgentsFile> {
   let text: string;
@@ -30,12 +38,14 @@ export async function loadAgentsFile(
 
 /**
  * `knownTools`: the tools registered in code (the file's HTTP tools are added to them); without
- * it, tool names are not checked. `env`: where the HTTP tools' references must be set.
+ * it, tool names are not checked, and with names alone, approval policies on code tools are not
+ * checked against the tools' classes and arguments. `env`: where the HTTP tools' references must
+ * be set.
  */
 export function parseAgentsFile(
   text: string,
   sourceName: string,
-  knownTools?: ReadonlySet<string>,
+  knownTools?: KnownTools,
   env: Env = process.env,
 ): AgentsFile {
   const lineCounter = new LineCounter();
@@ -81,7 +91,8 @@ export function parseAgentsFile(
   const parsed = agentsFileSchema.safeParse(data, { error: friendlyMessage });
   if (!parsed.success) throw located(parsed.error.issues.flatMap(toProblems));
 
-  const problems = crossFieldProblems(parsed.data, knownTools, env);
+  const lineOf = (path: Path) => lineCounter.linePos(offsetOf(doc, { path, message: "" })).line;
+  const problems = crossFieldProblems(parsed.data, knownTools, env, lineOf);
   if (problems.length > 0) throw located(problems);
   return parsed.data;
 }

@@ -18,15 +18,25 @@ const slackGroupId = z
 const slackChannelId = z
   .string()
   .regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID looks like C012ABCDEF");
-/** Durations as "90s", "15m", "4h", "2d". */
-export const durationSchema = z
-  .string()
+/** Durations as "90s", "15m", "4h", "2d", in milliseconds. */
+const DURATION_UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const anyDurationSchema = z
+  .string({
+    error: (issue) =>
+      typeof issue.input === "number"
+        ? `write it with a unit, like "${issue.input}h" (s, m, h or d)`
+        : undefined,
+  })
   .regex(/^\d+[smhd]$/, 'write a duration like "90s", "15m", "4h" or "2d"')
   .transform((text) => {
     const amount = Number(text.slice(0, -1));
-    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[text.slice(-1) as "s"];
-    return amount * unit;
+    return amount * DURATION_UNITS[text.slice(-1) as keyof typeof DURATION_UNITS];
   });
+/** Never zero: a zero window, expiry or deadline would disable what it sets. */
+export const durationSchema = anyDurationSchema.refine(
+  (ms) => ms > 0,
+  'use a duration longer than zero, like "90s", "15m", "4h" or "2d"',
+);
 
 export const AUTONOMY_MODES = ["shadow", "supervised", "autonomous"] as const;
 export type AutonomyMode = (typeof AUTONOMY_MODES)[number];
@@ -71,10 +81,14 @@ const conditionSchema = z
     at_least: z.number().optional(),
     equals: z.union([z.string(), z.number(), z.boolean()]).optional(),
   })
-  // The gate reads one comparator; a second would be silently ignored.
+  // The gate reads one comparator; a second would be silently ignored, and none matches every call.
   .refine(
     (c) => [c.greater_than, c.at_least, c.equals].filter((v) => v !== undefined).length <= 1,
     "use only one of greater_than, at_least or equals (write two policies for two conditions)",
+  )
+  .refine(
+    (c) => [c.greater_than, c.at_least, c.equals].some((v) => v !== undefined),
+    "add one of greater_than, at_least or equals; for every call of the tool to wait, remove `when`",
   );
 export type ApprovalCondition = z.infer<typeof conditionSchema>;
 
@@ -130,13 +144,21 @@ export const httpToolSchema = z.strictObject({
   /** What the model reads to decide when to call it. */
   description: z.string().trim().min(1).max(1_000),
   class: z.enum(["read", "write", "irreversible"]),
-  url: z.string().refine(
-    (url) => /^https?:\/\/\S+$/.test(url),
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: the file's ${NAME} syntax, shown as written
-    "use an http:// or https:// URL (${NAME} reads a part from the environment)",
-  ),
+  url: z
+    .string()
+    .refine(
+      (url) => /^https?:\/\/\S+$/.test(url),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the file's ${NAME} syntax, shown as written
+      "use an http:// or https:// URL (${NAME} reads a part from the environment)",
+    )
+    // One with `${NAME}` in it is checked once the environment fills it in (agents-file-checks).
+    .superRefine((url, ctx) => {
+      const wrong = /^https?:\/\/\S+$/.test(url) && !url.match(ENV_REFERENCE) && urlProblem(url);
+      if (wrong) ctx.addIssue({ code: "custom", message: wrong });
+    }),
   headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, "a header name"), z.string()).default({}),
-  timeout: durationSchema
+  // Its own bounds say more than "longer than zero".
+  timeout: anyDurationSchema
     .prefault("30s")
     .refine((ms) => ms >= 1_000 && ms <= 300_000, "give the tool from 1s to 5m to answer"),
   /** JSON Schema of the arguments: an object. Baton validates each call against it. */
@@ -149,6 +171,35 @@ export const httpToolSchema = z.strictObject({
 });
 export type HttpToolConfig = z.infer<typeof httpToolSchema>;
 
+/**
+ * Whatever `new URL()` cannot read in an HTTP tool's URL, in words; undefined when it can. Its own
+ * error says only "Invalid URL", so the usual causes are told apart here. `asWritten`: the URL
+ * before `${NAME}` was filled in, which is all the message shows (a value may be a secret).
+ */
+export function urlProblem(url: string, asWritten = url): string | undefined {
+  const filledIn = asWritten === url ? "" : " once its environment variables are filled in";
+  const fix = "write it like https://crm.internal.example/baton/find_customer";
+  // WHATWG URLs forgive "http:///find" (as http://find/): the host as written must be there.
+  const host = /^[a-z]+:\/\/([^/?#]*)/i.exec(url)?.[1] ?? "";
+  if (host === "") return `"${asWritten}" has no host${filledIn}; ${fix}`;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    const what = filledIn ? "its host" : `"${host}"`;
+    return `"${asWritten}" is not a URL Baton can call${filledIn}: ${what} is not a valid host name (with an optional :port); ${fix}`;
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:")
+    return `"${asWritten}" is not an http:// or https:// URL${filledIn}; ${fix}`;
+  return undefined;
+}
+
+/** USD per million tokens of a model the built-in list does not price, or prices otherwise. */
+const priceSchema = z.strictObject({
+  input_per_million: z.number().nonnegative(),
+  output_per_million: z.number().nonnegative(),
+});
+
 export const agentsFileSchema = z.strictObject({
   defaults: z
     .strictObject({
@@ -159,6 +210,8 @@ export const agentsFileSchema = z.strictObject({
     })
     .prefault({}),
   agents: z.array(agentSchema).min(1, "define at least one agent"),
+  /** By model name; over the built-in prices. The USD caps count with them. */
+  prices: z.record(z.string().min(1), priceSchema).default({}),
   /** Tools of the operator's systems, called over HTTP; agents list them by name like any tool. */
   tools: z.array(httpToolSchema).default([]),
   policies: z

@@ -36,21 +36,53 @@ export interface ModelPort {
   complete(request: ModelRequest): Promise<ModelReply>;
 }
 
-/** USD per million tokens; models not listed cost 0 (local models). Operators override by env later. */
-const PRICES: Record<string, { input: number; output: number }> = {
-  "gpt-4o-mini": { input: 0.15, output: 0.6 },
-  "gpt-4o": { input: 2.5, output: 10 },
-  "gpt-4.1": { input: 2, output: 8 },
-  "gpt-4.1-mini": { input: 0.4, output: 1.6 },
-  "gpt-4.1-nano": { input: 0.1, output: 0.4 },
-  "gpt-5": { input: 1.25, output: 10 },
-  "gpt-5-mini": { input: 0.25, output: 2 },
+/** USD per million tokens of one model. */
+export interface ModelPrice {
+  input_per_million: number;
+  output_per_million: number;
+}
+/** The agents file's `prices`, by model name. */
+export type ModelPrices = Readonly<Record<string, ModelPrice>>;
+
+/** Built in; the agents file's `prices` come first and price any other model (a local one). */
+const PRICES: ModelPrices = {
+  "gpt-4o-mini": { input_per_million: 0.15, output_per_million: 0.6 },
+  "gpt-4o": { input_per_million: 2.5, output_per_million: 10 },
+  "gpt-4.1": { input_per_million: 2, output_per_million: 8 },
+  "gpt-4.1-mini": { input_per_million: 0.4, output_per_million: 1.6 },
+  "gpt-4.1-nano": { input_per_million: 0.1, output_per_million: 0.4 },
+  "gpt-5": { input_per_million: 1.25, output_per_million: 10 },
+  "gpt-5-mini": { input_per_million: 0.25, output_per_million: 2 },
 };
 
-export function costUsd(model: string, usage: ModelReply["usage"]): number {
-  const price = PRICES[model] ?? PRICES[model.replace(/-\d{4}-\d{2}-\d{2}$/, "")];
+/** A model's price, undefined when unknown. A dated snapshot ("gpt-4o-2024-08-06") costs its model's. */
+export function priceOf(model: string, prices: ModelPrices = {}): ModelPrice | undefined {
+  const undated = model.replace(/-\d{4}-\d{2}-\d{2}$/, "");
+  // Own keys only: a model named "constructor" must not find Object's.
+  const own = (table: ModelPrices, key: string) =>
+    Object.hasOwn(table, key) ? table[key] : undefined;
+  return own(prices, model) ?? own(prices, undated) ?? own(PRICES, model) ?? own(PRICES, undated);
+}
+
+/**
+ * What one reply cost, in USD. `configured`: the agent's model, priced when the server answers
+ * under another name than the one asked for; a model with no known price costs 0 (the agents
+ * file refuses a USD cap on one).
+ */
+export function costUsd(
+  model: string,
+  usage: ModelReply["usage"],
+  prices: ModelPrices = {},
+  configured?: string,
+): number {
+  const price =
+    priceOf(model, prices) ?? (configured === undefined ? undefined : priceOf(configured, prices));
   if (!price) return 0;
-  return (usage.promptTokens * price.input + usage.completionTokens * price.output) / 1_000_000;
+  return (
+    (usage.promptTokens * price.input_per_million +
+      usage.completionTokens * price.output_per_million) /
+    1_000_000
+  );
 }
 
 export function messageChars(messages: readonly ChatMessage[]): number {

@@ -95,10 +95,14 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
   };
 }
 
-/** `${NAME}` replaced by the environment's value; the file was checked, so a gap is a change since. */
+/**
+ * `${NAME}` replaced by the environment's value; the file was checked, so a gap is a change since.
+ * Trimmed, as Baton's own variables are: a value from a file or a secret store often ends in a
+ * newline, which would break the header or URL it is put into.
+ */
 function fromEnv(template: string, env: Env, where: string): string {
   return template.replace(ENV_REFERENCE, (_, name: string) => {
-    const value = env[name];
+    const value = env[name]?.trim();
     if (!value) throw new ConfigError(`${where}: the environment variable ${name} is not set`);
     return value;
   });

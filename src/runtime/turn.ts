@@ -203,7 +203,12 @@ async function prepareTurn(
     changes: {
       stepNo,
       addTokens: reply.usage.promptTokens + reply.usage.completionTokens,
-      addCostUsd: costUsd(reply.model || agent.model, reply.usage),
+      addCostUsd: costUsd(
+        reply.model || agent.model,
+        reply.usage,
+        deps.agents.file.prices,
+        agent.model,
+      ),
     },
     toolCalls: [],
     handoffs: [],
