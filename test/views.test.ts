@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DigestInput } from "../src/core/digest.ts";
 import {
+  BLOCKS_TEXT_BUDGET,
   clip,
   escapeMrkdwn,
   mention,
@@ -17,6 +18,7 @@ import { escalationCard } from "../src/slack/views/escalation-card.ts";
 import { handoffCard } from "../src/slack/views/handoff-card.ts";
 import { rejectReasonModal, sendBackModal } from "../src/slack/views/reject-modal.ts";
 import { agentReply, failureNotice } from "../src/slack/views/task-message.ts";
+import { blocksTextChars } from "./support/slack-emulator.ts";
 import { assertWithinSlackLimits, isNode, type Node } from "./support/slack-limits.ts";
 
 // ---- Adversarial input ------------------------------------------------------------------------
@@ -29,10 +31,17 @@ const facts = (n: number) =>
   Object.fromEntries(Array.from({ length: n }, (_, i) => [`${evil(i)}${i}`, evil(i + 1)]));
 const AT = new Date("2025-03-04T10:42:00Z");
 
-/** The walker, plus: nothing the user typed survives as a mention. */
+/**
+ * The walker, plus: nothing the user typed survives as a mention, and a message's blocks stay
+ * inside the text budget (Slack refuses about 12,000 characters in all: msg_blocks_too_long).
+ */
 function assertSafe(payload: unknown): void {
   assertWithinSlackLimits(payload);
   assert.ok(!JSON.stringify(payload).includes("<@UEVIL1>"), "user-typed mention survived");
+  if (isNode(payload) && payload.type === undefined) {
+    const chars = blocksTextChars(payload.blocks);
+    assert.ok(chars <= BLOCKS_TEXT_BUDGET, `${chars} characters of block text`);
+  }
 }
 
 function buttons(payload: unknown): Node[] {
@@ -330,7 +339,9 @@ describe("view builders under adversarial input", () => {
     assert.match(rendered, /Baton daily digest/);
     assert.match(rendered, /Tasks idle for more than 1 day\* \(200\+\)/);
     assert.match(rendered, /Approvals waiting more than 4 hours\* \(200\)/);
-    assert.match(rendered, /\+188 more not shown/);
+    // Each list shows the rows its share of the text budget holds, and counts the rest.
+    assert.equal(rendered.match(/\+\d+ more not shown/g)?.length, 3);
+    assert.match(rendered, /\*Failed tasks\* \(200\)"\}\},\{"type":"section"/);
     assert.ok(rendered.includes(slackDate(AT)), "ISO dates render as Slack dates");
     assert.ok(buttons(message).length > 0);
     assert.ok(
@@ -353,12 +364,12 @@ describe("view builders under adversarial input", () => {
     assert.match(JSON.stringify(unknown.blocks), /As of an unknown time/);
   });
 
-  it("agent reply splits long text and keeps all of a moderate one", () => {
+  it("agent reply splits long text and keeps all of one that fits the budget", () => {
     for (const text of [NASTY, LONG, "word ".repeat(40_000), "😀".repeat(100_000), ""]) {
       assertSafe(agentReply({ text }));
     }
     const paragraphs = Array.from(
-      { length: 30 },
+      { length: 9 },
       (_, i) => `Paragraph ${i} ${"y".repeat(900)}`,
     ).join("\n\n");
     const reply = agentReply({ text: paragraphs });

@@ -42,7 +42,8 @@ export interface SlackChatSurfaceOptions {
 type Intent<K extends ChatIntent["kind"]> = Extract<ChatIntent, { kind: K }>;
 type Delivered = { ts?: string; channel?: string };
 type Target = { channel: string; threadTs?: string };
-type Outgoing = { text: string; blocks?: unknown[] };
+/** `textOnly` is sent, without blocks, if Slack refuses the blocks (default: `text`). */
+type Outgoing = { text: string; blocks?: unknown[]; textOnly?: string };
 
 const GROUP_CACHE_MS = 60_000;
 
@@ -56,19 +57,42 @@ export function createSlackChatSurface(
   const groups = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
   const poster = options.poster ?? client;
 
+  /**
+   * Slack stores nothing when it refuses a message's blocks, so sending the text alone once more
+   * cannot post it twice; without this the outbox would mark the row dead and the message (an
+   * answer, a card a task waits on) would never show.
+   */
+  async function orTextAlone<T>(
+    message: Outgoing,
+    outboxId: string,
+    send: (content: Outgoing) => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await send(message);
+    } catch (error) {
+      if (!message.blocks || !blocksRefused(error)) throw error;
+      log.warn(
+        { err: error, outboxId },
+        "Slack refused a message's blocks: sending its text alone",
+      );
+      return send({ text: message.textOnly ?? message.text });
+    }
+  }
+
   async function post(target: Target, message: Outgoing, outboxId: string, persona?: Persona) {
     const { channel } = target;
-    // Blocks come from the builders or a queued direct message; Slack validates the rest.
-    const content = message.blocks
-      ? { channel, text: message.text, blocks: message.blocks as types.KnownBlock[] }
-      : { channel, text: message.text };
-    const answer = await call("chat.postMessage", () =>
-      poster.chat.postMessage({
-        ...content,
-        ...(target.threadTs && { thread_ts: target.threadTs }),
-        ...(persona && personaFields(persona)),
-        metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: String(outboxId) } },
-      }),
+    const answer = await orTextAlone(message, outboxId, (content) =>
+      call("chat.postMessage", () =>
+        poster.chat.postMessage({
+          channel,
+          text: content.text,
+          // Blocks come from the builders or a queued direct message; Slack validates the rest.
+          ...(content.blocks && { blocks: content.blocks as types.KnownBlock[] }),
+          ...(target.threadTs && { thread_ts: target.threadTs }),
+          ...(persona && personaFields(persona)),
+          metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: String(outboxId) } },
+        }),
+      ),
     );
     return { ts: answer.ts, channel: answer.channel ?? channel };
   }
@@ -81,13 +105,16 @@ export function createSlackChatSurface(
     if (intent.updateTs === undefined) return post(intent, message, outboxId, intent.persona);
     const updateTs = intent.updateTs;
     // findPosted never looks for updates (sending one twice is harmless): no metadata needed.
-    const answer = await call("chat.update", () =>
-      client.chat.update({
-        channel: intent.channel,
-        ts: updateTs,
-        text: message.text,
-        blocks: message.blocks,
-      }),
+    const answer = await orTextAlone(message, outboxId, (content) =>
+      call("chat.update", () =>
+        client.chat.update({
+          channel: intent.channel,
+          ts: updateTs,
+          text: content.text,
+          // An update without blocks keeps the card's old ones (and its buttons): clear them.
+          blocks: (content.blocks as types.KnownBlock[] | undefined) ?? [],
+        }),
+      ),
     );
     return { ts: answer.ts ?? updateTs, channel: answer.channel ?? intent.channel };
   }
@@ -103,8 +130,13 @@ export function createSlackChatSurface(
 
   async function deliver(intent: ChatIntent, outboxId: string): Promise<Delivered> {
     switch (intent.kind) {
-      case "agent_reply":
-        return post(intent, agentReply({ text: intent.text }), outboxId, intent.persona);
+      case "agent_reply": {
+        // A cut answer's note points at the task's history: `/baton audit` takes a thread link.
+        const { workspaceUrl } = options;
+        const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
+        const reply = agentReply({ text: intent.text, ...(auditRef && { auditRef }) });
+        return post(intent, reply, outboxId, intent.persona);
+      }
       case "handoff_card": {
         const card = handoffCard({
           fromName: intent.fromName,
@@ -186,6 +218,11 @@ async function call<T>(method: string, run: () => Promise<T>): Promise<T> {
     throw toBatonError(method, error);
   }
 }
+
+// Slack refused the blocks themselves: too much text in all (undocumented), or a malformed block.
+const BLOCKS_REFUSED = new Set(["msg_blocks_too_long", "invalid_blocks"]);
+const blocksRefused = (error: unknown) =>
+  error instanceof SlackDeliveryError && BLOCKS_REFUSED.has(error.slackError ?? "");
 
 // Slack's own trouble: the same call can succeed later.
 const TRANSIENT_PLATFORM_ERRORS = new Set([

@@ -28,6 +28,12 @@ export const OPTION_VALUE_MAX = 150;
 export const OPTIONS_MAX = 100;
 export const INPUT_LABEL_MAX = 2000;
 export const PLACEHOLDER_MAX = 150;
+/**
+ * Text across all of a message's blocks. Slack refuses more than about 12,000 characters in all
+ * (`msg_blocks_too_long`, undocumented: slackapi/bolt-js#2509, #2867; one message was refused at
+ * 11,341), and escaping only grows text: builders keep well under, counted after escaping.
+ */
+export const BLOCKS_TEXT_BUDGET = 10_000;
 /** Notification fallback: long enough to say what happened, short enough for a push preview. */
 export const FALLBACK_TEXT_MAX = 300;
 
@@ -79,6 +85,20 @@ export function safeCut(text: string, at: number): number {
   const open = text.lastIndexOf("<", end - 1);
   if (open >= 0 && text.lastIndexOf(">", end - 1) < open) end = open;
   return end;
+}
+
+/**
+ * Where to cut safe mrkdwn to keep at most `max` code units: at a paragraph, then line, then word
+ * break in the second half of the window, else anywhere that splits no character, entity or token.
+ */
+export function breakPoint(text: string, max: number): number {
+  if (text.length <= max) return text.length;
+  const window = text.slice(0, max);
+  for (const separator of ["\n\n", "\n", " "]) {
+    const at = window.lastIndexOf(separator);
+    if (at > max / 2) return safeCut(text, at);
+  }
+  return safeCut(text, max);
 }
 
 /** Escapes, then truncates, so the limit counts the escaped characters Slack receives. */

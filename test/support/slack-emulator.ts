@@ -42,6 +42,25 @@ export type SlackFailure = {
   stored?: boolean;
 };
 
+/**
+ * Slack refuses (`msg_blocks_too_long`) a message whose blocks hold more than about 12,000
+ * characters of text in all; the limit is undocumented (slackapi/bolt-js#2509, #2867), so this
+ * counts every `text` string in the blocks, labels and options too, and refuses past 12,000.
+ */
+export const BLOCKS_TEXT_MAX = 12_000;
+const SIZED_METHODS = new Set(["chat.postMessage", "chat.update", "chat.postEphemeral"]);
+
+/** Every `text` string anywhere in `blocks`, summed: what the emulator holds against the limit. */
+export function blocksTextChars(blocks: unknown): number {
+  if (Array.isArray(blocks)) return blocks.reduce((sum: number, b) => sum + blocksTextChars(b), 0);
+  if (typeof blocks !== "object" || blocks === null) return 0;
+  return Object.entries(blocks).reduce(
+    (sum: number, [key, value]) =>
+      sum + (key === "text" && typeof value === "string" ? value.length : blocksTextChars(value)),
+    0,
+  );
+}
+
 type Hold = {
   method: string;
   predicate: (c: SlackCall) => boolean;
@@ -77,6 +96,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       return { status: failure.status ?? 200, body: { ok: false, error: failure.error } };
     }
     if (appLevel) return { body: { ok: true, url: socketMode.linkUrl(origin) } };
+    if (SIZED_METHODS.has(method) && blocksTextChars(args.blocks) > BLOCKS_TEXT_MAX)
+      return { body: { ok: false, error: "msg_blocks_too_long" } };
     const handler = slackMethods[method];
     if (!handler) return { body: { ok: true } };
     try {

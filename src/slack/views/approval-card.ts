@@ -5,6 +5,8 @@ import {
   context,
   fallback,
   keyValueBlocks,
+  message,
+  roomBeside,
   type SlackMessage,
   section,
 } from "./blocks.ts";
@@ -35,7 +37,7 @@ export interface ApprovalCardInput {
   state: ApprovalState;
 }
 
-// Three fields sections: 30 arguments on the card; the rest are named and live in the audit trail.
+// Three fields sections: 30 arguments at most, fewer when long; the rest are counted and named.
 const ARG_SECTIONS = 3;
 const APPROVERS_SHOWN = 20;
 
@@ -45,26 +47,44 @@ export function approvalCard(input: ApprovalCardInput): SlackMessage {
   const title = input.shadow
     ? `👻 *Shadow mode:* *${agent}* would have called \`${tool}\` with:`
     : `🔐 *Approval needed:* *${agent}* wants to call \`${tool}\` with:`;
-  const blocks: Block[] = [section(title), ...argumentBlocks(input.args)];
-  if (input.reason) blocks.push(section(`*Why:* ${clip(input.reason, 1500)}`));
+  const head = section(title);
+  const tail: Block[] = [];
+  if (input.reason) tail.push(section(`*Why:* ${clip(input.reason, 1500)}`));
 
   if (input.shadow) {
-    blocks.push(context(["Nothing was done: this agent only proposes actions."]));
+    tail.push(context(["Nothing was done: this agent only proposes actions."]));
     const text = `Shadow mode: ${input.agentName} would have called ${input.toolName}`;
-    return { text: fallback(text), blocks };
+    return message(fallback(text), [head, ...argumentBlocks(input.args, [head, ...tail]), ...tail]);
   }
 
-  blocks.push(context([whoMayApprove(input)]));
-  blocks.push(stateBlock(input.approvalId, input.state));
-  const text = `Approval needed: ${input.agentName} wants to call ${input.toolName}`;
-  return { text: fallback(text), blocks };
+  const approvers = whoMayApprove(input);
+  tail.push(context([approvers]), stateBlock(input.approvalId, input.state));
+  const text = fallback(`Approval needed: ${input.agentName} wants to call ${input.toolName}`);
+  const blocks = [head, ...argumentBlocks(input.args, [head, ...tail]), ...tail];
+  return message(text, blocks, textOnly(text, approvers, input));
 }
 
-function argumentBlocks(args: Record<string, unknown>): Block[] {
+/** The arguments in the room the rest of the card leaves; a line counts and names the others. */
+function argumentBlocks(args: Record<string, unknown>, beside: Block[]): Block[] {
   const pairs = Object.entries(args);
   if (pairs.length === 0) return [context(["(no arguments)"])];
-  const { blocks, rest } = keyValueBlocks(pairs, ARG_SECTIONS, "arguments not shown");
+  const noun = "arguments not shown";
+  const { blocks, rest } = keyValueBlocks(pairs, ARG_SECTIONS, noun, roomBeside(beside));
   return rest ? [...blocks, context([rest])] : blocks;
+}
+
+/**
+ * Without its blocks a pending card has no buttons, and an approval is decided only by them:
+ * the text says so, so nobody waits on a card they cannot see (the deadline still applies).
+ */
+function textOnly(text: string, approvers: string, input: ApprovalCardInput): string {
+  if (input.state.status !== "pending") return text;
+  return [
+    text,
+    approvers,
+    "⚠️ Slack refused to show this approval card, so it has no Approve / Reject buttons, and " +
+      `there is no other way to decide it in Slack: it waits until it expires, ${slackDate(input.expiresAt)}.`,
+  ].join("\n");
 }
 
 function whoMayApprove(input: ApprovalCardInput): string {

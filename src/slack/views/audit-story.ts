@@ -1,5 +1,21 @@
-import { clip, isUserId, mention, SECTION_TEXT_MAX, slackDate } from "../mrkdwn.ts";
-import { actions, type Block, button, context, type SlackMessage, section } from "./blocks.ts";
+import {
+  BLOCKS_TEXT_BUDGET,
+  clip,
+  isUserId,
+  mention,
+  SECTION_TEXT_MAX,
+  slackDate,
+} from "../mrkdwn.ts";
+import {
+  actions,
+  type Block,
+  blocksTextLength,
+  button,
+  context,
+  message,
+  type SlackMessage,
+  section,
+} from "./blocks.ts";
 
 export const AUDIT_PAGE = "audit_page";
 /** 40 lines of at most ~700 chars pack into at most 10 sections, far inside 50 blocks. */
@@ -39,25 +55,37 @@ export function auditStoryBlocks(
   const shown = entries.slice((page - 1) * pageSize, page * pageSize);
   const task = clip(options.taskId, 60);
 
-  const blocks: Block[] = [
-    context([`📜 Audit story for task \`${task}\` · ${entries.length} events`]),
-    ...(shown.length > 0
-      ? pack(shown.map(line)).map((text) => section(text))
-      : [section("No audit events for this task yet.")]),
-    context([`Page ${page} of ${pages}`]),
-  ];
+  const head = context([`📜 Audit story for task \`${task}\` · ${entries.length} events`]);
+  const tail: Block[] = [context([`Page ${page} of ${pages}`])];
   if (page < pages) {
     const value = `${options.taskId}:${page + 1}`;
-    blocks.push(actions([button({ text: "Next page", actionId: AUDIT_PAGE, value })]));
+    tail.push(actions([button({ text: "Next page", actionId: AUDIT_PAGE, value })]));
   }
-  return { text: `Audit story for task ${task}, page ${page} of ${pages}`, blocks };
+  // Every line of the page shows, each with an equal share of the message's text budget.
+  const share = Math.floor(
+    (BLOCKS_TEXT_BUDGET - blocksTextLength([head, ...tail])) / Math.max(1, shown.length),
+  );
+  const body =
+    shown.length > 0
+      ? pack(shown.map((entry) => line(entry, share))).map((text) => section(text))
+      : [section("No audit events for this task yet.")];
+  return message(`Audit story for task ${task}, page ${page} of ${pages}`, [
+    head,
+    ...body,
+    ...tail,
+  ]);
 }
 
-function line(entry: AuditStoryEntry): string {
+/** The smallest share of an entry's own text, however many lines share the page. */
+const ENTRY_TEXT_MIN = 40;
+
+/** One entry in `max` characters at most (its own text shortened first), or about that. */
+function line(entry: AuditStoryEntry, max: number): string {
   const when = slackDate(entry.at, "{date_short} {time_secs}");
   const who =
     entry.userId && isUserId(entry.userId) ? mention(entry.userId) : clip(entry.actor, 80);
-  return `${when} *${who}* · _${clip(entry.kind, 40)}_ · ${clip(entry.text, 500)}`;
+  const lead = `${when} *${who}* · _${clip(entry.kind, 40)}_ · `;
+  return `${lead}${clip(entry.text, Math.min(500, Math.max(ENTRY_TEXT_MIN, max - lead.length - 1)))}`;
 }
 
 /** Greedily joins lines into sections of at most 3,000 chars; each line is far shorter. */

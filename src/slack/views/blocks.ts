@@ -1,10 +1,12 @@
 import type { types } from "@slack/bolt";
 import {
   ACTION_ID_MAX,
+  BLOCKS_TEXT_BUDGET,
   BUTTON_TEXT_MAX,
   BUTTON_VALUE_MAX,
   CONTEXT_ELEMENTS_MAX,
   clip,
+  ELLIPSIS,
   FALLBACK_TEXT_MAX,
   FIELD_TEXT_MAX,
   FIELDS_PER_SECTION,
@@ -24,11 +26,73 @@ export type Button = types.Button;
 export type ModalView = types.ModalView;
 export type HomeView = types.HomeView;
 
-/** A message payload for chat.postMessage / chat.update. */
+/** A message payload for chat.postMessage / chat.update; build it with `message`. */
 export interface SlackMessage {
   /** Notification and accessibility fallback, already escaped. */
   text: string;
   blocks: Block[];
+  /**
+   * The message as text alone (default: `text`), posted if Slack refuses the blocks after all; a
+   * card's says what its buttons would have offered, and how to do without them.
+   */
+  textOnly?: string;
+}
+
+/**
+ * The one way a message builder returns its message. Builders plan their own cuts and say what
+ * they left out; should the blocks still hold more than BLOCKS_TEXT_BUDGET characters of text,
+ * the longest texts are shortened to one common length, so no input can make Slack refuse it.
+ */
+export function message(text: string, blocks: Block[], textOnly?: string): SlackMessage {
+  const fitted = fitTextBudget(blocks, BLOCKS_TEXT_BUDGET);
+  return textOnly === undefined ? { text, blocks: fitted } : { text, blocks: fitted, textOnly };
+}
+
+/** The characters of every text object in `blocks`: what Slack sums against its cap. */
+export function blocksTextLength(blocks: readonly unknown[]): number {
+  return textObjects(blocks).reduce((sum, object) => sum + object.text.length, 0);
+}
+
+/** Cuts the texts longer than a common length, found so that all of them fit `budget`. */
+export function fitTextBudget(blocks: Block[], budget: number): Block[] {
+  if (blocksTextLength(blocks) <= budget) return blocks;
+  const copy = structuredClone(blocks);
+  const texts = textObjects(copy);
+  const cap = commonCap(
+    texts.map((object) => object.text.length),
+    budget,
+  );
+  for (const object of texts) {
+    // truncate never splits an entity, token or surrogate pair; "…" keeps the object non-empty.
+    if (object.text.length > cap) object.text = orElse(truncate(object.text, cap), ELLIPSIS);
+  }
+  return copy;
+}
+
+type TextObject = { type: "mrkdwn" | "plain_text"; text: string };
+
+function textObjects(value: unknown, found: TextObject[] = []): TextObject[] {
+  if (Array.isArray(value)) for (const item of value) textObjects(item, found);
+  else if (typeof value === "object" && value !== null) {
+    const node = value as Record<string, unknown>;
+    if ((node.type === "mrkdwn" || node.type === "plain_text") && typeof node.text === "string")
+      found.push(node as TextObject);
+    else for (const child of Object.values(node)) textObjects(child, found);
+  }
+  return found;
+}
+
+/** The largest `cap` (at least 1) with the lengths, each cut to `cap`, summing to `budget` at most. */
+function commonCap(lengths: number[], budget: number): number {
+  let low = 1;
+  let high = lengths.reduce((max, n) => Math.max(max, n), 1);
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    const sum = lengths.reduce((total, n) => total + Math.min(n, mid), 0);
+    if (sum <= budget) low = mid;
+    else high = mid - 1;
+  }
+  return low;
 }
 
 /** `text` must already be safe mrkdwn (escaped user text plus trusted tokens). */
@@ -52,9 +116,9 @@ export function fieldsSection(fields: string[]): types.SectionBlock {
   };
 }
 
-/** A labelled field from untrusted text: `*label*` over the value. */
-export function field(label: string, value: string): string {
-  return `*${clip(label, 100)}*\n${orElse(clip(value, FIELD_TEXT_MAX - 110), "—")}`;
+/** A labelled field from untrusted text: `*label*` over the value, `max` characters at most. */
+export function field(label: string, value: string, max = FIELD_TEXT_MAX): string {
+  return `*${clip(label, 100)}*\n${orElse(clip(value, max - 110), "—")}`;
 }
 
 export function context(texts: string[]): types.ContextBlock {
@@ -137,26 +201,46 @@ export interface FieldBlocks {
   rest?: string;
 }
 
+/** Each shown pair keeps this much however many share the budget: a key and a readable value. */
+const FIELD_SHARE_MIN = 300;
+/** What a `rest` line may take: count the budget of a caller that shows one this much smaller. */
+export const REST_MAX = 500;
+
 /**
- * Key/value pairs as fields sections: at most `sections` sections of 10 fields each; the keys that
- * did not fit are listed (clipped) in `rest` so the reader knows something was left out.
+ * Key/value pairs as fields sections: at most `sections` sections of 10 fields each, within
+ * `budget` characters of text in all. Each field gets an equal share of the budget, so one long
+ * value cannot crowd out the rest; the pairs that did not fit are counted and named in `rest`.
  */
 export function keyValueBlocks(
   pairs: [string, unknown][],
   sections: number,
   noun: string,
+  budget = Number.POSITIVE_INFINITY,
 ): FieldBlocks {
   const capacity = sections * FIELDS_PER_SECTION;
-  const shown = pairs.slice(0, capacity);
-  const blocks: types.SectionBlock[] = [];
-  for (let i = 0; i < shown.length; i += FIELDS_PER_SECTION) {
-    const chunk = shown.slice(i, i + FIELDS_PER_SECTION);
-    blocks.push(fieldsSection(chunk.map(([key, value]) => field(key, formatValue(value)))));
+  const share = Math.floor(budget / Math.max(1, Math.min(pairs.length, capacity)));
+  const max = Math.min(FIELD_TEXT_MAX, Math.max(FIELD_SHARE_MIN, share));
+  const fields: string[] = [];
+  let used = 0;
+  for (const [key, value] of pairs.slice(0, capacity)) {
+    const text = field(key, formatValue(value), max);
+    if (used + text.length > budget) break;
+    fields.push(text);
+    used += text.length;
   }
-  const hidden = pairs.slice(capacity);
+  const blocks: types.SectionBlock[] = [];
+  for (let i = 0; i < fields.length; i += FIELDS_PER_SECTION) {
+    blocks.push(fieldsSection(fields.slice(i, i + FIELDS_PER_SECTION)));
+  }
+  const hidden = pairs.slice(fields.length);
   if (hidden.length === 0) return { blocks };
   const names = hidden.map(([key]) => clip(key, 60)).join(", ");
-  return { blocks, rest: truncate(`+${hidden.length} more ${noun}: ${names}`, 1000) };
+  return { blocks, rest: truncate(`+${hidden.length} more ${noun}: ${names}`, REST_MAX) };
+}
+
+/** What is left of the message budget for text beside `fixed`, less a `rest` line. */
+export function roomBeside(fixed: readonly Block[]): number {
+  return Math.max(0, BLOCKS_TEXT_BUDGET - blocksTextLength(fixed) - REST_MAX);
 }
 
 /** A bulleted list of untrusted items, each clipped, the whole cut to `max`. */

@@ -1,14 +1,16 @@
 import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
 import { duration } from "../../core/duration.ts";
-import { clip, mention, slackDate } from "../mrkdwn.ts";
+import { BLOCKS_TEXT_BUDGET, clip, mention, slackDate } from "../mrkdwn.ts";
 import {
   type Block,
   type Button,
+  blocksTextLength,
   button,
   context,
   divider,
   fallback,
   header,
+  message,
   type SlackMessage,
   safeUrl,
   section,
@@ -19,6 +21,8 @@ export const DIGEST_OPEN_LINK = "digest_open_link";
 
 // 12 one-block rows per section, 3 sections, plus at most 11 fixed blocks: inside 50 blocks.
 const BLOCK_ROWS = 12;
+/** "+N more not shown." */
+const MORE_LINE_MAX = 40;
 
 interface Part {
   heading: string;
@@ -60,20 +64,36 @@ function title(input: DigestInput): string {
 
 const ALL_CLEAR = "✅ All clear: no idle tasks, no approvals waiting too long, no failed tasks.";
 
-/** Blocks for the channel post and for each owner's direct message. */
+/**
+ * Blocks for the channel post and for each owner's direct message. Each part gets an equal share
+ * of the message's text budget, so a long first list cannot push the failed tasks out.
+ */
 export function digestMessage(input: DigestInput): SlackMessage {
   const blocks: Block[] = [header(title(input)), context([`As of ${when(input.asOf)}`])];
   const found = parts(input);
   if (found.length === 0) blocks.push(section(ALL_CLEAR));
-  for (const part of found) {
-    blocks.push(divider(), section(part.heading));
-    for (const line of part.lines.slice(0, BLOCK_ROWS)) {
-      blocks.push(section(line.text, openButton(line.link)));
-    }
-    const hidden = part.lines.length - BLOCK_ROWS;
-    if (hidden > 0) blocks.push(context([`+${hidden} more not shown.`]));
+  const headed = found.map((part) => ({ part, heading: section(part.heading) }));
+  const fixed = blocksTextLength([...blocks, ...headed.map(({ heading }) => heading)]);
+  const share = Math.floor((BLOCKS_TEXT_BUDGET - fixed) / Math.max(1, found.length));
+  for (const { part, heading } of headed) blocks.push(divider(), heading, ...rows(part, share));
+  return message(fallback(summary(input)), blocks);
+}
+
+/** A part's first rows that fit `share` characters, and a line counting the others. */
+function rows(part: Part, share: number): Block[] {
+  const room = share - MORE_LINE_MAX;
+  const shown: Block[] = [];
+  let used = 0;
+  for (const line of part.lines.slice(0, BLOCK_ROWS)) {
+    const row = section(line.text, openButton(line.link));
+    const size = blocksTextLength([row]);
+    if (used + size > room) break;
+    shown.push(row);
+    used += size;
   }
-  return { text: fallback(summary(input)), blocks };
+  const hidden = part.lines.length - shown.length;
+  if (hidden > 0) shown.push(context([`+${hidden} more not shown.`]));
+  return shown;
 }
 
 function summary(input: DigestInput): string {

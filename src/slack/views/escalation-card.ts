@@ -10,7 +10,9 @@ import {
   field,
   fieldsSection,
   keyValueBlocks,
+  message,
   percent,
+  roomBeside,
   type SlackMessage,
   section,
   urgencyLabel,
@@ -55,31 +57,51 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
     ? `${urgencyLabel(note.urgency)}, by ${clip(note.deadline, 100)}`
     : urgencyLabel(note.urgency);
   const glance = [
-    field("Requester", note.requester),
+    field("Requester", note.requester, 500),
     `*Urgency*\n${urgency}`,
     `*Confidence*\n${percent(note.confidence) ?? "unknown"}`,
     `*Lane*\n${LANES[note.lane] ?? clip(note.lane, 40)}`,
   ];
-  if (note.artifact) glance.push(field("Open first", note.artifact));
+  if (note.artifact) glance.push(field("Open first", note.artifact, 800));
 
   const why = [`*Why:* ${clip(note.reason, 800)}`];
   if (note.done.length > 0) why.push(`*Done:*\n${bullets(note.done, 300, 900)}`);
   why.push(`*Recommended:* ${clip(note.recommended_action, 800)}`);
 
-  const facts = keyValueBlocks(Object.entries(note.facts), 1, "facts");
-  const blocks: Block[] = [
+  const head: Block[] = [
     section(
       `🚨 *Escalation* from *${clip(input.fromName, 80)}* to ${ownerMention(input.owner)}\n` +
         clip(note.summary, 1500),
     ),
     fieldsSection(glance),
     section(why.join("\n")),
-    ...facts.blocks,
   ];
+  const tail = stateBlocks(input.escalationId, input.state);
+  // The facts get the room the rest of the card leaves; a line counts and names those left out.
+  const facts = keyValueBlocks(
+    Object.entries(note.facts),
+    1,
+    "facts",
+    roomBeside([...head, ...tail]),
+  );
+  const blocks = [...head, ...facts.blocks];
   if (facts.rest) blocks.push(context([facts.rest]));
-  blocks.push(...stateBlocks(input.escalationId, input.state));
+  blocks.push(...tail);
 
-  return { text: fallback(`Escalation from ${input.fromName}: ${note.summary}`), blocks };
+  const text = fallback(`Escalation from ${input.fromName}: ${note.summary}`);
+  return message(text, blocks, textOnly(text, input.state));
+}
+
+/**
+ * Without its blocks an open card has no buttons, and only they take an escalation over or send
+ * it back: the text says so. Whoever took it over may still name an agent in the thread.
+ */
+function textOnly(text: string, state: EscalationState): string {
+  if (state.status === "open")
+    return `${text}\n⚠️ Slack refused to show this escalation card, so it has no "Take it over" / "Send back" buttons, and there is no other way to take it over in Slack.`;
+  if (state.status === "taken_over" && !state.closed)
+    return `${text}\n✋ Taken over by ${mention(state.by)}: to hand it to an agent, name the agent first in a reply here ("@Baton billing: …"), or close it with \`/baton done\`.`;
+  return text;
 }
 
 function stateBlocks(escalationId: string, state: EscalationState): Block[] {

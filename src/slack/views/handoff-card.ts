@@ -6,7 +6,9 @@ import {
   context,
   fallback,
   keyValueBlocks,
+  message,
   percent,
+  roomBeside,
   type SlackMessage,
   section,
   urgencyLabel,
@@ -42,26 +44,23 @@ function transferCard({ fromName, toName, note }: Transfer): SlackMessage {
   if (note.done.length > 0) next.push(`*Done:*\n${bullets(note.done, 300, 1000)}`);
   if (note.unknowns.length > 0) next.push(`*Unknown:*\n${bullets(note.unknowns, 300, 800)}`);
 
-  const blocks: Block[] = [
-    context([meta.join(" · ")]),
-    section(clip(note.summary, 1500)),
-    ...factBlocks(note.facts),
-    section(next.join("\n")),
-  ];
-  return { text: fallback(`${fromName} handed this to ${toName}: ${note.summary}`), blocks };
+  const head: Block[] = [context([meta.join(" · ")]), section(clip(note.summary, 1500))];
+  const tail = [section(next.join("\n"))];
+  const blocks = [...head, ...factBlocks(note.facts, [...head, ...tail]), ...tail];
+  return message(fallback(`${fromName} handed this to ${toName}: ${note.summary}`), blocks);
 }
 
 function handBackCard({ fromName, toName, note }: HandBack): SlackMessage {
-  const blocks: Block[] = [
+  const head: Block[] = [
     context([`↩️ *${clip(fromName, NAME_MAX)}* handed back to *${clip(toName, NAME_MAX)}*`]),
     section(clip(note.result, 2500)),
-    ...factBlocks(note.facts),
   ];
-  return { text: fallback(`${fromName} handed back to ${toName}: ${note.result}`), blocks };
+  const blocks = [...head, ...factBlocks(note.facts, head)];
+  return message(fallback(`${fromName} handed back to ${toName}: ${note.result}`), blocks);
 }
 
-/** One fields section (10 facts at most) and a line naming the facts left out. */
-function factBlocks(facts: Record<string, string | number | boolean>): Block[] {
-  const { blocks, rest } = keyValueBlocks(Object.entries(facts), 1, "facts");
+/** One fields section (10 facts at most) in the room beside the rest of the card, and a line naming the facts left out. */
+function factBlocks(facts: Record<string, string | number | boolean>, beside: Block[]): Block[] {
+  const { blocks, rest } = keyValueBlocks(Object.entries(facts), 1, "facts", roomBeside(beside));
   return rest ? [...blocks, context([rest])] : blocks;
 }

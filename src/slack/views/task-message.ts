@@ -1,23 +1,57 @@
 import {
   BLOCKS_PER_MESSAGE,
+  BLOCKS_TEXT_BUDGET,
+  breakPoint,
   clip,
   escapeMrkdwn,
+  MESSAGE_TEXT_MAX,
   SECTION_TEXT_MAX,
-  safeCut,
   truncate,
+  unescapeSlack,
 } from "../mrkdwn.ts";
-import { fallback, type SlackMessage, section } from "./blocks.ts";
+import { type Block, context, fallback, message, type SlackMessage, section } from "./blocks.ts";
 
 export interface AgentReplyInput {
   /** The agent's answer (model text, mrkdwn formatting kept, links and mentions defused). */
   text: string;
+  /**
+   * What `/baton audit` takes to find the task: a link to its thread. Without it the note names
+   * the command and says to give it this thread's link.
+   */
+  auditRef?: string;
 }
 
-/** An agent's answer in the thread, split into 3,000-char sections; past 50 it is cut. */
+/** The cut note, its command and count included, stays under this. */
+const CUT_NOTE_MAX = 400;
+
+/**
+ * An agent's answer in the thread, split into 3,000-char sections. An answer past the message's
+ * text budget is cut at a break, and a note says how much was left out and where to look.
+ */
 export function agentReply(input: AgentReplyInput): SlackMessage {
-  const chunks = splitSections(escapeMrkdwn(input.text), SECTION_TEXT_MAX, BLOCKS_PER_MESSAGE);
-  const blocks = (chunks.length > 0 ? chunks : ["(no answer)"]).map((chunk) => section(chunk));
-  return { text: fallback(input.text), blocks };
+  const escaped = escapeMrkdwn(input.text).trim();
+  // The whole answer, should Slack refuse the blocks: plain text may be far longer than blocks.
+  const textOnly = clip(input.text, MESSAGE_TEXT_MAX);
+  if (escaped === "") return message(fallback(input.text), [section("(no answer)")], textOnly);
+  const room = BLOCKS_TEXT_BUDGET - CUT_NOTE_MAX;
+  const cut = escaped.length <= room ? escaped.length : breakPoint(escaped, room);
+  const kept = escaped.slice(0, cut).trimEnd();
+  const blocks: Block[] = splitSections(kept, SECTION_TEXT_MAX, BLOCKS_PER_MESSAGE).map((chunk) =>
+    section(chunk),
+  );
+  if (cut < escaped.length) {
+    const left = unescapeSlack(escaped.slice(cut).trim()).length;
+    blocks.push(context([cutNote(left, input.auditRef)]));
+  }
+  return message(fallback(input.text), blocks, textOnly);
+}
+
+function cutNote(left: number, auditRef: string | undefined): string {
+  const command = auditRef
+    ? `\`/baton audit ${clip(auditRef, 200)}\``
+    : "`/baton audit` with a link to this thread";
+  const note = `✂️ The answer was cut here: ${left.toLocaleString("en-US")} more characters did not fit in one Slack message. The task's history: ${command}.`;
+  return truncate(note, CUT_NOTE_MAX);
 }
 
 export interface FailureNoticeInput {
@@ -30,10 +64,9 @@ export interface FailureNoticeInput {
 export function failureNotice(input: FailureNoticeInput): SlackMessage {
   const command = clip(input.auditCommand ?? `/baton audit ${input.taskId}`, 300);
   const reason = clip(input.reason, 2000);
-  return {
-    text: fallback(`This task failed: ${input.reason}`),
-    blocks: [section(`⚠️ *This task failed:* ${reason}\nSee what happened with \`${command}\`.`)],
-  };
+  return message(fallback(`This task failed: ${input.reason}`), [
+    section(`⚠️ *This task failed:* ${reason}\nSee what happened with \`${command}\`.`),
+  ]);
 }
 
 /**
@@ -48,19 +81,10 @@ export function splitSections(text: string, max: number, maxChunks: number): str
       chunks.push(truncate(rest, max));
       break;
     }
-    const cut = breakPoint(rest, max);
+    // At least one character, so a long word that safeCut cannot split still moves on.
+    const cut = Math.max(1, breakPoint(rest, max));
     chunks.push(rest.slice(0, cut).trimEnd());
     rest = rest.slice(cut).trimStart();
   }
   return chunks;
-}
-
-function breakPoint(text: string, max: number): number {
-  const window = text.slice(0, max);
-  for (const separator of ["\n\n", "\n", " "]) {
-    const at = window.lastIndexOf(separator);
-    if (at > max / 2) return safeCut(text, at);
-  }
-  // One long word: cut anywhere that splits no character, entity or token.
-  return Math.max(1, safeCut(text, max));
 }
