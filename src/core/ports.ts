@@ -13,6 +13,8 @@ export interface ChatSurface {
   findPosted(intent: ChatIntent, outboxId: string, writtenAt: Date): Promise<string | undefined>;
   /** Members of a Slack user group, for approver checks. */
   groupMembers(groupId: string): Promise<string[]>;
+  /** Members of a channel, for an escalation lane the agents file gives to a channel. */
+  channelMembers(channelId: string): Promise<string[]>;
   /** A link that opens a task's thread in Slack, for digests, notices and the App Home. */
   threadLink(channel: string, threadTs: string): string;
 }
@@ -77,7 +79,7 @@ export type ChatIntent =
       escalation: {
         escalationId: string;
         fromName: string;
-        owner: { kind: "user" | "group" | "channel"; id: string };
+        owner: { kind: "user" | "group" | "people" | "channel"; id: string };
         note: EscalationNote;
         state:
           | { status: "open" }

@@ -89,7 +89,7 @@ async function moveEscalation(
     }
     // Slack pings only the mentions a notice starts with (the rest is escaped): lead with the owner.
     const to = fallback ? owner : escalation.owner;
-    const ping = to.kind === "channel" ? "" : `${mentionOf(to.id)} `;
+    const ping = to.kind === "channel" ? "" : `${to.id.split(",").map(mentionOf).join(" ")} `;
     const who = fallback ? "it is yours now" : "it is still waiting for you";
     messages.push(
       post(task, {

@@ -54,14 +54,13 @@ async function checkAgainst(
     return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
   }
   const { owner, fallback } = escalation;
-  const isMember = async (group: string) => (await deps.chat.groupMembers(group)).includes(userId);
   const task = await findTask(deps.db, escalation.task_id);
   const ownRequest = task?.requester_id === userId;
-  let allowed = owner.kind === "channel" || (owner.kind === "user" && owner.id === userId);
-  if (!allowed && owner.kind === "group") allowed = await isMember(owner.id);
+  let allowed = await owns(deps, owner, userId);
   if (!allowed && fallback) {
     allowed = fallback.users.includes(userId);
-    for (const group of fallback.groups) allowed ||= await isMember(group);
+    for (const group of fallback.groups)
+      allowed ||= (await deps.chat.groupMembers(group)).includes(userId);
   }
   if (allowed && !ownRequest) return { outcome: "ok" };
   await audit(deps.db, {
@@ -71,6 +70,24 @@ async function checkAgainst(
     data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
   });
   return { outcome: "refused", owner, ...(ownRequest && { reason: "own_request" as const }) };
+}
+
+/**
+ * Whether the person is the escalation's owner: named, in a named group, or, for a lane owned by a
+ * channel, a member of that channel (Slack's word: the card sits in the task's thread, which people
+ * outside the lane's channel can see too).
+ */
+async function owns(
+  deps: RuntimeDeps,
+  owner: EscalationRow["owner"],
+  userId: string,
+): Promise<boolean> {
+  if (owner.kind === "channel") return (await deps.chat.channelMembers(owner.id)).includes(userId);
+  for (const id of owner.id.split(",")) {
+    if (id === userId) return true;
+    if (/^S[A-Z0-9]+$/.test(id) && (await deps.chat.groupMembers(id)).includes(userId)) return true;
+  }
+  return false;
 }
 
 /**

@@ -1,28 +1,39 @@
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import * as humans from "../db/humans.repository.ts";
 import { insertHandoff } from "../db/ledger.repository.ts";
+import { mentionOf } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { personaOf, post } from "./messages.ts";
 
 const DEFAULT_RESPOND_WITHIN_MS = 4 * 3_600_000;
 
-export type Owner = { kind: "user" | "group" | "channel"; id: string };
+/** "people": several users and groups, their ids joined by commas (as a task's human owner is). */
+export type Owner = { kind: "user" | "group" | "people" | "channel"; id: string };
 
-/** The lane's owner: a named person first, then a user group, then the lane's channel. */
+/**
+ * The lane's owner: every person and user group it names, or, when it names none, the members of
+ * its channel (or of the task's own channel, for a lane the agents file leaves out). The channel of
+ * a lane that also names people is where they hear of it.
+ */
 export function laneOwner(
   deps: RuntimeDeps,
   lane: EscalationNote["lane"],
   fallbackChannel: string,
 ) {
   const config = deps.agents.file.policies.lanes[lane];
-  const owner: Owner = config?.users[0]
-    ? { kind: "user", id: config.users[0] }
-    : config?.groups[0]
-      ? { kind: "group", id: config.groups[0] }
-      : { kind: "channel", id: config?.channel ?? fallbackChannel };
+  const people = [...(config?.users ?? []), ...(config?.groups ?? [])];
+  const owner: Owner =
+    people.length > 1
+      ? { kind: "people", id: people.join(",") }
+      : config?.users[0]
+        ? { kind: "user", id: config.users[0] }
+        : config?.groups[0]
+          ? { kind: "group", id: config.groups[0] }
+          : { kind: "channel", id: config?.channel ?? fallbackChannel };
   return {
     owner,
+    noticeChannel: people.length > 0 ? config?.channel : undefined,
     respondWithinMs: config?.respond_within ?? DEFAULT_RESPOND_WITHIN_MS,
     fallback: config?.fallback,
   };
@@ -34,7 +45,11 @@ export async function startEscalation(
   input: { note: EscalationNote; reason: "agent" | "cap" | "limit" },
 ) {
   const { task, agent, deps } = fx;
-  const { owner, respondWithinMs, fallback } = laneOwner(deps, input.note.lane, task.channel_id);
+  const { owner, noticeChannel, respondWithinMs, fallback } = laneOwner(
+    deps,
+    input.note.lane,
+    task.channel_id,
+  );
   const respondBy = new Date(deps.clock.now().getTime() + respondWithinMs);
   const { id } = await humans.insertEscalation(fx.tx, {
     taskId: task.id,
@@ -83,7 +98,7 @@ export async function startEscalation(
         task,
         ownerNotice(
           owner,
-          { channel: task.channel_id, threadTs: task.thread_ts },
+          { channel: task.channel_id, threadTs: task.thread_ts, noticeChannel },
           deps.chat.threadLink(task.channel_id, task.thread_ts),
           agent.name,
           input.note.summary,
@@ -100,17 +115,28 @@ export async function startEscalation(
   fx.afterCommit.push(() => deps.metrics.escalations.inc({ reason: input.reason }));
 }
 
-/** The owner hears of it where they are: a DM for a person, the lane's channel otherwise. */
+/**
+ * The owner hears of it where they are: in the lane's channel when it names one, else a DM for a
+ * person, a mention in the thread for groups and several people; a channel-owned lane in its channel.
+ */
 function ownerNotice(
   owner: Owner,
-  { channel, threadTs }: { channel: string; threadTs: string },
+  where: { channel: string; threadTs: string; noticeChannel: string | undefined },
   link: string,
   fromName: string,
   summary: string,
 ) {
   const text = `${fromName} needs a person on this (${link}): ${summary}`;
+  if (owner.kind === "channel") return { kind: "notice" as const, channel: owner.id, text };
+  // Slack pings only the mentions a notice starts with (the rest is escaped).
+  const pinged = `${owner.id.split(",").map(mentionOf).join(" ")} ${text}`;
+  if (where.noticeChannel)
+    return { kind: "notice" as const, channel: where.noticeChannel, text: pinged };
   if (owner.kind === "user") return { kind: "direct_message" as const, user: owner.id, text };
-  if (owner.kind === "group")
-    return { kind: "notice" as const, channel, threadTs, text: `<!subteam^${owner.id}> ${text}` };
-  return { kind: "notice" as const, channel: owner.id, text };
+  return {
+    kind: "notice" as const,
+    channel: where.channel,
+    threadTs: where.threadTs,
+    text: pinged,
+  };
 }

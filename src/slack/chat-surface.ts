@@ -194,10 +194,39 @@ export function createSlackChatSurface(
     return [...(await users)];
   }
 
+  // A channel's members, a page of a thousand at a time; cached as a group's are.
+  const channels = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
+  async function channelMembers(channelId: string): Promise<string[]> {
+    const at = now();
+    const cached = channels.get(channelId);
+    if (cached && cached.expiresAt > at) return [...(await cached.users)];
+    const users = (async () => {
+      const members: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await call("conversations.members", () =>
+          client.conversations.members({
+            channel: channelId,
+            limit: 1000,
+            ...(cursor && { cursor }),
+          }),
+        );
+        members.push(...(page.members ?? []));
+        cursor = page.response_metadata?.next_cursor || undefined;
+      } while (cursor);
+      return members;
+    })();
+    channels.set(channelId, { users, expiresAt: at + groupCacheMs });
+    users.catch(() => {
+      if (channels.get(channelId)?.users === users) channels.delete(channelId);
+    });
+    return [...(await users)];
+  }
+
   const findPosted = createPostedFinder(client, call, log, isNotAMember);
   const threadLink = (channel: string, threadTs: string) =>
     messageLink(options.workspaceUrl, channel, threadTs);
-  return { deliver, findPosted, groupMembers, threadLink };
+  return { deliver, findPosted, groupMembers, channelMembers, threadLink };
 }
 
 /**

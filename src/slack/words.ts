@@ -44,10 +44,14 @@ export function escalationWords(
     return `${mention(check.by)} took this over; only they can hand it to an agent.`;
   if (check.outcome === "already_decided")
     return `This escalation was already handled${check.by ? ` by ${mention(check.by)}` : ""}.`;
+  const owner =
+    check.outcome === "refused" ? check.owner.id.split(",").map(mention).join(", ") : "";
   if (check.outcome === "refused" && check.reason === "own_request")
-    return `You asked for this, so you can't take it over or send it back yourself; ${mention(check.owner.id)} will pick it up.`;
+    return `You asked for this, so you can't take it over or send it back yourself; ${owner} will pick it up.`;
+  if (check.outcome === "refused" && check.owner.kind === "channel")
+    return `This escalation is for the members of ${owner}; only they (or its fallback) can take it over or send it back.`;
   if (check.outcome === "refused")
-    return `This escalation is for ${mention(check.owner.id)}; only they (or its fallback) can take it over or send it back.`;
+    return `This escalation is for ${owner}; only they (or its fallback) can take it over or send it back.`;
   return undefined;
 }
 

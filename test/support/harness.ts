@@ -92,11 +92,11 @@ export async function startHarness(options: {
   const slack = await startSlackEmulator({
     users: [{ id: REQUESTER, name: "dana" }],
     usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
+    // agents.yml gives the support lane to #support; its members may take its escalations.
+    channels: [{ id: "C0SUPPORT", members: ["U0SUPPORTLEAD", "U0OTHER"] }],
   });
   let model = await startModelServer(options.script);
-  let agentsFile =
-    options.agentsFile ??
-    (await loadAgentsFile(AGENTS_FILE, new Set(demoTools.map((t) => t.name))));
+  let agentsFile = options.agentsFile ?? (await loadAgentsFile(AGENTS_FILE, demoTools));
   const port = await freePort();
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const boot = (workers = true) =>

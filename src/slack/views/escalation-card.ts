@@ -22,7 +22,7 @@ export const ESCALATION_TAKE_OVER = "escalation_take_over";
 export const ESCALATION_SEND_BACK = "escalation_send_back";
 
 export interface EscalationOwner {
-  kind: "user" | "group" | "channel";
+  kind: "user" | "group" | "people" | "channel";
   id: string;
 }
 
@@ -159,6 +159,11 @@ function actions(elements: Button[]): Block {
 
 /** Mentions only an ID of the kind the config says it is; anything else stays plain text. */
 function ownerMention(owner: EscalationOwner): string {
+  if (owner.kind === "people")
+    return owner.id
+      .split(",")
+      .map((id) => ownerMention({ kind: isGroupId(id) ? "group" : "user", id }))
+      .join(", ");
   const valid =
     (owner.kind === "user" && isUserId(owner.id)) ||
     (owner.kind === "group" && isGroupId(owner.id)) ||

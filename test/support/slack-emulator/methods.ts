@@ -158,6 +158,17 @@ const people: Record<string, SlackMethod> = {
     requireArgs(args, "user");
     return { user: userInfo(state, String(args.user)) };
   },
+  // Paged as Slack pages it: `limit` members, then a cursor (the offset) for the next page.
+  "conversations.members": (state, args) => {
+    const members = state.channelMembers.get(String(args.channel));
+    if (!members) throw new SlackErr("channel_not_found");
+    const from = Number(args.cursor ?? 0);
+    const to = from + Number(args.limit ?? 100);
+    return {
+      members: members.slice(from, to),
+      response_metadata: { next_cursor: to < members.length ? String(to) : "" },
+    };
+  },
   "usergroups.users.list": (state, args) => {
     const group = state.groups.get(String(args.usergroup));
     if (!group) throw new SlackErr("no_such_subteam");

@@ -35,6 +35,8 @@ export type SlackMessage = {
 export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   users?: SlackUser[];
   usergroups?: SlackUsergroup[];
+  /** Channels whose members conversations.members lists; others answer channel_not_found. */
+  channels?: { id: string; members: string[] }[];
 };
 /** A message seeded by a test, or posted by the bot, before it is stored. */
 export type NewMessage = {
@@ -58,6 +60,7 @@ export type EmulatorState = {
   readonly dms: Map<string, string>;
   readonly users: Map<string, SlackUser>;
   readonly groups: Map<string, SlackUsergroup>;
+  readonly channelMembers: Map<string, string[]>;
   /** The last ts handed out, in microseconds; never reset, so ts values stay in sequence. */
   lastTsMicros: number;
   viewCounter: number;
@@ -77,6 +80,7 @@ export function createEmulatorState(options: SlackEmulatorOptions): EmulatorStat
     dms: new Map(),
     users: new Map((options.users ?? []).map((u) => [u.id, u])),
     groups: new Map((options.usergroups ?? []).map((g) => [g.id, g])),
+    channelMembers: new Map((options.channels ?? []).map((c) => [c.id, c.members])),
     lastTsMicros: 0,
     viewCounter: 0,
   };
