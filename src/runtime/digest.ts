@@ -17,6 +17,7 @@ import {
   staleApprovals,
   staleTasks,
 } from "../db/reports.repository.ts";
+import { peopleOnTasks } from "../db/task-people.repository.ts";
 import type { Logger } from "../log.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -104,7 +105,13 @@ interface Digest {
   staleApprovals: Owned<DigestApprovalItem>[];
   failedTasks: Owned<DigestFailedItem>[];
 }
-type Owned<T> = { item: T; users: string[] };
+/** `users` get `item` in their own digest; the channel gets `shared`, without words it may not read. */
+type Owned<T> = { item: T; users: string[]; shared: T };
+
+// A task's words (what its requester wrote) go only where /baton would show them: to people on it,
+// and to the channels its thread is in or its lane gave it to (see read-access.ts). The digest
+// channel gets the rest without them, with the link for those who can open the thread.
+const WITHHELD = "a task in another conversation (its words stay there)";
 
 async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Digest> {
   const config = deps.agentsFile.digest;
@@ -120,21 +127,31 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
   const agentName = (id: string) => deps.agentsFile.agents.find((a) => a.id === id)?.name ?? id;
   const link = (row: { channel_id: string; thread_ts: string }) =>
     deps.threadLink(row.channel_id, row.thread_ts);
+  const kept = {
+    tasks: tasks.slice(0, LIST_LIMIT),
+    approvals: approvals.slice(0, LIST_LIMIT),
+    failed: failed.slice(0, LIST_LIMIT),
+  };
+  const openHere = await readableIn(tx, config.channel, [
+    ...kept.tasks.map((t) => t.id),
+    ...kept.approvals.map((a) => a.task_id),
+    ...kept.failed.map((f) => f.id),
+  ]);
   const digest = {
-    staleTasks: tasks.slice(0, LIST_LIMIT).map((t) => staleTaskItem(t, agentName, link)),
-    staleApprovals: approvals
-      .slice(0, LIST_LIMIT)
-      .map((a) => staleApprovalItem(a, agentName, link)),
-    failedTasks: failed.slice(0, LIST_LIMIT).map((f) => failedTaskItem(f, now, link)),
+    staleTasks: kept.tasks.map((t) => staleTaskItem(t, agentName, link, openHere.has(t.id))),
+    staleApprovals: kept.approvals.map((a) =>
+      staleApprovalItem(a, agentName, link, openHere.has(a.task_id)),
+    ),
+    failedTasks: kept.failed.map((f) => failedTaskItem(f, now, link, openHere.has(f.id))),
   };
   const input: DigestInput = {
     audience: "channel",
     asOf: now.toISOString(),
     staleAfterMs: config.stale_after,
     approvalStaleAfterMs: config.approval_stale_after,
-    staleTasks: digest.staleTasks.map((o) => o.item),
-    staleApprovals: digest.staleApprovals.map((o) => o.item),
-    failedTasks: digest.failedTasks.map((o) => o.item),
+    staleTasks: digest.staleTasks.map((o) => o.shared),
+    staleApprovals: digest.staleApprovals.map((o) => o.shared),
+    failedTasks: digest.failedTasks.map((o) => o.shared),
     capped: {
       staleTasks: tasks.length > LIST_LIMIT,
       staleApprovals: approvals.length > LIST_LIMIT,
@@ -146,6 +163,19 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
 
 type Linker = (row: { channel_id: string; thread_ts: string }) => string;
 
+/** The tasks among `taskIds` whose words may be read in `channel`. */
+async function readableIn(
+  tx: Tx,
+  channel: string | undefined,
+  taskIds: string[],
+): Promise<Set<string>> {
+  if (!channel) return new Set();
+  const tasks = await peopleOnTasks(tx, [...new Set(taskIds)]);
+  return new Set(
+    tasks.filter((t) => t.channelId === channel || t.people.includes(channel)).map((t) => t.id),
+  );
+}
+
 type Row<F extends (...args: never[]) => Promise<unknown[]>> = Awaited<ReturnType<F>>[number];
 
 /** Only a person (a user id) gets a DM; a group owner is seen in the channel digest. */
@@ -155,19 +185,22 @@ function staleTaskItem(
   t: Row<typeof staleTasks>,
   agentName: (id: string) => string,
   link: Linker,
+  openHere: boolean,
 ): Owned<DigestTaskItem> {
   const owner =
     t.owner_kind === "human"
       ? { kind: "human" as const, id: t.owner_id }
       : { kind: "agent" as const, id: t.owner_id, name: agentName(t.owner_id) };
+  const item = {
+    title: t.title,
+    owner,
+    lastActivityAt: t.last_activity_at.toISOString(),
+    link: link(t),
+  };
   return {
-    item: {
-      title: t.title,
-      owner,
-      lastActivityAt: t.last_activity_at.toISOString(),
-      link: link(t),
-    },
+    item,
     users: humanOwner(t.owner_kind, t.owner_id),
+    shared: openHere ? item : { ...item, title: WITHHELD },
   };
 }
 
@@ -175,6 +208,7 @@ function staleApprovalItem(
   a: Row<typeof staleApprovals>,
   agentName: (id: string) => string,
   link: Linker,
+  openHere: boolean,
 ): Owned<DigestApprovalItem> {
   // An escalated approval's approvers are its fallback people (the escalation put them there).
   const ids = [...new Set([...a.approvers.users, ...a.approvers.groups])];
@@ -186,13 +220,18 @@ function staleApprovalItem(
     requestedAt: a.created_at.toISOString(),
     link: link(a),
   };
-  return { item, users: ids.filter((id) => USER_ID.test(id)) };
+  return {
+    item,
+    users: ids.filter((id) => USER_ID.test(id)),
+    shared: openHere ? item : { ...item, taskTitle: WITHHELD },
+  };
 }
 
 function failedTaskItem(
   f: Row<typeof failedTasks>,
   now: Date,
   link: Linker,
+  openHere: boolean,
 ): Owned<DigestFailedItem> {
   const item = {
     title: f.title,
@@ -200,7 +239,11 @@ function failedTaskItem(
     failedAt: (f.closed_at ?? now).toISOString(),
     link: link(f),
   };
-  return { item, users: humanOwner(f.owner_kind, f.owner_id) };
+  return {
+    item,
+    users: humanOwner(f.owner_kind, f.owner_id),
+    shared: openHere ? item : { ...item, title: WITHHELD },
+  };
 }
 
 /** One post to the channel (an "all clear" when empty) and a DM to each person with their items. */

@@ -47,6 +47,9 @@ function fakeChat() {
     async groupMembers() {
       return [];
     },
+    async channelMembers() {
+      return [];
+    },
     threadLink,
   };
   return { chat, sent };
@@ -56,13 +59,14 @@ let thread = 0;
 async function task(
   db: Db,
   title: string,
-  values: { status: string; owner: string; lastActivity: Date; closedAt?: Date },
+  values: { status: string; owner: string; lastActivity: Date; closedAt?: Date; channel?: string },
 ) {
   const [ownerKind = "agent", ownerId = "cs"] = values.owner.split(":");
   const row = await db
     .insertInto("tasks")
     .values({
-      channel_id: "C0SUPPORT",
+      // The team works where its digest goes, unless a test says otherwise.
+      channel_id: values.channel ?? "C0DIGEST",
       thread_ts: `1736000000.${String(++thread).padStart(6, "0")}`,
       requester_id: "U0DANA",
       title,
@@ -245,7 +249,7 @@ describe("daily digest", () => {
       title: "Stale owned by Ann",
       owner: { kind: "human", id: "U0ANN" },
       lastActivityAt: ago(30).toISOString(),
-      link: `${WORKSPACE}archives/C0SUPPORT/p${seeded.stale.mine.thread_ts.replace(".", "")}`,
+      link: `${WORKSPACE}archives/C0DIGEST/p${seeded.stale.mine.thread_ts.replace(".", "")}`,
     });
     assert.equal(digest.failedTasks[0]?.failedAt, ago(2).toISOString());
     // And the adapter renders it as blocks, each item with a button to its thread.
@@ -290,6 +294,44 @@ describe("daily digest", () => {
       assert.match(await plan(staleApprovalsQuery(tx, NOW, 10)), /approvals_pending_created_idx/);
       assert.match(await plan(failedTasksQuery(tx, ago(24), 10)), /tasks_failed_closed_idx/);
     });
+  });
+});
+
+describe("a digest channel and tasks elsewhere", () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(() => database.drop());
+
+  test("the channel gets no words of a task from a direct message or another channel; its owner does", async () => {
+    const { db } = database;
+    const stale = { status: "waiting_human", owner: "human:U0ANN", lastActivity: ago(30) };
+    await task(db, "my card 4111 1111 1111 1111 was charged twice", {
+      ...stale,
+      channel: "D0DANA",
+    });
+    await task(db, "complaint about my manager Bob", { ...stale, channel: "C0HR" });
+    await task(db, "where is order 1042?", stale);
+    const { chat, sent } = fakeChat();
+    await runDigest(deps(db, chat), new Date("2025-01-06T09:00:00Z"), "replica-a");
+
+    const channel = sent.find((i) => i.kind === "digest");
+    assert.ok(channel?.kind === "digest");
+    const titles = channel.digest.staleTasks.map((t) => t.title);
+    assert.deepEqual(titles.toSorted(), [
+      "a task in another conversation (its words stay there)",
+      "a task in another conversation (its words stay there)",
+      "where is order 1042?",
+    ]);
+    const shown = JSON.stringify(digestMessage(channel.digest).blocks);
+    assert.ok(!shown.includes("4111") && !shown.includes("Bob"), shown);
+    // Each keeps its owner, age and link: whoever can open the thread still can.
+    assert.ok(channel.digest.staleTasks.every((t) => t.owner.id === "U0ANN" && t.link));
+
+    const annDm = JSON.stringify(dmTo(sent, "U0ANN"));
+    assert.match(annDm, /4111 1111 1111 1111/);
+    assert.match(annDm, /manager Bob/);
   });
 });
 
