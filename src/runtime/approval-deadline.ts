@@ -208,7 +208,8 @@ export async function resumeAfterDecision(
         approvers: row.approvers,
         expiresAt: row.expires_at,
         state,
-        updateTs: row.card_ts,
+        // The ts is read when the update goes out: an approval given to its fallback has a newer
+        // card, whose post goes out before this and whose ts may not be saved yet.
       }),
       { table: "approvals", id: row.id },
     ),
