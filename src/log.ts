@@ -49,22 +49,19 @@ export function createLogger(
   );
 }
 
-const SECRET_SHAPES = [
-  /xox[abposr]-[A-Za-z0-9-]+/g,
-  /xapp-[A-Za-z0-9-]+/g,
-  /sk-[A-Za-z0-9_-]{16,}/g,
-  /(postgres(?:ql)?:\/\/[^:\s/]+:)[^@\s]+@/g,
+// Tokens, keys, and a connection string's password (which may hold a raw "@", so up to the last
+// one before the host; with no user name shown, what is there) or its password parameter.
+const SECRET_SHAPES: [RegExp, string][] = [
+  [/xox[abposr]-[A-Za-z0-9-]+/g, "[redacted]"],
+  [/xapp-[A-Za-z0-9-]+/g, "[redacted]"],
+  [/sk-[A-Za-z0-9_-]{16,}/g, "[redacted]"],
+  [/(postgres(?:ql)?:\/\/(?:[^\s:/?#@]*:)?)[^\s/?#]*@/gi, "$1[redacted]@"],
+  [/([?&]password=)[^&\s#]+/gi, "$1[redacted]"],
 ];
 
 export function maskSecrets(text: string): string {
   let masked = text;
-  for (const shape of SECRET_SHAPES) {
-    masked = masked.replace(shape, (match, prefix?: string) =>
-      typeof prefix === "string" && match.startsWith(prefix)
-        ? `${prefix}[redacted]@`
-        : "[redacted]",
-    );
-  }
+  for (const [shape, replacement] of SECRET_SHAPES) masked = masked.replace(shape, replacement);
   return masked;
 }
 

@@ -67,3 +67,17 @@ test("an error reported as a plain object (as pg-boss reports a worker's) keeps 
   assert.match(String(second?.err.message), /pool ended/);
   assert.doesNotMatch(lines.join(""), /hunter2|\[object Object\]/);
 });
+
+// Connection strings as DATABASE_URL may hold them: none of the password may show.
+for (const [input, secret] of [
+  ["connect postgres://baton:p@ss@db.internal:5432/baton failed", "p@ss"],
+  ["postgresql://:s3cret@db/x", "s3cret"],
+  ["postgres://baton@db/x?sslmode=require&password=s3cret", "s3cret"],
+  ["POSTGRES://baton:s3cret@db/x", "s3cret"],
+] as const) {
+  test(`maskSecrets hides the password in ${input}`, () => {
+    const masked = maskSecrets(input);
+    assert.ok(!masked.includes(secret), masked);
+    assert.match(masked, /\[redacted\]/);
+  });
+}
