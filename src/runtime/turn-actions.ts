@@ -1,5 +1,6 @@
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
+import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { startEscalation } from "./escalations.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import { runToolAction } from "./tool-actions.ts";
@@ -78,9 +79,14 @@ function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" 
       arguments: action.rawArgs.slice(0, 2000),
     },
   });
-  fx.afterCommit.push(() =>
-    fx.deps.metrics.toolCalls.inc({ tool: action.name.slice(0, 60), outcome: action.reason }),
-  );
+  // A label per name the model made up would grow /metrics without bound: those count together.
+  const known =
+    fx.deps.tools.has(action.name) ||
+    action.name === HAND_BACK ||
+    action.name === ESCALATE ||
+    transferTarget(agent, action.name) !== undefined;
+  const tool = known ? action.name : "(unknown)";
+  fx.afterCommit.push(() => fx.deps.metrics.toolCalls.inc({ tool, outcome: action.reason }));
   return false;
 }
 

@@ -111,6 +111,10 @@ test("a call to an unknown tool goes back to the model as a tool error; the task
   assert.deepEqual(toolCalls, []);
   const [answer] = await postsWhenAtLeast(h, ts, 1);
   assert.match(String(answer?.args.text), /nothing was deleted/);
+  // Counted, but not under the name the model made up: /metrics would grow with every new one.
+  const metrics = await (await fetch(`http://127.0.0.1:${h.baton.port}/metrics`)).text();
+  assert.match(metrics, /baton_tool_calls_total\{tool="\(unknown\)",outcome="unknown_tool"\} 1/);
+  assert.ok(!metrics.includes("delete_everything"));
 });
 
 test("an empty reply (no text, no tool calls) is an unusable reply; the model is asked again", async () => {
