@@ -48,7 +48,7 @@ const AT_SCALE = process.env.BENCH_AT_SCALE;
 const { fakes, ...urls } = await startFakes(path.join(ROOT, "scripts", "bench-fakes.ts"), ORDERS);
 // BENCH_AGENTS=agents.yml measures with the default agents' full instructions instead.
 const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
-const agentsFile = await loadAgentsFile(agentsPath, new Set(demoTools.map((t) => t.name)));
+const agentsFile = await loadAgentsFile(agentsPath, demoTools);
 const server = await playgroundServer();
 
 async function startBench(

@@ -38,12 +38,13 @@ export async function startPlayground(options: {
   const databaseUrl = await freshDatabase(server.url, options.database);
   const slack = await startSlackEmulator({
     usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
+    // agents.yml gives the support lane to #support: @sam, in it, takes flow 3's escalation.
+    channels: [{ id: "C0SUPPORT", members: ["U0SAM"] }],
   });
   const model = await startModelServer(options.script);
   const port = await freePort();
   const agentsFile =
-    options.agentsFile ??
-    (await loadAgentsFile(path.join(ROOT, "agents.yml"), new Set(demoTools.map((t) => t.name))));
+    options.agentsFile ?? (await loadAgentsFile(path.join(ROOT, "agents.yml"), demoTools));
   const baton = await startBaton({
     config: loadConfig({
       SLACK_BOT_TOKEN: "xoxb-test",

@@ -63,7 +63,7 @@ test("a lane that names several people and a group: any of them may act; its cha
     "    support:\n      channel: C0SUPPORT\n",
     "    support:\n      users: [U0ALICE, U0BOB]\n      groups: [S0BILLINGLEADS]\n      channel: C0SUPPORT\n",
   );
-  const agentsFile = parseAgentsFile(text, "agents.yml", new Set(demoTools.map((t) => t.name)));
+  const agentsFile = parseAgentsFile(text, "agents.yml", demoTools);
   const h = await startHarness({ script: scriptByAgent(escalationScript()), agentsFile });
   current = h;
   const { ts, escalation } = await escalated(h);

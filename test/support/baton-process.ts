@@ -94,7 +94,7 @@ async function main(raw: string): Promise<void> {
       PORT: String(options.port),
       BATON_WORKERS: String(options.workers),
     }),
-    agentsFile: await loadAgentsFile(AGENTS_FILE, new Set(demoTools.map((t) => t.name))),
+    agentsFile: await loadAgentsFile(AGENTS_FILE, demoTools),
     log: createLogger({ level: options.logLevel }),
     maintenance: options.maintenance,
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
