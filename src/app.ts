@@ -215,7 +215,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     }
 
     let port: number | undefined;
-    if (config.http.enabled || config.slack.socketMode) {
+    // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.
+    if (config.http.enabled) {
       await assertPortFree(config.http.port, "PORT");
       if (config.slack.socketMode) await app.start();
       else await app.start(config.http.port);

@@ -87,6 +87,8 @@ export async function startHarness(options: {
   leaseMs?: number;
   /** BATON_JOB_RETRIES (default Baton's, 5). */
   jobRetries?: number;
+  /** BATON_HTTP=0: a worker-only replica. */
+  workerOnly?: boolean;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -112,6 +114,7 @@ export async function startHarness(options: {
         BATON_WORKERS: "2",
         ...(options.jobRetries !== undefined && { BATON_JOB_RETRIES: String(options.jobRetries) }),
         ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),
+        ...(options.workerOnly && { BATON_HTTP: "0" }),
       }),
       agentsFile,
       log,
