@@ -4,10 +4,10 @@
  * Prints a task's whole story, or who ran its write tools ("who processed this refund?"), from the
  * same database the app uses. Needs no Slack or model credentials: only the database settings.
  */
-import { z } from "zod";
+import { loadDatabaseConfig } from "../src/config/env.ts";
 import { type DatabaseHandle, openDatabase } from "../src/db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
-import { migrateToLatest } from "../src/db/migrate.ts";
+import { migrateToLatest, pendingMigrations } from "../src/db/migrate.ts";
 import { isBatonError } from "../src/errors.ts";
 import {
   auditCsv,
@@ -20,12 +20,6 @@ import {
 
 const USAGE =
   "usage: npm run audit -- <task id | order id | thread link> [--format text|csv|json] [--who [tool]]";
-
-const envSchema = z.object({
-  DATABASE_URL: z.string().trim().min(1).optional(),
-  BATON_DATA_DIR: z.string().trim().min(1).default(".baton"),
-  BATON_EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65_535).default(54329),
-});
 
 interface Args {
   ref: string;
@@ -59,21 +53,32 @@ function parseArgs(argv: string[]): Args | string {
   return { ref, format, who: tool };
 }
 
+/**
+ * The database Baton uses, read as Baton reads its settings. The embedded one is this machine's own
+ * and is migrated as Baton would; a server named by DATABASE_URL is only read, never migrated by an
+ * audit: one behind this code is reported.
+ */
 async function openDb(): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedDatabase }> {
-  const parsed = envSchema.safeParse(process.env);
-  if (!parsed.success) {
-    throw new Error("BATON_EMBEDDED_PG_PORT must be a TCP port number from 1 to 65535");
-  }
-  const env = parsed.data;
-  const embedded = env.DATABASE_URL
+  const settings = loadDatabaseConfig();
+  const embedded = settings.url
     ? undefined
-    : await startEmbeddedPostgres({
-        dataDir: env.BATON_DATA_DIR,
-        port: env.BATON_EMBEDDED_PG_PORT,
-      });
-  const handle = openDatabase(env.DATABASE_URL ?? embedded?.url ?? "", { max: 2 });
-  await migrateToLatest(handle.db);
-  return embedded ? { handle, embedded } : { handle };
+    : await startEmbeddedPostgres({ dataDir: settings.dataDir, port: settings.embeddedPort });
+  const handle = openDatabase(settings.url ?? embedded?.url ?? "", { max: 2 });
+  if (embedded) {
+    await migrateToLatest(handle.db);
+    return { handle, embedded };
+  }
+  const pending = await pendingMigrations(handle.db).catch(async (error: unknown) => {
+    await handle.close();
+    throw error;
+  });
+  if (pending.length > 0) {
+    await handle.close();
+    throw new Error(
+      `the database at DATABASE_URL has not run ${pending.length} of Baton's migrations (${pending.join(", ")}): start this version of Baton against it once, which migrates it, then audit`,
+    );
+  }
+  return { handle };
 }
 
 async function main(): Promise<number> {

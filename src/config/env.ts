@@ -144,15 +144,30 @@ function pickEnv(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   return picked;
 }
 
+function parseEnv<T>(schema: z.ZodType<T>, env: NodeJS.ProcessEnv): T {
+  const parsed = schema.safeParse(pickEnv(env));
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => `  ${String(issue.path[0])} ${issue.message}`);
+  throw new ConfigError(
+    `Baton's environment is not configured correctly:\n${[...new Set(lines)].join("\n")}`,
+  );
+}
+
+/** The database settings alone, read as Baton reads them: for tools that need nothing else. */
+export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): Config["database"] {
+  const e = parseEnv(
+    envSchema.pick({ DATABASE_URL: true, BATON_DATA_DIR: true, BATON_EMBEDDED_PG_PORT: true }),
+    env,
+  );
+  return deepFreeze({
+    url: e.DATABASE_URL,
+    dataDir: e.BATON_DATA_DIR,
+    embeddedPort: e.BATON_EMBEDDED_PG_PORT,
+  });
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(pickEnv(env));
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `  ${String(issue.path[0])} ${issue.message}`);
-    throw new ConfigError(
-      `Baton's environment is not configured correctly:\n${[...new Set(lines)].join("\n")}`,
-    );
-  }
-  const e = parsed.data;
+  const e = parseEnv(envSchema, env);
   return deepFreeze({
     slack: {
       botToken: e.SLACK_BOT_TOKEN,

@@ -25,6 +25,12 @@ class FolderMigrationProvider implements MigrationProvider {
  * Applies pending migrations. Kysely's migrator takes a lock in Postgres first, so several
  * replicas starting at once apply each migration exactly once.
  */
+/** Migrations in migrations/ that the database has not run: it is older than this code. */
+export async function pendingMigrations(db: Kysely<any>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: new FolderMigrationProvider() });
+  return (await migrator.getMigrations()).filter((m) => !m.executedAt).map((m) => m.name);
+}
+
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   const migrator = new Migrator({ db, provider: new FolderMigrationProvider() });
   const { error, results } = await migrator.migrateToLatest();

@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import pg from "pg";
 import type { Db } from "../../src/db/database.ts";
 import { parseTaskRef, resolveTaskRef } from "../../src/db/reports.repository.ts";
 import { NotFoundError } from "../../src/errors.ts";
@@ -15,7 +16,7 @@ import {
   whoProcessed,
   whoProcessedText,
 } from "../../src/runtime/audit-story.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { createTestDatabase, type TestDatabase, testServerUrl } from "../support/db.ts";
 
 const T0 = Date.parse("2025-01-06T09:00:00Z");
 const at = (minutes: number) => new Date(T0 + minutes * 60_000);
@@ -387,5 +388,41 @@ describe("audit story", () => {
       (e: { code?: number; stderr?: string }) =>
         e.code === 1 && /No task matches "9999"/.test(e.stderr ?? ""),
     );
+  });
+
+  test("npm run audit reads its settings as Baton does, and never migrates a server's database", async () => {
+    const run = promisify(execFile);
+    const cli = (env: Record<string, string>) =>
+      run(process.execPath, ["scripts/audit.ts", "1077"], {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+      });
+    await assert.rejects(
+      cli({ DATABASE_URL: "mysql://x/baton" }),
+      (e: { code?: number; stderr?: string }) =>
+        e.code === 1 && /DATABASE_URL is invalid: set it to a postgres:\/\//.test(e.stderr ?? ""),
+    );
+    // A database this code has not migrated yet: said, and left as it was.
+    const admin = new pg.Client({ connectionString: await testServerUrl() });
+    await admin.connect();
+    const name = `baton_audit_empty_${process.pid}`;
+    await admin.query(`create database ${name}`);
+    try {
+      const url = new URL(await testServerUrl());
+      url.pathname = `/${name}`;
+      await assert.rejects(
+        cli({ DATABASE_URL: url.toString() }),
+        (e: { code?: number; stderr?: string }) =>
+          e.code === 1 && /has not run \d+ of Baton's migrations/.test(e.stderr ?? ""),
+      );
+      const audited = new pg.Client({ connectionString: url.toString() });
+      await audited.connect();
+      const migrated = await audited.query("select to_regclass('kysely_migration') as t");
+      await audited.end();
+      assert.equal(migrated.rows[0]?.t, null, "the audit ran no migration");
+    } finally {
+      await admin.query(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    }
   });
 });
