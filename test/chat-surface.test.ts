@@ -82,6 +82,12 @@ describe("Slack chat surface against the Web API emulator", () => {
   before(async () => {
     emulator = await startSlackEmulator({
       usergroups: [{ id: "S0BILLING", handle: "billing-leads", users: ["U0ALICE", "U0BOB"] }],
+      channels: [
+        {
+          id: "C0BIG",
+          members: Array.from({ length: 2_500 }, (_, i) => `U${String(i).padStart(6, "0")}`),
+        },
+      ],
     });
     client = new WebClient("xoxb-test", {
       slackApiUrl: emulator.url,
@@ -457,6 +463,17 @@ describe("Slack chat surface against the Web API emulator", () => {
     clock += 2_000;
     assert.deepEqual(await chat.groupMembers("S0BILLING"), ["U0CAROL"]);
     assert.equal(emulator.callsTo("usergroups.users.list").length, 2);
+  });
+
+  test("channelMembers reads every page of a large channel, once a minute", async () => {
+    clock = 5_000_000;
+    const members = await chat.channelMembers("C0BIG");
+    assert.equal(members.length, 2_500);
+    assert.equal(new Set(members).size, 2_500);
+    assert.equal(emulator.callsTo("conversations.members").length, 3, "pages of a thousand");
+    await chat.channelMembers("C0BIG");
+    assert.equal(emulator.callsTo("conversations.members").length, 3, "cached");
+    await assert.rejects(chat.channelMembers("C0UNKNOWN"), /channel_not_found/);
   });
 
   test("a failed group lookup is not cached", async () => {

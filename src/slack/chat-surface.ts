@@ -3,6 +3,7 @@ import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
 import { BatonError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
+import { createMemberLookup } from "./members.ts";
 import { clip, isGroupId, isUserId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
 import type { SlackMessage } from "./views/blocks.ts";
@@ -32,8 +33,9 @@ export interface SlackChatSurfaceOptions {
    * `postingClient`.
    */
   poster?: webApi.WebClient;
-  /** Milliseconds since the epoch; injected by tests to expire the group cache. */
+  /** Milliseconds since the epoch; injected by tests to expire the group and channel caches. */
   now?: () => number;
+  /** How long a group's or channel's members are kept (default a minute). */
   groupCacheMs?: number;
   /** The workspace's URL from auth.test (`https://acme.slack.com/`): thread links are permalinks on it. */
   workspaceUrl?: string;
@@ -53,8 +55,6 @@ export function createSlackChatSurface(
 ): ChatSurface {
   const { log } = options;
   const now = options.now ?? Date.now;
-  const groupCacheMs = options.groupCacheMs ?? GROUP_CACHE_MS;
-  const groups = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
   const poster = options.poster ?? client;
 
   /**
@@ -179,50 +179,10 @@ export function createSlackChatSurface(
     }
   }
 
-  async function groupMembers(groupId: string): Promise<string[]> {
-    const at = now();
-    const cached = groups.get(groupId);
-    if (cached && cached.expiresAt > at) return [...(await cached.users)];
-    // The promise is cached, so concurrent checks share one call; a failure is not remembered.
-    const users = call("usergroups.users.list", () =>
-      client.usergroups.users.list({ usergroup: groupId }),
-    ).then((answer) => answer.users ?? []);
-    groups.set(groupId, { users, expiresAt: at + groupCacheMs });
-    users.catch(() => {
-      if (groups.get(groupId)?.users === users) groups.delete(groupId);
-    });
-    return [...(await users)];
-  }
-
-  // A channel's members, a page of a thousand at a time; cached as a group's are.
-  const channels = new Map<string, { users: Promise<string[]>; expiresAt: number }>();
-  async function channelMembers(channelId: string): Promise<string[]> {
-    const at = now();
-    const cached = channels.get(channelId);
-    if (cached && cached.expiresAt > at) return [...(await cached.users)];
-    const users = (async () => {
-      const members: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await call("conversations.members", () =>
-          client.conversations.members({
-            channel: channelId,
-            limit: 1000,
-            ...(cursor && { cursor }),
-          }),
-        );
-        members.push(...(page.members ?? []));
-        cursor = page.response_metadata?.next_cursor || undefined;
-      } while (cursor);
-      return members;
-    })();
-    channels.set(channelId, { users, expiresAt: at + groupCacheMs });
-    users.catch(() => {
-      if (channels.get(channelId)?.users === users) channels.delete(channelId);
-    });
-    return [...(await users)];
-  }
-
+  const { groupMembers, channelMembers } = createMemberLookup(client, call, {
+    now,
+    cacheMs: options.groupCacheMs ?? GROUP_CACHE_MS,
+  });
   const findPosted = createPostedFinder(client, call, log, isNotAMember);
   const threadLink = (channel: string, threadTs: string) =>
     messageLink(options.workspaceUrl, channel, threadTs);
