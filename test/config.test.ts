@@ -236,8 +236,21 @@ describe("agents file", () => {
       "schema-error.yml:6:5 agents[1].instructions: missing; add it",
       "schema-error.yml:6:9 agents[1].id: use lowercase letters, digits and dashes, starting with a letter",
       'schema-error.yml:8:11 agents[1].icon: use ":emoji_name:" or an https:// image URL',
-      "schema-error.yml:9:5 agents[1].autonmy: unknown setting; check its spelling and indentation",
+      "schema-error.yml:9:5 agents[1].autonmy: unknown setting; check its spelling and indentation (here: id, name, icon, model, instructions, autonomy, tools, handoffs, channels, caps)",
     ]);
+  });
+
+  it("says what to write for an emoji name left unquoted, and which lanes there are", () => {
+    const unquoted = MINIMAL.replace(/icon: ".*"/, "icon: :wave:");
+    assert.match(
+      configErrorOf(() => parseAgentsFile(unquoted, "agents.yml")),
+      /Nested mappings are not allowed in compact mappings; a value that starts with ":" \(an emoji name\) goes in quotes: icon: ":wave:"/,
+    );
+    const lane = `${MINIMAL}policies:\n  lanes:\n    billing:\n      users: [U0LEE]\n`;
+    assert.match(
+      configErrorOf(() => parseAgentsFile(lane, "agents.yml")),
+      /policies\.lanes\.billing: unknown setting; check its spelling and indentation \(here: support, sales, operations, owner_escalation\)/,
+    );
   });
 
   it("reports an empty file", () => {

@@ -57,7 +57,7 @@ export function parseAgentsFile(
     throw fail(
       doc.errors.map((error) => {
         const { line, col } = lineCounter.linePos(error.pos[0]);
-        return `${sourceName}:${line}:${col} ${error.message}`;
+        return `${sourceName}:${line}:${col} ${error.message}${yamlHint(text, line)}`;
       }),
     );
   }
@@ -100,13 +100,57 @@ export function parseAgentsFile(
 function toProblems(issue: z.core.$ZodIssue): Problem[] {
   const path = issue.path.filter((p) => typeof p !== "symbol");
   if (issue.code === "unrecognized_keys") {
+    const known = settingsAt(agentsFileSchema, path);
+    const here = known ? ` (here: ${known.join(", ")})` : "";
     return issue.keys.map((key) => ({
       path,
       key,
-      message: "unknown setting; check its spelling and indentation",
+      message: `unknown setting; check its spelling and indentation${here}`,
     }));
   }
   return [{ path, message: issue.message }];
+}
+
+/**
+ * YAML's words for the one mistake everyone makes here: an emoji name (":wave:") left unquoted
+ * starts with ":", which YAML reads as a mapping.
+ */
+function yamlHint(text: string, line: number): string {
+  const source = text.split("\n")[line - 1] ?? "";
+  return /:\s+:[\w+-]+:\s*$/.test(source)
+    ? '; a value that starts with ":" (an emoji name) goes in quotes: icon: ":wave:"'
+    : "";
+}
+
+type SchemaDef = {
+  type: string;
+  innerType?: unknown;
+  in?: unknown;
+  shape?: Record<string, unknown>;
+  element?: unknown;
+  valueType?: unknown;
+};
+const defOf = (node: unknown) => (node as { _zod?: { def?: SchemaDef } } | undefined)?._zod?.def;
+
+/** The settings the schema allows at `path`, for a message about one it does not. */
+function settingsAt(schema: unknown, path: readonly PropertyKey[]): string[] | undefined {
+  let node = schema;
+  for (const step of [...path, undefined]) {
+    let def = defOf(node);
+    // Past optional(), default(), prefault() and transform() to the schema underneath.
+    while (def && (def.innerType !== undefined || def.type === "pipe")) {
+      node = def.innerType ?? def.in;
+      def = defOf(node);
+    }
+    if (!def) return undefined;
+    if (step === undefined)
+      return def.type === "object" && def.shape ? Object.keys(def.shape) : undefined;
+    if (def.type === "object") node = def.shape?.[String(step)];
+    else if (def.type === "array") node = def.element;
+    else if (def.type === "record") node = def.valueType;
+    else return undefined;
+  }
+  return undefined;
 }
 
 const NOUNS: Record<string, string> = {
