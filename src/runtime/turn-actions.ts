@@ -1,3 +1,4 @@
+import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
@@ -30,20 +31,22 @@ export async function applyAction(
       return true;
     case "final":
       fx.changes.status = "done";
-      fx.outbox.push(
-        post(task, {
-          kind: "agent_reply",
-          channel: task.channel_id,
-          threadTs: task.thread_ts,
-          persona: personaOf(agent),
-          text: action.text,
-        }),
-      );
+      for (const text of answerParts(action.text))
+        fx.outbox.push(
+          post(task, {
+            kind: "agent_reply",
+            channel: task.channel_id,
+            threadTs: task.thread_ts,
+            persona: personaOf(agent),
+            text,
+          }),
+        );
       fx.audits.push({
         taskId: task.id,
         actor: { kind: "agent", id: agent.id },
         kind: "answer",
-        data: { text: action.text.slice(0, 4000) },
+        // All of what Slack shows: the story tells what the requester was answered.
+        data: { text: action.text.slice(0, 48_000) },
       });
       fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
       return true;
