@@ -1,46 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { Script } from "../support/model-server.ts";
 import { taskWithStatus } from "../support/observe.ts";
+import { pingPongAgents, pingPongScript } from "../support/ping-pong.ts";
 
 // A halt found at the start of a turn (hop limit, cost cap, removed agent) first waits for the run's
 // posts still under way. Slack can hold one for long (Retry-After): the run renews its lease the
 // while, or another run would take the task over, not find the post in Slack yet, and post it again.
 
-const agentsFile = parseAgentsFile(
-  `
-defaults:
-  entry_agent: ping
-  hop_limit: 1
-agents:
-  - id: ping
-    name: Ping
-    icon: ":table_tennis_paddle_and_ball:"
-    tools: [lookup_order]
-    handoffs: [pong]
-    instructions: Always hand the work to Pong.
-  - id: pong
-    name: Pong
-    icon: ":ping_pong:"
-    tools: [lookup_order]
-    handoffs: [ping]
-    instructions: Always hand the work to Ping.
-`,
-  "hop-limit-1.yml",
-  new Set(demoTools.map((t) => t.name)),
-);
-
-const script: Script = (_request, ctx) => ({
-  toolCalls: [
-    {
-      name: ctx.agentId === "ping" ? "transfer_to_pong" : "transfer_to_ping",
-      arguments: { summary: "Not mine; over to you.", needed: "Deal with it.", facts: {} },
-    },
-  ],
-});
+const agentsFile = pingPongAgents(1);
+const script = pingPongScript;
 
 const LEASE_MS = 1_000;
 

@@ -1,48 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { Script } from "../support/model-server.ts";
 import { auditEvents, postsInThread, taskWithStatus } from "../support/observe.ts";
+import { pingPongAgents, pingPongScript } from "../support/ping-pong.ts";
 
 const HOP_LIMIT = 4;
-const agentsFile = parseAgentsFile(
-  `
-defaults:
-  entry_agent: ping
-  hop_limit: ${HOP_LIMIT}
-agents:
-  - id: ping
-    name: Ping
-    icon: ":table_tennis_paddle_and_ball:"
-    tools: [lookup_order]
-    handoffs: [pong]
-    instructions: Always hand the work to Pong.
-  - id: pong
-    name: Pong
-    icon: ":ping_pong:"
-    tools: [lookup_order]
-    handoffs: [ping]
-    instructions: Always hand the work to Ping.
-`,
-  "hop-limit.yml",
-  new Set(demoTools.map((t) => t.name)),
-);
-
-// Each agent passes the work straight to the other, forever.
-const script: Script = (_request, ctx) => ({
-  toolCalls: [
-    {
-      name: ctx.agentId === "ping" ? "transfer_to_pong" : "transfer_to_ping",
-      arguments: {
-        summary: `Not mine; over to you (pass ${ctx.callIndex + 1}).`,
-        needed: "Deal with it.",
-        facts: { order_id: "1042" },
-      },
-    },
-  ],
-});
+const agentsFile = pingPongAgents(HOP_LIMIT);
+const script = pingPongScript;
 
 let h: Harness;
 before(async () => {
