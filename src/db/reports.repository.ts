@@ -280,6 +280,12 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .where((eb) =>
         eb.or([
           eb.and([eb("owner_kind", "=", "human"), eb("owner_id", "in", [userId, ...groupIds])]),
+          // Several owners (a lane naming several people) are one id list: "U0ANN,U0BOB".
+          eb.and([
+            eb("owner_kind", "=", "human"),
+            eb("owner_id", "like", "%,%"),
+            sql<boolean>`string_to_array(owner_id, ',') && ${sql.val([userId, ...groupIds])}::text[]`,
+          ]),
           eb("requester_id", "=", userId),
         ]),
       )

@@ -179,7 +179,8 @@ async function readableIn(
 type Row<F extends (...args: never[]) => Promise<unknown[]>> = Awaited<ReturnType<F>>[number];
 
 /** Only a person (a user id) gets a DM; a group owner is seen in the channel digest. */
-const humanOwner = (kind: string, id: string) => (kind === "human" && USER_ID.test(id) ? [id] : []);
+const humanOwner = (kind: string, id: string) =>
+  kind === "human" ? id.split(",").filter((one) => USER_ID.test(one)) : [];
 
 function staleTaskItem(
   t: Row<typeof staleTasks>,

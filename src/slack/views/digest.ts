@@ -107,7 +107,10 @@ function when(iso: string): string {
 }
 
 function ownerText(owner: DigestTaskItem["owner"]): string {
-  return owner.kind === "human" ? mention(owner.id) : clip(owner.name ?? owner.id, 80);
+  // Several owners are one id list ("U0ANN,U0BOB"): each is mentioned.
+  return owner.kind === "human"
+    ? owner.id.split(",").map(mention).join(", ")
+    : clip(owner.name ?? owner.id, 80);
 }
 
 function openButton(link: string | undefined): Button | undefined {
