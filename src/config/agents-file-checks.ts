@@ -65,7 +65,9 @@ function toolShapes(file: AgentsFile, knownTools: KnownTools | undefined): Map<s
     if (typeof tool === "string") continue;
     let schema: Record<string, unknown> | undefined;
     try {
-      schema = z.toJSONSchema(tool.input, { unrepresentable: "any", io: "input" });
+      // The gate compares the arguments as the schema parsed them: its output side. A transform's
+      // output has no type here, so an argument it makes is checked by name only.
+      schema = z.toJSONSchema(tool.input, { unrepresentable: "any", io: "output" });
     } catch {
       schema = undefined;
     }
