@@ -19,7 +19,7 @@ import {
   SEND_BACK_INSTRUCTION_BLOCK,
   sendBackModal,
 } from "../views/reject-modal.ts";
-import { decisionWords, escalationWords } from "../words.ts";
+import { decisionWords, escalationWords, failureWords } from "../words.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -80,11 +80,12 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       }
       return;
     }
-    handlers.afterwards("open the reject modal", () =>
-      client.views.open({
-        trigger_id: triggerId,
-        view: rejectReasonModal({ approvalId, toolName: info.toolName }) as never,
-      }),
+    openForm(
+      handlers,
+      client,
+      c,
+      triggerId,
+      rejectReasonModal({ approvalId, toolName: info.toolName }),
     );
   });
 
@@ -153,11 +154,12 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       }
       return;
     }
-    handlers.afterwards("open the send-back modal", () =>
-      client.views.open({
-        trigger_id: triggerId,
-        view: sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }) as never,
-      }),
+    openForm(
+      handlers,
+      client,
+      c,
+      triggerId,
+      sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }),
     );
   });
 
@@ -232,6 +234,34 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       await ack();
     });
   }
+}
+
+/**
+ * Opens a form once Slack has its answer. One that does not open (its trigger ran out, Slack
+ * failed) decided nothing: the person is told so, as after a failed click.
+ */
+function openForm(
+  handlers: SlackHandlers,
+  client: Parameters<Parameters<BoltApp["action"]>[1]>[0]["client"],
+  c: z.infer<typeof click>,
+  triggerId: string,
+  view: unknown,
+) {
+  handlers.afterwards("open a form", async () => {
+    try {
+      await client.views.open({ trigger_id: triggerId, view: view as never });
+    } catch (error) {
+      if (c.channel)
+        await ephemeral(
+          client,
+          c.channel.id,
+          c.user.id,
+          failureWords(error),
+          c.container?.thread_ts,
+        );
+      throw error;
+    }
+  });
 }
 
 async function ephemeral(
