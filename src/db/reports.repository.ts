@@ -299,8 +299,33 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .select(["a.card_channel", "a.card_ts", "t.title", "t.channel_id", "t.thread_ts"])
       .select(sql<number>`count(*) over ()`.as("total"))
       .where("a.status", "=", "pending")
-      // Whoever asked may not approve, so their own requests do not wait on them.
+      // Whoever asked may not approve, so their own requests do not wait on them: the task's, or
+      // one they asked for in its thread (see wroteToTask in humans.repository.ts).
       .where("a.requester_id", "<>", userId)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("task_inputs as i")
+              .select("i.id")
+              .whereRef("i.task_id", "=", "a.task_id")
+              .where("i.author_id", "=", userId)
+              .whereRef("i.consumed_at_step", "<=", "a.step_no"),
+          ),
+        ),
+      )
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom("handoffs as h")
+              .select("h.id")
+              .whereRef("h.task_id", "=", "a.task_id")
+              .where("h.kind", "=", "human_return")
+              .where("h.from_kind", "=", "human")
+              .where("h.from_id", "=", userId)
+              .whereRef("h.step_no", "<=", "a.step_no"),
+          ),
+        ),
+      )
       .where(waitsOn(userId, groupIds))
       .orderBy("a.created_at")
       .limit(HOME_ROWS_MAX)

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { homeData } from "../../src/db/reports.repository.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
@@ -40,6 +41,12 @@ test("a billing lead who asked for the refund in the thread may not approve it; 
     const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
+
+  // Their App Home does not list it as waiting on them; another lead's does.
+  const waiting = async (user: string, groups: string[]) =>
+    (await homeData(h.db.db, user, groups)).waitingApprovals.map((a) => a.id);
+  assert.deepEqual(await waiting("U0BILLINGLEAD", []), []);
+  assert.deepEqual(await waiting("U0LEE", ["S0BILLINGLEADS"]), [approval.id]);
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
   const told = await h.until("the lead to be told", async () =>
