@@ -51,6 +51,11 @@ export interface Baton {
   deps: RuntimeDeps;
   /** The HTTP port, when serving HTTP. */
   port: number | undefined;
+  /**
+   * Reads the agents file again (SIGHUP): its agents, tools and policies apply from each task's
+   * next turn. A file with mistakes is refused, logged with its lines, and the one in use stays.
+   */
+  reloadAgents(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -202,7 +207,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
               db: deps.db,
               log,
               clock: deps.clock,
-              agentsFile,
+              // As reloaded since; its schedule is the one the scheduler started with.
+              agentsFile: deps.agents.file,
               chat: deps.chat,
               threadLink: deps.chat.threadLink,
             },
@@ -224,7 +230,22 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       stops.push(() => app.stop() as Promise<void>);
     }
     log.info({ workerId, port, socketMode: config.slack.socketMode }, "baton started");
-    return { deps, port, stop: stopAll };
+    const reloadAgents = async () => {
+      try {
+        const file = await loadAgentsFile(config.agentsFile, codeTools);
+        deps.agents = agentDirectory(file);
+        deps.tools = toolRegistry([...codeTools, ...httpTools(file.tools)]);
+        const { schedule, timezone } = file.digest;
+        if (schedule !== agentsFile.digest.schedule || timezone !== agentsFile.digest.timezone)
+          log.warn("the digest's new schedule and time zone take effect at the next restart");
+        log.info({ agents: file.agents.map((a) => a.id) }, "agents file reloaded");
+        return true;
+      } catch (error) {
+        log.error({ err: error }, "agents file not reloaded: the one in use stays");
+        return false;
+      }
+    };
+    return { deps, port, reloadAgents, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;

@@ -3,7 +3,7 @@ import { loadConfig, redactedConfigSummary } from "./config/env.ts";
 import { isBatonError } from "./errors.ts";
 import { createLogger } from "./log.ts";
 
-/** `npm start`: parse the environment, start Baton, stop cleanly on SIGINT/SIGTERM. */
+/** `npm start`: parse the environment, start Baton, reload agents on SIGHUP, stop on SIGINT/SIGTERM. */
 try {
   const config = loadConfig();
   const log = createLogger({ level: config.logLevel });
@@ -22,6 +22,8 @@ try {
     await baton.stop().catch((error: unknown) => log.error({ err: error }, "shutdown failed"));
     process.exit(0);
   };
+  // `kill -HUP`: the agents file again, without a restart (each replica reads its own).
+  process.on("SIGHUP", () => void baton.reloadAgents());
   process.once("SIGINT", () => void shutdown("SIGINT"));
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
 } catch (error) {

@@ -89,6 +89,8 @@ export async function startHarness(options: {
   jobRetries?: number;
   /** BATON_HTTP=0: a worker-only replica. */
   workerOnly?: boolean;
+  /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
+  agentsPath?: string;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -115,6 +117,7 @@ export async function startHarness(options: {
         ...(options.jobRetries !== undefined && { BATON_JOB_RETRIES: String(options.jobRetries) }),
         ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),
         ...(options.workerOnly && { BATON_HTTP: "0" }),
+        ...(options.agentsPath && { BATON_AGENTS_FILE: options.agentsPath }),
       }),
       agentsFile,
       log,
