@@ -41,7 +41,8 @@ async function systemMessageOfNextTask(): Promise<string> {
   const { ts } = await h.mention("where is order 1042?");
   await h.until("the answer", () => finishedTask(h.db.db, ts));
   const request = h.model.requests[before];
-  const messages = (request?.body as { messages: { role: string; content: string }[] }).messages;
+  assert.ok(request, "the model was asked");
+  const { messages } = request.body as { messages: { role: string; content: string }[] };
   return messages.find((m) => m.role === "system")?.content ?? "";
 }
 
