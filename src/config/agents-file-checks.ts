@@ -2,7 +2,12 @@ import { validate as isValidCron } from "node-cron";
 import { z } from "zod";
 import { priceOf } from "../core/model.ts";
 import { type AgentsFile, ENV_REFERENCE, urlProblem } from "./agents-schema.ts";
-import { approvalPolicyProblems, type LineOf, type ToolShape } from "./approval-policy-checks.ts";
+import {
+  approvalPolicyProblems,
+  type LineOf,
+  supervisionProblems,
+  type ToolShape,
+} from "./approval-policy-checks.ts";
 
 // The agents file's checks across fields (ids, handoffs, tools, policies, the digest), once zod has
 // checked each field; each problem carries the path whose line the error names.
@@ -53,6 +58,7 @@ export function crossFieldProblems(
       codeNames && new Set([...codeNames, ...file.tools.map((tool) => tool.name)]),
     ),
     ...approvalPolicyProblems(file, toolShapes(file, knownTools), lineOf),
+    ...supervisionProblems(file, toolShapes(file, knownTools)),
     ...priceProblems(file),
     ...digestProblems(file),
   ];
@@ -114,6 +120,16 @@ function agentIdProblems(file: AgentsFile): Problem[] {
         message: `"${agent.id}" is already the id of agents[${first}]; agent ids must be unique`,
       });
     } else firstIndexById.set(agent.id, i);
+
+    // People tell the agents apart in Slack by their names alone.
+    const sameName = file.agents.findIndex(
+      (other, k) => k < i && other.name.trim().toLowerCase() === agent.name.trim().toLowerCase(),
+    );
+    if (sameName !== -1)
+      problems.push({
+        path: ["agents", i, "name"],
+        message: `"${agent.name}" is already the name of agents[${sameName}]; each agent needs its own name, so people can tell who speaks`,
+      });
 
     agent.channels.forEach((channel, j) => {
       const owner = claimedBy.get(channel);

@@ -41,6 +41,33 @@ export function approvalPolicyProblems(
   return [...problems, ...shadowProblems(file.policies.approvals, lineOf)];
 }
 
+/**
+ * A `supervised` agent's writes wait for `policies.supervisors`, unless an approval policy names
+ * other approvers for every call of the tool. With no supervisors, those writes would only be
+ * proposed, as in shadow mode: say so rather than let the agent quietly never act.
+ */
+export function supervisionProblems(
+  file: AgentsFile,
+  tools: ReadonlyMap<string, ToolShape>,
+): Problem[] {
+  if (file.policies.supervisors) return [];
+  const problems: Problem[] = [];
+  file.agents.forEach((agent, i) => {
+    if (agent.autonomy !== "supervised") return;
+    const unwatched = agent.tools.filter((name) => {
+      const tool = tools.get(name);
+      const alwaysApproved = file.policies.approvals.some((p) => p.tool === name && !p.when);
+      return tool !== undefined && tool.toolClass !== "read" && !alwaysApproved;
+    });
+    if (unwatched.length === 0) return;
+    problems.push({
+      path: ["agents", i, "autonomy"],
+      message: `a supervised agent's writes (${unwatched.join(", ")}) wait for policies.supervisors, and none are named, so they would only be proposed: add policies.supervisors (users or groups), or set autonomy: shadow`,
+    });
+  });
+  return problems;
+}
+
 type ArgType = "number" | "string" | "boolean" | "other";
 const TYPE_WORDS: Record<ArgType, string> = {
   number: "a number",

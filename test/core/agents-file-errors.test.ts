@@ -270,3 +270,39 @@ ${prices}`;
   );
   assert.match(free, /agents\[0\]\.caps\.usd_per_task: the model "llama3\.1" is priced at 0/);
 });
+
+test("two agents with one display name are refused: people could not tell them apart", () => {
+  const text = `${MINIMAL}  - id: helper-two
+    name: helper
+    icon: ":wave:"
+    instructions: Answer too.
+`;
+  assert.match(
+    errorOf(text),
+    /^agents\.yml:7:11 agents\[1\]\.name: "helper" is already the name of agents\[0\]; each agent needs its own name/m,
+  );
+});
+
+test("a supervised agent with writes and nobody to supervise it is refused; with supervisors or an approval it loads", () => {
+  const supervised = `agents:
+  - id: billing
+    name: Billing
+    icon: ":credit_card:"
+    instructions: Refund what was paid.
+    tools: [lookup_order, issue_refund]
+    autonomy: supervised
+`;
+  assert.match(
+    configErrorOf(() => parseAgentsFile(supervised, "agents.yml", demoTools)),
+    /^agents\.yml:7:15 agents\[0\]\.autonomy: a supervised agent's writes \(issue_refund\) wait for policies\.supervisors, and none are named/m,
+  );
+  const withSupervisors = `${supervised}policies:\n  supervisors: { users: [U0BOSS] }\n`;
+  assert.doesNotThrow(() => parseAgentsFile(withSupervisors, "agents.yml", demoTools));
+  const everyCallApproved = `${supervised}policies:
+  approvals:
+    - id: refunds
+      tool: issue_refund
+      approvers: { users: [U0LEAD] }
+`;
+  assert.doesNotThrow(() => parseAgentsFile(everyCallApproved, "agents.yml", demoTools));
+});
