@@ -80,6 +80,36 @@ export async function wroteToTask(
   return Boolean(row.wrote);
 }
 
+/**
+ * Who asked for each approval, by the rule of `wroteToTask`, and its task's requester: people the
+ * approval must not be put before as theirs to decide.
+ */
+export async function askersOf(
+  db: Executor,
+  approvalIds: readonly string[],
+): Promise<Map<string, Set<string>>> {
+  const askers = new Map<string, Set<string>>();
+  if (approvalIds.length === 0) return askers;
+  const ids = sql.val([...approvalIds]);
+  const { rows } = await sql<{ approval_id: string; user_id: string }>`
+    select a.id as approval_id, a.requester_id as user_id from approvals a where a.id = any(${ids}::uuid[])
+    union
+    select a.id, i.author_id from approvals a
+      join task_inputs i on i.task_id = a.task_id and i.consumed_at_step <= a.step_no
+      where a.id = any(${ids}::uuid[])
+    union
+    select a.id, h.from_id from approvals a
+      join handoffs h on h.task_id = a.task_id and h.kind = 'human_return'
+        and h.from_kind = 'human' and h.step_no <= a.step_no
+      where a.id = any(${ids}::uuid[])`.execute(db);
+  for (const row of rows) {
+    const users = askers.get(row.approval_id) ?? new Set<string>();
+    users.add(row.user_id);
+    askers.set(row.approval_id, users);
+  }
+  return askers;
+}
+
 export async function findApproval(db: Executor, id: string) {
   return db.selectFrom("approvals").selectAll().where("id", "=", id).executeTakeFirst();
 }

@@ -8,6 +8,7 @@ import {
 } from "../core/digest.ts";
 import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
 import type { Db, Tx } from "../db/database.ts";
+import { askersOf } from "../db/humans.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import {
   claimScheduledRun,
@@ -137,10 +138,15 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     ...kept.approvals.map((a) => a.task_id),
     ...kept.failed.map((f) => f.id),
   ]);
+  // An approval someone asked for is not theirs to decide: it is not put before them as such.
+  const askers = await askersOf(
+    tx,
+    kept.approvals.map((a) => a.id),
+  );
   const digest = {
     staleTasks: kept.tasks.map((t) => staleTaskItem(t, agentName, link, openHere.has(t.id))),
     staleApprovals: kept.approvals.map((a) =>
-      staleApprovalItem(a, agentName, link, openHere.has(a.task_id)),
+      staleApprovalItem(a, agentName, link, openHere.has(a.task_id), askers.get(a.id)),
     ),
     failedTasks: kept.failed.map((f) => failedTaskItem(f, now, link, openHere.has(f.id))),
   };
@@ -210,6 +216,7 @@ function staleApprovalItem(
   agentName: (id: string) => string,
   link: Linker,
   openHere: boolean,
+  askedBy: ReadonlySet<string> = new Set(),
 ): Owned<DigestApprovalItem> {
   // An escalated approval's approvers are its fallback people (the escalation put them there).
   const ids = [...new Set([...a.approvers.users, ...a.approvers.groups])];
@@ -223,7 +230,7 @@ function staleApprovalItem(
   };
   return {
     item,
-    users: ids.filter((id) => USER_ID.test(id)),
+    users: ids.filter((id) => USER_ID.test(id) && !askedBy.has(id)),
     shared: openHere ? item : { ...item, taskTitle: WITHHELD },
   };
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import type { ChatIntent } from "../../src/core/ports.ts";
 import { homeData } from "../../src/db/reports.repository.ts";
+import { runDigest } from "../../src/runtime/digest.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
@@ -47,6 +49,30 @@ test("a billing lead who asked for the refund in the thread may not approve it; 
     (await homeData(h.db.db, user, groups)).waitingApprovals.map((a) => a.id);
   assert.deepEqual(await waiting("U0BILLINGLEAD", []), []);
   assert.deepEqual(await waiting("U0LEE", ["S0BILLINGLEADS"]), [approval.id]);
+  // Nor does the digest, once the approval is stale, put it in their DM as waiting on them.
+  const later = new Date(Date.now() + 5 * 3_600_000);
+  const sent: ChatIntent[] = [];
+  await runDigest(
+    {
+      ...h.baton.deps,
+      agentsFile: h.agentsFile,
+      clock: { now: () => later },
+      chat: {
+        ...h.baton.deps.chat,
+        deliver: async (intent) => {
+          sent.push(intent);
+          return { ts: `${sent.length}.000000` };
+        },
+      },
+      threadLink: h.baton.deps.chat.threadLink,
+    },
+    later,
+    "test",
+  );
+  const channel = sent.find((i) => i.kind === "digest");
+  assert.equal(channel?.kind === "digest" && channel.digest.staleApprovals.length, 1);
+  const dmed = sent.flatMap((i) => (i.kind === "digest_dm" ? [i.user] : []));
+  assert.ok(!dmed.includes("U0BILLINGLEAD"), `digest DMs: ${dmed.join(", ")}`);
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
   const told = await h.until("the lead to be told", async () =>
