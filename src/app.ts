@@ -27,7 +27,7 @@ import { localRuns } from "./runtime/local-runs.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
-import { createSlackApp, initSlackApp, postingClient } from "./slack/app.ts";
+import { createSlackApp, initSlackApp, postingClient, stopSlackApp } from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
 
@@ -227,7 +227,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       if (config.slack.socketMode) await app.start();
       else await app.start(config.http.port);
       port = config.slack.socketMode ? undefined : config.http.port;
-      stops.push(() => app.stop() as Promise<void>);
+      stops.push(() => stopSlackApp(app));
     }
     log.info({ workerId, port, socketMode: config.slack.socketMode }, "baton started");
     const reloadAgents = async () => {

@@ -124,19 +124,24 @@ function acknowledgeWhenProcessed(
   app: BoltApp,
   log: Logger,
 ): void {
+  const inFlight = new Set<Promise<unknown>>();
+  envelopesInFlight.set(app, inFlight);
   receiver.client.removeAllListeners("slack_event");
   receiver.client.on("slack_event", async (envelope: SocketModeEnvelope) => {
     let response: unknown;
     try {
-      await app.processEvent({
-        body: envelope.body,
-        ack: async (answer?: unknown) => {
-          response = answer;
-        },
-        ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
-        ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
-        customProperties: {},
-      });
+      await track(
+        inFlight,
+        app.processEvent({
+          body: envelope.body,
+          ack: async (answer?: unknown) => {
+            response = answer;
+          },
+          ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
+          ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
+          customProperties: {},
+        }),
+      );
     } catch (error) {
       log.warn(
         { err: error },
@@ -148,6 +153,24 @@ function acknowledgeWhenProcessed(
       log.warn({ err: error }, "a Socket Mode envelope could not be acknowledged");
     });
   });
+}
+
+/** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
+const envelopesInFlight = new WeakMap<BoltApp, Set<Promise<unknown>>>();
+
+function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T> {
+  inFlight.add(work);
+  void work.finally(() => inFlight.delete(work)).catch(() => undefined);
+  return work;
+}
+
+/**
+ * Stops taking Slack's requests, then waits for those under way: a decision still committing
+ * at shutdown gets its card update and words, after which the database may close.
+ */
+export async function stopSlackApp(app: BoltApp): Promise<void> {
+  await app.stop();
+  await Promise.allSettled([...(envelopesInFlight.get(app) ?? [])]);
 }
 
 function routes(options: SlackAppOptions) {

@@ -135,3 +135,50 @@ test("Socket Mode: an approval click arrives as an interactive envelope, is ackn
     await billing.close();
   }
 });
+
+test("Socket Mode: a stop waits for a click still being decided, which then holds", async () => {
+  const billing = await startHarness({
+    script: scriptByAgent(orderReturnScript()),
+    socketMode: true,
+  });
+  let stopped = false;
+  try {
+    await billing.slack.socketMode.connected();
+    const text = "<@U0BATONBOT> I'd like to return order 1077, please refund me";
+    const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
+    const mention = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }));
+    assert.ok(await billing.slack.socketMode.send("events_api", mention));
+    const approval = await billing.until("the refund to wait on its card", async () => {
+      const row = await billing.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+      return row?.card_ts ? row : undefined;
+    });
+    // The click waits on Slack (who the billing leads are) while Baton is told to stop.
+    const held = billing.slack.holdAnswer("usergroups.users.list");
+    const click = blockActionsPayload({
+      userId: "U0LEE",
+      actionId: APPROVAL_APPROVE,
+      value: approval.id,
+      channel: CHANNEL,
+      messageTs: approval.card_ts ?? "",
+      threadTs: ts,
+    });
+    void billing.slack.socketMode.send("interactive", click).catch(() => undefined);
+    await held.arrived;
+    const stopping = billing.baton.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(stopped, false, "the stop waits for the click under way");
+    held.release();
+    await stopping;
+    const decided = await billing.db.db
+      .selectFrom("approvals")
+      .select("status")
+      .where("id", "=", approval.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(decided.status, "approved");
+  } finally {
+    if (!stopped) await billing.baton.stop();
+    await billing.close().catch(() => undefined);
+  }
+});
