@@ -40,7 +40,18 @@ export async function runTask(
 ): Promise<void> {
   // The lease is this run's, not the process's: a job queued for the task while a run of this
   // process holds it (a decision on the card the run just posted) must not drive it alongside.
-  const deps = { ...processDeps, workerId: started?.worker ?? runWorker(processDeps) };
+  const deps: RuntimeDeps = {
+    ...processDeps,
+    workerId: started?.worker ?? runWorker(processDeps),
+    // A reload of the agents file (SIGHUP) replaces these on the process's deps: read there, it
+    // reaches a run under way from its next turn.
+    get agents() {
+      return processDeps.agents;
+    },
+    get tools() {
+      return processDeps.tools;
+    },
+  };
   const claim = started?.claim ?? (await claimLease(deps.db, taskId, deps.workerId, deps.leaseMs));
   if (!claim) {
     deps.log.debug({ taskId }, "task is driven by another worker");
