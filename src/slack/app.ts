@@ -124,24 +124,21 @@ function acknowledgeWhenProcessed(
   app: BoltApp,
   log: Logger,
 ): void {
-  const inFlight = new Set<Promise<unknown>>();
-  envelopesInFlight.set(app, inFlight);
+  const envelopes: Envelopes = { inFlight: new Set(), stopping: false };
+  envelopesInFlight.set(app, envelopes);
   receiver.client.removeAllListeners("slack_event");
-  receiver.client.on("slack_event", async (envelope: SocketModeEnvelope) => {
+  const handle = async (envelope: SocketModeEnvelope) => {
     let response: unknown;
     try {
-      await track(
-        inFlight,
-        app.processEvent({
-          body: envelope.body,
-          ack: async (answer?: unknown) => {
-            response = answer;
-          },
-          ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
-          ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
-          customProperties: {},
-        }),
-      );
+      await app.processEvent({
+        body: envelope.body,
+        ack: async (answer?: unknown) => {
+          response = answer;
+        },
+        ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
+        ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
+        customProperties: {},
+      });
     } catch (error) {
       log.warn(
         { err: error },
@@ -152,11 +149,20 @@ function acknowledgeWhenProcessed(
     await envelope.ack(response).catch((error: unknown) => {
       log.warn({ err: error }, "a Socket Mode envelope could not be acknowledged");
     });
+  };
+  receiver.client.on("slack_event", (envelope: SocketModeEnvelope) => {
+    // Stopping: left unacknowledged, Slack sends it again to a replica that is up.
+    if (envelopes.stopping) return;
+    // Tracked until acknowledged: a stop waits for that before it disconnects.
+    void track(envelopes.inFlight, handle(envelope));
   });
 }
 
 /** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
-const envelopesInFlight = new WeakMap<BoltApp, Set<Promise<unknown>>>();
+type Envelopes = { inFlight: Set<Promise<unknown>>; stopping: boolean };
+const envelopesInFlight = new WeakMap<BoltApp, Envelopes>();
+/** How long a stop waits for envelopes under way (one stuck on a database gone silent, say). */
+const STOP_WAIT_MS = 10_000;
 
 function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T> {
   inFlight.add(work);
@@ -165,12 +171,24 @@ function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T>
 }
 
 /**
- * Stops taking Slack's requests, then waits for those under way: a decision still committing
- * at shutdown gets its card update and words, after which the database may close.
+ * Stops taking Slack's requests and lets those under way finish: a decision still committing at
+ * shutdown is acknowledged and gets its card update before the database closes. In Socket Mode
+ * the connection stays open until then, or their acknowledgements would have nowhere to go.
  */
 export async function stopSlackApp(app: BoltApp): Promise<void> {
+  const envelopes = envelopesInFlight.get(app);
+  if (envelopes) {
+    envelopes.stopping = true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...envelopes.inFlight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, STOP_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
   await app.stop();
-  await Promise.allSettled([...(envelopesInFlight.get(app) ?? [])]);
 }
 
 function routes(options: SlackAppOptions) {
