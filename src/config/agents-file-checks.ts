@@ -1,5 +1,6 @@
 import { validate as isValidCron } from "node-cron";
 import { z } from "zod";
+import { normalise } from "../core/agents/directory.ts";
 import { priceOf } from "../core/model.ts";
 import { type AgentsFile, ENV_REFERENCE, urlProblem } from "./agents-schema.ts";
 import {
@@ -121,14 +122,16 @@ function agentIdProblems(file: AgentsFile): Problem[] {
       });
     } else firstIndexById.set(agent.id, i);
 
-    // People tell the agents apart in Slack by their names alone.
+    // People tell the agents apart by their names, and "@Baton <name or id>:" picks one by its
+    // letters and digits alone: "Customer-Service" would be "Customer Service" there.
+    const key = normalise(agent.name);
     const sameName = file.agents.findIndex(
-      (other, k) => k < i && other.name.trim().toLowerCase() === agent.name.trim().toLowerCase(),
+      (other, k) => k < i && [other.name, other.id].some((word) => normalise(word) === key),
     );
     if (sameName !== -1)
       problems.push({
         path: ["agents", i, "name"],
-        message: `"${agent.name}" is already the name of agents[${sameName}]; each agent needs its own name, so people can tell who speaks`,
+        message: `"${agent.name}" reads as the name or id of agents[${sameName}] ("${file.agents[sameName]?.name}"); each agent needs a name of its own, so people can tell who speaks and "@Baton <name>:" reaches it`,
       });
 
     agent.channels.forEach((channel, j) => {

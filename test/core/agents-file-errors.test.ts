@@ -279,7 +279,7 @@ test("two agents with one display name are refused: people could not tell them a
 `;
   assert.match(
     errorOf(text),
-    /^agents\.yml:7:11 agents\[1\]\.name: "helper" is already the name of agents\[0\]; each agent needs its own name/m,
+    /^agents\.yml:7:11 agents\[1\]\.name: "helper" reads as the name or id of agents\[0\] \("Helper"\); each agent needs a name of its own/m,
   );
 });
 
@@ -305,4 +305,23 @@ test("a supervised agent with writes and nobody to supervise it is refused; with
       approvers: { users: [U0LEAD] }
 `;
   assert.doesNotThrow(() => parseAgentsFile(everyCallApproved, "agents.yml", demoTools));
+});
+
+test("names that differ only by punctuation, or a name that is another agent's id, are refused too", () => {
+  const punctuation = `agents:
+  - { id: support, name: "Customer Service", icon: ":a:", instructions: help }
+  - { id: vip, name: "Customer-Service", icon: ":b:", instructions: help }
+`;
+  assert.match(
+    errorOf(punctuation),
+    /agents\[1\]\.name: "Customer-Service" reads as the name or id of agents\[0\]/,
+  );
+  const anId = `agents:
+  - { id: billing, name: Money, icon: ":a:", instructions: help }
+  - { id: refunds, name: Billing, icon: ":b:", instructions: help }
+`;
+  assert.match(
+    errorOf(anId),
+    /agents\[1\]\.name: "Billing" reads as the name or id of agents\[0\]/,
+  );
 });

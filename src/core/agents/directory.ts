@@ -18,6 +18,9 @@ export interface AgentDirectory {
   persona(id: string): { name: string; icon: string };
 }
 
+/** How "@Baton <word>:" compares a word with an agent's id or name: letters and digits only. */
+export const normalise = (text: string) => text.toLowerCase().replace(/[^a-z0-9]+/g, "");
+
 export function agentDirectory(file: AgentsFile): AgentDirectory {
   const agents = file.agents.map((a) =>
     Object.freeze({ ...a, model: a.model ?? file.defaults.model }),
@@ -27,7 +30,6 @@ export function agentDirectory(file: AgentsFile): AgentDirectory {
   for (const agent of agents) for (const channel of agent.channels) byChannel.set(channel, agent);
   const fallback = (file.defaults.entry_agent && byId.get(file.defaults.entry_agent)) || agents[0];
   if (!fallback) throw new Error("an agents file has at least one agent");
-  const normalise = (text: string) => text.toLowerCase().replace(/[^a-z0-9]+/g, "");
   return {
     file,
     get: (id) => byId.get(id),
