@@ -16,14 +16,22 @@ try {
   };
   process.on("uncaughtException", (error, origin) => fatal(error, origin));
   process.on("unhandledRejection", (reason) => fatal(reason, "unhandledRejection"));
+  // SIGHUP before the start is done would end the process (Node's default): it waits for the start.
+  let reload: () => Promise<unknown> = async () => {
+    log.warn("SIGHUP while starting: the agents file just read is the one in use");
+  };
+  // One reload at a time, in the order asked: an older read never wins over a newer one.
+  let reloading: Promise<unknown> = Promise.resolve();
+  process.on("SIGHUP", () => {
+    reloading = reloading.then(() => reload());
+  });
   const baton = await startBaton({ config, log });
+  reload = () => baton.reloadAgents();
   const shutdown = async (signal: string) => {
     log.info({ signal }, "stopping baton");
     await baton.stop().catch((error: unknown) => log.error({ err: error }, "shutdown failed"));
     process.exit(0);
   };
-  // `kill -HUP`: the agents file again, without a restart (each replica reads its own).
-  process.on("SIGHUP", () => void baton.reloadAgents());
   process.once("SIGINT", () => void shutdown("SIGINT"));
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
 } catch (error) {
