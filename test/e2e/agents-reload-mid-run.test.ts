@@ -18,10 +18,7 @@ const NEW_WORDS = "Always sign your answers as Team Lamp.";
 const EDITED = ORIGINAL.replace(
   "    instructions: |\n",
   `    instructions: |\n      ${NEW_WORDS}\n`,
-).replace(
-  "tools: [lookup_order, check_return_eligibility]",
-  "tools: [check_return_eligibility]",
-);
+).replace("tools: [lookup_order, check_return_eligibility]", "tools: [check_return_eligibility]");
 
 let dir: string;
 let file: string;
