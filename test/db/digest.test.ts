@@ -18,6 +18,7 @@ import { startScheduler } from "../../src/runtime/scheduler.ts";
 import { messageLink } from "../../src/slack/chat-surface.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { recordingChat } from "../support/recording-chat.ts";
 
 const NOW = new Date("2025-01-06T09:00:00Z");
 const HOUR = 3_600_000;
@@ -33,27 +34,7 @@ const agentsFile: AgentsFile = agentsFileSchema.parse({
   digest: { channel: "C0DIGEST", stale_after: "24h", approval_stale_after: "4h" },
 });
 
-/** Records what would reach Slack. */
-function fakeChat() {
-  const sent: ChatIntent[] = [];
-  const chat: ChatSurface = {
-    async deliver(intent) {
-      sent.push(intent);
-      return { ts: `1736150400.${String(sent.length).padStart(6, "0")}` };
-    },
-    async findPosted() {
-      return undefined;
-    },
-    async groupMembers() {
-      return [];
-    },
-    async channelMembers() {
-      return [];
-    },
-    threadLink,
-  };
-  return { chat, sent };
-}
+const fakeChat = () => recordingChat(threadLink);
 
 let thread = 0;
 async function task(

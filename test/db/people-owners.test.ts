@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
-import type { ChatIntent, ChatSurface, Clock } from "../../src/core/ports.ts";
+import type { Clock } from "../../src/core/ports.ts";
 import { homeData } from "../../src/db/reports.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { runDigest } from "../../src/runtime/digest.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { recordingChat } from "../support/recording-chat.ts";
 
 // A lane naming several people escalates to all of them: the task's owner_id is the list
 // "U0ANN,U0BOB" (escalations.ts). Each of them sees it in their App Home and their digest DM.
@@ -54,23 +55,9 @@ test("App Home: a task escalated to several people is among each one's open task
 });
 
 test("digest: each of several owners gets the stale task in their own DM", async () => {
-  const sent: ChatIntent[] = [];
-  const chat: ChatSurface = {
-    async deliver(intent) {
-      sent.push(intent);
-      return { ts: `1736150400.${String(sent.length).padStart(6, "0")}` };
-    },
-    async findPosted() {
-      return undefined;
-    },
-    async groupMembers() {
-      return [];
-    },
-    async channelMembers() {
-      return [];
-    },
-    threadLink: () => "https://acme.slack.com/archives/C0DIGEST/p1736000000000001",
-  };
+  const { chat, sent } = recordingChat(
+    () => "https://acme.slack.com/archives/C0DIGEST/p1736000000000001",
+  );
   await runDigest(
     {
       db: database.db,
