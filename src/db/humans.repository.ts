@@ -43,46 +43,9 @@ export async function insertApproval(
 }
 
 /**
- * Whether the person wrote in the task anything the agent had read by `byStep`: a reply in its
- * thread, or the instruction of a task they sent or handed on to an agent (a send-back, "@Baton
- * billing: refund it"). Then what the agent asked at that step is, in part, their request.
- */
-export async function wroteToTask(
-  db: Executor,
-  input: { taskId: string; userId: string; byStep: number },
-): Promise<boolean> {
-  const row = await db
-    .selectNoFrom((eb) => [
-      eb
-        .or([
-          eb.exists(
-            eb
-              .selectFrom("task_inputs")
-              .select("id")
-              .where("task_id", "=", input.taskId)
-              .where("author_id", "=", input.userId)
-              .where("consumed_at_step", "<=", input.byStep),
-          ),
-          eb.exists(
-            eb
-              .selectFrom("handoffs")
-              .select("id")
-              .where("task_id", "=", input.taskId)
-              .where("kind", "=", "human_return")
-              .where("from_kind", "=", "human")
-              .where("from_id", "=", input.userId)
-              .where("step_no", "<=", input.byStep),
-          ),
-        ])
-        .as("wrote"),
-    ])
-    .executeTakeFirstOrThrow();
-  return Boolean(row.wrote);
-}
-
-/**
- * Who asked for each approval, by the rule of `wroteToTask`, and its task's requester: people the
- * approval must not be put before as theirs to decide.
+ * Who asked for each approval, and so may not decide it: its task's requester, and whoever wrote
+ * anything the agent had read by the approval's step (a reply in its thread, or the instruction of
+ * a task they sent or handed on to an agent: a send-back, "@Baton billing: refund it").
  */
 export async function askersOf(
   db: Executor,

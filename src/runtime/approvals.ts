@@ -138,11 +138,8 @@ async function authorize(
   input: ClickInput,
 ): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
-  const askedForIt = await humans.wroteToTask(deps.db, {
-    taskId: approval.task_id,
-    userId: input.userId,
-    byStep: approval.step_no,
-  });
+  const askers = await humans.askersOf(deps.db, [approval.id]);
+  const askedForIt = askers.get(approval.id)?.has(input.userId) ?? false;
   const check = mayDecide(
     input.userId,
     { requesterId: approval.requester_id, approvers: approval.approvers, askedForIt },
