@@ -30,19 +30,12 @@ update tasks set lease_owner = $1, lease_until = now() + $2::interval
 where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
 returning id`);
 
-// Outbox rows not yet sent, and decided approvals not yet settled (as `decidedUnsettled` asks).
-const CLAIMED_READS = statement<
-  [id: string],
-  TurnReadsRow & { undelivered: boolean; decided: boolean }
->(`
+// Outbox rows not yet sent, and what a turn reads.
+const CLAIMED_READS = statement<[id: string], TurnReadsRow & { undelivered: boolean }>(`
 select tasks.*,
   exists (select from slack_outbox
     where slack_outbox.task_id = tasks.id
       and slack_outbox.status <> 'sent' and slack_outbox.status <> 'dead') as undelivered,
-  exists (select from approvals
-      join tool_calls on tool_calls.idempotency_key = approvals.tool_call_id
-    where approvals.task_id = tasks.id
-      and approvals.status <> 'pending' and tool_calls.status = 'pending_approval') as decided,
   ${TURN_READS}
 from tasks where tasks.id = $1`);
 
@@ -64,8 +57,9 @@ export async function claimLease(
   if (!(await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id))) return undefined;
   const row = await CLAIMED_READS.first(db, id);
   if (!row) return undefined;
-  const { undelivered, decided, ...turn } = row;
-  return { undelivered, decided, turn: toLoadedTurn(turn) };
+  const { undelivered, ...turn } = row;
+  const loaded = toLoadedTurn(turn);
+  return { undelivered, decided: loaded.decided, turn: loaded };
 }
 
 // A task locked by a transaction (the run's own write tool, most often) is not waited for: that

@@ -243,16 +243,23 @@ export interface ReplayedReply {
 
 export interface LoadedTurn {
   task: TaskRow;
+  /** Decided approvals whose parked calls are not settled yet. */
+  decided: boolean;
   history: ChatMessage[];
   inputs: { id: string; author_id: string; text: string }[];
   replay?: ReplayedReply;
 }
 
 /**
- * The current stint's conversation and the replies that arrived since the last turn, as columns of
- * a statement over `tasks` (the claim of a lease reads them too).
+ * The current stint's conversation, the replies that arrived since the last turn, and whether a
+ * decided approval waits to be settled (as `decidedUnsettled` asks), as columns of a statement over
+ * `tasks` (the claim of a lease reads them too).
  */
 export const TURN_READS = `
+  exists (select from approvals
+      join tool_calls on tool_calls.idempotency_key = approvals.tool_call_id
+    where approvals.task_id = tasks.id
+      and approvals.status <> 'pending' and tool_calls.status = 'pending_approval') as decided,
   (select coalesce(json_agg(agg), '[]') from (
     select conversation.message from conversation
     where conversation.task_id = tasks.id and conversation.stint_no = tasks.stint_no
@@ -270,15 +277,17 @@ export const TURN_READS = `
 
 /** A row with `TURN_READS`: JSON's numbers for the inputs' bigserial ids. */
 export type TurnReadsRow = TaskRow & {
+  decided: boolean;
   history: { message: unknown }[];
   inputs: { id: number; author_id: string; text: string }[];
   replay: { reply: unknown; input_ids: string[]; latency_ms: number } | null;
 };
 
 export function toLoadedTurn(row: TurnReadsRow): LoadedTurn {
-  const { history, inputs, replay, ...task } = row;
+  const { decided, history, inputs, replay, ...task } = row;
   return {
     task,
+    decided,
     history: history.map((h) => h.message as ChatMessage),
     // bigserial ids come back from JSON as numbers; the rest of Baton keeps them as strings.
     inputs: inputs.map((i) => ({ ...i, id: String(i.id) })),

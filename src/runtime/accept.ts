@@ -112,7 +112,7 @@ export async function acceptMessage(
         });
         if (here) {
           const history = conversation.map((c) => c.message);
-          started = { worker: here, jobId, turn: { task, history, inputs: [] } };
+          started = { worker: here, jobId, turn: { task, history, inputs: [], decided: false } };
         }
         return "started";
       }

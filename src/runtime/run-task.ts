@@ -96,6 +96,8 @@ export async function runTask(
         deliveries,
         marks,
         lane,
+        settle: () =>
+          holdingLease(deps, taskId, () => settleDecidedApprovals(deps, taskId).catch(haltOnSetup)),
       }).catch((error: unknown) => {
         deliveries.giveBack(marks);
         throw error;
@@ -206,6 +208,8 @@ async function runTurn(
     /** Rows posted since the last turn: this turn's statement marks them sent. */
     marks: Delivered[];
     lane: RunLane;
+    /** Settles decided approvals (the turns behind have landed); true when it settled any. */
+    settle: () => Promise<boolean>;
   },
 ): Promise<CommittedTurn> {
   const halt = async (task: TaskRow, input: Parameters<typeof haltTask>[2]) => {
@@ -222,7 +226,16 @@ async function runTurn(
     return IDLE;
   };
   // The turn before left the task's state behind it; read it only when there is none.
-  const loaded = run.state ? { ...run.state, inputs: [] } : await loadTurn(deps.db, taskId);
+  let loaded = run.state
+    ? { ...run.state, inputs: [], decided: false }
+    : await loadTurn(deps.db, taskId);
+  let afterDecision = run.afterDecision;
+  // A decision that committed after the run's claim read none (a reply or a backlog made it read
+  // again): its approved call runs, and its parked call is answered, before the agent's next turn.
+  if (loaded?.decided && (await run.settle())) {
+    loaded = await loadTurn(deps.db, taskId);
+    afterDecision = true;
+  }
   if (!loaded) return IDLE;
   const { task, history, replay } = loaded;
   // A replayed reply read only the replies that had come then; later ones wait for the next turn.
@@ -292,7 +305,7 @@ async function runTurn(
         newMessages,
         latencyMs,
         requestChars: messageChars(messages),
-        firstOfStint: history.length <= 1 || run.afterDecision,
+        firstOfStint: history.length <= 1 || afterDecision,
         history,
         delivered: run.marks,
         keepsReply: outside.length > 0 && !replay,
