@@ -232,7 +232,8 @@ async function runTurn(
   let afterDecision = run.afterDecision;
   // A decision that committed after the run's claim read none (a reply or a backlog made it read
   // again): its approved call runs, and its parked call is answered, before the agent's next turn.
-  if (loaded?.decided && (await run.settle())) {
+  // Not on a task that stopped: a call whose settling halted it stays as it was.
+  if (loaded?.decided && loaded.task.status === "active" && (await run.settle())) {
     loaded = await loadTurn(deps.db, taskId);
     afterDecision = true;
   }
