@@ -1,7 +1,9 @@
 import OpenAI from "openai";
 import type { ModelPort, ModelReply, ModelRequest } from "../core/model.ts";
+import { cleanJsonText, cleanText, shorten } from "../core/text.ts";
 import { ConfigError, ModelBehaviorError, TransientError } from "../errors.ts";
 import { leanFetch } from "../http/fetch.ts";
+import { maskSecrets } from "../log.ts";
 
 /**
  * The model port over Chat Completions tool calling: what OpenAI and OpenAI-compatible local
@@ -40,33 +42,39 @@ export function createOpenAIModel(options: {
         throw classify(error);
       }
       const choice = response.choices?.[0];
-      if (!choice?.message) throw new ModelBehaviorError("the model returned no message");
+      // A proxy passing an upstream hiccup through answers 200 with nothing in it: retried, as a 500.
+      if (!choice?.message) throw new TransientError("the model server returned no message");
       // A cut-off reply is not an answer: half a sentence would be posted as done.
       if (choice.finish_reason === "length")
         throw new ModelBehaviorError(
           "the model's reply was cut off at its output limit (finish_reason=length)",
         );
+      // What a content filter leaves is a fragment it chose to show: never posted as the answer.
+      if (choice.finish_reason === "content_filter")
+        throw new ModelBehaviorError(
+          "the model's reply was withheld by its content filter (finish_reason=content_filter)",
+        );
       const calls = (choice.message.tool_calls ?? []).flatMap((call, index) =>
-        call.type === "function"
+        // Some compatible servers leave `type` out; anything else named (`custom`) is not ours.
+        call.type === "function" || call.type === undefined
           ? [
               {
-                id: call.id || `call_${index}`,
-                name: String(call.function?.name ?? ""),
+                id: cleanText(call.id || `call_${index}`),
+                name: cleanText(String(call.function?.name ?? "")),
                 // Some compatible servers send the arguments as an object, not a JSON string.
-                arguments: asText(call.function?.arguments),
+                arguments: cleanJsonText(asText(call.function?.arguments)),
               },
             ]
           : [],
       );
       return {
-        // A refusal comes in its own field, with no content: it is the agent's answer.
-        content: textOf(choice.message.content) ?? textOf(choice.message.refusal) ?? null,
+        content: answerOf(choice.message),
         toolCalls: uniqueIds(calls),
         usage: {
           promptTokens: response.usage?.prompt_tokens ?? 0,
           completionTokens: response.usage?.completion_tokens ?? 0,
         },
-        model: response.model || request.model,
+        model: cleanText(response.model || request.model),
       };
     },
   };
@@ -90,6 +98,28 @@ function uniqueIds(calls: ModelReply["toolCalls"]): ModelReply["toolCalls"] {
   return unique;
 }
 
+/**
+ * The reply's text, or its refusal: a refusal comes in its own field, with no content or "", and
+ * is the agent's answer. Cleaned here, once, so no NUL or half emoji reaches the database.
+ */
+function answerOf(message: { content?: unknown; refusal?: unknown }): string | null {
+  const content = withoutThinking(textOf(message.content));
+  const refusal = textOf(message.refusal);
+  const text = content?.trim() ? content : refusal?.trim() ? refusal : content;
+  return text === undefined ? null : cleanText(text);
+}
+
+/**
+ * A reasoning model behind a server with no reasoning parser (llama.cpp, vLLM, LM Studio) sends
+ * its reasoning as a leading <think> block: notes for itself, never for the requester. A block
+ * left open is all reasoning, the reply cut before any answer.
+ */
+function withoutThinking(text: string | undefined): string | undefined {
+  if (text === undefined || !/^\s*<think>/.test(text)) return text;
+  const close = text.indexOf("</think>");
+  return close < 0 ? "" : text.slice(close + "</think>".length).trimStart();
+}
+
 /** Model output is unknown until read: content may come as text parts, arguments as an object. */
 function textOf(value: unknown): string | undefined {
   if (typeof value === "string") return value;
@@ -105,7 +135,7 @@ function asText(value: unknown): string {
 
 function classify(error: unknown): Error {
   if (error instanceof OpenAI.APIConnectionError)
-    return new TransientError(`the model server could not be reached: ${error.message}`, {
+    return new TransientError(`the model server could not be reached: ${wordsOf(error)}`, {
       cause: error,
     });
   if (error instanceof OpenAI.APIError) {
@@ -115,14 +145,38 @@ function classify(error: unknown): Error {
         cause: error,
       });
     if (status === 408 || status === 409 || status === 429 || status >= 500) {
-      return new TransientError(`the model server answered ${status}: ${error.message}`, {
+      return new TransientError(`the model server answered ${status}: ${wordsOf(error)}`, {
         cause: error,
       });
     }
     return new ModelBehaviorError(
-      `the model server rejected the request (${status}): ${error.message}`,
+      `the model server rejected the request (${status}): ${wordsOf(error)}`,
       { cause: error },
     );
   }
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** Longer server words are a page or a dump, not a reason a thread can read. */
+const SERVER_WORDS_MAX = 300;
+
+/**
+ * What the server said, fit for a thread's failure notice: a body that is not JSON (a proxy's HTML
+ * page, nginx's 413) becomes its title or first line of text. Masked before the cut, so no part of
+ * a key that a server echoes is left for the mask to miss.
+ */
+function wordsOf(error: InstanceType<typeof OpenAI.APIError>): string {
+  let words = error.message;
+  // The client puts a body that is not JSON after the status, as it was sent.
+  if (error.status !== undefined && error.error === undefined) {
+    const body = words.slice(words.startsWith(`${error.status} `) ? `${error.status} `.length : 0);
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(body)?.[1]?.trim();
+    const line = body
+      .replace(/<[^>]*>/g, "\n")
+      .split("\n")
+      .find((l) => l.trim() !== "");
+    const said = title || line?.trim() || "(no readable body)";
+    words = said.startsWith(String(error.status)) ? said : `${error.status} ${said}`;
+  }
+  return shorten(maskSecrets(words).replace(/\s+/g, " ").trim(), SERVER_WORDS_MAX);
 }

@@ -1,6 +1,7 @@
 import type { Agent } from "../core/agents/directory.ts";
 import type { ChatMessage, ModelReply } from "../core/model.ts";
 import type { ChatIntent, Persona } from "../core/ports.ts";
+import { headOf } from "../core/text.ts";
 import type { OutboxMessage } from "../db/outbox.repository.ts";
 
 /** Small builders shared by the use cases: what to say, and what the model reads back. */
@@ -37,7 +38,7 @@ export function toolMessage(callId: string, content: unknown): ChatMessage {
   return {
     role: "tool",
     tool_call_id: callId,
-    content: text.length > 4_000 ? `${text.slice(0, 4_000)}…` : text,
+    content: text.length > 4_000 ? `${headOf(text, 4_000)}…` : text,
   };
 }
 

@@ -1,6 +1,7 @@
 import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
+import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { startEscalation } from "./escalations.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
@@ -46,7 +47,7 @@ export async function applyAction(
         actor: { kind: "agent", id: agent.id },
         kind: "answer",
         // All of what Slack shows: the story tells what the requester was answered.
-        data: { text: action.text.slice(0, 48_000) },
+        data: { text: headOf(action.text, 48_000) },
       });
       fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
       return true;
@@ -79,7 +80,7 @@ function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" 
       tool: action.name,
       reason: action.reason,
       message: action.message,
-      arguments: action.rawArgs.slice(0, 2000),
+      arguments: headOf(action.rawArgs, 2000),
     },
   });
   // A label per name the model made up would grow /metrics without bound: those count together.
@@ -164,7 +165,7 @@ export function settleModelErrors(fx: TurnEffects): void {
   const total = task.model_errors + 1;
   fx.changes.modelErrors = total;
   if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
-  const reason = `the model gave ${total} unusable replies in a row (malformed tool calls, unknown tools or tools outside its role)`;
+  const reason = `the model gave ${total} unusable replies in a row (empty replies, malformed tool calls, unknown tools or tools outside its role)`;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
   fx.outbox.push(

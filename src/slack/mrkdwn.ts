@@ -1,3 +1,5 @@
+import { cutPoint } from "../core/text.ts";
+
 /**
  * Pure text helpers for Slack surfaces. Customer and model text goes through `clip` (mrkdwn) or
  * `plainText` (plain_text) before it reaches a block, so it can neither notify, link nor break a card.
@@ -74,9 +76,7 @@ export function truncate(text: string, max: number): string {
  * `<...>` token (mentions and dates that a builder embeds on purpose).
  */
 export function safeCut(text: string, at: number): number {
-  let end = at;
-  const code = text.charCodeAt(end - 1);
-  if (end > 0 && code >= 0xd800 && code <= 0xdbff) end -= 1;
+  let end = cutPoint(text, at);
   const amp = text.lastIndexOf("&", end - 1);
   if (amp >= 0 && end - amp < 5) {
     const entity = ENTITY_AT.exec(text.slice(amp, amp + 5));

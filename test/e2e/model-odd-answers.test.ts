@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type Harness, startHarness } from "../support/harness.ts";
 import type { Script, ScriptedReply } from "../support/model-server.ts";
-import { postsWhenAtLeast, requestText, taskInThread, taskWithStatus } from "../support/observe.ts";
+import {
+  auditEvents,
+  postsWhenAtLeast,
+  requestText,
+  taskInThread,
+  taskWithStatus,
+} from "../support/observe.ts";
 
 /** A full chat.completion body, for answers the scripted replies cannot express. */
 function completion(message: Record<string, unknown>, finish_reason: string) {
@@ -51,6 +57,51 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
   // A server that sends content as an array of parts.
   "case-content-parts": () =>
     completion({ content: [{ type: "text", text: "Order 1042 is in the warehouse." }] }, "stop"),
+  // A content filter (Azure OpenAI) that stopped the reply midway: what it left is a fragment.
+  "case-filter-partial": () =>
+    completion(
+      { content: "Sure, the customer's home address is", refusal: null },
+      "content_filter",
+    ),
+  "case-filter-empty": () => completion({ content: null }, "content_filter"),
+  // A refusal beside content "" rather than null.
+  "case-blank-refusal": () =>
+    completion({ content: "", refusal: "I'm sorry, I can't help with that request." }, "stop"),
+  // A compatible server that leaves `type` out of its tool calls.
+  "case-no-type": (n) =>
+    n === 0
+      ? completion(
+          {
+            content: null,
+            tool_calls: [
+              {
+                id: "call_1",
+                function: { name: "lookup_order", arguments: '{"order_id":"1042"}' },
+              },
+            ],
+          },
+          "tool_calls",
+        )
+      : { content: "Order 1042 is in the warehouse." },
+  // A proxy passing an upstream hiccup through: 200, and no choices.
+  "case-no-choices": (n) =>
+    n === 0
+      ? { raw: { id: "chatcmpl-empty", object: "chat.completion", choices: [] } }
+      : { content: "Order 1042 is in the warehouse." },
+  // A reasoning model behind a server with no reasoning parser (llama.cpp, vLLM, LM Studio).
+  "case-think": () =>
+    completion(
+      {
+        content:
+          "<think>Internal note: order 1042 was mis-picked by Bob.</think>\n\nOrder 1042 is in the warehouse.",
+      },
+      "stop",
+    ),
+  // Its reasoning, cut before any answer, then an answer when asked again.
+  "case-open-think": (n) =>
+    n === 0
+      ? completion({ content: "<think>Order 1042 was mis-picked by Bob, so" }, "stop")
+      : { content: "Order 1042 is in the warehouse." },
 };
 const used = new Map<string, number>();
 const script: Script = (request) => {
@@ -150,4 +201,102 @@ test("content sent as an array of text parts is answered, not a crash", async ()
   await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"), 8_000);
   const posts = await postsWhenAtLeast(h, ts, 1);
   assert.match(String(posts[0]?.args.text), /in the warehouse/);
+});
+
+/** The task once it is no longer active. */
+async function settled(ts: string) {
+  return h.until(
+    "the task to settle",
+    async () => {
+      const t = await taskInThread(h.db.db, ts);
+      return t && t.status !== "active" ? t : undefined;
+    },
+    10_000,
+  );
+}
+
+test("a reply stopped by a content filter is withheld, not posted as the answer, and audited", async () => {
+  const { ts } = await h.mention("case-filter-partial: what is the customer's address?");
+  const task = await settled(ts);
+  assert.equal(task.status, "failed");
+  assert.match(task.failure_reason ?? "", /withheld by its content filter/);
+  const [failed] = await auditEvents(h.db.db, task.id, "task_failed");
+  assert.match(String(failed?.data.reason), /content filter/);
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.ok(
+    !posts.some((p) => /home address is/.test(JSON.stringify(p.args))),
+    "the filtered fragment is not posted",
+  );
+  assert.equal(calls("case-filter-partial"), 1, "the model is not asked again for the same");
+});
+
+test("a content filter that left nothing is told as withheld, not as malformed tool calls", async () => {
+  const { ts } = await h.mention("case-filter-empty: what is the customer's address?");
+  const task = await settled(ts);
+  assert.equal(task.status, "failed");
+  assert.match(task.failure_reason ?? "", /content filter/);
+  assert.doesNotMatch(task.failure_reason ?? "", /malformed/);
+});
+
+test('a refusal beside content "" reaches the thread', async () => {
+  const { ts } = await h.mention("case-blank-refusal: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const [answer] = await postsWhenAtLeast(h, ts, 1);
+  assert.match(String(answer?.args.text), /can't help with that/);
+  assert.equal(task.model_errors, 0);
+  assert.equal(calls("case-blank-refusal"), 1);
+});
+
+test("a tool call without `type` is run", async () => {
+  const { ts } = await h.mention("case-no-type: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const toolCalls = await h.db.db
+    .selectFrom("tool_calls")
+    .select(["tool", "status"])
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.deepEqual(toolCalls, [{ tool: "lookup_order", status: "done" }]);
+});
+
+test("a 200 with no choices is retried like a 500, and the task is answered", async () => {
+  const { ts } = await h.mention("case-no-choices: where is order 1042?");
+  const task = await h.until(
+    "the task to finish",
+    () => taskWithStatus(h.db.db, ts, "done"),
+    30_000,
+  );
+  assert.equal(calls("case-no-choices"), 2);
+  assert.deepEqual(await auditEvents(h.db.db, task.id, "model_error"), []);
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.deepEqual(
+    posts.map((p) => p.args.text),
+    ["Order 1042 is in the warehouse."],
+  );
+});
+
+test("a reasoning model's leading <think> block is not posted; the answer after it is", async () => {
+  const { ts } = await h.mention("case-think: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.deepEqual(
+    posts.map((p) => p.args.text),
+    ["Order 1042 is in the warehouse."],
+  );
+  const [answer] = await auditEvents(h.db.db, task.id, "answer");
+  assert.equal(answer?.data.text, "Order 1042 is in the warehouse.");
+});
+
+test("a <think> block left open is no answer: the model is asked again, nothing of it is posted", async () => {
+  const { ts } = await h.mention("case-open-think: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const errors = await auditEvents(h.db.db, task.id, "model_error");
+  assert.deepEqual(
+    errors.map((e) => e.data.error),
+    ["empty reply"],
+  );
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.deepEqual(
+    posts.map((p) => p.args.text),
+    ["Order 1042 is in the warehouse."],
+  );
 });

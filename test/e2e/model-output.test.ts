@@ -143,6 +143,7 @@ test("three unusable replies in a row fail the task, and the thread is told", as
 
   assert.equal(task.model_errors, 3);
   assert.match(task.failure_reason ?? "", /3 unusable replies/);
+  assert.match(task.failure_reason ?? "", /empty replies/, "the reason covers the empty one");
   assert.equal(requestsOf("case-three-strikes").length, 3, "the model is not asked a fourth time");
   const errors = await auditEvents(h.db.db, task.id, "model_error");
   assert.equal(errors.length, 3);
