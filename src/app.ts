@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { loadAgentsFile } from "./config/agents-file.ts";
 import type { AgentsFile } from "./config/agents-schema.ts";
-import type { Config } from "./config/env.ts";
+import { type Config, passwordsIn, secretValues } from "./config/env.ts";
 import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
@@ -15,7 +15,7 @@ import { demoTools } from "./domain/demo-tools.ts";
 import { httpTools } from "./http/http-tools.ts";
 import { assertPortFree } from "./http/port.ts";
 import { startJobQueue } from "./jobs/queue.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger, registerSecrets } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
@@ -63,6 +63,8 @@ export interface Baton {
 export async function startBaton(options: BatonOptions): Promise<Baton> {
   const { config } = options;
   const log = options.log ?? createLogger({ level: config.logLevel });
+  // Known before anything can fail: an error that repeats a key (a gateway's 400) is masked by value.
+  registerSecrets(secretValues(config));
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse())
@@ -83,6 +85,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       });
       stops.push(embedded.stop);
       url = embedded.url;
+      registerSecrets(passwordsIn(url));
     }
     // Each running task may hold a connection (its turn's statements, a write tool's transaction,
     // an HTTP tool waiting on its endpoint inside it); the rest serve Slack, the sweeps and reports.

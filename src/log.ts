@@ -3,8 +3,8 @@ import pino from "pino";
 export type Logger = pino.Logger;
 
 /**
- * Structured logs. Secrets never reach them: known secret-bearing fields are redacted
- * and tokens that slip into messages are masked by shape.
+ * Structured logs. Secrets never reach them: known secret-bearing fields are redacted, and
+ * tokens that slip into messages are masked by their registered value and by shape.
  */
 export function createLogger(
   options: { level?: string; destination?: pino.DestinationStream } = {},
@@ -59,8 +59,26 @@ const SECRET_SHAPES: [RegExp, string][] = [
   [/([?&]password=)[^&\s#]+/gi, "$1[redacted]"],
 ];
 
+/** Shorter values are not masked: a port or a word would mangle ordinary text wherever it shows. */
+const MIN_SECRET_LENGTH = 8;
+// Longest first: a secret that holds another is masked whole.
+let knownSecrets: readonly string[] = [];
+
+/**
+ * Secret values of any shape (a gateway's key, a signing secret, an HTTP tool's `${NAME}` value),
+ * masked from now on wherever maskSecrets is used: logs, failure reasons, dead letters, tool answers.
+ */
+export function registerSecrets(values: Iterable<string | undefined>): void {
+  const added = [...values].filter(
+    (v): v is string => v !== undefined && v.length >= MIN_SECRET_LENGTH,
+  );
+  if (added.every((v) => knownSecrets.includes(v))) return;
+  knownSecrets = [...new Set([...knownSecrets, ...added])].sort((a, b) => b.length - a.length);
+}
+
 export function maskSecrets(text: string): string {
   let masked = text;
+  for (const secret of knownSecrets) masked = masked.replaceAll(secret, "[redacted]");
   for (const [shape, replacement] of SECRET_SHAPES) masked = masked.replace(shape, replacement);
   return masked;
 }

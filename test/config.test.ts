@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
-import { loadConfig, redactedConfigSummary } from "../src/config/env.ts";
+import { loadConfig, redactedConfigSummary, secretValues } from "../src/config/env.ts";
 import { demoTools } from "../src/domain/demo-tools.ts";
 import { ConfigError } from "../src/errors.ts";
 
@@ -151,6 +151,30 @@ describe("loadConfig", () => {
     assert.equal(summary.slack.mode, "socket");
     assert.equal(summary.openai.baseUrl, "http://localhost:11434");
     assert.deepEqual(summary.database, { url: "set" });
+  });
+
+  it("lists every secret's value for masking, passwords as written and decoded", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      SLACK_APP_TOKEN: "xapp-app-secret-4",
+      DATABASE_URL: "postgres://baton:db%40secret-5@db/baton?password=param-secret-7",
+      OPENAI_BASE_URL: "http://user:base-secret-6@localhost:11434/v1",
+    });
+    assert.deepEqual(secretValues(config).sort(), [
+      "base-secret-6",
+      "db%40secret-5",
+      "db@secret-5",
+      "param-secret-7",
+      "signing-secret-2",
+      "sk-openai-secret-3",
+      "xapp-app-secret-4",
+      "xoxb-bot-secret-1",
+    ]);
+    assert.deepEqual(secretValues(loadConfig(REQUIRED)).sort(), [
+      "signing-secret-2",
+      "sk-openai-secret-3",
+      "xoxb-bot-secret-1",
+    ]);
   });
 });
 

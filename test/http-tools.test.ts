@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { httpToolSchema } from "../src/config/agents-schema.ts";
@@ -10,10 +10,10 @@ import { httpTools } from "../src/http/http-tools.ts";
 // The HTTP tool contract, answer by answer: what reaches the model, what fails the task, what is
 // tried again.
 
-let respond: (res: ServerResponse) => void = (res) => res.end();
+let respond: (res: ServerResponse, req: IncomingMessage) => void = (res) => res.end();
 const server = createServer((req, res) => {
   req.resume();
-  req.on("end", () => respond(res));
+  req.on("end", () => respond(res, req));
 });
 let url = "";
 before(async () => {
@@ -25,7 +25,10 @@ after(() => {
   server.close();
 });
 
-function tool(extra: Record<string, unknown> = {}) {
+function tool(
+  extra: Record<string, unknown> = {},
+  env: Record<string, string> = { API_KEY: "k-123" },
+) {
   const config = httpToolSchema.parse({
     name: "find_customer",
     description: "Find a customer.",
@@ -37,7 +40,7 @@ function tool(extra: Record<string, unknown> = {}) {
     parameters: { type: "object", properties: { email: { type: "string" } } },
     ...extra,
   });
-  const [built] = httpTools([config], { API_KEY: "k-123" });
+  const [built] = httpTools([config], env);
   assert.ok(built);
   return (args: unknown = { email: "a@b.c" }) =>
     built.run({ tx: undefined, idempotencyKey: "t:1:0", taskId: "t", agentId: "support" }, args);
@@ -91,6 +94,46 @@ describe("HTTP tools", () => {
         e.message,
         /redirects \(HTTP 308 to https:\/\/crm\.example\/find\): set the URL/,
       );
+      return true;
+    });
+  });
+
+  // Many APIs echo the request: a debug echo, an error quoting the header, a redirect repeating the path.
+  it("never gives back a value it filled in from the environment: not in an answer, a refusal or a redirect", async () => {
+    const KEY = "crm-key-5f1e2d";
+    const echo = tool({}, { API_KEY: KEY });
+    respond = (res, req) =>
+      res.end(
+        JSON.stringify({
+          echo: { authorization: req.headers.authorization, url: req.url },
+          [KEY]: [`seen ${KEY}`, 7],
+        }),
+      );
+    assert.deepEqual(await echo(), {
+      echo: { authorization: "Bearer [redacted]", url: "/find?key=[redacted]" },
+      "[redacted]": ["seen [redacted]", 7],
+    });
+    respond = (res, req) => res.end(`you sent ${req.headers.authorization}`);
+    assert.equal(await echo(), "you sent Bearer [redacted]");
+    respond = (res, req) => {
+      res.writeHead(400);
+      res.end(JSON.stringify({ error: `bad header: ${req.headers.authorization}` }));
+    };
+    await assert.rejects(echo(), (e) => {
+      assert.ok(e instanceof ToolInputError);
+      assert.equal(e.message, "bad header: Bearer [redacted]");
+      return true;
+    });
+    // A webhook whose secret is its path, moved to https by a load balancer.
+    const hook = tool({ url: `${url}/hook/\${HOOK}`, headers: {} }, { HOOK: "hook/path secret" });
+    respond = (res, req) => {
+      res.writeHead(301, { location: `https://user:pw@crm.example${req.url}?sig=abc` });
+      res.end();
+    };
+    await assert.rejects(hook(), (e) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /HTTP 301 to https:\/\/crm\.example\/hook\/\[redacted\]\)/);
+      assert.doesNotMatch(e.message, /path|secret|pw|sig/);
       return true;
     });
   });

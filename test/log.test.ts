@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
-import { createLogger, maskSecrets } from "../src/log.ts";
+import { createLogger, maskSecrets, registerSecrets } from "../src/log.ts";
 
 function capture() {
   const lines: string[] = [];
@@ -81,3 +81,20 @@ for (const [input, secret] of [
     assert.match(masked, /\[redacted\]/);
   });
 }
+
+// A gateway's or Azure's key has no shape to know it by: its value, registered at startup, is.
+test("registered secret values are masked whatever their shape, in logs and wherever maskSecrets is used", () => {
+  registerSecrets(["gw-2f9c41d7e0", "gw-2f9c41d7e0-long", "short", undefined, ""]);
+  assert.equal(
+    maskSecrets("gateway refused gw-2f9c41d7e0-long, then gw-2f9c41d7e0 (ask short)"),
+    "gateway refused [redacted], then [redacted] (ask short)",
+    "the longer value is masked whole; a value under 8 characters is left alone",
+  );
+  const { log, lines } = capture();
+  log.warn("model call refused for gw-2f9c41d7e0");
+  log.error({ err: new Error("400: key gw-2f9c41d7e0 is invalid") }, "model call failed");
+  const text = lines.join("");
+  assert.ok(!text.includes("gw-2f9c41d7e0"), text);
+  assert.match(text, /refused for \[redacted\]/);
+  assert.match(text, /key \[redacted\] is invalid/);
+});

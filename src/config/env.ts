@@ -225,6 +225,38 @@ export function redactedConfigSummary(config: Config) {
   };
 }
 
+/**
+ * The values of the configured secrets, for log.ts's registerSecrets: a key with no known shape
+ * (a gateway's, Azure's) is masked all the same.
+ */
+export function secretValues(config: Config): string[] {
+  return [
+    config.slack.botToken,
+    config.slack.signingSecret,
+    config.slack.appToken,
+    config.openai.apiKey,
+    ...passwordsIn(config.openai.baseUrl),
+    ...passwordsIn(config.database.url),
+  ].filter((v): v is string => v !== undefined);
+}
+
+/** A URL's password: its user info's, as written and decoded, or its `password` parameter. */
+export function passwordsIn(url: string | undefined): string[] {
+  if (url === undefined || !URL.canParse(url)) return [];
+  const { password, searchParams } = new URL(url);
+  const passwords = new Set([password, decoded(password), searchParams.get("password") ?? ""]);
+  passwords.delete("");
+  return [...passwords];
+}
+
+function decoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
     for (const child of Object.values(value)) deepFreeze(child);

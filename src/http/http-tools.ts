@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ENV_REFERENCE, type HttpToolConfig } from "../config/agents-schema.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import { ConfigError, TransientError } from "../errors.ts";
+import { maskSecrets, registerSecrets } from "../log.ts";
 import { dispatcherFor } from "./fetch.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -18,6 +19,8 @@ const TRY_AGAIN = new Set([408, 425, 429]);
  * in the README ("Your own tools"): a 2xx answer is the result; another 4xx refuses the call, its
  * `error` told to the model; 401 and 403 stop the task (Baton's credentials are wrong); 408, 429,
  * 5xx and no answer are tried again with backoff, under the same `Idempotency-Key`.
+ * A value filled in from `${NAME}` never comes back out: an endpoint that echoes its request (a
+ * debug echo, an error that quotes the header) has it masked before the model, the ledger or Slack.
  */
 export function httpTools(
   configs: readonly HttpToolConfig[],
@@ -39,10 +42,13 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
     input: z.fromJSONSchema(config.parameters as z.core.JSONSchema.JSONSchema),
     parameters,
     async run(ctx, args) {
+      const filled: string[] = [];
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(config.headers))
-        headers[name.toLowerCase()] = fromEnv(value, env, where);
-      const url = fromEnv(config.url, env, where);
+        headers[name.toLowerCase()] = fromEnv(value, env, where, filled);
+      const url = fromEnv(config.url, env, where, filled);
+      // As sent, and as an echo of the URL may spell it.
+      registerSecrets(filled.flatMap((v) => [v, encodeURI(v), encodeURIComponent(v)]));
       let status: number;
       let location: string | undefined;
       let body: unknown;
@@ -69,7 +75,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
         });
         status = answer.statusCode;
         location = [answer.headers.location].flat()[0];
-        body = await readAnswer(answer);
+        body = masked(await readAnswer(answer));
       } catch (error) {
         if (error instanceof ToolInputError) throw error;
         const reason =
@@ -82,7 +88,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
       // Not followed: a call that writes goes where the agents file says, or nowhere.
       if (status >= 300 && status < 400)
         throw new ConfigError(
-          `${where} redirects (HTTP ${status}${location ? ` to ${withoutQuery(location).slice(0, 200)}` : ""}): set the URL it redirects to in the agents file`,
+          `${where} redirects (HTTP ${status}${redirectTarget(location, url)}): set the URL it redirects to in the agents file`,
         );
       if (status === 401 || status === 403)
         throw new ConfigError(
@@ -100,12 +106,37 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
  * Trimmed, as Baton's own variables are: a value from a file or a secret store often ends in a
  * newline, which would break the header or URL it is put into.
  */
-function fromEnv(template: string, env: Env, where: string): string {
+function fromEnv(template: string, env: Env, where: string, filled: string[]): string {
   return template.replace(ENV_REFERENCE, (_, name: string) => {
     const value = env[name]?.trim();
     if (!value) throw new ConfigError(`${where}: the environment variable ${name} is not set`);
+    filled.push(value);
     return value;
   });
+}
+
+/** An answer with every secret masked in its text, or in each string (and key) of its JSON. */
+function masked(value: unknown): unknown {
+  if (typeof value === "string") return maskSecrets(value);
+  if (Array.isArray(value)) return value.map(masked);
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [maskSecrets(k), masked(v)]));
+  return value;
+}
+
+/** Where a redirect points, without the user info or query that may carry credentials, masked. */
+function redirectTarget(location: string | undefined, from: string): string {
+  if (!location || !URL.canParse(location, from)) return "";
+  const { origin, pathname } = new URL(location, from);
+  return ` to ${maskSecrets(`${origin}${decoded(pathname)}`).slice(0, 200)}`;
+}
+
+function decoded(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The answer's JSON (or its text), undefined when empty; read up to a megabyte, no further. */

@@ -1,23 +1,31 @@
+import { shorten } from "../core/text.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.ts";
+import { maskSecrets } from "../log.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
+/** A reason is read by people (the thread, `/baton status`, the digest): kept to this many characters. */
+const MAX_REASON = 2_000;
+
 /**
  * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so
  * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
  * `holdsLease`: the caller is the worker driving the task, whose rows it may deliver.
+ * The reason is often an error's message, which may repeat a key or a whole request: it is masked
+ * and shortened before it is stored, posted or audited.
  */
 export async function haltTask(
   deps: RuntimeDeps,
   task: TaskRow,
   input: { reason: string; toHuman?: boolean; holdsLease?: boolean },
 ): Promise<void> {
+  const reason = shorten(maskSecrets(input.reason), MAX_REASON);
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
@@ -40,7 +48,7 @@ export async function haltTask(
           requester: `<@${locked.requester_id}>`,
           summary: locked.title,
           done: [],
-          reason: `Stopped automatically: ${input.reason}.`,
+          reason: `Stopped automatically: ${reason}.`,
           urgency: "high",
           confidence: 1,
           lane: "owner_escalation",
@@ -50,14 +58,14 @@ export async function haltTask(
         },
       });
     } else {
-      Object.assign(fx.changes, { status: "failed", failureReason: input.reason });
+      Object.assign(fx.changes, { status: "failed", failureReason: reason });
       fx.outbox.push(
         post(locked, {
           kind: "failure_notice",
           channel: locked.channel_id,
           threadTs: locked.thread_ts,
           taskId: locked.id,
-          reason: input.reason,
+          reason,
         }),
       );
       fx.afterCommit.push(() => deps.metrics.tasksFinished.inc({ outcome: "failed" }));
@@ -66,7 +74,7 @@ export async function haltTask(
       taskId: locked.id,
       actor: { kind: "system", id: "baton" },
       kind: input.toHuman ? "task_stopped" : "task_failed",
-      data: { reason: input.reason },
+      data: { reason },
     });
     await updateTask(tx, locked.id, fx.changes);
     await audit(tx, fx.audits);

@@ -2,7 +2,13 @@ import { ownershipHistory } from "../db/ledger.repository.ts";
 import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
-import { escapeMrkdwn } from "./mrkdwn.ts";
+import { clip, truncate } from "./mrkdwn.ts";
+
+/**
+ * The whole answer at most: Slack takes 40,000 characters of text but advises 4,000, and a
+ * status is read at a glance.
+ */
+const STATUS_MAX = 4_000;
 
 /** An owner as people read it: an agent's name, or Slack mentions of people and groups. */
 export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
@@ -27,10 +33,11 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
     (h) =>
       `• ${h.kind.replaceAll("_", " ")}: ${ownerName(deps, h.from_kind, h.from_id)} → ${ownerName(deps, h.to_kind, h.to_id)}`,
   );
-  return [
-    `*${escapeMrkdwn(task.title)}*: ${task.status.replace("_", " ")}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
+  const answer = [
+    `*${clip(task.title, 200)}*: ${task.status.replace("_", " ")}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
     `Task \`${task.id}\` · ${task.hop_count} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
-    ...(task.failure_reason ? [`Stopped because ${escapeMrkdwn(task.failure_reason)}.`] : []),
+    ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     ...lines.slice(-20),
   ].join("\n");
+  return truncate(answer, STATUS_MAX);
 }

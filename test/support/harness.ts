@@ -89,6 +89,8 @@ export async function startHarness(options: {
   jobRetries?: number;
   /** BATON_HTTP=0: a worker-only replica. */
   workerOnly?: boolean;
+  /** OPENAI_API_KEY (default one shaped like OpenAI's, sk-...). */
+  apiKey?: string;
   /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
   agentsPath?: string;
 }): Promise<Harness> {
@@ -109,7 +111,7 @@ export async function startHarness(options: {
         SLACK_BOT_TOKEN: "xoxb-test",
         SLACK_SIGNING_SECRET: SIGNING_SECRET,
         SLACK_API_URL: slack.url,
-        OPENAI_API_KEY: "sk-test-key-not-real",
+        OPENAI_API_KEY: options.apiKey ?? "sk-test-key-not-real",
         OPENAI_BASE_URL: model.baseURL,
         DATABASE_URL: options.databaseUrl?.(db.url) ?? db.url,
         PORT: String(port),
