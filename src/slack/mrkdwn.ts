@@ -45,10 +45,17 @@ const ZWJ = "\u200D";
 // Every "@here…" is defused, "@herea" too: a cut (clip, a section split) can drop the letter after.
 const BROADCAST = /@(channel|here|everyone)/giu;
 const ENTITY_AT = /^&(?:amp|lt|gt);/;
+// Bidi embeddings, overrides and isolates: one left open in a customer's title reverses the display
+// of Baton's own words after it on the line ("owned by …"). Right-to-left text needs none of them.
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/gu;
 
-/** Escapes `&`, `<`, `>` and defuses bare broadcast words, so the text renders as typed. */
+/**
+ * Escapes `&`, `<`, `>`, defuses bare broadcast words and drops bidi controls, so the text renders
+ * as typed and cannot reorder what follows it.
+ */
 export function escapeMrkdwn(text: string): string {
   return text
+    .replace(BIDI_CONTROLS, "")
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
