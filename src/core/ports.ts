@@ -67,6 +67,7 @@ export type ChatIntent =
           | { status: "approved"; by: string; at: string }
           | { status: "rejected"; by: string; at: string; reason: string }
           | { status: "expired"; at: string }
+          | { status: "withdrawn"; at: string }
           | { status: "escalated"; to: string; at: string };
       };
     }

@@ -123,6 +123,21 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
 }
 
 /**
+ * A task that stopped takes back what it asked people to decide: its cards lose their buttons, and
+ * a late click decides nothing. The parked calls stay unsettled, so a task opened again tells its
+ * agent they were not run.
+ */
+export async function withdrawPendingApprovals(tx: Executor, taskId: string, now: Date) {
+  return tx
+    .updateTable("approvals")
+    .set({ status: "withdrawn", decided_at: now, reason: "the task stopped" })
+    .where("task_id", "=", taskId)
+    .where("status", "=", "pending")
+    .returningAll()
+    .execute();
+}
+
+/**
  * Decided approvals whose tool call the task has not yet settled (the worker does it); the lease
  * claim's statement (`claimLease`) asks the same question of its task: change both together.
  */

@@ -146,7 +146,7 @@ export async function settleToolCall(
   tx: Tx,
   idempotencyKey: string,
   settled: {
-    status: "done" | "failed" | "rejected" | "expired";
+    status: "done" | "failed" | "rejected" | "expired" | "withdrawn";
     result: unknown;
     allowedBy: string | null;
   },

@@ -23,6 +23,7 @@ export type ApprovalState =
   | { status: "approved"; by: string; at: string }
   | { status: "rejected"; by: string; at: string; reason: string }
   | { status: "expired"; at: string }
+  | { status: "withdrawn"; at: string }
   | { status: "escalated"; to: string; at: string };
 
 export function approvalIntent(

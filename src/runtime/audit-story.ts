@@ -116,6 +116,7 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     const reason = d.reason ? `; reason: "${str(d.reason)}"` : "";
     return `${verdict ?? str(d.decision)} ${str(d.tool)}(${argsText(d.args)})${reason}`;
   },
+  approval_withdrawn: (d) => `Approval of ${str(d.tool)} withdrawn: the task stopped first`,
   approval_refused: (d) => `Approval click refused: ${str(d.reason)}`,
   approval_click_ignored: (d) => `Approval click ignored: already ${str(d.status)}`,
   escalated: (d) => {

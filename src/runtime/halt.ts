@@ -1,13 +1,15 @@
 import { shorten } from "../core/text.ts";
+import * as humans from "../db/humans.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.ts";
 import { maskSecrets } from "../log.ts";
+import { approvalIntent } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
-import { post } from "./messages.ts";
+import { cardUpdate, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 /** A reason is read by people (the thread, `/baton status`, the digest): kept to this many characters. */
@@ -76,6 +78,7 @@ export async function haltTask(
       kind: input.toHuman ? "task_stopped" : "task_failed",
       data: { reason },
     });
+    await withdrawApprovals(deps, fx);
     await updateTask(tx, locked.id, fx.changes);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
@@ -83,4 +86,34 @@ export async function haltTask(
   });
   for (const effect of afterCommit ?? []) effect();
   await deliverOutbox(deps, { taskId: task.id, holdsLease: input.holdsLease ?? false });
+}
+
+/**
+ * What the task asked people to decide and nobody has: its cards say so and lose their buttons, so
+ * a late Approve cannot look like it did something the stopped task will never do.
+ */
+async function withdrawApprovals(deps: RuntimeDeps, fx: AgentEffects): Promise<void> {
+  const now = deps.clock.now();
+  for (const row of await humans.withdrawPendingApprovals(fx.tx, fx.task.id, now)) {
+    fx.outbox.push(
+      cardUpdate(
+        fx.task,
+        approvalIntent(fx.task, deps.agents.persona(row.agent_id), {
+          id: row.id,
+          tool: row.tool,
+          args: row.args,
+          approvers: row.approvers,
+          expiresAt: row.expires_at,
+          state: { status: "withdrawn", at: now.toISOString() },
+        }),
+        { table: "approvals", id: row.id },
+      ),
+    );
+    fx.audits.push({
+      taskId: fx.task.id,
+      actor: { kind: "system", id: "baton" },
+      kind: "approval_withdrawn",
+      data: { approval_id: row.id, tool: row.tool },
+    });
+  }
 }

@@ -20,7 +20,7 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
     if (decided.length === 0) return false;
     for (const d of decided) {
       let content: unknown;
-      let status: "done" | "failed" | "rejected" | "expired";
+      let status: "done" | "failed" | "rejected" | "expired" | "withdrawn";
       const allowedBy = d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
       if (d.status === "approved") {
         const tool = deps.tools.get(d.tool);
@@ -38,6 +38,11 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
         status = "rejected";
         content = {
           error: `A person rejected this call. Their reason: "${d.reason}". Do not call ${d.tool} again for this request; tell the requester what happened, or propose something else.`,
+        };
+      } else if (d.status === "withdrawn") {
+        status = "withdrawn";
+        content = {
+          error: `This call was not run: the task stopped before anyone decided on it. Do not assume it ran; ask for it again only if it is still needed.`,
         };
       } else {
         status = "expired";

@@ -19,6 +19,8 @@ export type ApprovalState =
   | { status: "approved"; by: string; at: Date }
   | { status: "rejected"; by: string; at: Date; reason: string }
   | { status: "expired"; at: Date }
+  /** The task stopped (failed) before anyone decided. */
+  | { status: "withdrawn"; at: Date }
   /** `to` is the Slack user or user group ID it went to. */
   | { status: "escalated"; to: string; at: Date };
 
@@ -130,6 +132,8 @@ function stateBlock(approvalId: string, state: ApprovalState): Block {
       );
     case "expired":
       return section(`⌛ Expired ${slackDate(state.at)} without a decision`);
+    case "withdrawn":
+      return section(`🚫 Withdrawn ${slackDate(state.at)}: the task stopped before a decision`);
     case "escalated":
       return section(`⤴️ Escalated to ${mention(state.to)} ${slackDate(state.at)}`);
   }
