@@ -123,9 +123,24 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
 }
 
 /**
+ * Locks the task's pending approvals. A click and the deadline sweep lock an approval before its
+ * task; whatever locks the task first and then changes its approvals takes these locks before the
+ * task's, in the same order, or the two wait on each other until Postgres kills one.
+ */
+export async function lockPendingApprovals(tx: Tx, taskId: string): Promise<void> {
+  await tx
+    .selectFrom("approvals")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where("status", "=", "pending")
+    .orderBy("id")
+    .forUpdate()
+    .execute();
+}
+
+/**
  * A task that stopped takes back what it asked people to decide: its cards lose their buttons, and
- * a late click decides nothing. The parked calls stay unsettled, so a task opened again tells its
- * agent they were not run.
+ * a late click decides nothing. The caller settles the parked calls in the same transaction.
  */
 export async function withdrawPendingApprovals(tx: Executor, taskId: string, now: Date) {
   return tx
@@ -138,8 +153,9 @@ export async function withdrawPendingApprovals(tx: Executor, taskId: string, now
 }
 
 /**
- * Decided approvals whose tool call the task has not yet settled (the worker does it); the lease
- * claim's statement (`claimLease`) asks the same question of its task: change both together.
+ * Decided approvals whose tool call the task has not yet settled (the worker does it); `decided` in
+ * `TURN_READS` (read by the lease claim and the turn's lock) asks the same question: change both
+ * together.
  */
 function decidedUnsettledQuery(db: Executor) {
   return db

@@ -142,11 +142,14 @@ export async function insertToolCall(tx: Executor, call: ToolCallRecord): Promis
   await tx.insertInto("tool_calls").values(toolCallRow(call)).execute();
 }
 
+/** How a tool call ends: run (done, failed), or not run because of a person's decision or none. */
+export type SettledStatus = "done" | "failed" | "rejected" | "expired" | "withdrawn";
+
 export async function settleToolCall(
   tx: Tx,
   idempotencyKey: string,
   settled: {
-    status: "done" | "failed" | "rejected" | "expired" | "withdrawn";
+    status: SettledStatus;
     result: unknown;
     allowedBy: string | null;
   },

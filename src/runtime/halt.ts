@@ -1,4 +1,5 @@
 import { shorten } from "../core/text.ts";
+import type { Tx } from "../db/database.ts";
 import * as humans from "../db/humans.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
@@ -11,6 +12,7 @@ import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
 import { cardUpdate, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
+import { answerParkedCall, WITHDRAWN_RESULT } from "./settle-approvals.ts";
 
 /** A reason is read by people (the thread, `/baton status`, the digest): kept to this many characters. */
 const MAX_REASON = 2_000;
@@ -29,6 +31,7 @@ export async function haltTask(
 ): Promise<void> {
   const reason = shorten(maskSecrets(input.reason), MAX_REASON);
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
+    await humans.lockPendingApprovals(tx, task.id);
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
     const agent = locked.owner_kind === "agent" ? deps.agents.get(locked.owner_id) : undefined;
@@ -78,7 +81,7 @@ export async function haltTask(
       kind: input.toHuman ? "task_stopped" : "task_failed",
       data: { reason },
     });
-    await withdrawApprovals(deps, fx);
+    await withdrawApprovals(deps, tx, fx);
     await updateTask(tx, locked.id, fx.changes);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
@@ -90,11 +93,18 @@ export async function haltTask(
 
 /**
  * What the task asked people to decide and nobody has: its cards say so and lose their buttons, so
- * a late Approve cannot look like it did something the stopped task will never do.
+ * a late Approve cannot look like it did something the stopped task will never do. The parked call
+ * ends now as not run, so no report shows the task waiting on it, and the agent of a task opened
+ * again reads why it did not run.
  */
-async function withdrawApprovals(deps: RuntimeDeps, fx: AgentEffects): Promise<void> {
+async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): Promise<void> {
   const now = deps.clock.now();
-  for (const row of await humans.withdrawPendingApprovals(fx.tx, fx.task.id, now)) {
+  for (const row of await humans.withdrawPendingApprovals(tx, fx.task.id, now)) {
+    await answerParkedCall(tx, fx.task, row, {
+      status: "withdrawn",
+      result: WITHDRAWN_RESULT,
+      allowedBy: null,
+    });
     fx.outbox.push(
       cardUpdate(
         fx.task,

@@ -1,5 +1,12 @@
+import type { Tx } from "../db/database.ts";
 import * as humans from "../db/humans.repository.ts";
-import { appendConversation, audit, settleToolCall } from "../db/ledger.repository.ts";
+import {
+  appendConversation,
+  audit,
+  type SettledStatus,
+  settleToolCall,
+} from "../db/ledger.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
 import { lockHeldTask, updateTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { toolMessage } from "./messages.ts";
@@ -20,7 +27,7 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
     if (decided.length === 0) return false;
     for (const d of decided) {
       let content: unknown;
-      let status: "done" | "failed" | "rejected" | "expired" | "withdrawn";
+      let status: SettledStatus;
       const allowedBy = d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
       if (d.status === "approved") {
         const tool = deps.tools.get(d.tool);
@@ -41,39 +48,65 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
         };
       } else if (d.status === "withdrawn") {
         status = "withdrawn";
-        content = {
-          error: `This call was not run: the task stopped before anyone decided on it. Do not assume it ran; ask for it again only if it is still needed.`,
-        };
+        content = WITHDRAWN_RESULT;
       } else {
         status = "expired";
         content = {
           error: `Nobody approved this call in time, so it was not run. Do not retry it; tell the requester it needs a person.`,
         };
       }
-      await settleToolCall(tx, d.tool_call_id, { status, result: content, allowedBy });
-      await appendConversation(tx, [
-        {
-          taskId,
-          stintNo: task.stint_no,
-          stepNo: task.step_no,
-          message: toolMessage(d.model_call_id, content),
-        },
-      ]);
-      await audit(tx, {
-        taskId,
-        actor: { kind: "agent", id: d.agent_id },
-        kind: "tool_call",
-        data: {
-          tool: d.tool,
-          args: d.args,
-          status,
-          result: content,
-          allowed_by: allowedBy,
-          idempotency_key: d.tool_call_id,
-        },
-      });
+      await answerParkedCall(tx, task, d, { status, result: content, allowedBy });
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
     return true;
+  });
+}
+
+/** What the agent is told of a parked call its stopped task took back from the people asked. */
+export const WITHDRAWN_RESULT = {
+  error:
+    "This call was not run: the task stopped before anyone decided on it. Do not assume it ran; ask for it again only if it is still needed.",
+};
+
+/** A call parked for approval, as its approval row remembers it. */
+type ParkedCall = {
+  tool: string;
+  args: unknown;
+  tool_call_id: string;
+  model_call_id: string;
+  agent_id: string;
+};
+
+/**
+ * Ends a parked call: its row, its answer in the conversation (the tool message the model expects
+ * after its own call), and the audit line.
+ */
+export async function answerParkedCall(
+  tx: Tx,
+  task: Pick<TaskRow, "id" | "stint_no" | "step_no">,
+  call: ParkedCall,
+  settled: { status: SettledStatus; result: unknown; allowedBy: string | null },
+): Promise<void> {
+  await settleToolCall(tx, call.tool_call_id, settled);
+  await appendConversation(tx, [
+    {
+      taskId: task.id,
+      stintNo: task.stint_no,
+      stepNo: task.step_no,
+      message: toolMessage(call.model_call_id, settled.result),
+    },
+  ]);
+  await audit(tx, {
+    taskId: task.id,
+    actor: { kind: "agent", id: call.agent_id },
+    kind: "tool_call",
+    data: {
+      tool: call.tool,
+      args: call.args,
+      status: settled.status,
+      result: settled.result,
+      allowed_by: settled.allowedBy,
+      idempotency_key: call.tool_call_id,
+    },
   });
 }

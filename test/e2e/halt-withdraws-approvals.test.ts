@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { agentActivity } from "../../src/db/agent-activity.repository.ts";
 import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
@@ -62,6 +63,11 @@ test("a task that stops withdraws the approvals it waits on; a late click does n
   assert.equal(buttonsOf(update).length, 0, "no button left to click");
   assert.match(blockTexts(update).join("\n"), /Withdrawn/);
   assert.equal((await auditKinds(h.db.db, task.id, "approval_withdrawn")).length, 1);
+  // The parked refund ends with the task: no report shows the stopped task waiting on it.
+  const [parked] = await toolCallsOf(h.db.db, task.id, "issue_refund");
+  assert.equal(parked?.status, "withdrawn");
+  const [billing] = await agentActivity(h.db.db, ["billing"], 86_400_000);
+  assert.equal(billing?.writes.waiting, 0, "nothing is waiting on a person");
 
   // A billing lead clicks the card they still had open.
   const click = await h.clickCard(

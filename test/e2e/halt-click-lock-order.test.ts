@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { sql } from "kysely";
+import * as humans from "../../src/db/humans.repository.ts";
+import { resumeAfterDecision } from "../../src/runtime/approval-deadline.ts";
+import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { REFUND_ARGS, taskOfThread } from "../support/scripts-humans.ts";
+
+// A click locks its approval, then the task; a task that stops locked the task, then its pending
+// approvals, so a click and a stop at the same moment waited on each other until Postgres killed
+// one (40P01). The stop now takes the approvals' locks first, in the click's order.
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({
+    script: scriptByAgent({
+      billing: [
+        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        { content: "Refunded." },
+      ],
+    }),
+  });
+});
+after(async () => {
+  await h.close();
+});
+
+test("a click and a stop at the same moment both finish: the click decides, the stop follows", async () => {
+  const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
+  const approval = await h.until("the refund to wait on its card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    const task = await taskOfThread(h.db.db, ts);
+    return row?.card_ts && task?.lease_owner === null ? row : undefined;
+  });
+  const deps = h.baton.deps;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  // The click's transaction as decideApproval (src/runtime/approvals.ts) runs it, held open
+  // between its two statements while the stop starts.
+  const click = deps.db.transaction().execute(async (tx) => {
+    const row = await humans.decideApproval(tx, approval.id, {
+      status: "approved",
+      by: "U0LEE",
+      reason: null,
+      now: deps.clock.now(),
+      checkedApprovers: approval.approvers,
+    });
+    assert.ok(row);
+    await gate;
+    await resumeAfterDecision(deps, tx, row, { by: "U0LEE", reason: null });
+  });
+  await h.until("the click to hold the approval's lock", async () => {
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pg_locks l join pg_class c on c.oid = l.relation
+      where c.relname = 'approvals' and l.mode = 'RowExclusiveLock' and l.granted`.execute(h.db.db);
+    return (rows[0]?.n ?? 0) > 0;
+  });
+  const halt = markDeadLettered(deps, approval.task_id, "the job died");
+  await h.until("the stop to wait on the click", async () => {
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pg_stat_activity
+      where wait_event_type = 'Lock' and query ilike '%approvals%'`.execute(
+      h.db.db,
+    );
+    return (rows[0]?.n ?? 0) > 0;
+  });
+  release();
+  await Promise.all([click, halt]);
+
+  const decided = await humans.findApproval(h.db.db, approval.id);
+  assert.equal(decided?.status, "approved", "the click decided; the stop did not withdraw it");
+  const task = await h.db.db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("id", "=", approval.task_id)
+    .executeTakeFirstOrThrow();
+  assert.equal(task.status, "failed");
+});
