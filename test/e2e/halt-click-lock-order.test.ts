@@ -63,9 +63,7 @@ test("a click and a stop at the same moment both finish: the click decides, the 
   await h.until("the stop to wait on the click", async () => {
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity
-      where wait_event_type = 'Lock' and query ilike '%approvals%'`.execute(
-      h.db.db,
-    );
+      where wait_event_type = 'Lock' and query ilike '%approvals%'`.execute(h.db.db);
     return (rows[0]?.n ?? 0) > 0;
   });
   release();
