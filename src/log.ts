@@ -54,7 +54,8 @@ export function createLogger(
 const SECRET_SHAPES: [RegExp, string][] = [
   [/xox[abposr]-[A-Za-z0-9-]+/g, "[redacted]"],
   [/xapp-[A-Za-z0-9-]+/g, "[redacted]"],
-  [/sk-[A-Za-z0-9_-]{16,}/g, "[redacted]"],
+  // Not inside a word: "desk-lamp-walnut-large" and "ask-the-warehouse" are not keys.
+  [/(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}/g, "[redacted]"],
   [/(postgres(?:ql)?:\/\/(?:[^\s:/?#@]*:)?)[^\s/?#]*@/gi, "$1[redacted]@"],
   [/([?&]password=)[^&\s#]+/gi, "$1[redacted]"],
 ];
@@ -76,10 +77,14 @@ export function registerSecrets(values: Iterable<string | undefined>): void {
   knownSecrets = [...new Set([...knownSecrets, ...added])].sort((a, b) => b.length - a.length);
 }
 
+/**
+ * Shapes first: a known value that is also part of a shape (a password "postgres", in every
+ * connection string's scheme) would otherwise break the shape, and the password it masks leak.
+ */
 export function maskSecrets(text: string): string {
   let masked = text;
-  for (const secret of knownSecrets) masked = masked.replaceAll(secret, "[redacted]");
   for (const [shape, replacement] of SECRET_SHAPES) masked = masked.replace(shape, replacement);
+  for (const secret of knownSecrets) masked = masked.replaceAll(secret, "[redacted]");
   return masked;
 }
 

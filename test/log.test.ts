@@ -98,3 +98,18 @@ test("registered secret values are masked whatever their shape, in logs and wher
   assert.match(text, /refused for \[redacted\]/);
   assert.match(text, /key \[redacted\] is invalid/);
 });
+
+test("a key's shape is not matched inside a word: SKUs and slugs stay readable", () => {
+  assert.equal(
+    maskSecrets("sku desk-lamp-walnut-large; ask-the-warehouse-team-first"),
+    "sku desk-lamp-walnut-large; ask-the-warehouse-team-first",
+  );
+  assert.equal(maskSecrets("key sk-proj-abcdefghijklmnopqrstuvwx"), "key [redacted]");
+});
+
+test("a registered password that is also part of a shape does not unmask what the shape hides", () => {
+  // Docker's default: the password "postgres" is in every connection string's scheme too.
+  registerSecrets(["postgres"]);
+  const line = maskSecrets("pg-boss: postgres://baton:hunter2pw@replica:5432/x");
+  assert.ok(!line.includes("hunter2pw"), line);
+});

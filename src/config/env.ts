@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { decodedOrAsIs } from "../core/text.ts";
 import { ConfigError } from "../errors.ts";
 
 /**
@@ -244,17 +245,13 @@ export function secretValues(config: Config): string[] {
 export function passwordsIn(url: string | undefined): string[] {
   if (url === undefined || !URL.canParse(url)) return [];
   const { password, searchParams } = new URL(url);
-  const passwords = new Set([password, decoded(password), searchParams.get("password") ?? ""]);
+  const passwords = new Set([
+    password,
+    decodedOrAsIs(password),
+    searchParams.get("password") ?? "",
+  ]);
   passwords.delete("");
   return [...passwords];
-}
-
-function decoded(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 function deepFreeze<T>(value: T): T {

@@ -42,3 +42,12 @@ export function shorten(text: string, max: number): string {
   if (text.length <= max) return text;
   return max < 1 ? "" : `${headOf(text, max - 1)}…`;
 }
+
+/** A URL part with its %-escapes decoded, or as written when they are not valid UTF-8. */
+export function decodedOrAsIs(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}

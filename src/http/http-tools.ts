@@ -1,6 +1,7 @@
 import { type Dispatcher, request } from "undici";
 import { z } from "zod";
 import { ENV_REFERENCE, type HttpToolConfig } from "../config/agents-schema.ts";
+import { cleanText, decodedOrAsIs } from "../core/text.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import { ConfigError, TransientError } from "../errors.ts";
 import { maskSecrets, registerSecrets } from "../log.ts";
@@ -42,13 +43,19 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
     input: z.fromJSONSchema(config.parameters as z.core.JSONSchema.JSONSchema),
     parameters,
     async run(ctx, args) {
-      const filled: string[] = [];
+      const secrets: string[] = [];
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(config.headers))
-        headers[name.toLowerCase()] = fromEnv(value, env, where, filled);
-      const url = fromEnv(config.url, env, where, filled);
+        headers[name.toLowerCase()] = fromEnv(value, env, where, (filled) => {
+          if (!PLAIN_HEADER.test(name) || CREDENTIAL_NAME.test(filled.name))
+            secrets.push(filled.value);
+        });
+      const url = fromEnv(config.url, env, where, (filled) => {
+        if (!isOnlyHost(filled.value) || CREDENTIAL_NAME.test(filled.name))
+          secrets.push(filled.value);
+      });
       // As sent, and as an echo of the URL may spell it.
-      registerSecrets(filled.flatMap((v) => [v, encodeURI(v), encodeURIComponent(v)]));
+      registerSecrets(secrets.flatMap((v) => [v, encodeURI(v), encodeURIComponent(v)]));
       let status: number;
       let location: string | undefined;
       let body: unknown;
@@ -102,25 +109,54 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
 }
 
 /**
+ * Which `${NAME}` values are secrets, masked wherever they come back: all of them, except a value
+ * that can only be an ordinary word of an answer. That is one put into a header that never carries
+ * credentials (an API version such as `Stripe-Version: 2024-06-20`, which would otherwise mask
+ * every date equal to it), or one that is only the URL's host (whose links and redirects must stay
+ * readable); in both cases unless the variable's own name says it is a credential.
+ */
+const PLAIN_HEADER = /version|^accept(-language)?$|^user-agent$|^content-type$/i;
+const CREDENTIAL_NAME = /key|token|secret|pass|auth|cred|sign|cookie|session|private/i;
+
+/** `crm.internal`, `crm.internal:8080` or `https://crm.internal/`: a host, and nothing after it. */
+function isOnlyHost(value: string): boolean {
+  if (/^[A-Za-z0-9.-]+(:\d+)?$/.test(value)) return true;
+  if (!/^https?:\/\//i.test(value) || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  return url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password;
+}
+
+/**
  * `${NAME}` replaced by the environment's value; the file was checked, so a gap is a change since.
  * Trimmed, as Baton's own variables are: a value from a file or a secret store often ends in a
  * newline, which would break the header or URL it is put into.
  */
-function fromEnv(template: string, env: Env, where: string, filled: string[]): string {
+function fromEnv(
+  template: string,
+  env: Env,
+  where: string,
+  filled: (variable: { name: string; value: string }) => void,
+): string {
   return template.replace(ENV_REFERENCE, (_, name: string) => {
     const value = env[name]?.trim();
     if (!value) throw new ConfigError(`${where}: the environment variable ${name} is not set`);
-    filled.push(value);
+    filled({ name, value });
     return value;
   });
 }
 
-/** An answer with every secret masked in its text, or in each string (and key) of its JSON. */
+/**
+ * An answer with every secret masked in its text, or in each string (and key) of its JSON, and
+ * cleaned as a model's reply is: a NUL (a fixed-width field of an old system) would fail the
+ * turn's write to Postgres on every retry.
+ */
 function masked(value: unknown): unknown {
-  if (typeof value === "string") return maskSecrets(value);
+  if (typeof value === "string") return maskSecrets(cleanText(value));
   if (Array.isArray(value)) return value.map(masked);
   if (value && typeof value === "object")
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [maskSecrets(k), masked(v)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [maskSecrets(cleanText(k)), masked(v)]),
+    );
   return value;
 }
 
@@ -128,15 +164,7 @@ function masked(value: unknown): unknown {
 function redirectTarget(location: string | undefined, from: string): string {
   if (!location || !URL.canParse(location, from)) return "";
   const { origin, pathname } = new URL(location, from);
-  return ` to ${maskSecrets(`${origin}${decoded(pathname)}`).slice(0, 200)}`;
-}
-
-function decoded(path: string): string {
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path;
-  }
+  return ` to ${maskSecrets(`${origin}${decodedOrAsIs(pathname)}`).slice(0, 200)}`;
 }
 
 /** The answer's JSON (or its text), undefined when empty; read up to a megabyte, no further. */
