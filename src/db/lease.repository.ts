@@ -12,7 +12,7 @@ import {
   TURN_READS,
   type TurnReadsRow,
   toLoadedTurn,
-} from "./tasks.repository.ts";
+} from "./turn-reads.repository.ts";
 
 /** The lease: which worker drives a task now, taken and given up in one statement each. */
 

@@ -7,12 +7,8 @@ import type { Arrival } from "../db/metrics.repository.ts";
 import type { Delivered, OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { taskAfterTurn } from "../db/task-after-turn.ts";
-import {
-  consumeInputs,
-  keepReply,
-  lockTaskForTurn,
-  type ReplayedReply,
-} from "../db/tasks.repository.ts";
+import { lockTaskForTurn } from "../db/tasks.repository.ts";
+import { consumeInputs, keepReply, type ReplayedReply } from "../db/turn-reads.repository.ts";
 import {
   isTurnMovedOn,
   type TurnRecords,

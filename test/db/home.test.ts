@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Db } from "../../src/db/database.ts";
-import { homeData } from "../../src/db/reports.repository.ts";
+import { homeData } from "../../src/db/home.repository.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 const T0 = Date.parse("2025-01-06T09:00:00Z");

@@ -8,13 +8,8 @@ import {
   renewLease,
 } from "../../src/db/lease.repository.ts";
 import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
-import {
-  findTask,
-  insertInput,
-  loadTurn,
-  lockHeldTask,
-  lockTask,
-} from "../../src/db/tasks.repository.ts";
+import { findTask, lockHeldTask, lockTask } from "../../src/db/tasks.repository.ts";
+import { insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
 import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;

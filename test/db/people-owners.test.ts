@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
 import type { Clock } from "../../src/core/ports.ts";
-import { homeData } from "../../src/db/reports.repository.ts";
+import { homeData } from "../../src/db/home.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { runDigest } from "../../src/runtime/digest.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";

@@ -3,12 +3,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import { receiveMessage } from "../../src/db/events.repository.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
-import {
-  findTaskByThread,
-  insertInput,
-  loadTurn,
-  startTask,
-} from "../../src/db/tasks.repository.ts";
+import { findTaskByThread, startTask } from "../../src/db/tasks.repository.ts";
+import { insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import {
-  consumeInputs,
-  findTask,
-  insertInput,
-  loadTurn,
-  lockTaskForTurn,
-} from "../../src/db/tasks.repository.ts";
+import { findTask, lockTaskForTurn } from "../../src/db/tasks.repository.ts";
+import { consumeInputs, insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
 import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 let t: TestDatabase;

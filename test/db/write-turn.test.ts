@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { insertInput } from "../../src/db/tasks.repository.ts";
+import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import {
   isTurnMovedOn,
   type TurnRecords,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { ChatIntent } from "../../src/core/ports.ts";
-import { homeData } from "../../src/db/reports.repository.ts";
+import { homeData } from "../../src/db/home.repository.ts";
 import { runDigest } from "../../src/runtime/digest.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
