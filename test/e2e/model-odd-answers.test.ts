@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { scriptByCase } from "../support/by-case.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { Script, ScriptedReply } from "../support/model-server.ts";
-import {
-  auditEvents,
-  postsWhenAtLeast,
-  requestText,
-  taskInThread,
-  taskWithStatus,
-} from "../support/observe.ts";
+import type { ScriptedReply } from "../support/model-server.ts";
+import { auditEvents, postsWhenAtLeast, taskInThread, taskWithStatus } from "../support/observe.ts";
 
 /** A full chat.completion body, for answers the scripted replies cannot express. */
 function completion(message: Record<string, unknown>, finish_reason: string) {
@@ -103,16 +98,7 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
       ? completion({ content: "<think>Order 1042 was mis-picked by Bob, so" }, "stop")
       : { content: "Order 1042 is in the warehouse." },
 };
-const used = new Map<string, number>();
-const script: Script = (request) => {
-  const text = requestText(request);
-  const name = Object.keys(cases).find((c) => text.includes(c));
-  if (!name) throw new Error(`no case in "${text}"`);
-  const n = used.get(name) ?? 0;
-  used.set(name, n + 1);
-  if (n > 30) return { status: 400, error: `${name}: too many calls` };
-  return (cases[name] as (n: number) => ScriptedReply)(n);
-};
+const { script, calls } = scriptByCase(cases, 30);
 
 let h: Harness;
 before(async () => {
@@ -121,8 +107,6 @@ before(async () => {
 after(async () => {
   await h.close();
 });
-
-const calls = (name: string) => used.get(name) ?? 0;
 
 test("a model that keeps calling a tool outside its allowlist is stopped, and the thread is told", async () => {
   const { ts } = await h.mention("case-insists: refund me 20 USD for order 1042");

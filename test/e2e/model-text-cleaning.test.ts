@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { scriptByCase } from "../support/by-case.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { Script, ScriptedReply } from "../support/model-server.ts";
+import type { ScriptedReply } from "../support/model-server.ts";
 import {
   auditEvents,
   postsWhenAtLeast,
@@ -73,16 +74,7 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
   "case-long-answer": () =>
     completion({ content: `${"word ".repeat(9599)}word${EMOJI}${" end".repeat(500)}` }),
 };
-const used = new Map<string, number>();
-const script: Script = (request) => {
-  const text = requestText(request);
-  const name = Object.keys(cases).find((c) => text.includes(c));
-  if (!name) throw new Error(`no case in "${text}"`);
-  const n = used.get(name) ?? 0;
-  used.set(name, n + 1);
-  if (n > 5) return { status: 400, error: `${name}: too many calls` };
-  return (cases[name] as (n: number) => ScriptedReply)(n);
-};
+const { script, calls } = scriptByCase(cases, 5);
 
 let h: Harness;
 before(async () => {
@@ -92,7 +84,6 @@ after(async () => {
   await h.close();
 });
 
-const calls = (name: string) => used.get(name) ?? 0;
 const done = (ts: string) =>
   h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"), 10_000);
 
