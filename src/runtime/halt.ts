@@ -34,6 +34,9 @@ export async function haltTask(
     await humans.lockPendingApprovals(tx, task.id);
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
+    // A cap is checked on the run's copy of the task; a person may hold it by now (a run whose
+    // lease lapsed, a second run). It is theirs, not an agent's turn to stop: no second escalation.
+    if (input.toHuman && locked.owner_kind !== "agent") return;
     const agent = locked.owner_kind === "agent" ? deps.agents.get(locked.owner_id) : undefined;
     const fx: AgentEffects = {
       tx,
