@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import type { Tx } from "../db/database.ts";
+import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
-import { takenOverEscalation } from "../db/humans.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";

@@ -1,4 +1,4 @@
-import * as humans from "../db/humans.repository.ts";
+import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
@@ -68,7 +68,7 @@ export async function enforceApprovalDeadline(
   deps: RuntimeDeps,
   approvalId: string,
 ): Promise<"escalated" | "expired" | undefined> {
-  const approval = await humans.findApproval(deps.db, approvalId);
+  const approval = await approvalsDb.findApproval(deps.db, approvalId);
   const now = deps.clock.now();
   if (approval?.status !== "pending" || approval.expires_at.getTime() > now.getTime())
     return undefined;
@@ -82,7 +82,7 @@ export async function enforceApprovalDeadline(
 async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow, now: Date) {
   const reason = "expired without a decision";
   const expired = await deps.db.transaction().execute(async (tx) => {
-    const row = await humans.decideApproval(tx, approval.id, {
+    const row = await approvalsDb.decideApproval(tx, approval.id, {
       status: "expired",
       by: null,
       reason,
@@ -105,7 +105,7 @@ async function escalateApproval(
   const window = approval.expires_at.getTime() - approval.created_at.getTime();
   const expiresAt = new Date(now.getTime() + Math.max(window, 60_000));
   const escalated = await deps.db.transaction().execute(async (tx) => {
-    const row = await humans.markApprovalEscalated(tx, approval.id, fallback, expiresAt, now);
+    const row = await approvalsDb.markApprovalEscalated(tx, approval.id, fallback, expiresAt, now);
     if (!row) return false;
     const task = await lockTask(tx, row.task_id);
     if (!task) return true;
@@ -163,7 +163,7 @@ async function escalateApproval(
 /** The decision is recorded, the card updated in place and the task queued to carry on. */
 export async function resumeAfterDecision(
   deps: RuntimeDeps,
-  tx: Parameters<typeof humans.decideApproval>[0],
+  tx: Parameters<typeof approvalsDb.decideApproval>[0],
   row: ApprovalRow,
   decision: { by: string | null; reason: string | null },
 ): Promise<void> {

@@ -1,7 +1,7 @@
 import type { Gate } from "../core/policy.ts";
 import { mayDecide } from "../core/policy.ts";
 import type { ToolDefinition } from "../core/tools/tool.ts";
-import * as humans from "../db/humans.repository.ts";
+import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
 import { NotFoundError } from "../errors.ts";
@@ -26,7 +26,7 @@ export async function requestApproval(
   const expiresAt = new Date(fx.deps.clock.now().getTime() + gate.expiresAfterMs);
   const args = call.args as Record<string, unknown>;
   const approvers = { users: [...gate.approvers.users], groups: [...gate.approvers.groups] };
-  const { id } = await humans.insertApproval(fx.tx, {
+  const { id } = await approvalsDb.insertApproval(fx.tx, {
     taskId: task.id,
     stepNo: fx.stepNo,
     toolCallId: call.key,
@@ -138,7 +138,7 @@ async function authorize(
   input: ClickInput,
 ): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
-  const askers = await humans.askersOf(deps.db, [approval.id]);
+  const askers = await approvalsDb.askersOf(deps.db, [approval.id]);
   const askedForIt = askers.get(approval.id)?.has(input.userId) ?? false;
   const check = mayDecide(
     input.userId,
@@ -156,7 +156,7 @@ async function authorize(
 }
 
 async function requireApproval(deps: RuntimeDeps, approvalId: string): Promise<ApprovalRow> {
-  const approval = await humans.findApproval(deps.db, approvalId);
+  const approval = await approvalsDb.findApproval(deps.db, approvalId);
   if (!approval) throw new NotFoundError(`approval ${approvalId} does not exist`);
   return approval;
 }
@@ -187,7 +187,7 @@ export async function decideApproval(
   const approval = check.allowed;
   const reason = input.decision === "rejected" ? input.reason?.trim() || "no reason given" : null;
   const decided = await deps.db.transaction().execute(async (tx) => {
-    const row = await humans.decideApproval(tx, approval.id, {
+    const row = await approvalsDb.decideApproval(tx, approval.id, {
       status: input.decision,
       by: input.userId,
       reason,

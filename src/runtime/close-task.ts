@@ -1,4 +1,4 @@
-import { hasOpenEscalation } from "../db/humans.repository.ts";
+import { hasOpenEscalation } from "../db/escalations.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { resolveTaskRef } from "../db/reports.repository.ts";

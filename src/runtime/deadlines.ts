@@ -1,5 +1,6 @@
 import type { EscalationNote } from "../core/handoffs/note.ts";
-import * as humans from "../db/humans.repository.ts";
+import * as approvalsDb from "../db/approvals.repository.ts";
+import * as escalationsDb from "../db/escalations.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
@@ -17,16 +18,16 @@ export async function enforceDeadlines(deps: RuntimeDeps): Promise<void> {
   const now = deps.clock.now();
   // The list can be stale by the time its turn comes (another replica escalated it, say):
   // each approval is judged again on its own row.
-  for (const due of await humans.pendingPastDeadline(deps.db, now, 100))
+  for (const due of await approvalsDb.pendingPastDeadline(deps.db, now, 100))
     await enforceApprovalDeadline(deps, due.id);
-  for (const escalation of await humans.escalationsPastDeadline(deps.db, now, 100)) {
+  for (const escalation of await escalationsDb.escalationsPastDeadline(deps.db, now, 100)) {
     await moveEscalation(deps, escalation);
   }
 }
 
 async function moveEscalation(
   deps: RuntimeDeps,
-  escalation: Awaited<ReturnType<typeof humans.escalationsPastDeadline>>[number],
+  escalation: Awaited<ReturnType<typeof escalationsDb.escalationsPastDeadline>>[number],
 ): Promise<void> {
   const now = deps.clock.now();
   const fallback = escalation.fallback;
@@ -38,7 +39,7 @@ async function moveEscalation(
       Math.max(escalation.respond_by.getTime() - escalation.created_at.getTime(), 60_000),
   );
   await deps.db.transaction().execute(async (tx) => {
-    const row = await humans.reassignEscalation(tx, escalation.id, owner, respondBy);
+    const row = await escalationsDb.reassignEscalation(tx, escalation.id, owner, respondBy);
     if (!row) return;
     const task = await lockTask(tx, row.task_id);
     if (!task) return;

@@ -7,8 +7,8 @@ import {
   isDigestEmpty,
 } from "../core/digest.ts";
 import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
+import { askersOf } from "../db/approvals.repository.ts";
 import type { Db, Tx } from "../db/database.ts";
-import { askersOf } from "../db/humans.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import {
   claimScheduledRun,

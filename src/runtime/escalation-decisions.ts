@@ -4,7 +4,7 @@ import { renderHumanReturn } from "../core/context.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatIntent } from "../core/ports.ts";
 import type { Executor, Tx } from "../db/database.ts";
-import * as humans from "../db/humans.repository.ts";
+import * as escalationsDb from "../db/escalations.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -25,7 +25,7 @@ export type EscalationCheck =
   | { outcome: "already_decided"; by: string | null; status: string }
   | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" };
 
-type EscalationRow = NonNullable<Awaited<ReturnType<typeof humans.findEscalation>>>;
+type EscalationRow = NonNullable<Awaited<ReturnType<typeof escalationsDb.findEscalation>>>;
 
 /**
  * Whether this person may send the work to an agent (asked before the send-back modal opens): while
@@ -37,7 +37,7 @@ export async function checkEscalationClick(
   deps: RuntimeDeps,
   input: { escalationId: string; userId: string },
 ): Promise<EscalationCheck> {
-  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
   return checkAgainst(deps, escalation, input.userId, "send_back");
 }
@@ -124,7 +124,7 @@ export async function decideEscalation(
   deps: RuntimeDeps,
   input: { escalationId: string; userId: string; choice: EscalationChoice },
 ) {
-  const escalation = await humans.findEscalation(deps.db, input.escalationId);
+  const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
   const check = await checkAgainst(deps, escalation, input.userId, input.choice.kind);
   if (check.outcome !== "ok") return check;
@@ -136,7 +136,7 @@ export async function decideEscalation(
   const outcome = await deps.db.transaction().execute(async (tx) => {
     // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
     if (held && !holds(await lockTask(tx, escalation.task_id), input.userId)) return undefined;
-    const row = await humans.decideEscalation(tx, escalation.id, {
+    const row = await escalationsDb.decideEscalation(tx, escalation.id, {
       status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
       by: input.userId,
       decision: input.choice,
@@ -191,7 +191,7 @@ export async function decideEscalation(
     return { taskId: task.id };
   });
   if (!outcome) {
-    const winner = await humans.findEscalation(deps.db, escalation.id);
+    const winner = await escalationsDb.findEscalation(deps.db, escalation.id);
     // Still open: the sweep handed it to another owner after the check; check again against them.
     // Still taken over: the task changed since the check (closed); the check says so now.
     if (winner?.status === "open" || (held && winner?.status === "taken_over"))
@@ -249,7 +249,7 @@ export async function takenOverCard(
   task: TaskRow,
   closed?: { by: string; at: string },
 ): Promise<OutboxMessage | undefined> {
-  const row = await humans.takenOverEscalation(tx, task.id);
+  const row = await escalationsDb.takenOverEscalation(tx, task.id);
   if (!row?.decided_by || !row.decided_at) return undefined;
   const held = {
     status: "taken_over" as const,
@@ -308,7 +308,7 @@ export async function sendBackTakenOver(
   task: TaskRow,
   input: { userId: string; agent: { id: string; name: string }; instruction: string },
 ): Promise<void> {
-  const row = await humans.takenOverEscalation(tx, task.id);
+  const row = await escalationsDb.takenOverEscalation(tx, task.id);
   if (row?.decided_by !== input.userId) return;
   const now = deps.clock.now();
   const choice = {
@@ -316,7 +316,7 @@ export async function sendBackTakenOver(
     agentId: input.agent.id,
     instruction: input.instruction,
   };
-  const decided = await humans.decideEscalation(tx, row.id, {
+  const decided = await escalationsDb.decideEscalation(tx, row.id, {
     status: "sent_back",
     by: input.userId,
     decision: choice,

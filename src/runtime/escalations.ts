@@ -1,5 +1,5 @@
 import type { EscalationNote } from "../core/handoffs/note.ts";
-import * as humans from "../db/humans.repository.ts";
+import * as escalationsDb from "../db/escalations.repository.ts";
 import { insertHandoff } from "../db/ledger.repository.ts";
 import { mentionOf } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -51,7 +51,7 @@ export async function startEscalation(
     task.channel_id,
   );
   const respondBy = new Date(deps.clock.now().getTime() + respondWithinMs);
-  const { id } = await humans.insertEscalation(fx.tx, {
+  const { id } = await escalationsDb.insertEscalation(fx.tx, {
     taskId: task.id,
     stepNo: fx.stepNo,
     fromAgent: agent.id,

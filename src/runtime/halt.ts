@@ -1,6 +1,6 @@
 import { shorten } from "../core/text.ts";
+import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
-import * as humans from "../db/humans.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -31,7 +31,7 @@ export async function haltTask(
 ): Promise<void> {
   const reason = shorten(maskSecrets(input.reason), MAX_REASON);
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
-    await humans.lockPendingApprovals(tx, task.id);
+    await approvalsDb.lockPendingApprovals(tx, task.id);
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
     // A cap is checked on the run's copy of the task; a person may hold it by now (a run whose
@@ -102,7 +102,7 @@ export async function haltTask(
  */
 async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): Promise<void> {
   const now = deps.clock.now();
-  for (const row of await humans.withdrawPendingApprovals(tx, fx.task.id, now)) {
+  for (const row of await approvalsDb.withdrawPendingApprovals(tx, fx.task.id, now)) {
     await answerParkedCall(tx, fx.task, row, {
       status: "withdrawn",
       result: WITHDRAWN_RESULT,

@@ -1,5 +1,5 @@
+import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
-import * as humans from "../db/humans.repository.ts";
 import {
   appendConversation,
   audit,
@@ -23,7 +23,7 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
     // run that took the task over and settled them first is seen here.
     const task = await lockHeldTask(tx, taskId, deps.workerId, deps.leaseMs);
     if (!task) return false;
-    const decided = await humans.decidedUnsettled(tx, taskId);
+    const decided = await approvalsDb.decidedUnsettled(tx, taskId);
     if (decided.length === 0) return false;
     for (const d of decided) {
       let content: unknown;

@@ -1,5 +1,5 @@
+import { findApproval } from "../db/approvals.repository.ts";
 import { homeData } from "../db/home.repository.ts";
-import { findApproval } from "../db/humans.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";

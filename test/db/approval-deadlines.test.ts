@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "kysely";
-import type { Tx } from "../../src/db/database.ts";
 import {
   decideApproval,
   insertApproval,
   markApprovalEscalated,
-} from "../../src/db/humans.repository.ts";
+} from "../../src/db/approvals.repository.ts";
+import type { Tx } from "../../src/db/database.ts";
 import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
 
 // Replicas sweep deadlines while people click: each move of an approval is one conditional

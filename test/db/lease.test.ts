@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { insertApproval } from "../../src/db/humans.repository.ts";
+import { insertApproval } from "../../src/db/approvals.repository.ts";
 import {
   claimLease,
   findOrphanedTasks,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "kysely";
-import * as humans from "../../src/db/humans.repository.ts";
+import * as approvalsDb from "../../src/db/approvals.repository.ts";
 import { resumeAfterDecision } from "../../src/runtime/approval-deadline.ts";
 import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
@@ -42,7 +42,7 @@ test("a click and a stop at the same moment both finish: the click decides, the 
   // The click's transaction as decideApproval (src/runtime/approvals.ts) runs it, held open
   // between its two statements while the stop starts.
   const click = deps.db.transaction().execute(async (tx) => {
-    const row = await humans.decideApproval(tx, approval.id, {
+    const row = await approvalsDb.decideApproval(tx, approval.id, {
       status: "approved",
       by: "U0LEE",
       reason: null,
@@ -69,7 +69,7 @@ test("a click and a stop at the same moment both finish: the click decides, the 
   release();
   await Promise.all([click, halt]);
 
-  const decided = await humans.findApproval(h.db.db, approval.id);
+  const decided = await approvalsDb.findApproval(h.db.db, approval.id);
   assert.equal(decided?.status, "approved", "the click decided; the stop did not withdraw it");
   const task = await h.db.db
     .selectFrom("tasks")

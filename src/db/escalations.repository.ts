@@ -1,0 +1,129 @@
+import { sql } from "kysely";
+import type { Executor, Tx } from "./database.ts";
+
+/** Escalations: work handed to a person is a row, taken over or sent back once. */
+
+export async function insertEscalation(
+  tx: Executor,
+  e: {
+    taskId: string;
+    stepNo: number;
+    fromAgent: string;
+    note: Record<string, unknown>;
+    owner: { kind: string; id: string };
+    fallback: { users: string[]; groups: string[] } | undefined;
+    respondBy: Date;
+  },
+) {
+  return tx
+    .insertInto("escalations")
+    .values({
+      task_id: e.taskId,
+      step_no: e.stepNo,
+      from_agent: e.fromAgent,
+      note: JSON.stringify(e.note),
+      owner: JSON.stringify(e.owner),
+      fallback: e.fallback ? JSON.stringify(e.fallback) : null,
+      respond_by: e.respondBy,
+    })
+    .returning(["id"])
+    .executeTakeFirstOrThrow();
+}
+
+/** Whether the task waits on an escalation card nobody has taken over or sent back yet. */
+export async function hasOpenEscalation(db: Executor, taskId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("escalations")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where("status", "=", "open")
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function findEscalation(db: Executor, id: string) {
+  return db.selectFrom("escalations").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+export async function decideEscalation(
+  tx: Tx,
+  id: string,
+  decision: {
+    status: "taken_over" | "sent_back";
+    by: string;
+    decision: Record<string, unknown>;
+    now: Date;
+    /**
+     * What the click was authorized against: open under this owner (a sweep may have moved it to
+     * its fallback since), or taken over by this person (who now hands the work on).
+     */
+    checked:
+      | { status: "open"; owner: { kind: string; id: string } }
+      | { status: "taken_over"; by: string };
+  },
+) {
+  const { checked } = decision;
+  return tx
+    .updateTable("escalations")
+    .set({
+      status: decision.status,
+      decided_by: decision.by,
+      decided_at: decision.now,
+      decision: JSON.stringify(decision.decision),
+    })
+    .where("id", "=", id)
+    .where("status", "=", checked.status)
+    .$call((q) =>
+      checked.status === "open"
+        ? q.where(
+            "owner",
+            "=",
+            sql<{ kind: string; id: string }>`${JSON.stringify(checked.owner)}::jsonb`,
+          )
+        : q.where("decided_by", "=", checked.by),
+    )
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** The escalation of a task that a person took over, if its work is still theirs to close. */
+export async function takenOverEscalation(db: Executor, taskId: string) {
+  return db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("task_id", "=", taskId)
+    .where("status", "=", "taken_over")
+    .orderBy("decided_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/** Open escalations past their respond-by time that have not been moved on yet. */
+export async function escalationsPastDeadline(db: Executor, now: Date, limit: number) {
+  return db
+    .selectFrom("escalations")
+    .selectAll()
+    .where("status", "=", "open")
+    .where("respond_by", "<", now)
+    .where("escalated_at", "is", null)
+    .orderBy("respond_by")
+    .limit(limit)
+    .execute();
+}
+
+/** Moves an open escalation to its fallback owner once; returns nothing if it moved meanwhile. */
+export async function reassignEscalation(
+  tx: Tx,
+  id: string,
+  owner: { kind: string; id: string },
+  respondBy: Date,
+) {
+  return tx
+    .updateTable("escalations")
+    .set({ owner: JSON.stringify(owner), escalated_at: sql`now()`, respond_by: respondBy })
+    .where("id", "=", id)
+    .where("status", "=", "open")
+    .where("escalated_at", "is", null)
+    .returningAll()
+    .executeTakeFirst();
+}
