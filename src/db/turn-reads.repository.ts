@@ -138,3 +138,15 @@ export async function consumeInputs(tx: Tx, ids: readonly string[], stepNo: numb
   if (ids.length === 0) return;
   await CONSUME_INPUTS.rows(tx, stepNo, ids);
 }
+
+/** Whether a person's reply waits for the agent's next turn. */
+export async function hasUnreadInputs(db: Executor, taskId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("task_inputs")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where("consumed_at_step", "is", null)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}

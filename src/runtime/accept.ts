@@ -9,7 +9,7 @@ import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
-import { insertInput } from "../db/turn-reads.repository.ts";
+import { hasUnreadInputs, insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { returnToAgent, sendBackTakenOver, takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
@@ -48,6 +48,8 @@ export async function acceptMessage(
   // run out: the run marks it done, or due now if the run fails; after a crash, it takes over.
   const here = deps.runs.reserve(newId) ? runWorker(deps) : undefined;
   let started: RunStart | undefined;
+  // A reply kept for an agent's task waiting on an approval, read without the task's lock.
+  let waitedOn: string | undefined;
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       const threadTs = message.threadTs ?? message.ts;
@@ -148,8 +150,10 @@ export async function acceptMessage(
         await reopenForItsPerson(deps, tx, task, message.user);
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
+      else if (task.owner_kind === "agent") waitedOn = task.id;
       return "continued";
     });
+    if (waitedOn) await wakeIfMissed(deps, waitedOn);
     // Counted after the commit, so a rolled-back start is never counted.
     if (outcome === "started") deps.metrics.tasksStarted.inc();
     if (started) {
@@ -165,6 +169,24 @@ export async function acceptMessage(
       return (await recordRefused(deps.db, keys)) ? "rate_limited" : "duplicate";
     throw error;
   }
+}
+
+/**
+ * A reply to an agent's task that waits on an approval queues no run: the run after the decision
+ * reads it. Unless that run ended the task between the accept's read and its commit: it gave the
+ * task up before the reply could be seen, so nothing would answer it. Checked once the reply is
+ * committed, so a run that holds the task now reads it, and one that ended it is followed by another.
+ */
+export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
+  await deps.db.transaction().execute(async (tx) => {
+    const task = await lockTask(tx, taskId);
+    if (!task || task.owner_kind !== "agent" || task.status === "waiting_human") return;
+    if (task.lease_until && task.lease_until > deps.clock.now()) return;
+    if (!(await hasUnreadInputs(tx, taskId))) return;
+    if (task.status !== "active")
+      await updateTask(tx, taskId, { status: "active", modelErrors: 0, failureReason: null });
+    await deps.queue.enqueue(tx, taskId);
+  });
 }
 
 /** Whether the person started `new_tasks_per_person` tasks already; held until the accept commits. */
