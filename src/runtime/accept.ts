@@ -180,7 +180,7 @@ export async function acceptMessage(
 export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
   await deps.db.transaction().execute(async (tx) => {
     const task = await lockTask(tx, taskId);
-    if (!task || task.owner_kind !== "agent" || task.status === "waiting_human") return;
+    if (task?.owner_kind !== "agent" || task.status === "waiting_human") return;
     if (task.lease_until && task.lease_until > deps.clock.now()) return;
     if (!(await hasUnreadInputs(tx, taskId))) return;
     if (task.status !== "active")
