@@ -150,3 +150,17 @@ export async function hasUnreadInputs(db: Executor, taskId: string): Promise<boo
     .executeTakeFirst();
   return row !== undefined;
 }
+
+/**
+ * Marks every reply not read yet as read at `stepNo`: a task that failed answered them with its
+ * failure notice. Left unread, the end of the run would open the task again for them, and the
+ * next run fail it the same way, without end.
+ */
+export async function consumeUnreadInputs(tx: Tx, taskId: string, stepNo: number): Promise<void> {
+  await tx
+    .updateTable("task_inputs")
+    .set({ consumed_at_step: stepNo })
+    .where("task_id", "=", taskId)
+    .where("consumed_at_step", "is", null)
+    .execute();
+}

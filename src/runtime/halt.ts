@@ -5,6 +5,7 @@ import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.ts";
+import { consumeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { maskSecrets } from "../log.ts";
 import { approvalIntent } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -67,6 +68,7 @@ export async function haltTask(
       });
     } else {
       Object.assign(fx.changes, { status: "failed", failureReason: reason });
+      await consumeUnreadInputs(tx, locked.id, fx.stepNo);
       fx.outbox.push(
         post(locked, {
           kind: "failure_notice",
