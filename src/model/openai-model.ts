@@ -22,21 +22,30 @@ export function createOpenAIModel(options: {
     timeout: options.timeoutMs ?? 60_000,
     fetch: leanFetch({ timeoutMs: options.timeoutMs ?? 60_000 }),
   });
+  // Routes an agent's calls to the cache that holds its prefix. Most compatible servers ignore the
+  // field; a strict one (Groq, Cerebras) refuses the request: asked again without it, and from then
+  // on never sent it.
+  let cacheKeys = true;
+  const create = (request: ModelRequest) =>
+    client.chat.completions.create({
+      model: request.model,
+      ...(cacheKeys && { prompt_cache_key: request.agentId }),
+      messages: request.messages as OpenAI.Chat.Completions.ChatCompletionMessageParam[],
+      ...(request.tools.length > 0 && {
+        tools: request.tools.map((t) => ({
+          type: "function" as const,
+          function: { name: t.name, description: t.description, parameters: t.parameters },
+        })),
+      }),
+    });
   return {
     async complete(request: ModelRequest): Promise<ModelReply> {
       let response: OpenAI.Chat.Completions.ChatCompletion;
       try {
-        response = await client.chat.completions.create({
-          model: request.model,
-          // Routes an agent's calls to the cache that holds its prefix; compatible servers ignore it.
-          prompt_cache_key: request.agentId,
-          messages: request.messages as OpenAI.Chat.Completions.ChatCompletionMessageParam[],
-          ...(request.tools.length > 0 && {
-            tools: request.tools.map((t) => ({
-              type: "function" as const,
-              function: { name: t.name, description: t.description, parameters: t.parameters },
-            })),
-          }),
+        response = await create(request).catch((error: unknown) => {
+          if (!cacheKeys || !refusesCacheKey(error)) throw error;
+          cacheKeys = false;
+          return create(request);
         });
       } catch (error) {
         throw classify(error);
@@ -131,6 +140,15 @@ function textOf(value: unknown): string | undefined {
 function asText(value: unknown): string {
   if (value === undefined || value === null) return "";
   return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** A 400 that names the cache key field: the server does not know it. */
+function refusesCacheKey(error: unknown): boolean {
+  return (
+    error instanceof OpenAI.APIError &&
+    error.status === 400 &&
+    error.message.includes("prompt_cache_key")
+  );
 }
 
 function classify(error: unknown): Error {
