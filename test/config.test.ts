@@ -254,6 +254,49 @@ describe("agents file", () => {
     assert.match(message, /^agents\.yml:3:11 Nested mappings are not allowed/m);
   });
 
+  it("says what to write for YAML's own mistakes: a key twice, a second document, a tab, a colon", () => {
+    const errorOf = (text: string) => configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+    assert.match(
+      errorOf(MINIMAL.replace("name: Helper", "name: Helper\n    name: Helper two")),
+      /^agents\.yml:4:5 "name" is set twice in the same place; keep one$/m,
+    );
+    assert.match(
+      errorOf(`${MINIMAL}---\nagents: []\n`),
+      /^agents\.yml:6:1 the file holds more than one YAML document; remove the "---" line/m,
+    );
+    assert.match(
+      errorOf(MINIMAL.replace("  - id: helper", "\t- id: helper")),
+      /a tab indents this line; indent with spaces/,
+    );
+    assert.match(
+      errorOf(MINIMAL.replace("Answer briefly.", "Note: be kind")),
+      /^agents\.yml:5:19 .*; a value with ": " in it goes in quotes \(instructions: "Note: be kind"\)/m,
+    );
+  });
+
+  it("reads a shared block of settings merged in with <<", () => {
+    const file = parseAgentsFile(
+      `agents:
+  - id: helper
+    name: Helper
+    <<: &common
+      icon: ":wave:"
+      instructions: Answer briefly.
+  - <<: *common
+    id: second
+    name: Second
+`,
+      "agents.yml",
+    );
+    assert.deepEqual(
+      file.agents.map((a) => [a.id, a.icon, a.instructions]),
+      [
+        ["helper", ":wave:", "Answer briefly."],
+        ["second", ":wave:", "Answer briefly."],
+      ],
+    );
+  });
+
   it("reports every schema issue at the line of the offending node", async () => {
     const lines = (await agentsErrorOf("schema-error")).split("\n").slice(1);
     assert.deepEqual(lines, [

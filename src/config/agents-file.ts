@@ -1,5 +1,14 @@
 import { readFile } from "node:fs/promises";
-import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
+import {
+  type Document,
+  isMap,
+  isNode,
+  isScalar,
+  LineCounter,
+  parseDocument,
+  visit,
+  type YAMLError,
+} from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import {
@@ -49,7 +58,8 @@ export function parseAgentsFile(
   env: Env = process.env,
 ): AgentsFile {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  // `merge`: a shared block of settings (`<<: *common`) is read as YAML 1.1 files use it.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true });
   const fail = (lines: string[]) =>
     new ConfigError(`${sourceName} is not valid:\n${lines.join("\n")}`);
 
@@ -57,7 +67,7 @@ export function parseAgentsFile(
     throw fail(
       doc.errors.map((error) => {
         const { line, col } = lineCounter.linePos(error.pos[0]);
-        return `${sourceName}:${line}:${col} ${error.message}${yamlHint(text, line)}`;
+        return `${sourceName}:${line}:${col} ${yamlAdvice(error, text.split("\n")[line - 1] ?? "")}`;
       }),
     );
   }
@@ -112,14 +122,27 @@ function toProblems(issue: z.core.$ZodIssue): Problem[] {
 }
 
 /**
- * YAML's words for the one mistake everyone makes here: an emoji name (":wave:") left unquoted
- * starts with ":", which YAML reads as a mapping.
+ * YAML's words, with what to write instead where they are a library's (a duplicate key, a second
+ * document, a tab) or miss the usual cause: a value holding ": ", such as an emoji name (":wave:")
+ * or a sentence, left unquoted.
  */
-function yamlHint(text: string, line: number): string {
-  const source = text.split("\n")[line - 1] ?? "";
-  return /:\s+:[\w+-]+:\s*$/.test(source)
-    ? '; a value that starts with ":" (an emoji name) goes in quotes: icon: ":wave:"'
-    : "";
+function yamlAdvice(error: YAMLError, source: string): string {
+  switch (error.code) {
+    case "DUPLICATE_KEY": {
+      const key = /^\s*(?:-\s+)?([^:#]+?)\s*:/.exec(source)?.[1];
+      return `${key ? `"${key}"` : "a setting"} is set twice in the same place; keep one`;
+    }
+    case "MULTIPLE_DOCS":
+      return 'the file holds more than one YAML document; remove the "---" line: one file holds every agent';
+    case "TAB_AS_INDENT":
+      return "a tab indents this line; indent with spaces";
+    case "BLOCK_AS_IMPLICIT_KEY":
+      return /:\s+:[\w+-]+:\s*$/.test(source)
+        ? `${error.message}; a value that starts with ":" (an emoji name) goes in quotes: icon: ":wave:"`
+        : `${error.message}; a value with ": " in it goes in quotes (instructions: "Note: be kind"), or on the lines under "instructions: |"`;
+    default:
+      return error.message;
+  }
 }
 
 type SchemaDef = {
