@@ -1,6 +1,7 @@
 import type { Agent } from "./agents/directory.ts";
 import type { HandBackNote, HandoffNote } from "./handoffs/note.ts";
 import type { ChatMessage } from "./model.ts";
+import { cutPoint, headOf } from "./text.ts";
 
 /**
  * The system message: who the agent is (unless its instructions open by saying so), its instructions,
@@ -69,6 +70,7 @@ export function taskTitle(text: string, max = 80): string {
       .trim()
       .split("\n")[0] ?? "";
   if (line.length <= max) return line || "(no text)";
-  const cut = line.slice(0, max);
-  return `${cut.slice(0, Math.max(cut.lastIndexOf(" "), max / 2))}…`;
+  // Never half an emoji: Postgres would store its lone half as "�".
+  const cut = headOf(line, max);
+  return `${cut.slice(0, cutPoint(cut, Math.max(cut.lastIndexOf(" "), max / 2)))}…`;
 }

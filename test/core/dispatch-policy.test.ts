@@ -193,3 +193,13 @@ test("context: the system message names the agent and facts, not the task; notes
   );
   assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
 });
+
+test("a task's title is cut at a word, and never through an emoji", () => {
+  assert.equal(taskTitle(`${"word ".repeat(30)}`.trim(), 20), "word word word word…");
+  // One letter, then emoji with no space: both cuts could fall between an emoji's two halves.
+  for (const max of [40, 41, 80, 81]) {
+    const title = taskTitle(`A${"📦".repeat(60)}`, max);
+    assert.ok(title.isWellFormed(), `max ${max}: ${JSON.stringify(title.slice(-3))}`);
+    assert.ok(title.length <= max + 1);
+  }
+});
