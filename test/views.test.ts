@@ -378,6 +378,28 @@ describe("view builders under adversarial input", () => {
     assertSafe(failureNotice({ taskId: "t1", reason: NASTY }));
   });
 
+  it("agent reply: a code block split over sections is closed and opened again, its lines whole", () => {
+    const rows = Array.from(
+      { length: 90 },
+      (_, i) =>
+        `  order ${1000 + i}  shipped  2030-01-${String((i % 28) + 1).padStart(2, "0")}  1Z999AA1`,
+    );
+    const answer = `Here are your orders:\n\`\`\`\n${rows.join("\n")}\n\`\`\`\nAnything else?`;
+    const reply = agentReply({ text: answer });
+    assertSafe(reply);
+    const texts = reply.blocks.map((b) => (b.type === "section" ? (b.text?.text ?? "") : ""));
+    assert.ok(texts.length > 1, "the answer takes several sections");
+    for (const text of texts) assert.equal((text.match(/```/g) ?? []).length % 2, 0, text);
+    // Every row is there once, indented as written.
+    const shown = texts.join("\n").split("\n");
+    for (const row of rows) assert.equal(shown.filter((line) => line === row).length, 1, row);
+    // An answer cut at the message's budget inside a code block closes it too.
+    const huge = agentReply({ text: `\`\`\`\n${"x ".repeat(20_000)}` });
+    assertSafe(huge);
+    const last = huge.blocks.filter((b) => b.type === "section").at(-1);
+    assert.match(last?.type === "section" ? (last.text?.text ?? "") : "", /\n```$/);
+  });
+
   it("audit story pages", () => {
     const entries = Array.from({ length: 500 }, (_, i) => ({
       at: AT,

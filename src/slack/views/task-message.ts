@@ -78,13 +78,35 @@ export function splitSections(text: string, max: number, maxChunks: number): str
   let rest = text.trim();
   while (rest.length > 0 && chunks.length < maxChunks) {
     if (rest.length <= max || chunks.length === maxChunks - 1) {
-      chunks.push(truncate(rest, max));
+      chunks.push(closingFence(rest, max));
       break;
     }
     // At least one character, so a long word that safeCut cannot split still moves on.
-    const cut = Math.max(1, breakPoint(rest, max));
-    chunks.push(rest.slice(0, cut).trimEnd());
-    rest = rest.slice(cut).trimStart();
+    const cut = Math.max(1, breakPoint(rest, max - FENCE_ROOM));
+    const chunk = rest.slice(0, cut).trimEnd();
+    if (opensFence(chunk) && cut > FENCE_ROOM) {
+      // Slack formats each section alone: a code block cut in two is closed here and opened
+      // again in the next section, its lines as they were.
+      chunks.push(`${chunk}\n${FENCE}`);
+      rest = `${FENCE}\n${rest.slice(cut).replace(/^\n/, "")}`;
+    } else {
+      chunks.push(chunk);
+      rest = rest.slice(cut).trimStart();
+    }
   }
   return chunks;
+}
+
+const FENCE = "```";
+const FENCE_ROOM = FENCE.length + 1;
+
+/** Whether the text leaves a code block open: an odd number of fences. */
+function opensFence(text: string): boolean {
+  return (text.split(FENCE).length - 1) % 2 === 1;
+}
+
+/** The last section, cut to `max`, with a code block it leaves open closed. */
+function closingFence(text: string, max: number): string {
+  const last = truncate(text, max);
+  return opensFence(last) ? `${truncate(text, max - FENCE_ROOM)}\n${FENCE}` : last;
 }
