@@ -31,6 +31,23 @@ export async function startEmbeddedPostgres(options: {
 }): Promise<EmbeddedDatabase> {
   const root = path.resolve(options.dataDir);
   const pgdata = path.join(root, "pg");
+  const asRoot = userInfo().uid === 0;
+  // As root, the folders and initdb's password file are made for the "postgres" user to read: a
+  // hardened image's umask (027) would keep it out of what root just made.
+  const umask = asRoot ? process.umask(0o022) : undefined;
+  try {
+    return await start(options, root, pgdata, asRoot);
+  } finally {
+    if (umask !== undefined) process.umask(umask);
+  }
+}
+
+async function start(
+  options: { port: number; portSetting?: string; log?: (message: string) => void },
+  root: string,
+  pgdata: string,
+  asRoot: boolean,
+): Promise<EmbeddedDatabase> {
   await fs.mkdir(root, { recursive: true, mode: 0o755 });
   const credentials = await loadOrCreateCredentials(path.join(root, "credentials.json"));
   const login = `${credentials.user}:${encodeURIComponent(credentials.password)}`;
@@ -52,7 +69,6 @@ export async function startEmbeddedPostgres(options: {
     if (await isReachable(candidate)) return { url: candidate, stop: async () => {} };
   await removeStalePidFile(pgdata);
 
-  const asRoot = userInfo().uid === 0;
   if (asRoot) await assertReachableByOthers([root, fileURLToPath(new URL(".", import.meta.url))]);
   const taken = `another program uses 127.0.0.1:${options.port} (another Baton checkout's Postgres, perhaps): set ${options.portSetting ?? "BATON_EMBEDDED_PG_PORT"} to a free port, or DATABASE_URL to a Postgres server`;
   if (!(await isFree(options.port)))
@@ -87,15 +103,39 @@ export async function startEmbeddedPostgres(options: {
   try {
     await server.start();
   } catch (error) {
+    const words = [...said, error instanceof Error ? error.message : ""].join(" / ");
+    const known = startFailure(words, pgdata, taken, options.portSetting);
+    if (known) throw known;
     if (error instanceof Error) throw error;
-    const words = said.join(" / ") || "no output";
-    if (/address already in use/i.test(words))
-      throw new ConfigError(`the embedded Postgres cannot start: ${taken}`);
     throw new Error(
-      `the embedded Postgres stopped while starting (${words}); its data is in ${pgdata}`,
+      `the embedded Postgres stopped while starting (${said.join(" / ") || "no output"}); its data is in ${pgdata}`,
     );
   }
   return { url, stop: () => server.stop() };
+}
+
+/** What an operator can do about the usual reasons a start fails; undefined for the others. */
+function startFailure(
+  words: string,
+  pgdata: string,
+  taken: string,
+  portSetting = "BATON_EMBEDDED_PG_PORT",
+): ConfigError | undefined {
+  const cannot = "the embedded Postgres cannot start:";
+  if (/address already in use/i.test(words)) return new ConfigError(`${cannot} ${taken}`);
+  const version = /initialized by PostgreSQL version (\d+)[^.]*?this version (\d+(?:\.\d+)*)/i.exec(
+    words,
+  );
+  if (version)
+    return new ConfigError(
+      `${cannot} ${pgdata} holds the data of PostgreSQL ${version[1]}, and this Baton runs PostgreSQL ${version[2]}: set BATON_DATA_DIR to a new folder (or move this one away) to start afresh, upgrade the data with pg_upgrade, or set DATABASE_URL to a PostgreSQL ${version[1]} server`,
+    );
+  const running = /lock file "postmaster\.pid" already exists.*?PID (\d+)/is.exec(words);
+  if (running)
+    return new ConfigError(
+      `${cannot} another Postgres (PID ${running[1]}) still serves ${pgdata}, on another port than this one: stop it (kill ${running[1]}), or set ${portSetting} back to its port`,
+    );
+  return undefined;
 }
 
 /**
