@@ -5,7 +5,7 @@
  * same database the app uses. Needs no Slack or model credentials: only the database settings.
  */
 import { loadDatabaseConfig } from "../src/config/env.ts";
-import { type DatabaseHandle, openDatabase } from "../src/db/database.ts";
+import { assertUsable, type DatabaseHandle, openDatabase } from "../src/db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { migrateToLatest, pendingMigrations } from "../src/db/migrate.ts";
 import { isBatonError } from "../src/errors.ts";
@@ -68,10 +68,12 @@ async function openDb(): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedDa
     await migrateToLatest(handle.db);
     return { handle, embedded };
   }
-  const pending = await pendingMigrations(handle.db).catch(async (error: unknown) => {
-    await handle.close();
-    throw error;
-  });
+  const pending = await assertUsable(handle.db, settings.url ?? "", "DATABASE_URL")
+    .then(() => pendingMigrations(handle.db))
+    .catch(async (error: unknown) => {
+      await handle.close();
+      throw error;
+    });
   if (pending.length > 0) {
     await handle.close();
     throw new Error(

@@ -1,4 +1,5 @@
 import { ownershipHistory } from "../src/db/ledger.repository.ts";
+import { ConfigError } from "../src/errors.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import {
@@ -35,7 +36,12 @@ const script = scriptByAgent(
   ),
 );
 
-const play = await startPlayground({ script, database: "baton_demo" });
+const play = await startPlayground({ script, database: "baton_demo" }).catch((error: unknown) => {
+  // A setting to fix is told in its own words, not as a stack.
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`demo cannot start: ${error.message}\n`);
+  process.exit(1);
+});
 const db = play.baton.deps.db;
 
 async function until<T>(check: () => Promise<T | undefined>): Promise<T> {

@@ -7,6 +7,7 @@ import type { AgentsFile } from "../src/config/agents-schema.ts";
 import { loadConfig } from "../src/config/env.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { demoTools } from "../src/domain/demo-tools.ts";
+import { ConfigError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { freePort } from "../test/support/harness.ts";
 import { type ModelServer, type Script, startModelServer } from "../test/support/model-server.ts";
@@ -77,9 +78,15 @@ export async function startPlayground(options: {
 /** DATABASE_URL's server, or the playground's own embedded one (data under .baton/playground). */
 export async function playgroundServer(): Promise<EmbeddedDatabase> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };
+  const setting = process.env.BATON_PLAYGROUND_PG_PORT?.trim();
+  const port = Number(setting ?? 54392);
+  if (!/^\d+$/.test(setting ?? "54392") || port < 1 || port > 65_535)
+    throw new ConfigError(
+      `BATON_PLAYGROUND_PG_PORT is "${setting}": set it to a TCP port number from 1 to 65535, or unset it to use 54392.`,
+    );
   return startEmbeddedPostgres({
     dataDir: path.join(ROOT, ".baton", "playground"),
-    port: Number(process.env.BATON_PLAYGROUND_PG_PORT ?? 54392),
+    port,
     portSetting: "BATON_PLAYGROUND_PG_PORT",
   });
 }
