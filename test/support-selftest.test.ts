@@ -201,6 +201,39 @@ describe("model server with the real openai client", () => {
     assert.ok(models.data.length > 0);
   });
 
+  test("a conversation OpenAI would refuse is refused, as OpenAI words it", async () => {
+    const call = {
+      id: "call_1",
+      type: "function" as const,
+      function: { name: "lookup_order", arguments: "{}" },
+    };
+    const refused = (messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[]) =>
+      openai.chat.completions
+        .create({ model: "gpt-4.1-mini", prompt_cache_key: "customer-service", messages })
+        .then(
+          () => assert.fail("the request should be refused"),
+          (err: InstanceType<typeof OpenAI.APIError>) => {
+            assert.equal(err.status, 400);
+            return err.message;
+          },
+        );
+    assert.match(
+      await refused([
+        { role: "user", content: "hi" },
+        { role: "assistant", content: null, tool_calls: [call] },
+        { role: "user", content: "and?" },
+      ]),
+      /did not have response messages: call_1/,
+    );
+    assert.match(
+      await refused([
+        { role: "user", content: "hi" },
+        { role: "tool", tool_call_id: "call_9", content: "{}" },
+      ]),
+      /must be a response to a preceeding message with 'tool_calls'/,
+    );
+  });
+
   test("missing auth is a 401", async () => {
     const res = await fetch(`${server.baseURL}/chat/completions`, { method: "POST", body: "{}" });
     assert.equal(res.status, 401);

@@ -93,18 +93,55 @@ export function scriptedCompletions(script: Script) {
     };
     requests.push(record);
     let answer: Answer;
-    try {
-      const reply = await script(body, { agentId, callIndex: record.callIndex, agentCallIndex });
-      answer = toAnswer(reply, body, record.promptChars);
-    } catch (err) {
-      answer = errorAnswer(500, `model script failed: ${(err as Error).message}`);
-    }
+    const refused = refusal(body);
+    if (refused) {
+      answer = errorAnswer(400, refused, "invalid_request_error");
+    } else
+      try {
+        const reply = await script(body, { agentId, callIndex: record.callIndex, agentCallIndex });
+        answer = toAnswer(reply, body, record.promptChars);
+      } catch (err) {
+        answer = errorAnswer(500, `model script failed: ${(err as Error).message}`);
+      }
     record.status = answer.status;
     const error = (answer.body as { error?: { message?: string } }).error?.message;
     if (answer.status !== 200 && error) record.error = error;
     return answer;
   };
   return { requests, complete };
+}
+
+/**
+ * What OpenAI's server refuses with a 400 before any model sees the request, in its words: a
+ * conversation whose tool calls and tool answers do not pair up, an assistant message with neither
+ * text nor calls, a tool name it does not allow. A scripted reply cannot hide such a request.
+ */
+export function refusal(body: ChatRequest): string | undefined {
+  const messages = body.messages ?? [];
+  for (const [i, m] of messages.entries()) {
+    if (m.role === "tool") {
+      let j = i - 1;
+      while (j >= 0 && messages[j]?.role === "tool") j--;
+      const calls = messages[j]?.role === "assistant" ? (messages[j]?.tool_calls ?? []) : [];
+      if (!calls.some((c) => c.id === m.tool_call_id))
+        return `Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. (messages[${i}], tool_call_id ${m.tool_call_id})`;
+    }
+    if (m.role !== "assistant") continue;
+    const calls = m.tool_calls ?? [];
+    if (calls.length === 0 && (m.content === null || m.content === undefined))
+      return `Invalid value for 'content': expected a string, got null. (messages[${i}])`;
+    const answered = new Set<string | undefined>();
+    for (let k = i + 1; messages[k]?.role === "tool"; k++) answered.add(messages[k]?.tool_call_id);
+    const missing = calls.filter((c) => !answered.has(c.id)).map((c) => c.id);
+    if (missing.length > 0)
+      return `An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${missing.join(", ")} (messages[${i}])`;
+  }
+  for (const tool of (body.tools ?? []) as { function?: { name?: string } }[]) {
+    const name = tool.function?.name ?? "";
+    if (!/^[a-zA-Z0-9_-]{1,64}$/.test(name))
+      return `Invalid 'tools[].function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'. (${name})`;
+  }
+  return undefined;
 }
 
 /**
