@@ -7,6 +7,7 @@ import {
   type HandoffNote,
   handBackNoteSchema,
   handoffNoteSchema,
+  withStrayFacts,
 } from "./handoffs/note.ts";
 import type { ModelReply } from "./model.ts";
 import { ESCALATE, HAND_BACK, TRANSFER_PREFIX, transferTarget } from "./tools/builtin.ts";
@@ -61,6 +62,7 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
   });
   const parse = <T>(
     schema: z.ZodType<T>,
+    note?: z.ZodObject,
   ): { ok: true; value: T } | { ok: false; error: string } => {
     let json: unknown;
     try {
@@ -68,7 +70,7 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
     } catch (error) {
       return { ok: false, error: `arguments are not valid JSON (${(error as Error).message})` };
     }
-    const result = schema.safeParse(json);
+    const result = schema.safeParse(note ? withStrayFacts(json, note) : json);
     if (result.success) return { ok: true, value: result.data };
     const issues = result.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
     return { ok: false, error: `arguments do not match the schema: ${issues.join("; ")}` };
@@ -82,7 +84,7 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
         "not_allowed",
         `${agent.name} may not hand work to that agent. Allowed: ${agent.handoffs.join(", ") || "none"}.`,
       );
-    const parsed = parse(handoffNoteSchema);
+    const parsed = parse(handoffNoteSchema, handoffNoteSchema);
     if (!parsed.ok)
       return reject(
         "invalid_arguments",
@@ -96,12 +98,12 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
         "no_hand_back",
         "Nobody handed this task to you, so there is no one to hand it back to. Answer the requester instead.",
       );
-    const parsed = parse(handBackNoteSchema);
+    const parsed = parse(handBackNoteSchema, handBackNoteSchema);
     if (!parsed.ok) return reject("invalid_arguments", `hand_back: ${parsed.error}.`);
     return { kind: "hand_back", callId: call.id, to: ctx.handBackTo, note: parsed.value };
   }
   if (call.name === ESCALATE) {
-    const parsed = parse(escalationNoteSchema);
+    const parsed = parse(escalationNoteSchema, escalationNoteSchema);
     if (!parsed.ok) return reject("invalid_arguments", `escalate_to_human: ${parsed.error}.`);
     return { kind: "escalate", callId: call.id, note: parsed.value };
   }

@@ -72,6 +72,8 @@ export async function startEscalation(
     owner: { kind: "human", id: owner.id },
     status: "waiting_human",
     urgency: input.note.urgency,
+    // As a transfer's: the agent a person sends the work to reads them in its facts.
+    facts: { ...task.facts, ...input.note.facts },
   });
   fx.outbox.push(
     post(

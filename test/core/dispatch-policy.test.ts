@@ -99,6 +99,28 @@ test("dispatch turns malformed arguments and bad notes into errors the model can
   assert.deepEqual(interpretReply(reply([], "Hi"), ctx("cs")), [{ kind: "final", text: "Hi" }]);
 });
 
+test("a note's facts written beside its fields reach facts; anything else unknown is refused by name", () => {
+  const [moved] = interpretReply(
+    reply([
+      [
+        "transfer_to_billing",
+        '{"summary":"s","needed":"n","order_id":"1042","amount_usd":149,"facts":{"sku":"LAMP"}}',
+      ],
+    ]),
+    ctx("cs"),
+  );
+  assert.ok(moved?.kind === "transfer");
+  assert.deepEqual(moved.note.facts, { order_id: "1042", amount_usd: 149, sku: "LAMP" });
+  const [refused] = interpretReply(
+    reply([["transfer_to_billing", '{"summary":"s","needed":"n","history":["a","b"]}']]),
+    ctx("cs"),
+  );
+  assert.ok(
+    refused?.kind === "rejected" && /Unrecognized key.*history/.test(refused.message),
+    JSON.stringify(refused),
+  );
+});
+
 test("the gate: reads run; shadow proposes; supervised waits; policy names what waits", () => {
   const refund = registry.get("refund") as ToolDefinition;
   const fix = registry.get("fix") as ToolDefinition;

@@ -3,14 +3,15 @@ import { z } from "zod";
 /**
  * The handoff note: what the next owner reads instead of the transcript.
  * Validated at the boundary (model tool arguments, stored JSON, button values).
- * Lengths keep it readable in seconds and inside Block Kit's limits.
+ * Lengths keep it readable in seconds and inside Block Kit's limits. Strict: a setting the model
+ * made up is refused with its name, never dropped unseen (see `withStrayFacts`).
  */
 export const LANES = ["support", "sales", "operations", "owner_escalation"] as const;
 export const URGENCIES = ["low", "normal", "high", "urgent"] as const;
 
 const short = (max: number) => z.string().trim().min(1).max(max);
 
-export const handoffNoteSchema = z.object({
+export const handoffNoteSchema = z.strictObject({
   /** One or two sentences: what this is about. */
   summary: short(500).describe("One or two sentences: what this is about, for whom."),
   /** What was already captured, checked or tried. */
@@ -42,14 +43,14 @@ export const handoffNoteSchema = z.object({
 export type HandoffNote = z.infer<typeof handoffNoteSchema>;
 
 /** The note for a handback: the result of the work handed over. */
-export const handBackNoteSchema = z.object({
+export const handBackNoteSchema = z.strictObject({
   result: short(800),
   facts: handoffNoteSchema.shape.facts,
 });
 export type HandBackNote = z.infer<typeof handBackNoteSchema>;
 
 /** Escalation to a human: answers who, what, why, when, where and what next. */
-export const escalationNoteSchema = z.object({
+export const escalationNoteSchema = z.strictObject({
   requester: short(200),
   summary: short(500),
   done: z.array(short(300)).max(10).default([]),
@@ -63,3 +64,26 @@ export const escalationNoteSchema = z.object({
   facts: handoffNoteSchema.shape.facts,
 });
 export type EscalationNote = z.infer<typeof escalationNoteSchema>;
+
+/**
+ * A model often writes a note's facts beside its fields (`order_id` next to `summary`) rather than
+ * under `facts`. Such a flat value is moved into `facts`, so the next owner still reads it; what
+ * is left unknown is refused by the strict schema, by name.
+ */
+export function withStrayFacts(args: unknown, schema: z.ZodObject): unknown {
+  if (typeof args !== "object" || args === null || Array.isArray(args)) return args;
+  const known = new Set(Object.keys(schema.shape));
+  const moved: Record<string, unknown> = {};
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(args)) {
+    const flat =
+      typeof value === "string" || typeof value === "number" || typeof value === "boolean";
+    if (!known.has(key) && flat) moved[key] = value;
+    else kept[key] = value;
+  }
+  if (Object.keys(moved).length === 0) return args;
+  const facts = kept.facts;
+  if (facts !== undefined && (typeof facts !== "object" || facts === null || Array.isArray(facts)))
+    return args;
+  return { ...kept, facts: { ...moved, ...(facts as Record<string, unknown> | undefined) } };
+}
