@@ -248,7 +248,8 @@ async function runTurn(
     return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });
   }
   const hopLimit = deps.agents.file.defaults.hop_limit;
-  if (task.hop_count >= hopLimit) {
+  // Up to the limit, the agent handed the work may still do it; one handoff more stops the task.
+  if (task.hop_count > hopLimit) {
     return halt(task, {
       reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
     });

@@ -16,7 +16,7 @@ after(async () => {
   await h.close();
 });
 
-test("agents that keep handing work to each other stop at the hop limit, and the thread is told", async () => {
+test("agents that keep handing work to each other stop past the hop limit, and the thread is told", async () => {
   const { ts } = await h.mention("where is order 1042?");
   const task = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
 
@@ -27,20 +27,21 @@ test("agents that keep handing work to each other stop at the hop limit, and the
     .orderBy("id")
     .execute();
   const transfers = handoffs.filter((x) => x.kind === "transfer");
-  assert.equal(transfers.length, HOP_LIMIT);
+  // The limit's handoffs, and the one past it that stops the task.
+  assert.equal(transfers.length, HOP_LIMIT + 1);
   assert.deepEqual(
     transfers.map((x) => `${x.from_id}->${x.to_id}`),
-    ["ping->pong", "pong->ping", "ping->pong", "pong->ping"],
+    ["ping->pong", "pong->ping", "ping->pong", "pong->ping", "ping->pong"],
   );
-  assert.equal(task.hop_count, HOP_LIMIT);
-  assert.match(task.failure_reason ?? "", /limit is 4/);
-  assert.equal(h.model.requests.length, HOP_LIMIT, "no model call past the limit");
+  assert.equal(task.hop_count, HOP_LIMIT + 1);
+  assert.match(task.failure_reason ?? "", /5 times .*limit is 4/);
+  assert.equal(h.model.requests.length, HOP_LIMIT + 1, "no model call past the limit");
   assert.equal((await auditEvents(h.db.db, task.id, "task_failed")).length, 1);
 
-  // Four handoff cards, then one notice that names the limit.
+  // Five handoff cards, then one notice that names the limit.
   const notice = await h.until("the failure notice", async () => {
     const posts = postsInThread(h.slack, ts);
-    return posts.length === HOP_LIMIT + 1 ? posts.at(-1) : undefined;
+    return posts.length === HOP_LIMIT + 2 ? posts.at(-1) : undefined;
   });
   assert.match(String(notice.args.text), /task failed/i);
   assert.match(String(notice.args.text), /the limit is 4/);
