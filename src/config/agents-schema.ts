@@ -207,6 +207,8 @@ export const agentsFileSchema = z.strictObject({
       /** Agent that takes new work in channels no agent claims. */
       entry_agent: id.optional(),
       hop_limit: z.number().int().min(1).max(100).default(12),
+      /** Model turns an agent may take on a task without an answer or a reply in between. */
+      turn_limit: z.number().int().min(2).max(500).default(25),
     })
     .prefault({}),
   agents: z.array(agentSchema).min(1, "define at least one agent"),

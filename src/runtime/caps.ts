@@ -1,13 +1,51 @@
 import type { Agent } from "../core/agents/directory.ts";
+import type { ChatMessage } from "../core/model.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { RunLane } from "./turn-lane.ts";
 
-// The agents file's spending caps: a task over one goes to a person instead of the model.
+// The agents file's limits, checked before each turn: past the hop or turn limit a task stops; over
+// a spending cap it goes to a person instead of the model.
+
+/**
+ * Why the task must stop before the agent's next turn, and whether a person takes it; undefined
+ * while it may go on.
+ */
+export async function limitReached(
+  deps: RuntimeDeps,
+  agent: Agent,
+  loaded: { task: TaskRow; history: readonly ChatMessage[] },
+  hasInputs: boolean,
+  lane: RunLane,
+): Promise<{ reason: string; toHuman?: boolean } | undefined> {
+  const { task, history } = loaded;
+  const { hop_limit: hopLimit, turn_limit: turnLimit } = deps.agents.file.defaults;
+  // Up to the limit, the agent handed the work may still do it; one handoff more stops the task.
+  if (task.hop_count > hopLimit)
+    return {
+      reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
+    };
+  // A model that calls tool after tool and never answers (a small local one, often): every reply
+  // is usable, so no strike stops it, and each turn resends the whole stint.
+  if (!hasInputs && turnsWithoutAnswer(history) >= turnLimit)
+    return {
+      reason: `${agent.name} took ${turnLimit} turns in a row without an answer (the limit is ${turnLimit})`,
+    };
+  const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent, lane));
+  return capReason ? { reason: capReason, toHuman: true } : undefined;
+}
+
+/** The agent's replies since the stint's last message from a person (or the note that opened it). */
+function turnsWithoutAnswer(history: readonly ChatMessage[]): number {
+  let turns = 0;
+  for (let i = history.length - 1; i >= 0 && history[i]?.role !== "user"; i--)
+    if (history[i]?.role === "assistant") turns++;
+  return turns;
+}
 
 /** Per-task caps from the agents file; a task over its cap goes to a human. */
-export function overCap(agent: Agent, task: TaskRow): string | undefined {
+function overCap(agent: Agent, task: TaskRow): string | undefined {
   const { tokens_per_task: maxTokens, usd_per_task: maxUsd } = agent.caps;
   if (maxTokens !== undefined && task.tokens >= maxTokens) {
     return `it used ${task.tokens} model tokens, over ${agent.name}'s cap of ${maxTokens} per task`;
@@ -20,7 +58,7 @@ export function overCap(agent: Agent, task: TaskRow): string | undefined {
 }
 
 /** The per-day cap: the agent's model spend since 00:00 UTC, on every task. */
-export async function overDailyCap(
+async function overDailyCap(
   deps: RuntimeDeps,
   agent: Agent,
   lane: RunLane,

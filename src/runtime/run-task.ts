@@ -8,7 +8,7 @@ import type { Delivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { loadTurn } from "../db/turn-reads.repository.ts";
 import { isBatonError } from "../errors.ts";
-import { overCap, overDailyCap } from "./caps.ts";
+import { limitReached } from "./caps.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { haltTask } from "./halt.ts";
 import { deliverOutbox, type RunDeliveries, runDeliveries } from "./outbox.ts";
@@ -247,17 +247,8 @@ async function runTurn(
   if (!agent) {
     return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });
   }
-  const hopLimit = deps.agents.file.defaults.hop_limit;
-  // Up to the limit, the agent handed the work may still do it; one handoff more stops the task.
-  if (task.hop_count > hopLimit) {
-    return halt(task, {
-      reason: `it was handed between agents ${task.hop_count} times without an answer (the limit is ${hopLimit})`,
-    });
-  }
-  const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent, run.lane));
-  if (capReason) {
-    return halt(task, { reason: capReason, toHuman: true });
-  }
+  const stop = await limitReached(deps, agent, loaded, inputs.length > 0, run.lane);
+  if (stop) return halt(task, stop);
   const newMessages: ChatMessage[] = inputs.map((input) => ({
     role: "user",
     content:
