@@ -29,11 +29,10 @@ export async function closeTask(
   input: { ref: string } & Reader,
 ): Promise<CloseOutcome> {
   const resolved = await resolveTaskRef(deps.db, input.ref);
-  const newest = resolved?.taskIds[0];
   // The refusals below tell the task's status and owner: words only for someone who may read it.
   // Its owners may, so nobody who could close it is stopped here.
-  await requireReadable(deps, newest ? [newest] : [], input);
-  const found = newest && (await findTask(deps.db, newest));
+  const readable = await requireReadable(deps, resolved?.taskIds ?? [], input);
+  const found = await heldOrNewest(deps, readable);
   if (!found) return { outcome: "not_found" };
   const refusal = await refusalFor(deps, found, input.userId);
   if (refusal) return refusal;
@@ -68,6 +67,23 @@ export async function closeTask(
     deliverOutbox(deps, { taskId: found.id }),
   );
   return outcome;
+}
+
+/**
+ * Of an order's tasks the reader may read (newest first), the newest a person holds: a later
+ * question about the same order, answered by an agent, does not hide the work a person took over.
+ */
+async function heldOrNewest(
+  deps: RuntimeDeps,
+  readable: readonly string[],
+): Promise<TaskRow | undefined> {
+  let newest: TaskRow | undefined;
+  for (const id of readable) {
+    const task = await findTask(deps.db, id);
+    newest ??= task;
+    if (task?.owner_kind === "human" && task.status === "waiting_human") return task;
+  }
+  return newest;
 }
 
 async function refusalFor(
