@@ -28,7 +28,8 @@ export type Action =
   | { kind: "hand_back"; callId: string; to: string; note: HandBackNote }
   | { kind: "escalate"; callId: string; note: EscalationNote }
   | { kind: "final"; text: string }
-  | { kind: "empty" };
+  | { kind: "empty" }
+  | { kind: "cut_off" };
 
 export type RejectReason = "not_allowed" | "unknown_tool" | "invalid_arguments" | "no_hand_back";
 
@@ -44,6 +45,7 @@ export interface DispatchContext {
  * asks: a tool outside the agent's list is refused and the model is told so as a tool error.
  */
 export function interpretReply(reply: ModelReply, ctx: DispatchContext): Action[] {
+  if (reply.cutOff) return [{ kind: "cut_off" }];
   if (reply.toolCalls.length === 0) {
     const text = reply.content?.trim();
     return text ? [{ kind: "final", text }] : [{ kind: "empty" }];

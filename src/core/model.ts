@@ -30,6 +30,8 @@ export interface ModelReply {
   toolCalls: { id: string; name: string; arguments: string }[];
   usage: { promptTokens: number; completionTokens: number };
   model: string;
+  /** Stopped at the output limit: not an answer (half a sentence), and its calls are dropped. */
+  cutOff?: true;
 }
 
 export interface ModelPort {

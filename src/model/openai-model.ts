@@ -53,11 +53,6 @@ export function createOpenAIModel(options: {
       const choice = response.choices?.[0];
       // A proxy passing an upstream hiccup through answers 200 with nothing in it: retried, as a 500.
       if (!choice?.message) throw new TransientError("the model server returned no message");
-      // A cut-off reply is not an answer: half a sentence would be posted as done.
-      if (choice.finish_reason === "length")
-        throw new ModelBehaviorError(
-          "the model's reply was cut off at its output limit (finish_reason=length)",
-        );
       // What a content filter leaves is a fragment it chose to show: never posted as the answer.
       if (choice.finish_reason === "content_filter")
         throw new ModelBehaviorError(
@@ -76,9 +71,13 @@ export function createOpenAIModel(options: {
             ]
           : [],
       );
+      // A cut-off reply is not an answer: half a sentence would be posted as done, and half a call
+      // run. It is an unusable reply, and the model is asked again.
+      const cutOff = choice.finish_reason === "length";
       return {
         content: answerOf(choice.message),
-        toolCalls: uniqueIds(calls),
+        toolCalls: cutOff ? [] : uniqueIds(calls),
+        ...(cutOff && { cutOff }),
         usage: {
           promptTokens: response.usage?.prompt_tokens ?? 0,
           completionTokens: response.usage?.completion_tokens ?? 0,

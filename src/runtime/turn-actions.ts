@@ -52,16 +52,22 @@ export async function applyAction(
       fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "answered" }));
       return true;
     case "empty":
+    case "cut_off":
       fx.modelErrors++;
       fx.conversation.push({
         role: "user",
-        content: "Your last reply was empty. Answer the requester, or call one of your tools.",
+        content:
+          action.kind === "empty"
+            ? "Your last reply was empty. Answer the requester, or call one of your tools."
+            : "Your last reply was cut off at your output limit before it was complete, and was not used. Answer again, shorter.",
       });
       fx.audits.push({
         taskId: task.id,
         actor: { kind: "agent", id: agent.id },
         kind: "model_error",
-        data: { error: "empty reply" },
+        data: {
+          error: action.kind === "empty" ? "empty reply" : "reply cut off at the output limit",
+        },
       });
       return false;
   }

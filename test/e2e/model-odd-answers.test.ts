@@ -3,7 +3,13 @@ import { after, before, test } from "node:test";
 import { scriptByCase } from "../support/by-case.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import type { ScriptedReply } from "../support/model-server.ts";
-import { auditEvents, postsWhenAtLeast, taskInThread, taskWithStatus } from "../support/observe.ts";
+import {
+  auditEvents,
+  postsWhenAtLeast,
+  requestText,
+  taskInThread,
+  taskWithStatus,
+} from "../support/observe.ts";
 
 /** A full chat.completion body, for answers the scripted replies cannot express. */
 function completion(message: Record<string, unknown>, finish_reason: string) {
@@ -29,6 +35,11 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
   // An answer cut off at the model's output limit.
   "case-length": () =>
     completion({ content: "Your order 1042 is stuck because the", refusal: null }, "length"),
+  // Cut off once (a local model's small max_tokens), then a whole answer when asked again.
+  "case-cut-once": (n) =>
+    n === 0
+      ? completion({ content: "Order 1042 is in the ware", refusal: null }, "length")
+      : { content: "Order 1042 is in the warehouse and ships today." },
   // OpenAI's refusal: no content, the refusal in its own field.
   "case-refusal": () =>
     completion({ content: null, refusal: "I'm sorry, I can't help with that request." }, "stop"),
@@ -139,6 +150,20 @@ test("an answer cut off at the output limit (finish_reason=length) is not posted
     !posts.some((p) => String(p.args.text) === "Your order 1042 is stuck because the"),
     "the half sentence is not posted as the agent's answer",
   );
+  assert.equal(calls("case-length"), 3, "three unusable replies stop the task");
+});
+
+test("one answer cut off at the output limit is asked again, and the whole answer posted", async () => {
+  const { ts } = await h.mention("case-cut-once: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  assert.equal(calls("case-cut-once"), 2);
+  const asked = h.model.requests.filter((r) => requestText(r.body).includes("case-cut-once"));
+  const nudge = asked[1]?.body.messages.findLast((m) => m.role === "user");
+  assert.match(String(nudge?.content), /cut off at your output limit/);
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.ok(posts.some((p) => /ships today/.test(String(p.args.text))));
+  assert.ok(!posts.some((p) => /in the ware$/.test(String(p.args.text))));
+  assert.ok(task);
 });
 
 test("a refusal reaches the thread instead of being counted as three empty replies", async () => {
