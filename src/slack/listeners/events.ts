@@ -1,5 +1,6 @@
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
+import { cleanText } from "../../core/text.ts";
 import { isBatonError } from "../../errors.ts";
 import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { BoltApp } from "../app.ts";
@@ -17,6 +18,7 @@ const messageEvent = z.object({
   thread_ts: z.string().optional(),
   channel: z.string(),
   channel_type: z.string().optional(),
+  files: z.array(z.object({ name: z.string().optional() })).optional(),
 });
 const envelope = z.object({ event_id: z.string() });
 
@@ -76,16 +78,30 @@ async function accept(
   const mentioned = isMention || e.channel_type === "im" || e.text.includes(botMention);
   // A top-level message that does not mention Baton is not for Baton: no row is written for it.
   if (!mentioned && !e.thread_ts) return undefined;
+  const text = messageText(e, botMention);
+  // Nothing to read (a message of blocks alone): no turn for the model to guess at.
+  if (text === "") return undefined;
   return handlers.acceptMessage({
     eventId: body.data.event_id,
     channel: e.channel,
     ts: e.ts,
     threadTs: e.thread_ts,
     user: e.user,
-    // The bot's mention is a real token; an escaped "&lt;@U…&gt;" the person typed is decoded after.
-    text: unescapeSlack(e.text.replaceAll(botMention, "")).trim(),
+    text,
     mentioned,
   });
+}
+
+/**
+ * What the person wrote, for the agent. The bot's mention is a real token; an escaped "&lt;@U…&gt;"
+ * the person typed is decoded after. Cleaned as a model's text is: Postgres refuses a NUL or half
+ * an emoji, and would refuse the message on every redelivery. A file shared (often with no
+ * comment) is named, as the agent cannot open it.
+ */
+function messageText(e: z.infer<typeof messageEvent>, botMention: string): string {
+  const text = cleanText(unescapeSlack(e.text.replaceAll(botMention, ""))).trim();
+  const files = (e.files ?? []).map((f) => `[shared a file: ${cleanText(f.name ?? "unnamed")}]`);
+  return [text, ...files].filter((line) => line !== "").join("\n");
 }
 
 /** A mention this long after it was written may have replies that reached Baton before it. */
