@@ -23,7 +23,7 @@ export function registerDatabaseGauges(
       .finally(() => {
         inflight = undefined;
       });
-    return inflight;
+    return withinScrape(inflight, log);
   };
   new Gauge({
     name: "baton_approvals_waiting",
@@ -43,4 +43,24 @@ export function registerDatabaseGauges(
       if (stats) this.set(stats.oldestAgeSeconds);
     },
   });
+}
+
+/** Well within Prometheus's default scrape timeout (10 s), and /readyz's cap. */
+const READ_PATIENCE_MS = 2_000;
+
+/**
+ * A read that does not end (a lock held on approvals by a migration, a database gone silent) must
+ * not hold the whole scrape: past the patience it answers with the last values, and the read
+ * goes on, shared by the next scrapes until it ends.
+ */
+function withinScrape<T>(read: Promise<T | undefined>, log: Logger): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn("the approvals gauges' read is slow; /metrics answers with the last values");
+      resolve(undefined);
+    }, READ_PATIENCE_MS);
+    timer.unref();
+  });
+  return Promise.race([read, late]).finally(() => clearTimeout(timer));
 }
