@@ -140,6 +140,7 @@ export async function toolCallsOf(db: Executor, taskIds: readonly string[], tool
     .select(["tc.task_id as taskId", "tc.tool", "tc.tool_class as toolClass", "tc.status"])
     .select(["tc.agent_id as agentId", "tc.args", "tc.allowed_by as allowedBy"])
     .select(["a.id as approvalId", "a.decided_by as approver", "a.decided_at as decidedAt"])
+    .select("a.status as decision")
     .select(["a.reason", "tc.created_at as at"])
     .where("tc.task_id", "in", taskIds)
     .orderBy("tc.id");

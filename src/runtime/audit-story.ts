@@ -65,8 +65,9 @@ export function whoProcessedText(calls: ProcessedCall[], tool?: string): string 
   if (calls.length === 0) return `No ${tool ?? "write"} tool calls for this reference.`;
   return calls
     .map((c) => {
+      // The person who decided, in the words of what they decided: a refusal is not an approval.
       const allowed = c.approver
-        ? `approved by human:${c.approver} (approval ${c.approvalId}${c.decidedAt ? ` at ${c.decidedAt.toISOString()}` : ""})`
+        ? `${c.decision ?? "decided"} by human:${c.approver} (approval ${c.approvalId}${c.decidedAt ? ` at ${c.decidedAt.toISOString()}` : ""})`
         : `allowed by ${c.allowedBy ?? "nobody"}`;
       return `${c.at.toISOString()} ${c.tool}(${argsText(c.args)}) by agent:${c.agentId}: ${c.status}; ${allowed}${c.reason ? `; reason: ${c.reason}` : ""} [task ${c.taskId}]`;
     })

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
-import { auditStory, whoProcessed } from "../../src/runtime/audit-story.ts";
+import { auditStory, whoProcessed, whoProcessedText } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -226,6 +226,11 @@ test("flow 2 rejected: the reason goes back to billing, no refund, the answer sa
   assert.equal(answer?.args.username, "Customer Service");
   assert.match(String(answer?.args.text), /could not refund/);
   assert.match(String(answer?.args.text), /arrived damaged by customer/);
+
+  // "Who processed this refund?" names the lead as the one who rejected it, not approved it.
+  const who = whoProcessedText(await whoProcessed({ db: h.db.db }, "1077", "issue_refund"));
+  assert.match(who, /: rejected; rejected by human:U0LEE/);
+  assert.doesNotMatch(who, /approved by/);
 });
 
 test("flow 2's audit story names the billing agent, the approver and the decision; /baton who answers", async () => {
