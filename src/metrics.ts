@@ -37,7 +37,7 @@ export function createMetrics() {
     }),
     tasksFinished: new Counter({
       name: "baton_tasks_finished_total",
-      help: "Tasks that reached an end, by outcome",
+      help: "Ends tasks reached, by outcome (answered, failed, closed by a person); a task reopened by a reply and ended again counts again",
       labelNames: ["outcome"] as const,
       registers: [registry],
     }),
@@ -68,13 +68,13 @@ export function createMetrics() {
     }),
     completedTaskCost: new Histogram({
       name: "baton_completed_task_cost_usd",
-      help: "Model cost per completed task (the task's total when it reaches done)",
+      help: "Model cost per completed task (the task's total each time it is answered: a task reopened by a reply is observed again, with its new total)",
       buckets: [0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],
     }),
     completedTaskTokens: new Histogram({
       name: "baton_completed_task_tokens",
-      help: "Model tokens per completed task (the task's total when it reaches done)",
+      help: "Model tokens per completed task (the task's total each time it is answered: a task reopened by a reply is observed again, with its new total)",
       buckets: [100, 500, 1000, 5000, 10000, 50000, 100000],
       registers: [registry],
     }),

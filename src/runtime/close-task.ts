@@ -63,6 +63,7 @@ export async function closeTask(
     return { outcome: "closed" as const, title: task.title };
   });
   if (!outcome) return closeTask(deps, input);
+  if (outcome.outcome === "closed") deps.metrics.tasksFinished.inc({ outcome: "closed" });
   deps.afterwards.run("tell the thread the task is done", () =>
     deliverOutbox(deps, { taskId: found.id }),
   );

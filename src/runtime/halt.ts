@@ -110,6 +110,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
       result: WITHDRAWN_RESULT,
       allowedBy: null,
     });
+    fx.afterCommit.push(() => deps.metrics.toolCalls.inc({ tool: row.tool, outcome: "withdrawn" }));
     fx.outbox.push(
       cardUpdate(
         fx.task,

@@ -18,7 +18,8 @@ import { executeTool } from "./tool-actions.ts";
  * whether it settled any.
  */
 export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<boolean> {
-  return deps.db.transaction().execute(async (tx) => {
+  const settled: { tool: string; status: SettledStatus }[] = [];
+  const any = await deps.db.transaction().execute(async (tx) => {
     // Only while this run holds the task; and what is left to settle is read under the lock, so a
     // run that took the task over and settled them first is seen here.
     const task = await lockHeldTask(tx, taskId, deps.workerId, deps.leaseMs);
@@ -56,10 +57,14 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
         };
       }
       await answerParkedCall(tx, task, d, { status, result: content, allowedBy });
+      settled.push({ tool: d.tool, status });
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
     return true;
   });
+  // Counted once committed, as the calls run on the agent's own autonomy are.
+  for (const call of settled) deps.metrics.toolCalls.inc({ tool: call.tool, outcome: call.status });
+  return any;
 }
 
 /** What the agent is told of a parked call its stopped task took back from the people asked. */

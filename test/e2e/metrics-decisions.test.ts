@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import {
+  escalationScript,
+  finishedTask,
+  orderReturnScript,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
+import { runBaton } from "../support/slash-command.ts";
+
+// Counters /metrics missed: a write run after a person approved it (and a rejected, expired or
+// withdrawn one), and a task a person closed with /baton done.
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+async function counter(port: number | undefined, name: string, labels: Record<string, string>) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      sum += Number(line.split(" ").at(-1));
+  }
+  return { sum, text };
+}
+
+test("an approved write that ran is counted in baton_tool_calls_total", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const { ts } = await h.mention("I'd like to return order 1077, please refund me");
+  const approval = await h.until("approval", async () => {
+    const row = await h!.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  await h.until("finish", () => finishedTask(h!.db.db, ts));
+  const row = await h.db.db
+    .selectFrom("tool_calls")
+    .select(["status"])
+    .where("tool", "=", "issue_refund")
+    .executeTakeFirstOrThrow();
+  assert.equal(row.status, "done", "the ledger says the refund ran");
+  const { sum, text } = await counter(h.baton.port, "baton_tool_calls_total", {
+    tool: "issue_refund",
+  });
+  const lines = text.split("\n").filter((l) => l.startsWith("baton_tool_calls_total"));
+  assert.equal(sum, 1, `issue_refund in baton_tool_calls_total:\n${lines.join("\n")}`);
+});
+
+test("a task a person closes with /baton done is counted in baton_tasks_finished_total", async () => {
+  h = await startHarness({ script: scriptByAgent(escalationScript()) });
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("card", async () => {
+    const row = await h!.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  const task = await taskOfThread(h.db.db, ts);
+  assert.ok(task);
+  await h.clickCard("U0SUPPORTLEAD", ESCALATION_TAKE_OVER, escalation, ts);
+  await h.until("owned", async () =>
+    (await taskOfThread(h!.db.db, ts))?.owner_id === "U0SUPPORTLEAD" ? true : undefined,
+  );
+  const answer = await runBaton(h, `done ${task.id}`, {
+    user: "U0SUPPORTLEAD",
+    channel: "C0SUPPORT",
+  });
+  assert.match(answer.text, /^Done:/);
+  assert.equal((await taskOfThread(h.db.db, ts))?.status, "done");
+  const { sum, text } = await counter(h.baton.port, "baton_tasks_finished_total", {});
+  const lines = text.split("\n").filter((l) => l.startsWith("baton_tasks_"));
+  assert.equal(sum, 1, `tasks finished after /baton done:\n${lines.join("\n")}`);
+});
