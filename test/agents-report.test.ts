@@ -11,9 +11,11 @@ const activity = (agentId: string, writes: Partial<AgentActivity["writes"]>): Ag
   writes: {
     ran: 0,
     approved: 0,
+    approvedFailed: 0,
     rejected: 0,
     expired: 0,
     waiting: 0,
+    withdrawn: 0,
     proposed: 0,
     failed: 0,
     ...writes,
@@ -57,6 +59,18 @@ describe("/baton agents", () => {
         "• *Free* · autonomous · 3 model calls · 1.50 USD · 2 escalations",
         "   writes: 7 ran on its own; 1 refused by the tool or a rate limit",
       ].join("\n"),
+    );
+  });
+
+  it("counts an approved write the tool refused as approved, and a withdrawn one as asked", () => {
+    const text = agentsReport(
+      [{ id: "b", name: "Billing", autonomy: "supervised" }],
+      [activity("b", { approved: 2, approvedFailed: 1, withdrawn: 1 })],
+      1,
+    );
+    assert.match(
+      text,
+      /writes: 3 writes asked a person: 2 approved \(1 then refused by the tool\), 1 withdrawn \(the task stopped first\)/,
     );
   });
 

@@ -14,11 +14,14 @@ export interface AgentActivity {
   writes: {
     /** Ran by the agent's own autonomy. */
     ran: number;
-    /** Ran after a person approved them. */
+    /** A person approved them; they ran, or the tool refused (`approvedFailed` of them). */
     approved: number;
+    approvedFailed: number;
     rejected: number;
     expired: number;
     waiting: number;
+    /** Asked of a person, and taken back when the task stopped before anyone decided. */
+    withdrawn: number;
     /** Shown as proposals (shadow mode), never run. */
     proposed: number;
     /** Refused by the tool itself, or by a rate limit. */
@@ -46,12 +49,15 @@ export async function agentActivity(
     ), writes as (
       select agent_id,
         count(*) filter (where status = 'done' and coalesce(allowed_by, '') not like 'approval:%') as ran,
-        count(*) filter (where status = 'done' and allowed_by like 'approval:%') as approved,
+        count(*) filter (where status in ('done', 'failed') and allowed_by like 'approval:%') as approved,
+        count(*) filter (where status = 'failed' and allowed_by like 'approval:%') as approved_failed,
         count(*) filter (where status = 'rejected') as rejected,
         count(*) filter (where status = 'expired') as expired,
         count(*) filter (where status = 'pending_approval') as waiting,
+        count(*) filter (where status = 'withdrawn') as withdrawn,
         count(*) filter (where status = 'shadowed') as proposed,
-        count(*) filter (where status in ('failed', 'rate_limited')) as failed
+        count(*) filter (where status in ('failed', 'rate_limited')
+          and coalesce(allowed_by, '') not like 'approval:%') as failed
       from tool_calls
       where tool_class <> 'read' and agent_id = ${agents} and created_at > ${since}
       group by agent_id
@@ -71,9 +77,11 @@ export async function agentActivity(
     writes: {
       ran: n(r.ran),
       approved: n(r.approved),
+      approvedFailed: n(r.approved_failed),
       rejected: n(r.rejected),
       expired: n(r.expired),
       waiting: n(r.waiting),
+      withdrawn: n(r.withdrawn),
       proposed: n(r.proposed),
       failed: n(r.failed),
     },

@@ -49,14 +49,16 @@ function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] 
   const decided = w.approved + w.rejected + w.expired;
   const parts: string[] = [];
   if (w.ran) parts.push(`${w.ran} ran on its own`);
-  if (decided || w.waiting) {
+  const asked = decided + w.waiting + w.withdrawn;
+  if (asked) {
     const outcomes = [
-      `${w.approved} approved`,
+      `${w.approved} approved${w.approvedFailed ? ` (${w.approvedFailed} then refused by the tool)` : ""}`,
       ...(w.rejected ? [`${w.rejected} rejected`] : []),
       ...(w.expired ? [`${w.expired} expired`] : []),
       ...(w.waiting ? [`${w.waiting} waiting`] : []),
+      ...(w.withdrawn ? [`${w.withdrawn} withdrawn (the task stopped first)`] : []),
     ];
-    parts.push(`${count(decided + w.waiting, "write")} asked a person: ${outcomes.join(", ")}`);
+    parts.push(`${count(asked, "write")} asked a person: ${outcomes.join(", ")}`);
   }
   if (w.proposed) parts.push(`${count(w.proposed, "proposal")}, not run`);
   if (w.failed) parts.push(`${w.failed} refused by the tool or a rate limit`);
