@@ -1,11 +1,5 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
-import {
-  type DigestApprovalItem,
-  type DigestFailedItem,
-  type DigestInput,
-  type DigestTaskItem,
-  isDigestEmpty,
-} from "../core/digest.ts";
+import { type DigestInput, isDigestEmpty } from "../core/digest.ts";
 import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
 import { askersOf } from "../db/approvals.repository.ts";
 import type { Db, Tx } from "../db/database.ts";
@@ -20,6 +14,14 @@ import {
 } from "../db/reports.repository.ts";
 import { peopleOnTasks } from "../db/task-people.repository.ts";
 import type { Logger } from "../log.ts";
+import {
+  type Digest,
+  failedTaskItem,
+  type Owned,
+  staleApprovalItem,
+  staleTaskItem,
+  withGroupMembers,
+} from "./digest-items.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 export interface DigestDeps {
@@ -49,7 +51,6 @@ export const DIGEST_JOB = "digest";
 const LIST_LIMIT = 200;
 const FIRST_FAILURE_WINDOW_MS = 86_400_000;
 const DELIVERY_ROUNDS = 20;
-const USER_ID = /^[UW][A-Z0-9]+$/;
 
 /**
  * One digest per firing, however many replicas fire: the firing is claimed, read and queued in one
@@ -64,7 +65,7 @@ export async function runDigest(
   const log = deps.log.child({ job: DIGEST_JOB, fireAt: fireAt.toISOString(), instanceId });
   const result = await deps.db.transaction().execute(async (tx) => {
     if (!(await claimScheduledRun(tx, DIGEST_JOB, fireAt, instanceId))) return undefined;
-    const digest = await readDigest(tx, deps, fireAt);
+    const digest = await withGroupMembers(deps, log, await readDigest(tx, deps, fireAt));
     const messages = digestMessages(deps.agentsFile.digest.channel, digest);
     await enqueueOutbox(tx, messages);
     await finishScheduledRun(tx, DIGEST_JOB, fireAt);
@@ -98,21 +99,6 @@ const EMPTY: DigestResult = {
   directMessages: 0,
   delivered: 0,
 };
-
-/** Everything the digest lists, with who each item belongs to. */
-interface Digest {
-  input: DigestInput;
-  staleTasks: Owned<DigestTaskItem>[];
-  staleApprovals: Owned<DigestApprovalItem>[];
-  failedTasks: Owned<DigestFailedItem>[];
-}
-/** `users` get `item` in their own digest; the channel gets `shared`, without words it may not read. */
-type Owned<T> = { item: T; users: string[]; shared: T };
-
-// A task's words (what its requester wrote) go only where /baton would show them: to people on it,
-// and to the channels its thread is in or its lane gave it to (see read-access.ts). The digest
-// channel gets the rest without them, with the link for those who can open the thread.
-const WITHHELD = "a task in another conversation (its words stay there)";
 
 async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Digest> {
   const config = deps.agentsFile.digest;
@@ -167,8 +153,6 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
   return { input, ...digest };
 }
 
-type Linker = (row: { channel_id: string; thread_ts: string }) => string;
-
 /** The tasks among `taskIds` whose words may be read in `channel`. */
 async function readableIn(
   tx: Tx,
@@ -180,78 +164,6 @@ async function readableIn(
   return new Set(
     tasks.filter((t) => t.channelId === channel || t.people.includes(channel)).map((t) => t.id),
   );
-}
-
-type Row<F extends (...args: never[]) => Promise<unknown[]>> = Awaited<ReturnType<F>>[number];
-
-/** Only a person (a user id) gets a DM; a group owner is seen in the channel digest. */
-const humanOwner = (kind: string, id: string) =>
-  kind === "human" ? id.split(",").filter((one) => USER_ID.test(one)) : [];
-
-function staleTaskItem(
-  t: Row<typeof staleTasks>,
-  agentName: (id: string) => string,
-  link: Linker,
-  openHere: boolean,
-): Owned<DigestTaskItem> {
-  const owner =
-    t.owner_kind === "human"
-      ? { kind: "human" as const, id: t.owner_id }
-      : { kind: "agent" as const, id: t.owner_id, name: agentName(t.owner_id) };
-  const item = {
-    title: t.title,
-    owner,
-    lastActivityAt: t.last_activity_at.toISOString(),
-    link: link(t),
-  };
-  return {
-    item,
-    users: humanOwner(t.owner_kind, t.owner_id),
-    shared: openHere ? item : { ...item, title: WITHHELD },
-  };
-}
-
-function staleApprovalItem(
-  a: Row<typeof staleApprovals>,
-  agentName: (id: string) => string,
-  link: Linker,
-  openHere: boolean,
-  askedBy: ReadonlySet<string> = new Set(),
-): Owned<DigestApprovalItem> {
-  // An escalated approval's approvers are its fallback people (the escalation put them there).
-  const ids = [...new Set([...a.approvers.users, ...a.approvers.groups])];
-  const item = {
-    toolName: a.tool,
-    agentName: agentName(a.agent_id),
-    taskTitle: a.title,
-    approverIds: ids,
-    requestedAt: a.created_at.toISOString(),
-    link: link(a),
-  };
-  return {
-    item,
-    users: ids.filter((id) => USER_ID.test(id) && !askedBy.has(id)),
-    shared: openHere ? item : { ...item, taskTitle: WITHHELD },
-  };
-}
-
-function failedTaskItem(
-  f: Row<typeof failedTasks>,
-  now: Date,
-  link: Linker,
-  openHere: boolean,
-): Owned<DigestFailedItem> {
-  const item = {
-    title: f.title,
-    reason: f.failure_reason ?? "unknown",
-    failedAt: (f.closed_at ?? now).toISOString(),
-    link: link(f),
-  };
-  return {
-    item,
-    users: humanOwner(f.owner_kind, f.owner_id),
-    shared: openHere ? item : { ...item, title: WITHHELD },
-  };
 }
 
 /** One post to the channel (an "all clear" when empty) and a DM to each person with their items. */

@@ -316,6 +316,50 @@ describe("a digest channel and tasks elsewhere", () => {
   });
 });
 
+describe("work a user group owns", () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(() => database.drop());
+
+  // Before, a group's work went only to the digest channel: with none set, to nobody.
+  test("reaches each member's own digest, as a person's does", async () => {
+    const { db } = database;
+    const escalated = await task(db, "Lamp caught fire", {
+      status: "waiting_human",
+      owner: "human:S0LEADS",
+      lastActivity: ago(48),
+    });
+    const refund = await task(db, "Refund order 1077", {
+      status: "waiting_human",
+      owner: "agent:billing",
+      lastActivity: ago(1),
+    });
+    await approval(db, refund.id, { created: ago(10), users: [], groups: ["S0LEADS"] });
+    const { chat, sent } = fakeChat();
+    chat.groupMembers = async (group) => (group === "S0LEADS" ? ["U0LEE", "U0KIM"] : []);
+    const noChannel = agentsFileSchema.parse({
+      ...agentsFile,
+      digest: { stale_after: "24h", approval_stale_after: "4h" },
+    });
+    await runDigest({ ...deps(db, chat), agentsFile: noChannel }, NOW, "replica-a");
+
+    for (const member of ["U0LEE", "U0KIM"]) {
+      const dm = dmTo(sent, member);
+      assert.deepEqual(
+        dm?.staleTasks.map((t) => t.title),
+        ["Lamp caught fire"],
+      );
+      assert.deepEqual(
+        dm?.staleApprovals.map((a) => a.taskTitle),
+        ["Refund order 1077"],
+      );
+    }
+    assert.ok(escalated);
+  });
+});
+
 describe("digest with nothing stale", () => {
   test("sends a short all clear to the channel and nothing to anyone else", async () => {
     const database = await createTestDatabase();
