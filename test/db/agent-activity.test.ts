@@ -86,9 +86,11 @@ test("an agent's activity: its model calls, cost, writes by outcome and escalati
     writes: {
       ran: 1,
       approved: 2,
+      approvedFailed: 0,
       rejected: 1,
       expired: 1,
       waiting: 1,
+      withdrawn: 0,
       proposed: 1,
       failed: 2,
     },
