@@ -221,6 +221,11 @@ export const agentsFileSchema = z.strictObject({
       approvals: z.array(approvalPolicySchema).default([]),
       /** Who approves the writes of `supervised` agents that no approval policy names. */
       supervisors: peopleSchema.optional(),
+      /**
+       * Where the cards of a task asked in a direct message go (nobody else can see that thread):
+       * an approval's, and an escalation's whose lane names no channel. Default: digest.channel.
+       */
+      decisions_channel: slackChannelId.optional(),
       lanes: z
         .strictObject({
           support: laneSchema.optional(),

@@ -49,7 +49,8 @@ export type ChatIntent =
   | {
       kind: "approval_card";
       channel: string;
-      threadTs: string;
+      /** None when the card is asked outside the task's thread (see decision-place.ts). */
+      threadTs?: string;
       persona: Persona;
       /** Set when the card is updated in place after a decision. */
       updateTs?: string;
@@ -74,7 +75,7 @@ export type ChatIntent =
   | {
       kind: "escalation_card";
       channel: string;
-      threadTs: string;
+      threadTs?: string;
       persona: Persona;
       updateTs?: string;
       escalation: {

@@ -205,12 +205,17 @@ export async function rememberCard(
     .execute();
 }
 
-/** The ts of a card's message, once its delivery has saved it. */
-export async function cardTs(db: Executor, card: CardRef): Promise<string | null> {
+/** Where a card's message is, once its delivery has saved it. */
+export async function cardAt(
+  db: Executor,
+  card: CardRef,
+): Promise<{ channel: string; ts: string } | undefined> {
   const row = await db
     .selectFrom(card.table)
-    .select("card_ts")
+    .select(["card_channel", "card_ts"])
     .where("id", "=", card.id)
     .executeTakeFirst();
-  return row?.card_ts ?? null;
+  return row?.card_channel && row.card_ts
+    ? { channel: row.card_channel, ts: row.card_ts }
+    : undefined;
 }

@@ -3,6 +3,7 @@ import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
+import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -29,6 +30,7 @@ export type ApprovalState =
 export function approvalIntent(
   task: { channel_id: string; thread_ts: string; requester_id: string },
   agent: { name: string; icon: string },
+  place: { channel: string; threadTs?: string },
   a: {
     id: string;
     tool: string;
@@ -41,8 +43,8 @@ export function approvalIntent(
 ) {
   return {
     kind: "approval_card" as const,
-    channel: task.channel_id,
-    threadTs: task.thread_ts,
+    channel: place.channel,
+    ...(place.threadTs && { threadTs: place.threadTs }),
     persona: personaOf(agent),
     ...(a.updateTs ? { updateTs: a.updateTs } : {}),
     approval: {
@@ -126,7 +128,7 @@ async function escalateApproval(
     const messages: OutboxMessage[] = [
       cardUpdate(
         task,
-        approvalIntent(task, agent, {
+        approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
           ...base,
           approvers: approval.approvers,
           state: { status: "escalated", to, at: now.toISOString() },
@@ -136,14 +138,18 @@ async function escalateApproval(
       ),
       post(task, {
         kind: "notice",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
+        // Where the card is: in a direct message's task, the fallback people could not see it.
+        ...decisionPlace(deps.agents.file, task),
         // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
         text: `${[...fallback.users, ...fallback.groups].map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
       }),
       post(
         task,
-        approvalIntent(task, agent, { ...base, approvers: fallback, state: { status: "pending" } }),
+        approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
+          ...base,
+          approvers: fallback,
+          state: { status: "pending" },
+        }),
         { table: "approvals", id: row.id },
       ),
     ];
@@ -202,7 +208,7 @@ export async function resumeAfterDecision(
   await enqueueOutbox(tx, [
     cardUpdate(
       task,
-      approvalIntent(task, agent, {
+      approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
         id: row.id,
         tool: row.tool,
         args: row.args,

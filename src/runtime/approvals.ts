@@ -10,6 +10,7 @@ import {
   enforceApprovalDeadline,
   resumeAfterDecision,
 } from "./approval-deadline.ts";
+import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { post } from "./messages.ts";
@@ -52,10 +53,11 @@ export async function requestApproval(
     to: { kind: "human", id: [...approvers.users, ...approvers.groups].join(",") },
     note: { approval_id: id, tool: call.tool.name, args, policy: gate.policyId },
   });
+  const place = decisionPlace(fx.deps.agents.file, task);
   fx.outbox.push(
     post(
       task,
-      approvalIntent(task, agent, {
+      approvalIntent(task, agent, place, {
         id,
         tool: call.tool.name,
         args,
@@ -69,6 +71,16 @@ export async function requestApproval(
       },
     ),
   );
+  // Asked in a direct message, the card went where its deciders are: the requester is told here.
+  if (place.channel !== task.channel_id)
+    fx.outbox.push(
+      post(task, {
+        kind: "notice",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        text: `⏳ ${agent.name} needs a person's approval to ${call.tool.name} first; you will hear back here.`,
+      }),
+    );
   fx.audits.push({
     taskId: task.id,
     actor: { kind: "agent", id: agent.id },

@@ -5,6 +5,7 @@ import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { enforceApprovalDeadline, firstOf, mentionOf } from "./approval-deadline.ts";
+import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -59,8 +60,7 @@ async function moveEscalation(
         await updateTask(tx, task.id, { owner: { kind: "human", id: owner.id } });
       const card = {
         kind: "escalation_card" as const,
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
+        ...escalationPlace(deps.agents.file, task, note.lane),
         persona: personaOf(from),
       };
       const escalationData = { escalationId: row.id, fromName: from.name, note };
@@ -95,8 +95,8 @@ async function moveEscalation(
     messages.push(
       post(task, {
         kind: "notice",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
+        // Where the card is (in a direct message's task, not the requester's DM).
+        ...escalationPlace(deps.agents.file, task, note.lane),
         text: `${ping}⏰ Reminder: nobody has picked this up in time; ${who}.`,
       }),
     );

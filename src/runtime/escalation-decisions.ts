@@ -10,6 +10,7 @@ import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
+import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { Owner } from "./escalations.ts";
 import { cardUpdate, personaOf } from "./messages.ts";
@@ -218,12 +219,12 @@ export function escalationCardUpdate(
   state: EscalationCardState,
 ): OutboxMessage {
   const from = deps.agents.persona(row.from_agent);
+  const note = row.note as unknown as EscalationNote;
   return cardUpdate(
     task,
     {
       kind: "escalation_card",
-      channel: task.channel_id,
-      threadTs: task.thread_ts,
+      ...escalationPlace(deps.agents.file, task, note.lane),
       persona: personaOf(from),
       // No ts here: the delivery reads the card's ts then, so a fallback's card posted since
       // (the sweep's, still in the outbox ahead of this row) is the one updated.
@@ -231,7 +232,7 @@ export function escalationCardUpdate(
         escalationId: row.id,
         fromName: from.name,
         owner: row.owner as Owner,
-        note: row.note as unknown as EscalationNote,
+        note,
         state,
       },
     },

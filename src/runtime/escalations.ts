@@ -2,6 +2,7 @@ import type { EscalationNote } from "../core/handoffs/note.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
 import { insertHandoff } from "../db/ledger.repository.ts";
 import { mentionOf } from "./approval-deadline.ts";
+import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { personaOf, post } from "./messages.ts";
@@ -45,10 +46,12 @@ export async function startEscalation(
   input: { note: EscalationNote; reason: "agent" | "cap" | "limit" },
 ) {
   const { task, agent, deps } = fx;
+  // A lane that names nobody is the channel's work: in a direct message's task, the card's channel.
+  const place = escalationPlace(deps.agents.file, task, input.note.lane);
   const { owner, noticeChannel, respondWithinMs, fallback } = laneOwner(
     deps,
     input.note.lane,
-    task.channel_id,
+    place.channel,
   );
   const respondBy = new Date(deps.clock.now().getTime() + respondWithinMs);
   const { id } = await escalationsDb.insertEscalation(fx.tx, {
@@ -80,8 +83,7 @@ export async function startEscalation(
       task,
       {
         kind: "escalation_card",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
+        ...place,
         persona: personaOf(agent),
         escalation: {
           escalationId: id,
@@ -94,20 +96,33 @@ export async function startEscalation(
       { table: "escalations", id },
     ),
   );
-  if (owner.kind !== "channel" || owner.id !== task.channel_id) {
+  const elsewhere = place.channel !== task.channel_id;
+  if (owner.kind !== "channel" || owner.id !== place.channel) {
     fx.outbox.push(
       post(
         task,
         ownerNotice(
           owner,
-          { channel: task.channel_id, threadTs: task.thread_ts, noticeChannel },
-          deps.chat.threadLink(task.channel_id, task.thread_ts),
+          { ...place, noticeChannel },
+          elsewhere
+            ? "asked in a direct message with Baton, so its card is in a shared channel"
+            : deps.chat.threadLink(task.channel_id, task.thread_ts),
           agent.name,
           input.note.summary,
         ),
       ),
     );
   }
+  // Asked in a direct message, the card went where people can take it: the requester is told here.
+  if (elsewhere)
+    fx.outbox.push(
+      post(task, {
+        kind: "notice",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        text: "⏳ This needs a person: I have passed it on, and they will get back to you.",
+      }),
+    );
   fx.audits.push({
     taskId: task.id,
     actor: { kind: "agent", id: agent.id },
@@ -123,7 +138,7 @@ export async function startEscalation(
  */
 function ownerNotice(
   owner: Owner,
-  where: { channel: string; threadTs: string; noticeChannel: string | undefined },
+  where: { channel: string; threadTs?: string; noticeChannel: string | undefined },
   link: string,
   fromName: string,
   summary: string,
@@ -138,7 +153,7 @@ function ownerNotice(
   return {
     kind: "notice" as const,
     channel: where.channel,
-    threadTs: where.threadTs,
+    ...(where.threadTs && { threadTs: where.threadTs }),
     text: pinged,
   };
 }

@@ -8,6 +8,7 @@ import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.t
 import { consumeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { maskSecrets } from "../log.ts";
 import { approvalIntent } from "./approval-deadline.ts";
+import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { startEscalation } from "./escalations.ts";
@@ -114,14 +115,19 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
     fx.outbox.push(
       cardUpdate(
         fx.task,
-        approvalIntent(fx.task, deps.agents.persona(row.agent_id), {
-          id: row.id,
-          tool: row.tool,
-          args: row.args,
-          approvers: row.approvers,
-          expiresAt: row.expires_at,
-          state: { status: "withdrawn", at: now.toISOString() },
-        }),
+        approvalIntent(
+          fx.task,
+          deps.agents.persona(row.agent_id),
+          decisionPlace(deps.agents.file, fx.task),
+          {
+            id: row.id,
+            tool: row.tool,
+            args: row.args,
+            approvers: row.approvers,
+            expiresAt: row.expires_at,
+            state: { status: "withdrawn", at: now.toISOString() },
+          },
+        ),
         { table: "approvals", id: row.id },
       ),
     );

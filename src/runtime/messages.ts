@@ -20,16 +20,15 @@ export function post(
 
 /**
  * A card updated after a decision. A person can decide as soon as Slack shows the card, before its
- * ts is saved: without one, the update reads the ts when it is delivered (after the card's post).
+ * ts is saved: without one, the update reads the ts when it is delivered (after the card's post),
+ * and the channel the card was posted to.
  */
 export function cardUpdate(
   task: { id: string },
   intent: Extract<ChatIntent, { kind: "approval_card" | "escalation_card" }>,
   card: NonNullable<OutboxMessage["updateOf"]>,
 ): OutboxMessage {
-  return intent.updateTs === undefined
-    ? { taskId: task.id, intent, updateOf: card }
-    : { taskId: task.id, intent };
+  return { taskId: task.id, intent, updateOf: card };
 }
 
 export function toolMessage(callId: string, content: unknown): ChatMessage {

@@ -2,7 +2,7 @@ import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db, Executor, Tx } from "../db/database.ts";
 import {
   type CardRef,
-  cardTs,
+  cardAt,
   type Delivered,
   hasDueRows,
   lockUndelivered,
@@ -298,10 +298,13 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
  */
 async function withCardTs(tx: Tx, { intent, updateOf }: OutboxPayload): Promise<ChatIntent> {
   if (intent.kind !== "approval_card" && intent.kind !== "escalation_card") return intent;
-  if (!updateOf || intent.updateTs !== undefined) return intent;
-  const ts = await cardTs(tx, updateOf);
+  if (!updateOf) return intent;
+  const card = await cardAt(tx, updateOf);
+  // The card is updated where it was posted, whatever the settings say now.
+  const channel = card?.channel ?? intent.channel;
+  const ts = intent.updateTs ?? card?.ts;
   // With no ts, the card never reached Slack (Slack refused it): the update is the card.
-  return ts ? { ...intent, updateTs: ts } : intent;
+  return ts ? { ...intent, channel, updateTs: ts } : intent;
 }
 
 function intentChannel(intent: ChatIntent): string {

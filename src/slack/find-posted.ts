@@ -116,9 +116,10 @@ function wherePosted(intent: ChatIntent): Place | undefined {
     case "approval_card":
     case "escalation_card":
       // Updates are idempotent: sending one again is harmless.
-      return intent.updateTs === undefined
-        ? { channel: intent.channel, threadTs: intent.threadTs }
-        : undefined;
+      if (intent.updateTs !== undefined) return undefined;
+      return intent.threadTs === undefined
+        ? { channel: intent.channel }
+        : { channel: intent.channel, threadTs: intent.threadTs };
     case "notice":
       return intent.threadTs === undefined
         ? { channel: intent.channel }

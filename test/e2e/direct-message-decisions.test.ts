@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import { type Harness, REQUESTER, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import {
+  directRefundScript,
+  ESCALATION_NOTE,
+  refundsOf,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
+import type { SlackCall } from "../support/slack-emulator.ts";
+import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
+
+// A task asked in a direct message lives where only its requester and Baton can see it. Its
+// approval and escalation cards were posted there: no approver could click them, and an
+// escalation owner was sent a link to a conversation they could not open. They now go to the
+// lane's channel, else policies.decisions_channel, else the digest channel (agents.yml: C0OPS).
+
+const DM = "D0DMREQUESTER";
+const DECISIONS = "C0OPS";
+
+let current: Harness | undefined;
+afterEach(async () => {
+  await current?.close();
+  current = undefined;
+});
+
+async function dm(h: Harness, text: string) {
+  const { ts } = h.slack.addMessage({ channel: DM, user: REQUESTER, text });
+  const event = messageEvent({ user: REQUESTER, channel: DM, text, ts });
+  await deliverEvent(
+    h.endpoint,
+    SIGNING_SECRET,
+    { ...event, channel_type: "im" },
+    {
+      eventId: `EvDM${ts}`,
+    },
+  );
+  return ts;
+}
+
+const withAction = (calls: SlackCall[], actionId: string) =>
+  calls.filter((c) => JSON.stringify(c.args.blocks ?? []).includes(`"${actionId}"`));
+const textsIn = (h: Harness, channel: string, ts: string) =>
+  h.slack
+    .callsTo("chat.postMessage")
+    .filter((c) => !c.failed && c.args.channel === channel && c.args.thread_ts === ts)
+    .map((c) => String(c.args.text));
+
+test("a refund over the limit asked by DM: its card goes where the billing leads are", async () => {
+  const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+  current = h;
+  const ts = await dm(h, "billing: please refund order 1077, the lamp came back");
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  assert.equal(approval.card_channel, DECISIONS);
+  const [card] = withAction(h.slack.callsTo("chat.postMessage"), APPROVAL_APPROVE);
+  assert.equal(card?.args.channel, DECISIONS);
+  assert.equal(card?.args.thread_ts, undefined, "a message of its own in the channel");
+  assert.ok(textsIn(h, DM, ts).some((t) => /needs a person's approval/.test(t)));
+
+  await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, approval.card_ts ?? "");
+  await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
+  await h.until("the requester's answer in the DM", async () =>
+    textsIn(h, DM, ts).find((t) => /Refunded 149 USD/.test(t)),
+  );
+  const update = await h.until("the card updated where it is", async () =>
+    h.slack
+      .callsTo("chat.update")
+      .find(
+        (c) =>
+          !c.failed && c.args.ts === approval.card_ts && /Approved/.test(JSON.stringify(c.args)),
+      ),
+  );
+  assert.equal(update.args.channel, DECISIONS);
+});
+
+test("an escalation asked by DM: its card goes where its owner can take it over", async () => {
+  const note = { ...ESCALATION_NOTE, lane: "operations" }; // agents.yml: U0OPSMANAGER
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+    }),
+  });
+  current = h;
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  assert.equal(escalation.card_channel, DECISIONS);
+  assert.ok(textsIn(h, DM, ts).some((t) => /needs a person/.test(t)));
+  const notice = h.slack
+    .callsTo("chat.postMessage")
+    .find((c) => /needs a person on this/.test(String(c.args.text)));
+  assert.ok(notice && !String(notice.args.text).includes(DM), "no link to a DM they cannot open");
+
+  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
+  const task = await h.until("the manager to hold the task", async () => {
+    const t = await taskOfThread(h.db.db, ts);
+    return t?.owner_id === "U0OPSMANAGER" ? t : undefined;
+  });
+  assert.equal(task.status, "waiting_human");
+  const update = await h.until("the card updated where it is", async () =>
+    h.slack.callsTo("chat.update").find((c) => !c.failed && c.args.ts === escalation.card_ts),
+  );
+  assert.equal(update.args.channel, DECISIONS);
+});
