@@ -33,21 +33,22 @@ async function counter(port: number | undefined, name: string, labels: Record<st
 }
 
 test("an approved write that ran is counted in baton_tool_calls_total", async () => {
-  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
-  const { ts } = await h.mention("I'd like to return order 1077, please refund me");
-  const approval = await h.until("approval", async () => {
-    const row = await h!.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+  const harness = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  h = harness;
+  const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
+  const approval = await harness.until("approval", async () => {
+    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
-  await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
-  await h.until("finish", () => finishedTask(h!.db.db, ts));
-  const row = await h.db.db
+  await harness.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
+  await harness.until("finish", () => finishedTask(harness.db.db, ts));
+  const row = await harness.db.db
     .selectFrom("tool_calls")
     .select(["status"])
     .where("tool", "=", "issue_refund")
     .executeTakeFirstOrThrow();
   assert.equal(row.status, "done", "the ledger says the refund ran");
-  const { sum, text } = await counter(h.baton.port, "baton_tool_calls_total", {
+  const { sum, text } = await counter(harness.baton.port, "baton_tool_calls_total", {
     tool: "issue_refund",
   });
   const lines = text.split("\n").filter((l) => l.startsWith("baton_tool_calls_total"));
@@ -55,25 +56,26 @@ test("an approved write that ran is counted in baton_tool_calls_total", async ()
 });
 
 test("a task a person closes with /baton done is counted in baton_tasks_finished_total", async () => {
-  h = await startHarness({ script: scriptByAgent(escalationScript()) });
-  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("card", async () => {
-    const row = await h!.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+  const harness = await startHarness({ script: scriptByAgent(escalationScript()) });
+  h = harness;
+  const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await harness.until("card", async () => {
+    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
-  const task = await taskOfThread(h.db.db, ts);
+  const task = await taskOfThread(harness.db.db, ts);
   assert.ok(task);
-  await h.clickCard("U0SUPPORTLEAD", ESCALATION_TAKE_OVER, escalation, ts);
-  await h.until("owned", async () =>
-    (await taskOfThread(h!.db.db, ts))?.owner_id === "U0SUPPORTLEAD" ? true : undefined,
+  await harness.clickCard("U0SUPPORTLEAD", ESCALATION_TAKE_OVER, escalation, ts);
+  await harness.until("owned", async () =>
+    (await taskOfThread(harness.db.db, ts))?.owner_id === "U0SUPPORTLEAD" ? true : undefined,
   );
   const answer = await runBaton(h, `done ${task.id}`, {
     user: "U0SUPPORTLEAD",
     channel: "C0SUPPORT",
   });
   assert.match(answer.text, /^Done:/);
-  assert.equal((await taskOfThread(h.db.db, ts))?.status, "done");
-  const { sum, text } = await counter(h.baton.port, "baton_tasks_finished_total", {});
+  assert.equal((await taskOfThread(harness.db.db, ts))?.status, "done");
+  const { sum, text } = await counter(harness.baton.port, "baton_tasks_finished_total", {});
   const lines = text.split("\n").filter((l) => l.startsWith("baton_tasks_"));
   assert.equal(sum, 1, `tasks finished after /baton done:\n${lines.join("\n")}`);
 });
