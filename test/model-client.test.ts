@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, test } from "node:test";
+import { TransientError } from "../src/errors.ts";
+import { createOpenAIModel } from "../src/model/openai-model.ts";
+
+// The real openai client against servers that say no: a 429 (Retry-After), and a strict
+// OpenAI-compatible server (Groq's, Cerebras's) that refuses a field it does not know.
+
+type Answer = (body: Record<string, unknown>, res: ServerResponse, req: IncomingMessage) => void;
+let answer: Answer = (_body, res) => completion(res);
+const requests: { at: number; body: Record<string, unknown> }[] = [];
+const server = createServer((req, res) => {
+  let raw = "";
+  req.on("data", (chunk) => {
+    raw += chunk;
+  });
+  req.on("end", () => {
+    const body = JSON.parse(raw) as Record<string, unknown>;
+    requests.push({ at: Date.now(), body });
+    answer(body, res, req);
+  });
+});
+let url = "";
+before(async () => {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+});
+after(() => {
+  server.close();
+});
+
+function completion(res: ServerResponse) {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(
+    JSON.stringify({
+      id: "c",
+      object: "chat.completion",
+      created: 0,
+      model: "m",
+      choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" } }],
+    }),
+  );
+}
+
+function refuse(res: ServerResponse, status: number, message: string, headers = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify({ error: { message, type: "invalid_request_error" } }));
+}
+
+const ask = (maxRetries: number) =>
+  createOpenAIModel({ apiKey: "x", baseURL: url, maxRetries }).complete({
+    model: "m",
+    agentId: "billing",
+    messages: [{ role: "user", content: "hi" }],
+    tools: [],
+  });
+
+/** Answers with 429 `times` times (asking to wait `waitMs`), then as a model does. */
+function rateLimited(times: number, waitMs: number): Answer {
+  let left = times;
+  return (_body, res) => {
+    if (left-- > 0) refuse(res, 429, "Rate limit reached", { "retry-after-ms": String(waitMs) });
+    else completion(res);
+  };
+}
+
+test("a 429 is waited out as the server asks, and the call answers", async () => {
+  // Longer than the client's own first backoff (0.5 s at most): the wait is the server's.
+  answer = rateLimited(1, 1_200);
+  requests.length = 0;
+  assert.equal((await ask(2)).content, "hi");
+  assert.equal(requests.length, 2, "asked again once");
+  const waited = (requests[1]?.at ?? 0) - (requests[0]?.at ?? 0);
+  assert.ok(waited >= 1_150, `waited ${waited} ms, as Retry-After said`);
+});
+
+test("a server still limiting after the retries is a passing failure the job tries later", async () => {
+  answer = rateLimited(3, 20);
+  requests.length = 0;
+  await assert.rejects(ask(2), (error: unknown) => {
+    assert.ok(error instanceof TransientError);
+    assert.match(error.message, /answered 429: .*Rate limit reached/);
+    return true;
+  });
+  assert.equal(requests.length, 3);
+});
+
+test("a server that refuses prompt_cache_key is asked again without it, and not sent it again", async () => {
+  answer = (body, res) =>
+    "prompt_cache_key" in body
+      ? refuse(res, 400, "property 'prompt_cache_key' is unsupported")
+      : completion(res);
+  requests.length = 0;
+  const model = createOpenAIModel({ apiKey: "x", baseURL: url, maxRetries: 0 });
+  const request = {
+    model: "m",
+    agentId: "billing",
+    messages: [{ role: "user" as const, content: "hi" }],
+    tools: [],
+  };
+  assert.equal((await model.complete(request)).content, "hi");
+  assert.equal((await model.complete(request)).content, "hi");
+  assert.deepEqual(
+    requests.map((r) => "prompt_cache_key" in r.body),
+    [true, false, false],
+    "sent once, refused, then left out",
+  );
+});
