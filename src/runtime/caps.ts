@@ -16,7 +16,8 @@ export async function limitReached(
   deps: RuntimeDeps,
   agent: Agent,
   loaded: { task: TaskRow; history: readonly ChatMessage[] },
-  hasInputs: boolean,
+  /** A person's words or decision came since the last turn. */
+  freshStart: boolean,
   lane: RunLane,
 ): Promise<{ reason: string; toHuman?: boolean } | undefined> {
   const { task, history } = loaded;
@@ -28,7 +29,7 @@ export async function limitReached(
     };
   // A model that calls tool after tool and never answers (a small local one, often): every reply
   // is usable, so no strike stops it, and each turn resends the whole stint.
-  if (!hasInputs && turnsWithoutAnswer(history) >= turnLimit)
+  if (!freshStart && turnsWithoutAnswer(history) >= turnLimit)
     return {
       reason: `${agent.name} took ${turnLimit} turns in a row without an answer (the limit is ${turnLimit})`,
     };

@@ -247,7 +247,14 @@ async function runTurn(
   if (!agent) {
     return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });
   }
-  const stop = await limitReached(deps, agent, loaded, inputs.length > 0, run.lane);
+  // A reply, or a person's decision just settled, is a person in between: the turns count afresh.
+  const stop = await limitReached(
+    deps,
+    agent,
+    loaded,
+    inputs.length > 0 || afterDecision,
+    run.lane,
+  );
   if (stop) return halt(task, stop);
   const newMessages: ChatMessage[] = inputs.map((input) => ({
     role: "user",

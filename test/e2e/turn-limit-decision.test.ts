@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { postsInThread, taskWithStatus } from "../support/observe.ts";
+import { REFUND_ARGS, refundsOf } from "../support/scripts-humans.ts";
+
+// turn_limit 3: billing looks the order up, looks it again, asks for the refund (3 turns), a lead
+// approves. The approved refund ran, and the agent was stopped before it could tell the requester:
+// a person's decision, like a reply, now starts the count afresh.
+const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
+  "turn_limit: 25",
+  "turn_limit: 3",
+);
+const agentsFile = parseAgentsFile(text, "agents-turns.yml", demoTools);
+let h: Harness;
+before(async () => {
+  h = await startHarness({
+    agentsFile,
+    script: scriptByAgent({
+      billing: [
+        { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
+        { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
+        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        { content: "Refunded 149 USD." },
+      ],
+    }),
+  });
+});
+after(async () => {
+  await h.close();
+});
+
+test("a decision gives the agent a turn: an approved refund is answered, not failed", async () => {
+  const { ts } = await h.mention("billing: please refund order 1077");
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
+  await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
+  const settled = await h.until(
+    "the task to end",
+    async () =>
+      (await taskWithStatus(h.db.db, ts, "failed")) ?? (await taskWithStatus(h.db.db, ts, "done")),
+  );
+  const posts = postsInThread(h.slack, ts).map((p) => String(p.args.text));
+  assert.equal(settled.status, "done", `${settled.failure_reason} | ${posts.join(" || ")}`);
+});
