@@ -9,11 +9,17 @@ export interface Received {
   fresh: boolean;
 }
 
-// The thread's task and the keys' insert in one round trip; rows only for a thread that is a task,
-// or for a message that starts one.
+// The thread's task and the keys' insert in one round trip; rows only for a thread that is a task
+// (or the thread of a card of one, posted elsewhere), or for a message that starts one.
 const RECEIVE = `
 with existing as (
-  select * from tasks where channel_id = $1 and thread_ts = $2
+  (select * from tasks where channel_id = $1 and thread_ts = $2)
+  union all
+  -- The thread of an escalation card posted outside its task's thread (a task asked in a DM).
+  (select tasks.* from escalations join tasks on tasks.id = escalations.task_id
+    where escalations.card_channel = $1 and escalations.card_ts = $2
+      and tasks.channel_id <> $1)
+  limit 1
 ), received as (
   insert into slack_events (event_id, task_id)
   select key, coalesce((select id from existing), $3::uuid) from unnest($4::text[]) as key

@@ -178,7 +178,7 @@ export function staleApprovalsQuery(db: Executor, olderThan: Date, limit: number
     .selectFrom("approvals as a")
     .innerJoin("tasks as t", "t.id", "a.task_id")
     .select(["a.id", "a.task_id", "a.tool", "a.agent_id", "a.approvers", "a.created_at"])
-    .select(["t.title", "t.channel_id", "t.thread_ts"])
+    .select(["a.card_channel", "a.card_ts", "t.title", "t.channel_id", "t.thread_ts"])
     .where("a.status", "=", "pending")
     .where("a.created_at", "<", olderThan)
     .orderBy("a.created_at")

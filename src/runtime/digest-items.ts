@@ -6,6 +6,7 @@ import type {
 } from "../core/digest.ts";
 import type { failedTasks, staleApprovals, staleTasks } from "../db/reports.repository.ts";
 import type { Logger } from "../log.ts";
+import { isDirectMessage } from "./decision-place.ts";
 import type { DigestDeps } from "./digest.ts";
 
 // The digest's items: each with the words the channel may read, and who gets it in their own DM.
@@ -126,7 +127,11 @@ export function staleApprovalItem(
     taskTitle: a.title,
     approverIds: ids,
     requestedAt: a.created_at.toISOString(),
-    link: link(a),
+    // A direct message's task: its card is where the approvers are, its thread is not.
+    link:
+      isDirectMessage(a.channel_id) && a.card_channel && a.card_ts
+        ? link({ channel_id: a.card_channel, thread_ts: a.card_ts })
+        : link(a),
   };
   return {
     item,

@@ -10,10 +10,11 @@ import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
+import { mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { Owner } from "./escalations.ts";
-import { cardUpdate, personaOf } from "./messages.ts";
+import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 export type EscalationChoice =
@@ -182,7 +183,10 @@ export async function decideEscalation(
             toName: deps.agents.require(choice.agentId).name,
             instruction: choice.instruction,
           };
-    await enqueueOutbox(tx, [escalationCardUpdate(deps, task, row, state)]);
+    await enqueueOutbox(tx, [
+      escalationCardUpdate(deps, task, row, state),
+      ...requesterNotice(deps, task, row, input.userId, choice),
+    ]);
     await audit(tx, {
       taskId: task.id,
       actor: { kind: "human", id: input.userId },
@@ -207,6 +211,26 @@ export async function decideEscalation(
     deliverOutbox(deps, { taskId: outcome.taskId }),
   );
   return { outcome: "decided" as const };
+}
+
+/**
+ * A card posted outside the task's thread (a task asked in a direct message) is not seen by its
+ * requester: they are told in their thread who took the work, or that it went back to an agent.
+ */
+function requesterNotice(
+  deps: RuntimeDeps,
+  task: TaskRow,
+  row: EscalationRow,
+  userId: string,
+  choice: EscalationChoice,
+): OutboxMessage[] {
+  const note = row.note as unknown as EscalationNote;
+  if (escalationPlace(deps.agents.file, task, note.lane).channel === task.channel_id) return [];
+  const text =
+    choice.kind === "take_over"
+      ? `${mentionOf(userId)} took this over and will get back to you.`
+      : `${deps.agents.require(choice.agentId).name} is on it again.`;
+  return [post(task, { kind: "notice", channel: task.channel_id, threadTs: task.thread_ts, text })];
 }
 
 type EscalationCardState = Extract<ChatIntent, { kind: "escalation_card" }>["escalation"]["state"];

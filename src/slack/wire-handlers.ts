@@ -5,6 +5,7 @@ import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
+import { isDirectMessage } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
@@ -159,7 +160,11 @@ export function createSlackHandlers(
           agentName: deps.agents.get(a.agent_id)?.name ?? a.agent_id,
           summary: a.title,
           requestedAt: a.created_at,
-          permalink: deps.chat.threadLink(a.channel_id, a.thread_ts),
+          // A direct message's task: its card is where the approvers are, its thread is not.
+          permalink:
+            isDirectMessage(a.channel_id) && a.card_channel && a.card_ts
+              ? deps.chat.threadLink(a.card_channel, a.card_ts)
+              : deps.chat.threadLink(a.channel_id, a.thread_ts),
         })),
         recentDecisions: data.recentDecisions.map((d) => ({
           approvalId: d.id,

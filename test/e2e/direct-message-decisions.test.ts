@@ -11,7 +11,7 @@ import {
   taskOfThread,
 } from "../support/scripts-humans.ts";
 import type { SlackCall } from "../support/slack-emulator.ts";
-import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
+import { appMentionEvent, deliverEvent, messageEvent } from "../support/slack-signing.ts";
 
 // A task asked in a direct message lives where only its requester and Baton can see it. Its
 // approval and escalation cards were posted there: no approver could click them, and an
@@ -79,11 +79,30 @@ test("a refund over the limit asked by DM: its card goes where the billing leads
   assert.equal(update.args.channel, DECISIONS);
 });
 
+test("App Home links an approver to the card of a DM's task, not to the DM", async () => {
+  const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+  current = h;
+  await dm(h, "billing: please refund order 1077, the lamp came back");
+  const approval = await h.until("the approval card", async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  const opened = { type: "app_home_opened", user: "U0BILLINGLEAD", tab: "home" };
+  await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
+  const view = await h.until("the home view", async () =>
+    h.slack.callsTo("views.publish").find((c) => c.args.user_id === "U0BILLINGLEAD"),
+  );
+  const json = JSON.stringify(view.args.view);
+  assert.ok(!json.includes(DM), "no link to the requester's DM");
+  assert.ok(json.includes(`${DECISIONS}/p${String(approval.card_ts).replace(".", "")}`));
+});
+
 test("an escalation asked by DM: its card goes where its owner can take it over", async () => {
   const note = { ...ESCALATION_NOTE, lane: "operations" }; // agents.yml: U0OPSMANAGER
   const h = await startHarness({
     script: scriptByAgent({
       "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+      billing: [{ content: "I have refunded 149 USD for order 1077." }],
     }),
   });
   current = h;
@@ -109,4 +128,27 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
     h.slack.callsTo("chat.update").find((c) => !c.failed && c.args.ts === escalation.card_ts),
   );
   assert.equal(update.args.channel, DECISIONS);
+  await h.until("the requester told who took it", async () =>
+    textsIn(h, DM, ts).find((t) => /took this over/.test(t)),
+  );
+
+  // As the card says: the holder names an agent in a reply in the card's thread.
+  const reply = "refund 149 USD for order 1077, the lamp was unsafe";
+  await deliverEvent(
+    h.endpoint,
+    SIGNING_SECRET,
+    appMentionEvent({
+      user: "U0OPSMANAGER",
+      channel: DECISIONS,
+      text: `<@U0BATONBOT> billing: ${reply}`,
+      threadTs: escalation.card_ts ?? "",
+    }),
+  );
+  const handed = await h.until("billing to hold the same task", async () => {
+    const t = await taskOfThread(h.db.db, ts);
+    return t?.owner_id === "billing" ? t : undefined;
+  });
+  assert.equal(handed.id, task.id);
+  const tasks = await h.db.db.selectFrom("tasks").select("id").execute();
+  assert.equal(tasks.length, 1, "no new task from the card's thread");
 });
