@@ -221,3 +221,15 @@ export async function markApprovalEscalated(
     .returningAll()
     .executeTakeFirst();
 }
+
+/**
+ * The task's model calls since a person last decided on one of its calls (all of them when nobody
+ * has): the turns a decision started afresh, for the turn limit.
+ */
+export async function modelCallsSinceDecision(db: Executor, taskId: string): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from model_calls
+    where task_id = ${taskId} and created_at > coalesce(
+      (select max(decided_at) from approvals where task_id = ${taskId}), '-infinity')`.execute(db);
+  return rows[0]?.n ?? 0;
+}

@@ -1,5 +1,6 @@
 import type { Agent } from "../core/agents/directory.ts";
 import type { ChatMessage } from "../core/model.ts";
+import { modelCallsSinceDecision } from "../db/approvals.repository.ts";
 import { agentSpendSince } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -29,12 +30,29 @@ export async function limitReached(
     };
   // A model that calls tool after tool and never answers (a small local one, often): every reply
   // is usable, so no strike stops it, and each turn resends the whole stint.
-  if (!freshStart && turnsWithoutAnswer(history) >= turnLimit)
+  if (!freshStart && (await turnsWithout(deps, task, history, lane)) >= turnLimit)
     return {
       reason: `${agent.name} took ${turnLimit} turns in a row without an answer (the limit is ${turnLimit})`,
     };
   const capReason = overCap(agent, task) ?? (await overDailyCap(deps, agent, lane));
   return capReason ? { reason: capReason, toHuman: true } : undefined;
+}
+
+/**
+ * The agent's turns since a person last spoke or decided. Their words are in the history; a
+ * decision only answers a call there, so when the history says the limit is reached, the model
+ * calls since the last decision are counted too (read only then: the turns behind written first).
+ */
+async function turnsWithout(
+  deps: RuntimeDeps,
+  task: TaskRow,
+  history: readonly ChatMessage[],
+  lane: RunLane,
+): Promise<number> {
+  const turns = turnsWithoutAnswer(history);
+  if (turns < deps.agents.file.defaults.turn_limit) return turns;
+  await lane.settled();
+  return Math.min(turns, await modelCallsSinceDecision(deps.db, task.id));
 }
 
 /** The agent's replies since the stint's last message from a person (or the note that opened it). */

@@ -9,9 +9,9 @@ import { scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, taskWithStatus } from "../support/observe.ts";
 import { REFUND_ARGS, refundsOf } from "../support/scripts-humans.ts";
 
-// turn_limit 3: billing looks the order up, looks it again, asks for the refund (3 turns), a lead
-// approves. The approved refund ran, and the agent was stopped before it could tell the requester:
-// a person's decision, like a reply, now starts the count afresh.
+// turn_limit 3: billing uses its 3 turns (the last asks for the refund), a lead approves. The
+// decision starts the count afresh: the agent checks the order once more and answers (2 turns, under
+// the limit). Before, the approved refund ran and the task was then failed for its turns.
 const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
   "turn_limit: 25",
   "turn_limit: 3",
@@ -26,6 +26,7 @@ before(async () => {
         { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
         { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
         { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
         { content: "Refunded 149 USD." },
       ],
     }),
@@ -35,7 +36,7 @@ after(async () => {
   await h.close();
 });
 
-test("a decision gives the agent a turn: an approved refund is answered, not failed", async () => {
+test("after a decision the count starts afresh: two turns after it are within a limit of 3", async () => {
   const { ts } = await h.mention("billing: please refund order 1077");
   const approval = await h.until("the approval card", async () => {
     const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
