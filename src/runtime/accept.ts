@@ -8,8 +8,9 @@ import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
+import { findTask, lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
 import { hasUnreadInputs, insertInput } from "../db/turn-reads.repository.ts";
+import { isDirectMessage } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { returnToAgent, sendBackTakenOver, takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
@@ -30,7 +31,13 @@ export interface IncomingMessage {
 /** "rate_limited": the person started as many tasks as `new_tasks_per_person` allows; nothing kept. */
 export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored" | "rate_limited";
 
-class Duplicate extends Error {}
+class Duplicate extends Error {
+  readonly agentTask: string | undefined;
+  constructor(agentTask?: string) {
+    super("duplicate");
+    this.agentTask = agentTask;
+  }
+}
 class OverRateLimit extends Error {}
 
 /**
@@ -62,7 +69,7 @@ export async function acceptMessage(
       });
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
-      if (!fresh) throw new Duplicate();
+      if (!fresh) throw new Duplicate(existing?.owner_kind === "agent" ? existing.id : undefined);
       const taskId = existing?.id ?? newId;
       if (!existing) {
         // Nothing of it is kept but its keys (below): a new message may start once the window moves on.
@@ -163,7 +170,12 @@ export async function acceptMessage(
     return outcome;
   } catch (error) {
     deps.runs.giveBack(newId);
-    if (error instanceof Duplicate) return "duplicate";
+    if (error instanceof Duplicate) {
+      // Slack sends again what it saw no answer to: the first accept may have died after its
+      // commit, before its wake-up check. The check is cheap, and changes nothing if not needed.
+      if (error.agentTask && message.threadTs) await wakeIfMissed(deps, error.agentTask);
+      return "duplicate";
+    }
     // Told once: the mention's twin `message` event, and Slack's retries, are duplicates then.
     if (error instanceof OverRateLimit)
       return (await recordRefused(deps.db, keys)) ? "rate_limited" : "duplicate";
@@ -178,10 +190,15 @@ export async function acceptMessage(
  * committed, so a run that holds the task now reads it, and one that ended it is followed by another.
  */
 export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
+  const missed = (task: TaskRow | undefined): task is TaskRow =>
+    task?.owner_kind === "agent" &&
+    task.status !== "waiting_human" &&
+    !(task.lease_until && task.lease_until > deps.clock.now());
+  // Read first, without a lock: most often a run holds the task, or it waits on a person.
+  if (!missed(await findTask(deps.db, taskId))) return;
   await deps.db.transaction().execute(async (tx) => {
     const task = await lockTask(tx, taskId);
-    if (task?.owner_kind !== "agent" || task.status === "waiting_human") return;
-    if (task.lease_until && task.lease_until > deps.clock.now()) return;
+    if (!missed(task)) return;
     if (!(await hasUnreadInputs(tx, taskId))) return;
     if (task.status !== "active")
       await updateTask(tx, taskId, { status: "active", modelErrors: 0, failureReason: null });
@@ -293,12 +310,25 @@ async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, auth
     .filter((id) => /^[UWS][A-Z0-9]+$/.test(id) && id !== author)
     .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
   const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
-  const notice = post(task, {
-    kind: "notice",
-    channel: task.channel_id,
-    threadTs: task.thread_ts,
-    text: text.trimStart(),
-  });
+  // A direct message's person cannot see its thread: they are paged in their card's thread, and
+  // the requester is told where the reply went.
+  const held = isDirectMessage(task.channel_id)
+    ? await takenOverEscalation(tx, task.id)
+    : undefined;
+  const where =
+    held?.card_channel && held.card_ts
+      ? { channel: held.card_channel, threadTs: held.card_ts }
+      : { channel: task.channel_id, threadTs: task.thread_ts };
+  const messages = [post(task, { kind: "notice", ...where, text: text.trimStart() })];
+  if (where.channel !== task.channel_id)
+    messages.push(
+      post(task, {
+        kind: "notice",
+        channel: task.channel_id,
+        threadTs: task.thread_ts,
+        text: "⏳ Passed on to the person who handled this; they will get back to you.",
+      }),
+    );
   const card = await takenOverCard(deps, tx, task);
-  await enqueueOutbox(tx, card ? [notice, card] : [notice]);
+  await enqueueOutbox(tx, card ? [...messages, card] : messages);
 }
