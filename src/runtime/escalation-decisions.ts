@@ -229,7 +229,7 @@ function requesterNotice(
   const text =
     choice.kind === "take_over"
       ? `${mentionOf(userId)} took this over and will get back to you.`
-      : `${deps.agents.require(choice.agentId).name} is on it again.`;
+      : `${deps.agents.require(choice.agentId).name} is on it ${choice.agentId === row.from_agent ? "again" : "now"}.`;
   return [post(task, { kind: "notice", channel: task.channel_id, threadTs: task.thread_ts, text })];
 }
 
