@@ -1,5 +1,6 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 
 /**
@@ -21,6 +22,24 @@ export async function globalSetup(): Promise<void> {
     portSetting: "BATON_TEST_PG_PORT",
   });
   process.env.BATON_TEST_DATABASE_URL = embedded.url;
+  await withoutDiskFlushes(embedded.url);
+}
+
+/**
+ * The test server's data is thrown away, and no test stops the server itself: its commits need not
+ * wait for the disk (each file creates its database, and each commit was a flush). On this 2-core VM
+ * the tests took 248 s instead of 267 s (2026-12-06).
+ */
+async function withoutDiskFlushes(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const setting of ["fsync", "synchronous_commit", "full_page_writes"])
+      await client.query(`alter system set ${setting} = off`);
+    await client.query("select pg_reload_conf()");
+  } finally {
+    await client.end();
+  }
 }
 
 export async function globalTeardown(): Promise<void> {

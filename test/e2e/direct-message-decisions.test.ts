@@ -61,7 +61,9 @@ test("a refund over the limit asked by DM: its card goes where the billing leads
   const [card] = withAction(h.slack.callsTo("chat.postMessage"), APPROVAL_APPROVE);
   assert.equal(card?.args.channel, DECISIONS);
   assert.equal(card?.args.thread_ts, undefined, "a message of its own in the channel");
-  assert.ok(textsIn(h, DM, ts).some((t) => /needs a person's approval/.test(t)));
+  await h.until("the requester told in the DM", async () =>
+    textsIn(h, DM, ts).find((t) => /needs a person's approval/.test(t)),
+  );
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, approval.card_ts ?? "");
   await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
@@ -112,11 +114,15 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
     return row?.card_ts ? row : undefined;
   });
   assert.equal(escalation.card_channel, DECISIONS);
-  assert.ok(textsIn(h, DM, ts).some((t) => /needs a person/.test(t)));
-  const notice = h.slack
-    .callsTo("chat.postMessage")
-    .find((c) => /needs a person on this/.test(String(c.args.text)));
-  assert.ok(notice && !String(notice.args.text).includes(DM), "no link to a DM they cannot open");
+  await h.until("the requester told in the DM", async () =>
+    textsIn(h, DM, ts).find((t) => /needs a person/.test(t)),
+  );
+  const notice = await h.until("the owner's notice", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => /needs a person on this/.test(String(c.args.text))),
+  );
+  assert.ok(!String(notice.args.text).includes(DM), "no link to a DM they cannot open");
 
   await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
   const task = await h.until("the manager to hold the task", async () => {
