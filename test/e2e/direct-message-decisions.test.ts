@@ -8,10 +8,12 @@ import {
   directRefundScript,
   ESCALATION_NOTE,
   refundsOf,
+  sendBackSubmission,
   taskOfThread,
 } from "../support/scripts-humans.ts";
 import type { SlackCall } from "../support/slack-emulator.ts";
 import { appMentionEvent, deliverEvent, messageEvent } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 // A task asked in a direct message lives where only its requester and Baton can see it. Its
 // approval and escalation cards were posted there: no approver could click them, and an
@@ -27,16 +29,25 @@ afterEach(async () => {
   current = undefined;
 });
 
-async function dm(h: Harness, text: string) {
-  const { ts } = h.slack.addMessage({ channel: DM, user: REQUESTER, text });
-  const event = messageEvent({ user: REQUESTER, channel: DM, text, ts });
+async function dm(h: Harness, text: string, threadTs?: string) {
+  const { ts } = h.slack.addMessage({
+    channel: DM,
+    user: REQUESTER,
+    text,
+    ...(threadTs && { threadTs }),
+  });
+  const event = messageEvent({
+    user: REQUESTER,
+    channel: DM,
+    text,
+    ts,
+    ...(threadTs && { threadTs }),
+  });
   await deliverEvent(
     h.endpoint,
     SIGNING_SECRET,
     { ...event, channel_type: "im" },
-    {
-      eventId: `EvDM${ts}`,
-    },
+    { eventId: `EvDM${ts}` },
   );
   return ts;
 }
@@ -157,4 +168,78 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
   assert.equal(handed.id, task.id);
   const tasks = await h.db.db.selectFrom("tasks").select("id").execute();
   assert.equal(tasks.length, 1, "no new task from the card's thread");
+});
+
+// A DM's task, escalated to the operations lane (U0OPSMANAGER), taken over from the card in #ops and
+// closed with /baton done. The requester replies in the DM: the task is reopened for the manager,
+// and the notice paging them went into the requester's DM, which the manager cannot see.
+test("a DM task reopened by the requester's reply: the holder is paged where they can see it", async () => {
+  const note = { ...ESCALATION_NOTE, lane: "operations" };
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+    }),
+  });
+  current = h;
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
+  await h.until(
+    "the manager holds it",
+    async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
+  );
+  const task = await taskOfThread(h.db.db, ts);
+  const closed = await runBaton(h, `done ${task?.id}`, {
+    user: "U0OPSMANAGER",
+    channel: DECISIONS,
+  });
+  assert.match(closed.text, /is closed/);
+  await dm(h, "it happened again, the replacement is smoking too", ts);
+  const notice = await h.until("the reopen notice", async () =>
+    h.slack.callsTo("chat.postMessage").find((c) => /open again/.test(String(c.args.text))),
+  );
+  const said = `${String(notice.args.channel)}: ${String(notice.args.text)}`;
+  assert.notEqual(
+    notice.args.channel,
+    DM,
+    `the manager is paged in the requester's DM, which they cannot see: ${said}`,
+  );
+});
+
+// Customer Service escalates a DM's task; the manager sends it to Billing from the card. The
+// requester read "Billing is on it again." though Billing never had it: now "on it now".
+test("the requester is not told an agent is on it 'again' when it never was", async () => {
+  const note = { ...ESCALATION_NOTE, lane: "operations" };
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+      billing: [{ content: "I have refunded 149 USD for order 1077." }],
+    }),
+  });
+  current = h;
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.click(
+    sendBackSubmission({
+      userId: "U0OPSMANAGER",
+      escalationId: escalation.id,
+      agent: { id: "billing", name: "Billing" },
+      instruction: "refund 149 USD for order 1077",
+    }),
+  );
+  const told = await h.until("the requester told", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find(
+        (c) =>
+          c.args.channel === DM && c.args.thread_ts === ts && /is on it/.test(String(c.args.text)),
+      ),
+  );
+  assert.doesNotMatch(String(told.args.text), /again/, "Billing never had this task");
 });
