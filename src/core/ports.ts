@@ -17,6 +17,8 @@ export interface ChatSurface {
   channelMembers(channelId: string): Promise<string[]>;
   /** A link that opens a task's thread in Slack, for digests, notices and the App Home. */
   threadLink(channel: string, threadTs: string): string;
+  /** A link that opens a channel in Slack. */
+  channelLink(channel: string): string;
 }
 
 export interface Clock {

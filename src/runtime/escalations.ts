@@ -105,7 +105,7 @@ export async function startEscalation(
           owner,
           { ...place, noticeChannel },
           elsewhere
-            ? `asked in a direct message with Baton; its card is in https://slack.com/app_redirect?channel=${place.channel}`
+            ? `asked in a direct message with Baton; its card is in ${deps.chat.channelLink(place.channel)}`
             : deps.chat.threadLink(task.channel_id, task.thread_ts),
           agent.name,
           input.note.summary,

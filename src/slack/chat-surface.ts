@@ -186,7 +186,8 @@ export function createSlackChatSurface(
   const findPosted = createPostedFinder(client, call, log, isNotAMember);
   const threadLink = (channel: string, threadTs: string) =>
     messageLink(options.workspaceUrl, channel, threadTs);
-  return { deliver, findPosted, groupMembers, channelMembers, threadLink };
+  const channelLink = (channel: string) => channelUrl(options.workspaceUrl, channel);
+  return { deliver, findPosted, groupMembers, channelMembers, threadLink, channelLink };
 }
 
 /**
@@ -194,9 +195,15 @@ export function createSlackChatSurface(
  * without its dot. Without the workspace's URL, Slack's app_redirect opens the channel at least.
  */
 export function messageLink(workspaceUrl: string | undefined, channel: string, ts: string): string {
+  const link = channelUrl(workspaceUrl, channel);
+  return workspaceUrl ? `${link}/p${ts.replace(".", "")}` : link;
+}
+
+/** A channel's link: under the workspace's URL, or Slack's app_redirect without one. */
+function channelUrl(workspaceUrl: string | undefined, channel: string): string {
   if (!workspaceUrl) return `https://slack.com/app_redirect?${new URLSearchParams({ channel })}`;
   const base = workspaceUrl.endsWith("/") ? workspaceUrl : `${workspaceUrl}/`;
-  return `${base}archives/${encodeURIComponent(channel)}/p${ts.replace(".", "")}`;
+  return `${base}archives/${encodeURIComponent(channel)}`;
 }
 
 /** Runs one Web API call and turns a Slack failure into a Baton error. */

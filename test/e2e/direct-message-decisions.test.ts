@@ -134,6 +134,7 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
       .find((c) => /needs a person on this/.test(String(c.args.text))),
   );
   assert.ok(!String(notice.args.text).includes(DM), "no link to a DM they cannot open");
+  assert.match(String(notice.args.text), new RegExp(`its card is in \\S*${DECISIONS}`));
 
   await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
   const task = await h.until("the manager to hold the task", async () => {

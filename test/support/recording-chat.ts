@@ -18,6 +18,7 @@ export function recordingChat(threadLink: ChatSurface["threadLink"]) {
       return [];
     },
     threadLink,
+    channelLink: (channel) => `https://slack.com/app_redirect?channel=${channel}`,
   };
   return { chat, sent };
 }
