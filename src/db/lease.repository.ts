@@ -99,7 +99,8 @@ update tasks set lease_owner = null, lease_until = null,
   status = case when unread.reopen then 'active' else tasks.status end,
   closed_at = case when unread.reopen then null else tasks.closed_at end,
   model_errors = case when unread.reopen then 0 else tasks.model_errors end,
-  failure_reason = case when unread.reopen then null else tasks.failure_reason end
+  failure_reason = case when unread.reopen then null else tasks.failure_reason end,
+  hop_count = case when unread.reopen then 0 else tasks.hop_count end
 from (
   select tasks.status in ('done', 'failed') and tasks.owner_kind = 'agent'
     and exists (select from task_inputs

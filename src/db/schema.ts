@@ -17,6 +17,7 @@ export interface TasksTable {
   owner_kind: string;
   owner_id: string;
   urgency: ColumnType<string, string | undefined, string>;
+  /** Handoffs between agents since a person last reopened or handed on the task (the hop limit's count). */
   hop_count: Generated<number>;
   step_no: Generated<number>;
   stint_no: Generated<number>;

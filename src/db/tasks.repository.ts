@@ -199,7 +199,10 @@ export interface TaskChanges {
   owner?: Owner;
   stepNo?: number;
   newStint?: boolean;
+  /** One more handoff between agents counted against the hop limit. */
   hop?: boolean;
+  /** A person spoke or decided: the hop limit counts afresh from here. */
+  hopsAfresh?: boolean;
   handbackStack?: string[];
   facts?: Record<string, unknown>;
   addTokens?: number;
@@ -223,6 +226,7 @@ export function taskChangesSet(changes: TaskChanges) {
     ...(changes.stepNo !== undefined && { step_no: changes.stepNo }),
     ...(changes.newStint && { stint_no: eb("stint_no", "+", 1) }),
     ...(changes.hop && { hop_count: eb("hop_count", "+", 1) }),
+    ...(changes.hopsAfresh && { hop_count: 0 }),
     ...(changes.handbackStack && { handback_stack: JSON.stringify(changes.handbackStack) }),
     ...(changes.facts && { facts: JSON.stringify(changes.facts) }),
     ...(changes.addTokens && { tokens: eb("tokens", "+", changes.addTokens) }),

@@ -150,6 +150,7 @@ export async function acceptMessage(
           status: "active",
           modelErrors: 0,
           failureReason: null,
+          hopsAfresh: true,
         });
       }
       // A reply to a task a person closed goes back to them: no agent has its context.

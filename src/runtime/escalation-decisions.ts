@@ -318,6 +318,7 @@ export async function returnToAgent(
     status: "active",
     newStint: true,
     handbackStack: [],
+    hopsAfresh: true,
   });
   await deps.queue.enqueue(tx, task.id);
 }

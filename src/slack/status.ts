@@ -35,9 +35,14 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
   );
   const answer = [
     `*${clip(task.title, 200)}*: ${task.status.replace("_", " ")}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
-    `Task \`${task.id}\` · ${task.hop_count} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
+    `Task \`${task.id}\` · ${history.filter(betweenAgents).length} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     ...lines.slice(-20),
   ].join("\n");
   return truncate(answer, STATUS_MAX);
+}
+
+/** A handoff from one agent to another: what the task's handoff count counts. */
+function betweenAgents(h: { from_kind: string; to_kind: string }): boolean {
+  return h.from_kind === "agent" && h.to_kind === "agent";
 }

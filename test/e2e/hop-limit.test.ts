@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type Harness, startHarness } from "../support/harness.ts";
-import { auditEvents, postsInThread, taskWithStatus } from "../support/observe.ts";
+import type { Script } from "../support/model-server.ts";
+import { auditEvents, postsInThread, taskWithStatus, textOf } from "../support/observe.ts";
 import { pingPongAgents, pingPongScript } from "../support/ping-pong.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 const HOP_LIMIT = 4;
 const agentsFile = pingPongAgents(HOP_LIMIT);
-const script = pingPongScript;
+/** Ping-pong, until the requester says what to do. */
+const script: Script = (request, ctx) =>
+  request.messages.some((m) => textOf(m).includes("just tell me"))
+    ? { content: "Order 1042 left the warehouse today." }
+    : pingPongScript(request, ctx);
 
 let h: Harness;
 before(async () => {
@@ -45,4 +51,23 @@ test("agents that keep handing work to each other stop past the hop limit, and t
   });
   assert.match(String(notice.args.text), /task failed/i);
   assert.match(String(notice.args.text), /the limit is 4/);
+});
+
+test("a reply to a task stopped at the hop limit gives the agents a fresh count", async () => {
+  const { ts } = await h.mention("where is order 1043?");
+  const failed = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
+  const before = h.model.requests.length;
+
+  await h.reply(ts, "just tell me where it is");
+  const done = await h.until("the answer", () => taskWithStatus(h.db.db, ts, "done"));
+  assert.equal(done.id, failed.id, "the reply reopened the same task");
+  assert.equal(done.hop_count, 0, "the count starts again from the requester's reply");
+  assert.equal(h.model.requests.length, before + 1, "the agent read the reply and answered");
+  const answer = await h.until("the answer in Slack", async () =>
+    postsInThread(h.slack, ts).find((p) => String(p.args.text).includes("left the warehouse")),
+  );
+  assert.equal(answer.args.username, "Pong");
+  // The task's story still counts every handoff.
+  const status = await runBaton(h, `status ${done.id}`, { user: "U0REQUESTER" });
+  assert.match(status.text, /· 5 handoffs ·/);
 });
