@@ -358,6 +358,7 @@ export async function sendBackTakenOver(
       toName: input.agent.name,
       instruction: input.instruction,
     }),
+    ...requesterNotice(deps, task, decided, input.userId, choice),
   ]);
   await audit(tx, {
     taskId: task.id,

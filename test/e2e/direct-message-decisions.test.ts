@@ -169,6 +169,9 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
   assert.equal(handed.id, task.id);
   const tasks = await h.db.db.selectFrom("tasks").select("id").execute();
   assert.equal(tasks.length, 1, "no new task from the card's thread");
+  await h.until("the requester told who has it now", async () =>
+    textsIn(h, DM, ts).find((t) => t === "Billing is on it now."),
+  );
 });
 
 // A DM's task, escalated to the operations lane (U0OPSMANAGER), taken over from the card in #ops and
