@@ -268,6 +268,10 @@ describe("Slack chat surface against the Web API emulator", () => {
       "<!subteam^S0A> <!subteam^S0B> go",
     );
     assert.equal(noticeText("<!subteam^S0A|@x> go"), "&lt;!subteam^S0A|@x&gt; go");
+    // A channel's members are paged with a leading <!here>, and nowhere else.
+    assert.equal(noticeText("<!here> ⏰ <!here> late"), "<!here> ⏰ &lt;!here&gt; late");
+    assert.equal(noticeText("<!here|x> go"), "&lt;!here|x&gt; go");
+    assert.equal(noticeText("<!channel> go"), "&lt;!channel&gt; go");
 
     await chat.deliver({ kind: "notice", channel: "C0OPS", text: "plain" }, "out-8");
     assert.equal(lastPost().thread_ts, undefined);

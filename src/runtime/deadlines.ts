@@ -1,4 +1,5 @@
 import type { EscalationNote } from "../core/handoffs/note.ts";
+import type { ChatIntent } from "../core/ports.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
@@ -11,9 +12,9 @@ import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 /**
- * Work waiting on a person past its deadline goes to its fallback owner, with a reminder in the
- * thread and a line in the history. Without a fallback, an approval expires (the agent is told).
- * Each move is a conditional update, so replicas running this at once move it once.
+ * Work waiting on a person past its deadline goes to its fallback owner, with a reminder where its
+ * owners decide and a line in the history. Without a fallback, an approval expires (the agent is
+ * told). Each move is a conditional update, so replicas running this at once move it once.
  */
 export async function enforceDeadlines(deps: RuntimeDeps): Promise<void> {
   const now = deps.clock.now();
@@ -46,6 +47,7 @@ async function moveEscalation(
     if (!task) return;
     const from = deps.agents.persona(row.from_agent);
     const note = row.note as unknown as EscalationNote;
+    const place = escalationPlace(deps.agents.file, task, note.lane);
     const messages: OutboxMessage[] = [];
     if (fallback) {
       await insertHandoff(tx, {
@@ -60,7 +62,7 @@ async function moveEscalation(
         await updateTask(tx, task.id, { owner: { kind: "human", id: owner.id } });
       const card = {
         kind: "escalation_card" as const,
-        ...escalationPlace(deps.agents.file, task, note.lane),
+        ...place,
         persona: personaOf(from),
       };
       const escalationData = { escalationId: row.id, fromName: from.name, note };
@@ -88,17 +90,10 @@ async function moveEscalation(
         ),
       );
     }
-    // Slack pings only the mentions a notice starts with (the rest is escaped): lead with the owner.
-    const to = fallback ? owner : escalation.owner;
-    const ping = to.kind === "channel" ? "" : `${to.id.split(",").map(mentionOf).join(" ")} `;
     const who = fallback ? "it is yours now" : "it is still waiting for you";
+    const card = { ts: row.card_ts, summary: note.summary };
     messages.push(
-      post(task, {
-        kind: "notice",
-        // Where the card is (in a direct message's task, not the requester's DM).
-        ...escalationPlace(deps.agents.file, task, note.lane),
-        text: `${ping}⏰ Reminder: nobody has picked this up in time; ${who}.`,
-      }),
+      post(task, reminder(deps, place, card, fallback ? owner : escalation.owner, who)),
     );
     await enqueueOutbox(tx, messages);
     await audit(tx, {
@@ -109,4 +104,39 @@ async function moveEscalation(
     });
   });
   await deliverOutbox(deps, { taskId: escalation.task_id });
+}
+
+/**
+ * People are paged by mention where the card is (in a direct message's task, not the requester's
+ * DM). A channel's members decide in their channel: they are paged there, in the card's thread if
+ * the card is in it, else with a link to the card and what it is about.
+ */
+function reminder(
+  deps: RuntimeDeps,
+  place: { channel: string; threadTs?: string },
+  card: { ts: string | null; summary: string },
+  to: { kind: string; id: string },
+  who: string,
+): Extract<ChatIntent, { kind: "notice" }> {
+  const late = `⏰ Reminder: nobody has picked this up in time; ${who}`;
+  // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
+  if (to.kind !== "channel")
+    return {
+      kind: "notice",
+      ...place,
+      text: `${to.id.split(",").map(mentionOf).join(" ")} ${late}.`,
+    };
+  // <!here> pages the members who are around; <!channel> would page the away ones too, each time.
+  const thread = place.threadTs ?? card.ts ?? undefined; // a card of its own heads its thread
+  if (place.channel === to.id)
+    return {
+      kind: "notice",
+      channel: to.id,
+      ...(thread && { threadTs: thread }),
+      text: `<!here> ${late}.`,
+    };
+  const link = thread
+    ? deps.chat.threadLink(place.channel, thread)
+    : deps.chat.channelLink(place.channel);
+  return { kind: "notice", channel: to.id, text: `<!here> ${late} (${link}): ${card.summary}` };
 }

@@ -282,27 +282,31 @@ function safeText(text: string): string {
   return orElse(clip(text, MESSAGE_TEXT_MAX), "—");
 }
 
-const LEADING_MENTION = /^<(?:!subteam\^|@)([^>|]+)>\s*/;
+const LEADING_MENTION = /^<(@|!subteam\^|!here)([^>|]*)>\s*/;
 
 /**
- * Notice text is escaped except the user-group and user mentions the runtime puts first
- * (`<!subteam^S…> rest`, `<@U…> rest`) to page an escalation's owners; a token whose ID is not a
- * group or user ID is escaped with the rest.
+ * Notice text is escaped except the user, user-group and `<!here>` mentions the runtime puts first
+ * (`<@U…> rest`, `<!subteam^S…> rest`, `<!here> rest`) to page an escalation's owners (`<!here>`: a
+ * channel's members); a token whose ID is not a user or group ID is escaped with the rest.
  */
 export function noticeText(text: string): string {
   const mentions: string[] = [];
   let rest = text;
   for (;;) {
     const match = LEADING_MENTION.exec(rest);
-    const id = match?.[1];
-    const kindOk = match?.[0].startsWith("<@") ? isUserId : isGroupId;
-    if (!match || id === undefined || !kindOk(id)) break;
-    mentions.push(mention(id));
+    const page = match && leadingMention(match[1] ?? "", match[2] ?? "");
+    if (!match || !page) break;
+    mentions.push(page);
     rest = rest.slice(match[0].length);
   }
   if (mentions.length === 0) return safeText(text);
   const prefix = `${mentions.join(" ")} `;
   return `${prefix}${clip(rest, MESSAGE_TEXT_MAX - prefix.length)}`.trimEnd();
+}
+
+function leadingMention(sigil: string, id: string): string | undefined {
+  if (sigil === "!here") return id === "" ? "<!here>" : undefined;
+  return (sigil === "@" ? isUserId(id) : isGroupId(id)) ? mention(id) : undefined;
 }
 
 function approvalInput(approval: Intent<"approval_card">["approval"]): ApprovalCardInput {

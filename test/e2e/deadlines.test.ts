@@ -6,7 +6,7 @@ import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
   escalationScript,
@@ -180,7 +180,9 @@ test("a sweep that listed an approval before another replica escalated it leaves
   assert.deepEqual(after.approvers, FALLBACK);
 });
 
-test("an escalation nobody picked up in time gets a reminder in its thread, once", async () => {
+// agents.yml: support is #support's (C0SUPPORT). Its members decide there, not in the requester's
+// thread, where the reminder used to go with no mention.
+test("an escalation to a channel's lane nobody picked up in time: the channel is paged, once", async () => {
   h = await startHarness({ script: scriptByAgent(escalationScript()) });
   const harness = h;
   const { ts } = await harness.mention("I was charged twice and I'm furious");
@@ -198,12 +200,17 @@ test("an escalation nobody picked up in time gets a reminder in its thread, once
   const remindersOf = () =>
     harness.slack
       .callsTo("chat.postMessage")
-      .filter((c) => c.args.thread_ts === ts && String(c.args.text).includes("Reminder"));
+      .filter((c) => !c.failed && String(c.args.text).includes("Reminder"));
   // Posted once the run still finishing its own posts lets the task go.
   await harness.until("the reminder", async () => remindersOf().length > 0 || undefined);
   await runMaintenance(harness.baton.deps);
   const reminders = remindersOf();
   assert.equal(reminders.length, 1);
+  const said = `${String(reminders[0]?.args.channel)}: ${String(reminders[0]?.args.text)}`;
+  assert.equal(reminders[0]?.args.channel, "C0SUPPORT", `not where the lane decides: ${said}`);
+  assert.equal(reminders[0]?.args.thread_ts, undefined, "the card is not in #support's threads");
+  assert.match(said, /^C0SUPPORT: <!here> ⏰/, "a live mention leads");
+  assert.match(said, new RegExp(`${CHANNEL}.*${ts.replace(".", "")}`), "it links to the card");
   const audit = await harness.db.db
     .selectFrom("audit_events")
     .select("kind")
