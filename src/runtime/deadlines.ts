@@ -5,9 +5,10 @@ import * as escalationsDb from "../db/escalations.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
-import { enforceApprovalDeadline, firstOf, mentionOf } from "./approval-deadline.ts";
+import { enforceApprovalDeadline, mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { peopleOwner } from "./escalations.ts";
 import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -33,9 +34,8 @@ async function moveEscalation(
 ): Promise<void> {
   const now = deps.clock.now();
   const fallback = escalation.fallback;
-  const owner = fallback
-    ? { kind: fallback.users[0] ? "user" : "group", id: firstOf(fallback) }
-    : escalation.owner;
+  // All of the fallback's people, as approvals give it to all of them: any of them may take it.
+  const owner = (fallback && peopleOwner(fallback)) ?? escalation.owner;
   const respondBy = new Date(
     now.getTime() +
       Math.max(escalation.respond_by.getTime() - escalation.created_at.getTime(), 60_000),

@@ -1,3 +1,4 @@
+import type { People } from "../config/agents-schema.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
 import { insertHandoff } from "../db/ledger.repository.ts";
@@ -12,6 +13,15 @@ const DEFAULT_RESPOND_WITHIN_MS = 4 * 3_600_000;
 /** "people": several users and groups, their ids joined by commas (as a task's human owner is). */
 export type Owner = { kind: "user" | "group" | "people" | "channel"; id: string };
 
+/** Every person and user group named, as one owner; undefined when none is. */
+export function peopleOwner(named: People): Owner | undefined {
+  const people = [...named.users, ...named.groups];
+  if (people.length > 1) return { kind: "people", id: people.join(",") };
+  if (named.users[0]) return { kind: "user", id: named.users[0] };
+  if (named.groups[0]) return { kind: "group", id: named.groups[0] };
+  return undefined;
+}
+
 /**
  * The lane's owner: every person and user group it names, or, when it names none, the members of
  * its channel (or of the task's own channel, for a lane the agents file leaves out). The channel of
@@ -23,18 +33,10 @@ export function laneOwner(
   fallbackChannel: string,
 ) {
   const config = deps.agents.file.policies.lanes[lane];
-  const people = [...(config?.users ?? []), ...(config?.groups ?? [])];
-  const owner: Owner =
-    people.length > 1
-      ? { kind: "people", id: people.join(",") }
-      : config?.users[0]
-        ? { kind: "user", id: config.users[0] }
-        : config?.groups[0]
-          ? { kind: "group", id: config.groups[0] }
-          : { kind: "channel", id: config?.channel ?? fallbackChannel };
+  const people = config && peopleOwner(config);
   return {
-    owner,
-    noticeChannel: people.length > 0 ? config?.channel : undefined,
+    owner: people ?? { kind: "channel", id: config?.channel ?? fallbackChannel },
+    noticeChannel: people ? config?.channel : undefined,
     respondWithinMs: config?.respond_within ?? DEFAULT_RESPOND_WITHIN_MS,
     fallback: config?.fallback,
   };

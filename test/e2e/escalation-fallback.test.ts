@@ -18,11 +18,11 @@ afterEach(async () => {
   h = undefined;
 });
 
-/** An escalation to the support channel, past its respond-by, with U0OPSMANAGER as the fallback. */
-async function escalationPastDue() {
+/** An escalation to the support channel, past its respond-by, with `fallback` (U0OPSMANAGER). */
+async function escalationPastDue(fallback = ["U0OPSMANAGER"]) {
   const text = (await readFile(new URL("../../agents.yml", import.meta.url), "utf8")).replace(
     "    support:\n      channel: C0SUPPORT\n",
-    "    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [U0OPSMANAGER]\n",
+    `    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [${fallback.join(", ")}]\n`,
   );
   const harness = await startHarness({
     script: scriptByAgent(escalationScript()),
@@ -52,6 +52,33 @@ test("an escalation handed to its fallback pings the fallback person (a live men
   );
   const said = String(reminder.args.text);
   assert.ok(said.includes("<@U0OPSMANAGER>"), `the fallback is not pinged: ${said}`);
+});
+
+// It went to the first of them only: the second was neither paged nor allowed to take it over.
+test("an escalation handed to a fallback of two people is theirs, either may take it", async () => {
+  const { harness, ts, escalation } = await escalationPastDue(["U0OPSMANAGER", "U0OPSDEPUTY"]);
+  await enforceDeadlines(harness.baton.deps);
+  const reminder = await harness.until("the reminder", async () =>
+    harness.slack
+      .callsTo("chat.postMessage")
+      .find((c) => c.args.thread_ts === ts && String(c.args.text).includes("Reminder")),
+  );
+  assert.match(String(reminder.args.text), /^<@U0OPSMANAGER> <@U0OPSDEPUTY> ⏰/);
+  const card = await harness.until("the fallback's card", async () =>
+    harness.db.db
+      .selectFrom("escalations")
+      .selectAll()
+      .where("id", "=", escalation.id)
+      .where("card_ts", "!=", escalation.card_ts)
+      .executeTakeFirst(),
+  );
+  const click = await harness.clickCard("U0OPSDEPUTY", ESCALATION_TAKE_OVER, card, ts);
+  assert.equal(click.status, 200);
+  const task = await harness.until("the deputy to hold the task", async () => {
+    const row = await harness.db.db.selectFrom("tasks").selectAll().executeTakeFirstOrThrow();
+    return row.owner_id === "U0OPSDEPUTY" && row;
+  });
+  assert.equal(task.status, "waiting_human");
 });
 
 // The sweep hands the escalation to its fallback: the old card is updated ("reassigned") and a new
