@@ -250,6 +250,27 @@ describe("view builders under adversarial input", () => {
     assertSafe(approvalCard({ ...base, args: {}, state: { status: "pending" } }));
   });
 
+  it("approval card: names who handed the work on and who asked in the thread, a few of each", () => {
+    const card = approvalCard({
+      approvalId: "appr_1",
+      agentName: "Billing",
+      toolName: "issue_refund",
+      args: { order_id: "1077" },
+      requesterId: "U0REQ",
+      handedOnBy: ["U0LEAD", "U0LEAD>|<!channel"],
+      askedInThread: Array.from({ length: 8 }, (_, i) => `U0T${i}`),
+      approvers: { users: ["U0LEE"], groups: [] },
+      expiresAt: AT,
+      state: { status: "pending" },
+    });
+    assertSafe(card);
+    const who = JSON.stringify(card.blocks).match(/Approvers: [^"]*/)?.[0] ?? "";
+    assert.match(
+      who,
+      /· Requested by <@U0REQ> · handed on by <@U0LEAD> · asked in the thread by <@U0T0>, .*<@U0T4>, \+3 more · Expires/,
+    );
+  });
+
   it("reject and send-back modals", () => {
     const reject = rejectReasonModal({ approvalId: "appr_1", toolName: NASTY });
     assertSafe(reject);

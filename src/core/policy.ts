@@ -70,9 +70,28 @@ function matches(condition: ApprovalCondition | undefined, args: unknown): boole
   return true;
 }
 
+/** Who asked for an approval, by their part in it: none of them may decide it. */
+export interface Askers {
+  /** Who started the task. */
+  requester: string;
+  /** People who handed the work on to an agent with an instruction (a send-back, "billing: …"). */
+  handedOnBy: string[];
+  /** Anyone else whose reply in the thread the agent had read when it asked. */
+  inThread: string[];
+}
+
+export type AskerRole = "requester" | "handed_on" | "thread";
+
+/** The part a person had in asking, the largest if several; undefined if they asked nothing. */
+export function askedAs(askers: Askers, userId: string): AskerRole | undefined {
+  if (userId === askers.requester) return "requester";
+  if (askers.handedOnBy.includes(userId)) return "handed_on";
+  return askers.inThread.includes(userId) ? "thread" : undefined;
+}
+
 /**
- * Nobody approves their own request: not the task's requester, nor anyone whose words in its thread
- * the agent had read when it asked (`askedForIt`), such as a lead who replied "refund it".
+ * Nobody approves their own request: not the task's requester, nor anyone else among its `Askers`
+ * (`askedForIt`), such as a lead who replied "refund it" or handed the work on to the agent.
  */
 export function mayDecide(
   userId: string,

@@ -62,6 +62,9 @@ export type ChatIntent =
         toolName: string;
         args: Record<string, unknown>;
         requesterId: string;
+        /** Who else asked (see `Askers`); absent from cards queued before they were named. */
+        handedOnBy?: string[];
+        askedInThread?: string[];
         approvers: { users: string[]; groups: string[] };
         expiresAt: string;
         shadow?: boolean;

@@ -1,3 +1,4 @@
+import type { Askers } from "../core/policy.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -28,13 +29,13 @@ export type ApprovalState =
   | { status: "escalated"; to: string; at: string };
 
 export function approvalIntent(
-  task: { channel_id: string; thread_ts: string; requester_id: string },
   agent: { name: string; icon: string },
   place: { channel: string; threadTs?: string },
   a: {
     id: string;
     tool: string;
     args: Record<string, unknown>;
+    askers: Askers;
     approvers: People;
     expiresAt: Date;
     state: ApprovalState;
@@ -52,7 +53,9 @@ export function approvalIntent(
       agentName: agent.name,
       toolName: a.tool,
       args: a.args,
-      requesterId: task.requester_id,
+      requesterId: a.askers.requester,
+      handedOnBy: a.askers.handedOnBy,
+      askedInThread: a.askers.inThread,
       approvers: a.approvers,
       expiresAt: a.expiresAt.toISOString(),
       state: a.state,
@@ -113,7 +116,8 @@ async function escalateApproval(
     if (!task) return true;
     const agent = deps.agents.persona(row.agent_id);
     const to = firstOf(fallback);
-    const base = { id: row.id, tool: row.tool, args: row.args, expiresAt };
+    const askers = await approvalsDb.whoAsked(tx, row.id);
+    const base = { id: row.id, tool: row.tool, args: row.args, askers, expiresAt };
     await insertHandoff(tx, {
       taskId: task.id,
       stepNo: task.step_no,
@@ -128,7 +132,7 @@ async function escalateApproval(
     const messages: OutboxMessage[] = [
       cardUpdate(
         task,
-        approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
+        approvalIntent(agent, decisionPlace(deps.agents.file, task), {
           ...base,
           approvers: approval.approvers,
           state: { status: "escalated", to, at: now.toISOString() },
@@ -145,7 +149,7 @@ async function escalateApproval(
       }),
       post(
         task,
-        approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
+        approvalIntent(agent, decisionPlace(deps.agents.file, task), {
           ...base,
           approvers: fallback,
           state: { status: "pending" },
@@ -208,10 +212,11 @@ export async function resumeAfterDecision(
   await enqueueOutbox(tx, [
     cardUpdate(
       task,
-      approvalIntent(task, agent, decisionPlace(deps.agents.file, task), {
+      approvalIntent(agent, decisionPlace(deps.agents.file, task), {
         id: row.id,
         tool: row.tool,
         args: row.args,
+        askers: await approvalsDb.whoAsked(tx, row.id),
         approvers: row.approvers,
         expiresAt: row.expires_at,
         state,

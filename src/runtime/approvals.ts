@@ -1,5 +1,5 @@
-import type { Gate } from "../core/policy.ts";
-import { mayDecide } from "../core/policy.ts";
+import type { AskerRole, Gate } from "../core/policy.ts";
+import { askedAs, mayDecide } from "../core/policy.ts";
 import type { ToolDefinition } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
@@ -44,6 +44,8 @@ export async function requestApproval(
     },
     expiresAt,
   });
+  // The work may have passed through people since the task began: the card names whoever asked.
+  const askers = await approvalsDb.whoAsked(fx.tx, id);
   Object.assign(fx.changes, { status: "waiting_human" });
   await insertHandoff(fx.tx, {
     taskId: task.id,
@@ -57,10 +59,11 @@ export async function requestApproval(
   fx.outbox.push(
     post(
       task,
-      approvalIntent(task, agent, place, {
+      approvalIntent(agent, place, {
         id,
         tool: call.tool.name,
         args,
+        askers,
         approvers,
         expiresAt,
         state: { status: "pending" },
@@ -91,6 +94,11 @@ export async function requestApproval(
       args,
       policy: gate.policyId,
       approvers,
+      asked_by: {
+        requester: askers.requester,
+        handed_on_by: askers.handedOnBy,
+        in_thread: askers.inThread,
+      },
       expires_at: expiresAt.toISOString(),
     },
   });
@@ -100,7 +108,9 @@ export type DecisionOutcome =
   | { outcome: "decided"; status: "approved" | "rejected" }
   | { outcome: "already_decided"; status: string; by: string | null; at: Date | null }
   | { outcome: "expired" }
-  | { outcome: "refused"; reason: "own_request" | "not_an_approver" };
+  /** `askedAs`: the part the person had in asking for it (the card names them so). */
+  | { outcome: "refused"; reason: "own_request"; askedAs: AskerRole }
+  | { outcome: "refused"; reason: "not_an_approver" };
 
 type ClickInput = { approvalId: string; userId: string; decision: "approved" | "rejected" };
 
@@ -150,21 +160,33 @@ async function authorize(
   input: ClickInput,
 ): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
-  const askers = await approvalsDb.askersOf(deps.db, [approval.id]);
-  const askedForIt = askers.get(approval.id)?.has(input.userId) ?? false;
+  const asked = askedAs(await approvalsDb.whoAsked(deps.db, approval.id), input.userId);
   const check = mayDecide(
     input.userId,
-    { requesterId: approval.requester_id, approvers: approval.approvers, askedForIt },
+    {
+      requesterId: approval.requester_id,
+      approvers: approval.approvers,
+      askedForIt: asked !== undefined,
+    },
     groups,
   );
   if (check.ok) return { allowed: approval };
+  const refused: DecisionOutcome =
+    check.reason === "own_request"
+      ? { outcome: "refused", reason: check.reason, askedAs: asked ?? "requester" }
+      : { outcome: "refused", reason: check.reason };
   await audit(deps.db, {
     taskId: approval.task_id,
     actor: { kind: "human", id: input.userId },
     kind: "approval_refused",
-    data: { approval_id: approval.id, reason: check.reason, decision: input.decision },
+    data: {
+      approval_id: approval.id,
+      reason: check.reason,
+      ...("askedAs" in refused && { asked_as: refused.askedAs }),
+      decision: input.decision,
+    },
   });
-  return { refused: { outcome: "refused", reason: check.reason } };
+  return { refused };
 }
 
 async function requireApproval(deps: RuntimeDeps, approvalId: string): Promise<ApprovalRow> {

@@ -108,7 +108,7 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
   approval_requested: (d) => {
     const who = obj(d.approvers);
     const names = [...list(who.users), ...list(who.groups)].join(", ") || "nobody";
-    return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}, expires ${str(d.expires_at)}`;
+    return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}${askedBy(obj(d.asked_by))}, expires ${str(d.expires_at)}`;
   },
   approval_decided: (d) => {
     const verdict = { approved: "Approved", rejected: "Rejected", expired: "Expired" }[
@@ -118,7 +118,8 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     return `${verdict ?? str(d.decision)} ${str(d.tool)}(${argsText(d.args)})${reason}`;
   },
   approval_withdrawn: (d) => `Approval of ${str(d.tool)} withdrawn: the task stopped first`,
-  approval_refused: (d) => `Approval click refused: ${str(d.reason)}`,
+  approval_refused: (d) =>
+    `Approval click refused: ${str(d.reason)}${d.asked_as ? ` (asked as ${str(d.asked_as)})` : ""}`,
   approval_click_ignored: (d) => `Approval click ignored: already ${str(d.status)}`,
   escalated: (d) => {
     const owner = obj(d.owner);
@@ -145,6 +146,19 @@ const num = (value: unknown): number => (typeof value === "number" ? value : Num
 const obj = (value: unknown): Data =>
   value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Data) : {};
 const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(str) : []);
+
+/** ", requested by human:U1, handed on by human:U2": who asked, as the approval card named them. */
+function askedBy(who: Data): string {
+  const parts: [string, string[]][] = [
+    ["requested by", who.requester ? [str(who.requester)] : []],
+    ["handed on by", list(who.handed_on_by)],
+    ["asked in the thread by", list(who.in_thread)],
+  ];
+  return parts
+    .filter(([, ids]) => ids.length > 0)
+    .map(([words, ids]) => `, ${words} ${ids.map((id) => `human:${id}`).join(", ")}`)
+    .join("");
+}
 
 /** `order_id=1077, amount_usd=149`: arguments as a person reads them. */
 function argsText(args: unknown): string {

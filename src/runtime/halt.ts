@@ -116,13 +116,13 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
       cardUpdate(
         fx.task,
         approvalIntent(
-          fx.task,
           deps.agents.persona(row.agent_id),
           decisionPlace(deps.agents.file, fx.task),
           {
             id: row.id,
             tool: row.tool,
             args: row.args,
+            askers: await approvalsDb.whoAsked(tx, row.id),
             approvers: row.approvers,
             expiresAt: row.expires_at,
             state: { status: "withdrawn", at: now.toISOString() },

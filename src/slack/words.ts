@@ -1,4 +1,5 @@
 import { duration } from "../core/duration.ts";
+import type { AskerRole } from "../core/policy.ts";
 import { isConnectionLost } from "../db/database.ts";
 import { isBatonError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
@@ -27,10 +28,17 @@ export function decisionWords(
       return "This request expired before a decision, so nothing was done. The agent has been told.";
     case "refused":
       return outcome.reason === "own_request"
-        ? "You asked for this (you started the task or wrote in its thread), so you can't approve or reject it yourself. Someone else on the approver list has to decide."
+        ? `You asked for this (${ASKED_AS[outcome.askedAs]}), so you can't approve or reject it yourself. Someone else on the approver list has to decide.`
         : `Only ${info ? approvers(info.approvers) : "the named approvers"} may decide on ${info ? `\`${info.toolName}\`` : "this request"}.`;
   }
 }
+
+/** How a person asked for an approval, as its card names them. */
+const ASKED_AS: Record<AskerRole, string> = {
+  requester: "you started the task",
+  handed_on: "you handed the work on to the agent",
+  thread: "you wrote in its thread",
+};
 
 export function escalationWords(
   check:

@@ -7,6 +7,8 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
+  blockTexts,
+  cardWithButton,
   decisionResult,
   decisionSeen,
   finishedTask,
@@ -43,6 +45,10 @@ test("a billing lead who asked for the refund in the thread may not approve it; 
     const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
+  // The card names them, as the refusal below does.
+  const card = cardWithButton(h.slack, ts, APPROVAL_APPROVE);
+  assert.ok(card);
+  assert.match(blockTexts(card).join("\n"), /asked in the thread by <@U0BILLINGLEAD>/);
 
   // Their App Home does not list it as waiting on them; another lead's does.
   const waiting = async (user: string, groups: string[]) =>
@@ -78,7 +84,7 @@ test("a billing lead who asked for the refund in the thread may not approve it; 
   const told = await h.until("the lead to be told", async () =>
     h.slack.callsTo("chat.postEphemeral").find((c) => c.args.user === "U0BILLINGLEAD"),
   );
-  assert.match(String(told.args.text), /^You asked for this/);
+  assert.match(String(told.args.text), /^You asked for this \(you wrote in its thread\)/);
   const still = await h.db.db
     .selectFrom("approvals")
     .select("status")

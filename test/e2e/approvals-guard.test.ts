@@ -159,7 +159,7 @@ test("the requester may not approve their own request, even as a billing lead", 
   const again = await ephemeralTo(h, REQUESTER, 2);
   assert.match(
     String(again.args.text),
-    /You asked for this \(you started the task or wrote in its thread\), so you can't approve or reject it/,
+    /You asked for this \(you started the task\), so you can't approve or reject it/,
   );
   assert.equal(h.slack.callsTo("views.open").length, 0, "no reason modal for the requester");
   assert.equal((await approvalNow(h, p)).status, "pending");

@@ -31,6 +31,10 @@ export interface ApprovalCardInput {
   args: Record<string, unknown>;
   reason?: string;
   requesterId: string;
+  /** People who handed the work on to the agent (a send-back, "billing: …"): they asked too. */
+  handedOnBy?: string[];
+  /** Anyone else whose words in the thread the agent had read when it asked. */
+  askedInThread?: string[];
   /** Slack user IDs and user group IDs from config; anything not shaped like an ID is dropped. */
   approvers: { users: string[]; groups: string[] };
   expiresAt: Date;
@@ -42,6 +46,7 @@ export interface ApprovalCardInput {
 // Three fields sections: 30 arguments at most, fewer when long; the rest are counted and named.
 const ARG_SECTIONS = 3;
 const APPROVERS_SHOWN = 20;
+const ASKERS_SHOWN = 5;
 
 export function approvalCard(input: ApprovalCardInput): SlackMessage {
   const agent = clip(input.agentName, 80);
@@ -92,21 +97,39 @@ function textOnly(text: string, approvers: string, input: ApprovalCardInput): st
 function whoMayApprove(input: ApprovalCardInput): string {
   // Groups first: a policy usually names a role ("billing leads"), people are the exceptions.
   const ids = [
-    ...new Set([
-      ...input.approvers.groups.filter(isGroupId),
-      ...input.approvers.users.filter(isUserId),
-    ]),
+    ...input.approvers.groups.filter(isGroupId),
+    ...input.approvers.users.filter(isUserId),
   ];
-  const shown = ids.slice(0, APPROVERS_SHOWN).map(mention);
-  if (ids.length > shown.length) shown.push(`+${ids.length - shown.length} more`);
-  const approvers = shown.length > 0 ? shown.join(", ") : "nobody (no valid approver configured)";
-  const requester = isUserId(input.requesterId)
-    ? ` · Requested by ${mention(input.requesterId)}`
-    : "";
+  const approvers = mentions(ids, APPROVERS_SHOWN) || "nobody (no valid approver configured)";
   return truncate(
-    `Approvers: ${approvers}${requester} · Expires ${slackDate(input.expiresAt)}`,
+    `Approvers: ${approvers}${whoAsked(input)} · Expires ${slackDate(input.expiresAt)}`,
     2000,
   );
+}
+
+/**
+ * Everyone the approval counts as having asked for it, who may not decide it: the work may have
+ * passed through a person since the task began, and the agent acts on their instruction.
+ */
+function whoAsked(input: ApprovalCardInput): string {
+  const parts: [string, string[]][] = [
+    ["Requested by", [input.requesterId]],
+    ["handed on by", input.handedOnBy ?? []],
+    ["asked in the thread by", input.askedInThread ?? []],
+  ];
+  return parts
+    .map(([words, ids]) => [words, mentions(ids.filter(isUserId), ASKERS_SHOWN)])
+    .filter(([, names]) => names)
+    .map(([words, names]) => ` · ${words} ${names}`)
+    .join("");
+}
+
+/** The first `max` distinct IDs as mentions, and how many more; "" for none. */
+function mentions(ids: string[], max: number): string {
+  const unique = [...new Set(ids)];
+  const shown = unique.slice(0, max).map(mention);
+  if (unique.length > shown.length) shown.push(`+${unique.length - shown.length} more`);
+  return shown.join(", ");
 }
 
 function stateBlock(approvalId: string, state: ApprovalState): Block {
