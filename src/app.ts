@@ -204,6 +204,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         schedule: agentsFile.digest.schedule,
         timezone: agentsFile.digest.timezone,
         log,
+        now: () => deps.clock.now(),
         run: async (fireAt) => {
           await runDigest(
             {

@@ -1,4 +1,4 @@
-import cron from "node-cron";
+import cron, { type ScheduledTask } from "node-cron";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
@@ -11,6 +11,8 @@ export interface SchedulerOptions {
   run: (fireAt: Date) => Promise<void>;
   log: Logger;
   name?: string;
+  /** Read at start, to fire today's firing late if none ran it (default: the system clock). */
+  now?: () => Date;
 }
 
 export interface Scheduler {
@@ -38,16 +40,16 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   const withSeconds = options.schedule.trim().split(/\s+/).length === 6;
   const name = options.name ?? "digest";
   const log = options.log.child({ scheduler: name });
+  const fire = async (fireAt: Date) => {
+    try {
+      await options.run(fireAt);
+    } catch (error) {
+      log.error({ err: error, fireAt: fireAt.toISOString() }, "scheduled run failed");
+    }
+  };
   const task = cron.schedule(
     options.schedule,
-    async (context) => {
-      const fireAt = slotKey(context.date, withSeconds);
-      try {
-        await options.run(fireAt);
-      } catch (error) {
-        log.error({ err: error, fireAt: fireAt.toISOString() }, "scheduled run failed");
-      }
-    },
+    (context) => fire(slotKey(context.date, withSeconds)),
     {
       timezone: options.timezone,
       name,
@@ -55,12 +57,46 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
       missedExecutionTolerance: LATE_TOLERANCE_MS,
     },
   );
-  log.info({ schedule: options.schedule, timezone: options.timezone }, "scheduler started");
+  // node-cron fires nothing it missed while no process ran: a start does, under the slot's own
+  // key, so a firing another replica ran is claimed already and sends nothing.
+  const now = options.now?.() ?? new Date();
+  const missed = lateSlot(task, options.timezone, withSeconds, now);
+  const late = missed ? fire(missed) : undefined;
+  log.info(
+    { schedule: options.schedule, timezone: options.timezone, late: missed?.toISOString() },
+    "scheduler started",
+  );
   return {
     async stop() {
       await task.destroy();
+      await late;
     },
   };
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * The firing a start should run late: today's last (in the schedule's time zone), if nearer than
+ * the next. A past day's digest is not sent on another day, nor at 22:00 a 09:00 one that the next
+ * repeats in eleven hours. Searched out from `now` a slot at a time, back and ahead, so the nearer
+ * is met first, within 25 hours (a day when clocks go back): 3,000 matches at most for five fields.
+ */
+function lateSlot(
+  task: Pick<ScheduledTask, "match">,
+  timezone: string,
+  withSeconds: boolean,
+  now: Date,
+): Date | undefined {
+  const unit = withSeconds ? 1_000 : 60_000;
+  const from = slotKey(now, withSeconds).getTime();
+  const day = new Intl.DateTimeFormat("en-CA", { timeZone: timezone, dateStyle: "short" });
+  for (let step = 0; step * unit <= 25 * HOUR_MS; step++) {
+    const back = new Date(from - step * unit);
+    if (task.match(back)) return day.format(back) === day.format(now) ? back : undefined;
+    if (task.match(new Date(from + (step + 1) * unit))) return undefined;
+  }
+  return undefined;
 }
 
 /** The slot at the schedule's own resolution: the minute, or the second for 6-field expressions. */
