@@ -28,7 +28,7 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
     db
       .selectFrom("tasks")
       .select(["id", "title", "status", "owner_kind", "owner_id", "channel_id", "thread_ts"])
-      .select("last_activity_at")
+      .select(["requester_id", "last_activity_at"])
       // The whole count, not the rows kept: "(50)" must not stand for 120.
       .select(sql<number>`count(*) over ()`.as("total"))
       .where("status", "in", OPEN)

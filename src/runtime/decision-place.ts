@@ -33,3 +33,16 @@ export function escalationPlace(
 ): { channel: string; threadTs?: string } {
   return decisionPlace(file, task, file.policies.lanes[lane]?.channel);
 }
+
+/**
+ * Where a person opens a task: its thread, unless that is a direct message and they are not its
+ * requester (nobody else can open it); then the card its people decide on, if it has one.
+ */
+export function openPlace(
+  task: { channel_id: string; thread_ts: string },
+  card: { channel: string; ts: string } | undefined,
+  byRequester = false,
+): { channel: string; ts: string } {
+  const thread = { channel: task.channel_id, ts: task.thread_ts };
+  return isDirectMessage(task.channel_id) && !byRequester && card ? card : thread;
+}

@@ -38,6 +38,8 @@ export type Owned<T> = {
 export const WITHHELD = "a task in another conversation (its words stay there)";
 
 export type Linker = (row: { channel_id: string; thread_ts: string }) => string;
+/** Opens a task where those the digest goes to can (see openPlace). */
+export type TaskLinker = (task: { id: string; channel_id: string; thread_ts: string }) => string;
 
 const USER_ID = /^[UW][A-Z0-9]+$/;
 
@@ -91,7 +93,7 @@ export async function withGroupMembers(
 export function staleTaskItem(
   t: Row<typeof staleTasks>,
   agentName: (id: string) => string,
-  link: Linker,
+  link: TaskLinker,
   openHere: boolean,
 ): Owned<DigestTaskItem> {
   const owner =
@@ -145,7 +147,7 @@ export function staleApprovalItem(
 export function failedTaskItem(
   f: Row<typeof failedTasks>,
   now: Date,
-  link: Linker,
+  link: TaskLinker,
   openHere: boolean,
 ): Owned<DigestFailedItem> {
   const item = {

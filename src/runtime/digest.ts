@@ -12,14 +12,17 @@ import {
   staleApprovals,
   staleTasks,
 } from "../db/reports.repository.ts";
+import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { peopleOnTasks } from "../db/task-people.repository.ts";
 import type { Logger } from "../log.ts";
+import { isDirectMessage, openPlace } from "./decision-place.ts";
 import {
   type Digest,
   failedTaskItem,
   type Owned,
   staleApprovalItem,
   staleTaskItem,
+  type TaskLinker,
   withGroupMembers,
 } from "./digest-items.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -119,6 +122,7 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     approvals: approvals.slice(0, LIST_LIMIT),
     failed: failed.slice(0, LIST_LIMIT),
   };
+  const taskLink = await taskLinker(tx, deps, [...kept.tasks, ...kept.failed]);
   const openHere = await readableIn(tx, config.channel, [
     ...kept.tasks.map((t) => t.id),
     ...kept.approvals.map((a) => a.task_id),
@@ -130,11 +134,11 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     kept.approvals.map((a) => a.id),
   );
   const digest = {
-    staleTasks: kept.tasks.map((t) => staleTaskItem(t, agentName, link, openHere.has(t.id))),
+    staleTasks: kept.tasks.map((t) => staleTaskItem(t, agentName, taskLink, openHere.has(t.id))),
     staleApprovals: kept.approvals.map((a) =>
       staleApprovalItem(a, agentName, link, openHere.has(a.task_id), askers.get(a.id)),
     ),
-    failedTasks: kept.failed.map((f) => failedTaskItem(f, now, link, openHere.has(f.id))),
+    failedTasks: kept.failed.map((f) => failedTaskItem(f, now, taskLink, openHere.has(f.id))),
   };
   const input: DigestInput = {
     audience: "channel",
@@ -151,6 +155,20 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     },
   };
   return { input, ...digest };
+}
+
+/** Links to the tasks listed: a direct message's to its card, as no reader can open the DM. */
+async function taskLinker(
+  tx: Tx,
+  deps: DigestDeps,
+  tasks: { id: string; channel_id: string }[],
+): Promise<TaskLinker> {
+  const inDirectMessages = tasks.filter((t) => isDirectMessage(t.channel_id)).map((t) => t.id);
+  const cards = await cardsOfTasks(tx, inDirectMessages);
+  return (task) => {
+    const place = openPlace(task, cards.get(task.id));
+    return deps.threadLink(place.channel, place.ts);
+  };
 }
 
 /** The tasks among `taskIds` whose words may be read in `channel`. */

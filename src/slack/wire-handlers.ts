@@ -1,11 +1,12 @@
 import { findApproval } from "../db/approvals.repository.ts";
 import { homeData } from "../db/home.repository.ts";
+import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
 import { closeTask } from "../runtime/close-task.ts";
-import { isDirectMessage } from "../runtime/decision-place.ts";
+import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
@@ -141,6 +142,16 @@ export function createSlackHandlers(
       userFaultAsText(() => auditAnswer(taskId, page, { userId, channelId })),
     async homeView(userId) {
       const data = await homeData(deps.db, userId, await userGroups(userId));
+      // A direct message's task is linked to its card for all but its requester (see openPlace).
+      const inDirectMessages = data.openTasks.filter((t) => isDirectMessage(t.channel_id));
+      const cards = await cardsOfTasks(
+        deps.db,
+        inDirectMessages.map((t) => t.id),
+      );
+      const openLink = (t: (typeof data.openTasks)[number]) => {
+        const place = openPlace(t, cards.get(t.id), t.requester_id === userId);
+        return deps.chat.threadLink(place.channel, place.ts);
+      };
       return appHome({
         userId,
         openTaskCount: data.openTaskCount,
@@ -152,7 +163,7 @@ export function createSlackHandlers(
           ...(t.owner_kind === "human" && { ownerIds: t.owner_id.split(",") }),
           status: t.status,
           updatedAt: t.last_activity_at,
-          permalink: deps.chat.threadLink(t.channel_id, t.thread_ts),
+          permalink: openLink(t),
         })),
         waitingApprovals: data.waitingApprovals.map((a) => ({
           approvalId: a.id,

@@ -247,3 +247,38 @@ test("the requester is not told an agent is on it 'again' when it never was", as
   );
   assert.doesNotMatch(String(told.args.text), /again/, "Billing never had this task");
 });
+
+// The manager holding a DM's task found it in App Home's "my tasks" linked to the requester's DM,
+// which they cannot open; the requester, who can, keeps the DM.
+test("App Home links a DM task's holder to its card, and its requester to the DM", async () => {
+  const note = { ...ESCALATION_NOTE, lane: "operations" };
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+    }),
+  });
+  current = h;
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
+  await h.until(
+    "the manager holds it",
+    async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
+  );
+  const homeOf = async (user: string) => {
+    const opened = { type: "app_home_opened", user, tab: "home" };
+    await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
+    const view = await h.until(`${user}'s home`, async () =>
+      h.slack.callsTo("views.publish").find((c) => c.args.user_id === user),
+    );
+    return JSON.stringify(view.args.view);
+  };
+  const held = await homeOf("U0OPSMANAGER");
+  assert.ok(!held.includes(DM), `no link to the requester's DM: ${held}`);
+  assert.ok(held.includes(`${DECISIONS}/p${String(escalation.card_ts).replace(".", "")}`));
+  const asked = await homeOf(REQUESTER);
+  assert.ok(asked.includes(`${DM}/p${ts.replace(".", "")}`), "the requester opens the DM");
+});
