@@ -49,6 +49,28 @@ export function gateFor(agent: Agent, tool: ToolDefinition, args: unknown, file:
   return { kind: "run" };
 }
 
+/**
+ * A write a person rejected in this task waits for a person again when called again, whatever its
+ * arguments now: a model must not get round a rejection by asking for less (149 USD rejected, then
+ * 60, under the policy's threshold). The policy that asked the first time decides; one no longer
+ * in the agents file leaves it to the people it asked.
+ */
+export function gateAfterRejection(
+  rejected: { policyId: string; approvers: People; expiresAfterMs: number },
+  file: AgentsFile,
+): Gate {
+  const policy = file.policies.approvals.find((p) => p.id === rejected.policyId);
+  if (policy) return approvalGate(policy);
+  const supervisors = rejected.policyId === "supervised" ? file.policies.supervisors : undefined;
+  return {
+    kind: "approval",
+    policyId: rejected.policyId,
+    approvers: supervisors ?? rejected.approvers,
+    expiresAfterMs: supervisors ? SUPERVISED_EXPIRY_MS : rejected.expiresAfterMs,
+    fallback: undefined,
+  };
+}
+
 function approvalGate(policy: ApprovalPolicy): Gate {
   return {
     kind: "approval",
@@ -62,12 +84,32 @@ function approvalGate(policy: ApprovalPolicy): Gate {
 function matches(condition: ApprovalCondition | undefined, args: unknown): boolean {
   if (!condition) return true;
   const value = (args as Record<string, unknown> | null)?.[condition.argument];
-  if (condition.greater_than !== undefined)
-    return typeof value === "number" && value > condition.greater_than;
-  if (condition.at_least !== undefined)
-    return typeof value === "number" && value >= condition.at_least;
-  if (condition.equals !== undefined) return value === condition.equals;
+  const threshold = condition.greater_than ?? condition.at_least;
+  if (threshold !== undefined) {
+    // The model picks the argument's shape: "150" is 150, and an amount that cannot be read as a
+    // number (left out, "150 USD") is one a person must look at: the tool may read it as more.
+    const amount = asNumber(value);
+    if (amount === undefined) return true;
+    return condition.greater_than !== undefined ? amount > threshold : amount >= threshold;
+  }
+  if (condition.equals !== undefined) return sameValue(value, condition.equals);
   return true;
+}
+
+function asNumber(value: unknown): number | undefined {
+  if (typeof value === "number") return value;
+  if (typeof value !== "string" || value.trim() === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** `equals: "1077"` matches 1077 and " 1077 " too: the tool is likely to read them as one. */
+function sameValue(value: unknown, expected: string | number | boolean): boolean {
+  if (value === expected) return true;
+  if (typeof expected === "boolean" || typeof value === "boolean") return false;
+  if (typeof expected === "number") return asNumber(value) === expected;
+  if (typeof value === "number") return asNumber(expected) === value;
+  return typeof value === "string" && value.trim() === expected.trim();
 }
 
 /** Who asked for an approval, by their part in it: none of them may decide it. */

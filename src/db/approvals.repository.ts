@@ -182,6 +182,22 @@ export async function withdrawPendingApprovals(tx: Executor, taskId: string, now
 }
 
 /**
+ * The latest call of `tool` in the task that a person rejected, if any: a call of it again waits
+ * for a person whatever its arguments (see `gateAfterRejection`).
+ */
+export async function lastRejected(db: Executor, taskId: string, tool: string) {
+  return db
+    .selectFrom("approvals")
+    .select(["policy_id", "approvers", "expires_at", "created_at"])
+    .where("task_id", "=", taskId)
+    .where("tool", "=", tool)
+    .where("status", "=", "rejected")
+    .orderBy("created_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+}
+
+/**
  * Decided approvals whose tool call the task has not yet settled (the worker does it); `decided` in
  * `TURN_READS` (read by the lease claim and the turn's lock) asks the same question: change both
  * together.

@@ -2,8 +2,9 @@ import type { ToolRateLimit } from "../config/agents-schema.ts";
 import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
 import { duration } from "../core/duration.ts";
-import { gateFor } from "../core/policy.ts";
+import { type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
+import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Executor, Tx } from "../db/database.ts";
 import { insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
@@ -38,7 +39,7 @@ export async function runToolAction(
     refuseOverLimit(fx, action, limit, base);
     return false;
   }
-  const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file);
+  const gate = await gateOf(fx, action);
 
   if (gate.kind === "approval") {
     await insertToolCall(fx.tx, {
@@ -117,6 +118,22 @@ export async function runToolAction(
     fx.deps.metrics.toolCalls.inc({ tool: action.tool.name, outcome: outcome.status }),
   );
   return false;
+}
+
+/** The policy's gate, and after a person rejected a call of the tool in this task, a person again. */
+async function gateOf(fx: TurnEffects, action: Extract<Action, { kind: "tool" }>): Promise<Gate> {
+  const { task, agent } = fx.turn;
+  const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file);
+  // A write that would run goes down the locked path (writesBeforeTurn): this read is in its
+  // transaction, so a rejection committed before the turn's lock is seen.
+  if (gate.kind !== "run" || action.tool.toolClass === "read") return gate;
+  const rejected = await approvalsDb.lastRejected(fx.tx, task.id, action.tool.name);
+  if (!rejected) return gate;
+  const window = rejected.expires_at.getTime() - rejected.created_at.getTime();
+  return gateAfterRejection(
+    { policyId: rejected.policy_id, approvers: rejected.approvers, expiresAfterMs: window },
+    fx.deps.agents.file,
+  );
 }
 
 /**
