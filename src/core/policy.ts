@@ -29,10 +29,8 @@ export function gateFor(agent: Agent, tool: ToolDefinition, args: unknown, file:
   if (agent.autonomy === "shadow") return { kind: "shadow" };
   const policy = file.policies.approvals.find((p) => p.tool === tool.name && matches(p.when, args));
   if (policy) return approvalGate(policy);
-  if (
-    agent.autonomy === "supervised" ||
-    (tool.toolClass === "irreversible" && agent.autonomy !== "autonomous")
-  ) {
+  // An irreversible tool is gated as a write is: the class tells the operator, and policies name it.
+  if (agent.autonomy === "supervised") {
     const supervisors = file.policies.supervisors;
     if (supervisors) {
       return {
