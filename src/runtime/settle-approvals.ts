@@ -30,9 +30,16 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
       let content: unknown;
       let status: SettledStatus;
       const allowedBy = d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
-      if (d.status === "approved") {
-        const tool = deps.tools.get(d.tool);
-        if (!tool) throw new Error(`approved tool ${d.tool} is no longer registered`);
+      const tool = deps.tools.get(d.tool);
+      if (d.status === "approved" && !tool) {
+        // The operator took the tool out of the agents file while the call waited: no retry can
+        // run it, and the agent must not think it ran.
+        deps.log.warn({ taskId, tool: d.tool }, "an approved call's tool is gone: not run");
+        status = "failed";
+        content = {
+          error: `A person approved this call, but it was not run: ${d.tool} is no longer one of your tools. Tell the requester it could not be done, or propose something else.`,
+        };
+      } else if (d.status === "approved" && tool) {
         const outcome = await executeTool(
           tx,
           tool,
