@@ -125,6 +125,16 @@ export async function releaseLease(
   return RELEASE_LEASE.first(db, ...deliveredValues(delivered), id, worker);
 }
 
+/** Whether a run holds the task's lease now, by the database's clock. */
+export async function leaseHeld(db: Executor, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("tasks")
+    .select(sql<boolean>`coalesce(lease_until > now(), false)`.as("held"))
+    .where("id", "=", id)
+    .executeTakeFirst();
+  return row?.held === true;
+}
+
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */
 export async function findOrphanedTasks(db: Executor, limit: number): Promise<string[]> {
   const rows = await db

@@ -11,5 +11,7 @@ export async function markDeadLettered(
   const task = await findTask(deps.db, taskId);
   if (!task || task.status === "done" || task.status === "failed") return;
   deps.log.error({ taskId }, "task dead-lettered");
-  await haltTask(deps, task, { reason });
+  // Another job may have taken the task on since this one's last try failed (the sweep queues one
+  // for an active task no run holds): that run goes on, and its own job fails it if it must.
+  await haltTask(deps, task, { reason, unlessDriven: true });
 }

@@ -1,6 +1,7 @@
 import { shorten } from "../core/text.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
+import { leaseHeld } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -29,13 +30,21 @@ const MAX_REASON = 2_000;
 export async function haltTask(
   deps: RuntimeDeps,
   task: TaskRow,
-  input: { reason: string; toHuman?: boolean; holdsLease?: boolean },
+  input: {
+    reason: string;
+    toHuman?: boolean;
+    holdsLease?: boolean;
+    /** Not while a run holds the task (a dead letter: another job took the task on since). */
+    unlessDriven?: boolean;
+  },
 ): Promise<void> {
   const reason = shorten(maskSecrets(input.reason), MAX_REASON);
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
     await approvalsDb.lockPendingApprovals(tx, task.id);
     const locked = await lockTask(tx, task.id);
     if (!locked || locked.status === "done" || locked.status === "failed") return;
+    // Under the task's lock, so no run claims it between this look and the halt.
+    if (input.unlessDriven && (await leaseHeld(tx, locked.id))) return;
     // A cap is checked on the run's copy of the task; a person may hold it by now (a run whose
     // lease lapsed, a second run). It is theirs, not an agent's turn to stop: no second escalation.
     if (input.toHuman && locked.owner_kind !== "agent") return;
