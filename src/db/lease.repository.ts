@@ -150,6 +150,27 @@ export async function findOrphanedTasks(db: Executor, limit: number): Promise<st
     .forShare()
     .skipLocked()
     .execute();
+  const ids = rows.map((r) => r.id);
+  if (ids.length >= limit) return ids;
+  return [...new Set([...ids, ...(await endedWithUnreadReply(db, limit - ids.length))])];
+}
+
+/**
+ * Tasks a run ended (answered or failed) and died before giving up: its release would have opened
+ * the task again for a reply that came while it ran (whose own job found the task held, and ended).
+ * Only a run that died leaves an ended task's lease set. Read from the unread replies, which are few.
+ */
+async function endedWithUnreadReply(db: Executor, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom("task_inputs")
+    .innerJoin("tasks", "tasks.id", "task_inputs.task_id")
+    .select("tasks.id")
+    .where("task_inputs.consumed_at_step", "is", null)
+    .where("tasks.status", "in", ["done", "failed"])
+    .where("tasks.owner_kind", "=", "agent")
+    .where("tasks.lease_until", "<", sql<Date>`now()`)
+    .limit(limit)
+    .execute();
   return rows.map((r) => r.id);
 }
 
