@@ -17,8 +17,12 @@ const PERMALINK_PATH = /\/archives\/([CGD][A-Z0-9]{2,})\/p(\d{10})(\d{6})\b/;
 
 /** What the operator typed: a task uuid, an order id, or a Slack thread link. */
 export function parseTaskRef(input: string): TaskRef | undefined {
-  // Slack wraps links in slash-command text as <url> or <url|label>.
-  const ref = input.trim().replace(/^<([^|>]*)(?:\|[^>]*)?>$/, "$1");
+  // Slack wraps links in slash-command text as <url> or <url|label>. A pasted reference may carry
+  // invisible format characters (zero-width spaces, direction marks) that no reference holds.
+  const ref = input
+    .replace(/\p{Cf}/gu, "")
+    .trim()
+    .replace(/^<([^|>]*)(?:\|[^>]*)?>$/, "$1");
   if (UUID.test(ref)) return { kind: "task", id: ref.toLowerCase() };
   if (/^https?:\/\//i.test(ref)) return parseThreadLink(ref);
   const order = ORDER_ID.exec(ref);

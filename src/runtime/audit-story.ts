@@ -1,3 +1,4 @@
+import { headOf } from "../core/text.ts";
 import type { Executor } from "../db/database.ts";
 import {
   type AuditRecord,
@@ -31,14 +32,14 @@ const HELP = "Give a task id, an order id, or a link to the task's Slack thread.
 
 /** A reference of no shape Baton knows: says so, whoever asks, as it tells nothing of any task. */
 export function notAReference(ref: string): NotFoundError {
-  return new NotFoundError(`"${ref.slice(0, 200)}" is not a task reference. ${HELP}`);
+  return new NotFoundError(`"${headOf(ref, 200)}" is not a task reference. ${HELP}`);
 }
 
 /** Throws NotFoundError, with what to give instead, when the reference names no task. */
 export function mustFind(ref: string, resolved: ResolvedRef | undefined): ResolvedRef {
   if (!resolved) throw notAReference(ref);
   if (resolved.taskIds.length === 0)
-    throw new NotFoundError(`No task matches "${ref.slice(0, 200)}". ${HELP}`);
+    throw new NotFoundError(`No task matches "${headOf(ref, 200)}". ${HELP}`);
   return resolved;
 }
 

@@ -16,7 +16,7 @@ import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
-import { closeWords, HELP_TEXT, rateLimitedWords, withheldWords } from "./words.ts";
+import { closeWords, HELP_TEXT, rateLimitedWords, USAGE, withheldWords } from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
 
@@ -51,8 +51,14 @@ export function createSlackHandlers(
       ]),
     ]);
     const member: string[] = [];
-    for (const group of groups)
-      if ((await deps.chat.groupMembers(group)).includes(userId)) member.push(group);
+    for (const group of groups) {
+      // A group Slack will not list now (deleted, Slack failing) shows less, not a blank Home.
+      const users = await deps.chat.groupMembers(group).catch((error: unknown): string[] => {
+        deps.log.warn({ err: error, group }, "could not list a group's members for App Home");
+        return [];
+      });
+      if (users.includes(userId)) member.push(group);
+    }
     return member;
   };
   return {
@@ -89,23 +95,20 @@ export function createSlackHandlers(
     checkEscalationClick: (input) => checkEscalationClick(deps, input),
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
     command({ text, userId, channelId }) {
-      const [verb = "help", ...rest] = text.trim().split(/\s+/);
+      // A link Slack formatted, `<url|label>`, is one word however many spaces its label holds.
+      const [verb = "help", ...rest] = text.match(/<[^>]*>|[^\s<]+|</g) ?? [];
       const ref = rest[0] ?? "";
       const reader = { userId, channelId };
       return userFaultAsText(async (): Promise<Answer> => {
         switch (verb.toLowerCase()) {
           case "status":
             return {
-              text: ref
-                ? await taskStatus(deps, ref, reader)
-                : "Usage: `/baton status <task, order or thread link>`",
+              text: ref ? await taskStatus(deps, ref, reader) : USAGE.status,
             };
           case "audit":
-            return ref
-              ? await auditAnswer(ref, 1, reader)
-              : { text: "Usage: `/baton audit <task, order or thread link>`" };
+            return ref ? await auditAnswer(ref, 1, reader) : { text: USAGE.audit };
           case "done":
-            if (!ref) return { text: "Usage: `/baton done <task, order or thread link>`" };
+            if (!ref) return { text: USAGE.done };
             return {
               text: closeWords(
                 await closeTask(deps, { ref, ...reader }),
@@ -114,10 +117,7 @@ export function createSlackHandlers(
               ),
             };
           case "who": {
-            if (!ref)
-              return {
-                text: "Usage: `/baton who <order or task> [tool]`, e.g. `/baton who 1077 issue_refund`",
-              };
+            if (!ref) return { text: USAGE.who };
             const tool = rest[1];
             const { calls, withheld } = await readableCalls(deps, ref, reader, tool);
             // Clipped short of Slack's 3,000 so the withheld line always shows.
@@ -126,8 +126,7 @@ export function createSlackHandlers(
           }
           case "agents": {
             const days = ref ? Number(ref) : 30;
-            if (!Number.isInteger(days) || days < 1 || days > 365)
-              return { text: "Usage: `/baton agents [days]`, days from 1 to 365 (default 30)" };
+            if (!Number.isInteger(days) || days < 1 || days > 365) return { text: USAGE.agents };
             const { agents, activity } = await agentRecords(deps, userId, days);
             // Escaped where it holds names: cut, not escaped again.
             return { text: truncate(agentsReport(agents, activity, days), 4000) };

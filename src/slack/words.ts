@@ -1,5 +1,6 @@
 import { duration } from "../core/duration.ts";
 import type { AskerRole } from "../core/policy.ts";
+import { headOf } from "../core/text.ts";
 import { isConnectionLost } from "../db/database.ts";
 import { isBatonError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
@@ -71,12 +72,24 @@ export function failureWords(error: unknown): string {
   return "Something went wrong on Baton's side, so nothing was done (it is in Baton's log). Try again, or tell whoever runs Baton.";
 }
 
+// Slack reads `<…>` as a link or mention even inside backticks: the placeholders are escaped.
+const REF = "&lt;task, order or thread link&gt;";
+
+/** What to type, when `/baton <verb>` came without what it needs. */
+export const USAGE = {
+  status: `Usage: \`/baton status ${REF}\``,
+  audit: `Usage: \`/baton audit ${REF}\``,
+  done: `Usage: \`/baton done ${REF}\``,
+  who: "Usage: `/baton who &lt;order or task&gt; [tool]`, e.g. `/baton who 1077 issue_refund`",
+  agents: "Usage: `/baton agents [days]`, days from 1 to 365 (default 30)",
+};
+
 export const HELP_TEXT = [
   "*Baton* — your AI team in Slack. Mention me in a channel (`@Baton where is order 1042?`) and the right specialist answers in the thread.",
-  "• `/baton status <task, order or thread link>` — where a task is and who owns it",
-  "• `/baton audit <task, order or thread link>` — the whole story: handoffs, tool calls, approvals, model calls",
-  "• `/baton who <order or task> [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
-  "• `/baton done <task, order or thread link>` — close a task you took over, once the work is finished",
+  `• \`/baton status ${REF}\` — where a task is and who owns it`,
+  `• \`/baton audit ${REF}\` — the whole story: handoffs, tool calls, approvals, model calls`,
+  "• `/baton who &lt;order or task&gt; [tool]` — who processed it (for example `/baton who 1077 issue_refund`)",
+  `• \`/baton done ${REF}\` — close a task you took over, once the work is finished`,
   "• `/baton agents [days]` — what each agent did lately, and what its record says about its autonomy",
   "• `/baton help` — this message",
   "You may read a task from its thread's channel, or if you asked for it, own or decided on it, or supervise.",
@@ -106,7 +119,7 @@ export function closeWords(
     case "closed":
       return `Done: *${clip(result.title, 200)}* is closed, and its thread is told.`;
     case "not_found":
-      return `I couldn't find a task for "${escapeMrkdwn(ref.slice(0, 100))}". Try a task id, an order number or a thread link.`;
+      return `I couldn't find a task for "${escapeMrkdwn(headOf(ref, 100))}". Try a task id, an order number or a thread link.`;
     case "already_closed":
       return `That task is already ${result.status}; there is nothing to close.`;
     case "not_with_a_person":

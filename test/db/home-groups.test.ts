@@ -48,7 +48,8 @@ async function task(title: string, ownerId: string) {
   return row.id;
 }
 
-function homeFor(userId: string) {
+/** `unlisted`: groups Slack will not list now (deleted, or Slack failing). */
+function homeFor(userId: string, unlisted: string[] = []) {
   const members: Record<string, string[]> = {
     S0WAREHOUSE: ["U0WAREHOUSE"],
     S0SUPERVISORS: ["U0SUPER"],
@@ -56,8 +57,12 @@ function homeFor(userId: string) {
   const deps = {
     db: database.db,
     agents: agentDirectory(FILE),
+    log: { warn: () => {} },
     chat: {
-      groupMembers: async (group: string) => members[group] ?? [],
+      groupMembers: async (group: string) => {
+        if (unlisted.includes(group)) throw new Error("Slack refused usergroups.users.list");
+        return members[group] ?? [];
+      },
       threadLink: (channel: string, ts: string) => messageLink(WORKSPACE_URL, channel, ts),
     },
   } as unknown as RuntimeDeps;
@@ -99,6 +104,11 @@ test("an approval waiting on the supervisors' group shows in its members' App Ho
   const view = JSON.stringify(await homeFor("U0SUPER"));
   assert.match(view, /Waiting for your approval \(1\)/);
   assert.match(view, /ship_order/);
+});
+
+test("a group Slack will not list leaves the rest of App Home, not a blank tab", async () => {
+  const view = JSON.stringify(await homeFor("U0WAREHOUSE", ["S0SUPERVISORS"]));
+  assert.match(view, /Pallet 7 is missing/);
 });
 
 test("a task owned by a person names its owner as a mention, not as escaped text", async () => {

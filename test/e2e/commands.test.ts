@@ -1,15 +1,19 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
+import { assertWithinSlackLimits } from "../support/slack-limits.ts";
 import { runBaton } from "../support/slash-command.ts";
 
 let h: Harness;
+/** The thread of flow 1's task. */
+let threadTs: string;
 before(async () => {
   h = await startHarness({ script: scriptByAgent(whereIsMyOrderScript()) });
   const { ts } = await h.mention("where is order 1042?");
+  threadTs = ts;
   await h.until("flow 1 to finish", () => finishedTask(h.db.db, ts));
 });
 after(async () => {
@@ -45,4 +49,34 @@ test("/baton with an unknown reference or no verb says what to do", async () => 
     /^No task you can read here matches that reference/,
   );
   assert.match((await baton("")).text, /\/baton status/);
+});
+
+test("/baton help and usage answers show their placeholders: no raw <…> for Slack to parse", async () => {
+  // Slack reads `<…>` as a link or mention even inside backticks, so "<task, order or thread
+  // link>" would show as a broken link. The answers must be safe mrkdwn.
+  for (const text of ["", "help", "status", "audit", "done", "who"]) {
+    const answer = await baton(text);
+    assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
+  }
+  assert.match((await baton("help")).text, /`\/baton status &lt;task, order or thread link&gt;`/);
+});
+
+test("/baton reads a Slack-formatted link whose label has spaces as one reference", async () => {
+  const link = `https://acme.slack.com/archives/${CHANNEL}/p${threadTs.replace(".", "")}`;
+  assert.match((await baton(`status <${link}|the order thread>`)).text, /done, owned by/);
+  const audit = await baton(`audit <${link}|the order thread>`);
+  assert.ok(audit.blocks.includes("adjust_stock"), audit.text);
+  assert.match((await baton(`who <${link}|see this> adjust_stock`)).text, /adjust_stock\(/);
+});
+
+test("/baton echoes a long reference of emoji back whole-charactered, never half of one", async () => {
+  const ref = `a${"😀".repeat(150)}`;
+  const answer = await baton(`status ${ref}`);
+  assert.ok(answer.text.isWellFormed(), answer.text);
+  assert.match(answer.text, /^"a😀/);
+});
+
+test("/baton reads a pasted reference that carries zero-width or direction marks", async () => {
+  for (const ref of ["1042\u200B", "\u200F1042", "\uFEFF#1042\u2060"])
+    assert.match((await baton(`status ${ref}`)).text, /done, owned by/, JSON.stringify(ref));
 });
