@@ -7,7 +7,7 @@ import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
-import { assertUsable, openDatabase, readinessProbe } from "./db/database.ts";
+import { assertUsable, missingGrants, openDatabase, readinessProbe } from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
@@ -17,6 +17,7 @@ import { assertPortFree } from "./http/port.ts";
 import { startJobQueue } from "./jobs/queue.ts";
 import { createLogger, type Logger, registerSecrets } from "./log.ts";
 import { createMetrics } from "./metrics.ts";
+import { checkAgentModels } from "./model/model-check.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
@@ -27,7 +28,13 @@ import { localRuns } from "./runtime/local-runs.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
 import { runTask } from "./runtime/run-task.ts";
 import { startScheduler } from "./runtime/scheduler.ts";
-import { createSlackApp, initSlackApp, postingClient, stopSlackApp } from "./slack/app.ts";
+import {
+  createSlackApp,
+  initSlackApp,
+  postingClient,
+  startSlackApp,
+  stopSlackApp,
+} from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
 
@@ -93,31 +100,36 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     stops.push(database.close);
     const readiness = readinessProbe(url);
     stops.push(readiness.close);
-    await assertUsable(
-      database.db,
-      url,
-      config.database.url ? "DATABASE_URL" : `the embedded database in ${config.database.dataDir}`,
-    );
-    const applied = await migrateToLatest(database.db);
+    const setting = config.database.url
+      ? "DATABASE_URL"
+      : `the embedded database in ${config.database.dataDir}`;
+    await assertUsable(database.db, url, setting);
+    const applied = await migrateToLatest(database.db).catch(missingGrants(url, setting));
     if (applied.length) log.info({ migrations: applied }, "database migrated");
 
     const metrics = createMetrics();
     registerDatabaseGauges(metrics, () => pendingApprovalStats(database.db), log);
-    const queue = await startJobQueue({ url, log, metrics, retries: config.jobRetries });
+    const queue = await startJobQueue({ url, log, metrics, retries: config.jobRetries }).catch(
+      missingGrants(url, setting),
+    );
     stops.push(queue.stop);
 
     const workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+    const openai = options.model
+      ? undefined
+      : createOpenAIModel({
+          apiKey: config.openai.apiKey,
+          ...(config.openai.baseUrl && { baseURL: config.openai.baseUrl }),
+          timeoutMs: config.openai.timeoutMs,
+        });
+    // In the background: a slow model server does not hold the start up.
+    const checkModels = (file: AgentsFile) =>
+      void (openai && checkAgentModels(openai.listModels, file, log));
     const deps: RuntimeDeps = {
       db: database.db,
       agents: agentDirectory(agentsFile),
       tools,
-      model:
-        options.model ??
-        createOpenAIModel({
-          apiKey: config.openai.apiKey,
-          ...(config.openai.baseUrl && { baseURL: config.openai.baseUrl }),
-          timeoutMs: config.openai.timeoutMs,
-        }),
+      model: options.model ?? (openai as ModelPort),
       chat: undefined as never,
       queue: queue.tasks,
       log,
@@ -228,12 +240,12 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.
     if (config.http.enabled) {
       await assertPortFree(config.http.port, "PORT");
-      if (config.slack.socketMode) await app.start();
-      else await app.start(config.http.port);
+      await startSlackApp(app, config.http.port, config.slack.socketMode);
       port = config.slack.socketMode ? undefined : config.http.port;
       stops.push(() => stopSlackApp(app));
     }
     log.info({ workerId, port, socketMode: config.slack.socketMode }, "baton started");
+    checkModels(agentsFile);
     const reloadAgents = async () => {
       try {
         const file = await loadAgentsFile(config.agentsFile, codeTools);
@@ -243,6 +255,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         if (schedule !== agentsFile.digest.schedule || timezone !== agentsFile.digest.timezone)
           log.warn("the digest's new schedule and time zone take effect at the next restart");
         log.info({ agents: file.agents.map((a) => a.id) }, "agents file reloaded");
+        checkModels(file);
         return true;
       } catch (error) {
         log.error({ err: error }, "agents file not reloaded: the one in use stays");

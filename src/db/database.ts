@@ -83,6 +83,25 @@ export function readinessProbe(url: string): {
   };
 }
 
+/**
+ * A role that may connect but not create (SQLSTATE 42501): Baton's migrations make its tables, and
+ * the job queue its own schema, at every start. The start stops with what to grant, not a stack.
+ */
+export function missingGrants(url: string, setting: string): (error: unknown) => never {
+  return (error) => {
+    const { code, cause } = error as { code?: unknown; cause?: { code?: unknown } };
+    if (code !== "42501" && cause?.code !== "42501") throw error;
+    const reason = ((cause?.code === "42501" ? cause : error) as Error).message;
+    const { username, pathname } = new URL(url);
+    const role = username ? `"${decodeURIComponent(username)}"` : "CURRENT_USER";
+    const database = `"${decodeURIComponent(pathname.slice(1) || username)}"`;
+    throw new ConfigError(
+      `Postgres at ${whereIs(url)} cannot be used (${reason}): Baton creates its tables and its job queue's schema at start, so make its role the database's owner (ALTER DATABASE ${database} OWNER TO ${role}), or grant it CREATE on the database and on schema public; then start again, or check ${setting}.`,
+      { cause: error },
+    );
+  };
+}
+
 /** user@host:port/database, never the password. */
 function whereIs(url: string): string {
   try {

@@ -14,7 +14,7 @@ export function createOpenAIModel(options: {
   baseURL?: string;
   maxRetries?: number;
   timeoutMs?: number;
-}): ModelPort {
+}): ModelPort & { listModels(): Promise<string[]> } {
   const client = new OpenAI({
     apiKey: options.apiKey,
     ...(options.baseURL && { baseURL: options.baseURL }),
@@ -39,6 +39,17 @@ export function createOpenAIModel(options: {
       }),
     });
   return {
+    /** The models the server lists (GET /models), for the check at start: asked once, briefly. */
+    async listModels() {
+      try {
+        const ids: string[] = [];
+        for await (const model of client.models.list({ maxRetries: 0, timeout: 10_000 }))
+          ids.push(model.id);
+        return ids;
+      } catch (error) {
+        throw classify(error);
+      }
+    },
     async complete(request: ModelRequest): Promise<ModelReply> {
       let response: OpenAI.Chat.Completions.ChatCompletion;
       try {

@@ -102,6 +102,12 @@ export async function haltTask(
     await enqueueOutbox(tx, fx.outbox);
     return fx.afterCommit;
   });
+  // The thread is told; so is the operator, whose setup (a model name, a key) is often the cause.
+  if (afterCommit)
+    deps.log.warn(
+      { taskId: task.id, reason },
+      input.toHuman ? "task stopped and sent to a person" : "task failed",
+    );
   for (const effect of afterCommit ?? []) effect();
   await deliverOutbox(deps, { taskId: task.id, holdsLease: input.holdsLease ?? false });
 }

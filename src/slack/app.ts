@@ -33,6 +33,36 @@ export async function initSlackApp(app: BoltApp, hint: string): Promise<{ worksp
   }
 }
 
+/**
+ * Starts taking Slack's requests: over HTTP on `port`, or over Socket Mode. The Socket Mode client
+ * retries what may pass and throws what cannot (a revoked or mistyped app-level token, which Slack
+ * answers `invalid_auth`): that stops the start with what to set, and frees the port.
+ */
+export async function startSlackApp(
+  app: BoltApp,
+  port: number,
+  socketMode: boolean,
+): Promise<void> {
+  if (!socketMode) {
+    await app.start(port);
+    return;
+  }
+  try {
+    await app.start();
+  } catch (error) {
+    await app.stop().catch(() => undefined);
+    const code = (error as { data?: { error?: string } }).data?.error;
+    const what =
+      code === undefined
+        ? "Slack could not be reached for Socket Mode"
+        : `Slack refused the app-level token (${code})`;
+    throw new ConfigError(
+      `${what}: check SLACK_APP_TOKEN (an app-level token with the connections:write scope, under Basic Information > App-Level Tokens), or unset it to use HTTP mode.`,
+      { cause: error },
+    );
+  }
+}
+
 export interface SlackAppOptions {
   botToken: string;
   signingSecret: string;

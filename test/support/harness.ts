@@ -6,7 +6,7 @@ import type { AgentsFile } from "../../src/config/agents-schema.ts";
 import { loadConfig } from "../../src/config/env.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 import { type ModelServer, type Script, startModelServer } from "./model-server.ts";
 import { type SlackEmulator, startSlackEmulator } from "./slack-emulator.ts";
@@ -93,6 +93,8 @@ export async function startHarness(options: {
   apiKey?: string;
   /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
   agentsPath?: string;
+  /** Baton's logger (default: silent, or TEST_LOG_LEVEL). */
+  log?: Logger;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -104,7 +106,7 @@ export async function startHarness(options: {
   let model = await startModelServer(options.script);
   let agentsFile = options.agentsFile ?? (await loadAgentsFile(AGENTS_FILE, demoTools));
   const port = await freePort();
-  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+  const log = options.log ?? createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const boot = (workers = true) =>
     startBaton({
       config: loadConfig({
