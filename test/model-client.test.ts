@@ -108,3 +108,46 @@ test("a server that refuses prompt_cache_key is asked again without it, and not 
     "sent once, refused, then left out",
   );
 });
+
+test("a 200 whose body is an error (a gateway's) is a passing failure that says what the server said", async () => {
+  answer = (_body, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ error: { message: "Upstream provider overloaded", code: 502 } }));
+  };
+  await assert.rejects(ask(0), (error: unknown) => {
+    assert.ok(error instanceof TransientError);
+    assert.match(error.message, /returned no message: Upstream provider overloaded/);
+    return true;
+  });
+});
+
+test("a server that refuses prompt_cache_key with 422 (Mistral's) is asked again without it", async () => {
+  answer = (body, res) => {
+    if (!("prompt_cache_key" in body)) return completion(res);
+    res.writeHead(422, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        object: "error",
+        message: {
+          detail: [
+            {
+              type: "extra_forbidden",
+              loc: ["body", "prompt_cache_key"],
+              msg: "Extra inputs are not permitted",
+              input: "billing",
+            },
+          ],
+        },
+        type: "invalid_request_error",
+        param: null,
+        code: null,
+      }),
+    );
+  };
+  requests.length = 0;
+  assert.equal((await ask(0)).content, "hi");
+  assert.deepEqual(
+    requests.map((r) => "prompt_cache_key" in r.body),
+    [true, false],
+  );
+});

@@ -29,7 +29,9 @@ export type Action =
   | { kind: "escalate"; callId: string; note: EscalationNote }
   | { kind: "final"; text: string }
   | { kind: "empty" }
-  | { kind: "cut_off" };
+  | { kind: "cut_off" }
+  /** The server could not read the call the model wrote: what it said. */
+  | { kind: "unreadable"; detail: string };
 
 export type RejectReason = "not_allowed" | "unknown_tool" | "invalid_arguments" | "no_hand_back";
 
@@ -46,6 +48,8 @@ export interface DispatchContext {
  */
 export function interpretReply(reply: ModelReply, ctx: DispatchContext): Action[] {
   if (reply.cutOff) return [{ kind: "cut_off" }];
+  if (reply.unreadableCall !== undefined)
+    return [{ kind: "unreadable", detail: reply.unreadableCall }];
   if (reply.toolCalls.length === 0) {
     const text = reply.content?.trim();
     return text ? [{ kind: "final", text }] : [{ kind: "empty" }];
@@ -69,6 +73,8 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
     let json: unknown;
     try {
       json = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
+      // A gateway that encodes the arguments' JSON text once more sends a string of an object.
+      if (typeof json === "string" && json.trim().startsWith("{")) json = JSON.parse(json);
     } catch (error) {
       return { ok: false, error: `arguments are not valid JSON (${(error as Error).message})` };
     }

@@ -32,6 +32,8 @@ export interface ModelReply {
   model: string;
   /** Stopped at the output limit: not an answer (half a sentence), and its calls are dropped. */
   cutOff?: true;
+  /** The server could not read the model's tool call (Groq's `tool_use_failed`): what it said. */
+  unreadableCall?: string;
 }
 
 export interface ModelPort {

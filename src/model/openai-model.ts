@@ -4,6 +4,7 @@ import { cleanJsonText, cleanText, shorten } from "../core/text.ts";
 import { ConfigError, ModelBehaviorError, TransientError } from "../errors.ts";
 import { leanFetch } from "../http/fetch.ts";
 import { maskSecrets } from "../log.ts";
+import { toolCallsInText } from "./text-tool-calls.ts";
 
 /**
  * The model port over Chat Completions tool calling: what OpenAI and OpenAI-compatible local
@@ -23,7 +24,7 @@ export function createOpenAIModel(options: {
     fetch: leanFetch({ timeoutMs: options.timeoutMs ?? 60_000 }),
   });
   // Routes an agent's calls to the cache that holds its prefix. Most compatible servers ignore the
-  // field; a strict one (Groq, Cerebras) refuses the request: asked again without it, and from then
+  // field; a strict one (Groq, Cerebras, Mistral) refuses the request: asked again without it, and from then
   // on never sent it.
   let cacheKeys = true;
   const create = (request: ModelRequest) =>
@@ -59,44 +60,85 @@ export function createOpenAIModel(options: {
           return create(request);
         });
       } catch (error) {
-        throw classify(error);
+        const unreadable = unreadableCall(error);
+        if (unreadable === undefined) throw classify(error);
+        return { ...NOTHING, model: request.model, unreadableCall: unreadable };
       }
-      const choice = response.choices?.[0];
-      // A proxy passing an upstream hiccup through answers 200 with nothing in it: retried, as a 500.
-      if (!choice?.message) throw new TransientError("the model server returned no message");
-      // What a content filter leaves is a fragment it chose to show: never posted as the answer.
-      if (choice.finish_reason === "content_filter")
-        throw new ModelBehaviorError(
-          "the model's reply was withheld by its content filter (finish_reason=content_filter)",
-        );
-      const calls = (choice.message.tool_calls ?? []).flatMap((call, index) =>
-        // Some compatible servers leave `type` out; anything else named (`custom`) is not ours.
-        call.type === "function" || call.type === undefined
-          ? [
-              {
-                id: cleanText(call.id || `call_${index}`),
-                name: cleanText(String(call.function?.name ?? "")),
-                // Some compatible servers send the arguments as an object, not a JSON string.
-                arguments: cleanJsonText(asText(call.function?.arguments)),
-              },
-            ]
-          : [],
-      );
-      // A cut-off reply is not an answer: half a sentence would be posted as done, and half a call
-      // run. It is an unusable reply, and the model is asked again.
-      const cutOff = choice.finish_reason === "length";
-      return {
-        content: answerOf(choice.message),
-        toolCalls: cutOff ? [] : uniqueIds(calls),
-        ...(cutOff && { cutOff }),
-        usage: {
-          promptTokens: response.usage?.prompt_tokens ?? 0,
-          completionTokens: response.usage?.completion_tokens ?? 0,
-        },
-        model: cleanText(response.model || request.model),
-      };
+      return replyOf(response, request);
     },
   };
+}
+
+const NOTHING = { content: null, toolCalls: [], usage: { promptTokens: 0, completionTokens: 0 } };
+
+function replyOf(
+  response: OpenAI.Chat.Completions.ChatCompletion,
+  request: ModelRequest,
+): ModelReply {
+  const choice = response.choices?.[0];
+  // A proxy passing an upstream hiccup through answers 200 with nothing in it, or with an error
+  // body (OpenRouter, LiteLLM): retried, as a 500, with the server's words if it sent any.
+  if (!choice?.message) {
+    const said = textOf((response as { error?: { message?: unknown } }).error?.message);
+    throw new TransientError(
+      `the model server returned no message${said ? `: ${shorten(maskSecrets(said), SERVER_WORDS_MAX)}` : ""}`,
+    );
+  }
+  // What a content filter leaves is a fragment it chose to show: never posted as the answer.
+  if (choice.finish_reason === "content_filter")
+    throw new ModelBehaviorError(
+      "the model's reply was withheld by its content filter (finish_reason=content_filter)",
+    );
+  let calls = (choice.message.tool_calls ?? []).flatMap((call, index) =>
+    // Some compatible servers leave `type` out; anything else named (`custom`) is not ours.
+    call.type === "function" || call.type === undefined
+      ? [
+          {
+            id: cleanText(call.id || `call_${index}`),
+            name: cleanText(String(call.function?.name ?? "")),
+            // Some compatible servers send the arguments as an object, not a JSON string.
+            arguments: cleanJsonText(asText(call.function?.arguments)),
+          },
+        ]
+      : [],
+  );
+  // A cut-off reply is not an answer: half a sentence would be posted as done, and half a call
+  // run. It is an unusable reply, and the model is asked again.
+  const cutOff = choice.finish_reason === "length";
+  let content = answerOf(choice.message);
+  // A call the server's tool parser missed, left as the reply's text: a call, never the answer.
+  const written = calls.length === 0 && content ? toolCallsInText(content) : undefined;
+  if (written) {
+    calls = written.map((call, index) => ({
+      id: `call_text_${index}`,
+      name: cleanText(call.name),
+      arguments: cleanJsonText(call.arguments),
+    }));
+    content = null;
+  }
+  return {
+    content,
+    toolCalls: cutOff ? [] : uniqueIds(calls),
+    ...(cutOff && { cutOff }),
+    usage: {
+      promptTokens: response.usage?.prompt_tokens ?? 0,
+      completionTokens: response.usage?.completion_tokens ?? 0,
+    },
+    model: cleanText(response.model || request.model),
+  };
+}
+
+/**
+ * Groq answers 400 `tool_use_failed` when the model wrote a call it could not parse: the model's
+ * slip, not the request's, and asked again it usually writes it well. What the server said and
+ * the model's attempt, short; undefined for any other error.
+ */
+function unreadableCall(error: unknown): string | undefined {
+  if (!(error instanceof OpenAI.APIError) || error.status !== 400) return undefined;
+  if (error.code !== "tool_use_failed") return undefined;
+  const attempt = textOf((error.error as { failed_generation?: unknown })?.failed_generation);
+  const words = attempt ? `${wordsOf(error)} The model wrote: ${attempt}` : wordsOf(error);
+  return shorten(cleanText(maskSecrets(words)), 2_000);
 }
 
 /**
@@ -152,11 +194,11 @@ function asText(value: unknown): string {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-/** A 400 that names the cache key field: the server does not know it. */
+/** A 400 (or Mistral's 422, `extra_forbidden`) that names the cache key field: the server does not know it. */
 function refusesCacheKey(error: unknown): boolean {
   return (
     error instanceof OpenAI.APIError &&
-    error.status === 400 &&
+    (error.status === 400 || error.status === 422) &&
     error.message.includes("prompt_cache_key")
   );
 }

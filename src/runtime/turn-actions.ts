@@ -53,24 +53,47 @@ export async function applyAction(
       return true;
     case "empty":
     case "cut_off":
-      fx.modelErrors++;
-      fx.conversation.push({
-        role: "user",
-        content:
-          action.kind === "empty"
-            ? "Your last reply was empty. Answer the requester, or call one of your tools."
-            : "Your last reply was cut off at your output limit before it was complete, and was not used. Answer again, shorter.",
-      });
-      fx.audits.push({
-        taskId: task.id,
-        actor: { kind: "agent", id: agent.id },
-        kind: "model_error",
-        data: {
-          error: action.kind === "empty" ? "empty reply" : "reply cut off at the output limit",
-        },
-      });
-      return false;
+    case "unreadable":
+      return unusableReply(fx, action);
   }
+}
+
+/** What the model is told, and the audit says, of a reply that could not be used at all. */
+const UNUSABLE = {
+  empty: {
+    nudge: "Your last reply was empty. Answer the requester, or call one of your tools.",
+    error: "empty reply",
+  },
+  cut_off: {
+    nudge:
+      "Your last reply was cut off at your output limit before it was complete, and was not used. Answer again, shorter.",
+    error: "reply cut off at the output limit",
+  },
+  unreadable: {
+    nudge:
+      "The model server could not read the tool call in your last reply, so it was not run. Call the tool again with valid JSON arguments, or answer the requester.",
+    error: "the model server could not read the model's tool call",
+  },
+} as const;
+
+function unusableReply(
+  fx: TurnEffects,
+  action: Extract<Action, { kind: "empty" | "cut_off" | "unreadable" }>,
+): boolean {
+  const { task, agent } = fx.turn;
+  const words = UNUSABLE[action.kind];
+  fx.modelErrors++;
+  fx.conversation.push({ role: "user", content: words.nudge });
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "model_error",
+    data: {
+      error: words.error,
+      ...(action.kind === "unreadable" && { detail: action.detail }),
+    },
+  });
+  return false;
 }
 
 function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
