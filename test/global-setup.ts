@@ -11,6 +11,11 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded
 let embedded: EmbeddedDatabase | undefined;
 
 export async function globalSetup(): Promise<void> {
+  // Each test file is a process that compiles Baton and its libraries again: V8's code cache on
+  // disk, kept beside the packages, halves that (1.2 s to 0.7 s of CPU a file on this VM).
+  process.env.NODE_COMPILE_CACHE ??= fileURLToPath(
+    new URL("../node_modules/.cache/baton-tests", import.meta.url),
+  );
   if (process.env.DATABASE_URL) {
     process.env.BATON_TEST_DATABASE_URL = process.env.DATABASE_URL;
     return;
