@@ -83,6 +83,9 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     const agentsFile = options.agentsFile ?? (await loadAgentsFile(config.agentsFile, codeTools));
     // The agents file's own tools call the operator's systems over HTTP.
     const tools = toolRegistry([...codeTools, ...httpTools(agentsFile.tools)]);
+    // Before the database, the job queue and the workers: a start that cannot serve claims no work.
+    // Checked again before Bolt listens, for a program that takes the port in between.
+    if (config.http.enabled) await assertPortFree(config.http.port, "PORT");
     let url = config.database.url;
     if (!url) {
       const embedded = await startEmbeddedPostgres({

@@ -1,7 +1,7 @@
 import { startBaton } from "./app.ts";
 import { loadConfig, redactedConfigSummary } from "./config/env.ts";
 import { isBatonError } from "./errors.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, maskSecrets } from "./log.ts";
 
 /** `npm start`: parse the environment, start Baton, reload agents on SIGHUP, stop on SIGINT/SIGTERM. */
 try {
@@ -35,9 +35,10 @@ try {
   process.once("SIGINT", () => void shutdown("SIGINT"));
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
 } catch (error) {
-  // Operator mistakes get their message alone; anything else keeps its stack.
-  console.error(
-    isBatonError(error) && error.fault === "operator" ? `baton: ${error.message}` : error,
-  );
+  // Operator mistakes get their message alone; anything else is one log line with its stack, masked
+  // (an error may repeat a connection string or a key), whatever LOG_LEVEL: a failed start is heard.
+  if (isBatonError(error) && error.fault === "operator")
+    console.error(`baton: ${maskSecrets(error.message)}`);
+  else createLogger().fatal({ err: error }, "baton could not start");
   process.exit(1);
 }

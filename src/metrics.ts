@@ -7,7 +7,9 @@ import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client
  */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "baton_process_" });
+  // Node's own under their standard names (process_cpu_user_seconds_total, nodejs_eventloop_lag_seconds,
+  // ...), which ready-made Node.js dashboards query; Prometheus's job label tells the services apart.
+  collectDefaultMetrics({ register: registry });
   const m = {
     registry,
     handoffs: new Counter({

@@ -41,3 +41,29 @@ for (const mode of ["HTTP", "Socket Mode"] as const) {
     }
   });
 }
+
+test("a taken PORT is found before the database, the job queue or any worker starts", async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, resolve));
+  const { port } = holder.address() as { port: number };
+  try {
+    // Nothing listens on port 1: a start that reached the database first would fail on it.
+    const start = startBaton({
+      config: loadConfig({
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SLACK_SIGNING_SECRET: "secret",
+        OPENAI_API_KEY: "sk-test",
+        DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
+        PORT: String(port),
+      }),
+      log: createLogger({ level: "silent" }),
+    });
+    await assert.rejects(start, (error: unknown) => {
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+      assert.match(error.message, new RegExp(`${port}.*set PORT to a free port`));
+      return true;
+    });
+  } finally {
+    holder.close();
+  }
+});

@@ -123,6 +123,19 @@ test("/metrics exposes handoffs, tokens, cost per completed task and approvals a
   assert.doesNotMatch(text, /xoxb-|\bsk-/);
 });
 
+test("/metrics serves Node's process metrics under the names standard dashboards query", async () => {
+  const { text, samples } = await scrape(await start({}));
+  for (const name of [
+    "process_cpu_user_seconds_total",
+    "process_resident_memory_bytes",
+    "nodejs_eventloop_lag_seconds",
+    "nodejs_heap_size_used_bytes",
+  ])
+    assert.notEqual(sampleSum(samples, name), undefined, `${name} is served`);
+  assert.doesNotMatch(text, /^(# (HELP|TYPE) )?baton_(process|nodejs)_/m);
+  assert.ok(text.includes("# TYPE baton_handoffs_total counter"), "Baton's own keep baton_");
+});
+
 test("a waiting approval shows in the gauges, and its decision time once the agent resumes", async () => {
   const h = await start(orderReturnScript());
   const { ts } = await h.mention("I'd like to return order 1077, please refund me");
