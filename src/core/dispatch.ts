@@ -7,7 +7,7 @@ import {
   type HandoffNote,
   handBackNoteSchema,
   handoffNoteSchema,
-  withStrayFacts,
+  readNote,
 } from "./handoffs/note.ts";
 import type { ModelReply } from "./model.ts";
 import { ESCALATE, HAND_BACK, TRANSFER_PREFIX, transferTarget } from "./tools/builtin.ts";
@@ -16,6 +16,8 @@ import type { ToolDefinition, ToolRegistry } from "./tools/tool.ts";
 /** What the runtime does with one model reply. Nothing here touches the world. */
 export type Action =
   | { kind: "tool"; callId: string; tool: ToolDefinition; args: unknown }
+  /** The same write as an earlier call of the reply (`of`), under another id: it runs once. */
+  | { kind: "repeat"; callId: string; of: string; name: string }
   | {
       kind: "rejected";
       callId: string;
@@ -54,7 +56,35 @@ export function interpretReply(reply: ModelReply, ctx: DispatchContext): Action[
     const text = reply.content?.trim();
     return text ? [{ kind: "final", text }] : [{ kind: "empty" }];
   }
-  return reply.toolCalls.map((call) => interpretCall(call, ctx));
+  return withRepeats(reply.toolCalls.map((call) => interpretCall(call, ctx)));
+}
+
+/**
+ * Models sometimes write one call twice in a reply under two ids. A write or irreversible call with
+ * the same tool and arguments as an earlier one of the reply is its repeat, and is not run again
+ * (an operator's tool may not guard itself). Reads have no effect, and run as asked.
+ */
+function withRepeats(actions: Action[]): Action[] {
+  const seen = new Map<string, string>();
+  return actions.map((action) => {
+    if (action.kind !== "tool" || action.tool.toolClass === "read") return action;
+    const key = `${action.tool.name}\n${canonicalJson(action.args)}`;
+    const of = seen.get(key);
+    if (of === undefined) {
+      seen.set(key, action.callId);
+      return action;
+    }
+    return { kind: "repeat", callId: action.callId, of, name: action.tool.name };
+  });
+}
+
+/** JSON with object keys sorted, so `{a, b}` and `{b, a}` read as the same arguments. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
 }
 
 function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchContext): Action {
@@ -78,9 +108,15 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
     } catch (error) {
       return { ok: false, error: `arguments are not valid JSON (${(error as Error).message})` };
     }
-    const result = schema.safeParse(note ? withStrayFacts(json, note) : json);
+    const input = note ? readNote(json, note) : json;
+    const result = schema.safeParse(input);
     if (result.success) return { ok: true, value: result.data };
-    const issues = result.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    const issues = result.error.issues.map((i) => {
+      const path = i.path.join(".") || "(root)";
+      // readNote dropped the optional fields' nulls: one left is a required field's.
+      const isNull = note && i.path.length === 1 && valueAt(input, i.path) === null;
+      return `${path}: ${isNull ? "required, and null is not a value" : i.message}`;
+    });
     return { ok: false, error: `arguments do not match the schema: ${issues.join("; ")}` };
   };
   const { agent } = ctx;
@@ -130,4 +166,13 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
   const parsed = parse(tool.input);
   if (!parsed.ok) return reject("invalid_arguments", `${call.name}: ${parsed.error}.`);
   return { kind: "tool", callId: call.id, tool, args: parsed.value };
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let at = value;
+  for (const key of path) {
+    if (at === null || typeof at !== "object") return undefined;
+    at = (at as Record<PropertyKey, unknown>)[key];
+  }
+  return at;
 }

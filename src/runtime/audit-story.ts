@@ -103,6 +103,8 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
   tool_call: (d) =>
     `${str(d.tool)}(${argsText(d.args)}) → ${str(d.status)}; allowed by ${str(d.allowed_by) || "nobody"}`,
   tool_refused: (d) => `Refused ${str(d.tool)}: ${str(d.message ?? d.reason)}`,
+  tool_call_repeated: (d) =>
+    `${str(d.tool)} called again in the same reply (${str(d.call_id)}, as ${str(d.repeat_of)}); not run twice`,
   tool_shadowed: (d) => `Proposed ${str(d.tool)}(${argsText(d.args)}) in shadow mode; not run`,
   model_error: (d) =>
     `Model error: ${str(d.error ?? d.message)}${d.tool ? ` (${str(d.tool)})` : ""}`,

@@ -2,6 +2,7 @@ import type { ToolRateLimit } from "../config/agents-schema.ts";
 import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
 import { duration } from "../core/duration.ts";
+import type { ChatMessage } from "../core/model.ts";
 import { type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
@@ -118,6 +119,44 @@ export async function runToolAction(
     fx.deps.metrics.toolCalls.inc({ tool: action.tool.name, outcome: outcome.status }),
   );
   return false;
+}
+
+/**
+ * A write the reply already called with the same arguments (see dispatch's withRepeats): not run
+ * again, and answered with the first call's result, as Chat Completions wants every call answered.
+ */
+export function answerRepeat(fx: TurnEffects, action: Extract<Action, { kind: "repeat" }>): void {
+  const { task, agent } = fx.turn;
+  const first = fx.conversation.find(
+    (m): m is Extract<ChatMessage, { role: "tool" }> =>
+      m.role === "tool" && m.tool_call_id === action.of,
+  );
+  // A first call parked on an approval is answered when a person decides.
+  const answer = first
+    ? { note: "it ran once, not again", result: jsonOrText(first.content) }
+    : { note: "it is answered there, and will not run twice" };
+  fx.conversation.push(
+    toolMessage(action.callId, {
+      repeat_of: action.of,
+      note: `The same call as ${action.of} in this reply: ${answer.note}.`,
+      ...("result" in answer && { result: answer.result }),
+    }),
+  );
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "tool_call_repeated",
+    data: { tool: action.name, call_id: action.callId, repeat_of: action.of },
+  });
+}
+
+/** A tool message's content: JSON, unless it was cut to size. */
+function jsonOrText(content: string): unknown {
+  try {
+    return JSON.parse(content);
+  } catch {
+    return content;
+  }
 }
 
 /** The policy's gate, and after a person rejected a call of the tool in this task, a person again. */

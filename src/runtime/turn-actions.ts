@@ -1,12 +1,13 @@
 import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import type { Action } from "../core/dispatch.ts";
+import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { startEscalation } from "./escalations.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
-import { runToolAction } from "./tool-actions.ts";
-import type { TurnEffects } from "./turn.ts";
+import { answerRepeat, runToolAction } from "./tool-actions.ts";
+import type { Turn, TurnEffects } from "./turn.ts";
 
 // What each action of a model's reply adds to its turn's effects, before the turn writes them.
 
@@ -22,6 +23,9 @@ export async function applyAction(
   switch (action.kind) {
     case "tool":
       return runToolAction(fx, action, index);
+    case "repeat":
+      answerRepeat(fx, action);
+      return false;
     case "rejected":
       return rejectCall(fx, action);
     case "transfer":
@@ -184,7 +188,21 @@ async function handOver(
   return true;
 }
 
-export function settleModelErrors(fx: TurnEffects): void {
+/**
+ * Whether this reply, should it be unusable, is the last strike of an agent that tried to escalate:
+ * the turn must then write before its statement (see commitTurn), as an escalation does.
+ */
+export function mayEscalateOnLastStrike(turn: Turn): boolean {
+  return turn.task.model_errors + 1 >= MAX_MODEL_ERRORS && refusedEscalations(turn).length > 0;
+}
+
+function refusedEscalations(turn: Turn) {
+  return turn.actions.filter(
+    (a): a is Extract<Action, { kind: "rejected" }> => a.kind === "rejected" && a.name === ESCALATE,
+  );
+}
+
+export async function settleModelErrors(fx: TurnEffects): Promise<void> {
   const { task } = fx.turn;
   // The reply handed the task over: usable work, and the next agent's replies count from zero.
   if (fx.modelErrors === 0 || fx.changes.owner) {
@@ -194,6 +212,13 @@ export function settleModelErrors(fx: TurnEffects): void {
   const total = task.model_errors + 1;
   fx.changes.modelErrors = total;
   if (total < MAX_MODEL_ERRORS || fx.changes.status) return;
+  // The agent wanted a person and could not write the note: a person hears of it, not a failure.
+  const refused = refusedEscalations(fx.turn);
+  if (refused.length > 0) {
+    fx.changes.modelErrors = 0;
+    await startEscalation(fx, { note: noteForUnreadable(fx, refused), reason: "agent" });
+    return;
+  }
   const reason = `the model gave ${total} unusable replies in a row (empty replies, malformed tool calls, unknown tools or tools outside its role)`;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
@@ -213,4 +238,34 @@ export function settleModelErrors(fx: TurnEffects): void {
     data: { reason },
   });
   fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
+}
+
+/** The note Baton writes itself for an escalation whose note it refused: only what it knows. */
+function noteForUnreadable(
+  fx: TurnEffects,
+  refused: Extract<Action, { kind: "rejected" }>[],
+): EscalationNote {
+  const { task } = fx.turn;
+  const named = refused.map((a) => laneIn(a.rawArgs)).findLast((lane) => lane !== undefined);
+  return {
+    requester: `<@${task.requester_id}>`,
+    summary: task.title,
+    done: [],
+    reason: "the agent asked for a person but its note could not be read",
+    urgency: "normal",
+    // Nobody stated one: the agent's note was not read.
+    confidence: 0,
+    lane: named ?? "owner_escalation",
+    recommended_action: "Read the thread, then take the task over or send it back to an agent.",
+    facts: task.facts as EscalationNote["facts"],
+  };
+}
+
+function laneIn(rawArgs: string): EscalationNote["lane"] | undefined {
+  try {
+    const lane: unknown = (JSON.parse(rawArgs) as { lane?: unknown } | null)?.lane;
+    return LANES.find((l) => l === lane);
+  } catch {
+    return undefined;
+  }
 }

@@ -19,8 +19,8 @@ import { TransientError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
-import { writesBeforeTurn } from "./tool-actions.ts";
-import { applyAction, settleModelErrors } from "./turn-actions.ts";
+import { answerRepeat, writesBeforeTurn } from "./tool-actions.ts";
+import { applyAction, mayEscalateOnLastStrike, settleModelErrors } from "./turn-actions.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
@@ -107,6 +107,7 @@ export async function commitTurn(
 ): Promise<CommittedTurn> {
   const writesFirst =
     turn.inputIds.length > 0 ||
+    mayEscalateOnLastStrike(turn) ||
     turn.actions.some(
       (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, turn.agent, a)),
     );
@@ -214,15 +215,19 @@ async function prepareTurn(
     afterCommit: [],
   };
   let ended = false;
+  let parked: string | undefined;
   for (const [index, action] of turn.actions.entries()) {
     if (ended) {
-      if ("callId" in action)
+      if (action.kind === "repeat" && action.of === parked) answerRepeat(fx, action);
+      else if ("callId" in action)
         fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
       continue;
     }
     ended = await applyAction(fx, action, index);
+    // A tool call that ends the turn waits on a person: its repeats are answered with it.
+    if (ended && action.kind === "tool") parked = action.callId;
   }
-  settleModelErrors(fx);
+  await settleModelErrors(fx);
   return fx;
 }
 

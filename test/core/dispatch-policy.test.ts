@@ -225,3 +225,74 @@ test("a task's title is cut at a word, and never through an emoji", () => {
     assert.ok(title.length <= max + 1);
   }
 });
+
+test("null in a note's optional field reads as absent; a required field still refuses it", () => {
+  const [transfer, back, escalate] = interpretReply(
+    reply([
+      [
+        "transfer_to_billing",
+        '{"summary":"s","needed":"n","reason":null,"deadline":null,"confidence":null,"artifact":null,"done":null,"unknowns":null,"urgency":null,"facts":null}',
+      ],
+      ["hand_back", '{"result":"done","facts":null}'],
+      [
+        "escalate_to_human",
+        '{"requester":"Dana","summary":"s","reason":"r","confidence":0.5,"lane":"support","recommended_action":"call","deadline":null,"artifact":null,"done":null,"urgency":null,"facts":null}',
+      ],
+    ]),
+    ctx("cs", "billing"),
+  );
+  assert.ok(transfer?.kind === "transfer", JSON.stringify(transfer));
+  assert.deepEqual(transfer.note, {
+    summary: "s",
+    needed: "n",
+    done: [],
+    facts: {},
+    unknowns: [],
+    urgency: "normal",
+  });
+  assert.ok(back?.kind === "hand_back", JSON.stringify(back));
+  assert.deepEqual(back.note, { result: "done", facts: {} });
+  assert.ok(escalate?.kind === "escalate", JSON.stringify(escalate));
+  assert.equal("deadline" in escalate.note, false);
+  assert.equal(escalate.note.urgency, "normal");
+
+  const [summary, result, lane] = interpretReply(
+    reply([
+      ["transfer_to_billing", '{"summary":null,"needed":"n"}'],
+      ["hand_back", '{"result":null}'],
+      [
+        "escalate_to_human",
+        '{"requester":"Dana","summary":"s","reason":"r","confidence":0.5,"lane":null,"recommended_action":"call"}',
+      ],
+    ]),
+    ctx("cs", "billing"),
+  );
+  for (const [action, field] of [
+    [summary, "summary"],
+    [result, "result"],
+    [lane, "lane"],
+  ] as const)
+    assert.ok(
+      action?.kind === "rejected" &&
+        action.reason === "invalid_arguments" &&
+        new RegExp(`${field}: .*null`).test(action.message),
+      JSON.stringify(action),
+    );
+});
+
+test("a write repeated in one reply is one call; its repeat answers from it; reads stay apart", () => {
+  const actions = interpretReply(
+    reply([
+      ["refund", '{"amount_usd": 5}'],
+      ["look", "{}"],
+      ["refund", '{ "amount_usd": 5 }'],
+      ["look", "{}"],
+      ["refund", '{"amount_usd": 6}'],
+    ]),
+    ctx("billing"),
+  );
+  assert.deepEqual(
+    actions.map((a) => (a.kind === "repeat" ? `repeat of ${a.of}` : a.kind)),
+    ["tool", "tool", "repeat of c0", "tool", "tool"],
+  );
+});

@@ -66,6 +66,25 @@ export const escalationNoteSchema = z.strictObject({
 export type EscalationNote = z.infer<typeof escalationNoteSchema>;
 
 /**
+ * Reads a model's note before its schema checks it: `null` in an optional field (models write
+ * `"deadline": null` for "none") is absent, and facts written beside the fields move into `facts`.
+ * A required field's null stays, so the schema refuses it by name.
+ */
+export function readNote(args: unknown, schema: z.ZodObject): unknown {
+  return withStrayFacts(withoutNulls(args, schema), schema);
+}
+
+function withoutNulls(args: unknown, schema: z.ZodObject): unknown {
+  if (typeof args !== "object" || args === null || Array.isArray(args)) return args;
+  const shape: Record<string, z.ZodType> = schema.shape;
+  return Object.fromEntries(
+    Object.entries(args).filter(
+      ([key, value]) => value !== null || !shape[key]?.safeParse(undefined).success,
+    ),
+  );
+}
+
+/**
  * A model often writes a note's facts beside its fields (`order_id` next to `summary`) rather than
  * under `facts`. Such a flat value is moved into `facts`, so the next owner still reads it; what
  * is left unknown is refused by the strict schema, by name.
