@@ -211,7 +211,9 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     if (options.workers ?? true) {
       await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
       stops.push(() => deps.runs.drain());
-      await queue.workDeadLetters((taskId, reason) => markDeadLettered(deps, taskId, reason));
+      await queue.workDeadLetters((taskId, reason, failedAt) =>
+        markDeadLettered(deps, taskId, reason, failedAt),
+      );
     }
     if (options.maintenance ?? true) {
       stops.push(startMaintenance(deps, agentsFile));

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { type Executor, statement } from "./database.ts";
+import { type Executor, statement, type Tx } from "./database.ts";
 import {
   type Delivered,
   type DeliveredValues,
@@ -153,6 +153,22 @@ export async function findOrphanedTasks(db: Executor, limit: number): Promise<st
   const ids = rows.map((r) => r.id);
   if (ids.length >= limit) return ids;
   return [...new Set([...ids, ...(await endedWithUnreadReply(db, limit - ids.length))])];
+}
+
+/**
+ * Locks a task the sweep found orphaned, if no run has claimed it since; not one whose row is
+ * locked (a run's write tool, or another replica's sweep, which queues its job).
+ */
+export async function lockOrphanedTask(tx: Tx, id: string): Promise<boolean> {
+  const row = await tx
+    .selectFrom("tasks")
+    .select("id")
+    .where("id", "=", id)
+    .where((eb) => eb.or([eb("lease_until", "is", null), eb("lease_until", "<", sql<Date>`now()`)]))
+    .forNoKeyUpdate()
+    .skipLocked()
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /**

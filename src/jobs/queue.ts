@@ -11,7 +11,10 @@ export const MAINTENANCE_QUEUE = "baton.maintenance";
 export interface JobQueue {
   tasks: TaskQueue;
   workTasks(concurrency: number, handler: (taskId: string) => Promise<void>): Promise<void>;
-  workDeadLetters(handler: (taskId: string, error: string) => Promise<void>): Promise<void>;
+  /** `failedAt`: when the job's last try failed, by the database's clock. */
+  workDeadLetters(
+    handler: (taskId: string, error: string, failedAt: Date) => Promise<void>,
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,15 +56,30 @@ export async function startJobQueue(options: {
   });
   // The queue outlives the process: a changed BATON_JOB_RETRIES applies to the jobs sent from now on.
   await boss.updateQueue(TASK_QUEUE, retries);
+  const enqueue: TaskQueue["enqueue"] = async (executor, taskId, opts = {}) => {
+    const id = await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
+      db: sqlExecutor(executor),
+      // A label only, in a standard queue (no two jobs are kept apart by it): the sweep finds a
+      // task's waiting job by it, through pg-boss's index of queued jobs by key.
+      singletonKey: taskId,
+      ...(opts.startAfterSeconds !== undefined && { startAfter: opts.startAfterSeconds }),
+    });
+    if (!id) throw new Error(`the job queue did not take task ${taskId}'s job`);
+    return id;
+  };
   return {
     tasks: {
-      async enqueue(executor: Executor, taskId: string, opts = {}) {
-        const id = await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
+      enqueue,
+      async enqueueUnlessWaiting(executor: Executor, taskId: string) {
+        // Queued or due to retry; not active: a worker that died leaves its job active until it
+        // expires (15 min), and its task must be taken over when its lease runs out.
+        const waiting = await boss.findJobs<TaskJob>(TASK_QUEUE, {
+          key: taskId,
+          queued: true,
+          limit: 1,
           db: sqlExecutor(executor),
-          ...(opts.startAfterSeconds !== undefined && { startAfter: opts.startAfterSeconds }),
         });
-        if (!id) throw new Error(`the job queue did not take task ${taskId}'s job`);
-        return id;
+        return waiting.length > 0 ? undefined : enqueue(executor, taskId);
       },
       async done(executor: Executor, jobId) {
         // Completed while still queued: it never reaches a worker. Through Baton's pool, where it
@@ -104,7 +122,9 @@ export async function startJobQueue(options: {
       await boss.work<TaskJob, unknown, typeof work>(TASK_DEAD_LETTERS, work, async (jobs) => {
         for (const job of jobs) {
           options.metrics.deadLetters.inc({ queue: TASK_QUEUE });
-          await handler(job.data.taskId, deadLetterReason(job.sourceOutput));
+          // pg-boss writes the dead letter in the statement that fails the job's last try: its
+          // creation is that failure's time, by the clock that stamps the task's activity too.
+          await handler(job.data.taskId, deadLetterReason(job.sourceOutput), job.createdOn);
         }
       });
     },

@@ -16,6 +16,11 @@ export interface TaskQueue {
     taskId: string,
     options?: { startAfterSeconds?: number },
   ): Promise<string>;
+  /**
+   * The sweep's: a job for the task unless one is queued or due to retry already; its id if queued.
+   * Under the task's lock, so two replicas' sweeps queue one between them.
+   */
+  enqueueUnlessWaiting(executor: Executor, taskId: string): Promise<string | undefined>;
   /** A job held back while the task ran where it was accepted: that run did its work. */
   done(executor: Executor, jobId: string): Promise<void>;
   /** That run failed: the job runs now, with the queue's retries, backoff and dead letters. */

@@ -25,7 +25,7 @@ const MAX_REASON = 2_000;
  * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
  * `holdsLease`: the caller is the worker driving the task, whose rows it may deliver.
  * The reason is often an error's message, which may repeat a key or a whole request: it is masked
- * and shortened before it is stored, posted or audited.
+ * and shortened before it is stored, posted or audited. True when it stopped the task.
  */
 export async function haltTask(
   deps: RuntimeDeps,
@@ -36,8 +36,10 @@ export async function haltTask(
     holdsLease?: boolean;
     /** Not while a run holds the task (a dead letter: another job took the task on since). */
     unlessDriven?: boolean;
+    /** Not if the task changed at or after this time (a dead letter: another job moved it on). */
+    unlessMovedSince?: Date;
   },
-): Promise<void> {
+): Promise<boolean> {
   const reason = shorten(maskSecrets(input.reason), MAX_REASON);
   const afterCommit = await deps.db.transaction().execute(async (tx) => {
     await approvalsDb.lockPendingApprovals(tx, task.id);
@@ -45,6 +47,9 @@ export async function haltTask(
     if (!locked || locked.status === "done" || locked.status === "failed") return;
     // Under the task's lock, so no run claims it between this look and the halt.
     if (input.unlessDriven && (await leaseHeld(tx, locked.id))) return;
+    // Both times are the database's, read to the millisecond: a tie counts as a move, and leaves
+    // the task to be queued again rather than stopped.
+    if (input.unlessMovedSince && locked.last_activity_at >= input.unlessMovedSince) return;
     // A cap is checked on the run's copy of the task; a person may hold it by now (a run whose
     // lease lapsed, a second run). It is theirs, not an agent's turn to stop: no second escalation.
     if (input.toHuman && locked.owner_kind !== "agent") return;
@@ -110,6 +115,7 @@ export async function haltTask(
     );
   for (const effect of afterCommit ?? []) effect();
   await deliverOutbox(deps, { taskId: task.id, holdsLease: input.holdsLease ?? false });
+  return afterCommit !== undefined;
 }
 
 /**

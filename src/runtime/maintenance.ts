@@ -1,5 +1,5 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
-import { findOrphanedTasks } from "../db/lease.repository.ts";
+import { findOrphanedTasks, lockOrphanedTask } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -32,8 +32,20 @@ export function startMaintenance(deps: RuntimeDeps, _file: AgentsFile): () => Pr
 }
 
 export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
-  for (const taskId of await findOrphanedTasks(deps.db, 100))
-    await deps.queue.enqueue(deps.db, taskId);
+  for (const taskId of await findOrphanedTasks(deps.db, 100)) await queueOrphan(deps, taskId);
   await deliverOutbox(deps, { olderThanMs: STRANDED_OUTBOX_MS });
   await enforceDeadlines(deps);
+}
+
+/**
+ * A job for a task no run holds, unless one already waits for it (queued, or due to retry after a
+ * failed try): one more each sweep, on every replica, would start another chain of retries, model
+ * calls and a dead letter every 15 s while the model is down. A waiting job is due within its
+ * backoff (60 s at most) or, for a new task run where it was accepted, as its lease runs out; the
+ * job of a worker that died is active, not waiting, so its task is queued as soon as before.
+ */
+async function queueOrphan(deps: RuntimeDeps, taskId: string): Promise<void> {
+  await deps.db.transaction().execute(async (tx) => {
+    if (await lockOrphanedTask(tx, taskId)) await deps.queue.enqueueUnlessWaiting(tx, taskId);
+  });
 }

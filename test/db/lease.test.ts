@@ -4,6 +4,7 @@ import { insertApproval } from "../../src/db/approvals.repository.ts";
 import {
   claimLease,
   findOrphanedTasks,
+  lockOrphanedTask,
   releaseLease,
   renewLease,
 } from "../../src/db/lease.repository.ts";
@@ -232,4 +233,13 @@ test("settling decisions locks the task only for the run that holds it", async (
     t.db.transaction().execute((tx) => lockHeldTask(tx, task.id, worker, 60_000));
   assert.equal(await lock("worker-b"), undefined);
   assert.equal((await lock("worker-a"))?.id, task.id);
+});
+
+test("the sweep locks an orphaned task only if no run holds it and no transaction locks it", async () => {
+  const task = await newTask("100.8");
+  const lock = () => t.db.transaction().execute((tx) => lockOrphanedTask(tx, task.id));
+  assert.equal(await lock(), true);
+  assert.equal(await whileLocked(task.id, lock), false, "another sweep, or a write tool, has it");
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  assert.equal(await lock(), false, "a run holds it");
 });

@@ -31,7 +31,12 @@ test("a dead letter read while another run drives its task leaves the task to th
   const task = await taskInThread(h.db.db, ts);
   assert.ok(task?.lease_owner, "a run holds the task");
 
-  await markDeadLettered(h.baton.deps, task.id, "it kept failing after several retries");
+  await markDeadLettered(
+    h.baton.deps,
+    task.id,
+    "it kept failing after several retries",
+    new Date(),
+  );
   answer();
 
   const done = await h.until("the answer", () => taskWithStatus(h.db.db, ts, "done", "failed"));

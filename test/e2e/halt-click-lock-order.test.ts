@@ -59,7 +59,7 @@ test("a click and a stop at the same moment both finish: the click decides, the 
       where c.relname = 'approvals' and l.mode = 'RowExclusiveLock' and l.granted`.execute(h.db.db);
     return (rows[0]?.n ?? 0) > 0;
   });
-  const halt = markDeadLettered(deps, approval.task_id, "the job died");
+  const halt = markDeadLettered(deps, approval.task_id, "the job died", new Date());
   await h.until("the stop to wait on the click", async () => {
     const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from pg_stat_activity

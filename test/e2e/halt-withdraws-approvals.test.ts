@@ -48,7 +48,8 @@ test("a task that stops withdraws the approvals it waits on; a late click does n
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
 
-  await markDeadLettered(h.baton.deps, task.id, "Slack kept refusing its posts");
+  // Its job's last try failed just now, with the refund already waiting on its card.
+  await markDeadLettered(h.baton.deps, task.id, "Slack kept refusing its posts", new Date());
   await h.until("the task to fail, its words delivered", () => settledTask(h.db.db, ts, "failed"));
   const withdrawn = await h.db.db
     .selectFrom("approvals")
