@@ -26,7 +26,8 @@ export interface DigestApprovalItem {
 
 export interface DigestFailedItem {
   title: string;
-  reason: string;
+  /** Left out where the title is withheld: a tool's or model's error can quote the customer. */
+  reason?: string;
   /** ISO 8601. */
   failedAt: string;
   link?: string;

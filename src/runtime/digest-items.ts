@@ -32,9 +32,10 @@ export type Owned<T> = {
   shared: T;
 };
 
-// A task's words (what its requester wrote) go only where /baton would show them: to people on it,
-// and to the channels its thread is in or its lane gave it to (see read-access.ts). The digest
-// channel gets the rest without them, with the link for those who can open the thread.
+// A task's words (what its requester wrote, and a failure reason that may quote them) go only
+// where /baton would show them: to people on it, and to the channels its thread is in or its lane
+// gave it to (see read-access.ts). The digest channel gets the rest without them, with the link
+// for those who can open the thread.
 export const WITHHELD = "a task in another conversation (its words stay there)";
 
 export type Linker = (row: { channel_id: string; thread_ts: string }) => string;
@@ -160,6 +161,7 @@ export function failedTaskItem(
     item,
     users: humanOwner(f.owner_kind, f.owner_id),
     groups: groupOwner(f.owner_kind, f.owner_id),
-    shared: openHere ? item : { ...item, title: WITHHELD },
+    // No reason: a tool's or model's error may quote the words withheld.
+    shared: openHere ? item : { title: WITHHELD, failedAt: item.failedAt, link: item.link },
   };
 }

@@ -50,7 +50,7 @@ function parts(input: DigestInput): Part[] {
     {
       heading: `*Failed tasks* (${count("failedTasks")})`,
       lines: input.failedTasks.map((f) => ({
-        text: `*${clip(f.title, 200)}* · failed ${when(f.failedAt)}: ${clip(f.reason, 300)}`,
+        text: `*${clip(f.title, 200)}* · failed ${when(f.failedAt)}${f.reason ? `: ${clip(f.reason, 300)}` : ""}`,
         link: f.link,
       })),
     },
