@@ -11,7 +11,6 @@ import {
   REJECT_REASON_ACTION,
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
-  rejectReasonModal,
   SEND_BACK_AGENT_ACTION,
   SEND_BACK_AGENT_BLOCK,
   SEND_BACK_CALLBACK,
@@ -19,7 +18,8 @@ import {
   SEND_BACK_INSTRUCTION_BLOCK,
   sendBackModal,
 } from "../views/reject-modal.ts";
-import { decisionWords, escalationWords, failureWords } from "../words.ts";
+import { decisionWords, escalationWords } from "../words.ts";
+import { askRejectReason, ephemeral, openForm } from "./forms.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -61,32 +61,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
   app.action(APPROVAL_REJECT, async ({ ack, body, client }) => {
     await ack();
     const c = click.parse(body);
-    const approvalId = uuid.parse(c.actions[0]?.value);
-    // Refuse before asking for a reason: a modal for someone who may not decide wastes their time.
-    const refused = await handlers.checkApprovalClick({
-      approvalId,
-      userId: c.user.id,
-      decision: "rejected",
-    });
-    const info = await handlers.approvalInfo(approvalId);
-    const triggerId = c.trigger_id;
-    if (refused || !info || !triggerId) {
-      const words = refused && decisionWords(refused, info);
-      if (words && c.channel) {
-        const channel = c.channel.id;
-        handlers.afterwards("tell the person why they may not reject", () =>
-          ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
-        );
-      }
-      return;
-    }
-    openForm(
-      handlers,
-      client,
-      c,
-      triggerId,
-      rejectReasonModal({ approvalId, toolName: info.toolName }),
-    );
+    await askRejectReason(handlers, client, c, uuid.parse(c.actions[0]?.value));
   });
 
   app.view(REJECT_REASON_CALLBACK, async ({ ack, body, client }) => {
@@ -234,47 +209,4 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       await ack();
     });
   }
-}
-
-/**
- * Opens a form once Slack has its answer. One that does not open (its trigger ran out, Slack
- * failed) decided nothing: the person is told so, as after a failed click.
- */
-function openForm(
-  handlers: SlackHandlers,
-  client: Parameters<Parameters<BoltApp["action"]>[1]>[0]["client"],
-  c: z.infer<typeof click>,
-  triggerId: string,
-  view: unknown,
-) {
-  handlers.afterwards("open a form", async () => {
-    try {
-      await client.views.open({ trigger_id: triggerId, view: view as never });
-    } catch (error) {
-      if (c.channel)
-        await ephemeral(
-          client,
-          c.channel.id,
-          c.user.id,
-          failureWords(error),
-          c.container?.thread_ts,
-        );
-      throw error;
-    }
-  });
-}
-
-async function ephemeral(
-  client: { chat: { postEphemeral: (args: never) => Promise<unknown> } },
-  channel: string,
-  user: string,
-  text: string,
-  threadTs?: string,
-) {
-  await client.chat.postEphemeral({
-    channel,
-    user,
-    text,
-    ...(threadTs && { thread_ts: threadTs }),
-  } as never);
 }

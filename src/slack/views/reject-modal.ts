@@ -24,11 +24,13 @@ export const INSTRUCTION_MAX = 1000;
 
 export interface RejectReasonModalInput {
   approvalId: string;
-  toolName: string;
+  /** Unknown when the form opens before its approval is read (see askRejectReason). */
+  toolName?: string;
 }
 
 /** Asks why; the submission carries the approval id in private_metadata. */
 export function rejectReasonModal(input: RejectReasonModalInput): ModalView {
+  const what = input.toolName ? `\`${clip(input.toolName, 100)}\`` : "this request";
   return {
     type: "modal",
     callback_id: REJECT_REASON_CALLBACK,
@@ -37,11 +39,19 @@ export function rejectReasonModal(input: RejectReasonModalInput): ModalView {
     submit: plain("Reject"),
     close: plain("Cancel"),
     blocks: [
-      section(
-        `Why are you rejecting \`${clip(input.toolName, 100)}\`? The agent sees your reason.`,
-      ),
+      section(`Why are you rejecting ${what}? The agent sees your reason.`),
       textInput(REJECT_REASON_BLOCK, REJECT_REASON_ACTION, "Reason", REASON_MAX),
     ],
+  };
+}
+
+/** The reject form, turned into why its person may not decide (`words`, mrkdwn): nothing to submit. */
+export function rejectRefusedModal(words: string): ModalView {
+  return {
+    type: "modal",
+    title: plain("Reject"),
+    close: plain("Close"),
+    blocks: [section(words)],
   };
 }
 

@@ -1,0 +1,143 @@
+import type { webApi } from "@slack/bolt";
+import type { SlackHandlers } from "../handlers.ts";
+import { rejectReasonModal, rejectRefusedModal } from "../views/reject-modal.ts";
+import { decisionWords, failureWords } from "../words.ts";
+
+/** Who clicked, and where their card is: enough to open a form for them or tell them why not. */
+export interface Clicker {
+  user: { id: string };
+  trigger_id?: string | undefined;
+  channel?: { id: string } | undefined;
+  container?: { thread_ts?: string | undefined } | undefined;
+}
+
+type Client = webApi.WebClient;
+
+/**
+ * How long Reject waits on its check of the clicker before it opens the form anyway. Slack opens
+ * a modal only within 3 s of the click (trigger_id, single use), and those 3 s also hold the
+ * click's way to Baton, Baton's answer and views.open's own round trip.
+ */
+const CHECK_WAIT_MS = 1_000;
+
+/**
+ * Reject asks for a reason, but only of a person who may decide. The check may wait on Slack (a
+ * group's members): answered in time, a person who may not decide is told why and sees no form;
+ * later, the form opens at once and turns into the refusal if the check says no. The submission
+ * is checked again either way (decideApproval), so an open form decides nothing by itself.
+ */
+export async function askRejectReason(
+  handlers: SlackHandlers,
+  client: Client,
+  c: Clicker,
+  approvalId: string,
+): Promise<void> {
+  const checked = Promise.all([
+    handlers.checkApprovalClick({ approvalId, userId: c.user.id, decision: "rejected" }),
+    handlers.approvalInfo(approvalId),
+  ]).then(([refused, info]) => ({ refused, info }));
+  const early = await within(checked, CHECK_WAIT_MS);
+  const triggerId = c.trigger_id;
+  if (early) {
+    const { refused, info } = early;
+    if (!refused && info && triggerId)
+      openForm(
+        handlers,
+        client,
+        c,
+        triggerId,
+        rejectReasonModal({ approvalId, toolName: info.toolName }),
+      );
+    else if (refused) tell(handlers, client, c, decisionWords(refused, info));
+    return;
+  }
+  handlers.afterwards("ask for a reason to reject", async () => {
+    const opened =
+      triggerId && (await openView(client, c, triggerId, rejectReasonModal({ approvalId })));
+    let words: string | undefined;
+    let failure: unknown;
+    try {
+      const { refused, info } = await checked;
+      words = refused && decisionWords(refused, info);
+    } catch (error) {
+      failure = error;
+      words = failureWords(error);
+    }
+    if (!words) return;
+    if (opened)
+      await client.views
+        .update({ view_id: opened.id, hash: opened.hash, view: rejectRefusedModal(words) })
+        // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
+        .catch(() => undefined);
+    if (c.channel) await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+    if (failure) throw failure;
+  });
+}
+
+/** The work's answer if it comes within `ms`; undefined if not (it goes on). */
+async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Words to the person who clicked, beside the card, once Slack has its answer. */
+function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string | undefined) {
+  const channel = c.channel?.id;
+  if (!words || !channel) return;
+  handlers.afterwards("tell the person why they may not decide", () =>
+    ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
+  );
+}
+
+/**
+ * Opens a form once Slack has its answer. One that does not open (its trigger ran out, Slack
+ * failed) decided nothing: the person is told so, as after a failed click.
+ */
+export function openForm(
+  handlers: SlackHandlers,
+  client: Client,
+  c: Clicker,
+  triggerId: string,
+  view: unknown,
+): void {
+  handlers.afterwards("open a form", () => openView(client, c, triggerId, view));
+}
+
+async function openView(
+  client: Client,
+  c: Clicker,
+  triggerId: string,
+  view: unknown,
+): Promise<{ id: string; hash: string } | undefined> {
+  try {
+    const opened = await client.views.open({ trigger_id: triggerId, view: view as never });
+    const { id, hash } = opened.view ?? {};
+    return id && hash ? { id, hash } : undefined;
+  } catch (error) {
+    if (c.channel)
+      await ephemeral(client, c.channel.id, c.user.id, failureWords(error), c.container?.thread_ts);
+    throw error;
+  }
+}
+
+export async function ephemeral(
+  client: { chat: { postEphemeral: (args: never) => Promise<unknown> } },
+  channel: string,
+  user: string,
+  text: string,
+  threadTs?: string,
+): Promise<void> {
+  await client.chat.postEphemeral({
+    channel,
+    user,
+    text,
+    ...(threadTs && { thread_ts: threadTs }),
+  } as never);
+}
