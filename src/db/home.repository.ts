@@ -23,7 +23,34 @@ function waitsOn(userId: string, groupIds: readonly string[]) {
     ]);
 }
 
-export async function homeData(db: Executor, userId: string, groupIds: readonly string[] = []) {
+/**
+ * The channels that own open work: a lane that names nobody gives it to its channel's members.
+ * App Home asks Slack once per channel for them, not once per task.
+ */
+export async function channelsOwningOpenWork(db: Executor): Promise<string[]> {
+  const rows = await db
+    .selectFrom("tasks")
+    .select("owner_id")
+    .distinct()
+    .where("status", "in", OPEN)
+    .where("owner_kind", "=", "human")
+    // Public and private channels; a direct message's only member is its requester, matched below.
+    .where("owner_id", "~", "^[CG][A-Z0-9]+$")
+    .execute();
+  return rows.map((r) => r.owner_id);
+}
+
+/**
+ * `groupIds`: the user's groups among those that may own work or approve; `channelIds`: the
+ * channels among channelsOwningOpenWork they are a member of.
+ */
+export async function homeData(
+  db: Executor,
+  userId: string,
+  groupIds: readonly string[] = [],
+  channelIds: readonly string[] = [],
+) {
+  const owners = [userId, ...groupIds, ...channelIds];
   const [openTasks, waitingApprovals, recentDecisions] = await Promise.all([
     db
       .selectFrom("tasks")
@@ -34,12 +61,12 @@ export async function homeData(db: Executor, userId: string, groupIds: readonly 
       .where("status", "in", OPEN)
       .where((eb) =>
         eb.or([
-          eb.and([eb("owner_kind", "=", "human"), eb("owner_id", "in", [userId, ...groupIds])]),
+          eb.and([eb("owner_kind", "=", "human"), eb("owner_id", "in", owners)]),
           // Several owners (a lane naming several people) are one id list: "U0ANN,U0BOB".
           eb.and([
             eb("owner_kind", "=", "human"),
             eb("owner_id", "like", "%,%"),
-            sql<boolean>`string_to_array(owner_id, ',') && ${sql.val([userId, ...groupIds])}::text[]`,
+            sql<boolean>`string_to_array(owner_id, ',') && ${sql.val(owners)}::text[]`,
           ]),
           eb("requester_id", "=", userId),
         ]),

@@ -1,5 +1,5 @@
 import { findApproval } from "../db/approvals.repository.ts";
-import { homeData } from "../db/home.repository.ts";
+import { channelsOwningOpenWork, homeData } from "../db/home.repository.ts";
 import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
@@ -16,7 +16,14 @@ import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
-import { closeWords, HELP_TEXT, rateLimitedWords, USAGE, withheldWords } from "./words.ts";
+import {
+  closeWords,
+  HELP_TEXT,
+  rateLimitedWords,
+  USAGE,
+  unknownVerbWords,
+  withheldWords,
+} from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
 
@@ -60,6 +67,21 @@ export function createSlackHandlers(
       if (users.includes(userId)) member.push(group);
     }
     return member;
+  };
+  // Work of a lane that names nobody is its channel's: each channel that owns some is asked for
+  // its members once (the chat surface caches them), however many tasks it owns.
+  const memberChannels = async (userId: string) => {
+    const channels = await channelsOwningOpenWork(deps.db);
+    const member = await Promise.all(
+      channels.map(async (channel) => {
+        const users = await deps.chat.channelMembers(channel).catch((error: unknown) => {
+          deps.log.warn({ err: error, channel }, "could not list a channel's members for App Home");
+          return [] as string[];
+        });
+        return users.includes(userId) ? [channel] : [];
+      }),
+    );
+    return member.flat();
   };
   return {
     botUserId,
@@ -131,8 +153,10 @@ export function createSlackHandlers(
             // Escaped where it holds names: cut, not escaped again.
             return { text: truncate(agentsReport(agents, activity, days), 4000) };
           }
-          default:
+          case "help":
             return { text: HELP_TEXT };
+          default:
+            return { text: `${unknownVerbWords(verb)}\n${HELP_TEXT}` };
         }
       });
     },
@@ -140,7 +164,8 @@ export function createSlackHandlers(
     auditPage: ({ taskId, page, userId, channelId }) =>
       userFaultAsText(() => auditAnswer(taskId, page, { userId, channelId })),
     async homeView(userId) {
-      const data = await homeData(deps.db, userId, await userGroups(userId));
+      const [groups, channels] = await Promise.all([userGroups(userId), memberChannels(userId)]);
+      const data = await homeData(deps.db, userId, groups, channels);
       // A direct message's task is linked to its card for all but its requester (see openPlace).
       const inDirectMessages = data.openTasks.filter((t) => isDirectMessage(t.channel_id));
       const cards = await cardsOfTasks(

@@ -95,6 +95,51 @@ export const HELP_TEXT = [
   "You may read a task from its thread's channel, or if you asked for it, own or decided on it, or supervise.",
 ].join("\n");
 
+/** The verbs `/baton` knows, as HELP_TEXT lists them. */
+const VERBS = ["status", "audit", "who", "done", "agents", "help"] as const;
+
+/** Said before the help when `/baton <verb>` names no command: the verb it was near, if any. */
+export function unknownVerbWords(verb: string): string {
+  // Cut and escaped as any typed text; a backtick would close the code span early.
+  const shown = `\`${clip(verb.replaceAll("`", "'"), 40)}\` is not a \`/baton\` command`;
+  const near = nearestVerb(verb.toLowerCase());
+  return near ? `${shown}; did you mean \`${near}\`?` : `${shown}.`;
+}
+
+/**
+ * The verb within a typo or two of `word` (one for the short ones), by edit distance with
+ * transpositions, so `stauts` finds `status`; none when two are as near.
+ */
+function nearestVerb(word: string): string | undefined {
+  const scored = VERBS.map((verb) => ({ verb, d: typoDistance(word, verb) }))
+    .filter(({ verb, d }) => d <= (verb.length > 4 ? 2 : 1))
+    .sort((a, b) => a.d - b.d);
+  const [best, next] = scored;
+  return best && best.d !== next?.d ? best.verb : undefined;
+}
+
+/** Optimal string alignment: insertions, deletions, substitutions and adjacent swaps. */
+function typoDistance(a: string, b: string): number {
+  // A few letters longer or shorter, no verb is near: a pasted paragraph costs nothing.
+  if (Math.abs(a.length - b.length) > 2) return Number.POSITIVE_INFINITY;
+  const at = (row: number[] | undefined, j: number) => row?.[j] ?? Number.POSITIVE_INFINITY;
+  const rows = [Array.from({ length: b.length + 1 }, (_, j) => j)];
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const swapped = i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1];
+      row[j] = Math.min(
+        at(rows[i - 1], j) + 1,
+        at(row, j - 1) + 1,
+        at(rows[i - 1], j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1),
+        swapped ? at(rows[i - 2], j - 2) + 1 : Number.POSITIVE_INFINITY,
+      );
+    }
+    rows.push(row);
+  }
+  return at(rows[a.length], b.length);
+}
+
 /** To a person over `policies.rate_limits.new_tasks_per_person`: nothing started, and when to retry. */
 export function rateLimitedWords(limit: { max: number; per: number }): string {
   const tasks = limit.max === 1 ? "1 task" : `${limit.max} tasks`;

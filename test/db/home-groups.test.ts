@@ -48,11 +48,16 @@ async function task(title: string, ownerId: string) {
   return row.id;
 }
 
-/** `unlisted`: groups Slack will not list now (deleted, or Slack failing). */
+/** Each channel Slack was asked for the members of, in order. */
+const channelsAsked: string[] = [];
+
+/** `unlisted`: groups and channels Slack will not list now (deleted, or Slack failing). */
 function homeFor(userId: string, unlisted: string[] = []) {
   const members: Record<string, string[]> = {
     S0WAREHOUSE: ["U0WAREHOUSE"],
     S0SUPERVISORS: ["U0SUPER"],
+    C0SUPPORT: ["U0SUPPORTLEAD", "U0WAREHOUSE"],
+    C0PRIVATE: ["U0HR"],
   };
   const deps = {
     db: database.db,
@@ -62,6 +67,11 @@ function homeFor(userId: string, unlisted: string[] = []) {
       groupMembers: async (group: string) => {
         if (unlisted.includes(group)) throw new Error("Slack refused usergroups.users.list");
         return members[group] ?? [];
+      },
+      channelMembers: async (channel: string) => {
+        channelsAsked.push(channel);
+        if (unlisted.includes(channel)) throw new Error("Slack refused conversations.members");
+        return members[channel] ?? [];
       },
       threadLink: (channel: string, ts: string) => messageLink(WORKSPACE_URL, channel, ts),
     },
@@ -122,4 +132,31 @@ test("the open-task count is the user's, not the query's row limit", async () =>
   for (let i = 0; i < 60; i++) await task(`Busy ${i}`, "U0BUSY");
   const view = JSON.stringify(await homeFor("U0BUSY"));
   assert.match(view, /Your open tasks \(60\)/);
+});
+
+// A lane that names nobody is its channel's: the escalation's owner is the channel's id.
+test("a task escalated to a lane owned by a channel shows in its members' App Home", async () => {
+  await task("Lamp arrived broken", "C0SUPPORT");
+  await task("Customer wants a callback", "C0SUPPORT");
+  await task("Complaint about a manager", "C0PRIVATE");
+  channelsAsked.length = 0;
+  const view = JSON.stringify(await homeFor("U0SUPPORTLEAD"));
+  assert.match(view, /Your open tasks \(2\)/);
+  assert.match(view, /Lamp arrived broken/);
+  assert.match(view, /Customer wants a callback/);
+  assert.match(view, /<#C0SUPPORT>/, "the owner shows as the channel");
+  assert.doesNotMatch(view, /Complaint about a manager/, "not a member of that channel");
+  assert.deepEqual(channelsAsked.toSorted(), ["C0PRIVATE", "C0SUPPORT"], "once per channel");
+
+  const outsider = JSON.stringify(await homeFor("U0DANA2"));
+  assert.doesNotMatch(outsider, /Lamp arrived broken|Complaint about a manager/);
+  const both = JSON.stringify(await homeFor("U0WAREHOUSE"));
+  assert.match(both, /Pallet 7 is missing/);
+  assert.match(both, /Lamp arrived broken/);
+});
+
+test("a channel Slack will not list leaves the rest of App Home", async () => {
+  const view = JSON.stringify(await homeFor("U0WAREHOUSE", ["C0SUPPORT"]));
+  assert.match(view, /Pallet 7 is missing/);
+  assert.doesNotMatch(view, /Lamp arrived broken/);
 });

@@ -80,3 +80,28 @@ test("/baton reads a pasted reference that carries zero-width or direction marks
   for (const ref of ["1042\u200B", "\u200F1042", "\uFEFF#1042\u2060"])
     assert.match((await baton(`status ${ref}`)).text, /done, owned by/, JSON.stringify(ref));
 });
+
+test("/baton with a mistyped verb says it is not a command, names the near one, then helps", async () => {
+  const typo = await baton("stauts 1042");
+  assert.match(typo.text, /^`stauts` is not a `\/baton` command; did you mean `status`\?\n/);
+  assert.match(typo.text, /`\/baton status &lt;task, order or thread link&gt;`/, "then the help");
+  for (const [typed, meant] of [
+    ["Audti", "audit"],
+    ["agent", "agents"],
+    ["hlep", "help"],
+  ])
+    assert.match((await baton(`${typed} 1042`)).text, new RegExp(`did you mean \`${meant}\``));
+
+  const far = await baton("refund 1042");
+  assert.match(far.text, /^`refund` is not a `\/baton` command\.\n/);
+  assert.doesNotMatch(far.text, /did you mean/);
+  assert.match((await baton("help")).text, /^\*Baton\*/, "asked for, the help comes alone");
+
+  const hostile = await baton(`<!channel>${"x".repeat(300)} 1042`);
+  assert.match(hostile.text, /^`&lt;!channel&gt;` is not a/);
+  const long = await baton(`${"y".repeat(300)} 1042`);
+  assert.ok(long.text.split("\n")[0]?.includes("…"), "cut short");
+  assert.ok((long.text.split("\n")[0]?.length ?? 0) < 100, long.text.split("\n")[0]);
+  for (const answer of [typo, far, hostile, long])
+    assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
+});
