@@ -19,7 +19,7 @@ import {
   sendBackModal,
 } from "../views/reject-modal.ts";
 import { decisionWords, escalationWords } from "../words.ts";
-import { askRejectReason, ephemeral, openForm } from "./forms.ts";
+import { askRejectReason, ephemeral, type FormCheck, openWhenAllowed } from "./forms.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -116,26 +116,15 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     const triggerId = c.trigger_id;
     if (!triggerId) return;
     const escalationId = uuid.parse(c.actions[0]?.value);
-    // Refuse (or say it is handled) before asking for an instruction that could not be used.
-    const words = escalationWords(
-      await handlers.checkEscalationClick({ escalationId, userId: c.user.id }),
-    );
-    if (words) {
-      if (c.channel) {
-        const channel = c.channel.id;
-        handlers.afterwards("tell the person why they may not send it back", () =>
-          ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
-        );
-      }
-      return;
-    }
-    openForm(
-      handlers,
-      client,
-      c,
-      triggerId,
-      sendBackModal({ escalationId, agents: handlers.agentsForSendBack() }),
-    );
+    // Refuse (or say it is handled) rather than ask for an instruction that could not be used.
+    const view = sendBackModal({ escalationId, agents: handlers.agentsForSendBack() });
+    const check = handlers
+      .checkEscalationClick({ escalationId, userId: c.user.id })
+      .then((result): FormCheck => {
+        const refusal = escalationWords(result);
+        return refusal ? { refusal } : { view };
+      });
+    await openWhenAllowed(handlers, client, c, { title: "Send back", check, lateView: view });
   });
 
   app.view(SEND_BACK_CALLBACK, async ({ ack, body, client }) => {

@@ -1,6 +1,6 @@
 import type { webApi } from "@slack/bolt";
 import type { SlackHandlers } from "../handlers.ts";
-import { rejectReasonModal, rejectRefusedModal } from "../views/reject-modal.ts";
+import { refusedModal, rejectReasonModal } from "../views/reject-modal.ts";
 import { decisionWords, failureWords } from "../words.ts";
 
 /** Who clicked, and where their card is: enough to open a form for them or tell them why not. */
@@ -14,51 +14,44 @@ export interface Clicker {
 type Client = webApi.WebClient;
 
 /**
- * How long Reject waits on its check of the clicker before it opens the form anyway. Slack opens
- * a modal only within 3 s of the click (trigger_id, single use), and those 3 s also hold the
- * click's way to Baton, Baton's answer and views.open's own round trip.
+ * How long a form waits on its check of the clicker before it opens anyway. Slack opens a modal
+ * only within 3 s of the click (trigger_id, single use), and those 3 s also hold the click's way
+ * to Baton, Baton's answer and views.open's own round trip.
  */
 const CHECK_WAIT_MS = 1_000;
 
+/** What a check of the clicker says: why they may not go on, or the form to open for them. */
+export interface FormCheck {
+  refusal?: string | undefined;
+  view?: unknown;
+}
+
 /**
- * Reject asks for a reason, but only of a person who may decide. The check may wait on Slack (a
- * group's members): answered in time, a person who may not decide is told why and sees no form;
- * later, the form opens at once and turns into the refusal if the check says no. The submission
- * is checked again either way (decideApproval), so an open form decides nothing by itself.
+ * Opens a form (Reject's reason, Send back's instruction) only for a person who may use it. The
+ * check may wait on Slack (a group's or channel's members): answered in time, a person who may
+ * not is told why and sees no form; later, `lateView` opens at once and turns into the refusal if
+ * the check says no. The submission is checked again either way, so an open form decides nothing
+ * by itself.
  */
-export async function askRejectReason(
+export async function openWhenAllowed(
   handlers: SlackHandlers,
   client: Client,
   c: Clicker,
-  approvalId: string,
+  form: { title: "Reject" | "Send back"; check: Promise<FormCheck>; lateView: unknown },
 ): Promise<void> {
-  const checked = Promise.all([
-    handlers.checkApprovalClick({ approvalId, userId: c.user.id, decision: "rejected" }),
-    handlers.approvalInfo(approvalId),
-  ]).then(([refused, info]) => ({ refused, info }));
-  const early = await within(checked, CHECK_WAIT_MS);
+  const early = await within(form.check, CHECK_WAIT_MS);
   const triggerId = c.trigger_id;
   if (early) {
-    const { refused, info } = early;
-    if (!refused && info && triggerId)
-      openForm(
-        handlers,
-        client,
-        c,
-        triggerId,
-        rejectReasonModal({ approvalId, toolName: info.toolName }),
-      );
-    else if (refused) tell(handlers, client, c, decisionWords(refused, info));
+    if (early.refusal) tell(handlers, client, c, early.refusal);
+    else if (early.view && triggerId) openForm(handlers, client, c, triggerId, early.view);
     return;
   }
-  handlers.afterwards("ask for a reason to reject", async () => {
-    const opened =
-      triggerId && (await openView(client, c, triggerId, rejectReasonModal({ approvalId })));
+  handlers.afterwards(`open the ${form.title} form`, async () => {
+    const opened = triggerId && (await openView(client, c, triggerId, form.lateView));
     let words: string | undefined;
     let failure: unknown;
     try {
-      const { refused, info } = await checked;
-      words = refused && decisionWords(refused, info);
+      words = (await form.check).refusal;
     } catch (error) {
       failure = error;
       words = failureWords(error);
@@ -66,11 +59,32 @@ export async function askRejectReason(
     if (!words) return;
     if (opened)
       await client.views
-        .update({ view_id: opened.id, hash: opened.hash, view: rejectRefusedModal(words) })
+        .update({ view_id: opened.id, hash: opened.hash, view: refusedModal(form.title, words) })
         // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
         .catch(() => undefined);
     if (c.channel) await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
     if (failure) throw failure;
+  });
+}
+
+/** Reject asks for a reason, only of a person who may decide (see openWhenAllowed). */
+export function askRejectReason(
+  handlers: SlackHandlers,
+  client: Client,
+  c: Clicker,
+  approvalId: string,
+): Promise<void> {
+  const check = Promise.all([
+    handlers.checkApprovalClick({ approvalId, userId: c.user.id, decision: "rejected" }),
+    handlers.approvalInfo(approvalId),
+  ]).then(([refused, info]): FormCheck => {
+    if (refused) return { refusal: decisionWords(refused, info) };
+    return info ? { view: rejectReasonModal({ approvalId, toolName: info.toolName }) } : {};
+  });
+  return openWhenAllowed(handlers, client, c, {
+    title: "Reject",
+    check,
+    lateView: rejectReasonModal({ approvalId }),
   });
 }
 
@@ -100,7 +114,7 @@ function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string
  * Opens a form once Slack has its answer. One that does not open (its trigger ran out, Slack
  * failed) decided nothing: the person is told so, as after a failed click.
  */
-export function openForm(
+function openForm(
   handlers: SlackHandlers,
   client: Client,
   c: Clicker,

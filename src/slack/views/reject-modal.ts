@@ -45,11 +45,11 @@ export function rejectReasonModal(input: RejectReasonModalInput): ModalView {
   };
 }
 
-/** The reject form, turned into why its person may not decide (`words`, mrkdwn): nothing to submit. */
-export function rejectRefusedModal(words: string): ModalView {
+/** A form, turned into why its person may not use it (`words`, mrkdwn): nothing to submit. */
+export function refusedModal(title: "Reject" | "Send back", words: string): ModalView {
   return {
     type: "modal",
-    title: plain("Reject"),
+    title: plain(title),
     close: plain("Close"),
     blocks: [section(words)],
   };
