@@ -49,7 +49,8 @@ export interface SlackHandlers {
   homeView(userId: string): Promise<unknown>;
   /**
    * Slack calls that follow a decision (words to the person, a modal, a command's answer), made
-   * after Slack has its acknowledgement: it waits for the listener, and gives up after 3 s.
+   * after Slack has its acknowledgement (Slack waits for the listener's answer, and shows the
+   * interaction as failed after 3 s).
    */
   afterwards(what: string, work: () => Promise<unknown>): void;
 }
