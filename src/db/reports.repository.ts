@@ -14,6 +14,9 @@ const CHANNEL = /^[CGD][A-Z0-9]{2,}$/;
 const TS = /^\d{10}\.\d{6}$/;
 // Permalinks drop the ts's dot: p1700000000000100 is 1700000000.000100.
 const PERMALINK_PATH = /\/archives\/([CGD][A-Z0-9]{2,})\/p(\d{10})(\d{6})\b/;
+// The web app's address bar with a thread open: /client/T…/C…/thread/C…-1700000000.000100.
+const CLIENT_THREAD_PATH =
+  /\/client\/[A-Z0-9]+\/[CGD][A-Z0-9]{2,}\/thread\/([CGD][A-Z0-9]{2,})-(\d{10}\.\d{6})$/;
 
 /** What the operator typed: a task uuid, an order id, or a Slack thread link. */
 export function parseTaskRef(input: string): TaskRef | undefined {
@@ -32,6 +35,8 @@ export function parseTaskRef(input: string): TaskRef | undefined {
 function parseThreadLink(link: string): TaskRef | undefined {
   if (!URL.canParse(link)) return undefined;
   const url = new URL(link);
+  const open = CLIENT_THREAD_PATH.exec(url.pathname);
+  if (open?.[1] && open[2]) return { kind: "thread", channel: open[1], threadTs: open[2] };
   const path = PERMALINK_PATH.exec(url.pathname);
   const channel = url.searchParams.get("cid") ?? url.searchParams.get("channel") ?? path?.[1];
   const ts =

@@ -118,7 +118,10 @@ export function createSlackHandlers(
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
     command({ text, userId, channelId }) {
       // A link Slack formatted, `<url|label>`, is one word however many spaces its label holds.
-      const [verb = "help", ...rest] = text.match(/<[^>]*>|[^\s<]+|</g) ?? [];
+      const [verb = "help", ...words] = text.match(/<[^>]*>|[^\s<]+|</g) ?? [];
+      // "status order 1042", "done task <id>": the kind of reference, said aloud, is not one.
+      const rest =
+        words.length > 1 && /^(order|task|thread)$/i.test(words[0] ?? "") ? words.slice(1) : words;
       const ref = rest[0] ?? "";
       const reader = { userId, channelId };
       return userFaultAsText(async (): Promise<Answer> => {

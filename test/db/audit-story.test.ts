@@ -315,6 +315,11 @@ describe("audit story", () => {
       await ids("https://slack.com/app_redirect?channel=C0SUPPORT&message_ts=1700000500.000200"),
       [other],
     );
+    // The browser's address bar on app.slack.com, with a thread open beside the channel.
+    assert.deepEqual(
+      await ids("https://app.slack.com/client/T0ACME/C0SUPPORT/thread/C0SUPPORT-1700000000.000100"),
+      [taskId],
+    );
     assert.deepEqual(await ids("9999"), []);
     assert.equal(parseTaskRef("https://example.com/nothing"), undefined);
     assert.equal(parseTaskRef("drop table tasks;"), undefined);

@@ -81,6 +81,11 @@ test("/baton reads a pasted reference that carries zero-width or direction marks
     assert.match((await baton(`status ${ref}`)).text, /done, owned by/, JSON.stringify(ref));
 });
 
+test('/baton reads "order 1042" as the order, as people say it', async () => {
+  assert.match((await baton("status order 1042")).text, /done, owned by/);
+  assert.match((await baton("who Order 1042 adjust_stock")).text, /inventory|Inventory/);
+});
+
 test("/baton with a mistyped verb says it is not a command, names the near one, then helps", async () => {
   const typo = await baton("stauts 1042");
   assert.match(typo.text, /^`stauts` is not a `\/baton` command; did you mean `status`\?\n/);
