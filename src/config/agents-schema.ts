@@ -15,9 +15,16 @@ const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,}$/, "a Slack user ID look
 const slackGroupId = z
   .string()
   .regex(/^S[A-Z0-9]{2,}$/, "a Slack user group ID looks like S012ABCDEF");
-const slackChannelId = z
-  .string()
-  .regex(/^[CGD][A-Z0-9]{2,}$/, "a Slack channel ID looks like C012ABCDEF");
+// Not a D… ID: a direct message is seen by its person alone, so no card or notice belongs there.
+const slackChannelId = z.string().superRefine((id, ctx) => {
+  if (/^[CG][A-Z0-9]{2,}$/.test(id)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: /^D[A-Z0-9]{2,}$/.test(id)
+      ? "a D… ID is someone's direct messages, which nobody else sees: name a channel (C012ABCDEF)"
+      : "a Slack channel ID looks like C012ABCDEF",
+  });
+});
 /** Durations as "90s", "15m", "4h", "2d", in milliseconds. */
 const DURATION_UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const anyDurationSchema = z

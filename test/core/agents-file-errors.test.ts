@@ -325,3 +325,12 @@ test("names that differ only by punctuation, or a name that is another agent's i
     /agents\[1\]\.name: "Billing" reads as the name or id of agents\[0\]/,
   );
 });
+
+test("a direct message's ID where a channel belongs is refused, saying why", () => {
+  // Line 7: cards for the whole team would go to one person's DM, where nobody else can click them.
+  const text = `${MINIMAL}policies:\n  decisions_channel: D0DANA01\n`;
+  assert.match(
+    errorOf(text),
+    /^agents\.yml:7:\d+ .*direct messages, which nobody else sees[^\n]*$(?![\s\S]*looks like)/m,
+  );
+});
