@@ -269,6 +269,22 @@ describe("HTTP tool answers: what is masked", () => {
     assert.deepEqual(await find(), { posted_to: `${url}/services/[redacted]` });
   });
 
+  // Shaped like a host (letters and digits), but in the query or the path: an API's app id, a
+  // hook's key. Express's default 404 quotes the URL it was sent, query and all.
+  for (const [part, at] of [
+    ["query", `/weather?appid=\${WEATHER_APPID}`],
+    ["path", `/hooks/\${WEATHER_APPID}/run`],
+  ] as const)
+    it(`a plain word in the URL's ${part} is a secret, whatever its name`, async () => {
+      const find = tool({ url: `${url}${at}`, headers: {} }, { WEATHER_APPID: "a1b2c3d4e5f60718" });
+      respond = (res, req) => answer(404, `<pre>Cannot POST ${req.url}</pre>`)(res);
+      await assert.rejects(find(), (e) => {
+        assert.ok(e instanceof ToolInputError);
+        assert.ok(e.message.includes("Cannot POST") && !e.message.includes("a1b2c3d4e5f60718"));
+        return true;
+      });
+    });
+
   it("a NUL or half an emoji in an answer is cleaned before Postgres sees it", async () => {
     const find = tool({ url: `${url}/find`, headers: {} }, {});
     respond = (res) => res.end('{"name":"Dana Reyes\\u0000\\u0000","note\\u0000":"ok \\ud83d"}');

@@ -35,6 +35,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
   const dispatcher = dispatcherFor(config.timeout);
   // Named by the URL as written: a `${NAME}` in it stays a name, never its value.
   const where = `${config.name} (${withoutQuery(config.url)})`;
+  const hosts = hostVariables(config.url);
   return {
     name: config.name,
     description: config.description,
@@ -51,7 +52,11 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
             secrets.push(filled.value);
         });
       const url = fromEnv(config.url, env, where, (filled) => {
-        if (!isOnlyHost(filled.value) || CREDENTIAL_NAME.test(filled.name))
+        if (
+          !hosts.has(filled.name) ||
+          !isOnlyHost(filled.value) ||
+          CREDENTIAL_NAME.test(filled.name)
+        )
           secrets.push(filled.value);
       });
       // As sent, and as an echo of the URL may spell it.
@@ -117,6 +122,25 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
  */
 const PLAIN_HEADER = /version|^accept(-language)?$|^user-agent$|^content-type$/i;
 const CREDENTIAL_NAME = /key|token|secret|pass|auth|cred|sign|cookie|session|private/i;
+
+/**
+ * The `${NAME}`s written where the URL's host goes (`https://${CRM_HOST}/find`, or a whole
+ * `${CRM_URL}/find`). Only there is a value the host: one in the path or the query
+ * (`?appid=${WEATHER_APPID}`) is a credential however plain its shape, and an endpoint's 404 that
+ * quotes the URL it was sent would hand it to the model.
+ */
+function hostVariables(template: string): Set<string> {
+  const hosts = new Set<string>();
+  const elsewhere = new Set<string>();
+  for (const found of template.matchAll(ENV_REFERENCE)) {
+    const before = template.slice(0, found.index);
+    const after = template.slice(found.index + found[0].length);
+    const inHost =
+      /^(?:https?:\/\/)?[A-Za-z0-9.-]*$/i.test(before) && /^[A-Za-z0-9.-]*(?:[:/?#]|$)/.test(after);
+    (inHost ? hosts : elsewhere).add(found[1] ?? "");
+  }
+  return new Set([...hosts].filter((name) => !elsewhere.has(name)));
+}
 
 /** `crm.internal`, `crm.internal:8080` or `https://crm.internal/`: a host, and nothing after it. */
 function isOnlyHost(value: string): boolean {
