@@ -243,6 +243,16 @@ describe("HTTP tool answers: what is masked", () => {
     assert.deepEqual(await find(), { echo: "[redacted]" });
   });
 
+  it("a header whose name only holds the word version is not a version header", async () => {
+    const find = tool(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the agents file's syntax
+      { url: `${url}/find`, headers: { "X-Conversion-Id": "${ACME_CONVERSION}" } },
+      { ACME_CONVERSION: "conv-8f3a91c2e7" },
+    );
+    respond = (res, req) => res.end(JSON.stringify({ echo: req.headers["x-conversion-id"] }));
+    assert.deepEqual(await find(), { echo: "[redacted]" });
+  });
+
   it("a value only the URL's host is not: links and the redirect target stay readable", async () => {
     const host = url.slice("http://".length);
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the agents file's syntax

@@ -120,7 +120,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
  * every date equal to it), or one that is only the URL's host (whose links and redirects must stay
  * readable); in both cases unless the variable's own name says it is a credential.
  */
-const PLAIN_HEADER = /version|^accept(-language)?$|^user-agent$|^content-type$/i;
+const PLAIN_HEADER = /(^|-)version$|^accept(-language)?$|^user-agent$|^content-type$/i;
 const CREDENTIAL_NAME = /key|token|secret|pass|auth|cred|sign|cookie|session|private/i;
 
 /**
