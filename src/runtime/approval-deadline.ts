@@ -162,7 +162,7 @@ async function escalateApproval(
       taskId: task.id,
       actor: { kind: "system", id: "baton" },
       kind: "approval_escalated",
-      data: { approval_id: row.id, to: fallback },
+      data: { approval_id: row.id, tool: row.tool, to: fallback },
     });
     return true;
   });

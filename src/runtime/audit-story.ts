@@ -100,8 +100,7 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     if (d.kind === "hand_back") return `Handed back to agent:${str(d.to)}: ${str(note.result)}`;
     return `Handed over to agent:${str(d.to)}: ${str(note.summary)} Needed: ${str(note.needed)}`;
   },
-  tool_call: (d) =>
-    `${str(d.tool)}(${argsText(d.args)}) → ${str(d.status)}; allowed by ${str(d.allowed_by) || "nobody"}`,
+  tool_call: (d) => `${str(d.tool)}(${argsText(d.args)}) → ${str(d.status)}; ${allowedWords(d)}`,
   tool_refused: (d) => `Refused ${str(d.tool)}: ${str(d.message ?? d.reason)}`,
   tool_call_repeated: (d) =>
     `${str(d.tool)} called again in the same reply (${str(d.call_id)}, as ${str(d.repeat_of)}); not run twice`,
@@ -109,8 +108,7 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
   model_error: (d) =>
     `Model error: ${str(d.error ?? d.message)}${d.tool ? ` (${str(d.tool)})` : ""}`,
   approval_requested: (d) => {
-    const who = obj(d.approvers);
-    const names = [...list(who.users), ...list(who.groups)].join(", ") || "nobody";
+    const names = people(obj(d.approvers));
     return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}${askedBy(obj(d.asked_by))}, expires ${str(d.expires_at)}`;
   },
   approval_decided: (d) => {
@@ -123,6 +121,8 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
   approval_withdrawn: (d) => `Approval of ${str(d.tool)} withdrawn: the task stopped first`,
   approval_refused: (d) =>
     `Approval click refused: ${str(d.reason)}${d.asked_as ? ` (asked as ${str(d.asked_as)})` : ""}`,
+  approval_escalated: (d) =>
+    `Nobody decided in time: the approval${d.tool ? ` of ${str(d.tool)}` : ""} went to ${people(obj(d.to))}`,
   approval_click_ignored: (d) => `Approval click ignored: already ${str(d.status)}`,
   escalated: (d) => {
     const owner = obj(d.owner);
@@ -133,6 +133,11 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     const to = choice.agentId ? ` to agent:${str(choice.agentId)}` : "";
     return `Escalation decided: ${str(choice.kind)}${to}${choice.instruction ? `: "${str(choice.instruction)}"` : ""}`;
   },
+  escalation_refused: (d) =>
+    `Escalation click refused: ${d.reason === "own_request" ? "they asked for it themselves" : "not its owner"} (it is ${owned(obj(d.owner))}'s)`,
+  escalation_reassigned: (d) =>
+    `Nobody answered in time: the escalation went to ${owned(obj(d.to))}`,
+  escalation_reminded: (d) => `Nobody answered in time: ${owned(obj(d.to))} reminded`,
   task_closed: () => "Marked done",
   close_refused: (d) => `Refused to mark done: the task is ${str(obj(d.owner).id)}'s`,
   task_reopened: (d) => `Reopened by a reply in its thread; back with ${str(d.owner)}`,
@@ -149,6 +154,22 @@ const num = (value: unknown): number => (typeof value === "number" ? value : Num
 const obj = (value: unknown): Data =>
   value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Data) : {};
 const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(str) : []);
+
+/** Who allowed a call, or, for one a person's decision or none kept from running, why it did not run. */
+function allowedWords(d: Data): string {
+  if (d.status === "rejected")
+    return d.decided_by ? `rejected by human:${str(d.decided_by)}` : "not run";
+  if (d.status === "expired") return "not run: nobody decided in time";
+  if (d.status === "withdrawn") return "not run: the task stopped first";
+  return `allowed by ${str(d.allowed_by) || "nobody"}`;
+}
+
+/** "U1, S2" from `{ users, groups }`. */
+const people = (who: Data): string =>
+  [...list(who.users), ...list(who.groups)].join(", ") || "nobody";
+
+/** "channel C1", "user U1" from an owner `{ kind, id }`. */
+const owned = (owner: Data): string => `${str(owner.kind)} ${str(owner.id)}`.trim();
 
 /** ", requested by human:U1, handed on by human:U2": who asked, as the approval card named them. */
 function askedBy(who: Data): string {
@@ -250,7 +271,13 @@ export function auditJson(entries: readonly AuditEntry[]): string {
   );
 }
 
-/** One line per step for a terminal. */
+/** One line per step for a terminal; of several tasks (an order's), each line names its task. */
 export function auditText(entries: readonly AuditEntry[]): string {
-  return entries.map((e) => `${e.at.toISOString()}  ${e.actor}  ${e.kind}  ${e.text}`).join("\n");
+  const several = new Set(entries.map((e) => e.taskId)).size > 1;
+  return entries
+    .map(
+      (e) =>
+        `${e.at.toISOString()}  ${e.actor}  ${e.kind}  ${e.text}${several ? ` [task ${e.taskId}]` : ""}`,
+    )
+    .join("\n");
 }

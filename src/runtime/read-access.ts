@@ -97,13 +97,17 @@ export async function newestReadableTask(
   return (await resolveReadable(deps, ref, reader)).readable[0];
 }
 
-/** `/baton audit`: the story of the newest task of `ref` the reader may read. */
+/**
+ * `/baton audit`: the story of the newest task of `ref` the reader may read, and the other tasks
+ * of `ref` they may read (an order's question, then its return), newest first, to ask for next.
+ */
 export async function readableStory(
   deps: ReadDeps,
   ref: string,
   reader: Reader,
-): Promise<AuditReport> {
-  return auditStory(deps, await newestReadableTask(deps, ref, reader));
+): Promise<AuditReport & { otherTaskIds: string[] }> {
+  const [newest, ...others] = (await resolveReadable(deps, ref, reader)).readable;
+  return { ...(await auditStory(deps, newest)), otherTaskIds: others };
 }
 
 /**

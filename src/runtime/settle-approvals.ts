@@ -29,7 +29,9 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
     for (const d of decided) {
       let content: unknown;
       let status: SettledStatus;
-      const allowedBy = d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
+      // Only an approval allows a call: the person who rejected one is named as such, not here.
+      const allowedBy =
+        d.status === "approved" && d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
       const tool = deps.tools.get(d.tool);
       if (d.status === "approved" && !tool) {
         // The operator took the tool out of the agents file while the call waited: no retry can
@@ -63,7 +65,12 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
           error: `Nobody approved this call in time, so it was not run. Do not retry it; tell the requester it needs a person.`,
         };
       }
-      await answerParkedCall(tx, task, d, { status, result: content, allowedBy });
+      await answerParkedCall(tx, task, d, {
+        status,
+        result: content,
+        allowedBy,
+        decidedBy: d.decided_by,
+      });
       settled.push({ tool: d.tool, status });
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
@@ -97,7 +104,13 @@ export async function answerParkedCall(
   tx: Tx,
   task: Pick<TaskRow, "id" | "stint_no" | "step_no">,
   call: ParkedCall,
-  settled: { status: SettledStatus; result: unknown; allowedBy: string | null },
+  settled: {
+    status: SettledStatus;
+    result: unknown;
+    allowedBy: string | null;
+    /** The person who decided on it, whatever they decided. */
+    decidedBy?: string | null;
+  },
 ): Promise<void> {
   await settleToolCall(tx, call.tool_call_id, settled);
   await appendConversation(tx, [
@@ -118,6 +131,7 @@ export async function answerParkedCall(
       status: settled.status,
       result: settled.result,
       allowed_by: settled.allowedBy,
+      ...(settled.decidedBy && { decided_by: settled.decidedBy }),
       idempotency_key: call.tool_call_id,
     },
   });

@@ -44,7 +44,12 @@ export function createSlackHandlers(
       kind: e.kind,
       text: e.text,
     }));
-    return auditStoryBlocks(entries, { taskId, page, pageSize: AUDIT_PAGE_SIZE });
+    return auditStoryBlocks(entries, {
+      taskId,
+      page,
+      pageSize: AUDIT_PAGE_SIZE,
+      otherTaskIds: report.otherTaskIds,
+    });
   };
   const userGroups = async (userId: string) => {
     // Every group the agents file can make an owner or approver: policies, supervisors, lanes.

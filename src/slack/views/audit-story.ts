@@ -39,7 +39,12 @@ export interface AuditStoryOptions {
   page: number;
   /** Clamped to 1..AUDIT_PAGE_SIZE_MAX. */
   pageSize: number;
+  /** The reference's other tasks the reader may read (an order's earlier ones), newest first. */
+  otherTaskIds?: readonly string[];
 }
+
+/** Other tasks named at most; an order's tasks are a handful. */
+const OTHER_TASKS_SHOWN = 5;
 
 /**
  * One page of a task's history, oldest first, for an ephemeral reply to `/baton audit`. The next
@@ -55,7 +60,9 @@ export function auditStoryBlocks(
   const shown = entries.slice((page - 1) * pageSize, page * pageSize);
   const task = clip(options.taskId, 60);
 
-  const head = context([`📜 Audit story for task \`${task}\` · ${entries.length} events`]);
+  const head = context([
+    `📜 Audit story for task \`${task}\` · ${entries.length} events${othersWords(options.otherTaskIds ?? [])}`,
+  ]);
   const tail: Block[] = [context([`Page ${page} of ${pages}`])];
   if (page < pages) {
     const value = `${options.taskId}:${page + 1}`;
@@ -74,6 +81,14 @@ export function auditStoryBlocks(
     ...body,
     ...tail,
   ]);
+}
+
+/** " · also of this reference: `/baton audit <id>`, …": the tasks whose stories this one is not. */
+function othersWords(ids: readonly string[]): string {
+  if (ids.length === 0) return "";
+  const shown = ids.slice(0, OTHER_TASKS_SHOWN).map((id) => `\`/baton audit ${clip(id, 60)}\``);
+  const more = ids.length > OTHER_TASKS_SHOWN ? ` and ${ids.length - OTHER_TASKS_SHOWN} more` : "";
+  return ` · also of this reference: ${shown.join(", ")}${more}`;
 }
 
 /** The smallest share of an entry's own text, however many lines share the page. */

@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { afterEach, test } from "node:test";
+import { sql } from "kysely";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { type AuditEntry, auditStory } from "../../src/runtime/audit-story.ts";
+import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import {
+  REJECT_REASON_ACTION,
+  REJECT_REASON_BLOCK,
+  REJECT_REASON_CALLBACK,
+} from "../../src/slack/views/reject-modal.ts";
+import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import {
+  escalationScript,
+  finishedTask,
+  orderReturnScript,
+  toolCallsOf,
+} from "../support/scripts-humans.ts";
+import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
+
+// The story `/baton audit` tells of the paths off the happy one: each step in words, and true.
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+/** Every entry is told in words: none is its kind followed by its raw data. */
+function assertAllInWords(entries: AuditEntry[]) {
+  for (const e of entries)
+    assert.ok(!e.text.startsWith(`${e.kind}: {`), `${e.kind} is shown raw: ${e.text}`);
+}
+
+const line = (entries: AuditEntry[], kind: string) =>
+  entries.filter((e) => e.kind === kind).map((e) => `${e.actor} ${e.text}`);
+
+async function withLaneFallback(fallback: string[] | undefined) {
+  const text = await readFile(new URL("../../agents.yml", import.meta.url), "utf8");
+  const edited = fallback
+    ? text.replace(
+        "    support:\n      channel: C0SUPPORT\n",
+        `    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [${fallback.join(", ")}]\n`,
+      )
+    : text;
+  return parseAgentsFile(edited, "agents.yml", new Set(demoTools.map((t) => t.name)));
+}
+
+/** An escalation to the support lane, its respond-by passed, and the deadline sweep run. */
+async function unansweredEscalation(fallback?: string[]) {
+  h = await startHarness({
+    script: scriptByAgent(escalationScript()),
+    agentsFile: await withLaneFallback(fallback),
+  });
+  const harness = h;
+  const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await harness.until("the escalation card", async () => {
+    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await harness.db.db
+    .updateTable("escalations")
+    .set({ respond_by: sql`now() - interval '1 minute'` })
+    .where("id", "=", escalation.id)
+    .execute();
+  await enforceDeadlines(harness.baton.deps);
+  return { harness, ts, escalation };
+}
+
+test("an escalation past its deadline: the reminder, the move to the fallback and a refused click are told in words", async () => {
+  const { harness, ts, escalation } = await unansweredEscalation(["U0OPSMANAGER"]);
+  const card = await harness.until("the fallback's card", async () =>
+    harness.db.db
+      .selectFrom("escalations")
+      .selectAll()
+      .where("id", "=", escalation.id)
+      .where("card_ts", "!=", escalation.card_ts)
+      .executeTakeFirst(),
+  );
+  await harness.clickCard("U0SOMEONE", ESCALATION_TAKE_OVER, card, ts);
+  await harness.until("the refused click to be audited", async () =>
+    harness.db.db
+      .selectFrom("audit_events")
+      .select("id")
+      .where("kind", "=", "escalation_refused")
+      .executeTakeFirst(),
+  );
+  const { entries } = await auditStory(harness.baton.deps, "1077");
+  assertAllInWords(entries);
+  assert.match(line(entries, "escalation_reassigned").join("\n"), /U0OPSMANAGER/);
+  assert.match(line(entries, "escalation_refused").join("\n"), /^human:U0SOMEONE .*U0OPSMANAGER/);
+});
+
+test("an escalation past its deadline with no fallback: the reminder is told in words", async () => {
+  const { harness } = await unansweredEscalation();
+  await harness.until("the reminder to be audited", async () =>
+    harness.db.db
+      .selectFrom("audit_events")
+      .select("id")
+      .where("kind", "=", "escalation_reminded")
+      .executeTakeFirst(),
+  );
+  const { entries } = await auditStory(harness.baton.deps, "1077");
+  assertAllInWords(entries);
+  assert.match(line(entries, "escalation_reminded").join("\n"), /C0SUPPORT/);
+});
+
+test("an approval handed to its fallback and rejected there: told in words, and the refund not 'allowed' by the person who refused it", async () => {
+  h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
+  const harness = h;
+  const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
+  const parked = await harness.until("the refund to wait", async () => {
+    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await harness.db.db
+    .updateTable("approvals")
+    .set({ expires_at: sql`now() - interval '1 minute'` })
+    .where("id", "=", parked.id)
+    .execute();
+  await enforceDeadlines(harness.baton.deps);
+  const moved = await harness.db.db
+    .selectFrom("approvals")
+    .selectAll()
+    .where("id", "=", parked.id)
+    .executeTakeFirstOrThrow();
+  await harness.clickCard("U0LEE", APPROVAL_APPROVE, moved, ts);
+  await harness.click(
+    blockActionsPayload({
+      userId: "U0OPSMANAGER",
+      actionId: APPROVAL_REJECT,
+      value: moved.id,
+      channel: CHANNEL,
+      messageTs: moved.card_ts ?? "",
+      threadTs: ts,
+    }),
+  );
+  const opened = await harness.slack.waitForCall("views.open");
+  const view = opened.args.view as { private_metadata: string };
+  await harness.click(
+    viewSubmissionPayload({
+      userId: "U0OPSMANAGER",
+      callbackId: REJECT_REASON_CALLBACK,
+      privateMetadata: view.private_metadata,
+      values: { [REJECT_REASON_BLOCK]: { [REJECT_REASON_ACTION]: "Not eligible" } },
+    }),
+  );
+  const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
+
+  const { entries } = await auditStory(harness.baton.deps, "1077");
+  assertAllInWords(entries);
+  assert.match(line(entries, "approval_escalated").join("\n"), /U0OPSMANAGER/);
+  const [refund, ...more] = entries.filter(
+    (e) => e.kind === "tool_call" && e.text.startsWith("issue_refund("),
+  );
+  assert.equal(more.length, 0);
+  assert.match(refund?.text ?? "", /→ rejected/);
+  assert.doesNotMatch(refund?.text ?? "", /allowed by/, "a rejected call was allowed by nobody");
+  assert.match(refund?.text ?? "", /human:U0OPSMANAGER/, "the story names who rejected it");
+  const [call] = await toolCallsOf(harness.db.db, task.id, "issue_refund");
+  assert.equal(call?.status, "rejected");
+  assert.equal(call?.allowed_by, null, "the ledger says nobody allowed it");
+
+  const who = await runBaton(harness, "who 1077 issue_refund", { user: "U0OPSMANAGER" });
+  assert.match(who.text, /rejected; rejected by human:U0OPSMANAGER/);
+});
