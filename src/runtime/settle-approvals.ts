@@ -33,13 +33,14 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
       const allowedBy =
         d.status === "approved" && d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
       const tool = deps.tools.get(d.tool);
-      if (d.status === "approved" && !tool) {
-        // The operator took the tool out of the agents file while the call waited: no retry can
-        // run it, and the agent must not think it ran.
-        deps.log.warn({ taskId, tool: d.tool }, "an approved call's tool is gone: not run");
+      const gone = d.status === "approved" && notRunnable(deps, d, tool !== undefined);
+      if (gone) {
+        // The operator changed the agents file while the call waited (a reload): the agent's role
+        // as it is now decides, and the agent must not think the call ran.
+        deps.log.warn({ taskId, tool: d.tool, why: gone }, "an approved call was not run");
         status = "failed";
         content = {
-          error: `A person approved this call, but it was not run: ${d.tool} is no longer one of your tools. Tell the requester it could not be done, or propose something else.`,
+          error: `A person approved this call, but it was not run: ${gone}. Tell the requester it could not be done, or propose something else.`,
         };
       } else if (d.status === "approved" && tool) {
         const outcome = await executeTool(
@@ -79,6 +80,22 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
   // Counted once committed, as the calls run on the agent's own autonomy are.
   for (const call of settled) deps.metrics.toolCalls.inc({ tool: call.tool, outcome: call.status });
   return any;
+}
+
+/**
+ * Why an approved call may not run now, after a reload of the agents file: its tool is gone, its
+ * agent no longer lists it, or the agent went back to shadow mode. Undefined when it may run.
+ */
+function notRunnable(
+  deps: RuntimeDeps,
+  call: { tool: string; agent_id: string },
+  registered: boolean,
+): string | undefined {
+  const agent = deps.agents.get(call.agent_id);
+  if (!registered || !agent?.tools.includes(call.tool))
+    return `${call.tool} is no longer one of your tools`;
+  if (agent.autonomy === "shadow") return "you are in shadow mode now, and propose writes only";
+  return undefined;
 }
 
 /** What the agent is told of a parked call its stopped task took back from the people asked. */

@@ -23,19 +23,25 @@ const crm = createServer((req, res) => {
   res.writeHead(200, { "content-type": "application/json" }).end("{}");
 });
 
-const file = (crmUrl?: string) => `
+/** The agents file: the CRM tool defined or not, listed by the refunder or not, shadow or not. */
+const file = (
+  crmUrl: string,
+  o: { defined?: boolean; listed?: boolean; shadow?: boolean } = {},
+) => {
+  const { defined = true, listed = defined, shadow = false } = o;
+  return `
 defaults:
   entry_agent: refunder
 agents:
   - id: refunder
     name: Refunder
     icon: ":moneybag:"
-    instructions: Refund the customer.
-    tools: [${crmUrl ? "crm_refund" : "lookup_order"}]
+    instructions: Refund the customer.${shadow ? "\n    autonomy: shadow" : ""}
+    tools: [${listed ? "crm_refund" : "lookup_order"}]
 policies:
-  approvals:${crmUrl ? "\n    - id: crm-refunds\n      tool: crm_refund\n      approvers: { users: [U0LEE] }" : " []"}
+  approvals:${defined ? "\n    - id: crm-refunds\n      tool: crm_refund\n      approvers: { users: [U0LEE] }" : " []"}
 ${
-  crmUrl
+  defined
     ? `tools:
   - name: crm_refund
     description: Refund through the CRM.
@@ -45,6 +51,7 @@ ${
     : ""
 }
 `;
+};
 
 let told = "";
 const script: Script = (request) => {
@@ -56,12 +63,14 @@ const script: Script = (request) => {
 
 let dir: string;
 let agentsPath: string;
+let crmUrl: string;
 let h: Harness;
 before(async () => {
   await new Promise<void>((resolve) => crm.listen(0, "127.0.0.1", resolve));
   dir = await mkdtemp(path.join(tmpdir(), "baton-tool-gone-"));
   agentsPath = path.join(dir, "agents.yml");
-  await writeFile(agentsPath, file(`http://127.0.0.1:${(crm.address() as AddressInfo).port}`));
+  crmUrl = `http://127.0.0.1:${(crm.address() as AddressInfo).port}`;
+  await writeFile(agentsPath, file(crmUrl));
   h = await startHarness({
     script,
     agentsFile: await loadAgentsFile(agentsPath, demoTools),
@@ -75,24 +84,48 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test("an approved call whose tool was taken out of the agents file is not run, and the agent is told", async () => {
-  const { ts } = await h.mention("refund 20 USD please");
+/**
+ * Asks for a refund, lets its approval wait, reloads the agents file as `changed`, then approves.
+ * Returns what the agent was told and the call's status; the file is put back after.
+ */
+async function approvedAfterReload(changed: string, order: string) {
+  told = "";
+  const { ts } = await h.mention(`refund 20 USD for order ${order} please`);
   const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    const row = await h.db.db
+      .selectFrom("approvals")
+      .selectAll()
+      .where("status", "=", "pending")
+      .executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
-  await writeFile(agentsPath, file());
+  await writeFile(agentsPath, changed);
   assert.equal(await h.baton.reloadAgents(), true);
   await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
-
   const task = await h.until("the answer", () => taskWithStatus(h.db.db, ts, "done"));
-  assert.match(told, /approved this call, but it was not run: crm_refund is no longer/);
-  assert.equal(refundsAsked, 0, "the removed tool's endpoint was never called");
+  await writeFile(agentsPath, file(crmUrl));
+  assert.equal(await h.baton.reloadAgents(), true);
   const call = await h.db.db
     .selectFrom("tool_calls")
     .select("status")
     .where("task_id", "=", task.id)
     .where("tool", "=", "crm_refund")
     .executeTakeFirstOrThrow();
-  assert.equal(call.status, "failed");
+  return { told, status: call.status };
+}
+
+test("an approved call whose tool was taken out of the agents file is not run, and the agent is told", async () => {
+  const { told, status } = await approvedAfterReload(file(crmUrl, { defined: false }), "1077");
+  assert.match(told, /approved this call, but it was not run: crm_refund is no longer/);
+  assert.equal(status, "failed");
+  assert.equal(refundsAsked, 0, "the removed tool's endpoint was never called");
+});
+
+test("an approved call its agent may no longer make, or makes in shadow mode now, is not run", async () => {
+  const unlisted = await approvedAfterReload(file(crmUrl, { listed: false }), "1078");
+  assert.match(unlisted.told, /not run: crm_refund is no longer one of your tools/);
+  assert.equal(unlisted.status, "failed");
+  const shadow = await approvedAfterReload(file(crmUrl, { shadow: true }), "1079");
+  assert.match(shadow.told, /not run: you are in shadow mode now/);
+  assert.equal(refundsAsked, 0, "the endpoint was never called");
 });
