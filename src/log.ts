@@ -44,6 +44,8 @@ export function createLogger(
         },
       },
       serializers: { err: (error: unknown) => serializeError(error) },
+      // Every string of a line's fields, wherever a caller put one (a URL, a tool's answer).
+      formatters: { log: (fields) => maskFields(fields) as Record<string, unknown> },
     },
     options.destination,
   );
@@ -86,6 +88,16 @@ export function maskSecrets(text: string): string {
   for (const [shape, replacement] of SECRET_SHAPES) masked = masked.replace(shape, replacement);
   for (const secret of knownSecrets) masked = masked.replaceAll(secret, "[redacted]");
   return masked;
+}
+
+/** A log line's fields with every string masked, a few levels down; other values as they are. */
+function maskFields(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") return maskSecrets(value);
+  if (depth > 4 || value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map((v) => maskFields(v, depth + 1));
+  // Errors and other class instances are left to their serializers.
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskFields(v, depth + 1)]));
 }
 
 function serializeError(error: unknown): Record<string, unknown> {

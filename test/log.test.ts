@@ -113,3 +113,20 @@ test("a registered password that is also part of a shape does not unmask what th
   const line = maskSecrets("pg-boss: postgres://baton:hunter2pw@replica:5432/x");
   assert.ok(!line.includes("hunter2pw"), line);
 });
+
+test("a secret in any field of a log line is masked, not only in messages and errors", () => {
+  const { log, lines } = capture();
+  registerSecrets(["gateway-key-5f1e2d3c"]);
+  log.warn(
+    {
+      url: "postgres://baton:s3cr3t-pw@db:5432/baton",
+      tool: { reply: "echo of gateway-key-5f1e2d3c", tries: 2 },
+      said: ["xoxb-77-88-zz"],
+    },
+    "tool failed",
+  );
+  const text = lines.join("");
+  for (const secret of ["s3cr3t-pw", "gateway-key-5f1e2d3c", "xoxb-77-88-zz"])
+    assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
+  assert.match(text, /"tries":2/);
+});
