@@ -52,6 +52,31 @@ async function dm(h: Harness, text: string, threadTs?: string) {
   return ts;
 }
 
+/**
+ * A DM's task escalated to the operations lane (agents.yml: U0OPSMANAGER), whose card in #ops the
+ * manager took over: the task is theirs.
+ */
+async function takenOverByTheManager() {
+  const note = { ...ESCALATION_NOTE, lane: "operations" };
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+    }),
+  });
+  current = h;
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await h.until("the escalation card", async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
+  await h.until(
+    "the manager holds it",
+    async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
+  );
+  return { h, ts, escalation };
+}
+
 const withAction = (calls: SlackCall[], actionId: string) =>
   calls.filter((c) => JSON.stringify(c.args.blocks ?? []).includes(`"${actionId}"`));
 const textsIn = (h: Harness, channel: string, ts: string) =>
@@ -178,23 +203,7 @@ test("an escalation asked by DM: its card goes where its owner can take it over"
 // closed with /baton done. The requester replies in the DM: the task is reopened for the manager,
 // and the notice paging them went into the requester's DM, which the manager cannot see.
 test("a DM task reopened by the requester's reply: the holder is paged where they can see it", async () => {
-  const note = { ...ESCALATION_NOTE, lane: "operations" };
-  const h = await startHarness({
-    script: scriptByAgent({
-      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
-    }),
-  });
-  current = h;
-  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
-  await h.until(
-    "the manager holds it",
-    async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
-  );
+  const { h, ts } = await takenOverByTheManager();
   const task = await taskOfThread(h.db.db, ts);
   const closed = await runBaton(h, `done ${task?.id}`, {
     user: "U0OPSMANAGER",
@@ -251,23 +260,7 @@ test("the requester is not told an agent is on it 'again' when it never was", as
 // The manager holding a DM's task found it in App Home's "my tasks" linked to the requester's DM,
 // which they cannot open; the requester, who can, keeps the DM.
 test("App Home links a DM task's holder to its card, and its requester to the DM", async () => {
-  const note = { ...ESCALATION_NOTE, lane: "operations" };
-  const h = await startHarness({
-    script: scriptByAgent({
-      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
-    }),
-  });
-  current = h;
-  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
-  await h.until(
-    "the manager holds it",
-    async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
-  );
+  const { h, ts, escalation } = await takenOverByTheManager();
   const homeOf = async (user: string) => {
     const opened = { type: "app_home_opened", user, tab: "home" };
     await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
