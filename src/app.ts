@@ -23,6 +23,7 @@ import { afterwards } from "./runtime/afterwards.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
+import { recordFailedTry } from "./runtime/failed-tries.ts";
 import { registerDatabaseGauges } from "./runtime/gauges.ts";
 import { localRuns } from "./runtime/local-runs.ts";
 import { startMaintenance } from "./runtime/maintenance.ts";
@@ -209,7 +210,11 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     });
 
     if (options.workers ?? true) {
-      await queue.workTasks(config.workers, (taskId) => runTask(deps, taskId));
+      await queue.workTasks(
+        config.workers,
+        (taskId) => runTask(deps, taskId),
+        (failed) => recordFailedTry(deps, failed),
+      );
       stops.push(() => deps.runs.drain());
       await queue.workDeadLetters((taskId, reason, failedAt) =>
         markDeadLettered(deps, taskId, reason, failedAt),

@@ -89,32 +89,47 @@ export async function renewLease(
 }
 
 // One text whether or not there are rows to mark; a data-modifying CTE runs to completion even
-// when the lease was no longer this worker's (the rows were delivered anyway).
+// when the lease was no longer this worker's (the rows were delivered anyway). A reopening is
+// audited in the same statement, named after the first unread reply's author; only when it ran.
 const RELEASE_LEASE = statement<
   [...DeliveredValues, id: string, worker: string],
   Pick<TaskRow, "status" | "owner_kind">
 >(`
-with delivered_rows as (${markDeliveredSql("$1", "$2")})
-update tasks set lease_owner = null, lease_until = null,
-  status = case when unread.reopen then 'active' else tasks.status end,
-  closed_at = case when unread.reopen then null else tasks.closed_at end,
-  model_errors = case when unread.reopen then 0 else tasks.model_errors end,
-  failure_reason = case when unread.reopen then null else tasks.failure_reason end,
-  hop_count = case when unread.reopen then 0 else tasks.hop_count end
-from (
-  select tasks.status in ('done', 'failed') and tasks.owner_kind = 'agent'
-    and exists (select from task_inputs
-      where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null) as reopen
-  from tasks where tasks.id = $3
-) as unread
-where tasks.id = $3 and tasks.lease_owner = $4
-returning tasks.status, tasks.owner_kind`);
+with delivered_rows as (${markDeliveredSql("$1", "$2")}),
+released as (
+  update tasks set lease_owner = null, lease_until = null,
+    status = case when unread.reopen then 'active' else tasks.status end,
+    closed_at = case when unread.reopen then null else tasks.closed_at end,
+    model_errors = case when unread.reopen then 0 else tasks.model_errors end,
+    failure_reason = case when unread.reopen then null else tasks.failure_reason end,
+    hop_count = case when unread.reopen then 0 else tasks.hop_count end
+  from (
+    select tasks.status as was, first_reply.author_id as author,
+      tasks.status in ('done', 'failed') and tasks.owner_kind = 'agent'
+        and first_reply.author_id is not null as reopen
+    from tasks left join lateral (
+      select author_id from task_inputs
+      where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null
+      order by task_inputs.id limit 1
+    ) as first_reply on true
+    where tasks.id = $3
+  ) as unread
+  where tasks.id = $3 and tasks.lease_owner = $4
+  returning tasks.id, tasks.status, tasks.owner_kind, tasks.owner_id, unread.reopen, unread.was,
+    unread.author
+), reopened as (
+  insert into audit_events (task_id, actor_kind, actor_id, kind, data)
+  select id, 'human', author, 'task_reopened',
+    jsonb_build_object('owner', owner_id, 'owner_kind', owner_kind, 'was', was)
+  from released where reopen
+)
+select status, owner_kind from released`);
 
 /**
  * Gives the task up; returns what it is now, so the worker can tell whether it has work left.
  * `delivered` outbox rows are marked sent in the same statement. A task the run ended (answered or
- * failed) while the requester replied is opened again, as a reply to a closed task opens it: the
- * reply found the task still running, and no turn was left to read it.
+ * failed) while the requester replied is opened again, and audited, as a reply to a closed task
+ * opens it: the reply found the task still running, and no turn was left to read it.
  */
 export async function releaseLease(
   db: Executor,

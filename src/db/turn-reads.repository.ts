@@ -139,16 +139,17 @@ export async function consumeInputs(tx: Tx, ids: readonly string[], stepNo: numb
   await CONSUME_INPUTS.rows(tx, stepNo, ids);
 }
 
-/** Whether a person's reply waits for the agent's next turn. */
-export async function hasUnreadInputs(db: Executor, taskId: string): Promise<boolean> {
+/** Who wrote the first reply that waits for the agent's next turn; undefined when none waits. */
+export async function firstUnreadAuthor(db: Executor, taskId: string): Promise<string | undefined> {
   const row = await db
     .selectFrom("task_inputs")
-    .select("id")
+    .select("author_id")
     .where("task_id", "=", taskId)
     .where("consumed_at_step", "is", null)
+    .orderBy("id")
     .limit(1)
     .executeTakeFirst();
-  return row !== undefined;
+  return row?.author_id;
 }
 
 /**

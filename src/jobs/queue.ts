@@ -10,12 +10,24 @@ export const MAINTENANCE_QUEUE = "baton.maintenance";
 
 export interface JobQueue {
   tasks: TaskQueue;
-  workTasks(concurrency: number, handler: (taskId: string) => Promise<void>): Promise<void>;
+  /** `onFailure` hears of each failed try, and whether it is retried, before the queue; it never rejects. */
+  workTasks(
+    concurrency: number,
+    handler: (taskId: string) => Promise<void>,
+    onFailure: (failed: FailedTry) => Promise<void>,
+  ): Promise<void>;
   /** `failedAt`: when the job's last try failed, by the database's clock. */
   workDeadLetters(
     handler: (taskId: string, error: string, failedAt: Date) => Promise<void>,
   ): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface FailedTry {
+  taskId: string;
+  error: unknown;
+  /** False on the job's last try: its dead letter follows. */
+  retried: boolean;
 }
 
 interface TaskJob {
@@ -93,29 +105,30 @@ export async function startJobQueue(options: {
         await boss.update(TASK_QUEUE, undefined, { id: jobId, startAfter: 0 });
       },
     },
-    async workTasks(concurrency, handler) {
-      await boss.work<TaskJob>(
-        TASK_QUEUE,
-        {
-          localConcurrency: concurrency,
-          pollingIntervalSeconds: 0.5,
-          notifyPollingIntervalSeconds: 5,
-        },
-        async (jobs) => {
-          for (const job of jobs) {
-            try {
-              await handler(job.data.taskId);
-            } catch (error) {
-              options.metrics.jobFailures.inc({ queue: TASK_QUEUE });
-              options.log.warn(
-                { err: error, taskId: job.data.taskId, jobId: job.id },
-                "task job failed; it will be retried",
-              );
-              throw error;
-            }
+    async workTasks(concurrency, handler, onFailure) {
+      // With its metadata: the job's own retry limit, kept from before a change of BATON_JOB_RETRIES.
+      const work = {
+        localConcurrency: concurrency,
+        pollingIntervalSeconds: 0.5,
+        notifyPollingIntervalSeconds: 5,
+        includeMetadata: true,
+      } as const;
+      await boss.work<TaskJob, unknown, typeof work>(TASK_QUEUE, work, async (jobs) => {
+        for (const job of jobs) {
+          try {
+            await handler(job.data.taskId);
+          } catch (error) {
+            options.metrics.jobFailures.inc({ queue: TASK_QUEUE });
+            const retried = job.retryCount < job.retryLimit;
+            options.log.warn(
+              { err: error, taskId: job.data.taskId, jobId: job.id, retried },
+              retried ? "task job failed; it will be retried" : "task job failed its last try",
+            );
+            await onFailure({ taskId: job.data.taskId, error, retried });
+            throw error;
           }
-        },
-      );
+        }
+      });
     },
     async workDeadLetters(handler) {
       const work = { pollingIntervalSeconds: 2, includeMetadata: true } as const;

@@ -5,15 +5,14 @@ import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
-import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
-import { hasUnreadInputs, insertInput } from "../db/turn-reads.repository.ts";
-import { isDirectMessage } from "./decision-place.ts";
+import { firstUnreadAuthor, insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { returnToAgent, sendBackTakenOver, takenOverCard } from "./escalation-decisions.ts";
-import { post } from "./messages.ts";
+import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
+import { recordFailedTry } from "./failed-tries.ts";
+import { agentTaskReopened, reopenForItsPerson, reopensForAgent } from "./reopen.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
 export interface IncomingMessage {
@@ -136,6 +135,8 @@ export async function acceptMessage(
         await handToAgent(deps, tx, task, message, handOn);
         return "continued";
       }
+      // A reply to an answered or failed task reopens it with the agent that owned it last.
+      const reopens = reopensForAgent(task);
       await insertInput(tx, { taskId: task.id, authorId: message.user, text: message.text }, [
         {
           taskId: task.id,
@@ -143,9 +144,10 @@ export async function acceptMessage(
           kind: "message_received",
           data: { text: message.text, ts: message.ts },
         },
+        // In the input's statement: the hot path gains no round trip.
+        ...(reopens ? [agentTaskReopened(task, message.user)] : []),
       ]);
-      // A reply to an answered or failed task reopens it with the agent that owned it last.
-      if ((task.status === "done" || task.status === "failed") && task.owner_kind === "agent") {
+      if (reopens) {
         await updateTask(tx, task.id, {
           status: "active",
           modelErrors: 0,
@@ -200,9 +202,12 @@ export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<v
   await deps.db.transaction().execute(async (tx) => {
     const task = await lockTask(tx, taskId);
     if (!missed(task)) return;
-    if (!(await hasUnreadInputs(tx, taskId))) return;
-    if (task.status !== "active")
+    const author = await firstUnreadAuthor(tx, taskId);
+    if (!author) return;
+    if (task.status !== "active") {
       await updateTask(tx, taskId, { status: "active", modelErrors: 0, failureReason: null });
+      await audit(tx, agentTaskReopened(task, author));
+    }
     await deps.queue.enqueue(tx, taskId);
   });
 }
@@ -228,6 +233,7 @@ async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart): Prom
   try {
     await runTask(deps, taskId, { claim, worker: start.worker });
   } catch (error) {
+    await recordFailedTry(deps, { taskId, error, retried: true });
     // Retried through the queue at once; should even that fail, the job comes due with the lease.
     await deps.queue.runNow(start.jobId).catch((e: unknown) => {
       deps.log.warn({ err: e, taskId }, "could not bring the task's job forward");
@@ -290,46 +296,4 @@ async function handToAgent(
   const input = { userId: message.user, agent: handOn.agent, instruction: handOn.text };
   await returnToAgent(deps, tx, task, input);
   await sendBackTakenOver(deps, tx, task, input);
-}
-
-/**
- * The person who closed a task (`/baton done`) owns it again when someone replies in its thread:
- * they are paged there (unless the reply is theirs), and their escalation card offers to hand the
- * work to an agent again.
- */
-async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, author: string) {
-  await updateTask(tx, task.id, { status: "waiting_human" });
-  await audit(tx, {
-    taskId: task.id,
-    actor: { kind: "human", id: author },
-    kind: "task_reopened",
-    data: { owner: task.owner_id },
-  });
-  // Led by its people's mentions, which page them; a channel owner reads its own thread.
-  const pages = task.owner_id
-    .split(",")
-    .filter((id) => /^[UWS][A-Z0-9]+$/.test(id) && id !== author)
-    .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
-  const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
-  // A direct message's person cannot see its thread: they are paged in their card's thread, and
-  // the requester is told where the reply went.
-  const held = isDirectMessage(task.channel_id)
-    ? await takenOverEscalation(tx, task.id)
-    : undefined;
-  const where =
-    held?.card_channel && held.card_ts
-      ? { channel: held.card_channel, threadTs: held.card_ts }
-      : { channel: task.channel_id, threadTs: task.thread_ts };
-  const messages = [post(task, { kind: "notice", ...where, text: text.trimStart() })];
-  if (where.channel !== task.channel_id)
-    messages.push(
-      post(task, {
-        kind: "notice",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
-        text: "⏳ Passed on to the person who handled this; they will get back to you.",
-      }),
-    );
-  const card = await takenOverCard(deps, tx, task);
-  await enqueueOutbox(tx, card ? [...messages, card] : messages);
 }

@@ -1,3 +1,4 @@
+import type { AskerRole } from "../core/policy.ts";
 import { headOf } from "../core/text.ts";
 import type { Executor } from "../db/database.ts";
 import {
@@ -78,7 +79,9 @@ export function whoProcessedText(calls: ProcessedCall[], tool?: string): string 
 function toEntry(record: AuditRecord): AuditEntry {
   const actor = record.actorKind === "system" ? "system" : `${record.actorKind}:${record.actorId}`;
   const describe = DESCRIBE[record.kind];
-  const text = describe ? describe(record.data) : `${record.kind}: ${json(record.data, 300)}`;
+  const text = describe
+    ? describe(record.data, record.actorId)
+    : `${record.kind}: ${json(record.data, 300)}`;
   return {
     at: record.at,
     taskId: record.taskId,
@@ -91,7 +94,8 @@ function toEntry(record: AuditRecord): AuditEntry {
 
 type Data = Record<string, unknown>;
 
-const DESCRIBE: Record<string, (d: Data) => string> = {
+/** `who`: the actor's id, for a sentence that names them. */
+const DESCRIBE: Record<string, (d: Data, who: string) => string> = {
   message_received: (d) => `Message: "${str(d.text)}"`,
   task_started: (d) =>
     `Task started${d.agent || d.owner ? ` with ${str(d.agent ?? d.owner)}` : ""}${d.title ? `: "${str(d.title)}"` : ""}`,
@@ -119,19 +123,22 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
     return `${verdict ?? str(d.decision)} ${str(d.tool)}(${argsText(d.args)})${reason}`;
   },
   approval_withdrawn: (d) => `Approval of ${str(d.tool)} withdrawn: the task stopped first`,
-  approval_refused: (d) =>
-    `Approval click refused: ${str(d.reason)}${d.asked_as ? ` (asked as ${str(d.asked_as)})` : ""}`,
+  approval_refused: (d, who) => `Approval click refused: ${who} ${refusedWhy(d)}`,
   approval_escalated: (d) =>
     `Nobody decided in time: the approval${d.tool ? ` of ${str(d.tool)}` : ""} went to ${people(obj(d.to))}`,
   approval_click_ignored: (d) => `Approval click ignored: already ${str(d.status)}`,
   escalated: (d) => {
-    const owner = obj(d.owner);
-    return `Escalated to ${str(owner.kind)} ${str(owner.id)} (${str(d.reason)}): ${str(obj(d.note).summary)}`;
+    const note = obj(d.note);
+    const limit = d.reason === "cap" || d.reason === "limit";
+    const why = limit ? "as it reached a limit" : "as the agent asked for a person";
+    return `Escalated to ${owned(obj(d.owner))}, ${why}: ${str(note.summary)}${limit && note.reason ? ` ${str(note.reason)}` : ""}`;
   },
   escalation_decided: (d) => {
     const choice = obj(d.choice);
-    const to = choice.agentId ? ` to agent:${str(choice.agentId)}` : "";
-    return `Escalation decided: ${str(choice.kind)}${to}${choice.instruction ? `: "${str(choice.instruction)}"` : ""}`;
+    const where = d.from === "thread" ? " (in the thread)" : "";
+    if (choice.kind === "take_over") return `Took the escalated work over${where}`;
+    const saying = choice.instruction ? `, saying "${str(choice.instruction)}"` : "";
+    return `Sent the escalated work to agent:${str(choice.agentId)}${saying}${where}`;
   },
   escalation_refused: (d) =>
     `Escalation click refused: ${d.reason === "own_request" ? "they asked for it themselves" : "not its owner"} (it is ${owned(obj(d.owner))}'s)`,
@@ -140,9 +147,15 @@ const DESCRIBE: Record<string, (d: Data) => string> = {
   escalation_reminded: (d) => `Nobody answered in time: ${owned(obj(d.to))} reminded`,
   task_closed: () => "Marked done",
   close_refused: (d) => `Refused to mark done: the task is ${str(obj(d.owner).id)}'s`,
-  task_reopened: (d) => `Reopened by a reply in its thread; back with ${str(d.owner)}`,
+  task_reopened: (d) => {
+    const after = { done: " after its answer", failed: " after it failed" }[str(d.was)] ?? "";
+    const owner = d.owner_kind === "agent" ? `agent:${str(d.owner)}` : str(d.owner);
+    return `Reopened by a reply in its thread${after}; back with ${owner}`;
+  },
   answer: (d) => `Answered: "${str(d.text)}"`,
   task_failed: (d) => `Task failed: ${str(d.reason)}`,
+  attempt_failed: (d) =>
+    `Try failed, ${d.retried === false ? "no tries left" : "retried"}: ${str(d.error)}`,
   task_stopped: (d) => `Task stopped and handed to a person: ${str(d.reason)}`,
   model_call: (d) =>
     `${str(d.model)}: ${num(d.prompt_tokens)} prompt + ${num(d.completion_tokens)} completion tokens, $${num(d.cost_usd).toFixed(6)}, ${num(d.latency_ms)} ms (${str(d.outcome)})`,
@@ -163,6 +176,21 @@ function allowedWords(d: Data): string {
   if (d.status === "withdrawn") return "not run: the task stopped first";
   return `allowed by ${str(d.allowed_by) || "nobody"}`;
 }
+
+/** Why a person's approval click was refused, after their id. */
+function refusedWhy(d: Data): string {
+  if (d.reason === "not_an_approver") return "is not one of its approvers";
+  if (d.reason !== "own_request") return `may not decide it (${str(d.reason)})`;
+  const part = ASKED_AS[str(d.asked_as)];
+  return `asked for it${part ? ` (${part})` : ""}, so may not decide it`;
+}
+
+/** The part a person had in asking for an approval. */
+const ASKED_AS: Record<string, string> = {
+  requester: "started the task",
+  handed_on: "handed the work on",
+  thread: "wrote in its thread",
+} satisfies Record<AskerRole, string>;
 
 /** "U1, S2" from `{ users, groups }`. */
 const people = (who: Data): string =>

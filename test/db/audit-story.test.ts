@@ -286,6 +286,67 @@ describe("audit story", () => {
     assert.equal(story.entries[2]?.data.cost_usd, 0.00021);
   });
 
+  test("reopenings, failed tries, escalations and refused clicks are told in sentences", async () => {
+    const task = await insertTask(db, { thread: "1700000300.000400", title: "Lamp on fire" });
+    const owner = { kind: "channel", id: "C0SUPPORT" };
+    const note = { summary: "Lamp caught fire.", reason: "Stopped automatically: cost cap." };
+    await db
+      .insertInto("audit_events")
+      .values([
+        event(task, 1, "system", "attempt_failed", {
+          error: "connect ECONNREFUSED 127.0.0.1:11434",
+          retried: true,
+        }),
+        event(task, 2, "system", "attempt_failed", { error: "502 Bad Gateway", retried: false }),
+        event(task, 3, "agent:cs", "escalated", { owner, note, reason: "agent" }),
+        event(task, 4, "agent:cs", "escalated", { owner, note, reason: "cap" }),
+        event(task, 5, "human:U0SAM", "escalation_decided", { choice: { kind: "take_over" } }),
+        event(task, 6, "human:U0SAM", "escalation_decided", {
+          choice: { kind: "send_back", agentId: "billing", instruction: "Refund 40 USD" },
+          from: "thread",
+        }),
+        event(task, 7, "human:U0X", "approval_refused", { reason: "not_an_approver" }),
+        event(task, 8, "human:U0LEE", "approval_refused", {
+          reason: "own_request",
+          asked_as: "handed_on",
+        }),
+        event(task, 9, "human:U0DANA", "approval_refused", {
+          reason: "own_request",
+          asked_as: "requester",
+        }),
+        event(task, 10, "human:U0DANA", "task_reopened", {
+          owner: "cs",
+          owner_kind: "agent",
+          was: "done",
+        }),
+        event(task, 11, "human:U0DANA", "task_reopened", {
+          owner: "billing",
+          owner_kind: "agent",
+          was: "failed",
+        }),
+        event(task, 12, "human:U0DANA", "task_reopened", { owner: "U0SAM" }),
+      ])
+      .execute();
+    const story = await auditStory({ db }, task);
+    assert.deepEqual(
+      story.entries.map((e) => e.text),
+      [
+        "Try failed, retried: connect ECONNREFUSED 127.0.0.1:11434",
+        "Try failed, no tries left: 502 Bad Gateway",
+        "Escalated to channel C0SUPPORT, as the agent asked for a person: Lamp caught fire.",
+        "Escalated to channel C0SUPPORT, as it reached a limit: Lamp caught fire. Stopped automatically: cost cap.",
+        "Took the escalated work over",
+        'Sent the escalated work to agent:billing, saying "Refund 40 USD" (in the thread)',
+        "Approval click refused: U0X is not one of its approvers",
+        "Approval click refused: U0LEE asked for it (handed the work on), so may not decide it",
+        "Approval click refused: U0DANA asked for it (started the task), so may not decide it",
+        "Reopened by a reply in its thread after its answer; back with agent:cs",
+        "Reopened by a reply in its thread after it failed; back with agent:billing",
+        "Reopened by a reply in its thread; back with U0SAM",
+      ],
+    );
+  });
+
   test("resolves task ids, order ids and thread links; unknown refs fail clearly", async () => {
     const other = await insertTask(db, { thread: "1700000500.000200", title: "Where is 1090?" });
     await db

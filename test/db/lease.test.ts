@@ -170,6 +170,40 @@ test("releasing the lease marks the delivered rows sent in the same statement", 
   });
 });
 
+test("a release that reopens an ended task for a reply audits who reopened it, in the same statement", async () => {
+  const task = await newTask("100.9");
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  await t.db.updateTable("tasks").set({ status: "failed" }).where("id", "=", task.id).execute();
+  await t.db.transaction().execute(async (tx) => {
+    await insertInput(tx, { taskId: task.id, authorId: "U0LEE", text: "any news?" });
+    await insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "hello?" });
+  });
+  const reopened = () =>
+    t.db
+      .selectFrom("audit_events")
+      .selectAll()
+      .where("task_id", "=", task.id)
+      .where("kind", "=", "task_reopened")
+      .execute();
+  // Not the holder: nothing reopened, nothing audited.
+  await releaseLease(t.db, task.id, "worker-b");
+  assert.deepEqual(await reopened(), []);
+
+  assert.deepEqual(await releaseLease(t.db, task.id, "worker-a"), {
+    status: "active",
+    owner_kind: "agent",
+  });
+  const rows = await reopened();
+  assert.deepEqual(
+    rows.map((r) => [r.actor_kind, r.actor_id, r.data]),
+    [["human", "U0LEE", { owner: "customer-service", owner_kind: "agent", was: "failed" }]],
+  );
+  // A release that reopens nothing audits nothing.
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  await releaseLease(t.db, task.id, "worker-a");
+  assert.equal((await reopened()).length, 1);
+});
+
 test("a claim that waited on a decision being committed sees the decision whole", async () => {
   const task = await newTask("100.4");
   await parkedRefund(task.id, "call-4");

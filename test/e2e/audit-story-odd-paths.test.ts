@@ -3,7 +3,10 @@ import { readFile } from "node:fs/promises";
 import { afterEach, test } from "node:test";
 import { sql } from "kysely";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import type { ToolDefinition } from "../../src/core/tools/tool.ts";
+import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { type AuditEntry, auditStory } from "../../src/runtime/audit-story.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
@@ -13,8 +16,9 @@ import {
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { auditEvents, taskWithStatus } from "../support/observe.ts";
 import {
   escalationScript,
   finishedTask,
@@ -169,4 +173,83 @@ test("an approval handed to its fallback and rejected there: told in words, and 
 
   const who = await runBaton(harness, "who 1077 issue_refund", { user: "U0OPSMANAGER" });
   assert.match(who.text, /rejected; rejected by human:U0OPSMANAGER/);
+});
+
+test("a reply that reopens an answered task is told, with who and the agent it goes back to, by the accept and by the wake-up check", async () => {
+  h = await startHarness({
+    script: () => ({ content: "Order 1042 left the warehouse yesterday." }),
+  });
+  const harness = h;
+  const { ts } = await harness.mention("where is order 1042?");
+  const task = await harness.until("the answer", () => finishedTask(harness.db.db, ts));
+  await harness.reply(ts, "and order 1078?", { user: "U0COLLEAGUE" });
+  const reopened = () => auditEvents(harness.db.db, task.id, "task_reopened");
+  await harness.until("the reopening to be audited", async () => (await reopened()).length === 1);
+  await harness.until("the second answer", async () => {
+    const again = await finishedTask(harness.db.db, ts);
+    return again && again.step_no > task.step_no ? again : undefined;
+  });
+  // The reply an ending run could not see, picked up by the check after the accept's commit.
+  await harness.db.db
+    .transaction()
+    .execute((tx) => insertInput(tx, { taskId: task.id, authorId: REQUESTER, text: "thanks!" }));
+  await wakeIfMissed(harness.baton.deps, task.id);
+  await harness.until("the second reopening", async () => (await reopened()).length >= 2);
+
+  const rows = await reopened();
+  assert.deepEqual(
+    rows.slice(0, 2).map((r) => [r.actor_id, r.data]),
+    [
+      ["U0COLLEAGUE", { owner: "customer-service", owner_kind: "agent", was: "done" }],
+      [REQUESTER, { owner: "customer-service", owner_kind: "agent", was: "done" }],
+    ],
+  );
+  const { entries } = await auditStory(harness.baton.deps, task.id);
+  assertAllInWords(entries);
+  assert.equal(
+    line(entries, "task_reopened")[0],
+    "human:U0COLLEAGUE Reopened by a reply in its thread after its answer; back with agent:customer-service",
+  );
+});
+
+test("a task whose job fails and is retried: each failed try is audited, its secret masked", async () => {
+  const tools: ToolDefinition[] = demoTools.map((t) =>
+    t.name === "lookup_order"
+      ? {
+          ...t,
+          run: async () => {
+            throw new Error("order system said 503 (key xoxb-1234-not-a-real-token)\n  at stack");
+          },
+        }
+      : t,
+  );
+  h = await startHarness({
+    tools,
+    jobRetries: 1,
+    script: () => ({ toolCalls: [{ name: "lookup_order", arguments: { order_id: "1042" } }] }),
+  });
+  const harness = h;
+  const { ts } = await harness.mention("where is order 1042?");
+  const task = await harness.until(
+    "the task to be dead-lettered",
+    () => taskWithStatus(harness.db.db, ts, "failed"),
+    30_000,
+  );
+  const tries = await auditEvents(harness.db.db, task.id, "attempt_failed");
+  // Its first run here, then the queue's two tries (one retry).
+  assert.deepEqual(
+    tries.map((r) => r.data.retried),
+    [true, true, false],
+  );
+  for (const r of tries) {
+    assert.match(String(r.data.error), /order system said 503/);
+    assert.doesNotMatch(String(r.data.error), /xoxb-|stack/, "masked, first line only");
+  }
+  const { entries } = await auditStory(harness.baton.deps, task.id);
+  assertAllInWords(entries);
+  const said = line(entries, "attempt_failed");
+  assert.match(said[0] ?? "", /^system Try failed, retried: .*order system said 503/);
+  assert.match(said.at(-1) ?? "", /^system Try failed, no tries left: /);
+  const kinds = entries.map((e) => e.kind);
+  assert.ok(kinds.lastIndexOf("attempt_failed") < kinds.indexOf("task_failed"), kinds.join(" "));
 });
