@@ -396,7 +396,7 @@ describe("view builders under adversarial input", () => {
     const reply = agentReply({ text: paragraphs });
     const joined = reply.blocks.map((b) => (b.type === "section" ? b.text?.text : "")).join("\n\n");
     assert.equal(joined, paragraphs);
-    assertSafe(failureNotice({ taskId: "t1", reason: NASTY }));
+    assertSafe(failureNotice({ reason: NASTY }));
   });
 
   it("agent reply: a code block split over sections is closed and opened again, its lines whole", () => {

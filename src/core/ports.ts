@@ -88,6 +88,8 @@ export type ChatIntent =
         fromName: string;
         owner: { kind: "user" | "group" | "people" | "channel"; id: string };
         note: EscalationNote;
+        /** The task's requester: a note Baton wrote names them as `<@ID>`. */
+        requesterId?: string;
         state:
           | { status: "open" }
           /** `closed`: the person marked the work done (`/baton done`); until then it may go on. */

@@ -17,7 +17,6 @@ import { deliverOutbox } from "./outbox.ts";
 
 type People = { users: string[]; groups: string[] };
 
-export const firstOf = (people: People) => people.users[0] ?? people.groups[0] ?? "";
 export const mentionOf = (id: string) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`);
 
 export type ApprovalState =
@@ -115,7 +114,8 @@ async function escalateApproval(
     const task = await lockTask(tx, row.task_id);
     if (!task) return true;
     const agent = deps.agents.persona(row.agent_id);
-    const to = firstOf(fallback);
+    // All of them: the new card goes to every one, so the old one names every one.
+    const to = [...fallback.users, ...fallback.groups].join(",");
     const askers = await approvalsDb.whoAsked(tx, row.id);
     const base = { id: row.id, tool: row.tool, args: row.args, askers, expiresAt };
     await insertHandoff(tx, {

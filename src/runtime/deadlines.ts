@@ -65,7 +65,12 @@ async function moveEscalation(
         ...place,
         persona: personaOf(from),
       };
-      const escalationData = { escalationId: row.id, fromName: from.name, note };
+      const escalationData = {
+        escalationId: row.id,
+        fromName: from.name,
+        note,
+        requesterId: task.requester_id,
+      };
       messages.push(
         cardUpdate(
           task,

@@ -257,6 +257,7 @@ export function escalationCardUpdate(
         fromName: from.name,
         owner: row.owner as Owner,
         note,
+        requesterId: task.requester_id,
         state,
       },
     },

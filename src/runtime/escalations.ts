@@ -92,6 +92,7 @@ export async function startEscalation(
           fromName: agent.name,
           owner,
           note: input.note,
+          requesterId: task.requester_id,
           state: { status: "open" },
         },
       },

@@ -151,12 +151,13 @@ export function createSlackChatSurface(
         return postOrUpdate(intent, escalationCard(escalationInput(intent.escalation)), outboxId);
       case "notice":
         return post(intent, { text: noticeText(intent.text) }, outboxId);
-      case "failure_notice":
-        return post(
-          intent,
-          failureNotice({ taskId: intent.taskId, reason: intent.reason }),
-          outboxId,
-        );
+      case "failure_notice": {
+        // As a cut answer's note: `/baton audit` takes the thread's link, not an id to copy.
+        const { workspaceUrl } = options;
+        const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
+        const notice = failureNotice({ reason: intent.reason, ...(auditRef && { auditRef }) });
+        return post(intent, notice, outboxId);
+      }
       case "ephemeral": {
         await call("chat.postEphemeral", () =>
           client.chat.postEphemeral({

@@ -150,6 +150,11 @@ export function mention(id: string): string {
   return `\`${clip(id, ID_MAX)}\``;
 }
 
+/** Several owners stored as one comma-joined ID list ("U0ANN,S0LEADS"): a mention of each. */
+export function mentionEach(ids: string): string {
+  return ids.split(",").map(mention).join(", ");
+}
+
 /**
  * A date shown in each reader's own time zone; the fallback (UTC) is what clients without date
  * support, and notifications, show.

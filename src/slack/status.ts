@@ -2,7 +2,8 @@ import { ownershipHistory } from "../db/ledger.repository.ts";
 import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
-import { clip, truncate } from "./mrkdwn.ts";
+import { clip, isChannelId, isGroupId, isUserId, mention, truncate } from "./mrkdwn.ts";
+import { taskStatusWords } from "./words.ts";
 
 /**
  * The whole answer at most: Slack takes 40,000 characters of text but advises 4,000, and a
@@ -10,14 +11,15 @@ import { clip, truncate } from "./mrkdwn.ts";
  */
 const STATUS_MAX = 4_000;
 
-/** An owner as people read it: an agent's name, or Slack mentions of people and groups. */
+/**
+ * An owner as people read it: an agent's name, or Slack mentions of people, groups and the
+ * channel whose members own an escalation (never its bare ID).
+ */
 export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
   if (kind === "agent") return deps.agents.get(id)?.name ?? id;
   return id
     .split(",")
-    .map((p) =>
-      /^S[A-Z0-9]+$/.test(p) ? `<!subteam^${p}>` : /^[UW][A-Z0-9]+$/.test(p) ? `<@${p}>` : p,
-    )
+    .map((p) => (isUserId(p) || isGroupId(p) || isChannelId(p) ? mention(p) : p))
     .join(", ");
 }
 
@@ -34,7 +36,7 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
       `• ${h.kind.replaceAll("_", " ")}: ${ownerName(deps, h.from_kind, h.from_id)} → ${ownerName(deps, h.to_kind, h.to_id)}`,
   );
   const answer = [
-    `*${clip(task.title, 200)}*: ${task.status.replace("_", " ")}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
+    `*${clip(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
     `Task \`${task.id}\` · ${history.filter(betweenAgents).length} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     ...lines.slice(-20),

@@ -75,6 +75,18 @@ export function failureWords(error: unknown): string {
 // Slack reads `<…>` as a link or mention even inside backticks: the placeholders are escaped.
 const REF = "&lt;task, order or thread link&gt;";
 
+const TASK_STATUS: Record<string, string> = {
+  active: "in progress",
+  waiting_human: "waiting on a person",
+  done: "done",
+  failed: "failed",
+};
+
+/** A task's status as a person reads it (App Home, `/baton status`), never its code. */
+export function taskStatusWords(status: string): string {
+  return TASK_STATUS[status] ?? status.replaceAll("_", " ");
+}
+
 /** What to type, when `/baton <verb>` came without what it needs. */
 export const USAGE = {
   status: `Usage: \`/baton status ${REF}\``,
@@ -143,7 +155,9 @@ function typoDistance(a: string, b: string): number {
 /** To a person over `policies.rate_limits.new_tasks_per_person`: nothing started, and when to retry. */
 export function rateLimitedWords(limit: { max: number; per: number }): string {
   const tasks = limit.max === 1 ? "1 task" : `${limit.max} tasks`;
-  return `You started ${tasks} in the last ${duration(limit.per)}, as many as Baton takes from one person, so this did not start a new one. Try again later, or reply in the thread of a task you already have.`;
+  // "the last hour", not "the last 1 hour".
+  const window = duration(limit.per).replace(/^1 /, "");
+  return `You started ${tasks} in the last ${window}, as many as Baton takes from one person, so this did not start a new one. Try again later, or reply in the thread of a task you already have.`;
 }
 
 /** Under `/baton who`'s answer when some of the reference's tasks are not the asker's to read. */

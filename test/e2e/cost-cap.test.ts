@@ -3,10 +3,11 @@ import { afterEach, test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { auditEvents, taskWithStatus } from "../support/observe.ts";
 import { blockTexts, cardWithButton } from "../support/scripts-humans.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 let current: Harness | undefined;
 afterEach(async () => {
@@ -86,6 +87,13 @@ test("a task over its agent's token cap stops and goes to a person, with a note 
     cardWithButton(h.slack, ts, ESCALATION_TAKE_OVER),
   );
   assert.match(blockTexts(card).join("\n"), /cap of 50 per task/);
+  // Baton wrote this note: its requester is a mention, not "<@U0REQUESTER>" spelled out.
+  const texts = JSON.stringify(card.args.blocks);
+  assert.ok(texts.includes(`*Requester*\\n<@${REQUESTER}>`), texts);
+  assert.ok(!texts.includes("&lt;@"), "no escaped mention on the card");
+  // `/baton status` says it in words, and names the owning channel as a channel.
+  const status = await runBaton(h, `status ${task.id}`);
+  assert.match(status.text, new RegExp(`: waiting on a person, owned by <#${CHANNEL}>`));
   const orderAnswered = h.slack
     .callsTo("chat.postMessage")
     .some((c) => c.args.thread_ts === ts && /stuck in fulfillment/.test(String(c.args.text)));

@@ -51,6 +51,11 @@ test("agents that keep handing work to each other stop past the hop limit, and t
   });
   assert.match(String(notice.args.text), /task failed/i);
   assert.match(String(notice.args.text), /the limit is 4/);
+  // What to do next, and the history by the thread's link: never the task's id.
+  const words = JSON.stringify(notice.args.blocks);
+  assert.match(words, /Reply in this thread to have Baton try again/);
+  assert.ok(words.includes(`/baton audit https://`), words);
+  assert.ok(!words.includes(task.id), "the task's id is not shown");
 });
 
 test("a reply to a task stopped at the hop limit gives the agents a fresh count", async () => {

@@ -116,7 +116,7 @@ test("a person past new_tasks_per_person is told and no task starts; replies and
   const told = await h.until("the person to be told", async () =>
     h.slack.ephemerals.find((e) => e.user === REQUESTER),
   );
-  assert.match(String(told.text), /You started 2 tasks in the last 1 hour/);
+  assert.match(String(told.text), /You started 2 tasks in the last hour,/);
   const retry = await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent(fields), {
     eventId: "EvLIMIT0001",
     retryNum: 1,

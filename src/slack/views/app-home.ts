@@ -21,6 +21,7 @@ export interface HomeTask {
   ownerName: string;
   /** A person's or group's Slack ids, shown as mentions instead of ownerName. */
   ownerIds?: string[];
+  /** In words ("waiting on a person"), not the task's status code. */
   status: string;
   updatedAt: Date;
   permalink?: string;

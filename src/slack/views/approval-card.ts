@@ -1,4 +1,4 @@
-import { clip, isGroupId, isUserId, mention, slackDate, truncate } from "../mrkdwn.ts";
+import { clip, isGroupId, isUserId, mention, mentionEach, slackDate, truncate } from "../mrkdwn.ts";
 import {
   type Block,
   button,
@@ -21,7 +21,7 @@ export type ApprovalState =
   | { status: "expired"; at: Date }
   /** The task stopped (failed) before anyone decided. */
   | { status: "withdrawn"; at: Date }
-  /** `to` is the Slack user or user group ID it went to. */
+  /** `to`: the Slack user and user group IDs it went to, joined by commas. */
   | { status: "escalated"; to: string; at: Date };
 
 export interface ApprovalCardInput {
@@ -101,10 +101,10 @@ function whoMayApprove(input: ApprovalCardInput): string {
     ...input.approvers.users.filter(isUserId),
   ];
   const approvers = mentions(ids, APPROVERS_SHOWN) || "nobody (no valid approver configured)";
-  return truncate(
-    `Approvers: ${approvers}${whoAsked(input)} · Expires ${slackDate(input.expiresAt)}`,
-    2000,
-  );
+  // Only a card still waiting can expire: a decided one says what became of it instead.
+  const expires =
+    input.state.status === "pending" ? ` · Expires ${slackDate(input.expiresAt)}` : "";
+  return truncate(`Approvers: ${approvers}${whoAsked(input)}${expires}`, 2000);
 }
 
 /**
@@ -158,6 +158,6 @@ function stateBlock(approvalId: string, state: ApprovalState): Block {
     case "withdrawn":
       return section(`🚫 Withdrawn ${slackDate(state.at)}: the task stopped before a decision`);
     case "escalated":
-      return section(`⤴️ Escalated to ${mention(state.to)} ${slackDate(state.at)}`);
+      return section(`⤴️ Escalated to ${mentionEach(state.to)} ${slackDate(state.at)}`);
   }
 }

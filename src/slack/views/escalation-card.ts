@@ -1,5 +1,14 @@
 import type { EscalationNote } from "../../core/handoffs/note.ts";
-import { clip, isChannelId, isGroupId, isUserId, mention, slackDate, truncate } from "../mrkdwn.ts";
+import {
+  clip,
+  isChannelId,
+  isGroupId,
+  isUserId,
+  mention,
+  mentionEach,
+  slackDate,
+  truncate,
+} from "../mrkdwn.ts";
 import {
   type Block,
   type Button,
@@ -31,7 +40,7 @@ export type EscalationState =
   /** Until `closed` (`/baton done`), the person who took it over may still hand it to an agent. */
   | { status: "taken_over"; by: string; at: Date; closed?: { by: string; at: Date } }
   | { status: "sent_back"; by: string; at: Date; toName: string; instruction: string }
-  /** `to` is a Slack user, user group or channel ID. */
+  /** `to`: a Slack user, user group or channel ID, or several people's, joined by commas. */
   | { status: "reassigned"; to: string; at: Date };
 
 export interface EscalationCardInput {
@@ -40,6 +49,12 @@ export interface EscalationCardInput {
   fromName: string;
   owner: EscalationOwner;
   note: EscalationNote;
+  /**
+   * The task's requester. A note Baton writes itself (a cap, an unreadable note) names them as
+   * `<@ID>`, which the card shows as a mention rather than as escaped text; only this ID, so a
+   * model's note cannot page anyone.
+   */
+  requesterId?: string;
   state: EscalationState;
 }
 
@@ -57,7 +72,7 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
     ? `${urgencyLabel(note.urgency)}, by ${clip(note.deadline, 100)}`
     : urgencyLabel(note.urgency);
   const glance = [
-    field("Requester", note.requester, 500),
+    requesterField(note.requester, input.requesterId),
     `*Urgency*\n${urgency}`,
     `*Confidence*\n${percent(note.confidence) ?? "unknown"}`,
     `*Lane*\n${LANES[note.lane] ?? clip(note.lane, 40)}`,
@@ -149,8 +164,13 @@ function stateBlocks(escalationId: string, state: EscalationState): Block[] {
       return [context([truncate(`${line}: ${clip(state.instruction, 1000)}`, 2000)])];
     }
     case "reassigned":
-      return [context([`➡️ Reassigned to ${mention(state.to)} ${slackDate(state.at)}`])];
+      return [context([`➡️ Reassigned to ${mentionEach(state.to)} ${slackDate(state.at)}`])];
   }
+}
+
+function requesterField(requester: string, requesterId: string | undefined): string {
+  const named = requesterId && isUserId(requesterId) && requester.trim() === `<@${requesterId}>`;
+  return named ? `*Requester*\n${mention(requesterId)}` : field("Requester", requester, 500);
 }
 
 function actions(elements: Button[]): Block {

@@ -55,17 +55,29 @@ function cutNote(left: number, auditRef: string | undefined): string {
 }
 
 export interface FailureNoticeInput {
-  taskId: string;
   reason: string;
-  /** Shows the task's history; defaults to `/baton audit <taskId>` (there is no retry command). */
-  auditCommand?: string;
+  /**
+   * What `/baton audit` takes to find the task: a link to its thread. Without it the notice names
+   * the command and says to give it this thread's link, as a cut answer's note does: the task's id
+   * means nothing to the person who asked.
+   */
+  auditRef?: string;
 }
 
+/**
+ * A task stopped for good. A reply in its thread opens it again with its agent (a fresh hop and
+ * turn count), so that is what the notice offers first; a cause the setup must mend fails again,
+ * so the notice says who to tell then.
+ */
 export function failureNotice(input: FailureNoticeInput): SlackMessage {
-  const command = clip(input.auditCommand ?? `/baton audit ${input.taskId}`, 300);
+  const command = input.auditRef
+    ? `\`/baton audit ${clip(input.auditRef, 300)}\``
+    : "`/baton audit` with a link to this thread";
   const reason = clip(input.reason, 2000);
   return message(fallback(`This task failed: ${input.reason}`), [
-    section(`⚠️ *This task failed:* ${reason}\nSee what happened with \`${command}\`.`),
+    section(
+      `⚠️ *This task failed:* ${reason}\nReply in this thread to have Baton try again; if it fails the same way, tell whoever runs Baton. What happened: ${command}.`,
+    ),
   ]);
 }
 
