@@ -64,7 +64,22 @@ export async function resolveTaskRef(
   let query = db.selectFrom("tasks").select("id").orderBy("created_at", "desc");
   if (ref.kind === "task") query = query.where("id", "=", ref.id);
   if (ref.kind === "thread")
-    query = query.where("channel_id", "=", ref.channel).where("thread_ts", "=", ref.threadTs);
+    // The task's own thread, or its escalation card's (a direct message's task: the card is where
+    // the person holding it works, and the link they can copy).
+    query = query.where("id", "in", (eb) =>
+      eb
+        .selectFrom("tasks")
+        .select("id")
+        .where("channel_id", "=", ref.channel)
+        .where("thread_ts", "=", ref.threadTs)
+        .unionAll(
+          eb
+            .selectFrom("escalations")
+            .select("task_id as id")
+            .where("card_channel", "=", ref.channel)
+            .where("card_ts", "=", ref.threadTs),
+        ),
+    );
   if (ref.kind === "order") {
     // A union, not an OR: each side is a scan of its own expression index (migration 0004).
     query = query

@@ -45,7 +45,7 @@ export async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRo
     .split(",")
     .filter((id) => /^[UWS][A-Z0-9]+$/.test(id) && id !== author)
     .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
-  const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` once it is handled.`;
+  const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` and a link to this thread once it is handled.`;
   // A direct message's person cannot see its thread: they are paged in their card's thread, and
   // the requester is told where the reply went.
   const held = isDirectMessage(task.channel_id)

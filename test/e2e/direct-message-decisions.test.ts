@@ -275,3 +275,17 @@ test("App Home links a DM task's holder to its card, and its requester to the DM
   const asked = await homeOf(REQUESTER);
   assert.ok(asked.includes(`${DM}/p${ts.replace(".", "")}`), "the requester opens the DM");
 });
+
+// The card tells the manager to close the task with /baton done and a link to the card: the link
+// they can copy (the task's own thread is the requester's DM) must find the task.
+test("/baton done with a link to a DM task's card closes that task", async () => {
+  const { h, ts, escalation } = await takenOverByTheManager();
+  const card = await h.until("the card, taken over", async () =>
+    h.slack.callsTo("chat.update").find((c) => c.args.ts === escalation.card_ts && !c.failed),
+  );
+  assert.match(JSON.stringify(card.args.blocks), /baton done` and a link to this card/);
+  const link = `https://acme.slack.com/archives/${DECISIONS}/p${String(escalation.card_ts).replace(".", "")}`;
+  const closed = await runBaton(h, `done ${link}`, { user: "U0OPSMANAGER", channel: DECISIONS });
+  assert.match(closed.text, /is closed/);
+  assert.equal((await taskOfThread(h.db.db, ts))?.status, "done");
+});

@@ -115,7 +115,7 @@ function textOnly(text: string, state: EscalationState): string {
   if (state.status === "open")
     return `${text}\n⚠️ Slack refused to show this escalation card, so it has no "Take it over" / "Send back" buttons, and there is no other way to take it over in Slack.`;
   if (state.status === "taken_over" && !state.closed)
-    return `${text}\n✋ Taken over by ${mention(state.by)}: to hand it to an agent, name the agent first in a reply here ("@Baton billing: …"), or close it with \`/baton done\`.`;
+    return `${text}\n✋ Taken over by ${mention(state.by)}: to hand it to an agent, name the agent first in a reply here ("@Baton billing: …"), or close it with \`/baton done\` and a link to this card.`;
   return text;
 }
 
@@ -148,7 +148,7 @@ function stateBlocks(escalationId: string, state: EscalationState): Block[] {
       // The same modal as an open card's: only the person holding the work may use it.
       return [
         context([
-          `${line} · hand it to an agent below, or close it with \`/baton done\` once finished`,
+          `${line} · hand it to an agent below, or close it once finished with \`/baton done\` and a link to this card`,
         ]),
         actions([
           button({
