@@ -205,7 +205,9 @@ export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<v
     const author = await firstUnreadAuthor(tx, taskId);
     if (!author) return;
     if (task.status !== "active") {
-      await updateTask(tx, taskId, { status: "active", modelErrors: 0, failureReason: null });
+      // Reopened by a person's reply, as the accept reopens: the hop limit counts afresh too.
+      const reopened = { modelErrors: 0, failureReason: null, hopsAfresh: true };
+      await updateTask(tx, taskId, { status: "active", ...reopened });
       await audit(tx, agentTaskReopened(task, author));
     }
     await deps.queue.enqueue(tx, taskId);

@@ -190,10 +190,22 @@ test("a reply that reopens an answered task is told, with who and the agent it g
     return again && again.step_no > task.step_no ? again : undefined;
   });
   // The reply an ending run could not see, picked up by the check after the accept's commit.
+  // Handoffs before it count no more once a person has spoken, as when the accept reopens.
+  await harness.db.db
+    .updateTable("tasks")
+    .set({ hop_count: 5 })
+    .where("id", "=", task.id)
+    .execute();
   await harness.db.db
     .transaction()
     .execute((tx) => insertInput(tx, { taskId: task.id, authorId: REQUESTER, text: "thanks!" }));
   await wakeIfMissed(harness.baton.deps, task.id);
+  const woken = await harness.db.db
+    .selectFrom("tasks")
+    .select("hop_count")
+    .where("id", "=", task.id)
+    .executeTakeFirstOrThrow();
+  assert.equal(woken.hop_count, 0, "the hop limit counts afresh");
   await harness.until("the second reopening", async () => (await reopened()).length >= 2);
 
   const rows = await reopened();
