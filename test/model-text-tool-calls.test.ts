@@ -40,3 +40,15 @@ test("an answer is left an answer: prose, other JSON, a call beside words", () =
   );
   assert.equal(toolCallsInText("[]"), undefined);
 });
+
+test("a tool's definition (a JSON Schema), as a model explaining a tool writes it, is not a call", () => {
+  const definition = {
+    name: "get_weather",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  };
+  assert.equal(toolCallsInText(JSON.stringify(definition, null, 2)), undefined);
+  assert.equal(
+    toolCallsInText(`\`\`\`json\n${JSON.stringify({ type: "function", ...definition })}\n\`\`\``),
+    undefined,
+  );
+});

@@ -29,12 +29,15 @@ export async function checkAgentModels(
     return;
   }
   if (listed.length === 0) return;
-  const known = new Set(listed);
+  // Ollama lists `llama3.1:latest` and serves it as `llama3.1` too, the name its docs use.
+  const known = new Set(listed.flatMap((id) => [id, id.replace(/:latest$/, "")]));
   const byModel = new Map<string, string[]>();
   for (const agent of file.agents) {
     const model = agent.model ?? file.defaults.model;
     if (!known.has(model)) byModel.set(model, [...(byModel.get(model) ?? []), agent.id]);
   }
+  if (byModel.size === 0)
+    log.debug({ listed: listed.length }, "the model server lists every agent's model");
   for (const [model, agents] of byModel)
     log.warn(
       { model, agents, listed: listed.slice(0, 20) },

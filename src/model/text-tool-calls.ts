@@ -40,6 +40,15 @@ function taggedParts(text: string): string[] | undefined {
   return rest.trim() === "" ? parts : undefined;
 }
 
+/**
+ * `{ name, parameters: { type: "object", properties } }` is a tool's definition, as a model explaining
+ * one (or writing the code sample asked of it) shows it: an answer, not a call with those arguments.
+ */
+function isJsonSchema(input: object): boolean {
+  const { type, properties } = input as Record<string, unknown>;
+  return type === "object" && typeof properties === "object" && properties !== null;
+}
+
 /** `{ name, arguments | parameters }`, nothing else but an id or type; arguments an object. */
 function callOf(item: unknown): { name: string; arguments: string } | undefined {
   if (typeof item !== "object" || item === null || Array.isArray(item)) return undefined;
@@ -49,5 +58,6 @@ function callOf(item: unknown): { name: string; arguments: string } | undefined 
   if (typeof name !== "string" || name === "" || extra.length > 0) return undefined;
   if (typeof input === "string") return { name, arguments: input };
   if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined;
+  if (isJsonSchema(input)) return undefined;
   return { name, arguments: JSON.stringify(input) };
 }
