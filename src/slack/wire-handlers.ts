@@ -123,8 +123,12 @@ export function createSlackHandlers(
     checkEscalationClick: (input) => checkEscalationClick(deps, input),
     agentsForSendBack: () => deps.agents.all().map((a) => ({ id: a.id, name: a.name })),
     command({ text, userId, channelId }) {
-      // A link Slack formatted, `<url|label>`, is one word however many spaces its label holds.
-      const [verb = "help", ...words] = text.match(/<[^>]*>|[^\s<]+|</g) ?? [];
+      // A link Slack formatted, `<url|label>`, is one word however many spaces its label holds; it
+      // holds no `<` (Slack escapes it), so an unclosed `<` is scanned to the next one, not to the
+      // end: 40,000 of them cost no quadratic time. Invisible format characters pasted beside a
+      // word (zero-width spaces, direction marks) belong to no verb, as to no reference.
+      const [verb = "help", ...words] =
+        text.replace(/\p{Cf}/gu, "").match(/<[^<>]*>|[^\s<]+|</g) ?? [];
       // "status order 1042", "done task <id>": the kind of reference, said aloud, is not one.
       const rest =
         words.length > 1 && /^(order|task|thread)$/i.test(words[0] ?? "") ? words.slice(1) : words;

@@ -110,3 +110,16 @@ test("/baton with a mistyped verb says it is not a command, names the near one, 
   for (const answer of [typo, far, hostile, long])
     assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
 });
+
+test("/baton reads a verb pasted with invisible marks, as it reads a reference", async () => {
+  for (const text of ["\u200Bstatus 1042", "status\u2060 1042", "\uFEFFStatus order 1042"])
+    assert.match((await baton(text)).text, /done, owned by/, JSON.stringify(text));
+});
+
+test("/baton answers a huge run of < at once: reading the words takes no quadratic time", async () => {
+  // Slack takes messages up to 40,000 characters; each unclosed `<` was scanned to the end.
+  const started = Date.now();
+  const answer = await baton(`status ${"<".repeat(40_000)}`);
+  assert.ok(Date.now() - started < 1_000, `${Date.now() - started} ms`);
+  assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
+});
