@@ -189,19 +189,24 @@ export async function lockOrphanedTask(tx: Tx, id: string): Promise<boolean> {
 /**
  * Tasks a run ended (answered or failed) and died before giving up: its release would have opened
  * the task again for a reply that came while it ran (whose own job found the task held, and ended).
- * Only a run that died leaves an ended task's lease set. Read from the unread replies, which are few.
+ * Only a run that died leaves an ended task's lease set: found by the index of those (migration
+ * 0016), not by reading every task ever answered, nor every reply in threads people hold.
  */
-async function endedWithUnreadReply(db: Executor, limit: number): Promise<string[]> {
-  const rows = await db
+export function endedWithUnreadReplyQuery(db: Executor, limit: number) {
+  return db
     .selectFrom("task_inputs")
     .innerJoin("tasks", "tasks.id", "task_inputs.task_id")
     .select("tasks.id")
+    .distinct() // the limit counts tasks, not replies
     .where("task_inputs.consumed_at_step", "is", null)
     .where("tasks.status", "in", ["done", "failed"])
     .where("tasks.owner_kind", "=", "agent")
     .where("tasks.lease_until", "<", sql<Date>`now()`)
-    .limit(limit)
-    .execute();
+    .limit(limit);
+}
+
+async function endedWithUnreadReply(db: Executor, limit: number): Promise<string[]> {
+  const rows = await endedWithUnreadReplyQuery(db, limit).execute();
   return rows.map((r) => r.id);
 }
 
