@@ -125,9 +125,10 @@ export async function acceptMessage(
         }
         return "started";
       }
-      // A person's task may be closed (`/baton done`) this very moment: decide from its locked row.
+      // A person's task may be closed (`/baton done`) this very moment, and an answered one opened
+      // by another reply: decide from its locked row, so only one reply reopens (and audits) it.
       const task =
-        existing.owner_kind === "human"
+        existing.owner_kind === "human" || reopensForAgent(existing)
           ? ((await lockTask(tx, existing.id)) ?? existing)
           : existing;
       const handOn = message.mentioned ? await handOnNamed(deps, tx, task, message) : undefined;
