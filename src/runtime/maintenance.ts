@@ -31,10 +31,22 @@ export function startMaintenance(deps: RuntimeDeps, _file: AgentsFile): () => Pr
   };
 }
 
+/**
+ * Each step, and each orphan, on its own: one that fails (the job queue away for a moment) is
+ * logged and tried again at the next sweep, and holds up neither the Slack messages nor the
+ * deadlines behind it.
+ */
 export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
-  for (const taskId of await findOrphanedTasks(deps.db, 100)) await queueOrphan(deps, taskId);
-  await deliverOutbox(deps, { olderThanMs: STRANDED_OUTBOX_MS });
-  await enforceDeadlines(deps);
+  const step = (what: string, work: () => Promise<unknown>) =>
+    work().catch((error: unknown) => deps.log.warn({ err: error }, `maintenance: ${what} failed`));
+  await step("finding orphaned tasks", async () => {
+    for (const taskId of await findOrphanedTasks(deps.db, 100))
+      await step(`queueing task ${taskId}`, () => queueOrphan(deps, taskId));
+  });
+  await step("delivering stranded Slack messages", () =>
+    deliverOutbox(deps, { olderThanMs: STRANDED_OUTBOX_MS }),
+  );
+  await step("enforcing deadlines", () => enforceDeadlines(deps));
 }
 
 /**
