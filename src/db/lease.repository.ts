@@ -112,7 +112,10 @@ released as (
       where task_inputs.task_id = tasks.id and task_inputs.consumed_at_step is null
       order by task_inputs.id limit 1
     ) as first_reply on true
+    -- Read under the row's lock, as it is now: a reply's accept that reopened the task while this
+    -- waited has reopened (and audited) it already.
     where tasks.id = $3
+    for no key update of tasks
   ) as unread
   where tasks.id = $3 and tasks.lease_owner = $4
   returning tasks.id, tasks.status, tasks.owner_kind, tasks.owner_id, unread.reopen, unread.was,

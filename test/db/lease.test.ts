@@ -204,6 +204,33 @@ test("a release that reopens an ended task for a reply audits who reopened it, i
   assert.equal((await reopened()).length, 1);
 });
 
+// A reply's accept reopens an answered task (and audits it) while the run that answered it is
+// releasing: the release waited on the row, then reopened it a second time from what it had read.
+test("a release waiting on a reply's reopening reopens nothing more", async () => {
+  const task = await newTask("100.10");
+  assert.ok(await claimLease(t.db, task.id, "worker-a", 60_000));
+  await t.db.updateTable("tasks").set({ status: "done" }).where("id", "=", task.id).execute();
+  await t.db
+    .transaction()
+    .execute((tx) => insertInput(tx, { taskId: task.id, authorId: "U0DANA", text: "and now?" }));
+  let release: Promise<unknown> | undefined;
+  await t.db.transaction().execute(async (tx) => {
+    // The accept of a second reply, holding the row: it reopens the task (and audits it).
+    assert.ok(await lockTask(tx, task.id));
+    await tx.updateTable("tasks").set({ status: "active" }).where("id", "=", task.id).execute();
+    release = releaseLease(t.db, task.id, "worker-a");
+    await sleep(200);
+  });
+  await release;
+  const reopened = await t.db
+    .selectFrom("audit_events")
+    .select("id")
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "task_reopened")
+    .execute();
+  assert.equal(reopened.length, 0, "the task was already open when the release could act");
+});
+
 test("a claim that waited on a decision being committed sees the decision whole", async () => {
   const task = await newTask("100.4");
   await parkedRefund(task.id, "call-4");
