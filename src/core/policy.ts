@@ -101,10 +101,17 @@ function asNumber(value: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-/** `equals: "1077"` matches 1077 and " 1077 " too: the tool is likely to read them as one. */
+/**
+ * `equals: "1077"` matches 1077, " 1077 " and ["1077"] too, and `equals: true` matches "true": the
+ * tool is likely to read them as one.
+ */
 function sameValue(value: unknown, expected: string | number | boolean): boolean {
   if (value === expected) return true;
-  if (typeof expected === "boolean" || typeof value === "boolean") return false;
+  // A list the model sent where one value was meant acts on each: it matches if one matches.
+  if (Array.isArray(value)) return value.some((v) => !Array.isArray(v) && sameValue(v, expected));
+  if (typeof expected === "boolean")
+    return typeof value === "string" && value.trim().toLowerCase() === String(expected);
+  if (typeof value === "boolean") return false;
   if (typeof expected === "number") return asNumber(value) === expected;
   if (typeof value === "number") return asNumber(expected) === value;
   return typeof value === "string" && value.trim() === expected.trim();

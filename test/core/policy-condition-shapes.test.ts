@@ -15,7 +15,11 @@ const refund: ToolDefinition = {
   toolClass: "irreversible",
   input: z.fromJSONSchema({
     type: "object",
-    properties: { order_id: { type: "string" }, amount_usd: { type: ["number", "string"] } },
+    properties: {
+      order_id: { type: ["string", "array"] },
+      amount_usd: { type: ["number", "string"] },
+      rush: { type: ["boolean", "string"] },
+    },
     required: ["order_id"],
   }),
   run: async () => ({ ok: true }),
@@ -28,6 +32,7 @@ policies:
   approvals:
     - { id: vip, tool: refund, when: { argument: order_id, equals: "1077" }, approvers: { users: [U0BOSS] } }
     - { id: big, tool: refund, when: { argument: amount_usd, greater_than: 100 }, approvers: { groups: [S0LEADS] } }
+    - { id: rush, tool: refund, when: { argument: rush, equals: true }, approvers: { users: [U0BOSS] } }
 `,
   "test.yml",
   new Set(["refund"]),
@@ -57,4 +62,14 @@ test("equals matches the value however the model spells it: number or text, spac
   assert.equal(gate({ order_id: "1077", amount_usd: 5 }), "vip");
   assert.equal(gate({ order_id: " 1077 ", amount_usd: 5 }), "vip");
   assert.equal(gate({ order_id: "1078", amount_usd: 5 }), "run");
+});
+
+test("equals reads true written as text, and a list holding the value, as the value", () => {
+  assert.equal(gate({ order_id: "1", amount_usd: 5, rush: true }), "rush");
+  assert.equal(gate({ order_id: "1", amount_usd: 5, rush: "true" }), "rush");
+  assert.equal(gate({ order_id: "1", amount_usd: 5, rush: " TRUE " }), "rush");
+  assert.equal(gate({ order_id: "1", amount_usd: 5, rush: "false" }), "run");
+  assert.equal(gate({ order_id: ["1077"], amount_usd: 5 }), "vip");
+  assert.equal(gate({ order_id: ["1078", " 1077"], amount_usd: 5 }), "vip");
+  assert.equal(gate({ order_id: ["1078"], amount_usd: 5 }), "run");
 });
