@@ -1,4 +1,5 @@
 import pino from "pino";
+import { shorten } from "./core/text.ts";
 
 export type Logger = pino.Logger;
 
@@ -98,6 +99,11 @@ function maskFields(value: unknown, depth = 0): unknown {
   // Errors and other class instances are left to their serializers.
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskFields(v, depth + 1)]));
+}
+
+/** An error's first line, for people to read: secrets masked before it is cut to `max`. */
+export function maskedFirstLine(message: string, max: number): string {
+  return shorten(maskSecrets(message.split("\n")[0]?.trim() ?? ""), max);
 }
 
 function serializeError(error: unknown): Record<string, unknown> {

@@ -1,6 +1,6 @@
 import { PgBoss } from "pg-boss";
 import { type Executor, isConnectionLost, sqlExecutor } from "../db/database.ts";
-import { type Logger, maskSecrets } from "../log.ts";
+import { type Logger, maskedFirstLine } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { TaskQueue } from "../runtime/deps.ts";
 
@@ -151,10 +151,7 @@ export async function startJobQueue(options: {
 function deadLetterReason(output: object | null): string {
   const message = (output as { message?: unknown } | null)?.message;
   // The thread is read by people: a secret an error carried (a token, a password in a URL) is masked.
-  const last =
-    typeof message === "string"
-      ? maskSecrets(message.split("\n")[0]?.trim() ?? "").slice(0, 300)
-      : "";
+  const last = typeof message === "string" ? maskedFirstLine(message, 300) : "";
   return last
     ? `it kept failing after several retries; the last error was: ${last}`
     : "it kept failing after several retries";

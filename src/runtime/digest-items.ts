@@ -6,7 +6,7 @@ import type {
 } from "../core/digest.ts";
 import type { failedTasks, staleApprovals, staleTasks } from "../db/reports.repository.ts";
 import type { Logger } from "../log.ts";
-import { isDirectMessage } from "./decision-place.ts";
+import { openPlace } from "./decision-place.ts";
 import type { DigestDeps } from "./digest.ts";
 
 // The digest's items: each with the words the channel may read, and who gets it in their own DM.
@@ -131,10 +131,13 @@ export function staleApprovalItem(
     approverIds: ids,
     requestedAt: a.created_at.toISOString(),
     // A direct message's task: its card is where the approvers are, its thread is not.
-    link:
-      isDirectMessage(a.channel_id) && a.card_channel && a.card_ts
-        ? link({ channel_id: a.card_channel, thread_ts: a.card_ts })
-        : link(a),
+    link: linkToPlace(
+      link,
+      openPlace(
+        a,
+        a.card_channel && a.card_ts ? { channel: a.card_channel, ts: a.card_ts } : undefined,
+      ),
+    ),
   };
   return {
     item,
@@ -164,4 +167,8 @@ export function failedTaskItem(
     // No reason: a tool's or model's error may quote the words withheld.
     shared: openHere ? item : { title: WITHHELD, failedAt: item.failedAt, link: item.link },
   };
+}
+
+function linkToPlace(link: Linker, place: { channel: string; ts: string }): string {
+  return link({ channel_id: place.channel, thread_ts: place.ts });
 }

@@ -1,5 +1,5 @@
 import { audit } from "../db/ledger.repository.ts";
-import { maskSecrets } from "../log.ts";
+import { maskedFirstLine } from "../log.ts";
 import type { RuntimeDeps } from "./deps.ts";
 
 /** As much of an error as a failed try's audit keeps (a dead letter's reason keeps as much). */
@@ -31,7 +31,5 @@ export async function recordFailedTry(
 
 /** The error's first line, secrets masked before it is cut: a cut must not leave half a key. */
 function errorLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const line = maskSecrets(message.split("\n")[0]?.trim() ?? "");
-  return line.length <= ERROR_CHARS ? line : `${line.slice(0, ERROR_CHARS - 1)}…`;
+  return maskedFirstLine(error instanceof Error ? error.message : String(error), ERROR_CHARS);
 }

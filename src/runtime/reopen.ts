@@ -4,6 +4,7 @@ import { type AuditInput, audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { updateTask } from "../db/tasks.repository.ts";
+import { mentionOf } from "./approval-deadline.ts";
 import { isDirectMessage } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { takenOverCard } from "./escalation-decisions.ts";
@@ -44,7 +45,7 @@ export async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRo
   const pages = task.owner_id
     .split(",")
     .filter((id) => /^[UWS][A-Z0-9]+$/.test(id) && id !== author)
-    .map((id) => (id.startsWith("S") ? `<!subteam^${id}>` : `<@${id}>`));
+    .map(mentionOf);
   const text = `${pages.join(" ")} There is a new reply since this was marked done, so it is open again. Close it with \`/baton done\` and a link to this thread once it is handled.`;
   // A direct message's person cannot see its thread: they are paged in their card's thread, and
   // the requester is told where the reply went.

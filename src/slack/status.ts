@@ -2,7 +2,7 @@ import { ownershipHistory } from "../db/ledger.repository.ts";
 import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
-import { clip, isChannelId, isGroupId, isUserId, mention, truncate } from "./mrkdwn.ts";
+import { clip, mentionEach, truncate } from "./mrkdwn.ts";
 import { taskStatusWords } from "./words.ts";
 
 /**
@@ -16,11 +16,7 @@ const STATUS_MAX = 4_000;
  * channel whose members own an escalation (never its bare ID).
  */
 export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
-  if (kind === "agent") return deps.agents.get(id)?.name ?? id;
-  return id
-    .split(",")
-    .map((p) => (isUserId(p) || isGroupId(p) || isChannelId(p) ? mention(p) : p))
-    .join(", ");
+  return kind === "agent" ? (deps.agents.get(id)?.name ?? id) : mentionEach(id);
 }
 
 /**

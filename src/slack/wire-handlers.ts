@@ -185,10 +185,10 @@ export function createSlackHandlers(
         deps.db,
         inDirectMessages.map((t) => t.id),
       );
-      const openLink = (t: (typeof data.openTasks)[number]) => {
-        const place = openPlace(t, cards.get(t.id), t.requester_id === userId);
-        return deps.chat.threadLink(place.channel, place.ts);
-      };
+      const linkTo = (place: { channel: string; ts: string }) =>
+        deps.chat.threadLink(place.channel, place.ts);
+      const openLink = (t: (typeof data.openTasks)[number]) =>
+        linkTo(openPlace(t, cards.get(t.id), t.requester_id === userId));
       return appHome({
         userId,
         openTaskCount: data.openTaskCount,
@@ -209,10 +209,12 @@ export function createSlackHandlers(
           summary: a.title,
           requestedAt: a.created_at,
           // A direct message's task: its card is where the approvers are, its thread is not.
-          permalink:
-            isDirectMessage(a.channel_id) && a.card_channel && a.card_ts
-              ? deps.chat.threadLink(a.card_channel, a.card_ts)
-              : deps.chat.threadLink(a.channel_id, a.thread_ts),
+          permalink: linkTo(
+            openPlace(
+              a,
+              a.card_channel && a.card_ts ? { channel: a.card_channel, ts: a.card_ts } : undefined,
+            ),
+          ),
         })),
         recentDecisions: data.recentDecisions.map((d) => ({
           approvalId: d.id,
