@@ -52,15 +52,13 @@ async function dm(h: Harness, text: string, threadTs?: string) {
   return ts;
 }
 
-/**
- * A DM's task escalated to the operations lane (agents.yml: U0OPSMANAGER), whose card in #ops the
- * manager took over: the task is theirs.
- */
-async function takenOverByTheManager() {
+/** A DM's task escalated to the operations lane (agents.yml: U0OPSMANAGER), its card posted. */
+async function escalatedByDm() {
   const note = { ...ESCALATION_NOTE, lane: "operations" };
   const h = await startHarness({
     script: scriptByAgent({
       "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
+      billing: [{ content: "I have refunded 149 USD for order 1077." }],
     }),
   });
   current = h;
@@ -69,6 +67,12 @@ async function takenOverByTheManager() {
     const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
+  return { h, ts, escalation };
+}
+
+/** The same, its card taken over by the manager: the task is theirs. */
+async function takenOverByTheManager() {
+  const { h, ts, escalation } = await escalatedByDm();
   await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, escalation.card_ts ?? "");
   await h.until(
     "the manager holds it",
@@ -136,19 +140,7 @@ test("App Home links an approver to the card of a DM's task, not to the DM", asy
 });
 
 test("an escalation asked by DM: its card goes where its owner can take it over", async () => {
-  const note = { ...ESCALATION_NOTE, lane: "operations" }; // agents.yml: U0OPSMANAGER
-  const h = await startHarness({
-    script: scriptByAgent({
-      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
-      billing: [{ content: "I have refunded 149 USD for order 1077." }],
-    }),
-  });
-  current = h;
-  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const { h, ts, escalation } = await escalatedByDm();
   assert.equal(escalation.card_channel, DECISIONS);
   await h.until("the requester told in the DM", async () =>
     textsIn(h, DM, ts).find((t) => /needs a person/.test(t)),
@@ -225,19 +217,7 @@ test("a DM task reopened by the requester's reply: the holder is paged where the
 // Customer Service escalates a DM's task; the manager sends it to Billing from the card. The
 // requester read "Billing is on it again." though Billing never had it: now "on it now".
 test("the requester is not told an agent is on it 'again' when it never was", async () => {
-  const note = { ...ESCALATION_NOTE, lane: "operations" };
-  const h = await startHarness({
-    script: scriptByAgent({
-      "customer-service": [{ toolCalls: [{ name: "escalate_to_human", arguments: note }] }],
-      billing: [{ content: "I have refunded 149 USD for order 1077." }],
-    }),
-  });
-  current = h;
-  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const { h, ts, escalation } = await escalatedByDm();
   await h.click(
     sendBackSubmission({
       userId: "U0OPSMANAGER",

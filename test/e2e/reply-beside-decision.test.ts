@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { Script } from "../support/model-server.ts";
+import { answerThenReply } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
 
 // A reply to a task waiting on an approval is read without the task's lock, and queues no run: the
@@ -14,14 +14,8 @@ import { finishedTask } from "../support/scripts-humans.ts";
 // that race leaves (an answered task, a reply nobody read) and calls the check as the accept does.
 
 let h: Harness;
-const asked: string[] = [];
+const { script, asked } = answerThenReply();
 before(async () => {
-  const script: Script = (request) => {
-    asked.push(JSON.stringify(request.messages));
-    return asked.length === 1
-      ? { content: "Order 1042 left the warehouse yesterday." }
-      : { content: "Order 1078 ships tomorrow." };
-  };
   h = await startHarness({ script });
 });
 after(async () => {

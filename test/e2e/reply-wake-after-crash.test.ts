@@ -8,7 +8,7 @@ import {
   SIGNING_SECRET,
   startHarness,
 } from "../support/harness.ts";
-import type { Script } from "../support/model-server.ts";
+import { answerThenReply } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
 import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
 
@@ -18,14 +18,8 @@ import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
 // recorded. Slack retries the event: it is a duplicate, so nothing checks again; the sweep looks
 // only at active tasks. The reply was never answered; a duplicate now runs the check again.
 let h: Harness;
-const asked: string[] = [];
+const { script, asked } = answerThenReply();
 before(async () => {
-  const script: Script = (request) => {
-    asked.push(JSON.stringify(request.messages));
-    return asked.length === 1
-      ? { content: "Order 1042 left the warehouse yesterday." }
-      : { content: "Order 1078 ships tomorrow." };
-  };
   h = await startHarness({ script });
 });
 after(async () => {

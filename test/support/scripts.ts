@@ -3,7 +3,7 @@ import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import type { Harness } from "./harness.ts";
-import type { ChatRequest, ScriptedReply } from "./model-server.ts";
+import type { ChatRequest, Script, ScriptedReply } from "./model-server.ts";
 import { outboxIdOf, postsInThread } from "./observe.ts";
 import { finishedTask } from "./scripts-humans.ts";
 import type { SlackEmulator } from "./slack-emulator.ts";
@@ -216,4 +216,19 @@ export async function resetFlow1Data(db: Db): Promise<void> {
   await db.updateTable("orders").set({ status: "stuck_in_fulfillment" }).execute();
   await db.updateTable("inventory").set({ on_hand: 0 }).where("sku", "=", "LAMP-OAK").execute();
   await db.deleteFrom("shipments").execute();
+}
+
+/**
+ * A model that answers the first question about order 1042, and every later one about order 1078
+ * (a reply in the thread); `asked` keeps each request's messages, as JSON.
+ */
+export function answerThenReply(): { script: Script; asked: string[] } {
+  const asked: string[] = [];
+  const script: Script = (request) => {
+    asked.push(JSON.stringify(request.messages));
+    return asked.length === 1
+      ? { content: "Order 1042 left the warehouse yesterday." }
+      : { content: "Order 1078 ships tomorrow." };
+  };
+  return { script, asked };
 }
