@@ -11,7 +11,12 @@ import {
 import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
 import { findTask, lockHeldTask, lockTask } from "../../src/db/tasks.repository.ts";
 import { insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import {
+  createTestDatabase,
+  insertOrderTask,
+  type TestDatabase,
+  waitingOnLocks,
+} from "../support/db.ts";
 
 let t: TestDatabase;
 before(async () => {
@@ -219,7 +224,11 @@ test("a release waiting on a reply's reopening reopens nothing more", async () =
     assert.ok(await lockTask(tx, task.id));
     await tx.updateTable("tasks").set({ status: "active" }).where("id", "=", task.id).execute();
     release = releaseLease(t.db, task.id, "worker-a");
-    await sleep(200);
+    // The release is read only once it waits on the row: otherwise it sees the task open already.
+    for (let n = 0; (await waitingOnLocks(t.db)) === 0; n++) {
+      assert.ok(n < 200, "the release never waited on the row");
+      await sleep(10);
+    }
   });
   await release;
   const reopened = await t.db

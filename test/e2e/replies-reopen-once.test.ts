@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { sql } from "kysely";
 import { lockTask } from "../../src/db/tasks.repository.ts";
+import { waitingOnLocks } from "../support/db.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { taskWithStatus } from "../support/observe.ts";
 
@@ -14,14 +14,6 @@ before(async () => {
 after(async () => {
   await h.close();
 });
-
-/** Backends of this database waiting on a lock. */
-async function waitingOnLocks(): Promise<number> {
-  const { rows } = await sql<{ n: number }>`
-    select count(*)::int as n from pg_stat_activity
-    where datname = current_database() and wait_event_type = 'Lock'`.execute(h.db.db);
-  return rows[0]?.n ?? 0;
-}
 
 test("two replies at once to an answered task reopen it once", async () => {
   const { ts } = await h.mention("where is order 1042?");
@@ -37,7 +29,10 @@ test("two replies at once to an answered task reopen it once", async () => {
       h.reply(ts, "any news?"),
       h.reply(ts, "also, can you check 1078?", { user: "U0OTHER" }),
     ]);
-    await h.until("both accepts to wait on the task", async () => (await waitingOnLocks()) >= 2);
+    await h.until(
+      "both accepts to wait on the task",
+      async () => (await waitingOnLocks(h.db.db)) >= 2,
+    );
   });
   await replies;
   await h.until("the task to be answered again", async () => {

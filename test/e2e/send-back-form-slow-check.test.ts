@@ -4,7 +4,7 @@ import { ESCALATION_SEND_BACK } from "../../src/slack/views/escalation-card.ts";
 import { SEND_BACK_CALLBACK } from "../../src/slack/views/reject-modal.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { escalationScript } from "../support/scripts-humans.ts";
+import { escalationScript, sendBackSubmission } from "../support/scripts-humans.ts";
 
 // Send back, like Reject, checked the clicker before opening its form, and the check of a lane
 // owned by a channel asks Slack for the channel's members: a slow answer let the 3 s trigger_id
@@ -45,7 +45,20 @@ test("a Send back whose check waits on Slack still opens the form in time", asyn
   assert.equal((opened.args.view as { callback_id: string }).callback_id, SEND_BACK_CALLBACK);
   slow.release();
   assert.equal((await clicked).status, 200);
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // The lead sends it back: once the agent holds the task, the check has long answered.
+  const submitted = await h.click(
+    sendBackSubmission({
+      userId: "U0SUPPORTLEAD",
+      escalationId: escalation.id,
+      agent: { id: "customer-service", name: "Customer Service" },
+      instruction: "Send a replacement lamp.",
+    }),
+  );
+  assert.equal(submitted.status, 200);
+  await h.until("Customer Service to hold the task again", async () => {
+    const task = await h.db.db.selectFrom("tasks").select("owner_id").executeTakeFirstOrThrow();
+    return task.owner_id === "customer-service" || undefined;
+  });
   assert.equal(h.slack.callsTo("views.update").length, 0, "a lane member's form is left as it is");
 });
 

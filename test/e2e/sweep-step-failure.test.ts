@@ -33,11 +33,14 @@ test("a sweep whose job queue fails for an orphaned task still enforces the dead
   // An active task no run holds, and a queue that fails for it.
   await insertOrderTask(h.db.db, `${ts}9`);
   const queue = h.baton.deps.queue;
+  let tried = 0;
   queue.enqueueUnlessWaiting = async () => {
+    tried++;
     throw new Error("the job queue is away");
   };
 
   await runMaintenance(h.baton.deps);
+  assert.ok(tried >= 1, "the sweep met the failing step");
   const reminded = await auditEvents(h.db.db, escalation.task_id, "escalation_reminded");
   assert.equal(reminded.length, 1, "the deadline was enforced after the failed step");
 });

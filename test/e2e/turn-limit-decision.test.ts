@@ -17,6 +17,7 @@ const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").
   "turn_limit: 3",
 );
 const agentsFile = parseAgentsFile(text, "agents-turns.yml", demoTools);
+assert.equal(agentsFile.defaults.turn_limit, 3, "agents.yml no longer sets turn_limit: 25");
 let h: Harness;
 before(async () => {
   h = await startHarness({

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { sql } from "kysely";
 import pg from "pg";
 import { type DatabaseHandle, type Db, openDatabase } from "../../src/db/database.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
@@ -93,4 +94,12 @@ export async function insertOrderTask(db: Db, thread: string): Promise<TaskRow> 
     }),
   );
   return db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+}
+
+/** Backends of `db`'s database waiting on a lock: a statement sent is now blocked on a row. */
+export async function waitingOnLocks(db: Db): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from pg_stat_activity
+    where datname = current_database() and wait_event_type = 'Lock'`.execute(db);
+  return rows[0]?.n ?? 0;
 }
