@@ -52,6 +52,11 @@ export async function insertHandoff(tx: Executor, handoff: HandoffRecord): Promi
   await tx.insertInto("handoffs").values(handoffRow(handoff)).execute();
 }
 
+/** A handoff from one agent to another: what the hop limit counts (a task's `hop_count`). */
+export function isAgentHandoff(h: { from_kind: string; to_kind: string }): boolean {
+  return h.from_kind === "agent" && h.to_kind === "agent";
+}
+
 export async function ownershipHistory(db: Executor, taskId: string) {
   return db
     .selectFrom("handoffs")

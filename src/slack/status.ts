@@ -1,4 +1,4 @@
-import { ownershipHistory } from "../db/ledger.repository.ts";
+import { isAgentHandoff, ownershipHistory } from "../db/ledger.repository.ts";
 import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
@@ -33,14 +33,9 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
   );
   const answer = [
     `*${clip(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
-    `Task \`${task.id}\` · ${history.filter(betweenAgents).length} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
+    `Task \`${task.id}\` · ${history.filter(isAgentHandoff).length} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     ...lines.slice(-20),
   ].join("\n");
   return truncate(answer, STATUS_MAX);
-}
-
-/** A handoff from one agent to another: what the task's handoff count counts. */
-function betweenAgents(h: { from_kind: string; to_kind: string }): boolean {
-  return h.from_kind === "agent" && h.to_kind === "agent";
 }

@@ -19,7 +19,7 @@ import {
   sendBackModal,
 } from "../views/reject-modal.ts";
 import { decisionWords, escalationWords } from "../words.ts";
-import { askRejectReason, ephemeral, type FormCheck, openWhenAllowed } from "./forms.ts";
+import { askRejectReason, type FormCheck, openWhenAllowed, tellClicker } from "./forms.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -53,8 +53,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
     });
     handlers.afterwards("tell the approver", async () => {
       const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-      if (words && c.channel)
-        await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+      await tellClicker(client, c, words);
     });
   });
 
@@ -102,12 +101,10 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
       choice: { kind: "take_over" },
     });
     const words = escalationWords(result);
-    if (words && c.channel) {
-      const channel = c.channel.id;
+    if (words)
       handlers.afterwards("tell the person who clicked take over", () =>
-        ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
+        tellClicker(client, c, words),
       );
-    }
   });
 
   app.action(ESCALATION_SEND_BACK, async ({ ack, body, client }) => {

@@ -62,7 +62,7 @@ export async function openWhenAllowed(
         .update({ view_id: opened.id, hash: opened.hash, view: refusedModal(form.title, words) })
         // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
         .catch(() => undefined);
-    if (c.channel) await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+    await tellClicker(client, c, words);
     if (failure) throw failure;
   });
 }
@@ -103,11 +103,10 @@ async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
 
 /** Words to the person who clicked, beside the card, once Slack has its answer. */
 function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string | undefined) {
-  const channel = c.channel?.id;
-  if (!words || !channel) return;
-  handlers.afterwards("tell the person why they may not decide", () =>
-    ephemeral(client, channel, c.user.id, words, c.container?.thread_ts),
-  );
+  if (words && c.channel)
+    handlers.afterwards("tell the person why they may not decide", () =>
+      tellClicker(client, c, words),
+    );
 }
 
 /**
@@ -135,13 +134,12 @@ async function openView(
     const { id, hash } = opened.view ?? {};
     return id && hash ? { id, hash } : undefined;
   } catch (error) {
-    if (c.channel)
-      await ephemeral(client, c.channel.id, c.user.id, failureWords(error), c.container?.thread_ts);
+    await tellClicker(client, c, failureWords(error));
     throw error;
   }
 }
 
-export async function ephemeral(
+async function ephemeral(
   client: { chat: { postEphemeral: (args: never) => Promise<unknown> } },
   channel: string,
   user: string,
@@ -154,4 +152,10 @@ export async function ephemeral(
     text,
     ...(threadTs && { thread_ts: threadTs }),
   } as never);
+}
+
+/** Words, only the person who clicked sees, beside the card they clicked (none without a channel). */
+export async function tellClicker(client: Client, c: Clicker, words: string | undefined) {
+  if (words && c.channel)
+    await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
 }
