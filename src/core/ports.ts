@@ -98,7 +98,8 @@ export type ChatIntent =
           | { status: "reassigned"; to: string; at: string };
       };
     }
-  | { kind: "notice"; channel: string; threadTs?: string; text: string }
+  /** `broadcast`: a reply in the thread that the channel sees too (a page that must not be missed). */
+  | { kind: "notice"; channel: string; threadTs?: string; broadcast?: boolean; text: string }
   | { kind: "failure_notice"; channel: string; threadTs: string; taskId: string; reason: string }
   | { kind: "ephemeral"; channel: string; threadTs?: string; user: string; text: string }
   | { kind: "direct_message"; user: string; text: string }

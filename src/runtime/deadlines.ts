@@ -132,12 +132,14 @@ function reminder(
       text: `${to.id.split(",").map(mentionOf).join(" ")} ${late}.`,
     };
   // <!here> pages the members who are around; <!channel> would page the away ones too, each time.
+  // In the card's thread, the reply is also sent to the channel: a page buried in a thread that
+  // nobody follows would page nobody.
   const thread = place.threadTs ?? card.ts ?? undefined; // a card of its own heads its thread
   if (place.channel === to.id)
     return {
       kind: "notice",
       channel: to.id,
-      ...(thread && { threadTs: thread }),
+      ...(thread && { threadTs: thread, broadcast: true }),
       text: `<!here> ${late}.`,
     };
   const link = thread

@@ -43,9 +43,20 @@ export interface SlackChatSurfaceOptions {
 
 type Intent<K extends ChatIntent["kind"]> = Extract<ChatIntent, { kind: K }>;
 type Delivered = { ts?: string; channel?: string };
-type Target = { channel: string; threadTs?: string };
+/** `broadcast`: a thread reply also shown in the channel ("Also send to #channel"). */
+type Target = { channel: string; threadTs?: string; broadcast?: boolean };
 /** `textOnly` is sent, without blocks, if Slack refuses the blocks (default: `text`). */
 type Outgoing = { text: string; blocks?: unknown[]; textOnly?: string };
+
+/** A post's place in its thread, if it has one; a broadcast reply is also shown in the channel. */
+function inThread(
+  target: Target,
+): { thread_ts: string; reply_broadcast: true } | { thread_ts?: string } {
+  if (!target.threadTs) return {};
+  return target.broadcast
+    ? { thread_ts: target.threadTs, reply_broadcast: true }
+    : { thread_ts: target.threadTs };
+}
 
 const GROUP_CACHE_MS = 60_000;
 
@@ -88,7 +99,7 @@ export function createSlackChatSurface(
           text: content.text,
           // Blocks come from the builders or a queued direct message; Slack validates the rest.
           ...(content.blocks && { blocks: content.blocks as types.KnownBlock[] }),
-          ...(target.threadTs && { thread_ts: target.threadTs }),
+          ...inThread(target),
           ...(persona && personaFields(persona)),
           metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: String(outboxId) } },
         }),

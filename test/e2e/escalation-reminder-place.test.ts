@@ -22,7 +22,8 @@ import type { SlackCall } from "../support/slack-emulator.ts";
 import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
 
 // A reminder reaches the people who decide where they decide. A lane owned by a channel is decided
-// by its members: in its channel, paged with <!here>, in the card's thread when the card is there.
+// by its members: in its channel, paged with <!here>, in the card's thread when the card is there,
+// sent to the channel too.
 // (deadlines.test.ts: the card in another channel's thread.)
 
 const DM = "D0DMREQUESTER";
@@ -99,6 +100,11 @@ test("a DM's escalation to a channel's lane: the reminder pages the channel in t
     `not in the card's thread: ${whereAndWhat(reminder)}`,
   );
   assert.match(String(reminder.args.text), /^<!here> ⏰/);
+  assert.equal(
+    String(reminder.args.reply_broadcast),
+    "true",
+    "the channel sees the page, not only the thread",
+  );
 });
 
 test("a lane the file leaves out is the task's channel's: the reminder pages it in the thread", async () => {
@@ -115,6 +121,11 @@ test("a lane the file leaves out is the task's channel's: the reminder pages it 
   const reminder = await theReminder(h, /Reminder/);
   assert.deepEqual(placeOf(reminder), { channel: CHANNEL, thread_ts: ts }, whereAndWhat(reminder));
   assert.match(String(reminder.args.text), /^<!here> ⏰/, whereAndWhat(reminder));
+  assert.equal(
+    String(reminder.args.reply_broadcast),
+    "true",
+    "the channel sees the page, not only the thread",
+  );
 });
 
 test("a DM's approval handed to its fallback: the fallback is paged where the card is", async () => {
