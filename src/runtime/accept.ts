@@ -7,12 +7,17 @@ import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { findTask, lockTask, startTask, updateTask } from "../db/tasks.repository.ts";
+import { findTask, lockTask, startTask } from "../db/tasks.repository.ts";
 import { firstUnreadAuthor, insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
 import { recordFailedTry } from "./failed-tries.ts";
-import { agentTaskReopened, reopenForItsPerson, reopensForAgent } from "./reopen.ts";
+import {
+  agentTaskReopened,
+  reopenForAgent,
+  reopenForItsPerson,
+  reopensForAgent,
+} from "./reopen.ts";
 import { runTask, runWorker } from "./run-task.ts";
 
 export interface IncomingMessage {
@@ -148,14 +153,7 @@ export async function acceptMessage(
         // In the input's statement: the hot path gains no round trip.
         ...(reopens ? [agentTaskReopened(task, message.user)] : []),
       ]);
-      if (reopens) {
-        await updateTask(tx, task.id, {
-          status: "active",
-          modelErrors: 0,
-          failureReason: null,
-          hopsAfresh: true,
-        });
-      }
+      if (reopens) await reopenForAgent(tx, task.id);
       // A reply to a task a person closed goes back to them: no agent has its context.
       if (task.status === "done" && task.owner_kind === "human")
         await reopenForItsPerson(deps, tx, task, message.user);
@@ -206,9 +204,8 @@ export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<v
     const author = await firstUnreadAuthor(tx, taskId);
     if (!author) return;
     if (task.status !== "active") {
-      // Reopened by a person's reply, as the accept reopens: the hop limit counts afresh too.
-      const reopened = { modelErrors: 0, failureReason: null, hopsAfresh: true };
-      await updateTask(tx, taskId, { status: "active", ...reopened });
+      // Reopened by a person's reply, as the accept reopens.
+      await reopenForAgent(tx, taskId);
       await audit(tx, agentTaskReopened(task, author));
     }
     await deps.queue.enqueue(tx, taskId);

@@ -18,6 +18,19 @@ import { post } from "./messages.ts";
 export const reopensForAgent = (task: Pick<TaskRow, "status" | "owner_kind">): boolean =>
   (task.status === "done" || task.status === "failed") && task.owner_kind === "agent";
 
+/**
+ * Opens an agent's ended task again, as a person's reply does: the hop limit and the model's errors
+ * count afresh, and the reason it failed is gone. Audited by the caller (`agentTaskReopened`).
+ */
+export async function reopenForAgent(tx: Tx, taskId: string): Promise<void> {
+  await updateTask(tx, taskId, {
+    status: "active",
+    modelErrors: 0,
+    failureReason: null,
+    hopsAfresh: true,
+  });
+}
+
 /** The audit of an agent's ended task opened again by `author`'s reply (the release's, in SQL). */
 export function agentTaskReopened(task: TaskRow, author: string): AuditInput {
   return {
