@@ -11,3 +11,20 @@ export function duration(ms: number): string {
   }
   return `${Math.round(ms / 1000)} seconds`;
 }
+
+/**
+ * The work's answer if it comes within `ms`, else undefined; the work goes on either way. The timer
+ * does not hold the process open.
+ */
+export async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

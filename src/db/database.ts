@@ -1,5 +1,6 @@
 import { CompiledQuery, Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
+import { within } from "../core/duration.ts";
 import { ConfigError } from "../errors.ts";
 import type { Database } from "./schema.ts";
 
@@ -65,19 +66,11 @@ export function readinessProbe(url: string): {
   pool.on("error", () => {});
   return {
     async answers(timeoutMs) {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeoutMs);
-      });
       const answered = pool.query("select 1").then(
         () => true,
         () => false,
       );
-      try {
-        return await Promise.race([answered, late]);
-      } finally {
-        clearTimeout(timer);
-      }
+      return (await within(answered, timeoutMs)) ?? false;
     },
     close: () => pool.end(),
   };

@@ -1,4 +1,5 @@
 import { Gauge } from "prom-client";
+import { within } from "../core/duration.ts";
 import type { PendingApprovalStats } from "../db/metrics.repository.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -53,14 +54,12 @@ const READ_PATIENCE_MS = 2_000;
  * not hold the whole scrape: past the patience it answers with the last values, and the read
  * goes on, shared by the next scrapes until it ends.
  */
-function withinScrape<T>(read: Promise<T | undefined>, log: Logger): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => {
-      log.warn("the approvals gauges' read is slow; /metrics answers with the last values");
-      resolve(undefined);
-    }, READ_PATIENCE_MS);
-    timer.unref();
-  });
-  return Promise.race([read, late]).finally(() => clearTimeout(timer));
+async function withinScrape<T>(read: Promise<T | undefined>, log: Logger) {
+  const answer = await within(
+    read.then((value) => ({ value })),
+    READ_PATIENCE_MS,
+  );
+  if (!answer)
+    log.warn("the approvals gauges' read is slow; /metrics answers with the last values");
+  return answer?.value;
 }

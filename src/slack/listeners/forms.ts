@@ -1,4 +1,5 @@
 import type { webApi } from "@slack/bolt";
+import { within } from "../../core/duration.ts";
 import type { SlackHandlers } from "../handlers.ts";
 import { refusedModal, rejectReasonModal } from "../views/reject-modal.ts";
 import { decisionWords, failureWords } from "../words.ts";
@@ -86,19 +87,6 @@ export function askRejectReason(
     check,
     lateView: rejectReasonModal({ approvalId }),
   });
-}
-
-/** The work's answer if it comes within `ms`; undefined if not (it goes on). */
-async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Words to the person who clicked, beside the card, once Slack has its answer. */
