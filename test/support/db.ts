@@ -1,4 +1,7 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import pg from "pg";
 import { type DatabaseHandle, type Db, openDatabase } from "../../src/db/database.ts";
@@ -8,9 +11,19 @@ import { insertTask } from "../../src/db/tasks.repository.ts";
 
 /**
  * Real Postgres for tests: the server test/global-setup.ts chose. Each test gets a fresh database
- * copied from a migrated template, so tests never see each other's rows.
+ * copied from a migrated template, so tests never see each other's rows. The template is named for
+ * the migrations it ran: another branch or checkout with other migrations, on the same server, gets
+ * a template of its own instead of one whose history its migrator calls corrupted.
  */
-const TEMPLATE = "baton_test_template";
+const TEMPLATE = `baton_test_template_${migrationsDigest()}`;
+
+function migrationsDigest(): string {
+  const folder = fileURLToPath(new URL("../../migrations/", import.meta.url));
+  const hash = createHash("sha256");
+  for (const name of readdirSync(folder).sort())
+    hash.update(name).update(readFileSync(path.join(folder, name)));
+  return hash.digest("hex").slice(0, 12);
+}
 
 export async function testServerUrl(): Promise<string> {
   const url = process.env.BATON_TEST_DATABASE_URL ?? process.env.DATABASE_URL;
