@@ -14,9 +14,10 @@ const CHANNEL = /^[CGD][A-Z0-9]{2,}$/;
 const TS = /^\d{10}\.\d{6}$/;
 // Permalinks drop the ts's dot: p1700000000000100 is 1700000000.000100.
 const PERMALINK_PATH = /\/archives\/([CGD][A-Z0-9]{2,})\/p(\d{10})(\d{6})\b/;
-// The web app's address bar with a thread open: /client/T…/C…/thread/C…-1700000000.000100.
+// The web app's address bar with a thread open: /client/T…/C…/thread/C…-1700000000.000100 beside
+// its channel, or beside the Threads or Activity view (/client/T…/threads/thread/C…-…).
 const CLIENT_THREAD_PATH =
-  /\/client\/[A-Z0-9]+\/[CGD][A-Z0-9]{2,}\/thread\/([CGD][A-Z0-9]{2,})-(\d{10}\.\d{6})$/;
+  /\/client\/[A-Z0-9]+\/(?:[\w-]+\/)*thread\/([CGD][A-Z0-9]{2,})-(\d{10}\.\d{6})\/?$/;
 
 /** What the operator typed: a task uuid, an order id, or a Slack thread link. */
 export function parseTaskRef(input: string): TaskRef | undefined {

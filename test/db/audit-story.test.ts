@@ -381,6 +381,13 @@ describe("audit story", () => {
       await ids("https://app.slack.com/client/T0ACME/C0SUPPORT/thread/C0SUPPORT-1700000000.000100"),
       [taskId],
     );
+    // The same thread opened from the Threads view, or from Activity.
+    for (const view of ["threads", "activity"])
+      assert.deepEqual(
+        await ids(`https://app.slack.com/client/T0ACME/${view}/thread/C0SUPPORT-1700000000.000100`),
+        [taskId],
+        view,
+      );
     assert.deepEqual(await ids("9999"), []);
     assert.equal(parseTaskRef("https://example.com/nothing"), undefined);
     assert.equal(parseTaskRef("drop table tasks;"), undefined);
