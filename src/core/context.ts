@@ -29,16 +29,25 @@ function introduces(instructions: string, name: string): boolean {
   return instructions.startsWith(intro) && !/^[\p{L}\p{N}]/u.test(instructions.slice(intro.length));
 }
 
+/**
+ * A value in a labelled message, its later lines indented: a requester's or a model's text that
+ * holds a line such as "Inventory handed back: …" reads as part of its value, never as a label of
+ * Baton's.
+ */
+function value(text: string): string {
+  return text.replace(/\r\n|[\n\r\u2028\u2029]/g, "\n  ");
+}
+
 /** What the next agent reads instead of the transcript. */
 export function renderHandoffNote(fromName: string, note: HandoffNote): string {
-  const lines = [`Handoff from ${fromName}: ${note.summary}`];
-  if (note.reason) lines.push(`Why you: ${note.reason}`);
-  if (note.done.length) lines.push(`Done: ${note.done.join("; ")}`);
-  lines.push(`Needed: ${note.needed}`);
-  if (note.unknowns.length) lines.push(`Unknown: ${note.unknowns.join("; ")}`);
-  if (note.artifact) lines.push(`Open first: ${note.artifact}`);
+  const lines = [`Handoff from ${fromName}: ${value(note.summary)}`];
+  if (note.reason) lines.push(`Why you: ${value(note.reason)}`);
+  if (note.done.length) lines.push(`Done: ${value(note.done.join("; "))}`);
+  lines.push(`Needed: ${value(note.needed)}`);
+  if (note.unknowns.length) lines.push(`Unknown: ${value(note.unknowns.join("; "))}`);
+  if (note.artifact) lines.push(`Open first: ${value(note.artifact)}`);
   if (note.urgency !== "normal" || note.deadline)
-    lines.push(`Urgency: ${note.urgency}${note.deadline ? `, by ${note.deadline}` : ""}`);
+    lines.push(`Urgency: ${note.urgency}${note.deadline ? `, by ${value(note.deadline)}` : ""}`);
   return lines.join("\n");
 }
 
@@ -47,7 +56,7 @@ export function renderHandoffNote(fromName: string, note: HandoffNote): string {
  * sent again, so the request comes first: the result alone does not say what was asked.
  */
 export function renderHandBack(fromName: string, note: HandBackNote, request: string): string {
-  return `Request: ${request}\n${fromName} handed back: ${note.result}`;
+  return `Request: ${value(request)}\n${fromName} handed back: ${value(note.result)}`;
 }
 
 export function renderHumanReturn(
@@ -55,7 +64,7 @@ export function renderHumanReturn(
   instruction: string,
   originalRequest: string,
 ): string {
-  return `Request: ${originalRequest}\nA person (<@${humanId}>) sent this back to you: ${instruction}`;
+  return `Request: ${value(originalRequest)}\nA person (<@${humanId}>) sent this back to you: ${value(instruction)}`;
 }
 
 export function renderRequesterMessage(text: string): string {
