@@ -16,6 +16,8 @@ export type Gate =
       approvers: People;
       expiresAfterMs: number;
       fallback: People | undefined;
+      /** Why it waits, in words, when the task's earlier calls count (see `passesWithEarlier`). */
+      why?: string;
     };
 
 const SUPERVISED_EXPIRY_MS = 4 * 3_600_000;
@@ -23,12 +25,23 @@ const SUPERVISED_EXPIRY_MS = 4 * 3_600_000;
 /**
  * Whether a tool call runs now, waits for a human, or (shadow mode) is only proposed.
  * Decided in code from the agents file: nothing in a prompt or a customer's text reaches here.
+ * `earlier`: the arguments of the tool's calls in this task that count towards a threshold (see
+ * `countsEarlierCalls`); a threshold compares this call's amount plus theirs.
  */
-export function gateFor(agent: Agent, tool: ToolDefinition, args: unknown, file: AgentsFile): Gate {
+export function gateFor(
+  agent: Agent,
+  tool: ToolDefinition,
+  args: unknown,
+  file: AgentsFile,
+  earlier: readonly unknown[] = [],
+): Gate {
   if (tool.toolClass === "read") return { kind: "run" };
   if (agent.autonomy === "shadow") return { kind: "shadow" };
-  const policy = file.policies.approvals.find((p) => p.tool === tool.name && matches(p.when, args));
-  if (policy) return approvalGate(policy);
+  for (const policy of file.policies.approvals) {
+    if (policy.tool !== tool.name) continue;
+    const match = matches(policy.when, args, { tool: tool.name, args: earlier });
+    if (match) return { ...approvalGate(policy), ...(match.why && { why: match.why }) };
+  }
   // An irreversible tool is gated as a write is: the class tells the operator, and policies name it.
   if (agent.autonomy === "supervised") {
     const supervisors = file.policies.supervisors;
@@ -79,19 +92,78 @@ function approvalGate(policy: ApprovalPolicy): Gate {
   };
 }
 
-function matches(condition: ApprovalCondition | undefined, args: unknown): boolean {
-  if (!condition) return true;
-  const value = (args as Record<string, unknown> | null)?.[condition.argument];
-  const threshold = condition.greater_than ?? condition.at_least;
+/**
+ * Whether the gate needs the tool's earlier calls in the task for this call: only when one of the
+ * tool's policies has a threshold (and the gate would read it: not for a read tool, nor in shadow
+ * mode). Any other call is gated without looking them up.
+ */
+export function countsEarlierCalls(agent: Agent, tool: ToolDefinition, file: AgentsFile): boolean {
+  if (tool.toolClass === "read" || agent.autonomy === "shadow") return false;
+  return file.policies.approvals.some(
+    (p) => p.tool === tool.name && p.when !== undefined && thresholdOf(p.when) !== undefined,
+  );
+}
+
+type Match = { why?: string };
+
+/** Undefined when the condition does not apply to the call; else why it does, when not plain. */
+function matches(
+  condition: ApprovalCondition | undefined,
+  args: unknown,
+  earlier: { tool: string; args: readonly unknown[] },
+): Match | undefined {
+  if (!condition) return {};
+  const value = argumentOf(args, condition.argument);
+  const threshold = thresholdOf(condition);
   if (threshold !== undefined) {
     // The model picks the argument's shape: "150" is 150, and an amount that cannot be read as a
     // number (left out, "150 USD") is one a person must look at: the tool may read it as more.
     const amount = asNumber(value);
-    if (amount === undefined) return true;
-    return condition.greater_than !== undefined ? amount > threshold : amount >= threshold;
+    if (amount === undefined) return {};
+    return passesWithEarlier(condition, threshold, amount, earlier);
   }
-  if (condition.equals !== undefined) return sameValue(value, condition.equals);
-  return true;
+  if (condition.equals !== undefined) return sameValue(value, condition.equals) ? {} : undefined;
+  return {};
+}
+
+function thresholdOf(condition: ApprovalCondition): number | undefined {
+  return condition.greater_than ?? condition.at_least;
+}
+
+function argumentOf(args: unknown, name: string): unknown {
+  return (args as Record<string, unknown> | null)?.[name];
+}
+
+/**
+ * A threshold counts what the tool already did in the task: 60 USD twice is 120, so a model (or a
+ * customer's text steering it) cannot split a refund under it. An earlier amount that cannot be
+ * read as a number leaves the total unknown, so the call waits; a negative one lowers nothing.
+ */
+function passesWithEarlier(
+  condition: ApprovalCondition,
+  threshold: number,
+  amount: number,
+  earlier: { tool: string; args: readonly unknown[] },
+): Match | undefined {
+  const { argument } = condition;
+  const bound = condition.greater_than !== undefined ? `over ${threshold}` : `${threshold} or more`;
+  let before = 0;
+  for (const args of earlier.args) {
+    const n = asNumber(argumentOf(args, argument));
+    if (n === undefined)
+      return {
+        why: `${argument} ${amount} in this call; an earlier ${earlier.tool} call of this task has an ${argument} that is not a number, so the total may be ${bound}`,
+      };
+    before += Math.max(n, 0);
+  }
+  // 12 significant digits: 33.33 + 33.33 + 33.34 is 100, not 99.99999999999999, in floating point.
+  const total = before > 0 ? Number((amount + before).toPrecision(12)) : amount;
+  const passes = condition.greater_than !== undefined ? total > threshold : total >= threshold;
+  if (!passes) return undefined;
+  if (before === 0) return {};
+  return {
+    why: `${argument} ${amount} in this call, ${total} with this task's earlier ${earlier.tool} calls (${bound})`,
+  };
 }
 
 function asNumber(value: unknown): number | undefined {

@@ -61,6 +61,8 @@ export type ChatIntent =
         agentName: string;
         toolName: string;
         args: Record<string, unknown>;
+        /** Why the call waits, when its arguments alone do not say. */
+        reason?: string;
         requesterId: string;
         /** Who else asked (see `Askers`); absent from cards queued before they were named. */
         handedOnBy?: string[];

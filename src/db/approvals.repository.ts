@@ -21,6 +21,8 @@ export async function insertApproval(
     approvers: { users: string[]; groups: string[] };
     fallback: { users: string[]; groups: string[] } | undefined;
     expiresAt: Date;
+    /** Why it waits, when its arguments alone do not say. */
+    why?: string | undefined;
   },
 ) {
   return tx
@@ -38,6 +40,7 @@ export async function insertApproval(
       approvers: JSON.stringify(a.approvers),
       fallback: a.fallback ? JSON.stringify(a.fallback) : null,
       expires_at: a.expiresAt,
+      why: a.why ?? null,
     })
     .returning(["id"])
     .executeTakeFirstOrThrow();

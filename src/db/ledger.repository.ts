@@ -108,6 +108,34 @@ export async function findToolCall(db: Executor, idempotencyKey: string) {
     .executeTakeFirst();
 }
 
+/**
+ * The arguments of the task's calls of `tool` that an approval threshold counts (see
+ * `countsEarlierCalls`): those that ran (`done`), and those parked on an approval that is still
+ * pending or was approved (it runs when the worker settles it). Not those rejected, expired or
+ * withdrawn, refused by the allowlist or a rate limit, shadowed, or `failed` (the tool refused its
+ * input, or an approved call could not run): nothing was done. Read in the turn's transaction,
+ * after the task's lock, so a run that committed a call first is counted.
+ */
+export async function countedCallArgs(db: Executor, taskId: string, tool: string) {
+  const rows = await db
+    .selectFrom("tool_calls")
+    .leftJoin("approvals", "approvals.tool_call_id", "tool_calls.idempotency_key")
+    .select("tool_calls.args")
+    .where("tool_calls.task_id", "=", taskId)
+    .where("tool_calls.tool", "=", tool)
+    .where((eb) =>
+      eb.or([
+        eb("tool_calls.status", "=", "done"),
+        eb.and([
+          eb("tool_calls.status", "=", "pending_approval"),
+          eb("approvals.status", "in", ["pending", "approved"]),
+        ]),
+      ]),
+    )
+    .execute();
+  return rows.map((r) => r.args);
+}
+
 export interface ToolCallRecord {
   taskId: string;
   stepNo: number;

@@ -151,6 +151,8 @@ export interface ApprovalsTable {
   decided_by: string | null;
   decided_at: Date | null;
   reason: string | null;
+  /** Why the call waits, when its arguments alone do not say (see `Gate`). */
+  why: string | null;
   expires_at: Timestamp;
   escalated_at: Date | null;
   card_channel: string | null;

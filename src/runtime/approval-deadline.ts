@@ -37,6 +37,8 @@ export function approvalIntent(
     askers: Askers;
     approvers: People;
     expiresAt: Date;
+    /** Why the call waits, when its arguments alone do not say (the approval's `why`). */
+    why?: string | null | undefined;
     state: ApprovalState;
     updateTs?: string | null;
   },
@@ -52,6 +54,7 @@ export function approvalIntent(
       agentName: agent.name,
       toolName: a.tool,
       args: a.args,
+      ...(a.why && { reason: a.why }),
       requesterId: a.askers.requester,
       handedOnBy: a.askers.handedOnBy,
       askedInThread: a.askers.inThread,
@@ -117,7 +120,7 @@ async function escalateApproval(
     // All of them: the new card goes to every one, so the old one names every one.
     const to = [...fallback.users, ...fallback.groups].join(",");
     const askers = await approvalsDb.whoAsked(tx, row.id);
-    const base = { id: row.id, tool: row.tool, args: row.args, askers, expiresAt };
+    const base = { id: row.id, tool: row.tool, args: row.args, why: row.why, askers, expiresAt };
     await insertHandoff(tx, {
       taskId: task.id,
       stepNo: task.step_no,
@@ -216,6 +219,7 @@ export async function resumeAfterDecision(
         id: row.id,
         tool: row.tool,
         args: row.args,
+        why: row.why,
         askers: await approvalsDb.whoAsked(tx, row.id),
         approvers: row.approvers,
         expiresAt: row.expires_at,

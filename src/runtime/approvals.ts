@@ -43,6 +43,7 @@ export async function requestApproval(
       groups: [...gate.fallback.groups],
     },
     expiresAt,
+    why: gate.why,
   });
   // The work may have passed through people since the task began: the card names whoever asked.
   const askers = await approvalsDb.whoAsked(fx.tx, id);
@@ -53,7 +54,13 @@ export async function requestApproval(
     kind: "approval_request",
     from: { kind: "agent", id: agent.id },
     to: { kind: "human", id: [...approvers.users, ...approvers.groups].join(",") },
-    note: { approval_id: id, tool: call.tool.name, args, policy: gate.policyId },
+    note: {
+      approval_id: id,
+      tool: call.tool.name,
+      args,
+      policy: gate.policyId,
+      ...(gate.why && { why: gate.why }),
+    },
   });
   const place = decisionPlace(fx.deps.agents.file, task);
   fx.outbox.push(
@@ -66,6 +73,7 @@ export async function requestApproval(
         askers,
         approvers,
         expiresAt,
+        why: gate.why,
         state: { status: "pending" },
       }),
       {
@@ -93,6 +101,7 @@ export async function requestApproval(
       tool: call.tool.name,
       args,
       policy: gate.policyId,
+      ...(gate.why && { why: gate.why }),
       approvers,
       asked_by: {
         requester: askers.requester,

@@ -143,6 +143,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
             id: row.id,
             tool: row.tool,
             args: row.args,
+            why: row.why,
             askers: await approvalsDb.whoAsked(tx, row.id),
             approvers: row.approvers,
             expiresAt: row.expires_at,

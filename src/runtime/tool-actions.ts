@@ -3,11 +3,11 @@ import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
 import { duration } from "../core/duration.ts";
 import type { ChatMessage } from "../core/model.ts";
-import { type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
+import { countsEarlierCalls, type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Executor, Tx } from "../db/database.ts";
-import { insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
+import { countedCallArgs, insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
 import type { Metrics } from "../metrics.ts";
 import { requestApproval } from "./approvals.ts";
@@ -162,7 +162,8 @@ function jsonOrText(content: string): unknown {
 /** The policy's gate, and after a person rejected a call of the tool in this task, a person again. */
 async function gateOf(fx: TurnEffects, action: Extract<Action, { kind: "tool" }>): Promise<Gate> {
   const { task, agent } = fx.turn;
-  const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file);
+  const earlier = await earlierCalls(fx, action);
+  const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file, earlier);
   // A write that would run goes down the locked path (writesBeforeTurn): this read is in its
   // transaction, so a rejection committed before the turn's lock is seen.
   if (gate.kind !== "run" || action.tool.toolClass === "read") return gate;
@@ -173,6 +174,28 @@ async function gateOf(fx: TurnEffects, action: Extract<Action, { kind: "tool" }>
     { policyId: rejected.policy_id, approvers: rejected.approvers, expiresAfterMs: window },
     fx.deps.agents.file,
   );
+}
+
+/**
+ * The arguments of the tool's calls in this task that a threshold counts (see `countedCallArgs`),
+ * this turn's runs included: they are written with the turn's statement. Only for a tool with a
+ * threshold, the one case that reads them: any other call costs no round trip. A threshold is on
+ * a write, so this is the locked path's transaction (writesBeforeTurn): a run of the task that
+ * committed a call before this turn took the lock is counted, and none commits one meanwhile.
+ */
+async function earlierCalls(
+  fx: TurnEffects,
+  action: Extract<Action, { kind: "tool" }>,
+): Promise<unknown[]> {
+  const { task, agent } = fx.turn;
+  if (!countsEarlierCalls(agent, action.tool, fx.deps.agents.file)) return [];
+  if (!fx.tx.isTransaction)
+    throw new Error(`a call of ${action.tool.name} must run in a transaction`);
+  const thisTurn = fx.toolCalls.filter((c) => c.tool === action.tool.name && c.status === "done");
+  return [
+    ...(await countedCallArgs(fx.tx, task.id, action.tool.name)),
+    ...thisTurn.map((c) => c.args),
+  ];
 }
 
 /**
