@@ -105,7 +105,7 @@ const DESCRIBE: Record<string, (d: Data, who: string) => string> = {
     return `Handed over to agent:${str(d.to)}: ${str(note.summary)} Needed: ${str(note.needed)}`;
   },
   tool_call: (d) => `${str(d.tool)}(${argsText(d.args)}) → ${str(d.status)}; ${allowedWords(d)}`,
-  tool_refused: (d) => `Refused ${str(d.tool)}: ${str(d.message ?? d.reason)}`,
+  tool_refused: (d) => `Refused ${str(d.tool)}(${sentArgs(d)}): ${refusedFor(d)}`,
   tool_call_repeated: (d) =>
     `${str(d.tool)} called again in the same reply (${str(d.call_id)}, as ${str(d.repeat_of)}); not run twice`,
   tool_shadowed: (d) => `Proposed ${str(d.tool)}(${argsText(d.args)}) in shadow mode; not run`,
@@ -175,6 +175,27 @@ function allowedWords(d: Data): string {
   if (d.status === "expired") return "not run: nobody decided in time";
   if (d.status === "withdrawn") return "not run: the task stopped first";
   return `allowed by ${str(d.allowed_by) || "nobody"}`;
+}
+
+/**
+ * What a refused call was sent: its arguments as read (a rate limit's), or as the model wrote them
+ * (the allowlist's, a schema's), which need not be JSON, nor whole past 2,000 characters.
+ */
+function sentArgs(d: Data): string {
+  if ("args" in d) return argsText(d.args);
+  const written = str(d.arguments);
+  try {
+    return argsText(JSON.parse(written));
+  } catch {
+    return cut(written, 300);
+  }
+}
+
+/** Why a call was refused, in the words the model was told, less the tool's name they start with. */
+function refusedFor(d: Data): string {
+  const told = str(d.message ?? d.reason);
+  const named = `${str(d.tool)}: `;
+  return told.startsWith(named) ? told.slice(named.length) : told;
 }
 
 /** Why a person's approval click was refused, after their id. */

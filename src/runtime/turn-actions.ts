@@ -1,6 +1,6 @@
 import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
-import type { Action } from "../core/dispatch.ts";
+import type { Action, RejectReason } from "../core/dispatch.ts";
 import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
@@ -100,6 +100,8 @@ function unusableReply(
   return false;
 }
 
+const REFUSED_CALLS: ReadonlySet<RejectReason> = new Set(["not_allowed", "invalid_arguments"]);
+
 function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" }>): boolean {
   const { task, agent } = fx.turn;
   // A refused tool is an unusable reply too: a model that insists on one must not loop unbounded.
@@ -108,7 +110,10 @@ function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" 
   fx.audits.push({
     taskId: task.id,
     actor: { kind: "agent", id: agent.id },
-    kind: action.reason === "not_allowed" ? "tool_refused" : "model_error",
+    // A call of a tool the agent has, with arguments its schema refuses, is a refused call like
+    // one outside the allowlist: an event, not a tool_calls row, as it never reached the tool and
+    // took none of its idempotency keys. A made-up tool, or a hand-back to nobody, is no call.
+    kind: REFUSED_CALLS.has(action.reason) ? "tool_refused" : "model_error",
     data: {
       tool: action.name,
       reason: action.reason,

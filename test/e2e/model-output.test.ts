@@ -76,11 +76,15 @@ test("malformed tool arguments go back to the model as a tool error; the next va
   const { ts } = await h.mention("case-malformed: where is order 1042?");
   const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
 
-  const errors = await auditEvents(h.db.db, task.id, "model_error");
-  assert.equal(errors.length, 1);
-  assert.equal(errors[0]?.data.reason, "invalid_arguments");
-  assert.equal(errors[0]?.data.arguments, '{"order_id": 10');
+  // A refused call, as one outside the agent's role is: the tool, what was sent, and why.
+  const refused = await auditEvents(h.db.db, task.id, "tool_refused");
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0]?.data.tool, "lookup_order");
+  assert.equal(refused[0]?.data.reason, "invalid_arguments");
+  assert.equal(refused[0]?.data.arguments, '{"order_id": 10');
+  assert.equal(refused[0]?.data.message, lastToolError("case-malformed", 1));
   assert.match(lastToolError("case-malformed", 1), /not valid JSON/);
+  assert.deepEqual(await auditEvents(h.db.db, task.id, "model_error"), []);
 
   const toolCalls = await h.db.db
     .selectFrom("tool_calls")
@@ -145,8 +149,14 @@ test("three unusable replies in a row fail the task, and the thread is told", as
   assert.match(task.failure_reason ?? "", /3 unusable replies/);
   assert.match(task.failure_reason ?? "", /empty replies/, "the reason covers the empty one");
   assert.equal(requestsOf("case-three-strikes").length, 3, "the model is not asked a fourth time");
+  // The malformed call is a refused call; the unknown tool and the empty reply, model errors.
+  const refused = await auditEvents(h.db.db, task.id, "tool_refused");
+  assert.deepEqual(
+    refused.map((e) => e.data.reason),
+    ["invalid_arguments"],
+  );
   const errors = await auditEvents(h.db.db, task.id, "model_error");
-  assert.equal(errors.length, 3);
+  assert.equal(errors.length, 2);
   assert.equal((await auditEvents(h.db.db, task.id, "task_failed")).length, 1);
 
   const [notice] = await postsWhenAtLeast(h, ts, 1);

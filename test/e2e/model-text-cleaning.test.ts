@@ -125,9 +125,9 @@ test("a NUL escaped in tool arguments is dropped: the tool runs with the clean v
 test("a refused note's arguments are audited cut before an emoji, never through it", async () => {
   const { ts } = await h.mention("case-long-note: where is order 1042?");
   const task = await done(ts);
-  const [error] = await auditEvents(h.db.db, task.id, "model_error");
-  assert.equal(error?.data.reason, "invalid_arguments");
-  assert.equal(error?.data.arguments, longNoteArgs().slice(0, 1999));
+  const [refused] = await auditEvents(h.db.db, task.id, "tool_refused");
+  assert.equal(refused?.data.reason, "invalid_arguments");
+  assert.equal(refused?.data.arguments, longNoteArgs().slice(0, 1999));
   assert.equal(calls("case-long-note"), 2);
 });
 
