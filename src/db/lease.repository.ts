@@ -25,10 +25,40 @@ export interface Claim {
   turn: LoadedTurn;
 }
 
-const CLAIM_LEASE = statement<[worker: string, leaseFor: string, id: string], { id: string }>(`
-update tasks set lease_owner = $1, lease_until = now() + $2::interval
-where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
-returning id`);
+/**
+ * What the audit says of a try whose run stopped holding its task without giving it up: its worker
+ * died or stopped answering (pg-boss would expire its job only after 15 minutes, and a run started
+ * at the accept has no active job to expire), and a claim took the task over once its lease ran out.
+ */
+export const LOST_TRY =
+  "the worker running it stopped before finishing, and its lease ran out; another run took the task over";
+
+// The lease as it was is read locked, so a run giving the task up meanwhile is waited for and seen.
+// A lease left by another run that ran out is a lost try, recorded by the one claim that takes it
+// over; not when that run's failure, which could not give the lease up, already named it.
+const CLAIM_LEASE = statement<
+  [worker: string, leaseFor: string, id: string, lostTry: string],
+  { id: string }
+>(`
+with was as (
+  select id, lease_owner from tasks where id = $3 for no key update
+), claimed as (
+  update tasks set lease_owner = $1, lease_until = now() + $2::interval
+  from was
+  where tasks.id = was.id
+    and (tasks.lease_until is null or tasks.lease_until < now() or tasks.lease_owner = $1)
+  returning tasks.id, was.lease_owner as left_by
+), lost as (
+  insert into audit_events (task_id, actor_kind, actor_id, kind, data)
+  select id, 'system', 'baton', 'attempt_failed',
+    jsonb_build_object('error', $4::text, 'retried', true, 'run', left_by)
+  from claimed
+  where left_by <> $1
+    and not exists (select from audit_events
+      where audit_events.task_id = claimed.id and audit_events.kind = 'attempt_failed'
+        and audit_events.data ->> 'run' = claimed.left_by)
+)
+select id from claimed`);
 
 // Outbox rows not yet sent, and what a turn reads.
 const CLAIMED_READS = statement<[id: string], TurnReadsRow & { undelivered: boolean }>(`
@@ -41,7 +71,8 @@ from tasks where tasks.id = $1`);
 
 /**
  * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
- * so its task is taken over; a live worker's lease keeps duplicate jobs from running turns twice.
+ * so its task is taken over, and its lost try audited (`LOST_TRY`) in the claim's own statement; a
+ * live worker's lease keeps duplicate jobs from running turns twice.
  * Then reads what the run starts from: undelivered messages, decisions to settle, and the first
  * turn's task and conversation, in one snapshot, so a decision and the task status it set are
  * seen together. Not in the claim's own statement: a claim that waited on the task's row (a
@@ -54,7 +85,8 @@ export async function claimLease(
   worker: string,
   leaseMs: number,
 ): Promise<Claim | undefined> {
-  if (!(await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id))) return undefined;
+  if (!(await CLAIM_LEASE.first(db, worker, `${leaseMs} milliseconds`, id, LOST_TRY)))
+    return undefined;
   const row = await CLAIMED_READS.first(db, id);
   if (!row) return undefined;
   const { undelivered, ...turn } = row;

@@ -10,6 +10,7 @@ import { loadTurn } from "../db/turn-reads.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { limitReached } from "./caps.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { LeaseLeftError } from "./failed-tries.ts";
 import { haltTask } from "./halt.ts";
 import { deliverOutbox, type RunDeliveries, runDeliveries } from "./outbox.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
@@ -126,13 +127,7 @@ export async function runTask(
       }
     });
   } finally {
-    // Statements and posts still under way (after a failed turn) finish first, the lease kept
-    // through them; the release marks what the posts sent.
-    const delivered = await holdingLease(deps, taskId, async () => {
-      await lane.drained();
-      return deliveries.drain();
-    });
-    released = await releaseWhenReachable(deps, taskId, delivered);
+    released = await giveUp(deps, taskId, lane, deliveries);
   }
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
@@ -140,6 +135,23 @@ export async function runTask(
   // A person who decided on a card while this worker held the lease left the card's update to it
   // (a decision that does not queue the task, such as taking it over, has no next run to send it).
   else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
+}
+
+/**
+ * Statements and posts still under way (after a failed turn) finish first, the lease kept through
+ * them; the release marks what the posts sent. A lease this fails to give up is taken over once it
+ * runs out, and that claim records a lost try unless a failed try names this run: the error does.
+ */
+async function giveUp(deps: RuntimeDeps, taskId: string, lane: RunLane, deliveries: RunDeliveries) {
+  try {
+    const delivered = await holdingLease(deps, taskId, async () => {
+      await lane.drained();
+      return deliveries.drain();
+    });
+    return await releaseWhenReachable(deps, taskId, delivered);
+  } catch (error) {
+    throw new LeaseLeftError(deps.workerId, error);
+  }
 }
 
 /**

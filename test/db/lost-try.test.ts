@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { sql } from "kysely";
+import { claimLease, LOST_TRY, releaseLease } from "../../src/db/lease.repository.ts";
+import { appendConversation } from "../../src/db/ledger.repository.ts";
+import { createLogger } from "../../src/log.ts";
+import { auditStory } from "../../src/runtime/audit-story.ts";
+import { LeaseLeftError, recordFailedTry } from "../../src/runtime/failed-tries.ts";
+import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+
+// A run whose worker died leaves its task's lease to run out; the claim that takes the task over
+// records that lost try, once, in its own statement.
+
+let t: TestDatabase;
+before(async () => {
+  t = await createTestDatabase();
+});
+after(async () => {
+  await t.close();
+});
+
+async function newTask(thread: string) {
+  const task = await insertOrderTask(t.db, thread);
+  await t.db
+    .transaction()
+    .execute((tx) =>
+      appendConversation(tx, [
+        { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
+      ]),
+    );
+  return task;
+}
+
+/** `run` claimed the task and died: its lease is left, and has run out. */
+async function leftByDeadRun(taskId: string, run: string) {
+  assert.ok(await claimLease(t.db, taskId, run, 60_000));
+  await t.db
+    .updateTable("tasks")
+    .set({ lease_until: sql<Date>`now() - interval '1 second'` })
+    .where("id", "=", taskId)
+    .execute();
+}
+
+async function failedTries(taskId: string): Promise<Record<string, unknown>[]> {
+  const rows = await t.db
+    .selectFrom("audit_events")
+    .select(["actor_kind", "actor_id", "data"])
+    .where("task_id", "=", taskId)
+    .where("kind", "=", "attempt_failed")
+    .orderBy("id")
+    .execute();
+  return rows.map((r) => ({
+    actor: `${r.actor_kind}:${r.actor_id}`,
+    ...(r.data as Record<string, unknown>),
+  }));
+}
+
+test("a claim that takes over a dead run's lease records its lost try once, and the story tells it", async () => {
+  const task = await newTask("200.1");
+  await leftByDeadRun(task.id, "dead-process/1");
+
+  const claim = await claimLease(t.db, task.id, "live-process/1", 60_000);
+  assert.equal(claim?.turn.task.lease_owner, "live-process/1");
+  const lost = { actor: "system:baton", error: LOST_TRY, retried: true, run: "dead-process/1" };
+  assert.deepEqual(await failedTries(task.id), [lost]);
+
+  // Claimed again by its holder, refused to another while live, released and claimed: no try lost.
+  assert.ok(await claimLease(t.db, task.id, "live-process/1", 60_000));
+  assert.equal(await claimLease(t.db, task.id, "other-process/1", 60_000), undefined);
+  await releaseLease(t.db, task.id, "live-process/1");
+  assert.ok(await claimLease(t.db, task.id, "other-process/1", 60_000));
+  assert.deepEqual(await failedTries(task.id), [lost]);
+
+  const { entries } = await auditStory({ db: t.db }, task.id);
+  assert.deepEqual(
+    entries.filter((e) => e.kind === "attempt_failed").map((e) => `${e.actor} ${e.text}`),
+    [`system Try failed, retried: ${LOST_TRY}`],
+  );
+});
+
+test("claims racing for the same dead run's lease: one takes it, and its lost try is recorded once", async () => {
+  const task = await newTask("200.2");
+  await leftByDeadRun(task.id, "dead-process/2");
+  const claims = await Promise.all(
+    ["a", "b", "c", "d"].map((w) => claimLease(t.db, task.id, `racer-${w}/1`, 60_000)),
+  );
+  assert.equal(claims.filter(Boolean).length, 1);
+  assert.deepEqual(
+    (await failedTries(task.id)).map((e) => e.run),
+    ["dead-process/2"],
+  );
+});
+
+test("a run whose failure left its lease is recorded by its failure, not again by the claim after it", async () => {
+  const task = await newTask("200.3");
+  await leftByDeadRun(task.id, "stuck-process/1");
+  const log = createLogger({ level: "silent" });
+  const error = new LeaseLeftError("stuck-process/1", new Error("Connection terminated"));
+  await recordFailedTry({ db: t.db, log }, { taskId: task.id, error, retried: true });
+
+  assert.ok(await claimLease(t.db, task.id, "live-process/3", 60_000));
+  assert.deepEqual(await failedTries(task.id), [
+    {
+      actor: "system:baton",
+      error: "Connection terminated",
+      retried: true,
+      run: "stuck-process/1",
+    },
+  ]);
+});
