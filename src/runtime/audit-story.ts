@@ -113,7 +113,8 @@ const DESCRIBE: Record<string, (d: Data, who: string) => string> = {
     `Model error: ${str(d.error ?? d.message)}${d.tool ? ` (${str(d.tool)})` : ""}`,
   approval_requested: (d) => {
     const names = people(obj(d.approvers));
-    return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}${askedBy(obj(d.asked_by))}, expires ${str(d.expires_at)}`;
+    const why = d.why === undefined ? "" : ` (${str(d.why)})`;
+    return `Asked ${names} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}${why}${askedBy(obj(d.asked_by))}, expires ${str(d.expires_at)}`;
   },
   approval_decided: (d) => {
     const verdict = { approved: "Approved", rejected: "Rejected", expired: "Expired" }[

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
+import { auditStory } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
@@ -67,6 +68,11 @@ test("a refund under the threshold waits for a person when the task's earlier re
   assert.ok(blockTexts(card).includes(`*Why:* ${why}`), blockTexts(card).join("\n"));
   const [requested] = await auditKinds(h.db.db, task.id, "approval_requested");
   assert.equal(requested?.data.why, why, "the audit trail says why it waited");
+  const story = (await auditStory(h.baton.deps, task.id)).entries.map((e) => e.text);
+  assert.ok(
+    story.some((line) => line.includes(`under policy large-refunds (${why})`)),
+    story.join("\n"),
+  );
 
   await h.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   await h.until("the task to finish", () => finishedTask(h.db.db, ts));
