@@ -32,6 +32,7 @@ import { startScheduler } from "./runtime/scheduler.ts";
 import {
   createSlackApp,
   initSlackApp,
+  noWaitClient,
   postingClient,
   startSlackApp,
   stopSlackApp,
@@ -199,13 +200,15 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       },
       handlers,
     );
-    const { workspaceUrl } = await initSlackApp(
+    const { workspaceUrl, self } = await initSlackApp(
       app,
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
     );
     deps.chat = createSlackChatSurface(app.client, {
       log,
       poster: postingClient(app, log),
+      noWaitClient: noWaitClient(app, log),
+      self,
       ...(workspaceUrl && { workspaceUrl }),
     });
 

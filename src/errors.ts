@@ -53,6 +53,15 @@ export class TransientError extends BatonError {
   override readonly retriable = true;
 }
 
+/** A dependency asked not to be called again for `retryAfterMs` (HTTP 429 and its Retry-After). */
+export class RetryAfterError extends TransientError {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
 export function isBatonError(error: unknown): error is BatonError {
   return error instanceof BatonError;
 }

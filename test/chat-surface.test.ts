@@ -4,7 +4,7 @@ import { webApi } from "@slack/bolt";
 import type { DigestInput } from "../src/core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
 import { parseTaskRef } from "../src/db/reports.repository.ts";
-import { TransientError } from "../src/errors.ts";
+import { RetryAfterError, TransientError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import {
   createSlackChatSurface,
@@ -523,6 +523,37 @@ describe("Slack chat surface against the Web API emulator", () => {
     await assert.rejects(chat.deliver(notice, "out-x"), isRetriable);
     emulator.failNext("chat.postMessage", { error: "bad_gateway", status: 503 });
     await assert.rejects(chat.deliver(notice, "out-x"), isRetriable);
+  });
+
+  test("a lookup that may not wait fails at once on a 429; one that may, sharing it, asks again", async () => {
+    const options = { slackApiUrl: emulator.url, logLevel: webApi.LogLevel.ERROR };
+    const waiting = new WebClient("xoxb-test", { ...options, retryConfig: { retries: 1 } });
+    const noWait = new WebClient("xoxb-test", { ...options, rejectRateLimitedCalls: true });
+    const both = createSlackChatSurface(waiting, {
+      log: createLogger({ level: "silent" }),
+      noWaitClient: noWait,
+    });
+    // Half a minute: a lookup that waited it out would outlast the test.
+    const limited = { error: "ratelimited", retryAfter: 30 };
+    emulator.failNext("usergroups.users.list", limited);
+    const rejected = (error: unknown) => error instanceof RetryAfterError;
+    await assert.rejects(both.groupMembers("S0BILLING", { waitOutRateLimit: false }), rejected);
+    await both.groupMembers("S0BILLING", { waitOutRateLimit: false });
+    assert.deepEqual(
+      emulator.callsTo("usergroups.users.list").map((c) => c.failed),
+      ["ratelimited", undefined],
+      "the 429 was not kept: the next lookup asked again",
+    );
+
+    // A click's check joins App Home's call in flight, which Slack then rate-limits.
+    emulator.failNext("conversations.members", limited);
+    const held = emulator.holdAnswer("conversations.members");
+    const home = both.channelMembers("C0BIG", { waitOutRateLimit: false });
+    await held.arrived;
+    const check = both.channelMembers("C0BIG");
+    held.release();
+    await assert.rejects(home, rejected);
+    assert.equal((await check).length, 2_500, "the check asked again, and got its answer");
   });
 });
 

@@ -12,13 +12,21 @@ export interface ChatSurface {
    */
   findPosted(intent: ChatIntent, outboxId: string, writtenAt: Date): Promise<string | undefined>;
   /** Members of a Slack user group, for approver checks. */
-  groupMembers(groupId: string): Promise<string[]>;
+  groupMembers(groupId: string, options?: MemberLookupOptions): Promise<string[]>;
   /** Members of a channel, for an escalation lane the agents file gives to a channel. */
-  channelMembers(channelId: string): Promise<string[]>;
+  channelMembers(channelId: string, options?: MemberLookupOptions): Promise<string[]>;
   /** A link that opens a task's thread in Slack, for digests, notices and the App Home. */
   threadLink(channel: string, threadTs: string): string;
   /** A link that opens a channel in Slack. */
   channelLink(channel: string): string;
+}
+
+export interface MemberLookupOptions {
+  /**
+   * Whether a rate limit (Slack's 429) is waited out, as a decision's check does (default), or
+   * fails the lookup at once, as App Home's do: it shows less now rather than keep a person waiting.
+   */
+  waitOutRateLimit?: boolean;
 }
 
 export interface Clock {

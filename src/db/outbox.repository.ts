@@ -192,6 +192,27 @@ export async function markFailed(
     .execute();
 }
 
+/**
+ * Records that Slack asked to wait (a 429): the row may go again `inMs` from now. Not a failed try
+ * (Slack stored nothing), so its count is kept, and with it whether it is looked for before it goes.
+ */
+export async function markRateLimited(
+  db: Executor,
+  id: string,
+  error: string,
+  inMs: number,
+): Promise<void> {
+  await db
+    .updateTable("slack_outbox")
+    .set({
+      status: "retry",
+      error,
+      next_attempt_at: sql<Date>`clock_timestamp() + ${`${Math.round(inMs)} milliseconds`}::interval`,
+    })
+    .where("id", "=", id)
+    .execute();
+}
+
 export async function rememberCard(
   db: Executor,
   cardOf: CardRef,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db, Executor, Tx } from "../db/database.ts";
 import {
@@ -8,10 +9,11 @@ import {
   lockUndelivered,
   markDelivered,
   markFailed,
+  markRateLimited,
   type OutboxMessage,
   rememberCard,
 } from "../db/outbox.repository.ts";
-import { isBatonError } from "../errors.ts";
+import { isBatonError, RetryAfterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 /** Delivery normally follows its commit within milliseconds. */
@@ -53,8 +55,16 @@ export interface OutboxFilter {
  */
 const FAILURES_PER_PASS = 3;
 
-/** Passes over the same tasks, while rows keep arriving for them, before leaving them to the sweep. */
+/**
+ * Passes over the same tasks, while rows keep arriving for them or Slack asks to wait (a 429),
+ * before leaving them to the sweep.
+ */
 const MAX_PASSES = 5;
+
+/** 429s a run waits out in place before leaving the row to deliverOutbox, as the Slack client did. */
+const RATE_LIMIT_WAITS = 3;
+
+type PassFilter = { taskIds?: readonly string[]; olderThanMs?: number; holdsLease: boolean };
 
 /**
  * Delivers what committed transactions decided to say, in order, once.
@@ -68,28 +78,40 @@ export async function deliverOutbox(
   filter: OutboxFilter = {},
 ): Promise<number> {
   const holdsLease = filter.holdsLease ?? false;
-  let pass = await deliverPass(deps, {
+  const asked: PassFilter = {
     taskIds: filter.taskId ? [filter.taskId] : undefined,
     olderThanMs: filter.olderThanMs,
     holdsLease,
-  });
+  };
+  let pass = await deliverPass(deps, asked);
   let delivered = pass.delivered;
-  // Another deliverer that found a task held by this pass left the rows it came to send to it:
-  // they are sent now, not half a minute later by the sweep.
-  for (let i = 1; i < MAX_PASSES && pass.tasks.length > 0; i++) {
-    if (!(await hasDueRows(deps.db, pass.tasks, holdsLease))) break;
-    pass = await deliverPass(deps, { taskIds: pass.tasks, holdsLease });
+  for (let i = 1; i < MAX_PASSES; i++) {
+    let next = asked;
+    // Slack asked to wait (Retry-After, often tens of seconds): waited out after the pass committed,
+    // so no row stays locked and no transaction open meanwhile. The rate-limited row is not due
+    // before then, and its task's later rows wait behind it, whoever delivers them.
+    if (pass.retryAfterMs !== undefined) await sleep(pass.retryAfterMs);
+    // Another deliverer that found a task held by this pass left the rows it came to send to it:
+    // they are sent now, not half a minute later by the sweep.
+    else if (pass.tasks.length > 0 && (await hasDueRows(deps.db, pass.tasks, holdsLease)))
+      next = { taskIds: pass.tasks, holdsLease };
+    else break;
+    pass = await deliverPass(deps, next);
     delivered += pass.delivered;
   }
   return delivered;
 }
 
-/** One transaction's delivery: the rows it sent, and the tasks it sent them for. */
+/**
+ * One transaction's delivery: the rows it sent, the tasks it sent them for, and how long Slack
+ * asked to wait if it answered 429 (the pass stops there, as its rows are let go by the commit).
+ */
 async function deliverPass(
   deps: { db: Db; chat: ChatSurface; log: Logger },
-  filter: { taskIds?: readonly string[]; olderThanMs?: number; holdsLease: boolean },
-): Promise<{ delivered: number; tasks: string[] }> {
+  filter: PassFilter,
+): Promise<{ delivered: number; tasks: string[]; retryAfterMs?: number }> {
   let delivered = 0;
+  let retryAfterMs: number | undefined;
   const tasks = new Set<string>();
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
@@ -134,21 +156,33 @@ async function deliverPass(
         if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
         if (!(await recordFailure(tx, log, row, error))) continue;
+        if (error instanceof RetryAfterError) {
+          retryAfterMs = error.retryAfterMs;
+          break;
+        }
         failures++;
         if (row.task_id) waiting.add(row.task_id);
       }
     }
   });
-  return { delivered, tasks: [...tasks] };
+  return { delivered, tasks: [...tasks], ...(retryAfterMs !== undefined && { retryAfterMs }) };
 }
 
-/** Marks a row's failed try: dead if Slack refused the message itself, else to try again later. */
+/**
+ * Marks a row's failed try: dead if Slack refused the message itself, else to try again later.
+ * A 429 is no failed try: Slack stored nothing, so the row waits out its Retry-After only.
+ */
 async function recordFailure(
   db: Executor,
   log: Logger,
   row: { id: string; attempts: number },
   error: unknown,
 ): Promise<boolean> {
+  if (error instanceof RetryAfterError) {
+    log.info({ err: error }, "slack asked to wait; the message goes after its Retry-After");
+    await markRateLimited(db, row.id, errorText(error), error.retryAfterMs);
+    return true;
+  }
   const retriable = !isBatonError(error) || error.retriable;
   const attempts = row.attempts + 1;
   const retryInMs = retryDelayMs(attempts);
@@ -187,7 +221,7 @@ async function deliverFresh(
   const delivered: Delivered[] = [];
   for (const { id, message } of rows) {
     try {
-      const sent = await deps.chat.deliver(message.intent, id);
+      const sent = await waitingOutRateLimits(() => deps.chat.deliver(message.intent, id));
       if (message.cardOf && sent.ts) {
         // A card's buttons need its ts at once, and a click may deliver this task's outbox: remember
         // the ts and mark the card, with the rows sent before it, now.
@@ -211,6 +245,21 @@ async function deliverFresh(
     }
   }
   return { delivered, failed: false };
+}
+
+/**
+ * Sends, waiting out Slack's 429s in place, RATE_LIMIT_WAITS times at most: a run posts holding no
+ * row locks (its lease keeps others off its rows), so its wait holds nothing back but its thread.
+ */
+async function waitingOutRateLimits<T>(send: () => Promise<T>): Promise<T> {
+  for (let waits = 0; ; waits++) {
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
+      await sleep(error.retryAfterMs);
+    }
+  }
 }
 
 /**

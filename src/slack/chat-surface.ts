@@ -1,8 +1,8 @@
 import type { types, webApi } from "@slack/bolt";
 import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
-import { BatonError, TransientError } from "../errors.ts";
+import { BatonError, RetryAfterError, TransientError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
+import { type BotIdentity, createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
 import { createMemberLookup } from "./members.ts";
 import { clip, isGroupId, isUserId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
@@ -33,6 +33,15 @@ export interface SlackChatSurfaceOptions {
    * `postingClient`.
    */
   poster?: webApi.WebClient;
+  /**
+   * A client whose 429s fail at once with Slack's Retry-After (`rejectRateLimitedCalls`), where
+   * `client` would wait them out and pause its other calls meanwhile: for the outbox's other calls
+   * (it waits a 429 out itself, holding no lock) and App Home's member lookups (which show less
+   * rather than keep the person waiting). Default: `client`.
+   */
+  noWaitClient?: webApi.WebClient;
+  /** Baton's ids from auth.test, if known: findPosted accepts only messages it posted. */
+  self?: BotIdentity;
   /** Milliseconds since the epoch; injected by tests to expire the group and channel caches. */
   now?: () => number;
   /** How long a group's or channel's members are kept (default a minute). */
@@ -67,6 +76,7 @@ export function createSlackChatSurface(
   const { log } = options;
   const now = options.now ?? Date.now;
   const poster = options.poster ?? client;
+  const noWait = options.noWaitClient ?? client;
 
   /**
    * Slack stores nothing when it refuses a message's blocks, so sending the text alone once more
@@ -118,7 +128,7 @@ export function createSlackChatSurface(
     // findPosted never looks for updates (sending one twice is harmless): no metadata needed.
     const answer = await orTextAlone(message, outboxId, (content) =>
       call("chat.update", () =>
-        client.chat.update({
+        noWait.chat.update({
           channel: intent.channel,
           ts: updateTs,
           text: content.text,
@@ -132,7 +142,7 @@ export function createSlackChatSurface(
 
   async function directMessage(user: string, message: Outgoing, outboxId: string) {
     const opened = await call("conversations.open", () =>
-      client.conversations.open({ users: user }),
+      noWait.conversations.open({ users: user }),
     );
     const channel = opened.channel?.id;
     if (!channel) throw new SlackDeliveryError("Slack opened no DM channel");
@@ -170,6 +180,8 @@ export function createSlackChatSurface(
         return post(intent, notice, outboxId);
       }
       case "ephemeral": {
+        // Sent at once, not from the outbox (a person over their task limit): Slack's 429 is
+        // waited out, as nothing else waits on it.
         await call("chat.postEphemeral", () =>
           client.chat.postEphemeral({
             channel: intent.channel,
@@ -191,11 +203,23 @@ export function createSlackChatSurface(
     }
   }
 
-  const { groupMembers, channelMembers } = createMemberLookup(client, call, {
+  const { groupMembers, channelMembers } = createMemberLookup({ client, noWait }, call, {
     now,
     cacheMs: options.groupCacheMs ?? GROUP_CACHE_MS,
   });
-  const findPosted = createPostedFinder(client, call, log, isNotAMember);
+  // Kept once known; a failed auth.test is asked again at the next look.
+  let self: Promise<BotIdentity> | undefined = options.self && Promise.resolve(options.self);
+  const whoAmI = () => {
+    self ??= call("auth.test", () => noWait.auth.test()).then(
+      (answer) => ({ botId: answer.bot_id, userId: answer.user_id }),
+      (error: unknown) => {
+        self = undefined;
+        throw error;
+      },
+    );
+    return self;
+  };
+  const findPosted = createPostedFinder(noWait, call, log, isNotAMember, whoAmI);
   const threadLink = (channel: string, threadTs: string) =>
     messageLink(options.workspaceUrl, channel, threadTs);
   const channelLink = (channel: string) => channelUrl(options.workspaceUrl, channel);
@@ -256,9 +280,12 @@ export function toBatonError(method: string, error: unknown): unknown {
   };
   switch (code) {
     case "slack_webapi_rate_limited_error":
-      return new TransientError(`Slack rate-limited ${method} (retry after ${retryAfter} s)`, {
-        cause: error,
-      });
+      return new RetryAfterError(
+        `Slack rate-limited ${method} (retry after ${retryAfter} s)`,
+        // Seconds, as Slack's Retry-After header gives them.
+        typeof retryAfter === "number" ? retryAfter * 1000 : 0,
+        { cause: error },
+      );
     case "slack_webapi_request_error":
       return new TransientError(`Slack did not answer ${method}`, { cause: error });
     case "slack_webapi_http_error":

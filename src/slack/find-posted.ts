@@ -13,30 +13,40 @@ const PAGES_MAX = 10;
 const CLOCK_SKEW_MS = 5 * 60_000;
 
 type Call = <T>(method: string, run: () => Promise<T>) => Promise<T>;
-type Page = {
-  messages?: { ts?: string; metadata?: unknown }[];
-  response_metadata?: { next_cursor?: string };
-};
+type Found = { ts?: string; metadata?: unknown; bot_id?: string; user?: string };
+type Page = { messages?: Found[]; response_metadata?: { next_cursor?: string } };
+
+/** Who Baton is in the workspace, as auth.test says: its bot's id and its bot user's id. */
+export interface BotIdentity {
+  botId?: string;
+  userId?: string;
+}
 
 /**
  * Finds the message Baton posted for an outbox row, by the outbox id in its metadata: in the task's
  * thread, or, for a message outside a thread (a digest, a DM), in the conversation's history since
  * the row was written. Updates and ephemerals are never looked for (nothing to find, or harmless).
+ * Only a message Baton posted counts: anyone may post one with the same metadata (outbox ids are a
+ * sequence), and one that counted would stand for the real post, which would never go out.
  */
 export function createPostedFinder(
   client: webApi.WebClient,
   call: Call,
   log: Logger,
   isNotAMember: (error: unknown) => boolean,
+  self: () => Promise<BotIdentity>,
 ) {
   async function search(
     outboxId: string,
     page: (cursor: string | undefined) => Promise<Page>,
   ): Promise<string | undefined> {
+    const me = await self();
     let cursor: string | undefined;
     for (let n = 0; n < PAGES_MAX; n++) {
       const answer = await page(cursor);
-      const found = answer.messages?.find((m) => isOutboxMessage(m.metadata, outboxId));
+      const found = answer.messages?.find(
+        (m) => isOutboxMessage(m.metadata, outboxId) && postedBy(m, me),
+      );
       if (found?.ts) {
         log.info({ outboxId, ts: found.ts }, "outbox message was already in Slack");
         return found.ts;
@@ -133,6 +143,15 @@ function wherePosted(intent: ChatIntent): Place | undefined {
       // An ephemeral message has no ts anyone can look up later.
       return undefined;
   }
+}
+
+/**
+ * Slack sets a message's `bot_id` and `user` from the token that posted it: Baton's bot token gives
+ * Baton's bot id (with or without a persona's name and icon), and no one else's message has either.
+ */
+function postedBy(message: Found, me: BotIdentity): boolean {
+  if (me.botId && message.bot_id) return message.bot_id === me.botId;
+  return me.userId !== undefined && message.user === me.userId;
 }
 
 function isOutboxMessage(metadata: unknown, outboxId: string): boolean {

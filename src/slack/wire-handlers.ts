@@ -1,5 +1,5 @@
 import { findApproval } from "../db/approvals.repository.ts";
-import { channelsOwningOpenWork, homeData } from "../db/home.repository.ts";
+import { homeData } from "../db/home.repository.ts";
 import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
@@ -12,6 +12,7 @@ import { checkEscalationClick, decideEscalation } from "../runtime/escalation-de
 import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
+import { homeMemberships } from "./home-members.ts";
 import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
@@ -51,43 +52,6 @@ export function createSlackHandlers(
       pageSize: AUDIT_PAGE_SIZE,
       otherTaskIds: report.otherTaskIds,
     });
-  };
-  const userGroups = async (userId: string) => {
-    // Every group the agents file can make an owner or approver: policies, supervisors, lanes.
-    const { approvals, supervisors, lanes } = deps.agents.file.policies;
-    const groups = new Set([
-      ...approvals.flatMap((p) => [...p.approvers.groups, ...(p.fallback?.groups ?? [])]),
-      ...(supervisors?.groups ?? []),
-      ...Object.values(lanes).flatMap((l) => [
-        ...(l?.groups ?? []),
-        ...(l?.fallback?.groups ?? []),
-      ]),
-    ]);
-    const member: string[] = [];
-    for (const group of groups) {
-      // A group Slack will not list now (deleted, Slack failing) shows less, not a blank Home.
-      const users = await deps.chat.groupMembers(group).catch((error: unknown): string[] => {
-        deps.log.warn({ err: error, group }, "could not list a group's members for App Home");
-        return [];
-      });
-      if (users.includes(userId)) member.push(group);
-    }
-    return member;
-  };
-  // Work of a lane that names nobody is its channel's: each channel that owns some is asked for
-  // its members once (the chat surface caches them), however many tasks it owns.
-  const memberChannels = async (userId: string) => {
-    const channels = await channelsOwningOpenWork(deps.db);
-    const member = await Promise.all(
-      channels.map(async (channel) => {
-        const users = await deps.chat.channelMembers(channel).catch((error: unknown) => {
-          deps.log.warn({ err: error, channel }, "could not list a channel's members for App Home");
-          return [] as string[];
-        });
-        return users.includes(userId) ? [channel] : [];
-      }),
-    );
-    return member.flat();
   };
   return {
     botUserId,
@@ -177,7 +141,7 @@ export function createSlackHandlers(
     auditPage: ({ taskId, page, userId, channelId }) =>
       userFaultAsText(() => auditAnswer(taskId, page, { userId, channelId })),
     async homeView(userId) {
-      const [groups, channels] = await Promise.all([userGroups(userId), memberChannels(userId)]);
+      const { groups, channels } = await homeMemberships(deps, userId);
       const data = await homeData(deps.db, userId, groups, channels);
       // A direct message's task is linked to its card for all but its requester (see openPlace).
       const inDirectMessages = data.openTasks.filter((t) => isDirectMessage(t.channel_id));

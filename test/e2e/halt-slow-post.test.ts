@@ -22,7 +22,7 @@ after(async () => {
 });
 
 test("handoff cards posted slowly while the run halts at the hop limit are posted once", async () => {
-  // Slack throttles the handoff card: the client waits 3 s (Retry-After) and posts it then.
+  // Slack throttles the handoff card: the run waits 3 s (Retry-After) and posts it then.
   h.slack.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 3 });
   const { ts } = await h.mention("where is order 1042?");
   await h.slack.waitForCall("chat.postMessage", (c) => c.failed !== undefined);

@@ -40,6 +40,6 @@ test("a post whose answer is lost after Slack stored it is not posted again, nor
   assert.deepEqual(
     outbox.map((r) => r.attempts),
     [1, 0, 0, 0, 0],
-    "the lost answer went back to the outbox; the client waited the rate limit out itself",
+    "the lost answer went back to the outbox; the rate limit was waited out, no failed try",
   );
 });

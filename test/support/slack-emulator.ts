@@ -170,6 +170,9 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     addMessage: (m: NewMessage) => addMessage(state, m),
     setUser: (user: SlackUser) => void users.set(user.id, user),
     setUsergroup: (group: SlackUsergroup) => void groups.set(group.id, group),
+    /** A channel whose members conversations.members lists from now on. */
+    setChannel: (channel: { id: string; members: string[] }) =>
+      void state.channelMembers.set(channel.id, [...channel.members]),
     dmChannelFor: (userId: string) => dmFor(state, userId),
     failNext(method: string, failure: SlackFailure, times = 1) {
       const queue = failures.get(method) ?? [];

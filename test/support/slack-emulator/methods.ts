@@ -238,9 +238,11 @@ function userInfo({ cfg, users }: EmulatorState, id: string) {
   };
 }
 
+// As Slack stores a message an app posted: its bot and app ids beside the bot user's id.
 function botMessageFields({ cfg }: EmulatorState, args: SlackArgs) {
   return {
     bot_id: cfg.botId,
+    app_id: cfg.appId,
     ...pick(args, ["username", "icon_emoji", "icon_url", "blocks", "attachments", "metadata"]),
   };
 }

@@ -38,7 +38,10 @@ export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   /** Channels whose members conversations.members lists; others answer channel_not_found. */
   channels?: { id: string; members: string[] }[];
 };
-/** A message seeded by a test, or posted by the bot, before it is stored. */
+/**
+ * A message seeded by a test, or posted by the bot, before it is stored. `botId` and `appId`: an
+ * app posted it (Slack's `bot_id`, `app_id`); `metadata`: as chat.postMessage takes it.
+ */
 export type NewMessage = {
   channel: string;
   user: string;
@@ -46,6 +49,9 @@ export type NewMessage = {
   ts?: string;
   threadTs?: string;
   blocks?: unknown;
+  botId?: string;
+  appId?: string;
+  metadata?: unknown;
 };
 
 export type EmulatorConfig = ReturnType<typeof emulatorConfig>;
@@ -127,6 +133,9 @@ export function addMessage(state: EmulatorState, m: NewMessage): SlackMessage {
     text: m.text ?? "",
     ...(m.threadTs ? { thread_ts: m.threadTs } : {}),
     ...(m.blocks ? { blocks: m.blocks } : {}),
+    ...(m.botId ? { bot_id: m.botId } : {}),
+    ...(m.appId ? { app_id: m.appId } : {}),
+    ...(m.metadata ? { metadata: m.metadata } : {}),
   };
   state.messages.push(stored);
   return stored;
