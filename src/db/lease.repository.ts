@@ -33,7 +33,8 @@ export interface Claim {
 export const LOST_TRY =
   "the worker running it stopped before finishing, and its lease ran out; another run took the task over";
 
-// The lease as it was is read locked, so a run giving the task up meanwhile is waited for and seen.
+// The lease as it was is read locked, so a run giving the task up meanwhile is waited for and seen;
+// a live lease of another run's is not read at all, so a claim never waits on a live run's write.
 // A lease left by another run that ran out is a lost try, recorded by the one claim that takes it
 // over; not when that run's failure, which could not give the lease up, already named it.
 const CLAIM_LEASE = statement<
@@ -41,7 +42,9 @@ const CLAIM_LEASE = statement<
   { id: string }
 >(`
 with was as (
-  select id, lease_owner from tasks where id = $3 for no key update
+  select id, lease_owner from tasks
+  where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
+  for no key update
 ), claimed as (
   update tasks set lease_owner = $1, lease_until = now() + $2::interval
   from was

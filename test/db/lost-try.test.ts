@@ -108,3 +108,24 @@ test("a run whose failure left its lease is recorded by its failure, not again b
     },
   ]);
 });
+
+test("a claim on a task a live run holds answers at once, even while that run writes the task", async () => {
+  const task = await newTask("200.9");
+  assert.ok(await claimLease(t.db, task.id, "live/1", 60_000));
+  // The live run is in a write tool's transaction: it holds the task's row.
+  const claim = await t.db.connection().execute(async (c) => {
+    await sql`begin`.execute(c);
+    await sql`update tasks set step_no = step_no where id = ${task.id}`.execute(c);
+    try {
+      // A reply's job claims the task meanwhile: refused at once, not held behind the live run.
+      return await Promise.race([
+        claimLease(t.db, task.id, "other/2", 60_000).then((c) => c ?? "refused"),
+        new Promise<"waited">((resolve) => setTimeout(() => resolve("waited"), 5_000).unref()),
+      ]);
+    } finally {
+      await sql`rollback`.execute(c);
+    }
+  });
+  assert.equal(claim, "refused");
+  assert.deepEqual(await failedTries(task.id), [], "a live run lost nothing");
+});
