@@ -109,8 +109,11 @@ export async function runTask(
         if (backlog || deliveries.failed) {
           backlog = true;
           if (!(await lane.settled())) break;
-          await deliveries.flush();
-          await deliverOutbox(deps, { taskId, holdsLease: true });
+          // Slack may be slow to take them: the lease is kept meanwhile, as for a turn.
+          await holdingLease(deps, taskId, async () => {
+            await deliveries.flush();
+            await deliverOutbox(deps, { taskId, holdsLease: true });
+          });
         } else deliveries.send(result.written.then((w) => w.outbox));
       }
       if (result.outcome === "idle") break;
