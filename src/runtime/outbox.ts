@@ -55,11 +55,11 @@ export interface OutboxFilter {
  */
 const FAILURES_PER_PASS = 3;
 
-/**
- * Passes over the same tasks, while rows keep arriving for them or Slack asks to wait (a 429),
- * before leaving them to the sweep.
- */
+/** Passes over the same tasks, while rows keep arriving for them, before leaving them to the sweep. */
 const MAX_PASSES = 5;
+
+/** A 429 without a Retry-After still waits a second: the next try must not ask again at once. */
+const rateLimitWaitMs = (error: RetryAfterError) => Math.max(error.retryAfterMs, 1_000);
 
 /** 429s a run waits out in place before leaving the row to deliverOutbox, as the Slack client did. */
 const RATE_LIMIT_WAITS = 3;
@@ -86,11 +86,16 @@ export async function deliverOutbox(
   let pass = await deliverPass(deps, asked);
   let delivered = pass.delivered;
   for (let i = 1; i < MAX_PASSES; i++) {
-    let next = asked;
-    // Slack asked to wait (Retry-After, often tens of seconds): waited out after the pass committed,
-    // so no row stays locked and no transaction open meanwhile. The rate-limited row is not due
-    // before then, and its task's later rows wait behind it, whoever delivers them.
-    if (pass.retryAfterMs !== undefined) await sleep(pass.retryAfterMs);
+    let next: PassFilter;
+    // Slack asked to wait (a 429's Retry-After, often tens of seconds): the pass stopped there and
+    // committed, the row not due before then and its task's later rows behind it, whoever delivers
+    // them. A run waits it out for its own thread, holding its lease and no row; any other
+    // deliverer (a sweep, a deadline's, a digest's) leaves the rows to the sweep after it.
+    if (pass.rateLimitedForMs !== undefined) {
+      if (!holdsLease) break;
+      await sleep(pass.rateLimitedForMs);
+      next = asked;
+    }
     // Another deliverer that found a task held by this pass left the rows it came to send to it:
     // they are sent now, not half a minute later by the sweep.
     else if (pass.tasks.length > 0 && (await hasDueRows(deps.db, pass.tasks, holdsLease)))
@@ -103,15 +108,15 @@ export async function deliverOutbox(
 }
 
 /**
- * One transaction's delivery: the rows it sent, the tasks it sent them for, and how long Slack
- * asked to wait if it answered 429 (the pass stops there, as its rows are let go by the commit).
+ * One transaction's delivery: the rows it sent, the tasks it sent them for, and how long Slack asked
+ * to wait if it answered 429 (the pass stops there; the row goes after the wait).
  */
 async function deliverPass(
   deps: { db: Db; chat: ChatSurface; log: Logger },
   filter: PassFilter,
-): Promise<{ delivered: number; tasks: string[]; retryAfterMs?: number }> {
+): Promise<{ delivered: number; tasks: string[]; rateLimitedForMs?: number }> {
   let delivered = 0;
-  let retryAfterMs: number | undefined;
+  let rateLimitedForMs: number | undefined;
   const tasks = new Set<string>();
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
@@ -157,7 +162,7 @@ async function deliverPass(
       } catch (error) {
         if (!(await recordFailure(tx, log, row, error))) continue;
         if (error instanceof RetryAfterError) {
-          retryAfterMs = error.retryAfterMs;
+          rateLimitedForMs = rateLimitWaitMs(error);
           break;
         }
         failures++;
@@ -165,7 +170,11 @@ async function deliverPass(
       }
     }
   });
-  return { delivered, tasks: [...tasks], ...(retryAfterMs !== undefined && { retryAfterMs }) };
+  return {
+    delivered,
+    tasks: [...tasks],
+    ...(rateLimitedForMs !== undefined && { rateLimitedForMs }),
+  };
 }
 
 /**
@@ -180,7 +189,7 @@ async function recordFailure(
 ): Promise<boolean> {
   if (error instanceof RetryAfterError) {
     log.info({ err: error }, "slack asked to wait; the message goes after its Retry-After");
-    await markRateLimited(db, row.id, errorText(error), error.retryAfterMs);
+    await markRateLimited(db, row.id, errorText(error), rateLimitWaitMs(error));
     return true;
   }
   const retriable = !isBatonError(error) || error.retriable;
@@ -257,7 +266,7 @@ async function waitingOutRateLimits<T>(send: () => Promise<T>): Promise<T> {
       return await send();
     } catch (error) {
       if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
-      await sleep(error.retryAfterMs);
+      await sleep(rateLimitWaitMs(error));
     }
   }
 }
