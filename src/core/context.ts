@@ -35,7 +35,7 @@ function introduces(instructions: string, name: string): boolean {
  * Baton's.
  */
 function value(text: string): string {
-  return text.replace(/\r\n|[\n\r\u2028\u2029]/g, "\n  ");
+  return text.replace(/\r\n|[\n\r\v\f\u0085\u2028\u2029]/g, "\n  ");
 }
 
 /** What the next agent reads instead of the transcript. */
