@@ -236,27 +236,25 @@ function routes(options: SlackAppOptions) {
  * A 429 (Slack stored nothing) fails at once with its Retry-After, as with `noWaitClient`.
  */
 export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
-  return new webApi.WebClient(app.client.token, {
-    slackApiUrl: app.client.slackApiUrl,
-    logger: boltLogger(log),
-    fetch: leanFetch(),
-    retryConfig: { retries: 0 },
-    rejectRateLimitedCalls: true,
-  });
+  return rateLimitRejectingClient(app, log, 0);
 }
 
 /**
  * A client that fails a rate-limited call at once, with Slack's Retry-After, where Bolt's client
- * sleeps it out inside the call (and pauses its other calls the while). The outbox waits it out
- * itself, holding no lock (a sweep holds its rows locked while it calls Slack); App Home shows a
- * channel as unknown for now rather than keep the person waiting.
+ * sleeps it out inside the call (and pauses its other calls the while). A run waits it out itself,
+ * keeping its lease; other deliverers leave the row to the next sweep; App Home shows a channel as
+ * unknown for now rather than keep the person waiting. Other failures are retried as Bolt's are.
  */
 export function noWaitClient(app: BoltApp, log: Logger): WebApi.WebClient {
+  return rateLimitRejectingClient(app, log, 3);
+}
+
+function rateLimitRejectingClient(app: BoltApp, log: Logger, retries: number) {
   return new webApi.WebClient(app.client.token, {
     slackApiUrl: app.client.slackApiUrl,
     logger: boltLogger(log),
     fetch: leanFetch(),
-    retryConfig: { retries: 3 },
+    retryConfig: { retries },
     rejectRateLimitedCalls: true,
   });
 }
