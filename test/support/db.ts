@@ -1,27 +1,36 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import pg from "pg";
 import { type DatabaseHandle, type Db, openDatabase } from "../../src/db/database.ts";
+import { appendConversation } from "../../src/db/ledger.repository.ts";
 import { migrateToLatest } from "../../src/db/migrate.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import { insertTask } from "../../src/db/tasks.repository.ts";
+import { startJobQueue } from "../../src/jobs/queue.ts";
+import { createLogger } from "../../src/log.ts";
+import { createMetrics } from "../../src/metrics.ts";
 
 /**
  * Real Postgres for tests: the server test/global-setup.ts chose. Each test gets a fresh database
- * copied from a migrated template, so tests never see each other's rows. The template is named for
- * the migrations it ran: another branch or checkout with other migrations, on the same server, gets
- * a template of its own instead of one whose history its migrator calls corrupted.
+ * copied from a template holding Baton's migrations and the job queue's schema, so tests never see
+ * each other's rows, and none spends its start building them. The template is named for what it
+ * holds: another branch or checkout with other migrations, on the same server, gets a template of
+ * its own instead of one whose history its migrator calls corrupted.
  */
-const TEMPLATE = `baton_test_template_${migrationsDigest()}`;
+const TEMPLATE = `baton_test_template_${templateDigest()}`;
 
-function migrationsDigest(): string {
+function templateDigest(): string {
   const folder = fileURLToPath(new URL("../../migrations/", import.meta.url));
   const hash = createHash("sha256");
   for (const name of readdirSync(folder).sort())
     hash.update(name).update(readFileSync(path.join(folder, name)));
+  // The job queue's tables are in it too: another pg-boss may make other ones.
+  const boss = fileURLToPath(new URL("../../node_modules/pg-boss/package.json", import.meta.url));
+  hash.update((JSON.parse(readFileSync(boss, "utf8")) as { version: string }).version);
   return hash.digest("hex").slice(0, 12);
 }
 
@@ -51,21 +60,46 @@ async function admin<T>(url: string, run: (client: pg.Client) => Promise<T>): Pr
   }
 }
 
+/** Once per test process: the template exists whole, or it is built now (one builder at a time). */
+let templateReady: Promise<void> | undefined;
+
 async function ensureTemplate(url: string): Promise<void> {
+  templateReady ??= buildTemplate(url).catch((error: unknown) => {
+    templateReady = undefined;
+    throw error;
+  });
+  return templateReady;
+}
+
+/**
+ * Built under another name and renamed once complete: a template that exists is whole, so no one
+ * migrates it again, and a builder that died leaves only a half-built copy the next one replaces.
+ */
+async function buildTemplate(url: string): Promise<void> {
   await admin(url, async (client) => {
-    // One creator at a time across parallel test processes.
+    // One builder at a time across parallel test processes.
     await client.query("select pg_advisory_lock(7261001)");
     try {
       const exists = await client.query("select 1 from pg_database where datname = $1", [TEMPLATE]);
-      const fresh = exists.rowCount === 0;
-      if (fresh) await client.query(`create database ${TEMPLATE}`);
-      const handle = openDatabase(withDatabase(url, TEMPLATE), { max: 2 });
+      if (exists.rowCount !== 0) return;
+      const building = `${TEMPLATE}_building`;
+      await client.query(`drop database if exists ${building} with (force)`);
+      await client.query(`create database ${building}`);
+      const buildingUrl = withDatabase(url, building);
+      const handle = openDatabase(buildingUrl, { max: 2 });
       try {
-        // Migrations are idempotent: a template from an older run picks up new ones.
         await migrateToLatest(handle.db);
       } finally {
         await handle.close();
       }
+      const queue = await startJobQueue({
+        url: buildingUrl,
+        log: createLogger({ level: "silent" }),
+        metrics: createMetrics(),
+        retries: 3,
+      });
+      await queue.stop();
+      await client.query(`alter database ${building} rename to ${TEMPLATE}`);
     } finally {
       await client.query("select pg_advisory_unlock(7261001)");
     }
@@ -94,6 +128,37 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   };
 }
 
+/**
+ * The database a test file's tests share: created before the first test, dropped after the last.
+ * Its fields are there once the file's `before` hooks ran, so read them inside hooks and tests.
+ */
+export function databaseForFile(): TestDatabase {
+  let made: TestDatabase | undefined;
+  before(async () => {
+    made = await createTestDatabase();
+  });
+  after(async () => {
+    await made?.drop();
+  });
+  const ready = () => {
+    if (!made) throw new Error("the file's database is made in before(): use it in a test");
+    return made;
+  };
+  return {
+    get db() {
+      return ready().db;
+    },
+    get pool() {
+      return ready().pool;
+    },
+    get url() {
+      return ready().url;
+    },
+    close: () => ready().close(),
+    drop: () => ready().drop(),
+  };
+}
+
 /** Dana asks in #orders where order 1042 is; Customer Service owns the new task. Returns its row. */
 export async function insertOrderTask(db: Db, thread: string): Promise<TaskRow> {
   const { id } = await db.transaction().execute((tx) =>
@@ -107,6 +172,19 @@ export async function insertOrderTask(db: Db, thread: string): Promise<TaskRow> 
     }),
   );
   return db.selectFrom("tasks").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+}
+
+/** An order task whose conversation holds Dana's first message, as a run that claims it reads it. */
+export async function insertAskedOrderTask(db: Db, thread: string): Promise<TaskRow> {
+  const task = await insertOrderTask(db, thread);
+  await db
+    .transaction()
+    .execute((tx) =>
+      appendConversation(tx, [
+        { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
+      ]),
+    );
+  return task;
 }
 
 /** Backends of `db`'s database waiting on a lock: a statement sent is now blocked on a row. */
