@@ -126,6 +126,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
           apiKey: config.openai.apiKey,
           ...(config.openai.baseUrl && { baseURL: config.openai.baseUrl }),
           timeoutMs: config.openai.timeoutMs,
+          log,
         });
     // In the background: a slow model server does not hold the start up.
     const checkModels = (file: AgentsFile) =>

@@ -28,7 +28,12 @@ export interface ModelRequest {
 export interface ModelReply {
   content: string | null;
   toolCalls: { id: string; name: string; arguments: string }[];
-  usage: { promptTokens: number; completionTokens: number };
+  usage: {
+    promptTokens: number;
+    completionTokens: number;
+    /** The server sent no count for a side: it was estimated from characters (see estimatedTokens). */
+    estimated?: true;
+  };
   model: string;
   /** Stopped at the output limit: not an answer (half a sentence), and its calls are dropped. */
   cutOff?: true;
@@ -87,6 +92,26 @@ export function costUsd(
       usage.completionTokens * price.output_per_million) /
     1_000_000
   );
+}
+
+/**
+ * Characters per token when a server sends no usage (an older vLLM or llama.cpp, some gateways).
+ * English runs near 4 characters a token in OpenAI's tokenizers, code and JSON nearer 3: 3 counts
+ * high, so a cap binds early rather than never.
+ */
+export const CHARS_PER_ESTIMATED_TOKEN = 3;
+
+/** The tokens `chars` characters are counted as when the server did not say: 1 per 3, rounded up. */
+export function estimatedTokens(chars: number): number {
+  return Math.ceil(chars / CHARS_PER_ESTIMATED_TOKEN);
+}
+
+/** The characters of a request's tool definitions, sent with every call and billed as prompt. */
+export function toolChars(tools: readonly ToolSpec[]): number {
+  let chars = 0;
+  for (const tool of tools)
+    chars += tool.name.length + tool.description.length + JSON.stringify(tool.parameters).length;
+  return chars;
 }
 
 export function messageChars(messages: readonly ChatMessage[]): number {

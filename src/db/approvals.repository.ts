@@ -2,7 +2,11 @@ import { sql } from "kysely";
 import type { AskerRole, Askers } from "../core/policy.ts";
 import type { Executor, Tx } from "./database.ts";
 
-/** Approvals: a tool call paused for a person is a row, decided once. */
+/**
+ * Approvals: a tool call paused for a person is a row, decided once. Its deadline is set and judged
+ * by the database's clock, the one every replica shares: a replica whose own clock is off would
+ * otherwise expire an approval early, or keep one open late, and two replicas would disagree.
+ */
 
 type People = { users: string[]; groups: string[] };
 
@@ -20,7 +24,8 @@ export async function insertApproval(
     requesterId: string;
     approvers: { users: string[]; groups: string[] };
     fallback: { users: string[]; groups: string[] } | undefined;
-    expiresAt: Date;
+    /** From now, by the database's clock (a negative one: already past). */
+    expiresInMs: number;
     /** Why it waits, when its arguments alone do not say. */
     why?: string | undefined;
   },
@@ -39,10 +44,10 @@ export async function insertApproval(
       requester_id: a.requesterId,
       approvers: JSON.stringify(a.approvers),
       fallback: a.fallback ? JSON.stringify(a.fallback) : null,
-      expires_at: a.expiresAt,
+      expires_at: sql<Date>`now() + ${a.expiresInMs}::float8 * interval '1 millisecond'`,
       why: a.why ?? null,
     })
-    .returning(["id"])
+    .returning(["id", "expires_at"])
     .executeTakeFirstOrThrow();
 }
 
@@ -105,24 +110,30 @@ export async function whoAsked(db: Executor, approvalId: string): Promise<Askers
   return { requester, handedOnBy, inThread };
 }
 
+/** The approval, and whether its deadline has passed by the database's clock. */
 export async function findApproval(db: Executor, id: string) {
-  return db.selectFrom("approvals").selectAll().where("id", "=", id).executeTakeFirst();
+  return db
+    .selectFrom("approvals")
+    .selectAll()
+    .select(sql<boolean>`expires_at <= now()`.as("past_deadline"))
+    .where("id", "=", id)
+    .executeTakeFirst();
 }
 
 /**
  * A person's decision holds only as checked: before the deadline, and by the approvers the click
  * was authorized against (a sweep may hand the approval to its fallback meanwhile). An expiry
- * holds only past the deadline, and once the fallback, if any, has had its turn.
+ * holds only past the deadline, and once the fallback, if any, has had its turn. The deadline is
+ * judged, and the decision stamped, by the database's clock.
  */
 export type ApprovalDecision =
   | {
       status: "approved" | "rejected";
       by: string;
       reason: string | null;
-      now: Date;
       checkedApprovers: People;
     }
-  | { status: "expired"; by: null; reason: string; now: Date };
+  | { status: "expired"; by: null; reason: string };
 
 /**
  * Decides a pending approval exactly once: of two clicks (or a click and a sweep) at the same
@@ -134,7 +145,7 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
     .set({
       status: decision.status,
       decided_by: decision.by,
-      decided_at: decision.now,
+      decided_at: sql<Date>`now()`,
       reason: decision.reason,
     })
     .where("id", "=", id)
@@ -142,11 +153,11 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
     .where((eb) =>
       decision.status === "expired"
         ? eb.and([
-            eb("expires_at", "<=", decision.now),
+            eb("expires_at", "<=", sql<Date>`now()`),
             eb.or([eb("fallback", "is", null), eb("escalated_at", "is not", null)]),
           ])
         : eb.and([
-            eb("expires_at", ">", decision.now),
+            eb("expires_at", ">", sql<Date>`now()`),
             eb("approvers", "=", sql<People>`${JSON.stringify(decision.checkedApprovers)}::jsonb`),
           ]),
     )
@@ -174,10 +185,10 @@ export async function lockPendingApprovals(tx: Tx, taskId: string): Promise<void
  * A task that stopped takes back what it asked people to decide: its cards lose their buttons, and
  * a late click decides nothing. The caller settles the parked calls in the same transaction.
  */
-export async function withdrawPendingApprovals(tx: Executor, taskId: string, now: Date) {
+export async function withdrawPendingApprovals(tx: Executor, taskId: string) {
   return tx
     .updateTable("approvals")
-    .set({ status: "withdrawn", decided_at: now, reason: "the task stopped" })
+    .set({ status: "withdrawn", decided_at: sql<Date>`now()`, reason: "the task stopped" })
     .where("task_id", "=", taskId)
     .where("status", "=", "pending")
     .returningAll()
@@ -232,12 +243,13 @@ export async function decidedUnsettled(db: Executor, taskId: string) {
     .execute();
 }
 
-export async function pendingPastDeadline(db: Executor, now: Date, limit: number) {
+/** Pending approvals past their deadline, by the database's clock. */
+export async function pendingPastDeadline(db: Executor, limit: number) {
   return db
     .selectFrom("approvals")
     .select(["id", "task_id"])
     .where("status", "=", "pending")
-    .where("expires_at", "<=", now)
+    .where("expires_at", "<=", sql<Date>`now()`)
     .orderBy("expires_at")
     .limit(limit)
     .execute();
@@ -245,27 +257,23 @@ export async function pendingPastDeadline(db: Executor, now: Date, limit: number
 
 /**
  * Hands a due approval to its fallback once: a second sweep (or click) that waited on this row
- * finds it escalated, with a deadline not yet due, and gets nothing back.
+ * finds it escalated, with a deadline not yet due, and gets nothing back. The fallback's deadline
+ * is as far off as the first one was from the request (a minute at least), by the database's clock.
  */
-export async function markApprovalEscalated(
-  tx: Tx,
-  id: string,
-  to: People,
-  expiresAt: Date,
-  now: Date,
-) {
+export async function markApprovalEscalated(tx: Tx, id: string, to: People) {
   return tx
     .updateTable("approvals")
     .set({
       approvers: JSON.stringify(to),
       fallback: null,
-      escalated_at: now,
-      expires_at: expiresAt,
+      escalated_at: sql<Date>`now()`,
+      // The old row's values: the first window, from the request to its deadline.
+      expires_at: sql<Date>`now() + greatest(expires_at - created_at, interval '1 minute')`,
     })
     .where("id", "=", id)
     .where("status", "=", "pending")
     .where("escalated_at", "is", null)
-    .where("expires_at", "<=", now)
+    .where("expires_at", "<=", sql<Date>`now()`)
     .returningAll()
     .executeTakeFirst();
 }

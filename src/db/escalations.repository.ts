@@ -1,7 +1,10 @@
 import { sql } from "kysely";
 import type { Executor, Tx } from "./database.ts";
 
-/** Escalations: work handed to a person is a row, taken over or sent back once. */
+/**
+ * Escalations: work handed to a person is a row, taken over or sent back once. Its respond-by time
+ * is set and judged by the database's clock, as an approval's deadline is (approvals.repository.ts).
+ */
 
 export async function insertEscalation(
   tx: Executor,
@@ -12,7 +15,8 @@ export async function insertEscalation(
     note: Record<string, unknown>;
     owner: { kind: string; id: string };
     fallback: { users: string[]; groups: string[] } | undefined;
-    respondBy: Date;
+    /** From now, by the database's clock. */
+    respondInMs: number;
   },
 ) {
   return tx
@@ -24,7 +28,7 @@ export async function insertEscalation(
       note: JSON.stringify(e.note),
       owner: JSON.stringify(e.owner),
       fallback: e.fallback ? JSON.stringify(e.fallback) : null,
-      respond_by: e.respondBy,
+      respond_by: sql<Date>`now() + ${e.respondInMs}::float8 * interval '1 millisecond'`,
     })
     .returning(["id"])
     .executeTakeFirstOrThrow();
@@ -99,28 +103,31 @@ export async function takenOverEscalation(db: Executor, taskId: string) {
 }
 
 /** Open escalations past their respond-by time that have not been moved on yet. */
-export async function escalationsPastDeadline(db: Executor, now: Date, limit: number) {
+export async function escalationsPastDeadline(db: Executor, limit: number) {
   return db
     .selectFrom("escalations")
     .selectAll()
     .where("status", "=", "open")
-    .where("respond_by", "<", now)
+    .where("respond_by", "<", sql<Date>`now()`)
     .where("escalated_at", "is", null)
     .orderBy("respond_by")
     .limit(limit)
     .execute();
 }
 
-/** Moves an open escalation to its fallback owner once; returns nothing if it moved meanwhile. */
-export async function reassignEscalation(
-  tx: Tx,
-  id: string,
-  owner: { kind: string; id: string },
-  respondBy: Date,
-) {
+/**
+ * Moves an open escalation to its fallback owner once; returns nothing if it moved meanwhile. It
+ * is due again as long after as it first was (a minute at least).
+ */
+export async function reassignEscalation(tx: Tx, id: string, owner: { kind: string; id: string }) {
   return tx
     .updateTable("escalations")
-    .set({ owner: JSON.stringify(owner), escalated_at: sql`now()`, respond_by: respondBy })
+    .set({
+      owner: JSON.stringify(owner),
+      escalated_at: sql<Date>`now()`,
+      // The old row's values: the first window, from the escalation to its respond-by time.
+      respond_by: sql<Date>`now() + greatest(respond_by - created_at, interval '1 minute')`,
+    })
     .where("id", "=", id)
     .where("status", "=", "open")
     .where("escalated_at", "is", null)

@@ -98,6 +98,8 @@ export interface ModelCallRecord {
   latencyMs: number;
   requestChars: number;
   outcome: string;
+  /** The server sent no usage: the tokens were estimated from characters (default false). */
+  usageEstimated?: boolean;
 }
 
 export async function findToolCall(db: Executor, idempotencyKey: string) {

@@ -130,7 +130,8 @@ export async function auditTrail(db: Executor, taskIds: readonly string[]): Prom
     .select([
       sql<Record<string, unknown>>`jsonb_build_object('step_no', step_no, 'model', model,
         'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens,
-        'cost_usd', cost_usd, 'latency_ms', latency_ms, 'outcome', outcome)`.as("data"),
+        'cost_usd', cost_usd, 'latency_ms', latency_ms, 'outcome', outcome,
+        'usage_estimated', usage_estimated)`.as("data"),
       sql<number>`0`.as("rank"),
       "id",
     ])

@@ -85,6 +85,8 @@ export interface ModelCallsTable {
   latency_ms: number;
   request_chars: number;
   outcome: string;
+  /** The server sent no usage: the tokens (and so the cost) were estimated from characters. */
+  usage_estimated: Generated<boolean>;
   created_at: Timestamp;
 }
 

@@ -99,11 +99,12 @@ with task_row as (
   returning *
 ), model_call as (
   insert into model_calls (task_id, step_no, agent_id, model, prompt_tokens, completion_tokens,
-    cost_usd, latency_ms, request_chars, outcome)
+    cost_usd, latency_ms, request_chars, outcome, usage_estimated)
   select $1::uuid, r.step_no, r.agent_id, r.model, r.prompt_tokens, r.completion_tokens,
-    r.cost_usd, r.latency_ms, r.request_chars, r.outcome
+    r.cost_usd, r.latency_ms, r.request_chars, r.outcome, r.usage_estimated
   from json_to_record($19::json) as r(step_no int, agent_id text, model text, prompt_tokens int,
-    completion_tokens int, cost_usd numeric, latency_ms int, request_chars int, outcome text)
+    completion_tokens int, cost_usd numeric, latency_ms int, request_chars int, outcome text,
+    usage_estimated boolean)
   where exists (select from task_row)
 ), conversation_rows as (
   insert into conversation (task_id, stint_no, step_no, message)
@@ -223,6 +224,7 @@ export async function writeTurn(
       latency_ms: m.latencyMs,
       request_chars: m.requestChars,
       outcome: m.outcome,
+      usage_estimated: m.usageEstimated ?? false,
     }),
     JSON.stringify(
       records.conversation.map((r) => ({

@@ -1,9 +1,17 @@
 import OpenAI from "openai";
-import type { ModelPort, ModelReply, ModelRequest } from "../core/model.ts";
+import {
+  CHARS_PER_ESTIMATED_TOKEN,
+  estimatedTokens,
+  type ModelPort,
+  type ModelReply,
+  type ModelRequest,
+  messageChars,
+  toolChars,
+} from "../core/model.ts";
 import { cleanJsonText, cleanText, shorten } from "../core/text.ts";
 import { ConfigError, ModelBehaviorError, TransientError } from "../errors.ts";
 import { leanFetch } from "../http/fetch.ts";
-import { maskSecrets } from "../log.ts";
+import { type Logger, maskSecrets } from "../log.ts";
 import { toolCallsInText } from "./text-tool-calls.ts";
 
 /**
@@ -15,6 +23,8 @@ export function createOpenAIModel(options: {
   baseURL?: string;
   maxRetries?: number;
   timeoutMs?: number;
+  /** Hears, once per model, that the server sends no token usage. */
+  log?: Pick<Logger, "warn">;
 }): ModelPort & { listModels(): Promise<string[]> } {
   const client = new OpenAI({
     apiKey: options.apiKey,
@@ -27,6 +37,8 @@ export function createOpenAIModel(options: {
   // field; a strict one (Groq, Cerebras, Mistral) refuses the request: asked again without it, and from then
   // on never sent it.
   let cacheKeys = true;
+  // Models whose server sent no usage: the operator is told once per model, not at every call.
+  const unmetered = new Set<string>();
   const create = (request: ModelRequest) =>
     client.chat.completions.create({
       model: request.model,
@@ -64,7 +76,15 @@ export function createOpenAIModel(options: {
         if (unreadable === undefined) throw classify(error);
         return { ...NOTHING, model: request.model, unreadableCall: unreadable };
       }
-      return replyOf(response, request);
+      const reply = replyOf(response, request);
+      if (reply.usage.estimated && !unmetered.has(request.model)) {
+        unmetered.add(request.model);
+        options.log?.warn(
+          { model: request.model, charsPerToken: CHARS_PER_ESTIMATED_TOKEN },
+          "the model server sent no token usage for this model: its calls' tokens are estimated from their characters, and count toward the caps and cost as estimated",
+        );
+      }
+      return reply;
     },
   };
 }
@@ -120,12 +140,51 @@ function replyOf(
     content,
     toolCalls: cutOff ? [] : uniqueIds(calls),
     ...(cutOff && { cutOff }),
-    usage: {
-      promptTokens: response.usage?.prompt_tokens ?? 0,
-      completionTokens: response.usage?.completion_tokens ?? 0,
-    },
+    usage: usageOf(response, request),
     model: cleanText(response.model || request.model),
   };
+}
+
+/**
+ * The call's tokens as the server counted them. A side it did not count (no `usage` at all, as
+ * from older vLLM and llama.cpp builds and some gateways, a count left out, or 0 for characters
+ * that were there) is estimated from the characters sent or received, so that the caps and the
+ * cost still count the call; `estimated` says so.
+ */
+function usageOf(
+  response: OpenAI.Chat.Completions.ChatCompletion,
+  request: ModelRequest,
+): ModelReply["usage"] {
+  const usage = response.usage as { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
+  const sent = messageChars(request.messages) + toolChars(request.tools);
+  const received = receivedChars(response.choices?.[0]?.message);
+  const prompt = counted(usage?.prompt_tokens, sent);
+  const completion = counted(usage?.completion_tokens, received);
+  return {
+    promptTokens: prompt ?? estimatedTokens(sent),
+    completionTokens: completion ?? estimatedTokens(received),
+    ...((prompt === undefined || completion === undefined) && { estimated: true as const }),
+  };
+}
+
+/** A count the server sent; undefined when it sent none, or 0 of characters that were there. */
+function counted(count: unknown, chars: number): number | undefined {
+  if (typeof count !== "number" || !Number.isFinite(count) || count < 0) return undefined;
+  return count === 0 && chars > 0 ? undefined : Math.round(count);
+}
+
+/** The characters the model wrote, as sent: its text, refusal, reasoning and calls, all billed. */
+function receivedChars(message: unknown): number {
+  const m = (message ?? {}) as Record<string, unknown>;
+  let chars = 0;
+  for (const field of ["content", "refusal", "reasoning_content", "reasoning"])
+    chars += textOf(m[field])?.length ?? 0;
+  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as unknown[]) : [];
+  for (const call of calls) {
+    const fn = (call as { function?: { name?: unknown; arguments?: unknown } } | null)?.function;
+    chars += asText(fn?.name).length + asText(fn?.arguments).length;
+  }
+  return chars;
 }
 
 /**

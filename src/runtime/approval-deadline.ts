@@ -68,32 +68,28 @@ export function approvalIntent(
 /**
  * What a missed deadline does to a pending approval: it goes to its fallback if it has one not
  * yet used, else it expires (the agent is told). Judged on the row as it is now, against the
- * time now, because another replica may have moved it since the caller looked; the updates
- * check the same in SQL. Returns what this call did, if anything.
+ * database's time now (every replica's one clock), because another replica may have moved it
+ * since the caller looked; the updates check the same in SQL. Returns what this call did, if
+ * anything.
  */
 export async function enforceApprovalDeadline(
   deps: RuntimeDeps,
   approvalId: string,
 ): Promise<"escalated" | "expired" | undefined> {
   const approval = await approvalsDb.findApproval(deps.db, approvalId);
-  const now = deps.clock.now();
-  if (approval?.status !== "pending" || approval.expires_at.getTime() > now.getTime())
-    return undefined;
+  if (approval?.status !== "pending" || !approval.past_deadline) return undefined;
   if (approval.fallback && !approval.escalated_at)
-    return (await escalateApproval(deps, approval, approval.fallback, now))
-      ? "escalated"
-      : undefined;
-  return (await expireApproval(deps, approval, now)) ? "expired" : undefined;
+    return (await escalateApproval(deps, approval, approval.fallback)) ? "escalated" : undefined;
+  return (await expireApproval(deps, approval)) ? "expired" : undefined;
 }
 
-async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow, now: Date) {
+async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow) {
   const reason = "expired without a decision";
   const expired = await deps.db.transaction().execute(async (tx) => {
     const row = await approvalsDb.decideApproval(tx, approval.id, {
       status: "expired",
       by: null,
       reason,
-      now,
     });
     if (row) await resumeAfterDecision(deps, tx, row, { by: null, reason });
     return row !== undefined;
@@ -107,13 +103,12 @@ async function escalateApproval(
   deps: RuntimeDeps,
   approval: ApprovalRow,
   fallback: People,
-  now: Date,
 ): Promise<boolean> {
-  const window = approval.expires_at.getTime() - approval.created_at.getTime();
-  const expiresAt = new Date(now.getTime() + Math.max(window, 60_000));
   const escalated = await deps.db.transaction().execute(async (tx) => {
-    const row = await approvalsDb.markApprovalEscalated(tx, approval.id, fallback, expiresAt, now);
+    const row = await approvalsDb.markApprovalEscalated(tx, approval.id, fallback);
     if (!row) return false;
+    const { expires_at: expiresAt } = row;
+    const at = (row.escalated_at ?? row.expires_at).toISOString();
     const task = await lockTask(tx, row.task_id);
     if (!task) return true;
     const agent = deps.agents.persona(row.agent_id);
@@ -138,7 +133,7 @@ async function escalateApproval(
         approvalIntent(agent, decisionPlace(deps.agents.file, task), {
           ...base,
           approvers: approval.approvers,
-          state: { status: "escalated", to, at: now.toISOString() },
+          state: { status: "escalated", to, at },
           updateTs: approval.card_ts,
         }),
         { table: "approvals", id: row.id },

@@ -24,10 +24,10 @@ export async function requestApproval(
   call: { callId: string; key: string; tool: ToolDefinition; args: unknown; gate: ApprovalGate },
 ): Promise<void> {
   const { task, agent, gate } = { ...fx, gate: call.gate };
-  const expiresAt = new Date(fx.deps.clock.now().getTime() + gate.expiresAfterMs);
   const args = call.args as Record<string, unknown>;
   const approvers = { users: [...gate.approvers.users], groups: [...gate.approvers.groups] };
-  const { id } = await approvalsDb.insertApproval(fx.tx, {
+  // The deadline is the database's (see approvals.repository.ts): the card and audit show it as set.
+  const { id, expires_at: expiresAt } = await approvalsDb.insertApproval(fx.tx, {
     taskId: task.id,
     stepNo: fx.stepNo,
     toolCallId: call.key,
@@ -42,7 +42,7 @@ export async function requestApproval(
       users: [...gate.fallback.users],
       groups: [...gate.fallback.groups],
     },
-    expiresAt,
+    expiresInMs: gate.expiresAfterMs,
     why: gate.why,
   });
   // The work may have passed through people since the task began: the card names whoever asked.
@@ -134,7 +134,7 @@ async function checkClick(deps: RuntimeDeps, input: ClickInput): Promise<Check> 
   const approval = await requireApproval(deps, input.approvalId);
   if (approval.status !== "pending")
     return { refused: await alreadyDecided(deps, approval, input) };
-  if (approval.expires_at.getTime() <= deps.clock.now().getTime()) {
+  if (approval.past_deadline) {
     // Past its deadline before the sweep came by: the click moves it on as the sweep would.
     const moved = await enforceApprovalDeadline(deps, approval.id);
     if (moved === "expired") return { refused: { outcome: "expired" } };
@@ -198,7 +198,10 @@ async function authorize(
   return { refused };
 }
 
-async function requireApproval(deps: RuntimeDeps, approvalId: string): Promise<ApprovalRow> {
+async function requireApproval(
+  deps: RuntimeDeps,
+  approvalId: string,
+): Promise<ApprovalRow & { past_deadline: boolean }> {
   const approval = await approvalsDb.findApproval(deps.db, approvalId);
   if (!approval) throw new NotFoundError(`approval ${approvalId} does not exist`);
   return approval;
@@ -234,7 +237,6 @@ export async function decideApproval(
       status: input.decision,
       by: input.userId,
       reason,
-      now: deps.clock.now(),
       checkedApprovers: approval.approvers,
     });
     if (row) await resumeAfterDecision(deps, tx, row, { by: input.userId, reason });

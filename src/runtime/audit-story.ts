@@ -159,7 +159,7 @@ const DESCRIBE: Record<string, (d: Data, who: string) => string> = {
     `Try failed, ${d.retried === false ? "no tries left" : "retried"}: ${str(d.error)}`,
   task_stopped: (d) => `Task stopped and handed to a person: ${str(d.reason)}`,
   model_call: (d) =>
-    `${str(d.model)}: ${num(d.prompt_tokens)} prompt + ${num(d.completion_tokens)} completion tokens, $${num(d.cost_usd).toFixed(6)}, ${num(d.latency_ms)} ms (${str(d.outcome)})`,
+    `${str(d.model)}: ${num(d.prompt_tokens)} prompt + ${num(d.completion_tokens)} completion tokens${d.usage_estimated === true ? " (estimated: the server sent no usage)" : ""}, $${num(d.cost_usd).toFixed(6)}, ${num(d.latency_ms)} ms (${str(d.outcome)})`,
 };
 
 const str = (value: unknown): string =>

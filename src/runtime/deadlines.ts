@@ -16,14 +16,14 @@ import { deliverOutbox } from "./outbox.ts";
  * Work waiting on a person past its deadline goes to its fallback owner, with a reminder where its
  * owners decide and a line in the history. Without a fallback, an approval expires (the agent is
  * told). Each move is a conditional update, so replicas running this at once move it once.
+ * What is due is judged by the database's clock, which every replica shares, not this one's.
  */
 export async function enforceDeadlines(deps: RuntimeDeps): Promise<void> {
-  const now = deps.clock.now();
   // The list can be stale by the time its turn comes (another replica escalated it, say):
   // each approval is judged again on its own row.
-  for (const due of await approvalsDb.pendingPastDeadline(deps.db, now, 100))
+  for (const due of await approvalsDb.pendingPastDeadline(deps.db, 100))
     await enforceApprovalDeadline(deps, due.id);
-  for (const escalation of await escalationsDb.escalationsPastDeadline(deps.db, now, 100)) {
+  for (const escalation of await escalationsDb.escalationsPastDeadline(deps.db, 100)) {
     await moveEscalation(deps, escalation);
   }
 }
@@ -32,17 +32,13 @@ async function moveEscalation(
   deps: RuntimeDeps,
   escalation: Awaited<ReturnType<typeof escalationsDb.escalationsPastDeadline>>[number],
 ): Promise<void> {
-  const now = deps.clock.now();
   const fallback = escalation.fallback;
   // All of the fallback's people, as approvals give it to all of them: any of them may take it.
   const owner = (fallback && peopleOwner(fallback)) ?? escalation.owner;
-  const respondBy = new Date(
-    now.getTime() +
-      Math.max(escalation.respond_by.getTime() - escalation.created_at.getTime(), 60_000),
-  );
   await deps.db.transaction().execute(async (tx) => {
-    const row = await escalationsDb.reassignEscalation(tx, escalation.id, owner, respondBy);
+    const row = await escalationsDb.reassignEscalation(tx, escalation.id, owner);
     if (!row) return;
+    const at = (row.escalated_at ?? row.respond_by).toISOString();
     const task = await lockTask(tx, row.task_id);
     if (!task) return;
     const from = deps.agents.persona(row.from_agent);
@@ -80,7 +76,7 @@ async function moveEscalation(
             escalation: {
               ...escalationData,
               owner: escalation.owner as never,
-              state: { status: "reassigned", to: owner.id, at: now.toISOString() },
+              state: { status: "reassigned", to: owner.id, at },
             },
           },
           { table: "escalations", id: row.id },

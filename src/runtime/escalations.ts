@@ -55,7 +55,6 @@ export async function startEscalation(
     input.note.lane,
     place.channel,
   );
-  const respondBy = new Date(deps.clock.now().getTime() + respondWithinMs);
   const { id } = await escalationsDb.insertEscalation(fx.tx, {
     taskId: task.id,
     stepNo: fx.stepNo,
@@ -63,7 +62,7 @@ export async function startEscalation(
     note: input.note,
     owner,
     fallback: fallback && { users: [...fallback.users], groups: [...fallback.groups] },
-    respondBy,
+    respondInMs: respondWithinMs,
   });
   await insertHandoff(fx.tx, {
     taskId: task.id,

@@ -125,8 +125,7 @@ export async function haltTask(
  * again reads why it did not run.
  */
 async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): Promise<void> {
-  const now = deps.clock.now();
-  for (const row of await approvalsDb.withdrawPendingApprovals(tx, fx.task.id, now)) {
+  for (const row of await approvalsDb.withdrawPendingApprovals(tx, fx.task.id)) {
     await answerParkedCall(tx, fx.task, row, {
       status: "withdrawn",
       result: WITHDRAWN_RESULT,
@@ -147,7 +146,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
             askers: await approvalsDb.whoAsked(tx, row.id),
             approvers: row.approvers,
             expiresAt: row.expires_at,
-            state: { status: "withdrawn", at: now.toISOString() },
+            state: { status: "withdrawn", at: (row.decided_at ?? new Date()).toISOString() },
           },
         ),
         { table: "approvals", id: row.id },

@@ -261,6 +261,7 @@ function turnRecords(fx: TurnEffects): TurnRecords {
       latencyMs: Math.round(fx.turn.latencyMs),
       requestChars: fx.turn.requestChars,
       outcome: fx.turn.actions.map((a) => a.kind).join(","),
+      usageEstimated: reply.usage.estimated === true,
     },
     conversation: rows,
     toolCalls: fx.toolCalls,

@@ -23,7 +23,6 @@ after(async () => {
 
 const APPROVERS = { users: ["U0LEE"], groups: [] };
 const FALLBACK = { users: ["U0OPSMANAGER"], groups: [] };
-const minutes = (n: number) => new Date(Date.now() + n * 60_000);
 
 /** A refund waiting for U0LEE, its deadline `dueIn` minutes from now (negative: past). */
 async function parkedRefund(thread: string, dueIn: number) {
@@ -41,13 +40,12 @@ async function parkedRefund(thread: string, dueIn: number) {
       requesterId: "U0DANA",
       approvers: APPROVERS,
       fallback: FALLBACK,
-      expiresAt: minutes(dueIn),
+      expiresInMs: dueIn * 60_000,
     }),
   );
 }
 
-const escalate = (tx: Tx, id: string) =>
-  markApprovalEscalated(tx, id, FALLBACK, minutes(60), new Date());
+const escalate = (tx: Tx, id: string) => markApprovalEscalated(tx, id, FALLBACK);
 
 /**
  * Runs `first` in a transaction that stays open until `second`, in its own transaction, is
@@ -103,7 +101,6 @@ const expireNow = (id: string) =>
       status: "expired",
       by: null,
       reason: "expired without a decision",
-      now: new Date(),
     }),
   );
 
@@ -127,7 +124,6 @@ const approveAs = (id: string, approvers: typeof APPROVERS) => (tx: Tx) =>
     status: "approved",
     by: "U0LEE",
     reason: null,
-    now: new Date(),
     checkedApprovers: approvers,
   });
 

@@ -65,7 +65,7 @@ async function parkedRefund(taskId: string, key: string) {
       requesterId: "U0DANA",
       approvers: { users: ["U0LEE"], groups: [] },
       fallback: undefined,
-      expiresAt: new Date(Date.now() + 60_000),
+      expiresInMs: 60_000,
     });
   });
 }

@@ -46,7 +46,6 @@ test("a click and a stop at the same moment both finish: the click decides, the 
       status: "approved",
       by: "U0LEE",
       reason: null,
-      now: deps.clock.now(),
       checkedApprovers: approval.approvers,
     });
     assert.ok(row);

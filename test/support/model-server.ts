@@ -34,9 +34,13 @@ export type ScriptedToolCall = {
   arguments: Record<string, unknown> | string;
   id?: string;
 };
+/**
+ * `withoutUsage`: the answer carries no `usage`, as from servers that do not count tokens (older
+ * vLLM and llama.cpp builds, some gateways).
+ */
 export type ScriptedReply =
-  | { content: string }
-  | { toolCalls: ScriptedToolCall[]; content?: string }
+  | { content: string; withoutUsage?: true }
+  | { toolCalls: ScriptedToolCall[]; content?: string; withoutUsage?: true }
   | { status: number; error: string; retryAfter?: number }
   | { raw: unknown; status?: number };
 export type Script = (
@@ -293,13 +297,15 @@ function toAnswer(reply: ScriptedReply, request: ChatRequest, inputChars: number
           finish_reason: calls.length > 0 ? "tool_calls" : "stop",
         },
       ],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens,
-        prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
-        completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
-      },
+      ...(!reply.withoutUsage && {
+        usage: {
+          prompt_tokens: promptTokens,
+          completion_tokens: completionTokens,
+          total_tokens: promptTokens + completionTokens,
+          prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+          completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+        },
+      }),
       service_tier: "default",
       system_fingerprint: "fp_baton_test",
     },
