@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { agentActivity } from "../../src/db/agent-activity.repository.ts";
 import { insertToolCall } from "../../src/db/ledger.repository.ts";
 import { agentsReport } from "../../src/slack/agents-report.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 test("/baton agents: every write is counted under some outcome (withdrawn, approved-then-failed)", async () => {
   const task = await insertOrderTask(t.db, "1700000000.000301");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { sql } from "kysely";
 import {
   decideApproval,
@@ -7,23 +7,16 @@ import {
   markApprovalEscalated,
 } from "../../src/db/approvals.repository.ts";
 import type { Tx } from "../../src/db/database.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
 // Replicas sweep deadlines while people click: each move of an approval is one conditional
 // update that checks the row is still as its caller saw it, so a move made on a stale read, or
 // one that waited on another's row lock, finds nothing to do.
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const APPROVERS = { users: ["U0LEE"], groups: [] };
 const FALLBACK = { users: ["U0OPSMANAGER"], groups: [] };
-
 /** A refund waiting for U0LEE, its deadline `dueIn` minutes from now (negative: past). */
 async function parkedRefund(thread: string, dueIn: number) {
   const task = await insertOrderTask(t.db, thread);

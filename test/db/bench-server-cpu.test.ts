@@ -1,16 +1,10 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { sql } from "kysely";
 import { serverCpuMeter } from "../../scripts/bench-chain.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { databaseForFile } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 test("the bench's server CPU meter counts what the database server spent, and only for a local Postgres", async () => {
   const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(t.db);

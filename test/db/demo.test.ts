@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { adjustStock, findOrder, findStock, shipOrder } from "../../src/db/demo.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { databaseForFile } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const inTx = <T>(run: (tx: Parameters<typeof adjustStock>[0]) => Promise<T>) =>
   t.db.transaction().execute(run);

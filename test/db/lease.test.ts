@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { insertApproval } from "../../src/db/approvals.repository.ts";
 import {
   claimLease,
@@ -8,35 +8,14 @@ import {
   releaseLease,
   renewLease,
 } from "../../src/db/lease.repository.ts";
-import { appendConversation, insertToolCall } from "../../src/db/ledger.repository.ts";
+import { insertToolCall } from "../../src/db/ledger.repository.ts";
 import { findTask, lockHeldTask, lockTask } from "../../src/db/tasks.repository.ts";
 import { insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
-import {
-  createTestDatabase,
-  insertOrderTask,
-  type TestDatabase,
-  waitingOnLocks,
-} from "../support/db.ts";
+import { databaseForFile, insertAskedOrderTask, waitingOnLocks } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
-async function newTask(thread: string) {
-  const task = await insertOrderTask(t.db, thread);
-  await t.db
-    .transaction()
-    .execute((tx) =>
-      appendConversation(tx, [
-        { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
-      ]),
-    );
-  return task;
-}
+const newTask = (thread: string) => insertAskedOrderTask(t.db, thread);
 
 /** A refund call parked for approval, as a turn that asked for it leaves it. */
 async function parkedRefund(taskId: string, key: string) {

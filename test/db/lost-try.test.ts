@@ -1,35 +1,18 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { sql } from "kysely";
 import { claimLease, LOST_TRY, releaseLease } from "../../src/db/lease.repository.ts";
-import { appendConversation } from "../../src/db/ledger.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
 import { LeaseLeftError, recordFailedTry } from "../../src/runtime/failed-tries.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertAskedOrderTask } from "../support/db.ts";
 
 // A run whose worker died leaves its task's lease to run out; the claim that takes the task over
 // records that lost try, once, in its own statement.
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
-async function newTask(thread: string) {
-  const task = await insertOrderTask(t.db, thread);
-  await t.db
-    .transaction()
-    .execute((tx) =>
-      appendConversation(tx, [
-        { taskId: task.id, stintNo: 1, stepNo: 0, message: { role: "user", content: "where?" } },
-      ]),
-    );
-  return task;
-}
+const newTask = (thread: string) => insertAskedOrderTask(t.db, thread);
 
 /** `run` claimed the task and died: its lease is left, and has run out. */
 async function leftByDeadRun(taskId: string, run: string) {

@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { sql } from "kysely";
 import { endedWithUnreadReplyQuery, findOrphanedTasks } from "../../src/db/lease.repository.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.drop();
-});
+const t = databaseForFile();
 
 // The maintenance sweep runs every 15 s on every replica. It looks for ended tasks a dead run left
 // leased with a reply unread: a handful at most, among every task ever answered, and among the

@@ -1,16 +1,10 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { insertToolCall } from "../../src/db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../../src/db/rate-limits.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const HOUR = 3_600_000;
 

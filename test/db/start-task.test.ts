@@ -1,19 +1,13 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { receiveMessage } from "../../src/db/events.repository.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { findTaskByThread, startTask } from "../../src/db/tasks.repository.ts";
 import { insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { databaseForFile } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 function start(id: string, thread: string) {
   return {

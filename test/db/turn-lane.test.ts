@@ -1,19 +1,13 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { CompiledQuery } from "kysely";
 import { openLane } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import { taskAfterTurn } from "../../src/db/task-after-turn.ts";
 import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const newTask = (thread: string) => insertOrderTask(t.db, thread);
 

@@ -1,16 +1,10 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { findTask, lockTaskForTurn } from "../../src/db/tasks.repository.ts";
 import { consumeInputs, insertInput, loadTurn } from "../../src/db/turn-reads.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const newTask = (thread: string) => insertOrderTask(t.db, thread);
 

@@ -1,20 +1,14 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import {
   isTurnMovedOn,
   type TurnRecords,
   writeTurn,
 } from "../../src/db/turn-records.repository.ts";
-import { createTestDatabase, insertOrderTask, type TestDatabase } from "../support/db.ts";
+import { databaseForFile, insertOrderTask } from "../support/db.ts";
 
-let t: TestDatabase;
-before(async () => {
-  t = await createTestDatabase();
-});
-after(async () => {
-  await t.close();
-});
+const t = databaseForFile();
 
 const newTask = (thread: string) => insertOrderTask(t.db, thread);
 

@@ -1,22 +1,26 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { afterEach, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
+import { test } from "node:test";
 import { auditStory } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
-import { scriptByAgent } from "../support/model-server.ts";
 import {
+  agentsFileWith,
+  CHANNEL,
+  type Harness,
+  harnessPerTest,
+  REQUESTER,
+  SUPPORT_LANE,
+} from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
+import {
+  answerDecision,
   auditKinds,
   blockTexts,
   cardWithButton,
-  decisionResult,
-  decisionSeen,
   escalationScript,
   finishedTask,
-  REFUND_ARGS,
+  refundCall,
   refundsOf,
   sendBackSubmission,
   taskOfThread,
@@ -30,39 +34,21 @@ import {
 const LEAD = "U0BILLINGLEAD";
 const INSTRUCTION = "refund order 1077, 149 USD, I checked it";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 /** The support lane's escalations go to the billing lead, who may also approve refunds. */
 async function escalatedToLead() {
-  const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-    "    support:\n      channel: C0SUPPORT\n",
-    `    support:\n      users: [${LEAD}]\n`,
-  );
   const script = escalationScript();
-  script.billing = [
-    { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
-    (request) => ({ content: decisionResult(decisionSeen(request)) }),
-  ];
-  const agentsFile = parseAgentsFile(text, "agents.yml", demoTools);
+  script.billing = [refundCall(), answerDecision];
+  const agentsFile = agentsFileWith([SUPPORT_LANE, `    support:\n      users: [${LEAD}]\n`]);
   const h = await startHarness({ script: scriptByAgent(script), agentsFile });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   return { h, ts, escalation };
 }
 
 async function approvalCard(h: Harness, ts: string) {
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   const card = cardWithButton(h.slack, ts, APPROVAL_APPROVE);
   assert.ok(card, "the approval card is in the thread");
   return { approval, text: blockTexts(card).join("\n") };

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
   blockTexts,
@@ -21,11 +21,7 @@ import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-sig
 // A person can decide on a card as soon as Slack shows it, which may be before Baton has Slack's
 // answer (the card's ts) and has saved it. Whatever the order, the one card is updated once.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 const isApprovalCard = (c: SlackCall) => buttonsOf(c).some((b) => b.action_id === APPROVAL_APPROVE);
 
@@ -35,7 +31,6 @@ const isApprovalCard = (c: SlackCall) => buttonsOf(c).some((b) => b.action_id ==
  */
 async function cardShownBeforeItsTsIsSaved() {
   const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
-  current = h;
   const held = h.slack.holdAnswer("chat.postMessage", isApprovalCard);
   const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
   const card = await held.arrived;

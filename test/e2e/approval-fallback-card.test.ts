@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { sql } from "kysely";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   blockTexts,
   buttonsOf,
   finishedTask,
+  missApprovalDeadline,
   orderReturnScript,
 } from "../support/scripts-humans.ts";
 import type { SlackCall } from "../support/slack-emulator.ts";
@@ -32,16 +33,9 @@ test("the fallback approves its fresh card before its ts is saved: the update go
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
   const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
-  const parked = await harness.until("the refund to wait", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const parked = await waitForApprovalCard(harness, "the refund to wait");
   const originalCardTs = parked.card_ts;
-  await harness.db.db
-    .updateTable("approvals")
-    .set({ expires_at: sql`now() - interval '1 minute'` })
-    .where("id", "=", parked.id)
-    .execute();
+  await missApprovalDeadline(harness.db.db, parked.id);
 
   // The sweep hands the approval to its fallback; Slack stores the fresh card, its answer waits.
   const held = harness.slack.holdAnswer("chat.postMessage", isApprovalCard);

@@ -1,42 +1,25 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { afterEach, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
+import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsFileWith, harnessPerTest, SUPPORT_LANE } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { escalationScript, REFUND_ARGS, taskOfThread } from "../support/scripts-humans.ts";
+import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
+import { escalationScript, refundCall, taskOfThread } from "../support/scripts-humans.ts";
 
 // Nobody approves their own request, nor one they asked for in the thread: that includes the words
 // of a task they handed on to an agent. A billing lead who took an escalation over and
 // wrote "@Baton billing: refund order 1077, 149 USD" in the thread asked for that refund.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 test("a lead who handed the work to billing from the thread ('refund it') may not approve that refund", async () => {
-  const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-    "    support:\n      channel: C0SUPPORT\n",
-    "    support:\n      users: [U0BILLINGLEAD]\n",
-  );
-  const agentsFile = parseAgentsFile(text, "agents.yml", demoTools);
+  const agentsFile = agentsFileWith([SUPPORT_LANE, "    support:\n      users: [U0BILLINGLEAD]\n"]);
   const script = escalationScript();
-  script.billing = [
-    { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
-    { content: "done" },
-  ];
+  script.billing = [refundCall(), { content: "done" }];
   const h = await startHarness({ script: scriptByAgent(script), agentsFile });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   await h.clickCard("U0BILLINGLEAD", ESCALATION_TAKE_OVER, escalation, ts);
   await h.until("the lead to hold the task", async () =>
     (await taskOfThread(h.db.db, ts))?.owner_id === "U0BILLINGLEAD" ? true : undefined,
@@ -44,10 +27,7 @@ test("a lead who handed the work to billing from the thread ('refund it') may no
   await h.reply(ts, "<@U0BATONBOT> billing: refund order 1077, 149 USD, I checked it", {
     user: "U0BILLINGLEAD",
   });
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
   // Wait for whatever the click does: a refusal, or the decision.

@@ -6,13 +6,13 @@ import { runDigest } from "../../src/runtime/digest.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
+  answerDecision,
   blockTexts,
   cardWithButton,
-  decisionResult,
-  decisionSeen,
   finishedTask,
-  REFUND_ARGS,
+  refundCall,
   refundsOf,
 } from "../support/scripts-humans.ts";
 
@@ -25,8 +25,8 @@ before(async () => {
     script: scriptByAgent({
       billing: [
         { content: "Refunds over 100 USD need a billing lead's approval." },
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
-        (request) => ({ content: decisionResult(decisionSeen(request)) }),
+        refundCall(),
+        answerDecision,
       ],
     }),
   });
@@ -41,10 +41,7 @@ test("a billing lead who asked for the refund in the thread may not approve it; 
     h.slack.callsTo("chat.postMessage").find((c) => String(c.args.text).includes("Refunds over")),
   );
   await h.reply(ts, "please refund order 1077, 149 USD, do it now", { user: "U0BILLINGLEAD" });
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   // The card names them, as the refusal below does.
   const card = cardWithButton(h.slack, ts, APPROVAL_APPROVE);
   assert.ok(card);

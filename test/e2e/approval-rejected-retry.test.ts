@@ -1,15 +1,15 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import {
   REJECT_REASON_ACTION,
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
-  decisionResult,
-  decisionSeen,
+  directRefundScript,
   REFUND_ARGS,
   refundsOf,
   taskOfThread,
@@ -17,32 +17,18 @@ import {
 } from "../support/scripts-humans.ts";
 import { viewSubmissionPayload } from "../support/slack-signing.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // A lead rejects a 149 USD refund with a reason a model reads as "refund less instead"; the model
 // asks again for 60 USD, under the policy's threshold. A rejected call is not run by calling it
 // again with other arguments: the second call waits for the same people, and nothing is refunded.
 test("after a rejection, the same tool called again under the threshold still waits for a person", async () => {
   const smaller = { ...REFUND_ARGS, amount_usd: 60, reason: "Partial refund after rejection" };
-  current = await startHarness({
-    script: scriptByAgent({
-      billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
-        { toolCalls: [{ name: "issue_refund", arguments: smaller }] },
-        (request) => ({ content: decisionResult(decisionSeen(request)) }),
-      ],
-    }),
+  const h = await startHarness({
+    script: scriptByAgent(directRefundScript(REFUND_ARGS, smaller)),
   });
-  const h = current;
   const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
-  const first = await h.until("the approval card to be in Slack", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const first = await waitForApprovalCard(h, "the approval card to be in Slack");
   await h.click(
     viewSubmissionPayload({
       userId: "U0LEE",

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { auditStory } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
   blocksOf,
@@ -11,16 +12,13 @@ import {
   cardWithButton,
   finishedTask,
   lastToolMessage,
+  refundCall,
   refundsOf,
   taskOfThread,
   toolCallsOf,
 } from "../support/scripts-humans.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // agents.yml: issue_refund waits for a billing lead when amount_usd is over 100. Orders 1077 (149
 // USD) and 1042 (89 USD) each take a 60 USD refund; the demo tool refunds an order once, so the
@@ -31,16 +29,15 @@ const SECOND = { order_id: "1042", amount_usd: 60, reason: "Partial refund, seco
 // A model (or a customer's text steering it) splits 120 USD into two refunds under the threshold.
 // The first runs; the second waits for a person, whose card says the task's refunds add up to 120.
 test("a refund under the threshold waits for a person when the task's earlier refunds pass it", async () => {
-  current = await startHarness({
+  const h = await startHarness({
     script: scriptByAgent({
       billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: FIRST }] },
-        { toolCalls: [{ name: "issue_refund", arguments: SECOND }] },
+        refundCall(FIRST),
+        refundCall(SECOND),
         (request) => ({ content: `Done: ${lastToolMessage(request).slice(0, 200)}` }),
       ],
     }),
   });
-  const h = current;
   const { ts } = await h.mention("billing: refund 120 USD, 60 on order 1077 and 60 on 1042");
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
@@ -54,10 +51,7 @@ test("a refund under the threshold waits for a person when the task's earlier re
   assert.equal((await refundsOf(h.db.db, "1077")).length, 1);
   assert.equal((await refundsOf(h.db.db, "1042")).length, 0, "not refunded before a decision");
 
-  const approval = await h.until("the approval card to be in Slack", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the approval card to be in Slack");
   assert.deepEqual(approval.args, SECOND);
   assert.equal(approval.policy_id, "large-refunds");
   const why =
@@ -92,16 +86,15 @@ test("a refund under the threshold waits for a person when the task's earlier re
 // A refund the tool refused did nothing: it does not count towards the threshold.
 test("an earlier refund that failed without running does not count towards the threshold", async () => {
   const refused = { order_id: "1090", amount_usd: 60, reason: "More than the order's 36 USD" };
-  current = await startHarness({
+  const h = await startHarness({
     script: scriptByAgent({
       billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: refused }] },
-        { toolCalls: [{ name: "issue_refund", arguments: FIRST }] },
+        refundCall(refused),
+        refundCall(FIRST),
         { content: "Refunded 60 USD for order 1077." },
       ],
     }),
   });
-  const h = current;
   const { ts } = await h.mention("billing: refund 60 USD on order 1090, or else on 1077");
   const done = await h.until("the task to finish", () => finishedTask(h.db.db, ts));
   const calls = await toolCallsOf(h.db.db, done.id, "issue_refund");

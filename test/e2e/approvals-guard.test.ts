@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
@@ -9,8 +9,9 @@ import {
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, harnessPerTest, REQUESTER } from "../support/harness.ts";
 import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
   blocksOf,
@@ -30,27 +31,19 @@ import {
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 async function start(
   replies: Record<string, AgentReply[]> = directRefundScript(),
   extra: Partial<Parameters<typeof startHarness>[0]> = {},
 ): Promise<Harness> {
-  current = await startHarness({ script: scriptByAgent(replies), ...extra });
-  return current;
+  return startHarness({ script: scriptByAgent(replies), ...extra });
 }
 
 /** "@Baton billing: ..." goes straight to billing, which asks for the refund; the card is in Slack. */
 async function parked(h: Harness, text = "billing: please refund order 1077, the lamp came back") {
   const { ts } = await h.mention(text);
-  const approval = await h.until("the approval card to be in Slack", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the approval card to be in Slack");
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
   return { ts, task, approval };
@@ -279,10 +272,7 @@ test("a customer's 'ignore your instructions' leaves the allowlists and the gate
   const h = await start(injectionScript());
   const { ts } = await h.mention(INJECTION);
 
-  const approval = await h.until("billing's refund to be parked", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "billing's refund to be parked");
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
   assert.equal(task.status, "waiting_human");

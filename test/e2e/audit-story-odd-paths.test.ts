@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { afterEach, test } from "node:test";
-import { sql } from "kysely";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
@@ -16,12 +13,26 @@ import {
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import {
+  agentsFileWith,
+  CHANNEL,
+  type Harness,
+  REQUESTER,
+  SUPPORT_LANE,
+  startHarness,
+} from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { auditEvents, taskWithStatus } from "../support/observe.ts";
+import {
+  auditEvents,
+  taskWithStatus,
+  waitForApprovalCard,
+  waitForEscalationCard,
+} from "../support/observe.ts";
 import {
   escalationScript,
   finishedTask,
+  missApprovalDeadline,
+  missEscalationDeadline,
   orderReturnScript,
   toolCallsOf,
 } from "../support/scripts-humans.ts";
@@ -45,15 +56,13 @@ function assertAllInWords(entries: AuditEntry[]) {
 const line = (entries: AuditEntry[], kind: string) =>
   entries.filter((e) => e.kind === kind).map((e) => `${e.actor} ${e.text}`);
 
-async function withLaneFallback(fallback: string[] | undefined) {
-  const text = await readFile(new URL("../../agents.yml", import.meta.url), "utf8");
-  const edited = fallback
-    ? text.replace(
-        "    support:\n      channel: C0SUPPORT\n",
-        `    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [${fallback.join(", ")}]\n`,
-      )
-    : text;
-  return parseAgentsFile(edited, "agents.yml", new Set(demoTools.map((t) => t.name)));
+function withLaneFallback(fallback: string[] | undefined) {
+  return fallback
+    ? agentsFileWith([
+        SUPPORT_LANE,
+        `${SUPPORT_LANE}      fallback:\n        users: [${fallback.join(", ")}]\n`,
+      ])
+    : agentsFileWith();
 }
 
 /** An escalation to the support lane, its respond-by passed, and the deadline sweep run. */
@@ -64,15 +73,8 @@ async function unansweredEscalation(fallback?: string[]) {
   });
   const harness = h;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await harness.until("the escalation card", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await harness.db.db
-    .updateTable("escalations")
-    .set({ respond_by: sql`now() - interval '1 minute'` })
-    .where("id", "=", escalation.id)
-    .execute();
+  const escalation = await waitForEscalationCard(harness);
+  await missEscalationDeadline(harness.db.db, escalation.id);
   await enforceDeadlines(harness.baton.deps);
   return { harness, ts, escalation };
 }
@@ -119,15 +121,8 @@ test("an approval handed to its fallback and rejected there: told in words, and 
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
   const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
-  const parked = await harness.until("the refund to wait", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await harness.db.db
-    .updateTable("approvals")
-    .set({ expires_at: sql`now() - interval '1 minute'` })
-    .where("id", "=", parked.id)
-    .execute();
+  const parked = await waitForApprovalCard(harness, "the refund to wait");
+  await missApprovalDeadline(harness.db.db, parked.id);
   await enforceDeadlines(harness.baton.deps);
   const moved = await harness.db.db
     .selectFrom("approvals")

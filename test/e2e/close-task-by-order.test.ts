@@ -1,16 +1,13 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { ESCALATION_NOTE, taskOfThread } from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // `/baton done <order>` judged the order's newest task: a later question about the order, answered
 // by an agent in another thread, hid the task the person held, and they were told nothing matched.
@@ -29,13 +26,9 @@ test("/baton done <order> closes the order's task the person holds, as /baton st
       ],
     }),
   });
-  current = h;
   // T1: the safety case, escalated to #support, taken over by its lead.
   const first = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   await h.clickCard(LEAD, ESCALATION_TAKE_OVER, escalation, first.ts);
   const t1 = await h.until("the lead to hold T1", async () => {
     const t = await taskOfThread(h.db.db, first.ts);

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import {
   ESCALATION_SEND_BACK,
   ESCALATION_TAKE_OVER,
 } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, harnessPerTest, REQUESTER } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import {
   auditKinds,
   blockTexts,
@@ -18,11 +19,7 @@ import { runBaton } from "../support/slash-command.ts";
 // A person who took escalated work over finishes it outside Baton, then closes the task, so it
 // stops showing as their open work in App Home and in the daily digest.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 const SUPPORT_LEAD = "U0SUPPORTLEAD";
 
@@ -35,12 +32,8 @@ const said = async (h: Harness, user: string, text: string, channel = "C0SUPPORT
 
 test("/baton done closes a task its owner took over; anyone else is refused and told why", async () => {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
 
@@ -157,7 +150,6 @@ test("/baton done refuses a task an agent is working on, and says who has it", a
       return { content: "Order 1077 ships today." };
     },
   });
-  current = h;
   const { ts } = await h.mention("where is order 1077?");
   const task = await h.until("the task", async () => taskOfThread(h.db.db, ts));
   // Asked in the task's own channel: no lane channel owns it yet, so none other may read it.

@@ -1,19 +1,15 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, harnessPerTest, REQUESTER } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { auditEvents, taskWithStatus } from "../support/observe.ts";
 import { blockTexts, cardWithButton } from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 /** Customer Service alone, with the given caps; it would look two orders up, then answer. */
 function agentsWithCaps(caps: string) {
@@ -42,11 +38,10 @@ const lookupThenAnswer = () => [
 
 async function start(caps: string, replies: number): Promise<Harness> {
   const script = Array.from({ length: replies }, lookupThenAnswer).flat();
-  current = await startHarness({
+  return startHarness({
     script: scriptByAgent({ "customer-service": script }),
     agentsFile: agentsWithCaps(caps),
   });
-  return current;
 }
 
 async function escalationOf(h: Harness, taskId: string) {

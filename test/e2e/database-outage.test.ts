@@ -4,6 +4,7 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { testServerUrl } from "../support/db.ts";
 import { CHANNEL, type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { assertFlowOneDoneOnce, flowOneByState } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { deliverCommand } from "../support/slack-signing.ts";
@@ -58,10 +59,7 @@ test("an Approve clicked, or /baton asked, while Postgres is away: the person is
   });
   cleanups.push(h.close);
   const { ts } = await h.mention("I'd like to return order 1077, please refund me");
-  const approval = await h.until("the refund to wait on its card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the refund to wait on its card");
 
   const ready = () => fetch(new URL("/readyz", h.endpoint));
   assert.equal((await ready()).status, 200);

@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { postsInThread } from "../support/observe.ts";
+import { postsInThread, waitForApprovalCard } from "../support/observe.ts";
 import { REFUND_ARGS, settledTask, taskOfThread } from "../support/scripts-humans.ts";
 
 // A model outage: one of the task's jobs fails try after try. Its last try fails while no run
@@ -45,10 +45,7 @@ test("a dead letter about a task that moved on since leaves it, and its approval
   // The other job's last try failed now: before this run's turn, which the model holds.
   const failedAt = await databaseNow();
   answer();
-  const approval = await h.until("the refund to wait on its card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the refund to wait on its card");
   await h.until("the run to give the task up", async () => {
     const task = await taskOfThread(h.db.db, ts);
     return task?.lease_owner === null;

@@ -8,9 +8,12 @@ import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
   escalationScript,
   finishedTask,
+  missApprovalDeadline,
+  missEscalationDeadline,
   orderReturnScript,
   refundsOf,
 } from "../support/scripts-humans.ts";
@@ -26,19 +29,8 @@ const FALLBACK = { users: ["U0OPSMANAGER"], groups: [] };
 /** Dana's return reaches billing, whose refund waits on a card for the billing leads. */
 async function parkedRefund(harness: Harness) {
   const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
-  const parked = await harness.until("the refund to wait", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const parked = await waitForApprovalCard(harness, "the refund to wait");
   return { ts, parked };
-}
-
-function missDeadline(harness: Harness, approvalId: string) {
-  return harness.db.db
-    .updateTable("approvals")
-    .set({ expires_at: sql`now() - interval '1 minute'` })
-    .where("id", "=", approvalId)
-    .execute();
 }
 
 function approvalNow(harness: Harness, approvalId: string) {
@@ -62,7 +54,7 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
   const { ts, parked } = await parkedRefund(harness);
-  await missDeadline(harness, parked.id);
+  await missApprovalDeadline(harness.db.db, parked.id);
 
   await runMaintenance(harness.baton.deps);
   await runMaintenance(harness.baton.deps); // a second replica's pass changes nothing
@@ -94,7 +86,7 @@ test("a click past the deadline, before the sweep, sends the approval to its fal
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
   const { ts, parked } = await parkedRefund(harness);
-  await missDeadline(harness, parked.id);
+  await missApprovalDeadline(harness.db.db, parked.id);
 
   await harness.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
   const told = await harness.until(
@@ -123,7 +115,7 @@ test("an approver's click still asking Slack about groups when the approval goes
   // Baton answers the click's request once it has handled it.
   const clicked = harness.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
   await groupsAsked.arrived; // U0LEE is checked against the billing leads, who still decide
-  await missDeadline(harness, parked.id);
+  await missApprovalDeadline(harness.db.db, parked.id);
   await enforceDeadlines(harness.baton.deps);
   groupsAsked.release();
   await clicked;
@@ -142,7 +134,7 @@ test("a sweep that listed an approval before another replica escalated it leaves
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
   const { parked } = await parkedRefund(harness);
-  await missDeadline(harness, parked.id);
+  await missApprovalDeadline(harness.db.db, parked.id);
   // A second approval due a second later (another task's, in production; here a copy).
   const copied = await sql<{ id: string }>`
     insert into approvals (task_id, step_no, tool_call_id, model_call_id, agent_id, tool, args,
@@ -186,15 +178,8 @@ test("an escalation to a channel's lane nobody picked up in time: the channel is
   h = await startHarness({ script: scriptByAgent(escalationScript()) });
   const harness = h;
   const { ts } = await harness.mention("I was charged twice and I'm furious");
-  const escalation = await harness.until("the escalation", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await harness.db.db
-    .updateTable("escalations")
-    .set({ respond_by: sql`now() - interval '1 minute'` })
-    .where("id", "=", escalation.id)
-    .execute();
+  const escalation = await waitForEscalationCard(harness, "the escalation");
+  await missEscalationDeadline(harness.db.db, escalation.id);
   await runMaintenance(harness.baton.deps);
   await runMaintenance(harness.baton.deps);
   const remindersOf = () =>

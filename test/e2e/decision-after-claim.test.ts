@@ -8,7 +8,7 @@ import {
   buttonsOf,
   decisionResult,
   decisionSeen,
-  REFUND_ARGS,
+  refundCall,
   refundsOf,
   taskOfThread,
   toolCallsOf,
@@ -33,7 +33,7 @@ test("a decision landing between a run's claim and its first turn is still settl
   h = await startHarness({
     script: scriptByAgent({
       billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        refundCall(),
         (request) => {
           seen.push(request);
           return { content: decisionResult(decisionSeen(request)) };

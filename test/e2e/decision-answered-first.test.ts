@@ -4,6 +4,7 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { testServerUrl } from "../support/db.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { directRefundScript, finishedTask, refundsOf } from "../support/scripts-humans.ts";
 import { startPostgresProxy } from "../support/tcp-proxy.ts";
 
@@ -18,10 +19,7 @@ after(async () => {
 
 async function parkedRefund(h: Harness) {
   const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
-  const approval = await h.until("the refund to wait on its card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the refund to wait on its card");
   return { ts, approval };
 }
 

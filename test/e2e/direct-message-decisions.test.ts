@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, REQUESTER, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { type Harness, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
   directRefundScript,
   ESCALATION_NOTE,
@@ -23,11 +24,7 @@ import { runBaton } from "../support/slash-command.ts";
 const DM = "D0DMREQUESTER";
 const DECISIONS = "C0OPS";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 async function dm(h: Harness, text: string, threadTs?: string) {
   const { ts } = h.slack.addMessage({
@@ -61,12 +58,8 @@ async function escalatedByDm() {
       billing: [{ content: "I have refunded 149 USD for order 1077." }],
     }),
   });
-  current = h;
   const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   return { h, ts, escalation };
 }
 
@@ -91,12 +84,8 @@ const textsIn = (h: Harness, channel: string, ts: string) =>
 
 test("a refund over the limit asked by DM: its card goes where the billing leads are", async () => {
   const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
-  current = h;
   const ts = await dm(h, "billing: please refund order 1077, the lamp came back");
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   assert.equal(approval.card_channel, DECISIONS);
   const [card] = withAction(h.slack.callsTo("chat.postMessage"), APPROVAL_APPROVE);
   assert.equal(card?.args.channel, DECISIONS);
@@ -123,12 +112,8 @@ test("a refund over the limit asked by DM: its card goes where the billing leads
 
 test("App Home links an approver to the card of a DM's task, not to the DM", async () => {
   const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
-  current = h;
   await dm(h, "billing: please refund order 1077, the lamp came back");
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   const opened = { type: "app_home_opened", user: "U0BILLINGLEAD", tab: "home" };
   await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
   const view = await h.until("the home view", async () =>

@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { afterEach, test } from "node:test";
-import { sql } from "kysely";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsYmlWith, type Harness, SUPPORT_LANE, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
+import {
+  escalationScript,
+  missEscalationDeadline,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -18,10 +21,10 @@ afterEach(async () => {
 
 /** agents.yml with the support lane owned by the billing leads group, falling back to U0OPSMANAGER. */
 async function agentsFile() {
-  const text = (await readFile(new URL("../../agents.yml", import.meta.url), "utf8")).replace(
-    "    support:\n      channel: C0SUPPORT\n",
+  const text = agentsYmlWith([
+    SUPPORT_LANE,
     "    support:\n      groups: [S0BILLINGLEADS]\n      fallback:\n        users: [U0OPSMANAGER]\n",
-  );
+  ]);
   assert.ok(text.includes("S0BILLINGLEADS]\n      fallback"));
   return parseAgentsFile(text, "review.yml", new Set(demoTools.map((t) => t.name)));
 }
@@ -34,10 +37,7 @@ test("an owner's click still being checked when the sweep hands the escalation t
   });
   const harness = h;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await harness.until("the escalation card", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(harness);
   assert.deepEqual(escalation.owner, { kind: "group", id: "S0BILLINGLEADS" });
 
   // U0LEE (a billing lead) clicks; while Baton asks Slack who the billing leads are, the
@@ -45,11 +45,7 @@ test("an owner's click still being checked when the sweep hands the escalation t
   const groupsAsked = harness.slack.holdAnswer("usergroups.users.list");
   const clicked = harness.clickCard("U0LEE", ESCALATION_TAKE_OVER, escalation, ts);
   await groupsAsked.arrived;
-  await harness.db.db
-    .updateTable("escalations")
-    .set({ respond_by: sql`now() - interval '1 minute'` })
-    .where("id", "=", escalation.id)
-    .execute();
+  await missEscalationDeadline(harness.db.db, escalation.id);
   await enforceDeadlines(harness.baton.deps);
   const moved = await harness.db.db
     .selectFrom("escalations")

@@ -3,6 +3,7 @@ import { after, before, test } from "node:test";
 import { ESCALATION_SEND_BACK } from "../../src/slack/views/escalation-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { sendBackSubmission, taskOfThread } from "../support/scripts-humans.ts";
 import { blockActionsPayload } from "../support/slack-signing.ts";
 
@@ -39,10 +40,7 @@ after(async () => {
 
 test("an agent sent an escalation back still has the escalation's facts", async () => {
   const { ts } = await h.mention("my lamp caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   await h.click(
     blockActionsPayload({
       userId: LEAD,

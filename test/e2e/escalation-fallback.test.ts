@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
 import { afterEach, test } from "node:test";
-import { sql } from "kysely";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import {
+  agentsFileWith,
+  CHANNEL,
+  type Harness,
+  SUPPORT_LANE,
+  startHarness,
+} from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { escalationScript } from "../support/scripts-humans.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
+import { escalationScript, missEscalationDeadline } from "../support/scripts-humans.ts";
 
 // The support lane, with a fallback person: an escalation nobody picked up in time goes to them.
 
@@ -20,25 +23,17 @@ afterEach(async () => {
 
 /** An escalation to the support channel, past its respond-by, with `fallback` (U0OPSMANAGER). */
 async function escalationPastDue(fallback = ["U0OPSMANAGER"]) {
-  const text = (await readFile(new URL("../../agents.yml", import.meta.url), "utf8")).replace(
-    "    support:\n      channel: C0SUPPORT\n",
-    `    support:\n      channel: C0SUPPORT\n      fallback:\n        users: [${fallback.join(", ")}]\n`,
-  );
   const harness = await startHarness({
     script: scriptByAgent(escalationScript()),
-    agentsFile: parseAgentsFile(text, "fallback.yml", new Set(demoTools.map((t) => t.name))),
+    agentsFile: agentsFileWith([
+      SUPPORT_LANE,
+      `${SUPPORT_LANE}      fallback:\n        users: [${fallback.join(", ")}]\n`,
+    ]),
   });
   h = harness;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await harness.until("the escalation card", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await harness.db.db
-    .updateTable("escalations")
-    .set({ respond_by: sql`now() - interval '1 minute'` })
-    .where("id", "=", escalation.id)
-    .execute();
+  const escalation = await waitForEscalationCard(harness);
+  await missEscalationDeadline(harness.db.db, escalation.id);
   return { harness, ts, escalation };
 }
 

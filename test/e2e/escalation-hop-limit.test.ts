@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { ESCALATION_NOTE, sendBackSubmission, taskOfThread } from "../support/scripts-humans.ts";
 
 const agentsFile = parseAgentsFile(
@@ -33,11 +34,7 @@ policies:
   new Set(demoTools.map((t) => t.name)),
 );
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // One agent-to-agent transfer (hop 1), then an escalation (counted as hop 2). The person sends it
 // back with an instruction: the agent must get to act on it, not be stopped for "ping-pong".
@@ -65,12 +62,8 @@ test("a task a person sends back is not failed at once by the hop limit", async 
       ],
     }),
   });
-  current = h;
   const { ts } = await h.mention("where is order 1077?");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   const waiting = await taskOfThread(h.db.db, ts);
   assert.equal(waiting?.status, "waiting_human");
 

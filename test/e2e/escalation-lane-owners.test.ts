@@ -1,29 +1,20 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { afterEach, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
+import { test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsFileWith, type Harness, harnessPerTest, SUPPORT_LANE } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
 
 // Who owns an escalation is what the agents file says of its lane: every person and group it
 // names, or the members of its channel. The card sits in the task's thread, which people outside
 // the lane can see and click too.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 async function escalated(h: Harness) {
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   return { ts, escalation };
 }
 
@@ -38,7 +29,6 @@ async function statusOf(h: Harness, id: string) {
 
 test("a lane owned by a channel: only its members take the work over", async () => {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
-  current = h;
   const { ts, escalation } = await escalated(h);
   // agents.yml: support is #support's (C0SUPPORT), whose members the emulator lists.
   assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
@@ -59,13 +49,11 @@ test("a lane owned by a channel: only its members take the work over", async () 
 });
 
 test("a lane that names several people and a group: any of them may act; its channel hears of it", async () => {
-  const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-    "    support:\n      channel: C0SUPPORT\n",
+  const agentsFile = agentsFileWith([
+    SUPPORT_LANE,
     "    support:\n      users: [U0ALICE, U0BOB]\n      groups: [S0BILLINGLEADS]\n      channel: C0SUPPORT\n",
-  );
-  const agentsFile = parseAgentsFile(text, "agents.yml", demoTools);
+  ]);
   const h = await startHarness({ script: scriptByAgent(escalationScript()), agentsFile });
-  current = h;
   const { ts, escalation } = await escalated(h);
   assert.deepEqual(escalation.owner, { kind: "people", id: "U0ALICE,U0BOB,S0BILLINGLEADS" });
   const notice = await h.until("the notice in #support", async () =>

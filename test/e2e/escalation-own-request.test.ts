@@ -1,27 +1,20 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { harnessPerTest, REQUESTER } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // The support lane is owned by channel C0SUPPORT; the card is posted in the task's own thread
 // (C0ORDERS), where the customer who asked is. The customer must not be able to take the
 // escalation of their own compensation claim away from the support team.
 test("the requester cannot take over the escalation of their own request", async () => {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
 
   await h.clickCard(REQUESTER, ESCALATION_TAKE_OVER, escalation, ts);

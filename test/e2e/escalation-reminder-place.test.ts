@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { sql } from "kysely";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import {
+  agentsFileWith,
   CHANNEL,
   type Harness,
+  harnessPerTest,
   REQUESTER,
   SIGNING_SECRET,
-  startHarness,
+  SUPPORT_LANE,
 } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import {
@@ -28,11 +27,7 @@ import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
 
 const DM = "D0DMREQUESTER";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 async function dm(h: Harness, text: string) {
   const { ts } = h.slack.addMessage({ channel: DM, user: REQUESTER, text });
@@ -89,7 +84,6 @@ test("a DM's escalation to a channel's lane: the reminder pages the channel in t
       ],
     }),
   });
-  current = h;
   await dm(h, "the lamp from order 1077 caught fire, I want compensation");
   const card = await overdue(h, "escalations");
 
@@ -108,13 +102,8 @@ test("a DM's escalation to a channel's lane: the reminder pages the channel in t
 });
 
 test("a lane the file leaves out is the task's channel's: the reminder pages it in the thread", async () => {
-  const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-    "    support:\n      channel: C0SUPPORT\n",
-    "",
-  );
-  const agentsFile = parseAgentsFile(text, "agents.yml", demoTools);
+  const agentsFile = agentsFileWith([SUPPORT_LANE, ""]);
   const h = await startHarness({ script: scriptByAgent(escalationScript()), agentsFile });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
   await overdue(h, "escalations");
 
@@ -130,7 +119,6 @@ test("a lane the file leaves out is the task's channel's: the reminder pages it 
 
 test("a DM's approval handed to its fallback: the fallback is paged where the card is", async () => {
   const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
-  current = h;
   await dm(h, "billing: please refund order 1077, the lamp came back");
   await overdue(h, "approvals");
 

@@ -1,16 +1,12 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { type ScriptedToolCall, scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, taskWithStatus } from "../support/observe.ts";
 import { blockTexts, cardWithButton } from "../support/scripts-humans.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 // A note Baton refuses: no requester, no recommended action, confidence in words.
 const badEscalation = (lane: string): ScriptedToolCall => ({
@@ -25,7 +21,6 @@ async function threeRefusedEscalations(lanes: [string, string, string]) {
       "customer-service": lanes.map((lane) => ({ toolCalls: [badEscalation(lane)] })),
     }),
   });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
   const task = await h.until("the task to stop or wait on a person", () =>
     taskWithStatus(h.db.db, ts, "waiting_human", "failed", "done"),

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { auditStory, whoProcessed, whoProcessedText } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
@@ -8,8 +8,9 @@ import {
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   blocksOf,
   blockTexts,
@@ -24,27 +25,19 @@ import {
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 /** A fresh Baton, emulator and database per case. */
 async function start(): Promise<Harness> {
-  current = await startHarness({ script: scriptByAgent(orderReturnScript()) });
-  return current;
+  return startHarness({ script: scriptByAgent(orderReturnScript()) });
 }
 
 /** Flow 2 up to the gate: the refund is parked on a card in the thread, the task waits. */
 async function parkedRefund(harness: Harness) {
   const { status, ts } = await harness.mention("I'd like to return order 1077, please refund me");
   assert.equal(status, 200);
-  const approval = await harness.until("the refund to wait for approval", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    // The card's ts is remembered once it is in Slack: a decision updates that message.
-    return row?.card_ts ? row : undefined;
-  });
+  // The card's ts is remembered once it is in Slack: a decision updates that message.
+  const approval = await waitForApprovalCard(harness, "the refund to wait for approval");
   const task = await taskOfThread(harness.db.db, ts);
   assert.ok(task);
   assert.equal(task.status, "waiting_human");

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import {
   ESCALATION_SEND_BACK,
   ESCALATION_TAKE_OVER,
 } from "../../src/slack/views/escalation-card.ts";
 import { SEND_BACK_AGENT_BLOCK, SEND_BACK_CALLBACK } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
+import { CHANNEL, type Harness, harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import {
   blocksOf,
   blockTexts,
@@ -20,23 +21,15 @@ import {
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload } from "../support/slack-signing.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 const SUPPORT_LEAD = "U0SUPPORTLEAD";
 
 /** Customer Service escalates a sensitive case; the card waits in the thread for a person. */
 async function escalated() {
   const h = await startHarness({ script: scriptByAgent(escalationScript()) });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card to be in Slack", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h, "the escalation card to be in Slack");
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
   assert.equal(escalation.status, "open");
@@ -372,12 +365,8 @@ test("an escalation to a named person: someone else is refused (ephemeral, audit
     ],
   };
   const h = await startHarness({ script: scriptByAgent(toOperations) });
-  current = h;
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   // agents.yml: the operations lane names U0OPSMANAGER.
   assert.deepEqual(escalation.owner, { kind: "user", id: "U0OPSMANAGER" });
   const click = (userId: string, actionId: string) =>

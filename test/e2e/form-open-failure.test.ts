@@ -3,6 +3,7 @@ import { after, before, test } from "node:test";
 import { APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { directRefundScript } from "../support/scripts-humans.ts";
 
 // Reject opens a form for the reason once Slack has the click's answer. A form Slack does not open
@@ -18,10 +19,7 @@ after(async () => {
 
 test("a Reject whose form does not open tells the approver that nothing was done", async () => {
   const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   h.slack.failNext("views.open", { error: "expired_trigger_id" });
   await h.clickCard("U0LEE", APPROVAL_REJECT, approval, ts);
   const told = await h.until("the approver to be told", async () =>

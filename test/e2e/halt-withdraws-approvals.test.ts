@@ -5,11 +5,12 @@ import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { type ChatRequest, scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
   blockTexts,
   buttonsOf,
-  REFUND_ARGS,
+  refundCall,
   refundsOf,
   settledTask,
   taskOfThread,
@@ -26,7 +27,7 @@ before(async () => {
   h = await startHarness({
     script: scriptByAgent({
       billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        refundCall(),
         (request) => {
           seen.push(request);
           return { content: "I could not refund order 1077: ask again if it is still needed." };
@@ -41,10 +42,7 @@ after(async () => {
 
 test("a task that stops withdraws the approvals it waits on; a late click does nothing", async () => {
   const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
-  const approval = await h.until("the refund to wait on its card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the refund to wait on its card");
   const task = await taskOfThread(h.db.db, ts);
   assert.ok(task);
 

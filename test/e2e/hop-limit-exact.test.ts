@@ -1,20 +1,13 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsFileWith, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, taskInThread } from "../support/observe.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 
 // Flow 1 is exactly four handoffs: CS → F → I → F → CS. With hop_limit: 4 no handoff goes past
 // the limit, yet Customer Service, handed the finished work back, is never asked to answer.
-const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-  "hop_limit: 12",
-  "hop_limit: 4",
-);
-const agentsFile = parseAgentsFile(text, "agents-hop4.yml", demoTools);
+const agentsFile = agentsFileWith(["hop_limit: 12", "hop_limit: 4"]);
 
 let h: Harness;
 before(async () => {

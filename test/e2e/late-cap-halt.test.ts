@@ -4,6 +4,7 @@ import { haltTask } from "../../src/runtime/halt.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
 
 // A cost cap is checked on a run's copy of its task. A halt that lands after a person took the task
@@ -23,10 +24,7 @@ after(async () => {
 
 test("a cap halt landing on a task a person took over leaves it with them", async () => {
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(h);
   await h.clickCard(SUPPORT_LEAD, ESCALATION_TAKE_OVER, escalation, ts);
   const held = await h.until("the lead to hold the task", async () => {
     const task = await taskOfThread(h.db.db, ts);

@@ -4,6 +4,7 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
   escalationScript,
   finishedTask,
@@ -36,10 +37,7 @@ test("an approved write that ran is counted in baton_tool_calls_total", async ()
   const harness = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   h = harness;
   const { ts } = await harness.mention("I'd like to return order 1077, please refund me");
-  const approval = await harness.until("approval", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(harness, "approval");
   await harness.clickCard("U0LEE", APPROVAL_APPROVE, approval, ts);
   await harness.until("finish", () => finishedTask(harness.db.db, ts));
   const row = await harness.db.db
@@ -59,10 +57,7 @@ test("a task a person closes with /baton done is counted in baton_tasks_finished
   const harness = await startHarness({ script: scriptByAgent(escalationScript()) });
   h = harness;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await harness.until("card", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(harness, "card");
   const task = await taskOfThread(harness.db.db, ts);
   assert.ok(task);
   await harness.clickCard("U0SUPPORTLEAD", ESCALATION_TAKE_OVER, escalation, ts);

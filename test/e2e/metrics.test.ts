@@ -1,21 +1,16 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { type Harness, SIGNING_SECRET, startHarness } from "../support/harness.ts";
+import { type Harness, harnessPerTest, SIGNING_SECRET } from "../support/harness.ts";
 import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
-import { taskWithStatus } from "../support/observe.ts";
+import { taskWithStatus, waitForApprovalCard } from "../support/observe.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript } from "../support/scripts-humans.ts";
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 async function start(script: Record<string, AgentReply[]>): Promise<Harness> {
-  current = await startHarness({ script: scriptByAgent(script) });
-  return current;
+  return startHarness({ script: scriptByAgent(script) });
 }
 
 async function scrape(h: Harness): Promise<{ text: string; samples: Sample[] }> {
@@ -139,10 +134,7 @@ test("/metrics serves Node's process metrics under the names standard dashboards
 test("a waiting approval shows in the gauges, and its decision time once the agent resumes", async () => {
   const h = await start(orderReturnScript());
   const { ts } = await h.mention("I'd like to return order 1077, please refund me");
-  const approval = await h.until("the refund to wait for approval", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h, "the refund to wait for approval");
 
   const waiting = (await scrape(h)).samples;
   assert.equal(sampleSum(waiting, "baton_approvals_waiting"), 1);

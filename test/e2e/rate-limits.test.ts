@@ -1,21 +1,16 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile, RateLimits } from "../../src/config/agents-schema.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import {
-  CHANNEL,
-  type Harness,
-  REQUESTER,
-  SIGNING_SECRET,
-  startHarness,
-} from "../support/harness.ts";
+import { CHANNEL, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
 import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
 import {
   auditKinds,
   finishedTask,
   lastToolMessage,
+  refundCall,
   refundsOf,
   taskOfThread,
   toolCallsOf,
@@ -24,11 +19,7 @@ import { appMentionEvent, deliverEvent, messageEvent } from "../support/slack-si
 
 // policies.rate_limits: a tool's runs across all tasks, and the new tasks one person may start.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 const HOUR = 3_600_000;
 
@@ -46,12 +37,11 @@ async function withLimits(rateLimits: Partial<RateLimits>): Promise<AgentsFile> 
 test("a tool past its rate limit is refused in another task, recorded, and the model is told", async () => {
   const refund = { order_id: "1077", amount_usd: 40, reason: "Scratched on arrival" };
   const answer: AgentReply = (request) => ({ content: `Result: ${lastToolMessage(request)}` });
-  const call: AgentReply = { toolCalls: [{ name: "issue_refund", arguments: refund }] };
+  const call = refundCall(refund);
   const h = await startHarness({
     script: scriptByAgent({ billing: [call, answer, call, answer] }),
     agentsFile: await withLimits({ tools: [{ tool: "issue_refund", max: 1, per: HOUR }] }),
   });
-  current = h;
 
   const first = await h.mention("billing: refund 40 USD on order 1077, it came scratched");
   const firstTask = await h.until("the first refund", () => finishedTask(h.db.db, first.ts));
@@ -87,7 +77,6 @@ test("a person past new_tasks_per_person is told and no task starts; replies and
     script: scriptByAgent({ "customer-service": Array.from({ length: 5 }, () => hello) }),
     agentsFile: await withLimits({ new_tasks_per_person: { max: 2, per: HOUR } }),
   });
-  current = h;
 
   const one = await h.mention("where is order 1042?");
   await h.mention("and order 1077?");
@@ -152,7 +141,6 @@ test("a read tool with a rate limit is counted in its turn's transaction too", a
     script: scriptByAgent({ "customer-service": [lookup("1042"), lookup("1077"), answer] }),
     agentsFile: await withLimits({ tools: [{ tool: "lookup_order", max: 1, per: HOUR }] }),
   });
-  current = h;
   const { ts } = await h.mention("where are orders 1042 and 1077?");
   const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
   assert.deepEqual(

@@ -8,6 +8,7 @@ import {
 } from "../../src/slack/views/reject-modal.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { directRefundScript } from "../support/scripts-humans.ts";
 import { viewSubmissionPayload } from "../support/slack-signing.ts";
 
@@ -32,10 +33,7 @@ async function parkedWithSlowGroup() {
   const harness = await startHarness({ script: scriptByAgent(directRefundScript()) });
   h = harness;
   const { ts } = await harness.mention("billing: please refund order 1077, the lamp came back");
-  const approval = await harness.until("the approval card", async () => {
-    const row = await harness.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(harness);
   assert.equal(harness.slack.callsTo("usergroups.users.list").length, 0, "no list cached yet");
   const slowGroup = harness.slack.holdAnswer("usergroups.users.list");
   releaseGroup = slowGroup.release;

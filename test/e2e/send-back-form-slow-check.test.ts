@@ -4,6 +4,7 @@ import { ESCALATION_SEND_BACK } from "../../src/slack/views/escalation-card.ts";
 import { SEND_BACK_CALLBACK } from "../../src/slack/views/reject-modal.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
 import { escalationScript, sendBackSubmission } from "../support/scripts-humans.ts";
 
 // Send back, like Reject, checked the clicker before opening its form, and the check of a lane
@@ -26,10 +27,7 @@ async function escalatedWithSlowChannel() {
   const harness = await startHarness({ script: scriptByAgent(escalationScript()) });
   h = harness;
   const { ts } = await harness.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await harness.until("the escalation card", async () => {
-    const row = await harness.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const escalation = await waitForEscalationCard(harness);
   const slow = harness.slack.holdAnswer("conversations.members");
   releaseMembers = slow.release;
   return { h: harness, ts, escalation, slow };

@@ -4,6 +4,7 @@ import { sql } from "kysely";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { resetFlow1Data, whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
@@ -106,10 +107,7 @@ test("Socket Mode: an approval click arrives as an interactive envelope, is ackn
     const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
     const mention = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }));
     assert.ok(await billing.slack.socketMode.send("events_api", mention));
-    const approval = await billing.until("the refund to wait on its card", async () => {
-      const row = await billing.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-      return row?.card_ts ? row : undefined;
-    });
+    const approval = await waitForApprovalCard(billing, "the refund to wait on its card");
     const click = blockActionsPayload({
       userId: "U0LEE",
       actionId: APPROVAL_APPROVE,

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { orderReturnScript } from "../support/scripts-humans.ts";
 import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
 
@@ -21,10 +22,7 @@ test("Socket Mode: a click decided during a stop is acknowledged to Slack", asyn
     const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
     const mention = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }));
     assert.ok(await billing.slack.socketMode.send("events_api", mention));
-    const approval = await billing.until("the refund to wait on its card", async () => {
-      const row = await billing.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-      return row?.card_ts ? row : undefined;
-    });
+    const approval = await waitForApprovalCard(billing, "the refund to wait on its card");
     const held = billing.slack.holdAnswer("usergroups.users.list");
     const click = blockActionsPayload({
       userId: "U0LEE",

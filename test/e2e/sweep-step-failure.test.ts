@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { sql } from "kysely";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { insertOrderTask } from "../support/db.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { auditEvents } from "../support/observe.ts";
-import { escalationScript } from "../support/scripts-humans.ts";
+import { auditEvents, waitForEscalationCard } from "../support/observe.ts";
+import { escalationScript, missEscalationDeadline } from "../support/scripts-humans.ts";
 
 // The sweep's steps are independent: the job queue failing for one orphaned task stopped the
 // sweep there, so no stranded Slack message was delivered and no deadline was enforced.
@@ -21,15 +20,8 @@ after(async () => {
 
 test("a sweep whose job queue fails for an orphaned task still enforces the deadlines", async () => {
   const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-  const escalation = await h.until("the escalation card", async () => {
-    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
-  await h.db.db
-    .updateTable("escalations")
-    .set({ respond_by: sql`now() - interval '1 minute'` })
-    .where("id", "=", escalation.id)
-    .execute();
+  const escalation = await waitForEscalationCard(h);
+  await missEscalationDeadline(h.db.db, escalation.id);
   // An active task no run holds, and a queue that fails for it.
   await insertOrderTask(h.db.db, `${ts}9`);
   const queue = h.baton.deps.queue;

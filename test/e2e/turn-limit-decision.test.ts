@@ -1,22 +1,15 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsFileWith, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { postsInThread, taskWithStatus } from "../support/observe.ts";
-import { REFUND_ARGS, refundsOf } from "../support/scripts-humans.ts";
+import { postsInThread, taskWithStatus, waitForApprovalCard } from "../support/observe.ts";
+import { refundCall, refundsOf } from "../support/scripts-humans.ts";
 
 // turn_limit 3: billing uses its 3 turns (the last asks for the refund), a lead approves. The
 // decision starts the count afresh: the agent checks the order once more and answers (2 turns, under
 // the limit). Before, the approved refund ran and the task was then failed for its turns.
-const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-  "turn_limit: 25",
-  "turn_limit: 3",
-);
-const agentsFile = parseAgentsFile(text, "agents-turns.yml", demoTools);
+const agentsFile = agentsFileWith(["turn_limit: 25", "turn_limit: 3"]);
 assert.equal(agentsFile.defaults.turn_limit, 3, "agents.yml no longer sets turn_limit: 25");
 let h: Harness;
 before(async () => {
@@ -26,7 +19,7 @@ before(async () => {
       billing: [
         { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
         { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+        refundCall(),
         { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
         { content: "Refunded 149 USD." },
       ],
@@ -39,10 +32,7 @@ after(async () => {
 
 test("after a decision the count starts afresh: two turns after it are within a limit of 3", async () => {
   const { ts } = await h.mention("billing: please refund order 1077");
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
   await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
   const settled = await h.until(

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { parseAgentsFile } from "../../src/config/agents-file.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { agentsFileWith, type Harness, startHarness } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import { auditEvents, postsInThread, taskWithStatus } from "../support/observe.ts";
 
@@ -12,11 +9,7 @@ import { auditEvents, postsInThread, taskWithStatus } from "../support/observe.t
 // calls and 600,000 tokens later the task still ran, each call resending the whole stint.
 
 const TURN_LIMIT = 5;
-const text = readFileSync(new URL("../../agents.yml", import.meta.url), "utf8").replace(
-  "turn_limit: 25",
-  `turn_limit: ${TURN_LIMIT}`,
-);
-const agentsFile = parseAgentsFile(text, "agents-turns.yml", demoTools);
+const agentsFile = agentsFileWith(["turn_limit: 25", `turn_limit: ${TURN_LIMIT}`]);
 const script: Script = () => ({
   toolCalls: [{ name: "lookup_order", arguments: { order_id: "1042" } }],
 });

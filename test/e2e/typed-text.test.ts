@@ -3,6 +3,7 @@ import { after, before, test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import { directRefundScript, finishedTask, taskOfThread } from "../support/scripts-humans.ts";
 import { blockActionsPayload } from "../support/slack-signing.ts";
 import { runBaton } from "../support/slash-command.ts";
@@ -15,10 +16,7 @@ before(async () => {
   // Slack sends message text with &, < and > escaped: the person typed "Tom & Jerry <3".
   const { ts } = await h.mention("billing: please refund order 1077, Tom &amp; Jerry &lt;3");
   threadTs = ts;
-  const approval = await h.until("the approval card", async () => {
-    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
-    return row?.card_ts ? row : undefined;
-  });
+  const approval = await waitForApprovalCard(h);
   await h.click(
     blockActionsPayload({
       userId: "U0LEE",

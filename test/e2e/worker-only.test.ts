@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import { insertOrderTask } from "../support/db.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
@@ -9,11 +9,7 @@ import { finishedTask } from "../support/scripts-humans.ts";
 // BATON_HTTP=0 makes a worker-only replica: it takes no Slack events, over HTTP or Socket Mode,
 // and works the tasks other replicas accepted.
 
-let current: Harness | undefined;
-afterEach(async () => {
-  await current?.close();
-  current = undefined;
-});
+const startHarness = harnessPerTest();
 
 for (const socketMode of [false, true])
   test(`a worker-only replica${socketMode ? " with an app-level token" : ""} takes no events and works queued tasks`, async () => {
@@ -22,7 +18,6 @@ for (const socketMode of [false, true])
       socketMode,
       workerOnly: true,
     });
-    current = h;
     assert.equal(h.baton.port, undefined);
     assert.deepEqual(h.slack.callsTo("apps.connections.open"), [], "no Socket Mode connection");
     await assert.rejects(fetch(h.endpoint, { method: "POST", body: "{}" }), "no HTTP port");

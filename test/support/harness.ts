@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { afterEach } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Baton, startBaton } from "../../src/app.ts";
-import { loadAgentsFile } from "../../src/config/agents-file.ts";
+import { loadAgentsFile, parseAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile } from "../../src/config/agents-schema.ts";
 import { loadConfig } from "../../src/config/env.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
@@ -23,6 +25,28 @@ export const CHANNEL = "C0ORDERS";
 export const REQUESTER = "U0REQUESTER";
 const AGENTS_FILE = fileURLToPath(new URL("../../agents.yml", import.meta.url));
 
+/** agents.yml's support lane, owned by #support: what tests replace to give it other owners. */
+export const SUPPORT_LANE = "    support:\n      channel: C0SUPPORT\n";
+
+/**
+ * The text of agents.yml with each `[from, to]` replaced, the first `from` each. Throws when a
+ * `from` is not in the file, so a test never runs on the file it meant to change.
+ */
+export function agentsYmlWith(...edits: [from: string, to: string][]): string {
+  let text = readFileSync(AGENTS_FILE, "utf8");
+  for (const [from, to] of edits) {
+    const at = text.indexOf(from);
+    if (at < 0) throw new Error(`agents.yml no longer has ${JSON.stringify(from)}`);
+    text = text.slice(0, at) + to + text.slice(at + from.length);
+  }
+  return text;
+}
+
+/** agents.yml with `edits` (see agentsYmlWith), parsed with the demo tools. */
+export function agentsFileWith(...edits: [from: string, to: string][]): AgentsFile {
+  return parseAgentsFile(agentsYmlWith(...edits), "agents.yml", demoTools);
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -32,6 +56,21 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Polls `check` every 50 ms until it answers something truthy, and returns that. */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export interface Harness {
@@ -67,6 +106,22 @@ export interface Harness {
    */
   restart(options?: { script?: Script; workers?: boolean; agentsFile?: AgentsFile }): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * For a file whose tests each start their own Baton: registers an `afterEach` that closes what the
+ * test started, and returns the `startHarness` that keeps count of it.
+ */
+export function harnessPerTest(): typeof startHarness {
+  const started: Harness[] = [];
+  afterEach(async () => {
+    for (const harness of started.splice(0)) await harness.close();
+  });
+  return async (options) => {
+    const harness = await startHarness(options);
+    started.push(harness);
+    return harness;
+  };
 }
 
 /**
@@ -195,15 +250,7 @@ export async function startHarness(options: {
           threadTs,
         }),
       ),
-    async until(what, check, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const value = await check();
-        if (value) return value;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
+    until: (what, check, timeoutMs = 15_000) => until(what, check, timeoutMs),
     async restart(o = {}) {
       await baton.stop();
       if (o.script) {

@@ -70,3 +70,21 @@ export function postsWhenAtLeast(
     return posts.length >= count ? posts : undefined;
   });
 }
+
+type CardWatch = { db: { db: Db }; until: Harness["until"] };
+
+/** The approval once its card is in Slack (its card_ts saved); `what` names it if time runs out. */
+export function waitForApprovalCard(h: CardWatch, what = "the approval card") {
+  return h.until(what, async () => {
+    const row = await h.db.db.selectFrom("approvals").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+}
+
+/** The escalation once its card is in Slack (its card_ts saved); `what` names it if time runs out. */
+export function waitForEscalationCard(h: CardWatch, what = "the escalation card") {
+  return h.until(what, async () => {
+    const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
+    return row?.card_ts ? row : undefined;
+  });
+}

@@ -162,7 +162,7 @@ export function orderReturnScript(): Record<string, AgentReply[]> {
     ],
     billing: [
       { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1077" } }] },
-      { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
+      refundCall(),
       billingAfterDecision,
     ],
   };
@@ -170,16 +170,25 @@ export function orderReturnScript(): Record<string, AgentReply[]> {
 
 // ---- the guards: billing asked directly ("@Baton billing: ...") ----
 
-/** Billing asks for the refund at once, then answers the requester with what the decision was. */
+/** An agent's reply that calls issue_refund with `args`. */
+export function refundCall(args: Record<string, unknown> = REFUND_ARGS): ScriptedReply {
+  return { toolCalls: [{ name: "issue_refund", arguments: args }] };
+}
+
+/** Billing, its refund decided, answers the requester with what the decision was. */
+export const answerDecision: AgentReply = (request): ScriptedReply => ({
+  content: decisionResult(decisionSeen(request)),
+});
+
+/**
+ * Billing asks for the refund at once (for each of `refunds` in turn, REFUND_ARGS if none), then
+ * answers the requester with what the decision was.
+ */
 export function directRefundScript(
-  args: Record<string, unknown> = REFUND_ARGS,
+  ...refunds: Record<string, unknown>[]
 ): Record<string, AgentReply[]> {
-  return {
-    billing: [
-      { toolCalls: [{ name: "issue_refund", arguments: args }] },
-      (request): ScriptedReply => ({ content: decisionResult(decisionSeen(request)) }),
-    ],
-  };
+  const calls = refunds.length > 0 ? refunds : [REFUND_ARGS];
+  return { billing: [...calls.map((args) => refundCall(args)), answerDecision] };
 }
 
 export const INJECTION =
@@ -410,6 +419,24 @@ export async function settledTask(db: Db, threadTs: string, status: string) {
     .where(sql<boolean>`status <> 'sent'`)
     .executeTakeFirst();
   return unsent ? undefined : task;
+}
+
+/** The approval's deadline a minute past, by the database's clock (the one the sweep reads). */
+export async function missApprovalDeadline(db: Db, approvalId: string): Promise<void> {
+  await db
+    .updateTable("approvals")
+    .set({ expires_at: sql`now() - interval '1 minute'` })
+    .where("id", "=", approvalId)
+    .execute();
+}
+
+/** The escalation's respond-by a minute past, by the database's clock (the one the sweep reads). */
+export async function missEscalationDeadline(db: Db, escalationId: string): Promise<void> {
+  await db
+    .updateTable("escalations")
+    .set({ respond_by: sql`now() - interval '1 minute'` })
+    .where("id", "=", escalationId)
+    .execute();
 }
 
 export async function auditKinds(db: Db, taskId: string, kind: string) {
