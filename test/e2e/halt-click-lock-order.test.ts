@@ -6,7 +6,7 @@ import { resumeAfterDecision } from "../../src/runtime/approval-deadline.ts";
 import { markDeadLettered } from "../../src/runtime/dead-letters.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { REFUND_ARGS, taskOfThread } from "../support/scripts-humans.ts";
+import { refundCall, taskOfThread } from "../support/scripts-humans.ts";
 
 // A click locks its approval, then the task; a task that stops locked the task, then its pending
 // approvals, so a click and a stop at the same moment waited on each other until Postgres killed
@@ -16,10 +16,7 @@ let h: Harness;
 before(async () => {
   h = await startHarness({
     script: scriptByAgent({
-      billing: [
-        { toolCalls: [{ name: "issue_refund", arguments: REFUND_ARGS }] },
-        { content: "Refunded." },
-      ],
+      billing: [refundCall(), { content: "Refunded." }],
     }),
   });
 });
@@ -34,10 +31,17 @@ test("a click and a stop at the same moment both finish: the click decides, the 
     const task = await taskOfThread(h.db.db, ts);
     return row?.card_ts && task?.lease_owner === null ? row : undefined;
   });
+  // No job workers from here on: the decision's job must not start a run, whose lease would make
+  // the stop leave the task to it (a dead letter stops only a task no run drives).
+  await h.restart({ workers: false });
   const deps = h.baton.deps;
   let release!: () => void;
   const gate = new Promise<void>((resolve) => {
     release = resolve;
+  });
+  let hasDecided!: () => void;
+  const clickDecided = new Promise<void>((resolve) => {
+    hasDecided = resolve;
   });
   // The click's transaction as decideApproval (src/runtime/approvals.ts) runs it, held open
   // between its two statements while the stop starts.
@@ -49,15 +53,14 @@ test("a click and a stop at the same moment both finish: the click decides, the 
       checkedApprovers: approval.approvers,
     });
     assert.ok(row);
+    hasDecided();
     await gate;
     await resumeAfterDecision(deps, tx, row, { by: "U0LEE", reason: null });
   });
-  await h.until("the click to hold the approval's lock", async () => {
-    const { rows } = await sql<{ n: number }>`
-      select count(*)::int as n from pg_locks l join pg_class c on c.oid = l.relation
-      where c.relname = 'approvals' and l.mode = 'RowExclusiveLock' and l.granted`.execute(h.db.db);
-    return (rows[0]?.n ?? 0) > 0;
-  });
+  // The click holds the approval's row (and its transaction began) before the stop is asked: the
+  // stop's "failed at" comes after it, as a dead letter's does. (Polling pg_locks could see another
+  // session's lock on approvals, such as a delivery stamping a card's ts, and ask the stop first.)
+  await clickDecided;
   const halt = markDeadLettered(deps, approval.task_id, "the job died", new Date());
   await h.until("the stop to wait on the click", async () => {
     const { rows } = await sql<{ n: number }>`
