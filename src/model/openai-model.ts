@@ -156,21 +156,28 @@ function usageOf(
   request: ModelRequest,
 ): ModelReply["usage"] {
   const usage = response.usage as { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
-  const sent = messageChars(request.messages) + toolChars(request.tools);
-  const received = receivedChars(response.choices?.[0]?.message);
+  // Characters are counted only for a side the server did not count: not on every call.
+  const sent = () => messageChars(request.messages) + toolChars(request.tools);
+  const received = () => receivedChars(response.choices?.[0]?.message);
   const prompt = counted(usage?.prompt_tokens, sent);
   const completion = counted(usage?.completion_tokens, received);
   return {
-    promptTokens: prompt ?? estimatedTokens(sent),
-    completionTokens: completion ?? estimatedTokens(received),
-    ...((prompt === undefined || completion === undefined) && { estimated: true as const }),
+    promptTokens: prompt.tokens,
+    completionTokens: completion.tokens,
+    ...((prompt.estimated || completion.estimated) && { estimated: true as const }),
   };
 }
 
-/** A count the server sent; undefined when it sent none, or 0 of characters that were there. */
-function counted(count: unknown, chars: number): number | undefined {
-  if (typeof count !== "number" || !Number.isFinite(count) || count < 0) return undefined;
-  return count === 0 && chars > 0 ? undefined : Math.round(count);
+/**
+ * A side's tokens: the server's count, or an estimate from its characters when it sent none, or 0
+ * of characters that were there.
+ */
+function counted(count: unknown, chars: () => number): { tokens: number; estimated: boolean } {
+  if (typeof count === "number" && Number.isFinite(count) && count > 0)
+    return { tokens: Math.round(count), estimated: false };
+  const n = chars();
+  if (count === 0 && n === 0) return { tokens: 0, estimated: false };
+  return { tokens: estimatedTokens(n), estimated: true };
 }
 
 /** The characters the model wrote, as sent: its text, refusal, reasoning and calls, all billed. */
