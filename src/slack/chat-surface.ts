@@ -36,8 +36,9 @@ export interface SlackChatSurfaceOptions {
   /**
    * A client whose 429s fail at once with Slack's Retry-After (`rejectRateLimitedCalls`), where
    * `client` would wait them out and pause its other calls meanwhile: for the outbox's other calls
-   * (it waits a 429 out itself, holding no lock) and App Home's member lookups (which show less
-   * rather than keep the person waiting). Default: `client`.
+   * (a run waits a 429 out itself, holding no lock; a sweep leaves the row to the next sweep) and
+   * App Home's member lookups (which show less rather than keep the person waiting). Default:
+   * `client`.
    */
   noWaitClient?: webApi.WebClient;
   /** Baton's ids from auth.test, if known: findPosted accepts only messages it posted. */
