@@ -28,6 +28,16 @@ test("a job whose worker died records one failed try, and none again when pg-bos
 
   const ts = await rig.mention("where is order 1042?");
   const task = await untilCrash("the answer", () => taskWithStatus(db.db, ts, "done"));
+  // Given up by its run: a reply while the run still held it would be queued twice (by the
+  // accept, and by the release that finds it open again), and two jobs would die with the worker.
+  await untilCrash("the answered task to be let go", async () => {
+    const row = await db.db
+      .selectFrom("tasks")
+      .select("lease_owner")
+      .where("id", "=", task.id)
+      .executeTakeFirst();
+    return row?.lease_owner === null;
+  });
 
   // A reply opens the task again; its job's run is at the model when the process is killed.
   await rig.reply(ts, "and 1078?");
