@@ -236,7 +236,6 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
             {
               db: deps.db,
               log,
-              clock: deps.clock,
               // As reloaded since; its schedule is the one the scheduler started with.
               agentsFile: deps.agents.file,
               chat: deps.chat,

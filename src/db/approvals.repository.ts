@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type NotNull, sql } from "kysely";
 import type { AskerRole, Askers } from "../core/policy.ts";
 import type { Executor, Tx } from "./database.ts";
 
@@ -162,6 +162,7 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
           ]),
     )
     .returningAll()
+    .$narrowType<{ decided_at: NotNull }>()
     .executeTakeFirst();
 }
 
@@ -192,6 +193,7 @@ export async function withdrawPendingApprovals(tx: Executor, taskId: string) {
     .where("task_id", "=", taskId)
     .where("status", "=", "pending")
     .returningAll()
+    .$narrowType<{ decided_at: NotNull }>()
     .execute();
 }
 

@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type NotNull, sql } from "kysely";
 import type { Executor, Tx } from "./database.ts";
 
 /**
@@ -49,6 +49,10 @@ export async function findEscalation(db: Executor, id: string) {
   return db.selectFrom("escalations").selectAll().where("id", "=", id).executeTakeFirst();
 }
 
+/**
+ * Decides an escalation once, stamped by the database's clock: its card shows the time returned,
+ * so every replica shows the same one.
+ */
 export async function decideEscalation(
   tx: Tx,
   id: string,
@@ -56,7 +60,6 @@ export async function decideEscalation(
     status: "taken_over" | "sent_back";
     by: string;
     decision: Record<string, unknown>;
-    now: Date;
     /**
      * What the click was authorized against: open under this owner (a sweep may have moved it to
      * its fallback since), or taken over by this person (who now hands the work on).
@@ -72,7 +75,7 @@ export async function decideEscalation(
     .set({
       status: decision.status,
       decided_by: decision.by,
-      decided_at: decision.now,
+      decided_at: sql<Date>`now()`,
       decision: JSON.stringify(decision.decision),
     })
     .where("id", "=", id)
@@ -87,6 +90,7 @@ export async function decideEscalation(
         : q.where("decided_by", "=", checked.by),
     )
     .returningAll()
+    .$narrowType<{ decided_at: NotNull }>()
     .executeTakeFirst();
 }
 

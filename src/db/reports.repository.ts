@@ -183,6 +183,15 @@ export type ProcessedCall = Awaited<ReturnType<typeof toolCallsOf>>[number];
 
 export const OPEN = ["active", "waiting_human"];
 
+/**
+ * The database's time now (in a transaction, when it began): the digest judges what is stale by
+ * the clock that stamped the rows, which every replica shares, not by its own.
+ */
+export async function databaseNow(db: Executor): Promise<Date> {
+  const row = await db.selectNoFrom(sql<Date>`now()`.as("now")).executeTakeFirstOrThrow();
+  return row.now;
+}
+
 /** Open tasks idle since before `olderThan`, oldest first: a range scan of tasks_open_activity_idx. */
 export function staleTasksQuery(db: Executor, olderThan: Date, limit: number) {
   return db

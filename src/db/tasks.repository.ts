@@ -1,4 +1,4 @@
-import { type ExpressionBuilder, sql } from "kysely";
+import { type ExpressionBuilder, type NotNull, sql } from "kysely";
 import { type Executor, lastStatement, statement, type Tx } from "./database.ts";
 import {
   type AuditInput,
@@ -214,6 +214,18 @@ export interface TaskChanges {
 
 export async function updateTask(tx: Tx, id: string, changes: TaskChanges): Promise<void> {
   await tx.updateTable("tasks").set(taskChangesSet(changes)).where("id", "=", id).execute();
+}
+
+/** Closes the task as done; returns when, by the database's clock. */
+export async function markTaskDone(tx: Tx, id: string): Promise<Date> {
+  const row = await tx
+    .updateTable("tasks")
+    .set(taskChangesSet({ status: "done" }))
+    .where("id", "=", id)
+    .returning("closed_at")
+    .$narrowType<{ closed_at: NotNull }>()
+    .executeTakeFirstOrThrow();
+  return row.closed_at;
 }
 
 /** The SET clause of a task update: counters are added in SQL, so concurrent turns never lose one. */

@@ -172,13 +172,13 @@ async function escalateApproval(
 export async function resumeAfterDecision(
   deps: RuntimeDeps,
   tx: Parameters<typeof approvalsDb.decideApproval>[0],
-  row: ApprovalRow,
+  row: ApprovalRow & { decided_at: Date },
   decision: { by: string | null; reason: string | null },
 ): Promise<void> {
   const task = await lockTask(tx, row.task_id);
   if (!task) return;
   const agent = deps.agents.persona(row.agent_id);
-  const at = (row.decided_at ?? deps.clock.now()).toISOString();
+  const at = row.decided_at.toISOString();
   const state: ApprovalState =
     row.status === "approved"
       ? { status: "approved", by: decision.by ?? "", at }

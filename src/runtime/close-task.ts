@@ -3,7 +3,7 @@ import { audit } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import { resolveTaskRef } from "../db/reports.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
+import { findTask, lockTask, markTaskDone } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
@@ -41,7 +41,7 @@ export async function closeTask(
     if (!task) return { outcome: "not_found" as const };
     // Changed hands since the check (sent back to an agent, closed): judge it again.
     if (task.status !== found.status || task.owner_id !== found.owner_id) return undefined;
-    await updateTask(tx, task.id, { status: "done" });
+    const closedAt = await markTaskDone(tx, task.id);
     await audit(tx, {
       taskId: task.id,
       actor: { kind: "human", id: input.userId },
@@ -57,7 +57,7 @@ export async function closeTask(
       }),
     ];
     // The escalation card stops offering to hand the work to an agent.
-    const closed = { by: input.userId, at: deps.clock.now().toISOString() };
+    const closed = { by: input.userId, at: closedAt.toISOString() };
     const card = await takenOverCard(deps, tx, task, closed);
     await enqueueOutbox(tx, card ? [...messages, card] : messages);
     return { outcome: "closed" as const, title: task.title };

@@ -1,11 +1,12 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
 import { type DigestInput, isDigestEmpty } from "../core/digest.ts";
-import type { ChatIntent, ChatSurface, Clock } from "../core/ports.ts";
+import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import { askersOf } from "../db/approvals.repository.ts";
 import type { Db, Tx } from "../db/database.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import {
   claimScheduledRun,
+  databaseNow,
   failedTasks,
   finishScheduledRun,
   previousFireAt,
@@ -30,7 +31,8 @@ import { deliverOutbox } from "./outbox.ts";
 export interface DigestDeps {
   db: Db;
   log: Logger;
-  clock: Clock;
+  /** Tests only: the time to judge staleness at, instead of the database's now. */
+  asOf?: Date;
   agentsFile: AgentsFile;
   /** Without it the digest waits in the outbox for the app's deliverer. */
   chat?: ChatSurface;
@@ -105,7 +107,7 @@ const EMPTY: DigestResult = {
 
 async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Digest> {
   const config = deps.agentsFile.digest;
-  const now = deps.clock.now();
+  const now = deps.asOf ?? (await databaseNow(tx));
   const since =
     (await previousFireAt(tx, DIGEST_JOB, fireAt)) ??
     new Date(now.getTime() - FIRST_FAILURE_WINDOW_MS);

@@ -134,7 +134,6 @@ export async function decideEscalation(
     throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);
   }
   const held = escalation.status === "taken_over";
-  const now = deps.clock.now();
   const outcome = await deps.db.transaction().execute(async (tx) => {
     // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
     if (held && !holds(await lockTask(tx, escalation.task_id), input.userId)) return undefined;
@@ -142,7 +141,6 @@ export async function decideEscalation(
       status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
       by: input.userId,
       decision: input.choice,
-      now,
       checked: held
         ? { status: "taken_over", by: input.userId }
         : { status: "open", owner: escalation.owner },
@@ -150,7 +148,7 @@ export async function decideEscalation(
     if (!row) return undefined;
     const task = await lockTask(tx, row.task_id);
     if (!task) return undefined;
-    const at = now.toISOString();
+    const at = row.decided_at.toISOString();
     const choice = input.choice;
     if (choice.kind === "take_over") {
       await insertHandoff(tx, {
@@ -337,7 +335,6 @@ export async function sendBackTakenOver(
 ): Promise<void> {
   const row = await escalationsDb.takenOverEscalation(tx, task.id);
   if (row?.decided_by !== input.userId) return;
-  const now = deps.clock.now();
   const choice = {
     kind: "send_back" as const,
     agentId: input.agent.id,
@@ -347,7 +344,6 @@ export async function sendBackTakenOver(
     status: "sent_back",
     by: input.userId,
     decision: choice,
-    now,
     checked: { status: "taken_over", by: input.userId },
   });
   if (!decided) return;
@@ -355,7 +351,7 @@ export async function sendBackTakenOver(
     escalationCardUpdate(deps, task, decided, {
       status: "sent_back",
       by: input.userId,
-      at: now.toISOString(),
+      at: decided.decided_at.toISOString(),
       toName: input.agent.name,
       instruction: input.instruction,
     }),

@@ -146,7 +146,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
             askers: await approvalsDb.whoAsked(tx, row.id),
             approvers: row.approvers,
             expiresAt: row.expires_at,
-            state: { status: "withdrawn", at: (row.decided_at ?? new Date()).toISOString() },
+            state: { status: "withdrawn", at: row.decided_at.toISOString() },
           },
         ),
         { table: "approvals", id: row.id },

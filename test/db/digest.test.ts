@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "kysely";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
 import { isDigestEmpty } from "../../src/core/digest.ts";
-import type { ChatIntent, ChatSurface, Clock } from "../../src/core/ports.ts";
+import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
 import type { Db } from "../../src/db/database.ts";
 import {
   failedTasksQuery,
@@ -24,7 +24,6 @@ const NOW = new Date("2025-01-06T09:00:00Z");
 const HOUR = 3_600_000;
 const ago = (hours: number) => new Date(NOW.getTime() - hours * HOUR);
 const log = createLogger({ level: "silent" });
-const clock: Clock = { now: () => NOW };
 
 const agentsFile: AgentsFile = agentsFileSchema.parse({
   agents: [
@@ -151,7 +150,7 @@ const threadLink = (channel: string, ts: string) => messageLink(WORKSPACE, chann
 const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({
   db,
   log,
-  clock,
+  asOf: NOW,
   agentsFile,
   chat,
   threadLink,
@@ -257,7 +256,7 @@ describe("daily digest", () => {
 
   test("the next firing reports failures since the previous one only", async () => {
     const result = await runDigest(
-      { ...deps(db), clock: { now: () => new Date(NOW.getTime() + 24 * HOUR) } },
+      { ...deps(db), asOf: new Date(NOW.getTime() + 24 * HOUR) },
       new Date("2025-01-07T09:00:00Z"),
       "replica-a",
     );

@@ -94,11 +94,7 @@ describe("digest-dm-links", async () => {
     const cardless = await dmTask(db, "where is order 1042", "U0BOB");
 
     const { chat, sent } = recordingChat(link);
-    await runDigest(
-      { db, log, clock: { now: () => NOW }, agentsFile, chat, threadLink: link },
-      NOW,
-      "a",
-    );
+    await runDigest({ db, log, asOf: NOW, agentsFile, chat, threadLink: link }, NOW, "a");
 
     const channel = sent.find((i) => i.kind === "digest")?.digest;
     const ann = sent.find(
@@ -144,7 +140,7 @@ describe("digest-redelivery", async () => {
   const deps = (at: Date, withChat: boolean): DigestDeps => ({
     db: database.db,
     log,
-    clock: { now: () => at },
+    asOf: at,
     agentsFile,
     ...(withChat && { chat }),
     threadLink: (channel, ts) => messageLink(WORKSPACE_URL, channel, ts),
@@ -279,11 +275,7 @@ describe("digest-withheld-reason", async () => {
     await failedTask(db, "where is order 1042?", "C0DIGEST", "the model server did not answer");
 
     const { chat, sent } = recordingChat(link);
-    await runDigest(
-      { db, log, clock: { now: () => NOW }, agentsFile, chat, threadLink: link },
-      NOW,
-      "a",
-    );
+    await runDigest({ db, log, asOf: NOW, agentsFile, chat, threadLink: link }, NOW, "a");
 
     const channel = sent.find((i) => i.kind === "digest")?.digest;
     assert.ok(channel);
@@ -349,7 +341,6 @@ describe("digest-late", async () => {
     const digestDeps = {
       db: database.db,
       log,
-      clock: { now: () => now },
       agentsFile,
       chat,
       threadLink: (channel: string, ts: string) => messageLink(undefined, channel, ts),

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
-import type { Clock } from "../../src/core/ports.ts";
 import { homeData } from "../../src/db/home.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { runDigest } from "../../src/runtime/digest.ts";
@@ -13,7 +12,6 @@ import { recordingChat } from "../support/recording-chat.ts";
 // "U0ANN,U0BOB" (escalations.ts). Each of them sees it in their App Home and their digest DM.
 
 const NOW = new Date("2025-01-06T09:00:00Z");
-const clock: Clock = { now: () => NOW };
 const agentsFile: AgentsFile = agentsFileSchema.parse({
   agents: [{ id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." }],
   digest: { channel: "C0DIGEST", stale_after: "24h" },
@@ -62,7 +60,7 @@ test("digest: each of several owners gets the stale task in their own DM", async
     {
       db: database.db,
       log: createLogger({ level: "silent" }),
-      clock,
+      asOf: NOW,
       agentsFile,
       chat,
       threadLink: chat.threadLink,

@@ -209,7 +209,7 @@ describe("approval-own-request", async () => {
       {
         ...h.baton.deps,
         agentsFile: h.agentsFile,
-        clock: { now: () => later },
+        asOf: later,
         chat: {
           ...h.baton.deps.chat,
           deliver: async (intent) => {
