@@ -29,6 +29,7 @@ export interface Claim {
  * What the audit says of a try whose run stopped holding its task without giving it up: its worker
  * died or stopped answering (pg-boss would expire its job only after 15 minutes, and a run started
  * at the accept has no active job to expire), and a claim took the task over once its lease ran out.
+ * Not said of a run that had finished its work (`lease_finished`): nothing of it was lost.
  */
 export const LOST_TRY =
   "the worker running it stopped before finishing, and its lease ran out; another run took the task over";
@@ -36,27 +37,29 @@ export const LOST_TRY =
 // The lease as it was is read locked, so a run giving the task up meanwhile is waited for and seen;
 // a live lease of another run's is not read at all, so a claim never waits on a live run's write.
 // A lease left by another run that ran out is a lost try, recorded by the one claim that takes it
-// over; not when that run's failure, which could not give the lease up, already named it.
+// over; not when that run's failure, which could not give the lease up, already named it, nor when
+// that run had finished its work (it answered, or left the task to a person, and died before
+// letting go): its answer stands, and a reply or a decision since is new work, not its own.
 const CLAIM_LEASE = statement<
   [worker: string, leaseFor: string, id: string, lostTry: string],
   { id: string }
 >(`
 with was as (
-  select id, lease_owner from tasks
+  select id, lease_owner, lease_finished from tasks
   where id = $3 and (lease_until is null or lease_until < now() or lease_owner = $1)
   for no key update
 ), claimed as (
-  update tasks set lease_owner = $1, lease_until = now() + $2::interval
+  update tasks set lease_owner = $1, lease_until = now() + $2::interval, lease_finished = false
   from was
   where tasks.id = was.id
     and (tasks.lease_until is null or tasks.lease_until < now() or tasks.lease_owner = $1)
-  returning tasks.id, was.lease_owner as left_by
+  returning tasks.id, was.lease_owner as left_by, was.lease_finished as left_finished
 ), lost as (
   insert into audit_events (task_id, actor_kind, actor_id, kind, data)
   select id, 'system', 'baton', 'attempt_failed',
     jsonb_build_object('error', $4::text, 'retried', true, 'run', left_by)
   from claimed
-  where left_by <> $1
+  where left_by <> $1 and not left_finished
     and not exists (select from audit_events
       where audit_events.task_id = claimed.id and audit_events.kind = 'attempt_failed'
         and audit_events.data ->> 'run' = claimed.left_by)
@@ -74,8 +77,9 @@ from tasks where tasks.id = $1`);
 
 /**
  * Claims the right to drive a task for `leaseMs`. A worker that died leaves a lease that runs out,
- * so its task is taken over, and its lost try audited (`LOST_TRY`) in the claim's own statement; a
- * live worker's lease keeps duplicate jobs from running turns twice.
+ * so its task is taken over, and its lost try audited (`LOST_TRY`) in the claim's own statement,
+ * unless its run had finished its work first; a live worker's lease keeps duplicate jobs from
+ * running turns twice.
  * Then reads what the run starts from: undelivered messages, decisions to settle, and the first
  * turn's task and conversation, in one snapshot, so a decision and the task status it set are
  * seen together. Not in the claim's own statement: a claim that waited on the task's row (a
@@ -132,7 +136,7 @@ const RELEASE_LEASE = statement<
 >(`
 with delivered_rows as (${markDeliveredSql("$1", "$2")}),
 released as (
-  update tasks set lease_owner = null, lease_until = null,
+  update tasks set lease_owner = null, lease_until = null, lease_finished = false,
     status = case when unread.reopen then 'active' else tasks.status end,
     closed_at = case when unread.reopen then null else tasks.closed_at end,
     model_errors = case when unread.reopen then 0 else tasks.model_errors end,

@@ -29,6 +29,8 @@ export interface TasksTable {
   model_errors: Generated<number>;
   lease_owner: string | null;
   lease_until: Date | null;
+  /** The lease's run finished its work: it holds the task only to post what it said and let go. */
+  lease_finished: Generated<boolean>;
   created_at: Timestamp;
   last_activity_at: Timestamp;
   closed_at: Date | null;

@@ -30,6 +30,7 @@ export function taskAfterTurn(task: TaskRow, records: TurnRecords, now: Date): T
     urgency: c.urgency ?? task.urgency,
     lease_owner: lease.worker,
     lease_until: new Date(now.getTime() + lease.ms),
+    lease_finished: (c.status ?? "active") !== "active" || (c.owner?.kind ?? "agent") !== "agent",
   };
 }
 

@@ -90,7 +90,9 @@ with task_row as (
     urgency = coalesce($15::text, urgency),
     lease_owner = $16::text,
     -- From this statement's start, not its transaction's: a write tool may have run since the BEGIN.
-    lease_until = statement_timestamp() + $17::int * interval '1 millisecond'
+    lease_until = statement_timestamp() + $17::int * interval '1 millisecond',
+    -- A turn that leaves the task out of the agent's hands ends its run's work (see CLAIM_LEASE).
+    lease_finished = coalesce($2::text, 'active') <> 'active' or coalesce($3::text, 'agent') <> 'agent'
   where id = $1::uuid and step_no = $18::int and status = 'active' and owner_kind = 'agent'
     and owner_id = $27::text and stint_no = $28::int
     -- No other run holds the task: one that took it over after this run's lease ran out owns it now,

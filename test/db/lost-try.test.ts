@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { sql } from "kysely";
 import { claimLease, LOST_TRY, releaseLease } from "../../src/db/lease.repository.ts";
+import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
 import { LeaseLeftError, recordFailedTry } from "../../src/runtime/failed-tries.ts";
 import { databaseForFile, insertAskedOrderTask } from "../support/db.ts";
 
 // A run whose worker died leaves its task's lease to run out; the claim that takes the task over
-// records that lost try, once, in its own statement.
+// records that lost try, once, in its own statement: not when the run had finished its work.
 
 const t = databaseForFile();
 
@@ -59,6 +60,103 @@ test("a claim that takes over a dead run's lease records its lost try once, and 
     entries.filter((e) => e.kind === "attempt_failed").map((e) => `${e.actor} ${e.text}`),
     [`system Try failed, retried: ${LOST_TRY}`],
   );
+});
+
+/** `run`, holding the task, commits a turn of its owner's that changes what `changes` says. */
+async function turnBy(run: string, taskId: string, changes: TurnRecords["changes"]) {
+  const task = await t.db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("id", "=", taskId)
+    .executeTakeFirstOrThrow();
+  const stepNo = task.step_no + 1;
+  const written = await writeTurn(t.db, {
+    taskId,
+    changes: { stepNo, ...changes },
+    modelCall: {
+      taskId,
+      stepNo,
+      agentId: task.owner_id,
+      model: "gpt-4o-mini",
+      promptTokens: 10,
+      completionTokens: 5,
+      costUsd: 0,
+      latencyMs: 3,
+      requestChars: 120,
+      outcome: "final",
+    },
+    conversation: [],
+    toolCalls: [],
+    handoffs: [],
+    audits: [],
+    outbox: [],
+    delivered: [],
+    lease: {
+      expectedStep: task.step_no,
+      expectedOwner: task.owner_id,
+      expectedStint: task.stint_no,
+      worker: run,
+      ms: 60_000,
+    },
+  });
+  assert.ok(written, "the turn is written");
+}
+
+/** The run holding the task died: its lease runs out, and a person's reply or decision wakes it. */
+async function diedThenWoken(taskId: string) {
+  await t.db
+    .updateTable("tasks")
+    .set({ status: "active", lease_until: sql<Date>`now() - interval '1 second'` })
+    .where("id", "=", taskId)
+    .execute();
+}
+
+test("a run that answered, or left the task to a person, then died before letting go lost no try, though the task was woken since", async () => {
+  const ended: [string, TurnRecords["changes"]][] = [
+    ["200.4", { status: "done" }],
+    ["200.5", { status: "waiting_human" }],
+    ["200.6", { status: "waiting_human", owner: { kind: "human", id: "U0OPS" } }],
+  ];
+  for (const [thread, changes] of ended) {
+    const task = await newTask(thread);
+    assert.ok(await claimLease(t.db, task.id, "answered/1", 60_000));
+    await turnBy("answered/1", task.id, changes);
+    // A reply, a decision, or the person sending the work back, gives it to an agent again.
+    await t.db
+      .updateTable("tasks")
+      .set({ owner_kind: "agent", owner_id: "customer-service" })
+      .where("id", "=", task.id)
+      .execute();
+    await diedThenWoken(task.id);
+
+    assert.ok(await claimLease(t.db, task.id, "live/4", 60_000));
+    assert.deepEqual(await failedTries(task.id), [], `${thread}: nothing was lost`);
+  }
+});
+
+test("a run that died mid-work is a lost try: once it took over a run that had finished, or after a turn that kept the work", async () => {
+  const task = await newTask("200.7");
+  assert.ok(await claimLease(t.db, task.id, "answered/2", 60_000));
+  await turnBy("answered/2", task.id, { status: "done" });
+  await diedThenWoken(task.id);
+  // The run that takes it over to read the reply dies before its first turn.
+  assert.ok(await claimLease(t.db, task.id, "reading/2", 60_000));
+  await diedThenWoken(task.id);
+  // The next works on it (a handoff keeps the work an agent's), and dies too.
+  assert.ok(await claimLease(t.db, task.id, "working/2", 60_000));
+  await turnBy("working/2", task.id, {
+    owner: { kind: "agent", id: "fulfillment" },
+    newStint: true,
+    hop: true,
+  });
+  await diedThenWoken(task.id);
+
+  assert.ok(await claimLease(t.db, task.id, "live/5", 60_000));
+  const lost = { actor: "system:baton", error: LOST_TRY, retried: true };
+  assert.deepEqual(await failedTries(task.id), [
+    { ...lost, run: "reading/2" },
+    { ...lost, run: "working/2" },
+  ]);
 });
 
 test("claims racing for the same dead run's lease: one takes it, and its lost try is recorded once", async () => {

@@ -6,11 +6,14 @@ import { LOST_TRY } from "../../src/db/lease.repository.ts";
 import { TASK_QUEUE } from "../../src/jobs/queue.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
 import { crashRigs, untilCrash } from "../support/crash-rig.ts";
+import { REQUESTER } from "../support/harness.ts";
 import { postsInThread, taskWithStatus } from "../support/observe.ts";
 
 // A job's worker killed mid-run (SIGKILL) leaves its job active and the task's lease held. The
 // task is taken over once the lease runs out, long before pg-boss expires the job; that claim
 // records the lost try. When pg-boss expires the job and retries it, nothing is recorded again.
+// A worker killed after its run's answer committed, before the run let the task go, lost nothing:
+// the claim that takes the task over records no failed try.
 const startRig = crashRigs();
 
 test("a job whose worker died records one failed try, and none again when pg-boss expires and retries the job", async () => {
@@ -101,4 +104,61 @@ test("a job whose worker died records one failed try, and none again when pg-bos
     [`system Try failed, retried: ${LOST_TRY}`],
   );
   assert.equal(model.requests.length, 3, "the reply was asked of the model once more, no more");
+});
+
+test("a worker killed after its answer committed, before letting the task go, lost no try, though a reply opened the task again since", async () => {
+  const rig = await startRig(async (_request, ctx) => ({
+    content:
+      ctx.callIndex === 0
+        ? "Order 1042 left the warehouse yesterday."
+        : "Order 1078 ships tomorrow.",
+  }));
+  const { db, slack, model } = rig;
+  const dead = await rig.start({ maintenance: false });
+
+  // The answer commits; Slack takes its post and holds its answer, so the run keeps the task.
+  const answerPosted = slack.holdAnswer("chat.postMessage", (call) =>
+    JSON.stringify(call.args).includes("left the warehouse"),
+  );
+  const ts = await rig.mention("where is order 1042?");
+  await answerPosted.arrived;
+  const task = await untilCrash("the answer", () => taskWithStatus(db.db, ts, "done"));
+
+  // The requester replies meanwhile: the answered task opens again, its lease still the run's.
+  await rig.reply(ts, "and 1078?");
+  await untilCrash("the reply to open the task again", () => taskWithStatus(db.db, ts, "active"));
+  await dead.kill();
+  await dead.exited;
+  answerPosted.release();
+  const left = await db.db
+    .selectFrom("tasks")
+    .select("lease_owner")
+    .where("id", "=", task.id)
+    .executeTakeFirstOrThrow();
+  assert.ok(left.lease_owner?.startsWith(`${dead.workerId}/`), "the dead run still holds the task");
+
+  // Another process takes the task over once the lease runs out, and answers the reply.
+  await rig.start({ maintenance: true });
+  await untilCrash("the reply to be answered", async () =>
+    postsInThread(slack, ts).some((c) => JSON.stringify(c.args).includes("1078 ships")),
+  );
+  await untilCrash("the task to be answered again", () => taskWithStatus(db.db, ts, "done"));
+
+  const { entries } = await auditStory({ db: db.db }, task.id);
+  assert.deepEqual(
+    entries.filter((e) => e.kind !== "model_call").map((e) => `${e.actor} ${e.text}`),
+    [
+      `human:${REQUESTER} Message: "where is order 1042?"`,
+      "system Task started with customer-service",
+      'agent:customer-service Answered: "Order 1042 left the warehouse yesterday."',
+      `human:${REQUESTER} Message: "and 1078?"`,
+      `human:${REQUESTER} Reopened by a reply in its thread after its answer; back with agent:customer-service`,
+      'agent:customer-service Answered: "Order 1078 ships tomorrow."',
+    ],
+  );
+  assert.equal(model.requests.length, 2, "the answer was not asked for again");
+  const answers = postsInThread(slack, ts).filter((c) =>
+    JSON.stringify(c.args).includes("left the warehouse"),
+  );
+  assert.equal(answers.length, 1, "the first answer is in the thread once");
 });
