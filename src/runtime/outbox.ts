@@ -120,6 +120,10 @@ async function deliverPass(
   const tasks = new Set<string>();
   await deps.db.transaction().execute(async (tx) => {
     const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
+    // Cards this pass sent, saved on their approvals and escalations only after its last Slack
+    // call: saved at once, a card's row would stay locked through the pass's later calls, and a
+    // click on the card (which locks that row) would wait behind them.
+    const cards = new Map<string, PostedCard>();
     // Tasks with a row that failed in this pass, or backing off from an earlier one: their later
     // rows wait, so the thread keeps its order; other tasks' rows go on.
     const waiting = new Set<string>();
@@ -138,7 +142,7 @@ async function deliverPass(
         intent: stored.intent.kind,
       });
       try {
-        const payload = { ...stored, intent: await withCardTs(tx, stored) };
+        const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
         // A row tried before, or older than a normal delivery takes (its writer may have died
         // after Slack took it), may already be in Slack: look before sending again.
         const suspect =
@@ -151,12 +155,11 @@ async function deliverPass(
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
         await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
         if (payload.cardOf && sent.ts)
-          await rememberCard(
-            tx,
-            payload.cardOf,
-            sent.channel ?? intentChannel(payload.intent),
-            sent.ts,
-          );
+          cards.set(cardKey(payload.cardOf), {
+            ref: payload.cardOf,
+            channel: sent.channel ?? intentChannel(payload.intent),
+            ts: sent.ts,
+          });
         delivered++;
         if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
@@ -169,6 +172,9 @@ async function deliverPass(
         if (row.task_id) waiting.add(row.task_id);
       }
     }
+    // In key order: a halt locks a task's approvals in id order, so the two never lock crosswise.
+    for (const [, card] of [...cards].sort(([a], [b]) => (a < b ? -1 : 1)))
+      await rememberCard(tx, card.ref, card.channel, card.ts);
   });
   return {
     delivered,
@@ -350,14 +356,24 @@ export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }):
   };
 }
 
+/** A card a pass sent, and where Slack put it, to save on its row before the pass commits. */
+type PostedCard = { ref: CardRef; channel: string; ts: string };
+
+const cardKey = (card: CardRef) => `${card.table}:${card.id}`;
+
 /**
  * A card update decided before its card's ts was saved targets the ts saved since: a task's rows go
- * out in order, so the card's own post was delivered, and its ts saved, before this row.
+ * out in order, so the card's own post was delivered, and its ts saved (or kept in `posted`, by
+ * this pass), before this row.
  */
-async function withCardTs(tx: Tx, { intent, updateOf }: OutboxPayload): Promise<ChatIntent> {
+async function withCardTs(
+  tx: Tx,
+  { intent, updateOf }: OutboxPayload,
+  posted: ReadonlyMap<string, PostedCard>,
+): Promise<ChatIntent> {
   if (intent.kind !== "approval_card" && intent.kind !== "escalation_card") return intent;
   if (!updateOf) return intent;
-  const card = await cardAt(tx, updateOf);
+  const card = posted.get(cardKey(updateOf)) ?? (await cardAt(tx, updateOf));
   // The card is updated where it was posted, whatever the settings say now.
   const channel = card?.channel ?? intent.channel;
   const ts = intent.updateTs ?? card?.ts;

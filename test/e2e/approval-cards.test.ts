@@ -12,6 +12,7 @@ import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
+import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   ESCALATION_SEND_BACK,
@@ -41,6 +42,7 @@ import {
   waitForApprovalCard,
   waitForEscalationCard,
 } from "../support/observe.ts";
+import * as threads from "../support/outbox-threads.ts";
 import { answerThenReply } from "../support/scripts.ts";
 import {
   answerDecision,
@@ -64,8 +66,8 @@ import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-sig
 import { startPostgresProxy } from "../support/tcp-proxy.ts";
 
 // Approval cards and what a click on them does: who asked, races, split refunds, a tool removed,
-// a repeated write, decisions answered first or beside a reply, forms that must open in time.
-// One suite per former test file.
+// a repeated write, decisions answered first or beside a reply, forms that must open in time, a
+// click on a card the sweep is still sending. One suite per former test file.
 
 describe("approval-card-askers", async () => {
   // Dana asks about a lamp that caught fire; Customer Service escalates; a billing lead hands the work
@@ -914,5 +916,120 @@ describe("send-back-form-slow-check", async () => {
     await h.until("the ephemeral refusal", async () =>
       h.slack.callsTo("chat.postEphemeral").find((c) => c.args.user === "U0RANDOM"),
     );
+  });
+});
+
+describe("sweep-card-lock", async () => {
+  // A deliverer sends many rows in one transaction, a Slack call each. A card it sends has its ts
+  // saved on the approval's row; were that saved at once, the row would stay locked through every
+  // later Slack call of the pass, and a click on the card would wait behind them (Slack shows a
+  // click answered after 3 s as failed). Saved at the pass's end, it is still there for an update
+  // of the card later in the same pass.
+
+  const startHarness = harnessPerTest();
+
+  /**
+   * A refund parked on its card, as a worker that died after Slack took the card leaves it: the
+   * card's row is not marked sent, nor its ts saved. The next delivery finds the card in Slack.
+   */
+  async function cardNotMarkedSent() {
+    const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+    const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
+    const parked = await waitForApprovalCard(h, "the refund to wait on its card");
+    // A sweep leaves alone the rows of a task a worker holds.
+    await h.until("the run to let the task go", async () => {
+      const task = await h.db.db
+        .selectFrom("tasks")
+        .select(["status", "lease_owner"])
+        .where("id", "=", parked.task_id)
+        .executeTakeFirstOrThrow();
+      return task.status === "waiting_human" && task.lease_owner === null;
+    });
+    await h.db.db
+      .updateTable("slack_outbox")
+      .set({ status: "retry", attempts: 1, slack_ts: null, sent_at: null })
+      .where("task_id", "=", parked.task_id)
+      .where("method", "=", "approval_card")
+      .execute();
+    await h.db.db
+      .updateTable("approvals")
+      .set({ card_channel: null, card_ts: null })
+      .where("id", "=", parked.id)
+      .execute();
+    return { h, ts, parked };
+  }
+
+  async function approved(h: Harness, approvalId: string) {
+    const row = await h.db.db
+      .selectFrom("approvals")
+      .select("status")
+      .where("id", "=", approvalId)
+      .executeTakeFirstOrThrow();
+    return row.status === "approved";
+  }
+
+  /** Once the task is done: the card was posted once, its ts saved, and one update decided it. */
+  async function assertOneCardUpdatedOnce(
+    h: Harness,
+    ts: string,
+    card: { id: string; card_ts: string | null },
+  ) {
+    await h.until("the task to finish", () => finishedTask(h.db.db, ts), 30_000);
+    const cards = h.slack
+      .callsTo("chat.postMessage")
+      .filter((c) => !c.failed && buttonsOf(c).some((b) => b.action_id === APPROVAL_APPROVE));
+    assert.equal(cards.length, 1, "the card found in Slack is not posted again");
+    const saved = await h.db.db
+      .selectFrom("approvals")
+      .select("card_ts")
+      .where("id", "=", card.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(saved.card_ts, card.card_ts, "the card's ts is saved");
+    const updates = h.slack.callsTo("chat.update").filter((c) => !c.failed);
+    assert.equal(updates.length, 1, "the card is updated once");
+    assert.equal(updates[0]?.args.ts, card.card_ts, "the update is the card's own message");
+    assert.match(blockTexts(updates[0] as SlackCall).join("\n"), /Approved by <@U0LEE>/);
+  }
+
+  test("a click on a card the sweep just sent is decided while the sweep waits on Slack for a later row", async () => {
+    const { h, ts, parked } = await cardNotMarkedSent();
+    // Another task's message, after the card in the outbox: Slack holds its answer.
+    const other = await threads.newThread(h.db.db, h.slack);
+    await threads.say(h.db.db, other, "later");
+    const held = h.slack.holdAnswer("chat.postMessage", (c) => c.args.text === "later");
+
+    const sweep = deliverOutbox(h.baton.deps, { olderThanMs: 0 });
+    try {
+      await held.arrived;
+      const free = await h.db.db
+        .selectFrom("slack_outbox")
+        .select("id")
+        .where("task_id", "=", parked.task_id)
+        .where("status", "<>", "sent")
+        .forUpdate()
+        .skipLocked()
+        .execute();
+      assert.deepEqual(free, [], "the sweep has the card's row in hand");
+      const clicked = h.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
+      await h.until("the click to decide while the sweep waits on Slack", () =>
+        approved(h, parked.id),
+      );
+      assert.equal((await clicked).status, 200);
+    } finally {
+      held.release();
+      await sweep;
+    }
+
+    await assertOneCardUpdatedOnce(h, ts, parked);
+    assert.deepEqual(threads.threadTexts(h.slack, other.ts), ["later"]);
+  });
+
+  test("a decision on a card not yet marked sent updates that card when one pass sends both", async () => {
+    const { h, ts, parked } = await cardNotMarkedSent();
+    // Decided before any delivery has found the card: its update waits in the outbox behind it.
+    assert.equal((await h.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts)).status, 200);
+    assert.ok(await approved(h, parked.id));
+
+    await assertOneCardUpdatedOnce(h, ts, parked);
   });
 });
