@@ -1,0 +1,602 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { describe, it } from "node:test";
+import { Ajv, type ValidateFunction } from "ajv";
+import addFormats from "ajv-formats";
+import { parse } from "yaml";
+import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
+import { loadConfig, redactedConfigSummary, secretValues } from "../src/config/env.ts";
+import { demoTools } from "../src/domain/demo-tools.ts";
+import { ConfigError } from "../src/errors.ts";
+
+// What an operator writes: the environment, agents.yml, and Slack's manifest.yml.
+// One suite per former test file.
+
+describe("config", async () => {
+  const REQUIRED = {
+    SLACK_BOT_TOKEN: "xoxb-bot-secret-1",
+    SLACK_SIGNING_SECRET: "signing-secret-2",
+    OPENAI_API_KEY: "sk-openai-secret-3",
+  };
+
+  /** The ConfigError's message, asserting that one was thrown. */
+  function configErrorOf(fn: () => unknown): string {
+    try {
+      fn();
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+      return error.message;
+    }
+    assert.fail("expected a ConfigError");
+  }
+
+  describe("loadConfig", () => {
+    it("applies defaults to the required variables alone", () => {
+      const config = loadConfig(REQUIRED);
+      assert.deepEqual(config, {
+        slack: {
+          botToken: "xoxb-bot-secret-1",
+          signingSecret: "signing-secret-2",
+          appToken: undefined,
+          apiUrl: undefined,
+          socketMode: false,
+        },
+        openai: { apiKey: "sk-openai-secret-3", baseUrl: undefined, timeoutMs: 60_000 },
+        database: { url: undefined, dataDir: ".baton", embeddedPort: 54329 },
+        http: { port: 3000, enabled: true },
+        agentsFile: "agents.yml",
+        logLevel: "info",
+        workers: 4,
+        jobRetries: 5,
+      });
+    });
+
+    it("reads every optional variable and returns a deeply frozen config", () => {
+      const config = loadConfig({
+        ...REQUIRED,
+        SLACK_APP_TOKEN: "xapp-1-secret",
+        SLACK_API_URL: "http://localhost:4000/api",
+        OPENAI_BASE_URL: "http://localhost:11434/v1",
+        OPENAI_TIMEOUT_SECONDS: "300",
+        DATABASE_URL: "postgresql://baton:pw@db:5432/baton",
+        BATON_DATA_DIR: "/var/lib/baton",
+        BATON_EMBEDDED_PG_PORT: "5544",
+        PORT: "8080",
+        BATON_AGENTS_FILE: "/etc/baton/agents.yml",
+        LOG_LEVEL: "debug",
+        BATON_WORKERS: "16",
+        BATON_HTTP: "0",
+        BATON_JOB_RETRIES: "0",
+      });
+      assert.equal(config.slack.socketMode, true);
+      assert.equal(config.slack.apiUrl, "http://localhost:4000/api/");
+      assert.equal(config.openai.baseUrl, "http://localhost:11434/v1");
+      assert.equal(config.openai.timeoutMs, 300_000);
+      assert.deepEqual(config.database, {
+        url: "postgresql://baton:pw@db:5432/baton",
+        dataDir: "/var/lib/baton",
+        embeddedPort: 5544,
+      });
+      assert.deepEqual(config.http, { port: 8080, enabled: false });
+      assert.equal(config.agentsFile, "/etc/baton/agents.yml");
+      assert.equal(config.logLevel, "debug");
+      assert.equal(config.workers, 16);
+      assert.equal(config.jobRetries, 0);
+      assert.ok(Object.isFrozen(config) && Object.isFrozen(config.slack));
+      assert.throws(() => {
+        (config.http as { port: number }).port = 1;
+      }, TypeError);
+    });
+
+    it("treats blank values as unset and trims pasted whitespace", () => {
+      const config = loadConfig({
+        ...REQUIRED,
+        SLACK_BOT_TOKEN: " xoxb-x\n",
+        PORT: "",
+        LOG_LEVEL: " ",
+      });
+      assert.equal(config.slack.botToken, "xoxb-x");
+      assert.equal(config.http.port, 3000);
+      assert.equal(config.logLevel, "info");
+    });
+
+    it("lists every missing variable in one message, each with what to set", () => {
+      const message = configErrorOf(() => loadConfig({}));
+      const lines = message.split("\n").slice(1);
+      assert.equal(lines.length, 3);
+      assert.match(message, /SLACK_BOT_TOKEN is missing: .*OAuth & Permissions.*xoxb-/);
+      assert.match(message, /SLACK_SIGNING_SECRET is missing: .*Basic Information/);
+      assert.match(message, /OPENAI_API_KEY is missing: set it/);
+    });
+
+    const malformed: Record<string, string> = {
+      SLACK_BOT_TOKEN: "xoxp-user-token",
+      SLACK_APP_TOKEN: "xoxb-wrong-kind",
+      SLACK_API_URL: "localhost:4000",
+      OPENAI_BASE_URL: "not a url",
+      OPENAI_TIMEOUT_SECONDS: "0",
+      DATABASE_URL: "mysql://root:pw@db/baton",
+      BATON_EMBEDDED_PG_PORT: "70000",
+      PORT: "80a",
+      LOG_LEVEL: "verbose",
+      BATON_WORKERS: "0",
+      BATON_HTTP: "off",
+      BATON_JOB_RETRIES: "21",
+    };
+    for (const [name, value] of Object.entries(malformed)) {
+      it(`names ${name} when it is malformed`, () => {
+        const message = configErrorOf(() => loadConfig({ ...REQUIRED, [name]: value }));
+        assert.match(message, new RegExp(`^  ${name} is invalid: .*(set|use|create|start)`, "m"));
+      });
+    }
+
+    it("reports all malformed variables at once without echoing any value", () => {
+      const secrets = {
+        SLACK_BOT_TOKEN: "xoxp-TOPSECRET1",
+        SLACK_SIGNING_SECRET: "TOPSECRET2",
+        SLACK_APP_TOKEN: "xoxb-TOPSECRET3",
+        OPENAI_API_KEY: "TOPSECRET4",
+        DATABASE_URL: "mysql://root:TOPSECRET5@db/baton",
+        OPENAI_BASE_URL: "ftp://TOPSECRET6@host",
+      };
+      const message = configErrorOf(() => loadConfig(secrets));
+      assert.equal(message.split("\n").length - 1, 4);
+      assert.doesNotMatch(message, /TOPSECRET/);
+    });
+
+    it("summarises the config for the log without secrets", () => {
+      const config = loadConfig({
+        ...REQUIRED,
+        SLACK_APP_TOKEN: "xapp-app-secret-4",
+        DATABASE_URL: "postgres://baton:db-secret-5@db/baton",
+        OPENAI_BASE_URL: "http://user:base-secret-6@localhost:11434/v1",
+      });
+      const summary = redactedConfigSummary(config);
+      const text = JSON.stringify(summary);
+      assert.doesNotMatch(text, /secret/);
+      assert.equal(summary.slack.botToken, "set");
+      assert.equal(summary.slack.mode, "socket");
+      assert.equal(summary.openai.baseUrl, "http://localhost:11434");
+      assert.deepEqual(summary.database, { url: "set" });
+    });
+
+    it("lists every secret's value for masking, passwords as written and decoded", () => {
+      const config = loadConfig({
+        ...REQUIRED,
+        SLACK_APP_TOKEN: "xapp-app-secret-4",
+        DATABASE_URL: "postgres://baton:db%40secret-5@db/baton?password=param-secret-7",
+        OPENAI_BASE_URL: "http://user:base-secret-6@localhost:11434/v1",
+      });
+      assert.deepEqual(secretValues(config).sort(), [
+        "base-secret-6",
+        "db%40secret-5",
+        "db@secret-5",
+        "param-secret-7",
+        "signing-secret-2",
+        "sk-openai-secret-3",
+        "xapp-app-secret-4",
+        "xoxb-bot-secret-1",
+      ]);
+      assert.deepEqual(secretValues(loadConfig(REQUIRED)).sort(), [
+        "signing-secret-2",
+        "sk-openai-secret-3",
+        "xoxb-bot-secret-1",
+      ]);
+    });
+  });
+
+  const fixture = (name: string) =>
+    new URL(`fixtures/agents/${name}.yml`, import.meta.url).pathname;
+  const DEMO_TOOLS = new Set([
+    "lookup_order",
+    "get_fulfillment_status",
+    "ship_order",
+    "check_stock",
+    "adjust_stock",
+    "check_return_eligibility",
+    "create_return_label",
+    "receive_return",
+    "issue_refund",
+  ]);
+
+  const MINIMAL = `agents:
+  - id: helper
+    name: Helper
+    icon: ":wave:"
+    instructions: Answer briefly.
+`;
+
+  async function agentsErrorOf(name: string, knownTools?: ReadonlySet<string>): Promise<string> {
+    const text = await readFile(fixture(name), "utf8");
+    return configErrorOf(() => parseAgentsFile(text, `${name}.yml`, knownTools));
+  }
+
+  describe("agents file", () => {
+    it("loads the default agents.yml against the demo tools", async () => {
+      const file = await loadAgentsFile(
+        new URL("../agents.yml", import.meta.url).pathname,
+        DEMO_TOOLS,
+      );
+      assert.deepEqual(
+        file.agents.map((a) => a.id),
+        ["customer-service", "fulfillment", "inventory", "billing"],
+      );
+      assert.equal(file.defaults.entry_agent, "customer-service");
+      for (const agent of file.agents) assert.ok(agent.instructions.length <= 900, agent.id);
+      const [refunds] = file.policies.approvals;
+      assert.equal(refunds?.tool, "issue_refund");
+      assert.deepEqual(refunds?.when, { argument: "amount_usd", greater_than: 100 });
+      assert.equal(refunds?.expires_after, 4 * 3_600_000);
+      assert.equal(file.digest.stale_after, 24 * 3_600_000);
+    });
+
+    it("checks the default agents.yml's policies against the demo tools' classes and arguments", async () => {
+      const file = await loadAgentsFile(
+        new URL("../agents.yml", import.meta.url).pathname,
+        demoTools,
+      );
+      assert.deepEqual(file.prices, {});
+      const refund = demoTools.find((t) => t.name === "issue_refund");
+      assert.ok(refund && refund.toolClass !== "read");
+    });
+
+    it("applies defaults to a minimal file", async () => {
+      const file = await loadAgentsFile(fixture("minimal"));
+      assert.equal(file.defaults.model, "gpt-4o-mini");
+      assert.equal(file.agents[0]?.autonomy, "autonomous");
+      assert.equal(file.digest.schedule, "0 9 * * 1-5");
+    });
+
+    it("says what to do when the file does not exist", async () => {
+      await assert.rejects(loadAgentsFile(fixture("no-such-file")), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /no-such-file\.yml is not found: .*BATON_AGENTS_FILE/);
+        return true;
+      });
+    });
+
+    // Inline, not a fixture: Biome lints the repository's YAML and would refuse a broken file.
+    it("reports a YAML syntax error at its line and column", () => {
+      const text = MINIMAL.replace("name: Helper", "name: Helper: the first one");
+      const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+      assert.match(message, /^agents\.yml:3:11 Nested mappings are not allowed/m);
+    });
+
+    it("says what to write for YAML's own mistakes: a key twice, a second document, a tab, a colon", () => {
+      const errorOf = (text: string) => configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+      assert.match(
+        errorOf(MINIMAL.replace("name: Helper", "name: Helper\n    name: Helper two")),
+        /^agents\.yml:4:5 "name" is set twice in the same place; keep one$/m,
+      );
+      assert.match(
+        errorOf(`${MINIMAL}---\nagents: []\n`),
+        /^agents\.yml:6:1 the file holds more than one YAML document; remove the "---" line/m,
+      );
+      assert.match(
+        errorOf(MINIMAL.replace("  - id: helper", "\t- id: helper")),
+        /a tab indents this line; indent with spaces/,
+      );
+      assert.match(
+        errorOf(MINIMAL.replace("Answer briefly.", "Note: be kind")),
+        /^agents\.yml:5:19 .*; a value with ": " in it goes in quotes \(instructions: "Note: be kind"\)/m,
+      );
+    });
+
+    it("reads a shared block of settings merged in with <<", () => {
+      const file = parseAgentsFile(
+        `agents:
+  - id: helper
+    name: Helper
+    <<: &common
+      icon: ":wave:"
+      instructions: Answer briefly.
+  - <<: *common
+    id: second
+    name: Second
+`,
+        "agents.yml",
+      );
+      assert.deepEqual(
+        file.agents.map((a) => [a.id, a.icon, a.instructions]),
+        [
+          ["helper", ":wave:", "Answer briefly."],
+          ["second", ":wave:", "Answer briefly."],
+        ],
+      );
+    });
+
+    it("reports every schema issue at the line of the offending node", async () => {
+      const lines = (await agentsErrorOf("schema-error")).split("\n").slice(1);
+      assert.deepEqual(lines, [
+        "schema-error.yml:6:5 agents[1].instructions: missing; add it",
+        "schema-error.yml:6:9 agents[1].id: use lowercase letters, digits and dashes, starting with a letter",
+        'schema-error.yml:8:11 agents[1].icon: use ":emoji_name:" or an https:// image URL',
+        "schema-error.yml:9:5 agents[1].autonmy: unknown setting; check its spelling and indentation (here: id, name, icon, model, instructions, autonomy, tools, handoffs, channels, caps)",
+      ]);
+    });
+
+    it("says what to write for an emoji name left unquoted, and which lanes there are", () => {
+      const unquoted = MINIMAL.replace(/icon: ".*"/, "icon: :wave:");
+      assert.match(
+        configErrorOf(() => parseAgentsFile(unquoted, "agents.yml")),
+        /Nested mappings are not allowed in compact mappings; a value that starts with ":" \(an emoji name\) goes in quotes: icon: ":wave:"/,
+      );
+      const lane = `${MINIMAL}policies:\n  lanes:\n    billing:\n      users: [U0LEE]\n`;
+      assert.match(
+        configErrorOf(() => parseAgentsFile(lane, "agents.yml")),
+        /policies\.lanes\.billing: unknown setting; check its spelling and indentation \(here: support, sales, operations, owner_escalation\)/,
+      );
+    });
+
+    it("reports an empty file", () => {
+      const message = configErrorOf(() => parseAgentsFile("# nothing yet\n", "agents.yml"));
+      assert.match(message, /^agents\.yml:1:1 the file is empty/m);
+    });
+
+    describe("cross-field checks", async () => {
+      const message = await agentsErrorOf("cross-field", new Set(["lookup_order"]));
+      const expected = {
+        "unknown entry agent":
+          'cross-field.yml:2:16 defaults.entry_agent: no agent has the id "nobody"',
+        "built-in tool listed": 'cross-field.yml:8:27 agents[0].tools[1]: "hand_back" is built in',
+        "unknown tool": 'cross-field.yml:8:38 agents[0].tools[2]: no tool is named "teleport"',
+        "unknown handoff":
+          'cross-field.yml:9:19 agents[0].handoffs[1]: no agent has the id "ghost"',
+        "handoff to itself": "cross-field.yml:9:26 agents[0].handoffs[2]: an agent cannot hand off",
+        "shared channel":
+          'cross-field.yml:15:16 agents[1].channels[0]: C0SHARED is already claimed by "a"',
+        "duplicate id": 'cross-field.yml:16:9 agents[2].id: "b" is already the id of agents[1]',
+        "reserved id": 'cross-field.yml:20:9 agents[3].id: "human" is reserved',
+        "policy on unknown tool":
+          'cross-field.yml:27:13 policies.approvals[0].tool: no tool is named "wire_money"',
+        "bad cron": 'cross-field.yml:30:13 digest.schedule: "0 9 * *" is not a 5-field cron',
+        "bad timezone": 'cross-field.yml:31:13 digest.timezone: "Mars/Olympus" is not a time zone',
+      };
+      for (const [check, line] of Object.entries(expected)) {
+        it(`reports ${check}`, () => assert.ok(message.includes(`\n${line}`), message));
+      }
+      it("reports nothing else", () => {
+        assert.equal(message.split("\n").length - 1, Object.keys(expected).length);
+      });
+    });
+
+    it("skips tool names when no known set is given", async () => {
+      const message = await agentsErrorOf("cross-field");
+      assert.doesNotMatch(message, /no tool is named/);
+      assert.match(message, /"hand_back" is built in/);
+    });
+
+    it("refuses a 6-field cron that node-cron would accept", () => {
+      const text = `${MINIMAL}digest:\n  schedule: "0 0 9 * * 1-5"\n  timezone: Europe/Paris\n`;
+      const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+      assert.match(message, /^agents\.yml:7:13 digest\.schedule: /m);
+      assert.doesNotMatch(message, /timezone/);
+    });
+
+    it("refuses a duplicate approval policy id", () => {
+      const policy = "    - { id: p, tool: t, approvers: { users: [U0LEAD] } }\n";
+      const text = `${MINIMAL}policies:\n  approvals:\n${policy}${policy}`;
+      const message = configErrorOf(() => parseAgentsFile(text, "agents.yml"));
+      assert.match(
+        message,
+        /^agents\.yml:9:\d+ policies\.approvals\[1\]\.id: "p" is already used/m,
+      );
+    });
+
+    it("reads HTTP tools; refuses a taken name, an unusable schema and an unset variable at their lines", () => {
+      const agent = `agents:\n  - id: helper\n    name: Helper\n    icon: ":wave:"\n    instructions: Answer briefly.\n    tools: [find_customer]\n`;
+      const tool = (name: string, extra = "") =>
+        `  - name: ${name}\n    description: Find a customer.\n    class: read\n    url: https://crm.example/find\n    headers: { Authorization: "Bearer \${CRM_TOKEN}" }\n    parameters: { type: object${extra} }\n`;
+      const good = `${agent}tools:\n${tool("find_customer")}`;
+      const file = parseAgentsFile(good, "agents.yml", new Set(["lookup_order"]), {
+        CRM_TOKEN: "x",
+      });
+      assert.equal(file.tools[0]?.name, "find_customer");
+      assert.equal(file.tools[0]?.timeout, 30_000);
+
+      const bad = `${agent}tools:\n${tool("find_customer")}${tool("lookup_order")}${tool("hand_back", ", properties: { a: { type: strange } }")}`;
+      const message = configErrorOf(() =>
+        parseAgentsFile(bad, "agents.yml", new Set(["lookup_order"]), {}),
+      );
+      assert.match(
+        message,
+        /^agents\.yml:12:\d+ tools\[0\]\.headers\.Authorization: the environment variable CRM_TOKEN is not set/m,
+      );
+      assert.match(
+        message,
+        /^agents\.yml:14:\d+ tools\[1\]\.name: "lookup_order" is already a tool of Baton's/m,
+      );
+      assert.match(
+        message,
+        /^agents\.yml:20:\d+ tools\[2\]\.name: "hand_back" is a built-in tool's name/m,
+      );
+      assert.match(
+        message,
+        /^agents\.yml:25:\d+ tools\[2\]\.parameters: Baton cannot check arguments against this schema/m,
+      );
+    });
+
+    it("reads rate limits, and refuses an unknown or repeated tool and a bad window at their lines", () => {
+      const good = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: issue_refund, max: 20, per: 1h }\n    new_tasks_per_person: { max: 10, per: 15m }\n`;
+      const file = parseAgentsFile(good, "agents.yml", new Set(["issue_refund"]));
+      assert.deepEqual(file.policies.rate_limits, {
+        tools: [{ tool: "issue_refund", max: 20, per: 3_600_000 }],
+        new_tasks_per_person: { max: 10, per: 900_000 },
+      });
+      assert.deepEqual(parseAgentsFile(MINIMAL, "agents.yml").policies.rate_limits, { tools: [] });
+
+      const bad = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: wire_money, max: 1, per: 1h }\n      - { tool: issue_refund, max: 1, per: 1h }\n      - { tool: issue_refund, max: 2, per: an hour }\n`;
+      const message = configErrorOf(() =>
+        parseAgentsFile(bad, "agents.yml", new Set(["issue_refund"])),
+      );
+      assert.match(
+        message,
+        /^agents\.yml:11:\d+ policies\.rate_limits\.tools\[2\]\.per: write a duration/m,
+      );
+      const cross = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: wire_money, max: 1, per: 1h }\n      - { tool: issue_refund, max: 1, per: 1h }\n      - { tool: issue_refund, max: 2, per: 2h }\n`;
+      const crossMessage = configErrorOf(() =>
+        parseAgentsFile(cross, "agents.yml", new Set(["issue_refund"])),
+      );
+      assert.match(
+        crossMessage,
+        /^agents\.yml:9:\d+ policies\.rate_limits\.tools\[0\]\.tool: no tool is named "wire_money"/m,
+      );
+      assert.match(
+        crossMessage,
+        /^agents\.yml:11:\d+ policies\.rate_limits\.tools\[2\]\.tool: "issue_refund" already has a rate limit/m,
+      );
+    });
+  });
+});
+
+describe("manifest", async () => {
+  // Slack's published schema (slackapi/manifest-schema), kept in ../shared beside the repo.
+  const SCHEMA_DIR = new URL("../../shared/data/slack-manifest-schema/", import.meta.url);
+  // The dispatcher refers to the versioned schemas by these URLs; they are served from disk instead.
+  const REMOTE = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/";
+
+  function readJson(name: string): Record<string, unknown> {
+    return JSON.parse(readFileSync(new URL(name, SCHEMA_DIR), "utf8"));
+  }
+
+  function compileManifestSchema(): ValidateFunction {
+    // Strict (an unknown keyword or format fails), minus two style rules Slack's dispatcher breaks.
+    const ajv = new Ajv({
+      allErrors: true,
+      strict: true,
+      strictTypes: false,
+      strictRequired: false,
+    });
+    // ajv-formats is CommonJS; under nodenext its default export is reached through `.default`.
+    addFormats.default(ajv);
+    // Slack's schema adds two keywords of its own: `_note` (a comment) and `regex` (background_color's
+    // pattern, enforced here as one).
+    ajv.addKeyword("_note");
+    ajv.addKeyword({
+      keyword: "regex",
+      type: "string",
+      schemaType: "string",
+      validate: (pattern: string, data: string) => new RegExp(pattern, "u").test(data),
+    });
+    for (const version of ["1.0.0", "2.0.0"]) {
+      const name = `manifest.schema.${version}.json`;
+      ajv.addSchema(readJson(name), `${REMOTE}${name}`);
+    }
+    return ajv.compile(readJson("manifest.schema.json"));
+  }
+
+  interface Manifest {
+    display_information: { name: string };
+    features: {
+      bot_user: { display_name: string; always_online?: boolean };
+      app_home: { home_tab_enabled?: boolean; messages_tab_enabled?: boolean };
+      slash_commands: { command: string; url?: string; usage_hint?: string }[];
+    };
+    oauth_config: { scopes: { bot: string[] } };
+    settings: {
+      event_subscriptions: { request_url?: string; bot_events: string[] };
+      interactivity: { is_enabled: boolean; request_url?: string };
+      socket_mode_enabled: boolean;
+      token_rotation_enabled: boolean;
+    };
+  }
+
+  const manifestText = readFileSync(new URL("../manifest.yml", import.meta.url), "utf8");
+  const load = (): Manifest => parse(manifestText) as Manifest;
+  const validate = compileManifestSchema();
+
+  function errorsOf(manifest: unknown): string {
+    return validate(manifest) ? "" : JSON.stringify(validate.errors, null, 2);
+  }
+
+  describe("manifest.yml", () => {
+    it("is valid against Slack's app manifest schema", () => {
+      assert.equal(errorsOf(load()), "");
+    });
+
+    it("declares what Baton relies on", () => {
+      const manifest = load();
+      assert.equal(manifest.display_information.name, "Baton");
+      assert.equal(manifest.features.bot_user.display_name, "baton");
+      assert.equal(manifest.features.bot_user.always_online, true);
+      assert.equal(manifest.features.app_home.home_tab_enabled, true);
+      assert.equal(manifest.features.app_home.messages_tab_enabled, true);
+
+      const scopes = manifest.oauth_config.scopes.bot;
+      for (const scope of ["app_mentions:read", "chat:write", "chat:write.customize", "commands"]) {
+        assert.ok(scopes.includes(scope), `missing bot scope ${scope}`);
+      }
+      assert.equal(new Set(scopes).size, scopes.length, "duplicate scopes");
+
+      const baton = manifest.features.slash_commands.find((c) => c.command === "/baton");
+      assert.ok(baton, "missing /baton");
+      // Every verb /baton answers (src/slack/words.ts's help) is in the hint Slack shows as one types.
+      for (const verb of ["status", "audit", "who", "done", "agents", "help"])
+        assert.match(baton.usage_hint ?? "", new RegExp(`\\b${verb}\\b`), `the hint names ${verb}`);
+
+      const events = manifest.settings.event_subscriptions.bot_events;
+      const relied = [
+        "app_mention",
+        "message.channels",
+        "message.im",
+        "message.mpim",
+        "app_home_opened",
+      ];
+      for (const event of relied) {
+        assert.ok(events.includes(event), `missing bot event ${event}`);
+      }
+      assert.equal(manifest.settings.interactivity.is_enabled, true);
+      assert.equal(manifest.settings.socket_mode_enabled, false);
+      assert.equal(manifest.settings.token_rotation_enabled, false);
+
+      // Bolt's HTTP receiver serves events, actions and commands on one path.
+      const urls = [
+        manifest.settings.event_subscriptions.request_url,
+        manifest.settings.interactivity.request_url,
+        baton.url,
+      ];
+      assert.deepEqual(new Set(urls), new Set(["https://baton.example.com/slack/events"]));
+    });
+
+    it("rejects a broken manifest, naming the broken field", () => {
+      type Breakage = [where: string, breakIt: (m: Manifest & Record<string, unknown>) => void];
+      const breakages: Breakage[] = [
+        ["", (m) => Object.assign(m, { setings: {} })],
+        [
+          "/features/bot_user/always_online",
+          (m) => Object.assign(m.features.bot_user, { always_online: "yes" }),
+        ],
+        [
+          "/features/bot_user",
+          (m) => Object.assign(m.features.bot_user, { display_name: undefined }),
+        ],
+        [
+          "/features/slash_commands/0/command",
+          (m) => Object.assign(m.features.slash_commands[0] ?? {}, { command: "baton" }),
+        ],
+        [
+          "/display_information/name",
+          (m) => Object.assign(m.display_information, { name: "B".repeat(36) }),
+        ],
+        [
+          "/display_information/background_color",
+          (m) => Object.assign(m.display_information, { background_color: "#12345z" }),
+        ],
+        ["/settings/interactivity", (m) => Object.assign(m.settings, { interactivity: {} })],
+      ];
+      for (const [where, breakIt] of breakages) {
+        const manifest = load() as Manifest & Record<string, unknown>;
+        breakIt(manifest);
+        // The JSON round trip drops the `undefined` that stands for a deleted key.
+        assert.equal(
+          validate(JSON.parse(JSON.stringify(manifest))),
+          false,
+          `accepted a break at ${where}`,
+        );
+        const paths = (validate.errors ?? []).map((error) => error.instancePath);
+        assert.ok(paths.includes(where), `no error at "${where}": ${paths.join(", ")}`);
+      }
+    });
+  });
+});

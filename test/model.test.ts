@@ -1,0 +1,254 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { agentsFileSchema } from "../src/config/agents-schema.ts";
+import { TransientError } from "../src/errors.ts";
+import { createLogger } from "../src/log.ts";
+import { checkAgentModels } from "../src/model/model-check.ts";
+import { createOpenAIModel } from "../src/model/openai-model.ts";
+import { toolCallsInText } from "../src/model/text-tool-calls.ts";
+
+// The model adapter: the models a server lists, the real openai client against servers that say
+// no, and calls written in an answer's text. One suite per former test file.
+
+describe("model-check", async () => {
+  // Ollama lists a model pulled without a tag as `name:latest`, and answers to `name` alone.
+
+  /** The warnings the check logs for an agents file using llama3.1, against a server listing `listed`. */
+  async function warningsFor(listed: string[]): Promise<Record<string, unknown>[]> {
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger({
+      level: "info",
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    const file = agentsFileSchema.parse({
+      defaults: { model: "llama3.1" },
+      agents: [{ id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." }],
+    });
+    await checkAgentModels(async () => listed, file, log);
+    return lines.filter((l) => Number(l.level) >= 40);
+  }
+
+  test("Ollama lists llama3.1 as llama3.1:latest, and serves it by either name: no warning", async () => {
+    const warnings = await warningsFor(["llama3.1:latest", "qwen2.5:7b"]);
+    assert.deepEqual(
+      warnings.map((l) => l.msg),
+      [],
+    );
+  });
+
+  test("a model the server does not list under any tag is still named", async () => {
+    const warnings = await warningsFor(["llama3.1:8b", "qwen2.5:latest"]);
+    assert.deepEqual(
+      warnings.map((l) => l.model),
+      ["llama3.1"],
+    );
+  });
+});
+
+describe("model-client", async () => {
+  // The real openai client against servers that say no: a 429 (Retry-After), and a strict
+  // OpenAI-compatible server (Groq's, Cerebras's) that refuses a field it does not know.
+
+  type Answer = (body: Record<string, unknown>, res: ServerResponse, req: IncomingMessage) => void;
+  let answer: Answer = (_body, res) => completion(res);
+  const requests: { at: number; body: Record<string, unknown> }[] = [];
+  const server = createServer((req, res) => {
+    let raw = "";
+    req.on("data", (chunk) => {
+      raw += chunk;
+    });
+    req.on("end", () => {
+      const body = JSON.parse(raw) as Record<string, unknown>;
+      requests.push({ at: Date.now(), body });
+      answer(body, res, req);
+    });
+  });
+  let url = "";
+  before(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  });
+  after(() => {
+    server.close();
+  });
+
+  function completion(res: ServerResponse) {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(
+      JSON.stringify({
+        id: "c",
+        object: "chat.completion",
+        created: 0,
+        model: "m",
+        choices: [
+          { index: 0, finish_reason: "stop", message: { role: "assistant", content: "hi" } },
+        ],
+      }),
+    );
+  }
+
+  function refuse(res: ServerResponse, status: number, message: string, headers = {}) {
+    res.writeHead(status, { "content-type": "application/json", ...headers });
+    res.end(JSON.stringify({ error: { message, type: "invalid_request_error" } }));
+  }
+
+  const ask = (maxRetries: number) =>
+    createOpenAIModel({ apiKey: "x", baseURL: url, maxRetries }).complete({
+      model: "m",
+      agentId: "billing",
+      messages: [{ role: "user", content: "hi" }],
+      tools: [],
+    });
+
+  /** Answers with 429 `times` times (asking to wait `waitMs`), then as a model does. */
+  function rateLimited(times: number, waitMs: number): Answer {
+    let left = times;
+    return (_body, res) => {
+      if (left-- > 0) refuse(res, 429, "Rate limit reached", { "retry-after-ms": String(waitMs) });
+      else completion(res);
+    };
+  }
+
+  test("a 429 is waited out as the server asks, and the call answers", async () => {
+    // Longer than the client's own first backoff (0.5 s at most): the wait is the server's.
+    answer = rateLimited(1, 1_200);
+    requests.length = 0;
+    assert.equal((await ask(2)).content, "hi");
+    assert.equal(requests.length, 2, "asked again once");
+    const waited = (requests[1]?.at ?? 0) - (requests[0]?.at ?? 0);
+    assert.ok(waited >= 1_150, `waited ${waited} ms, as Retry-After said`);
+  });
+
+  test("a server still limiting after the retries is a passing failure the job tries later", async () => {
+    answer = rateLimited(3, 20);
+    requests.length = 0;
+    await assert.rejects(ask(2), (error: unknown) => {
+      assert.ok(error instanceof TransientError);
+      assert.match(error.message, /answered 429: .*Rate limit reached/);
+      return true;
+    });
+    assert.equal(requests.length, 3);
+  });
+
+  test("a server that refuses prompt_cache_key is asked again without it, and not sent it again", async () => {
+    answer = (body, res) =>
+      "prompt_cache_key" in body
+        ? refuse(res, 400, "property 'prompt_cache_key' is unsupported")
+        : completion(res);
+    requests.length = 0;
+    const model = createOpenAIModel({ apiKey: "x", baseURL: url, maxRetries: 0 });
+    const request = {
+      model: "m",
+      agentId: "billing",
+      messages: [{ role: "user" as const, content: "hi" }],
+      tools: [],
+    };
+    assert.equal((await model.complete(request)).content, "hi");
+    assert.equal((await model.complete(request)).content, "hi");
+    assert.deepEqual(
+      requests.map((r) => "prompt_cache_key" in r.body),
+      [true, false, false],
+      "sent once, refused, then left out",
+    );
+  });
+
+  test("a 200 whose body is an error (a gateway's) is a passing failure that says what the server said", async () => {
+    answer = (_body, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { message: "Upstream provider overloaded", code: 502 } }));
+    };
+    await assert.rejects(ask(0), (error: unknown) => {
+      assert.ok(error instanceof TransientError);
+      assert.match(error.message, /returned no message: Upstream provider overloaded/);
+      return true;
+    });
+  });
+
+  test("a server that refuses prompt_cache_key with 422 (Mistral's) is asked again without it", async () => {
+    answer = (body, res) => {
+      if (!("prompt_cache_key" in body)) return completion(res);
+      res.writeHead(422, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          object: "error",
+          message: {
+            detail: [
+              {
+                type: "extra_forbidden",
+                loc: ["body", "prompt_cache_key"],
+                msg: "Extra inputs are not permitted",
+                input: "billing",
+              },
+            ],
+          },
+          type: "invalid_request_error",
+          param: null,
+          code: null,
+        }),
+      );
+    };
+    requests.length = 0;
+    assert.equal((await ask(0)).content, "hi");
+    assert.deepEqual(
+      requests.map((r) => "prompt_cache_key" in r.body),
+      [true, false],
+    );
+  });
+});
+
+describe("model-text-tool-calls", async () => {
+  const call = (name: string, args: Record<string, unknown>) => ({
+    name,
+    arguments: JSON.stringify(args),
+  });
+
+  test("the formats small models write their calls in are read as calls", () => {
+    const lookup = { order_id: "1042" };
+    const json = JSON.stringify({ name: "lookup_order", arguments: lookup });
+    assert.deepEqual(toolCallsInText(json), [call("lookup_order", lookup)]);
+    assert.deepEqual(
+      toolCallsInText(`<|python_tag|>{"name": "lookup_order", "parameters": {"order_id": "1042"}}`),
+      [call("lookup_order", lookup)],
+    );
+    assert.deepEqual(toolCallsInText(`[TOOL_CALLS] [${json}, ${json}]`), [
+      call("lookup_order", lookup),
+      call("lookup_order", lookup),
+    ]);
+    assert.deepEqual(
+      toolCallsInText(`<tool_call>\n${json}\n</tool_call>\n<tool_call>${json}</tool_call>`),
+      [call("lookup_order", lookup), call("lookup_order", lookup)],
+    );
+    assert.deepEqual(toolCallsInText(`\`\`\`json\n${json}\n\`\`\``), [
+      call("lookup_order", lookup),
+    ]);
+  });
+
+  test("an answer is left an answer: prose, other JSON, a call beside words", () => {
+    assert.equal(toolCallsInText("Order 1042 is in the warehouse."), undefined);
+    assert.equal(toolCallsInText('{"name": "Dana", "order": "1042"}'), undefined);
+    assert.equal(toolCallsInText('{"name": "lookup_order"}'), undefined);
+    assert.equal(
+      toolCallsInText('I will look it up: {"name": "lookup_order", "arguments": {}}'),
+      undefined,
+    );
+    assert.equal(
+      toolCallsInText('<tool_call>{"name": "lookup_order", "arguments": {}}</tool_call> Done!'),
+      undefined,
+    );
+    assert.equal(toolCallsInText("[]"), undefined);
+  });
+
+  test("a tool's definition (a JSON Schema), as a model explaining a tool writes it, is not a call", () => {
+    const definition = {
+      name: "get_weather",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+    };
+    assert.equal(toolCallsInText(JSON.stringify(definition, null, 2)), undefined);
+    assert.equal(
+      toolCallsInText(`\`\`\`json\n${JSON.stringify({ type: "function", ...definition })}\n\`\`\``),
+      undefined,
+    );
+  });
+});
