@@ -31,12 +31,15 @@ type OrderView = Pick<
     // Left joined: no shipment yet gives nulls.
     carrier: Selectable<ShipmentsTable>["carrier"] | null;
     tracking_number: Selectable<ShipmentsTable>["tracking_number"] | null;
+    /** Whole days since delivery by the database's clock, as every replica counts them; or null. */
+    days_since_delivery: number | null;
   };
 
 const FIND_ORDER = statement<[id: string], OrderView>(`
 select orders.id, orders.customer_name, orders.sku, inventory.name as item, orders.quantity,
   orders.total_usd, orders.status, orders.blocked_reason, orders.placed_at, orders.delivered_at,
-  inventory.on_hand, inventory.physical_count, shipments.carrier, shipments.tracking_number
+  inventory.on_hand, inventory.physical_count, shipments.carrier, shipments.tracking_number,
+  floor(extract(epoch from now() - orders.delivered_at) / 86400)::int as days_since_delivery
 from orders
   join inventory on inventory.sku = orders.sku
   left join shipments on shipments.order_id = orders.id

@@ -38,8 +38,8 @@ export const LOST_TRY =
 // a live lease of another run's is not read at all, so a claim never waits on a live run's write.
 // A lease left by another run that ran out is a lost try, recorded by the one claim that takes it
 // over; not when that run's failure, which could not give the lease up, already named it, nor when
-// that run had finished its work (it answered, or left the task to a person, and died before
-// letting go): its answer stands, and a reply or a decision since is new work, not its own.
+// that run had finished its work (it answered, halted the task, or left it to a person, and died
+// before letting go): its answer stands, and a reply or a decision since is new work, not its own.
 const CLAIM_LEASE = statement<
   [worker: string, leaseFor: string, id: string, lostTry: string],
   { id: string }
@@ -190,6 +190,27 @@ export async function leaseHeld(db: Executor, id: string): Promise<boolean> {
     .where("id", "=", id)
     .executeTakeFirst();
   return row?.held === true;
+}
+
+/** A task, and whether a run holds its lease now. */
+export type LeasedTask = TaskRow & { leased: boolean };
+
+/**
+ * The task, and whether a run holds its lease now by the database's clock, in one read; `lock`ed
+ * for update when asked. A replica's own clock may be off: a dead run's lease would look live to
+ * a slow one, a live run's lease run out to a fast one.
+ */
+export async function taskWithLease(
+  db: Executor,
+  id: string,
+  lock: boolean,
+): Promise<LeasedTask | undefined> {
+  const read = db
+    .selectFrom("tasks")
+    .selectAll()
+    .select(sql<boolean>`coalesce(lease_until > now(), false)`.as("leased"))
+    .where("id", "=", id);
+  return (lock ? read.forUpdate() : read).executeTakeFirst();
 }
 
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */

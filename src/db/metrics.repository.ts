@@ -22,13 +22,21 @@ export async function pendingApprovalStats(db: Executor): Promise<PendingApprova
   return { waiting: row.waiting, oldestAgeSeconds: Math.max(0, row.oldest) };
 }
 
-/** An agent's model spend since `since`: an index-only range scan of model_calls_agent_day_idx. */
-export async function agentSpendSince(db: Executor, agentId: string, since: Date): Promise<number> {
+/**
+ * An agent's model spend since 00:00 UTC: an index-only range scan of model_calls_agent_day_idx.
+ * The day is the database's, whose clock stamped the calls: a replica whose own clock is off would
+ * count yesterday's spend in, or today's out, around midnight.
+ */
+export async function agentSpendToday(db: Executor, agentId: string): Promise<number> {
   const row = await db
     .selectFrom("model_calls")
     .select(sql<string>`coalesce(sum(cost_usd), 0)`.as("spent"))
     .where("agent_id", "=", agentId)
-    .where("created_at", ">=", since)
+    .where(
+      "created_at",
+      ">=",
+      sql<Date>`date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'`,
+    )
     .executeTakeFirstOrThrow();
   return Number(row.spent);
 }

@@ -52,6 +52,13 @@ const HEAD_OF_TASK = sql<boolean>`(task_id is null or not exists (select from sl
 const NOT_LEASED = sql<boolean>`not exists (select from tasks
   where tasks.id = slack_outbox.task_id and tasks.lease_until > now())`;
 
+/**
+ * The row was written over `ms` ago, by the database's clock, which stamped it: a replica's own may
+ * be off by more than a delivery takes.
+ */
+const writtenOver = (ms: number) =>
+  sql<boolean>`created_at < now() - ${`${ms} milliseconds`}::interval`;
+
 /** Rows of the tasks one pass holds: enough for a thread's backlog, bounded in an outage. */
 const ROWS_PER_PASS = 200;
 
@@ -63,7 +70,7 @@ const ROWS_PER_PASS = 200;
  * says whether a later row may go (one that failed alone waits, with the rows behind it).
  * Only the worker holding a task's lease (`holdsLease`) takes a leased task: it posts rows without
  * locking them, so anyone else could send a row it is posting, or a card update before it has
- * saved the card's ts.
+ * saved the card's ts. `stranded`: the row was written over `strandedAfterMs` before this read.
  */
 export async function lockUndelivered(
   tx: Tx,
@@ -72,6 +79,7 @@ export async function lockUndelivered(
     olderThanMs?: number;
     holdsLease?: boolean;
     limit: number;
+    strandedAfterMs: number;
   },
 ) {
   return (
@@ -100,6 +108,7 @@ export async function lockUndelivered(
       .selectFrom("slack_outbox")
       .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
       .select(DUE.as("due"))
+      .select(writtenOver(filter.strandedAfterMs).as("stranded"))
       .where(UNDELIVERED)
       .where((eb) =>
         eb.or([

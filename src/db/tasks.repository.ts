@@ -212,8 +212,23 @@ export interface TaskChanges {
   urgency?: string;
 }
 
-export async function updateTask(tx: Tx, id: string, changes: TaskChanges): Promise<void> {
-  await tx.updateTable("tasks").set(taskChangesSet(changes)).where("id", "=", id).execute();
+/**
+ * `finishedRun`: the run whose work this change ends by taking the task out of the agent's hands
+ * outside a turn (a halt). Should its worker die before letting the task go, the claim that takes
+ * it over records no lost try (see CLAIM_LEASE); not said of another run that holds the task now.
+ */
+export async function updateTask(
+  tx: Tx,
+  id: string,
+  changes: TaskChanges,
+  finishedRun?: string,
+): Promise<void> {
+  let update = tx.updateTable("tasks").set(taskChangesSet(changes));
+  if (finishedRun !== undefined)
+    update = update.set({
+      lease_finished: sql<boolean>`lease_finished or lease_owner is not distinct from ${finishedRun}`,
+    });
+  await update.where("id", "=", id).execute();
 }
 
 /** Closes the task as done; returns when, by the database's clock. */

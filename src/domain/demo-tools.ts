@@ -132,18 +132,16 @@ const returnEligibility: ToolDefinition<{ order_id: string }> = {
   async run(ctx, { order_id }) {
     const o = await requireOrder(ctx, order_id);
     const refunds = await demo.refundsFor(reads(ctx), order_id);
-    const days = o.delivered_at
-      ? Math.floor((Date.now() - o.delivered_at.getTime()) / 86_400_000)
-      : undefined;
+    const days = o.days_since_delivery;
     const eligible =
       o.status === "delivered" &&
-      days !== undefined &&
+      days !== null &&
       days <= RETURN_WINDOW_DAYS &&
       refunds.length === 0;
     return {
       eligible,
       total_usd: Number(o.total_usd),
-      days_since_delivery: days ?? null,
+      days_since_delivery: days,
       status: o.status,
     };
   },

@@ -3,11 +3,11 @@ import { taskTitle } from "../core/context.ts";
 import type { Tx } from "../db/database.ts";
 import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
-import type { Claim } from "../db/lease.repository.ts";
+import { type Claim, type LeasedTask, taskWithLease } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { findTask, lockTask, startTask } from "../db/tasks.repository.ts";
+import { lockTask, startTask } from "../db/tasks.repository.ts";
 import { firstUnreadAuthor, insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
@@ -192,14 +192,13 @@ export async function acceptMessage(
  * committed, so a run that holds the task now reads it, and one that ended it is followed by another.
  */
 export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
-  const missed = (task: TaskRow | undefined): task is TaskRow =>
-    task?.owner_kind === "agent" &&
-    task.status !== "waiting_human" &&
-    !(task.lease_until && task.lease_until > deps.clock.now());
+  // Whether a run holds the task is judged by the database's clock, which its lease was set by.
+  const missed = (task: LeasedTask | undefined): task is LeasedTask =>
+    task?.owner_kind === "agent" && task.status !== "waiting_human" && !task.leased;
   // Read first, without a lock: most often a run holds the task, or it waits on a person.
-  if (!missed(await findTask(deps.db, taskId))) return;
+  if (!missed(await taskWithLease(deps.db, taskId, false))) return;
   await deps.db.transaction().execute(async (tx) => {
-    const task = await lockTask(tx, taskId);
+    const task = await taskWithLease(tx, taskId, true);
     if (!missed(task)) return;
     const author = await firstUnreadAuthor(tx, taskId);
     if (!author) return;

@@ -1,7 +1,7 @@
 import type { Agent } from "../core/agents/directory.ts";
 import type { ChatMessage } from "../core/model.ts";
 import { modelCallsSinceDecision } from "../db/approvals.repository.ts";
-import { agentSpendSince } from "../db/metrics.repository.ts";
+import { agentSpendToday } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { RunLane } from "./turn-lane.ts";
@@ -76,7 +76,7 @@ function overCap(agent: Agent, task: TaskRow): string | undefined {
   return undefined;
 }
 
-/** The per-day cap: the agent's model spend since 00:00 UTC, on every task. */
+/** The per-day cap: the agent's model spend since 00:00 UTC (the database's day), on every task. */
 async function overDailyCap(
   deps: RuntimeDeps,
   agent: Agent,
@@ -86,9 +86,7 @@ async function overDailyCap(
   if (maxUsd === undefined) return undefined;
   // The spend is read from the model calls written: this run's turns behind must be among them.
   await lane.settled();
-  const dayStart = new Date(deps.clock.now());
-  dayStart.setUTCHours(0, 0, 0, 0);
-  const spent = await agentSpendSince(deps.db, agent.id, dayStart);
+  const spent = await agentSpendToday(deps.db, agent.id);
   if (spent < maxUsd) return undefined;
   return `${agent.name} spent ${spent.toFixed(4)} USD on model calls today (UTC), over its cap of ${maxUsd} USD per day`;
 }

@@ -23,7 +23,7 @@ const MAX_REASON = 2_000;
 /**
  * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so
  * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
- * `holdsLease`: the caller is the worker driving the task, whose rows it may deliver.
+ * `holdsLease`: the caller is the run driving the task (`deps.workerId`), whose rows it may deliver.
  * The reason is often an error's message, which may repeat a key or a whole request: it is masked
  * and shortened before it is stored, posted or audited. True when it stopped the task.
  */
@@ -102,7 +102,8 @@ export async function haltTask(
       data: { reason },
     });
     await withdrawApprovals(deps, tx, fx);
-    await updateTask(tx, locked.id, fx.changes);
+    // The halting run's work ends here: a worker that dies before letting go lost no try.
+    await updateTask(tx, locked.id, fx.changes, input.holdsLease ? deps.workerId : undefined);
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
     return fx.afterCommit;

@@ -119,7 +119,11 @@ async function deliverPass(
   let rateLimitedForMs: number | undefined;
   const tasks = new Set<string>();
   await deps.db.transaction().execute(async (tx) => {
-    const rows = await lockUndelivered(tx, { ...filter, limit: 50 });
+    const rows = await lockUndelivered(tx, {
+      ...filter,
+      limit: 50,
+      strandedAfterMs: STRANDED_AFTER_MS,
+    });
     // Cards this pass sent, saved on their approvals and escalations only after its last Slack
     // call: saved at once, a card's row would stay locked through the pass's later calls, and a
     // click on the card (which locks that row) would wait behind them.
@@ -145,10 +149,7 @@ async function deliverPass(
         const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
         // A row tried before, or older than a normal delivery takes (its writer may have died
         // after Slack took it), may already be in Slack: look before sending again.
-        const suspect =
-          row.attempts > 0 ||
-          filter.olderThanMs !== undefined ||
-          Date.now() - row.created_at.getTime() > STRANDED_AFTER_MS;
+        const suspect = row.attempts > 0 || filter.olderThanMs !== undefined || row.stranded;
         const already = suspect
           ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
           : undefined;

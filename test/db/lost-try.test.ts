@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { sql } from "kysely";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { agentDirectory } from "../../src/core/agents/directory.ts";
 import { claimLease, LOST_TRY, releaseLease } from "../../src/db/lease.repository.ts";
 import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
 import { createLogger } from "../../src/log.ts";
+import { createMetrics } from "../../src/metrics.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
+import type { RuntimeDeps } from "../../src/runtime/deps.ts";
 import { LeaseLeftError, recordFailedTry } from "../../src/runtime/failed-tries.ts";
+import { haltTask } from "../../src/runtime/halt.ts";
 import { databaseForFile, insertAskedOrderTask } from "../support/db.ts";
+import { recordingChat } from "../support/recording-chat.ts";
 
 // A run whose worker died leaves its task's lease to run out; the claim that takes the task over
 // records that lost try, once, in its own statement: not when the run had finished its work.
@@ -157,6 +163,69 @@ test("a run that died mid-work is a lost try: once it took over a run that had f
     { ...lost, run: "reading/2" },
     { ...lost, run: "working/2" },
   ]);
+});
+
+/** What a halt reads of the runtime, for `worker`: a run's lease name, or a process's. */
+function haltDeps(worker: string): RuntimeDeps {
+  const file = parseAgentsFile(
+    `agents:
+  - id: customer-service
+    name: Customer Service
+    icon: ":wave:"
+    instructions: Help.
+`,
+    "agents.yml",
+  );
+  const { chat } = recordingChat(
+    (channel, ts) => `https://acme.slack.com/archives/${channel}/p${ts}`,
+  );
+  return {
+    db: t.db,
+    agents: agentDirectory(file),
+    chat,
+    log: createLogger({ level: "silent" }),
+    metrics: createMetrics(),
+    workerId: worker,
+  } as unknown as RuntimeDeps;
+}
+
+test("a run that halted its task (a cap, a missing agent, an operator's error), then died before letting go, lost no try", async () => {
+  const halts = [
+    ["200.10", { reason: "over Customer Service's cap of 1 USD per task", toHuman: true }],
+    ["200.11", { reason: 'the agent "customer-service" is no longer in the agents file' }],
+  ] as const;
+  for (const [thread, halt] of halts) {
+    const task = await newTask(thread);
+    const claim = await claimLease(t.db, task.id, "halted/1", 60_000);
+    assert.ok(claim);
+    assert.ok(await haltTask(haltDeps("halted/1"), claim.turn.task, { ...halt, holdsLease: true }));
+    // A person sends the work back to the agent, or a reply opens the failed task again.
+    await t.db
+      .updateTable("tasks")
+      .set({ owner_kind: "agent", owner_id: "customer-service" })
+      .where("id", "=", task.id)
+      .execute();
+    await diedThenWoken(task.id);
+
+    assert.ok(await claimLease(t.db, task.id, "live/6", 60_000));
+    assert.deepEqual(await failedTries(task.id), [], `${thread}: nothing was lost`);
+  }
+});
+
+test("a dead letter that fails a task a dead run left is no halt of that run's: its try was lost", async () => {
+  const task = await newTask("200.12");
+  await leftByDeadRun(task.id, "dead-process/3");
+  // The job's last retry failed: its dead letter, on another process, fails the task.
+  assert.ok(
+    await haltTask(haltDeps("other-process"), task, { reason: "model down", unlessDriven: true }),
+  );
+  await diedThenWoken(task.id);
+
+  assert.ok(await claimLease(t.db, task.id, "live/7", 60_000));
+  assert.deepEqual(
+    (await failedTries(task.id)).map((e) => e.run),
+    ["dead-process/3"],
+  );
 });
 
 test("claims racing for the same dead run's lease: one takes it, and its lost try is recorded once", async () => {

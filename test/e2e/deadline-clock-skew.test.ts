@@ -1,16 +1,21 @@
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
 import { sql } from "kysely";
-import type { Clock } from "../../src/core/ports.ts";
+import type { ChatIntent, Clock } from "../../src/core/ports.ts";
 import { databaseNow } from "../../src/db/reports.repository.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { runDigest } from "../../src/runtime/digest.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
+import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { slackDate } from "../../src/slack/mrkdwn.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { insertOrderTask } from "../support/db.ts";
+import { agentsFileWith, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { waitForEscalationCard } from "../support/observe.ts";
+import { newThread, say, threadTexts } from "../support/outbox-threads.ts";
 import { recordingChat } from "../support/recording-chat.ts";
 import {
   blockTexts,
@@ -25,7 +30,9 @@ import { runBaton } from "../support/slash-command.ts";
 // Replicas' clocks drift; the database's is the one they share. An approval's or escalation's
 // deadline is set and judged by it, so a replica whose own clock is hours off neither expires work
 // early nor lets a late click through, and every replica agrees on what is due. So is the time a
-// card says a person decided, and what the daily digest calls stale.
+// card says a person decided, and what the daily digest calls stale; so are the day a per-day cap
+// counts, whether a run still holds a task, whether an outbox row may be in Slack already, and the
+// days since an order was delivered.
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -43,6 +50,20 @@ const FALLBACK = { users: ["U0OPSMANAGER"], groups: [] };
 function skewed(harness: Harness, offsetMs: number): void {
   const clock: Clock = { now: () => new Date(Date.now() + offsetMs) };
   harness.baton.deps.clock = clock;
+}
+
+/**
+ * This process's system clock (`Date.now()`) off by `offsetMs` while `work` runs, as a replica's may
+ * be; the rest of the test keeps the true time.
+ */
+async function systemClockOff<T>(offsetMs: number, work: () => Promise<T>): Promise<T> {
+  const now = Date.now;
+  Date.now = () => now() + offsetMs;
+  try {
+    return await work();
+  } finally {
+    Date.now = now;
+  }
 }
 
 async function parkedRefund(harness: Harness) {
@@ -222,4 +243,147 @@ test("a replica whose clock runs days fast sends the digest: what is stale is ju
   );
   const asOf = new Date(digest.asOf);
   assert.ok(before <= asOf && asOf <= after, `as of ${digest.asOf}, by the database's clock`);
+});
+
+test("a replica whose clock runs a day fast counts the per-day cap over the database's day: today's spend stops the task", async () => {
+  h = await startHarness({
+    script: scriptByAgent({ "customer-service": [{ content: "Order 1042 is on its way." }] }),
+    agentsFile: agentsFileWith([
+      '    icon: ":speech_balloon:"\n',
+      '    icon: ":speech_balloon:"\n    caps: { usd_per_day: 1 }\n',
+    ]),
+  });
+  const harness = h;
+  // Customer Service spent 5 USD today, by the database's clock, on an earlier task.
+  const earlier = await insertOrderTask(harness.db.db, "1736000000.000009");
+  await harness.db.db
+    .insertInto("model_calls")
+    .values({
+      task_id: earlier.id,
+      step_no: 1,
+      agent_id: "customer-service",
+      model: "gpt-4o-mini",
+      prompt_tokens: 1_000_000,
+      completion_tokens: 0,
+      cost_usd: 5,
+      latency_ms: 10,
+      request_chars: 4_000_000,
+      outcome: "final",
+    })
+    .execute();
+  skewed(harness, DAY);
+
+  const { ts } = await harness.mention("where is order 1042?");
+  const task = await harness.until("the task to stop or answer", async () => {
+    const row = await taskOfThread(harness.db.db, ts);
+    return row && row.status !== "active" ? row : undefined;
+  });
+  assert.equal(task.status, "waiting_human", "stopped and sent to a person, not answered");
+  assert.equal(harness.model.requests.length, 0, "no model call past the day's cap");
+});
+
+test("whether a run still holds a task is judged by the database's clock when a reply may have been missed", async () => {
+  h = await startHarness({ script: scriptByAgent({}) });
+  const harness = h;
+  const queued: string[] = [];
+  /** The replica's runtime deps, its clock off by `offsetMs`; the jobs it queues are recorded. */
+  const replica = (offsetMs: number) => {
+    skewed(harness, offsetMs);
+    const { deps } = harness.baton;
+    return {
+      ...deps,
+      queue: {
+        ...deps.queue,
+        enqueue: async (_executor: unknown, taskId: string) => {
+          queued.push(taskId);
+          return "job";
+        },
+      },
+    };
+  };
+  const taskWith = async (thread: string, status: string, leaseUntil: string) => {
+    const task = await insertOrderTask(harness.db.db, thread);
+    await harness.db.db
+      .updateTable("tasks")
+      .set({
+        status,
+        lease_owner: "run/1",
+        lease_until: sql<Date>`now() + ${leaseUntil}::interval`,
+      })
+      .where("id", "=", task.id)
+      .execute();
+    // A reply came that no run has read.
+    await harness.db.db
+      .insertInto("task_inputs")
+      .values({ task_id: task.id, author_id: "U0DANA", text: "any news?" })
+      .execute();
+    return task.id;
+  };
+  // A run answered, and holds the task a little longer to post its answer and read the reply.
+  const answering = await taskWith("1736000000.000011", "done", "1 minute");
+  // A run died: its lease ran out a minute ago, and nothing reads the reply.
+  const dead = await taskWith("1736000000.000012", "active", "-1 minute");
+
+  await wakeIfMissed(replica(HOUR), answering);
+  const left = await taskOfThread(harness.db.db, "1736000000.000011");
+  assert.equal(left?.status, "done", "a live run's task is not opened again under it");
+  await wakeIfMissed(replica(-HOUR), dead);
+  assert.deepEqual(queued, [dead], "only the dead run's task gets a run");
+});
+
+test("a replica whose clock runs slow delivers an outbox row its writer left: one written a minute ago may be in Slack already", async () => {
+  h = await startHarness({ script: scriptByAgent({}) });
+  const harness = h;
+  const thread = await newThread(harness.db.db, harness.slack);
+  await say(harness.db.db, thread, "Your order 1042 left the warehouse today.");
+  const row = await harness.db.db
+    .selectFrom("slack_outbox")
+    .select(["id", "payload"])
+    .where("task_id", "=", thread.taskId)
+    .executeTakeFirstOrThrow();
+  // Its writer posted it, and died before marking it sent, a minute ago by the database's clock.
+  const { intent } = row.payload as { intent: ChatIntent };
+  const posted = await harness.baton.deps.chat.deliver(intent, row.id);
+  await harness.db.db
+    .updateTable("slack_outbox")
+    .set({ created_at: sql<Date>`now() - interval '1 minute'` })
+    .where("id", "=", row.id)
+    .execute();
+
+  await systemClockOff(-HOUR, () => deliverOutbox(harness.baton.deps, { taskId: thread.taskId }));
+  assert.deepEqual(threadTexts(harness.slack, thread.ts), [
+    "Your order 1042 left the warehouse today.",
+  ]);
+  const marked = await harness.db.db
+    .selectFrom("slack_outbox")
+    .select(["status", "slack_ts"])
+    .where("id", "=", row.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual(marked, { status: "sent", slack_ts: posted.ts });
+});
+
+test("a replica whose clock runs slow counts the days since delivery by the database's: past the return window is past it", async () => {
+  h = await startHarness({ script: scriptByAgent({}) });
+  const harness = h;
+  await harness.db.db
+    .updateTable("orders")
+    .set({ delivered_at: sql<Date>`now() - interval '31 days 1 hour'` })
+    .where("id", "=", "1077")
+    .execute();
+  const tool = demoTools.find((t) => t.name === "check_return_eligibility");
+  assert.ok(tool);
+  const ctx = {
+    tx: harness.db.db,
+    idempotencyKey: "t:1:0",
+    taskId: "t",
+    agentId: "customer-service",
+  };
+
+  const answer = await systemClockOff(-2 * HOUR, () => tool.run(ctx, { order_id: "1077" }));
+  assert.deepEqual(answer, {
+    eligible: false,
+    total_usd: 149,
+    days_since_delivery: 31,
+    status: "delivered",
+  });
 });
