@@ -15,6 +15,7 @@ import {
 } from "../db/outbox.repository.ts";
 import { isBatonError, RetryAfterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { rateLimitWaitMs, waitingOutRateLimits } from "./retry-after.ts";
 
 /** Delivery normally follows its commit within milliseconds. */
 const STRANDED_AFTER_MS = 5_000;
@@ -57,12 +58,6 @@ const FAILURES_PER_PASS = 3;
 
 /** Passes over the same tasks, while rows keep arriving for them, before leaving them to the sweep. */
 const MAX_PASSES = 5;
-
-/** A 429 without a Retry-After still waits a second: the next try must not ask again at once. */
-const rateLimitWaitMs = (error: RetryAfterError) => Math.max(error.retryAfterMs, 1_000);
-
-/** 429s a run waits out in place before leaving the row to deliverOutbox, as the Slack client did. */
-const RATE_LIMIT_WAITS = 3;
 
 type PassFilter = { taskIds?: readonly string[]; olderThanMs?: number; holdsLease: boolean };
 
@@ -237,6 +232,8 @@ async function deliverFresh(
   const delivered: Delivered[] = [];
   for (const { id, message } of rows) {
     try {
+      // A run posts holding no row locks (its lease keeps others off its rows): waiting out a 429
+      // holds nothing back but its own thread. After a few, the row is left to deliverOutbox.
       const sent = await waitingOutRateLimits(() => deps.chat.deliver(message.intent, id));
       if (message.cardOf && sent.ts) {
         // A card's buttons need its ts at once, and a click may deliver this task's outbox: remember
@@ -261,21 +258,6 @@ async function deliverFresh(
     }
   }
   return { delivered, failed: false };
-}
-
-/**
- * Sends, waiting out Slack's 429s in place, RATE_LIMIT_WAITS times at most: a run posts holding no
- * row locks (its lease keeps others off its rows), so its wait holds nothing back but its thread.
- */
-async function waitingOutRateLimits<T>(send: () => Promise<T>): Promise<T> {
-  for (let waits = 0; ; waits++) {
-    try {
-      return await send();
-    } catch (error) {
-      if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
-      await sleep(rateLimitWaitMs(error));
-    }
-  }
 }
 
 /**

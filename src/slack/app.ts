@@ -126,9 +126,12 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     deferInitialization: true,
   });
   if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
+  // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
+  // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id.
+  const noWait = noWaitClient(app, options.log);
   registerFailureReplies(app, options.log);
-  registerEventListeners(app, handlers);
-  registerActionListeners(app, handlers);
+  registerEventListeners(app, handlers, noWait);
+  registerActionListeners(app, handlers, noWait);
   registerCommandListeners(app, handlers);
   app.error(async (error) => {
     options.log.error({ err: error.original ?? error, code: error.code }, "slack listener failed");
@@ -243,7 +246,10 @@ export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
  * A client that fails a rate-limited call at once, with Slack's Retry-After, where Bolt's client
  * sleeps it out inside the call (and pauses its other calls the while). A run waits it out itself,
  * keeping its lease; other deliverers leave the row to the next sweep; App Home shows a channel as
- * unknown for now rather than keep the person waiting. Other failures are retried as Bolt's are.
+ * unknown for now rather than keep the person waiting, and a Home Slack did not take is published
+ * at the next opening; a form that did not open tells its clicker when to click again; a late
+ * mention's thread is read after the wait, Slack already answered. Other failures are retried as
+ * Bolt's are.
  */
 export function noWaitClient(app: BoltApp, log: Logger): WebApi.WebClient {
   return rateLimitRejectingClient(app, log, 3);

@@ -36,9 +36,9 @@ export interface SlackChatSurfaceOptions {
   /**
    * A client whose 429s fail at once with Slack's Retry-After (`rejectRateLimitedCalls`), where
    * `client` would wait them out and pause its other calls meanwhile: for the outbox's other calls
-   * (a run waits a 429 out itself, holding no lock; a sweep leaves the row to the next sweep) and
-   * App Home's member lookups (which show less rather than keep the person waiting). Default:
-   * `client`.
+   * (a run waits a 429 out itself, holding no lock; a sweep leaves the row to the next sweep),
+   * App Home's member lookups (which show less rather than keep the person waiting) and the
+   * ephemeral notice (waited out by its sender). Default: `client`.
    */
   noWaitClient?: webApi.WebClient;
   /** Baton's ids from auth.test, if known: findPosted accepts only messages it posted. */
@@ -181,10 +181,10 @@ export function createSlackChatSurface(
         return post(intent, notice, outboxId);
       }
       case "ephemeral": {
-        // Sent at once, not from the outbox (a person over their task limit): Slack's 429 is
-        // waited out, as nothing else waits on it.
+        // Sent at once, not from the outbox (a person over their task limit). A 429 fails at once:
+        // the caller waits it out, past the event's answer, pausing none of `client`'s calls.
         await call("chat.postEphemeral", () =>
-          client.chat.postEphemeral({
+          noWait.chat.postEphemeral({
             channel: intent.channel,
             user: intent.user,
             text: safeText(intent.text),

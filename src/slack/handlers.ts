@@ -48,9 +48,10 @@ export interface SlackHandlers {
   }): Promise<{ text: string; blocks?: unknown[] }>;
   homeView(userId: string): Promise<unknown>;
   /**
-   * Slack calls that follow a decision (words to the person, a modal, a command's answer), made
-   * after Slack has its acknowledgement (Slack waits for the listener's answer, and shows the
-   * interaction as failed after 3 s).
+   * Slack calls that follow a decision or an event (words to the person, a modal, a command's
+   * answer, a late mention's thread read after a 429), made after Slack has its acknowledgement
+   * (Slack waits for the listener's answer: it shows an interaction as failed after 3 s, and sends
+   * an event again).
    */
   afterwards(what: string, work: () => Promise<unknown>): void;
 }

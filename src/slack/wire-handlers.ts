@@ -10,6 +10,7 @@ import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
+import { waitingOutRateLimits } from "../runtime/retry-after.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { homeMemberships } from "./home-members.ts";
@@ -60,21 +61,19 @@ export function createSlackHandlers(
       deps.metrics.slackEvents.inc({ outcome });
       const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
       // Its keys are kept, so no retry says it again: a notice Slack does not take is only logged.
-      if (outcome === "rate_limited" && limit)
-        await deps.chat
-          .deliver(
-            {
-              kind: "ephemeral",
-              channel: message.channel,
-              ...(message.threadTs && { threadTs: message.threadTs }),
-              user: message.user,
-              text: rateLimitedWords(limit),
-            },
-            `rate-limited:${message.eventId}`,
-          )
-          .catch((error: unknown) =>
-            deps.log.warn({ err: error }, "could not tell a person they are over their task limit"),
-          );
+      // Sent once Slack has the event's answer, so a 429 waited out does not hold that answer.
+      if (outcome === "rate_limited" && limit) {
+        const notice = {
+          kind: "ephemeral" as const,
+          channel: message.channel,
+          ...(message.threadTs && { threadTs: message.threadTs }),
+          user: message.user,
+          text: rateLimitedWords(limit),
+        };
+        deps.afterwards.run("tell a person they are over their task limit", () =>
+          waitingOutRateLimits(() => deps.chat.deliver(notice, `rate-limited:${message.eventId}`)),
+        );
+      }
       return outcome;
     },
     decideApproval: (input) => decideApproval(deps, input),

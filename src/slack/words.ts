@@ -2,7 +2,7 @@ import { duration } from "../core/duration.ts";
 import type { AskerRole } from "../core/policy.ts";
 import { headOf } from "../core/text.ts";
 import { isConnectionLost } from "../db/database.ts";
-import { isBatonError } from "../errors.ts";
+import { isBatonError, RetryAfterError } from "../errors.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
 import type { CloseOutcome } from "../runtime/close-task.ts";
 import { clip, escapeMrkdwn, mention, slackDate } from "./mrkdwn.ts";
@@ -67,6 +67,10 @@ export function escalationWords(
 /** What a person is told when their click, form or command failed: nothing was done, and what next. */
 export function failureWords(error: unknown): string {
   if (isBatonError(error) && error.fault === "user") return `Nothing was done: ${error.message}.`;
+  if (error instanceof RetryAfterError) {
+    const seconds = Math.max(1, Math.ceil(error.retryAfterMs / 1000));
+    return `Slack is busy just now, so nothing was done. Try again in ${duration(seconds * 1000)}.`;
+  }
   if (isConnectionLost(error))
     return "Baton could not reach its database just now, so nothing was done. Try again in a minute.";
   return "Something went wrong on Baton's side, so nothing was done (it is in Baton's log). Try again, or tell whoever runs Baton.";

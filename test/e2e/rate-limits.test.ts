@@ -1,13 +1,22 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile, RateLimits } from "../../src/config/agents-schema.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { createLogger } from "../../src/log.ts";
+import { APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
+import {
+  REJECT_REASON_ACTION,
+  REJECT_REASON_BLOCK,
+  REJECT_REASON_CALLBACK,
+} from "../../src/slack/views/reject-modal.ts";
 import { CHANNEL, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
-import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
+import { type AgentReply, type Script, scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
+  directRefundScript,
   finishedTask,
   lastToolMessage,
   refundCall,
@@ -15,7 +24,12 @@ import {
   taskOfThread,
   toolCallsOf,
 } from "../support/scripts-humans.ts";
-import { appMentionEvent, deliverEvent, messageEvent } from "../support/slack-signing.ts";
+import {
+  appMentionEvent,
+  deliverEvent,
+  messageEvent,
+  viewSubmissionPayload,
+} from "../support/slack-signing.ts";
 
 // policies.rate_limits: a tool's runs across all tasks, and the new tasks one person may start.
 
@@ -148,4 +162,160 @@ test("a read tool with a rate limit is counted in its turn's transaction too", a
     ["done", "rate_limited"],
   );
   assert.match(String(h.slack.messagesIn(CHANNEL, ts).at(-1)?.text), /Not run: lookup_order/);
+});
+
+describe("slack-429-in-listeners", () => {
+  // Slack's 429 on a call a listener makes. Bolt's client sleeps out the Retry-After inside the
+  // call: past a form's trigger_id (3 s, single use), and past the 3 s Slack gives an event's
+  // answer (Baton answers once the event is processed), after which Slack sends the event again.
+
+  const publishes = (h: { slack: { callsTo: (m: string) => { failed?: string }[] } }) =>
+    h.slack.callsTo("views.publish").map((c) => c.failed);
+
+  test("a Reject whose form Slack rate-limits tells the approver when to click again; the next click decides", async () => {
+    const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+    const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
+    const approval = await waitForApprovalCard(h);
+    h.slack.failNext("views.open", { error: "ratelimited", retryAfter: 30 });
+    await h.clickCard("U0LEE", APPROVAL_REJECT, approval, ts);
+
+    const told = await h.until("the approver to be told", async () =>
+      h.slack.callsTo("chat.postEphemeral").find((c) => c.args.user === "U0LEE"),
+    );
+    assert.equal(
+      told.args.text,
+      "Slack is busy just now, so nothing was done. Try again in 30 seconds.",
+    );
+    assert.equal(h.slack.callsTo("views.open").length, 1, "its spent trigger is not tried again");
+    const pending = await h.db.db
+      .selectFrom("approvals")
+      .select("status")
+      .where("id", "=", approval.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(pending.status, "pending", "the click decided nothing");
+
+    // The card's buttons are still there: clicking again opens the form, and its reason decides.
+    await h.clickCard("U0LEE", APPROVAL_REJECT, approval, ts);
+    const opened = await h.slack.waitForCall("views.open", (c) => c.failed === undefined);
+    const view = opened.args.view as { private_metadata: string };
+    const submitted = await h.click(
+      viewSubmissionPayload({
+        userId: "U0LEE",
+        callbackId: REJECT_REASON_CALLBACK,
+        privateMetadata: view.private_metadata,
+        values: { [REJECT_REASON_BLOCK]: { [REJECT_REASON_ACTION]: "Not eligible" } },
+      }),
+    );
+    assert.equal(submitted.status, 200);
+    const decided = await h.until("the rejection", () =>
+      h.db.db
+        .selectFrom("approvals")
+        .select(["status", "reason"])
+        .where("id", "=", approval.id)
+        .where("status", "=", "rejected")
+        .executeTakeFirst(),
+    );
+    assert.equal(decided.reason, "Not eligible");
+  });
+
+  test("App Home that Slack rate-limits is not waited for: logged, and published at the next opening", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const h = await startHarness({
+      script: async () => ({ content: "Happy to help." }),
+      log: createLogger({
+        level: "warn",
+        destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      }),
+    });
+    const opened = { type: "app_home_opened", user: REQUESTER, tab: "home" };
+    h.slack.failNext("views.publish", { error: "ratelimited", retryAfter: 10 });
+
+    const first = await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
+    assert.equal(first.status, 200, "Slack need not send the event again");
+    assert.deepEqual(publishes(h), ["ratelimited"], "answered without waiting out the 429");
+    assert.ok(
+      lines.some((l) => /App Home not refreshed for U0REQUESTER/.test(String(l.msg))),
+      JSON.stringify(lines),
+    );
+
+    const second = await deliverEvent(h.endpoint, SIGNING_SECRET, opened as never);
+    assert.equal(second.status, 200);
+    assert.deepEqual(publishes(h), ["ratelimited", undefined]);
+    assert.ok(h.slack.homeViews.get(REQUESTER), "the Home is published");
+  });
+
+  test("a late mention whose thread Slack rate-limits is answered at once, and the thread read after the wait", async () => {
+    const script: Script = async (request) => ({
+      content: JSON.stringify(request.messages).includes("order 1078")
+        ? "Order 1078 ships tomorrow."
+        : "Which order is it?",
+    });
+    const h = await startHarness({ script });
+    const { ts } = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "<@U0BATONBOT> where is my order?",
+    });
+    // The mention reaches Baton late; the reply before it was passed over, there being no task.
+    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
+
+    const late = await h.mention("where is my order?", { ts, retryNum: 1 });
+    assert.equal(late.status, 200, "the mention is stored: Slack need not send it again");
+    assert.deepEqual(
+      h.slack.callsTo("conversations.replies").map((c) => c.failed),
+      ["ratelimited"],
+      "answered without waiting out the 429",
+    );
+    await h.until("the answer that read the reply", async () =>
+      h.slack.messagesIn(CHANNEL, ts).some((m) => m.text === "Order 1078 ships tomorrow.")
+        ? true
+        : undefined,
+    );
+    const task = await h.until("the task", () => taskOfThread(h.db.db, ts));
+    const inputs = await h.db.db
+      .selectFrom("task_inputs")
+      .select("text")
+      .where("task_id", "=", task.id)
+      .execute();
+    assert.deepEqual(
+      inputs.map((i) => i.text),
+      ["it is order 1078"],
+      "the reply is read once",
+    );
+  });
+
+  test("a person over their task limit is told after Slack has its answer, the notice's 429 waited out", async () => {
+    const h = await startHarness({
+      script: scriptByAgent({ "customer-service": [{ content: "Happy to help." }] }),
+      agentsFile: await withLimits({ new_tasks_per_person: { max: 1, per: HOUR } }),
+    });
+    const first = await h.mention("where is order 1042?");
+    await h.until("the first task", () => finishedTask(h.db.db, first.ts));
+
+    // Slack rate-limits the notice, and answers so only when the test lets it.
+    h.slack.failNext("chat.postEphemeral", { error: "ratelimited", retryAfter: 1 });
+    const held = h.slack.holdAnswer("chat.postEphemeral");
+    let answered: number | undefined;
+    void h.mention("and order 1077?").then((r) => {
+      answered = r.status;
+    });
+    try {
+      await held.arrived;
+      await h.until("Slack's answer to the message, the notice still on its way", async () =>
+        answered === undefined ? undefined : true,
+      );
+    } finally {
+      held.release();
+    }
+    assert.equal(answered, 200);
+    const told = await h.until("the person to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === REQUESTER),
+    );
+    assert.match(String(told.text), /You started 1 task in the last hour,/);
+    assert.deepEqual(
+      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
+      ["ratelimited", undefined],
+    );
+  });
 });

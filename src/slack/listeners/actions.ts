@@ -1,3 +1,4 @@
+import type { webApi } from "@slack/bolt";
 import { z } from "zod";
 import { isBatonError } from "../../errors.ts";
 import type { BoltApp } from "../app.ts";
@@ -40,8 +41,15 @@ const submission = z.object({
   }),
 });
 
-/** Card buttons and modals. Values carry only a row id; everything else is loaded and checked. */
-export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): void {
+/**
+ * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
+ * Forms open through `noWait`, which fails a 429 at once (see FormClients).
+ */
+export function registerActionListeners(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  noWait: webApi.WebClient,
+): void {
   app.action(APPROVAL_APPROVE, async ({ ack, body, client }) => {
     await ack();
     const c = click.parse(body);
@@ -60,7 +68,7 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
   app.action(APPROVAL_REJECT, async ({ ack, body, client }) => {
     await ack();
     const c = click.parse(body);
-    await askRejectReason(handlers, client, c, uuid.parse(c.actions[0]?.value));
+    await askRejectReason(handlers, { client, noWait }, c, uuid.parse(c.actions[0]?.value));
   });
 
   app.view(REJECT_REASON_CALLBACK, async ({ ack, body, client }) => {
@@ -121,7 +129,11 @@ export function registerActionListeners(app: BoltApp, handlers: SlackHandlers): 
         const refusal = escalationWords(result);
         return refusal ? { refusal } : { view };
       });
-    await openWhenAllowed(handlers, client, c, { title: "Send back", check, lateView: view });
+    await openWhenAllowed(handlers, { client, noWait }, c, {
+      title: "Send back",
+      check,
+      lateView: view,
+    });
   });
 
   app.view(SEND_BACK_CALLBACK, async ({ ack, body, client }) => {

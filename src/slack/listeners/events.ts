@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
 import { cleanText } from "../../core/text.ts";
-import { isBatonError } from "../../errors.ts";
+import { isBatonError, RetryAfterError } from "../../errors.ts";
 import type { AcceptOutcome } from "../../runtime/accept.ts";
+import { rateLimitWaitMs, waitingOutRateLimits } from "../../runtime/retry-after.ts";
 import type { BoltApp } from "../app.ts";
 import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
@@ -25,9 +27,17 @@ const envelope = z.object({ event_id: z.string() });
 // Subtypes that are a person writing; edits, joins and bot posts are not work.
 const HUMAN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
 
-/** Events: a mention starts or continues a task; a reply in a task's thread continues it. */
-export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): void {
-  app.event("app_mention", async ({ event, body, client, context, logger }) => {
+/**
+ * Events: a mention starts or continues a task; a reply in a task's thread continues it. Slack
+ * waits for the answer to an event until it is processed (see `processBeforeResponse`), and sends
+ * it again after 3 s: Slack is called through `noWait`, which fails a 429 at once, never waits it out.
+ */
+export function registerEventListeners(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  noWait: webApi.WebClient,
+): void {
+  app.event("app_mention", async ({ event, body, context, logger }) => {
     const outcome = await accept(handlers, event, body, true);
     const mention = messageEvent.safeParse(event);
     // A mention that reached Baton late (Slack retried it, or was slow) may have replies in its
@@ -38,12 +48,21 @@ export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): v
       context.retryNum !== undefined ||
       (mention.success && Date.now() - tsMillis(mention.data.ts) > LATE_MS);
     if (!mention.success || !late || (outcome !== "started" && outcome !== "duplicate")) return;
+    const catchUp = () => catchUpThread(handlers, noWait, mention.data);
     try {
-      await catchUpThread(handlers, client, mention.data);
-    } catch (thrown) {
-      // Slack unreachable or busy: the 500 makes it send the mention again, and the catch-up with
-      // it. Slack refusing (the thread deleted, a scope missing) would refuse every retry as well.
-      const error = toBatonError("conversations.replies", thrown);
+      await catchUp();
+    } catch (error) {
+      // Slack asked to wait: the mention is stored and its run queued, so Slack has its answer now
+      // and the thread is read once the wait is over.
+      if (error instanceof RetryAfterError) {
+        handlers.afterwards("read the replies before a late mention", async () => {
+          await sleep(rateLimitWaitMs(error));
+          await waitingOutRateLimits(catchUp);
+        });
+        return;
+      }
+      // Slack unreachable or failing: the 500 makes it send the mention again, and the catch-up
+      // with it. Slack refusing (the thread deleted, a scope missing) would refuse every retry too.
       if (!isBatonError(error) || error.retriable) throw error;
       logger.warn(`could not read the replies before a late mention: ${error.message}`);
     }
@@ -51,11 +70,19 @@ export function registerEventListeners(app: BoltApp, handlers: SlackHandlers): v
   app.event("message", async ({ event, body }) => {
     await accept(handlers, event, body, false);
   });
-  app.event("app_home_opened", async ({ event, client }) => {
+  app.event("app_home_opened", async ({ event, logger }) => {
     const parsed = z.object({ user: z.string(), tab: z.string().optional() }).safeParse(event);
     if (!parsed.success || (parsed.data.tab && parsed.data.tab !== "home")) return;
     const view = await handlers.homeView(parsed.data.user);
-    await client.views.publish({ user_id: parsed.data.user, view: view as never });
+    try {
+      await noWait.views.publish({ user_id: parsed.data.user, view: view as never });
+    } catch (thrown) {
+      const error = toBatonError("views.publish", thrown);
+      if (!(error instanceof RetryAfterError)) throw thrown;
+      // The tab keeps the Home published last, and opening it again publishes anew: a publish
+      // deferred past Slack's wait could land after the person left, on a method already throttled.
+      logger.warn(`App Home not refreshed for ${parsed.data.user}: ${error.message}`);
+    }
   });
 }
 
@@ -124,7 +151,8 @@ function laterTs(a: string, b: string): boolean {
 
 /**
  * Accepts the replies written in a mention's thread after it, as their own events would have been:
- * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate).
+ * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). A
+ * failure is thrown as a Baton error (a 429 as RetryAfterError).
  */
 async function catchUpThread(
   handlers: SlackHandlers,
@@ -134,13 +162,17 @@ async function catchUpThread(
   const threadTs = mention.thread_ts ?? mention.ts;
   let cursor: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {
-    const answer = await client.conversations.replies({
-      channel: mention.channel,
-      ts: threadTs,
-      oldest: mention.ts,
-      limit: REPLIES_PAGE,
-      ...(cursor && { cursor }),
-    });
+    const answer = await client.conversations
+      .replies({
+        channel: mention.channel,
+        ts: threadTs,
+        oldest: mention.ts,
+        limit: REPLIES_PAGE,
+        ...(cursor && { cursor }),
+      })
+      .catch((error: unknown) => {
+        throw toBatonError("conversations.replies", error);
+      });
     for (const reply of answer.messages ?? []) {
       if (!reply.ts || !laterTs(reply.ts, mention.ts)) continue;
       const event = { ...reply, type: "message", channel: mention.channel, thread_ts: threadTs };

@@ -1,5 +1,6 @@
 import type { webApi } from "@slack/bolt";
 import { within } from "../../core/duration.ts";
+import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
 import { refusedModal, rejectReasonModal } from "../views/reject-modal.ts";
 import { decisionWords, failureWords } from "../words.ts";
@@ -13,6 +14,16 @@ export interface Clicker {
 }
 
 type Client = webApi.WebClient;
+
+/**
+ * `client` is Bolt's, which waits out a 429: for words to the person, sent after Slack has its
+ * answer. `noWait` fails a 429 at once, for the forms: a trigger_id lives 3 s, so a form opened
+ * after Slack's wait (often longer) would not open anyway, and the person would wait for nothing.
+ */
+export interface FormClients {
+  client: Client;
+  noWait: Client;
+}
 
 /**
  * How long a form waits on its check of the clicker before it opens anyway. Slack opens a modal
@@ -36,19 +47,20 @@ export interface FormCheck {
  */
 export async function openWhenAllowed(
   handlers: SlackHandlers,
-  client: Client,
+  clients: FormClients,
   c: Clicker,
   form: { title: "Reject" | "Send back"; check: Promise<FormCheck>; lateView: unknown },
 ): Promise<void> {
+  const { client, noWait } = clients;
   const early = await within(form.check, CHECK_WAIT_MS);
   const triggerId = c.trigger_id;
   if (early) {
     if (early.refusal) tell(handlers, client, c, early.refusal);
-    else if (early.view && triggerId) openForm(handlers, client, c, triggerId, early.view);
+    else if (early.view && triggerId) openForm(handlers, clients, c, triggerId, early.view);
     return;
   }
   handlers.afterwards(`open the ${form.title} form`, async () => {
-    const opened = triggerId && (await openView(client, c, triggerId, form.lateView));
+    const opened = triggerId && (await openView(clients, c, triggerId, form.lateView));
     let words: string | undefined;
     let failure: unknown;
     try {
@@ -59,7 +71,7 @@ export async function openWhenAllowed(
     }
     if (!words) return;
     if (opened)
-      await client.views
+      await noWait.views
         .update({ view_id: opened.id, hash: opened.hash, view: refusedModal(form.title, words) })
         // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
         .catch(() => undefined);
@@ -71,7 +83,7 @@ export async function openWhenAllowed(
 /** Reject asks for a reason, only of a person who may decide (see openWhenAllowed). */
 export function askRejectReason(
   handlers: SlackHandlers,
-  client: Client,
+  clients: FormClients,
   c: Clicker,
   approvalId: string,
 ): Promise<void> {
@@ -82,7 +94,7 @@ export function askRejectReason(
     if (refused) return { refusal: decisionWords(refused, info) };
     return info ? { view: rejectReasonModal({ approvalId, toolName: info.toolName }) } : {};
   });
-  return openWhenAllowed(handlers, client, c, {
+  return openWhenAllowed(handlers, clients, c, {
     title: "Reject",
     check,
     lateView: rejectReasonModal({ approvalId }),
@@ -99,30 +111,30 @@ function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string
 
 /**
  * Opens a form once Slack has its answer. One that does not open (its trigger ran out, Slack
- * failed) decided nothing: the person is told so, as after a failed click.
+ * failed or asked to wait) decided nothing: the person is told so, and when to click again.
  */
 function openForm(
   handlers: SlackHandlers,
-  client: Client,
+  clients: FormClients,
   c: Clicker,
   triggerId: string,
   view: unknown,
 ): void {
-  handlers.afterwards("open a form", () => openView(client, c, triggerId, view));
+  handlers.afterwards("open a form", () => openView(clients, c, triggerId, view));
 }
 
 async function openView(
-  client: Client,
+  clients: FormClients,
   c: Clicker,
   triggerId: string,
   view: unknown,
 ): Promise<{ id: string; hash: string } | undefined> {
   try {
-    const opened = await client.views.open({ trigger_id: triggerId, view: view as never });
+    const opened = await clients.noWait.views.open({ trigger_id: triggerId, view: view as never });
     const { id, hash } = opened.view ?? {};
     return id && hash ? { id, hash } : undefined;
   } catch (error) {
-    await tellClicker(client, c, failureWords(error));
+    await tellClicker(clients.client, c, failureWords(toBatonError("views.open", error)));
     throw error;
   }
 }

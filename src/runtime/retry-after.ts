@@ -1,0 +1,23 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { RetryAfterError } from "../errors.ts";
+
+/** A 429 without a Retry-After still waits a second: the next try must not ask again at once. */
+export const rateLimitWaitMs = (error: RetryAfterError) => Math.max(error.retryAfterMs, 1_000);
+
+/** 429s waited out in place before the failure goes to the caller, as the Slack client did. */
+const RATE_LIMIT_WAITS = 3;
+
+/**
+ * Runs `send`, and again after each 429's Retry-After, RATE_LIMIT_WAITS times at most. Only for
+ * work whose wait holds nothing back: no row lock, and no answer Slack is waiting for.
+ */
+export async function waitingOutRateLimits<T>(send: () => Promise<T>): Promise<T> {
+  for (let waits = 0; ; waits++) {
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
+      await sleep(rateLimitWaitMs(error));
+    }
+  }
+}
