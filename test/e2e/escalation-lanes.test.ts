@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { afterEach, describe, test } from "node:test";
+import { sql } from "kysely";
+import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
+import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import {
   ESCALATION_SEND_BACK,
   ESCALATION_TAKE_OVER,
@@ -10,7 +13,9 @@ import {
   type Harness,
   harnessPerTest,
   REQUESTER,
+  SIGNING_SECRET,
   SUPPORT_LANE,
+  startHarness,
 } from "../support/harness.ts";
 import { type ScriptedToolCall, scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, taskWithStatus, waitForEscalationCard } from "../support/observe.ts";
@@ -19,12 +24,18 @@ import {
   blockTexts,
   buttonsOf,
   cardWithButton,
+  directRefundScript,
+  ESCALATION_NOTE,
   escalationScript,
+  missEscalationDeadline,
   taskOfThread,
 } from "../support/scripts-humans.ts";
+import type { SlackCall } from "../support/slack-emulator.ts";
+import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
 import { runBaton } from "../support/slash-command.ts";
 
-// Escalations to lanes, unreadable notes, and closing a task. One suite per former test file.
+// Escalations to lanes, unreadable notes, closing a task, a lane's fallback people, and where a
+// reminder reaches the people who decide. One suite per former test file.
 
 describe("escalation-lane-owners", async () => {
   // Who owns an escalation is what the agents file says of its lane: every person and group it
@@ -314,5 +325,225 @@ describe("close-task", async () => {
     await h.until("the answer", async () =>
       (await taskOfThread(h.db.db, ts))?.status === "done" ? true : undefined,
     );
+  });
+});
+
+describe("escalation-fallback", async () => {
+  // The support lane, with a fallback person: an escalation nobody picked up in time goes to them.
+
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  /** An escalation to the support channel, past its respond-by, with `fallback` (U0OPSMANAGER). */
+  async function escalationPastDue(fallback = ["U0OPSMANAGER"]) {
+    const harness = await startHarness({
+      script: scriptByAgent(escalationScript()),
+      agentsFile: agentsFileWith([
+        SUPPORT_LANE,
+        `${SUPPORT_LANE}      fallback:\n        users: [${fallback.join(", ")}]\n`,
+      ]),
+    });
+    h = harness;
+    const { ts } = await harness.mention(
+      "the lamp from order 1077 caught fire, I want compensation",
+    );
+    const escalation = await waitForEscalationCard(harness);
+    await missEscalationDeadline(harness.db.db, escalation.id);
+    return { harness, ts, escalation };
+  }
+
+  test("an escalation handed to its fallback pings the fallback person (a live mention)", async () => {
+    const { harness, ts } = await escalationPastDue();
+    await enforceDeadlines(harness.baton.deps);
+    const reminder = await harness.until("the reminder", async () =>
+      harness.slack
+        .callsTo("chat.postMessage")
+        .find((c) => c.args.thread_ts === ts && String(c.args.text).includes("Reminder")),
+    );
+    const said = String(reminder.args.text);
+    assert.ok(said.includes("<@U0OPSMANAGER>"), `the fallback is not pinged: ${said}`);
+  });
+
+  // It went to the first of them only: the second was neither paged nor allowed to take it over.
+  test("an escalation handed to a fallback of two people is theirs, either may take it", async () => {
+    const { harness, ts, escalation } = await escalationPastDue(["U0OPSMANAGER", "U0OPSDEPUTY"]);
+    await enforceDeadlines(harness.baton.deps);
+    const reminder = await harness.until("the reminder", async () =>
+      harness.slack
+        .callsTo("chat.postMessage")
+        .find((c) => c.args.thread_ts === ts && String(c.args.text).includes("Reminder")),
+    );
+    assert.match(String(reminder.args.text), /^<@U0OPSMANAGER> <@U0OPSDEPUTY> ⏰/);
+    const card = await harness.until("the fallback's card", async () =>
+      harness.db.db
+        .selectFrom("escalations")
+        .selectAll()
+        .where("id", "=", escalation.id)
+        .where("card_ts", "!=", escalation.card_ts)
+        .executeTakeFirst(),
+    );
+    const click = await harness.clickCard("U0OPSDEPUTY", ESCALATION_TAKE_OVER, card, ts);
+    assert.equal(click.status, 200);
+    const task = await harness.until("the deputy to hold the task", async () => {
+      const row = await harness.db.db.selectFrom("tasks").selectAll().executeTakeFirstOrThrow();
+      return row.owner_id === "U0OPSDEPUTY" && row;
+    });
+    assert.equal(task.status, "waiting_human");
+  });
+
+  // The sweep hands the escalation to its fallback: the old card is updated ("reassigned") and a new
+  // open card is posted. The fallback clicks the old card before Slack has taken those two writes.
+  test("a decision made while the fallback's card is on its way leaves no card with live buttons", async () => {
+    const { harness, ts, escalation } = await escalationPastDue();
+    const updateHeld = harness.slack.holdAnswer("chat.update");
+    const sweep = enforceDeadlines(harness.baton.deps);
+    await updateHeld.arrived; // committed; Slack is slow to take the "reassigned" update
+    await harness.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, ts);
+    updateHeld.release();
+    await sweep;
+
+    const decided = await harness.until("the decision", async () => {
+      const row = await harness.db.db
+        .selectFrom("escalations")
+        .selectAll()
+        .executeTakeFirstOrThrow();
+      return row.status === "taken_over" && row;
+    });
+    // Every card of this escalation, as Slack now shows it.
+    await harness.until("the outbox to drain", async () => {
+      const left = await harness.db.db
+        .selectFrom("slack_outbox")
+        .select("id")
+        .where("status", "not in", ["sent", "dead"])
+        .execute();
+      return left.length === 0;
+    });
+    const live = harness.slack
+      .messagesIn(CHANNEL, ts)
+      .filter((m) => JSON.stringify(m).includes(ESCALATION_TAKE_OVER));
+    assert.equal(decided.decided_by, "U0OPSMANAGER");
+    assert.deepEqual(
+      live.map((m) => m.ts),
+      [],
+      "a card of a decided escalation still offers its buttons",
+    );
+  });
+});
+
+describe("escalation-reminder-place", async () => {
+  // A reminder reaches the people who decide where they decide. A lane owned by a channel is decided
+  // by its members: in its channel, paged with <!here>, in the card's thread when the card is there,
+  // sent to the channel too.
+  // (deadlines.test.ts: the card in another channel's thread.)
+
+  const DM = "D0DMREQUESTER";
+
+  const startHarness = harnessPerTest();
+
+  async function dm(h: Harness, text: string) {
+    const { ts } = h.slack.addMessage({ channel: DM, user: REQUESTER, text });
+    const event = messageEvent({ user: REQUESTER, channel: DM, text, ts });
+    await deliverEvent(
+      h.endpoint,
+      SIGNING_SECRET,
+      { ...event, channel_type: "im" },
+      { eventId: `EvDM${ts}` },
+    );
+    return ts;
+  }
+
+  /** The escalation (or approval) is overdue; the sweep passes twice, as two replicas would. */
+  async function overdue(h: Harness, table: "escalations" | "approvals") {
+    const row = await h.until(`the ${table} card`, async () => {
+      const found = await h.db.db.selectFrom(table).select(["id", "card_ts"]).executeTakeFirst();
+      return found?.card_ts ? found : undefined;
+    });
+    if (table === "escalations")
+      await h.db.db
+        .updateTable("escalations")
+        .set({ respond_by: sql`now() - interval '1 minute'` })
+        .execute();
+    else
+      await h.db.db
+        .updateTable("approvals")
+        .set({ expires_at: sql`now() - interval '1 minute'` })
+        .execute();
+    await runMaintenance(h.baton.deps);
+    await runMaintenance(h.baton.deps);
+    return row;
+  }
+
+  /** The one reminder, once the outbox has sent it. */
+  async function theReminder(h: Harness, pattern: RegExp): Promise<SlackCall> {
+    const sent = () =>
+      h.slack
+        .callsTo("chat.postMessage")
+        .filter((c) => !c.failed && pattern.test(`${c.args.text}`));
+    await h.until("the reminder", async () => sent().length > 0 || undefined);
+    await runMaintenance(h.baton.deps);
+    assert.equal(sent().length, 1, "one reminder");
+    return sent()[0] as SlackCall;
+  }
+
+  const placeOf = (c: SlackCall) => ({ channel: c.args.channel, thread_ts: c.args.thread_ts });
+  const whereAndWhat = (c: SlackCall) =>
+    `${c.args.channel} ${c.args.thread_ts ?? "(no thread)"}: ${c.args.text}`;
+
+  test("a DM's escalation to a channel's lane: the reminder pages the channel in the card's thread", async () => {
+    const h = await startHarness({
+      script: scriptByAgent({
+        "customer-service": [
+          { toolCalls: [{ name: "escalate_to_human", arguments: ESCALATION_NOTE }] },
+        ],
+      }),
+    });
+    await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+    const card = await overdue(h, "escalations");
+
+    const reminder = await theReminder(h, /Reminder/);
+    assert.deepEqual(
+      placeOf(reminder),
+      { channel: "C0SUPPORT", thread_ts: card.card_ts },
+      `not in the card's thread: ${whereAndWhat(reminder)}`,
+    );
+    assert.match(String(reminder.args.text), /^<!here> ⏰/);
+    assert.equal(
+      String(reminder.args.reply_broadcast),
+      "true",
+      "the channel sees the page, not only the thread",
+    );
+  });
+
+  test("a lane the file leaves out is the task's channel's: the reminder pages it in the thread", async () => {
+    const agentsFile = agentsFileWith([SUPPORT_LANE, ""]);
+    const h = await startHarness({ script: scriptByAgent(escalationScript()), agentsFile });
+    const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+    await overdue(h, "escalations");
+
+    const reminder = await theReminder(h, /Reminder/);
+    assert.deepEqual(
+      placeOf(reminder),
+      { channel: CHANNEL, thread_ts: ts },
+      whereAndWhat(reminder),
+    );
+    assert.match(String(reminder.args.text), /^<!here> ⏰/, whereAndWhat(reminder));
+    assert.equal(
+      String(reminder.args.reply_broadcast),
+      "true",
+      "the channel sees the page, not only the thread",
+    );
+  });
+
+  test("a DM's approval handed to its fallback: the fallback is paged where the card is", async () => {
+    const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+    await dm(h, "billing: please refund order 1077, the lamp came back");
+    await overdue(h, "approvals");
+
+    const reminder = await theReminder(h, /in time/);
+    assert.equal(reminder.args.channel, "C0OPS", whereAndWhat(reminder));
+    assert.match(String(reminder.args.text), /^<@U0OPSMANAGER> ⏰/);
   });
 });

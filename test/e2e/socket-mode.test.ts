@@ -1,135 +1,226 @@
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
+import { insertOrderTask } from "../support/db.ts";
+import {
+  CHANNEL,
+  type Harness,
+  harnessPerTest,
+  REQUESTER,
+  startHarness,
+} from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { waitForApprovalCard } from "../support/observe.ts";
 import { resetFlow1Data, whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
 
-// Flow 1 twice: once as it first arrives, once for the envelope Slack sends again.
-const once = whereIsMyOrderScript();
-let h: Harness;
-before(async () => {
-  h = await startHarness({
-    script: scriptByAgent(
-      Object.fromEntries(Object.entries(once).map(([agent, r]) => [agent, [...r, ...r]])),
-    ),
-    socketMode: true,
-  });
-  await h.slack.socketMode.connected();
-});
-after(async () => {
-  await h.close();
-});
+// How events reach Baton over Socket Mode, a stop while a click is acknowledged, and a worker-only
+// replica that takes events neither way. One suite per former test file.
 
-function mentionEnvelope(text: string, eventId: string) {
-  const ts = h.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
-  const body = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }), {
-    eventId,
-  });
-  return { ts, body };
-}
-
-async function storedEvent(eventId: string) {
-  return h.db.db
-    .selectFrom("slack_events")
-    .select("task_id")
-    .where("event_id", "=", `event:${eventId}`)
-    .executeTakeFirst();
-}
-
-test("Socket Mode: a mention plays flow 1, and its envelope is acknowledged once the event is stored", async () => {
-  const { ts, body } = mentionEnvelope("<@U0BATONBOT> where is order 1042?", "EvSOCKET0001");
-  const ack = await h.slack.socketMode.send("events_api", body);
-  assert.ok(ack, "acknowledged within Slack's three seconds");
-  assert.ok(await storedEvent("EvSOCKET0001"), "stored before the acknowledgement went out");
-  const task = await h.until("the task to finish", () => finishedTask(h.db.db, ts));
-  const answer = h.slack
-    .callsTo("chat.postMessage")
-    .filter((c) => c.args.thread_ts === ts && c.args.username === "Customer Service")
-    .at(-1);
-  assert.match(String(answer?.args.text), /on the way/);
-  assert.equal(task.owner_id, "customer-service");
-
-  // The same envelope again (Slack's retry): acknowledged, and nothing starts twice.
-  const again = await h.slack.socketMode.send("events_api", body, {
-    retryAttempt: 1,
-    retryReason: "timeout",
-  });
-  assert.ok(again);
-  const tasks = await h.db.db
-    .selectFrom("tasks")
-    .select("id")
-    .where("thread_ts", "=", ts)
-    .execute();
-  assert.equal(tasks.length, 1);
-
-  // No /slack/events in Socket Mode; the port still serves the health check and the metrics.
-  const health = await fetch(new URL("/healthz", h.endpoint));
-  assert.equal(await health.text(), "ok");
-  const metrics = await (await fetch(new URL("/metrics", h.endpoint))).text();
-  assert.match(metrics, /baton_tasks_started_total/);
-});
-
-test("Socket Mode: an envelope whose event could not be stored is not acknowledged, and Slack's retry starts the task", async () => {
-  const { ts, body } = mentionEnvelope("<@U0BATONBOT> where is order 1042, again?", "EvSOCKET0002");
-  // The database refuses the write (as when its connection is lost mid-request).
-  await sql`alter table slack_events rename to slack_events_unavailable`.execute(h.db.db);
-  let ack: Awaited<ReturnType<Harness["slack"]["socketMode"]["send"]>>;
-  try {
-    ack = await h.slack.socketMode.send("events_api", body, { timeoutMs: 1500 });
-  } finally {
-    await sql`alter table slack_events_unavailable rename to slack_events`.execute(h.db.db);
-  }
-  assert.equal(ack, undefined, "not acknowledged: Slack sends it again");
-  assert.equal(await storedEvent("EvSOCKET0002"), undefined);
-
-  await resetFlow1Data(h.db.db);
-  const retry = await h.slack.socketMode.send("events_api", body, {
-    retryAttempt: 1,
-    retryReason: "timeout",
-  });
-  assert.ok(retry, "the retry is acknowledged");
-  await h.until("the task to finish", () => finishedTask(h.db.db, ts));
-});
-
-test("Socket Mode: an approval click arrives as an interactive envelope, is acknowledged after it is decided, and the refund runs once", async () => {
-  const billing = await startHarness({
-    script: scriptByAgent(orderReturnScript()),
-    socketMode: true,
-  });
-  try {
-    await billing.slack.socketMode.connected();
-    const text = "<@U0BATONBOT> I'd like to return order 1077, please refund me";
-    const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
-    const mention = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }));
-    assert.ok(await billing.slack.socketMode.send("events_api", mention));
-    const approval = await waitForApprovalCard(billing, "the refund to wait on its card");
-    const click = blockActionsPayload({
-      userId: "U0LEE",
-      actionId: APPROVAL_APPROVE,
-      value: approval.id,
-      channel: CHANNEL,
-      messageTs: approval.card_ts ?? "",
-      threadTs: ts,
+describe("socket-mode", async () => {
+  // Flow 1 twice: once as it first arrives, once for the envelope Slack sends again.
+  const once = whereIsMyOrderScript();
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      script: scriptByAgent(
+        Object.fromEntries(Object.entries(once).map(([agent, r]) => [agent, [...r, ...r]])),
+      ),
+      socketMode: true,
     });
-    assert.ok(await billing.slack.socketMode.send("interactive", click), "acknowledged");
-    const decided = await billing.db.db
-      .selectFrom("approvals")
-      .select(["status", "decided_by"])
-      .where("id", "=", approval.id)
-      .executeTakeFirstOrThrow();
-    assert.deepEqual(
-      decided,
-      { status: "approved", decided_by: "U0LEE" },
-      "decided before the ack",
-    );
-    await billing.until("the task to finish", () => finishedTask(billing.db.db, ts));
-    assert.equal((await refundsOf(billing.db.db)).length, 1);
-  } finally {
-    await billing.close();
+    await h.slack.socketMode.connected();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  function mentionEnvelope(text: string, eventId: string) {
+    const ts = h.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
+    const body = eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }), {
+      eventId,
+    });
+    return { ts, body };
   }
+
+  async function storedEvent(eventId: string) {
+    return h.db.db
+      .selectFrom("slack_events")
+      .select("task_id")
+      .where("event_id", "=", `event:${eventId}`)
+      .executeTakeFirst();
+  }
+
+  test("Socket Mode: a mention plays flow 1, and its envelope is acknowledged once the event is stored", async () => {
+    const { ts, body } = mentionEnvelope("<@U0BATONBOT> where is order 1042?", "EvSOCKET0001");
+    const ack = await h.slack.socketMode.send("events_api", body);
+    assert.ok(ack, "acknowledged within Slack's three seconds");
+    assert.ok(await storedEvent("EvSOCKET0001"), "stored before the acknowledgement went out");
+    const task = await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+    const answer = h.slack
+      .callsTo("chat.postMessage")
+      .filter((c) => c.args.thread_ts === ts && c.args.username === "Customer Service")
+      .at(-1);
+    assert.match(String(answer?.args.text), /on the way/);
+    assert.equal(task.owner_id, "customer-service");
+
+    // The same envelope again (Slack's retry): acknowledged, and nothing starts twice.
+    const again = await h.slack.socketMode.send("events_api", body, {
+      retryAttempt: 1,
+      retryReason: "timeout",
+    });
+    assert.ok(again);
+    const tasks = await h.db.db
+      .selectFrom("tasks")
+      .select("id")
+      .where("thread_ts", "=", ts)
+      .execute();
+    assert.equal(tasks.length, 1);
+
+    // No /slack/events in Socket Mode; the port still serves the health check and the metrics.
+    const health = await fetch(new URL("/healthz", h.endpoint));
+    assert.equal(await health.text(), "ok");
+    const metrics = await (await fetch(new URL("/metrics", h.endpoint))).text();
+    assert.match(metrics, /baton_tasks_started_total/);
+  });
+
+  test("Socket Mode: an envelope whose event could not be stored is not acknowledged, and Slack's retry starts the task", async () => {
+    const { ts, body } = mentionEnvelope(
+      "<@U0BATONBOT> where is order 1042, again?",
+      "EvSOCKET0002",
+    );
+    // The database refuses the write (as when its connection is lost mid-request).
+    await sql`alter table slack_events rename to slack_events_unavailable`.execute(h.db.db);
+    let ack: Awaited<ReturnType<Harness["slack"]["socketMode"]["send"]>>;
+    try {
+      ack = await h.slack.socketMode.send("events_api", body, { timeoutMs: 1500 });
+    } finally {
+      await sql`alter table slack_events_unavailable rename to slack_events`.execute(h.db.db);
+    }
+    assert.equal(ack, undefined, "not acknowledged: Slack sends it again");
+    assert.equal(await storedEvent("EvSOCKET0002"), undefined);
+
+    await resetFlow1Data(h.db.db);
+    const retry = await h.slack.socketMode.send("events_api", body, {
+      retryAttempt: 1,
+      retryReason: "timeout",
+    });
+    assert.ok(retry, "the retry is acknowledged");
+    await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+  });
+
+  test("Socket Mode: an approval click arrives as an interactive envelope, is acknowledged after it is decided, and the refund runs once", async () => {
+    const billing = await startHarness({
+      script: scriptByAgent(orderReturnScript()),
+      socketMode: true,
+    });
+    try {
+      await billing.slack.socketMode.connected();
+      const text = "<@U0BATONBOT> I'd like to return order 1077, please refund me";
+      const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
+      const mention = eventEnvelope(
+        appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }),
+      );
+      assert.ok(await billing.slack.socketMode.send("events_api", mention));
+      const approval = await waitForApprovalCard(billing, "the refund to wait on its card");
+      const click = blockActionsPayload({
+        userId: "U0LEE",
+        actionId: APPROVAL_APPROVE,
+        value: approval.id,
+        channel: CHANNEL,
+        messageTs: approval.card_ts ?? "",
+        threadTs: ts,
+      });
+      assert.ok(await billing.slack.socketMode.send("interactive", click), "acknowledged");
+      const decided = await billing.db.db
+        .selectFrom("approvals")
+        .select(["status", "decided_by"])
+        .where("id", "=", approval.id)
+        .executeTakeFirstOrThrow();
+      assert.deepEqual(
+        decided,
+        { status: "approved", decided_by: "U0LEE" },
+        "decided before the ack",
+      );
+      await billing.until("the task to finish", () => finishedTask(billing.db.db, ts));
+      assert.equal((await refundsOf(billing.db.db)).length, 1);
+    } finally {
+      await billing.close();
+    }
+  });
+});
+
+describe("socket-stop-ack", async () => {
+  // A stop in Socket Mode keeps the connection open until the envelopes under way are acknowledged:
+  // otherwise a click decided during the stop would have its acknowledgement go to a closed socket,
+  // and Slack would show the person a failure for a decision that stood.
+  test("Socket Mode: a click decided during a stop is acknowledged to Slack", async () => {
+    const billing = await startHarness({
+      script: scriptByAgent(orderReturnScript()),
+      socketMode: true,
+    });
+    let stopped = false;
+    try {
+      await billing.slack.socketMode.connected();
+      const text = "<@U0BATONBOT> I'd like to return order 1077, please refund me";
+      const ts = billing.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text }).ts;
+      const mention = eventEnvelope(
+        appMentionEvent({ user: REQUESTER, channel: CHANNEL, text, ts }),
+      );
+      assert.ok(await billing.slack.socketMode.send("events_api", mention));
+      const approval = await waitForApprovalCard(billing, "the refund to wait on its card");
+      const held = billing.slack.holdAnswer("usergroups.users.list");
+      const click = blockActionsPayload({
+        userId: "U0LEE",
+        actionId: APPROVAL_APPROVE,
+        value: approval.id,
+        channel: CHANNEL,
+        messageTs: approval.card_ts ?? "",
+        threadTs: ts,
+      });
+      const acked = billing.slack.socketMode.send("interactive", click, { timeoutMs: 5000 });
+      await held.arrived;
+      const stopping = billing.baton.stop().then(() => {
+        stopped = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      held.release();
+      await stopping;
+      const decided = await billing.db.db
+        .selectFrom("approvals")
+        .select("status")
+        .where("id", "=", approval.id)
+        .executeTakeFirstOrThrow();
+      assert.equal(decided.status, "approved", "the decision committed");
+      assert.ok(await acked, "Slack got the click's acknowledgement");
+    } finally {
+      if (!stopped) await billing.baton.stop();
+      await billing.close().catch(() => undefined);
+    }
+  });
+});
+
+describe("worker-only", async () => {
+  // BATON_HTTP=0 makes a worker-only replica: it takes no Slack events, over HTTP or Socket Mode,
+  // and works the tasks other replicas accepted.
+
+  const startHarness = harnessPerTest();
+
+  for (const socketMode of [false, true])
+    test(`a worker-only replica${socketMode ? " with an app-level token" : ""} takes no events and works queued tasks`, async () => {
+      const h = await startHarness({
+        script: scriptByAgent(whereIsMyOrderScript()),
+        socketMode,
+        workerOnly: true,
+      });
+      assert.equal(h.baton.port, undefined);
+      assert.deepEqual(h.slack.callsTo("apps.connections.open"), [], "no Socket Mode connection");
+      await assert.rejects(fetch(h.endpoint, { method: "POST", body: "{}" }), "no HTTP port");
+
+      // Another replica accepted this task and queued it.
+      const task = await insertOrderTask(h.db.db, "1736000000.000100");
+      await h.baton.deps.queue.enqueue(h.db.db, task.id);
+      await h.until("the task to finish", () => finishedTask(h.db.db, task.thread_ts), 30_000);
+    });
 });

@@ -1,0 +1,353 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { startBaton } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/env.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { createLogger } from "../../src/log.ts";
+import { createTestDatabase, testServerUrl } from "../support/db.ts";
+import { freePort } from "../support/harness.ts";
+import { startSlackEmulator } from "../support/slack-emulator.ts";
+
+// A start that fails, as the operator meets it: Slack refusing a token, a mistake in the agents
+// file, a database Baton cannot use, a taken port, and `npm start` itself in a child process.
+// One suite per former test file.
+
+describe("startup", async () => {
+  test("a bot token Slack refuses stops the start with what to check, and leaves nothing running", async () => {
+    const db = await createTestDatabase();
+    const slack = await startSlackEmulator();
+    try {
+      const start = startBaton({
+        config: loadConfig({
+          SLACK_BOT_TOKEN: "xoxb-a-wrong-one",
+          SLACK_SIGNING_SECRET: "secret",
+          SLACK_API_URL: slack.url,
+          OPENAI_API_KEY: "sk-test",
+          DATABASE_URL: db.url,
+          PORT: String(await freePort()),
+        }),
+        log: createLogger({ level: "silent" }),
+      });
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.message,
+          /Slack refused the bot token \(invalid_auth\): check SLACK_BOT_TOKEN/,
+        );
+        assert.doesNotMatch(
+          error.message,
+          /xoxb-a-wrong-one/,
+          "the token never appears in the message",
+        );
+        return true;
+      });
+    } finally {
+      await slack.close();
+      await db.drop();
+    }
+  });
+
+  test("a mistake in the agents file is reported before any database is reached", async () => {
+    const agentsPath = path.join(tmpdir(), `baton-agents-${process.pid}.yml`);
+    await writeFile(
+      agentsPath,
+      'agents:\n  - id: cs\n    name: CS\n    icon: ":speech_balloon:"\n    instructions: Help.\n    tools: [lookup_order, look_up_order]\n',
+    );
+    // Nothing listens on port 1: a start that tried the database first would fail on the connection.
+    const start = startBaton({
+      config: loadConfig({
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SLACK_SIGNING_SECRET: "secret",
+        OPENAI_API_KEY: "sk-test",
+        DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
+        BATON_AGENTS_FILE: agentsPath,
+      }),
+      log: createLogger({ level: "silent" }),
+    });
+    await assert.rejects(start, (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(
+        error.message,
+        /:6:\d+ agents\[0\]\.tools\[1\]: no tool is named "look_up_order"/,
+      );
+      return true;
+    });
+  });
+
+  test("a DATABASE_URL that cannot be used stops the start with one line naming it, never its password", async () => {
+    const url = new URL(await testServerUrl());
+    url.pathname = "/baton_no_such_database";
+    url.password = "not-the-password-hunter2";
+    const start = startBaton({
+      config: loadConfig({
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SLACK_SIGNING_SECRET: "secret",
+        OPENAI_API_KEY: "sk-test",
+        DATABASE_URL: url.toString(),
+      }),
+      log: createLogger({ level: "silent" }),
+    });
+    await assert.rejects(start, (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(
+        error.message,
+        /^Postgres at \S+\/baton_no_such_database cannot be used \(.+\): check DATABASE_URL\.$/,
+      );
+      assert.doesNotMatch(error.message, /hunter2/);
+      return true;
+    });
+  });
+});
+
+describe("startup-operator-errors", async () => {
+  test("Socket Mode: an app-level token Slack refuses stops the start with what to set, never the token", async () => {
+    const db = await createTestDatabase();
+    const slack = await startSlackEmulator();
+    // What Slack answers apps.connections.open for a revoked or mistyped app-level token.
+    slack.failNext("apps.connections.open", { error: "invalid_auth" });
+    try {
+      const start = startBaton({
+        config: loadConfig({
+          SLACK_BOT_TOKEN: "xoxb-test",
+          SLACK_SIGNING_SECRET: "secret",
+          SLACK_API_URL: slack.url,
+          SLACK_APP_TOKEN: slack.config.appToken,
+          OPENAI_API_KEY: "sk-test",
+          DATABASE_URL: db.url,
+          PORT: String(await freePort()),
+        }),
+        log: createLogger({ level: "silent" }),
+        maintenance: false,
+      });
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+        assert.match(error.message, /Slack refused the app-level token \(invalid_auth\)/);
+        assert.match(error.message, /check SLACK_APP_TOKEN/);
+        assert.ok(!error.message.includes(slack.config.appToken), "the token never appears");
+        return true;
+      });
+    } finally {
+      await slack.close();
+      await db.drop();
+    }
+  });
+
+  async function asAdmin(run: (client: pg.Client) => Promise<unknown>, database?: string) {
+    const url = new URL(await testServerUrl());
+    if (database) url.pathname = `/${database}`;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      await run(client);
+    } finally {
+      await client.end();
+    }
+  }
+
+  // A role given a database it may connect to, but not create in: Baton's migrations need tables in
+  // schema public, the job queue a schema of its own.
+  for (const granted of ["nothing", "CREATE on schema public"] as const) {
+    test(`a DATABASE_URL role with ${granted} granted stops the start with what to grant, never its password`, async () => {
+      const suffix = randomBytes(4).toString("hex");
+      const role = `baton_test_role_${suffix}`;
+      const database = `baton_test_grants_${suffix}`;
+      await asAdmin(async (c) => {
+        await c.query(`create role ${role} login password 'hunter2-role-password'`);
+        await c.query(`create database ${database}`);
+      });
+      await asAdmin(async (c) => {
+        // Postgres 14 and older let every role create in public; 15 and newer do not.
+        await c.query("revoke create on schema public from public");
+        if (granted !== "nothing") await c.query(`grant create on schema public to ${role}`);
+      }, database);
+      const url = new URL(await testServerUrl());
+      url.username = role;
+      url.password = "hunter2-role-password";
+      url.pathname = `/${database}`;
+      try {
+        const start = startBaton({
+          config: loadConfig({
+            SLACK_BOT_TOKEN: "xoxb-test",
+            SLACK_SIGNING_SECRET: "secret",
+            OPENAI_API_KEY: "sk-test",
+            DATABASE_URL: url.toString(),
+            PORT: String(await freePort()),
+          }),
+          log: createLogger({ level: "silent" }),
+          maintenance: false,
+        });
+        await assert.rejects(start, (error: unknown) => {
+          assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+          assert.match(error.message, /permission denied/);
+          assert.match(
+            error.message,
+            new RegExp(`ALTER DATABASE "${database}" OWNER TO "${role}"`),
+          );
+          assert.match(error.message, /check DATABASE_URL\.$/);
+          assert.doesNotMatch(error.message, /hunter2/);
+          return true;
+        });
+      } finally {
+        await asAdmin(async (c) => {
+          await c.query(`drop database if exists ${database} with (force)`);
+          await c.query(`drop role if exists ${role}`);
+        });
+      }
+    });
+  }
+});
+
+describe("http-port-taken", async () => {
+  for (const mode of ["HTTP", "Socket Mode"] as const) {
+    test(`${mode}: a PORT another program holds stops the start with the port and the setting`, async () => {
+      const holder = createServer();
+      await new Promise<void>((resolve) => holder.listen(0, resolve));
+      const { port } = holder.address() as { port: number };
+      const db = await createTestDatabase();
+      const slack = await startSlackEmulator();
+      try {
+        const start = startBaton({
+          config: loadConfig({
+            SLACK_BOT_TOKEN: "xoxb-test",
+            SLACK_SIGNING_SECRET: "secret",
+            SLACK_API_URL: slack.url,
+            ...(mode === "Socket Mode" && { SLACK_APP_TOKEN: slack.config.appToken }),
+            OPENAI_API_KEY: "sk-test",
+            DATABASE_URL: db.url,
+            PORT: String(port),
+          }),
+          log: createLogger({ level: "silent" }),
+          maintenance: false,
+        });
+        await assert.rejects(start, (error: unknown) => {
+          assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+          assert.match(error.message, new RegExp(`${port}.*set PORT to a free port`));
+          return true;
+        });
+      } finally {
+        holder.close();
+        await slack.close();
+        await db.drop();
+      }
+    });
+  }
+
+  test("a taken PORT is found before the database, the job queue or any worker starts", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, resolve));
+    const { port } = holder.address() as { port: number };
+    try {
+      // Nothing listens on port 1: a start that reached the database first would fail on it.
+      const start = startBaton({
+        config: loadConfig({
+          SLACK_BOT_TOKEN: "xoxb-test",
+          SLACK_SIGNING_SECRET: "secret",
+          OPENAI_API_KEY: "sk-test",
+          DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
+          PORT: String(port),
+        }),
+        log: createLogger({ level: "silent" }),
+      });
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+        assert.match(error.message, new RegExp(`${port}.*set PORT to a free port`));
+        return true;
+      });
+    } finally {
+      holder.close();
+    }
+  });
+});
+
+describe("startup-main", async () => {
+  // `npm start` itself, in a child process: what an operator sees when the start fails.
+  const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+  const JOB_QUEUE_FAILS = fileURLToPath(new URL("../fixtures/job-queue-fails.ts", import.meta.url));
+
+  async function npmStart(env: Record<string, string>, preload: string[] = []) {
+    const child = spawn(process.execPath, [...preload, "src/main.ts"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
+    });
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8");
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const [code] = (await once(child, "exit")) as [number | null];
+    clearTimeout(timer);
+    return { code, stdout, stderr };
+  }
+
+  test("an unexpected error at start is one masked JSON line, exit code 1", async () => {
+    const db = await createTestDatabase();
+    const url = new URL(db.url);
+    // The embedded test server checks its password; the machine's (trust) ignores one it is given.
+    url.password ||= "hunter2-db-password";
+    const password = decodeURIComponent(url.password);
+    const secrets = {
+      SLACK_BOT_TOKEN: "xoxb-123-456-secretbot",
+      SLACK_SIGNING_SECRET: "signing-secret-value-42",
+      OPENAI_API_KEY: "sk-proj-abcdefghijklmnopqrstuv",
+    };
+    try {
+      const { code, stdout, stderr } = await npmStart(
+        { ...secrets, DATABASE_URL: url.toString(), PORT: String(await freePort()) },
+        ["--import", JOB_QUEUE_FAILS],
+      );
+      assert.equal(code, 1);
+      for (const secret of [password, ...Object.values(secrets)])
+        assert.ok(!(stdout + stderr).includes(secret), `${secret} leaked into the output`);
+      assert.equal(stderr, "", "nothing unstructured");
+      const lines = stdout.trim().split("\n");
+      const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      const last = records.at(-1) as { level: number; msg: string; err: { message: string } };
+      assert.equal(last.level, 60, "logged as fatal");
+      assert.match(last.msg, /could not start/);
+      assert.match(
+        last.err.message,
+        /^the job queue could not start on postgres:\/\/\w+:\[redacted\]@/,
+      );
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test("a recognised error at start keeps its one clear line, exit code 1", async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, resolve));
+    const { port } = holder.address() as { port: number };
+    try {
+      const { code, stdout, stderr } = await npmStart({
+        SLACK_BOT_TOKEN: "xoxb-test",
+        SLACK_SIGNING_SECRET: "secret",
+        OPENAI_API_KEY: "sk-test",
+        // Nothing listens on port 1: the taken PORT is found before the database is tried.
+        DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
+        PORT: String(port),
+      });
+      assert.equal(code, 1);
+      assert.equal(
+        stderr,
+        `baton: the HTTP server cannot listen on port ${port} (another program uses it): set PORT to a free port\n`,
+      );
+      assert.doesNotMatch(stdout, /"level":60/);
+    } finally {
+      holder.close();
+    }
+  });
+});
