@@ -136,11 +136,23 @@ export function serverCpuMeter(backendPid: number): (() => number) | undefined {
   if (!postmaster || !isPostgres(backendPid) || !isPostgres(postmaster)) return undefined;
   const children = `/proc/${postmaster}/task/${postmaster}/children`;
   if (readProc(children) === undefined) return undefined;
-  // schedstat's first field: nanoseconds on a CPU. Processes gone since (a closed connection) drop out.
+  // schedstat's first field: nanoseconds on a CPU.
   const onCpu = (pid: number) => Number(readProc(`/proc/${pid}/schedstat`)?.split(" ")[0] ?? 0);
+  // Each process's last reading is kept, so one gone since (a closed connection) still counts what
+  // it spent and the sum never falls; a reading lower than the last is a new process on a reused pid.
+  const lastSeen = new Map<number, number>();
+  let gone = 0;
   return () => {
     const pids = [postmaster, ...(readProc(children) ?? "").split(" ").filter(Boolean).map(Number)];
-    return pids.reduce((ns, pid) => ns + onCpu(pid), 0) / 1e6;
+    for (const pid of pids) {
+      const ns = onCpu(pid);
+      const last = lastSeen.get(pid) ?? 0;
+      if (ns < last) gone += last;
+      lastSeen.set(pid, ns);
+    }
+    let ns = gone;
+    for (const spent of lastSeen.values()) ns += spent;
+    return ns / 1e6;
   };
 }
 

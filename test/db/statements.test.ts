@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { Writable } from "node:stream";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { sql } from "kysely";
@@ -100,6 +101,27 @@ describe("bench-server-cpu", async () => {
     assert.ok(spent > (ours.user + ours.system) / 1000, "the server's CPU, not this process's");
     // A process that is not a Postgres backend (this one) is not metered.
     assert.equal(serverCpuMeter(process.pid), undefined);
+  });
+
+  test("the meter keeps what a closed connection's server process spent: it never falls", async () => {
+    const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(t.db);
+    const meter = serverCpuMeter(Number(rows[0]?.pid));
+    assert.ok(meter, "a local Postgres is metered");
+    const other = openDatabase(t.url, { max: 1 });
+    const otherPid = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(other.db);
+    const before = meter();
+    await sql`select count(*) from generate_series(1, 3000000)`.execute(other.db);
+    const spent = meter() - before;
+    await other.close();
+    const gone = `/proc/${otherPid.rows[0]?.pid}`;
+    while (existsSync(gone)) await new Promise((r) => setTimeout(r, 5));
+    // Its server process exits with the connection: what it spent stays counted.
+    const afterClose = meter() - before;
+    assert.ok(spent > 20, `the other connection's process spent ${spent.toFixed(1)} ms`);
+    assert.ok(
+      afterClose >= spent,
+      `${afterClose.toFixed(1)} ms after the close, ${spent.toFixed(1)} before`,
+    );
   });
 });
 
