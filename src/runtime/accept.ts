@@ -1,9 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
-import type { Tx } from "../db/database.ts";
+import { isConnectionLost, type Tx } from "../db/database.ts";
 import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
-import { type Claim, type LeasedTask, taskWithLease } from "../db/lease.repository.ts";
+import {
+  type Claim,
+  type LeasedTask,
+  releaseLease,
+  taskWithLease,
+} from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
@@ -174,13 +179,18 @@ export async function acceptMessage(
     deps.runs.giveBack(newId);
     if (error instanceof Duplicate) {
       // Slack sends again what it saw no answer to: the first accept may have died after its
-      // commit, before its wake-up check. The check is cheap, and changes nothing if not needed.
-      if (error.agentTask && message.threadTs) await wakeIfMissed(deps, error.agentTask);
+      // commit, before its wake-up check or its run. The check is cheap, and changes nothing if
+      // not needed.
+      if (error.agentTask) await wakeIfMissed(deps, error.agentTask);
       return "duplicate";
     }
     // Told once: the mention's twin `message` event, and Slack's retries, are duplicates then.
     if (error instanceof OverRateLimit)
       return (await recordRefused(deps.db, keys)) ? "rate_limited" : "duplicate";
+    // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
+    // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
+    // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.
+    if (here && isConnectionLost(error)) await giveUpStart(deps, newId, here);
     throw error;
   }
 }
@@ -190,6 +200,8 @@ export async function acceptMessage(
  * reads it. Unless that run ended the task between the accept's read and its commit: it gave the
  * task up before the reply could be seen, so nothing would answer it. Checked once the reply is
  * committed, so a run that holds the task now reads it, and one that ended it is followed by another.
+ * Checked too for Slack's retry of an event already stored: an active task no run holds may be one
+ * whose accept lost its answer before its run began; its job, held back for that run, runs now.
  */
 export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
   // Whether a run holds the task is judged by the database's clock, which its lease was set by.
@@ -201,13 +213,25 @@ export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<v
     const task = await taskWithLease(tx, taskId, true);
     if (!missed(task)) return;
     const author = await firstUnreadAuthor(tx, taskId);
-    if (!author) return;
+    if (!author) {
+      // A job that runs now finds the lease free to claim, or, should a run claim it first, held.
+      if (task.status === "active") await deps.queue.bringForward(tx, taskId);
+      return;
+    }
     if (task.status !== "active") {
       // Reopened by a person's reply, as the accept reopens.
       await reopenForAgent(tx, taskId);
       await audit(tx, agentTaskReopened(task, author));
     }
     await deps.queue.enqueue(tx, taskId);
+  });
+}
+
+/** Gives up the lease a start that failed may have committed, if its run's it still is. */
+async function giveUpStart(deps: RuntimeDeps, taskId: string, worker: string): Promise<void> {
+  await releaseLease(deps.db, taskId, worker).catch((error: unknown) => {
+    // Still away: the lease runs out, and the task's job comes due with it.
+    deps.log.warn({ err: error, taskId }, "could not give up the lease of a failed start");
   });
 }
 

@@ -25,6 +25,11 @@ export interface TaskQueue {
   done(executor: Executor, jobId: string): Promise<void>;
   /** That run failed: the job runs now, with the queue's retries, backoff and dead letters. */
   runNow(jobId: string): Promise<void>;
+  /**
+   * For a task no run holds: its job held back for a run that never began (see `runNow`) runs now,
+   * or one is queued if none waits. A job waiting out a failed try's backoff is left to wait.
+   */
+  bringForward(executor: Executor, taskId: string): Promise<void>;
 }
 
 export interface RuntimeDeps {

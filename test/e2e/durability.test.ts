@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { connect, createServer, type Socket } from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
 import { sql } from "kysely";
 import pg from "pg";
@@ -39,11 +40,12 @@ import {
   refundsOf,
   taskOfThread,
 } from "../support/scripts-humans.ts";
-import { deliverCommand } from "../support/slack-signing.ts";
+import { deliverCommand, deliverEvent, messageEvent } from "../support/slack-signing.ts";
 import { startPostgresProxy } from "../support/tcp-proxy.ts";
 
 // Durability: lost connections, an outage, runs at once, slow tools, the sweep's jobs, turns written
-// behind, a late mention, a reply to a failed task. One suite per former test file.
+// behind, a late mention, a reply to a failed task, a start whose answer was lost. One suite per
+// former test file.
 
 describe("connection-lost", async () => {
   /** Ends every other session on the test's database, as a Postgres restart or a failover does. */
@@ -768,5 +770,204 @@ agents:
     assert.equal(calls, 2, "the model was asked once for the reply");
     assert.equal((await auditEvents(harness.db.db, task.id, "task_failed")).length, 1);
     assert.equal(failureNotices(harness, ts).length, 1);
+  });
+});
+
+describe("lost-start-answer", async () => {
+  // A new task's accept commits, leasing the task to a run that starts once Slack has its answer,
+  // and holding the task's job back until that lease would run out (2 min). Here the connection
+  // drops with the COMMIT's answer: the commit is made, the run never begins, Slack gets a 500 and
+  // sends the mention again, a duplicate then.
+
+  /** pg's CommandComplete for a COMMIT: 'C', its length, the tag. */
+  const COMMIT_DONE = Buffer.concat([
+    Buffer.from("C"),
+    Buffer.from([0, 0, 0, 11]),
+    Buffer.from("COMMIT\0"),
+  ]);
+
+  /**
+   * A proxy in front of the test's Postgres that, once `dropCommitOf(marker)` is called, swallows
+   * the answer to the COMMIT sent on the first connection whose statements carried `marker`, and
+   * cuts that connection: the transaction is committed, and Baton never hears so.
+   */
+  async function commitAnswerDropper(serverUrl: string) {
+    const port = Number(new URL(serverUrl).port || 5432);
+    const open = new Set<Socket>();
+    let marker: Buffer | undefined;
+    let dropped = false;
+    const server = createServer((client) => {
+      const upstream = connect(port, "127.0.0.1");
+      let carried = false;
+      for (const socket of [client, upstream]) {
+        open.add(socket);
+        socket.on("close", () => open.delete(socket));
+        socket.on("error", () => {});
+      }
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("data", (chunk: Buffer) => {
+        if (marker && chunk.includes(marker)) carried = true;
+        upstream.write(chunk);
+      });
+      upstream.on("data", (chunk: Buffer) => {
+        if (carried && !dropped && chunk.includes(COMMIT_DONE)) {
+          dropped = true;
+          end();
+          return;
+        }
+        client.write(chunk);
+      });
+      client.on("close", end);
+      upstream.on("close", end);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port: own } = server.address() as { port: number };
+    return {
+      urlOf(url: string): string {
+        const parsed = new URL(url);
+        parsed.searchParams.delete("host");
+        parsed.hostname = "127.0.0.1";
+        parsed.port = String(own);
+        return parsed.toString();
+      },
+      dropCommitOf(text: string) {
+        marker = Buffer.from(text);
+      },
+      get dropped() {
+        return dropped;
+      },
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const socket of open) socket.destroy();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
+
+  const ANSWER = "Order 1042 left the warehouse yesterday.";
+
+  /** The task's jobs, and when each was due and started, by the database's clock. */
+  async function jobsOf(db: Db, taskId: string) {
+    const { rows } = await sql<{
+      state: string;
+      start_after: Date;
+      started_on: Date | null;
+      held_back_s: number;
+    }>`
+    select state, start_after, started_on,
+      extract(epoch from start_after - created_on)::float8 as held_back_s
+    from pgboss.job where name = ${TASK_QUEUE} and data->>'taskId' = ${taskId}
+    order by created_on`.execute(db);
+    return rows;
+  }
+
+  test("a mention whose accept lost the COMMIT's answer: Slack's retry runs the task now, once", async () => {
+    const proxy = await commitAnswerDropper(await testServerUrl());
+    cleanups.push(proxy.close);
+    const h = await startHarness({ databaseUrl: proxy.urlOf, script: () => ({ content: ANSWER }) });
+    cleanups.push(h.close);
+
+    proxy.dropCommitOf("where is order 1042, the lost one?");
+    const first = await h.mention("where is order 1042, the lost one?");
+    assert.ok(proxy.dropped, "the COMMIT's answer was dropped");
+    assert.equal(first.status, 500, "Slack saw no answer, so it sends the mention again");
+    const task = await taskOfThread(h.db.db, first.ts);
+    assert.ok(task, "the task was committed all the same");
+    assert.equal(task.status, "active");
+    assert.equal(task.lease_owner, null, "the lease of the run that never began is given up");
+    const [held] = await jobsOf(h.db.db, task.id);
+    assert.ok(held && held.state === "created" && held.held_back_s > 60, "its job is held back");
+    assert.equal(h.model.requests.length, 0, "no run began");
+
+    const retried = await h.mention("where is order 1042, the lost one?", {
+      ts: first.ts,
+      eventId: first.eventId,
+      retryNum: 1,
+    });
+    assert.equal(retried.status, 200);
+    await h.until(
+      "the answer in the thread",
+      async () => h.slack.messagesIn(CHANNEL, first.ts).some((m) => m.text === ANSWER) || undefined,
+    );
+    await h.until("the task to finish", () => finishedTask(h.db.db, first.ts));
+    const jobs = await h.until("the job to complete", async () => {
+      const rows = await jobsOf(h.db.db, task.id);
+      return rows.every((j) => j.state === "completed") ? rows : undefined;
+    });
+    assert.equal(jobs.length, 1, "the held-back job ran; no other was queued");
+    const startedOn = jobs[0]?.started_on;
+    assert.ok(
+      startedOn && startedOn < held.start_after,
+      "brought forward by the retry, not run when it came due",
+    );
+    assert.equal(h.model.requests.length, 1, "the task ran once");
+  });
+
+  test("Slack's retry of a mention whose run holds its lease leaves the run alone", async () => {
+    let arrived!: () => void;
+    const asked = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    let release!: () => void;
+    const answered = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const h = await startHarness({
+      script: async () => {
+        arrived();
+        await answered;
+        return { content: ANSWER };
+      },
+    });
+    cleanups.push(h.close);
+    // First, should the test fail before it lets the model answer: the run would wait forever.
+    cleanups.push(async () => release());
+
+    const first = await h.mention("where is order 1042?");
+    assert.equal(first.status, 200);
+    await asked;
+    const task = await taskOfThread(h.db.db, first.ts);
+    assert.ok(task?.lease_owner, "the run started at the accept holds the task");
+    const before = await jobsOf(h.db.db, task.id);
+    // As if Slack had not seen the answer: the same event again, and the mention's twin.
+    const retried = await h.mention("where is order 1042?", {
+      ts: first.ts,
+      eventId: first.eventId,
+      retryNum: 1,
+    });
+    assert.equal(retried.status, 200);
+    const twin = messageEvent({
+      user: REQUESTER,
+      channel: CHANNEL,
+      text: "<@U0BATONBOT> where is order 1042?",
+      ts: first.ts,
+    });
+    const twinEventId = `${first.eventId}-twin`;
+    assert.equal(
+      (await deliverEvent(h.endpoint, SIGNING_SECRET, twin, { eventId: twinEventId })).status,
+      200,
+    );
+    assert.deepEqual(await jobsOf(h.db.db, task.id), before, "its job is still held back");
+
+    release();
+    await h.until("the task to finish", () => finishedTask(h.db.db, first.ts));
+    assert.equal(h.model.requests.length, 1, "one run asked the model");
+    const jobs = await h.until("the job to be marked done", async () => {
+      const rows = await jobsOf(h.db.db, task.id);
+      return rows.every((j) => j.state === "completed") ? rows : undefined;
+    });
+    assert.deepEqual(
+      jobs.map((j) => j.started_on),
+      [null],
+      "done by the run while still queued: no worker ran it",
+    );
   });
 });
