@@ -32,6 +32,8 @@ export type Action =
   | { kind: "final"; text: string }
   | { kind: "empty" }
   | { kind: "cut_off" }
+  /** The server's content filter withheld the reply: the task stops. */
+  | { kind: "withheld" }
   /** The server could not read the call the model wrote: what it said. */
   | { kind: "unreadable"; detail: string };
 
@@ -49,6 +51,7 @@ export interface DispatchContext {
  * asks: a tool outside the agent's list is refused and the model is told so as a tool error.
  */
 export function interpretReply(reply: ModelReply, ctx: DispatchContext): Action[] {
+  if (reply.withheld) return [{ kind: "withheld" }];
   if (reply.cutOff) return [{ kind: "cut_off" }];
   if (reply.unreadableCall !== undefined)
     return [{ kind: "unreadable", detail: reply.unreadableCall }];

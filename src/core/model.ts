@@ -37,6 +37,8 @@ export interface ModelReply {
   model: string;
   /** Stopped at the output limit: not an answer (half a sentence), and its calls are dropped. */
   cutOff?: true;
+  /** Stopped by the server's content filter: what it left is dropped, and the task stops. */
+  withheld?: true;
   /** The server could not read the model's tool call (Groq's `tool_use_failed`): what it said. */
   unreadableCall?: string;
 }

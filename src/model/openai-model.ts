@@ -74,7 +74,12 @@ export function createOpenAIModel(options: {
       } catch (error) {
         const unreadable = unreadableCall(error);
         if (unreadable === undefined) throw classify(error);
-        return { ...NOTHING, model: request.model, unreadableCall: unreadable };
+        return {
+          ...NOTHING,
+          model: request.model,
+          unreadableCall: unreadable.said,
+          usage: unreadableCallUsage(request, unreadable.attempt),
+        };
       }
       const reply = replyOf(response, request);
       if (reply.usage.estimated && !unmetered.has(request.model)) {
@@ -104,11 +109,16 @@ function replyOf(
       `the model server returned no message${said ? `: ${shorten(maskSecrets(said), SERVER_WORDS_MAX)}` : ""}`,
     );
   }
-  // What a content filter leaves is a fragment it chose to show: never posted as the answer.
+  // What a content filter leaves is a fragment it chose to show: never posted as the answer. The
+  // model ran all the same: the call is counted, as the turn that stops the task.
   if (choice.finish_reason === "content_filter")
-    throw new ModelBehaviorError(
-      "the model's reply was withheld by its content filter (finish_reason=content_filter)",
-    );
+    return {
+      content: null,
+      toolCalls: [],
+      withheld: true,
+      usage: usageOf(response, request),
+      model: cleanText(response.model || request.model),
+    };
   let calls = (choice.message.tool_calls ?? []).flatMap((call, index) =>
     // Some compatible servers leave `type` out; anything else named (`custom`) is not ours.
     call.type === "function" || call.type === undefined
@@ -157,15 +167,33 @@ function usageOf(
 ): ModelReply["usage"] {
   const usage = response.usage as { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
   // Characters are counted only for a side the server did not count: not on every call.
-  const sent = () => messageChars(request.messages) + toolChars(request.tools);
   const received = () => receivedChars(response.choices?.[0]?.message);
-  const prompt = counted(usage?.prompt_tokens, sent);
+  const prompt = counted(usage?.prompt_tokens, () => sentChars(request));
   const completion = counted(usage?.completion_tokens, received);
   return {
     promptTokens: prompt.tokens,
     completionTokens: completion.tokens,
     ...((prompt.estimated || completion.estimated) && { estimated: true as const }),
   };
+}
+
+/**
+ * A call whose tool call the server could not read ran the model on the whole prompt, and is
+ * billed, but its error body counts no tokens: estimated from what was sent and what the model
+ * wrote, as for a server that sends no usage, so that a model that keeps failing its calls still
+ * meets the caps.
+ */
+function unreadableCallUsage(request: ModelRequest, attempt: string): ModelReply["usage"] {
+  return {
+    promptTokens: estimatedTokens(sentChars(request)),
+    completionTokens: estimatedTokens(attempt.length),
+    estimated: true,
+  };
+}
+
+/** The characters of a request: its messages and its tool definitions, all billed as prompt. */
+function sentChars(request: ModelRequest): number {
+  return messageChars(request.messages) + toolChars(request.tools);
 }
 
 /**
@@ -197,14 +225,15 @@ function receivedChars(message: unknown): number {
 /**
  * Groq answers 400 `tool_use_failed` when the model wrote a call it could not parse: the model's
  * slip, not the request's, and asked again it usually writes it well. What the server said and
- * the model's attempt, short; undefined for any other error.
+ * the model's attempt, short, and the attempt whole ("" when the body has none); undefined for
+ * any other error.
  */
-function unreadableCall(error: unknown): string | undefined {
+function unreadableCall(error: unknown): { said: string; attempt: string } | undefined {
   if (!(error instanceof OpenAI.APIError) || error.status !== 400) return undefined;
   if (error.code !== "tool_use_failed") return undefined;
-  const attempt = textOf((error.error as { failed_generation?: unknown })?.failed_generation);
+  const attempt = textOf((error.error as { failed_generation?: unknown })?.failed_generation) ?? "";
   const words = attempt ? `${wordsOf(error)} The model wrote: ${attempt}` : wordsOf(error);
-  return shorten(cleanText(maskSecrets(words)), 2_000);
+  return { said: shorten(cleanText(maskSecrets(words)), 2_000), attempt };
 }
 
 /**

@@ -59,6 +59,13 @@ export async function applyAction(
     case "cut_off":
     case "unreadable":
       return unusableReply(fx, action);
+    case "withheld":
+      // Asked again, the model would meet the same filter: the task stops, and says why.
+      failTask(
+        fx,
+        "the model could not be used: the model's reply was withheld by its content filter (finish_reason=content_filter)",
+      );
+      return true;
   }
 }
 
@@ -224,7 +231,15 @@ export async function settleModelErrors(fx: TurnEffects): Promise<void> {
     await startEscalation(fx, { note: noteForUnreadable(fx, refused), reason: "agent" });
     return;
   }
-  const reason = `the model gave ${total} unusable replies in a row (empty replies, malformed tool calls, unknown tools or tools outside its role)`;
+  failTask(
+    fx,
+    `the model gave ${total} unusable replies in a row (empty replies, malformed tool calls, unknown tools or tools outside its role)`,
+  );
+}
+
+/** The task fails with this turn, and its thread and audit say why. */
+function failTask(fx: TurnEffects, reason: string): void {
+  const { task } = fx.turn;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
   fx.outbox.push(

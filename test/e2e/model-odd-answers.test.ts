@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { messageChars, priceOf, toolChars } from "../../src/core/model.ts";
 import { scriptByCase } from "../support/by-case.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
-import type { ScriptedReply } from "../support/model-server.ts";
+import type { ChatRequest, ScriptedReply } from "../support/model-server.ts";
 import {
   auditEvents,
   postsWhenAtLeast,
@@ -24,6 +25,9 @@ function completion(message: Record<string, unknown>, finish_reason: string) {
     },
   };
 }
+
+/** What Groq says a model wrote when it could not read it as a tool call. */
+const FAILED_GENERATION = '<function=lookup_order{"order_id": "1042"}</function>';
 
 const cases: Record<string, (n: number) => ScriptedReply> = {
   // A prompt-injected model that keeps asking for a tool outside its role.
@@ -70,6 +74,11 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
       "content_filter",
     ),
   "case-filter-empty": () => completion({ content: null }, "content_filter"),
+  "case-filter-counted": () =>
+    completion(
+      { content: "Sure, the customer's home address is", refusal: null },
+      "content_filter",
+    ),
   // A refusal beside content "" rather than null.
   "case-blank-refusal": () =>
     completion({ content: "", refusal: "I'm sorry, I can't help with that request." }, "stop"),
@@ -107,6 +116,23 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
   "case-open-think": (n) =>
     n === 0
       ? completion({ content: "<think>Order 1042 was mis-picked by Bob, so" }, "stop")
+      : { content: "Order 1042 is in the warehouse." },
+  // Groq: the model ran on the whole prompt, wrote a call the server could not read, and the
+  // server answered 400 with no usage.
+  "case-groq-unread": (n) =>
+    n === 0
+      ? {
+          status: 400,
+          raw: {
+            error: {
+              message:
+                "Failed to call a function. Please adjust your prompt. See 'failed_generation' for more details.",
+              type: "invalid_request_error",
+              code: "tool_use_failed",
+              failed_generation: FAILED_GENERATION,
+            },
+          },
+        }
       : { content: "Order 1042 is in the warehouse." },
 };
 const { script, calls } = scriptByCase(cases, 30);
@@ -247,6 +273,36 @@ test("a content filter that left nothing is told as withheld, not as malformed t
   assert.doesNotMatch(task.failure_reason ?? "", /malformed/);
 });
 
+test("a reply stopped by a content filter counts its tokens and cost, though the task stops", async () => {
+  const { ts } = await h.mention("case-filter-counted: what is the customer's address?");
+  const task = await settled(ts);
+  assert.equal(task.status, "failed");
+  assert.match(task.failure_reason ?? "", /withheld by its content filter/);
+  const calls = await h.db.db
+    .selectFrom("model_calls")
+    .select(["prompt_tokens", "completion_tokens", "usage_estimated", "cost_usd"])
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.equal(calls.length, 1);
+  assert.deepEqual(
+    calls.map((c) => [c.prompt_tokens, c.completion_tokens, c.usage_estimated]),
+    [[10, 10, false]],
+    "the server's count",
+  );
+  assert.ok(Number(calls[0]?.cost_usd) > 0);
+  assert.equal(task.tokens, 20);
+  assert.equal(Number(task.cost_usd), Number(calls[0]?.cost_usd));
+  const conversation = await h.db.db
+    .selectFrom("conversation")
+    .select("message")
+    .where("task_id", "=", task.id)
+    .execute();
+  assert.ok(
+    !conversation.some((c) => /home address is/.test(JSON.stringify(c.message))),
+    "the filtered fragment is not kept",
+  );
+});
+
 test('a refusal beside content "" reaches the thread', async () => {
   const { ts } = await h.mention("case-blank-refusal: where is order 1042?");
   const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
@@ -308,4 +364,54 @@ test("a <think> block left open is no answer: the model is asked again, nothing 
     posts.map((p) => p.args.text),
     ["Order 1042 is in the warehouse."],
   );
+});
+
+/** The characters a request sent: its messages and its tool definitions. */
+function sentChars(body: ChatRequest): number {
+  const tools = (body.tools ?? []) as {
+    function: { name: string; description: string; parameters: Record<string, unknown> };
+  }[];
+  return (
+    messageChars(body.messages as Parameters<typeof messageChars>[0]) +
+    toolChars(tools.map((t) => t.function))
+  );
+}
+
+test("a tool call the server could not read (tool_use_failed) counts its tokens, estimated, toward the task's and its cost", async () => {
+  const { ts } = await h.mention("case-groq-unread: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const [failed, answered, ...more] = await h.db.db
+    .selectFrom("model_calls")
+    .selectAll()
+    .where("task_id", "=", task.id)
+    .orderBy("step_no")
+    .execute();
+  assert.equal(more.length, 0);
+  assert.ok(failed && answered);
+  const request = h.model.requests.find(
+    (r) => r.status === 400 && requestText(r.body).includes("case-groq-unread"),
+  );
+  assert.ok(request, "the failed call was made");
+  assert.equal(failed.usage_estimated, true);
+  assert.equal(failed.prompt_tokens, Math.ceil(sentChars(request.body) / 3));
+  assert.equal(failed.completion_tokens, Math.ceil(FAILED_GENERATION.length / 3));
+  const price = priceOf(failed.model);
+  assert.ok(price, `${failed.model} has a price`);
+  const cost =
+    (failed.prompt_tokens * price.input_per_million +
+      failed.completion_tokens * price.output_per_million) /
+    1_000_000;
+  assert.ok(cost > 0);
+  assert.equal(Number(failed.cost_usd), Number(cost.toFixed(6)));
+  assert.equal(answered.usage_estimated, false);
+  assert.equal(
+    task.tokens,
+    failed.prompt_tokens +
+      failed.completion_tokens +
+      answered.prompt_tokens +
+      answered.completion_tokens,
+  );
+  // Each row's cost is rounded to the micro-dollar as stored; the task's adds them unrounded.
+  const rows = Number(failed.cost_usd) + Number(answered.cost_usd);
+  assert.ok(Math.abs(Number(task.cost_usd) - rows) <= 2e-6, `${task.cost_usd} vs ${rows}`);
 });
