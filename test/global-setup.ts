@@ -2,6 +2,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { sweepTestDatabases } from "./support/db-sweep.ts";
 
 /**
  * One real Postgres for the whole test run. With DATABASE_URL set (CI's second pass, against
@@ -18,6 +19,7 @@ export async function globalSetup(): Promise<void> {
   );
   if (process.env.DATABASE_URL) {
     process.env.BATON_TEST_DATABASE_URL = process.env.DATABASE_URL;
+    await sweep(process.env.DATABASE_URL);
     return;
   }
   const root = fileURLToPath(new URL("../", import.meta.url));
@@ -28,6 +30,19 @@ export async function globalSetup(): Promise<void> {
   });
   process.env.BATON_TEST_DATABASE_URL = embedded.url;
   await withoutDiskFlushes(embedded.url);
+  await sweep(embedded.url);
+}
+
+/**
+ * The templates and test databases that runs of other migrations, or killed runs, left on the
+ * server. A sweep that fails costs disk, not the run: said, and the tests go on.
+ */
+async function sweep(url: string): Promise<void> {
+  try {
+    await sweepTestDatabases(url);
+  } catch (error) {
+    process.stderr.write(`test databases left behind were not swept: ${String(error)}\n`);
+  }
 }
 
 /**

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { App, HTTPReceiver, LogLevel, webApi } from "@slack/bolt";
 import OpenAI from "openai";
+import pg from "pg";
 import type { DigestInput } from "../src/core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
 import { parseTaskRef } from "../src/db/reports.repository.ts";
@@ -17,6 +18,8 @@ import {
   noticeText,
   SlackDeliveryError,
 } from "../src/slack/chat-surface.ts";
+import { createTestDatabase, testServerUrl } from "./support/db.ts";
+import { sweepTestDatabases, TEST_DATABASES, type TestDatabaseNames } from "./support/db-sweep.ts";
 import { type ModelServer, scriptByAgent, startModelServer } from "./support/model-server.ts";
 import { type SlackEmulator, startSlackEmulator } from "./support/slack-emulator.ts";
 import { assertWithinSlackLimits } from "./support/slack-limits.ts";
@@ -1056,6 +1059,133 @@ describe("support-selftest", async () => {
       } finally {
         await app.stop();
         await emulator.close();
+      }
+    });
+  });
+
+  describe("test database sweep", () => {
+    // Each test sweeps under a prefix of its own, so it never sees the databases of the runs that
+    // share the server, nor they its.
+    const prefixes: string[] = [];
+    let admin: pg.Client;
+    before(async () => {
+      admin = new pg.Client({ connectionString: await testServerUrl() });
+      await admin.connect();
+    });
+    after(async () => {
+      try {
+        for (const prefix of prefixes) {
+          const { rows } = await admin.query<{ name: string }>(
+            "select datname as name from pg_database where starts_with(datname, $1)",
+            [prefix],
+          );
+          for (const { name } of rows) await admin.query(`drop database ${name} with (force)`);
+        }
+      } finally {
+        await admin.end();
+      }
+    });
+
+    /** A server of this test's own, as the sweep sees it: its names, and what is on it. */
+    function namespace(): TestDatabaseNames & {
+      make(rest: string, seenHoursAgo?: number): Promise<string>;
+      left(): Promise<string[]>;
+    } {
+      const prefix = `baton_sweeptest_${randomBytes(3).toString("hex")}_`;
+      prefixes.push(prefix);
+      return {
+        prefix,
+        digest: "c0ffeec0ffee",
+        async make(rest, seenHoursAgo) {
+          const name = `${prefix}${rest}`;
+          await admin.query(`create database ${name}`);
+          if (seenHoursAgo !== undefined) {
+            const { rows } = await admin.query<{ at: Date }>(
+              "select now() - make_interval(hours => $1) as at",
+              [seenHoursAgo],
+            );
+            const note = `a test database, first seen at ${rows[0]?.at.toISOString()}`;
+            await admin.query(`comment on database ${name} is '${note}'`);
+          }
+          return name;
+        },
+        async left() {
+          const { rows } = await admin.query<{ name: string }>(
+            "select substr(datname, $2) as name from pg_database where starts_with(datname, $1) order by 1",
+            [prefix, prefix.length + 1],
+          );
+          return rows.map((r) => r.name);
+        },
+      };
+    }
+
+    test("stale templates and killed runs' databases are dropped; the current template, the newest stale ones, one a test copied and one in use are not", async () => {
+      const server = namespace();
+      // Made oldest first: the sweep reads a template's age from its oid.
+      await server.make("template_c0ffeec0ffee");
+      await server.make("template_111111111111");
+      const inUse = await server.make("template_222222222222");
+      await server.make("template_333333333333");
+      await server.make("template_444444444444");
+      await server.make("template_555555555555");
+      await server.make("template_666666666666_building");
+      // A test copied template 111 a moment ago; tests of this checkout, killed hours ago or not.
+      const copy = await server.make("111111111111_aaaaaaaaaaaa");
+      await server.make("c0ffeec0ffee_bbbbbbbbbbbb", 7);
+      await server.make("c0ffeec0ffee_cccccccccccc", 1);
+      const busy = await server.make("c0ffeec0ffee_dddddddddddd", 7);
+      const held: pg.Client[] = [];
+      for (const database of [inUse, busy]) {
+        const url = new URL(await testServerUrl());
+        url.pathname = `/${database}`;
+        const client = new pg.Client({ connectionString: url.toString() });
+        await client.connect();
+        held.push(client);
+      }
+      try {
+        const dropped = await sweepTestDatabases(await testServerUrl(), server);
+        assert.deepEqual(dropped.sort(), [
+          `${server.prefix}c0ffeec0ffee_bbbbbbbbbbbb`,
+          `${server.prefix}template_333333333333`,
+          `${server.prefix}template_666666666666_building`,
+        ]);
+        assert.deepEqual(await server.left(), [
+          "111111111111_aaaaaaaaaaaa",
+          "c0ffeec0ffee_cccccccccccc",
+          "c0ffeec0ffee_dddddddddddd",
+          "template_111111111111",
+          "template_222222222222",
+          "template_444444444444",
+          "template_555555555555",
+          "template_c0ffeec0ffee",
+        ]);
+        // Postgres keeps no creation time: the sweep wrote when it first saw the test's copy.
+        const { rows } = await admin.query<{ note: string | null }>(
+          "select shobj_description(oid, 'pg_database') as note from pg_database where datname = $1",
+          [copy],
+        );
+        assert.match(rows[0]?.note ?? "", /^a test database, first seen at \d{4}-/);
+      } finally {
+        for (const client of held) await client.end();
+      }
+    });
+
+    test("while an older checkout's test database is there, whose name says no template, no template is dropped", async () => {
+      const server = namespace();
+      for (const digest of ["111111111111", "222222222222", "333333333333", "444444444444"])
+        await server.make(`template_${digest}`);
+      await server.make("eeeeeeeeeeee");
+      assert.deepEqual(await sweepTestDatabases(await testServerUrl(), server), []);
+      assert.equal((await server.left()).length, 5);
+    });
+
+    test("a test's database is named for its template's migrations, so the sweep knows what it was copied from", async () => {
+      const database = await createTestDatabase();
+      try {
+        const name = new URL(database.url).pathname.slice(1);
+        assert.match(name, new RegExp(`^baton_test_${TEST_DATABASES.digest}_[0-9a-f]{12}$`));
+      } finally {
+        await database.drop();
       }
     });
   });

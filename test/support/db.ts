@@ -1,8 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
 import { after, before } from "node:test";
-import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import pg from "pg";
 import { type DatabaseHandle, type Db, openDatabase } from "../../src/db/database.ts";
@@ -13,26 +9,17 @@ import { insertTask } from "../../src/db/tasks.repository.ts";
 import { startJobQueue } from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
 import { createMetrics } from "../../src/metrics.ts";
+import { TEMPLATE_LOCK, templateName, testDatabaseName } from "./db-sweep.ts";
 
 /**
  * Real Postgres for tests: the server test/global-setup.ts chose. Each test gets a fresh database
  * copied from a template holding Baton's migrations and the job queue's schema, so tests never see
  * each other's rows, and none spends its start building them. The template is named for what it
  * holds: another branch or checkout with other migrations, on the same server, gets a template of
- * its own instead of one whose history its migrator calls corrupted.
+ * its own instead of one whose history its migrator calls corrupted. The global set-up sweeps the
+ * templates and databases that runs left behind (see db-sweep.ts).
  */
-const TEMPLATE = `baton_test_template_${templateDigest()}`;
-
-function templateDigest(): string {
-  const folder = fileURLToPath(new URL("../../migrations/", import.meta.url));
-  const hash = createHash("sha256");
-  for (const name of readdirSync(folder).sort())
-    hash.update(name).update(readFileSync(path.join(folder, name)));
-  // The job queue's tables are in it too: another pg-boss may make other ones.
-  const boss = fileURLToPath(new URL("../../node_modules/pg-boss/package.json", import.meta.url));
-  hash.update((JSON.parse(readFileSync(boss, "utf8")) as { version: string }).version);
-  return hash.digest("hex").slice(0, 12);
-}
+const TEMPLATE = templateName();
 
 export async function testServerUrl(): Promise<string> {
   const url = process.env.BATON_TEST_DATABASE_URL ?? process.env.DATABASE_URL;
@@ -60,15 +47,29 @@ async function admin<T>(url: string, run: (client: pg.Client) => Promise<T>): Pr
   }
 }
 
-/** Once per test process: the template exists whole, or it is built now (one builder at a time). */
-let templateReady: Promise<void> | undefined;
-
-async function ensureTemplate(url: string): Promise<void> {
-  templateReady ??= buildTemplate(url).catch((error: unknown) => {
-    templateReady = undefined;
-    throw error;
+/**
+ * Copies the template into `name`, building it first when it is not there. The look and the copy
+ * hold the builders' lock shared, so the sweep cannot drop the template between them.
+ */
+async function copyTemplate(url: string, name: string): Promise<void> {
+  await admin(url, async (client) => {
+    const copied = async () => {
+      await client.query(`select pg_advisory_lock_shared(${TEMPLATE_LOCK})`);
+      try {
+        const found = await client.query("select 1 from pg_database where datname = $1", [
+          TEMPLATE,
+        ]);
+        if (found.rowCount === 0) return false;
+        await client.query(`create database ${name} template ${TEMPLATE}`);
+        return true;
+      } finally {
+        await client.query(`select pg_advisory_unlock_shared(${TEMPLATE_LOCK})`);
+      }
+    };
+    if (await copied()) return;
+    await buildTemplate(url);
+    if (!(await copied())) throw new Error(`the test template ${TEMPLATE} was dropped once built`);
   });
-  return templateReady;
 }
 
 /**
@@ -78,7 +79,7 @@ async function ensureTemplate(url: string): Promise<void> {
 async function buildTemplate(url: string): Promise<void> {
   await admin(url, async (client) => {
     // One builder at a time across parallel test processes.
-    await client.query("select pg_advisory_lock(7261001)");
+    await client.query(`select pg_advisory_lock(${TEMPLATE_LOCK})`);
     try {
       const exists = await client.query("select 1 from pg_database where datname = $1", [TEMPLATE]);
       if (exists.rowCount !== 0) return;
@@ -101,7 +102,7 @@ async function buildTemplate(url: string): Promise<void> {
       await queue.stop();
       await client.query(`alter database ${building} rename to ${TEMPLATE}`);
     } finally {
-      await client.query("select pg_advisory_unlock(7261001)");
+      await client.query(`select pg_advisory_unlock(${TEMPLATE_LOCK})`);
     }
   });
 }
@@ -113,9 +114,8 @@ export interface TestDatabase extends DatabaseHandle {
 
 export async function createTestDatabase(): Promise<TestDatabase> {
   const url = await testServerUrl();
-  await ensureTemplate(url);
-  const name = `baton_test_${randomBytes(6).toString("hex")}`;
-  await admin(url, (client) => client.query(`create database ${name} template ${TEMPLATE}`));
+  const name = testDatabaseName();
+  await copyTemplate(url, name);
   const dbUrl = withDatabase(url, name);
   const handle = openDatabase(dbUrl, { max: 8 });
   return {
