@@ -257,7 +257,11 @@ function failTask(fx: TurnEffects, reason: string): void {
     kind: "task_failed",
     data: { reason },
   });
-  fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
+  fx.afterCommit.push(() => {
+    fx.deps.metrics.tasksFinished.inc({ outcome: "failed" });
+    // As a halt tells the operator: a model that cannot be used is often their setup.
+    fx.deps.log.warn({ taskId: task.id, reason }, "task failed");
+  });
 }
 
 /** The note Baton writes itself for an escalation whose note it refused: only what it knows. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { messageChars, priceOf, toolChars } from "../../src/core/model.ts";
+import { createLogger } from "../../src/log.ts";
 import { scriptByCase } from "../support/by-case.ts";
 import { type Harness, startHarness } from "../support/harness.ts";
 import type { ChatRequest, ScriptedReply } from "../support/model-server.ts";
@@ -138,8 +139,16 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
 const { script, calls } = scriptByCase(cases, 30);
 
 let h: Harness;
+/** Baton's warnings and errors, for the operator's side of a failed task. */
+const warnings: { msg?: string; taskId?: string; reason?: string }[] = [];
 before(async () => {
-  h = await startHarness({ script });
+  h = await startHarness({
+    script,
+    log: createLogger({
+      level: "warn",
+      destination: { write: (line: string) => void warnings.push(JSON.parse(line)) },
+    }),
+  });
 });
 after(async () => {
   await h.close();
@@ -301,6 +310,9 @@ test("a reply stopped by a content filter counts its tokens and cost, though the
     !conversation.some((c) => /home address is/.test(JSON.stringify(c.message))),
     "the filtered fragment is not kept",
   );
+  // The operator hears of it too, as of any task that fails.
+  const warned = warnings.find((w) => w.msg === "task failed" && w.taskId === task.id);
+  assert.match(warned?.reason ?? "", /withheld by its content filter/, JSON.stringify(warnings));
 });
 
 test('a refusal beside content "" reaches the thread', async () => {
