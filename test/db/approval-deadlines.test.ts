@@ -60,7 +60,11 @@ async function secondWaitsOnFirst<T>(
 async function blockedOnALock() {
   for (let tries = 0; tries < 100; tries++) {
     const { rows } = await sql<{ n: number }>`
-      select count(*)::int as n from pg_locks where not granted`.execute(t.db);
+      select count(*)::int as n from pg_locks where not granted
+        -- The server's locks: another test file's database may have a waiter too.
+        and pid in (select pid from pg_stat_activity where datname = current_database())`.execute(
+      t.db,
+    );
     if (rows[0]?.n) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -141,7 +141,11 @@ describe("outbox-rate-limit-wait", async () => {
     select
       (select count(*)::int from pg_locks l join pg_class c on c.oid = l.relation
         where c.relname = 'slack_outbox' and l.mode = 'RowShareLock'
-          and l.pid <> pg_backend_pid()) as "locking",
+          and l.pid <> pg_backend_pid()
+          -- pg_locks is the server's: every test database, copied from one template, has a
+          -- slack_outbox of the same oid.
+          and l.database = (select oid from pg_database where datname = current_database()))
+        as "locking",
       (select count(*)::int from pg_stat_activity
         where datname = current_database() and pid <> pg_backend_pid()
           and state like 'idle in transaction%') as "inTransaction"`.execute(h.db.db);
