@@ -64,6 +64,9 @@ export async function acceptMessage(
   // run out: the run marks it done, or due now if the run fails; after a crash, it takes over.
   const here = deps.runs.reserve(newId) ? runWorker(deps) : undefined;
   let started: RunStart | undefined;
+  // The run the start leased its task to, once that statement is sent: only then can the COMMIT's
+  // answer be lost with the lease written.
+  let leasedTo: string | undefined;
   // A reply kept for an agent's task waiting on an approval, read without the task's lock.
   let waitedOn: string | undefined;
   try {
@@ -93,6 +96,7 @@ export async function acceptMessage(
           taskId,
           here ? { startAfterSeconds: Math.ceil(deps.leaseMs / 1000) } : {},
         );
+        leasedTo = here;
         const task = await startTask(tx, {
           id: taskId,
           ...(here && { lease: { worker: here, ms: deps.leaseMs } }),
@@ -190,7 +194,7 @@ export async function acceptMessage(
     // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
     // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
     // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.
-    if (here && isConnectionLost(error)) await giveUpStart(deps, newId, here);
+    if (leasedTo && isConnectionLost(error)) await giveUpStart(deps, newId, leasedTo);
     throw error;
   }
 }

@@ -8,6 +8,7 @@ import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { type Db, isConnectionLost } from "../../src/db/database.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { TASK_QUEUE } from "../../src/jobs/queue.ts";
+import { createLogger } from "../../src/log.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { testServerUrl } from "../support/db.ts";
@@ -909,6 +910,32 @@ describe("lost-start-answer", async () => {
       "brought forward by the retry, not run when it came due",
     );
     assert.equal(h.model.requests.length, 1, "the task ran once");
+  });
+
+  test("a reply whose accept lost its connection gives up no lease: it started no task", async () => {
+    const proxy = await startPostgresProxy(await testServerUrl());
+    cleanups.push(proxy.close);
+    const warned: { msg?: string }[] = [];
+    const h = await startHarness({
+      databaseUrl: proxy.urlOf,
+      script: () => ({ content: ANSWER }),
+      log: createLogger({
+        level: "warn",
+        destination: { write: (line: string) => void warned.push(JSON.parse(line)) },
+      }),
+    });
+    cleanups.push(h.close);
+    const { ts } = await h.mention("where is order 1042?");
+    await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+
+    proxy.cut();
+    const replied = await h.reply(ts, "and order 1043?");
+    proxy.restore();
+    assert.equal(replied.status, 500, "Slack sends the reply again");
+    assert.ok(
+      !warned.some((l) => l.msg === "could not give up the lease of a failed start"),
+      "no lease of a start that never was is given up, nor its failure logged",
+    );
   });
 
   test("Slack's retry of a mention whose run holds its lease leaves the run alone", async () => {
