@@ -38,6 +38,7 @@ import {
   stopSlackApp,
 } from "./slack/app.ts";
 import { createSlackChatSurface } from "./slack/chat-surface.ts";
+import { catchUpThread } from "./slack/listeners/events.ts";
 import { createSlackHandlers } from "./slack/wire-handlers.ts";
 
 export interface BatonOptions {
@@ -138,6 +139,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       model: options.model ?? (openai as ModelPort),
       chat: undefined as never,
       queue: queue.tasks,
+      catchUps: queue.catchUps,
       log,
       metrics,
       clock: options.clock ?? systemClock,
@@ -205,10 +207,11 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       app,
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
     );
+    const noWait = noWaitClient(app, log);
     deps.chat = createSlackChatSurface(app.client, {
       log,
       poster: postingClient(app, log),
-      noWaitClient: noWaitClient(app, log),
+      noWaitClient: noWait,
       self,
       ...(workspaceUrl && { workspaceUrl }),
     });
@@ -223,6 +226,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       await queue.workDeadLetters((taskId, reason, failedAt) =>
         markDeadLettered(deps, taskId, reason, failedAt),
       );
+      await queue.workCatchUps((thread) => catchUpThread(handlers, noWait, thread, log));
     }
     if (options.maintenance ?? true) {
       stops.push(startMaintenance(deps, agentsFile));

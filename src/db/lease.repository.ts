@@ -196,21 +196,25 @@ export async function leaseHeld(db: Executor, id: string): Promise<boolean> {
 export type LeasedTask = TaskRow & { leased: boolean };
 
 /**
- * The task, and whether a run holds its lease now by the database's clock, in one read; `lock`ed
- * for update when asked. A replica's own clock may be off: a dead run's lease would look live to
- * a slow one, a live run's lease run out to a fast one.
+ * The task, and whether a run holds its lease now by the database's clock, in one read. A
+ * replica's own clock may be off: a dead run's lease would look live to a slow one, a live run's
+ * lease run out to a fast one.
  */
-export async function taskWithLease(
-  db: Executor,
-  id: string,
-  lock: boolean,
-): Promise<LeasedTask | undefined> {
-  const read = db
+export async function taskWithLease(db: Executor, id: string): Promise<LeasedTask | undefined> {
+  return leasedTaskQuery(db, id).executeTakeFirst();
+}
+
+/** As `taskWithLease`, locked for update until the transaction ends. */
+export async function lockTaskWithLease(tx: Tx, id: string): Promise<LeasedTask | undefined> {
+  return leasedTaskQuery(tx, id).forUpdate().executeTakeFirst();
+}
+
+function leasedTaskQuery(db: Executor, id: string) {
+  return db
     .selectFrom("tasks")
     .selectAll()
     .select(sql<boolean>`coalesce(lease_until > now(), false)`.as("leased"))
     .where("id", "=", id);
-  return (lock ? read.forUpdate() : read).executeTakeFirst();
 }
 
 /** Tasks an agent should be working on but no live worker drives (after a crash or restart). */

@@ -212,16 +212,20 @@ export interface TaskChanges {
   urgency?: string;
 }
 
-/**
- * `finishedRun`: the run whose work this change ends by taking the task out of the agent's hands
- * outside a turn (a halt). Should its worker die before letting the task go, the claim that takes
- * it over records no lost try (see CLAIM_LEASE); not said of another run that holds the task now.
- */
+export interface UpdateTaskOptions {
+  /**
+   * The run whose work this change ends by taking the task out of the agent's hands outside a
+   * turn (a halt). Should its worker die before letting the task go, the claim that takes it over
+   * records no lost try (see CLAIM_LEASE); not said of another run that holds the task now.
+   */
+  finishedRun?: string;
+}
+
 export async function updateTask(
   tx: Tx,
   id: string,
   changes: TaskChanges,
-  finishedRun?: string,
+  { finishedRun }: UpdateTaskOptions = {},
 ): Promise<void> {
   let update = tx.updateTable("tasks").set(taskChangesSet(changes));
   if (finishedRun !== undefined)

@@ -1,15 +1,28 @@
 import { PgBoss } from "pg-boss";
+import { z } from "zod";
 import { type Executor, isConnectionLost, sqlExecutor } from "../db/database.ts";
+import { RetryAfterError } from "../errors.ts";
 import { type Logger, maskedFirstLine } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import type { TaskQueue } from "../runtime/deps.ts";
+import type { CatchUpQueue, TaskQueue, ThreadCatchUp } from "../runtime/deps.ts";
+import { rateLimitWaitMs } from "../runtime/retry-after.ts";
 
 export const TASK_QUEUE = "task.run";
 export const TASK_DEAD_LETTERS = "task.run.dead";
 export const MAINTENANCE_QUEUE = "baton.maintenance";
+export const CATCH_UP_QUEUE = "slack.catch-up";
+export const CATCH_UP_DEAD_LETTERS = "slack.catch-up.dead";
+
+/**
+ * Slack's 429s a catch-up waits out, each as a job of its own due after the Retry-After, before a
+ * 429 counts as a failure. conversations.replies allows an app outside the Marketplace about one
+ * call a minute, which the threads waiting at once take in turns.
+ */
+const CATCH_UP_WAITS = 60;
 
 export interface JobQueue {
   tasks: TaskQueue;
+  catchUps: CatchUpQueue;
   /** `onFailure` hears of each failed try, and whether it is retried, before the queue; it never rejects. */
   workTasks(
     concurrency: number,
@@ -20,6 +33,11 @@ export interface JobQueue {
   workDeadLetters(
     handler: (taskId: string, error: string, failedAt: Date) => Promise<void>,
   ): Promise<void>;
+  /**
+   * Catch-up jobs, and their dead letters (logged). A RetryAfterError from `handler` is no failure:
+   * the read is queued again after the wait, CATCH_UP_WAITS times at most.
+   */
+  workCatchUps(handler: (thread: ThreadCatchUp) => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -33,6 +51,21 @@ export interface FailedTry {
 interface TaskJob {
   taskId: string;
 }
+
+const catchUpJob = z.object({
+  thread: z.object({ channel: z.string(), threadTs: z.string(), after: z.string() }),
+  /** 429s waited out before this job, by the jobs before it. */
+  waits: z.number().int().nonnegative(),
+});
+type CatchUpJob = z.infer<typeof catchUpJob>;
+
+/** Retries 2 s, 4 s, 8 s … apart (at most 5 min): some ten minutes of a Slack outage. */
+const CATCH_UP_RETRIES = {
+  retryLimit: 8,
+  retryDelay: 2,
+  retryBackoff: true,
+  retryDelayMax: 300,
+} as const;
 
 /**
  * pg-boss in Baton's own database: jobs are enqueued inside the transaction that made them
@@ -68,6 +101,24 @@ export async function startJobQueue(options: {
   });
   // The queue outlives the process: a changed BATON_JOB_RETRIES applies to the jobs sent from now on.
   await boss.updateQueue(TASK_QUEUE, retries);
+  await boss.createQueue(CATCH_UP_DEAD_LETTERS, { retryLimit: 3, retryBackoff: true });
+  // Stately: one job per mention waits, whatever Slack redelivers, and another may wait behind
+  // the one running (its own follow-up after a 429).
+  await boss.createQueue(CATCH_UP_QUEUE, {
+    policy: "stately",
+    ...CATCH_UP_RETRIES,
+    // A read of five pages at most: a job still active after this died with its worker.
+    expireInSeconds: 300,
+    deadLetter: CATCH_UP_DEAD_LETTERS,
+  });
+  const sendCatchUp = async (job: CatchUpJob, afterMs: number) => {
+    const { channel, after } = job.thread;
+    // Null when one waits for this mention already: it reads the same replies.
+    await boss.send(CATCH_UP_QUEUE, job, {
+      singletonKey: `${channel}:${after}`,
+      startAfter: Math.ceil(afterMs / 1000),
+    });
+  };
   const enqueue: TaskQueue["enqueue"] = async (executor, taskId, opts = {}) => {
     const id = await boss.send(TASK_QUEUE, { taskId } satisfies TaskJob, {
       db: sqlExecutor(executor),
@@ -80,6 +131,9 @@ export async function startJobQueue(options: {
     return id;
   };
   return {
+    catchUps: {
+      enqueue: (thread, afterMs) => sendCatchUp({ thread, waits: 0 }, afterMs),
+    },
     tasks: {
       enqueue,
       async enqueueUnlessWaiting(executor: Executor, taskId: string) {
@@ -151,6 +205,50 @@ export async function startJobQueue(options: {
           await handler(job.data.taskId, deadLetterReason(job.sourceOutput), job.createdOn);
         }
       });
+    },
+    async workCatchUps(handler) {
+      const work = { pollingIntervalSeconds: 2, includeMetadata: true } as const;
+      await boss.work<unknown, unknown, typeof work>(CATCH_UP_QUEUE, work, async (jobs) => {
+        for (const job of jobs) {
+          const data = catchUpJob.parse(job.data);
+          try {
+            await handler(data.thread);
+          } catch (error) {
+            // Sent before this job completes: a crash in between runs the read twice, which
+            // accepts nothing twice (each reply's message key).
+            if (error instanceof RetryAfterError && data.waits < CATCH_UP_WAITS) {
+              await sendCatchUp({ ...data, waits: data.waits + 1 }, rateLimitWaitMs(error));
+              continue;
+            }
+            options.metrics.jobFailures.inc({ queue: CATCH_UP_QUEUE });
+            const retried = job.retryCount < job.retryLimit;
+            options.log.warn(
+              { err: error, thread: data.thread, jobId: job.id, retried },
+              retried
+                ? "catch-up job failed; it will be retried"
+                : "catch-up job failed its last try",
+            );
+            throw error;
+          }
+        }
+      });
+      const letters = { pollingIntervalSeconds: 2, includeMetadata: true } as const;
+      await boss.work<unknown, unknown, typeof letters>(
+        CATCH_UP_DEAD_LETTERS,
+        letters,
+        async (jobs) => {
+          for (const job of jobs) {
+            options.metrics.deadLetters.inc({ queue: CATCH_UP_QUEUE });
+            const { thread } = catchUpJob.parse(job.data);
+            // Nobody is told in the thread: its task went on without them, as with a thread Slack
+            // refuses to show.
+            options.log.error(
+              { thread },
+              `the replies before a late mention were not read: ${deadLetterReason(job.sourceOutput)}`,
+            );
+          }
+        },
+      );
     },
     async stop() {
       await boss.stop({ graceful: true, timeout: 10_000 });

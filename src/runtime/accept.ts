@@ -3,20 +3,16 @@ import { taskTitle } from "../core/context.ts";
 import { isConnectionLost, type Tx } from "../db/database.ts";
 import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
-import {
-  type Claim,
-  type LeasedTask,
-  releaseLease,
-  taskWithLease,
-} from "../db/lease.repository.ts";
+import type { Claim } from "../db/lease.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockTask, startTask } from "../db/tasks.repository.ts";
-import { firstUnreadAuthor, insertInput } from "../db/turn-reads.repository.ts";
+import { insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
 import { recordFailedTry } from "./failed-tries.ts";
+import { giveUpStart, wakeIfMissed } from "./missed-runs.ts";
 import {
   agentTaskReopened,
   reopenForAgent,
@@ -35,6 +31,8 @@ export interface IncomingMessage {
   text: string;
   /** A mention starts a task (or continues the thread's); a plain reply only continues one. */
   mentioned: boolean;
+  /** Slack's count of earlier deliveries of this event: undefined or 0 on the first. */
+  retryNum: number | undefined;
 }
 
 /** "rate_limited": the person started as many tasks as `new_tasks_per_person` allows; nothing kept. */
@@ -183,9 +181,13 @@ export async function acceptMessage(
     deps.runs.giveBack(newId);
     if (error instanceof Duplicate) {
       // Slack sends again what it saw no answer to: the first accept may have died after its
-      // commit, before its wake-up check or its run. The check is cheap, and changes nothing if
-      // not needed.
-      if (error.agentTask) await wakeIfMissed(deps, error.agentTask);
+      // commit, before its wake-up check or its run, so a retry checks; a reply in a thread too,
+      // as before retries were told apart. Not a new task's twin `message` event, a duplicate of
+      // every mention: its check costs a read, and with no run slot free a locked transaction,
+      // when the process is busiest. Over Socket Mode, a first delivery counts 0.
+      const retried = (message.retryNum ?? 0) > 0;
+      if (error.agentTask && (retried || message.threadTs))
+        await wakeIfMissed(deps, error.agentTask);
       return "duplicate";
     }
     // Told once: the mention's twin `message` event, and Slack's retries, are duplicates then.
@@ -197,46 +199,6 @@ export async function acceptMessage(
     if (leasedTo && isConnectionLost(error)) await giveUpStart(deps, newId, leasedTo);
     throw error;
   }
-}
-
-/**
- * A reply to an agent's task that waits on an approval queues no run: the run after the decision
- * reads it. Unless that run ended the task between the accept's read and its commit: it gave the
- * task up before the reply could be seen, so nothing would answer it. Checked once the reply is
- * committed, so a run that holds the task now reads it, and one that ended it is followed by another.
- * Checked too for Slack's retry of an event already stored: an active task no run holds may be one
- * whose accept lost its answer before its run began; its job, held back for that run, runs now.
- */
-export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<void> {
-  // Whether a run holds the task is judged by the database's clock, which its lease was set by.
-  const missed = (task: LeasedTask | undefined): task is LeasedTask =>
-    task?.owner_kind === "agent" && task.status !== "waiting_human" && !task.leased;
-  // Read first, without a lock: most often a run holds the task, or it waits on a person.
-  if (!missed(await taskWithLease(deps.db, taskId, false))) return;
-  await deps.db.transaction().execute(async (tx) => {
-    const task = await taskWithLease(tx, taskId, true);
-    if (!missed(task)) return;
-    const author = await firstUnreadAuthor(tx, taskId);
-    if (!author) {
-      // A job that runs now finds the lease free to claim, or, should a run claim it first, held.
-      if (task.status === "active") await deps.queue.bringForward(tx, taskId);
-      return;
-    }
-    if (task.status !== "active") {
-      // Reopened by a person's reply, as the accept reopens.
-      await reopenForAgent(tx, taskId);
-      await audit(tx, agentTaskReopened(task, author));
-    }
-    await deps.queue.enqueue(tx, taskId);
-  });
-}
-
-/** Gives up the lease a start that failed may have committed, if its run's it still is. */
-async function giveUpStart(deps: RuntimeDeps, taskId: string, worker: string): Promise<void> {
-  await releaseLease(deps.db, taskId, worker).catch((error: unknown) => {
-    // Still away: the lease runs out, and the task's job comes due with it.
-    deps.log.warn({ err: error, taskId }, "could not give up the lease of a failed start");
-  });
 }
 
 /** Whether the person started `new_tasks_per_person` tasks already; held until the accept commits. */

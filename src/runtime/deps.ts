@@ -32,6 +32,20 @@ export interface TaskQueue {
   bringForward(executor: Executor, taskId: string): Promise<void>;
 }
 
+/** A thread's replies after one of its messages: what a late mention's catch-up reads. */
+export interface ThreadCatchUp {
+  channel: string;
+  threadTs: string;
+  /** The mention's ts: the replies after it are read. */
+  after: string;
+}
+
+/** Reads a thread's replies later, from the durable queue (Slack asked to wait for them). */
+export interface CatchUpQueue {
+  /** Due `afterMs` from now; one per mention is kept waiting, so a second send is a no-op. */
+  enqueue(thread: ThreadCatchUp, afterMs: number): Promise<void>;
+}
+
 export interface RuntimeDeps {
   db: Db;
   agents: AgentDirectory;
@@ -39,6 +53,7 @@ export interface RuntimeDeps {
   model: ModelPort;
   chat: ChatSurface;
   queue: TaskQueue;
+  catchUps: CatchUpQueue;
   log: Logger;
   metrics: Metrics;
   clock: Clock;

@@ -31,8 +31,6 @@ import { deliverOutbox } from "./outbox.ts";
 export interface DigestDeps {
   db: Db;
   log: Logger;
-  /** Tests only: the time to judge staleness at, instead of the database's now. */
-  asOf?: Date;
   agentsFile: AgentsFile;
   /** Without it the digest waits in the outbox for the app's deliverer. */
   chat?: ChatSurface;
@@ -107,7 +105,8 @@ const EMPTY: DigestResult = {
 
 async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Digest> {
   const config = deps.agentsFile.digest;
-  const now = deps.asOf ?? (await databaseNow(tx));
+  // The database's clock stamped the rows judged: a replica's own may be off.
+  const now = await databaseNow(tx);
   const since =
     (await previousFireAt(tx, DIGEST_JOB, fireAt)) ??
     new Date(now.getTime() - FIRST_FAILURE_WINDOW_MS);

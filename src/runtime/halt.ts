@@ -103,7 +103,9 @@ export async function haltTask(
     });
     await withdrawApprovals(deps, tx, fx);
     // The halting run's work ends here: a worker that dies before letting go lost no try.
-    await updateTask(tx, locked.id, fx.changes, input.holdsLease ? deps.workerId : undefined);
+    await updateTask(tx, locked.id, fx.changes, {
+      finishedRun: input.holdsLease ? deps.workerId : undefined,
+    });
     await audit(tx, fx.audits);
     await enqueueOutbox(tx, fx.outbox);
     return fx.afterCommit;

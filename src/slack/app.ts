@@ -248,8 +248,8 @@ export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
  * keeping its lease; other deliverers leave the row to the next sweep; App Home shows a channel as
  * unknown for now rather than keep the person waiting, and a Home Slack did not take is published
  * at the next opening; a form that did not open tells its clicker when to click again; a late
- * mention's thread is read after the wait, Slack already answered. Other failures are retried as
- * Bolt's are.
+ * mention's thread is read by a job after the wait, Slack already answered. Other failures are
+ * retried as Bolt's are.
  */
 export function noWaitClient(app: BoltApp, log: Logger): WebApi.WebClient {
   return rateLimitRejectingClient(app, log, 3);

@@ -1,11 +1,14 @@
 import type { AcceptOutcome, IncomingMessage } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
+import type { ThreadCatchUp } from "../runtime/deps.ts";
 import type { EscalationCheck, EscalationChoice } from "../runtime/escalation-decisions.ts";
 
 /** The core use cases the Slack listeners call. Wired in src/app.ts; faked in adapter tests. */
 export interface SlackHandlers {
   botUserId(): Promise<string>;
   acceptMessage(message: IncomingMessage): Promise<AcceptOutcome>;
+  /** A late mention's thread, read from a job `afterMs` from now (Slack asked to wait). */
+  catchUpLater(thread: ThreadCatchUp, afterMs: number): Promise<void>;
   decideApproval(input: {
     approvalId: string;
     userId: string;
@@ -49,9 +52,8 @@ export interface SlackHandlers {
   homeView(userId: string): Promise<unknown>;
   /**
    * Slack calls that follow a decision or an event (words to the person, a modal, a command's
-   * answer, a late mention's thread read after a 429), made after Slack has its acknowledgement
-   * (Slack waits for the listener's answer: it shows an interaction as failed after 3 s, and sends
-   * an event again).
+   * answer), made after Slack has its acknowledgement (Slack waits for the listener's answer: it
+   * shows an interaction as failed after 3 s, and sends an event again).
    */
   afterwards(what: string, work: () => Promise<unknown>): void;
 }

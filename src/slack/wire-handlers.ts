@@ -76,6 +76,7 @@ export function createSlackHandlers(
       }
       return outcome;
     },
+    catchUpLater: (thread, afterMs) => deps.catchUps.enqueue(thread, afterMs),
     decideApproval: (input) => decideApproval(deps, input),
     checkApprovalClick: (input) => checkApprovalClick(deps, input),
     async approvalInfo(approvalId) {

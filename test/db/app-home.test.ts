@@ -377,7 +377,6 @@ describe("people-owners", async () => {
       {
         db: database.db,
         log: createLogger({ level: "silent" }),
-        asOf: NOW,
         agentsFile,
         chat,
         threadLink: chat.threadLink,

@@ -7,6 +7,7 @@ import { isDigestEmpty } from "../../src/core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
 import type { Db } from "../../src/db/database.ts";
 import {
+  databaseNow,
   failedTasksQuery,
   staleApprovalsQuery,
   staleTasksQuery,
@@ -20,7 +21,9 @@ import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { recordingChat } from "../support/recording-chat.ts";
 
-const NOW = new Date("2025-01-06T09:00:00Z");
+// The digest judges by the database's clock: rows are placed around the test's now, hours from
+// any threshold, which no skew between the two clocks comes near.
+const NOW = new Date();
 const HOUR = 3_600_000;
 const ago = (hours: number) => new Date(NOW.getTime() - hours * HOUR);
 const log = createLogger({ level: "silent" });
@@ -150,7 +153,6 @@ const threadLink = (channel: string, ts: string) => messageLink(WORKSPACE, chann
 const deps = (db: Db, chat?: ChatSurface): DigestDeps => ({
   db,
   log,
-  asOf: NOW,
   agentsFile,
   chat,
   threadLink,
@@ -172,11 +174,13 @@ describe("daily digest", () => {
 
   test("two replicas firing at once send exactly one digest with exactly the stale items", async () => {
     const { chat, sent } = fakeChat();
-    const fireAt = new Date("2025-01-06T09:00:00Z");
+    const fireAt = NOW;
+    const earliest = await databaseNow(db);
     const results = await Promise.all([
       runDigest(deps(db, chat), fireAt, "replica-a"),
       runDigest(deps(db, chat), fireAt, "replica-b"),
     ]);
+    const latest = await databaseNow(db);
     assert.deepEqual(results.map((r) => r.claimed).sort(), [false, true]);
     const winner = results.find((r) => r.claimed);
     assert.deepEqual(
@@ -203,7 +207,8 @@ describe("daily digest", () => {
     assert.ok(channel?.kind === "digest" && channel.channel === "C0DIGEST");
     const { digest } = channel;
     assert.equal(digest.audience, "channel");
-    assert.equal(digest.asOf, NOW.toISOString());
+    const asOf = new Date(digest.asOf);
+    assert.ok(earliest <= asOf && asOf <= latest, `as of ${digest.asOf}, by the database's clock`);
     assert.deepEqual(
       digest.staleTasks.map((t) => t.title),
       ["Stale with the leads", "Stale owned by Ann", "Stale with Billing"],
@@ -255,11 +260,8 @@ describe("daily digest", () => {
   });
 
   test("the next firing reports failures since the previous one only", async () => {
-    const result = await runDigest(
-      { ...deps(db), asOf: new Date(NOW.getTime() + 24 * HOUR) },
-      new Date("2025-01-07T09:00:00Z"),
-      "replica-a",
-    );
+    // "Failed this morning" failed two hours before the previous firing, within the last day.
+    const result = await runDigest(deps(db), new Date(NOW.getTime() + 24 * HOUR), "replica-a");
     assert.equal(result.failedTasks, 0);
     assert.equal(result.delivered, 0, "no chat: left in the outbox");
   });
@@ -294,7 +296,7 @@ describe("a digest channel and tasks elsewhere", () => {
     await task(db, "complaint about my manager Bob", { ...stale, channel: "C0HR" });
     await task(db, "where is order 1042?", stale);
     const { chat, sent } = fakeChat();
-    await runDigest(deps(db, chat), new Date("2025-01-06T09:00:00Z"), "replica-a");
+    await runDigest(deps(db, chat), NOW, "replica-a");
 
     const channel = sent.find((i) => i.kind === "digest");
     assert.ok(channel?.kind === "digest");

@@ -22,7 +22,8 @@ describe("digest-dm-links", async () => {
   // card is where the person holding it works (policies.decisions_channel): the digest linked the
   // DM instead, for the channel and for the holder alike.
 
-  const NOW = new Date("2025-01-06T09:00:00Z");
+  // Around the test's now: the digest judges by the database's clock, hours from any threshold.
+  const NOW = new Date();
   const HOUR = 3_600_000;
   const ago = (hours: number) => new Date(NOW.getTime() - hours * HOUR);
   const WORKSPACE = "https://acme.slack.com/";
@@ -94,7 +95,7 @@ describe("digest-dm-links", async () => {
     const cardless = await dmTask(db, "where is order 1042", "U0BOB");
 
     const { chat, sent } = recordingChat(link);
-    await runDigest({ db, log, asOf: NOW, agentsFile, chat, threadLink: link }, NOW, "a");
+    await runDigest({ db, log, agentsFile, chat, threadLink: link }, NOW, "a");
 
     const channel = sent.find((i) => i.kind === "digest")?.digest;
     const ann = sent.find(
@@ -137,10 +138,9 @@ describe("digest-redelivery", async () => {
     await database.drop();
   });
 
-  const deps = (at: Date, withChat: boolean): DigestDeps => ({
+  const deps = (withChat: boolean): DigestDeps => ({
     db: database.db,
     log,
-    asOf: at,
     agentsFile,
     ...(withChat && { chat }),
     threadLink: (channel, ts) => messageLink(WORKSPACE_URL, channel, ts),
@@ -179,7 +179,7 @@ describe("digest-redelivery", async () => {
 
     // The first firing queues the channel digest and Ann's DM. Its process posts the channel digest,
     // Slack takes it, and the process dies before it marks the row sent: the DM never went out.
-    const first = await runDigest(deps(FIRST, false), FIRST, "replica-a");
+    const first = await runDigest(deps(false), FIRST, "replica-a");
     assert.equal(first.claimed, true);
     const rows = await database.db
       .selectFrom("slack_outbox")
@@ -200,7 +200,7 @@ describe("digest-redelivery", async () => {
     );
 
     const next = new Date(FIRST.getTime() + DAY);
-    const second = await runDigest(deps(next, true), next, "replica-b");
+    const second = await runDigest(deps(true), next, "replica-b");
     assert.equal(second.claimed, true);
 
     const posts = postsByOutboxId();
@@ -229,7 +229,8 @@ describe("digest-withheld-reason", async () => {
   // A failure reason can carry a tool's or a model's error text, and with it the customer's words.
   // The channel digest withheld the title of a task from another conversation but showed its reason.
 
-  const NOW = new Date("2025-01-06T09:00:00Z");
+  // Around the test's now: the digest judges by the database's clock, hours from any threshold.
+  const NOW = new Date();
   const ago = (hours: number) => new Date(NOW.getTime() - hours * 3_600_000);
   const link = (channel: string, ts: string) => messageLink("https://acme.slack.com/", channel, ts);
   const log = createLogger({ level: "silent" });
@@ -275,7 +276,7 @@ describe("digest-withheld-reason", async () => {
     await failedTask(db, "where is order 1042?", "C0DIGEST", "the model server did not answer");
 
     const { chat, sent } = recordingChat(link);
-    await runDigest({ db, log, asOf: NOW, agentsFile, chat, threadLink: link }, NOW, "a");
+    await runDigest({ db, log, agentsFile, chat, threadLink: link }, NOW, "a");
 
     const channel = sent.find((i) => i.kind === "digest")?.digest;
     assert.ok(channel);

@@ -10,8 +10,8 @@ import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
+import { wakeIfMissed } from "../../src/runtime/missed-runs.ts";
 import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {

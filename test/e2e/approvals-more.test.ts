@@ -202,14 +202,15 @@ describe("approval-own-request", async () => {
       (await homeData(h.db.db, user, groups)).waitingApprovals.map((a) => a.id);
     assert.deepEqual(await waiting("U0BILLINGLEAD", []), []);
     assert.deepEqual(await waiting("U0LEE", ["S0BILLINGLEADS"]), [approval.id]);
-    // Nor does the digest, once the approval is stale, put it in their DM as waiting on them.
-    const later = new Date(Date.now() + 5 * 3_600_000);
+    // Nor does the digest, once the approval is stale (past approval_stale_after, 4 h), put it in
+    // their DM as waiting on them.
+    await sql`update approvals set created_at = created_at - interval '5 hours'
+      where id = ${approval.id}`.execute(h.db.db);
     const sent: ChatIntent[] = [];
     await runDigest(
       {
         ...h.baton.deps,
         agentsFile: h.agentsFile,
-        asOf: later,
         chat: {
           ...h.baton.deps.chat,
           deliver: async (intent) => {
@@ -219,7 +220,7 @@ describe("approval-own-request", async () => {
         },
         threadLink: h.baton.deps.chat.threadLink,
       },
-      later,
+      new Date(),
       "test",
     );
     const channel = sent.find((i) => i.kind === "digest");

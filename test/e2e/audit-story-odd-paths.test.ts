@@ -3,9 +3,9 @@ import { afterEach, test } from "node:test";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { wakeIfMissed } from "../../src/runtime/accept.ts";
 import { type AuditEntry, auditStory } from "../../src/runtime/audit-story.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
+import { wakeIfMissed } from "../../src/runtime/missed-runs.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import {

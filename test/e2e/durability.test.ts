@@ -912,6 +912,49 @@ describe("lost-start-answer", async () => {
     assert.equal(h.model.requests.length, 1, "the task ran once");
   });
 
+  test("a new task's twin `message` event wakes nothing; Slack's retry of the mention does", async () => {
+    const proxy = await commitAnswerDropper(await testServerUrl());
+    cleanups.push(proxy.close);
+    const h = await startHarness({ databaseUrl: proxy.urlOf, script: () => ({ content: ANSWER }) });
+    cleanups.push(h.close);
+
+    // The one state the wake-up check changes anything in: active, unleased, its job held back.
+    proxy.dropCommitOf("where is order 1042, the twin's?");
+    const first = await h.mention("where is order 1042, the twin's?");
+    assert.equal(first.status, 500);
+    const task = await taskOfThread(h.db.db, first.ts);
+    assert.ok(task && task.status === "active" && task.lease_owner === null);
+    const held = await jobsOf(h.db.db, task.id);
+    const [heldJob] = held;
+    assert.ok(heldJob?.state === "created" && heldJob.held_back_s > 60, "its job is held back");
+
+    // Slack's `message` event for the same mention, sent once on its own: not a retry.
+    const twin = messageEvent({
+      user: REQUESTER,
+      channel: CHANNEL,
+      text: "<@U0BATONBOT> where is order 1042, the twin's?",
+      ts: first.ts,
+    });
+    const delivered = await deliverEvent(h.endpoint, SIGNING_SECRET, twin, {
+      eventId: `${first.eventId}-twin`,
+    });
+    assert.equal(delivered.status, 200);
+    assert.deepEqual(await jobsOf(h.db.db, task.id), held, "its job is still held back");
+
+    const retried = await h.mention("where is order 1042, the twin's?", {
+      ts: first.ts,
+      eventId: first.eventId,
+      retryNum: 1,
+    });
+    assert.equal(retried.status, 200);
+    await h.until("the task to finish", () => finishedTask(h.db.db, first.ts));
+    const jobs = await jobsOf(h.db.db, task.id);
+    assert.equal(jobs.length, 1);
+    const startedOn = jobs[0]?.started_on;
+    assert.ok(startedOn && startedOn < heldJob.start_after, "brought forward by the retry");
+    assert.equal(h.model.requests.length, 1, "the task ran once");
+  });
+
   test("a reply whose accept lost its connection gives up no lease: it started no task", async () => {
     const proxy = await startPostgresProxy(await testServerUrl());
     cleanups.push(proxy.close);

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile, RateLimits } from "../../src/config/agents-schema.ts";
+import type { Db } from "../../src/db/database.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { CATCH_UP_QUEUE } from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
 import { APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
@@ -11,8 +14,22 @@ import {
   REJECT_REASON_BLOCK,
   REJECT_REASON_CALLBACK,
 } from "../../src/slack/views/reject-modal.ts";
-import { CHANNEL, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
-import { type AgentReply, type Script, scriptByAgent } from "../support/model-server.ts";
+import { type BatonProcess, spawnBaton } from "../support/baton-process.ts";
+import { untilCrash } from "../support/crash-rig.ts";
+import { createTestDatabase } from "../support/db.ts";
+import {
+  CHANNEL,
+  freePort,
+  harnessPerTest,
+  REQUESTER,
+  SIGNING_SECRET,
+} from "../support/harness.ts";
+import {
+  type AgentReply,
+  type Script,
+  scriptByAgent,
+  startModelServer,
+} from "../support/model-server.ts";
 import { waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
@@ -24,6 +41,7 @@ import {
   taskOfThread,
   toolCallsOf,
 } from "../support/scripts-humans.ts";
+import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 import {
   appMentionEvent,
   deliverEvent,
@@ -244,13 +262,39 @@ describe("slack-429-in-listeners", () => {
     assert.ok(h.slack.homeViews.get(REQUESTER), "the Home is published");
   });
 
-  test("a late mention whose thread Slack rate-limits is answered at once, and the thread read after the wait", async () => {
-    const script: Script = async (request) => ({
-      content: JSON.stringify(request.messages).includes("order 1078")
-        ? "Order 1078 ships tomorrow."
-        : "Which order is it?",
-    });
-    const h = await startHarness({ script });
+  // A late mention's thread, read after Slack's 429 (see the late-mention tests in durability).
+  const answerOnceTold: Script = async (request) => ({
+    content: JSON.stringify(request.messages).includes("order 1078")
+      ? "Order 1078 ships tomorrow."
+      : "Which order is it?",
+  });
+  const replyReads = (slack: SlackEmulator) =>
+    slack.callsTo("conversations.replies").map((c) => c.failed);
+  /** The mention's catch-up jobs, oldest first, and how long after its sending each was due. */
+  const catchUpJobs = async (db: Db, mentionTs: string) => {
+    const { rows } = await sql<{ state: string; retry_count: number; deferred_s: number }>`
+      select state, retry_count, extract(epoch from start_after - created_on)::float8 as deferred_s
+      from pgboss.job where name = ${CATCH_UP_QUEUE} and data->'thread'->>'after' = ${mentionTs}
+      order by created_on`.execute(db);
+    return rows;
+  };
+  const answered = (slack: SlackEmulator, ts: string) => async () =>
+    slack.messagesIn(CHANNEL, ts).some((m) => m.text === "Order 1078 ships tomorrow.")
+      ? true
+      : undefined;
+  const inputsOf = async (db: Db, ts: string) => {
+    const task = await taskOfThread(db, ts);
+    assert.ok(task);
+    const rows = await db
+      .selectFrom("task_inputs")
+      .select("text")
+      .where("task_id", "=", task.id)
+      .execute();
+    return rows.map((r) => r.text);
+  };
+
+  test("a late mention whose thread Slack rate-limits is answered at once, and the thread read by a job after the wait", async () => {
+    const h = await startHarness({ script: answerOnceTold });
     const { ts } = h.slack.addMessage({
       channel: CHANNEL,
       user: REQUESTER,
@@ -262,27 +306,114 @@ describe("slack-429-in-listeners", () => {
 
     const late = await h.mention("where is my order?", { ts, retryNum: 1 });
     assert.equal(late.status, 200, "the mention is stored: Slack need not send it again");
+    assert.deepEqual(replyReads(h.slack), ["ratelimited"], "answered without waiting out the 429");
+    const queued = await catchUpJobs(h.db.db, ts);
+    assert.equal(queued.length, 1, "the read waits in the job queue");
+    assert.ok(Number(queued[0]?.deferred_s) >= 1, "due after Slack's Retry-After");
+
+    await h.until("the answer that read the reply", answered(h.slack, ts));
+    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"], "the reply is read once");
+    assert.deepEqual(replyReads(h.slack), ["ratelimited", undefined]);
+    await h.until("the job to complete", async () => {
+      const jobs = await catchUpJobs(h.db.db, ts);
+      return jobs.length === 1 && jobs[0]?.state === "completed";
+    });
+  });
+
+  test("a catch-up job Slack rate-limits again waits again, as a job, and reads the thread", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const { ts } = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "<@U0BATONBOT> where is my order?",
+    });
+    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 }, 2);
+
+    assert.equal((await h.mention("where is my order?", { ts, retryNum: 1 })).status, 200);
+    await h.until("the answer that read the reply", answered(h.slack, ts));
+    assert.deepEqual(replyReads(h.slack), ["ratelimited", "ratelimited", undefined]);
+    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"]);
+    const jobs = await h.until("both jobs to complete", async () => {
+      const rows = await catchUpJobs(h.db.db, ts);
+      return rows.every((j) => j.state === "completed") ? rows : undefined;
+    });
     assert.deepEqual(
-      h.slack.callsTo("conversations.replies").map((c) => c.failed),
-      ["ratelimited"],
-      "answered without waiting out the 429",
+      jobs.map((j) => [j.retry_count, j.deferred_s >= 1]),
+      [
+        [0, true],
+        [0, true],
+      ],
+      "the 429 in the job queued the next read after the wait, and counted no failure",
     );
-    await h.until("the answer that read the reply", async () =>
-      h.slack.messagesIn(CHANNEL, ts).some((m) => m.text === "Order 1078 ships tomorrow.")
-        ? true
-        : undefined,
-    );
-    const task = await h.until("the task", () => taskOfThread(h.db.db, ts));
-    const inputs = await h.db.db
-      .selectFrom("task_inputs")
-      .select("text")
-      .where("task_id", "=", task.id)
-      .execute();
-    assert.deepEqual(
-      inputs.map((i) => i.text),
-      ["it is order 1078"],
-      "the reply is read once",
-    );
+  });
+
+  test("a restart during Slack's wait neither waits it out nor loses the read", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    // The Baton that takes Slack's events runs no workers here: whatever reads the thread after
+    // the wait cannot be its own job, run before it stops.
+    await h.restart({ workers: false });
+    const { ts } = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "<@U0BATONBOT> where is my order?",
+    });
+    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
+    assert.equal((await h.mention("where is my order?", { ts, retryNum: 1 })).status, 200);
+
+    await h.restart();
+    assert.deepEqual(replyReads(h.slack), ["ratelimited"], "the stop did not sit out the wait");
+    await h.until("the answer that read the reply", answered(h.slack, ts));
+    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"], "the reply is read once");
+  });
+
+  test("a Baton killed during Slack's wait: the next one reads the thread", async () => {
+    const db = await createTestDatabase();
+    const slack = await startSlackEmulator({ users: [{ id: REQUESTER, name: "dana" }] });
+    const model = await startModelServer(answerOnceTold);
+    const port = await freePort();
+    const endpoint = `http://127.0.0.1:${port}/slack/events`;
+    const batons: BatonProcess[] = [];
+    const spawn = async () => {
+      // A short lease: the killed one's task is taken over within the test.
+      const baton = await spawnBaton({
+        databaseUrl: db.url,
+        slackApiUrl: slack.url,
+        openaiBaseUrl: model.baseURL,
+        port,
+        signingSecret: SIGNING_SECRET,
+        leaseMs: 1_500,
+      });
+      batons.push(baton);
+      return baton;
+    };
+    try {
+      const first = await spawn();
+      const question = "<@U0BATONBOT> where is my order?";
+      const { ts } = slack.addMessage({ channel: CHANNEL, user: REQUESTER, text: question });
+      const said = { channel: CHANNEL, user: REQUESTER, text: "it is order 1078", threadTs: ts };
+      const { ts: replyTs } = slack.addMessage(said);
+      const replied = await deliverEvent(
+        endpoint,
+        SIGNING_SECRET,
+        messageEvent({ ...said, ts: replyTs }),
+      );
+      assert.equal(replied.status, 200);
+      slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 3 });
+      const mention = appMentionEvent({ user: REQUESTER, channel: CHANNEL, text: question, ts });
+      const late = await deliverEvent(endpoint, SIGNING_SECRET, mention, { retryNum: 1 });
+      assert.equal(late.status, 200);
+
+      await first.kill();
+      await spawn();
+      await untilCrash("the answer that read the reply", answered(slack, ts));
+      assert.deepEqual(await inputsOf(db.db, ts), ["it is order 1078"], "the reply is read once");
+    } finally {
+      for (const baton of batons) await baton.stop();
+      await Promise.all([slack.close(), model.close()]);
+      await db.drop();
+    }
   });
 
   test("a person over their task limit is told after Slack has its answer, the notice's 429 waited out", async () => {

@@ -1,10 +1,10 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
 import { cleanText } from "../../core/text.ts";
 import { isBatonError, RetryAfterError } from "../../errors.ts";
 import type { AcceptOutcome } from "../../runtime/accept.ts";
-import { rateLimitWaitMs, waitingOutRateLimits } from "../../runtime/retry-after.ts";
+import type { ThreadCatchUp } from "../../runtime/deps.ts";
+import { rateLimitWaitMs } from "../../runtime/retry-after.ts";
 import type { BoltApp } from "../app.ts";
 import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
@@ -38,7 +38,7 @@ export function registerEventListeners(
   noWait: webApi.WebClient,
 ): void {
   app.event("app_mention", async ({ event, body, context, logger }) => {
-    const outcome = await accept(handlers, event, body, true);
+    const outcome = await accept(handlers, event, body, true, context.retryNum);
     const mention = messageEvent.safeParse(event);
     // A mention that reached Baton late (Slack retried it, or was slow) may have replies in its
     // thread that came first and were passed over, there being no task yet: read them now. A retry
@@ -48,27 +48,16 @@ export function registerEventListeners(
       context.retryNum !== undefined ||
       (mention.success && Date.now() - tsMillis(mention.data.ts) > LATE_MS);
     if (!mention.success || !late || (outcome !== "started" && outcome !== "duplicate")) return;
-    const catchUp = () => catchUpThread(handlers, noWait, mention.data);
-    try {
-      await catchUp();
-    } catch (error) {
-      // Slack asked to wait: the mention is stored and its run queued, so Slack has its answer now
-      // and the thread is read once the wait is over.
-      if (error instanceof RetryAfterError) {
-        handlers.afterwards("read the replies before a late mention", async () => {
-          await sleep(rateLimitWaitMs(error));
-          await waitingOutRateLimits(catchUp);
-        });
-        return;
-      }
-      // Slack unreachable or failing: the 500 makes it send the mention again, and the catch-up
-      // with it. Slack refusing (the thread deleted, a scope missing) would refuse every retry too.
-      if (!isBatonError(error) || error.retriable) throw error;
-      logger.warn(`could not read the replies before a late mention: ${error.message}`);
-    }
+    const { channel, ts, thread_ts } = mention.data;
+    await catchUpLateMention(
+      handlers,
+      noWait,
+      { channel, threadTs: thread_ts ?? ts, after: ts },
+      logger,
+    );
   });
-  app.event("message", async ({ event, body }) => {
-    await accept(handlers, event, body, false);
+  app.event("message", async ({ event, body, context }) => {
+    await accept(handlers, event, body, false, context.retryNum);
   });
   app.event("app_home_opened", async ({ event, logger }) => {
     const parsed = z.object({ user: z.string(), tab: z.string().optional() }).safeParse(event);
@@ -91,6 +80,7 @@ async function accept(
   rawEvent: unknown,
   rawBody: unknown,
   isMention: boolean,
+  retryNum?: number,
 ): Promise<AcceptOutcome | undefined> {
   const event = messageEvent.safeParse(rawEvent);
   const body = envelope.safeParse(rawBody);
@@ -116,6 +106,7 @@ async function accept(
     user: e.user,
     text,
     mentioned,
+    retryNum,
   });
 }
 
@@ -149,24 +140,61 @@ function laterTs(a: string, b: string): boolean {
   return aMicro.padEnd(6, "0") > bMicro.padEnd(6, "0");
 }
 
+type Warner = { warn(message: string): void };
+
 /**
- * Accepts the replies written in a mention's thread after it, as their own events would have been:
- * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). A
- * failure is thrown as a Baton error (a 429 as RetryAfterError).
+ * A late mention's catch-up, while Slack waits for the event's answer (the mention is stored and
+ * its run queued). Slack asking to wait is not waited out here: the read is queued for after the
+ * Retry-After, on the job queue, so a restart meanwhile loses nothing. Slack unreachable or failing
+ * is thrown: the 500 makes it send the mention again, and the catch-up with it.
  */
-async function catchUpThread(
+async function catchUpLateMention(
   handlers: SlackHandlers,
   client: webApi.WebClient,
-  mention: z.infer<typeof messageEvent>,
+  thread: ThreadCatchUp,
+  log: Warner,
 ): Promise<void> {
-  const threadTs = mention.thread_ts ?? mention.ts;
+  try {
+    await catchUpThread(handlers, client, thread, log);
+  } catch (error) {
+    if (!(error instanceof RetryAfterError)) throw error;
+    await handlers.catchUpLater(thread, rateLimitWaitMs(error));
+  }
+}
+
+/**
+ * Accepts the replies written in a mention's thread after it, as their own events would have been:
+ * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). Also
+ * the catch-up job's work. Slack refusing (the thread deleted, a scope missing) would refuse every
+ * retry too: it is logged. Other failures are thrown (Slack's as Baton errors, a 429 as
+ * RetryAfterError).
+ */
+export async function catchUpThread(
+  handlers: SlackHandlers,
+  client: webApi.WebClient,
+  thread: ThreadCatchUp,
+  log: Warner,
+): Promise<void> {
+  try {
+    await acceptReplies(handlers, client, thread);
+  } catch (error) {
+    if (!isBatonError(error) || error.retriable) throw error;
+    log.warn(`could not read the replies before a late mention: ${error.message}`);
+  }
+}
+
+async function acceptReplies(
+  handlers: SlackHandlers,
+  client: webApi.WebClient,
+  { channel, threadTs, after }: ThreadCatchUp,
+): Promise<void> {
   let cursor: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {
     const answer = await client.conversations
       .replies({
-        channel: mention.channel,
+        channel,
         ts: threadTs,
-        oldest: mention.ts,
+        oldest: after,
         limit: REPLIES_PAGE,
         ...(cursor && { cursor }),
       })
@@ -174,9 +202,9 @@ async function catchUpThread(
         throw toBatonError("conversations.replies", error);
       });
     for (const reply of answer.messages ?? []) {
-      if (!reply.ts || !laterTs(reply.ts, mention.ts)) continue;
-      const event = { ...reply, type: "message", channel: mention.channel, thread_ts: threadTs };
-      await accept(handlers, event, { event_id: `catchup:${mention.channel}:${reply.ts}` }, false);
+      if (!reply.ts || !laterTs(reply.ts, after)) continue;
+      const event = { ...reply, type: "message", channel, thread_ts: threadTs };
+      await accept(handlers, event, { event_id: `catchup:${channel}:${reply.ts}` }, false);
     }
     cursor = answer.response_metadata?.next_cursor || undefined;
     if (!cursor) return;
