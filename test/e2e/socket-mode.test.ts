@@ -64,6 +64,8 @@ describe("socket-mode", async () => {
       .at(-1);
     assert.match(String(answer?.args.text), /on the way/);
     assert.equal(task.owner_id, "customer-service");
+    // A first delivery (retry_attempt 0) is no late mention: its thread is not read.
+    assert.equal(h.slack.callsTo("conversations.replies").length, 0);
 
     // The same envelope again (Slack's retry): acknowledged, and nothing starts twice.
     const again = await h.slack.socketMode.send("events_api", body, {

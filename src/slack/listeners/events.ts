@@ -44,8 +44,9 @@ export function registerEventListeners(
     // thread that came first and were passed over, there being no task yet: read them now. A retry
     // of a mention that started its task and failed after does the same; the replies read already
     // are duplicates.
+    // Socket Mode numbers a first delivery 0 (`retry_attempt`); over HTTP it has no number.
     const late =
-      context.retryNum !== undefined ||
+      (context.retryNum ?? 0) > 0 ||
       (mention.success && Date.now() - tsMillis(mention.data.ts) > LATE_MS);
     if (!mention.success || !late || (outcome !== "started" && outcome !== "duplicate")) return;
     const { channel, ts, thread_ts } = mention.data;
