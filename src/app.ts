@@ -150,7 +150,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       afterwards: afterwards(log),
     };
     // Stopped in reverse: after Slack's requests and the runs, before the database closes.
-    stops.push(() => deps.afterwards.drain());
+    stops.push(() => deps.afterwards.stop());
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {
       botUserId ??= app.client.auth.test().then(

@@ -8,26 +8,45 @@ import type { Logger } from "../log.ts";
  * stands, and a card update Slack did not take stays in the outbox for the sweep.
  */
 export interface Afterwards {
-  run(what: string, work: () => Promise<unknown>): void;
-  /** Waits for what is under way (at shutdown, before the database closes). */
+  /**
+   * `stopping` aborts when the process stops: a wait in `work` (a 429's Retry-After, tens of
+   * seconds) that takes it ends then, and the work is dropped rather than hold the shutdown.
+   */
+  run(what: string, work: (stopping: AbortSignal) => Promise<unknown>): void;
+  /** Waits for what is under way. */
   drain(): Promise<void>;
+  /** At shutdown, before the database closes: ends the waits of what is under way, and drains. */
+  stop(): Promise<void>;
 }
 
 export function afterwards(log: Logger): Afterwards {
   const pending = new Set<Promise<void>>();
+  const stopping = new AbortController();
+  const drain = async () => {
+    await Promise.all(pending);
+  };
   return {
     run(what, work) {
-      const done: Promise<void> = Promise.resolve()
+      const done: Promise<void> = Promise.resolve(stopping.signal)
         .then(work)
         .then(
           () => undefined,
-          (error: unknown) => log.warn({ err: error }, `could not ${what}`),
+          (error: unknown) => {
+            if (stopping.signal.aborted && isAbort(error))
+              log.info(`dropped, the process is stopping: ${what}`);
+            else log.warn({ err: error }, `could not ${what}`);
+          },
         )
         .finally(() => pending.delete(done));
       pending.add(done);
     },
-    async drain() {
-      await Promise.all(pending);
+    drain,
+    async stop() {
+      stopping.abort();
+      await drain();
     },
   };
 }
+
+/** How node:timers/promises (and fetch) end a wait whose signal aborted. */
+const isAbort = (error: unknown) => error instanceof Error && error.name === "AbortError";

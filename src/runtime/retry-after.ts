@@ -9,15 +9,19 @@ const RATE_LIMIT_WAITS = 3;
 
 /**
  * Runs `send`, and again after each 429's Retry-After, RATE_LIMIT_WAITS times at most. Only for
- * work whose wait holds nothing back: no row lock, and no answer Slack is waiting for.
+ * work whose wait holds nothing back: no row lock, and no answer Slack is waiting for. A wait
+ * ends at once, with an AbortError, when `stopping` aborts.
  */
-export async function waitingOutRateLimits<T>(send: () => Promise<T>): Promise<T> {
+export async function waitingOutRateLimits<T>(
+  send: () => Promise<T>,
+  stopping?: AbortSignal,
+): Promise<T> {
   for (let waits = 0; ; waits++) {
     try {
       return await send();
     } catch (error) {
       if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
-      await sleep(rateLimitWaitMs(error));
+      await sleep(rateLimitWaitMs(error), undefined, stopping && { signal: stopping });
     }
   }
 }

@@ -61,7 +61,9 @@ export function createSlackHandlers(
       deps.metrics.slackEvents.inc({ outcome });
       const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
       // Its keys are kept, so no retry says it again: a notice Slack does not take is only logged.
-      // Sent once Slack has the event's answer, so a 429 waited out does not hold that answer.
+      // Sent once Slack has the event's answer, so a 429 waited out does not hold that answer. A
+      // shutdown does not wait the 429 out: the notice only informs (the message was refused and
+      // recorded either way), so losing it then costs less than holding the stop for Retry-After.
       if (outcome === "rate_limited" && limit) {
         const notice = {
           kind: "ephemeral" as const,
@@ -70,8 +72,11 @@ export function createSlackHandlers(
           user: message.user,
           text: rateLimitedWords(limit),
         };
-        deps.afterwards.run("tell a person they are over their task limit", () =>
-          waitingOutRateLimits(() => deps.chat.deliver(notice, `rate-limited:${message.eventId}`)),
+        deps.afterwards.run("tell a person they are over their task limit", (stopping) =>
+          waitingOutRateLimits(
+            () => deps.chat.deliver(notice, `rate-limited:${message.eventId}`),
+            stopping,
+          ),
         );
       }
       return outcome;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
@@ -23,6 +24,7 @@ import {
   harnessPerTest,
   REQUESTER,
   SIGNING_SECRET,
+  startHarness as startOwnHarness,
 } from "../support/harness.ts";
 import {
   type AgentReply,
@@ -447,6 +449,52 @@ describe("slack-429-in-listeners", () => {
     assert.deepEqual(
       h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
       ["ratelimited", undefined],
+    );
+  });
+
+  test("a stop during the task-limit notice's Retry-After does not wait it out: the notice is dropped, and logged", async () => {
+    const lines: Record<string, unknown>[] = [];
+    // Closed by the test itself: the close is what it measures.
+    const h = await startOwnHarness({
+      script: scriptByAgent({ "customer-service": [{ content: "Happy to help." }] }),
+      agentsFile: await withLimits({ new_tasks_per_person: { max: 1, per: HOUR } }),
+      log: createLogger({
+        level: "info",
+        destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      }),
+    });
+    let closed: Promise<void> | undefined;
+    try {
+      const first = await h.mention("where is order 1042?");
+      await h.until("the first task", () => finishedTask(h.db.db, first.ts));
+      h.slack.failNext("chat.postEphemeral", { error: "ratelimited", retryAfter: 30 });
+      assert.equal((await h.mention("and order 1077?")).status, 200);
+      await h.until("the notice's 429", async () =>
+        h.slack.callsTo("chat.postEphemeral").some((c) => c.failed === "ratelimited"),
+      );
+
+      closed = h.close();
+      // Far below the 30 s Slack asked for, far above a stop's own time.
+      const bound = new AbortController();
+      const outcome = await Promise.race([
+        closed.then(() => "stopped" as const),
+        sleep(10_000, "still waiting" as const, { signal: bound.signal }),
+      ]);
+      bound.abort();
+      assert.equal(outcome, "stopped", "the stop did not sit out Slack's Retry-After");
+    } finally {
+      await (closed ?? h.close());
+    }
+    assert.deepEqual(
+      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
+      ["ratelimited"],
+      "the notice is not sent again",
+    );
+    const about = lines.filter((l) => /over their task limit/.test(String(l.msg)));
+    assert.deepEqual(
+      about.map((l) => [l.level, l.msg]),
+      [[30, "dropped, the process is stopping: tell a person they are over their task limit"]],
+      "logged once, at info, as dropped",
     );
   });
 });
