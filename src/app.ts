@@ -222,7 +222,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         (taskId) => runTask(deps, taskId),
         (failed) => recordFailedTry(deps, failed),
       );
-      stops.push(() => deps.runs.drain());
+      stops.push(() => deps.runs.stop());
       await queue.workDeadLetters((taskId, reason, failedAt) =>
         markDeadLettered(deps, taskId, reason, failedAt),
       );

@@ -125,6 +125,19 @@ describe("local-runs", async () => {
     assert.equal(runs.reserve("t2"), true, "a finished run frees its slot");
   });
 
+  test("once stopping, no slot is kept: a message a job accepts meanwhile goes through the queue", async () => {
+    const runs = localRuns(2, log);
+    runs.reserve("t1");
+    let finish: () => void = () => {};
+    runs.start("t1", () => new Promise<void>((resolve) => (finish = resolve)));
+    await tick();
+    const stopped = runs.stop();
+    assert.equal(runs.reserve("t2"), false, "a free slot, but the process is stopping");
+    finish();
+    await stopped;
+    assert.equal(runs.reserve("t3"), false);
+  });
+
   test("a run that fails is logged and frees its slot; nothing is left unhandled", async () => {
     const runs = localRuns(1, log);
     runs.reserve("t1");

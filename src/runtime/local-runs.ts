@@ -16,17 +16,23 @@ export interface LocalRuns {
   giveBack(taskId: string): void;
   /** Runs the reserved task once the current request has been answered. */
   start(taskId: string, run: () => Promise<void>): void;
-  /** Waits for every run under way (at shutdown). */
+  /** Waits for every run under way. */
   drain(): Promise<void>;
+  /**
+   * At shutdown: no slot is kept from now on (a job still running may accept a message, whose task
+   * then goes through the queue), and every run under way is waited for.
+   */
+  stop(): Promise<void>;
 }
 
 /** `capacity` runs at most at once, beside the queue's own workers; 0 sends every task through the queue. */
 export function localRuns(capacity: number, log: Logger): LocalRuns {
   // A reserved slot has no run yet.
   const slots = new Map<string, Promise<void> | undefined>();
-  return {
+  let stopping = false;
+  const runs: LocalRuns = {
     reserve(taskId) {
-      if (slots.size >= capacity || slots.has(taskId)) return false;
+      if (stopping || slots.size >= capacity || slots.has(taskId)) return false;
       slots.set(taskId, undefined);
       return true;
     },
@@ -47,5 +53,10 @@ export function localRuns(capacity: number, log: Logger): LocalRuns {
     async drain() {
       await Promise.all(slots.values());
     },
+    async stop() {
+      stopping = true;
+      await runs.drain();
+    },
   };
+  return runs;
 }
