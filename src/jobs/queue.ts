@@ -1,6 +1,6 @@
 import { PgBoss } from "pg-boss";
 import { z } from "zod";
-import { type Executor, isConnectionLost, sqlExecutor } from "../db/database.ts";
+import { type Executor, isConnectionLost, sqlExecutor, statement } from "../db/database.ts";
 import { RetryAfterError } from "../errors.ts";
 import { type Logger, maskedFirstLine } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -58,6 +58,18 @@ const catchUpJob = z.object({
   waits: z.number().int().nonnegative(),
 });
 type CatchUpJob = z.infer<typeof catchUpJob>;
+
+/**
+ * A task's jobs that wait (queued, or due to retry after a failed try), each with whether it is held
+ * back: queued, not due yet by the database's clock, as a task run where it was accepted leaves its
+ * job. Read from pg-boss's table, in one scan of its index of waiting jobs by key: the sweep reads it
+ * for every orphaned task, every 15 s, on every replica.
+ */
+export const WAITING_JOBS_SQL = `
+select id, state = 'created' and start_after > now() as held
+from pgboss.job
+where name = '${TASK_QUEUE}' and singleton_key = $1 and state < 'active'`;
+const WAITING_JOBS = statement<[taskId: string], { id: string; held: boolean }>(WAITING_JOBS_SQL);
 
 /** Retries 2 s, 4 s, 8 s … apart (at most 5 min): some ten minutes of a Slack outage. */
 const CATCH_UP_RETRIES = {
@@ -139,13 +151,15 @@ export async function startJobQueue(options: {
       async enqueueUnlessWaiting(executor: Executor, taskId: string) {
         // Queued or due to retry; not active: a worker that died leaves its job active until it
         // expires (15 min), and its task must be taken over when its lease runs out.
-        const waiting = await boss.findJobs<TaskJob>(TASK_QUEUE, {
-          key: taskId,
-          queued: true,
-          limit: 1,
-          db: sqlExecutor(executor),
-        });
-        return waiting.length > 0 ? undefined : enqueue(executor, taskId);
+        const waiting = await WAITING_JOBS.rows(executor, taskId);
+        if (waiting.length === 0) return enqueue(executor, taskId);
+        // One due now runs soon; one waiting out a failed try's backoff keeps it, and so does a job
+        // held back beside it. Held back alone, for a run that never began: it runs now.
+        if (waiting.some((job) => !job.held)) return undefined;
+        const db = sqlExecutor(executor);
+        for (const job of waiting)
+          await boss.update(TASK_QUEUE, undefined, { id: job.id, startAfter: 0, db });
+        return undefined;
       },
       async done(executor: Executor, jobId) {
         // Completed while still queued: it never reaches a worker. Through Baton's pool, where it

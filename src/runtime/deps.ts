@@ -17,8 +17,10 @@ export interface TaskQueue {
     options?: { startAfterSeconds?: number },
   ): Promise<string>;
   /**
-   * The sweep's: a job for the task unless one is queued or due to retry already; its id if queued.
-   * Under the task's lock, so two replicas' sweeps queue one between them.
+   * The sweep's, for a task no run holds: a job for it unless one is queued or due to retry
+   * already; its id if queued. A job held back for a run that never began (see `runNow`) runs now,
+   * unless another waits beside it. Under the task's lock, so two replicas' sweeps queue one
+   * between them.
    */
   enqueueUnlessWaiting(executor: Executor, taskId: string): Promise<string | undefined>;
   /** A job held back while the task ran where it was accepted: that run did its work. */

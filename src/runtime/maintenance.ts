@@ -53,8 +53,10 @@ export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
  * A job for a task no run holds, unless one already waits for it (queued, or due to retry after a
  * failed try): one more each sweep, on every replica, would start another chain of retries, model
  * calls and a dead letter every 15 s while the model is down. A waiting job is due within its
- * backoff (60 s at most) or, for a new task run where it was accepted, as its lease runs out; the
- * job of a worker that died is active, not waiting, so its task is queued as soon as before.
+ * backoff (60 s at most); one held back for a new task's run where it was accepted, which never
+ * began (its accept lost the COMMIT's answer and Slack's retry never came), runs now rather than
+ * when that lease would have run out. The job of a worker that died is active, not waiting, so its
+ * task is queued as soon as before.
  */
 async function queueOrphan(deps: RuntimeDeps, taskId: string): Promise<void> {
   await deps.db.transaction().execute(async (tx) => {

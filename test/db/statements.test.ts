@@ -10,7 +10,13 @@ import { endedWithUnreadReplyQuery, findOrphanedTasks } from "../../src/db/lease
 import { audit, insertToolCall } from "../../src/db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../../src/db/rate-limits.repository.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
-import { type FailedTry, type JobQueue, startJobQueue } from "../../src/jobs/queue.ts";
+import {
+  type FailedTry,
+  type JobQueue,
+  startJobQueue,
+  TASK_QUEUE,
+  WAITING_JOBS_SQL,
+} from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
 import { createMetrics } from "../../src/metrics.ts";
 import { recordFailedTry } from "../../src/runtime/failed-tries.ts";
@@ -299,6 +305,90 @@ describe("orphan-sweep-scan", async () => {
       .join("\n");
     assert.doesNotMatch(plan, /Seq Scan on (tasks|task_inputs)/, plan);
     assert.match(plan, /tasks_ended_leased_idx/, plan);
+  });
+});
+
+describe("sweep-waiting-jobs", async () => {
+  // For each task no run holds, the sweep looks for the task's waiting jobs: one held back for a
+  // run that never began runs now; a failed try's backoff is kept.
+  let t: TestDatabase;
+  let queue: JobQueue;
+  before(async () => {
+    t = await createTestDatabase();
+    queue = await startJobQueue({
+      url: t.url,
+      log: createLogger({ level: "silent" }),
+      metrics: createMetrics(),
+      retries: 2,
+    });
+  });
+  after(async () => {
+    await queue.stop();
+    await t.drop();
+  });
+
+  /** The task's waiting jobs: each one's state and, by the database's clock, whether it is due. */
+  async function waitingJobs(taskId: string) {
+    const { rows } = await sql<{ state: string; start_after: Date; due: boolean }>`
+    select state, start_after, start_after <= now() as due from pgboss.job
+    where name = ${TASK_QUEUE} and singleton_key = ${taskId} and state < 'active'
+    order by created_on`.execute(t.db);
+    return rows;
+  }
+
+  /** A job's try failed: pg-boss keeps it waiting out its backoff, as it does after a failed try. */
+  async function inBackoff(jobId: string) {
+    await sql`update pgboss.job set state = 'retry', retry_count = 1,
+      start_after = now() + interval '1 minute'
+    where name = ${TASK_QUEUE} and id = ${jobId}::uuid`.execute(t.db);
+  }
+
+  test("a held-back job runs now; a job in its backoff, or one beside it, keeps waiting", async () => {
+    await queue.tasks.enqueue(t.db, "held", { startAfterSeconds: 120 });
+    await queue.tasks.enqueueUnlessWaiting(t.db, "held");
+    assert.deepEqual(
+      (await waitingJobs("held")).map((j) => [j.state, j.due]),
+      [["created", true]],
+      "brought forward, and no other job queued",
+    );
+
+    await inBackoff(await queue.tasks.enqueue(t.db, "backoff"));
+    const backoff = await waitingJobs("backoff");
+    await queue.tasks.enqueueUnlessWaiting(t.db, "backoff");
+    assert.deepEqual(await waitingJobs("backoff"), backoff, "the retry keeps its backoff");
+
+    await inBackoff(await queue.tasks.enqueue(t.db, "both"));
+    await queue.tasks.enqueue(t.db, "both", { startAfterSeconds: 120 });
+    const both = await waitingJobs("both");
+    await queue.tasks.enqueueUnlessWaiting(t.db, "both");
+    assert.deepEqual(await waitingJobs("both"), both, "nothing runs before the backoff ends");
+  });
+
+  test("the sweep's look at a task's waiting jobs reads pg-boss's index, with a generic plan", async () => {
+    // A busy queue's history: many finished jobs, some waiting.
+    await sql`insert into pgboss.job (name, data, state, singleton_key, completed_on)
+    select ${TASK_QUEUE}, jsonb_build_object('taskId', 'task-' || g), 'completed', 'task-' || g, now()
+    from generate_series(1, 20000) g`.execute(t.db);
+    await sql`insert into pgboss.job (name, data, singleton_key)
+    select ${TASK_QUEUE}, jsonb_build_object('taskId', 'waiting-' || g), 'waiting-' || g
+    from generate_series(1, 200) g`.execute(t.db);
+    await sql`analyze pgboss.job`.execute(t.db);
+
+    const plan = await t.db.connection().execute(async (c) => {
+      await sql`set plan_cache_mode = force_generic_plan`.execute(c);
+      try {
+        await sql.raw(`prepare waiting_jobs(text) as ${WAITING_JOBS_SQL}`).execute(c);
+        const { rows } = await sql
+          .raw<{ "QUERY PLAN": string }>("explain execute waiting_jobs('waiting-7')")
+          .execute(c);
+        return rows.map((r) => r["QUERY PLAN"]).join("\n");
+      } finally {
+        await sql`deallocate all`.execute(c);
+        await sql`reset plan_cache_mode`.execute(c);
+      }
+    });
+    assert.doesNotMatch(plan, /Seq Scan/, plan);
+    assert.match(plan, /Index Scan/, plan);
   });
 });
 

@@ -441,10 +441,18 @@ describe("sweep-one-job-per-task", async () => {
     // Every worker is down: the retry waits, and nothing takes the task meanwhile.
     await h.restart({ workers: false });
     assert.deepEqual(await jobsOf(task.id), { retry: 1 });
+    const backoff = async () =>
+      (
+        await sql<{ start_after: Date }>`
+        select start_after from pgboss.job where name = ${TASK_QUEUE}
+          and data->>'taskId' = ${task.id} and state = 'retry'`.execute(h.db.db)
+      ).rows;
+    const due = await backoff();
 
     // Three sweeps, as three replicas, or one replica over 45 s.
     for (let i = 0; i < 3; i++) await runMaintenance(h.baton.deps);
     assert.equal(waiting(await jobsOf(task.id)), 1, "still one job waits: the retry");
+    assert.deepEqual(await backoff(), due, "and it keeps its backoff");
 
     // A task whose job is gone (a worker that died took it with it) gets one at the first sweep.
     const [retry] = (
@@ -955,6 +963,36 @@ describe("lost-start-answer", async () => {
     assert.equal(h.model.requests.length, 1, "the task ran once");
   });
 
+  test("a mention whose accept lost the COMMIT's answer, and Slack's retry never came: the sweep runs the task now", async () => {
+    const proxy = await commitAnswerDropper(await testServerUrl());
+    cleanups.push(proxy.close);
+    const h = await startHarness({ databaseUrl: proxy.urlOf, script: () => ({ content: ANSWER }) });
+    cleanups.push(h.close);
+
+    proxy.dropCommitOf("where is order 1042, never sent again?");
+    const first = await h.mention("where is order 1042, never sent again?");
+    assert.equal(first.status, 500);
+    const task = await taskOfThread(h.db.db, first.ts);
+    assert.ok(task && task.status === "active" && task.lease_owner === null);
+    const [held] = await jobsOf(h.db.db, task.id);
+    assert.ok(held?.state === "created" && held.held_back_s > 60, "its job is held back");
+
+    // Slack gave up on the event (or its retries went to a replica that failed): the sweep is left.
+    await runMaintenance(h.baton.deps);
+    const [swept] = await jobsOf(h.db.db, task.id);
+    assert.ok(
+      swept && swept.start_after < held.start_after,
+      "the sweep brought the held-back job forward",
+    );
+    await h.until("the task to finish", () => finishedTask(h.db.db, first.ts));
+    const jobs = await h.until("the job to complete", async () => {
+      const rows = await jobsOf(h.db.db, task.id);
+      return rows.every((j) => j.state === "completed") ? rows : undefined;
+    });
+    assert.equal(jobs.length, 1, "the held-back job ran; the sweep queued no other");
+    assert.equal(h.model.requests.length, 1, "the task ran once");
+  });
+
   test("a reply whose accept lost its connection gives up no lease: it started no task", async () => {
     const proxy = await startPostgresProxy(await testServerUrl());
     cleanups.push(proxy.close);
@@ -1025,6 +1063,8 @@ describe("lost-start-answer", async () => {
       (await deliverEvent(h.endpoint, SIGNING_SECRET, twin, { eventId: twinEventId })).status,
       200,
     );
+    // Nor does the sweep, which finds the task held.
+    await runMaintenance(h.baton.deps);
     assert.deepEqual(await jobsOf(h.db.db, task.id), before, "its job is still held back");
 
     release();
