@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { type Executor, statement, type Tx } from "./database.ts";
+import { type Db, type Executor, statement, type Tx } from "./database.ts";
 import {
   type Delivered,
   type DeliveredValues,
@@ -99,6 +99,21 @@ export async function claimLease(
   const { undelivered, ...turn } = row;
   const loaded = toLoadedTurn(turn);
   return { undelivered, decided: loaded.decided, turn: loaded };
+}
+
+// Only while the run holds the task: one that took it over has its own say.
+const RESUME_WORK = statement<[id: string, worker: string], never>(`
+update tasks set lease_finished = false
+where id = $1 and lease_owner = $2 and lease_finished`);
+
+/**
+ * The run whose last turn finished its work (`lease_finished`) works on: a reply or a decision gave
+ * the task back to the agent while that turn was written. A worker that dies from here on has lost
+ * a try (see CLAIM_LEASE). Its own statement, committed before the work goes on: a reset inside a
+ * transaction of that work would roll back with it when the worker dies.
+ */
+export async function resumeWork(db: Db, id: string, worker: string): Promise<void> {
+  await RESUME_WORK.rows(db, id, worker);
 }
 
 // A task locked by a transaction (the run's own write tool, most often) is not waited for: that

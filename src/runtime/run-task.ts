@@ -3,7 +3,13 @@ import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
 import { isConnectionLost } from "../db/database.ts";
-import { type Claim, claimLease, releaseLease, renewLease } from "../db/lease.repository.ts";
+import {
+  type Claim,
+  claimLease,
+  releaseLease,
+  renewLease,
+  resumeWork,
+} from "../db/lease.repository.ts";
 import type { Delivered } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { loadTurn } from "../db/turn-reads.repository.ts";
@@ -244,6 +250,11 @@ async function runTurn(
     ? { ...run.state, inputs: [], decided: false }
     : await loadTurn(deps.db, taskId);
   let afterDecision = run.afterDecision;
+  // The run's last turn finished its work, and a reply or a decision has since given the task back
+  // to the agent: this run works on (its turns behind have all landed), and may die doing so.
+  const resumed = loaded?.task;
+  if (resumed?.lease_finished && resumed.status === "active" && resumed.owner_kind === "agent")
+    await resumeWork(deps.db, taskId, deps.workerId);
   // A decision that committed after the run's claim read none (a reply or a backlog made it read
   // again): its approved call runs, and its parked call is answered, before the agent's next turn.
   // Not on a task that stopped: a call whose settling halted it stays as it was.

@@ -3,7 +3,12 @@ import { test } from "node:test";
 import { sql } from "kysely";
 import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { agentDirectory } from "../../src/core/agents/directory.ts";
+import type { ModelPort } from "../../src/core/model.ts";
+import { type ChatSurface, systemClock } from "../../src/core/ports.ts";
+import { toolRegistry } from "../../src/core/tools/tool.ts";
 import { claimLease, LOST_TRY, releaseLease } from "../../src/db/lease.repository.ts";
+import { enqueueOutbox } from "../../src/db/outbox.repository.ts";
+import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { type TurnRecords, writeTurn } from "../../src/db/turn-records.repository.ts";
 import { createLogger } from "../../src/log.ts";
 import { createMetrics } from "../../src/metrics.ts";
@@ -11,6 +16,8 @@ import { auditStory } from "../../src/runtime/audit-story.ts";
 import type { RuntimeDeps } from "../../src/runtime/deps.ts";
 import { LeaseLeftError, recordFailedTry } from "../../src/runtime/failed-tries.ts";
 import { haltTask } from "../../src/runtime/halt.ts";
+import { reopenForAgent } from "../../src/runtime/reopen.ts";
+import { runTask } from "../../src/runtime/run-task.ts";
 import { databaseForFile, insertAskedOrderTask } from "../support/db.ts";
 import { recordingChat } from "../support/recording-chat.ts";
 
@@ -163,6 +170,72 @@ test("a run that died mid-work is a lost try: once it took over a run that had f
     { ...lost, run: "reading/2" },
     { ...lost, run: "working/2" },
   ]);
+});
+
+test("a run that works on after its last turn finished (a reply opened the task again meanwhile), then died, lost its try", async () => {
+  const task = await newTask("200.13");
+  // A message an earlier run left undelivered: this run posts through the outbox, in order, and
+  // its last answer's post is done before it reads the task again.
+  await t.db.transaction().execute((tx) =>
+    enqueueOutbox(tx, [
+      {
+        taskId: task.id,
+        intent: { kind: "notice", channel: "C0ORDERS", threadTs: "200.13", text: "On it." },
+      },
+    ]),
+  );
+  const reply = (text: string, reopens = false) =>
+    t.db.transaction().execute(async (tx) => {
+      await insertInput(tx, { taskId: task.id, authorId: "U0DANA", text });
+      if (reopens) await reopenForAgent(tx, task.id);
+    });
+  let calls = 0;
+  const model: ModelPort = {
+    async complete() {
+      if (calls++ === 0) {
+        // Dana writes while the agent answers: the answer's statement finds her reply unread.
+        await reply("and order 1078?");
+        return {
+          content: "Order 1042 left the warehouse yesterday.",
+          toolCalls: [],
+          usage: { promptTokens: 10, completionTokens: 5 },
+          model: "gpt-4o-mini",
+        };
+      }
+      // The run works on the replies. Its worker dies at the model: the lease runs out, and
+      // another run takes the task over.
+      await diedThenWoken(task.id);
+      assert.ok(await claimLease(t.db, task.id, "live/8", 60_000));
+      throw new Error("the worker died at the model");
+    },
+  };
+  // A halt's runtime, and what a run reads besides.
+  const deps = haltDeps("dying");
+  const { deliver } = deps.chat;
+  Object.assign(deps, {
+    model,
+    tools: toolRegistry([]),
+    clock: systemClock,
+    leaseMs: 60_000,
+    chat: {
+      ...deps.chat,
+      // Once the answer is posted (the task done), Dana writes again: her reply opens the task
+      // again, as her reply's accept would, while the run still holds it.
+      async deliver(intent, outboxId) {
+        if (intent.kind === "agent_reply") await reply("are you there?", true);
+        return deliver(intent, outboxId);
+      },
+    } satisfies ChatSurface,
+  });
+
+  await assert.rejects(runTask(deps, task.id), /the worker died at the model/);
+  assert.equal(calls, 2, "the run worked on after its answer");
+  const lost = await failedTries(task.id);
+  assert.deepEqual(
+    lost.map((e) => [e.error, String(e.run).startsWith("dying/")]),
+    [[LOST_TRY, true]],
+    "the dying run's try is lost",
+  );
 });
 
 /** What a halt reads of the runtime, for `worker`: a run's lease name, or a process's. */
