@@ -172,17 +172,6 @@ export async function startJobQueue(options: {
       async runNow(jobId) {
         await boss.update(TASK_QUEUE, undefined, { id: jobId, startAfter: 0 });
       },
-      async bringForward(executor: Executor, taskId) {
-        const db = sqlExecutor(executor);
-        const waiting = await boss.findJobs<TaskJob>(TASK_QUEUE, { key: taskId, queued: true, db });
-        if (waiting.length === 0) {
-          await enqueue(executor, taskId);
-          return;
-        }
-        for (const job of waiting)
-          if (job.state === "created")
-            await boss.update(TASK_QUEUE, undefined, { id: job.id, startAfter: 0, db });
-      },
     },
     async workTasks(concurrency, handler, onFailure) {
       // With its metadata: the job's own retry limit, kept from before a change of BATON_JOB_RETRIES.

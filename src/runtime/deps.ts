@@ -17,21 +17,16 @@ export interface TaskQueue {
     options?: { startAfterSeconds?: number },
   ): Promise<string>;
   /**
-   * The sweep's, for a task no run holds: a job for it unless one is queued or due to retry
-   * already; its id if queued. A job held back for a run that never began (see `runNow`) runs now,
-   * unless another waits beside it. Under the task's lock, so two replicas' sweeps queue one
-   * between them.
+   * For a task no run holds (the sweep's orphans, a missed run's wake): a job for it unless one is
+   * queued or due to retry already; its id if queued. A job held back for a run that never began
+   * (see `runNow`) runs now, unless another waits beside it. Under the task's lock, so two
+   * replicas' sweeps queue one between them.
    */
   enqueueUnlessWaiting(executor: Executor, taskId: string): Promise<string | undefined>;
   /** A job held back while the task ran where it was accepted: that run did its work. */
   done(executor: Executor, jobId: string): Promise<void>;
   /** That run failed: the job runs now, with the queue's retries, backoff and dead letters. */
   runNow(jobId: string): Promise<void>;
-  /**
-   * For a task no run holds: its job held back for a run that never began (see `runNow`) runs now,
-   * or one is queued if none waits. A job waiting out a failed try's backoff is left to wait.
-   */
-  bringForward(executor: Executor, taskId: string): Promise<void>;
 }
 
 /** A thread's replies after one of its messages: what a late mention's catch-up reads. */

@@ -33,7 +33,7 @@ export async function wakeIfMissed(deps: RuntimeDeps, taskId: string): Promise<v
     const author = await firstUnreadAuthor(tx, taskId);
     if (!author) {
       // A job that runs now finds the lease free to claim, or, should a run claim it first, held.
-      if (task.status === "active") await deps.queue.bringForward(tx, taskId);
+      if (task.status === "active") await deps.queue.enqueueUnlessWaiting(tx, taskId);
       return;
     }
     if (task.status !== "active") {
