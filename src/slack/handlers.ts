@@ -53,7 +53,8 @@ export interface SlackHandlers {
   /**
    * Slack calls that follow a decision or an event (words to the person, a modal, a command's
    * answer), made after Slack has its acknowledgement (Slack waits for the listener's answer: it
-   * shows an interaction as failed after 3 s, and sends an event again).
+   * shows an interaction as failed after 3 s, and sends an event again). `stopping` aborts at
+   * shutdown: a 429's wait that takes it ends then, and the work is dropped (see Afterwards).
    */
-  afterwards(what: string, work: () => Promise<unknown>): void;
+  afterwards(what: string, work: (stopping: AbortSignal) => Promise<unknown>): void;
 }

@@ -9,7 +9,7 @@ import type { Db } from "../../src/db/database.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { CATCH_UP_QUEUE } from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
-import { APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
   REJECT_REASON_BLOCK,
@@ -494,6 +494,57 @@ describe("slack-429-in-listeners", () => {
     assert.deepEqual(
       about.map((l) => [l.level, l.msg]),
       [[30, "dropped, the process is stopping: tell a person they are over their task limit"]],
+      "logged once, at info, as dropped",
+    );
+  });
+
+  test("a stop during a refused click's notice's Retry-After does not wait it out: the notice is dropped, and logged", async () => {
+    const lines: Record<string, unknown>[] = [];
+    // Closed by the test itself: the close is what it measures.
+    const h = await startOwnHarness({
+      script: scriptByAgent(directRefundScript()),
+      log: createLogger({
+        level: "info",
+        destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      }),
+    });
+    let closed: Promise<void> | undefined;
+    try {
+      const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
+      const approval = await waitForApprovalCard(h);
+      h.slack.failNext("chat.postEphemeral", { error: "ratelimited", retryAfter: 30 });
+      assert.equal((await h.clickCard("U0RANDOM", APPROVAL_APPROVE, approval, ts)).status, 200);
+      await h.until("the notice's 429", async () =>
+        h.slack.callsTo("chat.postEphemeral").some((c) => c.failed === "ratelimited"),
+      );
+      const row = await h.db.db
+        .selectFrom("approvals")
+        .select("status")
+        .where("id", "=", approval.id)
+        .executeTakeFirstOrThrow();
+      assert.equal(row.status, "pending", "the refused click decided nothing");
+
+      closed = h.close();
+      // Far below the 30 s Slack asked for, far above a stop's own time.
+      const bound = new AbortController();
+      const outcome = await Promise.race([
+        closed.then(() => "stopped" as const),
+        sleep(10_000, "still waiting" as const, { signal: bound.signal }),
+      ]);
+      bound.abort();
+      assert.equal(outcome, "stopped", "the stop did not sit out Slack's Retry-After");
+    } finally {
+      await (closed ?? h.close());
+    }
+    assert.deepEqual(
+      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
+      ["ratelimited"],
+      "the notice is not sent again",
+    );
+    const about = lines.filter((l) => /tell the approver/.test(String(l.msg)));
+    assert.deepEqual(
+      about.map((l) => [l.level, l.msg]),
+      [[30, "dropped, the process is stopping: tell the approver"]],
       "logged once, at info, as dropped",
     );
   });

@@ -20,7 +20,13 @@ import {
   sendBackModal,
 } from "../views/reject-modal.ts";
 import { decisionWords, escalationWords } from "../words.ts";
-import { askRejectReason, type FormCheck, openWhenAllowed, tellClicker } from "./forms.ts";
+import {
+  askRejectReason,
+  type FormCheck,
+  openWhenAllowed,
+  tellClicker,
+  tellInDm,
+} from "./forms.ts";
 
 const uuid = z.string().uuid();
 const click = z.object({
@@ -43,14 +49,14 @@ const submission = z.object({
 
 /**
  * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
- * Forms open through `noWait`, which fails a 429 at once (see FormClients).
+ * Forms open, and words to the clicker go, through `noWait`, which fails a 429 at once (see forms).
  */
 export function registerActionListeners(
   app: BoltApp,
   handlers: SlackHandlers,
   noWait: webApi.WebClient,
 ): void {
-  app.action(APPROVAL_APPROVE, async ({ ack, body, client }) => {
+  app.action(APPROVAL_APPROVE, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
     const approvalId = uuid.parse(c.actions[0]?.value);
@@ -59,19 +65,19 @@ export function registerActionListeners(
       userId: c.user.id,
       decision: "approved",
     });
-    handlers.afterwards("tell the approver", async () => {
+    handlers.afterwards("tell the approver", async (stopping) => {
       const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-      await tellClicker(client, c, words);
+      await tellClicker(noWait, c, words, stopping);
     });
   });
 
-  app.action(APPROVAL_REJECT, async ({ ack, body, client }) => {
+  app.action(APPROVAL_REJECT, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
-    await askRejectReason(handlers, { client, noWait }, c, uuid.parse(c.actions[0]?.value));
+    await askRejectReason(handlers, noWait, c, uuid.parse(c.actions[0]?.value));
   });
 
-  app.view(REJECT_REASON_CALLBACK, async ({ ack, body, client }) => {
+  app.view(REJECT_REASON_CALLBACK, async ({ ack, body }) => {
     const s = submission.parse(body);
     const reason = z
       .string()
@@ -94,13 +100,13 @@ export function registerActionListeners(
       decision: "rejected",
       reason: reason.data,
     });
-    handlers.afterwards("tell the person who rejected", async () => {
+    handlers.afterwards("tell the person who rejected", async (stopping) => {
       const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-      if (words) await client.chat.postMessage({ channel: s.user.id, text: words });
+      if (words) await tellInDm(noWait, s.user.id, words, stopping);
     });
   });
 
-  app.action(ESCALATION_TAKE_OVER, async ({ ack, body, client }) => {
+  app.action(ESCALATION_TAKE_OVER, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
     const result = await handlers.decideEscalation({
@@ -110,12 +116,12 @@ export function registerActionListeners(
     });
     const words = escalationWords(result);
     if (words)
-      handlers.afterwards("tell the person who clicked take over", () =>
-        tellClicker(client, c, words),
+      handlers.afterwards("tell the person who clicked take over", (stopping) =>
+        tellClicker(noWait, c, words, stopping),
       );
   });
 
-  app.action(ESCALATION_SEND_BACK, async ({ ack, body, client }) => {
+  app.action(ESCALATION_SEND_BACK, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
     const triggerId = c.trigger_id;
@@ -129,14 +135,14 @@ export function registerActionListeners(
         const refusal = escalationWords(result);
         return refusal ? { refusal } : { view };
       });
-    await openWhenAllowed(handlers, { client, noWait }, c, {
+    await openWhenAllowed(handlers, noWait, c, {
       title: "Send back",
       check,
       lateView: view,
     });
   });
 
-  app.view(SEND_BACK_CALLBACK, async ({ ack, body, client }) => {
+  app.view(SEND_BACK_CALLBACK, async ({ ack, body }) => {
     const s = submission.parse(body);
     const values = s.view.state.values;
     const agentId = z
@@ -173,8 +179,8 @@ export function registerActionListeners(
     }
     if (text) {
       const words = text;
-      handlers.afterwards("tell the person who sent it back", () =>
-        client.chat.postMessage({ channel: s.user.id, text: words }),
+      handlers.afterwards("tell the person who sent it back", (stopping) =>
+        tellInDm(noWait, s.user.id, words, stopping),
       );
     }
   });

@@ -1,5 +1,6 @@
 import type { webApi } from "@slack/bolt";
 import { within } from "../../core/duration.ts";
+import { waitingOutRateLimits } from "../../runtime/retry-after.ts";
 import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
 import { refusedModal, rejectReasonModal } from "../views/reject-modal.ts";
@@ -13,17 +14,13 @@ export interface Clicker {
   container?: { thread_ts?: string | undefined } | undefined;
 }
 
-type Client = webApi.WebClient;
-
 /**
- * `client` is Bolt's, which waits out a 429: for words to the person, sent after Slack has its
- * answer. `noWait` fails a 429 at once, for the forms: a trigger_id lives 3 s, so a form opened
- * after Slack's wait (often longer) would not open anyway, and the person would wait for nothing.
+ * Fails a 429 at once, where Bolt's client sleeps it out inside the call, unstoppably, pausing its
+ * other calls meanwhile. A trigger_id lives 3 s, so a form opened after Slack's wait (often longer)
+ * would not open anyway, and the person would wait for nothing; words to the person wait the 429
+ * out in `waitingOut`, which a stop ends.
  */
-export interface FormClients {
-  client: Client;
-  noWait: Client;
-}
+type Client = webApi.WebClient;
 
 /**
  * How long a form waits on its check of the clicker before it opens anyway. Slack opens a modal
@@ -47,20 +44,19 @@ export interface FormCheck {
  */
 export async function openWhenAllowed(
   handlers: SlackHandlers,
-  clients: FormClients,
+  noWait: Client,
   c: Clicker,
   form: { title: "Reject" | "Send back"; check: Promise<FormCheck>; lateView: unknown },
 ): Promise<void> {
-  const { client, noWait } = clients;
   const early = await within(form.check, CHECK_WAIT_MS);
   const triggerId = c.trigger_id;
   if (early) {
-    if (early.refusal) tell(handlers, client, c, early.refusal);
-    else if (early.view && triggerId) openForm(handlers, clients, c, triggerId, early.view);
+    if (early.refusal) tell(handlers, noWait, c, early.refusal);
+    else if (early.view && triggerId) openForm(handlers, noWait, c, triggerId, early.view);
     return;
   }
-  handlers.afterwards(`open the ${form.title} form`, async () => {
-    const opened = triggerId && (await openView(clients, c, triggerId, form.lateView));
+  handlers.afterwards(`open the ${form.title} form`, async (stopping) => {
+    const opened = triggerId && (await openView(noWait, c, triggerId, form.lateView, stopping));
     let words: string | undefined;
     let failure: unknown;
     try {
@@ -75,7 +71,7 @@ export async function openWhenAllowed(
         .update({ view_id: opened.id, hash: opened.hash, view: refusedModal(form.title, words) })
         // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
         .catch(() => undefined);
-    await tellClicker(client, c, words);
+    await tellClicker(noWait, c, words, stopping);
     if (failure) throw failure;
   });
 }
@@ -83,7 +79,7 @@ export async function openWhenAllowed(
 /** Reject asks for a reason, only of a person who may decide (see openWhenAllowed). */
 export function askRejectReason(
   handlers: SlackHandlers,
-  clients: FormClients,
+  noWait: Client,
   c: Clicker,
   approvalId: string,
 ): Promise<void> {
@@ -94,7 +90,7 @@ export function askRejectReason(
     if (refused) return { refusal: decisionWords(refused, info) };
     return info ? { view: rejectReasonModal({ approvalId, toolName: info.toolName }) } : {};
   });
-  return openWhenAllowed(handlers, clients, c, {
+  return openWhenAllowed(handlers, noWait, c, {
     title: "Reject",
     check,
     lateView: rejectReasonModal({ approvalId }),
@@ -102,10 +98,10 @@ export function askRejectReason(
 }
 
 /** Words to the person who clicked, beside the card, once Slack has its answer. */
-function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string | undefined) {
+function tell(handlers: SlackHandlers, noWait: Client, c: Clicker, words: string | undefined) {
   if (words && c.channel)
-    handlers.afterwards("tell the person why they may not decide", () =>
-      tellClicker(client, c, words),
+    handlers.afterwards("tell the person why they may not decide", (stopping) =>
+      tellClicker(noWait, c, words, stopping),
     );
 }
 
@@ -115,28 +111,42 @@ function tell(handlers: SlackHandlers, client: Client, c: Clicker, words: string
  */
 function openForm(
   handlers: SlackHandlers,
-  clients: FormClients,
+  noWait: Client,
   c: Clicker,
   triggerId: string,
   view: unknown,
 ): void {
-  handlers.afterwards("open a form", () => openView(clients, c, triggerId, view));
+  handlers.afterwards("open a form", (stopping) => openView(noWait, c, triggerId, view, stopping));
 }
 
 async function openView(
-  clients: FormClients,
+  noWait: Client,
   c: Clicker,
   triggerId: string,
   view: unknown,
+  stopping: AbortSignal,
 ): Promise<{ id: string; hash: string } | undefined> {
   try {
-    const opened = await clients.noWait.views.open({ trigger_id: triggerId, view: view as never });
+    const opened = await noWait.views.open({ trigger_id: triggerId, view: view as never });
     const { id, hash } = opened.view ?? {};
     return id && hash ? { id, hash } : undefined;
   } catch (error) {
-    await tellClicker(clients.client, c, failureWords(toBatonError("views.open", error)));
+    await tellClicker(noWait, c, failureWords(toBatonError("views.open", error)), stopping);
     throw error;
   }
+}
+
+/**
+ * A call through `noWait`, its 429s waited out here. Only for words to a person about a click
+ * already decided (or that decided nothing): a stop ends the wait and drops them, which loses no
+ * decision and does not hold the shutdown for Slack's Retry-After.
+ */
+function waitingOut(method: string, call: () => Promise<unknown>, stopping: AbortSignal) {
+  const send = () =>
+    call().catch((error: unknown) => {
+      throw toBatonError(method, error);
+    });
+  return waitingOutRateLimits(send, stopping);
 }
 
 async function ephemeral(
@@ -155,7 +165,31 @@ async function ephemeral(
 }
 
 /** Words, only the person who clicked sees, beside the card they clicked (none without a channel). */
-export async function tellClicker(client: Client, c: Clicker, words: string | undefined) {
-  if (words && c.channel)
-    await ephemeral(client, c.channel.id, c.user.id, words, c.container?.thread_ts);
+export async function tellClicker(
+  noWait: Client,
+  c: Clicker,
+  words: string | undefined,
+  stopping: AbortSignal,
+) {
+  const channel = c.channel?.id;
+  if (words && channel)
+    await waitingOut(
+      "chat.postEphemeral",
+      () => ephemeral(noWait, channel, c.user.id, words, c.container?.thread_ts),
+      stopping,
+    );
+}
+
+/** Words to the person in their DM with Baton: a submitted form has no card beside it to answer. */
+export async function tellInDm(
+  noWait: Client,
+  userId: string,
+  words: string,
+  stopping: AbortSignal,
+) {
+  await waitingOut(
+    "chat.postMessage",
+    () => noWait.chat.postMessage({ channel: userId, text: words }),
+    stopping,
+  );
 }
