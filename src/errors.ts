@@ -62,6 +62,15 @@ export class RetryAfterError extends TransientError {
   }
 }
 
+/** Slack asked to wait in the middle of reading a thread: what was read is kept, up to `readTo`. */
+export class ThreadReadPaused extends RetryAfterError {
+  readonly readTo: string;
+  constructor(paused: RetryAfterError, readTo: string) {
+    super(paused.message, paused.retryAfterMs, { cause: paused });
+    this.readTo = readTo;
+  }
+}
+
 export function isBatonError(error: unknown): error is BatonError {
   return error instanceof BatonError;
 }

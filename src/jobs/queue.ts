@@ -1,7 +1,7 @@
 import { PgBoss } from "pg-boss";
 import { z } from "zod";
 import { type Executor, isConnectionLost, sqlExecutor, statement } from "../db/database.ts";
-import { RetryAfterError } from "../errors.ts";
+import { RetryAfterError, ThreadReadPaused } from "../errors.ts";
 import { type Logger, maskedFirstLine } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { CatchUpQueue, TaskQueue, ThreadCatchUp } from "../runtime/deps.ts";
@@ -53,7 +53,12 @@ interface TaskJob {
 }
 
 const catchUpJob = z.object({
-  thread: z.object({ channel: z.string(), threadTs: z.string(), after: z.string() }),
+  thread: z.object({
+    channel: z.string(),
+    threadTs: z.string(),
+    after: z.string(),
+    readTo: z.string().optional(),
+  }),
   /** 429s waited out before this job, by the jobs before it. */
   waits: z.number().int().nonnegative(),
 });
@@ -220,7 +225,12 @@ export async function startJobQueue(options: {
             // Sent before this job completes: a crash in between runs the read twice, which
             // accepts nothing twice (each reply's message key).
             if (error instanceof RetryAfterError && data.waits < CATCH_UP_WAITS) {
-              await sendCatchUp({ ...data, waits: data.waits + 1 }, rateLimitWaitMs(error));
+              // What this read accepted before Slack paused it is not read again.
+              const thread =
+                error instanceof ThreadReadPaused
+                  ? { ...data.thread, readTo: error.readTo }
+                  : data.thread;
+              await sendCatchUp({ thread, waits: data.waits + 1 }, rateLimitWaitMs(error));
               continue;
             }
             options.metrics.jobFailures.inc({ queue: CATCH_UP_QUEUE });

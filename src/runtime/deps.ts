@@ -35,6 +35,8 @@ export interface ThreadCatchUp {
   threadTs: string;
   /** The mention's ts: the replies after it are read. */
   after: string;
+  /** The last reply a read Slack paused had accepted: the next read starts after it. */
+  readTo?: string;
 }
 
 /** Reads a thread's replies later, from the durable queue (Slack asked to wait for them). */

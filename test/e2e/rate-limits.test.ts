@@ -350,6 +350,38 @@ describe("slack-429-in-listeners", () => {
     );
   });
 
+  test("a thread read that Slack pauses on its second page goes on after the wait from its last reply", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const { ts } = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "<@U0BATONBOT> where is my order?",
+    });
+    // More replies than a page of conversations.replies holds for most apps (15, the parent first).
+    const texts = Array.from({ length: 16 }, (_, i) => `detail ${i + 1}`);
+    texts.push("it is order 1078");
+    for (const text of texts) assert.equal((await h.reply(ts, text)).status, 200);
+    const before = replyReads(h.slack).length;
+    // The first page is read; Slack asks to wait before the second, as it does after one call.
+    const firstPage = h.slack.holdAnswer("conversations.replies");
+    const late = h.mention("where is my order?", { ts, retryNum: 1 });
+    await firstPage.arrived;
+    h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
+    firstPage.release();
+    assert.equal((await late).status, 200);
+
+    await h.until("the answer that read every reply", answered(h.slack, ts));
+    assert.deepEqual(await inputsOf(h.db.db, ts), texts, "every reply read, once, in order");
+    const reads = h.slack.callsTo("conversations.replies").slice(before);
+    assert.deepEqual(
+      reads.map((c) => c.failed),
+      [undefined, "ratelimited", undefined],
+    );
+    // The job's read starts after the last reply of the first page, not at the mention again.
+    const lastOfPageOne = h.slack.messagesIn(CHANNEL, ts).filter((m) => m.ts !== ts)[13];
+    assert.equal(reads[2]?.args.oldest, lastOfPageOne?.ts);
+  });
+
   test("a restart during Slack's wait neither waits it out nor loses the read", async () => {
     const h = await startHarness({ script: answerOnceTold });
     // The Baton that takes Slack's events runs no workers here: whatever reads the thread after

@@ -1,7 +1,7 @@
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
 import { cleanText } from "../../core/text.ts";
-import { isBatonError, RetryAfterError } from "../../errors.ts";
+import { isBatonError, RetryAfterError, ThreadReadPaused } from "../../errors.ts";
 import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { ThreadCatchUp } from "../../runtime/deps.ts";
 import { rateLimitWaitMs } from "../../runtime/retry-after.ts";
@@ -159,7 +159,9 @@ async function catchUpLateMention(
     await catchUpThread(handlers, client, thread, log);
   } catch (error) {
     if (!(error instanceof RetryAfterError)) throw error;
-    await handlers.catchUpLater(thread, rateLimitWaitMs(error));
+    // What this read accepted before Slack paused it is not read again.
+    const rest = error instanceof ThreadReadPaused ? { ...thread, readTo: error.readTo } : thread;
+    await handlers.catchUpLater(rest, rateLimitWaitMs(error));
   }
 }
 
@@ -187,25 +189,33 @@ export async function catchUpThread(
 async function acceptReplies(
   handlers: SlackHandlers,
   client: webApi.WebClient,
-  { channel, threadTs, after }: ThreadCatchUp,
+  { channel, threadTs, after, readTo }: ThreadCatchUp,
 ): Promise<void> {
+  // Slack's pages of a thread are short (15 replies for most apps) and its calls about one a
+  // minute: a read paused by a 429 goes on from its last reply, not from the mention again.
+  const from = readTo ?? after;
+  let read = from;
   let cursor: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {
     const answer = await client.conversations
       .replies({
         channel,
         ts: threadTs,
-        oldest: after,
+        oldest: from,
         limit: REPLIES_PAGE,
         ...(cursor && { cursor }),
       })
       .catch((error: unknown) => {
-        throw toBatonError("conversations.replies", error);
+        const failed = toBatonError("conversations.replies", error);
+        throw failed instanceof RetryAfterError && read !== from
+          ? new ThreadReadPaused(failed, read)
+          : failed;
       });
     for (const reply of answer.messages ?? []) {
-      if (!reply.ts || !laterTs(reply.ts, after)) continue;
+      if (!reply.ts || !laterTs(reply.ts, from)) continue;
       const event = { ...reply, type: "message", channel, thread_ts: threadTs };
       await accept(handlers, event, { event_id: `catchup:${channel}:${reply.ts}` }, false);
+      read = reply.ts;
     }
     cursor = answer.response_metadata?.next_cursor || undefined;
     if (!cursor) return;

@@ -16,6 +16,8 @@ export type SlackMethod = (state: EmulatorState, args: SlackArgs) => Record<stri
 
 // Messages are kept to this many per history page at most, as Slack documents.
 const HISTORY_LIMIT_MAX = 999;
+/** conversations.replies' page for an app outside Slack's Marketplace, created since May 2025. */
+const REPLIES_LIMIT_MAX = 15;
 
 const auth: Record<string, SlackMethod> = {
   "auth.test": ({ cfg }) => ({
@@ -92,19 +94,22 @@ const conversations: Record<string, SlackMethod> = {
     const alreadyOpen = state.dms.has(userId);
     return { no_op: alreadyOpen, already_open: alreadyOpen, channel: { id: dmFor(state, userId) } };
   },
-  // Oldest first, the parent always first; `oldest` and `latest` bound the replies, exclusive
-  // unless `inclusive`.
+  // Oldest first, the parent first; `oldest` and `latest` bound the replies, exclusive unless
+  // `inclusive`. At most REPLIES_LIMIT_MAX a page, as Slack gives apps outside its Marketplace;
+  // the cursor is opaque (here: where the next page starts).
   "conversations.replies": (state, args) => {
     requireArgs(args, "channel", "ts");
     const whole = threadOf(state, resolveChannel(state, String(args.channel)), String(args.ts));
     if (whole.length === 0) throw new SlackErr("thread_not_found");
     const inRange = tsRange(args);
     const thread = whole.filter((m, i) => i === 0 || inRange(m.ts));
-    const limit = Number(args.limit ?? 1000);
+    const limit = Math.min(Math.max(Number(args.limit ?? 1000) || 1000, 1), REPLIES_LIMIT_MAX);
+    const start = Number(args.cursor ?? 0) || 0;
+    const more = thread.length > start + limit;
     return {
-      messages: thread.slice(0, limit).map((m) => shownMessage(m, args)),
-      has_more: thread.length > limit,
-      response_metadata: { next_cursor: "" },
+      messages: thread.slice(start, start + limit).map((m) => shownMessage(m, args)),
+      has_more: more,
+      response_metadata: { next_cursor: more ? String(start + limit) : "" },
     };
   },
   // Newest first; thread replies are not in a channel's history, their parents are. `oldest` and
