@@ -64,6 +64,9 @@ const catchUpJob = z.object({
 });
 type CatchUpJob = z.infer<typeof catchUpJob>;
 
+/** pg-boss's schema, named here because WAITING_JOBS reads its table. */
+const PGBOSS_SCHEMA = "pgboss";
+
 /**
  * A task's jobs that wait (queued, or due to retry after a failed try), each with whether it is held
  * back: queued, not due yet by the database's clock, as a task run where it was accepted leaves its
@@ -72,7 +75,7 @@ type CatchUpJob = z.infer<typeof catchUpJob>;
  */
 export const WAITING_JOBS_SQL = `
 select id, state = 'created' and start_after > now() as held
-from pgboss.job
+from ${PGBOSS_SCHEMA}.job
 where name = '${TASK_QUEUE}' and singleton_key = $1 and state < 'active'`;
 const WAITING_JOBS = statement<[taskId: string], { id: string; held: boolean }>(WAITING_JOBS_SQL);
 
@@ -95,7 +98,12 @@ export async function startJobQueue(options: {
   /** Times a failed job is tried again, with backoff (1 s, 2 s, 4 s, ... up to 60 s), before its dead letter. */
   retries: number;
 }): Promise<JobQueue> {
-  const boss = new PgBoss({ connectionString: options.url, useListenNotify: true, max: 4 });
+  const boss = new PgBoss({
+    connectionString: options.url,
+    schema: PGBOSS_SCHEMA,
+    useListenNotify: true,
+    max: 4,
+  });
   boss.on("error", (error) => {
     // A restart or failover of Postgres: pg-boss reconnects and polls again by itself.
     if (isConnectionLost(error))
