@@ -21,6 +21,7 @@ import { createTestDatabase } from "../support/db.ts";
 import {
   CHANNEL,
   freePort,
+  type Harness,
   harnessPerTest,
   REQUESTER,
   SIGNING_SECRET,
@@ -484,6 +485,48 @@ describe("slack-429-in-listeners", () => {
     );
   });
 
+  const noticeRateLimited = (h: Harness) => async () =>
+    h.slack.callsTo("chat.postEphemeral").some((c) => c.failed === "ratelimited");
+
+  /**
+   * Sets up a notice that Slack rate-limits for 30 s, then stops Baton: the stop must not sit the
+   * Retry-After out.
+   */
+  async function stopDuringRetryAfter(h: Harness, setUp: () => Promise<void>): Promise<void> {
+    let closed: Promise<void> | undefined;
+    try {
+      await setUp();
+      await h.until("the notice's 429", noticeRateLimited(h));
+      const stopping = h.close();
+      closed = stopping;
+      // Far below the 30 s Slack asked for, far above a stop's own time.
+      const bound = new AbortController();
+      const outcome = await Promise.race([
+        stopping.then(() => "stopped" as const),
+        sleep(10_000, "still waiting" as const, { signal: bound.signal }),
+      ]);
+      bound.abort();
+      assert.equal(outcome, "stopped", "the stop did not sit out Slack's Retry-After");
+    } finally {
+      await (closed ?? h.close());
+    }
+  }
+
+  /** The notice was dropped at the stop: not sent again, and logged once, at info. */
+  function assertDropped(h: Harness, lines: Record<string, unknown>[], what: string): void {
+    assert.deepEqual(
+      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
+      ["ratelimited"],
+      "the notice is not sent again",
+    );
+    const about = lines.filter((l) => String(l.msg).includes(what));
+    assert.deepEqual(
+      about.map((l) => [l.level, l.msg]),
+      [[30, `dropped, the process is stopping: ${what}`]],
+      "logged once, at info, as dropped",
+    );
+  }
+
   test("a stop during the task-limit notice's Retry-After does not wait it out: the notice is dropped, and logged", async () => {
     const lines: Record<string, unknown>[] = [];
     // Closed by the test itself: the close is what it measures.
@@ -495,39 +538,13 @@ describe("slack-429-in-listeners", () => {
         destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
       }),
     });
-    let closed: Promise<void> | undefined;
-    try {
+    await stopDuringRetryAfter(h, async () => {
       const first = await h.mention("where is order 1042?");
       await h.until("the first task", () => finishedTask(h.db.db, first.ts));
       h.slack.failNext("chat.postEphemeral", { error: "ratelimited", retryAfter: 30 });
       assert.equal((await h.mention("and order 1077?")).status, 200);
-      await h.until("the notice's 429", async () =>
-        h.slack.callsTo("chat.postEphemeral").some((c) => c.failed === "ratelimited"),
-      );
-
-      closed = h.close();
-      // Far below the 30 s Slack asked for, far above a stop's own time.
-      const bound = new AbortController();
-      const outcome = await Promise.race([
-        closed.then(() => "stopped" as const),
-        sleep(10_000, "still waiting" as const, { signal: bound.signal }),
-      ]);
-      bound.abort();
-      assert.equal(outcome, "stopped", "the stop did not sit out Slack's Retry-After");
-    } finally {
-      await (closed ?? h.close());
-    }
-    assert.deepEqual(
-      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
-      ["ratelimited"],
-      "the notice is not sent again",
-    );
-    const about = lines.filter((l) => /over their task limit/.test(String(l.msg)));
-    assert.deepEqual(
-      about.map((l) => [l.level, l.msg]),
-      [[30, "dropped, the process is stopping: tell a person they are over their task limit"]],
-      "logged once, at info, as dropped",
-    );
+    });
+    assertDropped(h, lines, "tell a person they are over their task limit");
   });
 
   test("a stop during a refused click's notice's Retry-After does not wait it out: the notice is dropped, and logged", async () => {
@@ -540,44 +557,19 @@ describe("slack-429-in-listeners", () => {
         destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
       }),
     });
-    let closed: Promise<void> | undefined;
-    try {
+    await stopDuringRetryAfter(h, async () => {
       const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
       const approval = await waitForApprovalCard(h);
       h.slack.failNext("chat.postEphemeral", { error: "ratelimited", retryAfter: 30 });
       assert.equal((await h.clickCard("U0RANDOM", APPROVAL_APPROVE, approval, ts)).status, 200);
-      await h.until("the notice's 429", async () =>
-        h.slack.callsTo("chat.postEphemeral").some((c) => c.failed === "ratelimited"),
-      );
+      await h.until("the notice's 429", noticeRateLimited(h));
       const row = await h.db.db
         .selectFrom("approvals")
         .select("status")
         .where("id", "=", approval.id)
         .executeTakeFirstOrThrow();
       assert.equal(row.status, "pending", "the refused click decided nothing");
-
-      closed = h.close();
-      // Far below the 30 s Slack asked for, far above a stop's own time.
-      const bound = new AbortController();
-      const outcome = await Promise.race([
-        closed.then(() => "stopped" as const),
-        sleep(10_000, "still waiting" as const, { signal: bound.signal }),
-      ]);
-      bound.abort();
-      assert.equal(outcome, "stopped", "the stop did not sit out Slack's Retry-After");
-    } finally {
-      await (closed ?? h.close());
-    }
-    assert.deepEqual(
-      h.slack.callsTo("chat.postEphemeral").map((c) => c.failed),
-      ["ratelimited"],
-      "the notice is not sent again",
-    );
-    const about = lines.filter((l) => /tell the approver/.test(String(l.msg)));
-    assert.deepEqual(
-      about.map((l) => [l.level, l.msg]),
-      [[30, "dropped, the process is stopping: tell the approver"]],
-      "logged once, at info, as dropped",
-    );
+    });
+    assertDropped(h, lines, "tell the approver");
   });
 });
