@@ -1,3 +1,4 @@
+import type { ThreadCatchUp } from "./runtime/deps.ts";
 /**
  * One error base, split by who is at fault, each with a stable code.
  * `src/slack/words.ts` turns them into words for Slack users; logs keep the code.
@@ -62,12 +63,12 @@ export class RetryAfterError extends TransientError {
   }
 }
 
-/** Slack asked to wait in the middle of reading a thread: what was read is kept, up to `readTo`. */
+/** Slack asked to wait while a thread was read: `rest` is what is left to read, after the wait. */
 export class ThreadReadPaused extends RetryAfterError {
-  readonly readTo: string;
-  constructor(paused: RetryAfterError, readTo: string) {
+  readonly rest: ThreadCatchUp;
+  constructor(paused: RetryAfterError, rest: ThreadCatchUp) {
     super(paused.message, paused.retryAfterMs, { cause: paused });
-    this.readTo = readTo;
+    this.rest = rest;
   }
 }
 

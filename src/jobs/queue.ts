@@ -1,7 +1,7 @@
 import { PgBoss } from "pg-boss";
 import { z } from "zod";
 import { type Executor, isConnectionLost, sqlExecutor, statement } from "../db/database.ts";
-import { RetryAfterError, ThreadReadPaused } from "../errors.ts";
+import { ThreadReadPaused } from "../errors.ts";
 import { type Logger, maskedFirstLine } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { CatchUpQueue, TaskQueue, ThreadCatchUp } from "../runtime/deps.ts";
@@ -232,13 +232,11 @@ export async function startJobQueue(options: {
           } catch (error) {
             // Sent before this job completes: a crash in between runs the read twice, which
             // accepts nothing twice (each reply's message key).
-            if (error instanceof RetryAfterError && data.waits < CATCH_UP_WAITS) {
-              // What this read accepted before Slack paused it is not read again.
-              const thread =
-                error instanceof ThreadReadPaused
-                  ? { ...data.thread, readTo: error.readTo }
-                  : data.thread;
-              await sendCatchUp({ thread, waits: data.waits + 1 }, rateLimitWaitMs(error));
+            if (error instanceof ThreadReadPaused && data.waits < CATCH_UP_WAITS) {
+              await sendCatchUp(
+                { thread: error.rest, waits: data.waits + 1 },
+                rateLimitWaitMs(error),
+              );
               continue;
             }
             options.metrics.jobFailures.inc({ queue: CATCH_UP_QUEUE });

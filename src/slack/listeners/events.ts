@@ -158,10 +158,8 @@ async function catchUpLateMention(
   try {
     await catchUpThread(handlers, client, thread, log);
   } catch (error) {
-    if (!(error instanceof RetryAfterError)) throw error;
-    // What this read accepted before Slack paused it is not read again.
-    const rest = error instanceof ThreadReadPaused ? { ...thread, readTo: error.readTo } : thread;
-    await handlers.catchUpLater(rest, rateLimitWaitMs(error));
+    if (!(error instanceof ThreadReadPaused)) throw error;
+    await handlers.catchUpLater(error.rest, rateLimitWaitMs(error));
   }
 }
 
@@ -170,7 +168,7 @@ async function catchUpLateMention(
  * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). Also
  * the catch-up job's work. Slack refusing (the thread deleted, a scope missing) would refuse every
  * retry too: it is logged. Other failures are thrown (Slack's as Baton errors, a 429 as
- * RetryAfterError).
+ * ThreadReadPaused, with what is left to read).
  */
 export async function catchUpThread(
   handlers: SlackHandlers,
@@ -189,8 +187,9 @@ export async function catchUpThread(
 async function acceptReplies(
   handlers: SlackHandlers,
   client: webApi.WebClient,
-  { channel, threadTs, after, readTo }: ThreadCatchUp,
+  thread: ThreadCatchUp,
 ): Promise<void> {
+  const { channel, threadTs, after, readTo } = thread;
   // Slack's pages of a thread are short (15 replies for most apps) and its calls about one a
   // minute: a read paused by a 429 goes on from its last reply, not from the mention again.
   const from = readTo ?? after;
@@ -207,8 +206,9 @@ async function acceptReplies(
       })
       .catch((error: unknown) => {
         const failed = toBatonError("conversations.replies", error);
-        throw failed instanceof RetryAfterError && read !== from
-          ? new ThreadReadPaused(failed, read)
+        // What this read accepted before Slack paused it is not read again.
+        throw failed instanceof RetryAfterError
+          ? new ThreadReadPaused(failed, read === from ? thread : { ...thread, readTo: read })
           : failed;
       });
     for (const reply of answer.messages ?? []) {
