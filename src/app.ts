@@ -13,6 +13,7 @@ import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { demoTools } from "./domain/demo-tools.ts";
 import { httpTools } from "./http/http-tools.ts";
+import { operatorRoutes, serveRoutes } from "./http/operator-routes.ts";
 import { assertPortFree } from "./http/port.ts";
 import { startJobQueue } from "./jobs/queue.ts";
 import { createLogger, type Logger, registerSecrets } from "./log.ts";
@@ -59,8 +60,8 @@ export interface BatonOptions {
 
 export interface Baton {
   deps: RuntimeDeps;
-  /** The HTTP port, when serving HTTP. */
-  port: number | undefined;
+  /** The HTTP port: /metrics, /healthz and /readyz in every mode, /slack/events in HTTP mode. */
+  port: number;
   /**
    * Reads the agents file again (SIGHUP): its agents, tools and policies apply from each task's
    * next turn. A file with mistakes is refused, logged with its lines, and the one in use stays.
@@ -87,8 +88,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     // The agents file's own tools call the operator's systems over HTTP.
     const tools = toolRegistry([...codeTools, ...httpTools(agentsFile.tools)]);
     // Before the database, the job queue and the workers: a start that cannot serve claims no work.
-    // Checked again before Bolt listens, for a program that takes the port in between.
-    if (config.http.enabled) await assertPortFree(config.http.port, "PORT");
+    // Checked again before it listens, for a program that takes the port in between.
+    await assertPortFree(config.http.port, "PORT");
     let url = config.database.url;
     if (!url) {
       const embedded = await startEmbeddedPostgres({
@@ -151,6 +152,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     };
     // Stopped in reverse: after Slack's requests and the runs, before the database closes.
     stops.push(() => deps.afterwards.stop());
+    // Every replica's, whether it takes Slack's requests or not.
+    const routes = operatorRoutes({ metrics, databaseAnswers: readiness.answers, log });
     let botUserId: Promise<string> | undefined;
     const handlers = createSlackHandlers(deps, () => {
       botUserId ??= app.client.auth.test().then(
@@ -171,35 +174,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         ...(config.slack.appToken && { appToken: config.slack.appToken }),
         ...(config.slack.apiUrl && { apiUrl: config.slack.apiUrl }),
         log,
-        routes: [
-          {
-            path: "/metrics",
-            handler: (_req, res) => {
-              metrics.registry.metrics().then(
-                (body) => {
-                  res.writeHead(200, { "content-type": metrics.registry.contentType });
-                  res.end(body);
-                },
-                (error: unknown) => {
-                  log.warn({ err: error }, "could not render /metrics");
-                  res.writeHead(500).end();
-                },
-              );
-            },
-          },
-          // Liveness: the process answers. Readiness: it can also reach its database, so a load
-          // balancer sends Slack's requests elsewhere while this replica's database is away.
-          { path: "/healthz", handler: (_req, res) => res.end("ok") },
-          {
-            path: "/readyz",
-            handler: (_req, res) => {
-              void readiness.answers(2_000).then((ready) => {
-                res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
-                res.end(ready ? "ok" : "the database does not answer");
-              });
-            },
-          },
-        ],
+        routes,
       },
       handlers,
     );
@@ -253,15 +228,20 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       stops.push(() => scheduler.stop());
     }
 
-    let port: number | undefined;
-    // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.
+    const port = config.http.port;
+    await assertPortFree(port, "PORT");
     if (config.http.enabled) {
-      await assertPortFree(config.http.port, "PORT");
-      await startSlackApp(app, config.http.port, config.slack.socketMode);
-      port = config.slack.socketMode ? undefined : config.http.port;
+      // The operator's routes beside Slack's requests (HTTP mode), or alone (Socket Mode).
+      await startSlackApp(app, port, config.slack.socketMode);
       stops.push(() => stopSlackApp(app));
+    } else {
+      // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.
+      stops.push(await serveRoutes(port, routes));
     }
-    log.info({ workerId, port, socketMode: config.slack.socketMode }, "baton started");
+    log.info(
+      { workerId, port, socketMode: config.slack.socketMode, slackEvents: config.http.enabled },
+      "baton started",
+    );
     checkModels(agentsFile);
     const reloadAgents = async () => {
       try {

@@ -31,7 +31,12 @@ export interface Config {
     readonly dataDir: string;
     readonly embeddedPort: number;
   };
-  readonly http: { readonly port: number; readonly enabled: boolean };
+  readonly http: {
+    /** /metrics, /healthz and /readyz in every mode; Slack's requests too in HTTP mode. */
+    readonly port: number;
+    /** Takes Slack's events (HTTP or Socket Mode); off (BATON_HTTP=0), a worker-only replica. */
+    readonly enabled: boolean;
+  };
   readonly agentsFile: string;
   readonly logLevel: LogLevel;
   /** Step jobs run at once in this process. */
@@ -122,7 +127,7 @@ const envSchema = z.object({
   BATON_HTTP: z
     .enum(["0", "1", "false", "true"], {
       error: invalid(
-        "set it to 0 to turn the HTTP server off (worker-only replicas) or 1 to keep it on; unset means on.",
+        "set it to 0 for a worker-only replica (no Slack events; PORT serves /metrics, /healthz and /readyz only) or 1 to take Slack's events; unset means 1.",
       ),
     })
     .optional()
@@ -218,7 +223,7 @@ export function redactedConfigSummary(config: Config) {
     database: config.database.url
       ? { url: "set" }
       : { url: "not set", embedded: config.database.dataDir, port: config.database.embeddedPort },
-    http: config.http.enabled ? { port: config.http.port } : { enabled: false },
+    http: { port: config.http.port, slackEvents: config.http.enabled },
     agentsFile: config.agentsFile,
     logLevel: config.logLevel,
     workers: config.workers,

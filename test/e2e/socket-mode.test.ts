@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
-import { insertOrderTask } from "../support/db.ts";
+import { insertOrderTask, testServerUrl } from "../support/db.ts";
 import {
   CHANNEL,
   type Harness,
@@ -15,6 +15,7 @@ import { waitForApprovalCard } from "../support/observe.ts";
 import { resetFlow1Data, whereIsMyOrderScript } from "../support/scripts.ts";
 import { finishedTask, orderReturnScript, refundsOf } from "../support/scripts-humans.ts";
 import { appMentionEvent, blockActionsPayload, eventEnvelope } from "../support/slack-signing.ts";
+import { startPostgresProxy } from "../support/tcp-proxy.ts";
 
 // How events reach Baton over Socket Mode, a stop while a click is acknowledged, and a worker-only
 // replica that takes events neither way. One suite per former test file.
@@ -83,6 +84,7 @@ describe("socket-mode", async () => {
     // No /slack/events in Socket Mode; the port still serves the health check and the metrics.
     const health = await fetch(new URL("/healthz", h.endpoint));
     assert.equal(await health.text(), "ok");
+    assert.equal((await fetch(new URL("/readyz", h.endpoint))).status, 200);
     const metrics = await (await fetch(new URL("/metrics", h.endpoint))).text();
     assert.match(metrics, /baton_tasks_started_total/);
   });
@@ -205,24 +207,74 @@ describe("socket-stop-ack", async () => {
 
 describe("worker-only", async () => {
   // BATON_HTTP=0 makes a worker-only replica: it takes no Slack events, over HTTP or Socket Mode,
-  // and works the tasks other replicas accepted.
+  // and works the tasks other replicas accepted. Its counters are its own (per process): PORT
+  // serves /metrics, /healthz and /readyz, as on every replica, and nothing of Slack's.
 
   const startHarness = harnessPerTest();
 
   for (const socketMode of [false, true])
-    test(`a worker-only replica${socketMode ? " with an app-level token" : ""} takes no events and works queued tasks`, async () => {
+    test(`a worker-only replica${socketMode ? " with an app-level token" : ""} takes no events, works queued tasks, and is scraped and probed`, async () => {
       const h = await startHarness({
         script: scriptByAgent(whereIsMyOrderScript()),
         socketMode,
         workerOnly: true,
       });
-      assert.equal(h.baton.port, undefined);
       assert.deepEqual(h.slack.callsTo("apps.connections.open"), [], "no Socket Mode connection");
-      await assert.rejects(fetch(h.endpoint, { method: "POST", body: "{}" }), "no HTTP port");
+      const mention = await h.mention("where is order 1042?");
+      assert.equal(mention.status, 404, "no /slack/events");
+      const health = await fetch(new URL("/healthz", h.endpoint));
+      assert.equal(health.status, 200);
+      assert.equal(await health.text(), "ok");
+      assert.equal((await fetch(new URL("/readyz", h.endpoint))).status, 200);
 
       // Another replica accepted this task and queued it.
       const task = await insertOrderTask(h.db.db, "1736000000.000100");
       await h.baton.deps.queue.enqueue(h.db.db, task.id);
       await h.until("the task to finish", () => finishedTask(h.db.db, task.thread_ts), 30_000);
+      const started = await h.db.db
+        .selectFrom("tasks")
+        .select("id")
+        .where("thread_ts", "=", mention.ts)
+        .execute();
+      assert.deepEqual(started, [], "the mention started nothing");
+      // The run's counters, on the replica that ran it (counted once its end has committed).
+      await h.until("the answered task on /metrics", async () => {
+        const res = await fetch(new URL("/metrics", h.endpoint));
+        assert.equal(res.status, 200);
+        return /^baton_tasks_finished_total\{outcome="answered"\} 1$/m.test(await res.text());
+      });
     });
+});
+
+describe("worker-only-readiness", async () => {
+  // Ready as the other replicas are: while its database answers.
+
+  test("a worker-only replica is not ready while its database is away, and still alive", async () => {
+    const proxy = await startPostgresProxy(await testServerUrl());
+    const h = await startHarness({
+      script: scriptByAgent(whereIsMyOrderScript()),
+      workerOnly: true,
+      databaseUrl: proxy.urlOf,
+    }).catch(async (error: unknown) => {
+      await proxy.close();
+      throw error;
+    });
+    try {
+      const ready = () => fetch(new URL("/readyz", h.endpoint));
+      assert.equal((await ready()).status, 200);
+      proxy.cut();
+      const away = await ready();
+      assert.equal(away.status, 503, "not ready while its database is away");
+      assert.equal(await away.text(), "the database does not answer");
+      assert.equal((await fetch(new URL("/healthz", h.endpoint))).status, 200, "but alive");
+      proxy.restore();
+      // A pooled connection the outage broke fails once before it is replaced: ready again soon.
+      await h.until("ready again", async () => (await ready()).status === 200);
+    } finally {
+      // Closed through the proxy, then the proxy.
+      proxy.restore();
+      await h.close();
+      await proxy.close();
+    }
+  });
 });
