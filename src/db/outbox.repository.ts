@@ -70,7 +70,8 @@ const ROWS_PER_PASS = 200;
  * says whether a later row may go (one that failed alone waits, with the rows behind it).
  * Only the worker holding a task's lease (`holdsLease`) takes a leased task: it posts rows without
  * locking them, so anyone else could send a row it is posting, or a card update before it has
- * saved the card's ts. `stranded`: the row was written over `strandedAfterMs` before this read.
+ * saved the card's ts. It waits for a task held by another deliverer instead (see lockHeldTasks).
+ * `stranded`: the row was written over `strandedAfterMs` before this read.
  */
 export async function lockUndelivered(
   tx: Tx,
@@ -82,6 +83,8 @@ export async function lockUndelivered(
     strandedAfterMs: number;
   },
 ) {
+  if (filter.holdsLease && filter.taskIds)
+    return lockHeldTasks(tx, filter.taskIds, filter.strandedAfterMs);
   return (
     tx
       .with("heads", (db) => {
@@ -123,6 +126,30 @@ export async function lockUndelivered(
       .forUpdate()
       .execute()
   );
+}
+
+/**
+ * Locks the undelivered rows of tasks whose lease the caller holds, in order, waiting for a
+ * deliverer that took a task's first row before the lease was taken (a sweep, a click's delivery)
+ * rather than skipping it: once the task is leased, that deliverer's next pass leaves the rows
+ * behind to the lease's holder, so skipped here, they would wait for the sweep. The wait lasts one
+ * pass of Slack calls, which nobody else starts on a leased task; the caller holds no other lock
+ * (a run delivers between its turns). Rows that deliverer sent meanwhile are read as committed
+ * (sent, so left out; or failed, and backing off). Its tasks' rows whatever their age: `olderThanMs`
+ * only has them looked for in Slack first.
+ */
+function lockHeldTasks(tx: Tx, taskIds: readonly string[], strandedAfterMs: number) {
+  return tx
+    .selectFrom("slack_outbox")
+    .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
+    .select(DUE.as("due"))
+    .select(writtenOver(strandedAfterMs).as("stranded"))
+    .where(UNDELIVERED)
+    .where("task_id", "in", taskIds)
+    .orderBy("id")
+    .limit(ROWS_PER_PASS)
+    .forUpdate()
+    .execute();
 }
 
 /** Whether any of these tasks has a row that may be sent now, by whoever may send it. */

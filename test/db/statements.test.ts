@@ -2,11 +2,17 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { Writable } from "node:stream";
 import { after, before, beforeEach, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "kysely";
 import { serverCpuMeter } from "../../scripts/bench-chain.ts";
 import type { ChatSurface } from "../../src/core/ports.ts";
 import { openDatabase } from "../../src/db/database.ts";
-import { endedWithUnreadReplyQuery, findOrphanedTasks } from "../../src/db/lease.repository.ts";
+import {
+  claimLease,
+  endedWithUnreadReplyQuery,
+  findOrphanedTasks,
+  releaseLease,
+} from "../../src/db/lease.repository.ts";
 import { audit, insertToolCall } from "../../src/db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../../src/db/rate-limits.repository.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
@@ -26,6 +32,7 @@ import {
   databaseForFile,
   insertOrderTask,
   type TestDatabase,
+  waitingOnLocks,
 } from "../support/db.ts";
 import { emulatedChat } from "../support/emulated-chat.ts";
 import * as threads from "../support/outbox-threads.ts";
@@ -263,6 +270,35 @@ describe("outbox-order", async () => {
     slow.release();
     assert.equal(await click, 2);
     assert.deepEqual(threads.threadTexts(slack, a.ts), ["a1", "a2"]);
+  });
+
+  test("a run that finds its thread in a sweep's hands sends what the sweep then leaves to it", async () => {
+    const a = await threads.newThread(t.db, slack);
+    await threads.say(t.db, a, "first");
+    const slow = slack.holdAnswer("chat.postMessage", (c) => c.args.text === "first");
+    const sweep = deliver();
+    await slow.arrived;
+
+    // A click's message (a card's update) queues a run, which takes the task while the sweep sends.
+    await threads.say(t.db, a, "second");
+    assert.ok(await claimLease(t.db, a.taskId, "worker-a", 60_000));
+    let runDone = false;
+    const run = deliver({ taskId: a.taskId, olderThanMs: 0, holdsLease: true }).finally(() => {
+      runDone = true;
+    });
+    // The run's delivery reads the thread while the sweep still holds it.
+    for (let n = 0; !runDone && (await waitingOnLocks(t.db)) === 0; n++) {
+      assert.ok(n < 500, "the run's delivery neither ended nor waited on the sweep's rows");
+      await sleep(10);
+    }
+
+    // The sweep lets go; its follow-up leaves a leased task's rows to the run, not to the next sweep.
+    slow.release();
+    assert.equal(await sweep, 1);
+    assert.equal(await run, 1, "the run sends the row the sweep left to it");
+    assert.deepEqual(threads.threadTexts(slack, a.ts), ["first", "second"]);
+    assert.equal(postsOf("first"), 1);
+    await releaseLease(t.db, a.taskId, "worker-a");
   });
 });
 
