@@ -12,6 +12,7 @@ import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { demoTools } from "./domain/demo-tools.ts";
+import { isBatonError } from "./errors.ts";
 import { httpTools } from "./http/http-tools.ts";
 import { operatorRoutes, serveRoutes } from "./http/operator-routes.ts";
 import { assertPortFree } from "./http/port.ts";
@@ -255,7 +256,12 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         checkModels(file);
         return true;
       } catch (error) {
-        log.error({ err: error }, "agents file not reloaded: the one in use stays");
+        // An operator's mistake is told by its lines; anything else keeps its stack.
+        const mistake = isBatonError(error) && error.fault === "operator";
+        log.error(
+          mistake ? { reason: error.message } : { err: error },
+          "agents file not reloaded: the one in use stays",
+        );
         return false;
       }
     };

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, it } from "node:test";
+import { promisify } from "node:util";
 import { Ajv, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { parse } from "yaml";
@@ -130,6 +134,18 @@ describe("config", async () => {
         assert.match(message, new RegExp(`^  ${name} is invalid: .*(set|use|create|start)`, "m"));
       });
     }
+
+    it("names every value BATON_HTTP takes, and reads each", () => {
+      const message = configErrorOf(() => loadConfig({ ...REQUIRED, BATON_HTTP: "off" }));
+      assert.match(message, /BATON_HTTP is invalid: set it to 0 or false .*, or 1 or true /);
+      for (const [value, enabled] of [
+        ["0", false],
+        ["false", false],
+        ["1", true],
+        ["true", true],
+      ])
+        assert.equal(loadConfig({ ...REQUIRED, BATON_HTTP: String(value) }).http.enabled, enabled);
+    });
 
     it("reports all malformed variables at once without echoing any value", () => {
       const secrets = {
@@ -283,6 +299,49 @@ describe("config", async () => {
       );
     });
 
+    it("says a line indented a space off is out of line with its neighbours, not a value to quote", () => {
+      const linesOf = (text: string) =>
+        configErrorOf(() => parseAgentsFile(text, "agents.yml"))
+          .split("\n")
+          .slice(1);
+      const outOfLine = "this line is indented differently from the settings beside it";
+      // One space too far: YAML reads the line as more of the value above it.
+      assert.deepEqual(linesOf(MINIMAL.replace("    name: Helper", "     name: Helper")), [
+        `agents.yml:3:6 ${outOfLine}; line it up with them`,
+      ]);
+      const last = `${MINIMAL}defaults:\n  model: gpt-4o-mini\n   entry_agent: helper\n`;
+      assert.deepEqual(linesOf(last), [`agents.yml:8:4 ${outOfLine}; line it up with them`]);
+      // One space short: the line above is right, as the settings under it show.
+      assert.match(
+        linesOf(MINIMAL.replace("    name: Helper", "   name: Helper")).join("\n"),
+        new RegExp(`^agents\\.yml:3:4 ${outOfLine}`, "m"),
+      );
+    });
+
+    it("tells a tab once, at its line, and nothing YAML then misreads after it", () => {
+      const linesOf = (text: string) =>
+        configErrorOf(() => parseAgentsFile(text, "agents.yml"))
+          .split("\n")
+          .slice(1);
+      const tab = "a tab indents this line; indent with spaces";
+      assert.deepEqual(linesOf(MINIMAL.replace("  - id: helper", "\t- id: helper")), [
+        `agents.yml:2:1 ${tab}`,
+      ]);
+      // After spaces, YAML itself does not name the tab.
+      assert.deepEqual(linesOf(MINIMAL.replace("    name: Helper", "  \tname: Helper")), [
+        `agents.yml:3:1 ${tab}`,
+      ]);
+      // Every line a tab indents, and a mistake before the first.
+      const twice = MINIMAL.replace("    name: Helper", "    name: Helper\n    name: Again")
+        .replace("    icon", "\ticon")
+        .replace("    instructions", "\tinstructions");
+      assert.deepEqual(linesOf(twice), [
+        'agents.yml:4:5 "name" is set twice in the same place; keep one',
+        `agents.yml:5:1 ${tab}`,
+        `agents.yml:6:1 ${tab}`,
+      ]);
+    });
+
     it("reads a shared block of settings merged in with <<", () => {
       const file = parseAgentsFile(
         `agents:
@@ -401,7 +460,12 @@ describe("config", async () => {
       );
       assert.match(
         message,
-        /^agents\.yml:12:\d+ tools\[0\]\.headers\.Authorization: the environment variable CRM_TOKEN is not set/m,
+        /^agents\.yml:12:\d+ tools\[0\]\.headers\.Authorization: the environment variable CRM_TOKEN is not set; set it in the environment Baton starts with, or remove the header$/m,
+      );
+      const hostless = good.replace("https://crm.example", `https://\${CRM_HOST}`);
+      assert.match(
+        configErrorOf(() => parseAgentsFile(hostless, "agents.yml", undefined, { CRM_TOKEN: "x" })),
+        /^agents\.yml:11:\d+ tools\[0\]\.url: the environment variable CRM_HOST is not set; set it in the environment Baton starts with$/m,
       );
       assert.match(
         message,
@@ -447,6 +511,76 @@ describe("config", async () => {
         /^agents\.yml:11:\d+ policies\.rate_limits\.tools\[2\]\.tool: "issue_refund" already has a rate limit/m,
       );
     });
+  });
+});
+
+describe("npm run check", () => {
+  const ROOT = new URL("../", import.meta.url).pathname;
+
+  /** scripts/check.ts from the repository's folder, as npm runs it, with only `env` set. */
+  async function check(args: string[], env: NodeJS.ProcessEnv = {}) {
+    try {
+      const run = await promisify(execFile)(process.execPath, ["scripts/check.ts", ...args], {
+        cwd: ROOT,
+        env,
+      });
+      return { code: 0, ...run };
+    } catch (error) {
+      const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
+      return { code, stdout, stderr };
+    }
+  }
+
+  it("checks the file Baton would load without Slack or model settings, and names it", async () => {
+    assert.deepEqual(await check([]), {
+      code: 0,
+      stdout: "agents.yml: 4 agents, OK\n",
+      stderr: "",
+    });
+    const minimal = "test/fixtures/agents/minimal.yml";
+    assert.equal(
+      (await check([], { BATON_AGENTS_FILE: minimal })).stdout,
+      `${minimal}: 1 agent, OK\n`,
+    );
+    // npm runs the script from the repository's folder: a path given is from where npm was run.
+    const given = await check(["fixtures/agents/minimal.yml"], { INIT_CWD: `${ROOT}test` });
+    assert.equal(given.stdout, "fixtures/agents/minimal.yml: 1 agent, OK\n");
+  });
+
+  it("prints every mistake at its line against Baton's tools and exits 1", async () => {
+    const { code, stdout, stderr } = await check(["test/fixtures/agents/cross-field.yml"]);
+    assert.equal(code, 1);
+    assert.equal(stdout, "");
+    assert.match(stderr, /^test\/fixtures\/agents\/cross-field\.yml is not valid:$/m);
+    // Only a check against the tools registered in code knows lookup_order and not teleport.
+    assert.match(
+      stderr,
+      /^test\/fixtures\/agents\/cross-field\.yml:8:38 agents\[0\]\.tools\[2\]: no tool is named "teleport"/m,
+    );
+  });
+
+  it("checks an HTTP tool's variables in its own environment", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "baton-check-"));
+    try {
+      const file = path.join(dir, "crm.yml");
+      await writeFile(
+        file,
+        `agents:\n  - id: helper\n    name: Helper\n    icon: ":wave:"\n    instructions: Answer briefly.\n    tools: [lookup_order, find_customer]\ntools:\n  - name: find_customer\n    description: Find a customer.\n    class: read\n    url: https://crm.example/find\n    headers: { Authorization: "Bearer \${CRM_TOKEN}" }\n    parameters: { type: object }\n`,
+      );
+      const unset = await check([file]);
+      assert.equal(unset.code, 1);
+      assert.match(
+        unset.stderr,
+        /crm\.yml:12:\d+ tools\[0\]\.headers\.Authorization: the environment variable CRM_TOKEN is not set/,
+      );
+      assert.deepEqual(await check([file], { CRM_TOKEN: "crm-token" }), {
+        code: 0,
+        stdout: `${file}: 1 agent, OK\n`,
+        stderr: "",
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

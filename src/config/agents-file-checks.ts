@@ -211,14 +211,17 @@ function httpToolProblems(
         .map((m) => m[1])
         .filter((name) => !env[name ?? ""]?.trim());
     for (const name of unset(tool.url))
-      problems.push({ path: at("url"), message: `the environment variable ${name} is not set` });
+      problems.push({
+        path: at("url"),
+        message: `the environment variable ${name} is not set; set it in the environment Baton starts with`,
+      });
     const wrongUrl = unset(tool.url).length === 0 && expandedUrlProblem(tool.url, env);
     if (wrongUrl) problems.push({ path: at("url"), message: wrongUrl });
     for (const [header, value] of Object.entries(tool.headers))
       for (const name of unset(value))
         problems.push({
           path: at("headers", header),
-          message: `the environment variable ${name} is not set`,
+          message: `the environment variable ${name} is not set; set it in the environment Baton starts with, or remove the header`,
         });
   });
   return problems;

@@ -127,7 +127,7 @@ const envSchema = z.object({
   BATON_HTTP: z
     .enum(["0", "1", "false", "true"], {
       error: invalid(
-        "set it to 0 for a worker-only replica (no Slack events; PORT serves /metrics, /healthz and /readyz only) or 1 to take Slack's events; unset means 1.",
+        "set it to 0 or false for a worker-only replica (no Slack events; PORT serves /metrics, /healthz and /readyz only), or 1 or true to take Slack's events; unset means 1.",
       ),
     })
     .optional()
@@ -170,6 +170,11 @@ export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): Config
     dataDir: e.BATON_DATA_DIR,
     embeddedPort: e.BATON_EMBEDDED_PG_PORT,
   });
+}
+
+/** The agents file Baton loads (BATON_AGENTS_FILE, or agents.yml), for a check of it alone. */
+export function loadAgentsFilePath(env: NodeJS.ProcessEnv = process.env): string {
+  return parseEnv(envSchema.pick({ BATON_AGENTS_FILE: true }), env).BATON_AGENTS_FILE;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

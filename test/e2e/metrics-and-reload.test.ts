@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { createLogger } from "../../src/log.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { type Harness, harnessPerTest, SIGNING_SECRET, startHarness } from "../support/harness.ts";
 import { type AgentReply, type ChatRequest, scriptByAgent } from "../support/model-server.ts";
@@ -217,6 +218,7 @@ describe("agents-reload", async () => {
   let dir: string;
   let file: string;
   let h: Harness;
+  const logged: Record<string, unknown>[] = [];
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "baton-reload-"));
     file = path.join(dir, "agents.yml");
@@ -227,6 +229,10 @@ describe("agents-reload", async () => {
       }),
       agentsFile: await loadAgentsFile(file, demoTools),
       agentsPath: file,
+      log: createLogger({
+        level: "warn",
+        destination: { write: (line: string) => void logged.push(JSON.parse(line)) },
+      }),
     });
   });
   after(async () => {
@@ -258,6 +264,13 @@ describe("agents-reload", async () => {
     await writeFile(file, ORIGINAL.replace('icon: ":speech_balloon:"', "icon: wave"));
     assert.equal(await h.baton.reloadAgents(), false);
     assert.match(await systemMessageOfNextTask(), /Team Lamp/, "the file in use stays");
+    // The operator's mistake is logged by its lines, without a stack to read past.
+    const refused = logged.find((line) => /not reloaded/.test(String(line.msg)));
+    assert.match(
+      String(refused?.reason),
+      /agents\.yml:\d+:\d+ agents\[0\]\.icon: use ":emoji_name:"/,
+    );
+    assert.equal(refused?.err, undefined);
   });
 });
 
