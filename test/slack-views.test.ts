@@ -852,6 +852,11 @@ describe("views-words", async () => {
 
   const AT = new Date("2025-03-04T10:42:00Z");
   const text = (payload: { blocks: unknown[] }) => JSON.stringify(payload.blocks);
+  /** The fields' keys ("*key*"), in the order the card shows them. */
+  const fieldKeys = (payload: { blocks: Block[] }) =>
+    payload.blocks.flatMap((b) =>
+      b.type === "section" ? (b.fields ?? []).map((f) => f.text.split("\n")[0]) : [],
+    );
 
   const NOTE = {
     requester: "<@U0REQ>",
@@ -893,6 +898,29 @@ describe("views-words", async () => {
       assert.ok(!text(old).includes("<@U0REQ>"), "no requester ID: the text stays escaped");
     });
 
+    it("lists the facts in one order however the note's object was built (a stored note's keys come back sorted by length)", () => {
+      const card = (facts: Record<string, string | number>) =>
+        escalationCard({ ...ESCALATION, note: { ...NOTE, facts }, state: { status: "open" } });
+      const written = card({ order_id: "1077", amount_usd: 149, sku: "LAMP-OAK" });
+      const stored = card({ sku: "LAMP-OAK", order_id: "1077", amount_usd: 149 });
+      assert.deepEqual(fieldKeys(stored), fieldKeys(written));
+      assert.deepEqual(fieldKeys(written).slice(-3), ["*amount_usd*", "*order_id*", "*sku*"]);
+    });
+
+    it("lists a handoff card's facts in one order however the note's object was built", () => {
+      const card = (facts: Record<string, string | number>) =>
+        handoffCard({
+          fromName: "Billing",
+          toName: "CS",
+          kind: "hand_back",
+          note: { result: "r", facts },
+        });
+      const written = card({ order_id: "1077", refund_id: "R1", amount_usd: 149 });
+      const stored = card({ order_id: "1077", amount_usd: 149, refund_id: "R1" });
+      assert.deepEqual(fieldKeys(stored), fieldKeys(written));
+      assert.deepEqual(fieldKeys(written), ["*amount_usd*", "*order_id*", "*refund_id*"]);
+    });
+
     it("names every fallback it was reassigned to, not their IDs joined in a code span", () => {
       const state = { status: "reassigned" as const, to: "U0ANN,S0LEADS", at: AT };
       const card = escalationCard({ ...ESCALATION, state });
@@ -925,6 +953,22 @@ describe("views-words", async () => {
         assertWithinSlackLimits(card);
         assert.ok(!text(card).includes("Expires"), `${state.status}: ${text(card)}`);
       }
+    });
+
+    it("lists the arguments in the tool schema's order, the others after by name, however the object was built", () => {
+      const argOrder = ["order_id", "amount_usd", "reason"];
+      const card = (args: Record<string, unknown>) =>
+        fieldKeys(approvalCard({ ...base, args, argOrder, state: { status: "pending" } }));
+      const called = { order_id: "1077", amount_usd: 149, reason: "r", zone: "eu", note: "n" };
+      const stored = { note: "n", zone: "eu", reason: "r", order_id: "1077", amount_usd: 149 };
+      assert.deepEqual(card(called), [
+        "*order_id*",
+        "*amount_usd*",
+        "*reason*",
+        "*note*",
+        "*zone*",
+      ]);
+      assert.deepEqual(card(stored), card(called));
     });
 
     it("names every fallback it was escalated to", () => {

@@ -69,6 +69,12 @@ export type ChatIntent =
         agentName: string;
         toolName: string;
         args: Record<string, unknown>;
+        /**
+         * The tool's argument names in its schema's order, which the card lists `args` in: a row
+         * read back (jsonb) has its keys in another order. Absent from cards queued before it was
+         * added (their arguments are listed by name).
+         */
+        argOrder?: string[];
         /** Why the call waits, when its arguments alone do not say. */
         reason?: string;
         requesterId: string;

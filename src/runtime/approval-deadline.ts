@@ -1,4 +1,5 @@
 import type { Askers } from "../core/policy.ts";
+import { argumentNames } from "../core/tools/builtin.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -34,6 +35,8 @@ export function approvalIntent(
     id: string;
     tool: string;
     args: Record<string, unknown>;
+    /** The tool's argument names (`argumentNames`): every card of the call lists them so. */
+    argOrder: string[];
     askers: Askers;
     approvers: People;
     expiresAt: Date;
@@ -54,6 +57,7 @@ export function approvalIntent(
       agentName: agent.name,
       toolName: a.tool,
       args: a.args,
+      argOrder: a.argOrder,
       ...(a.why && { reason: a.why }),
       requesterId: a.askers.requester,
       handedOnBy: a.askers.handedOnBy,
@@ -115,7 +119,15 @@ async function escalateApproval(
     // All of them: the new card goes to every one, so the old one names every one.
     const to = [...fallback.users, ...fallback.groups].join(",");
     const askers = await approvalsDb.whoAsked(tx, row.id);
-    const base = { id: row.id, tool: row.tool, args: row.args, why: row.why, askers, expiresAt };
+    const base = {
+      id: row.id,
+      tool: row.tool,
+      args: row.args,
+      argOrder: argumentNames(deps.tools.get(row.tool)),
+      why: row.why,
+      askers,
+      expiresAt,
+    };
     await insertHandoff(tx, {
       taskId: task.id,
       stepNo: task.step_no,
@@ -214,6 +226,7 @@ export async function resumeAfterDecision(
         id: row.id,
         tool: row.tool,
         args: row.args,
+        argOrder: argumentNames(deps.tools.get(row.tool)),
         why: row.why,
         askers: await approvalsDb.whoAsked(tx, row.id),
         approvers: row.approvers,

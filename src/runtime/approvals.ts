@@ -1,5 +1,6 @@
 import type { AskerRole, Gate } from "../core/policy.ts";
 import { askedAs, mayDecide } from "../core/policy.ts";
+import { argumentNames } from "../core/tools/builtin.ts";
 import type { ToolDefinition } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
@@ -70,6 +71,7 @@ export async function requestApproval(
         id,
         tool: call.tool.name,
         args,
+        argOrder: argumentNames(call.tool),
         askers,
         approvers,
         expiresAt,

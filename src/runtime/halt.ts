@@ -1,4 +1,5 @@
 import { shorten } from "../core/text.ts";
+import { argumentNames } from "../core/tools/builtin.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import { leaseHeld } from "../db/lease.repository.ts";
@@ -145,6 +146,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
             id: row.id,
             tool: row.tool,
             args: row.args,
+            argOrder: argumentNames(deps.tools.get(row.tool)),
             why: row.why,
             askers: await approvalsDb.whoAsked(tx, row.id),
             approvers: row.approvers,

@@ -4,6 +4,7 @@ import type { Action } from "../core/dispatch.ts";
 import { duration } from "../core/duration.ts";
 import type { ChatMessage } from "../core/model.ts";
 import { countsEarlierCalls, type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
+import { argumentNames } from "../core/tools/builtin.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Executor, Tx } from "../db/database.ts";
@@ -74,6 +75,7 @@ export async function runToolAction(
           agentName: agent.name,
           toolName: action.tool.name,
           args: action.args as Record<string, unknown>,
+          argOrder: argumentNames(action.tool),
           requesterId: task.requester_id,
           approvers: { users: [], groups: [] },
           expiresAt: fx.deps.clock.now().toISOString(),

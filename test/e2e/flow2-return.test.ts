@@ -16,6 +16,7 @@ import {
   blockTexts,
   buttonsOf,
   cardWithButton,
+  fieldTexts,
   finishedTask,
   orderReturnScript,
   REFUND_ARGS,
@@ -110,6 +111,15 @@ test("flow 2 approved: a billing lead approves on the card, one refund, CS confi
   assert.equal(moreUpdates.length, 0);
   assert.match(blockTexts(update).join("\n"), /Approved by <@U0LEE>/);
   assert.ok(!blocksOf(update).some((b) => b.type === "actions"), "no buttons after a decision");
+  // Built again from the stored row (jsonb keeps no key order), it lists the arguments as the
+  // first card did: in issue_refund's schema's order.
+  const posted = cardWithButton(h.slack, ts, APPROVAL_APPROVE);
+  assert.ok(posted);
+  assert.deepEqual(fieldTexts(update), fieldTexts(posted));
+  assert.deepEqual(
+    fieldTexts(update).map((f) => f.split("\n")[0]),
+    ["*order_id*", "*amount_usd*", "*reason*"],
+  );
 
   const refunds = await refundsOf(h.db.db);
   assert.equal(refunds.length, 1, "exactly one refund");

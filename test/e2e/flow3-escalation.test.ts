@@ -15,6 +15,7 @@ import {
   cardWithButton,
   ESCALATION_NOTE,
   escalationScript,
+  fieldTexts,
   finishedTask,
   sendBackSubmission,
   taskOfThread,
@@ -54,7 +55,7 @@ async function escalated() {
   // The note at a glance: who, what, why, when, confidence, lane, what to open, what next.
   const text = blockTexts(card).join("\n");
   for (const expected of [
-    "Dana (U0REQUESTER)",
+    "Dana, customer of order 1077",
     "caught fire",
     "Safety incident",
     "high urgency",
@@ -155,6 +156,11 @@ test("flow 3 taken over: a person takes the escalated work and owns the task", a
     cardUpdates(h, escalation.card_ts).at(-1),
   );
   assert.match(blockTexts(update).join("\n"), new RegExp(`Taken over by <@${SUPPORT_LEAD}>`));
+  // Built again from the stored note (jsonb keeps no key order), it lists the facts as the first
+  // card did.
+  const posted = cardWithButton(h.slack, ts, ESCALATION_TAKE_OVER);
+  assert.ok(posted);
+  assert.deepEqual(fieldTexts(update), fieldTexts(posted));
   assert.deepEqual(
     buttonsOf(update).map((b) => [b.action_id, b.value]),
     [[ESCALATION_SEND_BACK, escalation.id]],

@@ -289,7 +289,7 @@ export function hostileNoteScript(): Record<string, AgentReply[]> {
 // ---- flow 3: escalation ----
 
 export const ESCALATION_NOTE = {
-  requester: "Dana (U0REQUESTER), customer of order 1077",
+  requester: "Dana, customer of order 1077",
   summary: "Dana says the lamp from order 1077 caught fire and wants compensation beyond a refund.",
   done: ["Looked up order 1077: delivered, 149 USD", "Checked return eligibility: eligible"],
   reason: "Safety incident and a compensation claim: outside what I may decide.",
@@ -356,6 +356,11 @@ type Block = {
 
 export function blocksOf(call: SlackCall): Block[] {
   return (call.args.blocks as Block[] | undefined) ?? [];
+}
+
+/** A message's fields ("*key*\nvalue"), in the order the card shows them. */
+export function fieldTexts(call: SlackCall): string[] {
+  return blocksOf(call).flatMap((b) => (b.fields ?? []).map((f) => f.text ?? ""));
 }
 
 /** Every mrkdwn or plain text a message's blocks carry, one entry per text object. */

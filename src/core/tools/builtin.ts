@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Agent } from "../agents/directory.ts";
 import { escalationNoteSchema, handBackNoteSchema, handoffNoteSchema } from "../handoffs/note.ts";
 import type { ToolSpec } from "../model.ts";
-import type { ToolRegistry } from "./tool.ts";
+import type { ToolDefinition, ToolRegistry } from "./tool.ts";
 
 export const TRANSFER_PREFIX = "transfer_to_";
 export const HAND_BACK = "hand_back";
@@ -22,6 +22,16 @@ export function parametersOf(schema: z.ZodType): Record<string, unknown> {
     jsonSchemaCache.set(schema, cached);
   }
   return cached;
+}
+
+/**
+ * A tool's argument names in its schema's order, as the model is shown them: a card lists the
+ * arguments so. None for a tool no longer registered.
+ */
+export function argumentNames(tool: ToolDefinition | undefined): string[] {
+  if (!tool) return [];
+  const { properties } = tool.parameters ?? parametersOf(tool.input);
+  return typeof properties === "object" && properties !== null ? Object.keys(properties) : [];
 }
 
 /** The tools one agent is offered this turn: its allowlist, its handoff targets, and the built-ins. */

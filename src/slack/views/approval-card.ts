@@ -9,6 +9,7 @@ import {
   roomBeside,
   type SlackMessage,
   section,
+  stableEntries,
 } from "./blocks.ts";
 
 export const APPROVAL_APPROVE = "approval_approve";
@@ -29,6 +30,8 @@ export interface ApprovalCardInput {
   agentName: string;
   toolName: string;
   args: Record<string, unknown>;
+  /** The tool's argument names in its schema's order: the card lists `args` so, the others after. */
+  argOrder?: readonly string[];
   reason?: string;
   requesterId: string;
   /** People who handed the work on to the agent (a send-back, "billing: …"): they asked too. */
@@ -61,19 +64,20 @@ export function approvalCard(input: ApprovalCardInput): SlackMessage {
   if (input.shadow) {
     tail.push(context(["Nothing was done: this agent only proposes actions."]));
     const text = `Shadow mode: ${input.agentName} would have called ${input.toolName}`;
-    return message(fallback(text), [head, ...argumentBlocks(input.args, [head, ...tail]), ...tail]);
+    return message(fallback(text), [head, ...argumentBlocks(input, [head, ...tail]), ...tail]);
   }
 
   const approvers = whoMayApprove(input);
   tail.push(context([approvers]), stateBlock(input.approvalId, input.state));
   const text = fallback(`Approval needed: ${input.agentName} wants to call ${input.toolName}`);
-  const blocks = [head, ...argumentBlocks(input.args, [head, ...tail]), ...tail];
+  const blocks = [head, ...argumentBlocks(input, [head, ...tail]), ...tail];
   return message(text, blocks, textOnly(text, approvers, input));
 }
 
 /** The arguments in the room the rest of the card leaves; a line counts and names the others. */
-function argumentBlocks(args: Record<string, unknown>, beside: Block[]): Block[] {
-  const pairs = Object.entries(args);
+function argumentBlocks(input: ApprovalCardInput, beside: Block[]): Block[] {
+  // In one order whether built from the model's call or from the stored row (see stableEntries).
+  const pairs = stableEntries(input.args, input.argOrder);
   if (pairs.length === 0) return [context(["(no arguments)"])];
   const noun = "arguments not shown";
   const { blocks, rest } = keyValueBlocks(pairs, ARG_SECTIONS, noun, roomBeside(beside));

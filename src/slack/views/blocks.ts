@@ -207,6 +207,23 @@ const FIELD_SHARE_MIN = 300;
 export const REST_MAX = 500;
 
 /**
+ * A record's pairs in an order that does not depend on how it was stored: a jsonb column keeps keys
+ * sorted by length, not as written, so a card built again from a stored row would list them
+ * otherwise than the card first posted. The keys named in `first` lead, in its order; the rest
+ * follow by code unit.
+ */
+export function stableEntries(
+  record: Record<string, unknown>,
+  first: readonly string[] = [],
+): [string, unknown][] {
+  const named = first.filter((key) => Object.hasOwn(record, key));
+  const others = Object.keys(record)
+    .filter((key) => !named.includes(key))
+    .sort();
+  return [...new Set([...named, ...others])].map((key) => [key, record[key]]);
+}
+
+/**
  * Key/value pairs as fields sections: at most `sections` sections of 10 fields each, within
  * `budget` characters of text in all. Each field gets an equal share of the budget, so one long
  * value cannot crowd out the rest; the pairs that did not fit are counted and named in `rest`.

@@ -24,6 +24,7 @@ import {
   roomBeside,
   type SlackMessage,
   section,
+  stableEntries,
   urgencyLabel,
 } from "./blocks.ts";
 
@@ -93,8 +94,9 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
   ];
   const tail = stateBlocks(input.escalationId, input.state);
   // The facts get the room the rest of the card leaves; a line counts and names those left out.
+  // By name: the card updated from the stored note lists them as the first one did.
   const facts = keyValueBlocks(
-    Object.entries(note.facts),
+    stableEntries(note.facts),
     1,
     "facts",
     roomBeside([...head, ...tail]),

@@ -11,6 +11,7 @@ import {
   roomBeside,
   type SlackMessage,
   section,
+  stableEntries,
   urgencyLabel,
 } from "./blocks.ts";
 
@@ -61,6 +62,6 @@ function handBackCard({ fromName, toName, note }: HandBack): SlackMessage {
 
 /** One fields section (10 facts at most) in the room beside the rest of the card, and a line naming the facts left out. */
 function factBlocks(facts: Record<string, string | number | boolean>, beside: Block[]): Block[] {
-  const { blocks, rest } = keyValueBlocks(Object.entries(facts), 1, "facts", roomBeside(beside));
+  const { blocks, rest } = keyValueBlocks(stableEntries(facts), 1, "facts", roomBeside(beside));
   return rest ? [...blocks, context([rest])] : blocks;
 }
