@@ -22,6 +22,7 @@ import { createMetrics } from "./metrics.ts";
 import { checkAgentModels } from "./model/model-check.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
+import { tellRepliesUnread } from "./runtime/catch-ups.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
@@ -202,7 +203,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       await queue.workDeadLetters((taskId, reason, failedAt) =>
         markDeadLettered(deps, taskId, reason, failedAt),
       );
-      await queue.workCatchUps((thread) => catchUpThread(handlers, noWait, thread, log));
+      await queue.workCatchUps(
+        (thread) => catchUpThread(handlers, noWait, thread, log),
+        (thread, reason) => tellRepliesUnread(deps, thread, reason),
+      );
     }
     if (options.maintenance ?? true) {
       stops.push(startMaintenance(deps, agentsFile));

@@ -75,3 +75,30 @@ export async function recordRefused(db: Executor, keys: readonly string[]): Prom
     .execute();
   return rows.length === keys.length;
 }
+
+/**
+ * Records a key of Baton's own beside the events' (a late mention's thread read to its end, a
+ * notice said once), with its task if it has one. True when it was not recorded before.
+ */
+export async function recordKey(
+  db: Executor,
+  key: string,
+  taskId: string | null = null,
+): Promise<boolean> {
+  const rows = await db
+    .insertInto("slack_events")
+    .values({ event_id: key, task_id: taskId })
+    .onConflict((oc) => oc.column("event_id").doNothing())
+    .returning("event_id")
+    .execute();
+  return rows.length === 1;
+}
+
+export async function keyRecorded(db: Executor, key: string): Promise<boolean> {
+  const row = await db
+    .selectFrom("slack_events")
+    .select("event_id")
+    .where("event_id", "=", key)
+    .executeTakeFirst();
+  return row !== undefined;
+}

@@ -34,10 +34,14 @@ export interface JobQueue {
     handler: (taskId: string, error: string, failedAt: Date) => Promise<void>,
   ): Promise<void>;
   /**
-   * Catch-up jobs, and their dead letters (logged). A RetryAfterError from `handler` is no failure:
-   * the read is queued again after the wait, CATCH_UP_WAITS times at most.
+   * Catch-up jobs, and their dead letters. A RetryAfterError from `handler` is no failure: the read
+   * is queued again after the wait, CATCH_UP_WAITS times at most. A dead letter goes to
+   * `onDeadLetter` with why, unless another job for the same mention still reads its thread.
    */
-  workCatchUps(handler: (thread: ThreadCatchUp) => Promise<void>): Promise<void>;
+  workCatchUps(
+    handler: (thread: ThreadCatchUp) => Promise<void>,
+    onDeadLetter: (thread: ThreadCatchUp, reason: string) => Promise<void>,
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -78,6 +82,12 @@ select id, state = 'created' and start_after > now() as held
 from ${PGBOSS_SCHEMA}.job
 where name = '${TASK_QUEUE}' and singleton_key = $1 and state < 'active'`;
 const WAITING_JOBS = statement<[taskId: string], { id: string; held: boolean }>(WAITING_JOBS_SQL);
+
+/** A mention's catch-up jobs share it: the stately queue keeps one queued, one to retry, one running. */
+const catchUpKey = (thread: ThreadCatchUp) => `${thread.channel}:${thread.after}`;
+
+/** A catch-up job in these states reads its thread yet. */
+const STILL_READS: ReadonlySet<string> = new Set(["created", "retry", "active"]);
 
 /** Retries 2 s, 4 s, 8 s … apart (at most 5 min): some ten minutes of a Slack outage. */
 const CATCH_UP_RETRIES = {
@@ -137,10 +147,9 @@ export async function startJobQueue(options: {
     deadLetter: CATCH_UP_DEAD_LETTERS,
   });
   const sendCatchUp = async (job: CatchUpJob, afterMs: number) => {
-    const { channel, after } = job.thread;
     // Null when one waits for this mention already: it reads the same replies.
     await boss.send(CATCH_UP_QUEUE, job, {
-      singletonKey: `${channel}:${after}`,
+      singletonKey: catchUpKey(job.thread),
       startAfter: Math.ceil(afterMs / 1000),
     });
   };
@@ -222,7 +231,7 @@ export async function startJobQueue(options: {
         }
       });
     },
-    async workCatchUps(handler) {
+    async workCatchUps(handler, onDeadLetter) {
       const work = { pollingIntervalSeconds: 2, includeMetadata: true } as const;
       await boss.work<unknown, unknown, typeof work>(CATCH_UP_QUEUE, work, async (jobs) => {
         for (const job of jobs) {
@@ -259,12 +268,19 @@ export async function startJobQueue(options: {
           for (const job of jobs) {
             options.metrics.deadLetters.inc({ queue: CATCH_UP_QUEUE });
             const { thread } = catchUpJob.parse(job.data);
-            // Nobody is told in the thread: its task went on without them, as with a thread Slack
-            // refuses to show.
-            options.log.error(
-              { thread },
-              `the replies before a late mention were not read: ${deadLetterReason(job.sourceOutput)}`,
-            );
+            // Two jobs for one mention (a redelivery's, beside one waiting to retry): the stately
+            // queue keeps one job to retry per mention, so a try of the other that fails then is
+            // dead-lettered at once, retries left or not. The one waiting still reads the thread,
+            // and its own dead letter speaks if it comes to that.
+            const others = await boss.findJobs(CATCH_UP_QUEUE, { key: catchUpKey(thread) });
+            if (others.some((other) => other.id !== job.sourceId && STILL_READS.has(other.state))) {
+              options.log.warn(
+                { thread, jobId: job.sourceId },
+                "catch-up job dead-lettered beside another job for its mention: left to that one",
+              );
+              continue;
+            }
+            await onDeadLetter(thread, deadLetterReason(job.sourceOutput));
           }
         },
       );

@@ -9,6 +9,8 @@ export interface SlackHandlers {
   acceptMessage(message: IncomingMessage): Promise<AcceptOutcome>;
   /** A late mention's thread, read from a job `afterMs` from now (Slack asked to wait). */
   catchUpLater(thread: ThreadCatchUp, afterMs: number): Promise<void>;
+  /** A late mention's thread was read to its end: a catch-up of it that fails after lost nothing. */
+  threadRead(thread: ThreadCatchUp): Promise<void>;
   decideApproval(input: {
     approvalId: string;
     userId: string;

@@ -5,6 +5,7 @@ import { isBatonError } from "../errors.ts";
 import { acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
+import { recordThreadRead } from "../runtime/catch-ups.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
@@ -82,6 +83,7 @@ export function createSlackHandlers(
       return outcome;
     },
     catchUpLater: (thread, afterMs) => deps.catchUps.enqueue(thread, afterMs),
+    threadRead: (thread) => recordThreadRead(deps, thread),
     decideApproval: (input) => decideApproval(deps, input),
     checkApprovalClick: (input) => checkApprovalClick(deps, input),
     async approvalInfo(approvalId) {

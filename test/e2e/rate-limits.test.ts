@@ -7,8 +7,9 @@ import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { AgentsFile, RateLimits } from "../../src/config/agents-schema.ts";
 import type { Db } from "../../src/db/database.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { CATCH_UP_QUEUE } from "../../src/jobs/queue.ts";
+import { CATCH_UP_DEAD_LETTERS, CATCH_UP_QUEUE } from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
+import { UNREAD_REPLIES_NOTICE } from "../../src/runtime/catch-ups.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -273,14 +274,53 @@ describe("slack-429-in-listeners", () => {
   });
   const replyReads = (slack: SlackEmulator) =>
     slack.callsTo("conversations.replies").map((c) => c.failed);
-  /** The mention's catch-up jobs, oldest first, and how long after its sending each was due. */
-  const catchUpJobs = async (db: Db, mentionTs: string) => {
+  /**
+   * The mention's catch-up jobs (or, with `queue`, their dead letters), oldest first, and how long
+   * after its sending each was due.
+   */
+  const catchUpJobs = async (db: Db, mentionTs: string, queue = CATCH_UP_QUEUE) => {
     const { rows } = await sql<{ state: string; retry_count: number; deferred_s: number }>`
       select state, retry_count, extract(epoch from start_after - created_on)::float8 as deferred_s
-      from pgboss.job where name = ${CATCH_UP_QUEUE} and data->'thread'->>'after' = ${mentionTs}
+      from pgboss.job where name = ${queue} and data->'thread'->>'after' = ${mentionTs}
       order by created_on`.execute(db);
     return rows;
   };
+  /**
+   * Makes the mention's catch-up job waiting in `state` due now, as when Slack's wait or the job's
+   * backoff is over. `ifItFails`: that try is its last, or its retry waits until the test says.
+   */
+  async function runCatchUpNow(
+    db: Db,
+    mentionTs: string,
+    state: "created" | "retry",
+    ifItFails?: "dead letter" | "retry when told",
+  ): Promise<void> {
+    const last = ifItFails === "dead letter";
+    const held = ifItFails === "retry when told";
+    // A job tried before counts its next try as it starts.
+    const result = await sql`
+      update pgboss.job set start_after = now(),
+        retry_count = case when ${last} then retry_limit - (started_on is not null)::int
+          else retry_count end,
+        retry_backoff = retry_backoff and not ${held},
+        retry_delay = case when ${held} then 3600 else retry_delay end
+      where name = ${CATCH_UP_QUEUE} and data->'thread'->>'after' = ${mentionTs}
+        and state = ${state}`.execute(db);
+    assert.equal(result.numAffectedRows, 1n, `one catch-up job in ${state}`);
+  }
+  /** Whether the mention's catch-up has `count` dead letters, each handled. */
+  const deadLettersHandled = (db: Db, mentionTs: string, count: number) => async () => {
+    const letters = await catchUpJobs(db, mentionTs, CATCH_UP_DEAD_LETTERS);
+    return letters.length === count && letters.every((l) => l.state === "completed");
+  };
+  /** The notices for the thread that its earlier replies were not read, as the outbox holds them. */
+  const unreadNotices = (db: Db, ts: string) =>
+    db
+      .selectFrom("slack_outbox")
+      .select(["task_id", "method", "status"])
+      .where(sql<string>`payload->'intent'->>'text'`, "=", UNREAD_REPLIES_NOTICE)
+      .where(sql<string>`payload->'intent'->>'threadTs'`, "=", ts)
+      .execute();
   const answered = (slack: SlackEmulator, ts: string) => async () =>
     slack.messagesIn(CHANNEL, ts).some((m) => m.text === "Order 1078 ships tomorrow.")
       ? true
@@ -295,19 +335,30 @@ describe("slack-429-in-listeners", () => {
       .execute();
     return rows.map((r) => r.text);
   };
-
-  test("a late mention whose thread Slack rate-limits is answered at once, and the thread read by a job after the wait", async () => {
-    const h = await startHarness({ script: answerOnceTold });
+  const EARLY_REPLY = "it is order 1078";
+  /**
+   * A mention in Slack whose thread's `replies` reach Baton before it does, and are passed over
+   * then, there being no task yet. The mention's ts.
+   */
+  async function threadWithEarlyReplies(h: Harness, replies = [EARLY_REPLY]): Promise<string> {
     const { ts } = h.slack.addMessage({
       channel: CHANNEL,
       user: REQUESTER,
       text: "<@U0BATONBOT> where is my order?",
     });
-    // The mention reaches Baton late; the reply before it was passed over, there being no task.
-    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    for (const text of replies) assert.equal((await h.reply(ts, text)).status, 200);
+    return ts;
+  }
+  /** The mention reaches Baton late: Slack's `retryNum`-th delivery of the one event. */
+  const mentionLate = (h: Harness, ts: string, retryNum = 1) =>
+    h.mention("where is my order?", { ts, retryNum, eventId: `EvLATE${ts}` });
+
+  test("a late mention whose thread Slack rate-limits is answered at once, and the thread read by a job after the wait", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const ts = await threadWithEarlyReplies(h);
     h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
 
-    const late = await h.mention("where is my order?", { ts, retryNum: 1 });
+    const late = await mentionLate(h, ts);
     assert.equal(late.status, 200, "the mention is stored: Slack need not send it again");
     assert.deepEqual(replyReads(h.slack), ["ratelimited"], "answered without waiting out the 429");
     const queued = await catchUpJobs(h.db.db, ts);
@@ -315,7 +366,7 @@ describe("slack-429-in-listeners", () => {
     assert.ok(Number(queued[0]?.deferred_s) >= 1, "due after Slack's Retry-After");
 
     await h.until("the answer that read the reply", answered(h.slack, ts));
-    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"], "the reply is read once");
+    assert.deepEqual(await inputsOf(h.db.db, ts), [EARLY_REPLY], "the reply is read once");
     assert.deepEqual(replyReads(h.slack), ["ratelimited", undefined]);
     await h.until("the job to complete", async () => {
       const jobs = await catchUpJobs(h.db.db, ts);
@@ -325,18 +376,13 @@ describe("slack-429-in-listeners", () => {
 
   test("a catch-up job Slack rate-limits again waits again, as a job, and reads the thread", async () => {
     const h = await startHarness({ script: answerOnceTold });
-    const { ts } = h.slack.addMessage({
-      channel: CHANNEL,
-      user: REQUESTER,
-      text: "<@U0BATONBOT> where is my order?",
-    });
-    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    const ts = await threadWithEarlyReplies(h);
     h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 }, 2);
 
-    assert.equal((await h.mention("where is my order?", { ts, retryNum: 1 })).status, 200);
+    assert.equal((await mentionLate(h, ts)).status, 200);
     await h.until("the answer that read the reply", answered(h.slack, ts));
     assert.deepEqual(replyReads(h.slack), ["ratelimited", "ratelimited", undefined]);
-    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"]);
+    assert.deepEqual(await inputsOf(h.db.db, ts), [EARLY_REPLY]);
     const jobs = await h.until("both jobs to complete", async () => {
       const rows = await catchUpJobs(h.db.db, ts);
       return rows.every((j) => j.state === "completed") ? rows : undefined;
@@ -353,19 +399,14 @@ describe("slack-429-in-listeners", () => {
 
   test("a thread read that Slack pauses on its second page goes on after the wait from its last reply", async () => {
     const h = await startHarness({ script: answerOnceTold });
-    const { ts } = h.slack.addMessage({
-      channel: CHANNEL,
-      user: REQUESTER,
-      text: "<@U0BATONBOT> where is my order?",
-    });
     // More replies than a page of conversations.replies holds for most apps (15, the parent first).
     const texts = Array.from({ length: 16 }, (_, i) => `detail ${i + 1}`);
-    texts.push("it is order 1078");
-    for (const text of texts) assert.equal((await h.reply(ts, text)).status, 200);
+    texts.push(EARLY_REPLY);
+    const ts = await threadWithEarlyReplies(h, texts);
     const before = replyReads(h.slack).length;
     // The first page is read; Slack asks to wait before the second, as it does after one call.
     const firstPage = h.slack.holdAnswer("conversations.replies");
-    const late = h.mention("where is my order?", { ts, retryNum: 1 });
+    const late = mentionLate(h, ts);
     await firstPage.arrived;
     h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
     firstPage.release();
@@ -388,19 +429,14 @@ describe("slack-429-in-listeners", () => {
     // The Baton that takes Slack's events runs no workers here: whatever reads the thread after
     // the wait cannot be its own job, run before it stops.
     await h.restart({ workers: false });
-    const { ts } = h.slack.addMessage({
-      channel: CHANNEL,
-      user: REQUESTER,
-      text: "<@U0BATONBOT> where is my order?",
-    });
-    assert.equal((await h.reply(ts, "it is order 1078")).status, 200);
+    const ts = await threadWithEarlyReplies(h);
     h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 1 });
-    assert.equal((await h.mention("where is my order?", { ts, retryNum: 1 })).status, 200);
+    assert.equal((await mentionLate(h, ts)).status, 200);
 
     await h.restart();
     assert.deepEqual(replyReads(h.slack), ["ratelimited"], "the stop did not sit out the wait");
     await h.until("the answer that read the reply", answered(h.slack, ts));
-    assert.deepEqual(await inputsOf(h.db.db, ts), ["it is order 1078"], "the reply is read once");
+    assert.deepEqual(await inputsOf(h.db.db, ts), [EARLY_REPLY], "the reply is read once");
   });
 
   test("a Baton killed during Slack's wait: the next one reads the thread", async () => {
@@ -427,7 +463,7 @@ describe("slack-429-in-listeners", () => {
       const first = await spawn();
       const question = "<@U0BATONBOT> where is my order?";
       const { ts } = slack.addMessage({ channel: CHANNEL, user: REQUESTER, text: question });
-      const said = { channel: CHANNEL, user: REQUESTER, text: "it is order 1078", threadTs: ts };
+      const said = { channel: CHANNEL, user: REQUESTER, text: EARLY_REPLY, threadTs: ts };
       const { ts: replyTs } = slack.addMessage(said);
       const replied = await deliverEvent(
         endpoint,
@@ -443,12 +479,93 @@ describe("slack-429-in-listeners", () => {
       await first.kill();
       await spawn();
       await untilCrash("the answer that read the reply", answered(slack, ts));
-      assert.deepEqual(await inputsOf(db.db, ts), ["it is order 1078"], "the reply is read once");
+      assert.deepEqual(await inputsOf(db.db, ts), [EARLY_REPLY], "the reply is read once");
     } finally {
       for (const baton of batons) await baton.stop();
       await Promise.all([slack.close(), model.close()]);
       await db.drop();
     }
+  });
+
+  /** Delivers the mention late, its read paused by Slack long enough that the test says when its job runs. */
+  async function mentionLatePaused(h: Harness, ts: string, retryNum = 1): Promise<void> {
+    h.slack.failNext("conversations.replies", { error: "ratelimited", retryAfter: 600 });
+    assert.equal((await mentionLate(h, ts, retryNum)).status, 200);
+  }
+  /** Slack fails the next read of a thread, for a moment (retried, unlike a refusal). */
+  const failNextRead = (h: Harness) =>
+    h.slack.failNext("conversations.replies", { error: "internal_error" });
+  /** A late mention whose catch-up job failed a try, and waits to retry until the test says. */
+  async function catchUpWaitingToRetry(h: Harness): Promise<string> {
+    const ts = await threadWithEarlyReplies(h);
+    await mentionLatePaused(h, ts);
+    failNextRead(h);
+    await runCatchUpNow(h.db.db, ts, "created", "retry when told");
+    await h.until("the job to wait to retry", async () =>
+      (await catchUpJobs(h.db.db, ts)).some((j) => j.state === "retry"),
+    );
+    return ts;
+  }
+
+  test("a catch-up that fails its last try tells the thread, once, to write again what its replies said", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const ts = await threadWithEarlyReplies(h);
+    await mentionLatePaused(h, ts);
+    const task = await h.until("the answer to the mention", () => finishedTask(h.db.db, ts));
+    failNextRead(h);
+    await runCatchUpNow(h.db.db, ts, "created", "dead letter");
+
+    const told = await h.until("the thread to be told", async () =>
+      h.slack.messagesIn(CHANNEL, ts).find((m) => m.text === UNREAD_REPLIES_NOTICE),
+    );
+    const post = h.slack.callsTo("chat.postMessage").find((c) => c.args.text === told.text);
+    assert.equal(post?.args.username, undefined, "in Baton's own name, as its other notices");
+    assert.deepEqual(await unreadNotices(h.db.db, ts), [
+      { task_id: task.id, method: "notice", status: "sent" },
+    ]);
+    assert.deepEqual(await inputsOf(h.db.db, ts), []);
+
+    // Slack delivers the mention again, and the job of that delivery fails its last try too.
+    await mentionLatePaused(h, ts, 2);
+    failNextRead(h);
+    await runCatchUpNow(h.db.db, ts, "created", "dead letter");
+    await h.until("both dead letters to be handled", deadLettersHandled(h.db.db, ts, 2));
+    assert.equal((await unreadNotices(h.db.db, ts)).length, 1, "told once");
+    assert.equal(
+      h.slack.messagesIn(CHANNEL, ts).filter((m) => m.text === UNREAD_REPLIES_NOTICE).length,
+      1,
+    );
+  });
+
+  test("a redelivery's catch-up that fails beside one waiting to retry is not told as lost: the other reads the thread", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const ts = await catchUpWaitingToRetry(h);
+    await mentionLatePaused(h, ts, 2);
+    // The second job fails its first try: the stately queue, which keeps one job to retry for a
+    // mention, makes it a dead letter at once.
+    failNextRead(h);
+    await runCatchUpNow(h.db.db, ts, "created");
+    await h.until("its dead letter to be handled", deadLettersHandled(h.db.db, ts, 1));
+    assert.deepEqual(await unreadNotices(h.db.db, ts), [], "the thread is not told");
+
+    await runCatchUpNow(h.db.db, ts, "retry");
+    await h.until("the answer that read the reply", answered(h.slack, ts));
+    assert.deepEqual(await inputsOf(h.db.db, ts), [EARLY_REPLY]);
+    assert.deepEqual(await unreadNotices(h.db.db, ts), []);
+  });
+
+  test("a catch-up that fails its last try after a redelivery's job read the thread is not told as lost", async () => {
+    const h = await startHarness({ script: answerOnceTold });
+    const ts = await catchUpWaitingToRetry(h);
+    await mentionLatePaused(h, ts, 2);
+    await runCatchUpNow(h.db.db, ts, "created");
+    await h.until("the answer that read the reply", answered(h.slack, ts));
+
+    failNextRead(h);
+    await runCatchUpNow(h.db.db, ts, "retry", "dead letter");
+    await h.until("its dead letter to be handled", deadLettersHandled(h.db.db, ts, 1));
+    assert.deepEqual(await unreadNotices(h.db.db, ts), [], "the thread is not told");
+    assert.deepEqual(await inputsOf(h.db.db, ts), [EARLY_REPLY]);
   });
 
   test("a person over their task limit is told after Slack has its answer, the notice's 429 waited out", async () => {

@@ -166,9 +166,10 @@ async function catchUpLateMention(
 /**
  * Accepts the replies written in a mention's thread after it, as their own events would have been:
  * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). Also
- * the catch-up job's work. Slack refusing (the thread deleted, a scope missing) would refuse every
- * retry too: it is logged. Other failures are thrown (Slack's as Baton errors, a 429 as
- * ThreadReadPaused, with what is left to read).
+ * the catch-up job's work. A read to the thread's end is recorded, so that another catch-up of
+ * the mention failing after it tells nobody the replies were lost. Slack refusing (the thread
+ * deleted, a scope missing) would refuse every retry too: it is logged. Other failures are thrown
+ * (Slack's as Baton errors, a 429 as ThreadReadPaused, with what is left to read).
  */
 export async function catchUpThread(
   handlers: SlackHandlers,
@@ -181,7 +182,9 @@ export async function catchUpThread(
   } catch (error) {
     if (!isBatonError(error) || error.retriable) throw error;
     log.warn(`could not read the replies before a late mention: ${error.message}`);
+    return;
   }
+  await handlers.threadRead(thread);
 }
 
 async function acceptReplies(
