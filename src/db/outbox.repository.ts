@@ -59,6 +59,17 @@ const NOT_LEASED = sql<boolean>`not exists (select from tasks
 const writtenOver = (ms: number) =>
   sql<boolean>`created_at < now() - ${`${ms} milliseconds`}::interval`;
 
+/**
+ * Its task's lease ran out without being let go: the run that wrote the row died, perhaps while
+ * Slack was taking it, however young the row is (a lease may be shorter than `strandedAfterMs`).
+ */
+const LEFT_BY_A_DEAD_RUN = sql<boolean>`exists (select from tasks
+  where tasks.id = slack_outbox.task_id and tasks.lease_owner is not null
+    and tasks.lease_until <= now())`;
+
+/** The row may already be in Slack: its writer had time to post it, or died trying. */
+const stranded = (ms: number) => sql<boolean>`(${writtenOver(ms)} or ${LEFT_BY_A_DEAD_RUN})`;
+
 /** Rows of the tasks one pass holds: enough for a thread's backlog, bounded in an outage. */
 const ROWS_PER_PASS = 200;
 
@@ -71,7 +82,7 @@ const ROWS_PER_PASS = 200;
  * Only the worker holding a task's lease (`holdsLease`) takes a leased task: it posts rows without
  * locking them, so anyone else could send a row it is posting, or a card update before it has
  * saved the card's ts. It waits for a task held by another deliverer instead (see lockHeldTasks).
- * `stranded`: the row was written over `strandedAfterMs` before this read.
+ * `stranded`: the row was written over `strandedAfterMs` before this read, or by a run that died.
  */
 export async function lockUndelivered(
   tx: Tx,
@@ -111,7 +122,7 @@ export async function lockUndelivered(
       .selectFrom("slack_outbox")
       .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
       .select(DUE.as("due"))
-      .select(writtenOver(filter.strandedAfterMs).as("stranded"))
+      .select(stranded(filter.strandedAfterMs).as("stranded"))
       .where(UNDELIVERED)
       .where((eb) =>
         eb.or([
@@ -143,7 +154,7 @@ function lockHeldTasks(tx: Tx, taskIds: readonly string[], strandedAfterMs: numb
     .selectFrom("slack_outbox")
     .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
     .select(DUE.as("due"))
-    .select(writtenOver(strandedAfterMs).as("stranded"))
+    .select(stranded(strandedAfterMs).as("stranded"))
     .where(UNDELIVERED)
     .where("task_id", "in", taskIds)
     .orderBy("id")
