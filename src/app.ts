@@ -79,7 +79,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
   // Known before anything can fail: an error that repeats a key (a gateway's 400) is masked by value.
   registerSecrets(secretValues(config));
   const stops: (() => Promise<void>)[] = [];
+  const stopping = new AbortController();
   const stopAll = async () => {
+    // First: the runs drained below must not hold the stop for Slack's Retry-After.
+    stopping.abort();
     for (const stop of stops.reverse())
       await stop().catch((error) => log.warn({ err: error }, "shutdown step failed"));
   };
@@ -151,6 +154,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       // Without workers nothing runs here, whether queued or started at once.
       runs: localRuns(options.workers === false ? 0 : config.workers, log),
       afterwards: afterwards(log),
+      stopping: stopping.signal,
     };
     // Stopped in reverse: after Slack's requests and the runs, before the database closes.
     stops.push(() => deps.afterwards.stop());

@@ -64,4 +64,9 @@ export interface RuntimeDeps {
   runs: LocalRuns;
   /** Slack's side of a person's decision, after it has committed and Slack has its answer. */
   afterwards: Afterwards;
+  /**
+   * Aborts as the process begins to stop. The runs under way drain, but their posts sit out no
+   * 429's Retry-After: what Slack asked to wait for stays in the outbox (see deliverOutbox).
+   */
+  stopping: AbortSignal;
 }

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db, Executor, Tx } from "../db/database.ts";
 import {
@@ -15,7 +14,7 @@ import {
 } from "../db/outbox.repository.ts";
 import { isBatonError, RetryAfterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { rateLimitWaitMs, waitingOutRateLimits } from "./retry-after.ts";
+import { rateLimitWaitMs, sleepUnlessStopping, waitingOutRateLimits } from "./retry-after.ts";
 
 /** Delivery normally follows its commit within milliseconds. */
 const STRANDED_AFTER_MS = 5_000;
@@ -61,6 +60,18 @@ const MAX_PASSES = 5;
 
 type PassFilter = { taskIds?: readonly string[]; olderThanMs?: number; holdsLease: boolean };
 
+type DeliveryDeps = {
+  db: Db;
+  chat: ChatSurface;
+  log: Logger;
+  /**
+   * Aborts as the process begins to stop: a run's delivery then sits out no Retry-After (tens of
+   * seconds, past the platform's grace period). The row stays in the outbox, due after the wait,
+   * for the next process's sweep or another replica's.
+   */
+  stopping?: AbortSignal;
+};
+
 /**
  * Delivers what committed transactions decided to say, in order, once.
  * One deliverer at a time sends a task's rows (see lockUndelivered), so two never send the same
@@ -69,7 +80,7 @@ type PassFilter = { taskIds?: readonly string[]; olderThanMs?: number; holdsLeas
  * and its task's later rows wait behind it.
  */
 export async function deliverOutbox(
-  deps: { db: Db; chat: ChatSurface; log: Logger },
+  deps: DeliveryDeps,
   filter: OutboxFilter = {},
 ): Promise<number> {
   const holdsLease = filter.holdsLease ?? false;
@@ -84,11 +95,11 @@ export async function deliverOutbox(
     let next: PassFilter;
     // Slack asked to wait (a 429's Retry-After, often tens of seconds): the pass stopped there and
     // committed, the row not due before then and its task's later rows behind it, whoever delivers
-    // them. A run waits it out for its own thread, holding its lease and no row; any other
-    // deliverer (a sweep, a deadline's, a digest's) leaves the rows to the sweep after it.
+    // them. A run waits it out for its own thread, holding its lease and no row, unless the process
+    // is stopping; any other deliverer (a sweep, a deadline's, a digest's) leaves the rows to the
+    // sweep after it.
     if (pass.rateLimitedForMs !== undefined) {
-      if (!holdsLease) break;
-      await sleep(pass.rateLimitedForMs);
+      if (!holdsLease || !(await sleepUnlessStopping(pass.rateLimitedForMs, deps.stopping))) break;
       next = asked;
     }
     // Another deliverer that found a task held by this pass left the rows it came to send to it:
@@ -226,15 +237,20 @@ function errorText(error: unknown): string {
  * thread keeps its order); `failed` tells the caller to go through deliverOutbox from then on.
  */
 async function deliverFresh(
-  deps: { db: Db; chat: ChatSurface; log: Logger },
+  deps: DeliveryDeps,
   rows: readonly { id: string; message: OutboxMessage }[],
 ): Promise<{ delivered: Delivered[]; failed: boolean }> {
   const delivered: Delivered[] = [];
   for (const { id, message } of rows) {
     try {
       // A run posts holding no row locks (its lease keeps others off its rows): waiting out a 429
-      // holds nothing back but its own thread. After a few, the row is left to deliverOutbox.
-      const sent = await waitingOutRateLimits(() => deps.chat.deliver(message.intent, id));
+      // holds nothing back but its own thread. After a few, or at a stop, the row is left to
+      // deliverOutbox, or to the sweep after the wait.
+      const sent = await waitingOutRateLimits(
+        () => deps.chat.deliver(message.intent, id),
+        deps.stopping,
+        "leave",
+      );
       if (message.cardOf && sent.ts) {
         // A card's buttons need its ts at once, and a click may deliver this task's outbox: remember
         // the ts and mark the card, with the rows sent before it, now.
@@ -284,7 +300,7 @@ export interface RunDeliveries {
   readonly failed: boolean;
 }
 
-export function runDeliveries(deps: { db: Db; chat: ChatSurface; log: Logger }): RunDeliveries {
+export function runDeliveries(deps: DeliveryDeps): RunDeliveries {
   let tail: Promise<void> = Promise.resolve();
   let failed = false;
   // A database error while posting (marking a card, say): kept for flush to throw, never left as an

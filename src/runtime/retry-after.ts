@@ -10,18 +10,36 @@ const RATE_LIMIT_WAITS = 3;
 /**
  * Runs `send`, and again after each 429's Retry-After, RATE_LIMIT_WAITS times at most. Only for
  * work whose wait holds nothing back: no row lock, and no answer Slack is waiting for. A wait
- * ends at once, with an AbortError, when `stopping` aborts.
+ * ends at once when `stopping` aborts: with an AbortError for work dropped at a stop (`"drop"`),
+ * or with the 429, as after the last wait, for work its caller keeps (`"leave"`: an outbox row,
+ * left there for whoever delivers after the wait).
  */
 export async function waitingOutRateLimits<T>(
   send: () => Promise<T>,
   stopping?: AbortSignal,
+  atStop: "drop" | "leave" = "drop",
 ): Promise<T> {
   for (let waits = 0; ; waits++) {
     try {
       return await send();
     } catch (error) {
       if (!(error instanceof RetryAfterError) || waits >= RATE_LIMIT_WAITS) throw error;
-      await sleep(rateLimitWaitMs(error), undefined, stopping && { signal: stopping });
+      try {
+        await sleep(rateLimitWaitMs(error), undefined, stopping && { signal: stopping });
+      } catch (aborted) {
+        throw atStop === "leave" && stopping?.aborted ? error : aborted;
+      }
     }
+  }
+}
+
+/** Sleeps `ms`, or less if `stopping` aborts (before or during the wait): false then. */
+export async function sleepUnlessStopping(ms: number, stopping?: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, stopping && { signal: stopping });
+    return true;
+  } catch (error) {
+    if (stopping?.aborted) return false;
+    throw error;
   }
 }

@@ -10,6 +10,7 @@ import { demoTools } from "../../src/domain/demo-tools.ts";
 import { CATCH_UP_DEAD_LETTERS, CATCH_UP_QUEUE } from "../../src/jobs/queue.ts";
 import { createLogger } from "../../src/log.ts";
 import { UNREAD_REPLIES_NOTICE } from "../../src/runtime/catch-ups.ts";
+import { runMaintenance } from "../../src/runtime/maintenance.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -688,5 +689,62 @@ describe("slack-429-in-listeners", () => {
       assert.equal(row.status, "pending", "the refused click decided nothing");
     });
     assertDropped(h, lines, "tell the approver");
+  });
+});
+
+describe("slack-429-in-a-run-at-stop", () => {
+  // A run waits out Slack's 429 on its own posts, holding nothing but its thread. At a stop the
+  // runs under way drain, and a Retry-After (30-60 s) sat out then could outlast the platform's
+  // grace period, after which the process is killed anyway.
+
+  const ANSWER = "Order 1042 left the warehouse yesterday.";
+
+  test("a stop during a run's post's Retry-After does not wait it out: the post stays in the outbox, and the next process sends it once, after the wait", async () => {
+    const h = await startHarness({ script: async () => ({ content: ANSWER }) });
+    // Ten minutes: a stop that sat it out would have tried the post again before it was over.
+    h.slack.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 600 });
+    const { ts } = await h.mention("where is order 1042?");
+    const posts = () =>
+      h.slack
+        .callsTo("chat.postMessage")
+        .filter((c) => c.args.thread_ts === ts)
+        .map((c) => [c.args.text, c.failed ?? "ok"]);
+    await h.until("the answer's 429", async () => posts().length > 0);
+
+    await h.restart();
+    assert.deepEqual(posts(), [[ANSWER, "ratelimited"]], "the stop did not sit out the wait");
+    const task = await taskOfThread(h.db.db, ts);
+    assert.ok(task);
+    const outbox = () =>
+      h.db.db
+        .selectFrom("slack_outbox")
+        .select([
+          "status",
+          sql<boolean>`coalesce(next_attempt_at > clock_timestamp(), false)`.as("waiting"),
+        ])
+        .where("task_id", "=", task.id)
+        .execute();
+    assert.deepEqual(
+      await outbox(),
+      [{ status: "retry", waiting: true }],
+      "the answer waits in the outbox until Slack's wait is over",
+    );
+
+    // The wait is over (as if ten minutes had passed): the next process's sweep sends it, once.
+    await sql`update slack_outbox set created_at = created_at - interval '10 minutes',
+      next_attempt_at = clock_timestamp() where task_id = ${task.id}`.execute(h.db.db);
+    await runMaintenance(h.baton.deps);
+    assert.deepEqual(posts(), [
+      [ANSWER, "ratelimited"],
+      [ANSWER, "ok"],
+    ]);
+    assert.deepEqual(await outbox(), [{ status: "sent", waiting: false }]);
+    assert.deepEqual(
+      h.slack
+        .messagesIn(CHANNEL, ts)
+        .slice(1)
+        .map((m) => m.text),
+      [ANSWER],
+    );
   });
 });

@@ -210,6 +210,71 @@ describe("outbox-rate-limit-wait", async () => {
   });
 });
 
+describe("outbox-rate-limit-at-stop", async () => {
+  // A run delivering its own thread waits out Slack's 429 (it holds its lease and no row). Once the
+  // process is stopping it does not: the runs under way drain, and a Retry-After (30-60 s) sat out
+  // then could outlast the platform's grace period, after which the process is killed anyway.
+
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ script: () => ({ content: "unused" }) });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test("a run's delivery that Slack asks to wait once the process is stopping lets go at once; the thread goes after the wait, once", async () => {
+    const thread = await threads.newThread(h.db.db, h.slack);
+    await threads.say(h.db.db, thread, "first");
+    await threads.say(h.db.db, thread, "second");
+    // Ten minutes: a delivery that sat it out would not have answered before the checks below.
+    h.slack.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 600 });
+    const stopping = { ...h.baton.deps, stopping: AbortSignal.abort() };
+
+    const sent = await deliverOutbox(stopping, { taskId: thread.taskId, holdsLease: true });
+    assert.equal(sent, 0, "nothing sent, and Slack's wait not sat out");
+    const posts = () =>
+      h.slack
+        .callsTo("chat.postMessage")
+        .filter((c) => c.args.thread_ts === thread.ts)
+        .map((c) => [c.args.text, c.failed ?? "ok"]);
+    assert.deepEqual(posts(), [["first", "ratelimited"]]);
+    const outbox = () =>
+      h.db.db
+        .selectFrom("slack_outbox")
+        .select([
+          "status",
+          sql<boolean>`coalesce(next_attempt_at > clock_timestamp(), false)`.as("waiting"),
+        ])
+        .where("task_id", "=", thread.taskId)
+        .orderBy("id")
+        .execute();
+    assert.deepEqual(
+      await outbox(),
+      [
+        { status: "retry", waiting: true },
+        { status: "pending", waiting: false },
+      ],
+      "the thread waits in the outbox, its first row due after Slack's wait",
+    );
+
+    // The wait is over (as if ten minutes had passed): the next sweep sends both, in order, once.
+    await h.db.db
+      .updateTable("slack_outbox")
+      .set({ next_attempt_at: sql<Date>`clock_timestamp()` })
+      .where("task_id", "=", thread.taskId)
+      .where("status", "=", "retry")
+      .execute();
+    assert.equal(await deliverOutbox(h.baton.deps, { olderThanMs: 0 }), 2);
+    assert.deepEqual(posts(), [
+      ["first", "ratelimited"],
+      ["first", "ok"],
+      ["second", "ok"],
+    ]);
+    assert.deepEqual(threads.threadTexts(h.slack, thread.ts), ["first", "second"]);
+  });
+});
+
 describe("rate-limit-keeps-lease", async () => {
   // A run that delivers its thread through the locked path (a post failed) and is asked by Slack to
   // wait (a 429) waits it out for its own thread. It keeps its lease meanwhile: a lease left to run
