@@ -5,7 +5,6 @@ import type { ToolDefinition } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
-import { NotFoundError } from "../errors.ts";
 import {
   approvalIntent,
   enforceApprovalDeadline,
@@ -117,8 +116,19 @@ export async function requestApproval(
 
 export type DecisionOutcome =
   | { outcome: "decided"; status: "approved" | "rejected" }
-  | { outcome: "already_decided"; status: string; by: string | null; at: Date | null }
+  /** `byClicker`: the decision was the clicker's own, and this their second click. */
+  | {
+      outcome: "already_decided";
+      status: string;
+      by: string | null;
+      at: Date | null;
+      byClicker: boolean;
+    }
   | { outcome: "expired" }
+  /** Past its deadline it went to its fallback, `to`, who decide now; the clicker is not among them. */
+  | { outcome: "moved_on"; to: { users: string[]; groups: string[] } }
+  /** The card's approval has no row: its id means nothing to a person, so only the log has it. */
+  | { outcome: "not_found" }
   /** `askedAs`: the part the person had in asking for it (the card names them so). */
   | { outcome: "refused"; reason: "own_request"; askedAs: AskerRole }
   | { outcome: "refused"; reason: "not_an_approver" };
@@ -130,10 +140,18 @@ type Check = { allowed: ApprovalRow } | { refused: DecisionOutcome };
 
 /**
  * Whether this click may decide, judged on the row as it is now. A decided, expired or
- * unauthorized request answers with the outcome (audited, as every refused click is).
+ * unauthorized request answers with the outcome (audited, as every refused click is); a missing
+ * one has no task to audit against, so it is logged.
  */
 async function checkClick(deps: RuntimeDeps, input: ClickInput): Promise<Check> {
-  const approval = await requireApproval(deps, input.approvalId);
+  const approval = await approvalsDb.findApproval(deps.db, input.approvalId);
+  if (!approval) {
+    deps.log.warn(
+      { approvalId: input.approvalId, user: input.userId },
+      "a click on an approval card whose approval does not exist",
+    );
+    return { refused: { outcome: "not_found" } };
+  }
   if (approval.status !== "pending")
     return { refused: await alreadyDecided(deps, approval, input) };
   if (approval.past_deadline) {
@@ -162,6 +180,7 @@ async function alreadyDecided(
     status: approval.status,
     by: approval.decided_by,
     at: approval.decided_at,
+    byClicker: approval.decided_by === input.userId,
   };
 }
 
@@ -182,10 +201,14 @@ async function authorize(
     groups,
   );
   if (check.ok) return { allowed: approval };
+  // Once its deadline gave it to the fallback, a first approver's click (on the old card, or one
+  // that moved it just now) is late, not unauthorized: the row no longer says who they were.
   const refused: DecisionOutcome =
     check.reason === "own_request"
       ? { outcome: "refused", reason: check.reason, askedAs: asked ?? "requester" }
-      : { outcome: "refused", reason: check.reason };
+      : approval.escalated_at
+        ? { outcome: "moved_on", to: approval.approvers }
+        : { outcome: "refused", reason: check.reason };
   await audit(deps.db, {
     taskId: approval.task_id,
     actor: { kind: "human", id: input.userId },
@@ -198,15 +221,6 @@ async function authorize(
     },
   });
   return { refused };
-}
-
-async function requireApproval(
-  deps: RuntimeDeps,
-  approvalId: string,
-): Promise<ApprovalRow & { past_deadline: boolean }> {
-  const approval = await approvalsDb.findApproval(deps.db, approvalId);
-  if (!approval) throw new NotFoundError(`approval ${approvalId} does not exist`);
-  return approval;
 }
 
 /**

@@ -21,12 +21,22 @@ export function decisionWords(
     case "decided":
       return undefined;
     case "already_decided": {
-      const who = outcome.by ? ` by ${mention(outcome.by)}` : "";
       const when = outcome.at ? ` ${slackDate(outcome.at)}` : "";
+      if (outcome.byClicker && outcome.status === "approved")
+        return `You already approved this${when}; it went ahead once.`;
+      if (outcome.byClicker && outcome.status === "rejected")
+        return `You already rejected this${when}; it did not go ahead.`;
+      const who = outcome.by ? ` by ${mention(outcome.by)}` : "";
       return `This request was already ${outcome.status}${who}${when}. Nothing more was done.`;
     }
     case "expired":
       return "This request expired before a decision, so nothing was done. The agent has been told.";
+    case "moved_on": {
+      const one = outcome.to.users.length === 1 && outcome.to.groups.length === 0;
+      return `This request passed its deadline and went to ${approvers(outcome.to)}, who ${one ? "decides" : "decide"} now. Nothing was done.`;
+    }
+    case "not_found":
+      return "Nothing was done: this approval request is no longer in Baton's records. Ask in the task's thread.";
     case "refused":
       return outcome.reason === "own_request"
         ? `You asked for this (${ASKED_AS[outcome.askedAs]}), so you can't approve or reject it yourself. Someone else on the approver list has to decide.`

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { createLogger } from "../../src/log.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -225,10 +227,68 @@ test("a double click on Approve refunds once", async () => {
   );
   assert.equal((await auditKinds(h.db.db, p.task.id, "approval_decided")).length, 1);
   assert.equal((await auditKinds(h.db.db, p.task.id, "approval_click_ignored")).length, 1);
+  // The second click is told of their own decision, not of "<@U0LEE>" as if of someone else's.
   const told = await ephemeralTo(h, "U0LEE");
-  assert.match(String(told.args.text), /already approved by <@U0LEE>/);
+  assert.match(
+    String(told.args.text),
+    /^You already approved this <!date\^\d+\^[^>]+>; it went ahead once\.$/,
+  );
   assert.equal(ephemeralsTo(h, "U0LEE").length, 1);
   assert.equal(h.model.requestsFor("billing").length, 2, "billing carried on once");
+
+  // Reject afterwards is told the same, before a modal asks for a reason.
+  await click(h, p, "U0LEE", APPROVAL_REJECT);
+  assert.match(String((await ephemeralTo(h, "U0LEE", 2)).args.text), /^You already approved this /);
+  assert.equal(h.slack.callsTo("views.open").length, 0);
+});
+
+test("a rejection submitted twice by the same person: the second is told it was theirs", async () => {
+  const h = await start();
+  const p = await parked(h);
+  await click(h, p, "U0LEE", APPROVAL_REJECT);
+  await h.slack.waitForCall("views.open");
+
+  await submitReason(h, p, "U0LEE", "Customer already got store credit");
+  await decidedApproval(h, p);
+  await submitReason(h, p, "U0LEE", "Customer already got store credit");
+
+  const dm = await h.until("U0LEE to get a DM", async () =>
+    h.slack.callsTo("chat.postMessage").find((c) => c.args.channel === "U0LEE"),
+  );
+  assert.match(
+    String(dm.args.text),
+    /^You already rejected this <!date\^\d+\^[^>]+>; it did not go ahead\.$/,
+  );
+  const decided = await approvalNow(h, p);
+  assert.deepEqual([decided.status, decided.decided_by], ["rejected", "U0LEE"]);
+  assert.equal(decided.reason, "Customer already got store credit");
+  assert.equal((await auditKinds(h.db.db, p.task.id, "approval_click_ignored")).length, 1);
+});
+
+test("a click on a card whose approval is not in Baton's records: plain words, the id only in the log", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    level: "warn",
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  const h = await start(undefined, { log });
+  const p = await parked(h);
+  const gone = { ...p, approval: { ...p.approval, id: randomUUID() } };
+
+  await click(h, gone, "U0LEE");
+  await click(h, gone, "U0BILLINGLEAD", APPROVAL_REJECT);
+
+  const words =
+    "Nothing was done: this approval request is no longer in Baton's records. Ask in the task's thread.";
+  assert.equal((await ephemeralTo(h, "U0LEE")).args.text, words);
+  assert.equal((await ephemeralTo(h, "U0BILLINGLEAD")).args.text, words);
+  assert.equal(h.slack.callsTo("views.open").length, 0, "no reason modal for a missing request");
+  const logged = lines.filter((l) => l.approvalId === gone.approval.id);
+  assert.deepEqual(
+    logged.map((l) => l.user),
+    ["U0LEE", "U0BILLINGLEAD"],
+  );
+  assert.equal((await approvalNow(h, p)).status, "pending", "the real request is untouched");
 });
 
 test("a click on an expired request with nobody to fall back to runs nothing; the agent is told it expired", async () => {

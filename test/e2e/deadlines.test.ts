@@ -5,7 +5,7 @@ import type { ChatSurface } from "../../src/core/ports.ts";
 import { ownershipHistory } from "../../src/db/ledger.repository.ts";
 import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
-import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import { CHANNEL, type Harness, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
@@ -50,6 +50,10 @@ function remindersIn(harness: Harness, ts: string) {
 const ephemeralsTo = (harness: Harness, user: string) =>
   harness.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
 
+/** What a first approver is told of a click after the approval went to the fallback. */
+const MOVED_ON =
+  "This request passed its deadline and went to <@U0OPSMANAGER>, who decides now. Nothing was done.";
+
 test("an approval past its deadline goes to its fallback with a reminder; the fallback's approval runs it once", async () => {
   h = await startHarness({ script: scriptByAgent(orderReturnScript()) });
   const harness = h;
@@ -74,8 +78,22 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
     "the fallback is pinged: a live mention, not escaped text",
   );
 
-  // The original approvers no longer decide; the fallback does.
-  await harness.clickCard("U0LEE", APPROVAL_APPROVE, moved, ts);
+  // The original approvers no longer decide; the fallback does. A billing lead clicking the old
+  // card is told it moved on, not that they were never allowed.
+  await harness.clickCard("U0LEE", APPROVAL_APPROVE, parked, ts);
+  const told = await harness.until(
+    "U0LEE to be told",
+    async () => ephemeralsTo(harness, "U0LEE")[0],
+  );
+  assert.equal(told.args.text, MOVED_ON);
+  // Reject says so too, before a modal asks for a reason nobody would use.
+  await harness.clickCard("U0BILLINGLEAD", APPROVAL_REJECT, parked, ts);
+  const toldLead = await harness.until(
+    "U0BILLINGLEAD to be told",
+    async () => ephemeralsTo(harness, "U0BILLINGLEAD")[0],
+  );
+  assert.equal(toldLead.args.text, MOVED_ON);
+  assert.equal(harness.slack.callsTo("views.open").length, 0);
   assert.equal((await refundsOf(harness.db.db)).length, 0);
   await harness.clickCard("U0OPSMANAGER", APPROVAL_APPROVE, moved, ts);
   await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
@@ -93,7 +111,7 @@ test("a click past the deadline, before the sweep, sends the approval to its fal
     "U0LEE to be told",
     async () => ephemeralsTo(harness, "U0LEE")[0],
   );
-  assert.match(String(told.args.text), /Only <@U0OPSMANAGER>/);
+  assert.equal(told.args.text, MOVED_ON);
   await runMaintenance(harness.baton.deps); // the sweep, coming by later, changes nothing
 
   const moved = await approvalNow(harness, parked.id);
@@ -126,7 +144,7 @@ test("an approver's click still asking Slack about groups when the approval goes
   });
   assert.equal(answered.status, "pending", "U0LEE's approval came after the handover");
   assert.deepEqual(answered.approvers, FALLBACK);
-  assert.match(String(ephemeralsTo(harness, "U0LEE")[0]?.args.text), /Only <@U0OPSMANAGER>/);
+  assert.equal(ephemeralsTo(harness, "U0LEE")[0]?.args.text, MOVED_ON);
   assert.equal((await refundsOf(harness.db.db)).length, 0);
 });
 
