@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { ChatMessage } from "../core/model.ts";
 import type { Executor, Tx } from "./database.ts";
 
@@ -24,6 +25,38 @@ export async function audit(db: Executor, events: AuditInput | AuditInput[]): Pr
   const list = Array.isArray(events) ? events : [events];
   if (list.length === 0) return;
   await db.insertInto("audit_events").values(auditRows(list)).execute();
+}
+
+/** The audit kinds of a model reply that could not be used: each counts toward its strikes. */
+const UNUSABLE_REPLY_KINDS = ["model_error", "tool_refused"];
+
+/**
+ * Why the model's replies at the task's `steps` latest steps with an unusable one could not be
+ * used: each event's `reason`, oldest first. Events written before they named their `step` are
+ * left out. Read after the turns behind have landed (see onLastStrike).
+ */
+export async function unusableReplyReasons(
+  db: Executor,
+  taskId: string,
+  steps: number,
+): Promise<{ step: number; reason: string }[]> {
+  const step = sql<number>`(data ->> 'step')::int`;
+  const unusable = db
+    .selectFrom("audit_events")
+    .where("task_id", "=", taskId)
+    .where("kind", "in", UNUSABLE_REPLY_KINDS);
+  const latest = unusable
+    .select(step.as("step"))
+    .distinct()
+    .where(step, "is not", null)
+    .orderBy("step", "desc")
+    .limit(steps);
+  const rows = await unusable
+    .select([step.as("step"), sql<string>`coalesce(data ->> 'reason', '')`.as("reason")])
+    .where(step, "in", latest)
+    .orderBy("id")
+    .execute();
+  return rows;
 }
 
 export interface HandoffRecord {

@@ -258,7 +258,13 @@ function refuseOverLimit(
     taskId: task.id,
     actor: { kind: "agent", id: agent.id },
     kind: "tool_refused",
-    data: { tool: limit.tool, reason: "rate_limited", message: error, args: action.args },
+    data: {
+      tool: limit.tool,
+      reason: "rate_limited",
+      message: error,
+      args: action.args,
+      step: fx.stepNo,
+    },
   });
   fx.afterCommit.push(() =>
     fx.deps.metrics.toolCalls.inc({ tool: limit.tool, outcome: "rate_limited" }),

@@ -4,7 +4,9 @@ import type { Action, RejectReason } from "../core/dispatch.ts";
 import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
+import { unusableReplyReasons } from "../db/ledger.repository.ts";
 import { startEscalation } from "./escalations.ts";
+import { strikesReason, WITHHELD_REASON } from "./failure-reasons.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import { answerRepeat, runToolAction } from "./tool-actions.ts";
 import type { Turn, TurnEffects } from "./turn.ts";
@@ -61,10 +63,7 @@ export async function applyAction(
       return unusableReply(fx, action);
     case "withheld":
       // Asked again, the model would meet the same filter: the task stops, and says why.
-      failTask(
-        fx,
-        "the model could not be used: the model's reply was withheld by its content filter (finish_reason=content_filter)",
-      );
+      failTask(fx, WITHHELD_REASON, { finish_reason: "content_filter" });
       return true;
   }
 }
@@ -101,6 +100,9 @@ function unusableReply(
     kind: "model_error",
     data: {
       error: words.error,
+      // What the last strike's reason is built from (see settleModelErrors).
+      reason: action.kind,
+      step: fx.stepNo,
       ...(action.kind === "unreadable" && { detail: action.detail }),
     },
   });
@@ -126,6 +128,7 @@ function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" 
       reason: action.reason,
       message: action.message,
       arguments: headOf(action.rawArgs, 2000),
+      step: fx.stepNo,
     },
   });
   // A label per name the model made up would grow /metrics without bound: those count together.
@@ -201,11 +204,12 @@ async function handOver(
 }
 
 /**
- * Whether this reply, should it be unusable, is the last strike of an agent that tried to escalate:
- * the turn must then write before its statement (see commitTurn), as an escalation does.
+ * Whether this reply, should it be unusable, is the last strike: the turn must then write before
+ * its statement (see commitTurn), so that the turns behind have landed when it reads why the
+ * earlier replies failed, and so that an agent that tried to escalate can, as an escalation does.
  */
-export function mayEscalateOnLastStrike(turn: Turn): boolean {
-  return turn.task.model_errors + 1 >= MAX_MODEL_ERRORS && refusedEscalations(turn).length > 0;
+export function onLastStrike(turn: Turn): boolean {
+  return turn.task.model_errors + 1 >= MAX_MODEL_ERRORS;
 }
 
 function refusedEscalations(turn: Turn) {
@@ -231,14 +235,27 @@ export async function settleModelErrors(fx: TurnEffects): Promise<void> {
     await startEscalation(fx, { note: noteForUnreadable(fx, refused), reason: "agent" });
     return;
   }
-  failTask(
-    fx,
-    `the model gave ${total} unusable replies in a row (empty replies, malformed tool calls, unknown tools or tools outside its role)`,
-  );
+  const causes = await strikeCauses(fx, total);
+  failTask(fx, strikesReason(total, causes), { causes });
 }
 
-/** The task fails with this turn, and its thread and audit say why. */
-function failTask(fx: TurnEffects, reason: string): void {
+/** What each of the `total` unusable replies did wrong, oldest first: the earlier ones as audited. */
+async function strikeCauses(fx: TurnEffects, total: number): Promise<string[][]> {
+  const earlier = Map.groupBy(
+    await unusableReplyReasons(fx.tx, fx.turn.task.id, total - 1),
+    (row) => row.step,
+  );
+  const now = fx.audits.flatMap((a) =>
+    a.kind === "model_error" || a.kind === "tool_refused" ? [String(a.data?.reason)] : [],
+  );
+  return [...[...earlier.values()].map((rows) => rows.map((row) => row.reason)), now];
+}
+
+/**
+ * The task fails with this turn, and its thread and audit say why: `reason` in words for the
+ * people in the thread, `detail` (the model server's own terms) for the audit trail and the log.
+ */
+function failTask(fx: TurnEffects, reason: string, detail: Record<string, unknown>): void {
   const { task } = fx.turn;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
@@ -255,12 +272,12 @@ function failTask(fx: TurnEffects, reason: string): void {
     taskId: task.id,
     actor: { kind: "system", id: "baton" },
     kind: "task_failed",
-    data: { reason },
+    data: { reason, ...detail },
   });
   fx.afterCommit.push(() => {
     fx.deps.metrics.tasksFinished.inc({ outcome: "failed" });
     // As a halt tells the operator: a model that cannot be used is often their setup.
-    fx.deps.log.warn({ taskId: task.id, reason }, "task failed");
+    fx.deps.log.warn({ taskId: task.id, reason, ...detail }, "task failed");
   });
 }
 

@@ -20,7 +20,7 @@ import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
 import { answerRepeat, writesBeforeTurn } from "./tool-actions.ts";
-import { applyAction, mayEscalateOnLastStrike, settleModelErrors } from "./turn-actions.ts";
+import { applyAction, onLastStrike, settleModelErrors } from "./turn-actions.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
@@ -107,7 +107,7 @@ export async function commitTurn(
 ): Promise<CommittedTurn> {
   const writesFirst =
     turn.inputIds.length > 0 ||
-    mayEscalateOnLastStrike(turn) ||
+    onLastStrike(turn) ||
     turn.actions.some(
       (a) => a.kind === "escalate" || (a.kind === "tool" && writesBeforeTurn(deps, turn.agent, a)),
     );

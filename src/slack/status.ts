@@ -22,6 +22,9 @@ export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
 /**
  * `/baton status <ref>`: where the task is, who owns it, and how it got there. Of an order's
  * tasks, the newest the reader may read (the same NotFoundError whether none matches or none is theirs).
+ * What the requester wants comes first, in words: the task, where it is, why it stopped. The id,
+ * handoffs, tokens and cost follow: the id is what `/baton audit|done` and `npm run audit` take, and
+ * the counts are what the caps (`tokens_per_task`, `usd_per_task`) are checked against.
  */
 export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader): Promise<string> {
   const task = await findTask(deps.db, await newestReadableTask(deps, ref, reader));
@@ -33,8 +36,8 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
   );
   const answer = [
     `*${clip(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
-    `Task \`${task.id}\` · ${history.filter(isAgentHandoff).length} handoffs · ${task.tokens} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
+    `Task \`${task.id}\` · ${history.filter(isAgentHandoff).length} handoffs · ${task.tokens.toLocaleString("en-US")} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...lines.slice(-20),
   ].join("\n");
   return truncate(answer, STATUS_MAX);

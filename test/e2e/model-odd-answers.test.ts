@@ -75,6 +75,10 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
       "content_filter",
     ),
   "case-filter-empty": () => completion({ content: null }, "content_filter"),
+  "case-filter-words": () => completion({ content: null }, "content_filter"),
+  // Cut off every time: the task fails, and says that, not another cause.
+  "case-length-words": () =>
+    completion({ content: "Your order 1042 is stuck because the", refusal: null }, "length"),
   "case-filter-counted": () =>
     completion(
       { content: "Sure, the customer's home address is", refusal: null },
@@ -263,7 +267,7 @@ test("a reply stopped by a content filter is withheld, not posted as the answer,
   const { ts } = await h.mention("case-filter-partial: what is the customer's address?");
   const task = await settled(ts);
   assert.equal(task.status, "failed");
-  assert.match(task.failure_reason ?? "", /withheld by its content filter/);
+  assert.match(task.failure_reason ?? "", /content filter withheld its answer/);
   const [failed] = await auditEvents(h.db.db, task.id, "task_failed");
   assert.match(String(failed?.data.reason), /content filter/);
   const posts = await postsWhenAtLeast(h, ts, 1);
@@ -286,7 +290,7 @@ test("a reply stopped by a content filter counts its tokens and cost, though the
   const { ts } = await h.mention("case-filter-counted: what is the customer's address?");
   const task = await settled(ts);
   assert.equal(task.status, "failed");
-  assert.match(task.failure_reason ?? "", /withheld by its content filter/);
+  assert.match(task.failure_reason ?? "", /content filter withheld its answer/);
   const calls = await h.db.db
     .selectFrom("model_calls")
     .select(["prompt_tokens", "completion_tokens", "usage_estimated", "cost_usd"])
@@ -312,7 +316,53 @@ test("a reply stopped by a content filter counts its tokens and cost, though the
   );
   // The operator hears of it too, as of any task that fails.
   const warned = warnings.find((w) => w.msg === "task failed" && w.taskId === task.id);
-  assert.match(warned?.reason ?? "", /withheld by its content filter/, JSON.stringify(warnings));
+  assert.match(
+    warned?.reason ?? "",
+    /content filter withheld its answer/,
+    JSON.stringify(warnings),
+  );
+});
+
+/** The failure notice a settled task's thread was sent: its text and blocks as Slack got them. */
+async function failureNoticeIn(ts: string): Promise<string> {
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  const notice = posts.find((p) => /task failed/i.test(String(p.args.text)));
+  assert.ok(notice, "the thread is told");
+  return JSON.stringify([notice.args.text, notice.args.blocks]);
+}
+
+test("answers cut off at the length limit every time fail the task with that cause, in plain words", async () => {
+  const { ts } = await h.mention("case-length-words: where is order 1042?");
+  const task = await settled(ts);
+  assert.equal(task.status, "failed");
+  const reason = "the AI model's answers were cut off at its length limit 3 times";
+  assert.equal(task.failure_reason, reason);
+  const notice = await failureNoticeIn(ts);
+  assert.ok(notice.includes(reason), notice);
+  // No cause that did not happen, and no server terms.
+  assert.doesNotMatch(notice, /empty|malformed|unknown tool|its role|finish_reason|unusable/);
+  assert.match(notice, /Reply in this thread to have Baton try again/);
+  const [failed] = await auditEvents(h.db.db, task.id, "task_failed");
+  assert.deepEqual(failed?.data.causes, [["cut_off"], ["cut_off"], ["cut_off"]]);
+});
+
+test("a content filter's stop is told in plain words; its finish_reason stays in the audit trail and the log", async () => {
+  const { ts } = await h.mention("case-filter-words: what is the customer's address?");
+  const task = await settled(ts);
+  assert.equal(task.status, "failed");
+  assert.equal(task.failure_reason, "the AI model's content filter withheld its answer");
+  const notice = await failureNoticeIn(ts);
+  assert.match(notice, /the AI model's content filter withheld its answer/);
+  assert.doesNotMatch(notice, /finish_reason|content_filter/);
+  assert.match(notice, /Reply in this thread to have Baton try again/);
+  const [failed] = await auditEvents(h.db.db, task.id, "task_failed");
+  assert.equal(failed?.data.finish_reason, "content_filter");
+  const warned = warnings.find((w) => w.msg === "task failed" && w.taskId === task.id);
+  assert.equal(
+    (warned as { finish_reason?: string } | undefined)?.finish_reason,
+    "content_filter",
+    JSON.stringify(warnings),
+  );
 });
 
 test('a refusal beside content "" reaches the thread', async () => {

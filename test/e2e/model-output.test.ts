@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Harness, startHarness } from "../support/harness.ts";
+import { type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import type { Script, ScriptedReply } from "../support/model-server.ts";
 import {
   auditEvents,
@@ -11,6 +11,7 @@ import {
   textOf,
   toolMessages,
 } from "../support/observe.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 /**
  * Each test's request carries a case name; the model plays that case's replies in order.
@@ -33,6 +34,7 @@ const cases: Record<string, ScriptedReply[]> = {
     { toolCalls: [] },
     { content: "never reached" },
   ],
+  "case-blank-thrice": [{ toolCalls: [] }, { toolCalls: [] }, { toolCalls: [] }],
 };
 const used = new Map<string, number>();
 let outage = true;
@@ -146,8 +148,10 @@ test("three unusable replies in a row fail the task, and the thread is told", as
   const task = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
 
   assert.equal(task.model_errors, 3);
-  assert.match(task.failure_reason ?? "", /3 unusable replies/);
-  assert.match(task.failure_reason ?? "", /empty replies/, "the reason covers the empty one");
+  // What each reply did wrong, in order and in words: no cause that did not happen.
+  const reason =
+    "the AI model's replies could not be used 3 times in a row (it called a tool with arguments it does not take, called a tool that does not exist and gave an empty reply)";
+  assert.equal(task.failure_reason, reason);
   assert.equal(requestsOf("case-three-strikes").length, 3, "the model is not asked a fourth time");
   // The malformed call is a refused call; the unknown tool and the empty reply, model errors.
   const refused = await auditEvents(h.db.db, task.id, "tool_refused");
@@ -157,11 +161,34 @@ test("three unusable replies in a row fail the task, and the thread is told", as
   );
   const errors = await auditEvents(h.db.db, task.id, "model_error");
   assert.equal(errors.length, 2);
-  assert.equal((await auditEvents(h.db.db, task.id, "task_failed")).length, 1);
+  // The codes stay in the audit trail, for whoever runs Baton.
+  const failed = await auditEvents(h.db.db, task.id, "task_failed");
+  assert.equal(failed.length, 1);
+  assert.deepEqual(failed[0]?.data.causes, [["invalid_arguments"], ["unknown_tool"], ["empty"]]);
 
   const [notice] = await postsWhenAtLeast(h, ts, 1);
   assert.match(String(notice?.args.text), /task failed/i);
+  const shown = JSON.stringify(notice?.args.blocks);
+  assert.ok(shown.includes(reason), shown);
+  assert.match(shown, /Reply in this thread to have Baton try again/);
   assert.equal(postsInThread(h.slack, ts).length, 1, "no answer besides the notice");
+});
+
+test("/baton status of a failed task tells its requester why it stopped, right under its title", async () => {
+  const { ts } = await h.mention("case-blank-thrice: where is order 1042?");
+  const task = await h.until("the task to fail", () => taskWithStatus(h.db.db, ts, "failed"));
+  const { text } = await runBaton(h, `status ${task.id}`, { user: REQUESTER });
+  const [title = "", because = "", details = ""] = text.split("\n");
+  assert.match(title, /^\*case-blank-thrice: where is order 1042\?\*: failed, owned by /);
+  assert.equal(
+    because,
+    "Stopped because the AI model's replies could not be used 3 times in a row (it gave an empty reply).",
+  );
+  // The id and counts come after the words: operators and the caps still read them.
+  assert.match(
+    details,
+    new RegExp(`^Task \`${task.id}\` · 0 handoffs · [\\d,]+ tokens · [\\d.]+ USD$`),
+  );
 });
 
 test("a model answering 500 to everything: the job retries, nothing is answered, nothing crashes", async () => {

@@ -628,7 +628,7 @@ describe("failure-reason", async () => {
     const reply = await h.until("the answer", async () => h.slack.callsTo("response_url")[0]);
     const text = String(reply.args.text);
     assert.ok(text.length <= 4_000, `the answer is ${text.length} characters`);
-    const [title = "", , because = ""] = text.split("\n");
+    const [title = "", because = ""] = text.split("\n");
     assert.match(title, /^\*(&lt;!here&gt; )+.*…\*: failed, owned by /);
     assert.ok(title.length < 300, `the title line is ${title.length} characters`);
     assert.match(because, /^Stopped because (&lt;!channel&gt; )+.*…\.$/);
