@@ -33,10 +33,27 @@ export interface IncomingMessage {
   mentioned: boolean;
   /** Slack's count of earlier deliveries of this event: undefined or 0 on the first. */
   retryNum: number | undefined;
+  /**
+   * Set when the message is a person's edit of `ts` (Slack's `message_changed`): the edit's own
+   * ts, which keys it, so each edit is read once. An edit never starts a task.
+   */
+  editTs?: string;
 }
 
-/** "rate_limited": the person started as many tasks as `new_tasks_per_person` allows; nothing kept. */
-export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored" | "rate_limited";
+/**
+ * Refused, and the person is told once (its keys are kept, so its twin event and Slack's retries
+ * are duplicates), nothing else kept: "rate_limited", the person started as many tasks as
+ * `new_tasks_per_person` allows; "empty_mention", a mention with nothing after it;
+ * "mention_in_edit", an edit outside any task mentions Baton (Slack sends no `app_mention` for it).
+ */
+export type AcceptOutcome =
+  | "started"
+  | "continued"
+  | "duplicate"
+  | "ignored"
+  | "rate_limited"
+  | "empty_mention"
+  | "mention_in_edit";
 
 class Duplicate extends Error {
   readonly agentTask: string | undefined;
@@ -46,6 +63,7 @@ class Duplicate extends Error {
   }
 }
 class OverRateLimit extends Error {}
+class MentionInEdit extends Error {}
 
 /**
  * Accepting a message means storing it and queueing its work in one transaction, before Slack
@@ -55,7 +73,10 @@ export async function acceptMessage(
   deps: RuntimeDeps,
   message: IncomingMessage,
 ): Promise<AcceptOutcome> {
-  const keys = [`event:${message.eventId}`, `message:${message.channel}:${message.ts}`];
+  const keys = messageKeys(message);
+  // A mention with no question has nothing for an agent to start on.
+  if (message.text === "")
+    return message.mentioned && !message.editTs ? refused(deps, keys, "empty_mention") : "ignored";
   // A new task's id is chosen here, so the event rows and the task's rows are written with it.
   const newId = randomUUID();
   // A slot to run it here at once. Its job is written all the same, due when the run's lease would
@@ -75,8 +96,9 @@ export async function acceptMessage(
         threadTs,
         keys,
         newTaskId: newId,
-        starts: message.mentioned,
+        starts: message.mentioned && !message.editTs,
       });
+      if (!existing && message.mentioned && message.editTs) throw new MentionInEdit();
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
       if (!fresh) throw new Duplicate(existing?.owner_kind === "agent" ? existing.id : undefined);
@@ -143,19 +165,25 @@ export async function acceptMessage(
         existing.owner_kind === "human" || reopensForAgent(existing)
           ? ((await lockTask(tx, existing.id)) ?? existing)
           : existing;
-      const handOn = message.mentioned ? await handOnNamed(deps, tx, task, message) : undefined;
+      // An edit is read as what it says, never as an order to hand the work on.
+      const handOn =
+        message.mentioned && !message.editTs
+          ? await handOnNamed(deps, tx, task, message)
+          : undefined;
       if (handOn) {
         await handToAgent(deps, tx, task, message, handOn);
         return "continued";
       }
       // A reply to an answered or failed task reopens it with the agent that owned it last.
       const reopens = reopensForAgent(task);
-      await insertInput(tx, { taskId: task.id, authorId: message.user, text: message.text }, [
+      // The agent reads the edited text whole, told it corrects what it read before.
+      const text = message.editTs ? `(edited) ${message.text}` : message.text;
+      await insertInput(tx, { taskId: task.id, authorId: message.user, text }, [
         {
           taskId: task.id,
           actor: { kind: "human", id: message.user },
           kind: "message_received",
-          data: { text: message.text, ts: message.ts },
+          data: { text, ts: message.ts, ...(message.editTs && { editTs: message.editTs }) },
         },
         // In the input's statement: the hot path gains no round trip.
         ...(reopens ? [agentTaskReopened(task, message.user)] : []),
@@ -190,15 +218,35 @@ export async function acceptMessage(
         await wakeIfMissed(deps, error.agentTask);
       return "duplicate";
     }
-    // Told once: the mention's twin `message` event, and Slack's retries, are duplicates then.
-    if (error instanceof OverRateLimit)
-      return (await recordRefused(deps.db, keys)) ? "rate_limited" : "duplicate";
+    if (error instanceof OverRateLimit) return refused(deps, keys, "rate_limited");
+    if (error instanceof MentionInEdit) return refused(deps, keys, "mention_in_edit");
     // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
     // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
     // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.
     if (leasedTo && isConnectionLost(error)) await giveUpStart(deps, newId, leasedTo);
     throw error;
   }
+}
+
+/**
+ * The keys a message arrives by: its event id, and the message itself, since a mention arrives both
+ * as `app_mention` and as `message`. An edit is keyed by its own ts: each edit is read once.
+ */
+function messageKeys(message: IncomingMessage): string[] {
+  const { channel, ts, editTs } = message;
+  return [
+    `event:${message.eventId}`,
+    editTs ? `edit:${channel}:${ts}:${editTs}` : `message:${channel}:${ts}`,
+  ];
+}
+
+/** Told once: the mention's twin `message` event, and Slack's retries, are duplicates then. */
+async function refused(
+  deps: RuntimeDeps,
+  keys: readonly string[],
+  outcome: "rate_limited" | "empty_mention" | "mention_in_edit",
+): Promise<AcceptOutcome> {
+  return (await recordRefused(deps.db, keys)) ? outcome : "duplicate";
 }
 
 /** Whether the person started `new_tasks_per_person` tasks already; held until the accept commits. */

@@ -2,7 +2,7 @@ import { findApproval } from "../db/approvals.repository.ts";
 import { homeData } from "../db/home.repository.ts";
 import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
-import { acceptMessage } from "../runtime/accept.ts";
+import { type AcceptOutcome, acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
 import { recordThreadRead } from "../runtime/catch-ups.ts";
@@ -20,9 +20,10 @@ import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
 import {
+  agentsDaysWords,
   closeWords,
   HELP_TEXT,
-  rateLimitedWords,
+  refusalWords,
   taskStatusWords,
   USAGE,
   unknownVerbWords,
@@ -30,6 +31,13 @@ import {
 } from "./words.ts";
 
 const AUDIT_PAGE_SIZE = 25;
+
+/** What the notice of a refused message does, as a shutdown that drops it logs. */
+const REFUSALS_TOLD: Partial<Record<AcceptOutcome, string>> = {
+  rate_limited: "tell a person they are over their task limit",
+  empty_mention: "tell a person their mention had no question",
+  mention_in_edit: "tell a person a mention added by an edit is not read",
+};
 
 type Answer = { text: string; blocks?: unknown[] };
 
@@ -61,23 +69,23 @@ export function createSlackHandlers(
       const outcome = await acceptMessage(deps, message);
       deps.metrics.slackEvents.inc({ outcome });
       const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
+      const words = refusalWords(outcome, limit);
       // Its keys are kept, so no retry says it again: a notice Slack does not take is only logged.
       // Sent once Slack has the event's answer, so a 429 waited out does not hold that answer. A
       // shutdown does not wait the 429 out: the notice only informs (the message was refused and
       // recorded either way), so losing it then costs less than holding the stop for Retry-After.
-      if (outcome === "rate_limited" && limit) {
+      if (words) {
         const notice = {
           kind: "ephemeral" as const,
           channel: message.channel,
           ...(message.threadTs && { threadTs: message.threadTs }),
           user: message.user,
-          text: rateLimitedWords(limit),
+          text: words,
         };
-        deps.afterwards.run("tell a person they are over their task limit", (stopping) =>
-          waitingOutRateLimits(
-            () => deps.chat.deliver(notice, `rate-limited:${message.eventId}`),
-            stopping,
-          ),
+        const outboxId = `${outcome.replaceAll("_", "-")}:${message.eventId}`;
+        deps.afterwards.run(
+          REFUSALS_TOLD[outcome] ?? "tell a person their message was refused",
+          (stopping) => waitingOutRateLimits(() => deps.chat.deliver(notice, outboxId), stopping),
         );
       }
       return outcome;
@@ -132,7 +140,8 @@ export function createSlackHandlers(
           }
           case "agents": {
             const days = ref ? Number(ref) : 30;
-            if (!Number.isInteger(days) || days < 1 || days > 365) return { text: USAGE.agents };
+            if (!Number.isInteger(days) || days < 1 || days > 365)
+              return { text: agentsDaysWords(ref) };
             const { agents, activity } = await agentRecords(deps, userId, days);
             // Escaped where it holds names: cut, not escaped again.
             return { text: truncate(agentsReport(agents, activity, days), 4000) };

@@ -1,8 +1,10 @@
 import { duration } from "../core/duration.ts";
 import type { AskerRole } from "../core/policy.ts";
 import { headOf } from "../core/text.ts";
+import { nearestOf } from "../core/typos.ts";
 import { isConnectionLost } from "../db/database.ts";
 import { isBatonError, RetryAfterError } from "../errors.ts";
+import type { AcceptOutcome } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
 import type { CloseOutcome } from "../runtime/close-task.ts";
 import { clip, escapeMrkdwn, mention, slackDate } from "./mrkdwn.ts";
@@ -101,14 +103,34 @@ export function taskStatusWords(status: string): string {
   return TASK_STATUS[status] ?? status.replaceAll("_", " ");
 }
 
+/**
+ * Said with the usage of a verb that takes a task: typed in a thread, `/baton status` alone looks
+ * like it should mean that thread, but Slack tells a command only its channel.
+ */
+const NAME_THE_THREAD =
+  "A slash command can't see which thread you typed it in: paste the thread's link (⋮ › Copy link), a task id or an order id.";
+
 /** What to type, when `/baton <verb>` came without what it needs. */
 export const USAGE = {
-  status: `Usage: \`/baton status ${REF}\``,
-  audit: `Usage: \`/baton audit ${REF}\``,
-  done: `Usage: \`/baton done ${REF}\``,
+  status: `Usage: \`/baton status ${REF}\`\n${NAME_THE_THREAD}`,
+  audit: `Usage: \`/baton audit ${REF}\`\n${NAME_THE_THREAD}`,
+  done: `Usage: \`/baton done ${REF}\`\n${NAME_THE_THREAD}`,
   who: "Usage: `/baton who &lt;order or task&gt; [tool]`, e.g. `/baton who 1077 issue_refund`",
-  agents: "Usage: `/baton agents [days]`, days from 1 to 365 (default 30)",
 };
+
+/** `/baton agents <days>` with days that are not a whole number from 1 to 365: what was typed, and what works. */
+export function agentsDaysWords(typed: string): string {
+  const wrong = Number.isInteger(Number(typed))
+    ? `${asTyped(typed)} days is out of range`
+    : `${asTyped(typed)} isn't a number of days`;
+  return `${wrong}: try \`/baton agents 30\` (1 to 365).`;
+}
+
+/** What a person typed, shown back in a code span: cut and escaped, as any typed text. */
+function asTyped(text: string): string {
+  // A backtick would close the code span early.
+  return `\`${clip(text.replaceAll("`", "'"), 40)}\``;
+}
 
 export const HELP_TEXT = [
   "*Baton* — your AI team in Slack. Mention me in a channel (`@Baton where is order 1042?`) and the right specialist answers in the thread.",
@@ -126,44 +148,36 @@ const VERBS = ["status", "audit", "who", "done", "agents", "help"] as const;
 
 /** Said before the help when `/baton <verb>` names no command: the verb it was near, if any. */
 export function unknownVerbWords(verb: string): string {
-  // Cut and escaped as any typed text; a backtick would close the code span early.
-  const shown = `\`${clip(verb.replaceAll("`", "'"), 40)}\` is not a \`/baton\` command`;
+  const shown = `${asTyped(verb)} is not a \`/baton\` command`;
   const near = nearestVerb(verb.toLowerCase());
   return near ? `${shown}; did you mean \`${near}\`?` : `${shown}.`;
 }
 
-/**
- * The verb within a typo or two of `word` (one for the short ones), by edit distance with
- * transpositions, so `stauts` finds `status`; none when two are as near.
- */
+/** The verb within a typo or two of `word` (one for the short ones), so `stauts` finds `status`. */
 function nearestVerb(word: string): string | undefined {
-  const scored = VERBS.map((verb) => ({ verb, d: typoDistance(word, verb) }))
-    .filter(({ verb, d }) => d <= (verb.length > 4 ? 2 : 1))
-    .sort((a, b) => a.d - b.d);
-  const [best, next] = scored;
-  return best && best.d !== next?.d ? best.verb : undefined;
+  return nearestOf(
+    word,
+    VERBS,
+    (verb) => [verb],
+    (verb) => (verb.length > 4 ? 2 : 1),
+  );
 }
 
-/** Optimal string alignment: insertions, deletions, substitutions and adjacent swaps. */
-function typoDistance(a: string, b: string): number {
-  // A few letters longer or shorter, no verb is near: a pasted paragraph costs nothing.
-  if (Math.abs(a.length - b.length) > 2) return Number.POSITIVE_INFINITY;
-  const at = (row: number[] | undefined, j: number) => row?.[j] ?? Number.POSITIVE_INFINITY;
-  const rows = [Array.from({ length: b.length + 1 }, (_, j) => j)];
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const swapped = i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1];
-      row[j] = Math.min(
-        at(rows[i - 1], j) + 1,
-        at(row, j - 1) + 1,
-        at(rows[i - 1], j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1),
-        swapped ? at(rows[i - 2], j - 2) + 1 : Number.POSITIVE_INFINITY,
-      );
-    }
-    rows.push(row);
+/** What a person is told, once, of a message Baton refused; none for a message it took or passed over. */
+export function refusalWords(
+  outcome: AcceptOutcome,
+  limit: { max: number; per: number } | undefined,
+): string | undefined {
+  switch (outcome) {
+    case "rate_limited":
+      return limit && rateLimitedWords(limit);
+    case "empty_mention":
+      return "You mentioned me without a question. Write it after @Baton, for example `@Baton where is order 1042?`";
+    case "mention_in_edit":
+      return "I only see mentions in new messages. Send it again as a new message.";
+    default:
+      return undefined;
   }
-  return at(rows[a.length], b.length);
 }
 
 /** To a person over `policies.rate_limits.new_tasks_per_person`: nothing started, and when to retry. */

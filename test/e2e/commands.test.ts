@@ -61,6 +61,33 @@ test("/baton help and usage answers show their placeholders: no raw <…> for Sl
   assert.match((await baton("help")).text, /`\/baton status &lt;task, order or thread link&gt;`/);
 });
 
+test("/baton agents with days it cannot read echoes what was typed and says what works", async () => {
+  assert.equal(
+    (await baton("agents 9999d")).text,
+    "`9999d` isn't a number of days: try `/baton agents 30` (1 to 365).",
+  );
+  assert.equal(
+    (await baton("agents 400")).text,
+    "`400` days is out of range: try `/baton agents 30` (1 to 365).",
+  );
+  // Typed text is shown as typed, never as a broadcast, a link or a broken code span.
+  const hostile = await baton("agents <!channel>");
+  assert.match(hostile.text, /^`&lt;!channel&gt;` isn't a number of days/);
+  assertWithinSlackLimits({ text: hostile.text, blocks: JSON.parse(hostile.blocks) });
+  assert.match((await baton("agents 3`0")).text, /^`3'0` isn't a number of days/);
+});
+
+test("/baton status, audit and done alone say a command can't see its thread, and what to paste", async () => {
+  for (const verb of ["status", "audit", "done"]) {
+    const [usage, hint] = (await baton(verb)).text.split("\n");
+    assert.equal(usage, `Usage: \`/baton ${verb} &lt;task, order or thread link&gt;\``);
+    assert.equal(
+      hint,
+      "A slash command can't see which thread you typed it in: paste the thread's link (⋮ › Copy link), a task id or an order id.",
+    );
+  }
+});
+
 test("/baton reads a Slack-formatted link whose label has spaces as one reference", async () => {
   const link = `https://acme.slack.com/archives/${CHANNEL}/p${threadTs.replace(".", "")}`;
   assert.match((await baton(`status <${link}|the order thread>`)).text, /done, owned by/);

@@ -10,14 +10,20 @@ import {
   SIGNING_SECRET,
   startHarness,
 } from "../support/harness.ts";
-import type { Script } from "../support/model-server.ts";
-import { taskWithStatus } from "../support/observe.ts";
+import { type Script, scriptByAgent } from "../support/model-server.ts";
+import { taskInThread, taskWithStatus, textOf } from "../support/observe.ts";
 import { answerThenReply } from "../support/scripts.ts";
 import { finishedTask } from "../support/scripts-humans.ts";
-import { deliverEvent, messageEvent } from "../support/slack-signing.ts";
+import {
+  appMentionEvent,
+  deliverEvent,
+  messageChangedEvent,
+  messageEvent,
+  nextEventTs,
+} from "../support/slack-signing.ts";
 
 // Replies in a task's thread: reopening once, waking after a crash, arriving while the agent
-// answers. One suite per former test file.
+// answers, edits. One suite per former test file.
 
 describe("replies-reopen-once", async () => {
   // Two people reply at once to a task the agent answered: one reply reopens it, the other finds it
@@ -158,5 +164,186 @@ describe("reply-while-answering", async () => {
         ? true
         : undefined;
     });
+  });
+});
+
+describe("reply-edits", async () => {
+  // A person edits a message (Slack's message_changed, one event per edit, no app_mention). In a
+  // task's thread the edit is read as a reply that corrects, once per edit; Baton's own edits (its
+  // cards, updated in place) are not. Outside a task, an edit that mentions Baton is told once
+  // that only new messages start work.
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ script: () => ({ content: "Order 1042 left the warehouse." }) });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const edit = (
+    event: Parameters<typeof messageChangedEvent>[0],
+    options: { eventId: string; retryNum?: number },
+  ) => deliverEvent(h.endpoint, SIGNING_SECRET, messageChangedEvent(event), options);
+  const inputsOf = (taskId: string) =>
+    h.db.db
+      .selectFrom("task_inputs")
+      .select("text")
+      .where("task_id", "=", taskId)
+      .orderBy("id")
+      .execute();
+  const outcomes = async (outcome: string) =>
+    (await h.baton.deps.metrics.slackEvents.get()).values.find((v) => v.labels.outcome === outcome)
+      ?.value ?? 0;
+
+  test("a person's edit in an answered task's thread reaches the agent once per edit, marked as an edit", async () => {
+    const { ts } = await h.mention("where is order 1042?");
+    const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
+    const reply = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "my other order is 1077",
+      threadTs: ts,
+    });
+    const fields = { user: REQUESTER, channel: CHANNEL, ts: reply.ts, threadTs: ts };
+    const first = {
+      ...fields,
+      previousText: "my other order is 1077",
+      text: "my other order is 1078",
+      editTs: nextEventTs(),
+    };
+    // Slack sends the edit, then again as its retry (the same event id).
+    assert.equal((await edit(first, { eventId: "EvEdit0001" })).status, 200);
+    assert.equal((await edit(first, { eventId: "EvEdit0001", retryNum: 1 })).status, 200);
+    await h.until("the edit to be answered", async () => {
+      const row = await taskWithStatus(h.db.db, ts, "done");
+      return row && row.step_no > task.step_no ? row : undefined;
+    });
+    const asked = h.model.requests.at(-1)?.body.messages.map(textOf) ?? [];
+    assert.ok(asked.includes("(edited) my other order is 1078"), JSON.stringify(asked));
+    // A second edit of the same message is another correction: read too, once.
+    const second = { ...fields, previousText: first.text, text: "my other order is 1079" };
+    assert.equal((await edit(second, { eventId: "EvEdit0002" })).status, 200);
+    assert.deepEqual(
+      (await inputsOf(task.id)).map((i) => i.text),
+      ["(edited) my other order is 1078", "(edited) my other order is 1079"],
+    );
+  });
+
+  test("Baton's own edits, and changes that are no edit, are not read", async () => {
+    const { ts } = await h.mention("where is order 1090?");
+    const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
+    const [answer] = h.slack.messagesIn(CHANNEL, ts).filter((m) => m.user === "U0BATONBOT");
+    assert.ok(answer, "Baton answered in the thread");
+    const own = {
+      user: "U0BATONBOT",
+      botId: "B0BATONBOT",
+      channel: CHANNEL,
+      ts: answer.ts,
+      threadTs: ts,
+      previousText: String(answer.text),
+      text: "Order 1090 left the warehouse. (updated)",
+    };
+    assert.equal((await edit(own, { eventId: "EvEditOwn1" })).status, 200);
+    // An unfurl or a thread's reply count changes the person's message without an edit.
+    const unfurl = {
+      user: REQUESTER,
+      channel: CHANNEL,
+      ts,
+      previousText: "<@U0BATONBOT> where is order 1090?",
+      text: "<@U0BATONBOT> where is order 1090? see https://shop.example/1090",
+      edited: false,
+    };
+    assert.equal((await edit(unfurl, { eventId: "EvEditUnfurl1" })).status, 200);
+    // Accepting commits before Slack is answered: an input, or the task reopened, would show now.
+    assert.deepEqual(await inputsOf(task.id), []);
+    assert.equal((await taskWithStatus(h.db.db, ts, "done"))?.step_no, task.step_no);
+  });
+
+  test("an edit that adds a mention outside any task is told once, privately, to send it again", async () => {
+    const before = await outcomes("mention_in_edit");
+    const written = h.slack.addMessage({
+      channel: CHANNEL,
+      user: REQUESTER,
+      text: "where is 1042?",
+    });
+    const changed = {
+      user: REQUESTER,
+      channel: CHANNEL,
+      ts: written.ts,
+      previousText: "where is 1042?",
+      text: "<@U0BATONBOT> where is 1042?",
+      editTs: nextEventTs(),
+    };
+    assert.equal((await edit(changed, { eventId: "EvEditMention1" })).status, 200);
+    const told = await h.until("the person to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === REQUESTER),
+    );
+    assert.equal(told.text, "I only see mentions in new messages. Send it again as a new message.");
+    assert.equal(told.channel, CHANNEL);
+    assert.equal((await edit(changed, { eventId: "EvEditMention1", retryNum: 1 })).status, 200);
+    // Counted before Slack is answered: the retry was a duplicate, so nothing more is sent.
+    assert.equal((await outcomes("mention_in_edit")) - before, 1);
+    assert.equal(h.slack.ephemerals.filter((e) => e.user === REQUESTER).length, 1);
+    assert.equal(await taskInThread(h.db.db, written.ts), undefined, "no task started");
+  });
+});
+
+describe("mentions-without-work", async () => {
+  // A mention with nothing after it starts nothing: the person is told, once, to write the
+  // question. "@Baton fulfilment: ..." is a typo of an agent's name, read as that agent.
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      script: scriptByAgent({
+        fulfillment: [{ content: "Order 1042 ships today." }],
+        "customer-service": [{ content: "Happy to help." }],
+      }),
+    });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test("a mention with no question is told once, privately, what to write; no task starts", async () => {
+    const empty = h.slack.addMessage({ channel: CHANNEL, user: REQUESTER, text: "<@U0BATONBOT> " });
+    const fields = { user: REQUESTER, channel: CHANNEL, text: empty.text ?? "", ts: empty.ts };
+    // As Slack sends it: app_mention and message at once, then app_mention again as a retry.
+    const deliveries = await Promise.all([
+      deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent(fields), { eventId: "EvEmpty01" }),
+      deliverEvent(h.endpoint, SIGNING_SECRET, messageEvent(fields), { eventId: "EvEmpty02" }),
+    ]);
+    assert.deepEqual(
+      deliveries.map((d) => d.status),
+      [200, 200],
+    );
+    const told = await h.until("the person to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === REQUESTER),
+    );
+    assert.match(String(told.text), /^You mentioned me without a question\. Write it after @Baton/);
+    const retry = await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent(fields), {
+      eventId: "EvEmpty01",
+      retryNum: 1,
+    });
+    assert.equal(retry.status, 200);
+    assert.equal(h.slack.ephemerals.filter((e) => e.user === REQUESTER).length, 1, "told once");
+    assert.equal(await taskInThread(h.db.db, empty.ts), undefined, "no task started");
+    assert.equal(h.model.requests.length, 0, "the model was not asked");
+  });
+
+  test("an agent's name typed with a typo picks that agent; a short word near none does not", async () => {
+    const { ts } = await h.mention("fulfilment: where is order 1042?");
+    const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
+    assert.equal(task.owner_id, "fulfillment");
+    const handoffs = await h.db.db
+      .selectFrom("handoffs")
+      .select(["from_id", "to_id"])
+      .where("task_id", "=", task.id)
+      .execute();
+    assert.deepEqual(handoffs, [{ from_id: REQUESTER, to_id: "fulfillment" }]);
+
+    // "bil" is not read as billing: a short word's typo is as likely another word.
+    const other = await h.mention("bil: who do I ask about order 1042?");
+    const asked = await h.until("the answer", () => finishedTask(h.db.db, other.ts));
+    assert.equal(asked.owner_id, "customer-service");
   });
 });

@@ -87,7 +87,10 @@ describe("agents-report", async () => {
     );
     assert.match(line("Billing"), /autonomous · 0 model calls\n {3}no writes/);
 
-    assert.match((await runBaton(h, "agents 0")).text, /^Usage: `\/baton agents \[days\]`/);
+    assert.match(
+      (await runBaton(h, "agents 0")).text,
+      /^`0` days is out of range: try `\/baton agents 30`/,
+    );
     assert.match((await runBaton(h, "help")).text, /\/baton agents \[days\]/);
   });
 

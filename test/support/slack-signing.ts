@@ -184,6 +184,48 @@ export function messageEvent(input: MessageEventInput & { channelType?: string }
   return { type: "message", channel_type: channelType, ...messageFields(input) };
 }
 
+/**
+ * A message edited (Slack's `message_changed`): the message as it is now under `message`, with no
+ * user at the top. `editTs` is the edit's own ts; `edited: false` is a change that is no edit (an
+ * unfurl, a thread's reply count). `botId` marks a bot's message (Baton's cards, updated in place).
+ */
+export function messageChangedEvent(
+  input: MessageEventInput & {
+    ts: string;
+    previousText: string;
+    editTs?: string;
+    edited?: boolean;
+    botId?: string;
+    channelType?: string;
+  },
+): SlackEvent {
+  const editTs = input.editTs ?? nextEventTs();
+  const channelType = input.channelType ?? (input.channel.startsWith("D") ? "im" : "channel");
+  const message = (text: string) => ({
+    type: "message",
+    user: input.user,
+    text,
+    ts: input.ts,
+    team: SLACK_DEFAULTS.teamId,
+    ...(input.botId && { bot_id: input.botId }),
+    ...(input.threadTs && { thread_ts: input.threadTs }),
+  });
+  return {
+    type: "message",
+    subtype: "message_changed",
+    hidden: true,
+    channel: input.channel,
+    channel_type: channelType,
+    ts: editTs,
+    event_ts: editTs,
+    message: {
+      ...message(input.text),
+      ...(input.edited !== false && { edited: { user: input.user, ts: editTs } }),
+    },
+    previous_message: message(input.previousText),
+  };
+}
+
 function triggerId(): string {
   return `${Date.now()}.${randomBytes(6).toString("hex")}`;
 }

@@ -1,4 +1,5 @@
 import type { AgentConfig, AgentsFile } from "../../config/agents-schema.ts";
+import { nearestOf } from "../typos.ts";
 
 export interface Agent extends AgentConfig {
   model: string;
@@ -12,7 +13,10 @@ export interface AgentDirectory {
   all(): readonly Agent[];
   /** The agent that takes new work in a channel: the channel's claimant, else the entry agent. */
   entryFor(channelId: string): Agent;
-  /** "@Baton billing: ..." names an agent first; matches an id or a display name. */
+  /**
+   * "@Baton billing: ..." names an agent first; matches an id or a display name, or a typo of one
+   * ("fulfilment") when no other agent is as near (see `typosAllowed`).
+   */
   named(word: string): Agent | undefined;
   /** How an agent speaks; one removed from the agents file since keeps its id and a neutral icon. */
   persona(id: string): { name: string; icon: string };
@@ -20,6 +24,12 @@ export interface AgentDirectory {
 
 /** How "@Baton <word>:" compares a word with an agent's id or name: letters and digits only. */
 export const normalise = (text: string) => text.toLowerCase().replace(/[^a-z0-9]+/g, "");
+
+/**
+ * Typos read as an agent's name or id (letters and digits, see `normalise`): none in a short one,
+ * where a typo is as likely another word ("bill", "ops"); one up to 7 letters, two from 8.
+ */
+const typosAllowed = (spelling: string) => (spelling.length < 6 ? 0 : spelling.length < 8 ? 1 : 2);
 
 export function agentDirectory(file: AgentsFile): AgentDirectory {
   const agents = file.agents.map((a) =>
@@ -47,7 +57,11 @@ export function agentDirectory(file: AgentsFile): AgentDirectory {
     named(word) {
       const key = normalise(word);
       if (!key) return undefined;
-      return agents.find((a) => normalise(a.id) === key || normalise(a.name) === key);
+      const spellings = (a: Agent) => [normalise(a.id), normalise(a.name)];
+      return (
+        agents.find((a) => spellings(a).includes(key)) ??
+        nearestOf(key, agents, spellings, typosAllowed)
+      );
     },
   };
 }

@@ -24,8 +24,19 @@ const messageEvent = z.object({
 });
 const envelope = z.object({ event_id: z.string() });
 
-// Subtypes that are a person writing; edits, joins and bot posts are not work.
+// Subtypes that are a person writing; joins and bot posts are not work (edits: see acceptEdit).
 const HUMAN_SUBTYPES = new Set([undefined, "thread_broadcast", "file_share"]);
+
+/** Slack's `message_changed`: the message as it is now, and as it was. */
+const editEvent = z.object({
+  subtype: z.literal("message_changed"),
+  channel: z.string(),
+  message: messageEvent.omit({ type: true, channel: true }).extend({
+    // Set only when someone edited the text: an unfurl or a thread's reply count changes none.
+    edited: z.object({ ts: z.string() }).optional(),
+  }),
+  previous_message: z.object({ text: z.string().default("") }).optional(),
+});
 
 /**
  * Events: a mention starts or continues a task; a reply in a task's thread continues it. Slack
@@ -58,7 +69,9 @@ export function registerEventListeners(
     );
   });
   app.event("message", async ({ event, body, context }) => {
-    await accept(handlers, event, body, false, context.retryNum);
+    if (event.subtype === "message_changed")
+      await acceptEdit(handlers, event, body, context.retryNum);
+    else await accept(handlers, event, body, false, context.retryNum);
   });
   app.event("app_home_opened", async ({ event, logger }) => {
     const parsed = z.object({ user: z.string(), tab: z.string().optional() }).safeParse(event);
@@ -97,8 +110,9 @@ async function accept(
   // A top-level message that does not mention Baton is not for Baton: no row is written for it.
   if (!mentioned && !e.thread_ts) return undefined;
   const text = messageText(e, botMention);
-  // Nothing to read (a message of blocks alone): no turn for the model to guess at.
-  if (text === "") return undefined;
+  // Nothing to read (a message of blocks alone): no turn for the model to guess at. A mention with
+  // nothing after it goes on: the person is told to write their question.
+  if (text === "" && !isMention && !e.text.includes(botMention)) return undefined;
   return handlers.acceptMessage({
     eventId: body.data.event_id,
     channel: e.channel,
@@ -112,12 +126,50 @@ async function accept(
 }
 
 /**
+ * A person's edit of their message: read in a task's thread as a reply that corrects it (once per
+ * edit, by the edit's ts). Baton's own edits (its cards, updated in place) and other bots' are not.
+ */
+async function acceptEdit(
+  handlers: SlackHandlers,
+  rawEvent: unknown,
+  rawBody: unknown,
+  retryNum: number | undefined,
+): Promise<AcceptOutcome | undefined> {
+  const event = editEvent.safeParse(rawEvent);
+  const body = envelope.safeParse(rawBody);
+  if (!event.success || !body.success) return undefined;
+  const { channel, message: e, previous_message: before } = event.data;
+  if (!e.user || e.bot_id || !e.edited || !HUMAN_SUBTYPES.has(e.subtype)) return undefined;
+  // A file added or removed, the text as it was: nothing new to read.
+  if (before && before.text === e.text) return undefined;
+  const botUserId = await handlers.botUserId();
+  if (e.user === botUserId) return undefined;
+  const botMention = `<@${botUserId}>`;
+  const text = messageText(e, botMention);
+  if (text === "") return undefined;
+  return handlers.acceptMessage({
+    eventId: body.data.event_id,
+    channel,
+    ts: e.ts,
+    threadTs: e.thread_ts,
+    user: e.user,
+    text,
+    mentioned: e.text.includes(botMention),
+    retryNum,
+    editTs: e.edited.ts,
+  });
+}
+
+/**
  * What the person wrote, for the agent. The bot's mention is a real token; an escaped "&lt;@U…&gt;"
  * the person typed is decoded after. Cleaned as a model's text is: Postgres refuses a NUL or half
  * an emoji, and would refuse the message on every redelivery. A file shared (often with no
  * comment) is named, as the agent cannot open it.
  */
-function messageText(e: z.infer<typeof messageEvent>, botMention: string): string {
+function messageText(
+  e: Pick<z.infer<typeof messageEvent>, "text" | "files">,
+  botMention: string,
+): string {
   const text = cleanText(unescapeSlack(e.text.replaceAll(botMention, ""))).trim();
   const files = (e.files ?? []).map((f) => `[shared a file: ${cleanText(f.name ?? "unnamed")}]`);
   return [text, ...files].filter((line) => line !== "").join("\n");
