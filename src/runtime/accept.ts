@@ -74,8 +74,8 @@ export async function acceptMessage(
   message: IncomingMessage,
 ): Promise<AcceptOutcome> {
   const keys = messageKeys(message);
-  // A mention with no question has nothing for an agent to start on.
-  if (message.text === "")
+  // A mention with no question ("@Baton", "@Baton billing:") has nothing for an agent to start on.
+  if (isBlank(message.text) || (message.mentioned && namesOnly(deps, message.text)))
     return message.mentioned && !message.editTs ? refused(deps, keys, "empty_mention") : "ignored";
   // A new task's id is chosen here, so the event rows and the task's rows are written with it.
   const newId = randomUUID();
@@ -293,11 +293,34 @@ function chooseAgent(deps: RuntimeDeps, message: IncomingMessage) {
   );
 }
 
+/** Nothing to read: spaces and invisible marks (a zero-width space) alone. */
+const isBlank = (text: string) => text.replace(/[\s\p{Cf}]+/gu, "") === "";
+
+/**
+ * The words a message begins with, naming an agent ("billing: …", "Billing, …"), and the rest.
+ * A typo of a name counts only before a colon, the form people address an agent in: "shopping, …"
+ * is more likely a word than Shipping.
+ */
+function nameAndRest(deps: RuntimeDeps, text: string) {
+  const named = /^\s*([A-Za-z][\w -]{0,40}?)\s*([:,])\s*(.*)$/s.exec(text);
+  if (!named?.[1]) return undefined;
+  const agent = deps.agents.named(named[1], { typos: named[2] === ":" });
+  return agent && { agent, rest: named[3] ?? "" };
+}
+
 /** The agent a message names first ("billing: …"), and the rest of its words. */
 function namedAgent(deps: RuntimeDeps, text: string) {
-  const named = /^\s*([A-Za-z][\w -]{0,40}?)\s*[:,]\s*(.*)$/s.exec(text);
-  const agent = named?.[1] ? deps.agents.named(named[1]) : undefined;
-  return agent && named?.[2] ? { agent, text: named[2].trim() } : undefined;
+  const named = nameAndRest(deps, text);
+  return named && !isBlank(named.rest)
+    ? { agent: named.agent, text: named.rest.trim() }
+    : undefined;
+}
+
+/** "billing:", or "billing" alone: an agent named, and nothing asked of it. */
+function namesOnly(deps: RuntimeDeps, text: string): boolean {
+  const named = nameAndRest(deps, text);
+  if (named) return isBlank(named.rest);
+  return deps.agents.named(text.trim()) !== undefined;
 }
 
 /**

@@ -120,9 +120,12 @@ export const USAGE = {
 
 /** `/baton agents <days>` with days that are not a whole number from 1 to 365: what was typed, and what works. */
 export function agentsDaysWords(typed: string): string {
-  const wrong = Number.isInteger(Number(typed))
+  const n = Number(typed);
+  const wrong = Number.isInteger(n)
     ? `${asTyped(typed)} days is out of range`
-    : `${asTyped(typed)} isn't a number of days`;
+    : Number.isFinite(n) && typed.trim() !== ""
+      ? `${asTyped(typed)} isn't a whole number of days`
+      : `${asTyped(typed)} isn't a number of days`;
   return `${wrong}: try \`/baton agents 30\` (1 to 365).`;
 }
 

@@ -874,3 +874,39 @@ policies:
     assert.equal(countsEarlierCalls(agents.require("shadowy"), refund, file), false);
   });
 });
+
+describe("agent-names", () => {
+  // "@Baton fulfilment: …" is a typo of Fulfillment's name; "@Baton search, …" is a word, not
+  // Research. Typos are read only where the caller asks (a name before a colon).
+  const file = parseAgentsFile(
+    `
+agents:
+  - { id: fulfillment, name: Fulfillment, icon: ":a:", instructions: ship, tools: [] }
+  - { id: research, name: Research, icon: ":b:", instructions: look, tools: [] }
+  - { id: shipping, name: Shipping Desk, icon: ":c:", instructions: ship, tools: [] }
+  - { id: ops, name: Ops, icon: ":d:", instructions: run, tools: [] }
+`,
+    "test.yml",
+    new Set<string>(),
+  );
+  const agents = agentDirectory(file);
+  const named = (word: string, typos = true) => agents.named(word, { typos })?.id;
+
+  test("an id or a name, in any case or spacing, is read without typos", () => {
+    assert.equal(named("Fulfillment", false), "fulfillment");
+    assert.equal(named("shipping desk", false), "shipping");
+    assert.equal(named("SHIPPINGDESK", false), "shipping");
+    assert.equal(named("fulfilment", false), undefined, "no typo unless asked");
+  });
+
+  test("a typo of a long name is read as it; a short name or another word's length is not", () => {
+    assert.equal(named("fulfilment"), "fulfillment");
+    assert.equal(named("fullfilment"), "fulfillment");
+    assert.equal(named("reserach"), "research");
+    assert.equal(named("search"), undefined, "two letters shorter: a word, not Research");
+    assert.equal(named("researching"), undefined);
+    assert.equal(named("opz"), undefined, "no typo in a short name");
+    assert.equal(named("hello"), undefined);
+    assert.equal(named("please"), undefined);
+  });
+});

@@ -67,6 +67,10 @@ test("/baton agents with days it cannot read echoes what was typed and says what
     "`9999d` isn't a number of days: try `/baton agents 30` (1 to 365).",
   );
   assert.equal(
+    (await baton("agents 3.5")).text,
+    "`3.5` isn't a whole number of days: try `/baton agents 30` (1 to 365).",
+  );
+  assert.equal(
     (await baton("agents 400")).text,
     "`400` days is out of range: try `/baton agents 30` (1 to 365).",
   );

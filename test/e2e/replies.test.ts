@@ -296,7 +296,7 @@ describe("mentions-without-work", async () => {
     h = await startHarness({
       script: scriptByAgent({
         fulfillment: [{ content: "Order 1042 ships today." }],
-        "customer-service": [{ content: "Happy to help." }],
+        "customer-service": [{ content: "Happy to help." }, { content: "Happy to help." }],
       }),
     });
   });
@@ -330,6 +330,24 @@ describe("mentions-without-work", async () => {
     assert.equal(h.model.requests.length, 0, "the model was not asked");
   });
 
+  test("a mention that only names an agent, or holds only invisible marks, is told to write the question", async () => {
+    const asked = h.model.requests.length;
+    for (const [i, text] of ["billing:", "Fulfillment", "Billing ,  ", "\u200b\u2060"].entries()) {
+      const user = `U0NAMEONLY${i}`;
+      const { ts } = await h.mention(text, { user });
+      const told = await h.until(`${JSON.stringify(text)} to be told`, async () =>
+        h.slack.ephemerals.find((e) => e.user === user),
+      );
+      assert.match(String(told.text), /^You mentioned me without a question\./);
+      assert.equal(
+        await taskInThread(h.db.db, ts),
+        undefined,
+        `no task for ${JSON.stringify(text)}`,
+      );
+    }
+    assert.equal(h.model.requests.length, asked, "the model was not asked");
+  });
+
   test("an agent's name typed with a typo picks that agent; a short word near none does not", async () => {
     const { ts } = await h.mention("fulfilment: where is order 1042?");
     const task = await h.until("the answer", () => finishedTask(h.db.db, ts));
@@ -341,7 +359,11 @@ describe("mentions-without-work", async () => {
       .execute();
     assert.deepEqual(handoffs, [{ from_id: REQUESTER, to_id: "fulfillment" }]);
 
-    // "bil" is not read as billing: a short word's typo is as likely another word.
+    // A typo counts before a colon only; "bil" is not read as billing: a short word's typo is as
+    // likely another word.
+    const comma = await h.mention("fulfilment, where is order 1042?");
+    const byComma = await h.until("the answer", () => finishedTask(h.db.db, comma.ts));
+    assert.equal(byComma.owner_id, "customer-service");
     const other = await h.mention("bil: who do I ask about order 1042?");
     const asked = await h.until("the answer", () => finishedTask(h.db.db, other.ts));
     assert.equal(asked.owner_id, "customer-service");

@@ -14,10 +14,10 @@ export interface AgentDirectory {
   /** The agent that takes new work in a channel: the channel's claimant, else the entry agent. */
   entryFor(channelId: string): Agent;
   /**
-   * "@Baton billing: ..." names an agent first; matches an id or a display name, or a typo of one
-   * ("fulfilment") when no other agent is as near (see `typosAllowed`).
+   * "@Baton billing: ..." names an agent first; matches an id or a display name, or, with `typos`,
+   * a typo of one ("fulfilment") when no other agent is as near (see `typosAllowed`).
    */
-  named(word: string): Agent | undefined;
+  named(word: string, options?: { typos?: boolean }): Agent | undefined;
   /** How an agent speaks; one removed from the agents file since keeps its id and a neutral icon. */
   persona(id: string): { name: string; icon: string };
 }
@@ -26,10 +26,16 @@ export interface AgentDirectory {
 export const normalise = (text: string) => text.toLowerCase().replace(/[^a-z0-9]+/g, "");
 
 /**
- * Typos read as an agent's name or id (letters and digits, see `normalise`): none in a short one,
- * where a typo is as likely another word ("bill", "ops"); one up to 7 letters, two from 8.
+ * Typos read as an agent's name or id (letters and digits, see `normalise`), by the shorter of the
+ * two words: none under 6 letters, where a typo is as likely another word ("bill", "ops"); one up
+ * to 8, two from 9 ("fulfilment" for "fulfillment"); and never a word two letters longer or shorter
+ * ("search" is not "research").
  */
-const typosAllowed = (spelling: string) => (spelling.length < 6 ? 0 : spelling.length < 8 ? 1 : 2);
+function typosAllowed(word: string, spelling: string): number {
+  if (Math.abs(word.length - spelling.length) > 1) return -1;
+  const shorter = Math.min(word.length, spelling.length);
+  return shorter < 6 ? 0 : shorter < 9 ? 1 : 2;
+}
 
 export function agentDirectory(file: AgentsFile): AgentDirectory {
   const agents = file.agents.map((a) =>
@@ -54,14 +60,13 @@ export function agentDirectory(file: AgentsFile): AgentDirectory {
       const agent = byId.get(id);
       return agent ? { name: agent.name, icon: agent.icon } : { name: id, icon: ":robot_face:" };
     },
-    named(word) {
+    named(word, options = {}) {
       const key = normalise(word);
       if (!key) return undefined;
       const spellings = (a: Agent) => [normalise(a.id), normalise(a.name)];
-      return (
-        agents.find((a) => spellings(a).includes(key)) ??
-        nearestOf(key, agents, spellings, typosAllowed)
-      );
+      const exact = agents.find((a) => spellings(a).includes(key));
+      if (exact || !options.typos) return exact;
+      return nearestOf(key, agents, spellings, (spelling) => typosAllowed(key, spelling));
     },
   };
 }
