@@ -291,3 +291,22 @@ export async function modelCallsSinceDecision(db: Executor, taskId: string): Pro
       (select max(decided_at) from approvals where task_id = ${taskId}), '-infinity')`.execute(db);
   return rows[0]?.n ?? 0;
 }
+
+/**
+ * Who could decide an approval before its deadline gave it to the fallback: users and groups, as
+ * the `approval_escalated` handoff recorded them (none if it never went to one).
+ */
+export async function approversBeforeFallback(
+  db: Executor,
+  approval: { id: string; task_id: string },
+): Promise<string[]> {
+  const row = await db
+    .selectFrom("handoffs")
+    .select("from_id")
+    .where("task_id", "=", approval.task_id)
+    .where("kind", "=", "approval_escalated")
+    .where(sql<string>`note ->> 'approval_id'`, "=", String(approval.id))
+    .orderBy("id")
+    .executeTakeFirst();
+  return row ? row.from_id.split(",").filter((id) => id !== "") : [];
+}

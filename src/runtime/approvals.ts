@@ -202,11 +202,11 @@ async function authorize(
   );
   if (check.ok) return { allowed: approval };
   // Once its deadline gave it to the fallback, a first approver's click (on the old card, or one
-  // that moved it just now) is late, not unauthorized: the row no longer says who they were.
+  // that moved it just now) is late, not unauthorized; anyone else's is still unauthorized.
   const refused: DecisionOutcome =
     check.reason === "own_request"
       ? { outcome: "refused", reason: check.reason, askedAs: asked ?? "requester" }
-      : approval.escalated_at
+      : approval.escalated_at && (await approvedBeforeFallback(deps, approval, input.userId))
         ? { outcome: "moved_on", to: approval.approvers }
         : { outcome: "refused", reason: check.reason };
   await audit(deps.db, {
@@ -266,6 +266,19 @@ export async function decideApproval(
     deliverOutbox(deps, { taskId: approval.task_id }),
   );
   return { outcome: "decided", status: input.decision };
+}
+
+/** Whether the person was among those who could decide before the fallback took the approval. */
+async function approvedBeforeFallback(
+  deps: RuntimeDeps,
+  approval: ApprovalRow,
+  userId: string,
+): Promise<boolean> {
+  const before = await approvalsDb.approversBeforeFallback(deps.db, approval);
+  if (before.includes(userId)) return true;
+  // Group ids start with S (users with U or W).
+  const groups = before.filter((id) => id.startsWith("S"));
+  return (await memberGroups(deps, userId, groups)).length > 0;
 }
 
 async function memberGroups(

@@ -94,6 +94,13 @@ test("an approval past its deadline goes to its fallback with a reminder; the fa
   );
   assert.equal(toldLead.args.text, MOVED_ON);
   assert.equal(harness.slack.callsTo("views.open").length, 0);
+  // Someone who never could decide is told who may, not that it moved on from them.
+  await harness.clickCard("U0BYSTANDER", APPROVAL_APPROVE, moved, ts);
+  const toldBystander = await harness.until(
+    "U0BYSTANDER to be told",
+    async () => ephemeralsTo(harness, "U0BYSTANDER")[0],
+  );
+  assert.match(String(toldBystander.args.text), /^Only <@U0OPSMANAGER> may decide on /);
   assert.equal((await refundsOf(harness.db.db)).length, 0);
   await harness.clickCard("U0OPSMANAGER", APPROVAL_APPROVE, moved, ts);
   await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
