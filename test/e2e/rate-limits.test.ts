@@ -35,7 +35,7 @@ import {
   scriptByAgent,
   startModelServer,
 } from "../support/model-server.ts";
-import { waitForApprovalCard } from "../support/observe.ts";
+import { outboxWaits, waitForApprovalCard } from "../support/observe.ts";
 import {
   auditKinds,
   directRefundScript,
@@ -715,15 +715,7 @@ describe("slack-429-in-a-run-at-stop", () => {
     assert.deepEqual(posts(), [[ANSWER, "ratelimited"]], "the stop did not sit out the wait");
     const task = await taskOfThread(h.db.db, ts);
     assert.ok(task);
-    const outbox = () =>
-      h.db.db
-        .selectFrom("slack_outbox")
-        .select([
-          "status",
-          sql<boolean>`coalesce(next_attempt_at > clock_timestamp(), false)`.as("waiting"),
-        ])
-        .where("task_id", "=", task.id)
-        .execute();
+    const outbox = () => outboxWaits(h.db.db, task.id);
     assert.deepEqual(
       await outbox(),
       [{ status: "retry", waiting: true }],

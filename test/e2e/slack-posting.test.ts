@@ -14,7 +14,12 @@ import {
   startHarness,
 } from "../support/harness.ts";
 import { type Script, scriptByAgent } from "../support/model-server.ts";
-import { taskInThread, taskWithStatus, waitForApprovalCard } from "../support/observe.ts";
+import {
+  outboxWaits,
+  taskInThread,
+  taskWithStatus,
+  waitForApprovalCard,
+} from "../support/observe.ts";
 import * as threads from "../support/outbox-threads.ts";
 import { flowOneByState, whereIsMyOrderScript } from "../support/scripts.ts";
 import {
@@ -239,16 +244,7 @@ describe("outbox-rate-limit-at-stop", async () => {
         .filter((c) => c.args.thread_ts === thread.ts)
         .map((c) => [c.args.text, c.failed ?? "ok"]);
     assert.deepEqual(posts(), [["first", "ratelimited"]]);
-    const outbox = () =>
-      h.db.db
-        .selectFrom("slack_outbox")
-        .select([
-          "status",
-          sql<boolean>`coalesce(next_attempt_at > clock_timestamp(), false)`.as("waiting"),
-        ])
-        .where("task_id", "=", thread.taskId)
-        .orderBy("id")
-        .execute();
+    const outbox = () => outboxWaits(h.db.db, thread.taskId);
     assert.deepEqual(
       await outbox(),
       [

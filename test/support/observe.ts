@@ -1,5 +1,6 @@
 // Read-only views of a scenario's effects: rows in Postgres, calls the Slack emulator recorded,
 // requests the model server received. Tests assert on these, never on transcripts.
+import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
 import { CHANNEL, type Harness } from "./harness.ts";
@@ -87,4 +88,17 @@ export function waitForEscalationCard(h: CardWatch, what = "the escalation card"
     const row = await h.db.db.selectFrom("escalations").selectAll().executeTakeFirst();
     return row?.card_ts ? row : undefined;
   });
+}
+
+/** A task's outbox rows, oldest first: each one's status, and whether it waits out a retry delay. */
+export function outboxWaits(db: Db, taskId: string) {
+  return db
+    .selectFrom("slack_outbox")
+    .select([
+      "status",
+      sql<boolean>`coalesce(next_attempt_at > clock_timestamp(), false)`.as("waiting"),
+    ])
+    .where("task_id", "=", taskId)
+    .orderBy("id")
+    .execute();
 }
