@@ -175,7 +175,7 @@ export function refusalWords(
     case "rate_limited":
       return limit && rateLimitedWords(limit);
     case "empty_mention":
-      return "You mentioned me without a question. Write it after @Baton, for example `@Baton where is order 1042?`";
+      return "You mentioned me without a question. Send it in a new message after @Baton (an edit is not read as a mention), for example `@Baton where is order 1042?`";
     case "mention_in_edit":
       return "I only see mentions in new messages. Send it again as a new message.";
     default:

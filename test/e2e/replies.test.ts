@@ -319,7 +319,10 @@ describe("mentions-without-work", async () => {
     const told = await h.until("the person to be told", async () =>
       h.slack.ephemerals.find((e) => e.user === REQUESTER),
     );
-    assert.match(String(told.text), /^You mentioned me without a question\. Write it after @Baton/);
+    assert.match(
+      String(told.text),
+      /^You mentioned me without a question\. Send it in a new message after @Baton \(an edit is not read as a mention\)/,
+    );
     const retry = await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent(fields), {
       eventId: "EvEmpty01",
       retryNum: 1,
