@@ -241,7 +241,16 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     await assertPortFree(port, "PORT");
     if (config.http.enabled) {
       // The operator's routes beside Slack's requests (HTTP mode), or alone (Socket Mode).
-      await startSlackApp(app, port, config.slack.socketMode);
+      await startSlackApp(
+        app,
+        port,
+        config.slack.appToken
+          ? {
+              appToken: config.slack.appToken,
+              ...(config.slack.apiUrl && { apiUrl: config.slack.apiUrl }),
+            }
+          : undefined,
+      );
       stops.push(() => stopSlackApp(app));
     } else {
       // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.

@@ -38,20 +38,23 @@ export async function initSlackApp(
 }
 
 /**
- * Starts taking Slack's requests: over HTTP on `port`, or over Socket Mode. The Socket Mode client
- * retries what may pass and throws what cannot (a revoked or mistyped app-level token, which Slack
- * answers `invalid_auth`): that stops the start with what to set, and frees the port.
+ * Starts taking Slack's requests: over HTTP on `port`, or over Socket Mode with `socket`'s app-level
+ * token. The Socket Mode client retries what may pass and throws only what Slack calls unrecoverable
+ * (`invalid_auth`): a token without the connections:write scope (`missing_scope`), or a bot token
+ * in its place (`not_allowed_token_type`), it would retry for ever. So the token is tried once
+ * first: a refusal stops the start with what to set, and frees the port.
  */
 export async function startSlackApp(
   app: BoltApp,
   port: number,
-  socketMode: boolean,
+  socket?: { appToken: string; apiUrl?: string },
 ): Promise<void> {
-  if (!socketMode) {
+  if (!socket) {
     await app.start(port);
     return;
   }
   try {
+    await tryAppToken(socket);
     await app.start();
   } catch (error) {
     await app.stop().catch(() => undefined);
@@ -64,6 +67,34 @@ export async function startSlackApp(
       `${what}: check SLACK_APP_TOKEN (an app-level token with the connections:write scope, under Basic Information > App-Level Tokens), or unset it to use HTTP mode.`,
       { cause: error },
     );
+  }
+}
+
+/** Slack's own trouble with apps.connections.open: the Socket Mode client's retries are for these. */
+const PASSING = new Set([
+  "ratelimited",
+  "internal_error",
+  "fatal_error",
+  "service_unavailable",
+  "request_timeout",
+]);
+
+/** Throws Slack's refusal of the app-level token; anything that may pass is left to the client. */
+async function tryAppToken(socket: { appToken: string; apiUrl?: string }): Promise<void> {
+  const client = new webApi.WebClient(socket.appToken, {
+    ...(socket.apiUrl && { slackApiUrl: socket.apiUrl }),
+    fetch: leanFetch(),
+    retryConfig: { retries: 0 },
+    rejectRateLimitedCalls: true,
+    logLevel: LogLevel.ERROR,
+  });
+  try {
+    await client.apps.connections.open({});
+  } catch (error) {
+    const code = (error as { code?: string; data?: { error?: string } }).code;
+    const said = (error as { data?: { error?: string } }).data?.error;
+    if (code === webApi.ErrorCode.PlatformError && said !== undefined && !PASSING.has(said))
+      throw error;
   }
 }
 

@@ -15,7 +15,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
 import { createTestDatabase, testServerUrl } from "../support/db.ts";
 import { freePort } from "../support/harness.ts";
-import { startSlackEmulator } from "../support/slack-emulator.ts";
+import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
 // A start that fails, as the operator meets it: Slack refusing a token, a mistake in the agents
 // file, a database Baton cannot use, a taken port, and `npm start` itself in a child process.
@@ -109,11 +109,14 @@ describe("startup", async () => {
 });
 
 describe("startup-operator-errors", async () => {
-  test("Socket Mode: an app-level token Slack refuses stops the start with what to set, never the token", async () => {
+  /** Baton started in Socket Mode, Slack answering apps.connections.open `error` once first. */
+  async function startSocketMode(
+    error: string,
+    run: (start: ReturnType<typeof startBaton>, slack: SlackEmulator) => Promise<void>,
+  ) {
     const db = await createTestDatabase();
     const slack = await startSlackEmulator();
-    // What Slack answers apps.connections.open for a revoked or mistyped app-level token.
-    slack.failNext("apps.connections.open", { error: "invalid_auth" });
+    slack.failNext("apps.connections.open", { error });
     try {
       const start = startBaton({
         config: loadConfig({
@@ -128,17 +131,44 @@ describe("startup-operator-errors", async () => {
         log: createLogger({ level: "silent" }),
         maintenance: false,
       });
-      await assert.rejects(start, (error: unknown) => {
-        assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
-        assert.match(error.message, /Slack refused the app-level token \(invalid_auth\)/);
-        assert.match(error.message, /check SLACK_APP_TOKEN/);
-        assert.ok(!error.message.includes(slack.config.appToken), "the token never appears");
-        return true;
-      });
+      await run(start, slack);
     } finally {
       await slack.close();
       await db.drop();
     }
+  }
+
+  // invalid_auth: a revoked or mistyped token, which the Socket Mode client gives up on itself;
+  // missing_scope (no connections:write) and not_allowed_token_type it would retry for ever.
+  for (const refusal of ["invalid_auth", "missing_scope", "not_allowed_token_type"])
+    test(`Socket Mode: an app-level token Slack refuses (${refusal}) stops the start with what to set, never the token`, async () => {
+      await startSocketMode(refusal, async (start) => {
+        await assert.rejects(start, (error: unknown) => {
+          assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+          assert.match(
+            error.message,
+            new RegExp(`Slack refused the app-level token \\(${refusal}\\)`),
+          );
+          assert.match(
+            error.message,
+            /check SLACK_APP_TOKEN \(an app-level token with the connections:write scope/,
+          );
+          assert.ok(!error.message.includes("xapp-"), "the token never appears");
+          return true;
+        });
+      });
+    });
+
+  test("Socket Mode: Slack's own trouble at the start is retried, and Baton starts", async () => {
+    await startSocketMode("service_unavailable", async (start, slack) => {
+      const baton = await start;
+      try {
+        await slack.socketMode.connected();
+        assert.equal(slack.callsTo("apps.connections.open").filter((c) => c.failed).length, 1);
+      } finally {
+        await baton.stop();
+      }
+    });
   });
 
   async function asAdmin(run: (client: pg.Client) => Promise<unknown>, database?: string) {
