@@ -307,15 +307,25 @@ describe("config", async () => {
       const outOfLine = "this line is indented differently from the settings beside it";
       // One space too far: YAML reads the line as more of the value above it.
       assert.deepEqual(linesOf(MINIMAL.replace("    name: Helper", "     name: Helper")), [
-        `agents.yml:3:6 ${outOfLine}; line it up with them`,
+        `agents.yml:3:6 ${outOfLine}; line it up with them: start it at column 5, as line 2 does`,
       ]);
       const last = `${MINIMAL}defaults:\n  model: gpt-4o-mini\n   entry_agent: helper\n`;
-      assert.deepEqual(linesOf(last), [`agents.yml:8:4 ${outOfLine}; line it up with them`]);
-      // One space short: the line above is right, as the settings under it show.
-      assert.match(
-        linesOf(MINIMAL.replace("    name: Helper", "   name: Helper")).join("\n"),
-        new RegExp(`^agents\\.yml:3:4 ${outOfLine}`, "m"),
+      assert.deepEqual(linesOf(last), [
+        `agents.yml:8:4 ${outOfLine}; line it up with them: start it at column 3, as line 7 does`,
+      ]);
+      // After a quoted value, YAML's own words ("All mapping items must start at the same column").
+      const quoted = MINIMAL.replace("    name: Helper", '    name: "Helper"').replace(
+        "    icon",
+        "     icon",
       );
+      assert.deepEqual(linesOf(quoted), [
+        `agents.yml:4:6 ${outOfLine}; line it up with them: start it at column 5, as line 3 does`,
+      ]);
+      // One space short: the line above is right, as the settings under it show; what YAML then
+      // misreads on that line and after it follows from it, and is not told.
+      assert.deepEqual(linesOf(MINIMAL.replace("    name: Helper", "   name: Helper")), [
+        `agents.yml:3:4 ${outOfLine}; line it up with them: start it at column 5, as line 2 does`,
+      ]);
     });
 
     it("tells a tab once, at its line, and nothing YAML then misreads after it", () => {

@@ -1,14 +1,5 @@
 import { readFile } from "node:fs/promises";
-import {
-  type Document,
-  isMap,
-  isNode,
-  isScalar,
-  LineCounter,
-  parseDocument,
-  visit,
-  type YAMLError,
-} from "yaml";
+import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import {
@@ -19,6 +10,7 @@ import {
   type Problem,
 } from "./agents-file-checks.ts";
 import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
+import { yamlProblems } from "./yaml-errors.ts";
 
 /**
  * Loads the operator's agents file. Problems are reported in three rounds, each as
@@ -112,95 +104,6 @@ function toProblems(issue: z.core.$ZodIssue): Problem[] {
     }));
   }
   return [{ path, message: issue.message }];
-}
-
-/**
- * YAML's errors as `file:line:col advice`, told once: a line indented one space too far, or with a
- * tab, makes YAML read the lines after it wrongly, and its errors about those name lines that are right.
- */
-function yamlProblems(
-  errors: readonly YAMLError[],
-  text: string,
-  lineCounter: LineCounter,
-  sourceName: string,
-): string[] {
-  const lines = text.split("\n");
-  const lineAt = (offset: number) => lines[lineCounter.linePos(offset).line - 1] ?? "";
-  const isTab = (error: YAMLError) =>
-    error.code === "TAB_AS_INDENT" || /^[ \t]*\t/.test(lineAt(error.pos[0]));
-  // What YAML reports after a tab follows from it: each line a tab indents is told, nothing after.
-  const firstTab = Math.min(...errors.filter(isTab).map((error) => error.pos[0]));
-  const problemOf = (error: YAMLError): string | undefined => {
-    const start = error.pos[0];
-    const { line, col } = lineCounter.linePos(start);
-    if (start >= firstTab)
-      return isTab(error) ? `${line}:1 a tab indents this line; indent with spaces` : undefined;
-    const misindented = misindentedLine(error, errors, lines, lineCounter);
-    if (misindented !== undefined)
-      return `${misindented}:${indentOf(lines[misindented - 1] ?? "") + 1} this line is indented differently from the settings beside it; line it up with them`;
-    if (isTwinOfNestedMapping(error, errors)) return undefined;
-    return `${line}:${col} ${yamlAdvice(error, lineAt(start))}`;
-  };
-  const problems = new Set(errors.map(problemOf).filter((p) => p !== undefined));
-  return [...problems].map((problem) => `${sourceName}:${problem}`);
-}
-
-/** Where a line's setting starts: its spaces, and a list item's "- ". */
-const indentOf = (line: string) => /^ *(?:- +)?/.exec(line)?.[0].length ?? 0;
-/** A line that holds one setting with a plain value, and no second ": " (or ":" at its end). */
-const ONE_PLAIN_SETTING = /^ *(?:- +)?[^\s#:"'][^#:]*: +(?![\s"':])(?!.*:(?:\s|$))/;
-
-/**
- * YAML reads a line indented past its neighbours' settings as more of the value above it, then
- * refuses the ": " it finds there as a mapping in a value (BLOCK_AS_IMPLICIT_KEY), and the value
- * as a key on more than one line (MULTILINE_IMPLICIT_KEY, from the same place to that ": ").
- * When the value's own line holds nothing else, the mistake is the indentation: of the line YAML
- * read on, or of the value's line when the settings after line up with the line read on instead.
- */
-function misindentedLine(
-  error: YAMLError,
-  errors: readonly YAMLError[],
-  lines: readonly string[],
-  lineCounter: LineCounter,
-): number | undefined {
-  if (error.code !== "BLOCK_AS_IMPLICIT_KEY") return undefined;
-  const first = lineCounter.linePos(error.pos[0]).line;
-  const twin = errors.find((e) => e.code === "MULTILINE_IMPLICIT_KEY" && e.pos[0] === error.pos[0]);
-  const second = twin && lineCounter.linePos(twin.pos[1]).line;
-  if (second === undefined || second <= first || !ONE_PLAIN_SETTING.test(lines[first - 1] ?? ""))
-    return undefined;
-  const next = lines.slice(second).find((line) => !/^\s*(?:#.*)?$/.test(line));
-  const indent = (n: number) => indentOf(lines[n - 1] ?? "");
-  return next !== undefined && indentOf(next) === indent(second) && indent(second) !== indent(first)
-    ? first
-    : second;
-}
-
-/** MULTILINE_IMPLICIT_KEY from where a BLOCK_AS_IMPLICIT_KEY is: the same mistake, told once. */
-const isTwinOfNestedMapping = (error: YAMLError, errors: readonly YAMLError[]) =>
-  error.code === "MULTILINE_IMPLICIT_KEY" &&
-  errors.some((e) => e.code === "BLOCK_AS_IMPLICIT_KEY" && e.pos[0] === error.pos[0]);
-
-/**
- * YAML's words, with what to write instead where they are a library's (a duplicate key, a second
- * document) or miss the usual cause: a value holding ": ", such as an emoji name (":wave:") or a
- * sentence, left unquoted.
- */
-function yamlAdvice(error: YAMLError, source: string): string {
-  switch (error.code) {
-    case "DUPLICATE_KEY": {
-      const key = /^\s*(?:-\s+)?([^:#]+?)\s*:/.exec(source)?.[1];
-      return `${key ? `"${key}"` : "a setting"} is set twice in the same place; keep one`;
-    }
-    case "MULTIPLE_DOCS":
-      return 'the file holds more than one YAML document; remove the "---" line: one file holds every agent';
-    case "BLOCK_AS_IMPLICIT_KEY":
-      return /:\s+:[\w+-]+:\s*$/.test(source)
-        ? `${error.message}; a value that starts with ":" (an emoji name) goes in quotes: icon: ":wave:"`
-        : `${error.message}; a value with ": " in it goes in quotes (instructions: "Note: be kind"), or on the lines under "instructions: |"`;
-    default:
-      return error.message;
-  }
 }
 
 type SchemaDef = {
