@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import { httpToolSchema } from "../src/config/agents-schema.ts";
 import { ToolInputError } from "../src/core/tools/tool.ts";
 import { ConfigError, TransientError } from "../src/errors.ts";
-import { leanFetch } from "../src/http/fetch.ts";
+import { leanFetch, proxyHint } from "../src/http/fetch.ts";
 import { httpTools } from "../src/http/http-tools.ts";
 import { maskSecrets } from "../src/log.ts";
 
@@ -641,5 +641,19 @@ describe("http-fetch", async () => {
       proxy.closeAllConnections();
       proxy.close();
     }
+  });
+});
+
+describe("proxy-hint", () => {
+  test("an unreachable service's message tells how Node uses a proxy, and a set one it ignores", () => {
+    assert.equal(
+      proxyHint({}),
+      " (behind an HTTP proxy, set NODE_USE_ENV_PROXY=1 and HTTPS_PROXY)",
+    );
+    assert.equal(
+      proxyHint({ https_proxy: "http://proxy:3128" }),
+      " (https_proxy is set, but is used only with NODE_USE_ENV_PROXY=1)",
+    );
+    assert.equal(proxyHint({ HTTPS_PROXY: "http://proxy:3128", NODE_USE_ENV_PROXY: "1" }), "");
   });
 });

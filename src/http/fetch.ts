@@ -83,6 +83,20 @@ export function dispatcherFor(timeoutMs: number | undefined): Dispatcher {
     : new Agent(options);
 }
 
+/**
+ * Said after "could not be reached": a proxy Node was not told to use (Node's fetch, and Baton's,
+ * read HTTPS_PROXY only with NODE_USE_ENV_PROXY=1), or how to use one. `env` is the process's.
+ */
+export function proxyHint(env: NodeJS.ProcessEnv = process.env): string {
+  const proxy = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].find(
+    (name) => env[name],
+  );
+  if (env.NODE_USE_ENV_PROXY === "1") return "";
+  return proxy
+    ? ` (${proxy} is set, but is used only with NODE_USE_ENV_PROXY=1)`
+    : " (behind an HTTP proxy, set NODE_USE_ENV_PROXY=1 and HTTPS_PROXY)";
+}
+
 /** As fetch does: an abort rejects with the signal's reason, any other failure with a TypeError. */
 function failed(init: RequestInit) {
   return (error: unknown): never => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bolt, { type webApi as WebApi } from "@slack/bolt";
 import { ConfigError } from "../errors.ts";
-import { leanFetch } from "../http/fetch.ts";
+import { leanFetch, proxyHint } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { registerActionListeners } from "./listeners/actions.ts";
@@ -29,11 +29,13 @@ export async function initSlackApp(
     const code =
       (error as { data?: { error?: string }; code?: string }).data?.error ??
       (error as { code?: string }).code;
-    const what =
-      code === "slack_webapi_request_error" || code === "slack_webapi_http_error"
-        ? "Slack could not be reached"
-        : `Slack refused the bot token (${code ?? (error as Error).message})`;
-    throw new ConfigError(`${what}: check ${hint}.`, { cause: error });
+    const unreachable = code === "slack_webapi_request_error" || code === "slack_webapi_http_error";
+    const what = unreachable
+      ? "Slack could not be reached"
+      : `Slack refused the bot token (${code ?? (error as Error).message})`;
+    throw new ConfigError(`${what}: check ${hint}${unreachable ? proxyHint() : ""}.`, {
+      cause: error,
+    });
   }
 }
 

@@ -56,6 +56,39 @@ describe("startup", async () => {
     }
   });
 
+  test("Slack out of reach at the start says so, and that a set HTTPS_PROXY needs NODE_USE_ENV_PROXY", async () => {
+    const db = await createTestDatabase();
+    // A port nothing listens on: connections are refused, as behind a proxy Node does not use.
+    const closed = await freePort();
+    const proxyBefore = process.env.HTTPS_PROXY;
+    process.env.HTTPS_PROXY = "http://proxy.internal:3128";
+    try {
+      const start = startBaton({
+        config: loadConfig({
+          SLACK_BOT_TOKEN: "xoxb-test",
+          SLACK_SIGNING_SECRET: "secret",
+          SLACK_API_URL: `http://127.0.0.1:${closed}/api/`,
+          OPENAI_API_KEY: "sk-test",
+          DATABASE_URL: db.url,
+          PORT: String(await freePort()),
+        }),
+        log: createLogger({ level: "silent" }),
+      });
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          "Slack could not be reached: check SLACK_BOT_TOKEN and SLACK_API_URL (HTTPS_PROXY is set, but is used only with NODE_USE_ENV_PROXY=1).",
+        );
+        return true;
+      });
+    } finally {
+      if (proxyBefore === undefined) delete process.env.HTTPS_PROXY;
+      else process.env.HTTPS_PROXY = proxyBefore;
+      await db.drop();
+    }
+  });
+
   test("a mistake in the agents file is reported before any database is reached", async () => {
     const agentsPath = path.join(tmpdir(), `baton-agents-${process.pid}.yml`);
     await writeFile(
