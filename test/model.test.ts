@@ -17,7 +17,9 @@ describe("model-check", async () => {
   // Ollama lists a model pulled without a tag as `name:latest`, and answers to `name` alone.
 
   /** The warnings the check logs for an agents file using llama3.1, against a server listing `listed`. */
-  async function warningsFor(listed: string[]): Promise<Record<string, unknown>[]> {
+  async function warningsFor(
+    listed: string[] | (() => Promise<string[]>),
+  ): Promise<Record<string, unknown>[]> {
     const lines: Record<string, unknown>[] = [];
     const log = createLogger({
       level: "info",
@@ -27,7 +29,7 @@ describe("model-check", async () => {
       defaults: { model: "llama3.1" },
       agents: [{ id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." }],
     });
-    await checkAgentModels(async () => listed, file, log);
+    await checkAgentModels(typeof listed === "function" ? listed : async () => listed, file, log);
     return lines.filter((l) => Number(l.level) >= 40);
   }
 
@@ -37,6 +39,23 @@ describe("model-check", async () => {
       warnings.map((l) => l.msg),
       [],
     );
+  });
+
+  test("a server out of reach is warned of, with OPENAI_BASE_URL and how Node uses a proxy", async () => {
+    const unreachable = async (): Promise<string[]> => {
+      throw new TransientError("the model server could not be reached: connect ECONNREFUSED");
+    };
+    const proxyBefore = process.env.NODE_USE_ENV_PROXY;
+    delete process.env.NODE_USE_ENV_PROXY;
+    try {
+      const [warning] = await warningsFor(unreachable);
+      assert.match(
+        String(warning?.msg),
+        /^the model server could not be asked for its models: check OPENAI_BASE_URL \((behind an HTTP proxy, set NODE_USE_ENV_PROXY=1 and HTTPS_PROXY|\w+ is set, but is used only with NODE_USE_ENV_PROXY=1)\); tasks wait/,
+      );
+    } finally {
+      if (proxyBefore !== undefined) process.env.NODE_USE_ENV_PROXY = proxyBefore;
+    }
   });
 
   test("a model the server does not list under any tag is still named", async () => {

@@ -1,5 +1,6 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
 import { isBatonError } from "../errors.ts";
+import { proxyHint } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
 
 /**
@@ -24,7 +25,7 @@ export async function checkAgentModels(
       { err: error },
       fault === "operator"
         ? "the model server refused the API key: check OPENAI_API_KEY"
-        : "the model server could not be asked for its models: check OPENAI_BASE_URL; tasks wait and retry until it answers",
+        : `the model server could not be asked for its models: check OPENAI_BASE_URL${proxyHint()}; tasks wait and retry until it answers`,
     );
     return;
   }
