@@ -22,7 +22,7 @@ import { createMetrics } from "./metrics.ts";
 import { checkAgentModels } from "./model/model-check.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
-import { tellRepliesUnread } from "./runtime/catch-ups.ts";
+import { tellRepliesUnread, threadWasRead } from "./runtime/catch-ups.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
@@ -208,7 +208,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         markDeadLettered(deps, taskId, reason, failedAt),
       );
       await queue.workCatchUps(
-        (thread) => catchUpThread(handlers, noWait, thread, log),
+        async (thread) => {
+          if (!(await threadWasRead(deps, thread)))
+            await catchUpThread(handlers, noWait, thread, log);
+        },
         (thread, reason) => tellRepliesUnread(deps, thread, reason),
       );
     }

@@ -23,6 +23,14 @@ export async function recordThreadRead(deps: RuntimeDeps, thread: ThreadCatchUp)
   await recordKey(deps.db, readKey(thread));
 }
 
+/**
+ * Whether the mention's thread was read to its end already (by its delivery or another of its
+ * jobs): a catch-up job due after that has nothing to read, and asks Slack nothing.
+ */
+export async function threadWasRead(deps: RuntimeDeps, thread: ThreadCatchUp): Promise<boolean> {
+  return keyRecorded(deps.db, readKey(thread));
+}
+
 /** `told`: the task whose thread a notice was queued for. */
 type Outcome = { read: boolean; told?: string };
 
