@@ -25,7 +25,7 @@ export function decisionWords(
     case "already_decided": {
       const when = outcome.at ? ` ${slackDate(outcome.at)}` : "";
       if (outcome.byClicker && outcome.status === "approved")
-        return `You already approved this${when}; it went ahead once.`;
+        return `You already approved this${when}; a second click does not run it again.`;
       if (outcome.byClicker && outcome.status === "rejected")
         return `You already rejected this${when}; it did not go ahead.`;
       const who = outcome.by ? ` by ${mention(outcome.by)}` : "";

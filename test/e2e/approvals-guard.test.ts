@@ -231,7 +231,7 @@ test("a double click on Approve refunds once", async () => {
   const told = await ephemeralTo(h, "U0LEE");
   assert.match(
     String(told.args.text),
-    /^You already approved this <!date\^\d+\^[^>]+>; it went ahead once\.$/,
+    /^You already approved this <!date\^\d+\^[^>]+>; a second click does not run it again\.$/,
   );
   assert.equal(ephemeralsTo(h, "U0LEE").length, 1);
   assert.equal(h.model.requestsFor("billing").length, 2, "billing carried on once");
