@@ -64,6 +64,7 @@ class Duplicate extends Error {
 }
 class OverRateLimit extends Error {}
 class MentionInEdit extends Error {}
+class EmptyMention extends Error {}
 
 /**
  * Accepting a message means storing it and queueing its work in one transaction, before Slack
@@ -74,8 +75,9 @@ export async function acceptMessage(
   message: IncomingMessage,
 ): Promise<AcceptOutcome> {
   const keys = messageKeys(message);
-  // A mention with no question ("@Baton", "@Baton billing:") has nothing for an agent to start on.
-  if (isBlank(message.text) || (message.mentioned && namesOnly(deps, message.text)))
+  // A mention with no question has nothing for an agent to start on (nor does "@Baton billing:"
+  // start anything, below; in a task's thread, where it may answer the agent, it is a reply).
+  if (isBlank(message.text))
     return message.mentioned && !message.editTs ? refused(deps, keys, "empty_mention") : "ignored";
   // A new task's id is chosen here, so the event rows and the task's rows are written with it.
   const newId = randomUUID();
@@ -99,6 +101,7 @@ export async function acceptMessage(
         starts: message.mentioned && !message.editTs,
       });
       if (!existing && message.mentioned && message.editTs) throw new MentionInEdit();
+      if (!existing && message.mentioned && namesOnly(deps, message.text)) throw new EmptyMention();
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
       if (!fresh) throw new Duplicate(existing?.owner_kind === "agent" ? existing.id : undefined);
@@ -220,6 +223,7 @@ export async function acceptMessage(
     }
     if (error instanceof OverRateLimit) return refused(deps, keys, "rate_limited");
     if (error instanceof MentionInEdit) return refused(deps, keys, "mention_in_edit");
+    if (error instanceof EmptyMention) return refused(deps, keys, "empty_mention");
     // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
     // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
     // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.

@@ -295,7 +295,7 @@ describe("mentions-without-work", async () => {
   before(async () => {
     h = await startHarness({
       script: scriptByAgent({
-        fulfillment: [{ content: "Order 1042 ships today." }],
+        fulfillment: [{ content: "Order 1042 ships today." }, { content: "Billing it is." }],
         "customer-service": [{ content: "Happy to help." }, { content: "Happy to help." }],
       }),
     });
@@ -361,6 +361,20 @@ describe("mentions-without-work", async () => {
       .where("task_id", "=", task.id)
       .execute();
     assert.deepEqual(handoffs, [{ from_id: REQUESTER, to_id: "fulfillment" }]);
+
+    // In a task's thread a name alone may answer the agent ("billing or fulfillment?"): a reply.
+    const toldBefore = h.slack.ephemerals.length;
+    await h.reply(ts, "<@U0BATONBOT> billing");
+    await h.until("the agent to answer the reply", async () =>
+      h.slack.messagesIn(CHANNEL, ts).some((m) => m.text === "Billing it is.") ? true : undefined,
+    );
+    const inputs = await h.db.db
+      .selectFrom("task_inputs")
+      .select("text")
+      .where("task_id", "=", task.id)
+      .execute();
+    assert.deepEqual(inputs, [{ text: "billing" }]);
+    assert.equal(h.slack.ephemerals.length, toldBefore, "nobody is told to write a question");
 
     // A typo counts before a colon only; "bil" is not read as billing: a short word's typo is as
     // likely another word.
