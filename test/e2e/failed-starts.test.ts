@@ -22,70 +22,64 @@ import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulato
 // One suite per former test file.
 
 describe("startup", async () => {
-  test("a bot token Slack refuses stops the start with what to check, and leaves nothing running", async () => {
+  /** The ConfigError a start on a fresh database fails with, Slack at `slackApiUrl`. */
+  async function startFailure(slackApiUrl: string, botToken = "xoxb-test"): Promise<ConfigError> {
     const db = await createTestDatabase();
-    const slack = await startSlackEmulator();
     try {
       const start = startBaton({
         config: loadConfig({
-          SLACK_BOT_TOKEN: "xoxb-a-wrong-one",
+          SLACK_BOT_TOKEN: botToken,
           SLACK_SIGNING_SECRET: "secret",
-          SLACK_API_URL: slack.url,
+          SLACK_API_URL: slackApiUrl,
           OPENAI_API_KEY: "sk-test",
           DATABASE_URL: db.url,
           PORT: String(await freePort()),
         }),
         log: createLogger({ level: "silent" }),
       });
-      await assert.rejects(start, (error: unknown) => {
-        assert.ok(error instanceof ConfigError);
-        assert.match(
-          error.message,
-          /Slack refused the bot token \(invalid_auth\): check SLACK_BOT_TOKEN/,
-        );
-        assert.doesNotMatch(
-          error.message,
-          /xoxb-a-wrong-one/,
-          "the token never appears in the message",
-        );
-        return true;
-      });
+      const error = await start.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+      return error;
+    } finally {
+      await db.drop();
+    }
+  }
+
+  test("a bot token Slack refuses stops the start with what to check, and leaves nothing running", async () => {
+    const slack = await startSlackEmulator();
+    try {
+      const error = await startFailure(slack.url, "xoxb-a-wrong-one");
+      assert.match(
+        error.message,
+        /Slack refused the bot token \(invalid_auth\): check SLACK_BOT_TOKEN/,
+      );
+      assert.doesNotMatch(
+        error.message,
+        /xoxb-a-wrong-one/,
+        "the token never appears in the message",
+      );
     } finally {
       await slack.close();
-      await db.drop();
     }
   });
 
   test("Slack out of reach at the start says so, and that a set HTTPS_PROXY needs NODE_USE_ENV_PROXY", async () => {
-    const db = await createTestDatabase();
     // A port nothing listens on: connections are refused, as behind a proxy Node does not use.
     const closed = await freePort();
     const proxyBefore = process.env.HTTPS_PROXY;
     process.env.HTTPS_PROXY = "http://proxy.internal:3128";
     try {
-      const start = startBaton({
-        config: loadConfig({
-          SLACK_BOT_TOKEN: "xoxb-test",
-          SLACK_SIGNING_SECRET: "secret",
-          SLACK_API_URL: `http://127.0.0.1:${closed}/api/`,
-          OPENAI_API_KEY: "sk-test",
-          DATABASE_URL: db.url,
-          PORT: String(await freePort()),
-        }),
-        log: createLogger({ level: "silent" }),
-      });
-      await assert.rejects(start, (error: unknown) => {
-        assert.ok(error instanceof ConfigError);
-        assert.equal(
-          error.message,
-          "Slack could not be reached: check SLACK_BOT_TOKEN and SLACK_API_URL (HTTPS_PROXY is set, but is used only with NODE_USE_ENV_PROXY=1).",
-        );
-        return true;
-      });
+      const error = await startFailure(`http://127.0.0.1:${closed}/api/`);
+      assert.equal(
+        error.message,
+        "Slack could not be reached: check SLACK_BOT_TOKEN and SLACK_API_URL (HTTPS_PROXY is set, but is used only with NODE_USE_ENV_PROXY=1).",
+      );
     } finally {
       if (proxyBefore === undefined) delete process.env.HTTPS_PROXY;
       else process.env.HTTPS_PROXY = proxyBefore;
-      await db.drop();
     }
   });
 
