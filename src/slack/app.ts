@@ -162,9 +162,10 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
   // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id.
   const noWait = noWaitClient(app, options.log);
-  registerFailureReplies(app, options.log);
+  const posting = postingClient(app, options.log);
+  registerFailureReplies(app, options.log, posting);
   registerEventListeners(app, handlers, noWait);
-  registerActionListeners(app, handlers, noWait);
+  registerActionListeners(app, handlers, noWait, posting);
   registerCommandListeners(app, handlers);
   app.error(async (error) => {
     options.log.error({ err: error.original ?? error, code: error.code }, "slack listener failed");

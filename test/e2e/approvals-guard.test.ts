@@ -265,6 +265,37 @@ test("a rejection submitted twice by the same person: the second is told it was 
   assert.equal((await auditKinds(h.db.db, p.task.id, "approval_click_ignored")).length, 1);
 });
 
+test("a DM that Slack stored but answered with a 500 is not sent again", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    level: "warn",
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  const h = await start(undefined, { log });
+  const p = await parked(h);
+  await click(h, p, "U0LEE", APPROVAL_REJECT);
+  await h.slack.waitForCall("views.open");
+  await submitReason(h, p, "U0LEE", "Customer already got store credit");
+  await decidedApproval(h, p);
+  await h.until("the decision's posts to be sent", async () => {
+    const rows = await h.db.db
+      .selectFrom("slack_outbox")
+      .select("status")
+      .where("task_id", "=", p.task.id)
+      .execute();
+    return rows.every((r) => r.status === "sent") ? true : undefined;
+  });
+
+  // The second submission is answered in a DM; Slack stores it, then its answer is a 500.
+  h.slack.failNext("chat.postMessage", { error: "internal_error", status: 500, stored: true });
+  await submitReason(h, p, "U0LEE", "Customer already got store credit");
+  await h.until("the failed DM to be logged", async () =>
+    lines.find((l) => l.msg === "could not tell the person who rejected"),
+  );
+  const dms = h.slack.callsTo("chat.postMessage").filter((c) => c.args.channel === "U0LEE");
+  assert.equal(dms.length, 1, "asked once: a retry after Slack stored it would say it twice");
+});
+
 test("a click on a card whose approval is not in Baton's records: plain words, the id only in the log", async () => {
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({

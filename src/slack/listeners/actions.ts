@@ -49,12 +49,14 @@ const submission = z.object({
 
 /**
  * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
- * Forms open, and words to the clicker go, through `noWait`, which fails a 429 at once (see forms).
+ * Forms open, and words to the clicker go, through `noWait`, which fails a 429 at once (see forms);
+ * words in a DM through `posting`, which retries nothing.
  */
 export function registerActionListeners(
   app: BoltApp,
   handlers: SlackHandlers,
   noWait: webApi.WebClient,
+  posting: webApi.WebClient,
 ): void {
   app.action(APPROVAL_APPROVE, async ({ ack, body }) => {
     await ack();
@@ -102,7 +104,7 @@ export function registerActionListeners(
     });
     handlers.afterwards("tell the person who rejected", async (stopping) => {
       const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-      if (words) await tellInDm(noWait, s.user.id, words, stopping);
+      if (words) await tellInDm(posting, s.user.id, words, stopping);
     });
   });
 
@@ -180,7 +182,7 @@ export function registerActionListeners(
     if (text) {
       const words = text;
       handlers.afterwards("tell the person who sent it back", (stopping) =>
-        tellInDm(noWait, s.user.id, words, stopping),
+        tellInDm(posting, s.user.id, words, stopping),
       );
     }
   });

@@ -16,7 +16,11 @@ interface Person {
  * nothing but a warning icon: they are told, privately, that nothing was done and what to do.
  * Events are left alone: one that failed is not acknowledged, so Slack sends it again.
  */
-export function registerFailureReplies(app: BoltApp, log: Logger): void {
+export function registerFailureReplies(
+  app: BoltApp,
+  log: Logger,
+  posting: { chat: Pick<BoltApp["client"]["chat"], "postMessage"> },
+): void {
   app.use(async (args) => {
     const { body, client, next } = args;
     // Commands and clicks carry a response_url; Bolt hands its sender to every middleware.
@@ -42,8 +46,9 @@ export function registerFailureReplies(app: BoltApp, log: Logger): void {
           ...(person.threadTs && { thread_ts: person.threadTs }),
         });
       } catch {
-        // A modal has no channel, and a channel Baton is not in refuses ephemerals.
-        await client.chat
+        // A modal has no channel, and a channel Baton is not in refuses ephemerals. Posted without
+        // retries: one after Slack stored the DM would say it twice.
+        await posting.chat
           .postMessage({ channel: person.user, text })
           .catch((e: unknown) => log.warn({ err: e }, "could not tell the person it failed"));
       }

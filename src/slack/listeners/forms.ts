@@ -180,16 +180,20 @@ export async function tellClicker(
     );
 }
 
-/** Words to the person in their DM with Baton: a submitted form has no card beside it to answer. */
+/**
+ * Words to the person in their DM with Baton: a submitted form has no card beside it to answer.
+ * Through `posting`, which retries nothing: a retry after Slack stored the message would say it
+ * twice, where a DM lost to Slack's trouble is only logged.
+ */
 export async function tellInDm(
-  noWait: Client,
+  posting: Client,
   userId: string,
   words: string,
   stopping: AbortSignal,
 ) {
   await waitingOut(
     "chat.postMessage",
-    () => noWait.chat.postMessage({ channel: userId, text: words }),
+    () => posting.chat.postMessage({ channel: userId, text: words }),
     stopping,
   );
 }
