@@ -260,7 +260,9 @@ async function deliverFresh(
           sent.channel ?? intentChannel(message.intent),
           sent.ts,
         );
-        await markDelivered(deps.db, [...delivered.splice(0), { id, slackTs: sent.ts }]);
+        // Cleared once marked: rows a failed mark leaves are in Slack, and their run marks them later.
+        await markDelivered(deps.db, [...delivered, { id, slackTs: sent.ts }]);
+        delivered.length = 0;
       } else delivered.push({ id, slackTs: sent.ts ?? null });
     } catch (error) {
       const log = deps.log.child({
@@ -336,7 +338,11 @@ export function runDeliveries(deps: DeliveryDeps): RunDeliveries {
       await tail;
       const rows = posted;
       posted = [];
-      await markDelivered(deps.db, rows);
+      // Not marked, they are still in Slack: given back, for the release to mark.
+      await markDelivered(deps.db, rows).catch((failed: unknown) => {
+        posted = [...rows, ...posted];
+        throw failed;
+      });
       if (error) throw error;
     },
     async settled() {

@@ -116,9 +116,10 @@ export async function runTask(
           backlog = true;
           if (!(await lane.settled())) break;
           // Slack may be slow to take them: the lease is kept meanwhile, as for a turn.
+          // After a failed post, a row may be in Slack unmarked (its mark failed too): look first.
           await holdingLease(deps, taskId, async () => {
             await deliveries.flush();
-            await deliverOutbox(deps, { taskId, holdsLease: true });
+            await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
           });
         } else deliveries.send(result.written.then((w) => w.outbox));
       }
@@ -132,7 +133,7 @@ export async function runTask(
       // A post failed after the last turn that spoke: send what it held back, in order.
       if (deliveries.failed && !backlog) {
         await deliveries.flush();
-        await deliverOutbox(deps, { taskId, holdsLease: true });
+        await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
       }
     });
   } finally {

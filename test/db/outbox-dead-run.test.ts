@@ -3,8 +3,9 @@ import { after, before, test } from "node:test";
 import { sql } from "kysely";
 import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
 import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
+import type { OutboxMessage } from "../../src/db/outbox.repository.ts";
 import { createLogger } from "../../src/log.ts";
-import { deliverOutbox } from "../../src/runtime/outbox.ts";
+import { deliverOutbox, runDeliveries } from "../../src/runtime/outbox.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { emulatedChat } from "../support/emulated-chat.ts";
 import * as threads from "../support/outbox-threads.ts";
@@ -74,4 +75,75 @@ test("a row of a task whose run let go of the lease is sent without looking", as
   assert.equal(await deliverOutbox({ db: t.db, chat, log }), 1);
   assert.deepEqual(threads.threadTexts(slack, thread.ts), ["Order 1042 is on the way."]);
   assert.equal(slack.callsTo("conversations.replies").length, looked, "no search for a fresh row");
+});
+
+test("a run's card whose mark fails keeps the replies posted before it, marked later, never posted again", async () => {
+  const thread = await threads.newThread(t.db, slack);
+  assert.ok(await claimLease(t.db, thread.taskId, "worker-live", 60_000));
+  const message = (text: string, cardOf?: OutboxMessage["cardOf"]): OutboxMessage => ({
+    taskId: thread.taskId,
+    intent: {
+      kind: "agent_reply",
+      channel: threads.THREADS_CHANNEL,
+      threadTs: thread.ts,
+      persona: { name: "Customer Service", icon: "" },
+      text,
+    },
+    ...(cardOf && { cardOf }),
+  });
+  // One turn's reply and card, as its statement wrote them.
+  const messages = [
+    message("Checking order 1042."),
+    message("card", { table: "approvals", id: "00000000-0000-0000-0000-000000000001" }),
+  ];
+  const ids = await t.db
+    .insertInto("slack_outbox")
+    .values(
+      messages.map((m) => ({
+        task_id: m.taskId,
+        method: m.intent.kind,
+        payload: JSON.stringify({ intent: m.intent, cardOf: m.cardOf ?? null }),
+      })),
+    )
+    .returning("id")
+    .execute();
+  // The first statement marking rows sent fails (a connection reset under it); the next ones work.
+  await sql`create sequence mark_tries`.execute(t.db);
+  await sql
+    .raw(`create function fail_first_mark() returns trigger language plpgsql as $$
+    begin
+      if new.status = 'sent' and nextval('mark_tries') = 1 then raise exception 'connection reset'; end if;
+      return new;
+    end $$`)
+    .execute(t.db);
+  await sql`create trigger fail_first_mark before update on slack_outbox
+    for each row execute function fail_first_mark()`.execute(t.db);
+  try {
+    const deliveries = runDeliveries({ db: t.db, chat, log });
+    const written = ids.map((r, i) => {
+      const written = messages[i];
+      assert.ok(written);
+      return { id: r.id, message: written };
+    });
+    deliveries.send(Promise.resolve(written));
+    await deliveries.settled();
+    assert.equal(deliveries.failed, true, "the card's mark failed");
+    // As the run goes on after a failed post: it marks what it posted, then delivers the rest.
+    await deliveries.flush();
+    await deliverOutbox({ db: t.db, chat, log }, { taskId: thread.taskId, holdsLease: true });
+    assert.deepEqual(threads.threadTexts(slack, thread.ts), ["Checking order 1042.", "card"]);
+    const rows = await t.db
+      .selectFrom("slack_outbox")
+      .select("status")
+      .where("task_id", "=", thread.taskId)
+      .execute();
+    assert.deepEqual(
+      rows.map((r) => r.status),
+      ["sent", "sent"],
+    );
+  } finally {
+    await sql`drop trigger fail_first_mark on slack_outbox`.execute(t.db);
+    await sql`drop function fail_first_mark()`.execute(t.db);
+    await sql`drop sequence mark_tries`.execute(t.db);
+  }
 });
