@@ -7,7 +7,13 @@ import { agentDirectory } from "./core/agents/directory.ts";
 import type { ModelPort } from "./core/model.ts";
 import { type Clock, systemClock } from "./core/ports.ts";
 import { type ToolDefinition, toolRegistry } from "./core/tools/tool.ts";
-import { assertUsable, missingGrants, openDatabase, readinessProbe } from "./db/database.ts";
+import {
+  assertUsable,
+  missingGrants,
+  openDatabase,
+  readinessProbe,
+  sessionName,
+} from "./db/database.ts";
 import { startEmbeddedPostgres } from "./db/embedded.ts";
 import { pendingApprovalStats } from "./db/metrics.repository.ts";
 import { migrateToLatest } from "./db/migrate.ts";
@@ -108,7 +114,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     }
     // Each running task may hold a connection (its turn's statements, a write tool's transaction,
     // an HTTP tool waiting on its endpoint inside it); the rest serve Slack, the sweeps and reports.
-    const database = openDatabase(url, { max: Math.max(10, config.workers + 6) });
+    const database = openDatabase(url, {
+      max: Math.max(10, config.workers + 6),
+      name: `baton-${randomBytes(6).toString("hex")}`,
+    });
     stops.push(database.close);
     const readiness = readinessProbe(url);
     stops.push(readiness.close);
@@ -118,6 +127,8 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     await assertUsable(database.db, url, setting);
     const applied = await migrateToLatest(database.db).catch(missingGrants(url, setting));
     if (applied.length) log.info({ migrations: applied }, "database migrated");
+    // As the server keeps it (a DATABASE_URL's own application_name wins): what stamps our rows.
+    const writer = await sessionName(database.db);
 
     const metrics = createMetrics();
     registerDatabaseGauges(metrics, () => pendingApprovalStats(database.db), log);
@@ -150,6 +161,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       metrics,
       clock: options.clock ?? systemClock,
       workerId,
+      writer,
       leaseMs: options.leaseMs ?? 120_000,
       // Without workers nothing runs here, whether queued or started at once.
       runs: localRuns(options.workers === false ? 0 : config.workers, log),
@@ -231,6 +243,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
               agentsFile: deps.agents.file,
               chat: deps.chat,
               threadLink: deps.chat.threadLink,
+              writer,
             },
             fireAt,
             workerId,

@@ -113,13 +113,29 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-export function openDatabase(url: string, options: { max?: number } = {}): DatabaseHandle {
+/**
+ * `name` is each session's application_name: a process's own id, which stamps the outbox rows it
+ * writes (slack_outbox.written_by). A DATABASE_URL that sets application_name keeps its own.
+ */
+/** The session's application_name, as the server has it. */
+export async function sessionName(db: Db): Promise<string> {
+  const { rows } = await sql<{
+    name: string;
+  }>`select current_setting('application_name') as name`.execute(db);
+  return rows[0]?.name ?? "";
+}
+
+export function openDatabase(
+  url: string,
+  options: { max?: number; name?: string } = {},
+): DatabaseHandle {
   // Pipelined: a statement is written as soon as it is issued, so one issued behind another on the
   // same connection (a transaction's BEGIN and first statement, its last statement and COMMIT) takes
   // one round trip, not two. Statements issued one after another's result behave as before.
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
+    ...(options.name && { application_name: options.name }),
     pipeline: true,
     // A database behind a dead network answers nothing: fail, and retry, rather than wait forever.
     connectionTimeoutMillis: 10_000,

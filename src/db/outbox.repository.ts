@@ -120,7 +120,16 @@ export async function lockUndelivered(
         return heads;
       })
       .selectFrom("slack_outbox")
-      .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
+      .select([
+        "id",
+        "task_id",
+        "method",
+        "payload",
+        "attempts",
+        "status",
+        "created_at",
+        "written_by",
+      ])
       .select(DUE.as("due"))
       .select(stranded(filter.strandedAfterMs).as("stranded"))
       .where(UNDELIVERED)
@@ -152,7 +161,16 @@ export async function lockUndelivered(
 function lockHeldTasks(tx: Tx, taskIds: readonly string[], strandedAfterMs: number) {
   return tx
     .selectFrom("slack_outbox")
-    .select(["id", "task_id", "method", "payload", "attempts", "status", "created_at"])
+    .select([
+      "id",
+      "task_id",
+      "method",
+      "payload",
+      "attempts",
+      "status",
+      "created_at",
+      "written_by",
+    ])
     .select(DUE.as("due"))
     .select(stranded(strandedAfterMs).as("stranded"))
     .where(UNDELIVERED)

@@ -136,6 +136,8 @@ export interface SlackOutboxTable {
   sent_at: Date | null;
   /** A row that failed for a reason that may pass is not tried again before this. */
   next_attempt_at: Date | null;
+  /** The writing session's application_name (see openDatabase's `name`); none before 0020. */
+  written_by: Generated<string | null>;
 }
 
 export interface ApprovalsTable {

@@ -58,6 +58,11 @@ export interface RuntimeDeps {
   clock: Clock;
   /** Unique per process; each run of a task holds its lease as `<workerId>/<run>`. */
   workerId: string;
+  /**
+   * This process's database sessions' application_name, which stamps the outbox rows it writes: a
+   * row another process wrote is looked for in Slack before it is sent (see deliverOutbox).
+   */
+  writer: string;
   /** How long a worker may hold a task without committing; a dead worker's task is taken over after it. */
   leaseMs: number;
   /** New tasks run in the process that accepted them, their jobs waiting on those runs. */

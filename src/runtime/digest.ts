@@ -36,6 +36,8 @@ export interface DigestDeps {
   chat?: ChatSurface;
   /** Opens a task's thread (see ChatSurface.threadLink). */
   threadLink: ChatSurface["threadLink"];
+  /** This process's stamp on the outbox rows it writes (see RuntimeDeps). */
+  writer?: string;
 }
 
 export interface DigestResult {
@@ -218,7 +220,12 @@ async function deliver(deps: DigestDeps, log: Logger): Promise<number> {
   let total = 0;
   try {
     for (let round = 0; round < DELIVERY_ROUNDS; round++) {
-      const sent = await deliverOutbox({ db: deps.db, chat: deps.chat, log });
+      const sent = await deliverOutbox({
+        db: deps.db,
+        chat: deps.chat,
+        log,
+        ...(deps.writer && { writer: deps.writer }),
+      });
       total += sent;
       if (sent === 0) break;
     }

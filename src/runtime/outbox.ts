@@ -65,6 +65,12 @@ type DeliveryDeps = {
   chat: ChatSurface;
   log: Logger;
   /**
+   * The application_name this process's sessions stamp the rows they write with (see RuntimeDeps):
+   * a row another process wrote may be in Slack already, its writer dead while Slack took it.
+   * Without it, only a row's tries, age or dead run make it looked for.
+   */
+  writer?: string;
+  /**
    * Aborts as the process begins to stop: a run's delivery then sits out no Retry-After (tens of
    * seconds, past the platform's grace period). The row stays in the outbox, due after the wait,
    * for the next process's sweep or another replica's.
@@ -118,7 +124,7 @@ export async function deliverOutbox(
  * to wait if it answered 429 (the pass stops there; the row goes after the wait).
  */
 async function deliverPass(
-  deps: { db: Db; chat: ChatSurface; log: Logger },
+  deps: DeliveryDeps,
   filter: PassFilter,
 ): Promise<{ delivered: number; tasks: string[]; rateLimitedForMs?: number }> {
   let delivered = 0;
@@ -155,7 +161,11 @@ async function deliverPass(
         const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
         // A row tried before, or older than a normal delivery takes (its writer may have died
         // after Slack took it), may already be in Slack: look before sending again.
-        const suspect = row.attempts > 0 || filter.olderThanMs !== undefined || row.stranded;
+        const suspect =
+          row.attempts > 0 ||
+          filter.olderThanMs !== undefined ||
+          row.stranded ||
+          (deps.writer !== undefined && row.written_by !== deps.writer);
         const already = suspect
           ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
           : undefined;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { sql } from "kysely";
 import type { ChatIntent, ChatSurface } from "../../src/core/ports.ts";
+import { sessionName } from "../../src/db/database.ts";
 import { claimLease, releaseLease } from "../../src/db/lease.repository.ts";
 import type { OutboxMessage } from "../../src/db/outbox.repository.ts";
 import { createLogger } from "../../src/log.ts";
@@ -75,6 +76,35 @@ test("a row of a task whose run let go of the lease is sent without looking", as
   assert.equal(await deliverOutbox({ db: t.db, chat, log }), 1);
   assert.deepEqual(threads.threadTexts(slack, thread.ts), ["Order 1042 is on the way."]);
   assert.equal(slack.callsTo("conversations.replies").length, looked, "no search for a fresh row");
+});
+
+test("a young row another process wrote (a click's, its process dead while Slack took it) is looked for first", async () => {
+  const thread = await threads.newThread(t.db, slack);
+  // A click on one replica: its row, posted, and its process killed before the row was marked.
+  await threads.say(t.db, thread, "Dana approved the refund.");
+  const row = await t.db
+    .selectFrom("slack_outbox")
+    .select(["id", "payload"])
+    .where("task_id", "=", thread.taskId)
+    .executeTakeFirstOrThrow();
+  await chat.deliver((row.payload as unknown as { intent: ChatIntent }).intent, row.id);
+
+  // Another replica's click on the same task delivers its rows a moment later.
+  const looked = slack.callsTo("conversations.replies").length;
+  const other = { db: t.db, chat, log, writer: "baton-another-process" };
+  assert.equal(await deliverOutbox(other, { taskId: thread.taskId }), 1);
+  assert.deepEqual(threads.threadTexts(slack, thread.ts), ["Dana approved the refund."]);
+  assert.equal(slack.callsTo("conversations.replies").length, looked + 1);
+});
+
+test("a row this process wrote goes out without looking", async () => {
+  const thread = await threads.newThread(t.db, slack);
+  await threads.say(t.db, thread, "Order 1042 is on the way.");
+  const looked = slack.callsTo("conversations.replies").length;
+  const self = { db: t.db, chat, log, writer: await sessionName(t.db) };
+  assert.equal(await deliverOutbox(self, { taskId: thread.taskId }), 1);
+  assert.deepEqual(threads.threadTexts(slack, thread.ts), ["Order 1042 is on the way."]);
+  assert.equal(slack.callsTo("conversations.replies").length, looked, "no search for its own row");
 });
 
 test("a run's card whose mark fails keeps the replies posted before it, marked later, never posted again", async () => {
