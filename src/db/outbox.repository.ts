@@ -70,6 +70,18 @@ const LEFT_BY_A_DEAD_RUN = sql<boolean>`exists (select from tasks
 /** The row may already be in Slack: its writer had time to post it, or died trying. */
 const stranded = (ms: number) => sql<boolean>`(${writtenOver(ms)} or ${LEFT_BY_A_DEAD_RUN})`;
 
+/** What a deliverer reads of a row it locked. */
+const ROW_COLUMNS = [
+  "id",
+  "task_id",
+  "method",
+  "payload",
+  "attempts",
+  "status",
+  "created_at",
+  "written_by",
+] as const;
+
 /** Rows of the tasks one pass holds: enough for a thread's backlog, bounded in an outage. */
 const ROWS_PER_PASS = 200;
 
@@ -120,16 +132,7 @@ export async function lockUndelivered(
         return heads;
       })
       .selectFrom("slack_outbox")
-      .select([
-        "id",
-        "task_id",
-        "method",
-        "payload",
-        "attempts",
-        "status",
-        "created_at",
-        "written_by",
-      ])
+      .select(ROW_COLUMNS)
       .select(DUE.as("due"))
       .select(stranded(filter.strandedAfterMs).as("stranded"))
       .where(UNDELIVERED)
@@ -161,16 +164,7 @@ export async function lockUndelivered(
 function lockHeldTasks(tx: Tx, taskIds: readonly string[], strandedAfterMs: number) {
   return tx
     .selectFrom("slack_outbox")
-    .select([
-      "id",
-      "task_id",
-      "method",
-      "payload",
-      "attempts",
-      "status",
-      "created_at",
-      "written_by",
-    ])
+    .select(ROW_COLUMNS)
     .select(DUE.as("due"))
     .select(stranded(strandedAfterMs).as("stranded"))
     .where(UNDELIVERED)

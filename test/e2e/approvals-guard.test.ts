@@ -42,6 +42,16 @@ async function start(
   return startHarness({ script: scriptByAgent(replies), ...extra });
 }
 
+/** A logger that keeps its warnings and errors, as JSON lines, for a test to read. */
+function warnings() {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    level: "warn",
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  return { lines, log };
+}
+
 /** "@Baton billing: ..." goes straight to billing, which asks for the refund; the card is in Slack. */
 async function parked(h: Harness, text = "billing: please refund order 1077, the lamp came back") {
   const { ts } = await h.mention(text);
@@ -266,11 +276,7 @@ test("a rejection submitted twice by the same person: the second is told it was 
 });
 
 test("a DM that Slack stored but answered with a 500 is not sent again", async () => {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    level: "warn",
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { lines, log } = warnings();
   const h = await start(undefined, { log });
   const p = await parked(h);
   await click(h, p, "U0LEE", APPROVAL_REJECT);
@@ -297,11 +303,7 @@ test("a DM that Slack stored but answered with a 500 is not sent again", async (
 });
 
 test("a click on a card whose approval is not in Baton's records: plain words, the id only in the log", async () => {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    level: "warn",
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
+  const { lines, log } = warnings();
   const h = await start(undefined, { log });
   const p = await parked(h);
   const gone = { ...p, approval: { ...p.approval, id: randomUUID() } };
