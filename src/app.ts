@@ -28,7 +28,7 @@ import { createMetrics } from "./metrics.ts";
 import { checkAgentModels } from "./model/model-check.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
-import { tellRepliesUnread, threadWasRead } from "./runtime/catch-ups.ts";
+import { tellRepliesUnread } from "./runtime/catch-ups.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
 import { runDigest } from "./runtime/digest.ts";
@@ -220,10 +220,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         markDeadLettered(deps, taskId, reason, failedAt),
       );
       await queue.workCatchUps(
-        async (thread) => {
-          if (!(await threadWasRead(deps, thread)))
-            await catchUpThread(handlers, noWait, thread, log);
-        },
+        (thread) => catchUpThread(handlers, noWait, thread, log),
         (thread, reason) => tellRepliesUnread(deps, thread, reason),
       );
     }

@@ -113,10 +113,6 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-/**
- * `name` is each session's application_name: a process's own id, which stamps the outbox rows it
- * writes (slack_outbox.written_by). A DATABASE_URL that sets application_name keeps its own.
- */
 /** The session's application_name, as the server has it. */
 export async function sessionName(db: Db): Promise<string> {
   const { rows } = await sql<{
@@ -125,6 +121,10 @@ export async function sessionName(db: Db): Promise<string> {
   return rows[0]?.name ?? "";
 }
 
+/**
+ * `name` is each session's application_name: a process's own id, which stamps the outbox rows it
+ * writes (slack_outbox.written_by). A DATABASE_URL that sets application_name keeps its own.
+ */
 export function openDatabase(
   url: string,
   options: { max?: number; name?: string } = {},

@@ -159,8 +159,9 @@ async function deliverPass(
       });
       try {
         const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
-        // A row tried before, or older than a normal delivery takes (its writer may have died
-        // after Slack took it), may already be in Slack: look before sending again.
+        // A row whose writer may have died after Slack took it may already be in Slack: one tried
+        // before, asked for (a backlog), older than a delivery takes, left by a dead run, or written
+        // by another process. Look before sending it.
         const suspect =
           row.attempts > 0 ||
           filter.olderThanMs !== undefined ||

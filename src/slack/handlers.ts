@@ -11,6 +11,8 @@ export interface SlackHandlers {
   catchUpLater(thread: ThreadCatchUp, afterMs: number): Promise<void>;
   /** A late mention's thread was read to its end: a catch-up of it that fails after lost nothing. */
   threadRead(thread: ThreadCatchUp): Promise<void>;
+  /** Whether a late mention's thread was read to its end already: nothing is left to read. */
+  threadWasRead(thread: ThreadCatchUp): Promise<boolean>;
   decideApproval(input: {
     approvalId: string;
     userId: string;

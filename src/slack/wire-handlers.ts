@@ -5,7 +5,7 @@ import { isBatonError } from "../errors.ts";
 import { type AcceptOutcome, acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
 import { whoProcessedText } from "../runtime/audit-story.ts";
-import { recordThreadRead } from "../runtime/catch-ups.ts";
+import { recordThreadRead, threadWasRead } from "../runtime/catch-ups.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
@@ -92,6 +92,7 @@ export function createSlackHandlers(
     },
     catchUpLater: (thread, afterMs) => deps.catchUps.enqueue(thread, afterMs),
     threadRead: (thread) => recordThreadRead(deps, thread),
+    threadWasRead: (thread) => threadWasRead(deps, thread),
     decideApproval: (input) => decideApproval(deps, input),
     checkApprovalClick: (input) => checkApprovalClick(deps, input),
     async approvalInfo(approvalId) {

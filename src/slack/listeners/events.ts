@@ -219,7 +219,8 @@ async function catchUpLateMention(
  * Accepts the replies written in a mention's thread after it, as their own events would have been:
  * each is stored once (its message key makes a redelivery, or a second catch-up, a duplicate). Also
  * the catch-up job's work. A read to the thread's end is recorded, so that another catch-up of
- * the mention failing after it tells nobody the replies were lost. Slack refusing (the thread
+ * the mention failing after it tells nobody the replies were lost, and one due after it asks Slack
+ * nothing (the replies since came by their own events). Slack refusing (the thread
  * deleted, a scope missing) would refuse every retry too: it is logged. Other failures are thrown
  * (Slack's as Baton errors, a 429 as ThreadReadPaused, with what is left to read).
  */
@@ -229,6 +230,7 @@ export async function catchUpThread(
   thread: ThreadCatchUp,
   log: Warner,
 ): Promise<void> {
+  if (await handlers.threadWasRead(thread)) return;
   try {
     await acceptReplies(handlers, client, thread);
   } catch (error) {
