@@ -1,6 +1,6 @@
 import { type Db, openLane } from "../db/database.ts";
 import type { Delivered } from "../db/outbox.repository.ts";
-import type { RunDeliveries } from "./outbox.ts";
+import type { RunDeliveries } from "./run-deliveries.ts";
 import type { TurnLane, WrittenTurnResult } from "./turn.ts";
 
 /**
