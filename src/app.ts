@@ -189,6 +189,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         botToken: config.slack.botToken,
         signingSecret: config.slack.signingSecret,
         port: config.http.port,
+        timeoutMs: config.slack.timeoutMs,
         ...(config.slack.appToken && { appToken: config.slack.appToken }),
         ...(config.slack.apiUrl && { apiUrl: config.slack.apiUrl }),
         log,

@@ -45,6 +45,7 @@ describe("config", async () => {
           appToken: undefined,
           apiUrl: undefined,
           socketMode: false,
+          timeoutMs: 30_000,
         },
         openai: { apiKey: "sk-openai-secret-3", baseUrl: undefined, timeoutMs: 60_000 },
         database: { url: undefined, dataDir: ".baton", embeddedPort: 54329 },
@@ -63,6 +64,7 @@ describe("config", async () => {
         SLACK_API_URL: "http://localhost:4000/api",
         OPENAI_BASE_URL: "http://localhost:11434/v1",
         OPENAI_TIMEOUT_SECONDS: "300",
+        SLACK_TIMEOUT_SECONDS: "5",
         DATABASE_URL: "postgresql://baton:pw@db:5432/baton",
         BATON_DATA_DIR: "/var/lib/baton",
         BATON_EMBEDDED_PG_PORT: "5544",
@@ -77,6 +79,7 @@ describe("config", async () => {
       assert.equal(config.slack.apiUrl, "http://localhost:4000/api/");
       assert.equal(config.openai.baseUrl, "http://localhost:11434/v1");
       assert.equal(config.openai.timeoutMs, 300_000);
+      assert.equal(config.slack.timeoutMs, 5_000);
       assert.deepEqual(config.database, {
         url: "postgresql://baton:pw@db:5432/baton",
         dataDir: "/var/lib/baton",

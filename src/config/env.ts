@@ -18,6 +18,8 @@ export interface Config {
     /** Bolt's clientOptions.slackApiUrl; always ends with "/". Used to talk to an emulator. */
     readonly apiUrl?: string;
     readonly socketMode: boolean;
+    /** How long one Web API call may take before it fails (a post then goes back to the outbox). */
+    readonly timeoutMs: number;
   };
   readonly openai: {
     readonly apiKey: string;
@@ -97,6 +99,12 @@ const envSchema = z.object({
     "set it to an http(s) URL of a Slack Web API emulator, such as http://localhost:4000/api/, or unset it to use Slack.",
     ["http:", "https:"],
   ).transform((url) => (url === undefined || url.endsWith("/") ? url : `${url}/`)),
+  SLACK_TIMEOUT_SECONDS: intWithDefault(
+    30,
+    1,
+    300,
+    "set it to the seconds one Slack Web API call may take, from 1 to 300 (default 30).",
+  ),
   OPENAI_API_KEY: requiredText(
     "set it to an API key from platform.openai.com/api-keys (for a local OpenAI-compatible server, any non-empty value).",
   ),
@@ -186,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       appToken: e.SLACK_APP_TOKEN,
       apiUrl: e.SLACK_API_URL,
       socketMode: e.SLACK_APP_TOKEN !== undefined,
+      timeoutMs: e.SLACK_TIMEOUT_SECONDS * 1000,
     },
     openai: {
       apiKey: e.OPENAI_API_KEY,

@@ -56,7 +56,7 @@ export async function startSlackApp(
     return;
   }
   try {
-    await tryAppToken(socket);
+    await tryAppToken({ ...socket, timeoutMs: timeouts.get(app) ?? DEFAULT_TIMEOUT_MS });
     await app.start();
   } catch (error) {
     await app.stop().catch(() => undefined);
@@ -82,13 +82,18 @@ const PASSING = new Set([
 ]);
 
 /** Throws Slack's refusal of the app-level token; anything that may pass is left to the client. */
-async function tryAppToken(socket: { appToken: string; apiUrl?: string }): Promise<void> {
+async function tryAppToken(socket: {
+  appToken: string;
+  apiUrl?: string;
+  timeoutMs: number;
+}): Promise<void> {
   const client = new webApi.WebClient(socket.appToken, {
     ...(socket.apiUrl && { slackApiUrl: socket.apiUrl }),
     fetch: leanFetch(),
     retryConfig: { retries: 0 },
     rejectRateLimitedCalls: true,
     logLevel: LogLevel.ERROR,
+    timeout: socket.timeoutMs,
   });
   try {
     await client.apps.connections.open({});
@@ -107,6 +112,8 @@ export interface SlackAppOptions {
   apiUrl?: string;
   /** The HTTP port: Slack's requests in HTTP mode; /metrics and /healthz in both modes. */
   port: number;
+  /** How long one Web API call may take before it fails (SLACK_TIMEOUT_SECONDS). */
+  timeoutMs: number;
   log: Logger;
   /** Extra GET routes on the HTTP server (/metrics, /healthz). */
   routes?: { path: string; handler: (req: IncomingMessage, res: ServerResponse) => void }[];
@@ -122,6 +129,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
     retryConfig: { retries: 3 },
     fetch: leanFetch(),
+    timeout: options.timeoutMs,
   };
   const receiver = options.appToken
     ? new SocketModeReceiver({
@@ -135,6 +143,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
           clientOptions: {
             ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
             fetch: leanFetch(),
+            timeout: options.timeoutMs,
           },
         },
       })
@@ -158,6 +167,7 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     // clear message instead of an unhandled rejection later.
     deferInitialization: true,
   });
+  timeouts.set(app, options.timeoutMs);
   if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
   // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
   // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id.
@@ -296,8 +306,18 @@ function rateLimitRejectingClient(app: BoltApp, log: Logger, retries: number) {
     fetch: leanFetch(),
     retryConfig: { retries },
     rejectRateLimitedCalls: true,
+    timeout: timeouts.get(app) ?? DEFAULT_TIMEOUT_MS,
   });
 }
+
+/**
+ * Each app's Web API timeout, for the clients made beside Bolt's. Without one, a call to a Slack
+ * that went silent (a dropped connection) would wait out undici's 300 s, its run stuck the while.
+ * A post that times out may have reached Slack: it goes back to the outbox, which looks for it in
+ * the thread before sending it again.
+ */
+const timeouts = new WeakMap<BoltApp, number>();
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 function boltLogger(log: Logger) {
   const child = log.child({ component: "bolt" });

@@ -125,6 +125,49 @@ describe("slack-post-lost-answer", async () => {
   });
 });
 
+describe("slack-post-silent", async () => {
+  let h: Harness | undefined;
+  let release = () => {};
+  after(async () => {
+    release();
+    await h?.close();
+  });
+
+  test("a post Slack took but never answered times out, and is found in the thread, not posted twice", async () => {
+    const harness = await startHarness({
+      script: scriptByAgent(whereIsMyOrderScript()),
+      slackTimeoutSeconds: 1,
+    });
+    h = harness;
+    // Slack stores the first handoff card and then goes silent on that connection.
+    const held = harness.slack.holdAnswer(
+      "chat.postMessage",
+      (c) => c.args.thread_ts !== undefined,
+    );
+    release = held.release;
+    const { ts } = await harness.mention("where is order 1042?");
+    await held.arrived;
+    const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
+    const thread = harness.slack.messagesIn(CHANNEL, ts).slice(1);
+    assert.deepEqual(
+      thread.map((m) => m.username),
+      ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+      "each message once: the unanswered one was found in the thread",
+    );
+    const outbox = await harness.db.db
+      .selectFrom("slack_outbox")
+      .select(["status", "slack_ts", "attempts"])
+      .where("task_id", "=", task.id)
+      .orderBy("id")
+      .execute();
+    assert.deepEqual(
+      outbox.map((r) => [r.status, r.slack_ts, r.attempts]),
+      thread.map((m, i) => ["sent", m.ts, i === 0 ? 1 : 0]),
+      "the timed-out post went back to the outbox once",
+    );
+  });
+});
+
 describe("outbox-rate-limit-wait", async () => {
   // The sweep sends a thread's rows holding them locked, so that no other deliverer sends them too
   // or past each other. Slack's 429 asks to wait (Retry-After, up to a minute): the sweep lets go at

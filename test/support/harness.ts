@@ -146,6 +146,8 @@ export async function startHarness(options: {
   workerOnly?: boolean;
   /** OPENAI_API_KEY (default one shaped like OpenAI's, sk-...). */
   apiKey?: string;
+  /** SLACK_TIMEOUT_SECONDS (default Baton's, 30). */
+  slackTimeoutSeconds?: number;
   /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
   agentsPath?: string;
   /** Baton's logger (default: silent, or TEST_LOG_LEVEL). */
@@ -175,6 +177,9 @@ export async function startHarness(options: {
         BATON_WORKERS: "2",
         ...(options.jobRetries !== undefined && { BATON_JOB_RETRIES: String(options.jobRetries) }),
         ...(options.socketMode && { SLACK_APP_TOKEN: slack.config.appToken }),
+        ...(options.slackTimeoutSeconds && {
+          SLACK_TIMEOUT_SECONDS: String(options.slackTimeoutSeconds),
+        }),
         ...(options.workerOnly && { BATON_HTTP: "0" }),
         ...(options.agentsPath && { BATON_AGENTS_FILE: options.agentsPath }),
       }),
