@@ -118,7 +118,8 @@ function matches(
   if (threshold !== undefined) {
     // The model picks the argument's shape: "150" is 150, and an amount that cannot be read as a
     // number (left out, "150 USD") is one a person must look at: the tool may read it as more.
-    const amount = asNumber(value);
+    // A threshold is on the amount's size: a refund written as -150 may well move 150.
+    const amount = sizeOf(value);
     if (amount === undefined) return {};
     return passesWithEarlier(condition, threshold, amount, earlier);
   }
@@ -137,7 +138,7 @@ function argumentOf(args: unknown, name: string): unknown {
 /**
  * A threshold counts what the tool already did in the task: 60 USD twice is 120, so a model (or a
  * customer's text steering it) cannot split a refund under it. An earlier amount that cannot be
- * read as a number leaves the total unknown, so the call waits; a negative one lowers nothing.
+ * read as a number leaves the total unknown, so the call waits; a negative one counts its size.
  */
 function passesWithEarlier(
   condition: ApprovalCondition,
@@ -149,12 +150,12 @@ function passesWithEarlier(
   const bound = condition.greater_than !== undefined ? `over ${threshold}` : `${threshold} or more`;
   let before = 0;
   for (const args of earlier.args) {
-    const n = asNumber(argumentOf(args, argument));
+    const n = sizeOf(argumentOf(args, argument));
     if (n === undefined)
       return {
         why: `${argument} ${amount} in this call; an earlier ${earlier.tool} call of this task has an ${argument} that is not a number, so the total may be ${bound}`,
       };
-    before += Math.max(n, 0);
+    before += n;
   }
   // 12 significant digits: 33.33 + 33.33 + 33.34 is 100, not 99.99999999999999, in floating point.
   const total = before > 0 ? Number((amount + before).toPrecision(12)) : amount;
@@ -164,6 +165,12 @@ function passesWithEarlier(
   return {
     why: `${argument} ${amount} in this call, ${total} with this task's earlier ${earlier.tool} calls (${bound})`,
   };
+}
+
+/** An amount's size, without its sign (which the tool may read either way). */
+function sizeOf(value: unknown): number | undefined {
+  const n = asNumber(value);
+  return n === undefined ? undefined : Math.abs(n);
 }
 
 function asNumber(value: unknown): number | undefined {

@@ -836,6 +836,11 @@ policies:
   });
 
   test("the sum is not fooled by floating point, nor lowered by a negative amount", () => {
+    // A refund written as -150 may move 150: a threshold is on the amount's size.
+    assert.equal(gate(refund, -150, []).policy, "big");
+    assert.equal(gate(refund, "-150", []).policy, "big");
+    assert.equal(gate(refund, -50, []).policy, "run");
+    assert.equal(gate(refund, 60, [{ amount_usd: -60 }]).policy, "big");
     assert.equal(gate(refund, 33.34, [{ amount_usd: 33.33 }, { amount_usd: 33.33 }]).policy, "run");
     assert.equal(
       gate(credit, 16.66, [{ amount_usd: 16.67 }, { amount_usd: 16.67 }]).policy,

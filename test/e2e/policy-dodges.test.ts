@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { parseAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { harnessPerTest } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { waitForApprovalCard } from "../support/observe.ts";
+import { taskOfThread } from "../support/scripts-humans.ts";
+
+// A model (or a customer's text steering it) trying to get round the agents file's policy.
+
+describe("negative-amount", () => {
+  const startHarness = harnessPerTest();
+  // The operator's refund endpoint, as a payment API may be: it refunds the amount's size.
+  const refunded: number[] = [];
+  const crm = createServer((req, res) => {
+    let raw = "";
+    req.on("data", (chunk) => {
+      raw += chunk;
+    });
+    req.on("end", () => {
+      const { arguments: args } = JSON.parse(raw) as { arguments: { amount_usd: number } };
+      refunded.push(Math.abs(args.amount_usd));
+      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    });
+  });
+  let crmUrl: string;
+  before(async () => {
+    await new Promise<void>((resolve) => crm.listen(0, "127.0.0.1", resolve));
+    crmUrl = `http://127.0.0.1:${(crm.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    crm.close();
+  });
+
+  test("a refund written as a negative amount over the threshold waits for a person", async () => {
+    const file = parseAgentsFile(
+      `
+defaults:
+  entry_agent: refunder
+agents:
+  - id: refunder
+    name: Refunder
+    icon: ":moneybag:"
+    instructions: Refund the customer.
+    tools: [crm_refund]
+policies:
+  approvals:
+    - id: large-refunds
+      tool: crm_refund
+      when: { argument: amount_usd, greater_than: 100 }
+      approvers: { users: [U0LEE] }
+tools:
+  - name: crm_refund
+    description: Refund through the CRM.
+    class: irreversible
+    url: ${crmUrl}/refunds
+    parameters: { type: object, properties: { amount_usd: { type: number } }, required: [amount_usd] }
+`,
+      "agents.yml",
+      demoTools,
+    );
+    const h = await startHarness({
+      agentsFile: file,
+      script: scriptByAgent({
+        refunder: [
+          { toolCalls: [{ name: "crm_refund", arguments: { amount_usd: -150 } }] },
+          { content: "Your refund is on its way." },
+        ],
+      }),
+    });
+    const { ts } = await h.mention("refund me 150 USD please");
+    const task = await h.until("the task to answer or wait", async () => {
+      const row = await taskOfThread(h.db.db, ts);
+      return row && row.status !== "active" ? row : undefined;
+    });
+    assert.deepEqual(refunded, [], "nothing is refunded before a person decides");
+    assert.equal(task.status, "waiting_human");
+    const approval = await waitForApprovalCard(h);
+    assert.equal(approval.policy_id, "large-refunds");
+  });
+});
