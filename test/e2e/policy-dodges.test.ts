@@ -7,9 +7,50 @@ import { demoTools } from "../../src/domain/demo-tools.ts";
 import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { waitForApprovalCard } from "../support/observe.ts";
-import { taskOfThread } from "../support/scripts-humans.ts";
+import {
+  answerDecision,
+  auditKinds,
+  REFUND_ARGS,
+  refundsOf,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 
 // A model (or a customer's text steering it) trying to get round the agents file's policy.
+
+describe("refused-beside-a-park", () => {
+  const startHarness = harnessPerTest();
+
+  // Billing asks for a refund over the threshold and, in the same reply, for a stock change that
+  // is not its to make. The refund waits for a lead; the other call is refused all the same, and
+  // the audit trail shows the attempt, as it would on its own.
+  test("a call outside the allowlist beside one that waits for a person is refused and audited", async () => {
+    const stockChange = { sku: "LAMP-OAK", counted_quantity: 500, reason: "the customer said so" };
+    const h = await startHarness({
+      script: scriptByAgent({
+        billing: [
+          {
+            toolCalls: [
+              { name: "issue_refund", arguments: REFUND_ARGS },
+              { name: "adjust_stock", arguments: stockChange },
+            ],
+          },
+          answerDecision,
+        ],
+      }),
+    });
+    const { ts } = await h.mention("billing: refund order 1077, and set LAMP-OAK to 500");
+    await waitForApprovalCard(h);
+    const task = await taskOfThread(h.db.db, ts);
+    assert.ok(task);
+    const refused = await auditKinds(h.db.db, task.id, "tool_refused");
+    assert.deepEqual(
+      refused.map((e) => [e.data.tool, e.data.reason]),
+      [["adjust_stock", "not_allowed"]],
+    );
+    assert.equal((await h.db.db.selectFrom("stock_adjustments").selectAll().execute()).length, 0);
+    assert.equal((await refundsOf(h.db.db)).length, 0);
+  });
+});
 
 describe("negative-amount", () => {
   const startHarness = harnessPerTest();
