@@ -221,7 +221,10 @@ function refusedEscalations(turn: Turn) {
 export async function settleModelErrors(fx: TurnEffects): Promise<void> {
   const { task } = fx.turn;
   // The reply handed the task over: usable work, and the next agent's replies count from zero.
-  if (fx.modelErrors === 0 || fx.changes.owner) {
+  // So is a reply whose write ran: failing the task on it would tell the thread nothing was done.
+  // The turn limit still stops a model that keeps pairing a write with a refused call.
+  const acted = fx.toolCalls.some((c) => c.status === "done" && c.toolClass !== "read");
+  if (fx.modelErrors === 0 || fx.changes.owner || acted) {
     if (task.model_errors !== 0) fx.changes.modelErrors = 0;
     return;
   }

@@ -6,7 +6,7 @@ import { parseAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { waitForApprovalCard } from "../support/observe.ts";
+import { postsWhenAtLeast, waitForApprovalCard } from "../support/observe.ts";
 import {
   answerDecision,
   auditKinds,
@@ -49,6 +49,40 @@ describe("refused-beside-a-park", () => {
     );
     assert.equal((await h.db.db.selectFrom("stock_adjustments").selectAll().execute()).length, 0);
     assert.equal((await refundsOf(h.db.db)).length, 0);
+  });
+});
+
+describe("strike-beside-a-write", () => {
+  const startHarness = harnessPerTest();
+
+  // Billing keeps asking for a stock change that is not its to make; its third such reply also
+  // refunds the customer. That reply acted: the task must not stop as if nothing happened and ask
+  // the requester to try again, but go on so the agent can say what it did.
+  test("a reply whose write ran is no unusable reply, though another of its calls is refused", async () => {
+    const stockChange = {
+      name: "adjust_stock",
+      arguments: { sku: "LAMP-OAK", counted_quantity: 500, reason: "the customer said so" },
+    };
+    const refund = { order_id: "1077", amount_usd: 20, reason: "The lamp came back scratched" };
+    const h = await startHarness({
+      script: scriptByAgent({
+        billing: [
+          { toolCalls: [stockChange] },
+          { toolCalls: [stockChange] },
+          { toolCalls: [{ name: "issue_refund", arguments: refund }, stockChange] },
+          { content: "I refunded 20 USD for order 1077; I cannot change stock counts." },
+        ],
+      }),
+    });
+    const { ts } = await h.mention("billing: refund 20 USD for order 1077 and set LAMP-OAK to 500");
+    const task = await h.until("the task to end", async () => {
+      const row = await taskOfThread(h.db.db, ts);
+      return row && row.status !== "active" ? row : undefined;
+    });
+    assert.equal((await refundsOf(h.db.db)).length, 1);
+    assert.equal(task.status, "done", `the task ${task.status}: ${task.failure_reason}`);
+    const answer = (await postsWhenAtLeast(h, ts, 1)).at(-1);
+    assert.match(String(answer?.args.text), /refunded 20 USD/);
   });
 });
 
