@@ -133,14 +133,15 @@ export function answerRepeat(fx: TurnEffects, action: Extract<Action, { kind: "r
     (m): m is Extract<ChatMessage, { role: "tool" }> =>
       m.role === "tool" && m.tool_call_id === action.of,
   );
-  // A first call parked on an approval is answered when a person decides.
+  // A first call parked on an approval is answered when a person decides. The first may not have
+  // run either (a shadow agent's, one over a rate limit): its own answer says what became of it.
   const answer = first
-    ? { note: "it ran once, not again", result: jsonOrText(first.content) }
-    : { note: "it is answered there, and will not run twice" };
+    ? { note: `its answer stands`, result: jsonOrText(first.content) }
+    : { note: `it is answered when a person decides` };
   fx.conversation.push(
     toolMessage(action.callId, {
       repeat_of: action.of,
-      note: `The same call as ${action.of} in this reply: ${answer.note}.`,
+      note: `The same call as ${action.of} in this reply, so not repeated: ${answer.note}.`,
       ...("result" in answer && { result: answer.result }),
     }),
   );

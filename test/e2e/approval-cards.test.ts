@@ -568,6 +568,10 @@ describe("repeated-write-call", async () => {
     const [first, repeat] = answers.map((m) => JSON.parse(textOf(m)) as Record<string, unknown>);
     assert.ok(first?.refund_id, `the first call's result: ${JSON.stringify(first)}`);
     assert.match(String(repeat?.repeat_of), /call_a/);
+    assert.equal(
+      repeat?.note,
+      "The same call as call_a in this reply, so not repeated: its answer stands.",
+    );
     assert.deepEqual(repeat?.result, first, "the repeat reads the first call's result");
   });
 
