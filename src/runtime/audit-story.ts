@@ -235,7 +235,7 @@ function askedBy(who: Data): string {
 }
 
 /** `order_id=1077, amount_usd=149`: arguments as a person reads them. */
-function argsText(args: unknown): string {
+export function argsText(args: unknown): string {
   const fields = obj(args);
   const keys = Object.keys(fields);
   if (keys.length === 0) return args == null ? "" : json(args, 300);

@@ -4,7 +4,6 @@ import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { type AcceptOutcome, acceptMessage } from "../runtime/accept.ts";
 import { checkApprovalClick, decideApproval } from "../runtime/approvals.ts";
-import { whoProcessedText } from "../runtime/audit-story.ts";
 import { recordThreadRead, threadWasRead } from "../runtime/catch-ups.ts";
 import { closeTask } from "../runtime/close-task.ts";
 import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
@@ -15,10 +14,11 @@ import { waitingOutRateLimits } from "../runtime/retry-after.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { homeMemberships } from "./home-members.ts";
-import { clip, escapeMrkdwn, truncate } from "./mrkdwn.ts";
+import { escapeMrkdwn, truncate } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
+import { whoProcessedWords } from "./views/who-processed.ts";
 import {
   agentsDaysWords,
   closeWords,
@@ -135,8 +135,8 @@ export function createSlackHandlers(
             if (!ref) return { text: USAGE.who };
             const tool = rest[1];
             const { calls, withheld } = await readableCalls(deps, ref, reader, tool);
-            // Clipped short of Slack's 3,000 so the withheld line always shows.
-            const lines = [clip(whoProcessedText(calls, tool), 2800), withheldWords(withheld)];
+            const agentName = (id: string) => deps.agents.get(id)?.name ?? id;
+            const lines = [whoProcessedWords(calls, tool, agentName), withheldWords(withheld)];
             return { text: lines.filter(Boolean).join("\n") };
           }
           case "agents": {

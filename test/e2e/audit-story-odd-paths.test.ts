@@ -167,7 +167,7 @@ test("an approval handed to its fallback and rejected there: told in words, and 
   assert.equal(call?.allowed_by, null, "the ledger says nobody allowed it");
 
   const who = await runBaton(harness, "who 1077 issue_refund", { user: "U0OPSMANAGER" });
-  assert.match(who.text, /rejected; rejected by human:U0OPSMANAGER/);
+  assert.match(who.text, /`issue_refund` \(.*\): not run, rejected by <@U0OPSMANAGER> <!date\^/);
 });
 
 test("a reply that reopens an answered task is told, with who and the agent it goes back to, by the accept and by the wake-up check", async () => {

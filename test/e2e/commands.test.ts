@@ -43,6 +43,27 @@ test("/baton who <order> <tool> answers who processed it", async () => {
   assert.match(answer.text, /inventory|Inventory/);
 });
 
+test("/baton who names the agent and the time as a person reads them, with no internal ids", async () => {
+  const { text } = await baton("who 1042");
+  const [stock, ship, ...more] = text.split("\n");
+  assert.equal(more.length, 0, text);
+  assert.match(
+    stock ?? "",
+    /^• <!date\^\d+\^[^|]+\|[^>]+> \*Inventory\* ran `adjust_stock` \(sku="LAMP-OAK", /,
+  );
+  assert.match(stock ?? "", /: done, on its own \(autonomous\)$/);
+  assert.match(ship ?? "", /\*Fulfillment\* ran `ship_order` \(order_id="1042"\): done/);
+  for (const internal of [
+    /agent:/,
+    /policy:/,
+    /\[task /,
+    /\d{4}-\d\d-\d\dT/,
+    /[0-9a-f]{8}-[0-9a-f]{4}-/,
+  ])
+    assert.doesNotMatch(text, internal, text);
+  assertWithinSlackLimits({ text, blocks: [] });
+});
+
 test("/baton with an unknown reference or no verb says what to do", async () => {
   assert.match(
     (await baton("audit 99999")).text,
@@ -97,7 +118,7 @@ test("/baton reads a Slack-formatted link whose label has spaces as one referenc
   assert.match((await baton(`status <${link}|the order thread>`)).text, /done, owned by/);
   const audit = await baton(`audit <${link}|the order thread>`);
   assert.ok(audit.blocks.includes("adjust_stock"), audit.text);
-  assert.match((await baton(`who <${link}|see this> adjust_stock`)).text, /adjust_stock\(/);
+  assert.match((await baton(`who <${link}|see this> adjust_stock`)).text, /ran `adjust_stock`/);
 });
 
 test("/baton echoes a long reference of emoji back whole-charactered, never half of one", async () => {

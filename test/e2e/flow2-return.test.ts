@@ -25,6 +25,7 @@ import {
   toolCallsOf,
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload, viewSubmissionPayload } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 const startHarness = harnessPerTest();
 
@@ -266,4 +267,7 @@ test("flow 2's audit story names the billing agent, the approver and the decisio
   const processed = await whoProcessed(h.baton.deps, "1077", "issue_refund");
   const answer = processed.map((c) => [c.agentId, c.approver]);
   assert.deepEqual(answer, [["billing", "U0LEE"]]);
+  // In Slack, the lead is a mention, as people read it, not the ledger's `human:` id.
+  const { text } = await runBaton(h, "who 1077 issue_refund");
+  assert.match(text, /\*Billing\* ran `issue_refund` \(.*\): done, approved by <@U0LEE> <!date\^/);
 });

@@ -191,7 +191,7 @@ test("/baton who on an order keeps the readable tasks and counts the others", as
   assert.match(refundTool, /^No issue_refund tool calls for this reference\.\n1 more task/);
 
   const inPrivate = (await ask(STRANGER, PRIVATE, "who 1042")).text;
-  assert.match(inPrivate, /issue_refund\(order_id="1042", amount_usd=4321\)/);
+  assert.match(inPrivate, /`issue_refund` \(order_id="1042", amount_usd=4321\)/);
   assert.ok(!inPrivate.includes("adjust_stock"), inPrivate);
   assert.match(inPrivate, /1 more task of this reference is withheld/);
 
