@@ -260,9 +260,23 @@ export function roomBeside(fixed: readonly Block[]): number {
   return Math.max(0, BLOCKS_TEXT_BUDGET - blocksTextLength(fixed) - REST_MAX);
 }
 
-/** A bulleted list of untrusted items, each clipped, the whole cut to `max`. */
+const BULLET = "• ";
+
+/**
+ * A bulleted list of untrusted items within `max`: each clipped to `itemMax`, then the longest
+ * shortened to one common length, so every item shows (a cut list would hide what was tried).
+ */
 export function bullets(items: string[], itemMax: number, max: number): string {
-  return truncate(items.map((item) => `• ${clip(item, itemMax)}`).join("\n"), max);
+  const texts = items.map((item) => clip(item, itemMax));
+  const room = max - texts.length * (BULLET.length + 1);
+  const cap = commonCap(
+    texts.map((text) => text.length),
+    room,
+  );
+  const lines = texts.map(
+    (text) => `${BULLET}${text.length > cap ? orElse(truncate(text, cap), ELLIPSIS) : text}`,
+  );
+  return truncate(lines.join("\n"), max);
 }
 
 const URGENCY_LABEL: Record<string, string> = {
