@@ -46,7 +46,7 @@ test("/baton who's words: who approved or rejected, as a mention with the reason
   );
   assert.match(
     yes ?? "",
-    /\*Billing\* ran `issue_refund` \(order_id="1077"\): done, approved by <@U0LEE> <!date/,
+    /\*Billing\* called `issue_refund` \(order_id="1077"\): done, approved by <@U0LEE> <!date/,
   );
   assert.match(no ?? "", /: not run, rejected by <@U0LEE> <!date[^>]+>: "Not &lt;eligible&gt;"$/);
   assert.equal(

@@ -49,10 +49,10 @@ test("/baton who names the agent and the time as a person reads them, with no in
   assert.equal(more.length, 0, text);
   assert.match(
     stock ?? "",
-    /^• <!date\^\d+\^[^|]+\|[^>]+> \*Inventory\* ran `adjust_stock` \(sku="LAMP-OAK", /,
+    /^• <!date\^\d+\^[^|]+\|[^>]+> \*Inventory\* called `adjust_stock` \(sku="LAMP-OAK", /,
   );
   assert.match(stock ?? "", /: done, on its own \(autonomous\)$/);
-  assert.match(ship ?? "", /\*Fulfillment\* ran `ship_order` \(order_id="1042"\): done/);
+  assert.match(ship ?? "", /\*Fulfillment\* called `ship_order` \(order_id="1042"\): done/);
   for (const internal of [
     /agent:/,
     /policy:/,
@@ -118,7 +118,7 @@ test("/baton reads a Slack-formatted link whose label has spaces as one referenc
   assert.match((await baton(`status <${link}|the order thread>`)).text, /done, owned by/);
   const audit = await baton(`audit <${link}|the order thread>`);
   assert.ok(audit.blocks.includes("adjust_stock"), audit.text);
-  assert.match((await baton(`who <${link}|see this> adjust_stock`)).text, /ran `adjust_stock`/);
+  assert.match((await baton(`who <${link}|see this> adjust_stock`)).text, /called `adjust_stock`/);
 });
 
 test("/baton echoes a long reference of emoji back whole-charactered, never half of one", async () => {

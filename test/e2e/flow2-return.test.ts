@@ -269,5 +269,8 @@ test("flow 2's audit story names the billing agent, the approver and the decisio
   assert.deepEqual(answer, [["billing", "U0LEE"]]);
   // In Slack, the lead is a mention, as people read it, not the ledger's `human:` id.
   const { text } = await runBaton(h, "who 1077 issue_refund");
-  assert.match(text, /\*Billing\* ran `issue_refund` \(.*\): done, approved by <@U0LEE> <!date\^/);
+  assert.match(
+    text,
+    /\*Billing\* called `issue_refund` \(.*\): done, approved by <@U0LEE> <!date\^/,
+  );
 });

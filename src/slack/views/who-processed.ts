@@ -41,7 +41,7 @@ export function whoProcessedWords(
 
 function callLine(call: ProcessedCall, agentName: (id: string) => string): string {
   const args = clip(argsText(call.args), 400);
-  const head = `• ${slackDate(call.at)} *${clip(agentName(call.agentId), 80)}* ran \`${clip(call.tool, 100)}\`${args ? ` (${args})` : ""}`;
+  const head = `• ${slackDate(call.at)} *${clip(agentName(call.agentId), 80)}* called \`${clip(call.tool, 100)}\`${args ? ` (${args})` : ""}`;
   return `${head}: ${outcome(call)}`;
 }
 
