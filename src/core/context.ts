@@ -64,7 +64,17 @@ export function renderHumanReturn(
   instruction: string,
   originalRequest: string,
 ): string {
-  return `Request: ${value(originalRequest)}\nA person (<@${humanId}>) sent this back to you: ${value(instruction)}`;
+  return `${renderRequest(originalRequest)}\n${renderSentBack(humanId, instruction)}`;
+}
+
+/** The request a stint that a person opened begins with (see renderHumanReturn). */
+export function renderRequest(originalRequest: string): string {
+  return `Request: ${value(originalRequest)}`;
+}
+
+/** A person's instruction, handing the work to an agent (see renderHumanReturn). */
+export function renderSentBack(humanId: string, instruction: string): string {
+  return `A person (<@${humanId}>) sent this back to you: ${value(instruction)}`;
 }
 
 export function renderRequesterMessage(text: string): string {

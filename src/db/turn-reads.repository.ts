@@ -153,6 +153,26 @@ export async function firstUnreadAuthor(db: Executor, taskId: string): Promise<s
 }
 
 /**
+ * The replies not read yet, oldest first, marked read at `stepNo`: a person who hands the work to an
+ * agent puts them in its new stint before their instruction, which came after them.
+ */
+export async function takeUnreadInputs(
+  tx: Tx,
+  taskId: string,
+  stepNo: number,
+): Promise<{ id: string; author_id: string; text: string }[]> {
+  const rows = await tx
+    .updateTable("task_inputs")
+    .set({ consumed_at_step: stepNo })
+    .where("task_id", "=", taskId)
+    .where("consumed_at_step", "is", null)
+    .returning(["id", "author_id", "text"])
+    .execute();
+  // bigserial ids: compared as numbers, not as text ("10" < "9").
+  return rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+}
+
+/**
  * Marks every reply not read yet as read at `stepNo`: a task that failed answered them with its
  * failure notice. Left unread, the end of the run would open the task again for them, and the
  * next run fail it the same way, without end.

@@ -1,7 +1,8 @@
 // A person's decision on an escalation card: take the work over, send it back to an agent, or hand
 // on what they took over.
-import { renderHumanReturn } from "../core/context.ts";
+import { renderHumanReturn, renderRequest, renderSentBack } from "../core/context.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
+import type { ChatMessage } from "../core/model.ts";
 import type { ChatIntent } from "../core/ports.ts";
 import type { Executor, Tx } from "../db/database.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
@@ -9,12 +10,13 @@ import { appendConversation, audit, insertHandoff } from "../db/ledger.repositor
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
+import { takeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import { mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { Owner } from "./escalations.ts";
-import { cardUpdate, personaOf, post } from "./messages.ts";
+import { cardUpdate, personaOf, post, replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 export type EscalationChoice =
@@ -301,17 +303,32 @@ export async function returnToAgent(
     to: { kind: "agent", id: input.agent.id },
     note: { instruction: input.instruction },
   });
-  await appendConversation(tx, [
-    {
+  // Replies that came while the work waited on people (the requester's, the holder's own) were
+  // written before the instruction: the agent reads them in that order, so the person's instruction,
+  // not an older reply, is the last word. Without any, the stint opens with one message, as before.
+  const replies = await takeUnreadInputs(tx, task.id, task.step_no);
+  const opening: ChatMessage[] =
+    replies.length === 0
+      ? [
+          {
+            role: "user",
+            content: renderHumanReturn(input.userId, input.instruction, task.request_text),
+          },
+        ]
+      : [
+          { role: "user", content: renderRequest(task.request_text) },
+          ...replies.map((reply) => replyMessage(reply, task.requester_id)),
+          { role: "user", content: renderSentBack(input.userId, input.instruction) },
+        ];
+  await appendConversation(
+    tx,
+    opening.map((message) => ({
       taskId: task.id,
       stintNo: task.stint_no + 1,
       stepNo: task.step_no,
-      message: {
-        role: "user",
-        content: renderHumanReturn(input.userId, input.instruction, task.request_text),
-      },
-    },
-  ]);
+      message,
+    })),
+  );
   await updateTask(tx, task.id, {
     owner: { kind: "agent", id: input.agent.id },
     status: "active",

@@ -31,6 +31,18 @@ export function cardUpdate(
   return { taskId: task.id, intent, updateOf: card };
 }
 
+/** A person's reply in the task's thread, as the agent reads it: anyone but the requester is named. */
+export function replyMessage(
+  reply: { author_id: string; text: string },
+  requesterId: string,
+): ChatMessage {
+  return {
+    role: "user",
+    content:
+      reply.author_id === requesterId ? reply.text : `<@${reply.author_id}> wrote: ${reply.text}`,
+  };
+}
+
 export function toolMessage(callId: string, content: unknown): ChatMessage {
   const text = typeof content === "string" ? content : JSON.stringify(content);
   // Tool results are data for the model, cut so one huge result cannot flood the context.

@@ -18,6 +18,7 @@ import { limitReached } from "./caps.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { LeaseLeftError } from "./failed-tries.ts";
 import { haltTask } from "./halt.ts";
+import { replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type RunDeliveries, runDeliveries } from "./run-deliveries.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
@@ -284,13 +285,7 @@ async function runTurn(
     run.lane,
   );
   if (stop) return halt(task, stop);
-  const newMessages: ChatMessage[] = inputs.map((input) => ({
-    role: "user",
-    content:
-      input.author_id === task.requester_id
-        ? input.text
-        : `<@${input.author_id}> wrote: ${input.text}`,
-  }));
+  const newMessages: ChatMessage[] = inputs.map((input) => replyMessage(input, task.requester_id));
   // An agent removed from the agents file since it handed the work over is passed by: the chain
   // unwinds to the one before it, or, with none left, the agent answers the requester itself.
   const handBackTo = task.handback_stack.findLast((id) => deps.agents.get(id) !== undefined);

@@ -273,6 +273,10 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
   assert.equal(told.text, `<@${SUPPORT_LEAD}> took this over; only they can hand it to an agent.`);
   assert.equal(h.slack.callsTo("views.open").length, 0, "no modal for them");
 
+  // While the lead holds it, the thread goes on: Dana, and the lead's own words to her.
+  await h.reply(ts, "It also scorched the table. Please call me.");
+  await h.reply(ts, "Dana, calling you now.", { user: SUPPORT_LEAD });
+
   await h.clickCard(SUPPORT_LEAD, ESCALATION_SEND_BACK, escalation, ts);
   const opened = await h.slack.waitForCall("views.open");
   const view = opened.args.view as { callback_id: string; private_metadata: string };
@@ -304,6 +308,17 @@ test("flow 3 taken over, then handed to an agent: the person does their part, th
     ],
   );
   await assertSentBack(h, escalation.id, instruction);
+  // The agent reads the thread in the order it was written: the lead's instruction came last.
+  const resumed = h.model.requestsFor("customer-service").at(-1);
+  assert.deepEqual(
+    resumed?.body.messages.filter((m) => m.role === "user").map((m) => String(m.content)),
+    [
+      "Request: the lamp from order 1077 caught fire, I want compensation",
+      "It also scorched the table. Please call me.",
+      `<@${SUPPORT_LEAD}> wrote: Dana, calling you now.`,
+      `A person (<@${SUPPORT_LEAD}>) sent this back to you: ${instruction}`,
+    ],
+  );
   const update = await h.until("the card to say where the work went", async () =>
     cardUpdates(h, escalation.card_ts).find((c) => /Sent back to/.test(blockTexts(c).join("\n"))),
   );
@@ -350,12 +365,22 @@ test('flow 3 taken over, then handed on from the thread: "@Baton customer-servic
   assert.deepEqual(returned, [
     { from_id: SUPPORT_LEAD, to_id: "customer-service", note: { instruction } },
   ]);
-  // The other person's reply reaches the agent as a reply, beside the lead's instruction.
+  // The other person's reply reaches the agent as a reply, before the lead's instruction, which
+  // came after it: the holder's word is the agent's last, not a bystander's "just refund it".
   const resumed = h.model.requestsFor("customer-service").at(-1);
-  assert.ok(
-    resumed?.body.messages.some((m) => String(m.content).includes("just refund it")),
-    "the other reply is read too",
-  );
+  const said = (resumed?.body.messages ?? [])
+    .filter((m) => m.role === "user")
+    .map((m) => String(m.content));
+  assert.deepEqual(said, [
+    "Request: the lamp from order 1077 caught fire, I want compensation",
+    "<@U0OTHER> wrote: customer-service: just refund it",
+    `A person (<@${SUPPORT_LEAD}>) sent this back to you: ${instruction}`,
+  ]);
+  const answer = h.slack
+    .callsTo("chat.postMessage")
+    .filter((c) => c.args.thread_ts === ts && c.args.username === "Customer Service")
+    .at(-1);
+  assert.match(String(answer?.args.text), /replacement lamp/, "the agent followed the holder");
   const update = await h.until("the card to say where the work went", async () =>
     cardUpdates(h, escalation.card_ts).find((c) => /Sent back to/.test(blockTexts(c).join("\n"))),
   );
