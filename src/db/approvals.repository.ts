@@ -310,3 +310,18 @@ export async function approversBeforeFallback(
     .executeTakeFirst();
   return row ? row.from_id.split(",").filter((id) => id !== "") : [];
 }
+
+/** The card of the task's approval waiting on a person, where it is in Slack, if it is there yet. */
+export async function pendingApprovalCard(db: Executor, taskId: string) {
+  const row = await db
+    .selectFrom("approvals")
+    .select(["card_channel", "card_ts"])
+    .where("task_id", "=", taskId)
+    .where("status", "=", "pending")
+    .orderBy("created_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.card_channel && row.card_ts
+    ? { channel: row.card_channel, ts: row.card_ts }
+    : undefined;
+}

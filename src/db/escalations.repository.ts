@@ -138,3 +138,25 @@ export async function reassignEscalation(tx: Tx, id: string, owner: { kind: stri
     .returningAll()
     .executeTakeFirst();
 }
+
+/**
+ * The card of the task's escalation people hold or decide on now (open, or taken over), where it is
+ * in Slack: undefined when none is, or its card is not in Slack yet.
+ */
+export async function liveEscalationCard(db: Executor, taskId: string) {
+  const row = await db
+    .selectFrom("escalations")
+    .select(["status", "decided_by", "card_channel", "card_ts"])
+    .where("task_id", "=", taskId)
+    .where("status", "in", ["open", "taken_over"])
+    .orderBy("created_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row?.card_channel && row.card_ts
+    ? {
+        channel: row.card_channel,
+        ts: row.card_ts,
+        holder: row.status === "taken_over" ? (row.decided_by ?? undefined) : undefined,
+      }
+    : undefined;
+}

@@ -10,10 +10,12 @@ import type { TaskRow } from "../db/schema.ts";
 import { lockTask, startTask } from "../db/tasks.repository.ts";
 import { insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { passOnDirectReply } from "./direct-replies.ts";
 import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
 import { recordFailedTry } from "./failed-tries.ts";
 import { giveUpStart, wakeIfMissed } from "./missed-runs.ts";
 import { chooseAgent, isBlank, namedAgent, namesOnly } from "./named-agent.ts";
+import { deliverOutbox } from "./outbox.ts";
 import {
   agentTaskReopened,
   reopenForAgent,
@@ -91,6 +93,8 @@ export async function acceptMessage(
   let leasedTo: string | undefined;
   // A reply kept for an agent's task waiting on an approval, read without the task's lock.
   let waitedOn: string | undefined;
+  // A reply in a direct message passed on to its task's card: delivered once the accept commits.
+  let passedOn: string | undefined;
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       const threadTs = message.threadTs ?? message.ts;
@@ -195,13 +199,26 @@ export async function acceptMessage(
       if (reopens) await reopenForAgent(tx, task.id);
       // A reply to a task a person closed goes back to them: no agent has its context.
       if (task.status === "done" && task.owner_kind === "human")
-        await reopenForItsPerson(deps, tx, task, message.user);
+        await reopenForItsPerson(deps, tx, task, {
+          author: message.user,
+          channel: message.channel,
+          text,
+        });
+      // Written where only the requester can read it, while people hold or decide the task.
+      else if (await passOnDirectReply(tx, task, { channel: message.channel, text }))
+        passedOn = task.id;
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
       else if (task.owner_kind === "agent") waitedOn = task.id;
       return "continued";
     });
     if (waitedOn) await wakeIfMissed(deps, waitedOn);
+    if (passedOn) {
+      const taskId = passedOn;
+      deps.afterwards.run("pass a reply on to its task's card", () =>
+        deliverOutbox(deps, { taskId }),
+      );
+    }
     // Counted after the commit, so a rolled-back start is never counted.
     if (outcome === "started") deps.metrics.tasksStarted.inc();
     if (started) {

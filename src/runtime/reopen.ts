@@ -7,6 +7,7 @@ import { updateTask } from "../db/tasks.repository.ts";
 import { mentionOf } from "./approval-deadline.ts";
 import { isDirectMessage } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { quotedReply } from "./direct-replies.ts";
 import { takenOverCard } from "./escalation-decisions.ts";
 import { post } from "./messages.ts";
 
@@ -46,7 +47,13 @@ export function agentTaskReopened(task: TaskRow, author: string): AuditInput {
  * they are paged there (unless the reply is theirs), and their escalation card offers to hand the
  * work to an agent again.
  */
-export async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRow, author: string) {
+export async function reopenForItsPerson(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  reply: { author: string; channel: string; text: string },
+) {
+  const { author } = reply;
   await updateTask(tx, task.id, { status: "waiting_human" });
   await audit(tx, {
     taskId: task.id,
@@ -69,7 +76,12 @@ export async function reopenForItsPerson(deps: RuntimeDeps, tx: Tx, task: TaskRo
     held?.card_channel && held.card_ts
       ? { channel: held.card_channel, threadTs: held.card_ts }
       : { channel: task.channel_id, threadTs: task.thread_ts };
-  const messages = [post(task, { kind: "notice", ...where, text: text.trimStart() })];
+  // Paged where they cannot read the reply (it is in the requester's DM): it is quoted for them.
+  const unseen = where.channel !== task.channel_id && reply.channel === task.channel_id;
+  const said = unseen
+    ? `${text} The requester wrote in their direct message with Baton: ${quotedReply(reply.text)}`
+    : text;
+  const messages = [post(task, { kind: "notice", ...where, text: said.trimStart() })];
   if (where.channel !== task.channel_id)
     messages.push(
       post(task, {

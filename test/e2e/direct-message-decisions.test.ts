@@ -197,6 +197,46 @@ test("a DM task reopened by the requester's reply: the holder is paged where the
     DM,
     `the manager is paged in the requester's DM, which they cannot see: ${said}`,
   );
+  // Nor can they read the reply there: the page quotes it.
+  assert.match(String(notice.args.text), /the replacement is smoking too/);
+});
+
+// A DM's task held by the manager (or waiting on its approvers) lives on a card in #ops. The
+// requester's replies in the DM were kept for an agent that might never come, and nobody who could
+// act on them could read them: "please call me" went nowhere.
+test("a DM task a person holds: the requester's reply is passed on to the card's thread", async () => {
+  const { h, ts, escalation } = await takenOverByTheManager();
+  await dm(h, "please call me at 555-0100, the smoke got worse", ts);
+  const passed = await h.until("the reply passed on", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => !c.failed && /555-0100/.test(String(c.args.text))),
+  );
+  assert.deepEqual([passed.args.channel, passed.args.thread_ts], [DECISIONS, escalation.card_ts]);
+  assert.match(
+    String(passed.args.text),
+    /^<@U0OPSMANAGER> The requester replied in their direct message with Baton: "please call me/,
+  );
+  const task = await taskOfThread(h.db.db, ts);
+  assert.deepEqual([task?.status, task?.owner_id], ["waiting_human", "U0OPSMANAGER"]);
+  assert.equal(h.model.requests.length, 1, "no agent ran on the reply");
+});
+
+test("a DM's refund waiting on its approvers: the requester's reply reaches the card's thread", async () => {
+  const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+  const ts = await dm(h, "billing: please refund order 1077, the lamp came back");
+  const approval = await waitForApprovalCard(h);
+  await dm(h, "actually, cancel the refund: I will keep the lamp", ts);
+  const passed = await h.until("the reply passed on", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => !c.failed && /cancel the refund/.test(String(c.args.text))),
+  );
+  assert.deepEqual([passed.args.channel, passed.args.thread_ts], [DECISIONS, approval.card_ts]);
+  assert.equal(
+    (await h.db.db.selectFrom("approvals").select("status").executeTakeFirstOrThrow()).status,
+    "pending",
+  );
 });
 
 // Customer Service escalates a DM's task; the manager sends it to Billing from the card. The
