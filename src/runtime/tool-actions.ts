@@ -36,12 +36,13 @@ export async function runToolAction(
     args: action.args,
     idempotencyKey: key,
   };
-  const limit = rateLimitOf(fx.deps, action.tool);
+  const gate = await gateOf(fx, action);
+  // A shadow agent's proposal runs nothing, so the real tool's limit does not apply to it.
+  const limit = gate.kind === "shadow" ? undefined : rateLimitOf(fx.deps, action.tool);
   if (limit && (await overRateLimit(fx, limit))) {
     refuseOverLimit(fx, action, limit, base);
     return false;
   }
-  const gate = await gateOf(fx, action);
 
   if (gate.kind === "approval") {
     await insertToolCall(fx.tx, {

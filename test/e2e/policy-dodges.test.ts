@@ -10,9 +10,12 @@ import { postsWhenAtLeast, waitForApprovalCard } from "../support/observe.ts";
 import {
   answerDecision,
   auditKinds,
+  finishedTask,
   REFUND_ARGS,
+  refundCall,
   refundsOf,
   taskOfThread,
+  toolCallsOf,
 } from "../support/scripts-humans.ts";
 
 // A model (or a customer's text steering it) trying to get round the agents file's policy.
@@ -155,5 +158,64 @@ tools:
     assert.equal(task.status, "waiting_human");
     const approval = await waitForApprovalCard(h);
     assert.equal(approval.policy_id, "large-refunds");
+  });
+});
+
+describe("shadow-at-rate-limit", () => {
+  const startHarness = harnessPerTest();
+
+  // A shadow agent only proposes: its proposal runs nothing, so the real tool's rate limit, reached
+  // by an agent that acts, must not refuse it nor count it as an unusable reply.
+  test("a shadow agent's proposal is shown though the tool is at its rate limit", async () => {
+    const refund = { order_id: "1077", amount_usd: 40, reason: "Scratched on arrival" };
+    const file = parseAgentsFile(
+      `
+defaults:
+  entry_agent: refunder
+agents:
+  - id: refunder
+    name: Refunder
+    icon: ":moneybag:"
+    instructions: Refund the customer.
+    tools: [issue_refund]
+  - id: trainee
+    name: Trainee
+    icon: ":hatching_chick:"
+    instructions: Propose the refund.
+    autonomy: shadow
+    tools: [issue_refund]
+policies:
+  rate_limits:
+    tools: [{ tool: issue_refund, max: 1, per: 1h }]
+`,
+      "agents.yml",
+      demoTools,
+    );
+    const h = await startHarness({
+      agentsFile: file,
+      script: scriptByAgent({
+        refunder: [refundCall(refund), { content: "Refunded." }],
+        trainee: [refundCall(refund), { content: "I proposed the refund." }],
+      }),
+    });
+    const first = await h.mention("refunder: refund 40 USD on order 1077");
+    await h.until("the refund", () => finishedTask(h.db.db, first.ts));
+    const second = await h.mention("trainee: refund 40 USD on order 1077");
+    const task = await h.until("the proposal's answer", () => finishedTask(h.db.db, second.ts));
+
+    assert.deepEqual(
+      (await toolCallsOf(h.db.db, task.id, "issue_refund")).map((c) => c.status),
+      ["shadowed"],
+    );
+    assert.deepEqual(await auditKinds(h.db.db, task.id, "tool_refused"), []);
+    assert.equal((await auditKinds(h.db.db, task.id, "tool_shadowed")).length, 1);
+    const posts = await postsWhenAtLeast(h, second.ts, 2);
+    assert.ok(
+      posts.some((p) =>
+        /Shadow mode: Trainee would have called issue_refund/.test(String(p.args.text)),
+      ),
+      "the proposal card is in the thread",
+    );
+    assert.equal((await refundsOf(h.db.db)).length, 1, "the shadow agent refunded nothing");
   });
 });
