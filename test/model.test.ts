@@ -216,6 +216,39 @@ describe("model-client", async () => {
       [true, false],
     );
   });
+
+  // A taken id is given a new one; the new one must not be an id the model used itself.
+  test("calls sharing an id get ids no other call of the reply has", async () => {
+    const call = (id: string, order: string) => ({
+      id,
+      type: "function",
+      function: { name: "lookup_order", arguments: JSON.stringify({ order_id: order }) },
+    });
+    const calls = [call("x_2", "1042"), call("x", "1077"), call("x", "1090"), call("x_2", "1001")];
+    answer = (_body, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          id: "c",
+          object: "chat.completion",
+          created: 0,
+          model: "m",
+          choices: [
+            {
+              index: 0,
+              finish_reason: "tool_calls",
+              message: { role: "assistant", content: null, tool_calls: calls },
+            },
+          ],
+        }),
+      );
+    };
+    const reply = await ask(0);
+    const ids = reply.toolCalls.map((c) => c.id);
+    assert.equal(ids.length, 4, "four different calls");
+    assert.equal(new Set(ids).size, 4, `ids ${ids.join(", ")} are unique`);
+    assert.deepEqual(ids.slice(0, 2), ["x_2", "x"], "the model's own ids are kept where free");
+  });
 });
 
 describe("model-text-tool-calls", async () => {

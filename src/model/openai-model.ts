@@ -241,14 +241,22 @@ function unreadableCall(error: unknown): { said: string; attempt: string } | und
  * call, run once; a different call under a taken id gets an id of its own, and its own answer.
  */
 function uniqueIds(calls: ModelReply["toolCalls"]): ModelReply["toolCalls"] {
-  const seen = new Map<string, string>();
+  // Every id the model wrote is taken: a new id must not be one a later call of the reply has.
+  const taken = new Set(calls.map((c) => c.id));
+  const bodies = new Map<string, Set<string>>();
   const unique: ModelReply["toolCalls"] = [];
-  for (const [index, call] of calls.entries()) {
+  for (const call of calls) {
     const body = `${call.name}\n${call.arguments}`;
-    const earlier = seen.get(call.id);
-    if (earlier === body) continue;
-    const id = earlier === undefined ? call.id : `${call.id}_${index}`;
-    seen.set(id, body);
+    const earlier = bodies.get(call.id);
+    if (earlier?.has(body)) continue;
+    let id = call.id;
+    if (earlier) {
+      let n = 2;
+      while (taken.has(`${call.id}_${n}`)) n++;
+      id = `${call.id}_${n}`;
+    }
+    taken.add(id);
+    bodies.set(call.id, (earlier ?? new Set()).add(body));
     unique.push({ ...call, id });
   }
   return unique;
