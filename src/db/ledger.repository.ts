@@ -171,6 +171,18 @@ export async function countedCallArgs(db: Executor, taskId: string, tool: string
   return rows.map((r) => r.args);
 }
 
+/** The task's writes that ran, oldest first: what a person taking the task over must not redo. */
+export async function writesDone(db: Executor, taskId: string) {
+  return db
+    .selectFrom("tool_calls")
+    .select(["tool", "args"])
+    .where("task_id", "=", taskId)
+    .where("status", "=", "done")
+    .where("tool_class", "<>", "read")
+    .orderBy("id")
+    .execute();
+}
+
 export interface ToolCallRecord {
   taskId: string;
   stepNo: number;

@@ -1,8 +1,12 @@
 import type { People } from "../config/agents-schema.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
+import { shorten } from "../core/text.ts";
+import type { Executor } from "../db/database.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
-import { insertHandoff } from "../db/ledger.repository.ts";
+import { insertHandoff, writesDone } from "../db/ledger.repository.ts";
+import { maskSecrets } from "../log.ts";
 import { mentionOf } from "./approval-deadline.ts";
+import { argsText } from "./audit-story.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
@@ -158,4 +162,13 @@ function ownerNotice(
     ...(where.threadTs && { threadTs: where.threadTs }),
     text: pinged,
   };
+}
+
+/** A note's `done` (10 items of 300 characters at most): the task's writes that ran. */
+export async function doneItems(db: Executor, taskId: string): Promise<string[]> {
+  const items = (await writesDone(db, taskId)).map((w) =>
+    shorten(maskSecrets(`${w.tool} ran: ${argsText(w.args)}`), 300),
+  );
+  if (items.length <= 10) return items;
+  return [...items.slice(0, 9), `and ${items.length - 9} more writes: see the task's history`];
 }

@@ -13,7 +13,7 @@ import { approvalIntent } from "./approval-deadline.ts";
 import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
-import { startEscalation } from "./escalations.ts";
+import { doneItems, startEscalation } from "./escalations.ts";
 import { cardUpdate, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { answerParkedCall, WITHDRAWN_RESULT } from "./settle-approvals.ts";
@@ -72,7 +72,7 @@ export async function haltTask(
         note: {
           requester: `<@${locked.requester_id}>`,
           summary: locked.title,
-          done: [],
+          done: await doneItems(tx, locked.id),
           reason: `Stopped automatically: ${reason}.`,
           urgency: "high",
           confidence: 1,

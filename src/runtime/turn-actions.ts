@@ -5,7 +5,7 @@ import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { unusableReplyReasons } from "../db/ledger.repository.ts";
-import { startEscalation } from "./escalations.ts";
+import { doneItems, startEscalation } from "./escalations.ts";
 import { strikesReason, WITHHELD_REASON } from "./failure-reasons.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import { answerRepeat, runToolAction } from "./tool-actions.ts";
@@ -235,7 +235,7 @@ export async function settleModelErrors(fx: TurnEffects): Promise<void> {
   const refused = refusedEscalations(fx.turn);
   if (refused.length > 0) {
     fx.changes.modelErrors = 0;
-    await startEscalation(fx, { note: noteForUnreadable(fx, refused), reason: "agent" });
+    await startEscalation(fx, { note: await noteForUnreadable(fx, refused), reason: "agent" });
     return;
   }
   const causes = await strikeCauses(fx, total);
@@ -285,16 +285,17 @@ function failTask(fx: TurnEffects, reason: string, detail: Record<string, unknow
 }
 
 /** The note Baton writes itself for an escalation whose note it refused: only what it knows. */
-function noteForUnreadable(
+async function noteForUnreadable(
   fx: TurnEffects,
   refused: Extract<Action, { kind: "rejected" }>[],
-): EscalationNote {
+): Promise<EscalationNote> {
   const { task } = fx.turn;
   const named = refused.map((a) => laneIn(a.rawArgs)).findLast((lane) => lane !== undefined);
   return {
     requester: `<@${task.requester_id}>`,
     summary: task.title,
-    done: [],
+    // The turns behind have landed (see onLastStrike): their writes are read here.
+    done: await doneItems(fx.tx, task.id),
     reason: "the agent asked for a person but its note could not be read",
     urgency: "normal",
     // Nobody stated one: the agent's note was not read.
