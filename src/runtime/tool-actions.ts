@@ -251,7 +251,7 @@ function refuseOverLimit(
   base: Omit<ToolCallRecord, "status" | "result" | "allowedBy">,
 ): void {
   const { task, agent } = fx.turn;
-  const error = `Not run: ${limit.tool} may run at most ${limit.max === 1 ? "once" : `${limit.max} times`} in ${duration(limit.per)}, and it has. Do not call it again now: tell the requester it will be done later, or hand the task to a person.`;
+  const error = `Not run: ${limit.tool} may run at most ${limit.max === 1 ? "once" : `${limit.max} times`} in ${duration(limit.per)}, and it has; nothing will run it later by itself. Do not call it again now: tell the requester it was not done and that they can ask again later, or hand the task to a person.`;
   // Counted as an unusable reply, so a model that keeps calling it stops within three.
   fx.modelErrors++;
   fx.toolCalls.push({ ...base, status: "rate_limited", result: { error }, allowedBy: null });

@@ -102,6 +102,9 @@ test("a tool past its rate limit is refused in another task, recorded, and the m
   const told = h.model.requestsFor("billing").at(-1);
   const toolMessage = told ? lastToolMessage(told.body) : "";
   assert.match(toolMessage, /Not run: issue_refund may run at most once in 1 hour/);
+  // Nothing queues the call: the model must not promise the requester it will happen by itself.
+  assert.doesNotMatch(toolMessage, /will be done later/);
+  assert.match(toolMessage, /nothing will run it later by itself/);
   const [audit] = await auditKinds(h.db.db, secondTask.id, "tool_refused");
   assert.equal((audit?.data as { reason?: string } | undefined)?.reason, "rate_limited");
   const reply = h.slack.messagesIn(CHANNEL, second.ts).at(-1);
