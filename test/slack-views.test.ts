@@ -550,7 +550,7 @@ describe("views", async () => {
         at: AT,
         actor: evil(i),
         kind: NASTY,
-        text: evil(i + 2),
+        parts: [evil(i + 2)],
       }));
       const first = auditStoryBlocks(entries, { taskId: "task-1", page: 1, pageSize: 1000 });
       assertSafe(first);
@@ -806,7 +806,7 @@ describe("views-budget", async () => {
         at: AT,
         actor: `Agent ${i} & co`,
         kind: "tool_call",
-        text: `entry ${i}: ${"R&D <x> ".repeat(100)}`,
+        parts: [`entry ${i}: ${"R&D <x> ".repeat(100)}`],
       }));
       const page = auditStoryBlocks(entries, { taskId: "task-1", page: 1, pageSize: 40 });
       assertFits(page);

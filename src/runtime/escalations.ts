@@ -6,7 +6,7 @@ import * as escalationsDb from "../db/escalations.repository.ts";
 import { insertHandoff, writesDone } from "../db/ledger.repository.ts";
 import { maskSecrets } from "../log.ts";
 import { mentionOf } from "./approval-deadline.ts";
-import { argsText } from "./audit-story.ts";
+import { argsText } from "./audit-words.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";

@@ -54,13 +54,14 @@ export function createSlackHandlers(
       actor: actorName(deps, e.actor),
       ...(e.actor.startsWith("human:") && { userId: e.actor.slice("human:".length) }),
       kind: e.kind,
-      text: e.text,
+      parts: e.parts,
     }));
     return auditStoryBlocks(entries, {
       taskId,
       page,
       pageSize: AUDIT_PAGE_SIZE,
       otherTaskIds: report.otherTaskIds,
+      agentName: (id) => deps.agents.get(id)?.name ?? id,
     });
   };
   return {

@@ -426,6 +426,7 @@ describe("audit story", () => {
       actor: "human:U0EVE",
       kind: "note",
       text: '=HYPERLINK("http://evil"), "quoted"\nsecond line',
+      parts: ['=HYPERLINK("http://evil"), "quoted"\nsecond line'],
       data: { text: "-1+1" },
     };
     const entries = [...story.entries, hostile];

@@ -38,6 +38,21 @@ test("/baton audit <order> answers with the story in order, within Slack's limit
   assert.ok(JSON.parse(answer.blocks).length <= 50);
 });
 
+test("/baton audit names the agents as people read them, with no internal ids", async () => {
+  const answer = await baton("audit 1042");
+  // The page's lines; its head names the task id, the reference the other commands take.
+  const story = (JSON.parse(answer.blocks) as { type: string; text?: { text: string } }[])
+    .flatMap((b) => (b.type === "section" && b.text ? [b.text.text] : []))
+    .join("\n");
+  assert.match(story, /Task started with Customer Service/);
+  assert.match(story, /Handed over to Fulfillment: Order 1042 is stuck/);
+  assert.match(story, /Handed back to Customer Service: Order 1042 shipped/);
+  assert.match(story, /lookup_order\(order_id="1042"\) → done; a read: no approval needed/);
+  assert.match(story, /ship_order\(order_id="1042"\) → done; on its own \(autonomous\)/);
+  for (const internal of [/agent:/, /human:/, /policy:/, /[0-9a-f]{8}-[0-9a-f]{4}-/])
+    assert.doesNotMatch(story, internal, story);
+});
+
 test("/baton who <order> <tool> answers who processed it", async () => {
   const answer = await baton("who 1042 adjust_stock");
   assert.match(answer.text, /inventory|Inventory/);

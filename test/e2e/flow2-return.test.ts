@@ -267,6 +267,19 @@ test("flow 2's audit story names the billing agent, the approver and the decisio
   const processed = await whoProcessed(h.baton.deps, "1077", "issue_refund");
   const answer = processed.map((c) => [c.agentId, c.approver]);
   assert.deepEqual(answer, [["billing", "U0LEE"]]);
+  // In Slack's story too: the lead as a mention, the agent by name, no approval id.
+  const { blocks } = await runBaton(h, "audit 1077");
+  const page = (JSON.parse(blocks) as { type: string; text?: { text: string } }[])
+    .flatMap((b) => (b.type === "section" && b.text ? [b.text.text] : []))
+    .join("\n");
+  assert.match(page, /issue_refund\(.*\) → done; approved by <@U0LEE>/);
+  assert.match(
+    page,
+    /Asked <@U0BILLINGLEAD>, <!subteam\^S0BILLINGLEADS> to approve issue_refund\(.*, expires <!date\^\d+\^/,
+  );
+  assert.match(page, /Handed over to Billing: /);
+  for (const internal of [/agent:/, /human:/, /approval:/, /[0-9a-f]{8}-[0-9a-f]{4}-/])
+    assert.doesNotMatch(page, internal, page);
   // In Slack, the lead is a mention, as people read it, not the ledger's `human:` id.
   const { text } = await runBaton(h, "who 1077 issue_refund");
   assert.match(

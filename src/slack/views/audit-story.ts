@@ -1,10 +1,15 @@
+import type { Named, Part } from "../../runtime/audit-words.ts";
 import {
   BLOCKS_TEXT_BUDGET,
   clip,
+  escapeMrkdwn,
+  isChannelId,
   isUserId,
   mention,
+  mentionEach,
   SECTION_TEXT_MAX,
   slackDate,
+  truncate,
 } from "../mrkdwn.ts";
 import {
   actions,
@@ -29,8 +34,8 @@ export interface AuditStoryEntry {
   userId?: string;
   /** The event kind, e.g. "handoff", "tool_call", "decision". */
   kind: string;
-  /** One line that tells what happened. */
-  text: string;
+  /** What happened: its text is escaped here, and the names in it said as people read them. */
+  parts: readonly Part[];
 }
 
 export interface AuditStoryOptions {
@@ -41,6 +46,8 @@ export interface AuditStoryOptions {
   pageSize: number;
   /** The reference's other tasks the reader may read (an order's earlier ones), newest first. */
   otherTaskIds?: readonly string[];
+  /** An agent's display name; its id when none is given. */
+  agentName?: (id: string) => string;
 }
 
 /** Other tasks named at most; an order's tasks are a handful. */
@@ -74,7 +81,9 @@ export function auditStoryBlocks(
   );
   const body =
     shown.length > 0
-      ? pack(shown.map((entry) => line(entry, share))).map((text) => section(text))
+      ? pack(shown.map((entry) => line(entry, share, options.agentName ?? ((id) => id)))).map(
+          (text) => section(text),
+        )
       : [section("No audit events for this task yet.")];
   return message(`Audit story for task ${task}, page ${page} of ${pages}`, [
     head,
@@ -95,12 +104,47 @@ function othersWords(ids: readonly string[]): string {
 const ENTRY_TEXT_MIN = 40;
 
 /** One entry in `max` characters at most (its own text shortened first), or about that. */
-function line(entry: AuditStoryEntry, max: number): string {
+function line(entry: AuditStoryEntry, max: number, agentName: (id: string) => string): string {
   const when = slackDate(entry.at, "{date_short} {time_secs}");
   const who =
     entry.userId && isUserId(entry.userId) ? mention(entry.userId) : clip(entry.actor, 80);
   const lead = `${when} *${who}* · _${clip(entry.kind, 40)}_ · `;
-  return `${lead}${clip(entry.text, Math.min(500, Math.max(ENTRY_TEXT_MIN, max - lead.length - 1)))}`;
+  const room = Math.min(500, Math.max(ENTRY_TEXT_MIN, max - lead.length - 1));
+  // Each part is cut to the room before it is joined, so a 10,000-character message costs no more.
+  const text = entry.parts.map((p) => truncate(said(p, agentName), room)).join("");
+  return `${lead}${truncate(text, room)}`;
+}
+
+/** A part as Slack shows it: text escaped, names as mentions, display names and local dates. */
+function said(part: Part, agentName: (id: string) => string): string {
+  if (typeof part === "string") return escapeMrkdwn(part);
+  return named(part, agentName);
+}
+
+function named(part: Named, agentName: (id: string) => string): string {
+  if ("agent" in part) return clip(agentName(part.agent), 80);
+  if ("person" in part || "group" in part)
+    return mention("person" in part ? part.person : part.group);
+  if ("owner" in part) {
+    const { kind, id } = part.owner;
+    return kind === "channel" && isChannelId(id) ? mention(id) : mentionEach(id);
+  }
+  if ("at" in part) {
+    const at = new Date(part.at);
+    return Number.isFinite(at.getTime()) ? slackDate(at) : clip(part.at, 40);
+  }
+  if ("allowedBy" in part) return allowedWords(part.allowedBy, part.decidedBy);
+  return "";
+}
+
+/** Who let a call run, in words: the person who approved it, or the policy that needed nobody. */
+function allowedWords(allowedBy: string, decidedBy: string): string {
+  if (allowedBy.startsWith("approval:"))
+    return isUserId(decidedBy) ? `approved by ${mention(decidedBy)}` : "approved by a person";
+  const policy = /^policy:(.+)$/.exec(allowedBy)?.[1];
+  if (policy === "read") return "a read: no approval needed";
+  if (policy) return `on its own (${clip(policy, 40)})`;
+  return "allowed by nobody";
 }
 
 /** Greedily joins lines into sections of at most 3,000 chars; each line is far shorter. */

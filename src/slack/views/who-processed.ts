@@ -1,5 +1,5 @@
 import type { ProcessedCall } from "../../db/reports.repository.ts";
-import { argsText } from "../../runtime/audit-story.ts";
+import { argsText } from "../../runtime/audit-words.ts";
 import { clip, isUserId, mention, slackDate } from "../mrkdwn.ts";
 
 /**
