@@ -153,7 +153,7 @@ export function createSlackChatSurface(
   async function deliver(intent: ChatIntent, outboxId: string): Promise<Delivered> {
     switch (intent.kind) {
       case "agent_reply": {
-        // A cut answer's note points at the task's history: `/baton audit` takes a thread link.
+        // A cut answer's note points at the rest: `npm run audit` takes a thread link.
         const { workspaceUrl } = options;
         const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
         const reply = agentReply({ text: intent.text, ...(auditRef && { auditRef }) });

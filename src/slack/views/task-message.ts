@@ -15,7 +15,7 @@ export interface AgentReplyInput {
   /** The agent's answer (model text, mrkdwn formatting kept, links and mentions defused). */
   text: string;
   /**
-   * What `/baton audit` takes to find the task: a link to its thread. Without it the note names
+   * What `npm run audit` takes to find the task: a link to its thread. Without it the note names
    * the command and says to give it this thread's link.
    */
   auditRef?: string;
@@ -46,11 +46,12 @@ export function agentReply(input: AgentReplyInput): SlackMessage {
   return message(fallback(input.text), blocks, textOnly);
 }
 
+/** Slack's audit story shows a few lines of an answer: the whole of it is in the CLI's JSON. */
 function cutNote(left: number, auditRef: string | undefined): string {
   const command = auditRef
-    ? `\`/baton audit ${clip(auditRef, 200)}\``
-    : "`/baton audit` with a link to this thread";
-  const note = `✂️ The answer was cut here: ${left.toLocaleString("en-US")} more characters did not fit in one Slack message. The task's history: ${command}.`;
+    ? `\`npm run audit -- ${clip(auditRef, 200)} --format json\``
+    : "`npm run audit -- --format json` and a link to this thread";
+  const note = `✂️ The answer was cut here: ${left.toLocaleString("en-US")} more characters did not fit in Slack. Whoever runs Baton can read all of it with ${command}.`;
   return truncate(note, CUT_NOTE_MAX);
 }
 
