@@ -31,7 +31,7 @@ export async function closeTask(
   const resolved = await resolveTaskRef(deps.db, input.ref);
   // The refusals below tell the task's status and owner: words only for someone who may read it.
   // Its owners may, so nobody who could close it is stopped here.
-  const readable = await requireReadable(deps, resolved?.taskIds ?? [], input);
+  const readable = await requireReadable(deps, resolved, input);
   const found = await heldOrNewest(deps, readable);
   if (!found) return { outcome: "not_found" };
   const refusal = await refusalFor(deps, found, input.userId);

@@ -1,5 +1,10 @@
 import { agentActivity } from "../db/agent-activity.repository.ts";
-import { type ProcessedCall, resolveTaskRef, toolCallsOf } from "../db/reports.repository.ts";
+import {
+  type ProcessedCall,
+  type ResolvedRef,
+  resolveTaskRef,
+  toolCallsOf,
+} from "../db/reports.repository.ts";
 import { peopleOnTasks, type TaskPeople } from "../db/task-people.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import { type AuditReport, auditStory, notAReference } from "./audit-story.ts";
@@ -31,9 +36,12 @@ type ReadDeps = Pick<RuntimeDeps, "db" | "chat" | "agents">;
  */
 const NO_READABLE_TASK =
   "No task you can read here matches that reference. Give a task id, an order id or a link to its thread; if the thread is in another channel, run the command there, or ask its requester or a supervisor.";
+/** For a task id: the asker gave one, so the words do not ask for one. */
+const NO_READABLE_TASK_WITH_ID =
+  "No task you can read here has that id. If its thread is in another channel, run the command there, or ask its requester or a supervisor.";
 
-export function noReadableTask(): NotFoundError {
-  return new NotFoundError(NO_READABLE_TASK);
+export function noReadableTask(byId = false): NotFoundError {
+  return new NotFoundError(byId ? NO_READABLE_TASK_WITH_ID : NO_READABLE_TASK);
 }
 
 const GROUP_ID = /^S[A-Z0-9]+$/;
@@ -69,14 +77,17 @@ async function readableThroughSlack(
   return tasks.filter((t) => t.people.some((p) => groups.has(p)));
 }
 
-/** The readable ones among `taskIds`; refuses, naming nothing, when there are none. */
+/**
+ * The readable ones among the tasks `resolved` names; refuses, naming nothing, when there are
+ * none. `resolved` is undefined for a reference of no shape Baton knows.
+ */
 export async function requireReadable(
   deps: ReadDeps,
-  taskIds: readonly string[],
+  resolved: ResolvedRef | undefined,
   reader: Reader,
 ): Promise<[string, ...string[]]> {
-  const [first, ...rest] = await readableTaskIds(deps, taskIds, reader);
-  if (!first) throw noReadableTask();
+  const [first, ...rest] = await readableTaskIds(deps, resolved?.taskIds ?? [], reader);
+  if (!first) throw noReadableTask(resolved?.ref.kind === "task");
   return [first, ...rest];
 }
 
@@ -84,7 +95,7 @@ export async function requireReadable(
 async function resolveReadable(deps: ReadDeps, ref: string, reader: Reader) {
   const resolved = await resolveTaskRef(deps.db, ref);
   if (!resolved) throw notAReference(ref);
-  const readable = await requireReadable(deps, resolved.taskIds, reader);
+  const readable = await requireReadable(deps, resolved, reader);
   return { all: resolved.taskIds, readable };
 }
 

@@ -87,6 +87,15 @@ test("/baton with an unknown reference or no verb says what to do", async () => 
   assert.match((await baton("")).text, /\/baton status/);
 });
 
+test("/baton done, status and audit of a task id no task has say so, not to give a task id", async () => {
+  const id = "0b7e5c2a-1111-4222-8333-444455556666";
+  for (const verb of ["done", "status", "audit", "who"]) {
+    const { text } = await baton(`${verb} ${id}`);
+    assert.match(text, /^No task you can read here has that id\./, verb);
+    assert.doesNotMatch(text, /Give a task id|Try a task id/, verb);
+  }
+});
+
 test("/baton help and usage answers show their placeholders: no raw <…> for Slack to parse", async () => {
   // Slack reads `<…>` as a link or mention even inside backticks, so "<task, order or thread
   // link>" would show as a broken link. The answers must be safe mrkdwn.

@@ -26,6 +26,10 @@ const REQUESTER_DM = "D0REQUESTER";
 const PRIVATE_TEXT = "PRIVATE-CUSTOMER-TEXT";
 const REFUSED =
   "No task you can read here matches that reference. Give a task id, an order id or a link to its thread; if the thread is in another channel, run the command there, or ask its requester or a supervisor.";
+/** The same for a task id, whether a task has it or not: the asker gave one, so none is asked for. */
+const REFUSED_BY_ID =
+  "No task you can read here has that id. If its thread is in another channel, run the command there, or ask its requester or a supervisor.";
+const refusedWords = (ref: string) => (/^[0-9a-f]{8}-/.test(ref) ? REFUSED_BY_ID : REFUSED);
 
 let h: Harness;
 /** Flow 1 on order 1042, asked by REQUESTER in CHANNEL. */
@@ -159,13 +163,16 @@ test("an unrelated person elsewhere is refused, told what to do, and shown nothi
     for (const ref of [publicTask, privateTask, "1042"]) {
       const answer = await ask(STRANGER, ELSEWHERE, `${command} ${ref}`);
       assert.ok(answer.ephemeral);
-      assert.equal(answer.text, REFUSED, `${command} ${ref}`);
+      assert.equal(answer.text, refusedWords(ref), `${command} ${ref}`);
       assertRevealsNothing(answer);
     }
   // A reference that names no task gets the same words: /baton does not say whether order 99999
   // has a task somewhere else.
-  for (const command of ["status", "audit", "who", "done"])
+  for (const command of ["status", "audit", "who", "done"]) {
     assert.equal((await ask(STRANGER, ELSEWHERE, `${command} 99999`)).text, REFUSED);
+    const noTask = `${command} 0b7e5c2a-1111-4222-8333-444455556666`;
+    assert.equal((await ask(STRANGER, ELSEWHERE, noTask)).text, REFUSED_BY_ID);
+  }
 });
 
 test("a human on the task, through a group too, and a supervisor may read it from anywhere", async () => {
@@ -175,7 +182,7 @@ test("a human on the task, through a group too, and a supervisor may read it fro
   }
   assert.match((await ask(BILLING_LEAD, ELSEWHERE, "status 1042")).text, new RegExp(PRIVATE_TEXT));
   // An approver of the private task is no one on the public one.
-  assert.equal((await ask(APPROVER, ELSEWHERE, `audit ${publicTask}`)).text, REFUSED);
+  assert.equal((await ask(APPROVER, ELSEWHERE, `audit ${publicTask}`)).text, REFUSED_BY_ID);
 });
 
 test("/baton who on an order keeps the readable tasks and counts the others", async () => {
@@ -228,7 +235,7 @@ test("the audit pager is checked at each click, as the command is", async () => 
   // A button value is the task id: anyone can send one for any task, from anywhere.
   for (const taskId of [publicTask, privateTask]) {
     const refused = await clickNextPage(STRANGER, ELSEWHERE, taskId);
-    assert.equal(refused.text, REFUSED);
+    assert.equal(refused.text, REFUSED_BY_ID);
     assertRevealsNothing(refused);
   }
 });
