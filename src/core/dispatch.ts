@@ -16,8 +16,10 @@ import type { ToolDefinition, ToolRegistry } from "./tools/tool.ts";
 /** What the runtime does with one model reply. Nothing here touches the world. */
 export type Action =
   | { kind: "tool"; callId: string; tool: ToolDefinition; args: unknown }
-  /** The same write as an earlier call of the reply (`of`), under another id: it runs once. */
+  /** The same call as an earlier one of the reply (`of`), under another id: it runs once. */
   | { kind: "repeat"; callId: string; of: string; name: string }
+  /** The calls of a reply past the most Baton runs of one (MAX_CALLS_PER_REPLY): none runs. */
+  | { kind: "too_many"; calls: readonly { callId: string; name: string }[] }
   | {
       kind: "rejected";
       callId: string;
@@ -59,25 +61,44 @@ export function interpretReply(reply: ModelReply, ctx: DispatchContext): Action[
     const text = reply.content?.trim();
     return text ? [{ kind: "final", text }] : [{ kind: "empty" }];
   }
-  return withRepeats(reply.toolCalls.map((call) => interpretCall(call, ctx)));
+  const over = reply.toolCalls.slice(MAX_CALLS_PER_REPLY);
+  const actions = withRepeats(
+    reply.toolCalls.slice(0, MAX_CALLS_PER_REPLY).map((call) => interpretCall(call, ctx)),
+  );
+  if (over.length === 0) return actions;
+  return [
+    ...actions,
+    { kind: "too_many", calls: over.map((c) => ({ callId: c.id, name: c.name })) },
+  ];
 }
 
 /**
- * Models sometimes write one call twice in a reply under two ids. A write or irreversible call with
- * the same tool and arguments as an earlier one of the reply is its repeat, and is not run again
- * (an operator's tool may not guard itself). Reads have no effect, and run as asked.
+ * The calls one reply may ask for: models ask for a handful at a time. A model looping inside one
+ * reply (hundreds of calls) would otherwise run them all before any limit between turns is read.
+ */
+export const MAX_CALLS_PER_REPLY = 20;
+
+/**
+ * Models sometimes write one call twice in a reply under two ids. A call with the same tool and
+ * arguments as an earlier one of the reply is its repeat, and is not run again: a write's side
+ * effect would happen twice (an operator's tool may not guard itself), and a read would only cost
+ * the operator's system a second request for the same answer. A read after a write is read again:
+ * `check_stock`, `adjust_stock`, `check_stock` asks for the count before and after.
  */
 function withRepeats(actions: Action[]): Action[] {
-  const seen = new Map<string, string>();
+  const writes = new Map<string, string>();
+  let reads = new Map<string, string>();
   return actions.map((action) => {
-    if (action.kind !== "tool" || action.tool.toolClass === "read") return action;
+    if (action.kind !== "tool") return action;
+    const isRead = action.tool.toolClass === "read";
+    const seen = isRead ? reads : writes;
     const key = `${action.tool.name}\n${canonicalJson(action.args)}`;
     const of = seen.get(key);
-    if (of === undefined) {
-      seen.set(key, action.callId);
-      return action;
-    }
-    return { kind: "repeat", callId: action.callId, of, name: action.tool.name };
+    if (of !== undefined)
+      return { kind: "repeat", callId: action.callId, of, name: action.tool.name };
+    seen.set(key, action.callId);
+    if (!isRead) reads = new Map();
+    return action;
   });
 }
 

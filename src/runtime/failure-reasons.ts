@@ -15,6 +15,7 @@ const CAUSES: Record<string, string> = {
   invalid_arguments: "called a tool with arguments it does not take",
   no_hand_back: "tried to hand the task back with nobody to hand it back to",
   rate_limited: "kept calling a tool past its rate limit",
+  too_many_calls: "asked for more tool calls in one reply than Baton runs",
 };
 
 /**

@@ -1,6 +1,6 @@
 import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
-import type { Action, RejectReason } from "../core/dispatch.ts";
+import { type Action, MAX_CALLS_PER_REPLY, type RejectReason } from "../core/dispatch.ts";
 import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
@@ -30,6 +30,8 @@ export async function applyAction(
       return false;
     case "rejected":
       return rejectCall(fx, action);
+    case "too_many":
+      return refuseTooMany(fx, action);
     case "transfer":
     case "hand_back":
       return handOver(fx, action);
@@ -140,6 +142,28 @@ function rejectCall(fx: TurnEffects, action: Extract<Action, { kind: "rejected" 
     transferTarget(agent, action.name) !== undefined;
   const tool = known ? action.name : "(unknown)";
   fx.afterCommit.push(() => fx.deps.metrics.toolCalls.inc({ tool, outcome: action.reason }));
+  return false;
+}
+
+/** The calls past MAX_CALLS_PER_REPLY: each answered, one unusable reply, one audit event. */
+function refuseTooMany(fx: TurnEffects, action: Extract<Action, { kind: "too_many" }>): boolean {
+  const { task, agent } = fx.turn;
+  fx.modelErrors++;
+  const message = `Not run: one reply may ask for ${MAX_CALLS_PER_REPLY} tool calls at most. Ask again for the ones you still need, a few at a time.`;
+  for (const call of action.calls)
+    fx.conversation.push(toolMessage(call.callId, { error: message }));
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "model_error",
+    data: {
+      reason: "too_many_calls",
+      message,
+      not_run: action.calls.length,
+      tools: [...new Set(action.calls.map((c) => c.name))].slice(0, 20),
+      step: fx.stepNo,
+    },
+  });
   return false;
 }
 

@@ -220,7 +220,8 @@ async function prepareTurn(
     if (ended) {
       if (action.kind === "repeat" && action.of === parked) answerRepeat(fx, action);
       // A call outside the agent's role is refused, and audited, wherever it sits in the reply.
-      else if (action.kind === "rejected") await applyAction(fx, action, index);
+      else if (action.kind === "rejected" || action.kind === "too_many")
+        await applyAction(fx, action, index);
       else if ("callId" in action)
         fx.conversation.push(toolMessage(action.callId, { error: "not run: the task moved on" }));
       continue;

@@ -641,20 +641,22 @@ policies:
       );
   });
 
-  test("a write repeated in one reply is one call; its repeat answers from it; reads stay apart", () => {
+  test("a call repeated in one reply is one call; its repeat answers from it; a read after a write is read again", () => {
     const actions = interpretReply(
       reply([
         ["refund", '{"amount_usd": 5}'],
         ["look", "{}"],
+        ["look", "{ }"],
         ["refund", '{ "amount_usd": 5 }'],
         ["look", "{}"],
         ["refund", '{"amount_usd": 6}'],
+        ["look", "{}"],
       ]),
       ctx("billing"),
     );
     assert.deepEqual(
       actions.map((a) => (a.kind === "repeat" ? `repeat of ${a.of}` : a.kind)),
-      ["tool", "tool", "repeat of c0", "tool", "tool"],
+      ["tool", "tool", "repeat of c1", "repeat of c0", "repeat of c1", "tool", "tool"],
     );
   });
 });
