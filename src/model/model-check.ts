@@ -23,8 +23,9 @@ export async function checkAgentModels(
     if (fault === "model") return;
     log.warn(
       { err: error },
-      fault === "operator"
-        ? "the model server refused the API key: check OPENAI_API_KEY"
+      // The adapter's own words: a refused key, or a base URL short of its /v1.
+      fault === "operator" && error instanceof Error
+        ? error.message
         : `the model server could not be asked for its models: check OPENAI_BASE_URL${proxyHint()}; tasks wait and retry until it answers`,
     );
     return;

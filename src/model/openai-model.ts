@@ -55,11 +55,14 @@ export function createOpenAIModel(options: {
     /** The models the server lists (GET /models), for the check at start: asked once, briefly. */
     async listModels() {
       try {
-        const ids: string[] = [];
-        for await (const model of client.models.list({ maxRetries: 0, timeout: 10_000 }))
-          ids.push(model.id);
-        return ids;
+        return await modelIds(client);
       } catch (error) {
+        // Ollama's own root (http://localhost:11434) answers 404: its OpenAI API is under /v1.
+        if (error instanceof OpenAI.NotFoundError && (await listsUnderV1(client)))
+          throw new ConfigError(
+            "the model server's OpenAI API is under /v1: add /v1 to the end of OPENAI_BASE_URL (http://localhost:11434/v1 for Ollama)",
+            { cause: error },
+          );
         throw classify(error);
       }
     },
@@ -92,6 +95,24 @@ export function createOpenAIModel(options: {
       return reply;
     },
   };
+}
+
+async function modelIds(client: OpenAI): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const model of client.models.list({ maxRetries: 0, timeout: 10_000 }))
+    ids.push(model.id);
+  return ids;
+}
+
+/** Whether the server lists its models one /v1 below the base URL, where Baton was not told to look. */
+async function listsUnderV1(client: OpenAI): Promise<boolean> {
+  const base = new URL(client.baseURL);
+  if (base.search !== "" || /\/v1\/?$/.test(base.pathname)) return false;
+  const below = client.withOptions({ baseURL: `${client.baseURL.replace(/\/+$/, "")}/v1` });
+  return modelIds(below).then(
+    () => true,
+    () => false,
+  );
 }
 
 const NOTHING = { content: null, toolCalls: [], usage: { promptTokens: 0, completionTokens: 0 } };

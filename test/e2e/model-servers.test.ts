@@ -96,6 +96,21 @@ describe("model-check", async () => {
     });
   });
 
+  test("at start, a base URL without its /v1 (Ollama's own root) is named in the log with what to set", async () => {
+    const model = await startModelServer(() => ({ content: "ok" }), { models: ["gpt-4o-mini"] });
+    try {
+      // model.url is the server's root: its OpenAI API, and GET /models, are under /v1.
+      await startWith(model.url, (lines) => {
+        const warning = lines.find((l) => l.level === 40 && /OPENAI_BASE_URL/.test(String(l.msg)));
+        assert.ok(warning, JSON.stringify(lines.map((l) => l.msg)));
+        assert.match(String(warning.msg), /\/v1/);
+        assert.doesNotMatch(String(warning.msg), /OPENAI_API_KEY/);
+      });
+    } finally {
+      await model.close();
+    }
+  });
+
   test("at start, models the server lists bring no warning", async () => {
     const model = await startModelServer(() => ({ content: "ok" }), {
       models: ["gpt-4o-mini", "gpt-4.1"],
