@@ -138,6 +138,23 @@ describe("local-runs", async () => {
     assert.equal(runs.reserve("t3"), false);
   });
 
+  test("a stop waits a while for a run that does not end (a slow model), then goes on, logged", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const heard = createLogger({
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    // The bound shortened to 20 ms: the real one is the queue's 10 s.
+    const runs = localRuns(1, heard, 20);
+    runs.reserve("t1");
+    runs.start("t1", () => new Promise<void>(() => {}));
+    await tick();
+    // Unbounded, this stop would never settle (the test fails with its promise still pending).
+    await runs.stop();
+    const warning = lines.find((l) => l.level === 40);
+    assert.deepEqual(warning?.tasks, ["t1"]);
+    assert.match(String(warning?.msg), /resumes from its last step/);
+  });
+
   test("a run that fails is logged and frees its slot; nothing is left unhandled", async () => {
     const runs = localRuns(1, log);
     runs.reserve("t1");

@@ -20,13 +20,16 @@ export interface LocalRuns {
   drain(): Promise<void>;
   /**
    * At shutdown: no slot is kept from now on (a job still running may accept a message, whose task
-   * then goes through the queue), and every run under way is waited for.
+   * then goes through the queue), and the runs under way are waited for, 10 s at most.
    */
   stop(): Promise<void>;
 }
 
+/** At shutdown, how long the runs under way are waited for: as long as the queue waits for its jobs. */
+const STOP_WAIT_MS = 10_000;
+
 /** `capacity` runs at most at once, beside the queue's own workers; 0 sends every task through the queue. */
-export function localRuns(capacity: number, log: Logger): LocalRuns {
+export function localRuns(capacity: number, log: Logger, stopWaitMs = STOP_WAIT_MS): LocalRuns {
   // A reserved slot has no run yet.
   const slots = new Map<string, Promise<void> | undefined>();
   let stopping = false;
@@ -55,7 +58,19 @@ export function localRuns(capacity: number, log: Logger): LocalRuns {
     },
     async stop() {
       stopping = true;
-      await runs.drain();
+      // A run waiting on a slow model or tool would hold the stop for minutes. One cut short here
+      // is as one whose process died: its task resumes from its last commit once its lease runs out.
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), stopWaitMs);
+      });
+      const drained = await Promise.race([runs.drain().then(() => true), waited]);
+      clearTimeout(timer);
+      if (!drained)
+        log.warn(
+          { tasks: [...slots.keys()] },
+          "stopping without the task runs still under way: each resumes from its last step once its lease runs out",
+        );
     },
   };
   return runs;
