@@ -511,6 +511,15 @@ describe("chat-surface", async () => {
       await assert.rejects(chat.channelMembers("C0UNKNOWN"), /channel_not_found/);
     });
 
+    test("a scope the app lacks is named, with how to add it", async () => {
+      emulator.failNext("conversations.members", { error: "missing_scope", needed: "groups:read" });
+      await assert.rejects(
+        // A channel no other test reads, so no cached list answers instead.
+        chat.channelMembers("C0SCOPES"),
+        /conversations\.members: missing_scope \(the app lacks the groups:read scope: .*manifest\.yml.*reinstall/,
+      );
+    });
+
     test("a failed group lookup is not cached", async () => {
       emulator.failNext("usergroups.users.list", { error: "internal_error" });
       await assert.rejects(chat.groupMembers("S0OTHER"), TransientError);

@@ -275,7 +275,7 @@ export function toBatonError(method: string, error: unknown): unknown {
   if (error instanceof BatonError || typeof error !== "object" || error === null) return error;
   const { code, data, retryAfter, statusCode } = error as {
     code?: unknown;
-    data?: { error?: unknown };
+    data?: { error?: unknown; needed?: unknown };
     retryAfter?: unknown;
     statusCode?: unknown;
   };
@@ -295,7 +295,12 @@ export function toBatonError(method: string, error: unknown): unknown {
       });
     case "slack_webapi_platform_error": {
       const slackError = typeof data?.error === "string" ? data.error : "unknown_error";
-      const message = `Slack refused ${method}: ${slackError}`;
+      // An app made before the manifest asked for a scope, or not reinstalled since: say which.
+      const scope =
+        slackError === "missing_scope" && typeof data?.needed === "string"
+          ? ` (the app lacks the ${data.needed} scope: paste manifest.yml into the app's App Manifest page and reinstall the app)`
+          : "";
+      const message = `Slack refused ${method}: ${slackError}${scope}`;
       return TRANSIENT_PLATFORM_ERRORS.has(slackError)
         ? new TransientError(message, { cause: error })
         : Object.assign(new SlackDeliveryError(message, { cause: error }), { slackError });

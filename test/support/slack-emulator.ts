@@ -37,6 +37,8 @@ export type SlackCall = { method: string; args: SlackArgs; at: number; failed?: 
  */
 export type SlackFailure = {
   error: string;
+  /** With `missing_scope`: the scope the call needs, as Slack names it. */
+  needed?: string;
   retryAfter?: number;
   status?: number;
   stored?: boolean;
@@ -93,7 +95,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
         const headers = { "retry-after": String(failure.retryAfter) };
         return { status: 429, headers, body: { ok: false, error: failure.error } };
       }
-      return { status: failure.status ?? 200, body: { ok: false, error: failure.error } };
+      const needed = failure.needed === undefined ? {} : { needed: failure.needed };
+      return {
+        status: failure.status ?? 200,
+        body: { ok: false, error: failure.error, ...needed },
+      };
     }
     if (appLevel) return { body: { ok: true, url: socketMode.linkUrl(origin) } };
     if (SIZED_METHODS.has(method) && blocksTextChars(args.blocks) > BLOCKS_TEXT_MAX)
