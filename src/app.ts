@@ -200,6 +200,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     const { workspaceUrl, self } = await initSlackApp(
       app,
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
+      log,
     );
     const noWait = noWaitClient(app, log);
     deps.chat = createSlackChatSurface(app.client, {

@@ -8,22 +8,28 @@ import { registerActionListeners } from "./listeners/actions.ts";
 import { registerCommandListeners } from "./listeners/commands.ts";
 import { registerEventListeners } from "./listeners/events.ts";
 import { registerFailureReplies } from "./listeners/failures.ts";
+import { missingScopes, missingScopesWords } from "./scopes.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
 export type BoltApp = InstanceType<typeof App>;
 
 /**
- * Verifies the bot token with Slack (auth.test); fails with what to check. Returns the workspace's
+ * Verifies the bot token with Slack (auth.test); fails with what to check, and warns of scopes the
+ * token lacks (Slack names those granted in its `x-oauth-scopes` header). Returns the workspace's
  * URL (`https://acme.slack.com/`), which thread links are made of, and Baton's own ids there.
  */
 export async function initSlackApp(
   app: BoltApp,
   hint: string,
+  log: Logger,
 ): Promise<{ workspaceUrl?: string; self: { botId?: string; userId?: string } }> {
   try {
     await app.init();
     const identity = await app.client.auth.test();
     const self = { botId: identity.bot_id, userId: identity.user_id };
+    const granted = identity.response_metadata?.scopes;
+    const missing = granted && missingScopes(granted);
+    if (missing && missing.length > 0) log.warn({ missing }, missingScopesWords(missing));
     return identity.url ? { workspaceUrl: identity.url, self } : { self };
   } catch (error) {
     const code =

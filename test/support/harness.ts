@@ -148,6 +148,8 @@ export async function startHarness(options: {
   apiKey?: string;
   /** SLACK_TIMEOUT_SECONDS (default Baton's, 30). */
   slackTimeoutSeconds?: number;
+  /** The bot token's scopes, as Slack reports them (default: all manifest.yml asks for). */
+  slackScopes?: readonly string[];
   /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
   agentsPath?: string;
   /** Baton's logger (default: silent, or TEST_LOG_LEVEL). */
@@ -159,6 +161,7 @@ export async function startHarness(options: {
     usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
     // agents.yml gives the support lane to #support; its members may take its escalations.
     channels: [{ id: "C0SUPPORT", members: ["U0SUPPORTLEAD", "U0OTHER"] }],
+    ...(options.slackScopes && { scopes: options.slackScopes }),
   });
   let model = await startModelServer(options.script);
   let agentsFile = options.agentsFile ?? (await loadAgentsFile(AGENTS_FILE, demoTools));

@@ -4,6 +4,7 @@
 import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { BOT_SCOPES } from "../../src/slack/scopes.ts";
 import { slackMethods } from "./slack-emulator/methods.ts";
 import { socketModeServer } from "./slack-emulator/socket-mode.ts";
 import {
@@ -144,7 +145,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
       hold.arrive(call);
       await hold.released;
     }
-    send(res, result.status ?? 200, result.headers ?? {}, result.body);
+    // Slack names the token's scopes in every Web API answer.
+    const scopes: Record<string, string> = apiMethod
+      ? { "x-oauth-scopes": (options.scopes ?? BOT_SCOPES).join(",") }
+      : {};
+    send(res, result.status ?? 200, { ...scopes, ...result.headers }, result.body);
   };
 
   const socketMode = socketModeServer(server, cfg.appId);

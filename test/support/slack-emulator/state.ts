@@ -37,6 +37,8 @@ export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   usergroups?: SlackUsergroup[];
   /** Channels whose members conversations.members lists; others answer channel_not_found. */
   channels?: { id: string; members: string[] }[];
+  /** The bot token's scopes, sent as Slack does in every answer's x-oauth-scopes (default: all). */
+  scopes?: readonly string[];
 };
 /**
  * A message seeded by a test, or posted by the bot, before it is stored. `botId` and `appId`: an
