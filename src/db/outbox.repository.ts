@@ -299,3 +299,16 @@ export async function cardAt(
     ? { channel: row.card_channel, ts: row.card_ts }
     : undefined;
 }
+
+/** Whether a notice of the task starting with `prefix` (a page, say) is still to be sent. */
+export async function noticeWaiting(db: Executor, taskId: string, prefix: string) {
+  const row = await db
+    .selectFrom("slack_outbox")
+    .select("id")
+    .where("task_id", "=", taskId)
+    .where(UNDELIVERED)
+    .where("method", "=", "notice")
+    .where(sql<string>`payload->'intent'->>'text'`, "like", `${prefix}%`)
+    .executeTakeFirst();
+  return row !== undefined;
+}

@@ -10,7 +10,7 @@ import type { TaskRow } from "../db/schema.ts";
 import { lockTask, startTask } from "../db/tasks.repository.ts";
 import { insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { passOnDirectReply } from "./direct-replies.ts";
+import { passOnReply } from "./direct-replies.ts";
 import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
 import { recordFailedTry } from "./failed-tries.ts";
 import { giveUpStart, wakeIfMissed } from "./missed-runs.ts";
@@ -197,16 +197,12 @@ export async function acceptMessage(
         ...(reopens ? [agentTaskReopened(task, message.user)] : []),
       ]);
       if (reopens) await reopenForAgent(tx, task.id);
+      const reply = { author: message.user, channel: message.channel, text };
       // A reply to a task a person closed goes back to them: no agent has its context.
       if (task.status === "done" && task.owner_kind === "human")
-        await reopenForItsPerson(deps, tx, task, {
-          author: message.user,
-          channel: message.channel,
-          text,
-        });
-      // Written where only the requester can read it, while people hold or decide the task.
-      else if (await passOnDirectReply(tx, task, { channel: message.channel, text }))
-        passedOn = task.id;
+        await reopenForItsPerson(deps, tx, task, reply);
+      // Passed on to the people who hold or decide the task, where they work from.
+      else if (await passOnReply(tx, task, reply)) passedOn = task.id;
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
       else if (task.owner_kind === "agent") waitedOn = task.id;

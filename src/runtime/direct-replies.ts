@@ -2,10 +2,11 @@ import { headOf } from "../core/text.ts";
 import { pendingApprovalCard } from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import { liveEscalationCard } from "../db/escalations.repository.ts";
-import { enqueueOutbox } from "../db/outbox.repository.ts";
+import { enqueueOutbox, noticeWaiting } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { mentionOf } from "./approval-deadline.ts";
 import { isDirectMessage } from "./decision-place.ts";
+import { pageHolder } from "./held-replies.ts";
 import { post } from "./messages.ts";
 
 /** As much of a reply as a notice quotes: the rest is in the task's story. */
@@ -18,13 +19,25 @@ export function quotedReply(text: string): string {
 }
 
 /**
+ * A reply to a task people hold or decide on, passed on to them where they work from (see below, and
+ * pageHolder). True when a notice was written; the caller delivers it once its transaction commits.
+ */
+export async function passOnReply(
+  tx: Tx,
+  task: TaskRow,
+  reply: { author: string; channel: string; text: string },
+): Promise<boolean> {
+  return (await passOnDirectReply(tx, task, reply)) || pageHolder(tx, task, reply);
+}
+
+/**
  * A direct message's thread is its requester's alone. While people hold its task (an escalation open
  * or taken over) or decide on its call (an approval), a reply written there is passed on to the
  * thread of the card they work from, where they can read it: the person holding it is paged, and
  * those deciding find it under the card they decide on. True when a notice was written; the caller
  * delivers it once its transaction commits.
  */
-export async function passOnDirectReply(
+async function passOnDirectReply(
   tx: Tx,
   task: TaskRow,
   reply: { channel: string; text: string },
@@ -36,7 +49,9 @@ export async function passOnDirectReply(
       ? await liveEscalationCard(tx, task.id)
       : await pendingApprovalCard(tx, task.id);
   if (!card) return false;
-  const holder = card.holder ? `${mentionOf(card.holder)} ` : "";
+  // Quoted every time, since they cannot read it elsewhere; paged once while a page waits to go.
+  const page = card.holder && mentionOf(card.holder);
+  const holder = page && !(await noticeWaiting(tx, task.id, page)) ? `${page} ` : "";
   await enqueueOutbox(tx, [
     post(task, {
       kind: "notice",
