@@ -15,9 +15,13 @@ const RECEIVE = `
 with existing as (
   (select * from tasks where channel_id = $1 and thread_ts = $2)
   union all
-  -- The thread of an escalation card posted outside its task's thread (a task asked in a DM).
+  -- The thread of a card posted outside its task's thread (a task asked in a DM).
   (select tasks.* from escalations join tasks on tasks.id = escalations.task_id
     where escalations.card_channel = $1 and escalations.card_ts = $2
+      and tasks.channel_id <> $1)
+  union all
+  (select tasks.* from approvals join tasks on tasks.id = approvals.task_id
+    where approvals.card_channel = $1 and approvals.card_ts = $2
       and tasks.channel_id <> $1)
   limit 1
 ), received as (

@@ -1,12 +1,27 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { CHANNEL, type Harness, harnessPerTest } from "../support/harness.ts";
+import {
+  CHANNEL,
+  type Harness,
+  harnessPerTest,
+  REQUESTER,
+  SIGNING_SECRET,
+} from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { postsInThread, waitForEscalationCard } from "../support/observe.ts";
-import { escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+import { postsInThread, waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
+import {
+  directRefundScript,
+  escalationScript,
+  refundsOf,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 import type { SlackCall } from "../support/slack-emulator.ts";
+import { appMentionEvent, deliverEvent, messageEvent } from "../support/slack-signing.ts";
 
+// Replies in the thread of a card people work from reach the task and the people holding it.
+//
 // A person who only clicked "Take it over" on a card in a channel thread does not follow that
 // thread: Slack tells them of nothing written there unless they are mentioned. A requester's
 // "any update?" under the card they took went unheard while they held the task.
@@ -14,6 +29,8 @@ import type { SlackCall } from "../support/slack-emulator.ts";
 const startHarness = harnessPerTest();
 
 const SUPPORT_LEAD = "U0SUPPORTLEAD";
+const DM = "D0DMREQUESTER";
+const REFUND = "billing: please refund order 1077, the lamp came back";
 
 /** Customer Service escalates in a channel thread; the support lead takes the card over. */
 async function takenOver() {
@@ -72,4 +89,30 @@ test("replies while the holder's page is still on its way page them once", async
   held.release();
   await allSent(h, task.id);
   assert.equal(pagesOf(h, ts).length, 1);
+});
+
+// A task asked in a direct message has its approval card in a channel (agents.yml: #ops). A lead's
+// "@Baton why 149?" under that card started a new task, which Customer Service answered with no
+// idea of the refund; the thread of an escalation card was already its task's.
+test("a mention in the thread of a DM task's approval card is a reply to that task", async () => {
+  const script = directRefundScript();
+  script["customer-service"] = [{ content: "Hi, I'm Customer Service: what is this about?" }];
+  const h = await startHarness({ script: scriptByAgent(script) });
+  const asked = h.slack.addMessage({ channel: DM, user: REQUESTER, text: REFUND });
+  const event = messageEvent({ user: REQUESTER, channel: DM, text: REFUND, ts: asked.ts });
+  await deliverEvent(h.endpoint, SIGNING_SECRET, event);
+  const approval = await waitForApprovalCard(h);
+  const question = { user: "U0LEE", channel: "C0OPS", threadTs: approval.card_ts ?? "" };
+  const text = "<@U0BATONBOT> why 149, was the item checked?";
+  const { ts } = h.slack.addMessage({ ...question, text });
+  await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent({ ...question, text, ts }));
+
+  const tasks = await h.db.db.selectFrom("tasks").select("id").execute();
+  assert.equal(tasks.length, 1, "no new task from the card's thread");
+  const inputs = await h.db.db.selectFrom("task_inputs").select(["task_id", "author_id"]).execute();
+  assert.deepEqual(inputs, [{ task_id: approval.task_id, author_id: "U0LEE" }]);
+
+  await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, approval.card_ts ?? "");
+  await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
+  assert.equal(h.model.requestsFor("customer-service").length, 0, "nobody else answered it");
 });
