@@ -58,7 +58,13 @@ export function escalationWords(
     | { outcome: "ok" | "decided" }
     | { outcome: "already_decided"; by: string | null; status?: string }
     | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" },
+  clicker?: string,
 ): string | undefined {
+  const byClicker =
+    check.outcome === "already_decided" && check.by !== null && check.by === clicker;
+  if (byClicker && check.status === "taken_over")
+    return "You already took this over, so it is yours; a second click changes nothing.";
+  if (byClicker && check.status === "sent_back") return "You already sent this back to an agent.";
   if (check.outcome === "already_decided" && check.status === "done")
     return "That task was marked done, so there is nothing left to hand to an agent.";
   if (check.outcome === "already_decided" && check.status === "held" && check.by)

@@ -116,7 +116,7 @@ export function registerActionListeners(
       userId: c.user.id,
       choice: { kind: "take_over" },
     });
-    const words = escalationWords(result);
+    const words = escalationWords(result, c.user.id);
     if (words)
       handlers.afterwards("tell the person who clicked take over", (stopping) =>
         tellClicker(noWait, c, words, stopping),
@@ -134,7 +134,7 @@ export function registerActionListeners(
     const check = handlers
       .checkEscalationClick({ escalationId, userId: c.user.id })
       .then((result): FormCheck => {
-        const refusal = escalationWords(result);
+        const refusal = escalationWords(result, c.user.id);
         return refusal ? { refusal } : { view };
       });
     await openWhenAllowed(handlers, noWait, c, {
@@ -173,7 +173,7 @@ export function registerActionListeners(
         userId: s.user.id,
         choice: { kind: "send_back", agentId: agentId.data, instruction: instruction.data },
       });
-      const words = escalationWords(result);
+      const words = escalationWords(result, s.user.id);
       if (words) text = `${words} Nothing changed.`;
     } catch (error) {
       if (!isBatonError(error)) throw error;
