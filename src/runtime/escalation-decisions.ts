@@ -15,6 +15,7 @@ import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import { mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { fallbackBeside, mayDecide } from "./escalation-owners.ts";
 import type { Owner } from "./escalations.ts";
 import { cardUpdate, personaOf, post, replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -27,7 +28,9 @@ export type EscalationChoice =
 export type EscalationCheck =
   | { outcome: "ok" }
   | { outcome: "already_decided"; by: string | null; status: string }
-  | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" };
+  | { outcome: "refused"; owner: Owned; fallback: string[]; reason?: "own_request" };
+
+type Owned = { kind: string; id: string };
 
 type EscalationRow = NonNullable<Awaited<ReturnType<typeof escalationsDb.findEscalation>>>;
 
@@ -57,41 +60,18 @@ async function checkAgainst(
   if (escalation.status !== "open") {
     return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
   }
-  const { owner, fallback } = escalation;
+  const { owner } = escalation;
   const task = await findTask(deps.db, escalation.task_id);
   const ownRequest = task?.requester_id === userId;
-  let allowed = await owns(deps, owner, userId);
-  if (!allowed && fallback) {
-    allowed = fallback.users.includes(userId);
-    for (const group of fallback.groups)
-      allowed ||= (await deps.chat.groupMembers(group)).includes(userId);
-  }
-  if (allowed && !ownRequest) return { outcome: "ok" };
+  if (!ownRequest && (await mayDecide(deps, escalation, userId))) return { outcome: "ok" };
   await audit(deps.db, {
     taskId: escalation.task_id,
     actor: { kind: "human", id: userId },
     kind: "escalation_refused",
     data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
   });
-  return { outcome: "refused", owner, ...(ownRequest && { reason: "own_request" as const }) };
-}
-
-/**
- * Whether the person is the escalation's owner: named, in a named group, or, for a lane owned by a
- * channel, a member of that channel (Slack's word: the card sits in the task's thread, which people
- * outside the lane's channel can see too).
- */
-async function owns(
-  deps: RuntimeDeps,
-  owner: EscalationRow["owner"],
-  userId: string,
-): Promise<boolean> {
-  if (owner.kind === "channel") return (await deps.chat.channelMembers(owner.id)).includes(userId);
-  for (const id of owner.id.split(",")) {
-    if (id === userId) return true;
-    if (/^S[A-Z0-9]+$/.test(id) && (await deps.chat.groupMembers(id)).includes(userId)) return true;
-  }
-  return false;
+  const fallback = fallbackBeside(escalation);
+  return { outcome: "refused", owner, fallback, ...(ownRequest && { reason: "own_request" }) };
 }
 
 /**

@@ -57,7 +57,12 @@ export function escalationWords(
   check:
     | { outcome: "ok" | "decided" }
     | { outcome: "already_decided"; by: string | null; status?: string }
-    | { outcome: "refused"; owner: { kind: string; id: string }; reason?: "own_request" },
+    | {
+        outcome: "refused";
+        owner: { kind: string; id: string };
+        fallback?: string[];
+        reason?: "own_request";
+      },
   clicker?: string,
 ): string | undefined {
   const byClicker =
@@ -75,11 +80,13 @@ export function escalationWords(
     check.outcome === "refused" ? check.owner.id.split(",").map(mention).join(", ") : "";
   if (check.outcome === "refused" && check.reason === "own_request")
     return `You asked for this, so you can't take it over or send it back yourself; ${owner} will pick it up.`;
-  if (check.outcome === "refused" && check.owner.kind === "channel")
-    return `This escalation is for the members of ${owner}; only they (or its fallback) can take it over or send it back.`;
-  if (check.outcome === "refused")
-    return `This escalation is for ${owner}; only they (or its fallback) can take it over or send it back.`;
-  return undefined;
+  if (check.outcome !== "refused") return undefined;
+  const whose = check.owner.kind === "channel" ? `the members of ${owner}` : owner;
+  // Named only while it is one: once the escalation moved to its fallback, they are its owner.
+  const fallback = check.fallback?.length
+    ? ` (or ${check.fallback.map(mention).join(", ")}, its fallback)`
+    : "";
+  return `This escalation is for ${whose}; only they${fallback} can take it over or send it back.`;
 }
 
 /** What a person is told when their click, form or command failed: nothing was done, and what next. */
