@@ -94,7 +94,8 @@ test("text in an event stays text: `human:U…` or a mention typed by a customer
     ["U0DANA", "message_received", { text: typed }],
     ["cs", "handoff", { to: "<@UEVIL>", note: { summary: "human:UEVIL" } }],
   ]);
-  assert.ok(text.includes("I am human:UEVIL, ask &lt;@UEVIL&gt;"), text);
+  const asTyped = "I am human:UEVIL, ask @UEVIL or @\u200Dchannel at bank (https://evil.example)";
+  assert.ok(text.includes(asTyped), text);
   assert.doesNotMatch(text, /<@UEVIL>|<!channel>|<https:/);
   assert.ok(text.includes("Handed over to &lt;@UEVIL&gt;: human:UEVIL"), text);
 });

@@ -369,7 +369,9 @@ describe("chat-surface", async () => {
       assertWithinSlackLimits({ text: args.text, blocks: args.blocks });
       assert.match(String(args.text), /Baton daily digest: 30 idle tasks, 1 waiting approvals/);
       const rendered = blockText(args.blocks);
-      assert.match(rendered, /Refund order 1000 &lt;!channel&gt;/);
+      // A typed <!channel> reads as "@channel", with a zero-width joiner that keeps it from pinging.
+      assert.match(rendered, /Refund order 1000 @\u200Dchannel/);
+      assert.doesNotMatch(rendered, /<!channel>/);
       assert.match(rendered, /<@U0BOB>, <!subteam\^S0BILLING>/);
       assert.match(rendered, /<!date\^1736154000\^/, "ISO asOf rendered as a Slack date");
       assert.match(rendered, /\+18 more not shown/);

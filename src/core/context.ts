@@ -91,5 +91,9 @@ export function taskTitle(text: string, max = 80): string {
   if (line.length <= max) return line || "(no text)";
   // Never half an emoji: Postgres would store its lone half as "�".
   const cut = headOf(line, max);
-  return `${cut.slice(0, cutPoint(cut, Math.max(cut.lastIndexOf(" "), max / 2)))}…`;
+  let end = cutPoint(cut, Math.max(cut.lastIndexOf(" "), max / 2));
+  // Never through Slack's markup (`<https://…|my order>`): half of it shows as raw text.
+  const open = cut.lastIndexOf("<", end - 1);
+  if (open >= 0 && cut.lastIndexOf(">", end - 1) < open) end = open;
+  return `${cut.slice(0, end).trimEnd()}…`;
 }

@@ -19,6 +19,8 @@ export type Named =
   | { at: string; plain: string }
   /** Who allowed a call as the ledger says it ("policy:read", "approval:<id> by U1"). */
   | { allowedBy: string; decidedBy: string; plain: string }
+  /** Text a person typed in Slack, with Slack's markup: Slack shows it as they saw it. */
+  | { typed: string; plain: string }
   /** An internal id, for the CLI only ("call_1"): Slack leaves it out. */
   | { internal: string; plain: string };
 
@@ -46,16 +48,17 @@ export function plainWords(parts: readonly Part[]): string {
 }
 
 export const agent = (id: string, plain = `agent:${id}`): Named => ({ agent: id, plain });
+const typed = (value: unknown): Named => ({ typed: str(value), plain: str(value) });
 export const person = (id: string, plain = `human:${id}`): Named => ({ person: id, plain });
 
 type Data = Record<string, unknown>;
 
 /** `who`: the actor's id, for a sentence that names them. */
 export const DESCRIBE: Record<string, (d: Data, who: string) => Part[]> = {
-  message_received: (d) => say`Message: "${str(d.text)}"`,
+  message_received: (d) => say`Message: "${typed(d.text)}"`,
   task_started: (d) => {
     const id = str(d.agent ?? d.owner);
-    return say`Task started${id ? say` with ${agent(id, id)}` : ""}${d.title ? `: "${str(d.title)}"` : ""}`;
+    return say`Task started${id ? say` with ${agent(id, id)}` : ""}${d.title ? say`: "${typed(d.title)}"` : ""}`;
   },
   handoff: (d) => {
     const note = obj(d.note);

@@ -3,6 +3,7 @@ import { findTask } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { newestReadableTask, noReadableTask, type Reader } from "../runtime/read-access.ts";
 import { clip, mentionEach, truncate } from "./mrkdwn.ts";
+import { typedText } from "./typed-text.ts";
 import { taskStatusWords } from "./words.ts";
 
 /**
@@ -35,7 +36,7 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
       `• ${h.kind.replaceAll("_", " ")}: ${ownerName(deps, h.from_kind, h.from_id)} → ${ownerName(deps, h.to_kind, h.to_id)}`,
   );
   const answer = [
-    `*${clip(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
+    `*${typedText(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     `Task \`${task.id}\` · ${history.filter(isAgentHandoff).length} handoffs · ${task.tokens.toLocaleString("en-US")} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
     ...lines.slice(-20),

@@ -8,6 +8,7 @@ import type { AcceptOutcome } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
 import type { CloseOutcome } from "../runtime/close-task.ts";
 import { clip, escapeMrkdwn, mention, slackDate } from "./mrkdwn.ts";
+import { typedText } from "./typed-text.ts";
 
 /** The one place that turns outcomes and error codes into words for a Slack user. */
 export function approvers(people: { users: string[]; groups: string[] }): string {
@@ -220,7 +221,7 @@ export function closeWords(
 ): string {
   switch (result.outcome) {
     case "closed":
-      return `Done: *${clip(result.title, 200)}* is closed, and its thread is told.`;
+      return `Done: *${typedText(result.title, 200)}* is closed, and its thread is told.`;
     case "not_found":
       return `I couldn't find a task for "${escapeMrkdwn(headOf(ref, 100))}". Try a task id, an order number or a thread link.`;
     case "already_closed":

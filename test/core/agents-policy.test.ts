@@ -577,6 +577,11 @@ policies:
     assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
   });
 
+  test("a task's title is never cut through a link the person typed", () => {
+    const typed = "where is 1042? see <https://example.com/orders/1042/tracking|my order page> now";
+    assert.equal(taskTitle(typed, 60), "where is 1042? see…");
+  });
+
   test("a task's title is cut at a word, and never through an emoji", () => {
     assert.equal(taskTitle(`${"word ".repeat(30)}`.trim(), 20), "word word word word…");
     // One letter, then emoji with no space: both cuts could fall between an emoji's two halves.

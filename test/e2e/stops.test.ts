@@ -629,7 +629,8 @@ describe("failure-reason", async () => {
     const text = String(reply.args.text);
     assert.ok(text.length <= 4_000, `the answer is ${text.length} characters`);
     const [title = "", because = ""] = text.split("\n");
-    assert.match(title, /^\*(&lt;!here&gt; )+.*…\*: failed, owned by /);
+    // As a person typed it: "@here", which notifies nobody (a zero-width joiner after the @).
+    assert.match(title, /^\*(@\u200Dhere )+.*…\*: failed, owned by /);
     assert.ok(title.length < 300, `the title line is ${title.length} characters`);
     assert.match(because, /^Stopped because (&lt;!channel&gt; )+.*…\.$/);
     assert.match(text, new RegExp(`Task \`${failed.id}\``));

@@ -1,4 +1,5 @@
 import { clip, isUserId, mention, orElse, slackDate, truncate } from "../mrkdwn.ts";
+import { typedText } from "../typed-text.ts";
 import {
   type Block,
   type Button,
@@ -102,7 +103,7 @@ function list<T>(
 }
 
 function taskRow(task: HomeTask): Block {
-  const title = orElse(clip(task.title, 300), "(untitled)");
+  const title = orElse(typedText(task.title, 300), "(untitled)");
   const owner = task.ownerIds?.length
     ? task.ownerIds.slice(0, 5).map(mention).join(", ")
     : clip(task.ownerName, 80);
@@ -112,7 +113,7 @@ function taskRow(task: HomeTask): Block {
 
 function approvalRow(approval: HomeApproval): Block {
   const head = `*${clip(approval.toolName, 100)}* for *${clip(approval.agentName, 80)}*`;
-  const body = `${clip(approval.summary, 1000)}\nRequested ${slackDate(approval.requestedAt)}`;
+  const body = `${typedText(approval.summary, 1000)}\nRequested ${slackDate(approval.requestedAt)}`;
   return section(`${head}\n${body}`, openButton(approval.permalink, "Open card"));
 }
 

@@ -11,6 +11,7 @@ import {
   slackDate,
   truncate,
 } from "../mrkdwn.ts";
+import { typedText } from "../typed-text.ts";
 import {
   actions,
   type Block,
@@ -134,6 +135,7 @@ function named(part: Named, agentName: (id: string) => string): string {
     return Number.isFinite(at.getTime()) ? slackDate(at) : clip(part.at, 40);
   }
   if ("allowedBy" in part) return allowedWords(part.allowedBy, part.decidedBy);
+  if ("typed" in part) return typedText(part.typed, Number.POSITIVE_INFINITY);
   return "";
 }
 

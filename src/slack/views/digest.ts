@@ -1,6 +1,7 @@
 import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
 import { duration } from "../../core/duration.ts";
 import { BLOCKS_TEXT_BUDGET, clip, mention, slackDate } from "../mrkdwn.ts";
+import { typedText } from "../typed-text.ts";
 import {
   type Block,
   type Button,
@@ -36,21 +37,21 @@ function parts(input: DigestInput): Part[] {
     {
       heading: `*Tasks idle for more than ${duration(input.staleAfterMs)}* (${count("staleTasks")})`,
       lines: input.staleTasks.map((t) => ({
-        text: `*${clip(t.title, 200)}* · ${ownerText(t.owner)} · last activity ${when(t.lastActivityAt)}`,
+        text: `*${typedText(t.title, 200)}* · ${ownerText(t.owner)} · last activity ${when(t.lastActivityAt)}`,
         link: t.link,
       })),
     },
     {
       heading: `*Approvals waiting more than ${duration(input.approvalStaleAfterMs)}* (${count("staleApprovals")})`,
       lines: input.staleApprovals.map((a) => ({
-        text: `*${clip(a.toolName, 80)}* for *${clip(a.agentName, 80)}* on _${clip(a.taskTitle, 150)}_ · waiting on ${a.approverIds.map(mention).join(", ") || "nobody"} since ${when(a.requestedAt)}`,
+        text: `*${clip(a.toolName, 80)}* for *${clip(a.agentName, 80)}* on _${typedText(a.taskTitle, 150)}_ · waiting on ${a.approverIds.map(mention).join(", ") || "nobody"} since ${when(a.requestedAt)}`,
         link: a.link,
       })),
     },
     {
       heading: `*Failed tasks* (${count("failedTasks")})`,
       lines: input.failedTasks.map((f) => ({
-        text: `*${clip(f.title, 200)}* · failed ${when(f.failedAt)}${f.reason ? `: ${clip(f.reason, 300)}` : ""}`,
+        text: `*${typedText(f.title, 200)}* · failed ${when(f.failedAt)}${f.reason ? `: ${clip(f.reason, 300)}` : ""}`,
         link: f.link,
       })),
     },
