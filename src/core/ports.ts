@@ -1,6 +1,13 @@
 import type { DigestInput } from "./digest.ts";
 import type { EscalationNote, HandBackNote, HandoffNote } from "./handoffs/note.ts";
 
+/** The rate limit a task's replies kept meeting: at most `max` runs in `perMs`. */
+export interface RateLimitStop {
+  max: number;
+  perMs: number;
+  until: string;
+}
+
 /** What the runtime needs from the chat platform. Only the Slack adapter implements it. */
 export interface ChatSurface {
   /** Says one thing in Slack; `outboxId` travels in the message metadata. */
@@ -116,7 +123,15 @@ export type ChatIntent =
     }
   /** `broadcast`: a reply in the thread that the channel sees too (a page that must not be missed). */
   | { kind: "notice"; channel: string; threadTs?: string; broadcast?: boolean; text: string }
-  | { kind: "failure_notice"; channel: string; threadTs: string; taskId: string; reason: string }
+  | {
+      kind: "failure_notice";
+      channel: string;
+      threadTs: string;
+      taskId: string;
+      reason: string;
+      /** Stopped by a tool's rate limit: a reply before `until` (ISO) would meet it again. */
+      limit?: RateLimitStop;
+    }
   | { kind: "ephemeral"; channel: string; threadTs?: string; user: string; text: string }
   | { kind: "direct_message"; user: string; text: string }
   /** The daily digest, to the team channel (not in a thread) or to one person by DM. */

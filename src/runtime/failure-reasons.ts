@@ -2,6 +2,9 @@
 // the people who asked. The technical causes (finish_reason, reject codes) stay in the audit trail
 // and the log.
 
+import type { ToolRateLimit } from "../config/agents-schema.ts";
+import type { RateLimitStop } from "../core/ports.ts";
+
 /** A reply the server's content filter withheld: the model asked again meets the same filter. */
 export const WITHHELD_REASON = "the AI model's content filter withheld its answer";
 
@@ -34,4 +37,26 @@ export function strikesReason(count: number, replies: readonly (readonly string[
 /** "a", "a and b", "a, b and c". */
 function listed(items: readonly string[]): string {
   return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}
+
+/**
+ * When replies that met a rate limit stopped a task, the limit and when a reply stops meeting it:
+ * the longest window of the tools the last reply was refused (or, if it was refused none, of every
+ * limited tool), so the time said is never too soon.
+ */
+export function rateLimitStop(
+  causes: readonly (readonly string[])[],
+  limits: readonly ToolRateLimit[],
+  audits: readonly { kind: string; data?: Record<string, unknown> }[],
+  now: Date,
+): RateLimitStop | undefined {
+  if (!causes.some((c) => c.includes("rate_limited"))) return undefined;
+  const refused = audits.flatMap((a) =>
+    a.kind === "tool_refused" && a.data?.reason === "rate_limited" ? [a.data.tool] : [],
+  );
+  const named = limits.filter((l) => refused.includes(l.tool));
+  const longest = (named.length > 0 ? named : limits).toSorted((a, b) => b.per - a.per)[0];
+  if (!longest) return undefined;
+  const until = new Date(now.getTime() + longest.per).toISOString();
+  return { max: longest.max, perMs: longest.per, until };
 }

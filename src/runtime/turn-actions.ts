@@ -2,11 +2,12 @@ import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import { type Action, MAX_CALLS_PER_REPLY, type RejectReason } from "../core/dispatch.ts";
 import { type EscalationNote, LANES } from "../core/handoffs/note.ts";
+import type { RateLimitStop } from "../core/ports.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { unusableReplyReasons } from "../db/ledger.repository.ts";
 import { doneItems, startEscalation } from "./escalations.ts";
-import { strikesReason, WITHHELD_REASON } from "./failure-reasons.ts";
+import { rateLimitStop, strikesReason, WITHHELD_REASON } from "./failure-reasons.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import { answerRepeat, runToolAction } from "./tool-actions.ts";
 import type { Turn, TurnEffects } from "./turn.ts";
@@ -264,7 +265,9 @@ export async function settleModelErrors(fx: TurnEffects): Promise<void> {
     return;
   }
   const causes = await strikeCauses(fx, total);
-  failTask(fx, strikesReason(total, causes), { causes });
+  const limits = fx.deps.agents.file.policies.rate_limits.tools;
+  const limit = rateLimitStop(causes, limits, fx.audits, fx.deps.clock.now());
+  failTask(fx, strikesReason(total, causes), { causes }, limit);
 }
 
 /** What each of the `total` unusable replies did wrong, oldest first: the earlier ones as audited. */
@@ -283,7 +286,12 @@ async function strikeCauses(fx: TurnEffects, total: number): Promise<string[][]>
  * The task fails with this turn, and its thread and audit say why: `reason` in words for the
  * people in the thread, `detail` (the model server's own terms) for the audit trail and the log.
  */
-function failTask(fx: TurnEffects, reason: string, detail: Record<string, unknown>): void {
+function failTask(
+  fx: TurnEffects,
+  reason: string,
+  detail: Record<string, unknown>,
+  limit?: RateLimitStop,
+): void {
   const { task } = fx.turn;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
@@ -294,6 +302,7 @@ function failTask(fx: TurnEffects, reason: string, detail: Record<string, unknow
       threadTs: task.thread_ts,
       taskId: task.id,
       reason,
+      ...(limit && { limit }),
     }),
   );
   fx.audits.push({

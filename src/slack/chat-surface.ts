@@ -177,7 +177,11 @@ export function createSlackChatSurface(
         // As a cut answer's note: `/baton audit` takes the thread's link, not an id to copy.
         const { workspaceUrl } = options;
         const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
-        const notice = failureNotice({ reason: intent.reason, ...(auditRef && { auditRef }) });
+        const notice = failureNotice({
+          reason: intent.reason,
+          ...(auditRef && { auditRef }),
+          ...(intent.limit && { limit: intent.limit }),
+        });
         return post(intent, notice, outboxId);
       }
       case "ephemeral": {

@@ -43,6 +43,7 @@ import {
   lastToolMessage,
   refundCall,
   refundsOf,
+  settledTask,
   taskOfThread,
   toolCallsOf,
 } from "../support/scripts-humans.ts";
@@ -109,6 +110,32 @@ test("a tool past its rate limit is refused in another task, recorded, and the m
   assert.equal((audit?.data as { reason?: string } | undefined)?.reason, "rate_limited");
   const reply = h.slack.messagesIn(CHANNEL, second.ts).at(-1);
   assert.match(String(reply?.text), /Not run/);
+});
+
+test("a task stopped by replies over a tool's rate limit does not offer a retry that meets the limit again", async () => {
+  const answer: AgentReply = { content: "Refunded." };
+  const call = refundCall({ order_id: "1077", amount_usd: 40, reason: "Scratched on arrival" });
+  const h = await startHarness({
+    script: scriptByAgent({ billing: [call, answer, call, call, call] }),
+    agentsFile: await withLimits({ tools: [{ tool: "issue_refund", max: 1, per: HOUR }] }),
+  });
+  const first = await h.mention("billing: refund 40 USD on order 1077, it came scratched");
+  await h.until("the first refund", () => finishedTask(h.db.db, first.ts));
+  const second = await h.mention("billing: refund 40 USD on order 1077 again please");
+  const task = await h.until("the second task to fail", () =>
+    settledTask(h.db.db, second.ts, "failed"),
+  );
+  assert.match(String(task.failure_reason), /past its rate limit/);
+
+  const notice = h.slack
+    .messagesIn(CHANNEL, second.ts)
+    .find((m) => /task failed/i.test(String(m.text)));
+  const words = JSON.stringify([notice?.text, notice?.blocks]);
+  // Within the limit's window a reply is refused again: the notice says when, or to ask a person.
+  assert.doesNotMatch(words, /Reply in this thread to have Baton try again;/);
+  assert.match(words, /at most once in 1 hour/);
+  assert.match(words, /<!date\^\d+\^/, "when it can be tried again, in the reader's time");
+  assert.match(words, /ask a person to take it/);
 });
 
 test("a person past new_tasks_per_person is told and no task starts; replies and others go on", async () => {

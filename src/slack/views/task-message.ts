@@ -1,3 +1,5 @@
+import { duration } from "../../core/duration.ts";
+import type { RateLimitStop } from "../../core/ports.ts";
 import {
   BLOCKS_PER_MESSAGE,
   BLOCKS_TEXT_BUDGET,
@@ -6,6 +8,7 @@ import {
   escapeMrkdwn,
   MESSAGE_TEXT_MAX,
   SECTION_TEXT_MAX,
+  slackDate,
   truncate,
   unescapeSlack,
 } from "../mrkdwn.ts";
@@ -63,6 +66,8 @@ export interface FailureNoticeInput {
    * means nothing to the person who asked.
    */
   auditRef?: string;
+  /** A tool's rate limit stopped it: a reply before the limit frees would only meet it again. */
+  limit?: RateLimitStop;
 }
 
 /**
@@ -76,10 +81,17 @@ export function failureNotice(input: FailureNoticeInput): SlackMessage {
     : "`/baton audit` with a link to this thread";
   const reason = clip(input.reason, 2000);
   return message(fallback(`This task failed: ${input.reason}`), [
-    section(
-      `⚠️ *This task failed:* ${reason}\nReply in this thread to have Baton try again; if it fails the same way, tell whoever runs Baton. What happened: ${command}.`,
-    ),
+    section(`⚠️ *This task failed:* ${reason}\n${nextStep(input.limit)} What happened: ${command}.`),
   ]);
+}
+
+/** What the thread can do now: reply for another try, unless a rate limit would refuse it again. */
+function nextStep(limit: RateLimitStop | undefined): string {
+  const until = limit && new Date(limit.until);
+  if (!limit || !until || !Number.isFinite(until.getTime()))
+    return "Reply in this thread to have Baton try again; if it fails the same way, tell whoever runs Baton.";
+  const times = limit.max === 1 ? "once" : `${limit.max} times`;
+  return `A tool it needs may run at most ${times} in ${duration(limit.perMs)}, so a reply before ${slackDate(until)} meets the same limit: reply after that to have Baton try again, or ask a person to take it.`;
 }
 
 /**
