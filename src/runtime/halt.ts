@@ -75,7 +75,6 @@ export async function haltTask(
           done: await doneItems(tx, locked.id),
           reason: `Stopped automatically: ${reason}.`,
           urgency: "high",
-          confidence: 1,
           lane: "owner_escalation",
           recommended_action:
             "Decide whether to raise the cap and send it back to an agent, or take it over.",

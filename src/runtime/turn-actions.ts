@@ -332,8 +332,6 @@ async function noteForUnreadable(
     done: await doneItems(fx.tx, task.id),
     reason: "the agent asked for a person but its note could not be read",
     urgency: "normal",
-    // Nobody stated one: the agent's note was not read.
-    confidence: 0,
     lane: named ?? "owner_escalation",
     recommended_action: "Read the thread, then take the task over or send it back to an agent.",
     facts: task.facts as EscalationNote["facts"],

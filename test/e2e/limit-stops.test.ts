@@ -45,7 +45,10 @@ describe("cap-stop-after-a-write", () => {
     const card = await h.until("the escalation card", async () =>
       cardWithButton(h.slack, ts, ESCALATION_TAKE_OVER),
     );
-    assert.match(blockTexts(card).join("\n"), /\*Done:\*[\s\S]*issue_refund/);
+    const text = blockTexts(card).join("\n");
+    assert.match(text, /\*Done:\*[\s\S]*issue_refund/);
+    // Baton stopped it, not an agent unsure of its work: a confidence would mean nothing here.
+    assert.doesNotMatch(text, /Confidence/);
   });
 });
 
@@ -65,7 +68,7 @@ describe("unreadable-escalation-after-a-write", () => {
         billing: [refundCall(refund), ...[1, 2, 3].map(() => ({ toolCalls: [bad] }))],
       }),
     });
-    await h.mention("billing: refund 20 USD on order 1077, and more if you can");
+    const { ts } = await h.mention("billing: refund 20 USD on order 1077, and more if you can");
     const escalation = await waitForEscalationCard(h);
     assert.equal((await refundsOf(h.db.db)).length, 1);
     const note = escalation.note as { reason: string; done: string[] };
@@ -75,5 +78,9 @@ describe("unreadable-escalation-after-a-write", () => {
       [true],
       JSON.stringify(note.done),
     );
+    const card = await h.until("the escalation card", async () =>
+      cardWithButton(h.slack, ts, ESCALATION_TAKE_OVER),
+    );
+    assert.doesNotMatch(blockTexts(card).join("\n"), /Confidence/, "the agent stated none");
   });
 });

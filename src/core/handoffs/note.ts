@@ -63,7 +63,13 @@ export const escalationNoteSchema = z.strictObject({
   recommended_action: short(500),
   facts: handoffNoteSchema.shape.facts,
 });
-export type EscalationNote = z.infer<typeof escalationNoteSchema>;
+/**
+ * An agent must state a confidence; a note Baton writes itself (a cap, the hop limit, a note it
+ * could not read) states none, and its card shows none.
+ */
+export type EscalationNote = Omit<z.infer<typeof escalationNoteSchema>, "confidence"> & {
+  confidence?: number;
+};
 
 /**
  * Reads a model's note before its schema checks it: `null` in an optional field (models write

@@ -72,10 +72,11 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
   const urgency = note.deadline
     ? `${urgencyLabel(note.urgency)}, by ${clip(note.deadline, 100)}`
     : urgencyLabel(note.urgency);
+  const confidence = percent(note.confidence);
   const glance = [
     requesterField(note.requester, input.requesterId),
     `*Urgency*\n${urgency}`,
-    `*Confidence*\n${percent(note.confidence) ?? "unknown"}`,
+    ...(confidence ? [`*Confidence*\n${confidence}`] : []),
     `*Lane*\n${LANES[note.lane] ?? clip(note.lane, 40)}`,
   ];
   if (note.artifact) glance.push(field("Open first", note.artifact, 800));
