@@ -33,6 +33,7 @@ async function requireOrder(ctx: ToolContext, id: string) {
 
 const lookupOrder: ToolDefinition<{ order_id: string }> = {
   name: "lookup_order",
+  label: "look up the order",
   description:
     "Look up an order: customer, item, status, why it is blocked, and tracking once shipped.",
   toolClass: "read",
@@ -54,6 +55,7 @@ const lookupOrder: ToolDefinition<{ order_id: string }> = {
 
 const fulfillmentStatus: ToolDefinition<{ order_id: string }> = {
   name: "get_fulfillment_status",
+  label: "check the order's fulfillment",
   description:
     "Fulfillment view of an order: pick status, what blocks it, and the stock of its item.",
   toolClass: "read",
@@ -73,6 +75,7 @@ const fulfillmentStatus: ToolDefinition<{ order_id: string }> = {
 
 const checkStock: ToolDefinition<{ sku: string }> = {
   name: "check_stock",
+  label: "check the stock",
   description: "Stock of a SKU: on hand in the system and the last physical cycle count.",
   toolClass: "read",
   input: z.object({ sku }),
@@ -89,6 +92,7 @@ const checkStock: ToolDefinition<{ sku: string }> = {
 
 const adjustStock: ToolDefinition<{ sku: string; counted_quantity: number; reason: string }> = {
   name: "adjust_stock",
+  label: "adjust the stock count",
   description: "Correct the system's on-hand count of a SKU to the physically counted quantity.",
   toolClass: "write",
   input: z.object({
@@ -110,6 +114,7 @@ const adjustStock: ToolDefinition<{ sku: string; counted_quantity: number; reaso
 
 const shipOrder: ToolDefinition<{ order_id: string }> = {
   name: "ship_order",
+  label: "ship the order",
   description: "Pick, pack and ship an order. Fails if the system shows too little stock.",
   toolClass: "write",
   input: z.object({ order_id: orderId }),
@@ -126,6 +131,7 @@ const shipOrder: ToolDefinition<{ order_id: string }> = {
 
 const returnEligibility: ToolDefinition<{ order_id: string }> = {
   name: "check_return_eligibility",
+  label: "check whether the order can be returned",
   description: `Whether an order can be returned (delivered within ${RETURN_WINDOW_DAYS} days, not yet refunded).`,
   toolClass: "read",
   input: z.object({ order_id: orderId }),
@@ -149,6 +155,7 @@ const returnEligibility: ToolDefinition<{ order_id: string }> = {
 
 const createReturnLabel: ToolDefinition<{ order_id: string }> = {
   name: "create_return_label",
+  label: "create a return label",
   description: "Issue a prepaid return label for a delivered order.",
   toolClass: "write",
   input: z.object({ order_id: orderId }),
@@ -163,6 +170,7 @@ const createReturnLabel: ToolDefinition<{ order_id: string }> = {
 
 const receiveReturn: ToolDefinition<{ order_id: string }> = {
   name: "receive_return",
+  label: "receive the returned item",
   description: "Record that the returned item arrived at the warehouse.",
   toolClass: "write",
   input: z.object({ order_id: orderId }),
@@ -175,6 +183,7 @@ const receiveReturn: ToolDefinition<{ order_id: string }> = {
 
 const issueRefund: ToolDefinition<{ order_id: string; amount_usd: number; reason: string }> = {
   name: "issue_refund",
+  label: "issue a refund",
   description:
     "Refund money to the customer. Irreversible. Refunds over policy limits wait for a billing lead.",
   toolClass: "irreversible",

@@ -1,7 +1,7 @@
 import type { AskerRole, Gate } from "../core/policy.ts";
 import { askedAs, mayDecide } from "../core/policy.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
-import type { ToolDefinition } from "../core/tools/tool.ts";
+import { type ToolDefinition, toolWords } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
@@ -90,7 +90,7 @@ export async function requestApproval(
         kind: "notice",
         channel: task.channel_id,
         threadTs: task.thread_ts,
-        text: `⏳ ${agent.name} needs a person's approval to ${call.tool.name} first; you will hear back here.`,
+        text: `⏳ ${agent.name} needs a person's approval to ${toolWords(call.tool)} first; you will hear back here.`,
       }),
     );
   fx.audits.push({

@@ -90,9 +90,13 @@ test("a refund over the limit asked by DM: its card goes where the billing leads
   const [card] = withAction(h.slack.callsTo("chat.postMessage"), APPROVAL_APPROVE);
   assert.equal(card?.args.channel, DECISIONS);
   assert.equal(card?.args.thread_ts, undefined, "a message of its own in the channel");
-  await h.until("the requester told in the DM", async () =>
+  const told = await h.until("the requester told in the DM", async () =>
     textsIn(h, DM, ts).find((t) => /needs a person's approval/.test(t)),
   );
+  // The requester reads what is to be done in words; the approvers' card names the tool exactly.
+  assert.match(told, /Billing needs a person's approval to issue a refund first/);
+  assert.doesNotMatch(told, /issue_refund/);
+  assert.match(JSON.stringify(card?.args.blocks), /issue_refund/);
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, approval.card_ts ?? "");
   await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);

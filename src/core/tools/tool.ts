@@ -20,7 +20,10 @@ export interface ToolContext {
 // biome-ignore lint/suspicious/noExplicitAny: a registry holds tools of many inputs; each tool parses its own with zod.
 export interface ToolDefinition<Input = any> {
   name: string;
+  /** What the model reads to decide when to call it. */
   description: string;
+  /** What it does, as the person who asked reads it after "needs approval to": "issue a refund". */
+  label?: string;
   toolClass: ToolClass;
   input: z.ZodType<Input>;
   /**
@@ -42,6 +45,14 @@ export function toolRegistry(tools: readonly ToolDefinition[]): ToolRegistry {
     registry.set(tool.name, tool);
   }
   return registry;
+}
+
+/**
+ * A tool in words for the people who asked ("issue a refund"): its label, else its name spelled
+ * out. Approvers' cards and the audit keep the exact name.
+ */
+export function toolWords(tool: Pick<ToolDefinition, "name" | "label">): string {
+  return tool.label ?? tool.name.replaceAll("_", " ");
 }
 
 /** Tool results go back to the model as a typed error it can act on, never a crash. */
