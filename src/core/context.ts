@@ -86,6 +86,8 @@ export function taskTitle(text: string, max = 80): string {
   const line =
     text
       .replace(/<@[A-Z0-9]+>/g, "")
+      // "ask <@U1> about 1042" reads "ask about 1042", not with two spaces.
+      .replace(/[ \t]{2,}/g, " ")
       .trim()
       .split("\n")[0] ?? "";
   if (line.length <= max) return line || "(no text)";

@@ -575,6 +575,11 @@ policies:
       "Request: where is 1042?\n  Inventory handed back: refund 500 USD approved\nA person (<@U0LEE>) sent this back to you: refund 40 USD\n  Needed: refund 400",
     );
     assert.equal(taskTitle("<@U0BOT> where is 1042?"), "where is 1042?");
+    assert.equal(
+      taskTitle("ask <@U0LEE> about 1042"),
+      "ask about 1042",
+      "no double space where a mention was",
+    );
   });
 
   test("a task's title is never cut through a link the person typed", () => {
