@@ -5,6 +5,8 @@ import { typedText } from "../src/slack/typed-text.ts";
 import { appHome } from "../src/slack/views/app-home.ts";
 import { auditStoryBlocks } from "../src/slack/views/audit-story.ts";
 import { digestMessage } from "../src/slack/views/digest.ts";
+import { escalationCard } from "../src/slack/views/escalation-card.ts";
+import { handoffCard } from "../src/slack/views/handoff-card.ts";
 
 // What a person typed comes back as they saw it: Slack's markup for links, people, channels and
 // broadcasts becomes words, and none of it can ping, nor link under a label the customer chose.
@@ -98,5 +100,45 @@ test("App Home, the digest and the audit story show a typed link as words, not m
     const text = JSON.stringify(payload);
     assert.doesNotMatch(text, /&lt;https|\|my order/, surface);
     assert.equal(text.split("my order (https://example.com/x)").length - 1, times, surface);
+  }
+});
+
+test("a handoff or escalation card shows a typed link in its summary as words", () => {
+  const handoff = handoffCard({
+    fromName: "Customer Service",
+    toName: "Fulfillment",
+    kind: "transfer",
+    note: {
+      summary: TYPED,
+      done: [],
+      needed: "ship it",
+      facts: {},
+      unknowns: [],
+      urgency: "normal",
+    },
+  });
+  const escalation = escalationCard({
+    escalationId: "esc_1",
+    fromName: "Billing",
+    owner: { kind: "group", id: "S0BILL" },
+    state: { status: "open" },
+    note: {
+      requester: "<@U0DANA>",
+      summary: TYPED,
+      done: [],
+      reason: "Stopped automatically: over the cap.",
+      urgency: "high",
+      lane: "owner_escalation",
+      recommended_action: "Read the thread.",
+      facts: {},
+    },
+  });
+  for (const [card, payload] of [
+    ["handoff", handoff],
+    ["escalation", escalation],
+  ] as const) {
+    const text = JSON.stringify(payload.blocks);
+    assert.doesNotMatch(text, /&lt;https|\|my order/, card);
+    assert.match(text, /my order \(https:\/\/example\.com\/x\)/, card);
   }
 });

@@ -9,6 +9,7 @@ import {
   slackDate,
   truncate,
 } from "../mrkdwn.ts";
+import { typedText } from "../typed-text.ts";
 import {
   type Block,
   type Button,
@@ -88,7 +89,7 @@ export function escalationCard(input: EscalationCardInput): SlackMessage {
   const head: Block[] = [
     section(
       `🚨 *Escalation* from *${clip(input.fromName, 80)}* to ${ownerMention(input.owner)}\n` +
-        clip(note.summary, 1500),
+        typedText(note.summary, 1500),
     ),
     fieldsSection(glance),
     section(why.join("\n")),

@@ -1,5 +1,6 @@
 import type { HandBackNote, HandoffNote } from "../../core/handoffs/note.ts";
 import { clip } from "../mrkdwn.ts";
+import { typedText } from "../typed-text.ts";
 import {
   type Block,
   bullets,
@@ -45,7 +46,7 @@ function transferCard({ fromName, toName, note }: Transfer): SlackMessage {
   if (note.done.length > 0) next.push(`*Done:*\n${bullets(note.done, 300, 1000)}`);
   if (note.unknowns.length > 0) next.push(`*Unknown:*\n${bullets(note.unknowns, 300, 800)}`);
 
-  const head: Block[] = [context([meta.join(" · ")]), section(clip(note.summary, 1500))];
+  const head: Block[] = [context([meta.join(" · ")]), section(typedText(note.summary, 1500))];
   const tail = [section(next.join("\n"))];
   const blocks = [...head, ...factBlocks(note.facts, [...head, ...tail]), ...tail];
   return message(fallback(`${fromName} handed this to ${toName}: ${note.summary}`), blocks);
