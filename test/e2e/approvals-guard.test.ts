@@ -4,7 +4,6 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
-import { createLogger } from "../../src/log.ts";
 import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import {
   REJECT_REASON_ACTION,
@@ -13,7 +12,7 @@ import {
 } from "../../src/slack/views/reject-modal.ts";
 import { CHANNEL, type Harness, harnessPerTest, REQUESTER } from "../support/harness.ts";
 import { type AgentReply, scriptByAgent } from "../support/model-server.ts";
-import { waitForApprovalCard } from "../support/observe.ts";
+import { waitForApprovalCard, warnings } from "../support/observe.ts";
 import {
   auditKinds,
   blocksOf,
@@ -40,16 +39,6 @@ async function start(
   extra: Partial<Parameters<typeof startHarness>[0]> = {},
 ): Promise<Harness> {
   return startHarness({ script: scriptByAgent(replies), ...extra });
-}
-
-/** A logger that keeps its warnings and errors, as JSON lines, for a test to read. */
-function warnings() {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    level: "warn",
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
-  return { lines, log };
 }
 
 /** "@Baton billing: ..." goes straight to billing, which asks for the refund; the card is in Slack. */

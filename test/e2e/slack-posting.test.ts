@@ -83,6 +83,24 @@ describe("slack-post-failure", async () => {
   });
 });
 
+/** Flow 1's five messages, each once in the thread, once its task is done; and its outbox rows. */
+async function postedOnce(harness: Harness, ts: string, why: string) {
+  const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
+  const thread = harness.slack.messagesIn(CHANNEL, ts).slice(1);
+  assert.deepEqual(
+    thread.map((m) => m.username),
+    ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+    why,
+  );
+  const outbox = await harness.db.db
+    .selectFrom("slack_outbox")
+    .select(["status", "slack_ts", "attempts"])
+    .where("task_id", "=", task.id)
+    .orderBy("id")
+    .execute();
+  return { thread, outbox };
+}
+
 describe("slack-post-lost-answer", async () => {
   let h: Harness | undefined;
   after(async () => {
@@ -100,19 +118,11 @@ describe("slack-post-lost-answer", async () => {
     });
     const { ts } = await harness.mention("where is order 1042?");
     harness.slack.failNext("chat.postMessage", { error: "ratelimited", retryAfter: 1 });
-    const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
-    const thread = harness.slack.messagesIn(CHANNEL, ts).slice(1);
-    assert.deepEqual(
-      thread.map((m) => m.username),
-      ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+    const { thread, outbox } = await postedOnce(
+      harness,
+      ts,
       "each message once: the stored one was found in the thread, the rate-limited one waited",
     );
-    const outbox = await harness.db.db
-      .selectFrom("slack_outbox")
-      .select(["status", "slack_ts", "attempts"])
-      .where("task_id", "=", task.id)
-      .orderBy("id")
-      .execute();
     assert.deepEqual(
       outbox.map((r) => [r.status, r.slack_ts]),
       thread.map((m) => ["sent", m.ts]),
@@ -147,19 +157,11 @@ describe("slack-post-silent", async () => {
     release = held.release;
     const { ts } = await harness.mention("where is order 1042?");
     await held.arrived;
-    const task = await harness.until("the task to finish", () => finishedTask(harness.db.db, ts));
-    const thread = harness.slack.messagesIn(CHANNEL, ts).slice(1);
-    assert.deepEqual(
-      thread.map((m) => m.username),
-      ["Customer Service", "Fulfillment", "Inventory", "Fulfillment", "Customer Service"],
+    const { thread, outbox } = await postedOnce(
+      harness,
+      ts,
       "each message once: the unanswered one was found in the thread",
     );
-    const outbox = await harness.db.db
-      .selectFrom("slack_outbox")
-      .select(["status", "slack_ts", "attempts"])
-      .where("task_id", "=", task.id)
-      .orderBy("id")
-      .execute();
     assert.deepEqual(
       outbox.map((r) => [r.status, r.slack_ts, r.attempts]),
       thread.map((m, i) => ["sent", m.ts, i === 0 ? 1 : 0]),

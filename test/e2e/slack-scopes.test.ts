@@ -2,23 +2,13 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { parse } from "yaml";
-import { createLogger } from "../../src/log.ts";
 import { BOT_SCOPES } from "../../src/slack/scopes.ts";
 import { harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
+import { warnings } from "../support/observe.ts";
 
 // An app installed before manifest.yml asked for a scope, or a manifest pasted without reinstalling:
 // the operator hears of it at start, not from the first call Slack refuses.
-
-/** A logger that keeps its warnings, as JSON lines, for a test to read. */
-function warnings() {
-  const lines: Record<string, unknown>[] = [];
-  const log = createLogger({
-    level: "warn",
-    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
-  });
-  return { lines, log };
-}
 
 describe("slack-scopes", () => {
   const startHarness = harnessPerTest();

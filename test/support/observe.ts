@@ -3,6 +3,7 @@
 import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { TaskRow } from "../../src/db/schema.ts";
+import { createLogger } from "../../src/log.ts";
 import { CHANNEL, type Harness } from "./harness.ts";
 import type { ChatMessage, ChatRequest } from "./model-server.ts";
 import type { SlackCall, SlackEmulator } from "./slack-emulator.ts";
@@ -101,4 +102,14 @@ export function outboxWaits(db: Db, taskId: string) {
     .where("task_id", "=", taskId)
     .orderBy("id")
     .execute();
+}
+
+/** A logger that keeps its warnings and errors, as JSON lines, for a test to read. */
+export function warnings() {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({
+    level: "warn",
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  return { lines, log };
 }
