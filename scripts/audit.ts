@@ -19,7 +19,7 @@ import {
 } from "../src/runtime/audit-story.ts";
 
 const USAGE =
-  "usage: npm run audit -- <task id | order id | thread link> [--format text|csv|json] [--who [tool]]";
+  "usage: npm run audit -- <task id | order id | thread link> [--format text|csv|json] [--who [tool]] (--who: text or json)";
 
 interface Args {
   ref: string;
@@ -45,6 +45,8 @@ function parseArgs(argv: string[]): Args | string {
     else bare.push({ value: arg, afterWho: argv[i - 1] === "--who" });
   }
   if (bare.length === 0) return "give a task id, an order id or a thread link";
+  // Its list has no CSV form: JSON in its stead would reach a spreadsheet as one broken column.
+  if (who && format === "csv") return "--who prints text or json, not csv";
   if (bare.length > (who ? 2 : 1)) return `unexpected argument ${bare.at(-1)?.value}`;
   if (bare.length === 1) return { ref: bare[0]?.value ?? "", format, ...(who && { who: "" }) };
   const toolAt = bare.findIndex((b) => b.afterWho);

@@ -458,6 +458,11 @@ describe("audit story", () => {
     const who = await cli("--who", "issue_refund", "1077");
     assert.match(who.stdout, /by agent:billing: done; approved by human:U0LEE/);
     await assert.rejects(
+      cli("--who", "1077", "--format", "csv"),
+      (e: { code?: number; stderr?: string }) =>
+        e.code === 2 && /--who prints text or json, not csv/.test(e.stderr ?? ""),
+    );
+    await assert.rejects(
       cli("9999"),
       (e: { code?: number; stderr?: string }) =>
         e.code === 1 && /No task matches "9999"/.test(e.stderr ?? ""),
