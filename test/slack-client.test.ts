@@ -12,12 +12,8 @@ import type { ChatIntent, ChatSurface } from "../src/core/ports.ts";
 import { parseTaskRef } from "../src/db/reports.repository.ts";
 import { RetryAfterError, TransientError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
-import {
-  createSlackChatSurface,
-  messageLink,
-  noticeText,
-  SlackDeliveryError,
-} from "../src/slack/chat-surface.ts";
+import { createSlackChatSurface, messageLink, noticeText } from "../src/slack/chat-surface.ts";
+import { SlackDeliveryError } from "../src/slack/web-api-errors.ts";
 import { createTestDatabase, testServerUrl } from "./support/db.ts";
 import { sweepTestDatabases, TEST_DATABASES, type TestDatabaseNames } from "./support/db-sweep.ts";
 import { type ModelServer, scriptByAgent, startModelServer } from "./support/model-server.ts";

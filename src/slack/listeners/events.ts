@@ -6,9 +6,9 @@ import type { AcceptOutcome } from "../../runtime/accept.ts";
 import type { ThreadCatchUp } from "../../runtime/deps.ts";
 import { rateLimitWaitMs } from "../../runtime/retry-after.ts";
 import type { BoltApp } from "../app.ts";
-import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
 import { unescapeSlack } from "../mrkdwn.ts";
+import { toBatonError } from "../web-api-errors.ts";
 
 const messageEvent = z.object({
   type: z.string(),

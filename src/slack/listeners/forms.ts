@@ -1,9 +1,9 @@
 import type { webApi } from "@slack/bolt";
 import { within } from "../../core/duration.ts";
 import { waitingOutRateLimits } from "../../runtime/retry-after.ts";
-import { toBatonError } from "../chat-surface.ts";
 import type { SlackHandlers } from "../handlers.ts";
 import { refusedModal, rejectReasonModal } from "../views/reject-modal.ts";
+import { toBatonError } from "../web-api-errors.ts";
 import { decisionWords, failureWords } from "../words.ts";
 
 /** Who clicked, and where their card is: enough to open a form for them or tell them why not. */
