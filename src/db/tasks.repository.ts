@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, type NotNull, sql } from "kysely";
-import { type Executor, lastStatement, statement, type Tx } from "./database.ts";
+import { type Executor, statement, type Tx } from "./database.ts";
 import {
   type AuditInput,
   auditRows,
@@ -8,6 +8,7 @@ import {
   type HandoffRecord,
   handoffRow,
 } from "./ledger.repository.ts";
+import { lastStatement } from "./pipelined-client.ts";
 import type { Database, TaskRow } from "./schema.ts";
 
 export type Owner = { kind: "agent" | "human"; id: string };

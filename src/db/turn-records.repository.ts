@@ -1,5 +1,5 @@
 import { CompiledQuery } from "kysely";
-import { type Executor, lastStatement, type StatementLane } from "./database.ts";
+import type { Executor, StatementLane } from "./database.ts";
 import type {
   AuditInput,
   ConversationRecord,
@@ -14,6 +14,7 @@ import {
   markDeliveredSql,
   type OutboxMessage,
 } from "./outbox.repository.ts";
+import { lastStatement } from "./pipelined-client.ts";
 import type { TaskRow } from "./schema.ts";
 import type { TaskChanges } from "./tasks.repository.ts";
 

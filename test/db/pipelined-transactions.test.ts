@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { CompiledQuery, sql } from "kysely";
-import { type Db, lastStatement, openDatabase } from "../../src/db/database.ts";
+import { type Db, openDatabase } from "../../src/db/database.ts";
+import { lastStatement } from "../../src/db/pipelined-client.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 // One connection, so every transaction below meets what the one before it left on it.
