@@ -9,6 +9,7 @@ import { registerCommandListeners } from "./listeners/commands.ts";
 import { registerEventListeners } from "./listeners/events.ts";
 import { registerFailureReplies } from "./listeners/failures.ts";
 import { missingScopes, missingScopesWords } from "./scopes.ts";
+import { acknowledgeWhenProcessed, finishEnvelopes } from "./socket-mode.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
 export type BoltApp = InstanceType<typeof App>;
@@ -192,89 +193,13 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   return app;
 }
 
-/** What the Socket Mode client hands over for each envelope. */
-interface SocketModeEnvelope {
-  ack: (response?: unknown) => Promise<void>;
-  body: Record<string, unknown>;
-  retry_num?: number;
-  retry_reason?: string;
-}
-
-/**
- * Bolt acknowledges an Events API envelope before its listeners run. Baton acknowledges an
- * envelope once it has been processed (the event stored and its work queued), as
- * `processBeforeResponse` does over HTTP: an envelope acknowledged is never lost, and one whose
- * processing failed is left unacknowledged, so Slack sends it again (deduplicated by event id).
- */
-function acknowledgeWhenProcessed(
-  receiver: InstanceType<typeof SocketModeReceiver>,
-  app: BoltApp,
-  log: Logger,
-): void {
-  const envelopes: Envelopes = { inFlight: new Set(), stopping: false };
-  envelopesInFlight.set(app, envelopes);
-  receiver.client.removeAllListeners("slack_event");
-  const handle = async (envelope: SocketModeEnvelope) => {
-    let response: unknown;
-    try {
-      await app.processEvent({
-        body: envelope.body,
-        ack: async (answer?: unknown) => {
-          response = answer;
-        },
-        ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
-        ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
-        customProperties: {},
-      });
-    } catch (error) {
-      log.warn(
-        { err: error },
-        "a Socket Mode envelope was not processed; Slack will send it again",
-      );
-      return;
-    }
-    await envelope.ack(response).catch((error: unknown) => {
-      log.warn({ err: error }, "a Socket Mode envelope could not be acknowledged");
-    });
-  };
-  receiver.client.on("slack_event", (envelope: SocketModeEnvelope) => {
-    // Stopping: left unacknowledged, Slack sends it again to a replica that is up.
-    if (envelopes.stopping) return;
-    // Tracked until acknowledged: a stop waits for that before it disconnects.
-    void track(envelopes.inFlight, handle(envelope));
-  });
-}
-
-/** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
-type Envelopes = { inFlight: Set<Promise<unknown>>; stopping: boolean };
-const envelopesInFlight = new WeakMap<BoltApp, Envelopes>();
-/** How long a stop waits for envelopes under way (one stuck on a database gone silent, say). */
-const STOP_WAIT_MS = 10_000;
-
-function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T> {
-  inFlight.add(work);
-  void work.finally(() => inFlight.delete(work)).catch(() => undefined);
-  return work;
-}
-
 /**
  * Stops taking Slack's requests and lets those under way finish: a decision still committing at
  * shutdown is acknowledged and gets its card update before the database closes. In Socket Mode
  * the connection stays open until then, or their acknowledgements would have nowhere to go.
  */
 export async function stopSlackApp(app: BoltApp): Promise<void> {
-  const envelopes = envelopesInFlight.get(app);
-  if (envelopes) {
-    envelopes.stopping = true;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...envelopes.inFlight]),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, STOP_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-  }
+  await finishEnvelopes(app);
   await app.stop();
 }
 

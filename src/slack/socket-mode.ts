@@ -1,0 +1,86 @@
+import type { SocketModeReceiver } from "@slack/bolt";
+import type { Logger } from "../log.ts";
+import type { BoltApp } from "./app.ts";
+
+/** What the Socket Mode client hands over for each envelope. */
+interface SocketModeEnvelope {
+  ack: (response?: unknown) => Promise<void>;
+  body: Record<string, unknown>;
+  retry_num?: number;
+  retry_reason?: string;
+}
+
+/**
+ * Bolt acknowledges an Events API envelope before its listeners run. Baton acknowledges an
+ * envelope once it has been processed (the event stored and its work queued), as
+ * `processBeforeResponse` does over HTTP: an envelope acknowledged is never lost, and one whose
+ * processing failed is left unacknowledged, so Slack sends it again (deduplicated by event id).
+ */
+export function acknowledgeWhenProcessed(
+  receiver: SocketModeReceiver,
+  app: BoltApp,
+  log: Logger,
+): void {
+  const envelopes: Envelopes = { inFlight: new Set(), stopping: false };
+  envelopesInFlight.set(app, envelopes);
+  receiver.client.removeAllListeners("slack_event");
+  const handle = async (envelope: SocketModeEnvelope) => {
+    let response: unknown;
+    try {
+      await app.processEvent({
+        body: envelope.body,
+        ack: async (answer?: unknown) => {
+          response = answer;
+        },
+        ...(envelope.retry_num !== undefined && { retryNum: envelope.retry_num }),
+        ...(envelope.retry_reason !== undefined && { retryReason: envelope.retry_reason }),
+        customProperties: {},
+      });
+    } catch (error) {
+      log.warn(
+        { err: error },
+        "a Socket Mode envelope was not processed; Slack will send it again",
+      );
+      return;
+    }
+    await envelope.ack(response).catch((error: unknown) => {
+      log.warn({ err: error }, "a Socket Mode envelope could not be acknowledged");
+    });
+  };
+  receiver.client.on("slack_event", (envelope: SocketModeEnvelope) => {
+    // Stopping: left unacknowledged, Slack sends it again to a replica that is up.
+    if (envelopes.stopping) return;
+    // Tracked until acknowledged: a stop waits for that before it disconnects.
+    void track(envelopes.inFlight, handle(envelope));
+  });
+}
+
+/** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
+type Envelopes = { inFlight: Set<Promise<unknown>>; stopping: boolean };
+const envelopesInFlight = new WeakMap<BoltApp, Envelopes>();
+/** How long a stop waits for envelopes under way (one stuck on a database gone silent, say). */
+const STOP_WAIT_MS = 10_000;
+
+function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T> {
+  inFlight.add(work);
+  void work.finally(() => inFlight.delete(work)).catch(() => undefined);
+  return work;
+}
+
+/**
+ * Takes no more envelopes and waits for those under way to be acknowledged, for STOP_WAIT_MS at
+ * most; an app over HTTP has none.
+ */
+export async function finishEnvelopes(app: BoltApp): Promise<void> {
+  const envelopes = envelopesInFlight.get(app);
+  if (!envelopes) return;
+  envelopes.stopping = true;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled([...envelopes.inFlight]),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, STOP_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+}
