@@ -82,7 +82,7 @@ export async function homeData(
       .select(sql<number>`count(*) over ()`.as("total"))
       .where("a.status", "=", "pending")
       // Whoever asked may not approve, so their own requests do not wait on them: the task's, or
-      // one they asked for in its thread (the rule of askersOf in approvals.repository.ts).
+      // one they asked for in its thread (the rule of askersOf in approval-askers.repository.ts).
       .where("a.requester_id", "<>", userId)
       .where(({ not, exists, selectFrom }) =>
         not(
