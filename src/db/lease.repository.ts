@@ -5,7 +5,7 @@ import {
   type DeliveredValues,
   deliveredValues,
   markDeliveredSql,
-} from "./outbox.repository.ts";
+} from "./outbox-marks.repository.ts";
 import type { TaskRow } from "./schema.ts";
 import {
   type LoadedTurn,

@@ -8,12 +8,8 @@ import type {
   ToolCallRecord,
 } from "./ledger.repository.ts";
 import { type Arrival, toArrival } from "./metrics.repository.ts";
-import {
-  type Delivered,
-  deliveredValues,
-  markDeliveredSql,
-  type OutboxMessage,
-} from "./outbox.repository.ts";
+import type { OutboxMessage } from "./outbox.repository.ts";
+import { type Delivered, deliveredValues, markDeliveredSql } from "./outbox-marks.repository.ts";
 import { lastStatement } from "./pipelined-client.ts";
 import type { TaskRow } from "./schema.ts";
 import type { TaskChanges } from "./tasks.repository.ts";
