@@ -1,3 +1,4 @@
+import type { ChatIntent } from "../core/ports.ts";
 import { shorten } from "../core/text.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
@@ -39,6 +40,8 @@ export async function haltTask(
     unlessDriven?: boolean;
     /** Not if the task changed at or after this time (a dead letter: another job moved it on). */
     unlessMovedSince?: Date;
+    /** Said instead of the thread's failure notice: Slack refuses the thread (see lost-threads.ts). */
+    notice?: ChatIntent;
   },
 ): Promise<boolean> {
   const reason = shorten(maskSecrets(input.reason), MAX_REASON);
@@ -85,13 +88,16 @@ export async function haltTask(
       Object.assign(fx.changes, { status: "failed", failureReason: reason });
       await consumeUnreadInputs(tx, locked.id, fx.stepNo);
       fx.outbox.push(
-        post(locked, {
-          kind: "failure_notice",
-          channel: locked.channel_id,
-          threadTs: locked.thread_ts,
-          taskId: locked.id,
-          reason,
-        }),
+        post(
+          locked,
+          input.notice ?? {
+            kind: "failure_notice",
+            channel: locked.channel_id,
+            threadTs: locked.thread_ts,
+            taskId: locked.id,
+            reason,
+          },
+        ),
       );
       fx.afterCommit.push(() => deps.metrics.tasksFinished.inc({ outcome: "failed" }));
     }

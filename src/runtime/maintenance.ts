@@ -2,6 +2,7 @@ import type { AgentsFile } from "../config/agents-schema.ts";
 import { findOrphanedTasks, lockOrphanedTask } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { stopTasksWithLostThread } from "./lost-threads.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 const EVERY_MS = 15_000;
@@ -10,7 +11,8 @@ const STRANDED_OUTBOX_MS = 30_000;
 
 /**
  * Background work that makes crashes harmless: tasks whose worker died are queued again,
- * stranded Slack messages are delivered (once), and approvals past their deadline expire.
+ * stranded Slack messages are delivered (once), approvals past their deadline expire, and tasks
+ * whose thread Slack refuses for good (an archived channel) stop.
  * Every step is idempotent, so several replicas may run it at once.
  */
 export function startMaintenance(deps: RuntimeDeps, _file: AgentsFile): () => Promise<void> {
@@ -47,6 +49,7 @@ export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
     deliverOutbox(deps, { olderThanMs: STRANDED_OUTBOX_MS }),
   );
   await step("enforcing deadlines", () => enforceDeadlines(deps));
+  await step("stopping tasks whose thread Slack refuses", () => stopTasksWithLostThread(deps));
 }
 
 /**

@@ -185,6 +185,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     setChannel: (channel: { id: string; members: string[] }) =>
       void state.channelMembers.set(channel.id, [...channel.members]),
     dmChannelFor: (userId: string) => dmFor(state, userId),
+    /** Archives a channel: posts and updates in it are refused with `is_archived`, as Slack does. */
+    archiveChannel: (channel: string) => void state.archived.add(channel),
     failNext(method: string, failure: SlackFailure, times = 1) {
       const queue = failures.get(method) ?? [];
       for (let i = 0; i < times; i++) queue.push(failure);

@@ -36,6 +36,7 @@ const chat: Record<string, SlackMethod> = {
     const { cfg } = state;
     requireArgs(args, "channel");
     if (!args.text && !args.blocks && !args.attachments) throw new SlackErr("no_text");
+    if (state.archived.has(String(args.channel))) throw new SlackErr("is_archived");
     const message = addMessage(state, {
       channel: String(args.channel),
       user: cfg.botUserId,
@@ -53,6 +54,7 @@ const chat: Record<string, SlackMethod> = {
   "chat.update": (state, args) => {
     const { cfg } = state;
     requireArgs(args, "channel", "ts");
+    if (state.archived.has(String(args.channel))) throw new SlackErr("is_archived");
     const message = findMessage(
       state,
       resolveChannel(state, String(args.channel)),

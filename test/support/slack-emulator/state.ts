@@ -69,6 +69,8 @@ export type EmulatorState = {
   readonly users: Map<string, SlackUser>;
   readonly groups: Map<string, SlackUsergroup>;
   readonly channelMembers: Map<string, string[]>;
+  /** Archived channels: Slack refuses posts and updates in them (`is_archived`). */
+  readonly archived: Set<string>;
   /** The last ts handed out, in microseconds; never reset, so ts values stay in sequence. */
   lastTsMicros: number;
   viewCounter: number;
@@ -89,6 +91,7 @@ export function createEmulatorState(options: SlackEmulatorOptions): EmulatorStat
     users: new Map((options.users ?? []).map((u) => [u.id, u])),
     groups: new Map((options.usergroups ?? []).map((g) => [g.id, g])),
     channelMembers: new Map((options.channels ?? []).map((c) => [c.id, c.members])),
+    archived: new Set(),
     lastTsMicros: 0,
     viewCounter: 0,
   };
