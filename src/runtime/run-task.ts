@@ -311,16 +311,27 @@ async function runTurn(
       return halt(task, { reason: `the model could not be used: ${error.message}` });
     }
     const latencyMs = replay?.latencyMs ?? performance.now() - started;
-    const actions = interpretReply(reply, { agent, registry: deps.tools, handBackTo });
+    // The agents file may have been reloaded while the model answered: the reply acts under the file
+    // in use now, all of it under one file (the getters read the process's, which a reload swaps).
+    const now: RuntimeDeps = { ...deps, agents: deps.agents, tools: deps.tools };
+    const acting = now.agents.get(task.owner_id);
+    if (!acting)
+      return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });
+    const backTo = task.handback_stack.findLast((id) => now.agents.get(id) !== undefined);
+    const actions = interpretReply(reply, {
+      agent: acting,
+      registry: now.tools,
+      handBackTo: backTo,
+    });
     // The reply's calls that write outside the database (HTTP tools): a rollback does not undo them.
     const outside = actions.flatMap((a) =>
       a.kind === "tool" && a.tool.external && a.tool.toolClass !== "read" ? [a.tool.name] : [],
     );
     return commitTurn(
-      deps,
+      now,
       {
         task,
-        agent,
+        agent: acting,
         reply,
         actions,
         inputIds: inputs.map((i) => i.id),
