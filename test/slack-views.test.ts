@@ -38,6 +38,7 @@ describe("agents-report", async () => {
       ran: 0,
       approved: 0,
       approvedFailed: 0,
+      approvedNotRun: 0,
       rejected: 0,
       expired: 0,
       waiting: 0,

@@ -14,9 +14,13 @@ export interface AgentActivity {
   writes: {
     /** Ran by the agent's own autonomy. */
     ran: number;
-    /** A person approved them; they ran, or the tool refused (`approvedFailed` of them). */
+    /**
+     * A person approved them; they ran, or the tool refused (`approvedFailed` of them), or the
+     * agents file changed while they waited and no longer let them run (`approvedNotRun`).
+     */
     approved: number;
     approvedFailed: number;
+    approvedNotRun: number;
     rejected: number;
     expired: number;
     waiting: number;
@@ -49,8 +53,9 @@ export async function agentActivity(
     ), writes as (
       select agent_id,
         count(*) filter (where status = 'done' and coalesce(allowed_by, '') not like 'approval:%') as ran,
-        count(*) filter (where status in ('done', 'failed') and allowed_by like 'approval:%') as approved,
+        count(*) filter (where status in ('done', 'failed', 'not_run') and allowed_by like 'approval:%') as approved,
         count(*) filter (where status = 'failed' and allowed_by like 'approval:%') as approved_failed,
+        count(*) filter (where status = 'not_run') as approved_not_run,
         count(*) filter (where status = 'rejected') as rejected,
         count(*) filter (where status = 'expired') as expired,
         count(*) filter (where status = 'pending_approval') as waiting,
@@ -78,6 +83,7 @@ export async function agentActivity(
       ran: n(r.ran),
       approved: n(r.approved),
       approvedFailed: n(r.approved_failed),
+      approvedNotRun: n(r.approved_not_run),
       rejected: n(r.rejected),
       expired: n(r.expired),
       waiting: n(r.waiting),

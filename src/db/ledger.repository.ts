@@ -222,8 +222,11 @@ export async function insertToolCall(tx: Executor, call: ToolCallRecord): Promis
   await tx.insertInto("tool_calls").values(toolCallRow(call)).execute();
 }
 
-/** How a tool call ends: run (done, failed), or not run because of a person's decision or none. */
-export type SettledStatus = "done" | "failed" | "rejected" | "expired" | "withdrawn";
+/**
+ * How a tool call ends: run (done, failed), or not run because of a person's decision or none,
+ * or (`not_run`) approved but no longer allowed by the agents file when it came to run.
+ */
+export type SettledStatus = "done" | "failed" | "rejected" | "expired" | "withdrawn" | "not_run";
 
 export async function settleToolCall(
   tx: Tx,

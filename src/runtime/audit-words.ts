@@ -143,6 +143,10 @@ function allowedWords(d: Data): Part[] {
     return decidedBy ? say`rejected by ${person(decidedBy)}` : say`not run`;
   if (d.status === "expired") return say`not run: nobody decided in time`;
   if (d.status === "withdrawn") return say`not run: the task stopped first`;
+  if (d.status === "not_run")
+    return decidedBy
+      ? say`approved by ${person(decidedBy)}, but not run: the agents file changed first`
+      : say`not run: the agents file changed first`;
   const allowedBy = str(d.allowed_by);
   return [{ allowedBy, decidedBy, plain: `allowed by ${allowedBy || "nobody"}` }];
 }

@@ -38,7 +38,8 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
         // The operator changed the agents file while the call waited (a reload): the agent's role
         // as it is now decides, and the agent must not think the call ran.
         deps.log.warn({ taskId, tool: d.tool, why: gone }, "an approved call was not run");
-        status = "failed";
+        // Not "failed": the tool never saw it, and the person's approval still stands as theirs.
+        status = "not_run";
         content = {
           error: `A person approved this call, but it was not run: ${gone}. Tell the requester it could not be done, or propose something else.`,
         };

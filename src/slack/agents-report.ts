@@ -42,6 +42,15 @@ export function agentsReport(
   return lines.join("\n");
 }
 
+/** What became of approved writes that did not run: "(1 then refused by the tool)". */
+function afterApproval(w: AgentActivity["writes"]): string {
+  const notes = [
+    ...(w.approvedFailed ? [`${w.approvedFailed} then refused by the tool`] : []),
+    ...(w.approvedNotRun ? [`${w.approvedNotRun} not run: the agents file changed first`] : []),
+  ];
+  return notes.length ? ` (${notes.join(", ")})` : "";
+}
+
 /** The writes, and the hint for the next phase. */
 function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] {
   const w = a?.writes;
@@ -52,7 +61,7 @@ function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] 
   const asked = decided + w.waiting + w.withdrawn;
   if (asked) {
     const outcomes = [
-      `${w.approved} approved${w.approvedFailed ? ` (${w.approvedFailed} then refused by the tool)` : ""}`,
+      `${w.approved} approved${afterApproval(w)}`,
       ...(w.rejected ? [`${w.rejected} rejected`] : []),
       ...(w.expired ? [`${w.expired} expired`] : []),
       ...(w.waiting ? [`${w.waiting} waiting`] : []),

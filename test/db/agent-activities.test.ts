@@ -85,6 +85,7 @@ describe("agent-activity", async () => {
         ran: 1,
         approved: 2,
         approvedFailed: 0,
+        approvedNotRun: 0,
         rejected: 1,
         expired: 1,
         waiting: 1,

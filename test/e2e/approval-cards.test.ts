@@ -471,14 +471,14 @@ ${
   test("an approved call whose tool was taken out of the agents file is not run, and the agent is told", async () => {
     const { told, status } = await approvedAfterReload(file(crmUrl, { defined: false }), "1077");
     assert.match(told, /approved this call, but it was not run: crm_refund is no longer/);
-    assert.equal(status, "failed");
+    assert.equal(status, "not_run");
     assert.equal(refundsAsked, 0, "the removed tool's endpoint was never called");
   });
 
   test("an approved call its agent may no longer make, or makes in shadow mode now, is not run", async () => {
     const unlisted = await approvedAfterReload(file(crmUrl, { listed: false }), "1078");
     assert.match(unlisted.told, /not run: crm_refund is no longer one of your tools/);
-    assert.equal(unlisted.status, "failed");
+    assert.equal(unlisted.status, "not_run");
     const shadow = await approvedAfterReload(file(crmUrl, { shadow: true }), "1079");
     assert.match(shadow.told, /not run: you are in shadow mode now/);
     assert.equal(refundsAsked, 0, "the endpoint was never called");

@@ -5,9 +5,11 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
-import { taskWithStatus, textOf } from "../support/observe.ts";
+import { taskWithStatus, textOf, waitForApprovalCard } from "../support/observe.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 // An operator moves an agent between autonomy phases by editing the agents file and sending SIGHUP
 // while the agent's model is answering: what its answer does is judged by one file, the new one.
@@ -92,5 +94,53 @@ describe("autonomy-reload-mid-turn", async () => {
     );
     assert.equal(call.status, "shadowed", JSON.stringify(call));
     assert.equal(approval, undefined);
+  });
+});
+
+describe("autonomy-demoted-while-waiting", async () => {
+  const startHarness = harnessPerTest();
+  let dir: string;
+  let file: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "baton-demoted-"));
+    file = path.join(dir, "agents.yml");
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a supervised write approved after its agent was put back in shadow mode is counted as approved and not run, not as refused by the tool", async () => {
+    await writeFile(file, agentsYml("supervised"));
+    const script: Script = (request) => {
+      const last = request.messages.at(-1);
+      if (last?.role === "tool") return { content: `noted: ${textOf(last)}` };
+      const args = { order_id: "1077", amount_usd: 40, reason: "broken lamp" };
+      return { toolCalls: [{ name: "issue_refund", arguments: args }] };
+    };
+    const h = await startHarness({
+      script,
+      agentsFile: await loadAgentsFile(file, demoTools),
+      agentsPath: file,
+    });
+    const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
+    const card = await waitForApprovalCard(h);
+    await writeFile(file, agentsYml("shadow"));
+    assert.equal(await h.baton.reloadAgents(), true);
+    await h.clickCard("U0SUP", APPROVAL_APPROVE, card, ts);
+    await h.until("the answer", () => taskWithStatus(h.db.db, ts, "done"));
+
+    const call = await h.db.db
+      .selectFrom("tool_calls")
+      .select(["status", "result"])
+      .where("tool", "=", "issue_refund")
+      .executeTakeFirstOrThrow();
+    assert.equal(call.status, "not_run", JSON.stringify(call));
+    const report = (await runBaton(h, "agents", { user: "U0SUP" })).text;
+    const billing = report.slice(report.indexOf("*Billing*"));
+    assert.match(
+      billing,
+      /1 write asked a person: 1 approved \(1 not run: the agents file changed first\)/,
+    );
+    assert.doesNotMatch(billing, /refused by the tool/);
   });
 });

@@ -15,6 +15,7 @@ const NOT_RUN: Record<string, string> = {
   rejected: "not run",
   expired: "not run: nobody decided in time",
   withdrawn: "not run: the task stopped first",
+  not_run: "not run: the agents file changed before it could",
   pending_approval: "waiting for a person's approval",
   shadowed: "proposed in shadow mode, not run",
   rate_limited: "refused: over its rate limit",
