@@ -107,7 +107,7 @@ export function createMetrics() {
     }),
     slackEvents: new Counter({
       name: "baton_slack_events_total",
-      help: "Slack events received, by outcome (started, continued, duplicate, ignored, and refused: rate_limited, empty_mention, mention_in_edit)",
+      help: "Slack events received, by outcome (started, continued, duplicate, ignored, and refused: rate_limited, empty_mention, mention_in_edit, reply_to_notice)",
       labelNames: ["outcome"] as const,
       registers: [registry],
     }),

@@ -41,6 +41,11 @@ export interface IncomingMessage {
    * ts, which keys it, so each edit is read once. An edit never starts a task.
    */
   editTs?: string;
+  /**
+   * A reply, in a direct message, under a message Baton posted there (a page, a digest): not a
+   * question for an agent, unless the thread is a task's or a card's. Nothing starts from it.
+   */
+  underBotPost?: boolean;
 }
 
 /**
@@ -56,7 +61,8 @@ export type AcceptOutcome =
   | "ignored"
   | "rate_limited"
   | "empty_mention"
-  | "mention_in_edit";
+  | "mention_in_edit"
+  | "reply_to_notice";
 
 class Duplicate extends Error {
   readonly agentTask: string | undefined;
@@ -68,6 +74,7 @@ class Duplicate extends Error {
 class OverRateLimit extends Error {}
 class MentionInEdit extends Error {}
 class EmptyMention extends Error {}
+class ReplyToNotice extends Error {}
 
 /**
  * Accepting a message means storing it and queueing its work in one transaction, before Slack
@@ -107,6 +114,7 @@ export async function acceptMessage(
       });
       if (!existing && message.mentioned && message.editTs) throw new MentionInEdit();
       if (!existing && message.mentioned && namesOnly(deps, message.text)) throw new EmptyMention();
+      if (!existing && message.underBotPost) throw new ReplyToNotice();
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
       if (!fresh) throw new Duplicate(existing?.owner_kind === "agent" ? existing.id : undefined);
@@ -238,6 +246,7 @@ export async function acceptMessage(
     if (error instanceof OverRateLimit) return refused(deps, keys, "rate_limited");
     if (error instanceof MentionInEdit) return refused(deps, keys, "mention_in_edit");
     if (error instanceof EmptyMention) return refused(deps, keys, "empty_mention");
+    if (error instanceof ReplyToNotice) return refused(deps, keys, "reply_to_notice");
     // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
     // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
     // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.
@@ -262,7 +271,7 @@ function messageKeys(message: IncomingMessage): string[] {
 async function refused(
   deps: RuntimeDeps,
   keys: readonly string[],
-  outcome: "rate_limited" | "empty_mention" | "mention_in_edit",
+  outcome: "rate_limited" | "empty_mention" | "mention_in_edit" | "reply_to_notice",
 ): Promise<AcceptOutcome> {
   return (await recordRefused(deps.db, keys)) ? outcome : "duplicate";
 }

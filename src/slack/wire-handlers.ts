@@ -37,6 +37,7 @@ const REFUSALS_TOLD: Partial<Record<AcceptOutcome, string>> = {
   rate_limited: "tell a person they are over their task limit",
   empty_mention: "tell a person their mention had no question",
   mention_in_edit: "tell a person a mention added by an edit is not read",
+  reply_to_notice: "tell a person a reply under a notice is not read",
 };
 
 type Answer = { text: string; blocks?: unknown[] };

@@ -192,6 +192,8 @@ export function refusalWords(
       return "You mentioned me without a question. Send it in a new message after @Baton (an edit is not read as a mention), for example `@Baton where is order 1042?`";
     case "mention_in_edit":
       return "I only see mentions in new messages. Send it again as a new message.";
+    case "reply_to_notice":
+      return "I don't read replies under my notices, so this started nothing. To act on a task, use the buttons on its card or reply in its thread; to ask me something new, send it as a new message here, not in a thread.";
     default:
       return undefined;
   }

@@ -296,7 +296,11 @@ describe("mentions-without-work", async () => {
     h = await startHarness({
       script: scriptByAgent({
         fulfillment: [{ content: "Order 1042 ships today." }, { content: "Billing it is." }],
-        "customer-service": [{ content: "Happy to help." }, { content: "Happy to help." }],
+        "customer-service": [
+          { content: "Happy to help." },
+          { content: "Happy to help." },
+          { content: "Happy to help." },
+        ],
       }),
     });
   });
@@ -331,6 +335,79 @@ describe("mentions-without-work", async () => {
     assert.equal(h.slack.ephemerals.filter((e) => e.user === REQUESTER).length, 1, "told once");
     assert.equal(await taskInThread(h.db.db, empty.ts), undefined, "no task started");
     assert.equal(h.model.requests.length, 0, "the model was not asked");
+  });
+
+  test("a reply under a direct message Baton sent starts no task, and is told where to act", async () => {
+    const dm = "D0DANAREPLY";
+    const page = h.slack.addMessage({
+      channel: dm,
+      user: "U0BATONBOT",
+      text: "There is a new reply here on the task you took over.",
+    });
+    const reply = { user: REQUESTER, channel: dm, text: "ok, I'll take it", threadTs: page.ts };
+    const asked = h.model.requests.length;
+    const sent = await deliverEvent(
+      h.endpoint,
+      SIGNING_SECRET,
+      messageEvent({ ...reply, parentUserId: "U0BATONBOT" }),
+      { eventId: "EvUnderNotice1" },
+    );
+    assert.equal(sent.status, 200);
+    const told = await h.until("the person to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === REQUESTER && e.channel === dm),
+    );
+    assert.match(String(told.text), /^I don't read replies under my notices/);
+    assert.equal(await taskInThread(h.db.db, page.ts), undefined, "no task started");
+    assert.equal(h.model.requests.length, asked, "the model was not asked");
+    // Their own thread in the DM is theirs to start a task in, as any direct message.
+    const own = h.slack.addMessage({ channel: dm, user: REQUESTER, text: "where is 1042?" });
+    await deliverEvent(
+      h.endpoint,
+      SIGNING_SECRET,
+      messageEvent({ ...reply, text: "and 1043?", threadTs: own.ts, parentUserId: REQUESTER }),
+      { eventId: "EvUnderOwn1" },
+    );
+    await h.until("a task in their own thread, answered", () => finishedTask(h.db.db, own.ts));
+  });
+
+  test("people talking under a channel post of Baton's (a digest) are not told anything", async () => {
+    const digest = h.slack.addMessage({
+      channel: CHANNEL,
+      user: "U0BATONBOT",
+      text: "Stale work: 3 tasks",
+    });
+    const chatter = { user: "U0CHATTER", channel: CHANNEL, threadTs: digest.ts };
+    const sent = await deliverEvent(
+      h.endpoint,
+      SIGNING_SECRET,
+      messageEvent({ ...chatter, text: "I'll look at the first one", parentUserId: "U0BATONBOT" }),
+      { eventId: "EvUnderDigest1" },
+    );
+    assert.equal(sent.status, 200);
+    // A DM reply after it is told at once: once it is, the channel's chatter would have been too.
+    const dm = "D0CHATTER";
+    const page = h.slack.addMessage({ channel: dm, user: "U0BATONBOT", text: "a page" });
+    await deliverEvent(
+      h.endpoint,
+      SIGNING_SECRET,
+      messageEvent({
+        user: "U0CHATTER",
+        channel: dm,
+        text: "ok",
+        threadTs: page.ts,
+        parentUserId: "U0BATONBOT",
+      }),
+      { eventId: "EvUnderDigest2" },
+    );
+    await h.until("the DM reply to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === "U0CHATTER" && e.channel === dm),
+    );
+    assert.deepEqual(
+      h.slack.ephemerals.filter((e) => e.user === "U0CHATTER" && e.channel === CHANNEL),
+      [],
+      "chatter in a channel thread is not Baton's",
+    );
+    assert.equal(await taskInThread(h.db.db, digest.ts), undefined, "no task started");
   });
 
   test("a mention that only names an agent, or holds only invisible marks, is told to write the question", async () => {

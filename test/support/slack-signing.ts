@@ -159,6 +159,8 @@ type MessageEventInput = {
   text: string;
   ts?: string;
   threadTs?: string;
+  /** Who wrote the thread's first message, as Slack says in a reply (`parent_user_id`). */
+  parentUserId?: string;
 };
 
 function messageFields(input: MessageEventInput): Json {
@@ -171,6 +173,7 @@ function messageFields(input: MessageEventInput): Json {
     event_ts: ts,
     team: SLACK_DEFAULTS.teamId,
     ...(input.threadTs ? { thread_ts: input.threadTs } : {}),
+    ...(input.parentUserId ? { parent_user_id: input.parentUserId } : {}),
   };
 }
 

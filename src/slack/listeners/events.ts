@@ -18,6 +18,8 @@ const messageEvent = z.object({
   text: z.string().default(""),
   ts: z.string(),
   thread_ts: z.string().optional(),
+  /** In a reply: who wrote the thread's first message. */
+  parent_user_id: z.string().optional(),
   channel: z.string(),
   channel_type: z.string().optional(),
   files: z.array(z.object({ name: z.string().optional() })).optional(),
@@ -106,7 +108,8 @@ async function accept(
   if (e.user === botUserId) return undefined;
   const botMention = `<@${botUserId}>`;
   // A direct message is written to Baton: it needs no mention.
-  const mentioned = isMention || e.channel_type === "im" || e.text.includes(botMention);
+  const named = isMention || e.text.includes(botMention);
+  const mentioned = named || e.channel_type === "im";
   // A top-level message that does not mention Baton is not for Baton: no row is written for it.
   if (!mentioned && !e.thread_ts) return undefined;
   const text = messageText(e, botMention);
@@ -122,6 +125,12 @@ async function accept(
     text,
     mentioned,
     retryNum,
+    // A reply under a direct message Baton sent (a page, a digest, a card) asks it nothing new.
+    // In a channel, a reply that does not name Baton is people's own talk, ignored below.
+    ...(!named &&
+      e.channel_type === "im" &&
+      e.thread_ts !== e.ts &&
+      e.parent_user_id === botUserId && { underBotPost: true }),
   });
 }
 
