@@ -34,8 +34,11 @@ export interface DigestFailedItem {
 }
 
 export interface DigestInput {
-  /** The team channel sees everything; an owner sees only their own items. */
-  audience: "channel" | "owner";
+  /**
+   * The team channel sees everything; an owner (a person, or a lane's channel that owns work)
+   * sees only their own items.
+   */
+  audience: "channel" | "owner" | "lane";
   /** ISO 8601. */
   asOf: string;
   staleAfterMs: number;

@@ -29,6 +29,8 @@ export type Owned<T> = {
   users: string[];
   groups?: string[];
   except?: ReadonlySet<string>;
+  /** A lane's channel that owns it: its members may read it, and hear of it there. */
+  channels?: string[];
   shared: T;
 };
 
@@ -52,6 +54,10 @@ const humanOwner = (kind: string, id: string) =>
 const groupOwner = (kind: string, id: string) =>
   kind === "human" ? id.split(",").filter((one) => GROUP_ID.test(one)) : [];
 const GROUP_ID = /^S[A-Z0-9]+$/;
+// A lane that names nobody gives the work to its channel's members (see laneOwner).
+const channelOwner = (kind: string, id: string) =>
+  kind === "human" && CHANNEL_ID.test(id) ? [id] : [];
+const CHANNEL_ID = /^[CG][A-Z0-9]+$/;
 
 /**
  * Work a user group owns (an escalation lane, an approval's approvers) reaches each member's own
@@ -111,6 +117,7 @@ export function staleTaskItem(
     item,
     users: humanOwner(t.owner_kind, t.owner_id),
     groups: groupOwner(t.owner_kind, t.owner_id),
+    channels: channelOwner(t.owner_kind, t.owner_id),
     shared: openHere ? item : { ...item, title: WITHHELD },
   };
 }
@@ -164,6 +171,7 @@ export function failedTaskItem(
     item,
     users: humanOwner(f.owner_kind, f.owner_id),
     groups: groupOwner(f.owner_kind, f.owner_id),
+    channels: channelOwner(f.owner_kind, f.owner_id),
     // No reason: a tool's or model's error may quote the words withheld.
     shared: openHere ? item : { title: WITHHELD, failedAt: item.failedAt, link: item.link },
   };

@@ -187,27 +187,42 @@ async function readableIn(
   );
 }
 
-/** One post to the channel (an "all clear" when empty) and a DM to each person with their items. */
+/**
+ * One post to the channel (an "all clear" when empty), one to each lane's channel that owns work
+ * (with its words: its members may read it), and a DM to each person with their items.
+ */
 function digestMessages(channel: string | undefined, digest: Digest): OutboxMessage[] {
   const messages: OutboxMessage[] = [];
   if (channel) messages.push(outbox({ kind: "digest", channel, digest: digest.input }));
-  const users = new Set(
-    [...digest.staleTasks, ...digest.staleApprovals, ...digest.failedTasks].flatMap((o) => o.users),
-  );
+  const all = [...digest.staleTasks, ...digest.staleApprovals, ...digest.failedTasks];
+  // The digest channel lists a lane's work already when it is that lane's channel.
+  const lanes = new Set(all.flatMap((o) => o.channels ?? []).filter((c) => c !== channel));
+  for (const lane of [...lanes].sort()) {
+    const own = ownDigest(digest, "lane", (o) => o.channels?.includes(lane) ?? false);
+    if (!isDigestEmpty(own)) messages.push(outbox({ kind: "digest", channel: lane, digest: own }));
+  }
+  const users = new Set(all.flatMap((o) => o.users));
   for (const user of [...users].sort()) {
-    const mine = <T>(list: Owned<T>[]) =>
-      list.filter((o) => o.users.includes(user)).map((o) => o.item);
-    const own: DigestInput = {
-      ...digest.input,
-      audience: "owner",
-      staleTasks: mine(digest.staleTasks),
-      staleApprovals: mine(digest.staleApprovals),
-      failedTasks: mine(digest.failedTasks),
-      capped: {},
-    };
+    const own = ownDigest(digest, "owner", (o) => o.users.includes(user));
     if (!isDigestEmpty(own)) messages.push(outbox({ kind: "digest_dm", user, digest: own }));
   }
   return messages;
+}
+
+function ownDigest(
+  digest: Digest,
+  audience: DigestInput["audience"],
+  isTheirs: (o: Owned<unknown>) => boolean,
+): DigestInput {
+  const mine = <T>(list: Owned<T>[]) => list.filter(isTheirs).map((o) => o.item);
+  return {
+    ...digest.input,
+    audience,
+    staleTasks: mine(digest.staleTasks),
+    staleApprovals: mine(digest.staleApprovals),
+    failedTasks: mine(digest.failedTasks),
+    capped: {},
+  };
 }
 
 function outbox(intent: ChatIntent): OutboxMessage {

@@ -59,8 +59,14 @@ function parts(input: DigestInput): Part[] {
   return all.filter((part) => part.lines.length > 0);
 }
 
+const TITLES: Record<DigestInput["audience"], string> = {
+  channel: "Baton daily digest",
+  owner: "Your Baton digest",
+  lane: "Baton digest: work this channel owns",
+};
+
 function title(input: DigestInput): string {
-  return input.audience === "channel" ? "Baton daily digest" : "Your Baton digest";
+  return TITLES[input.audience] ?? TITLES.channel;
 }
 
 const ALL_CLEAR = "✅ All clear: no idle tasks, no approvals waiting too long, no failed tasks.";

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
+import type { ChatIntent } from "../../src/core/ports.ts";
+import type { Db } from "../../src/db/database.ts";
+import { createLogger } from "../../src/log.ts";
+import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
+import { messageLink } from "../../src/slack/chat-surface.ts";
+import { digestMessage } from "../../src/slack/views/digest.ts";
+import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { recordingChat } from "../support/recording-chat.ts";
+
+// Who hears of stale work in the digest, beyond the people named on it.
+
+const NOW = new Date();
+const HOUR = 3_600_000;
+const ago = (hours: number) => new Date(NOW.getTime() - hours * HOUR);
+const log = createLogger({ level: "silent" });
+const threadLink = (channel: string, ts: string) =>
+  messageLink("https://acme.slack.com/", channel, ts);
+
+const agentsFile = (digest: object): AgentsFile =>
+  agentsFileSchema.parse({
+    agents: [{ id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." }],
+    digest: { stale_after: "24h", approval_stale_after: "4h", ...digest },
+  });
+
+let thread = 0;
+async function task(
+  db: Db,
+  title: string,
+  values: { owner: string; channel: string; lastActivity: Date; failed?: boolean },
+) {
+  const [ownerKind = "agent", ownerId = "cs"] = values.owner.split(":");
+  await db
+    .insertInto("tasks")
+    .values({
+      channel_id: values.channel,
+      thread_ts: `1736000000.${String(++thread).padStart(6, "0")}`,
+      requester_id: "U0DANA",
+      title,
+      request_text: title,
+      status: values.failed ? "failed" : "waiting_human",
+      owner_kind: ownerKind,
+      owner_id: ownerId,
+      handback_stack: "[]",
+      facts: "{}",
+      cost_usd: 0,
+      last_activity_at: values.lastActivity,
+      closed_at: values.failed ? ago(1) : null,
+      failure_reason: values.failed ? "the order system did not answer" : null,
+    })
+    .execute();
+}
+
+type Digest = Extract<ChatIntent, { kind: "digest" }>;
+const postsTo = (sent: ChatIntent[], channel: string) =>
+  sent.filter((i): i is Digest => i.kind === "digest" && i.channel === channel);
+
+describe("work a lane's channel owns", () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(() => database.drop());
+
+  // An escalation to a lane that names nobody (or to a lane the agents file leaves out) is owned
+  // by a channel's members. Before, no one got it: no DM, and nothing without a digest channel.
+  test("is posted to that channel, with its words, and to no other", async () => {
+    const { db } = database;
+    await task(db, "Lamp caught fire", {
+      owner: "human:C0SUPPORT",
+      channel: "C0SUPPORT",
+      lastActivity: ago(30),
+    });
+    await task(db, "Refund stuck", {
+      owner: "human:C0OPS",
+      channel: "C0SHOP",
+      lastActivity: ago(1),
+      failed: true,
+    });
+    await task(db, "Where is 1042", {
+      owner: "human:U0ANN",
+      channel: "C0SHOP",
+      lastActivity: ago(30),
+    });
+    const { chat, sent } = recordingChat(threadLink);
+    const deps: DigestDeps = { db, log, agentsFile: agentsFile({}), chat, threadLink };
+    await runDigest(deps, NOW, "replica-a");
+
+    const [support, ...more] = postsTo(sent, "C0SUPPORT");
+    assert.equal(more.length, 0);
+    assert.deepEqual(
+      support?.digest.staleTasks.map((t) => t.title),
+      ["Lamp caught fire"],
+    );
+    assert.deepEqual(support?.digest.failedTasks, []);
+    const ops = postsTo(sent, "C0OPS")[0]?.digest;
+    assert.deepEqual(
+      ops?.failedTasks.map((f) => [f.title, f.reason]),
+      [["Refund stuck", "the order system did not answer"]],
+    );
+    assert.deepEqual(ops?.staleTasks, []);
+    assert.equal(postsTo(sent, "C0SHOP").length, 0, "the thread's channel does not own them");
+    assert.ok(support);
+    const words = JSON.stringify(digestMessage(support.digest).blocks);
+    assert.match(words, /this channel/);
+    assert.doesNotMatch(words, /Your Baton digest/);
+  });
+});
