@@ -266,19 +266,22 @@ export async function finishScheduledRun(db: Executor, job: string, fireAt: Date
     .execute();
 }
 
-/** The firing before this one, so each digest reports the failures since the last. */
-export async function previousFireAt(
+/**
+ * When the firing before this one read its lists (its claim's transaction time), so each digest
+ * reports the failures since the last one read: a firing run hours late read them up to then.
+ */
+export async function previousRunAt(
   db: Executor,
   job: string,
   before: Date,
 ): Promise<Date | undefined> {
   const row = await db
     .selectFrom("scheduled_runs")
-    .select("fire_at")
+    .select("claimed_at")
     .where("job", "=", job)
     .where("fire_at", "<", before)
     .orderBy("fire_at", "desc")
     .limit(1)
     .executeTakeFirst();
-  return row?.fire_at;
+  return row?.claimed_at;
 }

@@ -9,7 +9,7 @@ import {
   databaseNow,
   failedTasks,
   finishScheduledRun,
-  previousFireAt,
+  previousRunAt,
   staleApprovals,
   staleTasks,
 } from "../db/reports.repository.ts";
@@ -110,7 +110,7 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
   // The database's clock stamped the rows judged: a replica's own may be off.
   const now = await databaseNow(tx);
   const since =
-    (await previousFireAt(tx, DIGEST_JOB, fireAt)) ??
+    (await previousRunAt(tx, DIGEST_JOB, fireAt)) ??
     new Date(now.getTime() - FIRST_FAILURE_WINDOW_MS);
   const [tasks, approvals, failed] = await Promise.all([
     staleTasks(tx, new Date(now.getTime() - config.stale_after), LIST_LIMIT + 1),

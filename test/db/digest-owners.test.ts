@@ -10,7 +10,7 @@ import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { recordingChat } from "../support/recording-chat.ts";
 
-// Who hears of stale work in the digest, beyond the people named on it.
+// Who hears of what in the digest: a lane's channel, and failures once each.
 
 const NOW = new Date();
 const HOUR = 3_600_000;
@@ -106,5 +106,42 @@ describe("work a lane's channel owns", () => {
     const words = JSON.stringify(digestMessage(support.digest).blocks);
     assert.match(words, /this channel/);
     assert.doesNotMatch(words, /Your Baton digest/);
+  });
+});
+
+describe("a digest sent late", () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(() => database.drop());
+
+  // Baton was down at the digest's time and its first replica sent it hours late: the next day's
+  // counted failures from the late one's slot, so those it had reported came back.
+  test("its failures are not reported again by the next", async () => {
+    const { db } = database;
+    await task(db, "Refund stuck", {
+      owner: "human:U0ANN",
+      channel: "C0SHOP",
+      lastActivity: ago(1),
+      failed: true,
+    });
+    const { chat, sent } = recordingChat(threadLink);
+    const deps: DigestDeps = {
+      db,
+      log,
+      agentsFile: agentsFile({ channel: "C0SHOP" }),
+      chat,
+      threadLink,
+    };
+    const late = await runDigest(deps, ago(5), "replica-a");
+    assert.equal(late.failedTasks, 1);
+    const next = await runDigest(deps, new Date(NOW.getTime() + 60_000), "replica-a");
+    assert.equal(next.failedTasks, 0);
+    const posts = sent.filter((i): i is Digest => i.kind === "digest");
+    assert.deepEqual(
+      posts.map((p) => p.digest.failedTasks.length),
+      [1, 0],
+    );
   });
 });
