@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import cron, { type ScheduledTask } from "node-cron";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -13,6 +14,8 @@ export interface SchedulerOptions {
   name?: string;
   /** Read at start, to fire today's firing late if none ran it (default: the system clock). */
   now?: () => Date;
+  /** Waits before running a failed firing again, one per retry (default: 1, 5 and 15 minutes). */
+  retryDelaysMs?: readonly number[];
 }
 
 export interface Scheduler {
@@ -21,6 +24,8 @@ export interface Scheduler {
 
 // A busy event loop may fire late; past node-cron's 1 s default the firing would be skipped.
 const LATE_TOLERANCE_MS = 60_000;
+// A database failover at the digest's minute would otherwise lose the day's digest.
+const RETRY_DELAYS_MS = [60_000, 300_000, 900_000];
 
 /**
  * Only triggers: all the work, and the once-only guarantee, live in `run`. The key handed to `run`
@@ -40,11 +45,21 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   const withSeconds = options.schedule.trim().split(/\s+/).length === 6;
   const name = options.name ?? "digest";
   const log = options.log.child({ scheduler: name });
+  const retryDelays = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+  const stopping = new AbortController();
+  // The claim in `run` makes a retry of a firing another replica ran send nothing.
   const fire = async (fireAt: Date) => {
-    try {
-      await options.run(fireAt);
-    } catch (error) {
-      log.error({ err: error, fireAt: fireAt.toISOString() }, "scheduled run failed");
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await options.run(fireAt);
+        return;
+      } catch (error) {
+        const retryInMs = retryDelays[attempt];
+        log.error({ err: error, fireAt: fireAt.toISOString(), retryInMs }, "scheduled run failed");
+        if (retryInMs === undefined) return;
+        const waited = await sleep(retryInMs, true, { signal: stopping.signal }).catch(() => false);
+        if (!waited) return;
+      }
     }
   };
   const task = cron.schedule(
@@ -68,6 +83,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   );
   return {
     async stop() {
+      stopping.abort();
       await task.destroy();
       await late;
     },

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createLogger } from "../src/log.ts";
+import { startScheduler } from "../src/runtime/scheduler.ts";
+
+const log = createLogger({ level: "silent" });
+
+describe("a scheduled run that fails", () => {
+  // The database was unreachable for a moment at 09:00 (a failover): the day's digest was lost,
+  // as nothing ran it again until the next day.
+  test("is run again for the same firing", { timeout: 5_000 }, async (t) => {
+    const fired: string[] = [];
+    let ranAgain: () => void = () => {};
+    const again = new Promise<void>((resolve) => {
+      ranAgain = resolve;
+    });
+    const scheduler = startScheduler({
+      schedule: "0 9 * * 1-5",
+      timezone: "Europe/Paris",
+      log,
+      // Monday 2025-01-06, 09:00:20 in Paris: today's firing runs at the start.
+      now: () => new Date("2025-01-06T08:00:20Z"),
+      retryDelaysMs: [0],
+      run: async (fireAt) => {
+        fired.push(fireAt.toISOString());
+        if (fired.length === 1) throw new Error("connection terminated unexpectedly");
+        ranAgain();
+      },
+    });
+    t.after(() => scheduler.stop());
+    await again;
+    await scheduler.stop();
+    assert.deepEqual(fired, ["2025-01-06T08:00:00.000Z", "2025-01-06T08:00:00.000Z"]);
+  });
+
+  test("is tried as many times as its retries allow", { timeout: 5_000 }, async (t) => {
+    let runs = 0;
+    let ranThrice: () => void = () => {};
+    const thrice = new Promise<void>((resolve) => {
+      ranThrice = resolve;
+    });
+    const scheduler = startScheduler({
+      schedule: "0 9 * * 1-5",
+      timezone: "Europe/Paris",
+      log,
+      now: () => new Date("2025-01-06T08:00:20Z"),
+      retryDelaysMs: [0, 0],
+      run: async () => {
+        if (++runs === 3) ranThrice();
+        throw new Error("still down");
+      },
+    });
+    t.after(() => scheduler.stop());
+    await thrice;
+    await scheduler.stop();
+    assert.equal(runs, 3);
+  });
+});
