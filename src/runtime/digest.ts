@@ -52,8 +52,11 @@ export interface DigestResult {
 }
 
 export const DIGEST_JOB = "digest";
-// Each list reads one more row than it keeps, to tell "200" from "200 or more".
+// Each message lists 200 of a kind at most, and says when there are more.
 const LIST_LIMIT = 200;
+// Owners' DMs are cut from the lists read: past the channel's 200 oldest, newly stale work must
+// still reach its owner. Each reads one more row than it keeps, to tell when there are more.
+const READ_LIMIT = 5_000;
 const FIRST_FAILURE_WINDOW_MS = 86_400_000;
 const DELIVERY_ROUNDS = 20;
 
@@ -113,17 +116,17 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     (await previousRunAt(tx, DIGEST_JOB, fireAt)) ??
     new Date(now.getTime() - FIRST_FAILURE_WINDOW_MS);
   const [tasks, approvals, failed] = await Promise.all([
-    staleTasks(tx, new Date(now.getTime() - config.stale_after), LIST_LIMIT + 1),
-    staleApprovals(tx, new Date(now.getTime() - config.approval_stale_after), LIST_LIMIT + 1),
-    failedTasks(tx, since, LIST_LIMIT + 1),
+    staleTasks(tx, new Date(now.getTime() - config.stale_after), READ_LIMIT + 1),
+    staleApprovals(tx, new Date(now.getTime() - config.approval_stale_after), READ_LIMIT + 1),
+    failedTasks(tx, since, READ_LIMIT + 1),
   ]);
   const agentName = (id: string) => deps.agentsFile.agents.find((a) => a.id === id)?.name ?? id;
   const link = (row: { channel_id: string; thread_ts: string }) =>
     deps.threadLink(row.channel_id, row.thread_ts);
   const kept = {
-    tasks: tasks.slice(0, LIST_LIMIT),
-    approvals: approvals.slice(0, LIST_LIMIT),
-    failed: failed.slice(0, LIST_LIMIT),
+    tasks: tasks.slice(0, READ_LIMIT),
+    approvals: approvals.slice(0, READ_LIMIT),
+    failed: failed.slice(0, READ_LIMIT),
   };
   const taskLink = await taskLinker(tx, deps, [...kept.tasks, ...kept.failed]);
   const openHere = await readableIn(tx, config.channel, [
@@ -143,21 +146,30 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     ),
     failedTasks: kept.failed.map((f) => failedTaskItem(f, now, taskLink, openHere.has(f.id))),
   };
-  const input: DigestInput = {
+  const shared = <T>(list: Owned<T>[]) => list.map((o) => o.shared);
+  const input = listed({
     audience: "channel",
     asOf: now.toISOString(),
     staleAfterMs: config.stale_after,
     approvalStaleAfterMs: config.approval_stale_after,
-    staleTasks: digest.staleTasks.map((o) => o.shared),
-    staleApprovals: digest.staleApprovals.map((o) => o.shared),
-    failedTasks: digest.failedTasks.map((o) => o.shared),
-    capped: {
-      staleTasks: tasks.length > LIST_LIMIT,
-      staleApprovals: approvals.length > LIST_LIMIT,
-      failedTasks: failed.length > LIST_LIMIT,
-    },
-  };
+    staleTasks: shared(digest.staleTasks),
+    staleApprovals: shared(digest.staleApprovals),
+    failedTasks: shared(digest.failedTasks),
+  });
   return { input, ...digest };
+}
+
+/** The first LIST_LIMIT of each list, and which lists hold more. */
+function listed(input: DigestInput): DigestInput {
+  const lists = ["staleTasks", "staleApprovals", "failedTasks"] as const;
+  const capped = Object.fromEntries(lists.map((l) => [l, input[l].length > LIST_LIMIT]));
+  return {
+    ...input,
+    staleTasks: input.staleTasks.slice(0, LIST_LIMIT),
+    staleApprovals: input.staleApprovals.slice(0, LIST_LIMIT),
+    failedTasks: input.failedTasks.slice(0, LIST_LIMIT),
+    capped,
+  };
 }
 
 /** Links to the tasks listed: a direct message's to its card, as no reader can open the DM. */
@@ -215,14 +227,13 @@ function ownDigest(
   isTheirs: (o: Owned<unknown>) => boolean,
 ): DigestInput {
   const mine = <T>(list: Owned<T>[]) => list.filter(isTheirs).map((o) => o.item);
-  return {
+  return listed({
     ...digest.input,
     audience,
     staleTasks: mine(digest.staleTasks),
     staleApprovals: mine(digest.staleApprovals),
     failedTasks: mine(digest.failedTasks),
-    capped: {},
-  };
+  });
 }
 
 function outbox(intent: ChatIntent): OutboxMessage {

@@ -145,3 +145,52 @@ describe("a digest sent late", () => {
     );
   });
 });
+
+describe("a team with more stale work than the channel lists", () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(() => database.drop());
+
+  // Tasks nobody closes stay idle: past 200 of them, work that had just gone stale reached no
+  // one's DM, as the DMs were cut from the channel's list of the oldest 200.
+  test("each owner still hears of theirs", async () => {
+    const { db } = database;
+    for (let i = 0; i < 205; i++)
+      await task(db, `Old question ${i}`, {
+        owner: "human:U0OLD",
+        channel: "C0SHOP",
+        lastActivity: ago(500 - i),
+      });
+    await task(db, "Lamp caught fire", {
+      owner: "human:U0NEW",
+      channel: "C0SHOP",
+      lastActivity: ago(30),
+    });
+    const { chat, sent } = recordingChat(threadLink);
+    const deps: DigestDeps = {
+      db,
+      log,
+      agentsFile: agentsFile({ channel: "C0SHOP" }),
+      chat,
+      threadLink,
+    };
+    await runDigest(deps, NOW, "replica-a");
+
+    const dm = (user: string) =>
+      sent.find((i) => i.kind === "digest_dm" && i.user === user) as
+        | Extract<ChatIntent, { kind: "digest_dm" }>
+        | undefined;
+    assert.deepEqual(
+      dm("U0NEW")?.digest.staleTasks.map((t) => t.title),
+      ["Lamp caught fire"],
+    );
+    const old = dm("U0OLD")?.digest;
+    assert.equal(old?.staleTasks.length, 200);
+    assert.equal(old?.capped?.staleTasks, true, "theirs are more than listed");
+    const channel = postsTo(sent, "C0SHOP")[0]?.digest;
+    assert.equal(channel?.staleTasks.length, 200, "the channel's list stays as long as it was");
+    assert.equal(channel?.capped?.staleTasks, true);
+  });
+});
