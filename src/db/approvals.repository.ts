@@ -7,9 +7,6 @@ import type { Executor, Tx } from "./database.ts";
  * otherwise expire an approval early, or keep one open late, and two replicas would disagree.
  */
 
-// Who asked for an approval (and so may not decide it) is its own file; callers find it here.
-export { askersOf, whoAsked } from "./approval-askers.repository.ts";
-
 type People = { users: string[]; groups: string[] };
 
 export async function insertApproval(

@@ -15,14 +15,6 @@ export interface OutboxMessage {
   updateOf?: CardRef;
 }
 
-// A delivery's outcome is marked in its own file; src/runtime finds it here.
-export {
-  type Delivered,
-  markDelivered,
-  markFailed,
-  markRateLimited,
-} from "./outbox-marks.repository.ts";
-
 export type CardRef = { table: "approvals" | "escalations"; id: string };
 
 function outboxRows(messages: readonly OutboxMessage[]) {

@@ -1,5 +1,6 @@
 import type { Askers } from "../core/policy.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
+import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
@@ -118,7 +119,7 @@ async function escalateApproval(
     const agent = deps.agents.persona(row.agent_id);
     // All of them: the new card goes to every one, so the old one names every one.
     const to = [...fallback.users, ...fallback.groups].join(",");
-    const askers = await approvalsDb.whoAsked(tx, row.id);
+    const askers = await whoAsked(tx, row.id);
     const base = {
       id: row.id,
       tool: row.tool,
@@ -228,7 +229,7 @@ export async function resumeAfterDecision(
         args: row.args,
         argOrder: argumentNames(deps.tools.get(row.tool)),
         why: row.why,
-        askers: await approvalsDb.whoAsked(tx, row.id),
+        askers: await whoAsked(tx, row.id),
         approvers: row.approvers,
         expiresAt: row.expires_at,
         state,

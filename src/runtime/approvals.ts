@@ -2,6 +2,7 @@ import type { AskerRole, Gate } from "../core/policy.ts";
 import { askedAs, mayDecide } from "../core/policy.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
 import { type ToolDefinition, toolWords } from "../core/tools/tool.ts";
+import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
@@ -46,7 +47,7 @@ export async function requestApproval(
     why: gate.why,
   });
   // The work may have passed through people since the task began: the card names whoever asked.
-  const askers = await approvalsDb.whoAsked(fx.tx, id);
+  const askers = await whoAsked(fx.tx, id);
   Object.assign(fx.changes, { status: "waiting_human" });
   await insertHandoff(fx.tx, {
     taskId: task.id,
@@ -190,7 +191,7 @@ async function authorize(
   input: ClickInput,
 ): Promise<Check> {
   const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
-  const asked = askedAs(await approvalsDb.whoAsked(deps.db, approval.id), input.userId);
+  const asked = askedAs(await whoAsked(deps.db, approval.id), input.userId);
   const check = mayDecide(
     input.userId,
     {

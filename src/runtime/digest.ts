@@ -1,7 +1,7 @@
 import type { AgentsFile } from "../config/agents-schema.ts";
 import { type DigestInput, isDigestEmpty } from "../core/digest.ts";
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
-import { askersOf } from "../db/approvals.repository.ts";
+import { askersOf } from "../db/approval-askers.repository.ts";
 import type { Db, Tx } from "../db/database.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import {

@@ -1,6 +1,7 @@
 import type { ChatIntent } from "../core/ports.ts";
 import { shorten } from "../core/text.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
+import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import { leaseHeld } from "../db/lease.repository.ts";
@@ -153,7 +154,7 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
             args: row.args,
             argOrder: argumentNames(deps.tools.get(row.tool)),
             why: row.why,
-            askers: await approvalsDb.whoAsked(tx, row.id),
+            askers: await whoAsked(tx, row.id),
             approvers: row.approvers,
             expiresAt: row.expires_at,
             state: { status: "withdrawn", at: row.decided_at.toISOString() },

@@ -5,11 +5,9 @@ import {
   cardAt,
   hasDueRows,
   lockUndelivered,
-  markDelivered,
-  markFailed,
-  markRateLimited,
   rememberCard,
 } from "../db/outbox.repository.ts";
+import { markDelivered, markFailed, markRateLimited } from "../db/outbox-marks.repository.ts";
 import { isBatonError, RetryAfterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { rateLimitWaitMs, sleepUnlessStopping } from "./retry-after.ts";

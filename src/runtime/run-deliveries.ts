@@ -1,9 +1,5 @@
-import {
-  type Delivered,
-  markDelivered,
-  type OutboxMessage,
-  rememberCard,
-} from "../db/outbox.repository.ts";
+import { type OutboxMessage, rememberCard } from "../db/outbox.repository.ts";
+import { type Delivered, markDelivered } from "../db/outbox-marks.repository.ts";
 import { type DeliveryDeps, intentChannel, recordFailure } from "./outbox.ts";
 import { waitingOutRateLimits } from "./retry-after.ts";
 

@@ -10,7 +10,7 @@ import {
   renewLease,
   resumeWork,
 } from "../db/lease.repository.ts";
-import type { Delivered } from "../db/outbox.repository.ts";
+import type { Delivered } from "../db/outbox-marks.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { loadTurn } from "../db/turn-reads.repository.ts";
 import { isBatonError } from "../errors.ts";

@@ -1,5 +1,5 @@
 import { type Db, openLane } from "../db/database.ts";
-import type { Delivered } from "../db/outbox.repository.ts";
+import type { Delivered } from "../db/outbox-marks.repository.ts";
 import type { RunDeliveries } from "./run-deliveries.ts";
 import type { TurnLane, WrittenTurnResult } from "./turn.ts";
 
