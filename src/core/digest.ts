@@ -46,8 +46,27 @@ export interface DigestInput {
   staleTasks: DigestTaskItem[];
   staleApprovals: DigestApprovalItem[];
   failedTasks: DigestFailedItem[];
-  /** Lists that reached the query limit: there may be more than listed. */
+  /** Lists that hold more than listed. */
   capped?: { staleTasks?: boolean; staleApprovals?: boolean; failedTasks?: boolean };
+  /**
+   * How many a capped list holds in all; `atLeast` when the read itself was cut short. A digest
+   * queued before this was added has none, and its count reads as a floor.
+   */
+  totals?: { staleTasks?: DigestTotal; staleApprovals?: DigestTotal; failedTasks?: DigestTotal };
+}
+
+export type DigestList = "staleTasks" | "staleApprovals" | "failedTasks";
+
+export interface DigestTotal {
+  count: number;
+  atLeast: boolean;
+}
+
+/** How many of `list` there are, as far as known. */
+export function digestTotal(input: DigestInput, list: DigestList): DigestTotal {
+  const total = input.totals?.[list];
+  if (total) return total;
+  return { count: input[list].length, atLeast: input.capped?.[list] === true };
 }
 
 export function isDigestEmpty(input: DigestInput): boolean {

@@ -2,6 +2,7 @@ import type {
   DigestApprovalItem,
   DigestFailedItem,
   DigestInput,
+  DigestList,
   DigestTaskItem,
 } from "../core/digest.ts";
 import type { failedTasks, staleApprovals, staleTasks } from "../db/reports.repository.ts";
@@ -14,6 +15,8 @@ import type { DigestDeps } from "./digest.ts";
 /** Everything the digest lists, with who each item belongs to. */
 export interface Digest {
   input: DigestInput;
+  /** The lists whose read stopped at its limit: every count of them is a floor. */
+  cut: Record<DigestList, boolean>;
   staleTasks: Owned<DigestTaskItem>[];
   staleApprovals: Owned<DigestApprovalItem>[];
   failedTasks: Owned<DigestFailedItem>[];

@@ -128,6 +128,11 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     approvals: approvals.slice(0, READ_LIMIT),
     failed: failed.slice(0, READ_LIMIT),
   };
+  const cut: Cut = {
+    staleTasks: tasks.length > READ_LIMIT,
+    staleApprovals: approvals.length > READ_LIMIT,
+    failedTasks: failed.length > READ_LIMIT,
+  };
   const taskLink = await taskLinker(tx, deps, [...kept.tasks, ...kept.failed]);
   const openHere = await readableIn(tx, config.channel, [
     ...kept.tasks.map((t) => t.id),
@@ -147,28 +152,34 @@ async function readDigest(tx: Tx, deps: DigestDeps, fireAt: Date): Promise<Diges
     failedTasks: kept.failed.map((f) => failedTaskItem(f, now, taskLink, openHere.has(f.id))),
   };
   const shared = <T>(list: Owned<T>[]) => list.map((o) => o.shared);
-  const input = listed({
-    audience: "channel",
-    asOf: now.toISOString(),
-    staleAfterMs: config.stale_after,
-    approvalStaleAfterMs: config.approval_stale_after,
-    staleTasks: shared(digest.staleTasks),
-    staleApprovals: shared(digest.staleApprovals),
-    failedTasks: shared(digest.failedTasks),
-  });
-  return { input, ...digest };
+  const input = listed(
+    {
+      audience: "channel",
+      asOf: now.toISOString(),
+      staleAfterMs: config.stale_after,
+      approvalStaleAfterMs: config.approval_stale_after,
+      staleTasks: shared(digest.staleTasks),
+      staleApprovals: shared(digest.staleApprovals),
+      failedTasks: shared(digest.failedTasks),
+    },
+    cut,
+  );
+  return { input, cut, ...digest };
 }
 
-/** The first LIST_LIMIT of each list, and which lists hold more. */
-function listed(input: DigestInput): DigestInput {
+type Cut = Digest["cut"];
+
+/** The first LIST_LIMIT of each list, which lists hold more, and how many they hold. */
+function listed(input: DigestInput, cut: Cut): DigestInput {
   const lists = ["staleTasks", "staleApprovals", "failedTasks"] as const;
-  const capped = Object.fromEntries(lists.map((l) => [l, input[l].length > LIST_LIMIT]));
+  const capped = lists.filter((l) => input[l].length > LIST_LIMIT || cut[l]);
   return {
     ...input,
     staleTasks: input.staleTasks.slice(0, LIST_LIMIT),
     staleApprovals: input.staleApprovals.slice(0, LIST_LIMIT),
     failedTasks: input.failedTasks.slice(0, LIST_LIMIT),
-    capped,
+    capped: Object.fromEntries(lists.map((l) => [l, capped.includes(l)])),
+    totals: Object.fromEntries(capped.map((l) => [l, { count: input[l].length, atLeast: cut[l] }])),
   };
 }
 
@@ -227,13 +238,16 @@ function ownDigest(
   isTheirs: (o: Owned<unknown>) => boolean,
 ): DigestInput {
   const mine = <T>(list: Owned<T>[]) => list.filter(isTheirs).map((o) => o.item);
-  return listed({
-    ...digest.input,
-    audience,
-    staleTasks: mine(digest.staleTasks),
-    staleApprovals: mine(digest.staleApprovals),
-    failedTasks: mine(digest.failedTasks),
-  });
+  return listed(
+    {
+      ...digest.input,
+      audience,
+      staleTasks: mine(digest.staleTasks),
+      staleApprovals: mine(digest.staleApprovals),
+      failedTasks: mine(digest.failedTasks),
+    },
+    digest.cut,
+  );
 }
 
 function outbox(intent: ChatIntent): OutboxMessage {

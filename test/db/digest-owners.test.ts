@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
+import type { DigestInput } from "../../src/core/digest.ts";
 import type { ChatIntent } from "../../src/core/ports.ts";
 import type { Db } from "../../src/db/database.ts";
 import { createLogger } from "../../src/log.ts";
@@ -192,5 +193,32 @@ describe("a team with more stale work than the channel lists", () => {
     const channel = postsTo(sent, "C0SHOP")[0]?.digest;
     assert.equal(channel?.staleTasks.length, 200, "the channel's list stays as long as it was");
     assert.equal(channel?.capped?.staleTasks, true);
+  });
+
+  // The heading said "(200+)" and the line below "+188 more not shown": 205 were theirs.
+  test("its count and its more line say how many there are", async () => {
+    const { db } = database;
+    const { chat, sent } = recordingChat(threadLink);
+    const deps: DigestDeps = {
+      db,
+      log,
+      agentsFile: agentsFile({ channel: "C0SHOP" }),
+      chat,
+      threadLink,
+    };
+    await runDigest(deps, new Date(NOW.getTime() + 60_000), "replica-a");
+    const told = (digest: DigestInput | undefined) => {
+      assert.ok(digest);
+      const words = JSON.stringify(digestMessage(digest).blocks);
+      const shown = digest.staleTasks.filter((t) => words.includes(`*${t.title}*`)).length;
+      const more = Number(words.match(/\+(\d+) more not shown/)?.[1]);
+      return { heading: words.match(/\* \((\d+\+?)\)/)?.[1], all: shown + more };
+    };
+    const dm = sent.find((i) => i.kind === "digest_dm" && i.user === "U0OLD");
+    assert.deepEqual(told(dm?.kind === "digest_dm" ? dm.digest : undefined), {
+      heading: "205",
+      all: 205,
+    });
+    assert.deepEqual(told(postsTo(sent, "C0SHOP")[0]?.digest), { heading: "206", all: 206 });
   });
 });

@@ -1,4 +1,11 @@
-import { type DigestInput, type DigestTaskItem, isDigestEmpty } from "../../core/digest.ts";
+import {
+  type DigestInput,
+  type DigestList,
+  type DigestTaskItem,
+  type DigestTotal,
+  digestTotal,
+  isDigestEmpty,
+} from "../../core/digest.ts";
 import { duration } from "../../core/duration.ts";
 import { BLOCKS_TEXT_BUDGET, clip, mention, slackDate } from "../mrkdwn.ts";
 import { typedText } from "../typed-text.ts";
@@ -22,20 +29,21 @@ export const DIGEST_OPEN_LINK = "digest_open_link";
 
 // 12 one-block rows per section, 3 sections, plus at most 11 fixed blocks: inside 50 blocks.
 const BLOCK_ROWS = 12;
-/** "+N more not shown." */
+/** "At least N more not shown." */
 const MORE_LINE_MAX = 40;
 
 interface Part {
   heading: string;
   lines: { text: string; link?: string }[];
+  total: DigestTotal;
 }
 
 function parts(input: DigestInput): Part[] {
-  const count = (list: keyof NonNullable<DigestInput["capped"]>) =>
-    `${input[list].length}${input.capped?.[list] ? "+" : ""}`;
+  const count = (list: DigestList) => countText(digestTotal(input, list));
   const all: Part[] = [
     {
       heading: `*Tasks idle for more than ${duration(input.staleAfterMs)}* (${count("staleTasks")})`,
+      total: digestTotal(input, "staleTasks"),
       lines: input.staleTasks.map((t) => ({
         text: `*${typedText(t.title, 200)}* · ${ownerText(t.owner)} · last activity ${when(t.lastActivityAt)}`,
         link: t.link,
@@ -43,6 +51,7 @@ function parts(input: DigestInput): Part[] {
     },
     {
       heading: `*Approvals waiting more than ${duration(input.approvalStaleAfterMs)}* (${count("staleApprovals")})`,
+      total: digestTotal(input, "staleApprovals"),
       lines: input.staleApprovals.map((a) => ({
         text: `*${clip(a.toolName, 80)}* for *${clip(a.agentName, 80)}* on _${typedText(a.taskTitle, 150)}_ · waiting on ${a.approverIds.map(mention).join(", ") || "nobody"} since ${when(a.requestedAt)}`,
         link: a.link,
@@ -50,6 +59,7 @@ function parts(input: DigestInput): Part[] {
     },
     {
       heading: `*Failed tasks* (${count("failedTasks")})`,
+      total: digestTotal(input, "failedTasks"),
       lines: input.failedTasks.map((f) => ({
         text: `*${typedText(f.title, 200)}* · failed ${when(f.failedAt)}${f.reason ? `: ${clip(f.reason, 300)}` : ""}`,
         link: f.link,
@@ -98,14 +108,25 @@ function rows(part: Part, share: number): Block[] {
     shown.push(row);
     used += size;
   }
-  const hidden = part.lines.length - shown.length;
-  if (hidden > 0) shown.push(context([`+${hidden} more not shown.`]));
+  const more = moreText(part.total.count - shown.length, part.total.atLeast);
+  if (more) shown.push(context([more]));
   return shown;
+}
+
+function countText(total: DigestTotal): string {
+  return `${total.count}${total.atLeast ? "+" : ""}`;
+}
+
+/** Only a count that is known is given as the number not shown; a floor says so. */
+function moreText(hidden: number, atLeast: boolean): string | undefined {
+  if (atLeast) return hidden > 0 ? `At least ${hidden} more not shown.` : "More not shown.";
+  return hidden > 0 ? `+${hidden} more not shown.` : undefined;
 }
 
 function summary(input: DigestInput): string {
   if (isDigestEmpty(input)) return `${title(input)}: all clear`;
-  return `${title(input)}: ${input.staleTasks.length} idle tasks, ${input.staleApprovals.length} waiting approvals, ${input.failedTasks.length} failed tasks`;
+  const count = (list: DigestList) => countText(digestTotal(input, list));
+  return `${title(input)}: ${count("staleTasks")} idle tasks, ${count("staleApprovals")} waiting approvals, ${count("failedTasks")} failed tasks`;
 }
 
 /** The digest's dates are ISO strings (it is stored as JSON); a bad one reads "an unknown time". */
