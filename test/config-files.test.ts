@@ -494,6 +494,21 @@ describe("config", async () => {
       );
     });
 
+    // A tool in code says what it does to the requester ("approval to issue a refund first"); an
+    // HTTP tool could not, and read as its name with spaces.
+    it("reads an HTTP tool's label, and refuses one that is not a short single line at its line", () => {
+      const agent = `agents:\n  - id: helper\n    name: Helper\n    icon: ":wave:"\n    instructions: Answer briefly.\n    tools: [refund_order]\n`;
+      const tool = (label: string) =>
+        `tools:\n  - name: refund_order\n    description: Refund an order.\n    class: write\n    label: ${label}\n    url: https://billing.example/refund\n    parameters: { type: object }\n`;
+      const file = parseAgentsFile(`${agent}${tool("issue a refund")}`, "agents.yml");
+      assert.equal(file.tools[0]?.label, "issue a refund");
+      for (const label of ['"issue a\\nrefund"', `"${"refund ".repeat(20)}"`, '"  "'])
+        assert.match(
+          configErrorOf(() => parseAgentsFile(`${agent}${tool(label)}`, "agents.yml")),
+          /^agents\.yml:11:\d+ tools\[0\]\.label: a short phrase on one line/m,
+        );
+    });
+
     it("reads rate limits, and refuses an unknown or repeated tool and a bad window at their lines", () => {
       const good = `${MINIMAL}policies:\n  rate_limits:\n    tools:\n      - { tool: issue_refund, max: 20, per: 1h }\n    new_tasks_per_person: { max: 10, per: 15m }\n`;
       const file = parseAgentsFile(good, "agents.yml", new Set(["issue_refund"]));

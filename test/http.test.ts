@@ -5,7 +5,7 @@ import { after, before, describe, it, test } from "node:test";
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from "node:zlib";
 import OpenAI from "openai";
 import { httpToolSchema } from "../src/config/agents-schema.ts";
-import { ToolInputError } from "../src/core/tools/tool.ts";
+import { ToolInputError, toolWords } from "../src/core/tools/tool.ts";
 import { ConfigError, TransientError } from "../src/errors.ts";
 import { leanFetch, proxyHint } from "../src/http/fetch.ts";
 import { httpTools } from "../src/http/http-tools.ts";
@@ -265,6 +265,25 @@ describe("http-tools", async () => {
       assert.equal(built?.input.safeParse({ amount: 5 }).success, true);
       assert.equal(built?.input.safeParse({ amount: 0 }).success, false);
       assert.equal(built?.input.safeParse({}).success, false);
+    });
+
+    it("says what it does in its label's words, else in its name's", () => {
+      const base = {
+        description: "d",
+        class: "write",
+        url: "http://127.0.0.1:1/t",
+        parameters: { type: "object" },
+      };
+      const [labelled, named] = httpTools(
+        [
+          httpToolSchema.parse({ ...base, name: "refund_order", label: "issue a refund" }),
+          httpToolSchema.parse({ ...base, name: "refund_order" }),
+        ],
+        {},
+      );
+      assert.ok(labelled && named);
+      assert.equal(toolWords(labelled), "issue a refund");
+      assert.equal(toolWords(named), "refund order");
     });
   });
 

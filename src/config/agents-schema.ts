@@ -150,6 +150,15 @@ export const httpToolSchema = z.strictObject({
     ),
   /** What the model reads to decide when to call it. */
   description: z.string().trim().min(1).max(1_000),
+  /** What it does, as the requester reads it after "needs approval to": "issue a refund". */
+  label: z
+    .string()
+    .trim()
+    .refine(
+      (label) => /^[^\p{Cc}]{1,80}$/u.test(label),
+      'a short phrase on one line, like "issue a refund" (80 characters at most)',
+    )
+    .optional(),
   class: z.enum(["read", "write", "irreversible"]),
   url: z
     .string()

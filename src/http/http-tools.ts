@@ -39,6 +39,7 @@ function httpTool(config: HttpToolConfig, env: Env): ToolDefinition {
   return {
     name: config.name,
     description: config.description,
+    ...(config.label && { label: config.label }),
     toolClass: config.class,
     external: true,
     input: z.fromJSONSchema(config.parameters as z.core.JSONSchema.JSONSchema),
