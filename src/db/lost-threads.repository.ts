@@ -32,3 +32,66 @@ export async function tasksWithLostThread(db: Executor, limit: number): Promise<
     limit ${limit}`.execute(db);
   return rows.rows.map((r) => ({ taskId: r.task_id, slackError: r.slack_error }));
 }
+
+/** A done task whose answer Slack refused for good: `refusedRow` is the answer's last row. */
+export type AnswerLost = { taskId: string; slackError: string; refusedRow: string };
+
+/** What the audit trail calls an answer sent by DM; its `refused_row` says which answer. */
+export const ANSWER_SENT_BY_DM = "answer_sent_by_dm";
+
+/**
+ * Done tasks whose answer (their last word to their own channel) Slack refused for good in the
+ * last day, and that no DM has carried yet. An older one is left: an archive months on must not
+ * send people answers to work long past. Read from the rows not sent (slack_outbox_pending_idx).
+ */
+export async function answersLost(db: Executor, limit: number): Promise<AnswerLost[]> {
+  const rows = await sql<{ task_id: string; slack_error: string; refused_row: string }>`
+    select distinct on (t.id) t.id as task_id, o.id as refused_row,
+      substring(o.error from ': ([a-z_]+)$') as slack_error
+    from slack_outbox o
+    join tasks t on t.id = o.task_id and t.status = 'done'
+    where o.status = 'dead' and o.created_at > now() - interval '1 day'
+      and o.payload -> 'intent' ->> 'kind' = 'agent_reply'
+      and o.payload -> 'intent' ->> 'channel' = t.channel_id
+      and substring(o.error from ': ([a-z_]+)$') = any(${GONE})
+      and not exists (
+        select 1 from slack_outbox s
+        where s.task_id = t.id and s.status = 'sent' and s.id > o.id
+          and s.payload -> 'intent' ->> 'channel' = t.channel_id)
+      and not exists (
+        select 1 from audit_events a
+        where a.task_id = t.id and a.kind = ${ANSWER_SENT_BY_DM}
+          and (a.data ->> 'refused_row')::bigint >= o.id)
+    order by t.id, o.id desc
+    limit ${limit}`.execute(db);
+  return rows.rows.map((r) => ({
+    taskId: r.task_id,
+    slackError: r.slack_error,
+    refusedRow: String(r.refused_row),
+  }));
+}
+
+/** Whether a DM carried the answer `refusedRow` ends, or a later one. Read under the task's lock. */
+export async function answerSentByDm(db: Executor, lost: AnswerLost): Promise<boolean> {
+  const row = await db
+    .selectFrom("audit_events")
+    .select("id")
+    .where("task_id", "=", lost.taskId)
+    .where("kind", "=", ANSWER_SENT_BY_DM)
+    .where(sql<boolean>`(data ->> 'refused_row')::bigint >= ${lost.refusedRow}::bigint`)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The task's last answer, whole (the thread's rows hold it in parts). */
+export async function lastAnswer(db: Executor, taskId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom("audit_events")
+    .select("data")
+    .where("task_id", "=", taskId)
+    .where("kind", "=", "answer")
+    .orderBy("id", "desc")
+    .executeTakeFirst();
+  const text = row?.data.text;
+  return typeof text === "string" ? text : undefined;
+}

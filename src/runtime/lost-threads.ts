@@ -10,6 +10,10 @@ const WHY: Record<string, string> = {
   not_in_channel: "Baton was removed from its Slack channel",
 };
 
+export function lostThreadWhy(slackError: string): string {
+  return WHY[slackError] ?? "Slack refuses Baton's messages in its thread";
+}
+
 /**
  * Stops the open tasks whose thread Slack refuses for good (see tasksWithLostThread): left alone,
  * each would wait for ever on a card or a reply nobody can see. The requester is told by DM, the
@@ -20,7 +24,7 @@ export async function stopTasksWithLostThread(deps: RuntimeDeps): Promise<void> 
   for (const { taskId, slackError } of await tasksWithLostThread(deps.db, 50)) {
     const task = await findTask(deps.db, taskId);
     if (!task) continue;
-    const why = WHY[slackError] ?? "Slack refuses Baton's messages in its thread";
+    const why = lostThreadWhy(slackError);
     const notice = {
       kind: "direct_message" as const,
       user: task.requester_id,

@@ -2,6 +2,7 @@ import type { AgentsFile } from "../config/agents-schema.ts";
 import { findOrphanedTasks, lockOrphanedTask } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { sendLostAnswers } from "./lost-answers.ts";
 import { stopTasksWithLostThread } from "./lost-threads.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -12,7 +13,7 @@ const STRANDED_OUTBOX_MS = 30_000;
 /**
  * Background work that makes crashes harmless: tasks whose worker died are queued again,
  * stranded Slack messages are delivered (once), approvals past their deadline expire, and tasks
- * whose thread Slack refuses for good (an archived channel) stop.
+ * whose thread Slack refuses for good (an archived channel) stop, or, answered, send it by DM.
  * Every step is idempotent, so several replicas may run it at once.
  */
 export function startMaintenance(deps: RuntimeDeps, _file: AgentsFile): () => Promise<void> {
@@ -50,6 +51,7 @@ export async function runMaintenance(deps: RuntimeDeps): Promise<void> {
   );
   await step("enforcing deadlines", () => enforceDeadlines(deps));
   await step("stopping tasks whose thread Slack refuses", () => stopTasksWithLostThread(deps));
+  await step("sending by DM the answers Slack refused", () => sendLostAnswers(deps));
 }
 
 /**
