@@ -93,7 +93,8 @@ export type ChatIntent =
         shadow?: boolean;
         state:
           | { status: "pending" }
-          | { status: "approved"; by: string; at: string }
+          /** `notRun`: approved, and then not run, because the agents file changed first. */
+          | { status: "approved"; by: string; at: string; notRun?: boolean }
           | { status: "rejected"; by: string; at: string; reason: string }
           | { status: "expired"; at: string }
           | { status: "withdrawn"; at: string }

@@ -179,6 +179,11 @@ export async function decidedUnsettled(db: Executor, taskId: string) {
       "approvals.model_call_id",
       "approvals.agent_id",
       "approvals.created_at",
+      // What its card shows, should the call not run after all.
+      "approvals.approvers",
+      "approvals.expires_at",
+      "approvals.why",
+      "approvals.decided_at",
     ])
     .where("approvals.task_id", "=", taskId)
     .orderBy("approvals.created_at")

@@ -23,7 +23,7 @@ export const mentionOf = (id: string) => (id.startsWith("S") ? `<!subteam^${id}>
 
 export type ApprovalState =
   | { status: "pending" }
-  | { status: "approved"; by: string; at: string }
+  | { status: "approved"; by: string; at: string; notRun?: boolean }
   | { status: "rejected"; by: string; at: string; reason: string }
   | { status: "expired"; at: string }
   | { status: "withdrawn"; at: string }

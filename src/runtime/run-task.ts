@@ -85,7 +85,8 @@ export async function runTask(
     // backlog of posts, or a slow approved tool, keeps the lease as a turn does.
     let afterDecision = await holdingLease(deps, taskId, async () => {
       if (backlog) await deliverOutbox(deps, { taskId, olderThanMs: 0, holdsLease: true });
-      return claim.decided && (await settleDecidedApprovals(deps, taskId).catch(haltOnSetup));
+      const settle = () => settleDecidedApprovals(deps, taskId, () => deliveries.flush());
+      return claim.decided && (await settle().catch(haltOnSetup));
     });
     // The first turn starts from what the claim read, unless something since changed it (a halt).
     const { task, history, inputs, replay } = claim.turn;
@@ -104,8 +105,14 @@ export async function runTask(
         deliveries,
         marks,
         lane,
+        // Posted rows not yet marked are marked before the settle delivers a card (as a halt does).
         settle: () =>
-          holdingLease(deps, taskId, () => settleDecidedApprovals(deps, taskId).catch(haltOnSetup)),
+          holdingLease(deps, taskId, () =>
+            settleDecidedApprovals(deps, taskId, async () => {
+              deliveries.giveBack(marks.splice(0));
+              await deliveries.flush();
+            }).catch(haltOnSetup),
+          ),
       }).catch((error: unknown) => {
         deliveries.giveBack(marks);
         throw error;

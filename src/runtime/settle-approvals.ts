@@ -1,3 +1,5 @@
+import { argumentNames } from "../core/tools/builtin.ts";
+import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import {
@@ -6,19 +8,29 @@ import {
   type SettledStatus,
   settleToolCall,
 } from "../db/ledger.repository.ts";
+import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockHeldTask, updateTask } from "../db/tasks.repository.ts";
+import { approvalIntent } from "./approval-deadline.ts";
+import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { toolMessage } from "./messages.ts";
+import { cardUpdate, toolMessage } from "./messages.ts";
+import { deliverOutbox } from "./outbox.ts";
 import { executeTool } from "./tool-actions.ts";
 
 /**
  * On the worker, before the agent's next model call: run approved calls exactly once (the approval's
  * key makes a second run impossible) and answer each parked call in the conversation. Returns
- * whether it settled any.
+ * whether it settled any. The card of an approved call that did not run is updated to say so,
+ * after `flush` (the run's own posts, which must not be sent twice).
  */
-export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string): Promise<boolean> {
+export async function settleDecidedApprovals(
+  deps: RuntimeDeps,
+  taskId: string,
+  flush: () => Promise<void>,
+): Promise<boolean> {
   const settled: { tool: string; status: SettledStatus }[] = [];
+  const cards: OutboxMessage[] = [];
   const any = await deps.db.transaction().execute(async (tx) => {
     // Only while this run holds the task; and what is left to settle is read under the lock, so a
     // run that took the task over and settled them first is seen here.
@@ -43,6 +55,7 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
         content = {
           error: `A person approved this call, but it was not run: ${gone}. Tell the requester it could not be done, or propose something else.`,
         };
+        cards.push(await notRunCard(deps, tx, task, d));
       } else if (d.status === "approved" && tool) {
         const outcome = await executeTool(
           tx,
@@ -76,11 +89,42 @@ export async function settleDecidedApprovals(deps: RuntimeDeps, taskId: string):
       settled.push({ tool: d.tool, status });
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
+    await enqueueOutbox(tx, cards);
     return true;
   });
   // Counted once committed, as the calls run on the agent's own autonomy are.
   for (const call of settled) deps.metrics.toolCalls.inc({ tool: call.tool, outcome: call.status });
+  if (any && cards.length > 0) {
+    await flush();
+    await deliverOutbox(deps, { taskId, holdsLease: true });
+  }
   return any;
+}
+
+/** The card said "Approved" at the click; it now says the call was not run, so nobody thinks it was. */
+async function notRunCard(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  d: Awaited<ReturnType<typeof approvalsDb.decidedUnsettled>>[number],
+): Promise<OutboxMessage> {
+  const at = (d.decided_at ?? new Date()).toISOString();
+  const intent = approvalIntent(
+    deps.agents.persona(d.agent_id),
+    decisionPlace(deps.agents.file, task),
+    {
+      id: d.id,
+      tool: d.tool,
+      args: d.args,
+      argOrder: argumentNames(deps.tools.get(d.tool)),
+      why: d.why,
+      askers: await whoAsked(tx, d.id),
+      approvers: d.approvers,
+      expiresAt: d.expires_at,
+      state: { status: "approved", by: d.decided_by ?? "", at, notRun: true },
+    },
+  );
+  return cardUpdate(task, intent, { table: "approvals", id: d.id });
 }
 
 /**

@@ -9,6 +9,7 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import { taskWithStatus, textOf, waitForApprovalCard } from "../support/observe.ts";
+import { blockTexts } from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
 
 // An operator moves an agent between autonomy phases by editing the agents file and sending SIGHUP
@@ -142,5 +143,16 @@ describe("autonomy-demoted-while-waiting", async () => {
       /1 write asked a person: 1 approved \(1 not run: the agents file changed first\)/,
     );
     assert.doesNotMatch(billing, /refused by the tool/);
+    // The card said "Approved" at the click: it must not leave the approver thinking it ran.
+    const updates = () =>
+      h.slack
+        .callsTo("chat.update")
+        .filter((c) => !c.failed && c.args.ts === card.card_ts)
+        .map((c) => blockTexts(c).join("\n"));
+    const last = await h.until("the card to say the call did not run", async () =>
+      updates().find((t) => /not run/.test(t)),
+    );
+    assert.match(last, /✅ Approved by <@U0SUP> .*not run: the agents file changed/);
+    assert.equal(updates().at(-1), last, "no update after it says approved again");
   });
 });

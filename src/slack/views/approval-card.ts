@@ -17,7 +17,8 @@ export const APPROVAL_REJECT = "approval_reject";
 
 export type ApprovalState =
   | { status: "pending" }
-  | { status: "approved"; by: string; at: Date }
+  /** `notRun`: approved, and then not run, because the agents file changed first. */
+  | { status: "approved"; by: string; at: Date; notRun?: boolean }
   | { status: "rejected"; by: string; at: Date; reason: string }
   | { status: "expired"; at: Date }
   /** The task stopped (failed) before anyone decided. */
@@ -151,8 +152,14 @@ function stateBlock(approvalId: string, state: ApprovalState): Block {
           button({ text: "Reject", actionId: APPROVAL_REJECT, value: approvalId, style: "danger" }),
         ],
       };
-    case "approved":
-      return section(`✅ Approved by ${mention(state.by)} ${slackDate(state.at)}`);
+    case "approved": {
+      const approved = `✅ Approved by ${mention(state.by)} ${slackDate(state.at)}`;
+      return section(
+        state.notRun
+          ? `${approved}, but not run: the agents file changed before it could run, so nothing was done`
+          : approved,
+      );
+    }
     case "rejected":
       return section(
         `❌ Rejected by ${mention(state.by)} ${slackDate(state.at)}: ${clip(state.reason, 1500)}`,
