@@ -270,3 +270,14 @@ export async function pendingApprovalCard(db: Executor, taskId: string) {
     ? { channel: row.card_channel, ts: row.card_ts }
     : undefined;
 }
+
+/** The calls the task's agent waits on a person to approve, oldest first. */
+export async function pendingCalls(db: Executor, taskId: string) {
+  return db
+    .selectFrom("approvals")
+    .select(["tool", "agent_id"])
+    .where("task_id", "=", taskId)
+    .where("status", "=", "pending")
+    .orderBy("created_at")
+    .execute();
+}

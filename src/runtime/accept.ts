@@ -23,6 +23,7 @@ import {
   reopensForAgent,
 } from "./reopen.ts";
 import { runTask, runWorker } from "./run-task.ts";
+import { tellWaitingOnDecision, waitingOnDecisionWords } from "./waiting-replies.ts";
 
 export interface IncomingMessage {
   eventId: string;
@@ -102,6 +103,8 @@ export async function acceptMessage(
   let waitedOn: string | undefined;
   // A reply in a direct message passed on to its task's card: delivered once the accept commits.
   let passedOn: string | undefined;
+  // What the writer of a reply kept until an approval is decided is told (an edit was told before).
+  let waitNote: string | undefined;
   try {
     const outcome = await deps.db.transaction().execute(async (tx): Promise<AcceptOutcome> => {
       const threadTs = message.threadTs ?? message.ts;
@@ -213,10 +216,16 @@ export async function acceptMessage(
       else if (await passOnReply(tx, task, reply)) passedOn = task.id;
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
-      else if (task.owner_kind === "agent") waitedOn = task.id;
+      else if (task.owner_kind === "agent") {
+        waitedOn = task.id;
+        // A reply passed on from a direct message: its requester was told they hear back there.
+        if (!message.editTs && !passedOn)
+          waitNote = await waitingOnDecisionWords(deps, tx, task.id);
+      }
       return "continued";
     });
     if (waitedOn) await wakeIfMissed(deps, waitedOn);
+    if (waitNote) tellWaitingOnDecision(deps, message, waitNote);
     if (passedOn) {
       const taskId = passedOn;
       deps.afterwards.run("pass a reply on to its task's card", () =>

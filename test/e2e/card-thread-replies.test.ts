@@ -111,8 +111,42 @@ test("a mention in the thread of a DM task's approval card is a reply to that ta
   assert.equal(tasks.length, 1, "no new task from the card's thread");
   const inputs = await h.db.db.selectFrom("task_inputs").select(["task_id", "author_id"]).execute();
   assert.deepEqual(inputs, [{ task_id: approval.task_id, author_id: "U0LEE" }]);
+  const told = await h.until("the lead to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === "U0LEE"),
+  );
+  assert.deepEqual([told.channel, told.thread_ts], [question.channel, question.threadTs]);
 
   await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, approval.card_ts ?? "");
   await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
   assert.equal(h.model.requestsFor("customer-service").length, 0, "nobody else answered it");
+});
+
+// A lead's "@Baton why 149?" under an approval card was kept for the agent, who reads it only after
+// the decision: the lead heard nothing, and waited on an answer that could not come first.
+test("a question in the thread of a task waiting on an approval tells its writer, once, that the agent reads it after the decision", async () => {
+  const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
+  const { ts } = await h.mention(REFUND);
+  const approval = await waitForApprovalCard(h);
+  const question = { user: "U0LEE", channel: CHANNEL, threadTs: ts };
+  const text = "<@U0BATONBOT> why 149, was the item checked?";
+  const asked = h.slack.addMessage({ ...question, text }).ts;
+  // Slack sends a mention twice, as app_mention and as message: one note.
+  await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent({ ...question, text, ts: asked }));
+  await deliverEvent(h.endpoint, SIGNING_SECRET, messageEvent({ ...question, text, ts: asked }));
+  const told = await h.until("the lead to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === "U0LEE"),
+  );
+  assert.equal(told.channel, CHANNEL);
+  assert.equal(told.thread_ts, ts);
+  assert.match(
+    String(told.text),
+    /^Billing is waiting for a decision on its approval card \(to issue a refund\), and reads your message only after it\./,
+  );
+  assert.equal(h.model.requestsFor("billing").length, 1, "no turn for the question");
+
+  await h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, approval, ts);
+  await h.until("the refund", async () => (await refundsOf(h.db.db)).length === 1 || undefined);
+  await h.until("the answer", async () => h.model.requestsFor("billing").length === 2 || undefined);
+  assert.match(JSON.stringify(h.model.requestsFor("billing")[1]), /why 149/, "read after it");
+  assert.equal(h.slack.ephemerals.filter((e) => e.user === "U0LEE").length, 1, "told once");
 });

@@ -1,0 +1,51 @@
+import { toolWords } from "../core/tools/tool.ts";
+import { pendingCalls } from "../db/approvals.repository.ts";
+import type { Tx } from "../db/database.ts";
+import type { RuntimeDeps } from "./deps.ts";
+import { waitingOutRateLimits } from "./retry-after.ts";
+
+/**
+ * A message kept for an agent that waits on an approval is read only once the approval is decided.
+ * Its writer, often an approver asking "why 149?" under the card, would hear nothing and wait on an
+ * answer that cannot come first: they are told so, privately, and no model turn runs for it.
+ * The words, or undefined when the task waits on no approval.
+ */
+export async function waitingOnDecisionWords(
+  deps: RuntimeDeps,
+  tx: Tx,
+  taskId: string,
+): Promise<string | undefined> {
+  const calls = await pendingCalls(tx, taskId);
+  const [first] = calls;
+  if (!first) return undefined;
+  const agent = deps.agents.persona(first.agent_id).name;
+  const what = calls
+    .map((c) => `to ${toolWords(deps.tools.get(c.tool) ?? { name: c.tool })}`)
+    .join("; ");
+  const cards = calls.length === 1 ? "its approval card" : "its approval cards";
+  return `${agent} is waiting for a decision on ${cards} (${what}), and reads your message only after it. The card's arguments say what the call would do: whoever may approve it decides there, with Approve or Reject.`;
+}
+
+/**
+ * Told once: the message's keys make its twin event and Slack's retries duplicates. Only informs,
+ * so a stop does not wait out a 429 for it.
+ */
+export function tellWaitingOnDecision(
+  deps: RuntimeDeps,
+  message: { eventId: string; channel: string; threadTs: string | undefined; user: string },
+  words: string,
+): void {
+  const notice = {
+    kind: "ephemeral" as const,
+    channel: message.channel,
+    ...(message.threadTs && { threadTs: message.threadTs }),
+    user: message.user,
+    text: words,
+  };
+  deps.afterwards.run("tell a person the agent reads their message after a decision", (stopping) =>
+    waitingOutRateLimits(
+      () => deps.chat.deliver(notice, `waits-on-decision:${message.eventId}`),
+      stopping,
+    ),
+  );
+}
