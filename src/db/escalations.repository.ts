@@ -141,12 +141,13 @@ export async function reassignEscalation(tx: Tx, id: string, owner: { kind: stri
 
 /**
  * The card of the task's escalation people hold or decide on now (open, or taken over), where it is
- * in Slack: undefined when none is, or its card is not in Slack yet.
+ * in Slack: undefined when none is, or its card is not in Slack yet. `holder`: who took it over;
+ * `namedOwner`: the one person an open one was given to (not a group, several, or a channel).
  */
 export async function liveEscalationCard(db: Executor, taskId: string) {
   const row = await db
     .selectFrom("escalations")
-    .select(["status", "decided_by", "card_channel", "card_ts"])
+    .select(["status", "decided_by", "owner", "card_channel", "card_ts"])
     .where("task_id", "=", taskId)
     .where("status", "in", ["open", "taken_over"])
     .orderBy("created_at", "desc")
@@ -157,6 +158,7 @@ export async function liveEscalationCard(db: Executor, taskId: string) {
         channel: row.card_channel,
         ts: row.card_ts,
         holder: row.status === "taken_over" ? (row.decided_by ?? undefined) : undefined,
+        namedOwner: row.status === "open" && row.owner.kind === "user" ? row.owner.id : undefined,
       }
     : undefined;
 }

@@ -30,6 +30,12 @@ export async function passOnReply(
   return (await passOnDirectReply(tx, task, reply)) || pageHolder(tx, task, reply);
 }
 
+/** An escalation's card, and the one person it is paged to: who took it over, or its named owner. */
+async function escalationCardOf(tx: Tx, taskId: string) {
+  const card = await liveEscalationCard(tx, taskId);
+  return card && { ...card, person: card.holder ?? card.namedOwner };
+}
+
 /**
  * A direct message's thread is its requester's alone. While people hold its task (an escalation open
  * or taken over) or decide on its call (an approval), a reply written there is passed on to the
@@ -44,13 +50,13 @@ async function passOnDirectReply(
 ): Promise<boolean> {
   if (!isDirectMessage(task.channel_id) || reply.channel !== task.channel_id) return false;
   if (task.status !== "waiting_human") return false;
-  const card: { channel: string; ts: string; holder?: string | undefined } | undefined =
+  const card: { channel: string; ts: string; person?: string | undefined } | undefined =
     task.owner_kind === "human"
-      ? await liveEscalationCard(tx, task.id)
+      ? await escalationCardOf(tx, task.id)
       : await pendingApprovalCard(tx, task.id);
   if (!card) return false;
   // Quoted every time, since they cannot read it elsewhere; paged once while a page waits to go.
-  const page = card.holder && mentionOf(card.holder);
+  const page = card.person && mentionOf(card.person);
   const holder = page && !(await noticeWaiting(tx, task.id, page)) ? `${page} ` : "";
   await enqueueOutbox(tx, [
     post(task, {

@@ -7,10 +7,12 @@ import { post } from "./messages.ts";
 
 /**
  * The person who took a task over from its card does not follow the thread the reply is in (they
- * clicked a button, wrote nothing), so Slack tells them of nothing written there. A reply by anyone
- * else pages them where the card is: the task's thread, or the card's own (a direct message's task).
- * Not again while an earlier page waits to be sent: it brings them to the thread, later replies and
- * all. True when a page was written; the caller delivers it once its transaction commits.
+ * clicked a button, wrote nothing), so Slack tells them of nothing written there; nor does the one
+ * person an open escalation was given to (told by a direct message or in the lane's channel). A
+ * reply by anyone else pages them where the card is: the task's thread, or the card's own (a direct
+ * message's task). Not again while an earlier page waits to be sent: it brings them to the thread,
+ * later replies and all. True when a page was written; the caller delivers it once its transaction
+ * commits.
  */
 export async function pageHolder(
   tx: Tx,
@@ -19,8 +21,9 @@ export async function pageHolder(
 ): Promise<boolean> {
   if (task.status !== "waiting_human" || task.owner_kind !== "human") return false;
   const card = await liveEscalationCard(tx, task.id);
-  if (!card?.holder || card.holder !== task.owner_id || card.holder === reply.author) return false;
-  const page = mentionOf(card.holder);
+  const person = card?.holder ?? card?.namedOwner;
+  if (!card || !person || person !== task.owner_id || person === reply.author) return false;
+  const page = mentionOf(person);
   if (await noticeWaiting(tx, task.id, page)) return false;
   const where =
     card.channel === task.channel_id
@@ -30,7 +33,7 @@ export async function pageHolder(
     post(task, {
       kind: "notice",
       ...where,
-      text: `${page} There is a new reply here on the task you took over.`,
+      text: `${page} There is a new reply here on the task ${card.holder ? "you took over" : "escalated to you"}.`,
     }),
   ]);
   return true;

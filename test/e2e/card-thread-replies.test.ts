@@ -13,6 +13,7 @@ import { scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
   directRefundScript,
+  ESCALATION_NOTE,
   escalationScript,
   refundsOf,
   taskOfThread,
@@ -149,4 +150,33 @@ test("a question in the thread of a task waiting on an approval tells its writer
   await h.until("the answer", async () => h.model.requestsFor("billing").length === 2 || undefined);
   assert.match(JSON.stringify(h.model.requestsFor("billing")[1]), /why 149/, "read after it");
   assert.equal(h.slack.ephemerals.filter((e) => e.user === "U0LEE").length, 1, "told once");
+});
+
+// An open escalation to a named person reaches them by a direct message: they do not follow the
+// task's thread, so a requester's "it is smoking again" there reached nobody until it was taken.
+test("a reply to an open escalation a named person owns pages them in its thread, not for their own", async () => {
+  const OWNER = "U0OWNER";
+  const script = escalationScript();
+  const note = { ...ESCALATION_NOTE, lane: "owner_escalation" };
+  script["customer-service"]?.splice(1, 1, {
+    toolCalls: [{ name: "escalate_to_human", arguments: note }],
+  });
+  const h = await startHarness({ script: scriptByAgent(script) });
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await waitForEscalationCard(h);
+  assert.deepEqual(escalation.owner, { kind: "user", id: OWNER });
+  const pages = () =>
+    postsInThread(h.slack, ts).filter((c) => String(c.args.text).startsWith(`<@${OWNER}>`));
+
+  await h.reply(ts, "I am calling Dana now", { user: OWNER });
+  await allSent(h, escalation.task_id);
+  assert.equal(pages().length, 0, "not paged for their own reply");
+
+  await h.reply(ts, "it is smoking again, please hurry");
+  const page = await h.until("the owner paged", async () => pages().at(0));
+  assert.equal(page?.args.channel, CHANNEL);
+  assert.match(String(page?.args.text), /new reply here on the task escalated to you/);
+  const after = await taskOfThread(h.db.db, ts);
+  assert.deepEqual([after?.status, after?.owner_id], ["waiting_human", OWNER]);
+  assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran on the reply");
 });

@@ -226,6 +226,18 @@ test("a DM task a person holds: the requester's reply is passed on to the card's
   assert.equal(h.model.requests.length, 1, "no agent ran on the reply");
 });
 
+test("a DM task escalated to a named person: the requester's reply passed on pages them", async () => {
+  const { h, ts, escalation } = await escalatedByDm();
+  await dm(h, "please call me at 555-0100, the smoke got worse", ts);
+  const passed = await h.until("the reply passed on", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => !c.failed && /555-0100/.test(String(c.args.text))),
+  );
+  assert.deepEqual([passed.args.channel, passed.args.thread_ts], [DECISIONS, escalation.card_ts]);
+  assert.match(String(passed.args.text), /^<@U0OPSMANAGER> The requester replied/);
+});
+
 test("a DM's refund waiting on its approvers: the requester's reply reaches the card's thread", async () => {
   const h = await startHarness({ script: scriptByAgent(directRefundScript()) });
   const ts = await dm(h, "billing: please refund order 1077, the lamp came back");
