@@ -22,7 +22,8 @@ import {
   reopenForItsPerson,
   reopensForAgent,
 } from "./reopen.ts";
-import { runTask, runWorker } from "./run-task.ts";
+import { runWorker } from "./run-lease.ts";
+import { runTask } from "./run-task.ts";
 import { tellWaitingOnDecision, waitingOnDecisionWords } from "./waiting-replies.ts";
 
 export interface IncomingMessage {

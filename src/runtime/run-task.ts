@@ -2,40 +2,24 @@ import { systemMessage } from "../core/context.ts";
 import { interpretReply } from "../core/dispatch.ts";
 import { type ChatMessage, type ModelReply, messageChars } from "../core/model.ts";
 import { toolSpecsFor } from "../core/tools/builtin.ts";
-import { isConnectionLost } from "../db/database.ts";
-import {
-  type Claim,
-  claimLease,
-  releaseLease,
-  renewLease,
-  resumeWork,
-} from "../db/lease.repository.ts";
+import { type Claim, claimLease, resumeWork } from "../db/lease.repository.ts";
 import type { Delivered } from "../db/outbox-marks.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { loadTurn } from "../db/turn-reads.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { limitReached } from "./caps.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { LeaseLeftError } from "./failed-tries.ts";
 import { haltTask } from "./halt.ts";
 import { replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type RunDeliveries, runDeliveries } from "./run-deliveries.ts";
+import { giveUp, holdingLease, runWorker } from "./run-lease.ts";
 import { settleDecidedApprovals } from "./settle-approvals.ts";
 import { type CommittedTurn, commitTurn, DROPPED, type TurnState } from "./turn.ts";
 import { type RunLane, runLane } from "./turn-lane.ts";
 
 // One job drives a task through many turns; past this it yields the worker and re-queues itself.
 const MAX_TURNS_PER_RUN = 40;
-/** How long a run that ends with the database away waits for it, to give its task up. */
-const RELEASE_PATIENCE_MS = 30_000;
-let runs = 0;
-
-/** The name a run holds a task's lease by: the process's worker id and the run's number in it. */
-export function runWorker(deps: RuntimeDeps): string {
-  return `${deps.workerId}/${++runs}`;
-}
-
 /**
  * Drives one task until it waits for a human, ends, or fails. Every turn commits on its own,
  * so a process killed anywhere resumes from the last commit and repeats no side effect.
@@ -73,7 +57,7 @@ export async function runTask(
   // Messages an earlier run left undelivered, or a failed post: from then on this run delivers
   // through the locked, in-order path that looks in Slack before sending a row again.
   let backlog = claim.undelivered;
-  let released: Awaited<ReturnType<typeof releaseLease>>;
+  let released: Awaited<ReturnType<typeof giveUp>>;
   // An approved call the operator's setup refuses (an HTTP tool's credentials): no retry mends it.
   const haltOnSetup = async (error: unknown): Promise<boolean> => {
     if (!isBatonError(error) || error.fault !== "operator") throw error;
@@ -154,72 +138,6 @@ export async function runTask(
   // A person who decided on a card while this worker held the lease left the card's update to it
   // (a decision that does not queue the task, such as taking it over, has no next run to send it).
   else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
-}
-
-/**
- * Statements and posts still under way (after a failed turn) finish first, the lease kept through
- * them; the release marks what the posts sent. A lease this fails to give up is taken over once it
- * runs out, and that claim records a lost try unless a failed try names this run: the error does.
- */
-async function giveUp(deps: RuntimeDeps, taskId: string, lane: RunLane, deliveries: RunDeliveries) {
-  try {
-    const delivered = await holdingLease(deps, taskId, async () => {
-      await lane.drained();
-      return deliveries.drain();
-    });
-    return await releaseWhenReachable(deps, taskId, delivered);
-  } catch (error) {
-    throw new LeaseLeftError(deps.workerId, error);
-  }
-}
-
-/**
- * Gives the task up, waiting a while for a database that is away (a restart, a failover): a lease
- * left held would keep the task's retry, here or on any replica, waiting until the lease ran out.
- */
-async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered: Delivered[]) {
-  const giveUpAt = Date.now() + Math.min(deps.leaseMs, RELEASE_PATIENCE_MS);
-  for (let wait = 200; ; wait = Math.min(wait * 2, 2_000)) {
-    try {
-      return await releaseLease(deps.db, taskId, deps.workerId, delivered);
-    } catch (error) {
-      if (!isConnectionLost(error) || Date.now() + wait > giveUpAt) throw error;
-      if (wait === 200)
-        deps.log.warn({ err: error, taskId }, "database unreachable; giving the task up once back");
-      await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-  }
-}
-
-/**
- * Runs `work` (a turn: a local model may take minutes to answer, an external system as long to run a
- * tool) with the task's lease renewed every third of it, so a live run is not taken over while it
- * waits, and a dead one still is, soon. While a write tool's transaction holds the task locked, the
- * lock keeps it, and the turn's statement extends the lease as it commits.
- */
-async function holdingLease<T>(deps: RuntimeDeps, taskId: string, work: () => Promise<T>) {
-  // One renewal at a time: a slow database must not pile them up.
-  let renewing = false;
-  const renew = () => {
-    if (renewing) return;
-    renewing = true;
-    renewLease(deps.db, taskId, deps.workerId, deps.leaseMs)
-      .then(
-        // Taken over: nothing left to renew; the turn's own statement will find it out and stop.
-        (held) => held || clearInterval(timer),
-        (error: unknown) =>
-          deps.log.warn({ err: error, taskId }, "could not renew the task's lease"),
-      )
-      .finally(() => {
-        renewing = false;
-      });
-  };
-  const timer = setInterval(renew, deps.leaseMs / 3);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 const IDLE: CommittedTurn = {
