@@ -5,7 +5,7 @@ import { resolveTaskRef } from "../db/reports.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, markTaskDone } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { takenOverCard } from "./escalation-decisions.ts";
+import { takenOverCard } from "./escalation-cards.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type Reader, requireReadable } from "./read-access.ts";

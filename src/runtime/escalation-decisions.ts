@@ -1,23 +1,19 @@
 // A person's decision on an escalation card: take the work over, send it back to an agent, or hand
 // on what they took over.
 import { renderHumanReturn, renderRequest, renderSentBack } from "../core/context.ts";
-import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatMessage } from "../core/model.ts";
-import type { ChatIntent } from "../core/ports.ts";
-import type { Executor, Tx } from "../db/database.ts";
+import type { Tx } from "../db/database.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
-import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
 import { takeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
-import { mentionOf } from "./approval-deadline.ts";
-import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { type EscalationRow, escalationCardUpdate, requesterNotice } from "./escalation-cards.ts";
 import { fallbackBeside, mayDecide } from "./escalation-owners.ts";
-import type { Owner } from "./escalations.ts";
-import { cardUpdate, personaOf, post, replyMessage } from "./messages.ts";
+import { replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
 export type EscalationChoice =
@@ -31,8 +27,6 @@ export type EscalationCheck =
   | { outcome: "refused"; owner: Owned; fallback: string[]; reason?: "own_request" };
 
 type Owned = { kind: string; id: string };
-
-type EscalationRow = NonNullable<Awaited<ReturnType<typeof escalationsDb.findEscalation>>>;
 
 /**
  * Whether this person may send the work to an agent (asked before the send-back modal opens): while
@@ -191,78 +185,6 @@ export async function decideEscalation(
     deliverOutbox(deps, { taskId: outcome.taskId }),
   );
   return { outcome: "decided" as const };
-}
-
-/**
- * A card posted outside the task's thread (a task asked in a direct message) is not seen by its
- * requester: they are told in their thread who took the work, or that it went back to an agent.
- */
-function requesterNotice(
-  deps: RuntimeDeps,
-  task: TaskRow,
-  row: EscalationRow,
-  userId: string,
-  choice: EscalationChoice,
-): OutboxMessage[] {
-  const note = row.note as unknown as EscalationNote;
-  if (escalationPlace(deps.agents.file, task, note.lane).channel === task.channel_id) return [];
-  const text =
-    choice.kind === "take_over"
-      ? `${mentionOf(userId)} took this over and will get back to you.`
-      : `${deps.agents.require(choice.agentId).name} is on it ${choice.agentId === row.from_agent ? "again" : "now"}.`;
-  return [post(task, { kind: "notice", channel: task.channel_id, threadTs: task.thread_ts, text })];
-}
-
-type EscalationCardState = Extract<ChatIntent, { kind: "escalation_card" }>["escalation"]["state"];
-
-/** The escalation card of `row`, updated in place to show `state`. */
-export function escalationCardUpdate(
-  deps: RuntimeDeps,
-  task: TaskRow,
-  row: EscalationRow,
-  state: EscalationCardState,
-): OutboxMessage {
-  const from = deps.agents.persona(row.from_agent);
-  const note = row.note as unknown as EscalationNote;
-  return cardUpdate(
-    task,
-    {
-      kind: "escalation_card",
-      ...escalationPlace(deps.agents.file, task, note.lane),
-      persona: personaOf(from),
-      // No ts here: the delivery reads the card's ts then, so a fallback's card posted since
-      // (the sweep's, still in the outbox ahead of this row) is the one updated.
-      escalation: {
-        escalationId: row.id,
-        fromName: from.name,
-        owner: row.owner as Owner,
-        note,
-        requesterId: task.requester_id,
-        state,
-      },
-    },
-    { table: "escalations", id: row.id },
-  );
-}
-
-/**
- * The card of the escalation a person took over on this task, shown closed (`/baton done`) or open
- * again (a reply reopened it); undefined when nobody took one over.
- */
-export async function takenOverCard(
-  deps: RuntimeDeps,
-  tx: Executor,
-  task: TaskRow,
-  closed?: { by: string; at: string },
-): Promise<OutboxMessage | undefined> {
-  const row = await escalationsDb.takenOverEscalation(tx, task.id);
-  if (!row?.decided_by || !row.decided_at) return undefined;
-  const held = {
-    status: "taken_over" as const,
-    by: row.decided_by,
-    at: row.decided_at.toISOString(),
-  };
-  return escalationCardUpdate(deps, task, row, closed ? { ...held, closed } : held);
 }
 
 /**

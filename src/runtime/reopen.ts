@@ -8,7 +8,7 @@ import { mentionOf } from "./approval-deadline.ts";
 import { isDirectMessage } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { quotedReply } from "./direct-replies.ts";
-import { takenOverCard } from "./escalation-decisions.ts";
+import { takenOverCard } from "./escalation-cards.ts";
 import { post } from "./messages.ts";
 
 // A task that ended opens again when someone replies in its thread: an agent's goes back to the
