@@ -1,20 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { taskTitle } from "../core/context.ts";
 import { isConnectionLost, type Tx } from "../db/database.ts";
-import { takenOverEscalation } from "../db/escalations.repository.ts";
 import { receiveMessage, recordRefused } from "../db/events.repository.ts";
 import type { Claim } from "../db/lease.repository.ts";
-import { audit } from "../db/ledger.repository.ts";
 import { lockRateLimit, tasksStartedWithin } from "../db/rate-limits.repository.ts";
-import type { TaskRow } from "../db/schema.ts";
 import { lockTask, startTask } from "../db/tasks.repository.ts";
 import { insertInput } from "../db/turn-reads.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { passOnReply } from "./direct-replies.ts";
-import { returnToAgent, sendBackTakenOver } from "./escalation-decisions.ts";
 import { recordFailedTry } from "./failed-tries.ts";
+import { handOnNamed, handToAgent } from "./hand-on.ts";
 import { giveUpStart, wakeIfMissed } from "./missed-runs.ts";
-import { chooseAgent, isBlank, namedAgent, namesOnly } from "./named-agent.ts";
+import { chooseAgent, isBlank, namesOnly } from "./named-agent.ts";
 import { deliverOutbox } from "./outbox.ts";
 import {
   agentTaskReopened,
@@ -318,39 +315,4 @@ async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart): Prom
   await deps.queue.done(deps.db, start.jobId).catch((e: unknown) => {
     deps.log.warn({ err: e, taskId }, "could not mark the task's job done");
   });
-}
-
-/**
- * The person who took a task's escalation over, and holds it still (or closed it), names an agent
- * in its thread: "@Baton billing: refund 40 USD". Anyone else naming one, an approver whose card
- * waits, or a plain reply, is a reply.
- */
-async function handOnNamed(deps: RuntimeDeps, tx: Tx, task: TaskRow, message: IncomingMessage) {
-  const holds =
-    task.owner_kind === "human" &&
-    task.owner_id === message.user &&
-    (task.status === "waiting_human" || task.status === "done");
-  const named = holds ? namedAgent(deps, message.text) : undefined;
-  if (!named) return undefined;
-  const taken = await takenOverEscalation(tx, task.id);
-  return taken?.decided_by === message.user ? named : undefined;
-}
-
-/** As the escalation card's "Hand it to an agent": the agent starts again with these words. */
-async function handToAgent(
-  deps: RuntimeDeps,
-  tx: Tx,
-  task: TaskRow,
-  message: IncomingMessage,
-  handOn: NonNullable<ReturnType<typeof namedAgent>>,
-) {
-  await audit(tx, {
-    taskId: task.id,
-    actor: { kind: "human", id: message.user },
-    kind: "message_received",
-    data: { text: message.text, ts: message.ts },
-  });
-  const input = { userId: message.user, agent: handOn.agent, instruction: handOn.text };
-  await returnToAgent(deps, tx, task, input);
-  await sendBackTakenOver(deps, tx, task, input);
 }
