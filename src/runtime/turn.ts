@@ -20,8 +20,9 @@ import { TransientError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { assistantMessage, toolMessage } from "./messages.ts";
+import { onLastStrike, settleModelErrors } from "./model-strikes.ts";
 import { answerRepeat, writesBeforeTurn } from "./tool-actions.ts";
-import { applyAction, onLastStrike, settleModelErrors } from "./turn-actions.ts";
+import { applyAction } from "./turn-actions.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
