@@ -10,12 +10,7 @@ import type { TaskRow } from "../db/schema.ts";
 import { taskAfterTurn } from "../db/task-after-turn.ts";
 import { lockTaskForTurn } from "../db/tasks.repository.ts";
 import { consumeInputs, keepReply, type ReplayedReply } from "../db/turn-reads.repository.ts";
-import {
-  isTurnMovedOn,
-  type TurnRecords,
-  type WrittenTurn,
-  writeTurn,
-} from "../db/turn-records.repository.ts";
+import { isTurnMovedOn, type WrittenTurn, writeTurn } from "../db/turn-records.repository.ts";
 import { TransientError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
@@ -23,6 +18,7 @@ import { assistantMessage, toolMessage } from "./messages.ts";
 import { onLastStrike, settleModelErrors } from "./model-strikes.ts";
 import { answerRepeat, writesBeforeTurn } from "./tool-actions.ts";
 import { applyAction } from "./turn-actions.ts";
+import { turnRecords } from "./turn-records.ts";
 
 /** "said": the turn committed something to say in Slack, posted in order while the next turn runs. */
 export type TurnOutcome = "continue" | "said" | "idle";
@@ -234,55 +230,6 @@ async function prepareTurn(
   }
   await settleModelErrors(fx);
   return fx;
-}
-
-function turnRecords(fx: TurnEffects): TurnRecords {
-  const { task, agent, reply } = fx.turn;
-  // This stint's new messages and, after a handoff, the next stint's first, in one insert.
-  const rows = fx.conversation.map((message) => ({
-    taskId: task.id,
-    stintNo: task.stint_no,
-    stepNo: fx.stepNo,
-    message,
-  }));
-  if (fx.nextStint)
-    rows.push({
-      taskId: task.id,
-      stintNo: task.stint_no + 1,
-      stepNo: fx.stepNo,
-      message: fx.nextStint,
-    });
-  return {
-    taskId: task.id,
-    changes: fx.changes,
-    modelCall: {
-      taskId: task.id,
-      stepNo: fx.stepNo,
-      agentId: agent.id,
-      model: reply.model || agent.model,
-      promptTokens: reply.usage.promptTokens,
-      completionTokens: reply.usage.completionTokens,
-      costUsd: fx.changes.addCostUsd ?? 0,
-      latencyMs: Math.round(fx.turn.latencyMs),
-      requestChars: fx.turn.requestChars,
-      outcome: fx.turn.actions.map((a) => a.kind).join(","),
-      usageEstimated: reply.usage.estimated === true,
-    },
-    conversation: rows,
-    toolCalls: fx.toolCalls,
-    handoffs: fx.handoffs,
-    audits: fx.audits,
-    outbox: fx.outbox,
-    delivered: fx.turn.delivered,
-    ...(fx.turn.firstOfStint && { arrivalsOf: agent.id }),
-    lease: {
-      expectedStep: task.step_no,
-      expectedOwner: task.owner_id,
-      expectedStint: task.stint_no,
-      worker: fx.deps.workerId,
-      ms: fx.deps.leaseMs,
-    },
-  };
 }
 
 function nextHistory(fx: TurnEffects): ChatMessage[] {
