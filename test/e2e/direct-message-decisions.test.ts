@@ -4,7 +4,7 @@ import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import { type Harness, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
-import { waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
+import { outboxWaits, waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
   directRefundScript,
   ESCALATION_NOTE,
@@ -60,7 +60,22 @@ async function escalatedByDm() {
   });
   const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
   const escalation = await waitForEscalationCard(h);
+  await allSent(h, ts);
   return { h, ts, escalation };
+}
+
+/**
+ * Until the task's notices so far are in Slack: a page waiting to be sent brings its person to the
+ * card, so a reply then pages nobody again (see direct-replies.ts), and the tests read each page.
+ */
+async function allSent(h: Harness, ts: string) {
+  const task = await taskOfThread(h.db.db, ts);
+  assert.ok(task);
+  await h.until(
+    "the task's posts to be in Slack",
+    async () =>
+      (await outboxWaits(h.db.db, task.id)).every((row) => row.status === "sent") || undefined,
+  );
 }
 
 /** The same, its card taken over by the manager: the task is theirs. */
@@ -71,6 +86,7 @@ async function takenOverByTheManager() {
     "the manager holds it",
     async () => (await taskOfThread(h.db.db, ts))?.owner_id === "U0OPSMANAGER" || undefined,
   );
+  await allSent(h, ts);
   return { h, ts, escalation };
 }
 
