@@ -32,8 +32,33 @@ export async function waitingOnDecisionWords(
  */
 export function tellWaitingOnDecision(
   deps: RuntimeDeps,
-  message: { eventId: string; channel: string; threadTs: string | undefined; user: string },
+  message: PrivateNoticeTo,
   words: string,
+): void {
+  tellPrivately(deps, message, words, {
+    what: "tell a person the agent reads their message after a decision",
+    outboxId: `waits-on-decision:${message.eventId}`,
+  });
+}
+
+/** Whom a private notice answers: a message of theirs, in its channel and thread. */
+export type PrivateNoticeTo = {
+  eventId: string;
+  channel: string;
+  threadTs: string | undefined;
+  user: string;
+};
+
+/**
+ * An ephemeral notice to the writer of a message, once Slack has the event's answer (a 429 waited
+ * out does not hold that answer). A stop does not wait the 429 out: the notice only informs, so
+ * losing it then costs less than holding the stop for Retry-After. `outboxId` keys its post.
+ */
+export function tellPrivately(
+  deps: RuntimeDeps,
+  message: PrivateNoticeTo,
+  words: string,
+  how: { what: string; outboxId: string },
 ): void {
   const notice = {
     kind: "ephemeral" as const,
@@ -42,10 +67,7 @@ export function tellWaitingOnDecision(
     user: message.user,
     text: words,
   };
-  deps.afterwards.run("tell a person the agent reads their message after a decision", (stopping) =>
-    waitingOutRateLimits(
-      () => deps.chat.deliver(notice, `waits-on-decision:${message.eventId}`),
-      stopping,
-    ),
+  deps.afterwards.run(how.what, (stopping) =>
+    waitingOutRateLimits(() => deps.chat.deliver(notice, how.outboxId), stopping),
   );
 }

@@ -10,7 +10,7 @@ import { isDirectMessage, openPlace } from "../runtime/decision-place.ts";
 import type { RuntimeDeps } from "../runtime/deps.ts";
 import { checkEscalationClick, decideEscalation } from "../runtime/escalation-decisions.ts";
 import { agentRecords, type Reader, readableCalls, readableStory } from "../runtime/read-access.ts";
-import { waitingOutRateLimits } from "../runtime/retry-after.ts";
+import { tellPrivately } from "../runtime/waiting-replies.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { homeMemberships } from "./home-members.ts";
@@ -73,23 +73,11 @@ export function createSlackHandlers(
       const limit = deps.agents.file.policies.rate_limits.new_tasks_per_person;
       const words = refusalWords(outcome, limit);
       // Its keys are kept, so no retry says it again: a notice Slack does not take is only logged.
-      // Sent once Slack has the event's answer, so a 429 waited out does not hold that answer. A
-      // shutdown does not wait the 429 out: the notice only informs (the message was refused and
-      // recorded either way), so losing it then costs less than holding the stop for Retry-After.
-      if (words) {
-        const notice = {
-          kind: "ephemeral" as const,
-          channel: message.channel,
-          ...(message.threadTs && { threadTs: message.threadTs }),
-          user: message.user,
-          text: words,
-        };
-        const outboxId = `${outcome.replaceAll("_", "-")}:${message.eventId}`;
-        deps.afterwards.run(
-          REFUSALS_TOLD[outcome] ?? "tell a person their message was refused",
-          (stopping) => waitingOutRateLimits(() => deps.chat.deliver(notice, outboxId), stopping),
-        );
-      }
+      if (words)
+        tellPrivately(deps, message, words, {
+          what: REFUSALS_TOLD[outcome] ?? "tell a person their message was refused",
+          outboxId: `${outcome.replaceAll("_", "-")}:${message.eventId}`,
+        });
       return outcome;
     },
     catchUpLater: (thread, afterMs) => deps.catchUps.enqueue(thread, afterMs),
