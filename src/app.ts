@@ -202,10 +202,10 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
       config.slack.apiUrl ? "SLACK_BOT_TOKEN and SLACK_API_URL" : "SLACK_BOT_TOKEN and the network",
       log,
     );
-    const noWait = noWaitClient(app, log);
+    const noWait = noWaitClient(app, log, config.slack.timeoutMs);
     deps.chat = createSlackChatSurface(app.client, {
       log,
-      poster: postingClient(app, log),
+      poster: postingClient(app, log, config.slack.timeoutMs),
       noWaitClient: noWait,
       self,
       ...(workspaceUrl && { workspaceUrl }),
@@ -263,6 +263,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
           ? {
               appToken: config.slack.appToken,
               ...(config.slack.apiUrl && { apiUrl: config.slack.apiUrl }),
+              timeoutMs: config.slack.timeoutMs,
             }
           : undefined,
       );

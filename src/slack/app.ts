@@ -10,6 +10,7 @@ import { registerEventListeners } from "./listeners/events.ts";
 import { registerFailureReplies } from "./listeners/failures.ts";
 import { missingScopes, missingScopesWords } from "./scopes.ts";
 import { acknowledgeWhenProcessed, finishEnvelopes } from "./socket-mode.ts";
+import { SlackDeliveryError, toBatonError } from "./web-api-errors.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
 export type BoltApp = InstanceType<typeof App>;
@@ -56,14 +57,14 @@ export async function initSlackApp(
 export async function startSlackApp(
   app: BoltApp,
   port: number,
-  socket?: { appToken: string; apiUrl?: string },
+  socket?: { appToken: string; apiUrl?: string; timeoutMs: number },
 ): Promise<void> {
   if (!socket) {
     await app.start(port);
     return;
   }
   try {
-    await tryAppToken({ ...socket, timeoutMs: timeouts.get(app) ?? DEFAULT_TIMEOUT_MS });
+    await tryAppToken(socket);
     await app.start();
   } catch (error) {
     await app.stop().catch(() => undefined);
@@ -78,15 +79,6 @@ export async function startSlackApp(
     );
   }
 }
-
-/** Slack's own trouble with apps.connections.open: the Socket Mode client's retries are for these. */
-const PASSING = new Set([
-  "ratelimited",
-  "internal_error",
-  "fatal_error",
-  "service_unavailable",
-  "request_timeout",
-]);
 
 /** Throws Slack's refusal of the app-level token; anything that may pass is left to the client. */
 async function tryAppToken(socket: {
@@ -105,10 +97,8 @@ async function tryAppToken(socket: {
   try {
     await client.apps.connections.open({});
   } catch (error) {
-    const code = (error as { code?: string; data?: { error?: string } }).code;
-    const said = (error as { data?: { error?: string } }).data?.error;
-    if (code === webApi.ErrorCode.PlatformError && said !== undefined && !PASSING.has(said))
-      throw error;
+    // Slack's own trouble (a 5xx, internal_error, a 429) is the Socket Mode client's to retry.
+    if (toBatonError("apps.connections.open", error) instanceof SlackDeliveryError) throw error;
   }
 }
 
@@ -174,12 +164,11 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     // clear message instead of an unhandled rejection later.
     deferInitialization: true,
   });
-  timeouts.set(app, options.timeoutMs);
   if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
   // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
   // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id.
-  const noWait = noWaitClient(app, options.log);
-  const posting = postingClient(app, options.log);
+  const noWait = noWaitClient(app, options.log, options.timeoutMs);
+  const posting = postingClient(app, options.log, options.timeoutMs);
   registerFailureReplies(app, options.log, posting);
   registerEventListeners(app, handlers, noWait);
   registerActionListeners(app, handlers, noWait, posting);
@@ -213,8 +202,8 @@ function routes(options: SlackAppOptions) {
  * back to the outbox instead, which looks in the thread for the message before it sends it again.
  * A 429 (Slack stored nothing) fails at once with its Retry-After, as with `noWaitClient`.
  */
-export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
-  return rateLimitRejectingClient(app, log, 0);
+export function postingClient(app: BoltApp, log: Logger, timeoutMs: number): WebApi.WebClient {
+  return rateLimitRejectingClient(app, log, 0, timeoutMs);
 }
 
 /**
@@ -226,29 +215,26 @@ export function postingClient(app: BoltApp, log: Logger): WebApi.WebClient {
  * mention's thread is read by a job after the wait, Slack already answered. Other failures are
  * retried as Bolt's are.
  */
-export function noWaitClient(app: BoltApp, log: Logger): WebApi.WebClient {
-  return rateLimitRejectingClient(app, log, 3);
+export function noWaitClient(app: BoltApp, log: Logger, timeoutMs: number): WebApi.WebClient {
+  return rateLimitRejectingClient(app, log, 3, timeoutMs);
 }
 
-function rateLimitRejectingClient(app: BoltApp, log: Logger, retries: number) {
+/**
+ * `timeoutMs` (SLACK_TIMEOUT_SECONDS): without one, a call to a Slack that went silent (a dropped
+ * connection) would wait out undici's 300 s, its run stuck the while. A post that times out may
+ * have reached Slack: it goes back to the outbox, which looks for it in the thread before sending
+ * it again.
+ */
+function rateLimitRejectingClient(app: BoltApp, log: Logger, retries: number, timeoutMs: number) {
   return new webApi.WebClient(app.client.token, {
     slackApiUrl: app.client.slackApiUrl,
     logger: boltLogger(log),
     fetch: leanFetch(),
     retryConfig: { retries },
     rejectRateLimitedCalls: true,
-    timeout: timeouts.get(app) ?? DEFAULT_TIMEOUT_MS,
+    timeout: timeoutMs,
   });
 }
-
-/**
- * Each app's Web API timeout, for the clients made beside Bolt's. Without one, a call to a Slack
- * that went silent (a dropped connection) would wait out undici's 300 s, its run stuck the while.
- * A post that times out may have reached Slack: it goes back to the outbox, which looks for it in
- * the thread before sending it again.
- */
-const timeouts = new WeakMap<BoltApp, number>();
-const DEFAULT_TIMEOUT_MS = 30_000;
 
 function boltLogger(log: Logger) {
   const child = log.child({ component: "bolt" });

@@ -161,7 +161,7 @@ export function createSlackChatSurface(
       case "notice":
         return post(intent, { text: noticeText(intent.text) }, outboxId);
       case "failure_notice": {
-        // As a cut answer's note: `/baton audit` takes the thread's link, not an id to copy.
+        // `/baton audit` takes the thread's link, not an id to copy.
         const { workspaceUrl } = options;
         const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
         const notice = failureNotice({

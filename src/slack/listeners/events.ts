@@ -115,7 +115,7 @@ async function accept(
   const text = messageText(e, botMention);
   // Nothing to read (a message of blocks alone): no turn for the model to guess at. A mention with
   // nothing after it goes on: the person is told to write their question.
-  if (text === "" && !isMention && !e.text.includes(botMention)) return undefined;
+  if (text === "" && !named) return undefined;
   return handlers.acceptMessage({
     eventId: body.data.event_id,
     channel: e.channel,

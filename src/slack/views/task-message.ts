@@ -62,8 +62,8 @@ export interface FailureNoticeInput {
   reason: string;
   /**
    * What `/baton audit` takes to find the task: a link to its thread. Without it the notice names
-   * the command and says to give it this thread's link, as a cut answer's note does: the task's id
-   * means nothing to the person who asked.
+   * the command and says to give it this thread's link: the task's id means nothing to the person
+   * who asked.
    */
   auditRef?: string;
   /** A tool's rate limit stopped it: a reply before the limit frees would only meet it again. */
