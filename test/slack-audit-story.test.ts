@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DESCRIBE } from "../src/runtime/audit-words.ts";
+import { DESCRIBE } from "../src/core/audit-words.ts";
 import { type AuditStoryEntry, auditStoryBlocks } from "../src/slack/views/audit-story.ts";
 import { assertWithinSlackLimits } from "./support/slack-limits.ts";
 

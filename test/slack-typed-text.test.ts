@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DESCRIBE } from "../src/runtime/audit-words.ts";
+import { DESCRIBE } from "../src/core/audit-words.ts";
 import { typedText } from "../src/slack/typed-text.ts";
 import { appHome } from "../src/slack/views/app-home.ts";
 import { auditStoryBlocks } from "../src/slack/views/audit-story.ts";

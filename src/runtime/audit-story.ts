@@ -1,3 +1,4 @@
+import { argsText, cut, DESCRIBE, type Part, plainWords, str } from "../core/audit-words.ts";
 import { headOf } from "../core/text.ts";
 import type { Executor } from "../db/database.ts";
 import {
@@ -9,7 +10,6 @@ import {
   resolveTaskRef,
 } from "../db/reports.repository.ts";
 import { NotFoundError } from "../errors.ts";
-import { argsText, cut, DESCRIBE, type Part, plainWords, str } from "./audit-words.ts";
 
 /** A task's whole story, one readable line per step, for Slack, the CLI and exports. */
 export interface AuditEntry {

@@ -1,4 +1,5 @@
 import type { People } from "../config/agents-schema.ts";
+import { argsText } from "../core/audit-words.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import { shorten } from "../core/text.ts";
 import type { Executor } from "../db/database.ts";
@@ -6,7 +7,6 @@ import * as escalationsDb from "../db/escalations.repository.ts";
 import { insertHandoff, writesDone } from "../db/ledger.repository.ts";
 import { maskSecrets } from "../log.ts";
 import { mentionOf } from "./approval-deadline.ts";
-import { argsText } from "./audit-words.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";

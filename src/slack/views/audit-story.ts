@@ -1,4 +1,4 @@
-import type { Named, Part } from "../../runtime/audit-words.ts";
+import type { Named, Part } from "../../core/audit-words.ts";
 import {
   BLOCKS_TEXT_BUDGET,
   clip,
@@ -140,7 +140,7 @@ function named(part: Named, agentName: (id: string) => string): string {
 }
 
 /** Who let a call run, in words: the person who approved it, or the policy that needed nobody. */
-function allowedWords(allowedBy: string, decidedBy: string): string {
+export function allowedWords(allowedBy: string, decidedBy: string): string {
   if (allowedBy.startsWith("approval:"))
     return isUserId(decidedBy) ? `approved by ${mention(decidedBy)}` : "approved by a person";
   const policy = /^policy:(.+)$/.exec(allowedBy)?.[1];

@@ -1,6 +1,7 @@
+import { argsText } from "../../core/audit-words.ts";
 import type { ProcessedCall } from "../../db/reports.repository.ts";
-import { argsText } from "../../runtime/audit-words.ts";
 import { clip, isUserId, mention, slackDate } from "../mrkdwn.ts";
+import { allowedWords } from "./audit-story.ts";
 
 /**
  * `/baton who`'s answer: one line a call, naming the agent and whoever decided as people read them
@@ -55,8 +56,8 @@ function outcome(call: ProcessedCall): string {
     const reason = call.reason ? `: "${clip(call.reason, 300)}"` : "";
     return `${status}, rejected by ${by}${when}${reason}`;
   }
-  const policy = /^policy:(.+)$/.exec(call.allowedBy ?? "")?.[1];
-  if (policy === "read") return `${status}, a read: no approval needed`;
-  if (policy) return `${status}, on its own (${clip(policy, 40)})`;
-  return status;
+  // Allowed by a policy that needed nobody: said as the audit story says it.
+  return call.allowedBy?.startsWith("policy:")
+    ? `${status}, ${allowedWords(call.allowedBy, "")}`
+    : status;
 }

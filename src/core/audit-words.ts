@@ -1,4 +1,4 @@
-import type { AskerRole } from "../core/policy.ts";
+import type { AskerRole } from "./policy.ts";
 
 /**
  * The words of a task's story, one line per audit event, built from the event's data. A line is a
@@ -28,7 +28,7 @@ export type Part = string | Named;
 type Piece = string | number | Named | readonly Piece[];
 
 /** A tagged template: `say\`Handed over to ${agent(id)}: ${text}\``, a line of parts. */
-export function say(strings: TemplateStringsArray, ...pieces: Piece[]): Part[] {
+function say(strings: TemplateStringsArray, ...pieces: Piece[]): Part[] {
   const parts: Part[] = [];
   const add = (piece: Piece) => {
     if (Array.isArray(piece)) for (const p of piece as readonly Piece[]) add(p);
@@ -47,9 +47,9 @@ export function plainWords(parts: readonly Part[]): string {
   return parts.map((p) => (typeof p === "string" ? p : p.plain)).join("");
 }
 
-export const agent = (id: string, plain = `agent:${id}`): Named => ({ agent: id, plain });
+const agent = (id: string, plain = `agent:${id}`): Named => ({ agent: id, plain });
 const typed = (value: unknown): Named => ({ typed: str(value), plain: str(value) });
-export const person = (id: string, plain = `human:${id}`): Named => ({ person: id, plain });
+const person = (id: string, plain = `human:${id}`): Named => ({ person: id, plain });
 
 type Data = Record<string, unknown>;
 
@@ -133,7 +133,7 @@ export const DESCRIBE: Record<string, (d: Data, who: string) => Part[]> = {
 export const str = (value: unknown): string =>
   typeof value === "string" ? value : value == null ? "" : json(value, 300);
 const num = (value: unknown): number => (typeof value === "number" ? value : Number(value) || 0);
-export const obj = (value: unknown): Data =>
+const obj = (value: unknown): Data =>
   value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Data) : {};
 const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(str) : []);
 
