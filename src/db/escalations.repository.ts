@@ -157,8 +157,14 @@ export async function liveEscalationCard(db: Executor, taskId: string) {
     ? {
         channel: row.card_channel,
         ts: row.card_ts,
-        holder: row.status === "taken_over" ? (row.decided_by ?? undefined) : undefined,
-        namedOwner: row.status === "open" && row.owner.kind === "user" ? row.owner.id : undefined,
+        takenOver: row.status === "taken_over",
+        // The one person it is paged to: who took it over, or the person it was given to.
+        person:
+          row.status === "taken_over"
+            ? (row.decided_by ?? undefined)
+            : row.owner.kind === "user"
+              ? row.owner.id
+              : undefined,
       }
     : undefined;
 }

@@ -2,11 +2,10 @@ import { headOf } from "../core/text.ts";
 import { pendingApprovalCard } from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import { liveEscalationCard } from "../db/escalations.repository.ts";
-import { enqueueOutbox, noticeWaiting } from "../db/outbox.repository.ts";
+import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { mentionOf } from "./approval-deadline.ts";
 import { isDirectMessage } from "./decision-place.ts";
-import { pageHolder } from "./held-replies.ts";
+import { pageHolder, pageOnce } from "./held-replies.ts";
 import { post } from "./messages.ts";
 
 /** As much of a reply as a notice quotes: the rest is in the task's story. */
@@ -30,12 +29,6 @@ export async function passOnReply(
   return (await passOnDirectReply(tx, task, reply)) || pageHolder(tx, task, reply);
 }
 
-/** An escalation's card, and the one person it is paged to: who took it over, or its named owner. */
-async function escalationCardOf(tx: Tx, taskId: string) {
-  const card = await liveEscalationCard(tx, taskId);
-  return card && { ...card, person: card.holder ?? card.namedOwner };
-}
-
 /**
  * A direct message's thread is its requester's alone. While people hold its task (an escalation open
  * or taken over) or decide on its call (an approval), a reply written there is passed on to the
@@ -46,18 +39,18 @@ async function escalationCardOf(tx: Tx, taskId: string) {
 async function passOnDirectReply(
   tx: Tx,
   task: TaskRow,
-  reply: { channel: string; text: string },
+  reply: { author: string; channel: string; text: string },
 ): Promise<boolean> {
   if (!isDirectMessage(task.channel_id) || reply.channel !== task.channel_id) return false;
   if (task.status !== "waiting_human") return false;
   const card: { channel: string; ts: string; person?: string | undefined } | undefined =
     task.owner_kind === "human"
-      ? await escalationCardOf(tx, task.id)
+      ? await liveEscalationCard(tx, task.id)
       : await pendingApprovalCard(tx, task.id);
   if (!card) return false;
   // Quoted every time, since they cannot read it elsewhere; paged once while a page waits to go.
-  const page = card.person && mentionOf(card.person);
-  const holder = page && !(await noticeWaiting(tx, task.id, page)) ? `${page} ` : "";
+  const page = await pageOnce(tx, task.id, card.person, reply.author);
+  const holder = page ? `${page} ` : "";
   await enqueueOutbox(tx, [
     post(task, {
       kind: "notice",

@@ -21,10 +21,9 @@ export async function pageHolder(
 ): Promise<boolean> {
   if (task.status !== "waiting_human" || task.owner_kind !== "human") return false;
   const card = await liveEscalationCard(tx, task.id);
-  const person = card?.holder ?? card?.namedOwner;
-  if (!card || !person || person !== task.owner_id || person === reply.author) return false;
-  const page = mentionOf(person);
-  if (await noticeWaiting(tx, task.id, page)) return false;
+  if (card?.person !== task.owner_id) return false;
+  const page = await pageOnce(tx, task.id, card.person, reply.author);
+  if (!page) return false;
   const where =
     card.channel === task.channel_id
       ? { channel: task.channel_id, threadTs: task.thread_ts }
@@ -33,8 +32,23 @@ export async function pageHolder(
     post(task, {
       kind: "notice",
       ...where,
-      text: `${page} There is a new reply here on the task ${card.holder ? "you took over" : "escalated to you"}.`,
+      text: `${page} There is a new reply here on the task ${card.takenOver ? "you took over" : "escalated to you"}.`,
     }),
   ]);
   return true;
+}
+
+/**
+ * The mention that pages `person` of a reply by `author`: none for their own reply, nor while an
+ * earlier page to them waits to be sent (it brings them to the thread, later replies and all).
+ */
+export async function pageOnce(
+  tx: Tx,
+  taskId: string,
+  person: string | undefined,
+  author: string,
+): Promise<string | undefined> {
+  if (!person || person === author) return undefined;
+  const page = mentionOf(person);
+  return (await noticeWaiting(tx, taskId, page)) ? undefined : page;
 }
