@@ -14,6 +14,7 @@ import {
 import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
+import { isAmong } from "./escalation-owners.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -275,11 +276,7 @@ async function approvedBeforeFallback(
   approval: ApprovalRow,
   userId: string,
 ): Promise<boolean> {
-  const before = await approvalsDb.approversBeforeFallback(deps.db, approval);
-  if (before.includes(userId)) return true;
-  // Group ids start with S (users with U or W).
-  const groups = before.filter((id) => id.startsWith("S"));
-  return (await memberGroups(deps, userId, groups)).length > 0;
+  return isAmong(deps, await approvalsDb.approversBeforeFallback(deps.db, approval), userId);
 }
 
 async function memberGroups(

@@ -6,6 +6,7 @@ import type { TaskRow } from "../db/schema.ts";
 import { findTask, lockTask, markTaskDone } from "../db/tasks.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { takenOverCard } from "./escalation-cards.ts";
+import { isAmong } from "./escalation-owners.ts";
 import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { type Reader, requireReadable } from "./read-access.ts";
@@ -98,10 +99,7 @@ async function refusalFor(
   if (task.owner_kind !== "human" || task.status !== "waiting_human")
     return { outcome: "not_with_a_person", owner };
   if (await hasOpenEscalation(deps.db, task.id)) return { outcome: "escalation_open" };
-  const owners = task.owner_id.split(",");
-  if (owners.includes(userId)) return undefined;
-  for (const group of owners.filter((id) => id.startsWith("S")))
-    if ((await deps.chat.groupMembers(group)).includes(userId)) return undefined;
+  if (await isAmong(deps, task.owner_id.split(","), userId)) return undefined;
   await audit(deps.db, {
     taskId: task.id,
     actor: { kind: "human", id: userId },

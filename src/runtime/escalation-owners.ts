@@ -1,7 +1,5 @@
-import type { findEscalation } from "../db/escalations.repository.ts";
 import type { RuntimeDeps } from "./deps.ts";
-
-type EscalationRow = NonNullable<Awaited<ReturnType<typeof findEscalation>>>;
+import type { EscalationRow } from "./escalation-cards.ts";
 
 /** Whether the person may decide an open escalation: its owner, or its fallback's people. */
 export async function mayDecide(
@@ -38,9 +36,17 @@ async function owns(
   userId: string,
 ): Promise<boolean> {
   if (owner.kind === "channel") return (await deps.chat.channelMembers(owner.id)).includes(userId);
-  for (const id of owner.id.split(",")) {
-    if (id === userId) return true;
+  return isAmong(deps, owner.id.split(","), userId);
+}
+
+/** Whether the person is one of `ids` (people and user groups), or in one of its groups. */
+export async function isAmong(
+  deps: RuntimeDeps,
+  ids: readonly string[],
+  userId: string,
+): Promise<boolean> {
+  if (ids.includes(userId)) return true;
+  for (const id of ids)
     if (/^S[A-Z0-9]+$/.test(id) && (await deps.chat.groupMembers(id)).includes(userId)) return true;
-  }
   return false;
 }
