@@ -2,9 +2,10 @@ import type { Askers } from "../core/policy.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
 import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
+import type { Executor } from "../db/database.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
-import type { ApprovalRow } from "../db/schema.ts";
+import type { ApprovalRow, TaskRow } from "../db/schema.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -190,7 +191,6 @@ export async function resumeAfterDecision(
 ): Promise<void> {
   const task = await lockTask(tx, row.task_id);
   if (!task) return;
-  const agent = deps.agents.persona(row.agent_id);
   const at = row.decided_at.toISOString();
   const state: ApprovalState =
     row.status === "approved"
@@ -220,24 +220,42 @@ export async function resumeAfterDecision(
       args: row.args,
     },
   });
-  await enqueueOutbox(tx, [
-    cardUpdate(
-      task,
-      approvalIntent(agent, decisionPlace(deps.agents.file, task), {
-        id: row.id,
-        tool: row.tool,
-        args: row.args,
-        argOrder: argumentNames(deps.tools.get(row.tool)),
-        why: row.why,
-        askers: await whoAsked(tx, row.id),
-        approvers: row.approvers,
-        expiresAt: row.expires_at,
-        state,
-        // The ts is read when the update goes out: an approval given to its fallback has a newer
-        // card, whose post goes out before this and whose ts may not be saved yet.
-      }),
-      { table: "approvals", id: row.id },
-    ),
-  ]);
+  await enqueueOutbox(tx, [await approvalCardUpdate(deps, tx, task, row, state)]);
   await deps.queue.enqueue(tx, task.id);
+}
+
+/** What an approval card is built from: its row as stored. */
+type ApprovalCardRow = Pick<
+  ApprovalRow,
+  "id" | "agent_id" | "tool" | "args" | "why" | "approvers" | "expires_at"
+>;
+
+/**
+ * The update of an approval's card to `state`, where its task decides (the ts is read when the
+ * update goes out: an approval given to its fallback has a newer card, whose post goes out before
+ * this and whose ts may not be saved yet).
+ */
+export async function approvalCardUpdate(
+  deps: RuntimeDeps,
+  tx: Executor,
+  task: TaskRow,
+  row: ApprovalCardRow,
+  state: ApprovalState,
+): Promise<OutboxMessage> {
+  const intent = approvalIntent(
+    deps.agents.persona(row.agent_id),
+    decisionPlace(deps.agents.file, task),
+    {
+      id: row.id,
+      tool: row.tool,
+      args: row.args,
+      argOrder: argumentNames(deps.tools.get(row.tool)),
+      why: row.why,
+      askers: await whoAsked(tx, row.id),
+      approvers: row.approvers,
+      expiresAt: row.expires_at,
+      state,
+    },
+  );
+  return cardUpdate(task, intent, { table: "approvals", id: row.id });
 }

@@ -1,7 +1,5 @@
 import type { ChatIntent } from "../core/ports.ts";
 import { shorten } from "../core/text.ts";
-import { argumentNames } from "../core/tools/builtin.ts";
-import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import { leaseHeld } from "../db/lease.repository.ts";
@@ -11,12 +9,11 @@ import type { TaskRow } from "../db/schema.ts";
 import { lockTask, type TaskChanges, updateTask } from "../db/tasks.repository.ts";
 import { consumeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { maskSecrets } from "../log.ts";
-import { approvalIntent } from "./approval-deadline.ts";
-import { decisionPlace } from "./decision-place.ts";
+import { approvalCardUpdate } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { doneItems, startEscalation } from "./escalations.ts";
-import { cardUpdate, post } from "./messages.ts";
+import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { answerParkedCall, WITHDRAWN_RESULT } from "./settle-approvals.ts";
 
@@ -143,25 +140,10 @@ async function withdrawApprovals(deps: RuntimeDeps, tx: Tx, fx: AgentEffects): P
     });
     fx.afterCommit.push(() => deps.metrics.toolCalls.inc({ tool: row.tool, outcome: "withdrawn" }));
     fx.outbox.push(
-      cardUpdate(
-        fx.task,
-        approvalIntent(
-          deps.agents.persona(row.agent_id),
-          decisionPlace(deps.agents.file, fx.task),
-          {
-            id: row.id,
-            tool: row.tool,
-            args: row.args,
-            argOrder: argumentNames(deps.tools.get(row.tool)),
-            why: row.why,
-            askers: await whoAsked(tx, row.id),
-            approvers: row.approvers,
-            expiresAt: row.expires_at,
-            state: { status: "withdrawn", at: row.decided_at.toISOString() },
-          },
-        ),
-        { table: "approvals", id: row.id },
-      ),
+      await approvalCardUpdate(deps, tx, fx.task, row, {
+        status: "withdrawn",
+        at: row.decided_at.toISOString(),
+      }),
     );
     fx.audits.push({
       taskId: fx.task.id,

@@ -1,5 +1,3 @@
-import { argumentNames } from "../core/tools/builtin.ts";
-import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
 import {
@@ -11,10 +9,9 @@ import {
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockHeldTask, updateTask } from "../db/tasks.repository.ts";
-import { approvalIntent } from "./approval-deadline.ts";
-import { decisionPlace } from "./decision-place.ts";
+import { approvalCardUpdate } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { cardUpdate, toolMessage } from "./messages.ts";
+import { toolMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { executeTool } from "./tool-actions.ts";
 
@@ -55,7 +52,12 @@ export async function settleDecidedApprovals(
         content = {
           error: `A person approved this call, but it was not run: ${gone}. Tell the requester it could not be done, or propose something else.`,
         };
-        cards.push(await notRunCard(deps, tx, task, d));
+        // The card said "Approved" at the click; it now says the call was not run.
+        const at = (d.decided_at ?? new Date()).toISOString();
+        const by = d.decided_by ?? "";
+        cards.push(
+          await approvalCardUpdate(deps, tx, task, d, { status: "approved", by, at, notRun: true }),
+        );
       } else if (d.status === "approved" && tool) {
         const outcome = await executeTool(
           tx,
@@ -99,32 +101,6 @@ export async function settleDecidedApprovals(
     await deliverOutbox(deps, { taskId, holdsLease: true });
   }
   return any;
-}
-
-/** The card said "Approved" at the click; it now says the call was not run, so nobody thinks it was. */
-async function notRunCard(
-  deps: RuntimeDeps,
-  tx: Tx,
-  task: TaskRow,
-  d: Awaited<ReturnType<typeof approvalsDb.decidedUnsettled>>[number],
-): Promise<OutboxMessage> {
-  const at = (d.decided_at ?? new Date()).toISOString();
-  const intent = approvalIntent(
-    deps.agents.persona(d.agent_id),
-    decisionPlace(deps.agents.file, task),
-    {
-      id: d.id,
-      tool: d.tool,
-      args: d.args,
-      argOrder: argumentNames(deps.tools.get(d.tool)),
-      why: d.why,
-      askers: await whoAsked(tx, d.id),
-      approvers: d.approvers,
-      expiresAt: d.expires_at,
-      state: { status: "approved", by: d.decided_by ?? "", at, notRun: true },
-    },
-  );
-  return cardUpdate(task, intent, { table: "approvals", id: d.id });
 }
 
 /**
