@@ -51,17 +51,12 @@ export interface IncomingMessage {
  * Refused, and the person is told once (its keys are kept, so its twin event and Slack's retries
  * are duplicates), nothing else kept: "rate_limited", the person started as many tasks as
  * `new_tasks_per_person` allows; "empty_mention", a mention with nothing after it;
- * "mention_in_edit", an edit outside any task mentions Baton (Slack sends no `app_mention` for it).
+ * "mention_in_edit", an edit outside any task mentions Baton (Slack sends no `app_mention` for it);
+ * "reply_to_notice", a reply in a direct message under a post of Baton's (see `underBotPost`).
  */
-export type AcceptOutcome =
-  | "started"
-  | "continued"
-  | "duplicate"
-  | "ignored"
-  | "rate_limited"
-  | "empty_mention"
-  | "mention_in_edit"
-  | "reply_to_notice";
+type RefusedOutcome = "rate_limited" | "empty_mention" | "mention_in_edit" | "reply_to_notice";
+
+export type AcceptOutcome = "started" | "continued" | "duplicate" | "ignored" | RefusedOutcome;
 
 class Duplicate extends Error {
   readonly agentTask: string | undefined;
@@ -70,10 +65,13 @@ class Duplicate extends Error {
     this.agentTask = agentTask;
   }
 }
-class OverRateLimit extends Error {}
-class MentionInEdit extends Error {}
-class EmptyMention extends Error {}
-class ReplyToNotice extends Error {}
+class Refused extends Error {
+  readonly outcome: RefusedOutcome;
+  constructor(outcome: RefusedOutcome) {
+    super(outcome);
+    this.outcome = outcome;
+  }
+}
 
 /**
  * Accepting a message means storing it and queueing its work in one transaction, before Slack
@@ -113,16 +111,17 @@ export async function acceptMessage(
         newTaskId: newId,
         starts: message.mentioned && !message.editTs,
       });
-      if (!existing && message.mentioned && message.editTs) throw new MentionInEdit();
-      if (!existing && message.mentioned && namesOnly(deps, message.text)) throw new EmptyMention();
-      if (!existing && message.underBotPost) throw new ReplyToNotice();
+      if (!existing && message.mentioned && message.editTs) throw new Refused("mention_in_edit");
+      if (!existing && message.mentioned && namesOnly(deps, message.text))
+        throw new Refused("empty_mention");
+      if (!existing && message.underBotPost) throw new Refused("reply_to_notice");
       // Chatter in threads that are not tasks is not Baton's: nothing of it is stored.
       if (!existing && !message.mentioned) return "ignored";
       if (!fresh) throw new Duplicate(existing?.owner_kind === "agent" ? existing.id : undefined);
       const taskId = existing?.id ?? newId;
       if (!existing) {
         // Nothing of it is kept but its keys (below): a new message may start once the window moves on.
-        if (await overTaskLimit(deps, tx, message.user)) throw new OverRateLimit();
+        if (await overTaskLimit(deps, tx, message.user)) throw new Refused("rate_limited");
         const { agent, text } = chooseAgent(deps, message);
         const conversation = [
           { taskId, stintNo: 1, stepNo: 0, message: { role: "user" as const, content: text } },
@@ -250,10 +249,7 @@ export async function acceptMessage(
         await wakeIfMissed(deps, error.agentTask);
       return "duplicate";
     }
-    if (error instanceof OverRateLimit) return refused(deps, keys, "rate_limited");
-    if (error instanceof MentionInEdit) return refused(deps, keys, "mention_in_edit");
-    if (error instanceof EmptyMention) return refused(deps, keys, "empty_mention");
-    if (error instanceof ReplyToNotice) return refused(deps, keys, "reply_to_notice");
+    if (error instanceof Refused) return refused(deps, keys, error.outcome);
     // The connection may have dropped with only the COMMIT's answer lost: the task is written then,
     // leased to a run that will not start. Given up before Slack hears of the failure, so its retry
     // finds the task free and wakes it, rather than leave it to the job, due when the lease ends.
@@ -278,7 +274,7 @@ function messageKeys(message: IncomingMessage): string[] {
 async function refused(
   deps: RuntimeDeps,
   keys: readonly string[],
-  outcome: "rate_limited" | "empty_mention" | "mention_in_edit" | "reply_to_notice",
+  outcome: RefusedOutcome,
 ): Promise<AcceptOutcome> {
   return (await recordRefused(deps.db, keys)) ? outcome : "duplicate";
 }

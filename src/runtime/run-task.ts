@@ -237,8 +237,8 @@ async function runTurn(
     }
     const latencyMs = replay?.latencyMs ?? performance.now() - started;
     // The agents file may have been reloaded while the model answered: the reply acts under the file
-    // in use now, all of it under one file (the getters read the process's, which a reload swaps).
-    const now: RuntimeDeps = { ...deps, agents: deps.agents, tools: deps.tools };
+    // in use now, all of it under one (the spread reads deps' getters once; a reload swaps them).
+    const now: RuntimeDeps = { ...deps };
     const acting = now.agents.get(task.owner_id);
     if (!acting)
       return halt(task, { reason: `the agent "${task.owner_id}" is no longer in the agents file` });

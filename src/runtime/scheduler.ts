@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import cron, { type ScheduledTask } from "node-cron";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { sleepUnlessStopping } from "./retry-after.ts";
 
 export interface SchedulerOptions {
   /** Cron expression: 5 fields, or 6 with seconds first. */
@@ -57,8 +57,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
         const retryInMs = retryDelays[attempt];
         log.error({ err: error, fireAt: fireAt.toISOString(), retryInMs }, "scheduled run failed");
         if (retryInMs === undefined) return;
-        const waited = await sleep(retryInMs, true, { signal: stopping.signal }).catch(() => false);
-        if (!waited) return;
+        if (!(await sleepUnlessStopping(retryInMs, stopping.signal))) return;
       }
     }
   };
