@@ -59,7 +59,7 @@ async function escalated() {
     "caught fire",
     "Safety incident",
     "high urgency",
-    "today 17:00 UTC",
+    "by end of day",
     "40%",
     "Support",
     "Order 1077",

@@ -294,7 +294,7 @@ export const ESCALATION_NOTE = {
   done: ["Looked up order 1077: delivered, 149 USD", "Checked return eligibility: eligible"],
   reason: "Safety incident and a compensation claim: outside what I may decide.",
   urgency: "high",
-  deadline: "today 17:00 UTC",
+  deadline: "end of day",
   confidence: 0.4,
   lane: "support",
   artifact: "Order 1077",
