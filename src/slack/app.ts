@@ -166,12 +166,14 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   });
   if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
   // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
-  // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id.
+  // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id. What
+  // Slack must not get twice (words to a person, a form) goes through `posting`, which also
+  // retries nothing (see postingClient).
   const noWait = noWaitClient(app, options.log, options.timeoutMs);
   const posting = postingClient(app, options.log, options.timeoutMs);
   registerFailureReplies(app, options.log, posting);
   registerEventListeners(app, handlers, noWait);
-  registerActionListeners(app, handlers, noWait, posting);
+  registerActionListeners(app, handlers, posting);
   registerCommandListeners(app, handlers);
   app.error(async (error) => {
     options.log.error({ err: error.original ?? error, code: error.code }, "slack listener failed");
@@ -197,9 +199,11 @@ function routes(options: SlackAppOptions) {
 }
 
 /**
- * A client for chat.postMessage alone, which retries nothing. A 5xx or a dropped connection may come
- * after Slack stored the message, and the client's own retry would post it twice; the failure goes
- * back to the outbox instead, which looks in the thread for the message before it sends it again.
+ * A client for the calls Slack must not get twice, which retries nothing: chat.postMessage,
+ * chat.postEphemeral, and views.open (its trigger_id is single-use). A 5xx or a dropped connection
+ * may come after Slack took the call, and the client's own retry would post the message or show
+ * the words twice. A post's failure goes back to the outbox instead, which looks in the thread for
+ * the message before it sends it again; words to a person that may not have gone are logged.
  * A 429 (Slack stored nothing) fails at once with its Retry-After, as with `noWaitClient`.
  */
 export function postingClient(app: BoltApp, log: Logger, timeoutMs: number): WebApi.WebClient {
@@ -211,9 +215,8 @@ export function postingClient(app: BoltApp, log: Logger, timeoutMs: number): Web
  * sleeps it out inside the call (and pauses its other calls the while). A run waits it out itself,
  * keeping its lease; other deliverers leave the row to the next sweep; App Home shows a channel as
  * unknown for now rather than keep the person waiting, and a Home Slack did not take is published
- * at the next opening; a form that did not open tells its clicker when to click again; a late
- * mention's thread is read by a job after the wait, Slack already answered. Other failures are
- * retried as Bolt's are.
+ * at the next opening; a late mention's thread is read by a job after the wait, Slack already
+ * answered. Other failures are retried as Bolt's are: only for calls Slack may get twice.
  */
 export function noWaitClient(app: BoltApp, log: Logger, timeoutMs: number): WebApi.WebClient {
   return rateLimitRejectingClient(app, log, 3, timeoutMs);

@@ -15,7 +15,7 @@ import { blocksRefused, call, isNotAMember, SlackDeliveryError } from "./web-api
 export interface SlackChatSurfaceOptions {
   log: Logger;
   /**
-   * The client that posts messages (default: `client`). chat.postMessage is not idempotent: an
+   * The client that posts messages and ephemerals (default: `client`). Neither is idempotent: an
    * answer lost after Slack stored the message would, retried by the client, post it twice; see
    * `postingClient`.
    */
@@ -24,8 +24,8 @@ export interface SlackChatSurfaceOptions {
    * A client whose 429s fail at once with Slack's Retry-After (`rejectRateLimitedCalls`), where
    * `client` would wait them out and pause its other calls meanwhile: for the outbox's other calls
    * (a run waits a 429 out itself, holding no lock; a sweep leaves the row to the next sweep),
-   * App Home's member lookups (which show less rather than keep the person waiting) and the
-   * ephemeral notice (waited out by its sender). Default: `client`.
+   * and App Home's member lookups (which show less rather than keep the person waiting). Default:
+   * `client`.
    */
   noWaitClient?: webApi.WebClient;
   /** Baton's ids from auth.test, if known: findPosted accepts only messages it posted. */
@@ -172,10 +172,11 @@ export function createSlackChatSurface(
         return post(intent, notice, outboxId);
       }
       case "ephemeral": {
-        // Sent at once, not from the outbox (a person over their task limit). A 429 fails at once:
-        // the caller waits it out, past the event's answer, pausing none of `client`'s calls.
+        // Sent at once, not from the outbox (a person over their task limit), and once: nothing
+        // could find it to tell whether a failed try was shown. A 429 fails at once: the caller
+        // waits it out, past the event's answer, pausing none of `client`'s calls.
         await call("chat.postEphemeral", () =>
-          noWait.chat.postEphemeral({
+          poster.chat.postEphemeral({
             channel: intent.channel,
             user: intent.user,
             text: safeText(intent.text),

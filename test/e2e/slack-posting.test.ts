@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "kysely";
 import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { clip, plainText } from "../../src/slack/mrkdwn.ts";
-import { APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
 import {
   CHANNEL,
@@ -167,6 +168,50 @@ describe("slack-post-silent", async () => {
       thread.map((m, i) => ["sent", m.ts, i === 0 ? 1 : 0]),
       "the timed-out post went back to the outbox once",
     );
+  });
+});
+
+describe("ephemeral-once", async () => {
+  // An ephemeral cannot be found afterwards, so a try whose answer was lost (a 5xx, a timeout) is
+  // not made again: Slack may have shown it already, and a retry would show it twice.
+
+  let h: Harness;
+  let release = () => {};
+  before(async () => {
+    h = await startHarness({ script: () => ({ content: "unused" }), slackTimeoutSeconds: 1 });
+  });
+  after(async () => {
+    release();
+    await h.close();
+  });
+
+  const shownTo = (user: string) => h.slack.ephemerals.filter((e) => e.user === user);
+  const triedFor = (user: string) =>
+    h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
+
+  test("a failed click's notice that Slack showed, then answered with a 500, is shown once, and not sent by DM", async () => {
+    h.slack.failNext("chat.postEphemeral", { error: "internal_error", status: 500, stored: true });
+    // A button whose value is no approval's id fails in the listener.
+    const card = { id: "not-an-id", card_ts: "1700000000.000100" };
+    const click = await h.clickCard("U0ONE", APPROVAL_APPROVE, card, "1700000000.000100");
+    assert.equal(click.status, 200);
+    assert.equal(triedFor("U0ONE").length, 1, "asked once");
+    assert.match(String(shownTo("U0ONE")[0]?.text), /nothing was done/);
+    assert.equal(shownTo("U0ONE").length, 1);
+    const dms = h.slack.callsTo("chat.postMessage").filter((c) => c.args.channel === "U0ONE");
+    assert.equal(dms.length, 0, "the notice may have been shown: not said again by DM");
+  });
+
+  test("words to a clicker that Slack showed and never answered time out, and are shown once", async () => {
+    const held = h.slack.holdAnswer("chat.postEphemeral");
+    release = held.release;
+    const card = { id: randomUUID(), card_ts: "1700000000.000200" };
+    await h.clickCard("U0TWO", APPROVAL_APPROVE, card, "1700000000.000200");
+    await held.arrived;
+    await h.baton.deps.afterwards.drain();
+    assert.equal(triedFor("U0TWO").length, 1, "asked once");
+    assert.match(String(shownTo("U0TWO")[0]?.text), /no longer in Baton's records/);
+    assert.equal(shownTo("U0TWO").length, 1);
   });
 });
 

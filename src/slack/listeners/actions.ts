@@ -49,13 +49,12 @@ const submission = z.object({
 
 /**
  * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
- * Forms open, and words to the clicker go, through `noWait`, which fails a 429 at once (see forms);
- * words in a DM through `posting`, which retries nothing.
+ * Forms open, and words to the person go, through `posting`, which retries nothing and fails a 429
+ * at once (see forms).
  */
 export function registerActionListeners(
   app: BoltApp,
   handlers: SlackHandlers,
-  noWait: webApi.WebClient,
   posting: webApi.WebClient,
 ): void {
   app.action(APPROVAL_APPROVE, async ({ ack, body }) => {
@@ -69,14 +68,14 @@ export function registerActionListeners(
     });
     handlers.afterwards("tell the approver", async (stopping) => {
       const words = decisionWords(outcome, await handlers.approvalInfo(approvalId));
-      await tellClicker(noWait, c, words, stopping);
+      await tellClicker(posting, c, words, stopping);
     });
   });
 
   app.action(APPROVAL_REJECT, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
-    await askRejectReason(handlers, noWait, c, uuid.parse(c.actions[0]?.value));
+    await askRejectReason(handlers, posting, c, uuid.parse(c.actions[0]?.value));
   });
 
   app.view(REJECT_REASON_CALLBACK, async ({ ack, body }) => {
@@ -119,7 +118,7 @@ export function registerActionListeners(
     const words = escalationWords(result, c.user.id);
     if (words)
       handlers.afterwards("tell the person who clicked take over", (stopping) =>
-        tellClicker(noWait, c, words, stopping),
+        tellClicker(posting, c, words, stopping),
       );
   });
 
@@ -137,7 +136,7 @@ export function registerActionListeners(
         const refusal = escalationWords(result, c.user.id);
         return refusal ? { refusal } : { view };
       });
-    await openWhenAllowed(handlers, noWait, c, {
+    await openWhenAllowed(handlers, posting, c, {
       title: "Send back",
       check,
       lateView: view,

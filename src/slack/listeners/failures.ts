@@ -1,6 +1,8 @@
 import type { RespondFn } from "@slack/bolt";
+import { RetryAfterError, TransientError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { BoltApp } from "../app.ts";
+import { toBatonError } from "../web-api-errors.ts";
 import { failureWords } from "../words.ts";
 
 /** Who clicked, submitted or typed the command, and where to answer them. */
@@ -19,10 +21,10 @@ interface Person {
 export function registerFailureReplies(
   app: BoltApp,
   log: Logger,
-  posting: { chat: Pick<BoltApp["client"]["chat"], "postMessage"> },
+  posting: { chat: Pick<BoltApp["client"]["chat"], "postMessage" | "postEphemeral"> },
 ): void {
   app.use(async (args) => {
-    const { body, client, next } = args;
+    const { body, next } = args;
     // Commands and clicks carry a response_url; Bolt hands its sender to every middleware.
     const respond = "respond" in args ? (args.respond as RespondFn | undefined) : undefined;
     const person = personOf(body);
@@ -39,13 +41,18 @@ export function registerFailureReplies(
           return;
         }
         if (!person.channel) throw new Error("no channel: a direct message instead");
-        await client.chat.postEphemeral({
+        // Through `posting`, which retries nothing: one after Slack showed them would say it twice.
+        await posting.chat.postEphemeral({
           channel: person.channel,
           user: person.user,
           text,
           ...(person.threadTs && { thread_ts: person.threadTs }),
         });
-      } catch {
+      } catch (thrown) {
+        if (mayHaveShown(toBatonError("chat.postEphemeral", thrown))) {
+          log.warn({ err: thrown }, "could not tell the person it failed");
+          return;
+        }
         // A modal has no channel, and a channel Baton is not in refuses ephemerals. Posted without
         // retries: one after Slack stored the DM would say it twice.
         await posting.chat
@@ -54,6 +61,11 @@ export function registerFailureReplies(
       }
     }
   });
+}
+
+/** A 5xx or a timeout may come after Slack showed the words; a 429 or a refusal showed nothing. */
+function mayHaveShown(error: unknown): boolean {
+  return error instanceof TransientError && !(error instanceof RetryAfterError);
 }
 
 function personOf(body: unknown): Person | undefined {

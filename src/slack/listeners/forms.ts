@@ -15,10 +15,11 @@ export interface Clicker {
 }
 
 /**
- * Fails a 429 at once, where Bolt's client sleeps it out inside the call, unstoppably, pausing its
- * other calls meanwhile. A trigger_id lives 3 s, so a form opened after Slack's wait (often longer)
- * would not open anyway, and the person would wait for nothing; words to the person wait the 429
- * out in `waitingOut`, which a stop ends.
+ * `postingClient`: retries nothing, and fails a 429 at once. A retry after Slack showed the words
+ * would show them twice, and one after Slack opened the form would be refused (a trigger_id is
+ * single-use) and tell the person it did not open. Bolt's client also sleeps a 429 out inside the
+ * call, unstoppably; a trigger_id lives 3 s, so a form opened after Slack's wait would not open
+ * anyway. Words to the person wait the 429 out in `waitingOut`, which a stop ends.
  */
 type Client = webApi.WebClient;
 
@@ -44,19 +45,19 @@ export interface FormCheck {
  */
 export async function openWhenAllowed(
   handlers: SlackHandlers,
-  noWait: Client,
+  posting: Client,
   c: Clicker,
   form: { title: "Reject" | "Send back"; check: Promise<FormCheck>; lateView: unknown },
 ): Promise<void> {
   const early = await within(form.check, CHECK_WAIT_MS);
   const triggerId = c.trigger_id;
   if (early) {
-    if (early.refusal) tell(handlers, noWait, c, early.refusal);
-    else if (early.view && triggerId) openForm(handlers, noWait, c, triggerId, early.view);
+    if (early.refusal) tell(handlers, posting, c, early.refusal);
+    else if (early.view && triggerId) openForm(handlers, posting, c, triggerId, early.view);
     return;
   }
   handlers.afterwards(`open the ${form.title} form`, async (stopping) => {
-    const opened = triggerId && (await openView(noWait, c, triggerId, form.lateView, stopping));
+    const opened = triggerId && (await openView(posting, c, triggerId, form.lateView, stopping));
     let words: string | undefined;
     let failure: unknown;
     try {
@@ -67,11 +68,11 @@ export async function openWhenAllowed(
     }
     if (!words) return;
     if (opened)
-      await noWait.views
+      await posting.views
         .update({ view_id: opened.id, hash: opened.hash, view: refusedModal(form.title, words) })
         // Closed or submitted meanwhile (a submission is refused on its own): the ephemeral says it.
         .catch(() => undefined);
-    await tellClicker(noWait, c, words, stopping);
+    await tellClicker(posting, c, words, stopping);
     if (failure) throw failure;
   });
 }
@@ -79,7 +80,7 @@ export async function openWhenAllowed(
 /** Reject asks for a reason, only of a person who may decide (see openWhenAllowed). */
 export function askRejectReason(
   handlers: SlackHandlers,
-  noWait: Client,
+  posting: Client,
   c: Clicker,
   approvalId: string,
 ): Promise<void> {
@@ -90,7 +91,7 @@ export function askRejectReason(
     if (refused) return { refusal: decisionWords(refused, info) };
     return info ? { view: rejectReasonModal({ approvalId, toolName: info.toolName }) } : {};
   });
-  return openWhenAllowed(handlers, noWait, c, {
+  return openWhenAllowed(handlers, posting, c, {
     title: "Reject",
     check,
     lateView: rejectReasonModal({ approvalId }),
@@ -98,10 +99,10 @@ export function askRejectReason(
 }
 
 /** Words to the person who clicked, beside the card, once Slack has its answer. */
-function tell(handlers: SlackHandlers, noWait: Client, c: Clicker, words: string | undefined) {
+function tell(handlers: SlackHandlers, posting: Client, c: Clicker, words: string | undefined) {
   if (words && c.channel)
     handlers.afterwards("tell the person why they may not decide", (stopping) =>
-      tellClicker(noWait, c, words, stopping),
+      tellClicker(posting, c, words, stopping),
     );
 }
 
@@ -111,33 +112,33 @@ function tell(handlers: SlackHandlers, noWait: Client, c: Clicker, words: string
  */
 function openForm(
   handlers: SlackHandlers,
-  noWait: Client,
+  posting: Client,
   c: Clicker,
   triggerId: string,
   view: unknown,
 ): void {
-  handlers.afterwards("open a form", (stopping) => openView(noWait, c, triggerId, view, stopping));
+  handlers.afterwards("open a form", (stopping) => openView(posting, c, triggerId, view, stopping));
 }
 
 async function openView(
-  noWait: Client,
+  posting: Client,
   c: Clicker,
   triggerId: string,
   view: unknown,
   stopping: AbortSignal,
 ): Promise<{ id: string; hash: string } | undefined> {
   try {
-    const opened = await noWait.views.open({ trigger_id: triggerId, view: view as never });
+    const opened = await posting.views.open({ trigger_id: triggerId, view: view as never });
     const { id, hash } = opened.view ?? {};
     return id && hash ? { id, hash } : undefined;
   } catch (error) {
-    await tellClicker(noWait, c, failureWords(toBatonError("views.open", error)), stopping);
+    await tellClicker(posting, c, failureWords(toBatonError("views.open", error)), stopping);
     throw error;
   }
 }
 
 /**
- * A call through `noWait`, its 429s waited out here. Only for words to a person about a click
+ * A call through `posting`, its 429s waited out here. Only for words to a person about a click
  * already decided (or that decided nothing): a stop ends the wait and drops them, which loses no
  * decision and does not hold the shutdown for Slack's Retry-After.
  */
@@ -166,7 +167,7 @@ async function ephemeral(
 
 /** Words, only the person who clicked sees, beside the card they clicked (none without a channel). */
 export async function tellClicker(
-  noWait: Client,
+  posting: Client,
   c: Clicker,
   words: string | undefined,
   stopping: AbortSignal,
@@ -175,7 +176,7 @@ export async function tellClicker(
   if (words && channel)
     await waitingOut(
       "chat.postEphemeral",
-      () => ephemeral(noWait, channel, c.user.id, words, c.container?.thread_ts),
+      () => ephemeral(posting, channel, c.user.id, words, c.container?.thread_ts),
       stopping,
     );
 }
