@@ -125,7 +125,9 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
   const clientOptions = {
     ...(options.apiUrl && { slackApiUrl: options.apiUrl }),
     retryConfig: { retries: 3 },
-    fetch: leanFetch(),
+    // Bolt's respond() posts to a response_url with this fetch, with no timeout of its own: the
+    // dispatcher's (SLACK_TIMEOUT_SECONDS and a second) ends one Slack never answers.
+    fetch: leanFetch({ timeoutMs: options.timeoutMs }),
     timeout: options.timeoutMs,
   };
   const receiver = options.appToken

@@ -213,6 +213,26 @@ describe("ephemeral-once", async () => {
     assert.match(String(shownTo("U0TWO")[0]?.text), /no longer in Baton's records/);
     assert.equal(shownTo("U0TWO").length, 1);
   });
+
+  test("an answer to /baton that Slack never answers times out, and is not sent again", async () => {
+    const held = h.slack.holdAnswer("response_url");
+    release = held.release;
+    await deliverCommand(h.endpoint, SIGNING_SECRET, {
+      command: "/baton",
+      text: "help",
+      user_id: "U0THREE",
+      channel_id: CHANNEL,
+      response_url: h.slack.responseUrl,
+    });
+    await held.arrived;
+    // Well past SLACK_TIMEOUT_SECONDS (1 s), well short of undici's own 300 s.
+    const gaveUp = await Promise.race([
+      h.baton.deps.afterwards.drain().then(() => true),
+      sleep(5_000).then(() => false),
+    ]);
+    assert.ok(gaveUp, "the answer timed out with the other Slack calls");
+    assert.equal(h.slack.callsTo("response_url").length, 1, "asked once");
+  });
 });
 
 describe("outbox-rate-limit-wait", async () => {
