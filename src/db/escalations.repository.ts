@@ -141,13 +141,21 @@ export async function reassignEscalation(tx: Tx, id: string, owner: { kind: stri
 
 /**
  * The card of the task's escalation people hold or decide on now (open, or taken over), where it is
- * in Slack: undefined when none is, or its card is not in Slack yet. `holder`: who took it over;
- * `namedOwner`: the one person an open one was given to (not a group, several, or a channel).
+ * in Slack: undefined when none is, or its card is not in Slack yet. `person`: who took it over, or
+ * the one person an open one was given to; `owner`: whom it was given to (a person, a user group,
+ * several, a channel); `summary`: its note's.
  */
 export async function liveEscalationCard(db: Executor, taskId: string) {
   const row = await db
     .selectFrom("escalations")
-    .select(["status", "decided_by", "owner", "card_channel", "card_ts"])
+    .select([
+      "status",
+      "decided_by",
+      "owner",
+      "card_channel",
+      "card_ts",
+      sql<string>`note->>'summary'`.as("summary"),
+    ])
     .where("task_id", "=", taskId)
     .where("status", "in", ["open", "taken_over"])
     .orderBy("created_at", "desc")
@@ -158,7 +166,8 @@ export async function liveEscalationCard(db: Executor, taskId: string) {
         channel: row.card_channel,
         ts: row.card_ts,
         takenOver: row.status === "taken_over",
-        // The one person it is paged to: who took it over, or the person it was given to.
+        owner: row.owner,
+        summary: row.summary,
         person:
           row.status === "taken_over"
             ? (row.decided_by ?? undefined)

@@ -210,7 +210,7 @@ export async function acceptMessage(
       if (task.status === "done" && task.owner_kind === "human")
         await reopenForItsPerson(deps, tx, task, reply);
       // Passed on to the people who hold or decide the task, where they work from.
-      else if (await passOnReply(tx, task, reply)) passedOn = task.id;
+      else if (await passOnReply(deps, tx, task, reply)) passedOn = task.id;
       // A task waiting on a person has no turn to run; a reopened one's run sends the notice.
       if (task.status !== "waiting_human") await deps.queue.enqueue(tx, task.id);
       else if (task.owner_kind === "agent") {

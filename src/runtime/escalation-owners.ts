@@ -1,3 +1,4 @@
+import type { MemberLookupOptions } from "../core/ports.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { EscalationRow } from "./escalation-cards.ts";
 
@@ -44,9 +45,11 @@ export async function isAmong(
   deps: RuntimeDeps,
   ids: readonly string[],
   userId: string,
+  lookup?: MemberLookupOptions,
 ): Promise<boolean> {
   if (ids.includes(userId)) return true;
   for (const id of ids)
-    if (/^S[A-Z0-9]+$/.test(id) && (await deps.chat.groupMembers(id)).includes(userId)) return true;
+    if (/^S[A-Z0-9]+$/.test(id) && (await deps.chat.groupMembers(id, lookup)).includes(userId))
+      return true;
   return false;
 }

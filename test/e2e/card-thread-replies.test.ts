@@ -3,11 +3,13 @@ import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import {
+  agentsFileWith,
   CHANNEL,
   type Harness,
   harnessPerTest,
   REQUESTER,
   SIGNING_SECRET,
+  SUPPORT_LANE,
 } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
@@ -179,4 +181,97 @@ test("a reply to an open escalation a named person owns pages them in its thread
   const after = await taskOfThread(h.db.db, ts);
   assert.deepEqual([after?.status, after?.owner_id], ["waiting_human", OWNER]);
   assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran on the reply");
+});
+
+// An open escalation owned by a lane's user group or channel paged nobody for a reply: its people
+// heard of the card once, and "it is smoking again" sat in a thread none of them followed.
+
+/** Customer Service escalates to the support lane, given to `lane` (agents.yml gives it #support). */
+async function escalatedTo(lane?: string) {
+  const agentsFile = lane === undefined ? undefined : agentsFileWith([SUPPORT_LANE, lane]);
+  const h = await startHarness({
+    script: scriptByAgent(escalationScript()),
+    ...(agentsFile && { agentsFile }),
+  });
+  const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await waitForEscalationCard(h);
+  // The card's notice to its owners is sent: one waiting would count as their page.
+  await allSent(h, escalation.task_id);
+  return { h, ts, escalation };
+}
+
+const newReplies = (calls: SlackCall[]) =>
+  calls.filter((c) => /new reply/.test(String(c.args.text)));
+
+test("a reply to an open escalation a user group owns pages the group in its thread, once while a page waits", async () => {
+  const { h, ts, escalation } = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
+  assert.deepEqual(escalation.owner, { kind: "group", id: "S0BILLINGLEADS" });
+  const isPage = (c: SlackCall) =>
+    String(c.args.text).startsWith("<!subteam^S0BILLINGLEADS> There");
+  const held = h.slack.holdAnswer("chat.postMessage", isPage);
+  await h.reply(ts, "it is smoking again, please hurry");
+  await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
+  await h.reply(ts, "hello? anyone?");
+  held.release();
+  await allSent(h, escalation.task_id);
+
+  const pages = newReplies(postsInThread(h.slack, ts));
+  assert.deepEqual(
+    pages.map((c) => c.args.text),
+    ["<!subteam^S0BILLINGLEADS> There is a new reply here on the task escalated to you."],
+  );
+  const after = await taskOfThread(h.db.db, ts);
+  assert.deepEqual([after?.status, after?.owner_id], ["waiting_human", "S0BILLINGLEADS"]);
+  assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran on the replies");
+});
+
+// A member of the group who writes in the thread is the owner at work (any of them may take it
+// over from there); the group's mention would page them about their own words too.
+test("a reply by a member of the group that owns an open escalation pages nobody", async () => {
+  const { h, ts, escalation } = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
+  await h.reply(ts, "I am calling Dana now", { user: "U0LEE" });
+  await allSent(h, escalation.task_id);
+  assert.equal(
+    newReplies(postsInThread(h.slack, ts)).length,
+    0,
+    "the group paged for its own reply",
+  );
+});
+
+test("a reply to an open escalation a lane's channel owns is posted in that channel, with a link to the thread", async () => {
+  const { h, ts, escalation } = await escalatedTo();
+  assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
+  await h.reply(ts, "it is smoking again, please hurry");
+  const page = await h.until("#support to hear of it", async () =>
+    newReplies(h.slack.callsTo("chat.postMessage")).find((c) => !c.failed),
+  );
+  assert.deepEqual([page.args.channel, page.args.thread_ts], ["C0SUPPORT", undefined]);
+  assert.match(
+    String(page.args.text),
+    /^There is a new reply on the task escalated to this channel \(.+\): Dana says the lamp/,
+  );
+  assert.match(String(page.args.text), new RegExp(`${CHANNEL}/p${ts.replace(".", "")}`));
+});
+
+// A lane the file leaves out is the task's channel's: the card is in the thread the reply is in,
+// which its members do not follow. The requester, a member too, is no reason to say nothing.
+test("a reply to an open escalation the task's own channel owns is sent to the channel from the thread, once while it waits", async () => {
+  const { h, ts, escalation } = await escalatedTo("");
+  assert.deepEqual(escalation.owner, { kind: "channel", id: CHANNEL });
+  const isPage = (c: SlackCall) => /new reply/.test(String(c.args.text));
+  const held = h.slack.holdAnswer("chat.postMessage", isPage);
+  await h.reply(ts, "it is smoking again, please hurry");
+  await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
+  await h.reply(ts, "hello? anyone?");
+  held.release();
+  await allSent(h, escalation.task_id);
+  const pages = newReplies(postsInThread(h.slack, ts));
+  assert.equal(pages.length, 1, "paged once");
+  const [page] = pages as [SlackCall];
+  assert.equal(page.args.text, "There is a new reply on the task escalated to this channel.");
+  assert.equal(
+    String(page.args.reply_broadcast),
+    "true",
+    "the channel sees it, not only the thread",
+  );
 });

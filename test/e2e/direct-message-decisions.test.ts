@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
-import { type Harness, harnessPerTest, REQUESTER, SIGNING_SECRET } from "../support/harness.ts";
+import {
+  agentsFileWith,
+  type Harness,
+  harnessPerTest,
+  REQUESTER,
+  SIGNING_SECRET,
+  SUPPORT_LANE,
+} from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { outboxWaits, waitForApprovalCard, waitForEscalationCard } from "../support/observe.ts";
 import {
@@ -252,6 +259,57 @@ test("a DM task escalated to a named person: the requester's reply passed on pag
   );
   assert.deepEqual([passed.args.channel, passed.args.thread_ts], [DECISIONS, escalation.card_ts]);
   assert.match(String(passed.args.text), /^<@U0OPSMANAGER> The requester replied/);
+});
+
+/** A DM's task escalated to the support lane (agents.yml: #support's), given to `lane` if set. */
+async function escalatedToSupportByDm(lane?: string) {
+  const h = await startHarness({
+    script: scriptByAgent({
+      "customer-service": [
+        { toolCalls: [{ name: "escalate_to_human", arguments: ESCALATION_NOTE }] },
+      ],
+    }),
+    ...(lane !== undefined && { agentsFile: agentsFileWith([SUPPORT_LANE, lane]) }),
+  });
+  const ts = await dm(h, "the lamp from order 1077 caught fire, I want compensation");
+  const escalation = await waitForEscalationCard(h);
+  await allSent(h, ts);
+  return { h, ts, escalation };
+}
+
+const passedOnIn = (h: Harness, channel: string, ts: string) =>
+  h.until("the reply passed on", async () =>
+    h.slack
+      .callsTo("chat.postMessage")
+      .find((c) => !c.failed && c.args.channel === channel && c.args.thread_ts === ts),
+  );
+
+test("a DM task escalated to a lane's group: the requester's reply passed on pages the group", async () => {
+  const { h, ts, escalation } = await escalatedToSupportByDm(
+    "    support:\n      groups: [S0BILLINGLEADS]\n      channel: C0SUPPORT\n",
+  );
+  await dm(h, "please call me at 555-0100, the smoke got worse", ts);
+  const passed = await passedOnIn(h, "C0SUPPORT", escalation.card_ts ?? "");
+  assert.match(
+    String(passed.args.text),
+    /^<!subteam\^S0BILLINGLEADS> The requester replied in their direct message with Baton: "please call/,
+  );
+});
+
+test("a DM task escalated to a lane's channel: the requester's reply passed on is sent to the channel too", async () => {
+  const { h, ts, escalation } = await escalatedToSupportByDm();
+  assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
+  await dm(h, "please call me at 555-0100, the smoke got worse", ts);
+  const passed = await passedOnIn(h, "C0SUPPORT", escalation.card_ts ?? "");
+  assert.match(
+    String(passed.args.text),
+    /^The requester replied in their direct message with Baton:/,
+  );
+  assert.equal(
+    String(passed.args.reply_broadcast),
+    "true",
+    "the channel sees it, not only the thread",
+  );
 });
 
 test("a DM's refund waiting on its approvers: the requester's reply reaches the card's thread", async () => {
