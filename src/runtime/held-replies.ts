@@ -1,3 +1,4 @@
+import { within } from "../core/duration.ts";
 import type { Tx } from "../db/database.ts";
 import { liveEscalationCard } from "../db/escalations.repository.ts";
 import { enqueueOutbox, noticeWaiting } from "../db/outbox.repository.ts";
@@ -88,14 +89,24 @@ export async function pageFor(
 }
 
 /**
+ * How long a reply's transaction, and Slack's acknowledgement, wait for a group's members (cached a
+ * minute, so mostly not at all): a slow Slack must not hold them past Slack's 3 s.
+ */
+const MEMBERS_WAIT_MS = 1_000;
+
+/**
  * Whether `author` is one of `ids` or in one of its groups. Asked of Slack inside the reply's
- * transaction, before Slack has its acknowledgement: a rate limit fails the lookup at once rather
- * than hold both, and a failed lookup pages (a member paged once too often, rather than the
- * requester's words unseen).
+ * transaction, before Slack has its acknowledgement: a rate limit fails the lookup at once and a
+ * slow one is not waited for, rather than hold both; a failed or late lookup pages (a member paged
+ * once too often, rather than the requester's words unseen). A late answer still fills the cache.
  */
 async function isOwnersReply(deps: RuntimeDeps, ids: string[], author: string): Promise<boolean> {
   try {
-    return await isAmong(deps, ids, author, { waitOutRateLimit: false });
+    const lookup = isAmong(deps, ids, author, { waitOutRateLimit: false });
+    lookup.catch(() => {});
+    const among = await within(lookup, MEMBERS_WAIT_MS);
+    if (among === undefined) deps.log.warn("a group's members came too late: the reply pages it");
+    return among ?? false;
   } catch (error) {
     deps.log.warn({ err: error }, "could not tell whether a reply is by its escalation's owners");
     return false;

@@ -238,6 +238,22 @@ test("a reply by a member of the group that owns an open escalation pages nobody
   );
 });
 
+// The membership check runs before Slack has its acknowledgement: a Slack slow to list the group
+// must not hold the reply (and its 3 s) up; the group is paged, once too often rather than never.
+test("a reply whose group's members Slack is slow to list still pages the group, without waiting for them", async () => {
+  const { h, ts, escalation } = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
+  const slow = h.slack.holdAnswer("usergroups.users.list");
+  const accepted = h.reply(ts, "it is smoking again, please hurry", { user: "U0LEE" });
+  await slow.arrived;
+  await accepted;
+  await allSent(h, escalation.task_id);
+  slow.release();
+  assert.deepEqual(
+    newReplies(postsInThread(h.slack, ts)).map((c) => c.args.text),
+    ["<!subteam^S0BILLINGLEADS> There is a new reply here on the task escalated to you."],
+  );
+});
+
 test("a reply to an open escalation a lane's channel owns is posted in that channel, with a link to the thread", async () => {
   const { h, ts, escalation } = await escalatedTo();
   assert.deepEqual(escalation.owner, { kind: "channel", id: "C0SUPPORT" });
