@@ -4,6 +4,7 @@ import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import { askersOf } from "../db/approval-askers.repository.ts";
 import type { Db, Tx } from "../db/database.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import { type RefusedDm, refusedDigestDms } from "../db/refused-dms.repository.ts";
 import {
   claimScheduledRun,
   databaseNow,
@@ -48,6 +49,8 @@ export interface DigestResult {
   failedTasks: number;
   channelMessages: number;
   directMessages: number;
+  /** DMs left out: Slack refused the person's last one for good (see refusedDigestDms). */
+  refusedDirectMessages: number;
   delivered: number;
 }
 
@@ -74,16 +77,24 @@ export async function runDigest(
   const result = await deps.db.transaction().execute(async (tx) => {
     if (!(await claimScheduledRun(tx, DIGEST_JOB, fireAt, instanceId))) return undefined;
     const digest = await withGroupMembers(deps, log, await readDigest(tx, deps, fireAt));
-    const messages = digestMessages(deps.agentsFile.digest.channel, digest);
+    const { messages, refused } = await withoutRefusedDms(
+      tx,
+      digestMessages(deps.agentsFile.digest.channel, digest),
+    );
     await enqueueOutbox(tx, messages);
     await finishScheduledRun(tx, DIGEST_JOB, fireAt);
-    return { digest, messages };
+    return { digest, messages, refused };
   });
   if (!result) {
     log.debug("digest firing already claimed by another instance");
     return { ...EMPTY, claimed: false };
   }
-  const { digest, messages } = result;
+  const { digest, messages, refused } = result;
+  if (refused.length > 0)
+    log.warn(
+      { refused },
+      "digest DMs left out: Slack refused each person's last one for good (deactivated, not found, or a bot); each is tried again a week after",
+    );
   const delivered = await deliver(deps, log);
   const counts = {
     claimed: true,
@@ -92,6 +103,7 @@ export async function runDigest(
     failedTasks: digest.failedTasks.length,
     channelMessages: messages.filter((m) => m.intent.kind === "digest").length,
     directMessages: messages.filter((m) => m.intent.kind === "digest_dm").length,
+    refusedDirectMessages: refused.length,
     delivered,
   };
   log.info(counts, "digest queued");
@@ -105,6 +117,7 @@ const EMPTY: DigestResult = {
   failedTasks: 0,
   channelMessages: 0,
   directMessages: 0,
+  refusedDirectMessages: 0,
   delivered: 0,
 };
 
@@ -248,6 +261,26 @@ function ownDigest(
     },
     digest.cut,
   );
+}
+
+/**
+ * Leaves out the DMs to people Slack refused the last one for good: queued again, each would be
+ * refused again, every day, for ever.
+ */
+async function withoutRefusedDms(
+  tx: Tx,
+  messages: OutboxMessage[],
+): Promise<{ messages: OutboxMessage[]; refused: RefusedDm[] }> {
+  const dmTo = (m: OutboxMessage) => (m.intent.kind === "digest_dm" ? m.intent.user : undefined);
+  const users = messages.flatMap((m) => dmTo(m) ?? []);
+  const refused = await refusedDigestDms(tx, users);
+  return {
+    messages: messages.filter((m) => {
+      const user = dmTo(m);
+      return user === undefined || !refused.has(user);
+    }),
+    refused: [...refused.values()],
+  };
 }
 
 function outbox(intent: ChatIntent): OutboxMessage {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { sql } from "kysely";
 import { type AgentsFile, agentsFileSchema } from "../../src/config/agents-schema.ts";
 import type { DigestInput } from "../../src/core/digest.ts";
 import type { ChatIntent } from "../../src/core/ports.ts";
@@ -9,9 +10,11 @@ import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
 import { messageLink } from "../../src/slack/chat-surface.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { emulatedChat } from "../support/emulated-chat.ts";
 import { recordingChat } from "../support/recording-chat.ts";
+import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
-// Who hears of what in the digest: a lane's channel, and failures once each.
+// Who hears of what in the digest: a lane's channel, failures once each, and who cannot be DMed.
 
 const NOW = new Date();
 const HOUR = 3_600_000;
@@ -220,5 +223,87 @@ describe("a team with more stale work than the channel lists", () => {
       all: 205,
     });
     assert.deepEqual(told(postsTo(sent, "C0SHOP")[0]?.digest), { heading: "206", all: 206 });
+  });
+});
+
+describe("a person Slack will not let Baton DM", () => {
+  let database: TestDatabase;
+  let slack: SlackEmulator;
+  before(async () => {
+    database = await createTestDatabase();
+    slack = await startSlackEmulator({
+      users: [
+        { id: "U0ANN", name: "ann" },
+        { id: "U0GONE", name: "gone", deleted: true },
+      ],
+    });
+  });
+  after(async () => {
+    await slack.close();
+    await database.drop();
+  });
+
+  const dmsTo = (user: string) =>
+    database.db
+      .selectFrom("slack_outbox")
+      .select(["status", "error"])
+      .where("method", "=", "digest_dm")
+      .where(sql<string>`payload -> 'intent' ->> 'user'`, "=", user)
+      .orderBy("id")
+      .execute();
+
+  // A deactivated owner's digest DM was refused (dead) every day, then queued again the next day,
+  // for ever: one more dead row and refused call a day per person who left.
+  test("is left out of the next digests after a refusal, said in the log, and tried again a week on", async () => {
+    const { db } = database;
+    for (const owner of ["U0ANN", "U0GONE"])
+      await task(db, `Question for ${owner}`, {
+        owner: `human:${owner}`,
+        channel: "C0SHOP",
+        lastActivity: ago(30),
+      });
+    const warned: Record<string, unknown>[] = [];
+    const deps: DigestDeps = {
+      db,
+      log: createLogger({
+        level: "warn",
+        destination: { write: (line: string) => void warned.push(JSON.parse(line)) },
+      }),
+      agentsFile: agentsFile({ channel: "C0SHOP" }),
+      chat: emulatedChat(slack, log),
+      threadLink,
+    };
+    const DAY = 24 * HOUR;
+    const first = await runDigest(deps, NOW, "replica-a");
+    assert.equal(first.directMessages, 2);
+    const [refused, ...more] = await dmsTo("U0GONE");
+    assert.equal(more.length, 0);
+    assert.equal(refused?.status, "dead");
+    assert.match(refused?.error ?? "", /user_disabled$/);
+
+    const next = await runDigest(deps, new Date(NOW.getTime() + DAY), "replica-a");
+    assert.equal(next.directMessages, 1, "Ann's only");
+    assert.equal(next.refusedDirectMessages, 1);
+    assert.equal((await dmsTo("U0GONE")).length, 1, "not queued to be refused again");
+    assert.equal((await dmsTo("U0ANN")).filter((r) => r.status === "sent").length, 2);
+    const opened = slack.callsTo("conversations.open").filter((c) => c.args.users === "U0GONE");
+    assert.equal(opened.length, 1, "Slack is not asked again");
+    const said = warned.find((line) => Array.isArray(line.refused))?.refused ?? [];
+    assert.deepEqual(
+      (said as { user: string; slackError: string }[]).map((r) => [r.user, r.slackError]),
+      [["U0GONE", "user_disabled"]],
+      "the operator reads who was left out, and why",
+    );
+
+    // A week on, back at work (reactivated): the digest tries again, and reaches them.
+    await sql`update slack_outbox set created_at = created_at - interval '7 days'`.execute(db);
+    slack.setUser({ id: "U0GONE", name: "gone" });
+    const week = await runDigest(deps, new Date(NOW.getTime() + 8 * DAY), "replica-a");
+    assert.equal(week.directMessages, 2);
+    assert.deepEqual(
+      (await dmsTo("U0GONE")).map((r) => r.status),
+      ["dead", "sent"],
+    );
+    assert.equal(slack.messagesIn(slack.dmChannelFor("U0GONE")).length, 1);
   });
 });

@@ -193,6 +193,7 @@ describe("daily digest", () => {
         channelMessages: 1,
         // Ann, Lee, and the fallback tool_4 was escalated to (no longer its first approver).
         directMessages: 3,
+        refusedDirectMessages: 0,
         delivered: undefined,
       },
     );

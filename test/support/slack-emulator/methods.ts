@@ -93,6 +93,7 @@ const conversations: Record<string, SlackMethod> = {
     if (ids.length !== 1)
       throw new SlackErr(ids.length ? "not_implemented" : "users_list_not_supplied");
     const userId = ids[0] as string;
+    if (state.users.get(userId)?.deleted) throw new SlackErr("user_disabled");
     const alreadyOpen = state.dms.has(userId);
     return { no_op: alreadyOpen, already_open: alreadyOpen, channel: { id: dmFor(state, userId) } };
   },
@@ -234,7 +235,7 @@ function userInfo({ cfg, users }: EmulatorState, id: string) {
     id,
     team_id: cfg.teamId,
     name,
-    deleted: false,
+    deleted: known?.deleted === true,
     real_name: realName,
     tz,
     tz_label: tz,

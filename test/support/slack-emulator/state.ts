@@ -20,6 +20,8 @@ export type SlackUser = {
   realName?: string;
   tz?: string;
   isBot?: boolean;
+  /** Deactivated: users.info says `deleted`, and conversations.open refuses (`user_disabled`). */
+  deleted?: boolean;
 };
 export type SlackUsergroup = { id: string; handle: string; users: string[] };
 /** Stored as Slack returns it, plus `channel`; optional fields (blocks, username, ...) as posted. */
