@@ -123,6 +123,8 @@ export const DESCRIBE: Record<string, (d: Data, who: string) => Part[]> = {
   answer: (d) => say`Answered: "${str(d.text)}"`,
   task_failed: (d) => say`Task failed: ${str(d.reason)}`,
   answer_sent_by_dm: (d) => say`Answer sent to the requester by DM: ${str(d.reason)}`,
+  answer_dm_refused: (d) =>
+    say`Answer not sent to the requester by DM either: ${str(d.error)} (${str(d.reason)})`,
   attempt_failed: (d) =>
     say`Try failed, ${d.retried === false ? "no tries left" : "retried"}: ${str(d.error)}`,
   task_stopped: (d) => say`Task stopped and handed to a person: ${str(d.reason)}`,

@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import type { Executor } from "./database.ts";
 
 /**
@@ -36,12 +36,32 @@ export async function tasksWithLostThread(db: Executor, limit: number): Promise<
 /** A done task whose answer Slack refused for good: `refusedRow` is the answer's last row. */
 export type AnswerLost = { taskId: string; slackError: string; refusedRow: string };
 
-/** What the audit trail calls an answer sent by DM; its `refused_row` says which answer. */
+/**
+ * What the audit trail calls an answer Slack took by DM, and one whose DM Slack refused too
+ * (recorded as the DM's outbox row is marked, see DeliveryAudit); `refused_row` says which answer.
+ * Before they were recorded so, `answer_sent_by_dm` was written as the DM was queued.
+ */
 export const ANSWER_SENT_BY_DM = "answer_sent_by_dm";
+export const ANSWER_DM_REFUSED = "answer_dm_refused";
+
+/**
+ * Whether a DM of the task carries the answer whose last row is `refusedRow`, or a later answer:
+ * queued, sent or refused (a sweep sends no second one), or sent before DMs carried their answer's
+ * row (its event was written as it was queued).
+ */
+const dmCarries = (taskId: RawBuilder<unknown>, refusedRow: RawBuilder<unknown>) => sql<boolean>`(
+  exists (
+    select 1 from slack_outbox d
+    where d.task_id = ${taskId} and d.id > ${refusedRow} and d.method = 'direct_message'
+      and (d.payload -> 'audited' -> 'data' ->> 'refused_row')::bigint >= ${refusedRow})
+  or exists (
+    select 1 from audit_events a
+    where a.task_id = ${taskId} and a.kind = ${ANSWER_SENT_BY_DM}
+      and (a.data ->> 'refused_row')::bigint >= ${refusedRow}))`;
 
 /**
  * Done tasks whose answer (their last word to their own channel) Slack refused for good in the
- * last day, and that no DM has carried yet. An older one is left: an archive months on must not
+ * last day, and that no DM carries yet. An older one is left: an archive months on must not
  * send people answers to work long past. Read from the rows not sent (slack_outbox_pending_idx).
  */
 export async function answersLost(db: Executor, limit: number): Promise<AnswerLost[]> {
@@ -58,10 +78,7 @@ export async function answersLost(db: Executor, limit: number): Promise<AnswerLo
         select 1 from slack_outbox s
         where s.task_id = t.id and s.status = 'sent' and s.id > o.id
           and s.payload -> 'intent' ->> 'channel' = t.channel_id)
-      and not exists (
-        select 1 from audit_events a
-        where a.task_id = t.id and a.kind = ${ANSWER_SENT_BY_DM}
-          and (a.data ->> 'refused_row')::bigint >= o.id)
+      and not ${dmCarries(sql`t.id`, sql`o.id`)}
     order by t.id, o.id desc
     limit ${limit}`.execute(db);
   return rows.rows.map((r) => ({
@@ -71,16 +88,11 @@ export async function answersLost(db: Executor, limit: number): Promise<AnswerLo
   }));
 }
 
-/** Whether a DM carried the answer `refusedRow` ends, or a later one. Read under the task's lock. */
-export async function answerSentByDm(db: Executor, lost: AnswerLost): Promise<boolean> {
-  const row = await db
-    .selectFrom("audit_events")
-    .select("id")
-    .where("task_id", "=", lost.taskId)
-    .where("kind", "=", ANSWER_SENT_BY_DM)
-    .where(sql<boolean>`(data ->> 'refused_row')::bigint >= ${lost.refusedRow}::bigint`)
-    .executeTakeFirst();
-  return row !== undefined;
+/** Whether a DM carries the answer `refusedRow` ends, or a later one. Read under the task's lock. */
+export async function answerDmQueued(db: Executor, lost: AnswerLost): Promise<boolean> {
+  const carried = dmCarries(sql`${lost.taskId}::uuid`, sql`${lost.refusedRow}::bigint`);
+  const found = await sql<{ queued: boolean }>`select ${carried} as queued`.execute(db);
+  return found.rows[0]?.queued === true;
 }
 
 /** The task's last answer, whole (the thread's rows hold it in parts). */

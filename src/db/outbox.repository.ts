@@ -13,9 +13,19 @@ export interface OutboxMessage {
    * Slack's answer to the post): the ts this row remembers is read when the update is delivered.
    */
   updateOf?: CardRef;
+  /** What the audit trail records of the message's fate, once it is known. */
+  audited?: DeliveryAudit;
 }
 
 export type CardRef = { table: "approvals" | "escalations"; id: string };
+
+/**
+ * Audit events of the row's task, recorded by the deliverer in the transaction that marks the row:
+ * `sent` once Slack has the message, `refused` (with Slack's error) if Slack refuses it for good.
+ * So the trail never says a message went that is still waiting, or died. Only deliverOutbox records
+ * them: a turn's rows, which its run posts, carry none.
+ */
+export type DeliveryAudit = { sent: string; refused: string; data: Record<string, unknown> };
 
 function outboxRows(messages: readonly OutboxMessage[]) {
   return messages.map((m) => ({
@@ -25,6 +35,7 @@ function outboxRows(messages: readonly OutboxMessage[]) {
       intent: m.intent,
       cardOf: m.cardOf ?? null,
       ...(m.updateOf && { updateOf: m.updateOf }),
+      ...(m.audited && { audited: m.audited }),
     }),
   }));
 }

@@ -1,11 +1,11 @@
 import { answerParts } from "../core/answer-parts.ts";
 import type { ChatIntent } from "../core/ports.ts";
 import type { Tx } from "../db/database.ts";
-import { audit } from "../db/ledger.repository.ts";
 import {
+  ANSWER_DM_REFUSED,
   ANSWER_SENT_BY_DM,
   type AnswerLost,
-  answerSentByDm,
+  answerDmQueued,
   answersLost,
   lastAnswer,
 } from "../db/lost-threads.repository.ts";
@@ -20,8 +20,9 @@ const DM_ANSWER_MAX = 3_000;
 
 /**
  * A done task whose answer Slack refused for good (see answersLost): the requester never saw it,
- * so it goes to them by DM, the one place Baton can still reach them. Once: the audit event that
- * records it is written under the task's lock, after looking for one another replica wrote.
+ * so it goes to them by DM, the one place Baton can still reach them. Once: the DM is queued under
+ * the task's lock, after looking for one another replica queued. The audit trail says it was sent
+ * once Slack has it, or that Slack refused it too (a requester deactivated since), not before.
  */
 export async function sendLostAnswers(deps: RuntimeDeps): Promise<void> {
   for (const lost of await answersLost(deps.db, 50)) {
@@ -33,7 +34,7 @@ export async function sendLostAnswers(deps: RuntimeDeps): Promise<void> {
 async function sendByDm(deps: RuntimeDeps, tx: Tx, lost: AnswerLost): Promise<boolean> {
   const task = await lockTask(tx, lost.taskId);
   // Opened again since (a reply elsewhere, `/baton`): its next answer is the one to carry.
-  if (task?.status !== "done" || (await answerSentByDm(tx, lost))) return false;
+  if (task?.status !== "done" || (await answerDmQueued(tx, lost))) return false;
   const answer = await lastAnswer(tx, task.id);
   if (answer === undefined) return false;
   const why = lostThreadWhy(lost.slackError);
@@ -43,13 +44,12 @@ async function sendByDm(deps: RuntimeDeps, tx: Tx, lost: AnswerLost): Promise<bo
     user: task.requester_id,
     text: `I answered your request "${task.title}", but ${why}, so nobody could see the answer there. Here it is:\n\n${answerInDm(answer, link)}`,
   };
-  await audit(tx, {
-    taskId: task.id,
-    actor: { kind: "system", id: "baton" },
-    kind: ANSWER_SENT_BY_DM,
+  const audited = {
+    sent: ANSWER_SENT_BY_DM,
+    refused: ANSWER_DM_REFUSED,
     data: { reason: `${why} (Slack: ${lost.slackError})`, refused_row: lost.refusedRow },
-  });
-  await enqueueOutbox(tx, [{ taskId: task.id, intent }]);
+  };
+  await enqueueOutbox(tx, [{ taskId: task.id, intent, audited }]);
   return true;
 }
 

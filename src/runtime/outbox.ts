@@ -1,8 +1,10 @@
 import type { ChatIntent, ChatSurface } from "../core/ports.ts";
 import type { Db, Executor, Tx } from "../db/database.ts";
+import { audit } from "../db/ledger.repository.ts";
 import {
   type CardRef,
   cardAt,
+  type DeliveryAudit,
   hasDueRows,
   lockUndelivered,
   rememberCard,
@@ -36,6 +38,7 @@ interface OutboxPayload {
   intent: ChatIntent;
   cardOf: CardRef | null;
   updateOf?: CardRef;
+  audited?: DeliveryAudit;
 }
 
 /** A caller's filter: one task's rows, the rows stranded this long, and whose lease it holds. */
@@ -168,6 +171,7 @@ async function deliverPass(
           : undefined;
         const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
         await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
+        if (stored.audited) await auditFate(tx, row.task_id, stored.audited, "sent");
         if (payload.cardOf && sent.ts)
           cards.set(cardKey(payload.cardOf), {
             ref: payload.cardOf,
@@ -177,7 +181,8 @@ async function deliverPass(
         delivered++;
         if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
-        if (!(await recordFailure(tx, log, row, error))) continue;
+        const failed = { ...row, ...(stored.audited && { audited: stored.audited }) };
+        if (!(await recordFailure(tx, log, failed, error))) continue;
         if (error instanceof RetryAfterError) {
           rateLimitedForMs = rateLimitWaitMs(error);
           break;
@@ -204,7 +209,7 @@ async function deliverPass(
 export async function recordFailure(
   db: Executor,
   log: Logger,
-  row: { id: string; attempts: number },
+  row: { id: string; attempts: number; task_id?: string | null; audited?: DeliveryAudit },
   error: unknown,
 ): Promise<boolean> {
   if (error instanceof RetryAfterError) {
@@ -229,7 +234,25 @@ export async function recordFailure(
     );
   else log.warn({ err: error, dead: !retriable, attempts }, "slack delivery failed");
   await markFailed(db, row.id, errorText(error), retriable ? { inMs: retryInMs } : "dead");
+  if (!retriable && row.audited)
+    await auditFate(db, row.task_id ?? null, row.audited, "refused", errorText(error));
   return retriable;
+}
+
+/** The audit event a row asked for (see DeliveryAudit), in the transaction that marks it. */
+async function auditFate(
+  db: Executor,
+  taskId: string | null,
+  audited: DeliveryAudit,
+  fate: "sent" | "refused",
+  error?: string,
+): Promise<void> {
+  await audit(db, {
+    taskId,
+    actor: { kind: "system", id: "baton" },
+    kind: audited[fate],
+    data: { ...audited.data, ...(error !== undefined && { error }) },
+  });
 }
 
 function errorText(error: unknown): string {

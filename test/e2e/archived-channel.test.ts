@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
+import { DESCRIBE, plainWords } from "../../src/core/audit-words.ts";
 import { runMaintenance } from "../../src/runtime/maintenance.ts";
+import { deliverOutbox } from "../../src/runtime/outbox.ts";
 import { CHANNEL, type Harness, REQUESTER, startHarness } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { auditKinds, directRefundScript, taskOfThread } from "../support/scripts-humans.ts";
@@ -59,11 +61,19 @@ describe("archived-channel: an answer Slack refused", async () => {
     (_, i) => `${i + 1}. Order ${2000 + i} ships this week.`,
   );
   const OLD = "Order 7 was refunded last month.";
+  const LEFT = "Order 88 is back in stock.";
+  const WAITED = "Order 91 left the warehouse today.";
   let h: Harness;
   before(async () => {
     h = await startHarness({
       script: scriptByAgent({
-        "customer-service": [{ content: SHORT }, { content: LONG.join("\n") }, { content: OLD }],
+        "customer-service": [
+          { content: SHORT },
+          { content: LONG.join("\n") },
+          { content: OLD },
+          { content: LEFT },
+          { content: WAITED },
+        ],
       }),
     });
   });
@@ -113,5 +123,66 @@ describe("archived-channel: an answer Slack refused", async () => {
       assert.equal((await auditKinds(h.db.db, task.id, "answer_sent_by_dm")).length, 1);
     assert.equal((await auditKinds(h.db.db, old.id, "answer_sent_by_dm")).length, 0);
     assert.equal((await taskOfThread(h.db.db, short.thread_ts))?.status, "done");
+  });
+
+  /** The DMs of a task's answer: their rows' statuses, and the audit events of their fate. */
+  const answerDms = async (taskId: string) => ({
+    rows: (
+      await h.db.db
+        .selectFrom("slack_outbox")
+        .select("status")
+        .where("task_id", "=", taskId)
+        .where("method", "=", "direct_message")
+        .orderBy("id")
+        .execute()
+    ).map((r) => r.status),
+    sent: await auditKinds(h.db.db, taskId, "answer_sent_by_dm"),
+    refused: await auditKinds(h.db.db, taskId, "answer_dm_refused"),
+  });
+
+  // The audit trail said the answer was sent by DM as the DM was queued: a requester deactivated
+  // since never got it, and the trail said they had.
+  test("whose DM Slack refuses too is recorded as refused, not sent, and not sent again", async () => {
+    const LEFT_USER = "U0LEFT";
+    h.slack.setUser({ id: LEFT_USER, name: "lee-left", deleted: true });
+    const task = await answerRefused((await h.mention("and order 88?", { user: LEFT_USER })).ts);
+
+    await runMaintenance(h.baton.deps);
+    await runMaintenance(h.baton.deps);
+    const dms = await answerDms(task.id);
+    assert.deepEqual(dms.rows, ["dead"], "one DM, refused, and none queued after it");
+    assert.equal(dms.sent.length, 0, "the trail does not say it was sent");
+    assert.equal(dms.refused.length, 1);
+    const [refused] = dms.refused;
+    assert.ok(refused);
+    assert.match(
+      plainWords(DESCRIBE.answer_dm_refused?.(refused.data, "baton") ?? []),
+      /^Answer not sent to the requester by DM either: Slack refused conversations\.open: user_disabled \(its Slack channel was archived/,
+    );
+    const opened = h.slack.callsTo("conversations.open").filter((c) => c.args.users === LEFT_USER);
+    assert.equal(opened.length, 1);
+  });
+
+  test("whose DM waits on Slack is recorded as sent once Slack takes it, not before", async () => {
+    const BUSY_USER = "U0BUSY";
+    const task = await answerRefused((await h.mention("and order 91?", { user: BUSY_USER })).ts);
+    h.slack.failNext("conversations.open", { error: "internal_error" });
+
+    await runMaintenance(h.baton.deps);
+    const waiting = await answerDms(task.id);
+    assert.deepEqual(waiting.rows, ["retry"]);
+    assert.equal(waiting.sent.length, 0, "not sent yet");
+    // The next sweep finds the DM queued: it queues no second one.
+    await runMaintenance(h.baton.deps);
+    assert.deepEqual((await answerDms(task.id)).rows, ["retry"]);
+
+    await deliverOutbox(h.baton.deps);
+    const sent = await answerDms(task.id);
+    assert.deepEqual(sent.rows, ["sent"]);
+    assert.equal(sent.sent.length, 1);
+    assert.equal(sent.refused.length, 0);
+    const told = h.slack.messagesIn(h.slack.dmChannelFor(BUSY_USER)).map((m) => m.text ?? "");
+    assert.equal(told.length, 1);
+    assert.match(told[0] ?? "", new RegExp(WAITED));
   });
 });
