@@ -64,7 +64,12 @@ export interface BatonOptions {
   leaseMs?: number;
   /** Background maintenance: orphan recovery, outbox sweep, expiries, digest (default true). */
   maintenance?: boolean;
+  /** How long a stop waits in all for the work under way (default STOP_WAIT_MS); tests shorten it. */
+  stopWaitMs?: number;
 }
+
+/** A stop's waits for work under way, in all: with the closes, within docker stop's 10 s. */
+const STOP_WAIT_MS = 8_000;
 
 export interface Baton {
   deps: RuntimeDeps;
@@ -84,13 +89,18 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
   const log = options.log ?? createLogger({ level: config.logLevel });
   // Known before anything can fail: an error that repeats a key (a gateway's 400) is masked by value.
   registerSecrets(secretValues(config));
-  const stops: (() => Promise<void>)[] = [];
+  // A step that waits for work under way (Slack's envelopes, the runs, the queue's jobs) waits what
+  // is left of one deadline: the waits share it, rather than each adding its own.
+  const stops: ((waitMs: number) => Promise<void>)[] = [];
   const stopping = new AbortController();
   const stopAll = async () => {
     // First: the runs drained below must not hold the stop for Slack's Retry-After.
     stopping.abort();
+    const deadline = performance.now() + (options.stopWaitMs ?? STOP_WAIT_MS);
     for (const stop of stops.reverse())
-      await stop().catch((error) => log.warn({ err: error }, "shutdown step failed"));
+      await stop(Math.max(0, deadline - performance.now())).catch((error) =>
+        log.warn({ err: error }, "shutdown step failed"),
+      );
   };
   try {
     // The agents file first: a mistake in it is reported before any database starts.
@@ -217,7 +227,11 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         (taskId) => runTask(deps, taskId),
         (failed) => recordFailedTry(deps, failed),
       );
-      stops.push(() => deps.runs.stop());
+      // Together: each needs only the database and the queue's pool (closed after both), and
+      // neither's slow run eats into the other's wait.
+      stops.push(async (waitMs) => {
+        await Promise.all([deps.runs.stop(waitMs), queue.finishJobs(waitMs)]);
+      });
       await queue.workDeadLetters((taskId, reason, failedAt) =>
         markDeadLettered(deps, taskId, reason, failedAt),
       );
@@ -267,7 +281,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
             }
           : undefined,
       );
-      stops.push(() => stopSlackApp(app));
+      stops.push((waitMs) => stopSlackApp(app, waitMs));
     } else {
       // BATON_HTTP=0, a worker-only replica: it takes no events, by HTTP or over Socket Mode.
       stops.push(await serveRoutes(port, routes));

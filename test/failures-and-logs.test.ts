@@ -131,7 +131,7 @@ describe("local-runs", async () => {
     let finish: () => void = () => {};
     runs.start("t1", () => new Promise<void>((resolve) => (finish = resolve)));
     await tick();
-    const stopped = runs.stop();
+    const stopped = runs.stop(10_000);
     assert.equal(runs.reserve("t2"), false, "a free slot, but the process is stopping");
     finish();
     await stopped;
@@ -143,13 +143,13 @@ describe("local-runs", async () => {
     const heard = createLogger({
       destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
     });
-    // The bound shortened to 20 ms: the real one is the queue's 10 s.
-    const runs = localRuns(1, heard, 20);
+    const runs = localRuns(1, heard);
     runs.reserve("t1");
     runs.start("t1", () => new Promise<void>(() => {}));
     await tick();
     // Unbounded, this stop would never settle (the test fails with its promise still pending).
-    await runs.stop();
+    // 20 ms left of the stop's deadline (8 s in all, shared with the other waits).
+    await runs.stop(20);
     const warning = lines.find((l) => l.level === 40);
     assert.deepEqual(warning?.tasks, ["t1"]);
     assert.match(String(warning?.msg), /resumes from its last step/);

@@ -42,7 +42,18 @@ export interface JobQueue {
     handler: (thread: ThreadCatchUp) => Promise<void>,
     onDeadLetter: (thread: ThreadCatchUp, reason: string) => Promise<void>,
   ): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * At shutdown: takes no more jobs and waits for those under way, `waitMs` at most (1 s at least,
+   * pg-boss's floor). pg-boss then fails the rest, to be retried: each run resumes from its last
+   * commit. The queue's pool stays open for the runs started where a message was accepted, which
+   * still mark or bring forward their jobs.
+   */
+  finishJobs(waitMs: number): Promise<void>;
+  /**
+   * Closes the queue. Without finishJobs first (no workers here, or a start that failed), it first
+   * waits as finishJobs does, and for a command of pg-boss's own migrations, `waitMs` at most.
+   */
+  stop(waitMs: number): Promise<void>;
 }
 
 export interface FailedTry {
@@ -285,8 +296,11 @@ export async function startJobQueue(options: {
         },
       );
     },
-    async stop() {
-      await boss.stop({ graceful: true, timeout: 10_000 });
+    async finishJobs(waitMs) {
+      await boss.stop({ graceful: true, timeout: waitMs, close: false });
+    },
+    async stop(waitMs) {
+      await boss.stop({ graceful: true, timeout: waitMs });
     },
   };
 }

@@ -20,16 +20,14 @@ export interface LocalRuns {
   drain(): Promise<void>;
   /**
    * At shutdown: no slot is kept from now on (a job still running may accept a message, whose task
-   * then goes through the queue), and the runs under way are waited for, 10 s at most.
+   * then goes through the queue), and the runs under way are waited for, `waitMs` at most (what is
+   * left of the stop's deadline).
    */
-  stop(): Promise<void>;
+  stop(waitMs: number): Promise<void>;
 }
 
-/** At shutdown, how long the runs under way are waited for: as long as the queue waits for its jobs. */
-const STOP_WAIT_MS = 10_000;
-
 /** `capacity` runs at most at once, beside the queue's own workers; 0 sends every task through the queue. */
-export function localRuns(capacity: number, log: Logger, stopWaitMs = STOP_WAIT_MS): LocalRuns {
+export function localRuns(capacity: number, log: Logger): LocalRuns {
   // A reserved slot has no run yet.
   const slots = new Map<string, Promise<void> | undefined>();
   let stopping = false;
@@ -56,13 +54,13 @@ export function localRuns(capacity: number, log: Logger, stopWaitMs = STOP_WAIT_
     async drain() {
       await Promise.all(slots.values());
     },
-    async stop() {
+    async stop(waitMs) {
       stopping = true;
       // A run waiting on a slow model or tool would hold the stop for minutes. One cut short here
       // is as one whose process died: its task resumes from its last commit once its lease runs out.
       let timer: NodeJS.Timeout | undefined;
       const waited = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), stopWaitMs);
+        timer = setTimeout(() => resolve(false), waitMs);
       });
       const drained = await Promise.race([runs.drain().then(() => true), waited]);
       clearTimeout(timer);

@@ -189,10 +189,11 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
 /**
  * Stops taking Slack's requests and lets those under way finish: a decision still committing at
  * shutdown is acknowledged and gets its card update before the database closes. In Socket Mode
- * the connection stays open until then, or their acknowledgements would have nowhere to go.
+ * the connection stays open until then (`waitMs` at most), or their acknowledgements would have
+ * nowhere to go; one cut short is not acknowledged, and Slack sends it again.
  */
-export async function stopSlackApp(app: BoltApp): Promise<void> {
-  await finishEnvelopes(app);
+export async function stopSlackApp(app: BoltApp, waitMs: number): Promise<void> {
+  await finishEnvelopes(app, waitMs);
   await app.stop();
 }
 

@@ -58,8 +58,6 @@ export function acknowledgeWhenProcessed(
 /** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
 type Envelopes = { inFlight: Set<Promise<unknown>>; stopping: boolean };
 const envelopesInFlight = new WeakMap<BoltApp, Envelopes>();
-/** How long a stop waits for envelopes under way (one stuck on a database gone silent, say). */
-const STOP_WAIT_MS = 10_000;
 
 function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T> {
   inFlight.add(work);
@@ -68,10 +66,10 @@ function track<T>(inFlight: Set<Promise<unknown>>, work: Promise<T>): Promise<T>
 }
 
 /**
- * Takes no more envelopes and waits for those under way to be acknowledged, for STOP_WAIT_MS at
- * most; an app over HTTP has none.
+ * Takes no more envelopes and waits for those under way to be acknowledged, `waitMs` at most (one
+ * stuck on a database gone silent, say); an app over HTTP has none.
  */
-export async function finishEnvelopes(app: BoltApp): Promise<void> {
+export async function finishEnvelopes(app: BoltApp, waitMs: number): Promise<void> {
   const envelopes = envelopesInFlight.get(app);
   if (!envelopes) return;
   envelopes.stopping = true;
@@ -79,7 +77,7 @@ export async function finishEnvelopes(app: BoltApp): Promise<void> {
   await Promise.race([
     Promise.allSettled([...envelopes.inFlight]),
     new Promise((resolve) => {
-      timer = setTimeout(resolve, STOP_WAIT_MS);
+      timer = setTimeout(resolve, waitMs);
     }),
   ]);
   clearTimeout(timer);

@@ -359,7 +359,7 @@ describe("sweep-waiting-jobs", async () => {
     });
   });
   after(async () => {
-    await queue.stop();
+    await queue.stop(10_000);
     await t.drop();
   });
 
@@ -473,7 +473,7 @@ describe("dead-letter-failed-at", async () => {
     });
   });
   after(async () => {
-    await queue.stop();
+    await queue.stop(10_000);
     await t.drop();
   });
 

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { sql } from "kysely";
+import { TASK_QUEUE } from "../../src/jobs/queue.ts";
 import { crashRigs, leaseRunsOut, untilCrash } from "../support/crash-rig.ts";
 import { type AgentScript, type ChatRequest, scriptByAgent } from "../support/model-server.ts";
 import {
   outboxIdOf,
+  postsInThread,
   taskInThread,
   taskWithStatus,
   textOf,
@@ -128,4 +131,65 @@ test("a worker killed after Slack took a card but before it was marked sent: the
     .executeTakeFirstOrThrow();
   assert.equal(recovered.status, "sent");
   assert.ok(recovered.slack_ts, "the row now points at the message already in Slack");
+});
+
+test("a stop whose runs never end waits one bound in all, not one per wait, and each task resumes after it", async () => {
+  // The first process's model never answers. With one worker, one task runs where it was accepted
+  // and the other as a queue job (the one slot is busy): each of the two waits would take the
+  // whole bound alone.
+  const BOUND_MS = 2_000;
+  let answering = false;
+  const rig = await startRig(async () => {
+    if (!answering) await new Promise<never>(() => undefined);
+    return { content: "Your order is on the way." };
+  });
+  const { db, slack, model } = rig;
+  const first = await rig.start({ maintenance: false, workers: 1, stopWaitMs: BOUND_MS });
+  const threads = [
+    await rig.mention("where is order 1042?"),
+    await rig.mention("where is order 1043?"),
+  ];
+  await untilCrash("both runs to be at the model", async () => model.requests.length === 2);
+  const [queued] = (
+    await sql<{ taskId: string }>`
+      select data->>'taskId' as "taskId" from pgboss.job
+      where name = ${TASK_QUEUE} and state = 'active'`.execute(db.db)
+  ).rows;
+  assert.ok(queued, "one task runs as a queue job");
+
+  const stopping = performance.now();
+  await first.stop();
+  const took = performance.now() - stopping;
+  assert.ok(took >= BOUND_MS, `the stop waited for the runs (${Math.round(took)} ms)`);
+  assert.ok(took < 2 * BOUND_MS, `the stop took ${Math.round(took)} ms: its waits added up`);
+
+  // As after a crash: the runs cut short still hold their tasks, and the job is kept to retry.
+  const cutShort: string[] = [];
+  for (const ts of threads) {
+    const task = await taskInThread(db.db, ts);
+    assert.equal(task?.status, "active");
+    assert.ok(task.lease_owner?.startsWith(`${first.workerId}/`), "its run held it to the end");
+    cutShort.push(task.id);
+  }
+  const { rows: jobs } = await sql<{ state: string }>`
+    select state from pgboss.job
+    where name = ${TASK_QUEUE} and data->>'taskId' = ${queued.taskId}`.execute(db.db);
+  assert.deepEqual(
+    jobs.map((j) => j.state),
+    ["retry"],
+    "the job's try failed at the stop, to be retried",
+  );
+
+  answering = true;
+  for (const taskId of cutShort) await leaseRunsOut(db, taskId);
+  await rig.start({ maintenance: true });
+  const answers = (ts: string) =>
+    postsInThread(slack, ts).filter((c) => JSON.stringify(c.args).includes("on the way"));
+  for (const ts of threads) {
+    await untilCrash("the task to be done", () => taskWithStatus(db.db, ts, "done"));
+    // Its status commits before its answer is in Slack.
+    await untilCrash("the task's answer in its thread", async () => answers(ts).length > 0);
+  }
+  for (const ts of threads) assert.equal(answers(ts).length, 1, "answered once");
+  assert.equal(model.requests.length, 4, "each task asked the model again once");
 });

@@ -20,6 +20,7 @@ const optionsSchema = z.object({
   leaseMs: z.number().int().positive().optional(),
   maintenance: z.boolean().default(false),
   workers: z.number().int().positive().default(2),
+  stopWaitMs: z.number().int().positive().optional(),
   logLevel: z.string().default("silent"),
 });
 export type BatonProcessOptions = z.input<typeof optionsSchema>;
@@ -98,6 +99,7 @@ async function main(raw: string): Promise<void> {
     log: createLogger({ level: options.logLevel }),
     maintenance: options.maintenance,
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),
+    ...(options.stopWaitMs !== undefined && { stopWaitMs: options.stopWaitMs }),
   });
   process.once("SIGTERM", () => {
     void baton.stop().finally(() => process.exit(0));

@@ -20,7 +20,12 @@ export interface CrashRig {
   model: ModelServer;
   /** The process to kill: the one `start` returned last. */
   current: BatonProcess | undefined;
-  start(options: { maintenance: boolean }): Promise<BatonProcess>;
+  /** `workers`: BATON_WORKERS (default 2); `stopWaitMs`: Baton's stopWaitMs (default its own). */
+  start(options: {
+    maintenance: boolean;
+    workers?: number;
+    stopWaitMs?: number;
+  }): Promise<BatonProcess>;
   /** Dana mentions Baton in #orders (Slack must take the event); returns the thread's ts. */
   mention(text: string): Promise<string>;
   /** Dana replies in the thread (Slack must take the event). */
@@ -71,6 +76,8 @@ async function startCrashRig(script: Script): Promise<CrashRig> {
         signingSecret: SIGNING_SECRET,
         leaseMs: LEASE_MS,
         maintenance: options.maintenance,
+        ...(options.workers !== undefined && { workers: options.workers }),
+        ...(options.stopWaitMs !== undefined && { stopWaitMs: options.stopWaitMs }),
         ...(process.env.TEST_LOG_LEVEL && { logLevel: process.env.TEST_LOG_LEVEL }),
       });
       processes.push(child);

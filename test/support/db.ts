@@ -99,7 +99,7 @@ async function buildTemplate(url: string): Promise<void> {
         metrics: createMetrics(),
         retries: 3,
       });
-      await queue.stop();
+      await queue.stop(10_000);
       await client.query(`alter database ${building} rename to ${TEMPLATE}`);
     } finally {
       await client.query(`select pg_advisory_unlock(${TEMPLATE_LOCK})`);
