@@ -137,7 +137,7 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
     await assertUsable(database.db, url, setting);
     const applied = await migrateToLatest(database.db).catch(missingGrants(url, setting));
     if (applied.length) log.info({ migrations: applied }, "database migrated");
-    // As the server keeps it (a DATABASE_URL's own application_name wins): what stamps our rows.
+    // As the server keeps it (cut at 63 bytes): what stamps our rows.
     const writer = await sessionName(database.db);
 
     const metrics = createMetrics();

@@ -124,7 +124,8 @@ export async function sessionName(db: Db): Promise<string> {
 
 /**
  * `name` is each session's application_name: a process's own id, which stamps the outbox rows it
- * writes (slack_outbox.written_by). A DATABASE_URL that sets application_name keeps its own.
+ * writes (slack_outbox.written_by). A DATABASE_URL that sets application_name has it after the id
+ * (see ownSessionName).
  */
 export function openDatabase(
   url: string,
@@ -134,9 +135,8 @@ export function openDatabase(
   // same connection (a transaction's BEGIN and first statement, its last statement and COMMIT) takes
   // one round trip, not two. Statements issued one after another's result behave as before.
   const pool = new pg.Pool({
-    connectionString: url,
+    ...(options.name ? ownSessionName(url, options.name) : { connectionString: url }),
     max: options.max ?? 10,
-    ...(options.name && { application_name: options.name }),
     pipeline: true,
     // A database behind a dead network answers nothing: fail, and retry, rather than wait forever.
     connectionTimeoutMillis: 10_000,
@@ -148,6 +148,26 @@ export function openDatabase(
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: provider }) });
   laneConnections.set(db, provider.connect);
   return { db, pool, close: () => db.destroy() };
+}
+
+/**
+ * The URL's own application_name would win over `name` (pg reads the URL last), and every replica
+ * given the same URL would stamp its rows alike: a row another replica wrote, whose writer died
+ * while Slack took it, would be sent again without a look in Slack. So the name is the process's
+ * id, then the operator's, which pg_stat_activity still shows (the server cuts the name at 63
+ * bytes: the id, first, is never cut).
+ */
+function ownSessionName(url: string, name: string) {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { connectionString: url, application_name: name };
+  }
+  const theirs = parsed.searchParams.get("application_name");
+  if (theirs === null) return { connectionString: url, application_name: name };
+  parsed.searchParams.delete("application_name");
+  return { connectionString: parsed.toString(), application_name: `${name} ${theirs}` };
 }
 
 /**
