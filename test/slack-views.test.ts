@@ -43,6 +43,7 @@ describe("agents-report", async () => {
       expired: 0,
       waiting: 0,
       withdrawn: 0,
+      cancelled: 0,
       proposed: 0,
       failed: 0,
       ...writes,

@@ -26,6 +26,8 @@ export interface AgentActivity {
     waiting: number;
     /** Asked of a person, and taken back when the task stopped before anyone decided. */
     withdrawn: number;
+    /** Asked of a person, and cancelled when the agents file stopped letting them run first. */
+    cancelled: number;
     /** Shown as proposals (shadow mode), never run. */
     proposed: number;
     /** Refused by the tool itself, or by a rate limit. */
@@ -55,11 +57,13 @@ export async function agentActivity(
         count(*) filter (where status = 'done' and coalesce(allowed_by, '') not like 'approval:%') as ran,
         count(*) filter (where status in ('done', 'failed', 'not_run') and allowed_by like 'approval:%') as approved,
         count(*) filter (where status = 'failed' and allowed_by like 'approval:%') as approved_failed,
-        count(*) filter (where status = 'not_run') as approved_not_run,
+        count(*) filter (where status = 'not_run' and allowed_by like 'approval:%') as approved_not_run,
         count(*) filter (where status = 'rejected') as rejected,
         count(*) filter (where status = 'expired') as expired,
         count(*) filter (where status = 'pending_approval') as waiting,
         count(*) filter (where status = 'withdrawn') as withdrawn,
+        count(*) filter (where status = 'not_run'
+          and coalesce(allowed_by, '') not like 'approval:%') as cancelled,
         count(*) filter (where status = 'shadowed') as proposed,
         count(*) filter (where status in ('failed', 'rate_limited')
           and coalesce(allowed_by, '') not like 'approval:%') as failed
@@ -88,6 +92,7 @@ export async function agentActivity(
       expired: n(r.expired),
       waiting: n(r.waiting),
       withdrawn: n(r.withdrawn),
+      cancelled: n(r.cancelled),
       proposed: n(r.proposed),
       failed: n(r.failed),
     },

@@ -58,7 +58,7 @@ function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] 
   const decided = w.approved + w.rejected + w.expired;
   const parts: string[] = [];
   if (w.ran) parts.push(`${w.ran} ran on its own`);
-  const asked = decided + w.waiting + w.withdrawn;
+  const asked = decided + w.waiting + w.withdrawn + w.cancelled;
   if (asked) {
     const outcomes = [
       `${w.approved} approved${afterApproval(w)}`,
@@ -66,6 +66,7 @@ function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] 
       ...(w.expired ? [`${w.expired} expired`] : []),
       ...(w.waiting ? [`${w.waiting} waiting`] : []),
       ...(w.withdrawn ? [`${w.withdrawn} withdrawn (the task stopped first)`] : []),
+      ...(w.cancelled ? [`${w.cancelled} cancelled (the agents file changed first)`] : []),
     ];
     parts.push(`${count(asked, "write")} asked a person: ${outcomes.join(", ")}`);
   }

@@ -90,6 +90,7 @@ describe("agent-activity", async () => {
         expired: 1,
         waiting: 1,
         withdrawn: 0,
+        cancelled: 0,
         proposed: 1,
         failed: 2,
       },
@@ -103,7 +104,7 @@ describe("agent-activity", async () => {
 describe("agent-activity-outcomes", async () => {
   const t = databaseForFile();
 
-  test("/baton agents: every write is counted under some outcome (withdrawn, approved-then-failed)", async () => {
+  test("/baton agents: every write is counted under some outcome (withdrawn, approved-then-failed, cancelled)", async () => {
     const task = await insertOrderTask(t.db, "1700000000.000301");
     let step = 0;
     const write = (status: string, allowedBy: string | null) =>
@@ -119,10 +120,13 @@ describe("agent-activity-outcomes", async () => {
         result: null,
         allowedBy,
       });
-    // What settle-approvals / halt write: a person approved, the tool refused; a withdrawn call.
+    // What settle-approvals / halt write: a person approved, the tool refused; a withdrawn call;
+    // approved, then not run (the agents file changed after the click); cancelled (before it).
     await write("done", "approval:a1 by U0LEE");
     await write("failed", "approval:a2 by U0LEE");
     await write("withdrawn", null);
+    await write("not_run", "approval:a4 by U0LEE");
+    await write("not_run", null);
     const [billing] = await agentActivity(t.db, ["billing"], 86_400_000);
     assert.ok(billing);
     const report = agentsReport(
@@ -132,11 +136,24 @@ describe("agent-activity-outcomes", async () => {
     );
     const w = billing.writes;
     const counted =
-      w.ran + w.approved + w.rejected + w.expired + w.waiting + w.withdrawn + w.proposed + w.failed;
-    assert.equal(counted, 3, "three writes, each under one outcome");
-    assert.equal(w.approved, 2, "a person approved two calls (one then failed in the tool)");
+      w.ran +
+      w.approved +
+      w.rejected +
+      w.expired +
+      w.waiting +
+      w.withdrawn +
+      w.cancelled +
+      w.proposed +
+      w.failed;
+    assert.equal(counted, 5, "five writes, each under one outcome");
+    assert.equal(w.approved, 3, "a person approved three calls (one then failed, one not run)");
     assert.equal(w.approvedFailed, 1);
+    assert.equal(w.approvedNotRun, 1, "the cancelled call was approved by nobody");
     assert.equal(w.withdrawn, 1);
-    assert.match(report, /3 writes asked a person/);
+    assert.equal(w.cancelled, 1);
+    assert.match(
+      report,
+      /5 writes asked a person: 3 approved \(1 then refused by the tool, 1 not run: the agents file changed first\), 1 withdrawn \(the task stopped first\), 1 cancelled \(the agents file changed first\)/,
+    );
   });
 });
