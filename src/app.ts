@@ -28,6 +28,7 @@ import { createMetrics } from "./metrics.ts";
 import { checkAgentModels } from "./model/model-check.ts";
 import { createOpenAIModel } from "./model/openai-model.ts";
 import { afterwards } from "./runtime/afterwards.ts";
+import { cancelNotRunnableApprovals } from "./runtime/cancelled-approvals.ts";
 import { tellRepliesUnread } from "./runtime/catch-ups.ts";
 import { markDeadLettered } from "./runtime/dead-letters.ts";
 import type { RuntimeDeps } from "./runtime/deps.ts";
@@ -77,7 +78,8 @@ export interface Baton {
   port: number;
   /**
    * Reads the agents file again (SIGHUP): its agents, tools and policies apply from each task's
-   * next turn. A file with mistakes is refused, logged with its lines, and the one in use stays.
+   * next turn, and the approvals waiting on calls it would not run are cancelled. A file with
+   * mistakes is refused, logged with its lines, and the one in use stays.
    */
   reloadAgents(): Promise<boolean>;
   stop(): Promise<void>;
@@ -301,6 +303,13 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
           log.warn("the digest's new schedule and time zone take effect at the next restart");
         log.info({ agents: file.agents.map((a) => a.id) }, "agents file reloaded");
         checkModels(file);
+        // Their cards would still offer Approve: a failure here leaves each to its click.
+        await cancelNotRunnableApprovals(deps).catch((error: unknown) =>
+          log.error(
+            { err: error },
+            "approvals the new agents file would not run were not cancelled",
+          ),
+        );
         return true;
       } catch (error) {
         // An operator's mistake is told by its lines; anything else keeps its stack.

@@ -80,6 +80,8 @@ export const DESCRIBE: Record<string, (d: Data, who: string) => Part[]> = {
     return say`Asked ${people(obj(d.approvers))} to approve ${str(d.tool)}(${argsText(d.args)}) under policy ${str(d.policy)}${why}${askedBy(obj(d.asked_by))}, expires ${{ at: expires, plain: expires }}`;
   },
   approval_decided: (d) => {
+    if (d.decision === "cancelled")
+      return say`Approval of ${str(d.tool)}(${argsText(d.args)}) cancelled: ${str(d.reason)}`;
     const verdict = { approved: "Approved", rejected: "Rejected", expired: "Expired" }[
       str(d.decision)
     ];

@@ -98,6 +98,8 @@ export type ChatIntent =
           | { status: "rejected"; by: string; at: string; reason: string }
           | { status: "expired"; at: string }
           | { status: "withdrawn"; at: string }
+          /** `why`: the agents file no longer lets the call run, in words. */
+          | { status: "cancelled"; at: string; why: string }
           | { status: "escalated"; to: string; at: string };
       };
     }

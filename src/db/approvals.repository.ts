@@ -63,8 +63,9 @@ export async function findApproval(db: Executor, id: string) {
 /**
  * A person's decision holds only as checked: before the deadline, and by the approvers the click
  * was authorized against (a sweep may hand the approval to its fallback meanwhile). An expiry
- * holds only past the deadline, and once the fallback, if any, has had its turn. The deadline is
- * judged, and the decision stamped, by the database's clock.
+ * holds only past the deadline, and once the fallback, if any, has had its turn. A cancellation
+ * (the agents file no longer lets the call run) holds whenever nobody decided first. The deadline
+ * is judged, and the decision stamped, by the database's clock.
  */
 export type ApprovalDecision =
   | {
@@ -73,7 +74,7 @@ export type ApprovalDecision =
       reason: string | null;
       checkedApprovers: People;
     }
-  | { status: "expired"; by: null; reason: string };
+  | { status: "expired" | "cancelled"; by: null; reason: string };
 
 /**
  * Decides a pending approval exactly once: of two clicks (or a click and a sweep) at the same
@@ -90,17 +91,22 @@ export async function decideApproval(tx: Tx, id: string, decision: ApprovalDecis
     })
     .where("id", "=", id)
     .where("status", "=", "pending")
-    .where((eb) =>
-      decision.status === "expired"
-        ? eb.and([
+    .where((eb) => {
+      switch (decision.status) {
+        case "expired":
+          return eb.and([
             eb("expires_at", "<=", sql<Date>`now()`),
             eb.or([eb("fallback", "is", null), eb("escalated_at", "is not", null)]),
-          ])
-        : eb.and([
+          ]);
+        case "cancelled":
+          return eb.and([]);
+        default:
+          return eb.and([
             eb("expires_at", ">", sql<Date>`now()`),
             eb("approvers", "=", sql<People>`${JSON.stringify(decision.checkedApprovers)}::jsonb`),
-          ]),
-    )
+          ]);
+      }
+    })
     .returningAll()
     .$narrowType<{ decided_at: NotNull }>()
     .executeTakeFirst();
@@ -277,6 +283,16 @@ export async function pendingCalls(db: Executor, taskId: string) {
     .selectFrom("approvals")
     .select(["tool", "agent_id"])
     .where("task_id", "=", taskId)
+    .where("status", "=", "pending")
+    .orderBy("created_at")
+    .execute();
+}
+
+/** Every approval waiting on a person, oldest first (approvals_pending_created_idx). */
+export async function allPendingCalls(db: Executor) {
+  return db
+    .selectFrom("approvals")
+    .select(["id", "task_id", "tool", "agent_id"])
     .where("status", "=", "pending")
     .orderBy("created_at")
     .execute();

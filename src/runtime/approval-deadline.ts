@@ -28,6 +28,7 @@ export type ApprovalState =
   | { status: "rejected"; by: string; at: string; reason: string }
   | { status: "expired"; at: string }
   | { status: "withdrawn"; at: string }
+  | { status: "cancelled"; at: string; why: string }
   | { status: "escalated"; to: string; at: string };
 
 export function approvalIntent(
@@ -182,7 +183,10 @@ async function escalateApproval(
   return escalated;
 }
 
-/** The decision is recorded, the card updated in place and the task queued to carry on. */
+/**
+ * The decision (a person's, an expiry, or a cancellation: see cancelled-approvals.ts) is recorded,
+ * the card updated in place and the task queued to carry on.
+ */
 export async function resumeAfterDecision(
   deps: RuntimeDeps,
   tx: Parameters<typeof approvalsDb.decideApproval>[0],
@@ -197,7 +201,9 @@ export async function resumeAfterDecision(
       ? { status: "approved", by: decision.by ?? "", at }
       : row.status === "rejected"
         ? { status: "rejected", by: decision.by ?? "", at, reason: decision.reason ?? "" }
-        : { status: "expired", at };
+        : row.status === "cancelled"
+          ? { status: "cancelled", at, why: decision.reason ?? "" }
+          : { status: "expired", at };
   await insertHandoff(tx, {
     taskId: task.id,
     stepNo: task.step_no,

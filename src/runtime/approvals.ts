@@ -11,6 +11,7 @@ import {
   enforceApprovalDeadline,
   resumeAfterDecision,
 } from "./approval-deadline.ts";
+import { cancelIfNotRunnable } from "./cancelled-approvals.ts";
 import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
@@ -118,12 +119,16 @@ export async function requestApproval(
 
 export type DecisionOutcome =
   | { outcome: "decided"; status: "approved" | "rejected" }
-  /** `byClicker`: the decision was the clicker's own, and this their second click. */
+  /**
+   * `byClicker`: the decision was the clicker's own, and this their second click. `reason`: the
+   * decision's (why a cancelled one was).
+   */
   | {
       outcome: "already_decided";
       status: string;
       by: string | null;
       at: Date | null;
+      reason: string | null;
       byClicker: boolean;
     }
   | { outcome: "expired" }
@@ -156,6 +161,9 @@ async function checkClick(deps: RuntimeDeps, input: ClickInput): Promise<Check> 
   }
   if (approval.status !== "pending")
     return { refused: await alreadyDecided(deps, approval, input) };
+  // The agents file changed since the call was parked (a restart, or a reload that came as the
+  // request committed): a call it would not run is cancelled, and the click told so.
+  if (await cancelIfNotRunnable(deps, approval)) return checkClick(deps, input);
   if (approval.past_deadline) {
     // Past its deadline before the sweep came by: the click moves it on as the sweep would.
     const moved = await enforceApprovalDeadline(deps, approval.id);
@@ -182,6 +190,7 @@ async function alreadyDecided(
     status: approval.status,
     by: approval.decided_by,
     at: approval.decided_at,
+    reason: approval.reason,
     byClicker: approval.decided_by === input.userId,
   };
 }

@@ -10,6 +10,7 @@ import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import { lockHeldTask, updateTask } from "../db/tasks.repository.ts";
 import { approvalCardUpdate } from "./approval-deadline.ts";
+import { type NotRunnable, notRunnable } from "./cancelled-approvals.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { toolMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -42,15 +43,15 @@ export async function settleDecidedApprovals(
       const allowedBy =
         d.status === "approved" && d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
       const tool = deps.tools.get(d.tool);
-      const gone = d.status === "approved" && notRunnable(deps, d, tool !== undefined);
+      const gone = d.status === "approved" && notRunnable(deps, d);
       if (gone) {
-        // The operator changed the agents file while the call waited (a reload): the agent's role
-        // as it is now decides, and the agent must not think the call ran.
+        // The operator changed the agents file between the click and now (a reload): the agent's
+        // role as it is now decides, and the agent must not think the call ran.
         deps.log.warn({ taskId, tool: d.tool, why: gone }, "an approved call was not run");
         // Not "failed": the tool never saw it, and the person's approval still stands as theirs.
         status = "not_run";
         content = {
-          error: `A person approved this call, but it was not run: ${gone}. Tell the requester it could not be done, or propose something else.`,
+          error: `A person approved this call, but it was not run: ${TOLD_AGENT[gone](d.tool)}. Tell the requester it could not be done, or propose something else.`,
         };
         // The card said "Approved" at the click; it now says the call was not run.
         const at = (d.decided_at ?? new Date()).toISOString();
@@ -72,6 +73,12 @@ export async function settleDecidedApprovals(
         status = "rejected";
         content = {
           error: `A person rejected this call. Their reason: "${d.reason}". Do not call ${d.tool} again for this request; tell the requester what happened, or propose something else.`,
+        };
+      } else if (d.status === "cancelled") {
+        // Cancelled before anyone decided (cancelled-approvals.ts): its card says so already.
+        status = "not_run";
+        content = {
+          error: `This call was not run, and nobody can approve it now: ${d.reason}. Tell the requester it could not be done, or propose something else.`,
         };
       } else if (d.status === "withdrawn") {
         status = "withdrawn";
@@ -103,21 +110,11 @@ export async function settleDecidedApprovals(
   return any;
 }
 
-/**
- * Why an approved call may not run now, after a reload of the agents file: its tool is gone, its
- * agent no longer lists it, or the agent went back to shadow mode. Undefined when it may run.
- */
-function notRunnable(
-  deps: RuntimeDeps,
-  call: { tool: string; agent_id: string },
-  registered: boolean,
-): string | undefined {
-  const agent = deps.agents.get(call.agent_id);
-  if (!registered || !agent?.tools.includes(call.tool))
-    return `${call.tool} is no longer one of your tools`;
-  if (agent.autonomy === "shadow") return "you are in shadow mode now, and propose writes only";
-  return undefined;
-}
+/** Why an approved call did not run, as its agent is told. */
+const TOLD_AGENT: Record<NotRunnable, (tool: string) => string> = {
+  not_its_tool: (tool) => `${tool} is no longer one of your tools`,
+  shadow: () => "you are in shadow mode now, and propose writes only",
+};
 
 /** What the agent is told of a parked call its stopped task took back from the people asked. */
 export const WITHDRAWN_RESULT = {

@@ -29,6 +29,8 @@ export function decisionWords(
         return `You already approved this${when}; a second click does not run it again.`;
       if (outcome.byClicker && outcome.status === "rejected")
         return `You already rejected this${when}; it did not go ahead.`;
+      if (outcome.status === "cancelled")
+        return `This request was cancelled${when}: ${escapeMrkdwn(outcome.reason ?? "the agents file changed")}, so it can no longer be approved. Nothing was done.`;
       const who = outcome.by ? ` by ${mention(outcome.by)}` : "";
       return `This request was already ${outcome.status}${who}${when}. Nothing more was done.`;
     }

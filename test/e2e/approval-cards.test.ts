@@ -8,6 +8,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import type { ToolDefinition } from "../../src/core/tools/tool.ts";
+import { findApproval } from "../../src/db/approvals.repository.ts";
 import { insertInput } from "../../src/db/turn-reads.repository.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
@@ -367,8 +368,9 @@ describe("approval-split-refund", async () => {
 
 describe("approved-tool-removed", async () => {
   // An approval waits on a call of an HTTP tool; the operator takes the tool out of the agents file
-  // and reloads it (SIGHUP); then a lead approves. The call cannot run: before, the job threw on every
-  // retry until the task was dead-lettered. Now the agent is told, and answers.
+  // and reloads it (SIGHUP); then a lead clicks Approve. The call cannot run: before, the job threw on
+  // every retry until the task was dead-lettered. Now the reload cancels the approval, the agent is
+  // told, and answers; the late click decides nothing.
 
   let refundsAsked = 0;
   const crm = createServer((req, res) => {
@@ -439,10 +441,11 @@ ${
   });
 
   /**
-   * Asks for a refund, lets its approval wait, reloads the agents file as `changed`, then approves.
-   * Returns what the agent was told and the call's status; the file is put back after.
+   * Asks for a refund, lets its approval wait, reloads the agents file as `changed`, then clicks
+   * Approve. Returns what the agent was told, the call's status and the approval's; the file is put
+   * back after.
    */
-  async function approvedAfterReload(changed: string, order: string) {
+  async function clickedAfterReload(changed: string, order: string) {
     told = "";
     const { ts } = await h.mention(`refund 20 USD for order ${order} please`);
     const approval = await h.until("the approval card", async () => {
@@ -465,22 +468,31 @@ ${
       .where("task_id", "=", task.id)
       .where("tool", "=", "crm_refund")
       .executeTakeFirstOrThrow();
-    return { told, status: call.status };
+    const decided = await findApproval(h.db.db, approval.id);
+    return { told, status: call.status, approval: decided?.status };
   }
 
-  test("an approved call whose tool was taken out of the agents file is not run, and the agent is told", async () => {
-    const { told, status } = await approvedAfterReload(file(crmUrl, { defined: false }), "1077");
-    assert.match(told, /approved this call, but it was not run: crm_refund is no longer/);
+  test("a waiting call whose tool was taken out of the agents file is cancelled, not run, and the agent is told", async () => {
+    const { told, status, approval } = await clickedAfterReload(
+      file(crmUrl, { defined: false }),
+      "1077",
+    );
+    assert.match(
+      told,
+      /not run, and nobody can approve it now: the agents file no longer lets Refunder crm refund/,
+    );
     assert.equal(status, "not_run");
+    assert.equal(approval, "cancelled", "the click after the reload approved nothing");
     assert.equal(refundsAsked, 0, "the removed tool's endpoint was never called");
   });
 
-  test("an approved call its agent may no longer make, or makes in shadow mode now, is not run", async () => {
-    const unlisted = await approvedAfterReload(file(crmUrl, { listed: false }), "1078");
-    assert.match(unlisted.told, /not run: crm_refund is no longer one of your tools/);
+  test("a waiting call its agent may no longer make, or makes in shadow mode now, is cancelled", async () => {
+    const unlisted = await clickedAfterReload(file(crmUrl, { listed: false }), "1078");
+    assert.match(unlisted.told, /not run, .*no longer lets Refunder crm refund/);
     assert.equal(unlisted.status, "not_run");
-    const shadow = await approvedAfterReload(file(crmUrl, { shadow: true }), "1079");
-    assert.match(shadow.told, /not run: you are in shadow mode now/);
+    const shadow = await clickedAfterReload(file(crmUrl, { shadow: true }), "1079");
+    assert.match(shadow.told, /not run, .*put Refunder in shadow mode/);
+    assert.equal(shadow.approval, "cancelled");
     assert.equal(refundsAsked, 0, "the endpoint was never called");
   });
 });

@@ -3,13 +3,22 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
+import { auditStory } from "../../src/runtime/audit-story.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import { taskWithStatus, textOf, waitForApprovalCard } from "../support/observe.ts";
-import { blockTexts } from "../support/scripts-humans.ts";
+import {
+  auditKinds,
+  blockTexts,
+  buttonsOf,
+  finishedTask,
+  refundsOf,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 import { runBaton } from "../support/slash-command.ts";
 
 // An operator moves an agent between autonomy phases by editing the agents file and sending SIGHUP
@@ -98,6 +107,8 @@ describe("autonomy-reload-mid-turn", async () => {
   });
 });
 
+// An approval still waiting when a reload (or a restart) means its call would no longer run is
+// cancelled by Baton: its card says so, without buttons, and the agent is told the call did not run.
 describe("autonomy-demoted-while-waiting", async () => {
   const startHarness = harnessPerTest();
   let dir: string;
@@ -110,7 +121,8 @@ describe("autonomy-demoted-while-waiting", async () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  test("a supervised write approved after its agent was put back in shadow mode is counted as approved and not run, not as refused by the tool", async () => {
+  /** Billing, supervised, asks U0SUP to approve a 40 USD refund; the card is in Slack. */
+  async function parked() {
     await writeFile(file, agentsYml("supervised"));
     const script: Script = (request) => {
       const last = request.messages.at(-1);
@@ -124,35 +136,224 @@ describe("autonomy-demoted-while-waiting", async () => {
       agentsPath: file,
     });
     const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
-    const card = await waitForApprovalCard(h);
-    await writeFile(file, agentsYml("shadow"));
-    assert.equal(await h.baton.reloadAgents(), true);
-    await h.clickCard("U0SUP", APPROVAL_APPROVE, card, ts);
-    await h.until("the answer", () => taskWithStatus(h.db.db, ts, "done"));
+    return { h, ts, card: await waitForApprovalCard(h) };
+  }
+  type Parked = Awaited<ReturnType<typeof parked>>;
 
-    const call = await h.db.db
+  /** The card's updates in Slack, as their texts, oldest first. */
+  const updatesOf = ({ h, card }: Parked) =>
+    h.slack.callsTo("chat.update").filter((c) => !c.failed && c.args.ts === card.card_ts);
+
+  /** The call's row once its task is done and has said everything. */
+  async function settled(p: Parked) {
+    await p.h.until("the task to finish", () => finishedTask(p.h.db.db, p.ts));
+    return p.h.db.db
       .selectFrom("tool_calls")
-      .select(["status", "result"])
+      .select(["status", "allowed_by", "result"])
       .where("tool", "=", "issue_refund")
       .executeTakeFirstOrThrow();
+  }
+
+  const ephemeralsTo = (p: Parked, user: string) =>
+    p.h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
+
+  test("a reload that puts the agent in shadow mode cancels its waiting approval at once: the card says why, without buttons, and the agent carries on", async () => {
+    const p = await parked();
+    await writeFile(file, agentsYml("shadow"));
+    assert.equal(await p.h.baton.reloadAgents(), true);
+
+    // Nobody clicks: the reload alone settles it.
+    const update = await p.h.until("the card to say it was cancelled", async () =>
+      updatesOf(p).find((c) => /Cancelled/.test(blockTexts(c).join("\n"))),
+    );
+    assert.match(
+      blockTexts(update).join("\n"),
+      /🚫 Cancelled <!date\^\d+\^[^>]+>: the agents file put Billing in shadow mode, where it only proposes writes, so it can no longer be approved\. Nothing was done\./,
+    );
+    assert.deepEqual(buttonsOf(update), [], "nothing left to click");
+    const call = await settled(p);
     assert.equal(call.status, "not_run", JSON.stringify(call));
-    const report = (await runBaton(h, "agents", { user: "U0SUP" })).text;
+    assert.equal(call.allowed_by, null, "nobody allowed it");
+    const told = p.h.model.requestsFor("billing").at(-1)?.body.messages.at(-1);
+    assert.ok(told);
+    assert.match(
+      textOf(told),
+      /was not run, and nobody can approve it now: the agents file put Billing in shadow mode/,
+    );
+    const task = await taskOfThread(p.h.db.db, p.ts);
+    assert.ok(task);
+    const decided = await auditKinds(p.h.db.db, task.id, "approval_decided");
+    assert.deepEqual(
+      decided.map((e) => [e.actor_kind, e.data.decision]),
+      [["system", "cancelled"]],
+    );
+    const story = (await auditStory(p.h.baton.deps, task.id)).entries.map((e) => e.text);
+    assert.ok(
+      story.some((line) =>
+        /^Approval of issue_refund\(.*\) cancelled: the agents file put Billing in shadow mode/.test(
+          line,
+        ),
+      ),
+      story.join("\n"),
+    );
+    assert.ok(
+      story.some((line) => /→ not_run; not run: the agents file changed first$/.test(line)),
+      story.join("\n"),
+    );
+
+    // A click on the old card afterwards decides nothing, and says why.
+    await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
+    const ephemeral = await p.h.until(
+      "the clicker to be told",
+      async () => ephemeralsTo(p, "U0SUP")[0],
+    );
+    assert.match(
+      String(ephemeral.args.text),
+      /^This request was cancelled <!date\^\d+\^[^>]+>: the agents file put Billing in shadow mode, where it only proposes writes, so it can no longer be approved\. Nothing was done\.$/,
+    );
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+    assert.equal(p.h.model.requestsFor("billing").length, 2, "billing carried on once");
+    assert.equal(updatesOf(p).length, 1, "the card changed once");
+    const report = (await runBaton(p.h, "agents", { user: "U0SUP" })).text;
     const billing = report.slice(report.indexOf("*Billing*"));
     assert.match(
       billing,
-      /1 write asked a person: 1 approved \(1 not run: the agents file changed first\)/,
+      /1 write asked a person: 0 approved, 1 cancelled \(the agents file changed first\)/,
     );
-    assert.doesNotMatch(billing, /refused by the tool/);
-    // The card said "Approved" at the click: it must not leave the approver thinking it ran.
-    const updates = () =>
-      h.slack
-        .callsTo("chat.update")
-        .filter((c) => !c.failed && c.args.ts === card.card_ts)
-        .map((c) => blockTexts(c).join("\n"));
-    const last = await h.until("the card to say the call did not run", async () =>
-      updates().find((t) => /not run/.test(t)),
+  });
+
+  test("a reload that takes the tool from the agent cancels its waiting approval, in words", async () => {
+    const p = await parked();
+    await writeFile(
+      file,
+      agentsYml("supervised").replace(BILLING_TOOLS, "    tools: [lookup_order]\n"),
     );
-    assert.match(last, /✅ Approved by <@U0SUP> .*not run: the agents file changed/);
-    assert.equal(updates().at(-1), last, "no update after it says approved again");
+    assert.equal(await p.h.baton.reloadAgents(), true);
+    const update = await p.h.until("the card to say it was cancelled", async () =>
+      updatesOf(p).find((c) => /Cancelled/.test(blockTexts(c).join("\n"))),
+    );
+    assert.match(
+      blockTexts(update).join("\n"),
+      /: the agents file no longer lets Billing issue a refund, so it can no longer be approved\./,
+    );
+    assert.equal((await settled(p)).status, "not_run");
+  });
+
+  /**
+   * The click and the reload's claims both sent while a transaction holds the approval's row, so
+   * both wait on it, `first` ahead: its claim takes the row, and the other finds it decided.
+   */
+  async function clickAndReloadAtOnce(p: Parked, first: "click" | "reload") {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let hold!: () => void;
+    const held = new Promise<void>((resolve) => {
+      hold = resolve;
+    });
+    const holder = p.h.db.db.transaction().execute(async (tx) => {
+      await tx
+        .selectFrom("approvals")
+        .select("id")
+        .where("id", "=", p.card.id)
+        .forUpdate()
+        .execute();
+      hold();
+      await gate;
+    });
+    await held;
+    const claimsWaiting = (n: number) =>
+      p.h.until(`${n} claims waiting on the approval`, async () => {
+        const { rows } = await sql<{ n: number }>`
+          select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query ilike 'update "approvals"%'`.execute(p.h.db.db);
+        return (rows[0]?.n ?? 0) >= n;
+      });
+    const click = () => p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
+    const reload = () => p.h.baton.reloadAgents();
+    const ahead = first === "click" ? click() : reload();
+    await claimsWaiting(1);
+    const behind = first === "click" ? reload() : click();
+    await claimsWaiting(2);
+    release();
+    await Promise.all([holder, ahead, behind]);
+  }
+
+  for (const first of ["click", "reload"] as const)
+    test(`a click and a reload that claim the approval at once settle it once (${first} first)`, async () => {
+      const p = await parked();
+      await writeFile(file, agentsYml("shadow"));
+      await clickAndReloadAtOnce(p, first);
+
+      const call = await settled(p);
+      const approval = await p.h.db.db
+        .selectFrom("approvals")
+        .selectAll()
+        .executeTakeFirstOrThrow();
+      const task = await taskOfThread(p.h.db.db, p.ts);
+      assert.ok(task);
+      assert.equal((await auditKinds(p.h.db.db, task.id, "approval_decided")).length, 1);
+      assert.equal((await auditKinds(p.h.db.db, task.id, "tool_call")).length, 1, "settled once");
+      assert.equal(call.status, "not_run", "the new file was in use when the call came to run");
+      assert.equal((await refundsOf(p.h.db.db)).length, 0);
+      assert.equal(p.h.model.requestsFor("billing").length, 2, "billing carried on once");
+      const last = () =>
+        updatesOf(p)
+          .map((c) => blockTexts(c).join("\n"))
+          .at(-1) ?? "";
+      if (first === "click") {
+        // Approved first: the reload found nothing waiting, and the run did not run it.
+        assert.equal(approval.status, "approved");
+        assert.equal(call.allowed_by, `approval:${approval.id} by U0SUP`);
+        const told = p.h.model.requestsFor("billing").at(-1)?.body.messages.at(-1);
+        assert.match(
+          told ? textOf(told) : "",
+          /approved this call, but it was not run: you are in shadow mode now/,
+        );
+        await p.h.until("the card to say it was approved and not run", async () =>
+          /✅ Approved by <@U0SUP> .*not run: the agents file changed/.test(last()),
+        );
+        assert.equal(ephemeralsTo(p, "U0SUP").length, 0, "the click decided");
+      } else {
+        assert.equal(approval.status, "cancelled");
+        assert.equal(call.allowed_by, null);
+        await p.h.until("the card to say it was cancelled", async () =>
+          /🚫 Cancelled/.test(last()),
+        );
+        const ephemeral = await p.h.until(
+          "the clicker to be told",
+          async () => ephemeralsTo(p, "U0SUP")[0],
+        );
+        assert.match(String(ephemeral.args.text), /^This request was cancelled /);
+      }
+      assert.ok(
+        updatesOf(p).every((c) => buttonsOf(c).length === 0),
+        "no update offers the buttons again",
+      );
+    });
+
+  test("a click after a restart with a file that no longer lets the call run cancels it, and says why", async () => {
+    const p = await parked();
+    await writeFile(file, agentsYml("shadow"));
+    await p.h.restart({ agentsFile: await loadAgentsFile(file, demoTools) });
+    await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
+    const ephemeral = await p.h.until(
+      "the clicker to be told",
+      async () => ephemeralsTo(p, "U0SUP")[0],
+    );
+    assert.match(
+      String(ephemeral.args.text),
+      /^This request was cancelled .*: the agents file put Billing in shadow mode/,
+    );
+    const call = await settled(p);
+    assert.equal(call.status, "not_run");
+    assert.equal(call.allowed_by, null, "the click approved nothing");
+    await p.h.until("the card to say it was cancelled", async () =>
+      updatesOf(p).find(
+        (c) => /Cancelled/.test(blockTexts(c).join("\n")) && buttonsOf(c).length === 0,
+      ),
+    );
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
   });
 });

@@ -23,6 +23,8 @@ export type ApprovalState =
   | { status: "expired"; at: Date }
   /** The task stopped (failed) before anyone decided. */
   | { status: "withdrawn"; at: Date }
+  /** Nobody decided before the agents file stopped letting the call run; `why` says how. */
+  | { status: "cancelled"; at: Date; why: string }
   /** `to`: the Slack user and user group IDs it went to, joined by commas. */
   | { status: "escalated"; to: string; at: Date };
 
@@ -168,6 +170,10 @@ function stateBlock(approvalId: string, state: ApprovalState): Block {
       return section(`⌛ Expired ${slackDate(state.at)} without a decision`);
     case "withdrawn":
       return section(`🚫 Withdrawn ${slackDate(state.at)}: the task stopped before a decision`);
+    case "cancelled":
+      return section(
+        `🚫 Cancelled ${slackDate(state.at)}: ${clip(state.why, 1500)}, so it can no longer be approved. Nothing was done.`,
+      );
     case "escalated":
       return section(`⤴️ Escalated to ${mentionEach(state.to)} ${slackDate(state.at)}`);
   }
