@@ -272,13 +272,20 @@ test("a DM that Slack stored but answered with a 500 is not sent again", async (
   await h.slack.waitForCall("views.open");
   await submitReason(h, p, "U0LEE", "Customer already got store credit");
   await decidedApproval(h, p);
-  await h.until("the decision's posts to be sent", async () => {
+  // The agent answers the rejection: its answer must be in Slack before the next post fails, or
+  // the failure would be the answer's (an outbox row, sent again) rather than the DM's.
+  await h.until("the answer to the rejection to be sent", async () => {
+    const task = await h.db.db
+      .selectFrom("tasks")
+      .select("status")
+      .where("id", "=", p.task.id)
+      .executeTakeFirst();
     const rows = await h.db.db
       .selectFrom("slack_outbox")
       .select("status")
       .where("task_id", "=", p.task.id)
       .execute();
-    return rows.every((r) => r.status === "sent") ? true : undefined;
+    return task?.status === "done" && rows.every((r) => r.status === "sent") ? true : undefined;
   });
 
   // The second submission is answered in a DM; Slack stores it, then its answer is a 500.
