@@ -242,6 +242,12 @@ export async function startBaton(options: BatonOptions): Promise<Baton> {
         (thread, reason) => tellRepliesUnread(deps, thread, reason),
       );
     }
+    // Approvals parked under an earlier file, whose calls this one would not run: their cards would
+    // offer Approve until a click. Here only, and at a reload: a replica still on an older file (a
+    // rolling deploy) must not cancel what a newer file asked for.
+    await cancelNotRunnableApprovals(deps).catch((error: unknown) =>
+      log.error({ err: error }, "approvals this agents file would not run were not cancelled"),
+    );
     if (options.maintenance ?? true) {
       stops.push(startMaintenance(deps, agentsFile));
       const scheduler = startScheduler({

@@ -333,10 +333,20 @@ describe("autonomy-demoted-while-waiting", async () => {
       );
     });
 
-  test("a click after a restart with a file that no longer lets the call run cancels it, and says why", async () => {
+  test("a restart with a file that no longer lets the call run cancels it; a click after is told why", async () => {
     const p = await parked();
     await writeFile(file, agentsYml("shadow"));
     await p.h.restart({ agentsFile: await loadAgentsFile(file, demoTools) });
+    await p.h.until(
+      "the approval to be cancelled without a click",
+      async () =>
+        (await p.h.db.db
+          .selectFrom("approvals")
+          .select("status")
+          .where("id", "=", p.card.id)
+          .executeTakeFirst()
+          .then((a) => a?.status === "cancelled")) || undefined,
+    );
     await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
     const ephemeral = await p.h.until(
       "the clicker to be told",
