@@ -15,7 +15,7 @@ const [given] = process.argv.slice(2);
 if (given !== undefined && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
 const path = given ?? loadAgentsFilePath();
 try {
-  // The tools src/app.ts registers when it is given none, as `npm start` does.
+  // The tools src/start/agents.ts registers when it is given none, as `npm start` does.
   const { agents } = await loadAgentsFile(path, demoTools);
   console.log(`${path}: ${agents.length} agent${agents.length === 1 ? "" : "s"}, OK`);
 } catch (error) {

@@ -3,7 +3,7 @@ import type { DecisionOutcome } from "../runtime/approvals.ts";
 import type { ThreadCatchUp } from "../runtime/deps.ts";
 import type { EscalationCheck, EscalationChoice } from "../runtime/escalation-decisions.ts";
 
-/** The core use cases the Slack listeners call. Wired in src/app.ts; faked in adapter tests. */
+/** The core use cases the Slack listeners call. Wired in src/start/slack.ts; faked in adapter tests. */
 export interface SlackHandlers {
   botUserId(): Promise<string>;
   acceptMessage(message: IncomingMessage): Promise<AcceptOutcome>;

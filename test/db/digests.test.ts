@@ -337,7 +337,7 @@ describe("digest-late", async () => {
   });
   after(() => database.drop());
 
-  /** A replica's scheduler as app.ts starts it, at `now` on a fake clock. */
+  /** A replica's scheduler as src/start/workers.ts starts it, at `now` on a fake clock. */
   function replica(name: string, now: Date, chat: ChatSurface, fired: Date[]) {
     const digestDeps = {
       db: database.db,
