@@ -551,9 +551,12 @@ describe("slack-429-in-listeners", () => {
     );
     const post = h.slack.callsTo("chat.postMessage").find((c) => c.args.text === told.text);
     assert.equal(post?.args.username, undefined, "in Baton's own name, as its other notices");
-    assert.deepEqual(await unreadNotices(h.db.db, ts), [
-      { task_id: task.id, method: "notice", status: "sent" },
-    ]);
+    // Slack has the notice before its row is marked sent.
+    const notices = await h.until("the notice's row to be marked sent", async () => {
+      const rows = await unreadNotices(h.db.db, ts);
+      return rows.every((r) => r.status === "sent") ? rows : undefined;
+    });
+    assert.deepEqual(notices, [{ task_id: task.id, method: "notice", status: "sent" }]);
     assert.deepEqual(await inputsOf(h.db.db, ts), []);
 
     // Slack delivers the mention again, and the job of that delivery fails its last try too.
