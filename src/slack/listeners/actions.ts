@@ -46,6 +46,9 @@ const submission = z.object({
     state: z.object({ values: z.record(z.string(), z.record(z.string(), z.any())) }),
   }),
 });
+type Submission = z.infer<typeof submission>;
+/** A reject reason or a send-back instruction: the agent reads it. */
+const typedWords = z.string().trim().min(1).max(1000);
 
 /**
  * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
@@ -53,6 +56,19 @@ const submission = z.object({
  * at once (see forms).
  */
 export function registerActionListeners(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  posting: webApi.WebClient,
+): void {
+  registerApprovalButtons(app, handlers, posting);
+  registerRejectReasonForm(app, handlers, posting);
+  registerEscalationButtons(app, handlers, posting);
+  registerSendBackForm(app, handlers, posting);
+  registerAuditPager(app, handlers);
+  registerLinkButtons(app);
+}
+
+function registerApprovalButtons(
   app: BoltApp,
   handlers: SlackHandlers,
   posting: webApi.WebClient,
@@ -77,15 +93,18 @@ export function registerActionListeners(
     const c = click.parse(body);
     await askRejectReason(handlers, posting, c, uuid.parse(c.actions[0]?.value));
   });
+}
 
+function registerRejectReasonForm(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  posting: webApi.WebClient,
+): void {
   app.view(REJECT_REASON_CALLBACK, async ({ ack, body }) => {
     const s = submission.parse(body);
-    const reason = z
-      .string()
-      .trim()
-      .min(1)
-      .max(1000)
-      .safeParse(s.view.state.values[REJECT_REASON_BLOCK]?.[REJECT_REASON_ACTION]?.value);
+    const reason = typedWords.safeParse(
+      s.view.state.values[REJECT_REASON_BLOCK]?.[REJECT_REASON_ACTION]?.value,
+    );
     if (!reason.success) {
       await ack({
         response_action: "errors",
@@ -106,7 +125,13 @@ export function registerActionListeners(
       if (words) await tellInDm(posting, s.user.id, words, stopping);
     });
   });
+}
 
+function registerEscalationButtons(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  posting: webApi.WebClient,
+): void {
   app.action(ESCALATION_TAKE_OVER, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
@@ -125,8 +150,7 @@ export function registerActionListeners(
   app.action(ESCALATION_SEND_BACK, async ({ ack, body }) => {
     await ack();
     const c = click.parse(body);
-    const triggerId = c.trigger_id;
-    if (!triggerId) return;
+    if (!c.trigger_id) return;
     const escalationId = uuid.parse(c.actions[0]?.value);
     // Refuse (or say it is handled) rather than ask for an instruction that could not be used.
     const view = sendBackModal({ escalationId, agents: handlers.agentsForSendBack() });
@@ -136,56 +160,69 @@ export function registerActionListeners(
         const refusal = escalationWords(result, c.user.id);
         return refusal ? { refusal } : { view };
       });
-    await openWhenAllowed(handlers, posting, c, {
-      title: "Send back",
-      check,
-      lateView: view,
-    });
+    await openWhenAllowed(handlers, posting, c, { title: "Send back", check, lateView: view });
   });
+}
 
+function registerSendBackForm(
+  app: BoltApp,
+  handlers: SlackHandlers,
+  posting: webApi.WebClient,
+): void {
   app.view(SEND_BACK_CALLBACK, async ({ ack, body }) => {
     const s = submission.parse(body);
-    const values = s.view.state.values;
-    const agentId = z
-      .string()
-      .safeParse(values[SEND_BACK_AGENT_BLOCK]?.[SEND_BACK_AGENT_ACTION]?.selected_option?.value);
-    const instruction = z
-      .string()
-      .trim()
-      .min(1)
-      .max(1000)
-      .safeParse(values[SEND_BACK_INSTRUCTION_BLOCK]?.[SEND_BACK_INSTRUCTION_ACTION]?.value);
-    if (!agentId.success || !instruction.success) {
-      await ack({
-        response_action: "errors",
-        errors: agentId.success
-          ? { [SEND_BACK_INSTRUCTION_BLOCK]: "Tell the agent what to do next." }
-          : { [SEND_BACK_AGENT_BLOCK]: "Pick the agent to send it to." },
-      });
+    const form = sendBackForm(s.view.state.values);
+    if ("errors" in form) {
+      await ack({ response_action: "errors", errors: form.errors });
       return;
     }
     await ack();
-    let text: string | undefined;
-    try {
-      const result = await handlers.decideEscalation({
-        escalationId: uuid.parse(s.view.private_metadata),
-        userId: s.user.id,
-        choice: { kind: "send_back", agentId: agentId.data, instruction: instruction.data },
-      });
-      const words = escalationWords(result, s.user.id);
-      if (words) text = `${words} Nothing changed.`;
-    } catch (error) {
-      if (!isBatonError(error)) throw error;
-      text = `Nothing changed: ${error.message}.`;
-    }
-    if (text) {
-      const words = text;
+    const words = await sendBack(handlers, s, form);
+    if (words)
       handlers.afterwards("tell the person who sent it back", (stopping) =>
         tellInDm(posting, s.user.id, words, stopping),
       );
-    }
   });
+}
 
+/** The agent picked and the instruction typed, or what to fix, by the block that needs it. */
+function sendBackForm(
+  values: Submission["view"]["state"]["values"],
+): { agentId: string; instruction: string } | { errors: Record<string, string> } {
+  const agentId = z
+    .string()
+    .safeParse(values[SEND_BACK_AGENT_BLOCK]?.[SEND_BACK_AGENT_ACTION]?.selected_option?.value);
+  if (!agentId.success)
+    return { errors: { [SEND_BACK_AGENT_BLOCK]: "Pick the agent to send it to." } };
+  const instruction = typedWords.safeParse(
+    values[SEND_BACK_INSTRUCTION_BLOCK]?.[SEND_BACK_INSTRUCTION_ACTION]?.value,
+  );
+  if (!instruction.success)
+    return { errors: { [SEND_BACK_INSTRUCTION_BLOCK]: "Tell the agent what to do next." } };
+  return { agentId: agentId.data, instruction: instruction.data };
+}
+
+/** Words for the person who sent it back, only when nothing changed (a refusal says why). */
+async function sendBack(
+  handlers: SlackHandlers,
+  s: Submission,
+  form: { agentId: string; instruction: string },
+): Promise<string | undefined> {
+  try {
+    const result = await handlers.decideEscalation({
+      escalationId: uuid.parse(s.view.private_metadata),
+      userId: s.user.id,
+      choice: { kind: "send_back", ...form },
+    });
+    const words = escalationWords(result, s.user.id);
+    return words ? `${words} Nothing changed.` : undefined;
+  } catch (error) {
+    if (!isBatonError(error)) throw error;
+    return `Nothing changed: ${error.message}.`;
+  }
+}
+
+function registerAuditPager(app: BoltApp, handlers: SlackHandlers): void {
   app.action(AUDIT_PAGE, async ({ ack, body, respond }) => {
     await ack();
     const c = click.parse(body);
@@ -207,8 +244,10 @@ export function registerActionListeners(
       }),
     );
   });
+}
 
-  // Link buttons still send a click; acknowledging it is all there is to do.
+/** Link buttons still send a click; acknowledging it is all there is to do. */
+function registerLinkButtons(app: BoltApp): void {
   for (const linkButton of [HOME_OPEN_LINK, DIGEST_OPEN_LINK]) {
     app.action(linkButton, async ({ ack }) => {
       await ack();
