@@ -1,7 +1,17 @@
-import type { types, webApi } from "@slack/bolt";
+import type { webApi } from "@slack/bolt";
 import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
 import type { Logger } from "../log.ts";
-import { type BotIdentity, createPostedFinder, OUTBOX_EVENT } from "./find-posted.ts";
+import {
+  type Delivered,
+  type Outgoing,
+  postDirectMessage,
+  postEphemeral,
+  postMessage,
+  type SendClients,
+  type Target,
+  updateMessage,
+} from "./chat-send.ts";
+import { type BotIdentity, createPostedFinder } from "./find-posted.ts";
 import { createMemberLookup } from "./members.ts";
 import { clip, isGroupId, isUserId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
@@ -10,7 +20,7 @@ import { digestMessage } from "./views/digest.ts";
 import { type EscalationCardInput, escalationCard } from "./views/escalation-card.ts";
 import { handoffCard } from "./views/handoff-card.ts";
 import { agentReply, failureNotice } from "./views/task-message.ts";
-import { blocksRefused, call, isNotAMember, SlackDeliveryError } from "./web-api-errors.ts";
+import { call, isNotAMember } from "./web-api-errors.ts";
 
 export interface SlackChatSurfaceOptions {
   log: Logger;
@@ -39,21 +49,6 @@ export interface SlackChatSurfaceOptions {
 }
 
 type Intent<K extends ChatIntent["kind"]> = Extract<ChatIntent, { kind: K }>;
-type Delivered = { ts?: string; channel?: string };
-/** `broadcast`: a thread reply also shown in the channel ("Also send to #channel"). */
-type Target = { channel: string; threadTs?: string; broadcast?: boolean };
-/** `textOnly` is sent, without blocks, if Slack refuses the blocks (default: `text`). */
-type Outgoing = { text: string; blocks?: unknown[]; textOnly?: string };
-
-/** A post's place in its thread, if it has one; a broadcast reply is also shown in the channel. */
-function inThread(
-  target: Target,
-): { thread_ts: string; reply_broadcast: true } | { thread_ts?: string } {
-  if (!target.threadTs) return {};
-  return target.broadcast
-    ? { thread_ts: target.threadTs, reply_broadcast: true }
-    : { thread_ts: target.threadTs };
-}
 
 const GROUP_CACHE_MS = 60_000;
 
@@ -61,148 +56,28 @@ export function createSlackChatSurface(
   client: webApi.WebClient,
   options: SlackChatSurfaceOptions,
 ): ChatSurface {
-  const { log } = options;
-  const now = options.now ?? Date.now;
-  const poster = options.poster ?? client;
+  const { log, workspaceUrl } = options;
   const noWait = options.noWaitClient ?? client;
-
-  /**
-   * Slack stores nothing when it refuses a message's blocks, so sending the text alone once more
-   * cannot post it twice; without this the outbox would mark the row dead and the message (an
-   * answer, a card a task waits on) would never show.
-   */
-  async function orTextAlone<T>(
-    message: Outgoing,
-    outboxId: string,
-    send: (content: Outgoing) => Promise<T>,
-  ): Promise<T> {
-    try {
-      return await send(message);
-    } catch (error) {
-      if (!message.blocks || !blocksRefused(error)) throw error;
-      log.warn(
-        { err: error, outboxId },
-        "Slack refused a message's blocks: sending its text alone",
-      );
-      return send({ text: message.textOnly ?? message.text });
-    }
-  }
-
-  async function post(target: Target, message: Outgoing, outboxId: string, persona?: Persona) {
-    const { channel } = target;
-    const answer = await orTextAlone(message, outboxId, (content) =>
-      call("chat.postMessage", () =>
-        poster.chat.postMessage({
-          channel,
-          text: content.text,
-          // Blocks come from the builders or a queued direct message; Slack validates the rest.
-          ...(content.blocks && { blocks: content.blocks as types.KnownBlock[] }),
-          ...inThread(target),
-          ...(persona && personaFields(persona)),
-          metadata: { event_type: OUTBOX_EVENT, event_payload: { outbox_id: String(outboxId) } },
-        }),
-      ),
-    );
-    return { ts: answer.ts, channel: answer.channel ?? channel };
-  }
-
-  async function postOrUpdate(
-    intent: Intent<"approval_card" | "escalation_card">,
-    message: SlackMessage,
-    outboxId: string,
-  ): Promise<Delivered> {
-    if (intent.updateTs === undefined) return post(intent, message, outboxId, intent.persona);
-    const updateTs = intent.updateTs;
-    // findPosted never looks for updates (sending one twice is harmless): no metadata needed.
-    const answer = await orTextAlone(message, outboxId, (content) =>
-      call("chat.update", () =>
-        noWait.chat.update({
-          channel: intent.channel,
-          ts: updateTs,
-          text: content.text,
-          // An update without blocks keeps the card's old ones (and its buttons): clear them.
-          blocks: (content.blocks as types.KnownBlock[] | undefined) ?? [],
-        }),
-      ),
-    );
-    return { ts: answer.ts ?? updateTs, channel: answer.channel ?? intent.channel };
-  }
-
-  async function directMessage(user: string, message: Outgoing, outboxId: string) {
-    const opened = await call("conversations.open", () =>
-      noWait.conversations.open({ users: user }),
-    );
-    const channel = opened.channel?.id;
-    if (!channel) throw new SlackDeliveryError("Slack opened no DM channel");
-    return post({ channel }, message, outboxId);
-  }
-
-  async function deliver(intent: ChatIntent, outboxId: string): Promise<Delivered> {
-    switch (intent.kind) {
-      case "agent_reply": {
-        // A cut answer's note points at the rest: `npm run audit` takes a thread link.
-        const { workspaceUrl } = options;
-        const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
-        const reply = agentReply({ text: intent.text, ...(auditRef && { auditRef }) });
-        return post(intent, reply, outboxId, intent.persona);
-      }
-      case "handoff_card": {
-        const card = handoffCard({
-          fromName: intent.fromName,
-          toName: intent.toName,
-          ...intent.handoff,
-        });
-        return post(intent, card, outboxId, intent.persona);
-      }
-      case "approval_card":
-        return postOrUpdate(intent, approvalCard(approvalInput(intent.approval)), outboxId);
-      case "escalation_card":
-        return postOrUpdate(intent, escalationCard(escalationInput(intent.escalation)), outboxId);
-      case "notice":
-        return post(intent, { text: noticeText(intent.text) }, outboxId);
-      case "failure_notice": {
-        // `/baton audit` takes the thread's link, not an id to copy.
-        const { workspaceUrl } = options;
-        const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
-        const notice = failureNotice({
-          reason: intent.reason,
-          ...(auditRef && { auditRef }),
-          ...(intent.limit && { limit: intent.limit }),
-        });
-        return post(intent, notice, outboxId);
-      }
-      case "ephemeral": {
-        // Sent at once, not from the outbox (a person over their task limit), and once: nothing
-        // could find it to tell whether a failed try was shown. A 429 fails at once: the caller
-        // waits it out, past the event's answer, pausing none of `client`'s calls.
-        await call("chat.postEphemeral", () =>
-          poster.chat.postEphemeral({
-            channel: intent.channel,
-            user: intent.user,
-            text: safeText(intent.text),
-            ...(intent.threadTs && { thread_ts: intent.threadTs }),
-          }),
-        );
-        // An ephemeral message has no ts anyone can use later: it cannot be updated or found.
-        return { channel: intent.channel };
-      }
-      case "direct_message": {
-        return directMessage(intent.user, { text: safeText(intent.text) }, outboxId);
-      }
-      case "digest":
-        return post({ channel: intent.channel }, digestMessage(intent.digest), outboxId);
-      case "digest_dm":
-        return directMessage(intent.user, digestMessage(intent.digest), outboxId);
-    }
-  }
-
+  const clients: SendClients = { log, poster: options.poster ?? client, noWait };
   const { groupMembers, channelMembers } = createMemberLookup({ client, noWait }, call, {
-    now,
+    now: options.now ?? Date.now,
     cacheMs: options.groupCacheMs ?? GROUP_CACHE_MS,
   });
-  // Kept once known; a failed auth.test is asked again at the next look.
-  let self: Promise<BotIdentity> | undefined = options.self && Promise.resolve(options.self);
-  const whoAmI = () => {
+  const whoAmI = botIdentity(noWait, options.self);
+  return {
+    deliver: (intent, outboxId) => deliver(clients, workspaceUrl, intent, outboxId),
+    findPosted: createPostedFinder(noWait, call, log, isNotAMember, whoAmI),
+    groupMembers,
+    channelMembers,
+    threadLink: (channel, threadTs) => messageLink(workspaceUrl, channel, threadTs),
+    channelLink: (channel) => channelUrl(workspaceUrl, channel),
+  };
+}
+
+/** Baton's ids, by auth.test: kept once known; a failed one is asked again at the next look. */
+function botIdentity(noWait: webApi.WebClient, known?: BotIdentity): () => Promise<BotIdentity> {
+  let self: Promise<BotIdentity> | undefined = known && Promise.resolve(known);
+  return () => {
     self ??= call("auth.test", () => noWait.auth.test()).then(
       (answer) => ({ botId: answer.bot_id, userId: answer.user_id }),
       (error: unknown) => {
@@ -212,11 +87,79 @@ export function createSlackChatSurface(
     );
     return self;
   };
-  const findPosted = createPostedFinder(noWait, call, log, isNotAMember, whoAmI);
-  const threadLink = (channel: string, threadTs: string) =>
-    messageLink(options.workspaceUrl, channel, threadTs);
-  const channelLink = (channel: string) => channelUrl(options.workspaceUrl, channel);
-  return { deliver, findPosted, groupMembers, channelMembers, threadLink, channelLink };
+}
+
+async function deliver(
+  clients: SendClients,
+  workspaceUrl: string | undefined,
+  intent: ChatIntent,
+  outboxId: string,
+): Promise<Delivered> {
+  const post = (target: Target, message: Outgoing, persona?: Persona) =>
+    postMessage(clients, target, message, outboxId, persona);
+  const dm = (user: string, message: Outgoing) =>
+    postDirectMessage(clients, user, message, outboxId);
+  switch (intent.kind) {
+    case "agent_reply":
+      return post(intent, agentReplyMessage(intent, workspaceUrl), intent.persona);
+    case "handoff_card":
+      return post(intent, handoffMessage(intent), intent.persona);
+    case "approval_card":
+      return postOrUpdate(clients, intent, approvalCard(approvalInput(intent.approval)), outboxId);
+    case "escalation_card": {
+      const card = escalationCard(escalationInput(intent.escalation));
+      return postOrUpdate(clients, intent, card, outboxId);
+    }
+    case "notice":
+      return post(intent, { text: noticeText(intent.text) });
+    case "failure_notice":
+      return post(intent, failureMessage(intent, workspaceUrl));
+    case "ephemeral":
+      return postEphemeral(clients, { ...intent, text: safeText(intent.text) });
+    case "direct_message":
+      return dm(intent.user, { text: safeText(intent.text) });
+    case "digest":
+      return post({ channel: intent.channel }, digestMessage(intent.digest));
+    case "digest_dm":
+      return dm(intent.user, digestMessage(intent.digest));
+  }
+}
+
+function agentReplyMessage(intent: Intent<"agent_reply">, workspaceUrl: string | undefined) {
+  // A cut answer's note points at the rest: `npm run audit` takes a thread link.
+  const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
+  return agentReply({ text: intent.text, ...(auditRef && { auditRef }) });
+}
+
+function handoffMessage(intent: Intent<"handoff_card">): SlackMessage {
+  return handoffCard({ fromName: intent.fromName, toName: intent.toName, ...intent.handoff });
+}
+
+function failureMessage(intent: Intent<"failure_notice">, workspaceUrl: string | undefined) {
+  // `/baton audit` takes the thread's link, not an id to copy.
+  const auditRef = workspaceUrl && messageLink(workspaceUrl, intent.channel, intent.threadTs);
+  return failureNotice({
+    reason: intent.reason,
+    ...(auditRef && { auditRef }),
+    ...(intent.limit && { limit: intent.limit }),
+  });
+}
+
+/** A card is posted once, then updated in place as it is decided. */
+function postOrUpdate(
+  clients: SendClients,
+  intent: Intent<"approval_card" | "escalation_card">,
+  message: SlackMessage,
+  outboxId: string,
+): Promise<Delivered> {
+  if (intent.updateTs === undefined)
+    return postMessage(clients, intent, message, outboxId, intent.persona);
+  return updateMessage(
+    clients,
+    { channel: intent.channel, ts: intent.updateTs },
+    message,
+    outboxId,
+  );
 }
 
 /**
@@ -233,18 +176,6 @@ function channelUrl(workspaceUrl: string | undefined, channel: string): string {
   if (!workspaceUrl) return `https://slack.com/app_redirect?${new URLSearchParams({ channel })}`;
   const base = workspaceUrl.endsWith("/") ? workspaceUrl : `${workspaceUrl}/`;
   return `${base}archives/${encodeURIComponent(channel)}`;
-}
-
-/** Agents post under their own name; an icon is an emoji code (`:robot_face:`) or an image URL. */
-function personaFields(
-  persona: Persona,
-):
-  | { username: string }
-  | { username: string; icon_emoji: string }
-  | { username: string; icon_url: string } {
-  const username = persona.name;
-  if (persona.icon.startsWith(":")) return { username, icon_emoji: persona.icon };
-  return persona.icon ? { username, icon_url: persona.icon } : { username };
 }
 
 /** Plain message text: escaped so it can neither notify nor link, and within Slack's limit. */
