@@ -1,121 +1,16 @@
-import type { AskerRole, Gate } from "../core/policy.ts";
+// A person's click on an approval card: checked in code, decided once in SQL. Parking the call is
+// approval-requests.ts.
+import type { AskerRole } from "../core/policy.ts";
 import { askedAs, mayDecide } from "../core/policy.ts";
-import { argumentNames } from "../core/tools/builtin.ts";
-import { type ToolDefinition, toolWords } from "../core/tools/tool.ts";
 import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
-import { audit, insertHandoff } from "../db/ledger.repository.ts";
+import { audit } from "../db/ledger.repository.ts";
 import type { ApprovalRow } from "../db/schema.ts";
-import {
-  approvalIntent,
-  enforceApprovalDeadline,
-  resumeAfterDecision,
-} from "./approval-deadline.ts";
+import { enforceApprovalDeadline, resumeAfterDecision } from "./approval-deadline.ts";
 import { cancelIfNotRunnable } from "./cancelled-approvals.ts";
-import { decisionPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import type { AgentEffects } from "./effects.ts";
 import { isAmong } from "./escalation-owners.ts";
-import { post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
-
-type ApprovalGate = Extract<Gate, { kind: "approval" }>;
-
-/** Parks a gated call: a row to decide, a card to click, the task waiting on a human. */
-export async function requestApproval(
-  fx: AgentEffects,
-  call: { callId: string; key: string; tool: ToolDefinition; args: unknown; gate: ApprovalGate },
-): Promise<void> {
-  const { task, agent, gate } = { ...fx, gate: call.gate };
-  const args = call.args as Record<string, unknown>;
-  const approvers = { users: [...gate.approvers.users], groups: [...gate.approvers.groups] };
-  // The deadline is the database's (see approvals.repository.ts): the card and audit show it as set.
-  const { id, expires_at: expiresAt } = await approvalsDb.insertApproval(fx.tx, {
-    taskId: task.id,
-    stepNo: fx.stepNo,
-    toolCallId: call.key,
-    modelCallId: call.callId,
-    agentId: agent.id,
-    tool: call.tool.name,
-    args,
-    policyId: gate.policyId,
-    requesterId: task.requester_id,
-    approvers,
-    fallback: gate.fallback && {
-      users: [...gate.fallback.users],
-      groups: [...gate.fallback.groups],
-    },
-    expiresInMs: gate.expiresAfterMs,
-    why: gate.why,
-  });
-  // The work may have passed through people since the task began: the card names whoever asked.
-  const askers = await whoAsked(fx.tx, id);
-  Object.assign(fx.changes, { status: "waiting_human" });
-  await insertHandoff(fx.tx, {
-    taskId: task.id,
-    stepNo: fx.stepNo,
-    kind: "approval_request",
-    from: { kind: "agent", id: agent.id },
-    to: { kind: "human", id: [...approvers.users, ...approvers.groups].join(",") },
-    note: {
-      approval_id: id,
-      tool: call.tool.name,
-      args,
-      policy: gate.policyId,
-      ...(gate.why && { why: gate.why }),
-    },
-  });
-  const place = decisionPlace(fx.deps.agents.file, task);
-  fx.outbox.push(
-    post(
-      task,
-      approvalIntent(agent, place, {
-        id,
-        tool: call.tool.name,
-        args,
-        argOrder: argumentNames(call.tool),
-        askers,
-        approvers,
-        expiresAt,
-        why: gate.why,
-        state: { status: "pending" },
-      }),
-      {
-        table: "approvals",
-        id,
-      },
-    ),
-  );
-  // Asked in a direct message, the card went where its deciders are: the requester is told here.
-  if (place.channel !== task.channel_id)
-    fx.outbox.push(
-      post(task, {
-        kind: "notice",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
-        text: `⏳ ${agent.name} needs a person's approval to ${toolWords(call.tool)} first; you will hear back here.`,
-      }),
-    );
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "agent", id: agent.id },
-    kind: "approval_requested",
-    data: {
-      approval_id: id,
-      tool: call.tool.name,
-      args,
-      policy: gate.policyId,
-      ...(gate.why && { why: gate.why }),
-      approvers,
-      asked_by: {
-        requester: askers.requester,
-        handed_on_by: askers.handedOnBy,
-        in_thread: askers.inThread,
-      },
-      expires_at: expiresAt.toISOString(),
-    },
-  });
-}
 
 export type DecisionOutcome =
   | { outcome: "decided"; status: "approved" | "rejected" }

@@ -11,7 +11,7 @@ import type { Executor, Tx } from "../db/database.ts";
 import { countedCallArgs, insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
 import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
 import type { Metrics } from "../metrics.ts";
-import { requestApproval } from "./approvals.ts";
+import { requestApproval } from "./approval-requests.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
 import type { TurnEffects } from "./turn.ts";
