@@ -1,6 +1,7 @@
 import type { People } from "../config/agents-schema.ts";
 import { argsText } from "../core/audit-words.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
+import type { ChatIntent } from "../core/ports.ts";
 import { shorten } from "../core/text.ts";
 import type { Executor } from "../db/database.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
@@ -54,70 +55,69 @@ export async function startEscalation(
   const { task, agent, deps } = fx;
   // A lane that names nobody is the channel's work: in a direct message's task, the card's channel.
   const place = escalationPlace(deps.agents.file, task, input.note.lane);
-  const { owner, noticeChannel, respondWithinMs, fallback } = laneOwner(
-    deps,
-    input.note.lane,
-    place.channel,
-  );
+  const lane = laneOwner(deps, input.note.lane, place.channel);
+  const { owner } = lane;
   const { id } = await escalationsDb.insertEscalation(fx.tx, {
     taskId: task.id,
     stepNo: fx.stepNo,
     fromAgent: agent.id,
     note: input.note,
     owner,
-    fallback: fallback && { users: [...fallback.users], groups: [...fallback.groups] },
-    respondInMs: respondWithinMs,
+    fallback: lane.fallback && {
+      users: [...lane.fallback.users],
+      groups: [...lane.fallback.groups],
+    },
+    respondInMs: lane.respondWithinMs,
   });
-  await insertHandoff(fx.tx, {
+  await handToOwner(fx, owner, input.note);
+  postEscalation(fx, { id, place, lane, note: input.note });
+  fx.audits.push({
     taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "escalated",
+    data: { escalation_id: id, owner, note: input.note, reason: input.reason },
+  });
+  fx.afterCommit.push(() => deps.metrics.escalations.inc({ reason: input.reason }));
+}
+
+/** The task is the owner's now, with a handoff to them in its history. */
+async function handToOwner(fx: AgentEffects, owner: Owner, note: EscalationNote): Promise<void> {
+  await insertHandoff(fx.tx, {
+    taskId: fx.task.id,
     stepNo: fx.stepNo,
     kind: "escalation",
-    from: { kind: "agent", id: agent.id },
+    from: { kind: "agent", id: fx.agent.id },
     to: { kind: "human", id: owner.id },
-    note: input.note,
+    note,
   });
   Object.assign(fx.changes, {
     owner: { kind: "human", id: owner.id },
     status: "waiting_human",
-    urgency: input.note.urgency,
+    urgency: note.urgency,
     // As a transfer's: the agent a person sends the work to reads them in its facts.
-    facts: { ...task.facts, ...input.note.facts },
+    facts: { ...fx.task.facts, ...note.facts },
   });
-  fx.outbox.push(
-    post(
-      task,
-      {
-        kind: "escalation_card",
-        ...place,
-        persona: personaOf(agent),
-        escalation: {
-          escalationId: id,
-          fromName: agent.name,
-          owner,
-          note: input.note,
-          requesterId: task.requester_id,
-          state: { status: "open" },
-        },
-      },
-      { table: "escalations", id },
-    ),
-  );
-  const elsewhere = place.channel !== task.channel_id;
-  if (owner.kind !== "channel" || owner.id !== place.channel) {
-    fx.outbox.push(
-      post(
-        task,
-        ownerNotice(
-          owner,
-          { ...place, noticeChannel },
-          elsewhere
-            ? `asked in a direct message with Baton; its card is in ${deps.chat.channelLink(place.channel)}`
-            : deps.chat.threadLink(task.channel_id, task.thread_ts),
-          agent.name,
-          input.note.summary,
-        ),
-      ),
-    );
+}
+
+type Escalation = {
+  id: string;
+  place: { channel: string; threadTs?: string };
+  lane: ReturnType<typeof laneOwner>;
+  note: EscalationNote;
+};
+
+/** Its card, where its owner decides; a word to the owner, and to a requester who cannot see it. */
+function postEscalation(fx: AgentEffects, e: Escalation): void {
+  const { task, agent, deps } = fx;
+  const { owner, noticeChannel } = e.lane;
+  fx.outbox.push(post(task, escalationCard(fx, e), { table: "escalations", id: e.id }));
+  const elsewhere = e.place.channel !== task.channel_id;
+  if (owner.kind !== "channel" || owner.id !== e.place.channel) {
+    const link = elsewhere
+      ? `asked in a direct message with Baton; its card is in ${deps.chat.channelLink(e.place.channel)}`
+      : deps.chat.threadLink(task.channel_id, task.thread_ts);
+    const where = { ...e.place, noticeChannel };
+    fx.outbox.push(post(task, ownerNotice(owner, where, link, agent.name, e.note.summary)));
   }
   // Asked in a direct message, the card went where people can take it: the requester is told here.
   if (elsewhere)
@@ -129,13 +129,22 @@ export async function startEscalation(
         text: "⏳ This needs a person: I have passed it on, and they will get back to you.",
       }),
     );
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "agent", id: agent.id },
-    kind: "escalated",
-    data: { escalation_id: id, owner, note: input.note, reason: input.reason },
-  });
-  fx.afterCommit.push(() => deps.metrics.escalations.inc({ reason: input.reason }));
+}
+
+function escalationCard(fx: AgentEffects, e: Escalation): ChatIntent {
+  return {
+    kind: "escalation_card",
+    ...e.place,
+    persona: personaOf(fx.agent),
+    escalation: {
+      escalationId: e.id,
+      fromName: fx.agent.name,
+      owner: e.lane.owner,
+      note: e.note,
+      requesterId: fx.task.requester_id,
+      state: { status: "open" },
+    },
+  };
 }
 
 /**
