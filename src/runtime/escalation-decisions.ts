@@ -7,12 +7,12 @@ import * as escalationsDb from "../db/escalations.repository.ts";
 import { appendConversation, audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox } from "../db/outbox.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
-import { findTask, lockTask, updateTask } from "../db/tasks.repository.ts";
+import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { takeUnreadInputs } from "../db/turn-reads.repository.ts";
 import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { type EscalationRow, escalationCardUpdate, requesterNotice } from "./escalation-cards.ts";
-import { fallbackBeside, mayDecide } from "./escalation-owners.ts";
+import { checkAgainst, type EscalationCheck, holds } from "./escalation-checks.ts";
 import { replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -20,88 +20,14 @@ export type EscalationChoice =
   | { kind: "take_over" }
   | { kind: "send_back"; agentId: string; instruction: string };
 
+type DecideInput = { escalationId: string; userId: string; choice: EscalationChoice };
+type DecidedRow = NonNullable<Awaited<ReturnType<typeof escalationsDb.decideEscalation>>>;
+
 /** The owner takes the work over, or sends it back to an agent with an instruction. Decided once. */
-export type EscalationCheck =
-  | { outcome: "ok" }
-  | { outcome: "already_decided"; by: string | null; status: string }
-  | { outcome: "refused"; owner: Owned; fallback: string[]; reason?: "own_request" };
-
-type Owned = { kind: string; id: string };
-
-/**
- * Whether this person may send the work to an agent (asked before the send-back modal opens): while
- * the escalation is open, its owner (the named person, a member of the named group, or anyone in
- * the lane's channel) or its fallback, but never the person who asked for the work (as with
- * approvals); once taken over, the person who took it, until they mark it done. Refusals are audited.
- */
-export async function checkEscalationClick(
-  deps: RuntimeDeps,
-  input: { escalationId: string; userId: string },
-): Promise<EscalationCheck> {
-  const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
-  if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
-  return checkAgainst(deps, escalation, input.userId, "send_back");
-}
-
-async function checkAgainst(
-  deps: RuntimeDeps,
-  escalation: EscalationRow,
-  userId: string,
-  choice: EscalationChoice["kind"],
-): Promise<EscalationCheck> {
-  if (escalation.status === "taken_over" && choice === "send_back")
-    return checkHolder(deps, escalation, userId);
-  if (escalation.status !== "open") {
-    return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
-  }
-  const { owner } = escalation;
-  const task = await findTask(deps.db, escalation.task_id);
-  const ownRequest = task?.requester_id === userId;
-  if (!ownRequest && (await mayDecide(deps, escalation, userId))) return { outcome: "ok" };
-  await audit(deps.db, {
-    taskId: escalation.task_id,
-    actor: { kind: "human", id: userId },
-    kind: "escalation_refused",
-    data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
-  });
-  const fallback = fallbackBeside(escalation);
-  return { outcome: "refused", owner, fallback, ...(ownRequest && { reason: "own_request" }) };
-}
-
-/**
- * The person who took the work over may still hand it to an agent: while they hold the task and
- * have not marked it done. Anyone else is told who has it.
- */
-async function checkHolder(
-  deps: RuntimeDeps,
-  escalation: EscalationRow,
-  userId: string,
-): Promise<EscalationCheck> {
-  const task = await findTask(deps.db, escalation.task_id);
-  if (escalation.decided_by === userId && holds(task, userId)) return { outcome: "ok" };
-  // "held": someone else took it over; "done": it was closed; else it moved on some other way.
-  const status =
-    task?.status === "done"
-      ? "done"
-      : escalation.decided_by !== userId
-        ? "held"
-        : escalation.status;
-  return { outcome: "already_decided", by: escalation.decided_by, status };
-}
-
-function holds(
-  task: { owner_kind: string; owner_id: string; status: string } | undefined,
-  userId: string,
-) {
-  return (
-    task?.owner_kind === "human" && task.owner_id === userId && task.status === "waiting_human"
-  );
-}
-
 export async function decideEscalation(
   deps: RuntimeDeps,
-  input: { escalationId: string; userId: string; choice: EscalationChoice },
-) {
+  input: DecideInput,
+): Promise<{ outcome: "decided" } | Exclude<EscalationCheck, { outcome: "ok" }>> {
   const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
   const check = await checkAgainst(deps, escalation, input.userId, input.choice.kind);
@@ -110,65 +36,9 @@ export async function decideEscalation(
     throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);
   }
   const held = escalation.status === "taken_over";
-  const outcome = await deps.db.transaction().execute(async (tx) => {
-    // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
-    if (held && !holds(await lockTask(tx, escalation.task_id), input.userId)) return undefined;
-    const row = await escalationsDb.decideEscalation(tx, escalation.id, {
-      status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
-      by: input.userId,
-      decision: input.choice,
-      checked: held
-        ? { status: "taken_over", by: input.userId }
-        : { status: "open", owner: escalation.owner },
-    });
-    if (!row) return undefined;
-    const task = await lockTask(tx, row.task_id);
-    if (!task) return undefined;
-    const at = row.decided_at.toISOString();
-    const choice = input.choice;
-    if (choice.kind === "take_over") {
-      await insertHandoff(tx, {
-        taskId: task.id,
-        stepNo: task.step_no,
-        kind: "take_over",
-        from: { kind: "human", id: row.owner.id },
-        to: { kind: "human", id: input.userId },
-        note: {},
-      });
-      await updateTask(tx, task.id, {
-        owner: { kind: "human", id: input.userId },
-        status: "waiting_human",
-      });
-    } else {
-      const agent = deps.agents.require(choice.agentId);
-      await returnToAgent(deps, tx, task, {
-        userId: input.userId,
-        agent,
-        instruction: choice.instruction,
-      });
-    }
-    const state =
-      choice.kind === "take_over"
-        ? { status: "taken_over" as const, by: input.userId, at }
-        : {
-            status: "sent_back" as const,
-            by: input.userId,
-            at,
-            toName: deps.agents.require(choice.agentId).name,
-            instruction: choice.instruction,
-          };
-    await enqueueOutbox(tx, [
-      escalationCardUpdate(deps, task, row, state),
-      ...requesterNotice(deps, task, row, input.userId, choice),
-    ]);
-    await audit(tx, {
-      taskId: task.id,
-      actor: { kind: "human", id: input.userId },
-      kind: "escalation_decided",
-      data: { escalation_id: row.id, choice },
-    });
-    return { taskId: task.id };
-  });
+  const outcome = await deps.db
+    .transaction()
+    .execute((tx) => decideOnce(deps, tx, escalation, input, held));
   if (!outcome) {
     const winner = await escalationsDb.findEscalation(deps.db, escalation.id);
     // Still open: the sweep handed it to another owner after the check; check again against them.
@@ -185,6 +55,81 @@ export async function decideEscalation(
     deliverOutbox(deps, { taskId: outcome.taskId }),
   );
   return { outcome: "decided" as const };
+}
+
+/**
+ * The decision, taken once on the row as checked (`held`: taken over, and handed on now by the
+ * person who holds it), its task's new owner, its card and its requester told. Undefined when the
+ * row or the task moved on since the check.
+ */
+async function decideOnce(
+  deps: RuntimeDeps,
+  tx: Tx,
+  escalation: EscalationRow,
+  input: DecideInput,
+  held: boolean,
+): Promise<{ taskId: string } | undefined> {
+  // Handing on taken-over work: the person must still hold the task (not closed it meanwhile).
+  if (held && !holds(await lockTask(tx, escalation.task_id), input.userId)) return undefined;
+  const row = await escalationsDb.decideEscalation(tx, escalation.id, {
+    status: input.choice.kind === "take_over" ? "taken_over" : "sent_back",
+    by: input.userId,
+    decision: input.choice,
+    checked: held
+      ? { status: "taken_over", by: input.userId }
+      : { status: "open", owner: escalation.owner },
+  });
+  if (!row) return undefined;
+  const task = await lockTask(tx, row.task_id);
+  if (!task) return undefined;
+  await handOn(deps, tx, task, row, input);
+  await enqueueOutbox(tx, [
+    escalationCardUpdate(deps, task, row, decidedState(deps, row, input)),
+    ...requesterNotice(deps, task, row, input.userId, input.choice),
+  ]);
+  await audit(tx, {
+    taskId: task.id,
+    actor: { kind: "human", id: input.userId },
+    kind: "escalation_decided",
+    data: { escalation_id: row.id, choice: input.choice },
+  });
+  return { taskId: task.id };
+}
+
+/** The task to the person who took it over, or to the agent they sent it back to. */
+async function handOn(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  row: DecidedRow,
+  { userId, choice }: DecideInput,
+): Promise<void> {
+  if (choice.kind === "send_back") {
+    const agent = deps.agents.require(choice.agentId);
+    await returnToAgent(deps, tx, task, { userId, agent, instruction: choice.instruction });
+    return;
+  }
+  await insertHandoff(tx, {
+    taskId: task.id,
+    stepNo: task.step_no,
+    kind: "take_over",
+    from: { kind: "human", id: row.owner.id },
+    to: { kind: "human", id: userId },
+    note: {},
+  });
+  await updateTask(tx, task.id, { owner: { kind: "human", id: userId }, status: "waiting_human" });
+}
+
+function decidedState(deps: RuntimeDeps, row: DecidedRow, { userId, choice }: DecideInput) {
+  const at = row.decided_at.toISOString();
+  if (choice.kind === "take_over") return { status: "taken_over" as const, by: userId, at };
+  return {
+    status: "sent_back" as const,
+    by: userId,
+    at,
+    toName: deps.agents.require(choice.agentId).name,
+    instruction: choice.instruction,
+  };
 }
 
 /**

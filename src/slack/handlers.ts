@@ -1,7 +1,8 @@
 import type { AcceptOutcome, IncomingMessage } from "../runtime/accept.ts";
 import type { DecisionOutcome } from "../runtime/approvals.ts";
 import type { ThreadCatchUp } from "../runtime/deps.ts";
-import type { EscalationCheck, EscalationChoice } from "../runtime/escalation-decisions.ts";
+import type { EscalationCheck } from "../runtime/escalation-checks.ts";
+import type { EscalationChoice } from "../runtime/escalation-decisions.ts";
 
 /** The core use cases the Slack listeners call. Wired in src/start/slack.ts; faked in adapter tests. */
 export interface SlackHandlers {
