@@ -27,7 +27,7 @@ export async function settleDecidedApprovals(
   taskId: string,
   flush: () => Promise<void>,
 ): Promise<boolean> {
-  const settled: { tool: string; status: SettledStatus }[] = [];
+  const settled: Settled[] = [];
   const cards: OutboxMessage[] = [];
   const any = await deps.db.transaction().execute(async (tx) => {
     // Only while this run holds the task; and what is left to settle is read under the lock, so a
@@ -37,65 +37,9 @@ export async function settleDecidedApprovals(
     const decided = await approvalsDb.decidedUnsettled(tx, taskId);
     if (decided.length === 0) return false;
     for (const d of decided) {
-      let content: unknown;
-      let status: SettledStatus;
-      // Only an approval allows a call: the person who rejected one is named as such, not here.
-      const allowedBy =
-        d.status === "approved" && d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
-      const tool = deps.tools.get(d.tool);
-      const gone = d.status === "approved" && notRunnable(deps, d);
-      if (gone) {
-        // The operator changed the agents file between the click and now (a reload): the agent's
-        // role as it is now decides, and the agent must not think the call ran.
-        deps.log.warn({ taskId, tool: d.tool, why: gone }, "an approved call was not run");
-        // Not "failed": the tool never saw it, and the person's approval still stands as theirs.
-        status = "not_run";
-        content = {
-          error: `A person approved this call, but it was not run: ${TOLD_AGENT[gone](d.tool)}. Tell the requester it could not be done, or propose something else.`,
-        };
-        // The card said "Approved" at the click; it now says the call was not run.
-        const at = (d.decided_at ?? new Date()).toISOString();
-        const by = d.decided_by ?? "";
-        cards.push(
-          await approvalCardUpdate(deps, tx, task, d, { status: "approved", by, at, notRun: true }),
-        );
-      } else if (d.status === "approved" && tool) {
-        const outcome = await executeTool(
-          tx,
-          tool,
-          d.args,
-          { idempotencyKey: d.tool_call_id, taskId, agentId: d.agent_id },
-          deps.metrics,
-        );
-        ({ status } = outcome);
-        content = outcome.result;
-      } else if (d.status === "rejected") {
-        status = "rejected";
-        content = {
-          error: `A person rejected this call. Their reason: "${d.reason}". Do not call ${d.tool} again for this request; tell the requester what happened, or propose something else.`,
-        };
-      } else if (d.status === "cancelled") {
-        // Cancelled before anyone decided (cancelled-approvals.ts): its card says so already.
-        status = "not_run";
-        content = {
-          error: `This call was not run, and nobody can approve it now: ${d.reason}. Tell the requester it could not be done, or propose something else.`,
-        };
-      } else if (d.status === "withdrawn") {
-        status = "withdrawn";
-        content = WITHDRAWN_RESULT;
-      } else {
-        status = "expired";
-        content = {
-          error: `Nobody approved this call in time, so it was not run. Do not retry it; tell the requester it needs a person.`,
-        };
-      }
-      await answerParkedCall(tx, task, d, {
-        status,
-        result: content,
-        allowedBy,
-        decidedBy: d.decided_by,
-      });
-      settled.push({ tool: d.tool, status });
+      const call = await settleCall(deps, tx, task, d);
+      settled.push(call);
+      if (call.card) cards.push(call.card);
     }
     await updateTask(tx, taskId, { stepNo: task.step_no + 1 });
     await enqueueOutbox(tx, cards);
@@ -108,6 +52,101 @@ export async function settleDecidedApprovals(
     await deliverOutbox(deps, { taskId, holdsLease: true });
   }
   return any;
+}
+
+type Decided = Awaited<ReturnType<typeof approvalsDb.decidedUnsettled>>[number];
+
+/** What a decided call came to: `content` is the agent's answer; `card`, its card's update. */
+type Outcome = { status: SettledStatus; content: unknown; card?: OutboxMessage };
+type Settled = Outcome & { tool: string };
+
+/** One decided call: run if approved (once: the approval is its key), and answered. */
+async function settleCall(deps: RuntimeDeps, tx: Tx, task: TaskRow, d: Decided): Promise<Settled> {
+  // Only an approval allows a call: the person who rejected one is named as such, not here.
+  const allowedBy =
+    d.status === "approved" && d.decided_by ? `approval:${d.id} by ${d.decided_by}` : null;
+  const outcome = await outcomeOf(deps, tx, task, d);
+  await answerParkedCall(tx, task, d, {
+    status: outcome.status,
+    result: outcome.content,
+    allowedBy,
+    decidedBy: d.decided_by,
+  });
+  return { ...outcome, tool: d.tool };
+}
+
+async function outcomeOf(deps: RuntimeDeps, tx: Tx, task: TaskRow, d: Decided): Promise<Outcome> {
+  const tool = deps.tools.get(d.tool);
+  const gone = d.status === "approved" && notRunnable(deps, d);
+  if (gone) return notRunAfterApproval(deps, tx, task, d, gone);
+  if (d.status === "approved" && tool) {
+    const outcome = await executeTool(
+      tx,
+      tool,
+      d.args,
+      { idempotencyKey: d.tool_call_id, taskId: task.id, agentId: d.agent_id },
+      deps.metrics,
+    );
+    return { status: outcome.status, content: outcome.result };
+  }
+  return notApproved(d);
+}
+
+/**
+ * The operator changed the agents file between the click and now (a reload): the agent's role as
+ * it is now decides, and the agent must not think the call ran.
+ */
+async function notRunAfterApproval(
+  deps: RuntimeDeps,
+  tx: Tx,
+  task: TaskRow,
+  d: Decided,
+  gone: NotRunnable,
+): Promise<Outcome> {
+  deps.log.warn({ taskId: task.id, tool: d.tool, why: gone }, "an approved call was not run");
+  // The card said "Approved" at the click; it now says the call was not run.
+  const at = (d.decided_at ?? new Date()).toISOString();
+  const by = d.decided_by ?? "";
+  const card = await approvalCardUpdate(deps, tx, task, d, {
+    status: "approved",
+    by,
+    at,
+    notRun: true,
+  });
+  return {
+    // Not "failed": the tool never saw it, and the person's approval still stands as theirs.
+    status: "not_run",
+    content: {
+      error: `A person approved this call, but it was not run: ${TOLD_AGENT[gone](d.tool)}. Tell the requester it could not be done, or propose something else.`,
+    },
+    card,
+  };
+}
+
+/** A call that was not approved: rejected, cancelled, withdrawn or expired. */
+function notApproved(d: Decided): Outcome {
+  if (d.status === "rejected")
+    return {
+      status: "rejected",
+      content: {
+        error: `A person rejected this call. Their reason: "${d.reason}". Do not call ${d.tool} again for this request; tell the requester what happened, or propose something else.`,
+      },
+    };
+  // Cancelled before anyone decided (cancelled-approvals.ts): its card says so already.
+  if (d.status === "cancelled")
+    return {
+      status: "not_run",
+      content: {
+        error: `This call was not run, and nobody can approve it now: ${d.reason}. Tell the requester it could not be done, or propose something else.`,
+      },
+    };
+  if (d.status === "withdrawn") return { status: "withdrawn", content: WITHDRAWN_RESULT };
+  return {
+    status: "expired",
+    content: {
+      error: `Nobody approved this call in time, so it was not run. Do not retry it; tell the requester it needs a person.`,
+    },
+  };
 }
 
 /** Why an approved call did not run, as its agent is told. */
