@@ -4,7 +4,7 @@ import type { TurnRecords } from "./turn-records.repository.ts";
 /**
  * The task row a turn's statement returns when it writes, worked out without waiting for it, so the
  * next turn can start while the statement travels. It is WRITE_TURN's SET clause
- * (turn-records.repository.ts) in JavaScript: change the two together. The statement checks the
+ * (turn-statement.ts) in JavaScript: change the two together. The statement checks the
  * step, owner and stint it was given, so a wrong guess writes nothing. cost_usd is summed in
  * floating point here; the row the statement returns has the exact sum.
  */
