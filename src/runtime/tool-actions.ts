@@ -1,20 +1,22 @@
-import type { ToolRateLimit } from "../config/agents-schema.ts";
 import type { Agent } from "../core/agents/directory.ts";
 import type { Action } from "../core/dispatch.ts";
-import { duration } from "../core/duration.ts";
 import type { ChatMessage } from "../core/model.ts";
 import { countsEarlierCalls, type Gate, gateAfterRejection, gateFor } from "../core/policy.ts";
+import type { ChatIntent } from "../core/ports.ts";
 import { argumentNames } from "../core/tools/builtin.ts";
 import { type ToolDefinition, ToolInputError } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
-import type { Executor, Tx } from "../db/database.ts";
+import type { Executor } from "../db/database.ts";
 import { countedCallArgs, insertToolCall, type ToolCallRecord } from "../db/ledger.repository.ts";
-import { lockRateLimit, toolRunsWithin } from "../db/rate-limits.repository.ts";
 import type { Metrics } from "../metrics.ts";
 import { requestApproval } from "./approval-requests.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { personaOf, post, toolMessage } from "./messages.ts";
+import { overRateLimit, rateLimitOf, refuseOverLimit } from "./tool-rate-limits.ts";
 import type { TurnEffects } from "./turn.ts";
+
+type ToolAction = Extract<Action, { kind: "tool" }>;
+type CallBase = Omit<ToolCallRecord, "status" | "result" | "allowedBy">;
 
 /**
  * Runs, proposes (shadow) or parks (approval) one allowed tool call. A run tool's effect and the
@@ -22,20 +24,10 @@ import type { TurnEffects } from "./turn.ts";
  */
 export async function runToolAction(
   fx: TurnEffects,
-  action: Extract<Action, { kind: "tool" }>,
+  action: ToolAction,
   index: number,
 ): Promise<boolean> {
-  const { task, agent } = fx.turn;
-  const key = `${task.id}:${fx.stepNo}:${index}`;
-  const base = {
-    taskId: task.id,
-    stepNo: fx.stepNo,
-    agentId: agent.id,
-    tool: action.tool.name,
-    toolClass: action.tool.toolClass,
-    args: action.args,
-    idempotencyKey: key,
-  };
+  const base = callBase(fx, action, index);
   const gate = await gateOf(fx, action);
   // A shadow agent's proposal runs nothing, so the real tool's limit does not apply to it.
   const limit = gate.kind === "shadow" ? undefined : rateLimitOf(fx.deps, action.tool);
@@ -43,56 +35,94 @@ export async function runToolAction(
     refuseOverLimit(fx, action, limit, base);
     return false;
   }
-
   if (gate.kind === "approval") {
-    await insertToolCall(fx.tx, {
-      ...base,
-      status: "pending_approval",
-      result: null,
-      allowedBy: null,
-    });
-    await requestApproval(
-      { ...fx, task, agent },
-      { callId: action.callId, key, tool: action.tool, args: action.args, gate },
-    );
+    await parkForApproval(fx, action, base, gate);
     return true;
   }
-  if (gate.kind === "shadow") {
-    await insertToolCall(fx.tx, { ...base, status: "shadowed", result: null, allowedBy: null });
-    fx.conversation.push(
-      toolMessage(action.callId, {
-        not_run:
-          "Shadow mode: this call was shown to people as a proposal and not run. Carry on as if it was not done.",
-      }),
-    );
-    fx.outbox.push(
-      post(task, {
-        kind: "approval_card",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
-        persona: personaOf(agent),
-        approval: {
-          approvalId: key,
-          agentName: agent.name,
-          toolName: action.tool.name,
-          args: action.args as Record<string, unknown>,
-          argOrder: argumentNames(action.tool),
-          requesterId: task.requester_id,
-          approvers: { users: [], groups: [] },
-          expiresAt: fx.deps.clock.now().toISOString(),
-          shadow: true,
-          state: { status: "pending" },
-        },
-      }),
-    );
-    fx.audits.push({
-      taskId: task.id,
-      actor: { kind: "agent", id: agent.id },
-      kind: "tool_shadowed",
-      data: { tool: action.tool.name, args: action.args },
-    });
-    return false;
-  }
+  if (gate.kind === "shadow") await proposeInShadow(fx, action, base);
+  else await runCall(fx, action, base);
+  return false;
+}
+
+/**
+ * The call's record before its outcome. Its key is its place in the step's reply, so a retry that
+ * replays the reply calls again under the same key.
+ */
+function callBase(fx: TurnEffects, action: ToolAction, index: number): CallBase {
+  const { task, agent } = fx.turn;
+  return {
+    taskId: task.id,
+    stepNo: fx.stepNo,
+    agentId: agent.id,
+    tool: action.tool.name,
+    toolClass: action.tool.toolClass,
+    args: action.args,
+    idempotencyKey: `${task.id}:${fx.stepNo}:${index}`,
+  };
+}
+
+async function parkForApproval(
+  fx: TurnEffects,
+  action: ToolAction,
+  base: CallBase,
+  gate: Extract<Gate, { kind: "approval" }>,
+): Promise<void> {
+  const { task, agent } = fx.turn;
+  await insertToolCall(fx.tx, {
+    ...base,
+    status: "pending_approval",
+    result: null,
+    allowedBy: null,
+  });
+  await requestApproval(
+    { ...fx, task, agent },
+    { callId: action.callId, key: base.idempotencyKey, tool: action.tool, args: action.args, gate },
+  );
+}
+
+async function proposeInShadow(fx: TurnEffects, action: ToolAction, base: CallBase): Promise<void> {
+  const { task, agent } = fx.turn;
+  await insertToolCall(fx.tx, { ...base, status: "shadowed", result: null, allowedBy: null });
+  fx.conversation.push(
+    toolMessage(action.callId, {
+      not_run:
+        "Shadow mode: this call was shown to people as a proposal and not run. Carry on as if it was not done.",
+    }),
+  );
+  fx.outbox.push(post(task, shadowCard(fx, action, base.idempotencyKey)));
+  fx.audits.push({
+    taskId: task.id,
+    actor: { kind: "agent", id: agent.id },
+    kind: "tool_shadowed",
+    data: { tool: action.tool.name, args: action.args },
+  });
+}
+
+function shadowCard(fx: TurnEffects, action: ToolAction, key: string): ChatIntent {
+  const { task, agent } = fx.turn;
+  return {
+    kind: "approval_card",
+    channel: task.channel_id,
+    threadTs: task.thread_ts,
+    persona: personaOf(agent),
+    approval: {
+      approvalId: key,
+      agentName: agent.name,
+      toolName: action.tool.name,
+      args: action.args as Record<string, unknown>,
+      argOrder: argumentNames(action.tool),
+      requesterId: task.requester_id,
+      approvers: { users: [], groups: [] },
+      expiresAt: fx.deps.clock.now().toISOString(),
+      shadow: true,
+      state: { status: "pending" },
+    },
+  };
+}
+
+async function runCall(fx: TurnEffects, action: ToolAction, base: CallBase): Promise<void> {
+  const { task, agent } = fx.turn;
+  const key = base.idempotencyKey;
   const allowedBy = action.tool.toolClass === "read" ? "policy:read" : `policy:${agent.autonomy}`;
   const outcome = await executeTool(
     fx.tx,
@@ -121,7 +151,6 @@ export async function runToolAction(
   fx.afterCommit.push(() =>
     fx.deps.metrics.toolCalls.inc({ tool: action.tool.name, outcome: outcome.status }),
   );
-  return false;
 }
 
 /**
@@ -164,7 +193,7 @@ function jsonOrText(content: string): unknown {
 }
 
 /** The policy's gate, and after a person rejected a call of the tool in this task, a person again. */
-async function gateOf(fx: TurnEffects, action: Extract<Action, { kind: "tool" }>): Promise<Gate> {
+async function gateOf(fx: TurnEffects, action: ToolAction): Promise<Gate> {
   const { task, agent } = fx.turn;
   const earlier = await earlierCalls(fx, action);
   const gate = gateFor(agent, action.tool, action.args, fx.deps.agents.file, earlier);
@@ -187,10 +216,7 @@ async function gateOf(fx: TurnEffects, action: Extract<Action, { kind: "tool" }>
  * a write, so this is the locked path's transaction (writesBeforeTurn): a run of the task that
  * committed a call before this turn took the lock is counted, and none commits one meanwhile.
  */
-async function earlierCalls(
-  fx: TurnEffects,
-  action: Extract<Action, { kind: "tool" }>,
-): Promise<unknown[]> {
+async function earlierCalls(fx: TurnEffects, action: ToolAction): Promise<unknown[]> {
   const { task, agent } = fx.turn;
   if (!countsEarlierCalls(agent, action.tool, fx.deps.agents.file)) return [];
   if (!fx.tx.isTransaction)
@@ -207,69 +233,11 @@ async function earlierCalls(
  * parked or shadowed call's rows), so the turn must lock the task and commit in one transaction.
  * A read tool that runs only reads.
  */
-export function writesBeforeTurn(
-  deps: RuntimeDeps,
-  agent: Agent,
-  action: Extract<Action, { kind: "tool" }>,
-): boolean {
+export function writesBeforeTurn(deps: RuntimeDeps, agent: Agent, action: ToolAction): boolean {
   return (
     action.tool.toolClass !== "read" ||
     rateLimitOf(deps, action.tool) !== undefined ||
     gateFor(agent, action.tool, action.args, deps.agents.file).kind !== "run"
-  );
-}
-
-function rateLimitOf(deps: RuntimeDeps, tool: ToolDefinition): ToolRateLimit | undefined {
-  return deps.agents.file.policies.rate_limits.tools.find((l) => l.tool === tool.name);
-}
-
-/**
- * Whether the tool ran (or waits on an approval) `max` times in the last `per` already, this
- * turn's calls included. The limit is held until the turn commits, so replicas count in turn.
- * A call a person approves later runs then: the person's decision is the exception.
- */
-async function overRateLimit(fx: TurnEffects, limit: ToolRateLimit): Promise<boolean> {
-  const { tx } = fx;
-  // writesBeforeTurn sends a rate-limited call down the locked path: this is its transaction.
-  if (!tx.isTransaction) throw new Error(`a call of ${limit.tool} must run in a transaction`);
-  // Every limited tool of the reply, in name order: two turns calling two limited tools in
-  // opposite orders would otherwise wait on each other. A lock this transaction holds is taken
-  // again at once.
-  const limited = fx.turn.actions.flatMap((a) =>
-    a.kind === "tool" && rateLimitOf(fx.deps, a.tool) ? [a.tool.name] : [],
-  );
-  for (const name of [...new Set(limited)].sort()) await lockRateLimit(tx as Tx, `tool:${name}`);
-  const thisTurn = fx.toolCalls.filter((c) => c.tool === limit.tool && c.status === "done");
-  return (await toolRunsWithin(tx as Tx, limit.tool, limit.per)) + thisTurn.length >= limit.max;
-}
-
-/** Refused like a tool outside the allowlist: recorded, audited, and the model told what to do. */
-function refuseOverLimit(
-  fx: TurnEffects,
-  action: Extract<Action, { kind: "tool" }>,
-  limit: ToolRateLimit,
-  base: Omit<ToolCallRecord, "status" | "result" | "allowedBy">,
-): void {
-  const { task, agent } = fx.turn;
-  const error = `Not run: ${limit.tool} may run at most ${limit.max === 1 ? "once" : `${limit.max} times`} in ${duration(limit.per)}, and it has; nothing will run it later by itself. Do not call it again now: tell the requester it was not done and that they can ask again later, or hand the task to a person.`;
-  // Counted as an unusable reply, so a model that keeps calling it stops within three.
-  fx.modelErrors++;
-  fx.toolCalls.push({ ...base, status: "rate_limited", result: { error }, allowedBy: null });
-  fx.conversation.push(toolMessage(action.callId, { error }));
-  fx.audits.push({
-    taskId: task.id,
-    actor: { kind: "agent", id: agent.id },
-    kind: "tool_refused",
-    data: {
-      tool: limit.tool,
-      reason: "rate_limited",
-      message: error,
-      args: action.args,
-      step: fx.stepNo,
-    },
-  });
-  fx.afterCommit.push(() =>
-    fx.deps.metrics.toolCalls.inc({ tool: limit.tool, outcome: "rate_limited" }),
   );
 }
 
