@@ -10,7 +10,7 @@ import { type LoadedTurn, loadTurn, type ReplayedReply } from "../db/turn-reads.
 import { isBatonError } from "../errors.ts";
 import { limitReached } from "./caps.ts";
 import type { RuntimeDeps } from "./deps.ts";
-import { haltTask } from "./halt.ts";
+import { type HaltInput, haltTask } from "./halt.ts";
 import { replyMessage } from "./messages.ts";
 import type { RunDeliveries } from "./run-deliveries.ts";
 import { holdingLease } from "./run-lease.ts";
@@ -37,8 +37,6 @@ interface TurnReads {
   replay: ReplayedReply | undefined;
   afterDecision: boolean;
 }
-
-type HaltInput = Parameters<typeof haltTask>[2];
 
 const IDLE: CommittedTurn = {
   outcome: "idle",
