@@ -157,6 +157,13 @@ describe("autonomy-demoted-while-waiting", async () => {
   const ephemeralsTo = (p: Parked, user: string) =>
     p.h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
 
+  /** U0SUP clicks Approve on the card: what they are told. */
+  async function approveClickTold(p: Parked): Promise<string> {
+    await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
+    const told = await p.h.until("the clicker to be told", async () => ephemeralsTo(p, "U0SUP")[0]);
+    return String(told.args.text);
+  }
+
   test("a reload that puts the agent in shadow mode cancels its waiting approval at once: the card says why, without buttons, and the agent carries on", async () => {
     const p = await parked();
     await writeFile(file, agentsYml("shadow"));
@@ -202,13 +209,8 @@ describe("autonomy-demoted-while-waiting", async () => {
     );
 
     // A click on the old card afterwards decides nothing, and says why.
-    await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
-    const ephemeral = await p.h.until(
-      "the clicker to be told",
-      async () => ephemeralsTo(p, "U0SUP")[0],
-    );
     assert.match(
-      String(ephemeral.args.text),
+      await approveClickTold(p),
       /^This request was cancelled <!date\^\d+\^[^>]+>: the agents file put Billing in shadow mode, where it only proposes writes, so it can no longer be approved\. Nothing was done\.$/,
     );
     assert.equal((await refundsOf(p.h.db.db)).length, 0);
@@ -347,13 +349,8 @@ describe("autonomy-demoted-while-waiting", async () => {
           .executeTakeFirst()
           .then((a) => a?.status === "cancelled")) || undefined,
     );
-    await p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
-    const ephemeral = await p.h.until(
-      "the clicker to be told",
-      async () => ephemeralsTo(p, "U0SUP")[0],
-    );
     assert.match(
-      String(ephemeral.args.text),
+      await approveClickTold(p),
       /^This request was cancelled .*: the agents file put Billing in shadow mode/,
     );
     const call = await settled(p);

@@ -203,19 +203,27 @@ async function escalatedTo(lane?: string) {
 const newReplies = (calls: SlackCall[]) =>
   calls.filter((c) => /new reply/.test(String(c.args.text)));
 
-test("a reply to an open escalation a user group owns pages the group in its thread, once while a page waits", async () => {
-  const { h, ts, escalation } = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
-  assert.deepEqual(escalation.owner, { kind: "group", id: "S0BILLINGLEADS" });
-  const isPage = (c: SlackCall) =>
-    String(c.args.text).startsWith("<!subteam^S0BILLINGLEADS> There");
+/** Two replies, the second while the first one's page waits to be sent: the pages in the thread. */
+async function repliesWhileThePageWaits(
+  { h, ts, escalation }: Awaited<ReturnType<typeof escalatedTo>>,
+  isPage: (c: SlackCall) => boolean,
+) {
   const held = h.slack.holdAnswer("chat.postMessage", isPage);
   await h.reply(ts, "it is smoking again, please hurry");
   await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
   await h.reply(ts, "hello? anyone?");
   held.release();
   await allSent(h, escalation.task_id);
+  return newReplies(postsInThread(h.slack, ts));
+}
 
-  const pages = newReplies(postsInThread(h.slack, ts));
+test("a reply to an open escalation a user group owns pages the group in its thread, once while a page waits", async () => {
+  const escalated = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
+  const { h, ts, escalation } = escalated;
+  assert.deepEqual(escalation.owner, { kind: "group", id: "S0BILLINGLEADS" });
+  const pages = await repliesWhileThePageWaits(escalated, (c) =>
+    String(c.args.text).startsWith("<!subteam^S0BILLINGLEADS> There"),
+  );
   assert.deepEqual(
     pages.map((c) => c.args.text),
     ["<!subteam^S0BILLINGLEADS> There is a new reply here on the task escalated to you."],
@@ -272,16 +280,11 @@ test("a reply to an open escalation a lane's channel owns is posted in that chan
 // A lane the file leaves out is the task's channel's: the card is in the thread the reply is in,
 // which its members do not follow. The requester, a member too, is no reason to say nothing.
 test("a reply to an open escalation the task's own channel owns is sent to the channel from the thread, once while it waits", async () => {
-  const { h, ts, escalation } = await escalatedTo("");
-  assert.deepEqual(escalation.owner, { kind: "channel", id: CHANNEL });
-  const isPage = (c: SlackCall) => /new reply/.test(String(c.args.text));
-  const held = h.slack.holdAnswer("chat.postMessage", isPage);
-  await h.reply(ts, "it is smoking again, please hurry");
-  await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
-  await h.reply(ts, "hello? anyone?");
-  held.release();
-  await allSent(h, escalation.task_id);
-  const pages = newReplies(postsInThread(h.slack, ts));
+  const escalated = await escalatedTo("");
+  assert.deepEqual(escalated.escalation.owner, { kind: "channel", id: CHANNEL });
+  const pages = await repliesWhileThePageWaits(escalated, (c) =>
+    /new reply/.test(String(c.args.text)),
+  );
   assert.equal(pages.length, 1, "paged once");
   const [page] = pages as [SlackCall];
   assert.equal(page.args.text, "There is a new reply on the task escalated to this channel.");
