@@ -150,23 +150,7 @@ export async function returnToAgent(
     to: { kind: "agent", id: input.agent.id },
     note: { instruction: input.instruction },
   });
-  // Replies that came while the work waited on people (the requester's, the holder's own) were
-  // written before the instruction: the agent reads them in that order, so the person's instruction,
-  // not an older reply, is the last word. Without any, the stint opens with one message, as before.
-  const replies = await takeUnreadInputs(tx, task.id, task.step_no);
-  const opening: ChatMessage[] =
-    replies.length === 0
-      ? [
-          {
-            role: "user",
-            content: renderHumanReturn(input.userId, input.instruction, task.request_text),
-          },
-        ]
-      : [
-          { role: "user", content: renderRequest(task.request_text) },
-          ...replies.map((reply) => replyMessage(reply, task.requester_id)),
-          { role: "user", content: renderSentBack(input.userId, input.instruction) },
-        ];
+  const opening = sentBackOpening(task, input, await takeUnreadInputs(tx, task.id, task.step_no));
   await appendConversation(
     tx,
     opening.map((message) => ({
@@ -184,6 +168,30 @@ export async function returnToAgent(
     hopsAfresh: true,
   });
   await deps.queue.enqueue(tx, task.id);
+}
+
+/**
+ * Replies that came while the work waited on people (the requester's, the holder's own) were
+ * written before the instruction: the agent reads them in that order, so the person's instruction,
+ * not an older reply, is the last word. Without any, the stint opens with one message, as before.
+ */
+function sentBackOpening(
+  task: TaskRow,
+  input: { userId: string; instruction: string },
+  replies: Awaited<ReturnType<typeof takeUnreadInputs>>,
+): ChatMessage[] {
+  if (replies.length === 0)
+    return [
+      {
+        role: "user",
+        content: renderHumanReturn(input.userId, input.instruction, task.request_text),
+      },
+    ];
+  return [
+    { role: "user", content: renderRequest(task.request_text) },
+    ...replies.map((reply) => replyMessage(reply, task.requester_id)),
+    { role: "user", content: renderSentBack(input.userId, input.instruction) },
+  ];
 }
 
 /**
