@@ -10,11 +10,7 @@ export async function mayDecide(
 ): Promise<boolean> {
   if (await owns(deps, escalation.owner, userId)) return true;
   const { fallback } = escalation;
-  if (!fallback) return false;
-  if (fallback.users.includes(userId)) return true;
-  for (const group of fallback.groups)
-    if ((await deps.chat.groupMembers(group)).includes(userId)) return true;
-  return false;
+  return fallback !== null && isAmong(deps, [...fallback.users, ...fallback.groups], userId);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { within } from "../core/duration.ts";
 import type { Logger } from "../log.ts";
 
 /**
@@ -58,12 +59,10 @@ export function localRuns(capacity: number, log: Logger): LocalRuns {
       stopping = true;
       // A run waiting on a slow model or tool would hold the stop for minutes. One cut short here
       // is as one whose process died: its task resumes from its last commit once its lease runs out.
-      let timer: NodeJS.Timeout | undefined;
-      const waited = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), waitMs);
-      });
-      const drained = await Promise.race([runs.drain().then(() => true), waited]);
-      clearTimeout(timer);
+      const drained = await within(
+        runs.drain().then(() => true),
+        waitMs,
+      );
       if (!drained)
         log.warn(
           { tasks: [...slots.keys()] },
