@@ -13,7 +13,7 @@ import { approvalCardUpdate } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { AgentEffects } from "./effects.ts";
 import { doneItems, startEscalation } from "./escalations.ts";
-import { post } from "./messages.ts";
+import { failureNotice, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 import { answerParkedCall, WITHDRAWN_RESULT } from "./settle-approvals.ts";
 
@@ -34,7 +34,7 @@ export interface HaltInput {
 
 /**
  * Stops a task that must not go on (hop limit, cost cap, a model that cannot be used), and says so
- * in its thread. With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
+ * in its thread (or, with `notice`, where that says). With `toHuman`, the task goes to the owner-escalation lane with a note saying why.
  * `holdsLease`: the caller is the run driving the task (`deps.workerId`), whose rows it may deliver.
  * The reason is often an error's message, which may repeat a key or a whole request: it is masked
  * and shortened before it is stored, posted or audited. True when it stopped the task.
@@ -144,18 +144,7 @@ async function failHalted(
   const { task } = fx;
   Object.assign(fx.changes, { status: "failed", failureReason: reason });
   await consumeUnreadInputs(tx, task.id, fx.stepNo);
-  fx.outbox.push(
-    post(
-      task,
-      notice ?? {
-        kind: "failure_notice",
-        channel: task.channel_id,
-        threadTs: task.thread_ts,
-        taskId: task.id,
-        reason,
-      },
-    ),
-  );
+  fx.outbox.push(notice ? post(task, notice) : failureNotice(task, reason));
   fx.afterCommit.push(() => fx.deps.metrics.tasksFinished.inc({ outcome: "failed" }));
 }
 

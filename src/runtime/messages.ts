@@ -1,6 +1,6 @@
 import type { Agent } from "../core/agents/directory.ts";
 import type { ChatMessage, ModelReply } from "../core/model.ts";
-import type { ChatIntent, Persona } from "../core/ports.ts";
+import type { ChatIntent, Persona, RateLimitStop } from "../core/ports.ts";
 import { headOf } from "../core/text.ts";
 import type { OutboxMessage } from "../db/outbox.repository.ts";
 
@@ -16,6 +16,22 @@ export function post(
   cardOf?: OutboxMessage["cardOf"],
 ): OutboxMessage {
   return cardOf ? { taskId: task.id, intent, cardOf } : { taskId: task.id, intent };
+}
+
+/** The thread is told the task failed, and why (with a rate limit, when a reply can pass it). */
+export function failureNotice(
+  task: { id: string; channel_id: string; thread_ts: string },
+  reason: string,
+  limit?: RateLimitStop,
+): OutboxMessage {
+  return post(task, {
+    kind: "failure_notice",
+    channel: task.channel_id,
+    threadTs: task.thread_ts,
+    taskId: task.id,
+    reason,
+    ...(limit && { limit }),
+  });
 }
 
 /**

@@ -5,7 +5,7 @@ import { ESCALATE } from "../core/tools/builtin.ts";
 import { unusableReplyReasons } from "../db/ledger.repository.ts";
 import { doneItems, startEscalation } from "./escalations.ts";
 import { rateLimitStop, strikesReason } from "./failure-reasons.ts";
-import { post } from "./messages.ts";
+import { failureNotice } from "./messages.ts";
 import type { Turn, TurnEffects } from "./turn.ts";
 
 // A model's unusable replies in a row are strikes: the last fails the task and says why (or, for
@@ -80,16 +80,7 @@ export function failTask(
   const { task } = fx.turn;
   fx.changes.status = "failed";
   fx.changes.failureReason = reason;
-  fx.outbox.push(
-    post(task, {
-      kind: "failure_notice",
-      channel: task.channel_id,
-      threadTs: task.thread_ts,
-      taskId: task.id,
-      reason,
-      ...(limit && { limit }),
-    }),
-  );
+  fx.outbox.push(failureNotice(task, reason, limit));
   fx.audits.push({
     taskId: task.id,
     actor: { kind: "system", id: "baton" },
