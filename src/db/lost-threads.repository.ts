@@ -9,7 +9,7 @@ import type { Executor } from "./database.ts";
 const GONE = ["is_archived", "channel_not_found", "not_in_channel"];
 
 /** A task in progress whose thread Slack refuses, and Slack's word for why. */
-export type ThreadLost = { taskId: string; slackError: string };
+type ThreadLost = { taskId: string; slackError: string };
 
 /**
  * Open tasks whose last word to their own channel Slack refused for good (a dead row, nothing sent

@@ -19,7 +19,7 @@ const CANNOT_BE_SENT_A_DM = [
  * day, so that a daily digest tries them again at the same firing a week on (reactivated, they are
  * reached again), and a person gone for good costs one refused DM a week, not one a day.
  */
-export const REFUSED_DM_PAUSE_MS = 6.5 * 86_400_000;
+const REFUSED_DM_PAUSE_MS = 6.5 * 86_400_000;
 
 /** A person Slack refused a digest DM: Slack's word for why, and when that DM was written. */
 export type RefusedDm = { user: string; slackError: string; writtenAt: Date };

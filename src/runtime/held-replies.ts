@@ -10,7 +10,7 @@ import { isAmong } from "./escalation-owners.ts";
 import { post } from "./messages.ts";
 
 /** How a reply reaches an escalation's owner: a mention of them, or a post their channel sees. */
-export type Page = { mention: string; channel?: never } | { channel: string; mention?: never };
+type Page = { mention: string; channel?: never } | { channel: string; mention?: never };
 
 /** What a page to a lane's channel opens with, by which one waiting to be sent is found. */
 const CHANNEL_PAGE = "There is a new reply on the task escalated to this channel";

@@ -42,7 +42,7 @@ export function tellWaitingOnDecision(
 }
 
 /** Whom a private notice answers: a message of theirs, in its channel and thread. */
-export type PrivateNoticeTo = {
+type PrivateNoticeTo = {
   eventId: string;
   channel: string;
   threadTs: string | undefined;
