@@ -9,8 +9,9 @@ import { createLogger } from "../../src/log.ts";
 import { type DigestDeps, runDigest } from "../../src/runtime/digest.ts";
 import { messageLink } from "../../src/slack/chat-surface.ts";
 import { digestMessage } from "../../src/slack/views/digest.ts";
-import { createTestDatabase, type TestDatabase } from "../support/db.ts";
+import { databaseForFile } from "../support/db.ts";
 import { emulatedChat } from "../support/emulated-chat.ts";
+import { warnings } from "../support/observe.ts";
 import { recordingChat } from "../support/recording-chat.ts";
 import { type SlackEmulator, startSlackEmulator } from "../support/slack-emulator.ts";
 
@@ -28,6 +29,13 @@ const agentsFile = (digest: object): AgentsFile =>
     agents: [{ id: "cs", name: "Customer Service", icon: ":wave:", instructions: "Help." }],
     digest: { stale_after: "24h", approval_stale_after: "4h", ...digest },
   });
+
+/** What the digest is given: the shop's channel, unless `digest` says otherwise. */
+const digestDeps = (
+  db: Db,
+  chat: DigestDeps["chat"],
+  digest: object = { channel: "C0SHOP" },
+): DigestDeps => ({ db, log, agentsFile: agentsFile(digest), chat, threadLink });
 
 let thread = 0;
 async function task(
@@ -62,11 +70,7 @@ const postsTo = (sent: ChatIntent[], channel: string) =>
   sent.filter((i): i is Digest => i.kind === "digest" && i.channel === channel);
 
 describe("work a lane's channel owns", () => {
-  let database: TestDatabase;
-  before(async () => {
-    database = await createTestDatabase();
-  });
-  after(() => database.drop());
+  const database = databaseForFile();
 
   // An escalation to a lane that names nobody (or to a lane the agents file leaves out) is owned
   // by a channel's members. Before, no one got it: no DM, and nothing without a digest channel.
@@ -89,7 +93,7 @@ describe("work a lane's channel owns", () => {
       lastActivity: ago(30),
     });
     const { chat, sent } = recordingChat(threadLink);
-    const deps: DigestDeps = { db, log, agentsFile: agentsFile({}), chat, threadLink };
+    const deps = digestDeps(db, chat, {});
     await runDigest(deps, NOW, "replica-a");
 
     const [support, ...more] = postsTo(sent, "C0SUPPORT");
@@ -114,11 +118,7 @@ describe("work a lane's channel owns", () => {
 });
 
 describe("a digest sent late", () => {
-  let database: TestDatabase;
-  before(async () => {
-    database = await createTestDatabase();
-  });
-  after(() => database.drop());
+  const database = databaseForFile();
 
   // Baton was down at the digest's time and its first replica sent it hours late: the next day's
   // counted failures from the late one's slot, so those it had reported came back.
@@ -131,13 +131,7 @@ describe("a digest sent late", () => {
       failed: true,
     });
     const { chat, sent } = recordingChat(threadLink);
-    const deps: DigestDeps = {
-      db,
-      log,
-      agentsFile: agentsFile({ channel: "C0SHOP" }),
-      chat,
-      threadLink,
-    };
+    const deps = digestDeps(db, chat);
     const late = await runDigest(deps, ago(5), "replica-a");
     assert.equal(late.failedTasks, 1);
     const next = await runDigest(deps, new Date(NOW.getTime() + 60_000), "replica-a");
@@ -151,35 +145,29 @@ describe("a digest sent late", () => {
 });
 
 describe("a team with more stale work than the channel lists", () => {
-  let database: TestDatabase;
-  before(async () => {
-    database = await createTestDatabase();
-  });
-  after(() => database.drop());
+  const database = databaseForFile();
 
   // Tasks nobody closes stay idle: past 200 of them, work that had just gone stale reached no
   // one's DM, as the DMs were cut from the channel's list of the oldest 200.
-  test("each owner still hears of theirs", async () => {
-    const { db } = database;
+  // 205 idle tasks of U0OLD's and one just stale of U0NEW's, for each test of this describe.
+  before(async () => {
     for (let i = 0; i < 205; i++)
-      await task(db, `Old question ${i}`, {
+      await task(database.db, `Old question ${i}`, {
         owner: "human:U0OLD",
         channel: "C0SHOP",
         lastActivity: ago(500 - i),
       });
-    await task(db, "Lamp caught fire", {
+    await task(database.db, "Lamp caught fire", {
       owner: "human:U0NEW",
       channel: "C0SHOP",
       lastActivity: ago(30),
     });
+  });
+
+  test("each owner still hears of theirs", async () => {
+    const { db } = database;
     const { chat, sent } = recordingChat(threadLink);
-    const deps: DigestDeps = {
-      db,
-      log,
-      agentsFile: agentsFile({ channel: "C0SHOP" }),
-      chat,
-      threadLink,
-    };
+    const deps = digestDeps(db, chat);
     await runDigest(deps, NOW, "replica-a");
 
     const dm = (user: string) =>
@@ -202,13 +190,7 @@ describe("a team with more stale work than the channel lists", () => {
   test("its count and its more line say how many there are", async () => {
     const { db } = database;
     const { chat, sent } = recordingChat(threadLink);
-    const deps: DigestDeps = {
-      db,
-      log,
-      agentsFile: agentsFile({ channel: "C0SHOP" }),
-      chat,
-      threadLink,
-    };
+    const deps = digestDeps(db, chat);
     await runDigest(deps, new Date(NOW.getTime() + 60_000), "replica-a");
     const told = (digest: DigestInput | undefined) => {
       assert.ok(digest);
@@ -227,10 +209,9 @@ describe("a team with more stale work than the channel lists", () => {
 });
 
 describe("a person Slack will not let Baton DM", () => {
-  let database: TestDatabase;
+  const database = databaseForFile();
   let slack: SlackEmulator;
   before(async () => {
-    database = await createTestDatabase();
     slack = await startSlackEmulator({
       users: [
         { id: "U0ANN", name: "ann" },
@@ -262,17 +243,8 @@ describe("a person Slack will not let Baton DM", () => {
         channel: "C0SHOP",
         lastActivity: ago(30),
       });
-    const warned: Record<string, unknown>[] = [];
-    const deps: DigestDeps = {
-      db,
-      log: createLogger({
-        level: "warn",
-        destination: { write: (line: string) => void warned.push(JSON.parse(line)) },
-      }),
-      agentsFile: agentsFile({ channel: "C0SHOP" }),
-      chat: emulatedChat(slack, log),
-      threadLink,
-    };
+    const { lines: warned, log: warnLog } = warnings();
+    const deps = { ...digestDeps(db, emulatedChat(slack, log)), log: warnLog };
     const DAY = 24 * HOUR;
     const first = await runDigest(deps, NOW, "replica-a");
     assert.equal(first.directMessages, 2);

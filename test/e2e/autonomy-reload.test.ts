@@ -269,7 +269,8 @@ describe("autonomy-demoted-while-waiting", async () => {
       p.h.until(`${n} claims waiting on the approval`, async () => {
         const { rows } = await sql<{ n: number }>`
           select count(*)::int as n from pg_stat_activity
-          where wait_event_type = 'Lock' and query ilike 'update "approvals"%'`.execute(p.h.db.db);
+          where datname = current_database() and wait_event_type = 'Lock'
+            and query ilike 'update "approvals"%'`.execute(p.h.db.db);
         return (rows[0]?.n ?? 0) >= n;
       });
     const click = () => p.h.clickCard("U0SUP", APPROVAL_APPROVE, p.card, p.ts);
