@@ -1,3 +1,4 @@
+import { within } from "../core/duration.ts";
 import type { Logger } from "../log.ts";
 
 /**
@@ -15,8 +16,11 @@ export interface Afterwards {
   run(what: string, work: (stopping: AbortSignal) => Promise<unknown>): void;
   /** Waits for what is under way. */
   drain(): Promise<void>;
-  /** At shutdown, before the database closes: ends the waits of what is under way, and drains. */
-  stop(): Promise<void>;
+  /**
+   * At shutdown, before the database closes: ends the waits of what is under way, and drains,
+   * `waitMs` at most (a Slack call in flight may take SLACK_TIMEOUT_SECONDS).
+   */
+  stop(waitMs?: number): Promise<void>;
 }
 
 export function afterwards(log: Logger): Afterwards {
@@ -41,9 +45,9 @@ export function afterwards(log: Logger): Afterwards {
       pending.add(done);
     },
     drain,
-    async stop() {
+    async stop(waitMs) {
       stopping.abort();
-      await drain();
+      await (waitMs === undefined ? drain() : within(drain(), waitMs));
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bolt, { type webApi as WebApi } from "@slack/bolt";
+import { within } from "../core/duration.ts";
 import { ConfigError } from "../errors.ts";
 import { leanFetch, proxyHint } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
@@ -193,8 +194,11 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
  * nowhere to go; one cut short is not acknowledged, and Slack sends it again.
  */
 export async function stopSlackApp(app: BoltApp, waitMs: number): Promise<void> {
+  const started = performance.now();
   await finishEnvelopes(app, waitMs);
-  await app.stop();
+  // Over HTTP, stop() closes the server, which waits for every request under way: one stuck on a
+  // silent database would hold the stop. One cut short is not answered, and Slack sends it again.
+  await within(app.stop(), Math.max(0, waitMs - (performance.now() - started)));
 }
 
 function routes(options: SlackAppOptions) {

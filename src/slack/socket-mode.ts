@@ -1,4 +1,5 @@
 import type { SocketModeReceiver } from "@slack/bolt";
+import { within } from "../core/duration.ts";
 import type { Logger } from "../log.ts";
 import type { BoltApp } from "./app.ts";
 
@@ -73,12 +74,5 @@ export async function finishEnvelopes(app: BoltApp, waitMs: number): Promise<voi
   const envelopes = envelopesInFlight.get(app);
   if (!envelopes) return;
   envelopes.stopping = true;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled([...envelopes.inFlight]),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, waitMs);
-    }),
-  ]);
-  clearTimeout(timer);
+  await within(Promise.allSettled([...envelopes.inFlight]), waitMs);
 }

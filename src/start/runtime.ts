@@ -64,7 +64,7 @@ export async function buildRuntime(
     stopping: stops.signal,
   };
   // Stopped in reverse: after Slack's requests and the runs, before the database closes.
-  stops.add(() => deps.afterwards.stop());
+  stops.add((waitMs) => deps.afterwards.stop(waitMs));
   // In the background: a slow model server does not hold the start up.
   const checkModels = (file: AgentsFile) =>
     void (openai && checkAgentModels(openai.listModels, file, log));

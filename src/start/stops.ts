@@ -19,19 +19,25 @@ export interface StopSequence {
 export function stopSequence(log: Logger, waitMs: number): StopSequence {
   const stops: Stop[] = [];
   const stopping = new AbortController();
+  const runAll = async () => {
+    // First: the runs drained below must not hold the stop for Slack's Retry-After.
+    stopping.abort();
+    const deadline = performance.now() + waitMs;
+    for (const stop of [...stops].reverse())
+      await stop(Math.max(0, deadline - performance.now())).catch((error) =>
+        log.warn({ err: error }, "shutdown step failed"),
+      );
+  };
+  // A second stop (SIGINT after SIGTERM, say) joins the first rather than close things under it.
+  let running: Promise<void> | undefined;
   return {
     signal: stopping.signal,
     add: (stop) => {
       stops.push(stop);
     },
-    run: async () => {
-      // First: the runs drained below must not hold the stop for Slack's Retry-After.
-      stopping.abort();
-      const deadline = performance.now() + waitMs;
-      for (const stop of stops.reverse())
-        await stop(Math.max(0, deadline - performance.now())).catch((error) =>
-          log.warn({ err: error }, "shutdown step failed"),
-        );
+    run: () => {
+      running ??= runAll();
+      return running;
     },
   };
 }
