@@ -2,7 +2,6 @@ import type { ConstructorOptions, PgBoss } from "pg-boss";
 
 export const TASK_QUEUE = "task.run";
 export const TASK_DEAD_LETTERS = "task.run.dead";
-export const MAINTENANCE_QUEUE = "baton.maintenance";
 export const CATCH_UP_QUEUE = "slack.catch-up";
 export const CATCH_UP_DEAD_LETTERS = "slack.catch-up.dead";
 

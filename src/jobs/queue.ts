@@ -10,8 +10,6 @@ import { taskQueue, workTaskDeadLetters, workTasks } from "./tasks.ts";
 export {
   CATCH_UP_DEAD_LETTERS,
   CATCH_UP_QUEUE,
-  MAINTENANCE_QUEUE,
-  TASK_DEAD_LETTERS,
   TASK_QUEUE,
 } from "./options.ts";
 export { WAITING_JOBS_SQL } from "./tasks.ts";

@@ -1,4 +1,3 @@
-import type { AgentsFile } from "../config/agents-schema.ts";
 import { findOrphanedTasks, lockOrphanedTask } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -16,7 +15,7 @@ const STRANDED_OUTBOX_MS = 30_000;
  * whose thread Slack refuses for good (an archived channel) stop, or, answered, send it by DM.
  * Every step is idempotent, so several replicas may run it at once.
  */
-export function startMaintenance(deps: RuntimeDeps, _file: AgentsFile): () => Promise<void> {
+export function startMaintenance(deps: RuntimeDeps): () => Promise<void> {
   let running: Promise<void> | undefined;
   const tick = () => {
     running ??= runMaintenance(deps)

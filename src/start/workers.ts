@@ -42,7 +42,7 @@ export async function startWorkers(
 
 /** Maintenance (orphaned tasks, the outbox's sweep, expiries) and the digest's scheduler. */
 export function startBackground(deps: RuntimeDeps, agentsFile: AgentsFile, stops: StopSequence) {
-  stops.add(startMaintenance(deps, agentsFile));
+  stops.add(startMaintenance(deps));
   const scheduler = startScheduler({
     schedule: agentsFile.digest.schedule,
     timezone: agentsFile.digest.timezone,
