@@ -79,10 +79,11 @@ async function startParts(options: BatonOptions, log: Logger, stops: StopSequenc
   const slack = await connectSlack(config, deps, routes);
   if (options.workers ?? true) await startWorkers(config, runtime, slack, stops);
   // Approvals parked under an earlier file, whose calls this one would not run: their cards would
-  // offer Approve until a click. Here only, and at a reload: a replica still on an older file (a
-  // rolling deploy) must not cancel what a newer file asked for.
-  await cancelNotRunnableApprovals(deps).catch((error: unknown) =>
-    log.error({ err: error }, "approvals this agents file would not run were not cancelled"),
+  // offer Approve until a click. Beside the start, not before it (readiness need not wait for it);
+  // at the start and a reload only, not in the sweep, where every replica still on an older file
+  // (a rolling deploy) would cancel what a newer file asked for.
+  deps.afterwards.run("cancel the approvals this agents file would not run", () =>
+    cancelNotRunnableApprovals(deps),
   );
   if (options.maintenance ?? true) startBackground(deps, agents.file, stops);
   const port = await listen(config, slack.app, routes, stops);

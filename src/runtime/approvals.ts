@@ -56,8 +56,9 @@ async function checkClick(deps: RuntimeDeps, input: ClickInput): Promise<Check> 
   }
   if (approval.status !== "pending")
     return { refused: await alreadyDecided(deps, approval, input) };
-  // The agents file changed since the call was parked (a restart, or a reload that came as the
-  // request committed): a call it would not run is cancelled, and the click told so.
+  // The agents file changed since the call was parked (a reload that came as the request
+  // committed, say): a call it would not run is cancelled, and the click told so. So is one a
+  // click on a replica still on an older file would not run (a rolling deploy): see README.
   if (await cancelIfNotRunnable(deps, approval)) return checkClick(deps, input);
   if (approval.past_deadline) {
     // Past its deadline before the sweep came by: the click moves it on as the sweep would.

@@ -64,8 +64,9 @@ export async function cancelIfNotRunnable(
 }
 
 /**
- * After a reload: every approval still waiting whose call the new file would not run, all judged by
- * that file (a copy of the deps: another reload meanwhile swaps the process's). Returns how many.
+ * At a start or a reload: every approval still waiting whose call the file now in use would not
+ * run, all judged by that file (a copy of the deps: another reload meanwhile swaps the process's).
+ * Returns how many.
  */
 export async function cancelNotRunnableApprovals(processDeps: RuntimeDeps): Promise<number> {
   const deps = { ...processDeps };
