@@ -11,7 +11,8 @@ import { fallbackBeside, mayDecide } from "./escalation-owners.ts";
 
 export type EscalationCheck =
   | { outcome: "ok" }
-  | { outcome: "already_decided"; by: string | null; status: string }
+  /** `byClicker`: the decision was the clicker's own (their second click). */
+  | { outcome: "already_decided"; by: string | null; status: string; byClicker: boolean }
   | { outcome: "refused"; owner: Owned; fallback: string[]; reason?: "own_request" };
 
 type Owned = { kind: string; id: string };
@@ -41,7 +42,8 @@ export async function checkAgainst(
   if (escalation.status === "taken_over" && choice === "send_back")
     return checkHolder(deps, escalation, userId);
   if (escalation.status !== "open") {
-    return { outcome: "already_decided", by: escalation.decided_by, status: escalation.status };
+    const by = escalation.decided_by;
+    return { outcome: "already_decided", by, status: escalation.status, byClicker: by === userId };
   }
   const { owner } = escalation;
   const task = await findTask(deps.db, escalation.task_id);
@@ -75,7 +77,8 @@ async function checkHolder(
       : escalation.decided_by !== userId
         ? "held"
         : escalation.status;
-  return { outcome: "already_decided", by: escalation.decided_by, status };
+  const by = escalation.decided_by;
+  return { outcome: "already_decided", by, status, byClicker: by === userId };
 }
 
 export function holds(

@@ -49,6 +49,7 @@ export async function decideEscalation(
       outcome: "already_decided" as const,
       by: winner?.decided_by ?? null,
       status: winner?.status ?? "decided",
+      byClicker: winner?.decided_by != null && winner.decided_by === input.userId,
     };
   }
   deps.afterwards.run("update the escalation card", () =>

@@ -59,17 +59,15 @@ const ASKED_AS: Record<AskerRole, string> = {
 export function escalationWords(
   check:
     | { outcome: "ok" | "decided" }
-    | { outcome: "already_decided"; by: string | null; status?: string }
+    | { outcome: "already_decided"; by: string | null; status?: string; byClicker: boolean }
     | {
         outcome: "refused";
         owner: { kind: string; id: string };
         fallback?: string[];
         reason?: "own_request";
       },
-  clicker?: string,
 ): string | undefined {
-  const byClicker =
-    check.outcome === "already_decided" && check.by !== null && check.by === clicker;
+  const byClicker = check.outcome === "already_decided" && check.byClicker;
   if (byClicker && check.status === "taken_over")
     return "You already took this over, so it is yours; a second click changes nothing.";
   if (byClicker && check.status === "sent_back") return "You already sent this back to an agent.";

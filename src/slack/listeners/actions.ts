@@ -140,7 +140,7 @@ function registerEscalationButtons(
       userId: c.user.id,
       choice: { kind: "take_over" },
     });
-    const words = escalationWords(result, c.user.id);
+    const words = escalationWords(result);
     if (words)
       handlers.afterwards("tell the person who clicked take over", (stopping) =>
         tellClicker(posting, c, words, stopping),
@@ -157,7 +157,7 @@ function registerEscalationButtons(
     const check = handlers
       .checkEscalationClick({ escalationId, userId: c.user.id })
       .then((result): FormCheck => {
-        const refusal = escalationWords(result, c.user.id);
+        const refusal = escalationWords(result);
         return refusal ? { refusal } : { view };
       });
     await openWhenAllowed(handlers, posting, c, { title: "Send back", check, lateView: view });
@@ -214,7 +214,7 @@ async function sendBack(
       userId: s.user.id,
       choice: { kind: "send_back", ...form },
     });
-    const words = escalationWords(result, s.user.id);
+    const words = escalationWords(result);
     return words ? `${words} Nothing changed.` : undefined;
   } catch (error) {
     if (!isBatonError(error)) throw error;
