@@ -10,6 +10,20 @@ import { auditKinds, directRefundScript, taskOfThread } from "../support/scripts
 
 // A channel archived while its task runs: Slack refuses every post to its thread for good.
 
+/** The thread's task once it has `status` and Slack refused everything it said. */
+function allRefused(h: Harness, ts: string, status: string) {
+  return h.until(`everything the ${status} task said to be refused`, async () => {
+    const task = await taskOfThread(h.db.db, ts);
+    if (task?.status !== status) return undefined;
+    const rows = await h.db.db
+      .selectFrom("slack_outbox")
+      .select("status")
+      .where("task_id", "=", task.id)
+      .execute();
+    return rows.length > 0 && rows.every((r) => r.status === "dead") ? task : undefined;
+  });
+}
+
 describe("archived-channel", async () => {
   let h: Harness;
   before(async () => {
@@ -23,16 +37,7 @@ describe("archived-channel", async () => {
     h.slack.archiveChannel(CHANNEL);
     const { ts } = await h.mention("billing: please refund order 1077, the lamp came back");
     // The refund waits on a card Slack refused to show: nobody can ever click it.
-    const parked = await h.until("the approval card to be refused", async () => {
-      const task = await taskOfThread(h.db.db, ts);
-      if (task?.status !== "waiting_human") return undefined;
-      const rows = await h.db.db
-        .selectFrom("slack_outbox")
-        .select("status")
-        .where("task_id", "=", task.id)
-        .execute();
-      return rows.length > 0 && rows.every((r) => r.status === "dead") ? task : undefined;
-    });
+    const parked = await allRefused(h, ts, "waiting_human");
 
     await runMaintenance(h.baton.deps);
     const stopped = await taskOfThread(h.db.db, ts);
@@ -82,17 +87,7 @@ describe("archived-channel: an answer Slack refused", async () => {
   });
 
   /** The thread's task once it is done and Slack refused everything it said. */
-  const answerRefused = (ts: string) =>
-    h.until("the answer to be refused", async () => {
-      const task = await taskOfThread(h.db.db, ts);
-      if (task?.status !== "done") return undefined;
-      const rows = await h.db.db
-        .selectFrom("slack_outbox")
-        .select("status")
-        .where("task_id", "=", task.id)
-        .execute();
-      return rows.length > 0 && rows.every((r) => r.status === "dead") ? task : undefined;
-    });
+  const answerRefused = (ts: string) => allRefused(h, ts, "done");
 
   // The task was done, its answer refused by the archived channel: the requester never saw it,
   // and nothing told them.
