@@ -200,7 +200,7 @@ async function afterRelease(
   // A reply that arrived while this worker held the lease found the task busy; pick it up now.
   if (released?.status === "active" && released.owner_kind === "agent")
     await deps.queue.enqueue(deps.db, taskId);
-  // A person who decided on a card while this worker held the lease left the card's update to it
-  // (a decision that does not queue the task, such as taking it over, has no next run to send it).
-  else if (released?.status === "waiting_human") await deliverOutbox(deps, { taskId });
+  // Whoever wrote rows for the task while this worker held the lease left them to it: a person who
+  // decided on a card (taking it over queues no next run), or closed the task with `/baton done`.
+  else if (released) await deliverOutbox(deps, { taskId });
 }

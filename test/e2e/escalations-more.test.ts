@@ -27,6 +27,7 @@ import {
   taskOfThread,
 } from "../support/scripts-humans.ts";
 import { blockActionsPayload, deliverEvent, messageEvent } from "../support/slack-signing.ts";
+import { runBaton } from "../support/slash-command.ts";
 
 // Escalations: clicks racing, facts on the card, the hop limit, a person who asked, direct messages.
 // One suite per former test file.
@@ -279,6 +280,57 @@ describe("escalation-own-request", async () => {
     assert.equal(task?.owner_id, "C0SUPPORT", "the customer does not own their own escalation");
     assert.match(String(told?.args.text), /you asked for this/i, "the requester is told why not");
   });
+});
+
+describe("escalation-closed-during-the-run", async () => {
+  const startHarness = harnessPerTest();
+
+  // Slack shows the card at once, but the run that posted it waits for Slack's answer, holding the
+  // task's lease: the take-over's card update and `/baton done`'s words are left to that run.
+  test("a task taken over and closed while its run still waits on Slack is told so as the run gives it up", async () => {
+    const h = await startHarness({ script: scriptByAgent(escalationScript()) });
+    const held = h.slack.holdAnswer("chat.postMessage", (c) => offersTakeOver(c.args));
+    const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+    await held.arrived;
+    const cardTs = h.slack.messages.find(offersTakeOver)?.ts;
+    assert.ok(cardTs, "Slack shows the card");
+    const escalation = await h.db.db
+      .selectFrom("escalations")
+      .selectAll()
+      .executeTakeFirstOrThrow();
+
+    // agents.yml: support is #support's, and U0SUPPORTLEAD one of its members.
+    await h.clickCard(
+      "U0SUPPORTLEAD",
+      ESCALATION_TAKE_OVER,
+      { ...escalation, card_ts: cardTs },
+      ts,
+    );
+    await h.until("the escalation to be taken over", async () => {
+      const row = await h.db.db.selectFrom("escalations").select("status").executeTakeFirst();
+      return row?.status === "taken_over";
+    });
+    const { text } = await runBaton(h, `done ${escalation.task_id}`, {
+      user: "U0SUPPORTLEAD",
+      channel: "C0SUPPORT",
+    });
+    assert.match(text, /^Done: /);
+    assert.equal((await taskOfThread(h.db.db, ts))?.lease_owner !== null, true, "the run holds it");
+
+    held.release();
+    // No sweep runs in these tests: only the run, giving the task up, can send what was left to it.
+    await h.until("the card to show the task done", async () =>
+      h.slack
+        .callsTo("chat.update")
+        .some((c) => c.args.ts === cardTs && JSON.stringify(c.args).includes("marked done by")),
+    );
+    await h.until("the thread to be told", async () =>
+      h.slack.messagesIn(CHANNEL, ts).some((m) => /marked this done/.test(String(m.text))),
+    );
+  });
+
+  const offersTakeOver = (message: unknown) =>
+    JSON.stringify(message).includes(ESCALATION_TAKE_OVER);
 });
 
 describe("direct-message", async () => {
