@@ -47,14 +47,24 @@ export function agentsFileWith(...edits: [from: string, to: string][]): AgentsFi
   return parseAgentsFile(agentsYmlWith(...edits), "agents.yml", demoTools);
 }
 
+/**
+ * A port to give a server that is told its port before it listens (Baton's PORT, a Postgres).
+ * Below the kernel's ephemeral range (32768 and up on Linux): a port from that range, freed here,
+ * may be any outgoing connection's source port by the time the server binds it, and the test files
+ * running beside this one open hundreds. Tried on every interface, as Bolt listens.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (await bindable(port)) return port;
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, () => server.close(() => resolve(true)));
   });
 }
 
@@ -193,7 +203,13 @@ export async function startHarness(options: {
       ...(options.leaseMs && { leaseMs: options.leaseMs }),
       ...(options.tools && { tools: options.tools }),
     });
-  let baton = await boot();
+  // A start that fails (a port taken after all) closes what this started: its servers would keep
+  // the test file's process from ever exiting.
+  let baton = await boot().catch(async (error: unknown) => {
+    await Promise.all([slack.close(), model.close()]);
+    await db.drop();
+    throw error;
+  });
   const endpoint = `http://127.0.0.1:${port}/slack/events`;
   let seq = 0;
   const harness: Harness = {
