@@ -56,3 +56,52 @@ describe("a scheduled run that fails", () => {
     assert.equal(runs, 3);
   });
 });
+
+describe("a stop", () => {
+  /** A scheduler whose start fires today's 09:00 late, and whose run ends when told to. */
+  function firingUnderWay(t: { after: (fn: () => Promise<void>) => void }) {
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let finish: () => void = () => {};
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let ended = false;
+    const scheduler = startScheduler({
+      schedule: "0 9 * * 1-5",
+      timezone: "Europe/Paris",
+      log,
+      now: () => new Date("2025-01-06T08:00:20Z"),
+      run: async () => {
+        started();
+        await finished;
+        ended = true;
+      },
+    });
+    t.after(async () => {
+      finish();
+      await scheduler.stop();
+    });
+    return { scheduler, running, finish, ended: () => ended };
+  }
+
+  // The digest's DMs go out under way: its outbox rows are marked as Slack takes them.
+  test("waits for the firing under way to end", { timeout: 5_000 }, async (t) => {
+    const { scheduler, running, finish, ended } = firingUnderWay(t);
+    await running;
+    const stopped = scheduler.stop(4_000);
+    finish();
+    await stopped;
+    assert.equal(ended(), true);
+  });
+
+  // Slack or the database hangs: the stop keeps to its deadline, and the firing is left.
+  test("waits no longer than it is given", { timeout: 5_000 }, async (t) => {
+    const { scheduler, running, ended } = firingUnderWay(t);
+    await running;
+    await scheduler.stop(50);
+    assert.equal(ended(), false);
+  });
+});

@@ -1,3 +1,4 @@
+import { within } from "../core/duration.ts";
 import { findOrphanedTasks, lockOrphanedTask } from "../db/lease.repository.ts";
 import { enforceDeadlines } from "./deadlines.ts";
 import type { RuntimeDeps } from "./deps.ts";
@@ -15,7 +16,7 @@ const STRANDED_OUTBOX_MS = 30_000;
  * whose thread Slack refuses for good (an archived channel) stop, or, answered, send it by DM.
  * Every step is idempotent, so several replicas may run it at once.
  */
-export function startMaintenance(deps: RuntimeDeps): () => Promise<void> {
+export function startMaintenance(deps: RuntimeDeps): (waitMs: number) => Promise<void> {
   let running: Promise<void> | undefined;
   const tick = () => {
     running ??= runMaintenance(deps)
@@ -27,9 +28,11 @@ export function startMaintenance(deps: RuntimeDeps): () => Promise<void> {
   const timer = setInterval(tick, EVERY_MS);
   timer.unref();
   tick();
-  return async () => {
+  // A sweep under way finishes within the stop's deadline, or is left: a row it sent and had not
+  // marked is looked for in Slack before anyone sends it again.
+  return async (waitMs) => {
     clearInterval(timer);
-    await running;
+    if (running) await within(running, waitMs);
   };
 }
 

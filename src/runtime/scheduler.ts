@@ -1,4 +1,5 @@
 import cron, { type ScheduledTask } from "node-cron";
+import { within } from "../core/duration.ts";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleepUnlessStopping } from "./retry-after.ts";
@@ -19,7 +20,8 @@ export interface SchedulerOptions {
 }
 
 export interface Scheduler {
-  stop(): Promise<void>;
+  /** Fires no more, and waits for a firing under way: until it ends, or at most `waitMs`. */
+  stop(waitMs?: number): Promise<void>;
 }
 
 // A busy event loop may fire late; past node-cron's 1 s default the firing would be skipped.
@@ -61,9 +63,15 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
       }
     }
   };
+  const firing = new Set<Promise<void>>();
+  const fireTracked = (fireAt: Date) => {
+    const work = fire(fireAt).finally(() => firing.delete(work));
+    firing.add(work);
+    return work;
+  };
   const task = cron.schedule(
     options.schedule,
-    (context) => fire(slotKey(context.date, withSeconds)),
+    (context) => fireTracked(slotKey(context.date, withSeconds)),
     {
       timezone: options.timezone,
       name,
@@ -75,16 +83,17 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   // key, so a firing another replica ran is claimed already and sends nothing.
   const now = options.now?.() ?? new Date();
   const missed = lateSlot(task, options.timezone, withSeconds, now);
-  const late = missed ? fire(missed) : undefined;
+  if (missed) void fireTracked(missed);
   log.info(
     { schedule: options.schedule, timezone: options.timezone, late: missed?.toISOString() },
     "scheduler started",
   );
   return {
-    async stop() {
+    async stop(waitMs) {
       stopping.abort();
       await task.destroy();
-      await late;
+      const under = Promise.all(firing);
+      await (waitMs === undefined ? under : within(under, waitMs));
     },
   };
 }

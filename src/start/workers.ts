@@ -64,5 +64,5 @@ export function startBackground(deps: RuntimeDeps, agentsFile: AgentsFile, stops
       );
     },
   });
-  stops.add(() => scheduler.stop());
+  stops.add((waitMs) => scheduler.stop(waitMs));
 }
