@@ -356,10 +356,8 @@ describe("direct-message", async () => {
       { eventId: "EvDM1" },
     );
     assert.equal(res.status, 200);
-    const answer = await h.until(
-      "an answer in the DM",
-      async () => h.slack.callsTo("chat.postMessage").find((c) => c.args.channel === dm),
-      5_000,
+    const answer = await h.until("an answer in the DM", async () =>
+      h.slack.callsTo("chat.postMessage").find((c) => c.args.channel === dm),
     );
     assert.match(JSON.stringify(answer.args.blocks), /Order 1042 ships today/);
   });

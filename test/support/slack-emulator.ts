@@ -212,7 +212,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     waitForCall(
       method: string,
       predicate: (c: SlackCall) => boolean = () => true,
-      timeoutMs = 5000,
+      // As long as `until` waits: under CI's concurrent files a turn may take seconds.
+      timeoutMs = 15_000,
     ) {
       const match = (c: SlackCall) => c.method === method && predicate(c);
       const seen = calls.find(match);
