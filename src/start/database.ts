@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type Config, passwordsIn } from "../config/env.ts";
+import { within } from "../core/duration.ts";
 import {
   assertUsable,
   type Db,
@@ -24,6 +25,9 @@ export interface BatonDatabase {
   writer: string;
 }
 
+/** What closing the pool is given even once the stop's deadline is spent: idle connections end at once. */
+const CLOSE_GRACE_MS = 2_000;
+
 /** Baton's database, DATABASE_URL's or the embedded one: reachable, and migrated. */
 export async function openBatonDatabase(
   config: Config,
@@ -37,7 +41,10 @@ export async function openBatonDatabase(
     max: Math.max(10, config.workers + 6),
     name: `baton-${randomBytes(6).toString("hex")}`,
   });
-  stops.add(database.close);
+  // The pool's end waits for every connection in use: one a run still holds past the stop's deadline
+  // (a write tool's transaction waiting on its endpoint) is left to the process's exit, which closes
+  // it, and the server rolls its transaction back.
+  stops.add((waitMs) => within(database.close(), Math.max(waitMs, CLOSE_GRACE_MS)));
   const readiness = readinessProbe(url);
   stops.add(readiness.close);
   const setting = config.database.url

@@ -637,3 +637,33 @@ describe("failure-reason", async () => {
     assert.ok(!/<!(here|channel)>/.test(text), "no broadcast");
   });
 });
+
+describe("stop-with-a-connection-held", async () => {
+  // A write tool's transaction waiting on its endpoint holds a pooled connection past the stop's
+  // deadline: the pool's end would wait for it, and the stop with it, past `docker stop`'s 10 s.
+  test("a stop does not wait for a connection a run still holds past its deadline", async () => {
+    const h = await startHarness({ script: scriptByAgent({}), stopWaitMs: 300 });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held: () => void = () => {};
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const work = h.baton.deps.db.connection().execute(async (connection) => {
+      await sql`select 1`.execute(connection);
+      held();
+      await released;
+    });
+    await holding;
+    try {
+      // Without the bound this never resolves: the held connection is never given back.
+      await h.baton.stop();
+    } finally {
+      release();
+      await work;
+      await h.close();
+    }
+  });
+});

@@ -164,6 +164,8 @@ export async function startHarness(options: {
   agentsPath?: string;
   /** Baton's logger (default: silent, or TEST_LOG_LEVEL). */
   log?: Logger;
+  /** How long a stop waits in all for the work under way (default Baton's, 8 s). */
+  stopWaitMs?: number;
 }): Promise<Harness> {
   const db = await createTestDatabase();
   const slack = await startSlackEmulator({
@@ -201,6 +203,7 @@ export async function startHarness(options: {
       maintenance: options.maintenance ?? false,
       workers,
       ...(options.leaseMs && { leaseMs: options.leaseMs }),
+      ...(options.stopWaitMs && { stopWaitMs: options.stopWaitMs }),
       ...(options.tools && { tools: options.tools }),
     });
   // A start that fails (a port taken after all) closes what this started: its servers would keep
