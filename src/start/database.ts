@@ -26,7 +26,7 @@ export interface BatonDatabase {
 }
 
 /** What closing the pool is given even once the stop's deadline is spent: idle connections end at once. */
-const CLOSE_GRACE_MS = 2_000;
+const CLOSE_GRACE_MS = 1_000;
 
 /** Baton's database, DATABASE_URL's or the embedded one: reachable, and migrated. */
 export async function openBatonDatabase(
