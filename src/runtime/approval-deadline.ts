@@ -91,18 +91,27 @@ export async function enforceApprovalDeadline(
 }
 
 async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow) {
-  const reason = "expired without a decision";
-  const expired = await deps.db.transaction().execute(async (tx) => {
-    const row = await approvalsDb.decideApproval(tx, approval.id, {
-      status: "expired",
-      by: null,
-      reason,
-    });
+  const expired = await settleUndecided(deps, approval.id, "expired", "expired without a decision");
+  await deliverOutbox(deps, { taskId: approval.task_id });
+  return expired;
+}
+
+/**
+ * Settles a waiting approval nobody decided (it expired, or the agents file no longer runs its
+ * call) by the claim a click takes, and resumes its task the same way. True when this call settled
+ * it; a click or another replica that took the row first leaves it to them.
+ */
+export async function settleUndecided(
+  deps: RuntimeDeps,
+  approvalId: string,
+  status: "expired" | "cancelled",
+  reason: string,
+): Promise<boolean> {
+  return deps.db.transaction().execute(async (tx) => {
+    const row = await approvalsDb.decideApproval(tx, approvalId, { status, by: null, reason });
     if (row) await resumeAfterDecision(deps, tx, row, { by: null, reason });
     return row !== undefined;
   });
-  await deliverOutbox(deps, { taskId: approval.task_id });
-  return expired;
 }
 
 /** The fallback gets a fresh card and a deadline as long as the first (a minute at least). */

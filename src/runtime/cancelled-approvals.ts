@@ -1,6 +1,6 @@
 import { toolWords } from "../core/tools/tool.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
-import { resumeAfterDecision } from "./approval-deadline.ts";
+import { settleUndecided } from "./approval-deadline.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -42,17 +42,8 @@ export async function cancelIfNotRunnable(
   const why = notRunnable(deps, approval);
   if (!why) return false;
   const reason = inWords(deps, approval, why);
-  const cancelled = await deps.db.transaction().execute(async (tx) => {
-    // A click at the same moment takes the same row: whichever updates it first decides.
-    const row = await approvalsDb.decideApproval(tx, approval.id, {
-      status: "cancelled",
-      by: null,
-      reason,
-    });
-    if (row) await resumeAfterDecision(deps, tx, row, { by: null, reason });
-    return row !== undefined;
-  });
-  if (!cancelled) return false;
+  // A click at the same moment takes the same row: whichever updates it first decides.
+  if (!(await settleUndecided(deps, approval.id, "cancelled", reason))) return false;
   deps.log.info(
     { taskId: approval.task_id, approvalId: approval.id, tool: approval.tool, why },
     "an approval was cancelled: the agents file no longer lets its call run",
