@@ -60,14 +60,8 @@ describe("a scheduled run that fails", () => {
 describe("a stop", () => {
   /** A scheduler whose start fires today's 09:00 late, and whose run ends when told to. */
   function firingUnderWay(t: { after: (fn: () => Promise<void>) => void }) {
-    let started: () => void = () => {};
-    const running = new Promise<void>((resolve) => {
-      started = resolve;
-    });
-    let finish: () => void = () => {};
-    const finished = new Promise<void>((resolve) => {
-      finish = resolve;
-    });
+    const running = Promise.withResolvers<void>();
+    const finished = Promise.withResolvers<void>();
     let ended = false;
     const scheduler = startScheduler({
       schedule: "0 9 * * 1-5",
@@ -75,16 +69,21 @@ describe("a stop", () => {
       log,
       now: () => new Date("2025-01-06T08:00:20Z"),
       run: async () => {
-        started();
-        await finished;
+        running.resolve();
+        await finished.promise;
         ended = true;
       },
     });
     t.after(async () => {
-      finish();
+      finished.resolve();
       await scheduler.stop();
     });
-    return { scheduler, running, finish, ended: () => ended };
+    return {
+      scheduler,
+      running: running.promise,
+      finish: finished.resolve,
+      ended: () => ended,
+    };
   }
 
   // The digest's DMs go out under way: its outbox rows are marked as Slack takes them.

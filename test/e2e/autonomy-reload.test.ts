@@ -246,14 +246,8 @@ describe("autonomy-demoted-while-waiting", async () => {
    * both wait on it, `first` ahead: its claim takes the row, and the other finds it decided.
    */
   async function clickAndReloadAtOnce(p: Parked, first: "click" | "reload") {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let hold!: () => void;
-    const held = new Promise<void>((resolve) => {
-      hold = resolve;
-    });
+    const gate = Promise.withResolvers<void>();
+    const held = Promise.withResolvers<void>();
     const holder = p.h.db.db.transaction().execute(async (tx) => {
       await tx
         .selectFrom("approvals")
@@ -261,10 +255,10 @@ describe("autonomy-demoted-while-waiting", async () => {
         .where("id", "=", p.card.id)
         .forUpdate()
         .execute();
-      hold();
-      await gate;
+      held.resolve();
+      await gate.promise;
     });
-    await held;
+    await held.promise;
     const claimsWaiting = (n: number) =>
       p.h.until(`${n} claims waiting on the approval`, async () => {
         const { rows } = await sql<{ n: number }>`
@@ -279,7 +273,7 @@ describe("autonomy-demoted-while-waiting", async () => {
     await claimsWaiting(1);
     const behind = first === "click" ? reload() : click();
     await claimsWaiting(2);
-    release();
+    gate.resolve();
     await Promise.all([holder, ahead, behind]);
   }
 

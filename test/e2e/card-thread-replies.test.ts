@@ -83,14 +83,10 @@ test("a reply to a task a person took over pages them in its thread, not for the
 
 test("replies while the holder's page is still on its way page them once", async () => {
   const { h, ts, task } = await takenOver();
-  const isPage = (c: SlackCall) => String(c.args.text).startsWith(`<@${SUPPORT_LEAD}>`);
   // Slack takes the page, and Baton does not hear so until the second reply is in.
-  const held = h.slack.holdAnswer("chat.postMessage", isPage);
-  await h.reply(ts, "any update?");
-  await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
-  await h.reply(ts, "hello? anyone?");
-  held.release();
-  await allSent(h, task.id);
+  await repliesWhileThePageWaits({ h, ts, taskId: task.id }, (c) =>
+    String(c.args.text).startsWith(`<@${SUPPORT_LEAD}>`),
+  );
   assert.equal(pagesOf(h, ts).length, 1);
 });
 
@@ -205,7 +201,7 @@ const newReplies = (calls: SlackCall[]) =>
 
 /** Two replies, the second while the first one's page waits to be sent: the pages in the thread. */
 async function repliesWhileThePageWaits(
-  { h, ts, escalation }: Awaited<ReturnType<typeof escalatedTo>>,
+  { h, ts, taskId }: { h: Harness; ts: string; taskId: string },
   isPage: (c: SlackCall) => boolean,
 ) {
   const held = h.slack.holdAnswer("chat.postMessage", isPage);
@@ -213,15 +209,14 @@ async function repliesWhileThePageWaits(
   await h.slack.waitForCall("chat.postMessage", isPage, 15_000);
   await h.reply(ts, "hello? anyone?");
   held.release();
-  await allSent(h, escalation.task_id);
+  await allSent(h, taskId);
   return newReplies(postsInThread(h.slack, ts));
 }
 
 test("a reply to an open escalation a user group owns pages the group in its thread, once while a page waits", async () => {
-  const escalated = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
-  const { h, ts, escalation } = escalated;
+  const { h, ts, escalation } = await escalatedTo("    support:\n      groups: [S0BILLINGLEADS]\n");
   assert.deepEqual(escalation.owner, { kind: "group", id: "S0BILLINGLEADS" });
-  const pages = await repliesWhileThePageWaits(escalated, (c) =>
+  const pages = await repliesWhileThePageWaits({ h, ts, taskId: escalation.task_id }, (c) =>
     String(c.args.text).startsWith("<!subteam^S0BILLINGLEADS> There"),
   );
   assert.deepEqual(
@@ -280,9 +275,9 @@ test("a reply to an open escalation a lane's channel owns is posted in that chan
 // A lane the file leaves out is the task's channel's: the card is in the thread the reply is in,
 // which its members do not follow. The requester, a member too, is no reason to say nothing.
 test("a reply to an open escalation the task's own channel owns is sent to the channel from the thread, once while it waits", async () => {
-  const escalated = await escalatedTo("");
-  assert.deepEqual(escalated.escalation.owner, { kind: "channel", id: CHANNEL });
-  const pages = await repliesWhileThePageWaits(escalated, (c) =>
+  const { h, ts, escalation } = await escalatedTo("");
+  assert.deepEqual(escalation.owner, { kind: "channel", id: CHANNEL });
+  const pages = await repliesWhileThePageWaits({ h, ts, taskId: escalation.task_id }, (c) =>
     /new reply/.test(String(c.args.text)),
   );
   assert.equal(pages.length, 1, "paged once");

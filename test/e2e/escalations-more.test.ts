@@ -315,7 +315,11 @@ describe("escalation-closed-during-the-run", async () => {
       channel: "C0SUPPORT",
     });
     assert.match(text, /^Done: /);
-    assert.equal((await taskOfThread(h.db.db, ts))?.lease_owner !== null, true, "the run holds it");
+    assert.notEqual(
+      (await taskOfThread(h.db.db, ts))?.lease_owner ?? null,
+      null,
+      "the run holds it",
+    );
 
     held.release();
     // No sweep runs in these tests: only the run, giving the task up, can send what was left to it.

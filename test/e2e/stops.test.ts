@@ -643,25 +643,19 @@ describe("stop-with-a-connection-held", async () => {
   // deadline: the pool's end would wait for it, and the stop with it, past `docker stop`'s 10 s.
   test("a stop does not wait for a connection a run still holds past its deadline", async () => {
     const h = await startHarness({ script: scriptByAgent({}), stopWaitMs: 300 });
-    let release: () => void = () => {};
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let held: () => void = () => {};
-    const holding = new Promise<void>((resolve) => {
-      held = resolve;
-    });
+    const released = Promise.withResolvers<void>();
+    const holding = Promise.withResolvers<void>();
     const work = h.baton.deps.db.connection().execute(async (connection) => {
       await sql`select 1`.execute(connection);
-      held();
-      await released;
+      holding.resolve();
+      await released.promise;
     });
-    await holding;
+    await holding.promise;
     try {
       // Without the bound this never resolves: the held connection is never given back.
       await h.baton.stop();
     } finally {
-      release();
+      released.resolve();
       await work;
       await h.close();
     }

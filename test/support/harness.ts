@@ -208,9 +208,12 @@ export async function startHarness(options: {
     });
   // A start that fails (a port taken after all) closes what this started: its servers would keep
   // the test file's process from ever exiting.
-  let baton = await boot().catch(async (error: unknown) => {
+  const closeSupport = async () => {
     await Promise.all([slack.close(), model.close()]);
     await db.drop();
+  };
+  let baton = await boot().catch(async (error: unknown) => {
+    await closeSupport();
     throw error;
   });
   const endpoint = `http://127.0.0.1:${port}/slack/events`;
@@ -289,8 +292,7 @@ export async function startHarness(options: {
     },
     async close() {
       await baton.stop();
-      await Promise.all([slack.close(), model.close()]);
-      await db.drop();
+      await closeSupport();
     },
   };
   return harness;
