@@ -1,5 +1,6 @@
 import { startBaton } from "./app.ts";
-import { loadConfig, redactedConfigSummary } from "./config/env.ts";
+import { loadConfig, misspelledEnv, redactedConfigSummary } from "./config/env.ts";
+import { ignoredNote } from "./config/env-typos.ts";
 import { isBatonError } from "./errors.ts";
 import { createLogger, maskSecrets } from "./log.ts";
 
@@ -8,6 +9,8 @@ try {
   const config = loadConfig();
   const log = createLogger({ level: config.logLevel });
   log.info({ config: redactedConfigSummary(config) }, "starting baton");
+  for (const typo of misspelledEnv())
+    log.warn({ variable: typo.given, setting: typo.meant }, ignoredNote(typo));
   // A bug that escapes every handler ends the process, logged as one structured line: everything
   // accepted is in Postgres, and the supervisor's restart resumes it.
   const fatal = (error: unknown, origin: string) => {

@@ -10,7 +10,12 @@ import { Ajv, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { parse } from "yaml";
 import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
-import { loadConfig, redactedConfigSummary, secretValues } from "../src/config/env.ts";
+import {
+  loadConfig,
+  misspelledEnv,
+  redactedConfigSummary,
+  secretValues,
+} from "../src/config/env.ts";
 import { demoTools } from "../src/domain/demo-tools.ts";
 import { ConfigError } from "../src/errors.ts";
 
@@ -162,6 +167,56 @@ describe("config", async () => {
       const message = configErrorOf(() => loadConfig(secrets));
       assert.equal(message.split("\n").length - 1, 4);
       assert.doesNotMatch(message, /TOPSECRET/);
+    });
+
+    it("names a required variable set under a misspelt name, and what to rename", () => {
+      const { SLACK_SIGNING_SECRET: secret, ...rest } = REQUIRED;
+      const message = configErrorOf(() => loadConfig({ ...rest, SLACK_SIGNNG_SECRET: secret }));
+      assert.match(
+        message,
+        /\n {2}SLACK_SIGNING_SECRET is missing: .* SLACK_SIGNNG_SECRET is set: rename it to SLACK_SIGNING_SECRET\.$/,
+      );
+      assert.ok(!message.includes(secret), "the value is never repeated");
+    });
+
+    it("finds optional settings under a typo, a wrong case or another tool's name", () => {
+      const env = {
+        ...REQUIRED,
+        SLACK_APP_TOKN: "xapp-1",
+        log_level: "debug",
+        OPENAI_API_BASE: "http://localhost:11434/v1",
+        BATON_WROKERS: "2",
+        BATON_EMBEDED_PG_PORT: "5544",
+      };
+      assert.deepEqual(
+        misspelledEnv(env).map((m) => `${m.given} → ${m.meant}`),
+        [
+          "SLACK_APP_TOKN → SLACK_APP_TOKEN",
+          "log_level → LOG_LEVEL",
+          "OPENAI_API_BASE → OPENAI_BASE_URL",
+          "BATON_WROKERS → BATON_WORKERS",
+          "BATON_EMBEDED_PG_PORT → BATON_EMBEDDED_PG_PORT",
+        ],
+      );
+      // Read all the same: the config is what the right names give.
+      assert.equal(loadConfig(env).workers, 4);
+    });
+
+    it("leaves alone other programs' variables, blank ones, and a misspelling beside its setting", () => {
+      const env = {
+        ...REQUIRED,
+        PGPORT: "5432",
+        PATH: "/usr/bin",
+        HOSTNAME: "baton-1",
+        NODE_ENV: "production",
+        BATON_TEST_PG_PORT: "54391",
+        SLACK_CLIENT_ID: "123.456",
+        OPENAI_ORG_ID: "org-1",
+        SLACK_APP_TOKN: " ",
+        OPENAI_API_BASE: "http://localhost:11434/v1",
+        OPENAI_BASE_URL: "http://localhost:11434/v1",
+      };
+      assert.deepEqual(misspelledEnv(env), []);
     });
 
     it("summarises the config for the log without secrets", () => {

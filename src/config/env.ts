@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { decodedOrAsIs } from "../core/text.ts";
 import { ConfigError } from "../errors.ts";
+import { type Misspelling, misspelledSettings, renameNote } from "./env-typos.ts";
 
 /**
  * The process environment, parsed once at boot into a deeply frozen Config.
@@ -161,10 +162,20 @@ function pickEnv(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
 function parseEnv<T>(schema: z.ZodType<T>, env: NodeJS.ProcessEnv): T {
   const parsed = schema.safeParse(pickEnv(env));
   if (parsed.success) return parsed.data;
-  const lines = parsed.error.issues.map((issue) => `  ${String(issue.path[0])} ${issue.message}`);
+  const misspelt = new Map(misspelledEnv(env).map((m) => [m.meant, m]));
+  const lines = parsed.error.issues.map((issue) => {
+    const name = String(issue.path[0]);
+    const typo = misspelt.get(name);
+    return `  ${name} ${issue.message}${typo ? ` ${renameNote(typo)}` : ""}`;
+  });
   throw new ConfigError(
     `Baton's environment is not configured correctly:\n${[...new Set(lines)].join("\n")}`,
   );
+}
+
+/** Variables set under a wrong name for one of Baton's settings (see misspelledSettings). */
+export function misspelledEnv(env: NodeJS.ProcessEnv = process.env): Misspelling[] {
+  return misspelledSettings(env, Object.keys(envSchema.shape));
 }
 
 /** The database settings alone, read as Baton reads them: for tools that need nothing else. */

@@ -396,6 +396,8 @@ describe("startup-main", async () => {
         // Nothing listens on port 1: the taken PORT is found before the database is tried.
         DATABASE_URL: "postgres://baton@127.0.0.1:1/baton",
         PORT: String(port),
+        // Another tool's name for OPENAI_BASE_URL: the start says so before it goes on.
+        OPENAI_API_BASE: "http://localhost:11434/v1",
       });
       assert.equal(code, 1);
       assert.equal(
@@ -403,6 +405,20 @@ describe("startup-main", async () => {
         `baton: the HTTP server cannot listen on port ${port} (another program uses it): set PORT to a free port\n`,
       );
       assert.doesNotMatch(stdout, /"level":60/);
+      const warned = stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { level: number; variable?: string; msg: string })
+        .filter((r) => r.level === 40);
+      assert.deepEqual(
+        warned.map((r) => [r.variable, r.msg]),
+        [
+          [
+            "OPENAI_API_BASE",
+            "OPENAI_API_BASE is set, but Baton reads OPENAI_BASE_URL, which is unset: rename OPENAI_API_BASE to OPENAI_BASE_URL, or unset it.",
+          ],
+        ],
+      );
     } finally {
       holder.close();
     }
