@@ -1,6 +1,6 @@
 import { startBaton } from "./app.ts";
 import { loadConfig, misspelledEnv, redactedConfigSummary } from "./config/env.ts";
-import { ignoredNote } from "./config/env-typos.ts";
+import { ignoredNote } from "./config/near-names.ts";
 import { isBatonError } from "./errors.ts";
 import { createLogger, maskSecrets } from "./log.ts";
 

@@ -439,7 +439,7 @@ describe("config", async () => {
         "schema-error.yml:6:5 agents[1].instructions: missing; add it",
         "schema-error.yml:6:9 agents[1].id: use lowercase letters, digits and dashes, starting with a letter",
         'schema-error.yml:8:11 agents[1].icon: use ":emoji_name:" or an https:// image URL',
-        "schema-error.yml:9:5 agents[1].autonmy: unknown setting; check its spelling and indentation (here: id, name, icon, model, instructions, autonomy, tools, handoffs, channels, caps)",
+        "schema-error.yml:9:5 agents[1].autonmy: unknown setting; did you mean autonomy? (here: id, name, icon, model, instructions, autonomy, tools, handoffs, channels, caps)",
       ]);
     });
 
@@ -454,6 +454,38 @@ describe("config", async () => {
         configErrorOf(() => parseAgentsFile(lane, "agents.yml")),
         /policies\.lanes\.billing: unknown setting; check its spelling and indentation \(here: support, sales, operations, owner_escalation\)/,
       );
+    });
+
+    it("asks whether a misspelt setting, tool or agent meant the one a typo away", () => {
+      const text = `defaults:
+  entry_agnt: helper
+agents:
+  - id: helper
+    name: Helper
+    icon: ":wave:"
+    instructions: Answer briefly.
+    tools: [lookup_ordr, ship_it]
+    handoffs: [fulfilment]
+  - id: fulfillment
+    name: Fulfillment
+    icon: ":package:"
+    instructions: Ship orders.
+`;
+      const tools = new Set(["lookup_order", "ship_order"]);
+      const errors = configErrorOf(() => parseAgentsFile(text, "agents.yml", tools));
+      assert.match(
+        errors,
+        /:2:3 defaults\.entry_agnt: unknown setting; did you mean entry_agent\? \(here: /,
+      );
+      const crossField = configErrorOf(() =>
+        parseAgentsFile(text.replace("entry_agnt", "entry_agent"), "agents.yml", tools),
+      );
+      assert.deepEqual(crossField.split("\n").slice(1), [
+        'agents.yml:8:13 agents[0].tools[0]: no tool is named "lookup_ordr"; did you mean "lookup_order"? (tools: lookup_order, ship_order)',
+        // Three letters from ship_order: no guess.
+        'agents.yml:8:26 agents[0].tools[1]: no tool is named "ship_it" (tools: lookup_order, ship_order)',
+        'agents.yml:9:16 agents[0].handoffs[0]: no agent has the id "fulfilment"; did you mean "fulfillment"? (agents: helper, fulfillment)',
+      ]);
     });
 
     it("reports an empty file", () => {

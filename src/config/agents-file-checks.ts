@@ -9,6 +9,7 @@ import {
   supervisionProblems,
   type ToolShape,
 } from "./approval-policy-checks.ts";
+import { nearName } from "./near-names.ts";
 
 // The agents file's checks across fields (ids, handoffs, tools, policies, the digest), once zod has
 // checked each field; each problem carries the path whose line the error names.
@@ -147,9 +148,17 @@ function agentIdProblems(file: AgentsFile): Problem[] {
   return problems;
 }
 
+/** `; did you mean "x"?` when `word` is a typo of one of `names`, else nothing. */
+const didYouMean = (word: string, names: readonly string[]) => {
+  const meant = nearName(word, names);
+  return meant ? `; did you mean "${meant}"?` : "";
+};
+
+const noAgent = (id: string, ids: readonly string[]) =>
+  `no agent has the id "${id}"${didYouMean(id, ids)} (agents: ${ids.join(", ")})`;
+
 function handoffProblems(file: AgentsFile): Problem[] {
   const ids = new Set(file.agents.map((a) => a.id));
-  const known = [...ids].join(", ");
   const problems: Problem[] = [];
   file.agents.forEach((agent, i) => {
     agent.handoffs.forEach((target, j) => {
@@ -163,7 +172,7 @@ function handoffProblems(file: AgentsFile): Problem[] {
       else if (target === agent.id)
         problems.push({ path, message: "an agent cannot hand off to itself" });
       else if (!ids.has(target)) {
-        problems.push({ path, message: `no agent has the id "${target}" (agents: ${known})` });
+        problems.push({ path, message: noAgent(target, [...ids]) });
       }
     });
   });
@@ -171,7 +180,7 @@ function handoffProblems(file: AgentsFile): Problem[] {
   if (entry !== undefined && !ids.has(entry)) {
     problems.push({
       path: ["defaults", "entry_agent"],
-      message: `no agent has the id "${entry}" (agents: ${known})`,
+      message: noAgent(entry, [...ids]),
     });
   }
   return problems;
@@ -237,7 +246,7 @@ function expandedUrlProblem(url: string, env: Env): string | undefined {
 function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Problem[] {
   const unknown = (name: string) =>
     knownTools !== undefined && !knownTools.has(name)
-      ? `no tool is named "${name}" (tools: ${[...knownTools].sort().join(", ")})`
+      ? `no tool is named "${name}"${didYouMean(name, [...knownTools])} (tools: ${[...knownTools].sort().join(", ")})`
       : undefined;
   const problems: Problem[] = [];
   file.agents.forEach((agent, i) => {

@@ -10,6 +10,7 @@ import {
   type Problem,
 } from "./agents-file-checks.ts";
 import { type AgentsFile, agentsFileSchema } from "./agents-schema.ts";
+import { nearName } from "./near-names.ts";
 import { yamlProblems } from "./yaml-errors.ts";
 
 /**
@@ -97,11 +98,16 @@ function toProblems(issue: z.core.$ZodIssue): Problem[] {
   if (issue.code === "unrecognized_keys") {
     const known = settingsAt(agentsFileSchema, path);
     const here = known ? ` (here: ${known.join(", ")})` : "";
-    return issue.keys.map((key) => ({
-      path,
-      key,
-      message: `unknown setting; check its spelling and indentation${here}`,
-    }));
+    return issue.keys.map((key) => {
+      const meant = known && nearName(key, known);
+      return {
+        path,
+        key,
+        message: meant
+          ? `unknown setting; did you mean ${meant}?${here}`
+          : `unknown setting; check its spelling and indentation${here}`,
+      };
+    });
   }
   return [{ path, message: issue.message }];
 }

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { decodedOrAsIs } from "../core/text.ts";
 import { ConfigError } from "../errors.ts";
-import { type Misspelling, misspelledSettings, renameNote } from "./env-typos.ts";
+import { type Misspelling, misspelledSettings, renameNote } from "./near-names.ts";
 
 /**
  * The process environment, parsed once at boot into a deeply frozen Config.

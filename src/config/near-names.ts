@@ -1,5 +1,19 @@
 import { nearestOf } from "../core/typos.ts";
 
+/**
+ * The one of `names` that `word` is a typo of, for a message that asks "did you mean …?": one typo
+ * in a short name, two in a long one. Most of an environment is other programs' variables, and a
+ * wider guess would name them.
+ */
+export function nearName(word: string, names: readonly string[]): string | undefined {
+  return nearestOf(
+    word,
+    names,
+    (n) => [n],
+    (n) => (n.length < 8 ? 1 : 2),
+  );
+}
+
 /** Another tool's name for one of Baton's settings, which people carry over to Baton. */
 const NAMES_ELSEWHERE: Readonly<Record<string, string>> = { OPENAI_API_BASE: "OPENAI_BASE_URL" };
 
@@ -24,16 +38,7 @@ export function misspelledSettings(
   const found: Misspelling[] = [];
   for (const given of Object.keys(env)) {
     if (known.has(given) || !isSet(given)) continue;
-    const meant =
-      NAMES_ELSEWHERE[given] ??
-      // One typo in a short name, two in a long one: most of the environment is other programs'
-      // variables, and a wider guess would name them.
-      nearestOf(
-        given.toUpperCase(),
-        settings,
-        (s) => [s],
-        (s) => (s.length < 8 ? 1 : 2),
-      );
+    const meant = NAMES_ELSEWHERE[given] ?? nearName(given.toUpperCase(), settings);
     if (meant !== undefined && known.has(meant) && !isSet(meant)) found.push({ given, meant });
   }
   return found;
