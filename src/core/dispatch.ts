@@ -111,50 +111,46 @@ function canonicalJson(value: unknown): string {
   );
 }
 
-function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchContext): Action {
-  const reject = (reason: RejectReason, message: string): Action => ({
-    kind: "rejected",
-    callId: call.id,
-    name: call.name,
-    reason,
-    message,
-    rawArgs: call.arguments,
-  });
-  const parse = <T>(
-    schema: z.ZodType<T>,
-    note?: z.ZodObject,
-  ): { ok: true; value: T } | { ok: false; error: string } => {
-    let json: unknown;
-    try {
-      json = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
-      // A gateway that encodes the arguments' JSON text once more sends a string of an object.
-      if (typeof json === "string" && json.trim().startsWith("{")) json = JSON.parse(json);
-    } catch (error) {
-      return { ok: false, error: `arguments are not valid JSON (${(error as Error).message})` };
-    }
-    const input = note ? readNote(json, note) : json;
-    const result = schema.safeParse(input);
-    if (result.success) return { ok: true, value: result.data };
-    const issues = result.error.issues.map((i) => {
-      const path = i.path.join(".") || "(root)";
-      // readNote dropped the optional fields' nulls: one left is a required field's.
-      const isNull = note && i.path.length === 1 && valueAt(input, i.path) === null;
-      return `${path}: ${isNull ? "required, and null is not a value" : i.message}`;
-    });
-    return { ok: false, error: `arguments do not match the schema: ${issues.join("; ")}` };
-  };
-  const { agent } = ctx;
+type ToolCall = ModelReply["toolCalls"][number];
 
+function interpretCall(call: ToolCall, ctx: DispatchContext): Action {
+  const builtIn = interpretBuiltIn(call, ctx);
+  if (builtIn) return builtIn;
+  const { agent } = ctx;
+  const tool = ctx.registry.get(call.name);
+  if (!tool)
+    return rejected(
+      call,
+      "unknown_tool",
+      `There is no tool named "${call.name}". Use only the tools you were given.`,
+    );
+  if (!agent.tools.includes(call.name)) {
+    return rejected(
+      call,
+      "not_allowed",
+      `${agent.name} is not allowed to use ${call.name}. Hand the work to the agent that owns it.`,
+    );
+  }
+  const parsed = parseArguments(call, tool.input);
+  if (!parsed.ok) return rejected(call, "invalid_arguments", `${call.name}: ${parsed.error}.`);
+  return { kind: "tool", callId: call.id, tool, args: parsed.value };
+}
+
+/** A handoff, hand-back or escalation, read with its note's schema; undefined for any other call. */
+function interpretBuiltIn(call: ToolCall, ctx: DispatchContext): Action | undefined {
+  const { agent } = ctx;
   if (call.name.startsWith(TRANSFER_PREFIX)) {
     const to = transferTarget(agent, call.name);
     if (!to)
-      return reject(
+      return rejected(
+        call,
         "not_allowed",
         `${agent.name} may not hand work to that agent. Allowed: ${agent.handoffs.join(", ") || "none"}.`,
       );
-    const parsed = parse(handoffNoteSchema, handoffNoteSchema);
+    const parsed = parseNote(call, handoffNoteSchema);
     if (!parsed.ok)
-      return reject(
+      return rejected(
+        call,
         "invalid_arguments",
         `${call.name}: ${parsed.error}. Call it again with a valid note.`,
       );
@@ -162,34 +158,67 @@ function interpretCall(call: ModelReply["toolCalls"][number], ctx: DispatchConte
   }
   if (call.name === HAND_BACK) {
     if (!ctx.handBackTo)
-      return reject(
+      return rejected(
+        call,
         "no_hand_back",
         "Nobody handed this task to you, so there is no one to hand it back to. Answer the requester instead.",
       );
-    const parsed = parse(handBackNoteSchema, handBackNoteSchema);
-    if (!parsed.ok) return reject("invalid_arguments", `hand_back: ${parsed.error}.`);
+    const parsed = parseNote(call, handBackNoteSchema);
+    if (!parsed.ok) return rejected(call, "invalid_arguments", `hand_back: ${parsed.error}.`);
     return { kind: "hand_back", callId: call.id, to: ctx.handBackTo, note: parsed.value };
   }
   if (call.name === ESCALATE) {
-    const parsed = parse(escalationNoteSchema, escalationNoteSchema);
-    if (!parsed.ok) return reject("invalid_arguments", `escalate_to_human: ${parsed.error}.`);
+    const parsed = parseNote(call, escalationNoteSchema);
+    if (!parsed.ok)
+      return rejected(call, "invalid_arguments", `escalate_to_human: ${parsed.error}.`);
     return { kind: "escalate", callId: call.id, note: parsed.value };
   }
-  const tool = ctx.registry.get(call.name);
-  if (!tool)
-    return reject(
-      "unknown_tool",
-      `There is no tool named "${call.name}". Use only the tools you were given.`,
-    );
-  if (!agent.tools.includes(call.name)) {
-    return reject(
-      "not_allowed",
-      `${agent.name} is not allowed to use ${call.name}. Hand the work to the agent that owns it.`,
-    );
+  return undefined;
+}
+
+function rejected(call: ToolCall, reason: RejectReason, message: string): Action {
+  return {
+    kind: "rejected",
+    callId: call.id,
+    name: call.name,
+    reason,
+    message,
+    rawArgs: call.arguments,
+  };
+}
+
+/** A built-in's note: its optional fields are often sent as null, and are read as left out. */
+function parseNote<T>(call: ToolCall, schema: z.ZodType<T> & z.ZodObject) {
+  return parseArguments(call, schema, schema);
+}
+
+/**
+ * A call's arguments read with `schema`, or what was wrong with them in words the model can act on.
+ * `note`: a note's schema (see readNote).
+ */
+function parseArguments<T>(
+  call: ToolCall,
+  schema: z.ZodType<T>,
+  note?: z.ZodObject,
+): { ok: true; value: T } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
+    // A gateway that encodes the arguments' JSON text once more sends a string of an object.
+    if (typeof json === "string" && json.trim().startsWith("{")) json = JSON.parse(json);
+  } catch (error) {
+    return { ok: false, error: `arguments are not valid JSON (${(error as Error).message})` };
   }
-  const parsed = parse(tool.input);
-  if (!parsed.ok) return reject("invalid_arguments", `${call.name}: ${parsed.error}.`);
-  return { kind: "tool", callId: call.id, tool, args: parsed.value };
+  const input = note ? readNote(json, note) : json;
+  const result = schema.safeParse(input);
+  if (result.success) return { ok: true, value: result.data };
+  const issues = result.error.issues.map((i) => {
+    const path = i.path.join(".") || "(root)";
+    // readNote dropped the optional fields' nulls: one left is a required field's.
+    const isNull = note && i.path.length === 1 && valueAt(input, i.path) === null;
+    return `${path}: ${isNull ? "required, and null is not a value" : i.message}`;
+  });
+  return { ok: false, error: `arguments do not match the schema: ${issues.join("; ")}` };
 }
 
 function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
