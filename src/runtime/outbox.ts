@@ -150,37 +150,17 @@ async function deliverPass(
         if (row.task_id) waiting.add(row.task_id);
         continue;
       }
-      const stored = row.payload as unknown as OutboxPayload;
-      const log = deps.log.child({
-        taskId: row.task_id,
-        outboxId: row.id,
-        intent: stored.intent.kind,
-      });
       try {
-        const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
-        // A row whose writer may have died after Slack took it may already be in Slack: one tried
-        // before, asked for (a backlog), older than a delivery takes, left by a dead run, or written
-        // by another process. Look before sending it.
-        const suspect =
-          row.attempts > 0 ||
-          filter.olderThanMs !== undefined ||
-          row.stranded ||
-          (deps.writer !== undefined && row.written_by !== deps.writer);
-        const already = suspect
-          ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
-          : undefined;
-        const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
-        await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
-        if (stored.audited) await auditFate(tx, row.task_id, stored.audited, "sent");
-        if (payload.cardOf && sent.ts)
-          cards.set(cardKey(payload.cardOf), {
-            ref: payload.cardOf,
-            channel: sent.channel ?? intentChannel(payload.intent),
-            ts: sent.ts,
-          });
+        await deliverRow(deps, tx, row, filter, cards);
         delivered++;
         if (row.task_id) tasks.add(row.task_id);
       } catch (error) {
+        const stored = row.payload as unknown as OutboxPayload;
+        const log = deps.log.child({
+          taskId: row.task_id,
+          outboxId: row.id,
+          intent: stored.intent.kind,
+        });
         const failed = { ...row, ...(stored.audited && { audited: stored.audited }) };
         if (!(await recordFailure(tx, log, failed, error))) continue;
         if (error instanceof RetryAfterError) {
@@ -200,6 +180,43 @@ async function deliverPass(
     tasks: [...tasks],
     ...(rateLimitedForMs !== undefined && { rateLimitedForMs }),
   };
+}
+
+type LockedRow = Awaited<ReturnType<typeof lockUndelivered>>[number];
+
+/**
+ * Sends one row (or finds it in Slack already) and marks it delivered; a card it posts is noted in
+ * `cards`, to be saved on its approval or escalation once the pass's Slack calls are done.
+ */
+async function deliverRow(
+  deps: DeliveryDeps,
+  tx: Tx,
+  row: LockedRow,
+  filter: PassFilter,
+  cards: Map<string, PostedCard>,
+): Promise<void> {
+  const stored = row.payload as unknown as OutboxPayload;
+  const payload = { ...stored, intent: await withCardTs(tx, stored, cards) };
+  // A row whose writer may have died after Slack took it may already be in Slack: one tried
+  // before, asked for (a backlog), older than a delivery takes, left by a dead run, or written
+  // by another process. Look before sending it.
+  const suspect =
+    row.attempts > 0 ||
+    filter.olderThanMs !== undefined ||
+    row.stranded ||
+    (deps.writer !== undefined && row.written_by !== deps.writer);
+  const already = suspect
+    ? await deps.chat.findPosted(payload.intent, row.id, row.created_at)
+    : undefined;
+  const sent = already ? { ts: already } : await deps.chat.deliver(payload.intent, row.id);
+  await markDelivered(tx, [{ id: row.id, slackTs: sent.ts ?? null }]);
+  if (stored.audited) await auditFate(tx, row.task_id, stored.audited, "sent");
+  if (payload.cardOf && sent.ts)
+    cards.set(cardKey(payload.cardOf), {
+      ref: payload.cardOf,
+      channel: sent.channel ?? intentChannel(payload.intent),
+      ts: sent.ts,
+    });
 }
 
 /**
