@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -100,14 +100,18 @@ describe("startup", async () => {
       }),
       log: createLogger({ level: "silent" }),
     });
-    await assert.rejects(start, (error: unknown) => {
-      assert.ok(error instanceof ConfigError);
-      assert.match(
-        error.message,
-        /:6:\d+ agents\[0\]\.tools\[1\]: no tool is named "look_up_order"/,
-      );
-      return true;
-    });
+    try {
+      await assert.rejects(start, (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.message,
+          /:6:\d+ agents\[0\]\.tools\[1\]: no tool is named "look_up_order"/,
+        );
+        return true;
+      });
+    } finally {
+      await rm(agentsPath, { force: true });
+    }
   });
 
   test("a DATABASE_URL that cannot be used stops the start with one line naming it, never its password", async () => {
