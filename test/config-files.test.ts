@@ -662,6 +662,16 @@ describe("npm run check", () => {
     assert.equal(given.stdout, "fixtures/agents/minimal.yml: 1 agent, OK\n");
   });
 
+  it("warns of a setting under a near miss of its name, the file it would have named unread", async () => {
+    const run = await check([], { BATON_AGENT_FILE: "test/fixtures/agents/minimal.yml" });
+    assert.deepEqual(run, {
+      code: 0,
+      stdout: "agents.yml: 4 agents, OK\n",
+      stderr:
+        "warning: BATON_AGENT_FILE is set, but Baton reads BATON_AGENTS_FILE, which is unset: rename BATON_AGENT_FILE to BATON_AGENTS_FILE, or unset it.\n",
+    });
+  });
+
   it("prints every mistake at its line against Baton's tools and exits 1", async () => {
     const { code, stdout, stderr } = await check(["test/fixtures/agents/cross-field.yml"]);
     assert.equal(code, 1);
