@@ -136,6 +136,21 @@ describe("embedded-left-running", async () => {
     }
   };
 
+  /**
+   * Stops a server the test left running and waits for its shutdown to end: removed while it
+   * still writes (its checkpoint, pg_logical), the folder is not empty when rm comes to it. Its
+   * pid file goes last; its process may linger unreaped.
+   */
+  async function stopLeft(pid: number, dataDir: string): Promise<void> {
+    if (alive(pid)) process.kill(pid, "SIGINT");
+    const pidFile = path.join(dataDir, "pg", "postmaster.pid");
+    for (let waited = 0; waited < 15_000 && alive(pid); waited += 50) {
+      if (!(await stat(pidFile).catch(() => undefined))) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
   test("a server whose Baton was killed is used, then stopped with the process that found it", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "baton-left-"));
     await chmod(dataDir, 0o755); // as root, Postgres runs as "postgres" and must enter it
@@ -157,8 +172,7 @@ describe("embedded-left-running", async () => {
       );
       await (await startEmbeddedPostgres({ dataDir, port })).stop();
     } finally {
-      if (alive(pid)) process.kill(pid, "SIGINT");
-      await rm(dataDir, { recursive: true, force: true });
+      await stopLeft(pid, dataDir);
     }
   });
 
@@ -173,8 +187,7 @@ describe("embedded-left-running", async () => {
       assert.ok(alive(pid), "still serving the Baton that started it");
     } finally {
       holder.kill("SIGKILL");
-      if (alive(pid)) process.kill(pid, "SIGINT");
-      await rm(dataDir, { recursive: true, force: true });
+      await stopLeft(pid, dataDir);
     }
   });
 });
