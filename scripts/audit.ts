@@ -5,7 +5,12 @@
  * same database the app uses. Needs no Slack or model credentials: only the database settings.
  */
 import { loadDatabaseConfig } from "../src/config/env.ts";
-import { assertUsable, type DatabaseHandle, openDatabase } from "../src/db/database.ts";
+import {
+  assertUsable,
+  type DatabaseHandle,
+  openDatabase,
+  unsupportedServer,
+} from "../src/db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { migrateToLatest, pendingMigrations } from "../src/db/migrate.ts";
 import { isBatonError } from "../src/errors.ts";
@@ -71,7 +76,11 @@ async function openDb(): Promise<{ handle: DatabaseHandle; embedded?: EmbeddedDa
     return { handle, embedded };
   }
   const pending = await assertUsable(handle.db, settings.url ?? "", "DATABASE_URL")
-    .then(() => pendingMigrations(handle.db))
+    .then((server) => {
+      const unsupported = unsupportedServer(server);
+      if (unsupported) console.warn(`warning: ${unsupported}`);
+      return pendingMigrations(handle.db);
+    })
     .catch(async (error: unknown) => {
       await handle.close();
       throw error;

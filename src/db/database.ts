@@ -44,14 +44,35 @@ export function isConnectionLost(error: unknown): boolean {
  * Fails the start with one line that says what to check when the database at `url` cannot be used
  * (refused, unknown role or database, wrong password, unreachable): before any migration runs.
  */
-export async function assertUsable(db: Db, url: string, setting: string): Promise<void> {
+export async function assertUsable(db: Db, url: string, setting: string): Promise<ServerVersion> {
   try {
-    await sql`select 1`.execute(db);
+    const { rows } = await sql<ServerVersion>`
+      select current_setting('server_version_num')::int as num,
+        split_part(current_setting('server_version'), ' ', 1) as version`.execute(db);
+    return rows[0] ?? { num: 0, version: "unknown" };
   } catch (error) {
     const reason = (error as Error).message;
     const message = `Postgres at ${whereIs(url)} cannot be used (${reason}): check ${setting}.`;
     throw new ConfigError(message, { cause: error });
   }
+}
+
+/**
+ * The oldest PostgreSQL major Baton supports: none of its statements, nor the job queue's, needs a
+ * newer one, and CI runs the database tests on it (.ci/postgres-14).
+ */
+export const OLDEST_SERVER = 14;
+
+export type ServerVersion = { num: number; version: string };
+
+/**
+ * What to say of a server older than Baton supports; undefined for one it supports. An older one
+ * is not refused (13 passed every database test on 2026-12-07), but nothing keeps it so: a
+ * statement, or a migration, may fail on it.
+ */
+export function unsupportedServer(server: ServerVersion): string | undefined {
+  if (server.num >= OLDEST_SERVER * 10_000) return undefined;
+  return `the database runs PostgreSQL ${server.version}, older than ${OLDEST_SERVER}, the oldest Baton supports and is tested on: upgrade the server`;
 }
 
 /**

@@ -8,9 +8,11 @@ import {
   openDatabase,
   readinessProbe,
   sessionName,
+  unsupportedServer,
 } from "../db/database.ts";
 import { startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrateToLatest } from "../db/migrate.ts";
+import { ConfigError, isBatonError } from "../errors.ts";
 import { type Logger, registerSecrets } from "../log.ts";
 import type { StopSequence } from "./stops.ts";
 
@@ -50,8 +52,16 @@ export async function openBatonDatabase(
   const setting = config.database.url
     ? "DATABASE_URL"
     : `the embedded database in ${config.database.dataDir}`;
-  await assertUsable(database.db, url, setting);
-  const applied = await migrateToLatest(database.db).catch(missingGrants(url, setting));
+  const server = await assertUsable(database.db, url, setting);
+  const unsupported = unsupportedServer(server);
+  if (unsupported) log.warn({ postgres: server.version }, unsupported);
+  const applied = await migrateToLatest(database.db)
+    .catch(missingGrants(url, setting))
+    .catch((error: unknown) => {
+      // An older server's own words for a feature it lacks would not say that its age is why.
+      if (!unsupported || isBatonError(error)) throw error;
+      throw new ConfigError(`${(error as Error).message}; ${unsupported}`, { cause: error });
+    });
   if (applied.length) log.info({ migrations: applied }, "database migrated");
   const writer = await sessionName(database.db);
   return {

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { startBaton } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/env.ts";
+import { assertUsable, unsupportedServer } from "../../src/db/database.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
 import { createTestDatabase, testServerUrl } from "../support/db.ts";
@@ -137,6 +138,24 @@ describe("startup", async () => {
       return true;
     });
   });
+});
+
+test("a server older than PostgreSQL 14 is named at start as one to upgrade", async () => {
+  // No server older than 14 runs here: the words are read from what a 13 answers (its
+  // server_version's first word), and the start asks the server it is given (assertUsable).
+  assert.equal(
+    unsupportedServer({ num: 130_023, version: "13.23" }),
+    "the database runs PostgreSQL 13.23, older than 14, the oldest Baton supports and is tested on: upgrade the server",
+  );
+  assert.equal(unsupportedServer({ num: 140_000, version: "14.0" }), undefined);
+  const db = await createTestDatabase();
+  try {
+    const server = await assertUsable(db.db, db.url, "DATABASE_URL");
+    assert.match(server.version, /^\d+\.\d+$/, "the version alone, without the build's words");
+    assert.ok(server.num >= 140_000, `the test server runs ${server.version}`);
+  } finally {
+    await db.drop();
+  }
 });
 
 describe("startup-operator-errors", async () => {
