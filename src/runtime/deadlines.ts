@@ -1,9 +1,11 @@
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatIntent } from "../core/ports.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
+import type { Tx } from "../db/database.ts";
 import * as escalationsDb from "../db/escalations.repository.ts";
 import { audit, insertHandoff } from "../db/ledger.repository.ts";
 import { enqueueOutbox, type OutboxMessage } from "../db/outbox.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
 import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { enforceApprovalDeadline, mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
@@ -28,69 +30,24 @@ export async function enforceDeadlines(deps: RuntimeDeps): Promise<void> {
   }
 }
 
-async function moveEscalation(
-  deps: RuntimeDeps,
-  escalation: Awaited<ReturnType<typeof escalationsDb.escalationsPastDeadline>>[number],
-): Promise<void> {
+type DueEscalation = Awaited<ReturnType<typeof escalationsDb.escalationsPastDeadline>>[number];
+type MovedEscalation = NonNullable<Awaited<ReturnType<typeof escalationsDb.reassignEscalation>>>;
+type Owner = { kind: string; id: string };
+
+async function moveEscalation(deps: RuntimeDeps, escalation: DueEscalation): Promise<void> {
   const fallback = escalation.fallback;
   // All of the fallback's people, as approvals give it to all of them: any of them may take it.
   const owner = (fallback && peopleOwner(fallback)) ?? escalation.owner;
   await deps.db.transaction().execute(async (tx) => {
     const row = await escalationsDb.reassignEscalation(tx, escalation.id, owner);
     if (!row) return;
-    const at = (row.escalated_at ?? row.respond_by).toISOString();
     const task = await lockTask(tx, row.task_id);
     if (!task) return;
-    const from = deps.agents.persona(row.from_agent);
     const note = row.note as unknown as EscalationNote;
     const place = escalationPlace(deps.agents.file, task, note.lane);
-    const messages: OutboxMessage[] = [];
-    if (fallback) {
-      await insertHandoff(tx, {
-        taskId: task.id,
-        stepNo: task.step_no,
-        kind: "reassign",
-        from: { kind: "human", id: escalation.owner.id },
-        to: { kind: "human", id: owner.id },
-        note: { reason: "no answer before the deadline" },
-      });
-      if (task.owner_kind === "human" && task.owner_id === escalation.owner.id)
-        await updateTask(tx, task.id, { owner: { kind: "human", id: owner.id } });
-      const card = {
-        kind: "escalation_card" as const,
-        ...place,
-        persona: personaOf(from),
-      };
-      const escalationData = {
-        escalationId: row.id,
-        fromName: from.name,
-        note,
-        requesterId: task.requester_id,
-      };
-      messages.push(
-        cardUpdate(
-          task,
-          {
-            ...card,
-            ...(escalation.card_ts ? { updateTs: escalation.card_ts } : {}),
-            escalation: {
-              ...escalationData,
-              owner: escalation.owner as never,
-              state: { status: "reassigned", to: owner.id, at },
-            },
-          },
-          { table: "escalations", id: row.id },
-        ),
-        post(
-          task,
-          {
-            ...card,
-            escalation: { ...escalationData, owner: owner as never, state: { status: "open" } },
-          },
-          { table: "escalations", id: row.id },
-        ),
-      );
-    }
+    const messages = fallback
+      ? await handToFallback(deps, tx, { task, row, from: escalation, to: owner, place })
+      : [];
     const who = fallback ? "it is yours now" : "it is still waiting for you";
     const card = { ts: row.card_ts, summary: note.summary };
     messages.push(
@@ -105,6 +62,64 @@ async function moveEscalation(
     });
   });
   await deliverOutbox(deps, { taskId: escalation.task_id });
+}
+
+/**
+ * The escalation goes to its fallback: the history's reassignment, the task's owner if the first
+ * owner held it, the old card marked reassigned and a new one for the fallback. Its cards, to send.
+ */
+async function handToFallback(
+  deps: RuntimeDeps,
+  tx: Tx,
+  moved: {
+    task: TaskRow;
+    row: MovedEscalation;
+    from: DueEscalation;
+    to: Owner;
+    place: ReturnType<typeof escalationPlace>;
+  },
+): Promise<OutboxMessage[]> {
+  const { task, row, from, to, place } = moved;
+  await insertHandoff(tx, {
+    taskId: task.id,
+    stepNo: task.step_no,
+    kind: "reassign",
+    from: { kind: "human", id: from.owner.id },
+    to: { kind: "human", id: to.id },
+    note: { reason: "no answer before the deadline" },
+  });
+  if (task.owner_kind === "human" && task.owner_id === from.owner.id)
+    await updateTask(tx, task.id, { owner: { kind: "human", id: to.id } });
+  const agent = deps.agents.persona(row.from_agent);
+  const card = { kind: "escalation_card" as const, ...place, persona: personaOf(agent) };
+  const escalation = {
+    escalationId: row.id,
+    fromName: agent.name,
+    note: row.note as unknown as EscalationNote,
+    requesterId: task.requester_id,
+  };
+  const at = (row.escalated_at ?? row.respond_by).toISOString();
+  const ref = { table: "escalations" as const, id: row.id };
+  return [
+    cardUpdate(
+      task,
+      {
+        ...card,
+        ...(from.card_ts ? { updateTs: from.card_ts } : {}),
+        escalation: {
+          ...escalation,
+          owner: from.owner as never,
+          state: { status: "reassigned", to: to.id, at },
+        },
+      },
+      ref,
+    ),
+    post(
+      task,
+      { ...card, escalation: { ...escalation, owner: to as never, state: { status: "open" } } },
+      ref,
+    ),
+  ];
 }
 
 /**
