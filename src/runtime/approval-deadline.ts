@@ -123,23 +123,8 @@ async function escalateApproval(
   const escalated = await deps.db.transaction().execute(async (tx) => {
     const row = await approvalsDb.markApprovalEscalated(tx, approval.id, fallback);
     if (!row) return false;
-    const { expires_at: expiresAt } = row;
-    const at = (row.escalated_at ?? row.expires_at).toISOString();
     const task = await lockTask(tx, row.task_id);
     if (!task) return true;
-    const agent = deps.agents.persona(row.agent_id);
-    // All of them: the new card goes to every one, so the old one names every one.
-    const to = [...fallback.users, ...fallback.groups].join(",");
-    const askers = await whoAsked(tx, row.id);
-    const base = {
-      id: row.id,
-      tool: row.tool,
-      args: row.args,
-      argOrder: argumentNames(deps.tools.get(row.tool)),
-      why: row.why,
-      askers,
-      expiresAt,
-    };
     await insertHandoff(tx, {
       taskId: task.id,
       stepNo: task.step_no,
@@ -151,35 +136,8 @@ async function escalateApproval(
       to: { kind: "human", id: [...fallback.users, ...fallback.groups].join(",") },
       note: { approval_id: row.id, reason: "no decision before the deadline" },
     });
-    const messages: OutboxMessage[] = [
-      cardUpdate(
-        task,
-        approvalIntent(agent, decisionPlace(deps.agents.file, task), {
-          ...base,
-          approvers: approval.approvers,
-          state: { status: "escalated", to, at },
-          updateTs: approval.card_ts,
-        }),
-        { table: "approvals", id: row.id },
-      ),
-      post(task, {
-        kind: "notice",
-        // Where the card is: in a direct message's task, the fallback people could not see it.
-        ...decisionPlace(deps.agents.file, task),
-        // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
-        text: `${[...fallback.users, ...fallback.groups].map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
-      }),
-      post(
-        task,
-        approvalIntent(agent, decisionPlace(deps.agents.file, task), {
-          ...base,
-          approvers: fallback,
-          state: { status: "pending" },
-        }),
-        { table: "approvals", id: row.id },
-      ),
-    ];
-    await enqueueOutbox(tx, messages);
+    const askers = await whoAsked(tx, row.id);
+    await enqueueOutbox(tx, escalatedCards(deps, { task, row, approval, fallback, askers }));
     await audit(tx, {
       taskId: task.id,
       actor: { kind: "system", id: "baton" },
@@ -190,6 +148,59 @@ async function escalateApproval(
   });
   await deliverOutbox(deps, { taskId: approval.task_id });
   return escalated;
+}
+
+/** The first card marked escalated, a page for the fallback, and the fallback's own card. */
+function escalatedCards(
+  deps: RuntimeDeps,
+  escalated: {
+    task: TaskRow;
+    row: ApprovalRow;
+    approval: ApprovalRow;
+    fallback: People;
+    askers: Awaited<ReturnType<typeof whoAsked>>;
+  },
+): OutboxMessage[] {
+  const { task, row, approval, fallback, askers } = escalated;
+  const agent = deps.agents.persona(row.agent_id);
+  // Where the card is: in a direct message's task, the fallback people could not see it.
+  const place = decisionPlace(deps.agents.file, task);
+  const base = {
+    id: row.id,
+    tool: row.tool,
+    args: row.args,
+    argOrder: argumentNames(deps.tools.get(row.tool)),
+    why: row.why,
+    askers,
+    expiresAt: row.expires_at,
+  };
+  // All of them: the new card goes to every one, so the old one names every one.
+  const to = [...fallback.users, ...fallback.groups].join(",");
+  const at = (row.escalated_at ?? row.expires_at).toISOString();
+  const ref = { table: "approvals" as const, id: row.id };
+  return [
+    cardUpdate(
+      task,
+      approvalIntent(agent, place, {
+        ...base,
+        approvers: approval.approvers,
+        state: { status: "escalated", to, at },
+        updateTs: approval.card_ts,
+      }),
+      ref,
+    ),
+    post(task, {
+      kind: "notice",
+      ...place,
+      // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
+      text: `${[...fallback.users, ...fallback.groups].map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
+    }),
+    post(
+      task,
+      approvalIntent(agent, place, { ...base, approvers: fallback, state: { status: "pending" } }),
+      ref,
+    ),
+  ];
 }
 
 /**
