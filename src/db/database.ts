@@ -43,6 +43,7 @@ export function isConnectionLost(error: unknown): boolean {
 /**
  * Fails the start with one line that says what to check when the database at `url` cannot be used
  * (refused, unknown role or database, wrong password, unreachable): before any migration runs.
+ * Answers the server's version (see unsupportedServer), read by the same query.
  */
 export async function assertUsable(db: Db, url: string, setting: string): Promise<ServerVersion> {
   try {

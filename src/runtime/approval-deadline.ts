@@ -175,7 +175,7 @@ function escalatedCards(
     expiresAt: row.expires_at,
   };
   // All of them: the new card goes to every one, so the old one names every one.
-  const to = [...fallback.users, ...fallback.groups].join(",");
+  const people = [...fallback.users, ...fallback.groups];
   const at = (row.escalated_at ?? row.expires_at).toISOString();
   const ref = { table: "approvals" as const, id: row.id };
   return [
@@ -184,7 +184,7 @@ function escalatedCards(
       approvalIntent(agent, place, {
         ...base,
         approvers: approval.approvers,
-        state: { status: "escalated", to, at },
+        state: { status: "escalated", to: people.join(","), at },
         updateTs: approval.card_ts,
       }),
       ref,
@@ -193,7 +193,7 @@ function escalatedCards(
       kind: "notice",
       ...place,
       // Slack pings only the mentions a notice starts with (the rest is escaped): lead with them.
-      text: `${[...fallback.users, ...fallback.groups].map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
+      text: `${people.map(mentionOf).join(" ")} ⏰ Nobody decided on ${row.tool} in time, so it is yours now.`,
     }),
     post(
       task,
