@@ -3,6 +3,7 @@ import type { TaskRow } from "../db/schema.ts";
 import { lockTask } from "../db/tasks.repository.ts";
 import { insertInput } from "../db/turn-reads.repository.ts";
 import type { IncomingMessage } from "./accept.ts";
+import { isDirectMessage } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { passOnReply } from "./direct-replies.ts";
 import { handOnNamed, handToAgent } from "./hand-on.ts";
@@ -12,7 +13,7 @@ import {
   reopenForItsPerson,
   reopensForAgent,
 } from "./reopen.ts";
-import { waitingOnDecisionWords } from "./waiting-replies.ts";
+import { waitingOnDecisionWords, waitingOnPersonWords } from "./waiting-replies.ts";
 
 // A message in a task's thread, within the accept's transaction: the work handed on, or the reply
 // kept for the task's owner, with a run queued to read it unless the task waits on a person.
@@ -23,7 +24,10 @@ export interface ReplyFollowUps {
   waitedOn?: string;
   /** A reply in a direct message passed on to its task's card: delivered once the accept commits. */
   passedOn?: string;
-  /** What the writer of a reply kept until an approval is decided is told (an edit was told before). */
+  /**
+   * What the writer of a reply kept until an approval is decided is told (an edit was told before);
+   * or of a mention no agent reads while a person holds the task or decides on its escalation.
+   */
   waitNote?: string;
 }
 
@@ -100,7 +104,12 @@ async function queueOrKeep(
     await deps.queue.enqueue(tx, task.id);
     return {};
   }
-  if (task.owner_kind !== "agent") return {};
+  if (task.owner_kind !== "agent") {
+    // Each message in a direct message is written to Baton: passed on to the card (see passOnReply).
+    const asked = message.mentioned && !message.editTs && !isDirectMessage(message.channel);
+    const waitNote = asked ? await waitingOnPersonWords(tx, task, message.user) : undefined;
+    return waitNote ? { waitNote } : {};
+  }
   // A reply passed on from a direct message: its requester was told they hear back there.
   const waitNote =
     !message.editTs && !passedOn ? await waitingOnDecisionWords(deps, tx, task.id) : undefined;

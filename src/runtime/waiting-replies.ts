@@ -1,6 +1,8 @@
 import { toolWords } from "../core/tools/tool.ts";
 import { pendingCalls } from "../db/approvals.repository.ts";
 import type { Tx } from "../db/database.ts";
+import { liveEscalationCard } from "../db/escalations.repository.ts";
+import type { TaskRow } from "../db/schema.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { waitingOutRateLimits } from "./retry-after.ts";
 
@@ -27,6 +29,30 @@ export async function waitingOnDecisionWords(
 }
 
 /**
+ * A mention of Baton in the thread of a task a person holds, or whose escalation is open, runs no
+ * agent: its writer asked for an answer that no agent is asked for. The person holding it (who only
+ * hands it on by naming an agent first) and anyone writing under an open escalation (whose owners
+ * decide on its card) are told so. Undefined when the task waits on no person, or on a person other
+ * than the writer: they are paged in the thread (see pageHolder), where the writer sees it. Said
+ * without mentions: an ephemeral's text is escaped whole (see noticeText).
+ */
+export async function waitingOnPersonWords(
+  tx: Tx,
+  task: TaskRow,
+  userId: string,
+): Promise<string | undefined> {
+  if (task.status !== "waiting_human" || task.owner_kind !== "human") return undefined;
+  const card = await liveEscalationCard(tx, task.id);
+  if (!card) return undefined;
+  if (card.takenOver)
+    return card.person === userId && task.owner_id === userId ? HOLDER_WORDS : undefined;
+  return "No agent reads this message now: this task waits on its escalation card, where the people it names take it over or send it back to an agent.";
+}
+
+const HOLDER_WORDS =
+  "You took this task over, so no agent reads this message. To hand the work to an agent, start with its name (`@Baton billing: refund 40 USD, I checked the order`) or use *Hand it to an agent* on its card; once it is handled, close it with `/baton done` and a link to this thread.";
+
+/**
  * Told once: the message's keys make its twin event and Slack's retries duplicates. Only informs,
  * so a stop does not wait out a 429 for it.
  */
@@ -36,7 +62,7 @@ export function tellWaitingOnDecision(
   words: string,
 ): void {
   tellPrivately(deps, message, words, {
-    what: "tell a person the agent reads their message after a decision",
+    what: "tell a person no agent reads their message before a decision",
     outboxId: `waits-on-decision:${message.eventId}`,
   });
 }

@@ -289,3 +289,55 @@ test("a reply to an open escalation the task's own channel owns is sent to the c
     "the channel sees it, not only the thread",
   );
 });
+
+// A mention of Baton in the thread of a task that waits on a person runs no agent. The person who
+// took it over asked "@Baton what is the stock of LAMP-OAK?" and an owner of the open escalation
+// wrote "@Baton customer-service: offer a replacement lamp": neither heard anything, and each
+// waited on an agent's answer that no agent was ever asked for.
+
+/** Slack sends a mention twice, as app_mention and as message: both, as Slack would. */
+async function mentionInThread(h: Harness, ts: string, user: string, text: string) {
+  const where = { user, channel: CHANNEL, threadTs: ts };
+  const asked = h.slack.addMessage({ ...where, text }).ts;
+  await deliverEvent(h.endpoint, SIGNING_SECRET, appMentionEvent({ ...where, text, ts: asked }));
+  await deliverEvent(h.endpoint, SIGNING_SECRET, messageEvent({ ...where, text, ts: asked }));
+}
+
+test("the person holding a task who mentions Baton without naming an agent is told, once, how to hand it on", async () => {
+  const { h, ts } = await takenOver();
+  await mentionInThread(h, ts, SUPPORT_LEAD, "<@U0BATONBOT> what is the stock of LAMP-OAK?");
+  const told = await h.until("the holder to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === SUPPORT_LEAD),
+  );
+  assert.deepEqual([told.channel, told.thread_ts], [CHANNEL, ts]);
+  assert.match(String(told.text), /^You took this task over, so no agent reads this message\./);
+  assert.match(String(told.text), /`@Baton billing: /);
+  assert.match(String(told.text), /`\/baton done`/);
+  const after = await taskOfThread(h.db.db, ts);
+  assert.deepEqual([after?.status, after?.owner_id], ["waiting_human", SUPPORT_LEAD]);
+  assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran on it");
+  assert.equal(h.slack.ephemerals.filter((e) => e.user === SUPPORT_LEAD).length, 1, "told once");
+});
+
+test("a mention in the thread of an open escalation is told, privately, that the work waits on its card", async () => {
+  const { h, ts, escalation } = await escalatedTo();
+  const text = "<@U0BATONBOT> customer-service: offer a replacement lamp";
+  await mentionInThread(h, ts, SUPPORT_LEAD, text);
+  const told = await h.until("the lead to be told", async () =>
+    h.slack.ephemerals.find((e) => e.user === SUPPORT_LEAD),
+  );
+  assert.deepEqual([told.channel, told.thread_ts], [CHANNEL, ts]);
+  assert.equal(
+    told.text,
+    "No agent reads this message now: this task waits on its escalation card, where the people it names take it over or send it back to an agent.",
+  );
+  const after = await taskOfThread(h.db.db, ts);
+  assert.deepEqual([after?.status, after?.owner_id], ["waiting_human", "C0SUPPORT"]);
+  assert.equal(escalation.status, "open");
+  assert.equal(h.model.requestsFor("customer-service").length, 2, "no agent ran on it");
+
+  // A plain reply, which asks Baton nothing, is only passed on to the card's owners.
+  await h.reply(ts, "it is smoking again, please hurry");
+  await allSent(h, escalation.task_id);
+  assert.equal(h.slack.ephemerals.length, 1);
+});
