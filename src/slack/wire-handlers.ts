@@ -1,5 +1,6 @@
 import { findApproval } from "../db/approvals.repository.ts";
 import { type HomeData, homeData } from "../db/home.repository.ts";
+import { parseTaskRef } from "../db/reports.repository.ts";
 import { cardsOfTasks } from "../db/task-cards.repository.ts";
 import { isBatonError } from "../errors.ts";
 import { type AcceptOutcome, acceptMessage } from "../runtime/accept.ts";
@@ -138,6 +139,7 @@ async function commandAnswer(
   reader: Reader,
 ): Promise<Answer> {
   const ref = rest[0] ?? "";
+  if (bareReference(verb, rest)) return { text: await taskStatus(deps, verb, reader) };
   switch (verb.toLowerCase()) {
     case "status":
       return { text: ref ? await taskStatus(deps, ref, reader) : USAGE.status };
@@ -154,6 +156,16 @@ async function commandAnswer(
     default:
       return { text: `${unknownVerbWords(verb)}\n${HELP_TEXT}` };
   }
+}
+
+/**
+ * `/baton 1077`, `/baton <thread link>`: a reference alone is asked for its status. An order id
+ * with no digit is not taken for one: that is a mistyped verb (`/baton stauts`), said as such.
+ */
+function bareReference(verb: string, rest: string[]): boolean {
+  if (rest.length > 0) return false;
+  const ref = parseTaskRef(verb);
+  return ref !== undefined && (ref.kind !== "order" || /\d/.test(ref.orderId));
 }
 
 async function doneWords(deps: RuntimeDeps, ref: string, reader: Reader): Promise<string> {

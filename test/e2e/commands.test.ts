@@ -187,6 +187,19 @@ test("/baton with a mistyped verb says it is not a command, names the near one, 
     assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
 });
 
+test("/baton with a reference alone answers its status, as `/baton status` would", async () => {
+  const link = `https://acme.slack.com/archives/${CHANNEL}/p${threadTs.replace(".", "")}`;
+  const status = (await baton("status 1042")).text;
+  for (const ref of ["1042", "#1042", `<${link}>`]) {
+    const answer = await baton(ref);
+    assert.ok(answer.ephemeral);
+    assert.equal(answer.text, status, ref);
+  }
+  // A word with no digit is a mistyped verb, and a reference followed by more is not asked alone.
+  assert.match((await baton("stauts")).text, /^`stauts` is not a `\/baton` command/);
+  assert.match((await baton("1042 issue_refund")).text, /^`1042` is not a `\/baton` command/);
+});
+
 test("/baton reads a verb pasted with invisible marks, as it reads a reference", async () => {
   for (const text of ["\u200Bstatus 1042", "status\u2060 1042", "\uFEFFStatus order 1042"])
     assert.match((await baton(text)).text, /done, owned by/, JSON.stringify(text));
