@@ -287,3 +287,29 @@ test("flow 2's audit story names the billing agent, the approver and the decisio
     /\*Billing\* called `issue_refund` \(.*\): done, approved by <@U0LEE> <!date\^/,
   );
 });
+
+test("a reason typed with a NUL or half an emoji rejects all the same: cleaned as a message's text is", async () => {
+  const h = await start();
+  const { ts, approval } = await parkedRefund(h);
+  await h.clickCard("U0LEE", APPROVAL_REJECT, approval, ts);
+  await h.slack.waitForCall("views.open");
+  // Postgres refuses a NUL in text, and a lone surrogate in jsonb: stored as typed, the decision
+  // failed every time it was tried, and the lead was told to try again.
+  const res = await h.click(
+    viewSubmissionPayload({
+      userId: "U0LEE",
+      callbackId: REJECT_REASON_CALLBACK,
+      privateMetadata: approval.id,
+      values: { [REJECT_REASON_BLOCK]: { [REJECT_REASON_ACTION]: "Not\u0000 eligible \ud83d" } },
+    }),
+  );
+  assert.equal(res.status, 200);
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+  const decided = await h.db.db
+    .selectFrom("approvals")
+    .select(["status", "reason"])
+    .where("id", "=", approval.id)
+    .executeTakeFirstOrThrow();
+  assert.deepEqual([decided.status, decided.reason], ["rejected", "Not eligible \ufffd"]);
+  assert.equal((await refundsOf(h.db.db)).length, 0, "no refund");
+});

@@ -439,3 +439,28 @@ test("an escalation to a named person: someone else is refused (ephemeral, audit
   });
   assert.equal(task.owner_kind, "human");
 });
+
+test("an instruction typed with a NUL or half an emoji sends the work back all the same: cleaned as a message's text is", async () => {
+  const { h, ts, task, escalation } = await escalated();
+  await h.clickCard(SUPPORT_LEAD, ESCALATION_SEND_BACK, escalation, ts);
+  await h.slack.waitForCall("views.open");
+  // Postgres refuses a NUL in text, and a lone surrogate in jsonb: stored as typed, the send-back
+  // failed every time it was tried.
+  const res = await h.click(
+    sendBackSubmission({
+      userId: SUPPORT_LEAD,
+      escalationId: escalation.id,
+      agent: { id: "customer-service", name: "Customer Service" },
+      instruction: "Offer a replacement\u0000 lamp \ud83d",
+    }),
+  );
+  assert.equal(res.status, 200);
+  await h.until("the task to finish", () => finishedTask(h.db.db, ts));
+  const [back] = await h.db.db
+    .selectFrom("handoffs")
+    .select("note")
+    .where("task_id", "=", task.id)
+    .where("kind", "=", "human_return")
+    .execute();
+  assert.deepEqual(back?.note, { instruction: "Offer a replacement lamp \ufffd" });
+});

@@ -1,5 +1,6 @@
 import type { webApi } from "@slack/bolt";
 import { z } from "zod";
+import { cleanText } from "../../core/text.ts";
 import { isBatonError } from "../../errors.ts";
 import type { BoltApp } from "../app.ts";
 import type { SlackHandlers } from "../handlers.ts";
@@ -47,8 +48,12 @@ const submission = z.object({
   }),
 });
 type Submission = z.infer<typeof submission>;
-/** A reject reason or a send-back instruction: the agent reads it. */
-const typedWords = z.string().trim().min(1).max(1000);
+/**
+ * A reject reason or a send-back instruction: the agent reads it. Cleaned as a message's text is
+ * (events.ts): Postgres refuses a NUL, and a lone surrogate in jsonb, so stored as typed either
+ * would fail the decision every time it is tried.
+ */
+const typedWords = z.string().overwrite(cleanText).trim().min(1).max(1000);
 
 /**
  * Card buttons and modals. Values carry only a row id; everything else is loaded and checked.
