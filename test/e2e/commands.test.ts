@@ -200,6 +200,14 @@ test("/baton with a reference alone answers its status, as `/baton status` would
   assert.match((await baton("1042 issue_refund")).text, /^`1042` is not a `\/baton` command/);
 });
 
+test("/baton reads a command that carries a NUL or half an emoji: cleaned as a message's text is", async () => {
+  // Postgres refuses a NUL in text: looked up as typed, the command failed on Baton's side.
+  assert.match((await baton("who 1042 adjust_stock\u0000")).text, /called `adjust_stock`/);
+  assert.match((await baton("status 1042\u0000")).text, /done, owned by/);
+  const half = await baton("status \ud83d1042");
+  assert.ok(half.text.isWellFormed(), half.text);
+});
+
 test("/baton reads a verb pasted with invisible marks, as it reads a reference", async () => {
   for (const text of ["\u200Bstatus 1042", "status\u2060 1042", "\uFEFFStatus order 1042"])
     assert.match((await baton(text)).text, /done, owned by/, JSON.stringify(text));

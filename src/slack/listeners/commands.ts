@@ -1,11 +1,13 @@
 import { z } from "zod";
+import { cleanText } from "../../core/text.ts";
 import type { BoltApp } from "../app.ts";
 import type { SlackHandlers } from "../handlers.ts";
 
 const commandBody = z.object({
   user_id: z.string(),
   channel_id: z.string(),
-  text: z.string().default(""),
+  // Cleaned as a message's text is (events.ts): Postgres refuses a NUL in a reference looked up.
+  text: z.string().overwrite(cleanText).default(""),
 });
 
 /** /baton status | audit | who | help. Answers are ephemeral: an audit is for the asker. */
