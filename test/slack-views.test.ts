@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { DigestInput } from "../src/core/digest.ts";
 import type { AgentActivity } from "../src/db/agent-activity.repository.ts";
+import type { RuntimeDeps } from "../src/runtime/deps.ts";
 import { agentsReport } from "../src/slack/agents-report.ts";
 import {
   BLOCKS_TEXT_BUDGET,
@@ -12,6 +13,7 @@ import {
   slackDate,
   truncate,
 } from "../src/slack/mrkdwn.ts";
+import { ownerName } from "../src/slack/status.ts";
 import { appHome } from "../src/slack/views/app-home.ts";
 import { approvalCard } from "../src/slack/views/approval-card.ts";
 import { auditStoryBlocks } from "../src/slack/views/audit-story.ts";
@@ -21,7 +23,7 @@ import { escalationCard } from "../src/slack/views/escalation-card.ts";
 import { handoffCard } from "../src/slack/views/handoff-card.ts";
 import { rejectReasonModal, sendBackModal } from "../src/slack/views/reject-modal.ts";
 import { agentReply, failureNotice } from "../src/slack/views/task-message.ts";
-import { rateLimitedWords, taskStatusWords } from "../src/slack/words.ts";
+import { closeWords, rateLimitedWords, taskStatusWords } from "../src/slack/words.ts";
 import { BLOCKS_TEXT_MAX, blocksTextChars } from "./support/slack-emulator.ts";
 import { assertWithinSlackLimits, isNode, type Node } from "./support/slack-limits.ts";
 
@@ -110,6 +112,21 @@ describe("agents-report", async () => {
       );
       assert.match(text, /• \*&lt;!channel&gt; \*boss\** · shadow · 0 model calls/);
       assert.doesNotMatch(text, /<!channel>/);
+    });
+
+    it("/baton status and done escape an agent's name as the owner", () => {
+      const named = {
+        agents: { get: () => ({ name: "<!channel> R&D" }) },
+      } as unknown as RuntimeDeps;
+      const owner = ownerName(named, "agent", "x");
+      assert.equal(owner, "&lt;!channel&gt; R&amp;D");
+      const done = closeWords(
+        { outcome: "not_with_a_person", owner: { kind: "agent", id: "x" } },
+        (o) => ownerName(named, o.kind, o.id),
+        "1042",
+      );
+      assert.match(done, /^That task is with &lt;!channel&gt; R&amp;D, not with a person/);
+      assert.equal(ownerName(named, "human", "U0LEE,S0LEADS"), "<@U0LEE>, <!subteam^S0LEADS>");
     });
   });
 });

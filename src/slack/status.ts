@@ -13,11 +13,12 @@ import { taskStatusWords } from "./words.ts";
 const STATUS_MAX = 4_000;
 
 /**
- * An owner as people read it: an agent's name, or Slack mentions of people, groups and the
- * channel whose members own an escalation (never its bare ID).
+ * An owner as people read it, in mrkdwn: an agent's name (escaped, as the agents file's names are
+ * wherever Slack shows them), or Slack mentions of people, groups and the channel whose members
+ * own an escalation (never its bare ID).
  */
 export function ownerName(deps: RuntimeDeps, kind: string, id: string): string {
-  return kind === "agent" ? (deps.agents.get(id)?.name ?? id) : mentionEach(id);
+  return kind === "agent" ? clip(deps.agents.get(id)?.name ?? id, 80) : mentionEach(id);
 }
 
 /**

@@ -248,7 +248,8 @@ async function homeView(deps: RuntimeDeps, userId: string): Promise<unknown> {
     openTasks: data.openTasks.map((t) => ({
       taskId: t.id,
       title: t.title,
-      ownerName: ownerName(deps, t.owner_kind, t.owner_id),
+      // As written: App Home escapes it. A person's or group's ids are shown by ownerIds.
+      ownerName: deps.agents.get(t.owner_id)?.name ?? t.owner_id,
       ...(t.owner_kind === "human" && { ownerIds: t.owner_id.split(",") }),
       status: taskStatusWords(t.status),
       updatedAt: t.last_activity_at,
