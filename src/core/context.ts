@@ -12,8 +12,10 @@ export function systemMessage(
   agent: Agent,
   taskFacts: Record<string, unknown>,
 ): Extract<ChatMessage, { role: "system" }> {
+  // A fact's key or value that holds a line break (a requester's text the model copied) goes on
+  // indented, as a note's values do: it reads as part of the fact, never as a line of instructions.
   const facts = Object.entries(taskFacts)
-    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .map(([key, fact]) => value(`${key}=${typeof fact === "string" ? fact : JSON.stringify(fact)}`))
     .join("; ");
   const instructions = agent.instructions.trim();
   const lines = introduces(instructions, agent.name)

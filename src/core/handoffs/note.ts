@@ -9,6 +9,9 @@ import { z } from "zod";
 export const LANES = ["support", "sales", "operations", "owner_escalation"] as const;
 export const URGENCIES = ["low", "normal", "high", "urgent"] as const;
 
+/** Facts in one note. */
+export const FACTS_MAX = 20;
+
 const short = (max: number) => z.string().trim().min(1).max(max);
 
 export const handoffNoteSchema = z.strictObject({
@@ -23,8 +26,14 @@ export const handoffNoteSchema = z.strictObject({
   /** Facts the next owner needs (order id, sku, amounts). Flat key/value pairs. */
   facts: z
     .record(z.string().max(60), z.union([z.string().max(300), z.number(), z.boolean()]))
+    // Every later system message of the task carries them: a note's few, not a dump.
+    .refine((facts) => Object.keys(facts).length <= FACTS_MAX, {
+      message: `at most ${FACTS_MAX} facts: keep the ones the next owner needs`,
+    })
     .default({})
-    .describe("Facts the next owner needs, as flat pairs: order_id, sku, amounts."),
+    .describe(
+      `Facts the next owner needs, as flat pairs: order_id, sku, amounts (${FACTS_MAX} at most).`,
+    ),
   /** What is still unknown. */
   unknowns: z.array(short(300)).max(10).default([]).describe("What is still unknown."),
   urgency: z.enum(URGENCIES).default("normal"),
