@@ -181,11 +181,15 @@ function answerOf(message: { content?: unknown; refusal?: unknown }): string | n
 /**
  * A reasoning model behind a server with no reasoning parser (llama.cpp, vLLM, LM Studio) sends
  * its reasoning as a leading <think> block: notes for itself, never for the requester. A block
- * left open is all reasoning, the reply cut before any answer.
+ * left open is all reasoning, the reply cut before any answer. A chat template that opens the
+ * block in the prompt (DeepSeek-R1's, QwQ's) leaves the reply only its close: all before it is
+ * reasoning too.
  */
 function withoutThinking(text: string | undefined): string | undefined {
-  if (text === undefined || !/^\s*<think>/.test(text)) return text;
+  if (text === undefined) return text;
   const close = text.indexOf("</think>");
+  const opened = /^\s*<think>/.test(text);
+  if (!opened && (close < 0 || text.slice(0, close).includes("<think>"))) return text;
   return close < 0 ? "" : text.slice(close + "</think>".length).trimStart();
 }
 

@@ -117,6 +117,16 @@ const cases: Record<string, (n: number) => ScriptedReply> = {
       },
       "stop",
     ),
+  // A template that opens the <think> block in the prompt (DeepSeek-R1's, QwQ's): the reply holds
+  // only its close.
+  "case-unopened-think": () =>
+    completion(
+      {
+        content:
+          "The requester asks about 1042. Internal note: Bob mis-picked it.\n</think>\n\nOrder 1042 is in the warehouse.",
+      },
+      "stop",
+    ),
   // Its reasoning, cut before any answer, then an answer when asked again.
   "case-open-think": (n) =>
     n === 0
@@ -403,6 +413,18 @@ test("a 200 with no choices is retried like a 500, and the task is answered", as
 
 test("a reasoning model's leading <think> block is not posted; the answer after it is", async () => {
   const { ts } = await h.mention("case-think: where is order 1042?");
+  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+  const posts = await postsWhenAtLeast(h, ts, 1);
+  assert.deepEqual(
+    posts.map((p) => p.args.text),
+    ["Order 1042 is in the warehouse."],
+  );
+  const [answer] = await auditEvents(h.db.db, task.id, "answer");
+  assert.equal(answer?.data.text, "Order 1042 is in the warehouse.");
+});
+
+test("reasoning whose <think> the prompt opened is not posted; the answer after its </think> is", async () => {
+  const { ts } = await h.mention("case-unopened-think: where is order 1042?");
   const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
   const posts = await postsWhenAtLeast(h, ts, 1);
   assert.deepEqual(
