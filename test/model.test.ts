@@ -152,6 +152,25 @@ describe("model-client", async () => {
     assert.equal(requests.length, 3);
   });
 
+  test("a model slower than OPENAI_TIMEOUT_SECONDS is told as slow, with the setting, not as out of reach", async () => {
+    answer = (_body, res) => {
+      setTimeout(() => completion(res), 1_500).unref();
+    };
+    const model = createOpenAIModel({ apiKey: "x", baseURL: url, maxRetries: 0, timeoutMs: 1_000 });
+    const messages = [{ role: "user" as const, content: "hi" }];
+    await assert.rejects(
+      model.complete({ model: "m", agentId: "billing", messages, tools: [] }),
+      (error: unknown) => {
+        assert.ok(error instanceof TransientError, "retried: the next try may be quicker");
+        assert.equal(
+          error.message,
+          "the model server did not answer within 1 s: a slow model needs a larger OPENAI_TIMEOUT_SECONDS",
+        );
+        return true;
+      },
+    );
+  });
+
   test("a server that refuses prompt_cache_key is asked again without it, and not sent it again", async () => {
     answer = (body, res) =>
       "prompt_cache_key" in body

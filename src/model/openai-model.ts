@@ -24,12 +24,13 @@ export function createOpenAIModel(options: {
   /** Hears, once per model, that the server sends no token usage. */
   log?: Pick<Logger, "warn">;
 }): ModelPort & { listModels(): Promise<string[]> } {
+  const timeoutMs = options.timeoutMs ?? 60_000;
   const client = new OpenAI({
     apiKey: options.apiKey,
     ...(options.baseURL && { baseURL: options.baseURL }),
     maxRetries: options.maxRetries ?? 2,
-    timeout: options.timeoutMs ?? 60_000,
-    fetch: leanFetch({ timeoutMs: options.timeoutMs ?? 60_000 }),
+    timeout: timeoutMs,
+    fetch: leanFetch({ timeoutMs }),
   });
   // Routes an agent's calls to the cache that holds its prefix. Most compatible servers ignore the
   // field; a strict one (Groq, Cerebras, Mistral) refuses the request: asked again without it, and from then
@@ -61,7 +62,7 @@ export function createOpenAIModel(options: {
             "the model server's OpenAI API is under /v1: add /v1 to the end of OPENAI_BASE_URL (http://localhost:11434/v1 for Ollama)",
             { cause: error },
           );
-        throw classify(error);
+        throw classify(error, LIST_TIMEOUT_MS);
       }
     },
     async complete(request: ModelRequest): Promise<ModelReply> {
@@ -74,7 +75,7 @@ export function createOpenAIModel(options: {
         });
       } catch (error) {
         const unreadable = unreadableCall(error);
-        if (unreadable === undefined) throw classify(error);
+        if (unreadable === undefined) throw classify(error, timeoutMs);
         return {
           ...NOTHING,
           model: request.model,
@@ -95,9 +96,12 @@ export function createOpenAIModel(options: {
   };
 }
 
+/** The check at start asks briefly: a server slow to list its models does not hold the start up. */
+const LIST_TIMEOUT_MS = 10_000;
+
 async function modelIds(client: OpenAI): Promise<string[]> {
   const ids: string[] = [];
-  for await (const model of client.models.list({ maxRetries: 0, timeout: 10_000 }))
+  for await (const model of client.models.list({ maxRetries: 0, timeout: LIST_TIMEOUT_MS }))
     ids.push(model.id);
   return ids;
 }
@@ -138,7 +142,15 @@ function refusesCacheKey(error: unknown): boolean {
   );
 }
 
-function classify(error: unknown): Error {
+/** `timeoutMs`: how long one answer may take (OPENAI_TIMEOUT_SECONDS). */
+function classify(error: unknown, timeoutMs: number): Error {
+  // The server was reached and is slow (a local model on a CPU): "could not be reached" would send
+  // the operator to the network, when the setting to raise is the timeout.
+  if (error instanceof OpenAI.APIConnectionTimeoutError)
+    return new TransientError(
+      `the model server did not answer within ${Math.round(timeoutMs / 1000)} s: a slow model needs a larger OPENAI_TIMEOUT_SECONDS`,
+      { cause: error },
+    );
   if (error instanceof OpenAI.APIConnectionError)
     return new TransientError(`the model server could not be reached: ${wordsOf(error)}`, {
       cause: error,
