@@ -295,6 +295,13 @@ describe("model-text-tool-calls", async () => {
     assert.deepEqual(toolCallsInText(`\`\`\`json\n${json}\n\`\`\``), [
       call("lookup_order", lookup),
     ]);
+    // Mistral's later form: a name, then its arguments; a call id may come between.
+    assert.deepEqual(
+      toolCallsInText(
+        '[TOOL_CALLS]lookup_order[ARGS]{"order_id": "1042"}[TOOL_CALLS]check_stock[CALL_ID]a1B2c3D4e[ARGS]{"sku": "LAMP-01"}',
+      ),
+      [call("lookup_order", lookup), call("check_stock", { sku: "LAMP-01" })],
+    );
   });
 
   test("an answer is left an answer: prose, other JSON, a call beside words", () => {
@@ -310,6 +317,10 @@ describe("model-text-tool-calls", async () => {
       undefined,
     );
     assert.equal(toolCallsInText("[]"), undefined);
+    assert.equal(
+      toolCallsInText('[TOOL_CALLS]lookup_order[ARGS]{"order_id": "1042"} Done!'),
+      undefined,
+    );
   });
 
   test("a tool's definition (a JSON Schema), as a model explaining a tool writes it, is not a call", () => {

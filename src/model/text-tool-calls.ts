@@ -1,7 +1,8 @@
 /**
  * A small local model's tool call written as its reply's text, which the server's tool parser
- * missed (Ollama, vLLM, llama.cpp): Hermes' `<tool_call>` tags, Mistral's `[TOOL_CALLS]`, Llama
- * 3's `<|python_tag|>` and `parameters`, a code fence, or the bare JSON. Posted, it would show the
+ * missed (Ollama, vLLM, llama.cpp, LM Studio): Hermes' `<tool_call>` tags, Mistral's `[TOOL_CALLS]`
+ * (a JSON list, or from Mistral Small 3.2 and Magistral on, `name[ARGS]{…}`), Llama 3's
+ * `<|python_tag|>` and `parameters`, a code fence, or the bare JSON. Posted, it would show the
  * requester raw JSON as the answer and close the task with nothing done; read as calls, they go
  * through the allowlist like any other. Only a reply that is nothing but calls is read so.
  */
@@ -9,6 +10,7 @@ export function toolCallsInText(text: string): { name: string; arguments: string
   let body = text.trim();
   const fence = /^```[a-z]*\n([\s\S]*?)\n?```$/i.exec(body);
   if (fence) body = (fence[1] ?? "").trim();
+  if (/^\[TOOL_CALLS\]\s*[A-Za-z_]/.test(body)) return namedCalls(body);
   body = body.replace(/^(?:<\|python_tag\|>|\[TOOL_CALLS\])\s*/, "");
   const tagged = body.startsWith("<tool_call>");
   const parts = tagged ? taggedParts(body) : [body];
@@ -28,6 +30,27 @@ export function toolCallsInText(text: string): { name: string; arguments: string
     }
   }
   return calls.length > 0 ? calls : undefined;
+}
+
+/**
+ * Mistral's later form, one `[TOOL_CALLS]name[ARGS]{…}` per call (a `[CALL_ID]id` may come before
+ * the `[ARGS]`): the calls, when the text holds nothing else.
+ */
+function namedCalls(text: string): { name: string; arguments: string }[] | undefined {
+  const calls: { name: string; arguments: string }[] = [];
+  for (const part of text.split("[TOOL_CALLS]").slice(1)) {
+    const call = /^\s*([\w.-]+)(?:\[CALL_ID\]\w+)?\[ARGS\]([\s\S]*)$/.exec(part);
+    if (!call) return undefined;
+    let args: unknown;
+    try {
+      args = JSON.parse(call[2] ?? "");
+    } catch {
+      return undefined;
+    }
+    if (typeof args !== "object" || args === null || Array.isArray(args)) return undefined;
+    calls.push({ name: call[1] ?? "", arguments: JSON.stringify(args) });
+  }
+  return calls;
 }
 
 /** The bodies of `<tool_call>` blocks, when the text holds nothing else. */

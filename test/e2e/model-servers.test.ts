@@ -153,6 +153,9 @@ describe("model-wire-quirks", async () => {
             content: `\`\`\`json\n${JSON.stringify({ name: "lookup_order", parameters: lookup })}\n\`\`\``,
           }
         : answer,
+    // Mistral Small 3.2, Magistral, Devstral: `[TOOL_CALLS]name[ARGS]{…}` (LM Studio, older Ollama).
+    "case-mistral-named": (n) =>
+      n === 0 ? { content: `[TOOL_CALLS]lookup_order[ARGS]${JSON.stringify(lookup)}` } : answer,
     // A tool the agent may not use, written as text: refused as a call, never posted.
     "case-text-refused": (n) =>
       n === 0
@@ -207,7 +210,12 @@ describe("model-wire-quirks", async () => {
       .execute();
   }
 
-  for (const name of ["case-json-text", "case-tagged-text", "case-fenced-text"]) {
+  for (const name of [
+    "case-json-text",
+    "case-tagged-text",
+    "case-fenced-text",
+    "case-mistral-named",
+  ]) {
     test(`a tool call written as the reply's text (${name}) is run, not posted to the requester`, async () => {
       const { ts } = await h.mention(`${name}: where is order 1042?`);
       const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
