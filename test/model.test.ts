@@ -205,6 +205,33 @@ describe("model-client", async () => {
     });
   });
 
+  test("a 200 whose body is empty, null, broken JSON or a page is a passing failure that says so, not a crash", async () => {
+    const bodies = [
+      ["application/json", "", "(an empty body)"],
+      ["application/json", "null", "(null)"],
+      ["application/json", '{"id": "c", "choices": [{', "(JSON that does not parse: "],
+      [
+        "text/html",
+        "<html><head><title>Open WebUI</title></head><body>app</body></html>",
+        '(a page titled "Open WebUI"): check OPENAI_BASE_URL',
+      ],
+    ];
+    for (const [type, body, words] of bodies) {
+      answer = (_body, res) => {
+        res.writeHead(200, { "content-type": String(type) });
+        res.end(body);
+      };
+      await assert.rejects(ask(0), (error: unknown) => {
+        assert.ok(error instanceof TransientError, `${body}: ${String(error)}`);
+        assert.ok(
+          error.message.startsWith(`the model server's answer is not a chat completion ${words}`),
+          error.message,
+        );
+        return true;
+      });
+    }
+  });
+
   test("a server that refuses prompt_cache_key with 422 (Mistral's) is asked again without it", async () => {
     answer = (body, res) => {
       if (!("prompt_cache_key" in body)) return completion(res);

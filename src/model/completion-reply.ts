@@ -19,6 +19,8 @@ export function replyOf(
   response: OpenAI.Chat.Completions.ChatCompletion,
   request: ModelRequest,
 ): ModelReply {
+  // The client hands on whatever a 200 carried: an empty body, a page, JSON that is no object.
+  if (typeof response !== "object" || response === null) throw notACompletion(response);
   const choice = response.choices?.[0];
   // A proxy passing an upstream hiccup through answers 200 with nothing in it, or with an error
   // body (OpenRouter, LiteLLM): retried, as a 500, with the server's words if it sent any.
@@ -72,6 +74,34 @@ export function replyOf(
     usage: usageOf(response, request),
     model: cleanText(response.model || request.model),
   };
+}
+
+/**
+ * A 200 that is no chat completion, in words: a web page or text says a base URL that is not the
+ * API (a web app's, a proxy's login), an empty body a proxy's hiccup. Retried, as a 500 is.
+ */
+function notACompletion(body: unknown): TransientError {
+  let what = body === undefined || body === "" ? "an empty body" : String(body);
+  let hint = "";
+  if (typeof body === "string" && body.trim() !== "") {
+    const { title, line } = headlineOf(body);
+    what = title ? `a page titled "${title}"` : `text: ${line ?? ""}`;
+    hint = ": check OPENAI_BASE_URL";
+  }
+  return new TransientError(
+    `the model server's answer is not a chat completion (${shorten(cleanText(maskSecrets(what)), SERVER_WORDS_MAX)})${hint}`,
+  );
+}
+
+/** What a body that is not JSON says first: its HTML title, and its first line of text. */
+export function headlineOf(body: string): { title?: string; line?: string } {
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(body)?.[1]?.trim();
+  const line = body
+    .replace(/<[^>]*>/g, "\n")
+    .split("\n")
+    .find((l) => l.trim() !== "")
+    ?.trim();
+  return { ...(title && { title }), ...(line && { line }) };
 }
 
 /**

@@ -9,7 +9,13 @@ import { cleanText, shorten } from "../core/text.ts";
 import { ConfigError, ModelBehaviorError, TransientError } from "../errors.ts";
 import { leanFetch } from "../http/fetch.ts";
 import { type Logger, maskSecrets } from "../log.ts";
-import { replyOf, SERVER_WORDS_MAX, textOf, unreadableCallUsage } from "./completion-reply.ts";
+import {
+  headlineOf,
+  replyOf,
+  SERVER_WORDS_MAX,
+  textOf,
+  unreadableCallUsage,
+} from "./completion-reply.ts";
 
 /**
  * The model port over Chat Completions tool calling: what OpenAI and OpenAI-compatible local
@@ -151,6 +157,12 @@ function classify(error: unknown, timeoutMs: number): Error {
       `the model server did not answer within ${Math.round(timeoutMs / 1000)} s: a slow model needs a larger OPENAI_TIMEOUT_SECONDS`,
       { cause: error },
     );
+  // A 200 whose body says it is JSON and is not (cut short by a proxy): the client's parse failed.
+  if (error instanceof SyntaxError)
+    return new TransientError(
+      `the model server's answer is not a chat completion (JSON that does not parse: ${error.message})`,
+      { cause: error },
+    );
   if (error instanceof OpenAI.APIConnectionError)
     return new TransientError(`the model server could not be reached: ${wordsOf(error)}`, {
       cause: error,
@@ -184,12 +196,8 @@ function wordsOf(error: InstanceType<typeof OpenAI.APIError>): string {
   // The client puts a body that is not JSON after the status, as it was sent.
   if (error.status !== undefined && error.error === undefined) {
     const body = words.slice(words.startsWith(`${error.status} `) ? `${error.status} `.length : 0);
-    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(body)?.[1]?.trim();
-    const line = body
-      .replace(/<[^>]*>/g, "\n")
-      .split("\n")
-      .find((l) => l.trim() !== "");
-    const said = title || line?.trim() || "(no readable body)";
+    const { title, line } = headlineOf(body);
+    const said = title || line || "(no readable body)";
     words = said.startsWith(String(error.status)) ? said : `${error.status} ${said}`;
   }
   return shorten(maskSecrets(words).replace(/\s+/g, " ").trim(), SERVER_WORDS_MAX);
