@@ -152,6 +152,55 @@ describe("model-client", async () => {
     assert.equal(requests.length, 3);
   });
 
+  test("a 429 that asks for minutes is waited out in place, ten minutes in all at most", async () => {
+    /** Answers 429 `times` times with these headers, then as a model does. */
+    const limited = (times: number, headers: Record<string, string>): Answer => {
+      let left = times;
+      return (_body, res) =>
+        left-- > 0
+          ? refuse(res, 429, "Rate limit reached: try again in 7m12s", headers)
+          : completion(res);
+    };
+    const slept: number[] = [];
+    const model = createOpenAIModel({
+      apiKey: "x",
+      baseURL: url,
+      maxRetries: 0,
+      sleep: async (ms) => void slept.push(ms),
+    });
+    const call = () =>
+      model.complete({
+        model: "m",
+        agentId: "billing",
+        messages: [{ role: "user", content: "hi" }],
+        tools: [],
+      });
+    const tooLong = (error: unknown) =>
+      error instanceof TransientError && /answered 429: .*try again in 7m12s/.test(error.message);
+
+    answer = limited(1, { "retry-after": "432" });
+    assert.equal((await call()).content, "hi", "asked again after the wait");
+    assert.deepEqual(slept, [432_000]);
+
+    slept.length = 0;
+    answer = limited(1, { "retry-after": new Date(Date.now() + 300_000).toUTCString() });
+    assert.equal((await call()).content, "hi");
+    assert.ok(Math.abs((slept[0] ?? 0) - 300_000) < 3_000, `an HTTP date read as ${slept[0]} ms`);
+
+    // A second wait past ten minutes in all, a wait longer than that, and one under a minute (the
+    // client's own to wait out, with maxRetries) are the task's failure, in the server's words.
+    slept.length = 0;
+    answer = limited(2, { "retry-after": "432" });
+    await assert.rejects(call(), tooLong);
+    assert.deepEqual(slept, [432_000]);
+    slept.length = 0;
+    answer = limited(1, { "retry-after": "3600" });
+    await assert.rejects(call(), tooLong);
+    answer = limited(1, { "retry-after": "30" });
+    await assert.rejects(call(), tooLong);
+    assert.deepEqual(slept, []);
+  });
+
   test("a model slower than OPENAI_TIMEOUT_SECONDS is told as slow, with the setting, not as out of reach", async () => {
     answer = (_body, res) => {
       setTimeout(() => completion(res), 1_500).unref();

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import OpenAI from "openai";
 import {
   CHARS_PER_ESTIMATED_TOKEN,
@@ -27,8 +28,10 @@ export function createOpenAIModel(options: {
   baseURL?: string;
   maxRetries?: number;
   timeoutMs?: number;
-  /** Hears, once per model, that the server sends no token usage. */
+  /** Hears, once per model, that the server sends no token usage, and of each long 429 waited out. */
   log?: Pick<Logger, "warn">;
+  /** How a long 429 is waited out: the tests' clock stands in for a minute of waiting. */
+  sleep?: (ms: number) => Promise<void>;
 }): ModelPort & { listModels(): Promise<string[]> } {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const client = new OpenAI({
@@ -44,7 +47,27 @@ export function createOpenAIModel(options: {
   let cacheKeys = true;
   // Models whose server sent no usage: the operator is told once per model, not at every call.
   const unmetered = new Set<string>();
-  const create = (request: ModelRequest) =>
+  const sleep = options.sleep ?? ((ms: number) => delay(ms));
+  // A rate limit that asks for more than a minute (a provider's per-minute or per-day tokens): the
+  // client tries again at once, twice, and the job's backoff gives up within minutes. Waited out
+  // here, the task goes on when the server said it may; the run's lease is renewed meanwhile.
+  const create = async (request: ModelRequest) => {
+    for (let waited = 0; ; ) {
+      try {
+        return await createOnce(request);
+      } catch (error) {
+        const waitMs = longRateLimitWait(error);
+        if (waitMs === undefined || waited + waitMs > LONG_RATE_LIMIT_MAX_MS) throw error;
+        waited += waitMs;
+        options.log?.warn(
+          { model: request.model, waitSeconds: Math.ceil(waitMs / 1000) },
+          "the model server asked to wait before it answers again (429): waiting, then asking again",
+        );
+        await sleep(waitMs);
+      }
+    }
+  };
+  const createOnce = (request: ModelRequest) =>
     client.chat.completions.create({
       model: request.model,
       ...(cacheKeys && { prompt_cache_key: request.agentId }),
@@ -100,6 +123,33 @@ export function createOpenAIModel(options: {
       return reply;
     },
   };
+}
+
+/**
+ * Long 429s waited out in one call, in all. Longer is a quota, for the task's failure to tell with
+ * the server's words; and a job runs 15 min before pg-boss takes it for lost (jobs/options.ts).
+ */
+const LONG_RATE_LIMIT_MAX_MS = 10 * 60_000;
+
+/**
+ * The wait a 429 asks for, when the client left it to Baton: over a minute (the client waits out a
+ * shorter one itself, as it reads the same headers). Undefined for anything else.
+ */
+function longRateLimitWait(error: unknown): number | undefined {
+  if (!(error instanceof OpenAI.APIError) || error.status !== 429) return undefined;
+  const asked = retryAfterMs(error.headers as Headers | undefined);
+  return asked !== undefined && asked > 60_000 ? asked : undefined;
+}
+
+/** `retry-after-ms`, else `retry-after` in seconds or as a date. */
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = Number.parseFloat(headers?.get("retry-after-ms") ?? "");
+  if (Number.isFinite(ms)) return ms;
+  const after = headers?.get("retry-after");
+  if (!after) return undefined;
+  const seconds = Number(after);
+  const asked = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(after) - Date.now();
+  return Number.isFinite(asked) ? asked : undefined;
 }
 
 /** The check at start asks briefly: a server slow to list its models does not hold the start up. */
