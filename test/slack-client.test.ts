@@ -133,6 +133,32 @@ describe("chat-surface", async () => {
     };
     const blockText = (blocks: unknown) => JSON.stringify(blocks);
 
+    test("Baton's own organization is auth.test's workspace (and Enterprise organization); unknown while Slack does not answer", async () => {
+      const log = createLogger({ level: "silent" });
+      const fresh = createSlackChatSurface(client, { log });
+      emulator.failNext("auth.test", { error: "internal_error" });
+      assert.equal(await fresh.ownOrganization(), undefined);
+      // Asked again at the next look, not kept unknown.
+      assert.deepEqual(await fresh.ownOrganization(), {
+        teamId: "T0TESTTEAM",
+        enterpriseId: undefined,
+        name: "Baton Test",
+      });
+
+      const enterprise = await startSlackEmulator({ enterpriseId: "E0ACME" });
+      try {
+        const inOrg = new WebClient("xoxb-test", {
+          slackApiUrl: enterprise.url,
+          retryConfig: { retries: 0 },
+          logLevel: webApi.LogLevel.ERROR,
+        });
+        const own = await createSlackChatSurface(inOrg, { log }).ownOrganization();
+        assert.equal(own?.enterpriseId, "E0ACME");
+      } finally {
+        await enterprise.close();
+      }
+    });
+
     test("agent_reply posts in the thread as the persona, with the outbox id, escaped", async () => {
       const intent: ChatIntent = {
         kind: "agent_reply",

@@ -26,6 +26,18 @@ export interface ChatSurface {
   threadLink(channel: string, threadTs: string): string;
   /** A link that opens a channel in Slack. */
   channelLink(channel: string): string;
+  /** The organization that installed Baton; undefined while the platform has not said who it is. */
+  ownOrganization(): Promise<Organization | undefined>;
+}
+
+/**
+ * Who installed Baton, as Slack's auth.test says: its workspace (`T…`) and, when that workspace is
+ * part of an Enterprise organization, the organization (`E…`); `name` is the workspace's.
+ */
+export interface Organization {
+  teamId: string;
+  enterpriseId?: string | undefined;
+  name?: string | undefined;
 }
 
 export interface MemberLookupOptions {

@@ -4,6 +4,7 @@ import { within } from "../core/duration.ts";
 import { ConfigError } from "../errors.ts";
 import { leanFetch, proxyHint } from "../http/fetch.ts";
 import type { Logger } from "../log.ts";
+import { type BotIdentity, identityOf } from "./find-posted.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { registerActionListeners } from "./listeners/actions.ts";
 import { registerCommandListeners } from "./listeners/commands.ts";
@@ -25,11 +26,11 @@ export async function initSlackApp(
   app: BoltApp,
   hint: string,
   log: Logger,
-): Promise<{ workspaceUrl?: string; self: { botId?: string; userId?: string } }> {
+): Promise<{ workspaceUrl?: string; self: BotIdentity }> {
   try {
     await app.init();
     const identity = await app.client.auth.test();
-    const self = { botId: identity.bot_id, userId: identity.user_id };
+    const self = identityOf(identity);
     const granted = identity.response_metadata?.scopes;
     const missing = granted && missingScopes(granted);
     if (missing && missing.length > 0) log.warn({ missing }, missingScopesWords(missing));

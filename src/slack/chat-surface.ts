@@ -1,5 +1,5 @@
 import type { webApi } from "@slack/bolt";
-import type { ChatIntent, ChatSurface, Persona } from "../core/ports.ts";
+import type { ChatIntent, ChatSurface, Organization, Persona } from "../core/ports.ts";
 import type { Logger } from "../log.ts";
 import {
   type Delivered,
@@ -11,7 +11,7 @@ import {
   type Target,
   updateMessage,
 } from "./chat-send.ts";
-import { type BotIdentity, createPostedFinder } from "./find-posted.ts";
+import { type BotIdentity, createPostedFinder, identityOf } from "./find-posted.ts";
 import { createMemberLookup } from "./members.ts";
 import { clip, isGroupId, isUserId, MESSAGE_TEXT_MAX, mention, orElse } from "./mrkdwn.ts";
 import { type ApprovalCardInput, approvalCard } from "./views/approval-card.ts";
@@ -71,7 +71,20 @@ export function createSlackChatSurface(
     channelMembers,
     threadLink: (channel, threadTs) => messageLink(workspaceUrl, channel, threadTs),
     channelLink: (channel) => channelUrl(workspaceUrl, channel),
+    ownOrganization: () => organizationOf(whoAmI),
   };
+}
+
+/**
+ * The organization that installed Baton, from auth.test (asked at the start, so known at once
+ * after it); undefined while Slack does not answer it, and asked again at the next look.
+ */
+async function organizationOf(
+  whoAmI: () => Promise<BotIdentity>,
+): Promise<Organization | undefined> {
+  const self = await whoAmI().catch(() => undefined);
+  if (!self?.teamId) return undefined;
+  return { teamId: self.teamId, enterpriseId: self.enterpriseId, name: self.teamName };
 }
 
 /** Baton's ids, by auth.test: kept once known; a failed one is asked again at the next look. */
@@ -79,7 +92,7 @@ function botIdentity(noWait: webApi.WebClient, known?: BotIdentity): () => Promi
   let self: Promise<BotIdentity> | undefined = known && Promise.resolve(known);
   return () => {
     self ??= call("auth.test", () => noWait.auth.test()).then(
-      (answer) => ({ botId: answer.bot_id, userId: answer.user_id }),
+      (answer) => identityOf(answer),
       (error: unknown) => {
         self = undefined;
         throw error;

@@ -16,10 +16,27 @@ type Call = <T>(method: string, run: () => Promise<T>) => Promise<T>;
 type Found = { ts?: string; metadata?: unknown; bot_id?: string; user?: string };
 type Page = { messages?: Found[]; response_metadata?: { next_cursor?: string } };
 
-/** Who Baton is in the workspace, as auth.test says: its bot's id and its bot user's id. */
+/**
+ * Who Baton is, as auth.test says: its bot's id and its bot user's id, and the workspace that
+ * installed it (its id, name, and Enterprise organization's id when it is in one).
+ */
 export interface BotIdentity {
   botId?: string;
   userId?: string;
+  teamId?: string;
+  teamName?: string;
+  enterpriseId?: string;
+}
+
+/** auth.test's answer as Baton's identity. */
+export function identityOf(answer: webApi.AuthTestResponse): BotIdentity {
+  return {
+    botId: answer.bot_id,
+    userId: answer.user_id,
+    teamId: answer.team_id,
+    teamName: answer.team,
+    enterpriseId: answer.enterprise_id,
+  };
 }
 
 /**

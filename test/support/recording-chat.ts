@@ -19,6 +19,9 @@ export function recordingChat(threadLink: ChatSurface["threadLink"]) {
     },
     threadLink,
     channelLink: (channel) => `https://slack.com/app_redirect?channel=${channel}`,
+    async ownOrganization() {
+      return undefined;
+    },
   };
   return { chat, sent };
 }

@@ -27,6 +27,8 @@ const auth: Record<string, SlackMethod> = {
     team_id: cfg.teamId,
     user_id: cfg.botUserId,
     bot_id: cfg.botId,
+    // A workspace of an Enterprise organization: Slack adds the organization's id.
+    ...(cfg.enterpriseId && { enterprise_id: cfg.enterpriseId }),
     is_enterprise_install: false,
   }),
 };

@@ -41,6 +41,8 @@ export type SlackEmulatorOptions = Partial<typeof SLACK_DEFAULTS> & {
   channels?: { id: string; members: string[] }[];
   /** The bot token's scopes, sent as Slack does in every answer's x-oauth-scopes (default: all). */
   scopes?: readonly string[];
+  /** The workspace is part of this Enterprise organization (`E…`): auth.test names it. */
+  enterpriseId?: string;
 };
 /**
  * A message seeded by a test, or posted by the bot, before it is stored. `botId` and `appId`: an
