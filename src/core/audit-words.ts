@@ -107,7 +107,7 @@ export const DESCRIBE: Record<string, (d: Data, who: string) => Part[]> = {
     return say`Sent the escalated work to ${agent(str(choice.agentId))}${saying}${where}`;
   },
   escalation_refused: (d) =>
-    say`Escalation click refused: ${d.reason === "own_request" ? "they asked for it themselves" : "not its owner"} (it is ${owned(obj(d.owner))}'s)`,
+    say`Escalation click refused: ${ESCALATION_REFUSED[str(d.reason)] ?? "not its owner"} (it is ${owned(obj(d.owner))}'s)`,
   escalation_reassigned: (d) =>
     say`Nobody answered in time: the escalation went to ${owned(obj(d.to))}`,
   escalation_reminded: (d) => say`Nobody answered in time: ${owned(obj(d.to))} reminded`,
@@ -184,6 +184,12 @@ function refusedWhy(d: Data): string {
   const part = ASKED_AS[str(d.asked_as)];
   return `asked for it${part ? ` (${part})` : ""}, so may not decide it`;
 }
+
+/** Why a person's escalation click was refused, by the reason audited ("not its owner" without). */
+const ESCALATION_REFUSED: Record<string, string> = {
+  own_request: "they asked for it themselves",
+  outside_organization: "they are of another organization (Slack Connect)",
+};
 
 /** The part a person had in asking for an approval. */
 const ASKED_AS: Record<string, string> = {

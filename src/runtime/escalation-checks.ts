@@ -7,56 +7,106 @@ import { NotFoundError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { EscalationRow } from "./escalation-cards.ts";
 import type { EscalationChoice } from "./escalation-decisions.ts";
-import { fallbackBeside, mayDecide } from "./escalation-owners.ts";
+import { type Clicker, fallbackBeside, mayDecide } from "./escalation-owners.ts";
+import { fromOutside } from "./organization.ts";
 
 export type EscalationCheck =
   | { outcome: "ok" }
   /** `byClicker`: the decision was the clicker's own (their second click). */
   | { outcome: "already_decided"; by: string | null; status: string; byClicker: boolean }
-  | { outcome: "refused"; owner: Owned; fallback: string[]; reason?: "own_request" };
+  | {
+      outcome: "refused";
+      owner: Owned;
+      fallback: string[];
+      reason?: RefusalReason;
+      /** Baton's organization's name, when Slack gave one: who a channel's lane is for. */
+      organization?: string;
+    };
 
 type Owned = { kind: string; id: string };
+/**
+ * Why a person who might own the work by the card's rules may not: they asked for it, or they are
+ * of another organization (a channel's lane is its members' of Baton's own organization).
+ */
+type RefusalReason = "own_request" | "outside_organization";
 
 /**
  * Whether this person may send the work to an agent (asked before the send-back modal opens): while
- * the escalation is open, its owner (the named person, a member of the named group, or anyone in
- * the lane's channel) or its fallback, but never the person who asked for the work (as with
+ * the escalation is open, its owner (the named person, a member of the named group, or anyone of
+ * Baton's organization in the lane's channel) or its fallback, but never the person who asked for the work (as with
  * approvals); once taken over, the person who took it, until they mark it done. Refusals are audited.
  */
 export async function checkEscalationClick(
   deps: RuntimeDeps,
-  input: { escalationId: string; userId: string },
+  input: { escalationId: string } & Clicker,
 ): Promise<EscalationCheck> {
   const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
-  return checkAgainst(deps, escalation, input.userId, "send_back");
+  return checkAgainst(deps, escalation, input, "send_back");
 }
 
 /** Judged on `escalation` as read: the decision itself checks the row again, in SQL. */
 export async function checkAgainst(
   deps: RuntimeDeps,
   escalation: EscalationRow,
-  userId: string,
+  clicker: Clicker,
   choice: EscalationChoice["kind"],
 ): Promise<EscalationCheck> {
+  const { userId } = clicker;
   if (escalation.status === "taken_over" && choice === "send_back")
     return checkHolder(deps, escalation, userId);
   if (escalation.status !== "open") {
     const by = escalation.decided_by;
     return { outcome: "already_decided", by, status: escalation.status, byClicker: by === userId };
   }
-  const { owner } = escalation;
   const task = await findTask(deps.db, escalation.task_id);
   const ownRequest = task?.requester_id === userId;
-  if (!ownRequest && (await mayDecide(deps, escalation, userId))) return { outcome: "ok" };
+  if (!ownRequest && (await mayDecide(deps, escalation, clicker))) return { outcome: "ok" };
+  const reason = ownRequest ? "own_request" : await outsiderReason(deps, escalation, clicker);
+  return refuse(deps, escalation, clicker, reason);
+}
+
+/** A refused click, audited (with why, when there is more to it than not being an owner). */
+async function refuse(
+  deps: RuntimeDeps,
+  escalation: EscalationRow,
+  clicker: Clicker,
+  reason: RefusalReason | undefined,
+): Promise<EscalationCheck> {
+  const { owner } = escalation;
+  const outside = reason === "outside_organization";
   await audit(deps.db, {
     taskId: escalation.task_id,
-    actor: { kind: "human", id: userId },
+    actor: { kind: "human", id: clicker.userId },
     kind: "escalation_refused",
-    data: { escalation_id: escalation.id, owner, ...(ownRequest && { reason: "own_request" }) },
+    data: {
+      escalation_id: escalation.id,
+      owner,
+      ...(reason && { reason }),
+      ...(outside && { team_id: clicker.teamId }),
+    },
   });
-  const fallback = fallbackBeside(escalation);
-  return { outcome: "refused", owner, fallback, ...(ownRequest && { reason: "own_request" }) };
+  const organization = outside ? (await deps.chat.ownOrganization())?.name : undefined;
+  return {
+    outcome: "refused",
+    owner,
+    fallback: fallbackBeside(escalation),
+    ...(reason && { reason }),
+    ...(organization && { organization }),
+  };
+}
+
+/**
+ * "outside_organization" when the lane is a channel's and the clicker is of another organization:
+ * they are told that, not that they are no member (they may well be one, in a shared channel).
+ */
+async function outsiderReason(
+  deps: RuntimeDeps,
+  escalation: EscalationRow,
+  clicker: Clicker,
+): Promise<RefusalReason | undefined> {
+  if (escalation.owner.kind !== "channel") return undefined;
+  return (await fromOutside(deps, clicker.teamId)) ? "outside_organization" : undefined;
 }
 
 /**

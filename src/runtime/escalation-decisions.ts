@@ -13,6 +13,7 @@ import { NotFoundError, PolicyDeniedError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { type EscalationRow, escalationCardUpdate, requesterNotice } from "./escalation-cards.ts";
 import { checkAgainst, type EscalationCheck, holds } from "./escalation-checks.ts";
+import type { Clicker } from "./escalation-owners.ts";
 import { replyMessage } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
 
@@ -20,7 +21,7 @@ export type EscalationChoice =
   | { kind: "take_over" }
   | { kind: "send_back"; agentId: string; instruction: string };
 
-type DecideInput = { escalationId: string; userId: string; choice: EscalationChoice };
+type DecideInput = { escalationId: string; choice: EscalationChoice } & Clicker;
 type DecidedRow = NonNullable<Awaited<ReturnType<typeof escalationsDb.decideEscalation>>>;
 
 /** The owner takes the work over, or sends it back to an agent with an instruction. Decided once. */
@@ -30,7 +31,7 @@ export async function decideEscalation(
 ): Promise<{ outcome: "decided" } | Exclude<EscalationCheck, { outcome: "ok" }>> {
   const escalation = await escalationsDb.findEscalation(deps.db, input.escalationId);
   if (!escalation) throw new NotFoundError(`escalation ${input.escalationId} does not exist`);
-  const check = await checkAgainst(deps, escalation, input.userId, input.choice.kind);
+  const check = await checkAgainst(deps, escalation, input, input.choice.kind);
   if (check.outcome !== "ok") return check;
   if (input.choice.kind === "send_back" && !deps.agents.get(input.choice.agentId)) {
     throw new PolicyDeniedError(`there is no agent "${input.choice.agentId}"`);

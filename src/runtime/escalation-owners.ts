@@ -1,16 +1,25 @@
 import type { MemberLookupOptions } from "../core/ports.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { EscalationRow } from "./escalation-cards.ts";
+import { fromOutside } from "./organization.ts";
+
+/** A person who clicked: their id and, when Slack said, their own team (`user.team_id`). */
+export interface Clicker {
+  userId: string;
+  teamId?: string | undefined;
+}
 
 /** Whether the person may decide an open escalation: its owner, or its fallback's people. */
 export async function mayDecide(
   deps: RuntimeDeps,
   escalation: Pick<EscalationRow, "owner" | "fallback">,
-  userId: string,
+  clicker: Clicker,
 ): Promise<boolean> {
-  if (await owns(deps, escalation.owner, userId)) return true;
+  if (await owns(deps, escalation.owner, clicker)) return true;
   const { fallback } = escalation;
-  return fallback !== null && isAmong(deps, [...fallback.users, ...fallback.groups], userId);
+  return (
+    fallback !== null && isAmong(deps, [...fallback.users, ...fallback.groups], clicker.userId)
+  );
 }
 
 /**
@@ -25,15 +34,18 @@ export function fallbackBeside(escalation: Pick<EscalationRow, "fallback" | "esc
 /**
  * Whether the person is the escalation's owner: named, in a named group, or, for a lane owned by a
  * channel, a member of that channel (Slack's word: the card sits in the task's thread, which people
- * outside the lane's channel can see too).
+ * outside the lane's channel can see too). Only Baton's own organization's members count: a
+ * channel shared with another (Slack Connect) has its people as members too. People the operator
+ * named are owners whatever their organization.
  */
 async function owns(
   deps: RuntimeDeps,
   owner: EscalationRow["owner"],
-  userId: string,
+  { userId, teamId }: Clicker,
 ): Promise<boolean> {
-  if (owner.kind === "channel") return (await deps.chat.channelMembers(owner.id)).includes(userId);
-  return isAmong(deps, owner.id.split(","), userId);
+  if (owner.kind !== "channel") return isAmong(deps, owner.id.split(","), userId);
+  if (await fromOutside(deps, teamId)) return false;
+  return (await deps.chat.channelMembers(owner.id)).includes(userId);
 }
 
 /** Whether the person is one of `ids` (people and user groups), or in one of its groups. */

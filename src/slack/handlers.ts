@@ -33,13 +33,19 @@ export interface SlackHandlers {
     | { toolName: string; approvers: { users: string[]; groups: string[] }; status: string }
     | undefined
   >;
+  /** `teamId`: the clicker's own team, as the payload's `user.team_id` says (when it does). */
   decideEscalation(input: {
     escalationId: string;
     userId: string;
+    teamId: string | undefined;
     choice: EscalationChoice;
   }): Promise<{ outcome: "decided" } | Exclude<EscalationCheck, { outcome: "ok" }>>;
   /** Whether the clicker may act on the escalation, before a modal is opened for them. */
-  checkEscalationClick(input: { escalationId: string; userId: string }): Promise<EscalationCheck>;
+  checkEscalationClick(input: {
+    escalationId: string;
+    userId: string;
+    teamId: string | undefined;
+  }): Promise<EscalationCheck>;
   agentsForSendBack(): { id: string; name: string }[];
   command(input: {
     userId: string;

@@ -64,7 +64,8 @@ export function escalationWords(
         outcome: "refused";
         owner: { kind: string; id: string };
         fallback?: string[];
-        reason?: "own_request";
+        reason?: "own_request" | "outside_organization";
+        organization?: string;
       },
 ): string | undefined {
   const byClicker = check.outcome === "already_decided" && check.byClicker;
@@ -81,6 +82,8 @@ export function escalationWords(
     check.outcome === "refused" ? check.owner.id.split(",").map(mention).join(", ") : "";
   if (check.outcome === "refused" && check.reason === "own_request")
     return `You asked for this, so you can't take it over or send it back yourself; ${owner} will pick it up.`;
+  if (check.outcome === "refused" && check.reason === "outside_organization")
+    return outsiderWords(owner, check.organization);
   if (check.outcome !== "refused") return undefined;
   const whose = check.owner.kind === "channel" ? `the members of ${owner}` : owner;
   // Named only while it is one: once the escalation moved to its fallback, they are its owner.
@@ -88,6 +91,17 @@ export function escalationWords(
     ? ` (or ${check.fallback.map(mention).join(", ")}, its fallback)`
     : "";
   return `This escalation is for ${whose}; only they${fallback} can take it over or send it back.`;
+}
+
+/**
+ * For a person of another organization in a channel shared with it (Slack Connect): they may be
+ * its member, so "only its members" would not say why.
+ */
+function outsiderWords(channel: string, organization: string | undefined): string {
+  const whose = organization
+    ? `people of ${escapeMrkdwn(organization)}`
+    : "people of the organization that runs Baton";
+  return `Work for the members of ${channel} is for ${whose}, so you can't take it over or send it back. To let someone of another organization decide, the lane's owners can be named in Baton's agents file.`;
 }
 
 /** What a person is told when their click, form or command failed: nothing was done, and what next. */

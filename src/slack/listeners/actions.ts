@@ -30,8 +30,13 @@ import {
 } from "./forms.ts";
 
 const uuid = z.string().uuid();
+/**
+ * The person who clicked or submitted; `team_id` is their own team (Slack Connect: another
+ * organization's, for its people in a shared channel), or in an Enterprise organization its id.
+ */
+const person = z.object({ id: z.string(), team_id: z.string().optional() });
 const click = z.object({
-  user: z.object({ id: z.string() }),
+  user: person,
   trigger_id: z.string().optional(),
   channel: z.object({ id: z.string() }).optional(),
   container: z
@@ -41,7 +46,7 @@ const click = z.object({
   actions: z.array(z.object({ value: z.string().max(2000) })).min(1),
 });
 const submission = z.object({
-  user: z.object({ id: z.string() }),
+  user: person,
   view: z.object({
     private_metadata: z.string(),
     state: z.object({ values: z.record(z.string(), z.record(z.string(), z.any())) }),
@@ -143,6 +148,7 @@ function registerEscalationButtons(
     const result = await handlers.decideEscalation({
       escalationId: uuid.parse(c.actions[0]?.value),
       userId: c.user.id,
+      teamId: c.user.team_id,
       choice: { kind: "take_over" },
     });
     const words = escalationWords(result);
@@ -160,7 +166,7 @@ function registerEscalationButtons(
     // Refuse (or say it is handled) rather than ask for an instruction that could not be used.
     const view = sendBackModal({ escalationId, agents: handlers.agentsForSendBack() });
     const check = handlers
-      .checkEscalationClick({ escalationId, userId: c.user.id })
+      .checkEscalationClick({ escalationId, userId: c.user.id, teamId: c.user.team_id })
       .then((result): FormCheck => {
         const refusal = escalationWords(result);
         return refusal ? { refusal } : { view };
@@ -217,6 +223,7 @@ async function sendBack(
     const result = await handlers.decideEscalation({
       escalationId: uuid.parse(s.view.private_metadata),
       userId: s.user.id,
+      teamId: s.user.team_id,
       choice: { kind: "send_back", ...form },
     });
     const words = escalationWords(result);
