@@ -96,12 +96,16 @@ export interface Harness {
   ): Promise<{ status: number; ts: string; eventId: string }>;
   reply(threadTs: string, text: string, options?: { user?: string }): Promise<{ status: number }>;
   click(payload: Record<string, unknown>): Promise<{ status: number; body: string }>;
-  /** A person clicks a button on a card (an approval or escalation row) in the task's thread. */
+  /**
+   * A person clicks a button on a card (an approval or escalation row) in the task's thread;
+   * `teamId`: their own team, as the payload's `user.team_id` (default the workspace's; null: none).
+   */
   clickCard(
     userId: string,
     actionId: string,
     card: { id: string; card_ts: string | null },
     threadTs: string,
+    teamId?: string | null,
   ): Promise<{ status: number; body: string }>;
   /** Polls until the check passes (the worker runs in the background). */
   until<T>(
@@ -160,6 +164,8 @@ export async function startHarness(options: {
   slackTimeoutSeconds?: number;
   /** The bot token's scopes, as Slack reports them (default: all manifest.yml asks for). */
   slackScopes?: readonly string[];
+  /** The workspace is part of this Enterprise organization: auth.test names it. */
+  slackEnterpriseId?: string;
   /** BATON_AGENTS_FILE, the file a reload reads (the agents file Baton starts with is `agentsFile`). */
   agentsPath?: string;
   /** Baton's logger (default: silent, or TEST_LOG_LEVEL). */
@@ -174,6 +180,7 @@ export async function startHarness(options: {
     // agents.yml gives the support lane to #support; its members may take its escalations.
     channels: [{ id: "C0SUPPORT", members: ["U0SUPPORTLEAD", "U0OTHER"] }],
     ...(options.slackScopes && { scopes: options.slackScopes }),
+    ...(options.slackEnterpriseId && { enterpriseId: options.slackEnterpriseId }),
   });
   let model = await startModelServer(options.script);
   let agentsFile = options.agentsFile ?? (await loadAgentsFile(AGENTS_FILE, demoTools));
@@ -267,7 +274,7 @@ export async function startHarness(options: {
       return deliverEvent(endpoint, SIGNING_SECRET, event, { eventId: `Ev${Date.now()}${seq++}` });
     },
     click: (payload) => deliverInteraction(endpoint, SIGNING_SECRET, payload),
-    clickCard: (userId, actionId, card, threadTs) =>
+    clickCard: (userId, actionId, card, threadTs, teamId) =>
       deliverInteraction(
         endpoint,
         SIGNING_SECRET,
@@ -278,6 +285,7 @@ export async function startHarness(options: {
           channel: CHANNEL,
           messageTs: card.card_ts ?? "",
           threadTs,
+          userTeamId: teamId,
         }),
       ),
     until: (what, check, timeoutMs = 15_000) => until(what, check, timeoutMs),

@@ -319,15 +319,20 @@ export function escalationScript(): Record<string, AgentReply[]> {
   };
 }
 
-/** The send-back modal submitted by `userId`: the agent picked, the instruction typed. */
+/**
+ * The send-back modal submitted by `userId`: the agent picked, the instruction typed. `teamId`:
+ * the submitter's own team (`user.team_id`; default the workspace's, null: none).
+ */
 export function sendBackSubmission(input: {
   userId: string;
   escalationId: string;
   agent: { id: string; name: string };
   instruction: string;
+  teamId?: string | null;
 }) {
   return viewSubmissionPayload({
     userId: input.userId,
+    userTeamId: input.teamId,
     callbackId: SEND_BACK_CALLBACK,
     privateMetadata: input.escalationId,
     values: {

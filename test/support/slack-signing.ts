@@ -233,9 +233,14 @@ function triggerId(): string {
   return `${Date.now()}.${randomBytes(6).toString("hex")}`;
 }
 
-function userObject(userId: string): Json {
+/**
+ * The person in an interaction payload. `teamId` is their own team: the workspace's by default,
+ * another organization's for its people in a Slack Connect channel, the organization's (`E…`) in
+ * an Enterprise organization; null leaves it out, as a payload that does not say.
+ */
+function userObject(userId: string, teamId: string | null = SLACK_DEFAULTS.teamId): Json {
   const name = userId.toLowerCase();
-  return { id: userId, username: name, name, team_id: SLACK_DEFAULTS.teamId };
+  return { id: userId, username: name, name, ...(teamId !== null && { team_id: teamId }) };
 }
 
 const team = { id: SLACK_DEFAULTS.teamId, domain: SLACK_DEFAULTS.teamDomain };
@@ -252,12 +257,14 @@ export type BlockActionsInput = {
   /** Point this at emulator.responseUrl to record respond() calls. */
   responseUrl?: string;
   threadTs?: string;
+  /** The clicker's own team (`user.team_id`; see userObject). */
+  userTeamId?: string | null;
 };
 
 export function blockActionsPayload(input: BlockActionsInput): Json {
   return {
     type: "block_actions",
-    user: userObject(input.userId),
+    user: userObject(input.userId, input.userTeamId),
     api_app_id: SLACK_DEFAULTS.appId,
     token: "verification-token-unused",
     container: {
@@ -305,6 +312,8 @@ export type ViewSubmissionInput = {
   privateMetadata?: string;
   values?: SubmittedValues;
   viewId?: string;
+  /** The submitter's own team (`user.team_id`; see userObject). */
+  userTeamId?: string | null;
 };
 
 export function viewSubmissionPayload(input: ViewSubmissionInput): Json {
@@ -321,7 +330,7 @@ export function viewSubmissionPayload(input: ViewSubmissionInput): Json {
   return {
     type: "view_submission",
     team,
-    user: userObject(input.userId),
+    user: userObject(input.userId, input.userTeamId),
     api_app_id: SLACK_DEFAULTS.appId,
     token: "verification-token-unused",
     trigger_id: triggerId(),
