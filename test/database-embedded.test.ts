@@ -203,6 +203,31 @@ describe("embedded-start-failures", async () => {
     }
   });
 
+  test("a data folder Baton cannot write says where, why and what to set, not a stack", async () => {
+    const parent = await mkdtemp(path.join(tmpdir(), "baton-unwritable-"));
+    // Root writes any folder: a file where the folder should be fails for every user alike.
+    const file = path.join(parent, "data");
+    await writeFile(file, "not a folder\n");
+    try {
+      for (const dataDir of [file, path.join(file, "baton")]) {
+        await assert.rejects(startEmbeddedPostgres({ dataDir, port: 54399 }), (error: Error) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(
+            error.message,
+            /cannot keep its data in .*a file stands where a folder should/,
+          );
+          assert.match(
+            error.message,
+            /set BATON_DATA_DIR to one it may write, or set DATABASE_URL/,
+          );
+          return true;
+        });
+      }
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
+  });
+
   test("as root under a umask of 027 the embedded Postgres still starts", {
     skip: userInfo().uid !== 0,
   }, async () => {

@@ -48,8 +48,10 @@ async function start(
   pgdata: string,
   asRoot: boolean,
 ): Promise<EmbeddedDatabase> {
-  await fs.mkdir(root, { recursive: true, mode: 0o755 });
-  const credentials = await loadOrCreateCredentials(path.join(root, "credentials.json"));
+  const credentials = await writable(root, async () => {
+    await fs.mkdir(root, { recursive: true, mode: 0o755 });
+    return loadOrCreateCredentials(path.join(root, "credentials.json"));
+  });
   const login = `${credentials.user}:${encodeURIComponent(credentials.password)}`;
   const tcpUrl = `postgres://${login}@127.0.0.1:${options.port}/postgres`;
   // Baton reaches its own server over a Unix socket in the data folder: a round trip costs about a
@@ -156,6 +158,33 @@ async function assertReachableByOthers(paths: readonly string[]): Promise<void> 
       }
       if (path.dirname(dir) === dir) break;
     }
+  }
+}
+
+/** Why a folder cannot be written, in words, by the error's code; the rest are not the folder's. */
+const UNWRITABLE: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "a read-only file system",
+  ENOTDIR: "a file stands where a folder should",
+  EEXIST: "a file stands where a folder should",
+  ENOSPC: "no space left on the device",
+};
+
+/**
+ * The data folder made and its password kept: a folder this user may not write (a read-only
+ * image, a root-owned checkout) is said with the place and what to set, not as a bare EACCES.
+ */
+async function writable<T>(root: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const { code, path: where = root } = error as NodeJS.ErrnoException;
+    const reason = code === undefined ? undefined : UNWRITABLE[code];
+    if (!reason) throw error;
+    throw new ConfigError(
+      `the embedded Postgres cannot keep its data in ${root} (${reason}: ${where}): make that folder writable by the user Baton runs as, set BATON_DATA_DIR to one it may write, or set DATABASE_URL to a Postgres server`,
+    );
   }
 }
 
