@@ -12,6 +12,7 @@ import { parse } from "yaml";
 import { loadAgentsFile, parseAgentsFile } from "../src/config/agents-file.ts";
 import {
   loadConfig,
+  loadDatabaseConfig,
   misspelledEnv,
   redactedConfigSummary,
   secretValues,
@@ -111,6 +112,26 @@ describe("config", async () => {
       assert.equal(config.slack.botToken, "xoxb-x");
       assert.equal(config.http.port, 3000);
       assert.equal(config.logLevel, "info");
+    });
+
+    it("names a value wrapped in quotes, as an env file for docker keeps them, without its value", () => {
+      const message = configErrorOf(() =>
+        loadConfig({
+          ...REQUIRED,
+          SLACK_BOT_TOKEN: '"xoxb-bot-secret-1"',
+          OPENAI_API_KEY: "'sk-openai-secret-3'",
+          PORT: '"8080"',
+        }),
+      );
+      const lines = message.split("\n").slice(1);
+      assert.equal(lines.length, 3, message);
+      for (const name of ["SLACK_BOT_TOKEN", "OPENAI_API_KEY", "PORT"])
+        assert.match(message, new RegExp(`${name} is wrapped in quotes.*: remove them`));
+      assert.doesNotMatch(message, /must start with xoxb-|bot-secret-1|openai-secret-3|8080/);
+      assert.throws(
+        () => loadDatabaseConfig({ DATABASE_URL: '"postgres://db/baton"' }),
+        /DATABASE_URL is wrapped in quotes/,
+      );
     });
 
     it("lists every missing variable in one message, each with what to set", () => {

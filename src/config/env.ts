@@ -159,11 +159,29 @@ function pickEnv(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
   return picked;
 }
 
-function parseEnv<T>(schema: z.ZodType<T>, env: NodeJS.ProcessEnv): T {
-  const parsed = schema.safeParse(pickEnv(env));
-  if (parsed.success) return parsed.data;
+/**
+ * A value wrapped in quotes: `docker run --env-file` (and `kubectl create … --from-env-file`) keep
+ * them as part of the value, so `"xoxb-…"` would be refused as not starting with xoxb-, and a
+ * quoted key or secret sent as is.
+ */
+const QUOTED = /^(["'])[\s\S]*\1$/;
+const QUOTED_HELP =
+  "is wrapped in quotes, which are read as part of the value: remove them (an env file given to docker --env-file keeps them as written).";
+
+function parseEnv<T extends z.ZodRawShape>(
+  schema: z.ZodObject<T>,
+  env: NodeJS.ProcessEnv,
+): z.infer<z.ZodObject<T>> {
+  const picked = pickEnv(env);
+  const quoted = Object.keys(schema.shape).filter((key) => QUOTED.test(picked[key] ?? ""));
+  const parsed = schema.safeParse(picked);
+  if (parsed.success && quoted.length === 0) return parsed.data;
   const misspelt = new Map(misspelledEnv(env).map((m) => [m.meant, m]));
-  const lines = parsed.error.issues.map((issue) => {
+  const issues = [
+    ...quoted.map((name) => ({ path: [name], message: QUOTED_HELP })),
+    ...(parsed.error?.issues ?? []).filter((issue) => !quoted.includes(String(issue.path[0]))),
+  ];
+  const lines = issues.map((issue) => {
     const name = String(issue.path[0]);
     const typo = misspelt.get(name);
     return `  ${name} ${issue.message}${typo ? ` ${renameNote(typo)}` : ""}`;
