@@ -5,6 +5,7 @@ import { type Baton, startBaton } from "../src/app.ts";
 import { loadAgentsFile } from "../src/config/agents-file.ts";
 import type { AgentsFile } from "../src/config/agents-schema.ts";
 import { loadConfig } from "../src/config/env.ts";
+import { whereIs } from "../src/db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { demoTools } from "../src/domain/demo-tools.ts";
 import { ConfigError } from "../src/errors.ts";
@@ -91,11 +92,27 @@ export async function playgroundServer(): Promise<EmbeddedDatabase> {
   });
 }
 
+/** A server DATABASE_URL names that cannot be used is told as a setting to fix, not as a stack. */
 async function onServer(serverUrl: string, statements: string[]): Promise<void> {
+  const where = `Postgres at ${whereIs(serverUrl)}`;
   const client = new pg.Client({ connectionString: serverUrl });
-  await client.connect();
   try {
-    for (const statement of statements) await client.query(statement);
+    await client.connect();
+  } catch (error) {
+    const reason = (error as Error).message;
+    throw new ConfigError(`${where} cannot be used (${reason}): check DATABASE_URL.`, {
+      cause: error,
+    });
+  }
+  let statement = "";
+  try {
+    for (statement of statements) await client.query(statement);
+  } catch (error) {
+    const reason = (error as Error).message;
+    throw new ConfigError(
+      `${where} refused "${statement}" (${reason}): the demo and the benches make their own database there, so DATABASE_URL's role needs CREATEDB; or unset DATABASE_URL to use the playground's embedded Postgres.`,
+      { cause: error },
+    );
   } finally {
     await client.end();
   }

@@ -119,7 +119,7 @@ export function missingGrants(url: string, setting: string): (error: unknown) =>
 }
 
 /** user@host:port/database, never the password. */
-function whereIs(url: string): string {
+export function whereIs(url: string): string {
   try {
     const u = new URL(url);
     const host = u.searchParams.get("host") ?? u.hostname;

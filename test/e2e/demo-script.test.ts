@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { freePort } from "../support/harness.ts";
 
 // `npm run demo` is the README's first command: it must keep playing all three flows to the end.
 // Run here on the tests' database server, so it starts no server of its own.
@@ -29,4 +30,25 @@ test("npm run demo plays flows 1, 2 and 3 to their answers and prints each histo
   assert.match(three, /\[Take it over\] \[Send back to an agent\]/);
   assert.match(three, /take_over +C0SUPPORT → U0SAM\n.*human_return +U0SAM → customer-service/);
   assert.match(three, /we will send a replacement lamp/);
+});
+
+test("npm run demo on a DATABASE_URL that cannot be used says what to check, not a stack", async () => {
+  const port = await freePort();
+  const url = `postgres://baton:demo-password-1@127.0.0.1:${port}/baton`;
+  const failed = await run(process.execPath, ["scripts/demo.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: url },
+    timeout: 60_000,
+  }).then(
+    () => assert.fail("the demo started on a server that is not there"),
+    (error: { code: number; stderr: string }) => error,
+  );
+  assert.equal(failed.code, 1);
+  assert.match(
+    failed.stderr,
+    new RegExp(
+      `^demo cannot start: Postgres at baton@127\\.0\\.0\\.1:${port}/baton cannot be used \\(connect ECONNREFUSED .*\\): check DATABASE_URL\\.\\n$`,
+    ),
+  );
+  assert.doesNotMatch(failed.stderr, /demo-password-1/);
 });
