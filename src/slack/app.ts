@@ -65,21 +65,29 @@ export async function startSlackApp(
     await app.start(port);
     return;
   }
+  // Nothing is started before the token passes: Bolt's stop would log, as an error, that it could
+  // not close a server that never opened.
+  await tryAppToken(socket).catch((error: unknown) => {
+    throw socketModeRefused(error);
+  });
   try {
-    await tryAppToken(socket);
     await app.start();
   } catch (error) {
     await app.stop().catch(() => undefined);
-    const code = (error as { data?: { error?: string } }).data?.error;
-    const what =
-      code === undefined
-        ? "Slack could not be reached for Socket Mode"
-        : `Slack refused the app-level token (${code})`;
-    throw new ConfigError(
-      `${what}: check SLACK_APP_TOKEN (an app-level token with the connections:write scope, under Basic Information > App-Level Tokens), or unset it to use HTTP mode.`,
-      { cause: error },
-    );
+    throw socketModeRefused(error);
   }
+}
+
+function socketModeRefused(error: unknown): ConfigError {
+  const code = (error as { data?: { error?: string } }).data?.error;
+  const what =
+    code === undefined
+      ? "Slack could not be reached for Socket Mode"
+      : `Slack refused the app-level token (${code})`;
+  return new ConfigError(
+    `${what}: check SLACK_APP_TOKEN (an app-level token with the connections:write scope, under Basic Information > App-Level Tokens), or unset it to use HTTP mode.`,
+    { cause: error },
+  );
 }
 
 /** Throws Slack's refusal of the app-level token; anything that may pass is left to the client. */

@@ -163,6 +163,7 @@ describe("startup-operator-errors", async () => {
   async function startSocketMode(
     error: string,
     run: (start: ReturnType<typeof startBaton>, slack: SlackEmulator) => Promise<void>,
+    log = createLogger({ level: "silent" }),
   ) {
     const db = await createTestDatabase();
     const slack = await startSlackEmulator();
@@ -178,7 +179,7 @@ describe("startup-operator-errors", async () => {
           DATABASE_URL: db.url,
           PORT: String(await freePort()),
         }),
-        log: createLogger({ level: "silent" }),
+        log,
         maintenance: false,
       });
       await run(start, slack);
@@ -192,21 +193,33 @@ describe("startup-operator-errors", async () => {
   // missing_scope (no connections:write) and not_allowed_token_type it would retry for ever.
   for (const refusal of ["invalid_auth", "missing_scope", "not_allowed_token_type"])
     test(`Socket Mode: an app-level token Slack refuses (${refusal}) stops the start with what to set, never the token`, async () => {
-      await startSocketMode(refusal, async (start) => {
-        await assert.rejects(start, (error: unknown) => {
-          assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
-          assert.match(
-            error.message,
-            new RegExp(`Slack refused the app-level token \\(${refusal}\\)`),
-          );
-          assert.match(
-            error.message,
-            /check SLACK_APP_TOKEN \(an app-level token with the connections:write scope/,
-          );
-          assert.ok(!error.message.includes("xapp-"), "the token never appears");
-          return true;
-        });
+      const errors: string[] = [];
+      const log = createLogger({
+        level: "error",
+        destination: { write: (line: string) => void errors.push(line) },
       });
+      await startSocketMode(
+        refusal,
+        async (start) => {
+          await assert.rejects(start, (error: unknown) => {
+            assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+            assert.match(
+              error.message,
+              new RegExp(`Slack refused the app-level token \\(${refusal}\\)`),
+            );
+            assert.match(
+              error.message,
+              /check SLACK_APP_TOKEN \(an app-level token with the connections:write scope/,
+            );
+            assert.ok(!error.message.includes("xapp-"), "the token never appears");
+            return true;
+          });
+          // The message is the whole story: no error of its own from a server that never started.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          assert.deepEqual(errors, []);
+        },
+        log,
+      );
     });
 
   test("Socket Mode: Slack's own trouble at the start is retried, and Baton starts", async () => {
