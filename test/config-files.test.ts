@@ -351,6 +351,20 @@ describe("config", async () => {
       });
     });
 
+    it("says a folder given for the file is one, and not to create the file", async () => {
+      const folder = await mkdtemp(path.join(tmpdir(), "baton-agents-folder-"));
+      try {
+        await assert.rejects(loadAgentsFile(folder), (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, /is a folder: set BATON_AGENTS_FILE to the file, such as /);
+          assert.doesNotMatch(error.message, /create it/);
+          return true;
+        });
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+      }
+    });
+
     // Inline, not a fixture: Biome lints the repository's YAML and would refuse a broken file.
     it("reports a YAML syntax error at its line and column", () => {
       const text = MINIMAL.replace("name: Helper", "name: Helper: the first one");

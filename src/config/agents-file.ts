@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { type Document, isMap, isNode, isScalar, LineCounter, parseDocument, visit } from "yaml";
 import type { z } from "zod";
 import { ConfigError } from "../errors.ts";
@@ -28,14 +29,22 @@ export async function loadAgentsFile(
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "not found" : `unreadable (${code ?? "unknown error"})`;
-    throw new ConfigError(
-      `The agents file ${path} is ${reason}: create it (see agents.yml in the Baton repository) or set BATON_AGENTS_FILE to its path.`,
-      { cause: error },
-    );
+    throw new ConfigError(unreadable(path, (error as NodeJS.ErrnoException).code), {
+      cause: error,
+    });
   }
   return parseAgentsFile(text, path, knownTools, env);
+}
+
+/** Why the file could not be read, with what to do about that reason: not always to create it. */
+function unreadable(path: string, code: string | undefined): string {
+  const file = `The agents file ${path}`;
+  if (code === "EISDIR")
+    return `${file} is a folder: set BATON_AGENTS_FILE to the file, such as ${join(path, "agents.yml")}.`;
+  if (code === "EACCES" || code === "EPERM")
+    return `${file} cannot be read by the user Baton runs as (permission denied): let that user read it, or set BATON_AGENTS_FILE to a copy it may read.`;
+  const reason = code === "ENOENT" ? "not found" : `unreadable (${code ?? "unknown error"})`;
+  return `${file} is ${reason}: create it (see agents.yml in the Baton repository) or set BATON_AGENTS_FILE to its path.`;
 }
 
 /**
