@@ -12,7 +12,13 @@ import {
 } from "../src/db/reports.repository.ts";
 import type { Database } from "../src/db/schema.ts";
 import { EVENTS_PER_TASK, MODEL_CALLS_PER_TASK, seedReportData } from "./bench-seed.ts";
-import { dropDatabase, freshDatabase, playgroundServer, withDatabase } from "./playground.ts";
+import {
+  dropDatabase,
+  exitOnSetting,
+  freshDatabase,
+  playgroundServer,
+  withDatabase,
+} from "./playground.ts";
 
 /**
  * `npm run bench` (second part): the daily digest's queries and an audit lookup on a database of
@@ -162,13 +168,18 @@ async function indexesUsed(m: Measured): Promise<string[]> {
 
 // ---- Main ------------------------------------------------------------------------------------
 
-const server = await playgroundServer();
+const server = await playgroundServer().catch(exitOnSetting("bench"));
 const serverUrl = server.url;
 // The seeded database takes 3.4 GB: it is dropped after the run unless BENCH_KEEP=1 keeps it for
 // BENCH_REUSE=1, which measures again without seeding.
 const reuse = process.env.BENCH_REUSE === "1";
 const keep = process.env.BENCH_KEEP === "1" || reuse;
-const url = reuse ? withDatabase(serverUrl, DATABASE) : await freshDatabase(serverUrl, DATABASE);
+const url = reuse
+  ? withDatabase(serverUrl, DATABASE)
+  : await freshDatabase(serverUrl, DATABASE).catch(async (error: unknown) => {
+      await server.stop();
+      return exitOnSetting("bench")(error);
+    });
 const pool = new pg.Pool({ connectionString: url, max: 4 });
 const captured: CompiledQuery[] = [];
 let capturing = false;

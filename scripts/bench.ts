@@ -22,10 +22,12 @@ import {
   startFakes,
 } from "./bench-chain.ts";
 import {
+  exitOnSetting,
   freshDatabase,
   playgroundServer,
   ROOT,
   SIGNING_SECRET,
+  tellSetting,
   withDatabase,
 } from "./playground.ts";
 
@@ -45,11 +47,12 @@ const ORDERS = CHAINS + WARMUP;
 // `BENCH_KEEP=1 node scripts/bench-reports.ts`; once per seeding, as the chains' orders stay shipped).
 const AT_SCALE = process.env.BENCH_AT_SCALE;
 
+// First: a port or DATABASE_URL to fix ends the bench before anything else starts.
+const server = await playgroundServer().catch(exitOnSetting("bench"));
 const { fakes, ...urls } = await startFakes(path.join(ROOT, "scripts", "bench-fakes.ts"), ORDERS);
 // BENCH_AGENTS=agents.yml measures with the default agents' full instructions instead.
 const agentsPath = path.join(ROOT, process.env.BENCH_AGENTS ?? "scripts/bench-agents.yml");
 const agentsFile = await loadAgentsFile(agentsPath, demoTools);
-const server = await playgroundServer();
 
 async function startBench(
   model: "in-process" | "http",
@@ -191,6 +194,9 @@ try {
       await baton.stop();
     }
   }
+} catch (error) {
+  // DATABASE_URL's server refusing the bench's database, say: told, and the bench stops its parts.
+  tellSetting("bench", error);
 } finally {
   fakes.disconnect();
   await server.stop();

@@ -1,5 +1,4 @@
 import { ownershipHistory } from "../src/db/ledger.repository.ts";
-import { ConfigError } from "../src/errors.ts";
 import { scriptByAgent } from "../test/support/model-server.ts";
 import { whereIsMyOrderScript } from "../test/support/scripts.ts";
 import {
@@ -14,7 +13,7 @@ import {
   deliverEvent,
   deliverInteraction,
 } from "../test/support/slack-signing.ts";
-import { SIGNING_SECRET, startPlayground } from "./playground.ts";
+import { exitOnSetting, SIGNING_SECRET, startPlayground } from "./playground.ts";
 import { blockText, renderThread } from "./render-thread.ts";
 
 /**
@@ -36,12 +35,7 @@ const script = scriptByAgent(
   ),
 );
 
-const play = await startPlayground({ script, database: "baton_demo" }).catch((error: unknown) => {
-  // A setting to fix is told in its own words, not as a stack.
-  if (!(error instanceof ConfigError)) throw error;
-  process.stderr.write(`demo cannot start: ${error.message}\n`);
-  process.exit(1);
-});
+const play = await startPlayground({ script, database: "baton_demo" }).catch(exitOnSetting("demo"));
 const db = play.baton.deps.db;
 
 async function until<T>(check: () => Promise<T | undefined>): Promise<T> {

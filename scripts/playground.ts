@@ -76,6 +76,24 @@ export async function startPlayground(options: {
   };
 }
 
+/**
+ * A setting to fix, in a playground script (the demo, the benches), told by its message alone, not
+ * as a stack, and the script's exit code made 1; anything else is thrown on.
+ */
+export function tellSetting(script: string, error: unknown): void {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${script} cannot start: ${error.message}\n`);
+  process.exitCode = 1;
+}
+
+/** tellSetting, then the script ends: for a step before the script started anything to stop. */
+export function exitOnSetting(script: string) {
+  return (error: unknown): never => {
+    tellSetting(script, error);
+    process.exit(1);
+  };
+}
+
 /** DATABASE_URL's server, or the playground's own embedded one (data under .baton/playground). */
 export async function playgroundServer(): Promise<EmbeddedDatabase> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop: async () => {} };

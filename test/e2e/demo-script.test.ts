@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { type AddressInfo, createServer } from "node:net";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -51,4 +52,33 @@ test("npm run demo on a DATABASE_URL that cannot be used says what to check, not
     ),
   );
   assert.doesNotMatch(failed.stderr, /demo-password-1/);
+});
+
+test("npm run bench on a playground port another program holds says the setting to change, not a stack", async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+  const { port } = holder.address() as AddressInfo;
+  const { DATABASE_URL: _, ...env } = process.env;
+  try {
+    for (const script of ["scripts/bench.ts", "scripts/bench-reports.ts"]) {
+      const failed = await run(process.execPath, [script], {
+        cwd: ROOT,
+        env: { ...env, BATON_PLAYGROUND_PG_PORT: String(port) },
+        timeout: 60_000,
+      }).then(
+        () => assert.fail(`${script} started on a port another program holds`),
+        (error: { code: number; stderr: string }) => error,
+      );
+      assert.equal(failed.code, 1, script);
+      assert.match(
+        failed.stderr,
+        new RegExp(
+          `^bench cannot start: the embedded Postgres cannot start: another program uses 127\\.0\\.0\\.1:${port} .*set BATON_PLAYGROUND_PG_PORT to a free port.*\\n$`,
+        ),
+        script,
+      );
+    }
+  } finally {
+    holder.close();
+  }
 });
