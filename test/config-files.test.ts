@@ -568,6 +568,19 @@ agents:
       assert.doesNotMatch(message, /timezone/);
     });
 
+    it("names the cron field out of its range, and the count of fields when it is not 5", () => {
+      const messageOf = (schedule: string) =>
+        configErrorOf(() =>
+          parseAgentsFile(`${MINIMAL}digest:\n  schedule: "${schedule}"\n`, "agents.yml"),
+        );
+      assert.match(
+        messageOf("0 25 * * *"),
+        /digest\.schedule: "0 25 \* \* \*": "25" is not a valid hour \(0–23\); e\.g\. "0 9 \* \* 1-5"/,
+      );
+      assert.match(messageOf("0 9 * 13 *"), /"13" is not a valid month \(1–12 or jan–dec\)/);
+      assert.match(messageOf("0 9 * *"), /is not a 5-field cron expression .*: it has 4;/);
+    });
+
     it("refuses a duplicate approval policy id", () => {
       const policy = "    - { id: p, tool: t, approvers: { users: [U0LEAD] } }\n";
       const text = `${MINIMAL}policies:\n  approvals:\n${policy}${policy}`;

@@ -1,4 +1,3 @@
-import { validate as isValidCron } from "node-cron";
 import { z } from "zod";
 import { normalise } from "../core/agents/directory.ts";
 import { priceOf } from "../core/model.ts";
@@ -9,6 +8,7 @@ import {
   supervisionProblems,
   type ToolShape,
 } from "./approval-policy-checks.ts";
+import { cronScheduleProblem } from "./cron-schedule.ts";
 import { nearName } from "./near-names.ts";
 
 // The agents file's checks across fields (ids, handoffs, tools, policies, the digest), once zod has
@@ -288,13 +288,8 @@ function toolProblems(file: AgentsFile, knownTools?: ReadonlySet<string>): Probl
 function digestProblems(file: AgentsFile): Problem[] {
   const { schedule, timezone } = file.digest;
   const problems: Problem[] = [];
-  // node-cron also accepts a leading seconds field, which would silently shift every field.
-  if (schedule.trim().split(/\s+/).length !== 5 || !isValidCron(schedule)) {
-    problems.push({
-      path: ["digest", "schedule"],
-      message: `"${schedule}" is not a 5-field cron expression (minute hour day month weekday), e.g. "0 9 * * 1-5"`,
-    });
-  }
+  const cron = cronScheduleProblem(schedule);
+  if (cron) problems.push({ path: ["digest", "schedule"], message: cron });
   try {
     new Intl.DateTimeFormat("en-US", { timeZone: timezone });
   } catch {
