@@ -6,9 +6,7 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { startBaton } from "../../src/app.ts";
-import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { loadConfig } from "../../src/config/env.ts";
-import { demoTools } from "../../src/domain/demo-tools.ts";
 import { createLogger } from "../../src/log.ts";
 
 const optionsSchema = z.object({
@@ -17,6 +15,8 @@ const optionsSchema = z.object({
   openaiBaseUrl: z.string(),
   port: z.number().int(),
   signingSecret: z.string(),
+  /** BATON_AGENTS_FILE: the agents file's path (default the repository's agents.yml). */
+  agentsFile: z.string().optional(),
   leaseMs: z.number().int().positive().optional(),
   maintenance: z.boolean().default(false),
   workers: z.number().int().positive().default(2),
@@ -94,8 +94,9 @@ async function main(raw: string): Promise<void> {
       DATABASE_URL: options.databaseUrl,
       PORT: String(options.port),
       BATON_WORKERS: String(options.workers),
+      // Read by Baton itself, as `npm start` reads it, with the demo tools.
+      BATON_AGENTS_FILE: options.agentsFile ?? AGENTS_FILE,
     }),
-    agentsFile: await loadAgentsFile(AGENTS_FILE, demoTools),
     log: createLogger({ level: options.logLevel }),
     maintenance: options.maintenance,
     ...(options.leaseMs !== undefined && { leaseMs: options.leaseMs }),

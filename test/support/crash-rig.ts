@@ -9,7 +9,13 @@ import { createTestDatabase, type TestDatabase } from "./db.ts";
 import { CHANNEL, freePort, REQUESTER, SIGNING_SECRET, until } from "./harness.ts";
 import { type ModelServer, type Script, startModelServer } from "./model-server.ts";
 import { type SlackEmulator, startSlackEmulator } from "./slack-emulator.ts";
-import { appMentionEvent, deliverEvent, messageEvent } from "./slack-signing.ts";
+import {
+  appMentionEvent,
+  blockActionsPayload,
+  deliverEvent,
+  deliverInteraction,
+  messageEvent,
+} from "./slack-signing.ts";
 
 // Short, so a dead worker's lease runs out within the test; still far longer than any turn here.
 const LEASE_MS = 1_500;
@@ -20,16 +26,27 @@ export interface CrashRig {
   model: ModelServer;
   /** The process to kill: the one `start` returned last. */
   current: BatonProcess | undefined;
-  /** `workers`: BATON_WORKERS (default 2); `stopWaitMs`: Baton's stopWaitMs (default its own). */
+  /**
+   * `workers`: BATON_WORKERS (default 2); `stopWaitMs`: Baton's stopWaitMs (default its own);
+   * `agentsFile`: BATON_AGENTS_FILE (default agents.yml).
+   */
   start(options: {
     maintenance: boolean;
     workers?: number;
     stopWaitMs?: number;
+    agentsFile?: string;
   }): Promise<BatonProcess>;
   /** Dana mentions Baton in #orders (Slack must take the event); returns the thread's ts. */
   mention(text: string): Promise<string>;
   /** Dana replies in the thread (Slack must take the event). */
   reply(threadTs: string, text: string): Promise<void>;
+  /** A person clicks a button on a card (an approval or escalation row) in the task's thread. */
+  clickCard(
+    userId: string,
+    actionId: string,
+    card: { id: string; card_ts: string | null },
+    threadTs: string,
+  ): Promise<{ status: number; body: string }>;
   close(): Promise<void>;
 }
 
@@ -57,7 +74,11 @@ export function crashRigs(): (script: Script) => Promise<CrashRig> {
 
 async function startCrashRig(script: Script): Promise<CrashRig> {
   const db = await createTestDatabase();
-  const slack = await startSlackEmulator({ users: [{ id: REQUESTER, name: "dana" }] });
+  const slack = await startSlackEmulator({
+    users: [{ id: REQUESTER, name: "dana" }],
+    // Who agents.yml's large-refunds policy asks, as in the harness: flow 2's approvals.
+    usergroups: [{ id: "S0BILLINGLEADS", handle: "billing-leads", users: ["U0LEE"] }],
+  });
   const model = await startModelServer(script);
   const port = await freePort();
   const endpoint = `http://127.0.0.1:${port}/slack/events`;
@@ -78,6 +99,7 @@ async function startCrashRig(script: Script): Promise<CrashRig> {
         maintenance: options.maintenance,
         ...(options.workers !== undefined && { workers: options.workers }),
         ...(options.stopWaitMs !== undefined && { stopWaitMs: options.stopWaitMs }),
+        ...(options.agentsFile !== undefined && { agentsFile: options.agentsFile }),
         ...(process.env.TEST_LOG_LEVEL && { logLevel: process.env.TEST_LOG_LEVEL }),
       });
       processes.push(child);
@@ -96,6 +118,19 @@ async function startCrashRig(script: Script): Promise<CrashRig> {
       const event = messageEvent({ user: REQUESTER, channel: CHANNEL, text, ts, threadTs });
       assert.equal((await deliverEvent(endpoint, SIGNING_SECRET, event)).status, 200);
     },
+    clickCard: (userId, actionId, card, threadTs) =>
+      deliverInteraction(
+        endpoint,
+        SIGNING_SECRET,
+        blockActionsPayload({
+          userId,
+          actionId,
+          value: card.id,
+          channel: CHANNEL,
+          messageTs: card.card_ts ?? "",
+          threadTs,
+        }),
+      ),
     async close() {
       for (const child of processes) await child.stop();
       await Promise.all([slack.close(), model.close()]);
