@@ -104,6 +104,16 @@ describe("agents-report", async () => {
       );
     });
 
+    it("says the share approved as counted, not as a float's error rounds it down", () => {
+      const text = agentsReport(
+        [{ id: "b", name: "Billing", autonomy: "supervised" }],
+        // 58 / 100 * 100 is 57.99999999999999 in floating point.
+        [activity("b", { approved: 58, rejected: 42 })],
+        30,
+      );
+      assert.match(text, /people approved 58% of 100: keep it supervised/);
+    });
+
     it("escapes an agent's name", () => {
       const text = agentsReport(
         [{ id: "x", name: "<!channel> *boss*", autonomy: "shadow" }],

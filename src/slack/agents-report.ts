@@ -79,7 +79,8 @@ function detail(autonomy: AutonomyMode, a: AgentActivity | undefined): string[] 
     );
   if (autonomy === "supervised" && decided >= ENOUGH_DECISIONS) {
     const share = w.approved / decided;
-    const approvedShare = `people approved ${Math.floor(share * 100)}% of ${decided}`;
+    // In integers: 58 / 100 * 100 is 57.99999999999999, and would be said as 57%.
+    const approvedShare = `people approved ${Math.floor((w.approved * 100) / decided)}% of ${decided}`;
     lines.push(
       share >= READY_SHARE
         ? `→ ${approvedShare}: \`autonomy: autonomous\` may be next, with an approval policy for what people should still see`
