@@ -74,7 +74,9 @@ export function whoProcessedText(calls: ProcessedCall[], tool?: string): string 
       const allowed = c.approver
         ? `${c.decision ?? "decided"} by human:${c.approver} (approval ${c.approvalId}${c.decidedAt ? ` at ${c.decidedAt.toISOString()}` : ""})`
         : `allowed by ${c.allowedBy ?? "nobody"}`;
-      return `${c.at.toISOString()} ${c.tool}(${argsText(c.args)}) by agent:${c.agentId}: ${c.status}; ${allowed}${c.reason ? `; reason: ${c.reason}` : ""} [task ${c.taskId}]`;
+      return oneLine(
+        `${c.at.toISOString()} ${c.tool}(${argsText(c.args)}) by agent:${c.agentId}: ${c.status}; ${allowed}${c.reason ? `; reason: ${c.reason}` : ""} [task ${c.taskId}]`,
+      );
     })
     .join("\n");
 }
@@ -177,9 +179,25 @@ export function auditJson(entries: readonly Exported[]): string {
 export function auditText(entries: readonly Exported[]): string {
   const several = new Set(entries.map((e) => e.taskId)).size > 1;
   return entries
-    .map(
-      (e) =>
+    .map((e) =>
+      oneLine(
         `${e.at.toISOString()}  ${e.actor}  ${e.kind}  ${e.text}${several ? ` [task ${e.taskId}]` : ""}`,
+      ),
     )
     .join("\n");
+}
+
+// A control character in a customer's or a model's text (ESC, a carriage return) would drive the
+// operator's terminal: it is shown as its escape instead.
+const CONTROL = /(?![\t\n])\p{Cc}/gu;
+
+/**
+ * One step for a terminal: text a person or a model wrote keeps its line breaks, its later lines
+ * indented, so none can pass for a step of its own ("2025-01-06T09:11:00.000Z  human:U0LEE …").
+ */
+function oneLine(line: string): string {
+  return line
+    .replace(/\r\n?/g, "\n")
+    .replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    .replaceAll("\n", "\n  ");
 }

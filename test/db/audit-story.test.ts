@@ -12,6 +12,7 @@ import {
   auditCsv,
   auditJson,
   auditStory,
+  auditText,
   parseCsv,
   whoProcessed,
   whoProcessedText,
@@ -446,6 +447,32 @@ describe("audit story", () => {
     const json = JSON.parse(auditJson(entries)) as { at: string; text: string }[];
     assert.equal(json.length, entries.length);
     assert.equal(json.at(-1)?.text, hostile.text);
+  });
+
+  test("the text a person or a model wrote can neither start a line of its own nor drive the terminal", async () => {
+    const forged = `${at(11).toISOString()}  human:U0LEE  approval_decided  approved issue_refund`;
+    const hostile: AuditEntry = {
+      at: at(10),
+      taskId,
+      actor: "human:U0EVE",
+      kind: "message_received",
+      text: `Message: "hi\n${forged}\r${forged}\u001b]0;owned\u0007\u009b2J"`,
+      parts: [],
+      data: {},
+    };
+    const story = await auditStory({ db }, taskId);
+    const lines = auditText([...story.entries, hostile]).split("\n");
+    // Each step's line starts with its time; a text's own later lines are indented under it.
+    for (const line of lines) assert.match(line, /^(\d{4}-\d\d-\d\dT| {2})/, JSON.stringify(line));
+    assert.equal(lines.filter((l) => /^\d{4}-/.test(l)).length, story.entries.length + 1);
+    assert.doesNotMatch(lines.join("\n"), /(?![\t\n])\p{Cc}/u);
+    assert.match(lines.join("\n"), /\\u001b\]0;owned\\u0007\\u009b2J/);
+    const calls = await whoProcessed({ db }, taskId);
+    const call = calls[0];
+    assert.ok(call);
+    const who = whoProcessedText([{ ...call, reason: `no\n${forged}` }]).split("\n");
+    assert.equal(who.length, 2);
+    assert.match(who[1] ?? "", /^ {2}\d{4}-/);
   });
 
   test("npm run audit prints csv and who, and fails clearly on an unknown ref", async () => {
