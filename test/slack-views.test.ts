@@ -114,6 +114,27 @@ describe("agents-report", async () => {
       assert.match(text, /people approved 58% of 100: keep it supervised/);
     });
 
+    it("a team too long for one answer keeps each agent whole, and names those left out", () => {
+      const agents = Array.from({ length: 14 }, (_, i) => ({
+        id: `a${i}`,
+        name: `Agent ${i}`,
+        autonomy: "supervised" as const,
+      }));
+      const busy = { approved: 40, approvedFailed: 1, rejected: 2, expired: 1, waiting: 2 };
+      const text = agentsReport(
+        agents,
+        agents.map((a) => ({ ...activity(a.id, busy), escalations: 3 })),
+        30,
+      );
+      assert.ok(text.length <= 4_000, `${text.length} characters`);
+      const shown = agents.filter((a) => text.includes(`• *${a.name}* ·`));
+      assert.ok(shown.length >= 10 && shown.length < 14, `${shown.length} shown`);
+      for (const a of shown)
+        assert.match(text, new RegExp(`• \\*${a.name}\\* [^•]+rejected its calls \\(each task's`));
+      const left = agents.slice(shown.length).map((a) => a.name);
+      assert.ok(text.endsWith(`\n+${left.length} more agents not shown: ${left.join(", ")}`), text);
+    });
+
     it("escapes an agent's name", () => {
       const text = agentsReport(
         [{ id: "x", name: "<!channel> *boss*", autonomy: "shadow" }],

@@ -1,11 +1,15 @@
 import type { AutonomyMode } from "../config/agents-schema.ts";
 import type { AgentActivity } from "../db/agent-activity.repository.ts";
-import { clip } from "./mrkdwn.ts";
+import { clip, truncate } from "./mrkdwn.ts";
 
 /** Decisions on a supervised agent's writes before its approval rate says much. */
 const ENOUGH_DECISIONS = 20;
 /** Share of them approved above which running on its own is worth considering. */
 const READY_SHARE = 0.95;
+/** The answer at most: Slack takes 40,000 characters of text but advises 4,000. */
+const REPORT_MAX = 4_000;
+/** The line naming the agents left out. */
+const NOT_SHOWN_MAX = 500;
 
 interface AgentLine {
   id: string;
@@ -27,19 +31,38 @@ export function agentsReport(
 ): string {
   const byId = new Map(activity.map((a) => [a.agentId, a]));
   const lines = [`*Your agents, the last ${count(windowDays, "day")}*`];
-  for (const agent of agents) {
-    const a = byId.get(agent.id);
-    const head = [
-      `• *${clip(agent.name, 80)}* · ${agent.autonomy}`,
-      count(a?.modelCalls ?? 0, "model call"),
-      ...(a && a.costUsd > 0
-        ? [a.costUsd < 0.01 ? "under 0.01 USD" : `${a.costUsd.toFixed(2)} USD`]
-        : []),
-      ...(a?.escalations ? [count(a.escalations, "escalation")] : []),
-    ].join(" · ");
-    lines.push(head, ...detail(agent.autonomy, a).map((line) => `   ${line}`));
+  let used = lines[0]?.length ?? 0;
+  for (const [i, agent] of agents.entries()) {
+    const entry = agentEntry(agent, byId.get(agent.id));
+    // Whole agents only, and room kept to name those that do not fit: none is cut off unsaid.
+    const room = i < agents.length - 1 ? NOT_SHOWN_MAX + 1 : 0;
+    if (used + 1 + entry.length + room > REPORT_MAX) {
+      lines.push(notShown(agents.slice(i)));
+      break;
+    }
+    lines.push(entry);
+    used += 1 + entry.length;
   }
   return lines.join("\n");
+}
+
+function agentEntry(agent: AgentLine, a: AgentActivity | undefined): string {
+  const head = [
+    `• *${clip(agent.name, 80)}* · ${agent.autonomy}`,
+    count(a?.modelCalls ?? 0, "model call"),
+    ...(a && a.costUsd > 0
+      ? [a.costUsd < 0.01 ? "under 0.01 USD" : `${a.costUsd.toFixed(2)} USD`]
+      : []),
+    ...(a?.escalations ? [count(a.escalations, "escalation")] : []),
+  ].join(" · ");
+  return [head, ...detail(agent.autonomy, a).map((line) => `   ${line}`)].join("\n");
+}
+
+/** The agents left out, by name, in NOT_SHOWN_MAX characters. */
+function notShown(agents: readonly AgentLine[]): string {
+  const head = `+${count(agents.length, "more agent")} not shown: `;
+  const names = agents.map((a) => clip(a.name, 80)).join(", ");
+  return `${head}${truncate(names, NOT_SHOWN_MAX - head.length)}`;
 }
 
 /** What became of approved writes that did not run: "(1 then refused by the tool)". */

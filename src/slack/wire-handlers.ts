@@ -16,7 +16,7 @@ import { tellPrivately } from "../runtime/waiting-replies.ts";
 import { agentsReport } from "./agents-report.ts";
 import type { SlackHandlers } from "./handlers.ts";
 import { homeMemberships } from "./home-members.ts";
-import { escapeMrkdwn, truncate } from "./mrkdwn.ts";
+import { escapeMrkdwn } from "./mrkdwn.ts";
 import { ownerName, taskStatus } from "./status.ts";
 import { appHome } from "./views/app-home.ts";
 import { auditStoryBlocks } from "./views/audit-story.ts";
@@ -189,8 +189,7 @@ async function agentsWords(deps: RuntimeDeps, ref: string, userId: string): Prom
   const days = ref ? Number(ref) : 30;
   if (!Number.isInteger(days) || days < 1 || days > 365) return agentsDaysWords(ref);
   const { agents, activity } = await agentRecords(deps, userId, days);
-  // Escaped where it holds names: cut, not escaped again.
-  return truncate(agentsReport(agents, activity, days), 4000);
+  return agentsReport(agents, activity, days);
 }
 
 async function auditAnswer(
