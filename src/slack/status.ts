@@ -40,7 +40,18 @@ export async function taskStatus(deps: RuntimeDeps, ref: string, reader: Reader)
     `*${typedText(task.title, 200)}*: ${taskStatusWords(task.status)}, owned by ${ownerName(deps, task.owner_kind, task.owner_id)}`,
     ...(task.failure_reason ? [`Stopped because ${clip(task.failure_reason, 2_000)}.`] : []),
     `Task \`${task.id}\` · ${history.filter(isAgentHandoff).length} handoffs · ${task.tokens.toLocaleString("en-US")} tokens · ${Number(task.cost_usd).toFixed(4)} USD`,
-    ...lines.slice(-20),
+    ...earlierChanges(lines.length, task.id),
+    ...lines.slice(-HISTORY_SHOWN),
   ].join("\n");
   return truncate(answer, STATUS_MAX);
+}
+
+/** A status is read for the latest changes of owner; the others are counted, not dropped unsaid. */
+const HISTORY_SHOWN = 20;
+
+function earlierChanges(changes: number, taskId: string): string[] {
+  const left = changes - HISTORY_SHOWN;
+  if (left <= 0) return [];
+  const noun = left === 1 ? "change" : "changes";
+  return [`${left} earlier ${noun} of owner not shown: \`/baton audit ${taskId}\` tells them all`];
 }

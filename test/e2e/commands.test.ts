@@ -220,3 +220,52 @@ test("/baton answers a huge run of < at once: reading the words takes no quadrat
   assert.ok(Date.now() - started < 1_000, `${Date.now() - started} ms`);
   assertWithinSlackLimits({ text: answer.text, blocks: JSON.parse(answer.blocks) });
 });
+
+test("/baton status on a task passed on many times says how many earlier changes it leaves out", async () => {
+  const task = await h.db.db
+    .insertInto("tasks")
+    .values({
+      channel_id: CHANNEL,
+      thread_ts: "1736000000.777777",
+      requester_id: "U0DANA",
+      title: "Ping-pong",
+      request_text: "Ping-pong",
+      owner_kind: "agent",
+      owner_id: "customer-service",
+      handback_stack: "[]",
+      facts: JSON.stringify({ order_id: "7777" }),
+      cost_usd: 0,
+    })
+    .returning("id")
+    .executeTakeFirstOrThrow();
+  const [cs, fulfillment] = [
+    { kind: "agent", id: "customer-service" },
+    { kind: "agent", id: "fulfillment" },
+  ];
+  await h.db.db
+    .insertInto("handoffs")
+    .values(
+      Array.from({ length: 25 }, (_, i) => {
+        const [from, to] = i % 2 ? [fulfillment, cs] : [cs, fulfillment];
+        return {
+          task_id: task.id,
+          step_no: i + 1,
+          kind: i % 2 ? "hand_back" : "transfer",
+          from_kind: from.kind,
+          from_id: from.id,
+          to_kind: to.kind,
+          to_id: to.id,
+          note: "{}",
+        };
+      }),
+    )
+    .execute();
+  const answer = (await baton("status 7777")).text;
+  assert.equal(answer.match(/^• /gm)?.length, 20);
+  assert.ok(
+    answer.includes(
+      `\n5 earlier changes of owner not shown: \`/baton audit ${task.id}\` tells them all\n• `,
+    ),
+    answer,
+  );
+});
