@@ -4,6 +4,7 @@ import { modelCallsSinceDecision } from "../db/approvals.repository.ts";
 import { agentSpendToday } from "../db/metrics.repository.ts";
 import type { TaskRow } from "../db/schema.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { isNudge } from "./turn-actions.ts";
 import type { RunLane } from "./turn-lane.ts";
 
 // The agents file's limits, checked before each turn: past the hop or turn limit a task stops; over
@@ -55,11 +56,18 @@ async function turnsWithout(
   return Math.min(turns, await modelCallsSinceDecision(deps.db, task.id));
 }
 
-/** The agent's replies since the stint's last message from a person (or the note that opened it). */
+/**
+ * The agent's replies since the stint's last message from a person (or the note that opened it).
+ * A nudge after an empty reply is Baton's, not a person's: a model looping with an empty reply
+ * every few turns would otherwise never reach the limit, nor three unusable replies in a row.
+ */
 function turnsWithoutAnswer(history: readonly ChatMessage[]): number {
   let turns = 0;
-  for (let i = history.length - 1; i >= 0 && history[i]?.role !== "user"; i--)
-    if (history[i]?.role === "assistant") turns++;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const message = history[i];
+    if (message?.role === "user" && !isNudge(message)) break;
+    if (message?.role === "assistant") turns++;
+  }
   return turns;
 }
 

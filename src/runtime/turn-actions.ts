@@ -1,6 +1,7 @@
 import { answerParts } from "../core/answer-parts.ts";
 import { renderHandBack, renderHandoffNote } from "../core/context.ts";
 import { type Action, MAX_CALLS_PER_REPLY, type RejectReason } from "../core/dispatch.ts";
+import type { ChatMessage } from "../core/model.ts";
 import { headOf } from "../core/text.ts";
 import { ESCALATE, HAND_BACK, transferTarget } from "../core/tools/builtin.ts";
 import { startEscalation } from "./escalations.ts";
@@ -84,6 +85,16 @@ const UNUSABLE = {
     error: "the model server could not read the model's tool call",
   },
 } as const;
+
+const NUDGES: ReadonlySet<string> = new Set(Object.values(UNUSABLE).map((words) => words.nudge));
+
+/**
+ * Baton's own word to the model after an unusable reply: written as a user message, as the model
+ * must read it, but no person's, so the turn limit counts on through it (see caps.ts).
+ */
+export function isNudge(message: ChatMessage): boolean {
+  return message.role === "user" && NUDGES.has(message.content);
+}
 
 function unusableReply(
   fx: TurnEffects,

@@ -318,6 +318,39 @@ describe("turn-limit", async () => {
   });
 });
 
+describe("turn-limit-nudges", async () => {
+  // A looping model that gives an empty reply now and then: Baton's nudge after each ("Your last
+  // reply was empty…") is no person's word, and no answer, so it must not start the count afresh.
+  // Before, 4 calls and an empty reply, over and over, passed both the turn limit of 5 and the
+  // three unusable replies in a row: the task ran until the script gave up at 40 calls.
+  const TURN_LIMIT = 5;
+  const agentsFile = agentsFileWith(["turn_limit: 25", `turn_limit: ${TURN_LIMIT}`]);
+  const script: Script = (_request, { callIndex }) => {
+    if (callIndex >= 40) return { content: "Order 1042 is on its way." };
+    if (callIndex % TURN_LIMIT === TURN_LIMIT - 1) return { content: "" };
+    return { toolCalls: [{ name: "lookup_order", arguments: { order_id: "1042" } }] };
+  };
+
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ script, agentsFile });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test("empty replies between tool calls do not reset the turn limit", async () => {
+    const { ts } = await h.mention("where is order 1042?");
+    const task = await h.until("the task to end", async () => {
+      const row = await taskInThread(h.db.db, ts);
+      return row && row.status !== "active" ? row : undefined;
+    });
+    assert.equal(task.status, "failed", "the loop was stopped, not answered at the script's end");
+    assert.match(task.failure_reason ?? "", /took 5 turns in a row without an answer/);
+    assert.equal(h.model.requests.length, TURN_LIMIT);
+  });
+});
+
 describe("turn-limit-decision", async () => {
   // turn_limit 3: billing uses its 3 turns (the last asks for the refund), a lead approves. The
   // decision starts the count afresh: the agent checks the order once more and answers (2 turns, under
