@@ -181,8 +181,8 @@ function asNumber(value: unknown): number | undefined {
 }
 
 /**
- * `equals: "1077"` matches 1077, " 1077 " and ["1077"] too, and `equals: true` matches "true": the
- * tool is likely to read them as one.
+ * `equals: "1077"` matches 1077, " 1077 ", ["1077"] and "１０７７" too, and `equals: true` matches
+ * "true": the tool is likely to read them as one.
  */
 function sameValue(value: unknown, expected: string | number | boolean): boolean {
   if (value === expected) return true;
@@ -191,9 +191,26 @@ function sameValue(value: unknown, expected: string | number | boolean): boolean
   if (typeof expected === "boolean")
     return typeof value === "string" && value.trim().toLowerCase() === String(expected);
   if (typeof value === "boolean") return false;
-  if (typeof expected === "number") return asNumber(value) === expected;
-  if (typeof value === "number") return asNumber(expected) === value;
-  return typeof value === "string" && value.trim() === expected.trim();
+  const text = typeof value === "string" ? asciiDigits(value) : value;
+  if (typeof expected === "number") return asNumber(text) === expected;
+  if (typeof text === "number") return asNumber(expected) === text;
+  return typeof text === "string" && text.trim() === asciiDigits(expected).trim();
+}
+
+const DIGIT = /\p{Nd}/u;
+
+/**
+ * Each decimal digit of another script as its ASCII digit ("１０７７", "١٠٧٧": 1077), as Python's
+ * int() and Java's parseLong read them: the endpoint acts on 1077. Unicode assigns decimal digits
+ * in runs of ten, 0 to 9, so a digit's value is its place in its run.
+ */
+function asciiDigits(text: string): string {
+  return text.replace(/\p{Nd}/gu, (digit) => {
+    let place = 0;
+    for (let at = digit.codePointAt(0) ?? 0; DIGIT.test(String.fromCodePoint(at - 1)); at--)
+      place++;
+    return String(place % 10);
+  });
 }
 
 /** Who asked for an approval, by their part in it: none of them may decide it. */

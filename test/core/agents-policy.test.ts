@@ -812,6 +812,15 @@ policies:
     assert.equal(gate({ order_id: ["1078", " 1077"], amount_usd: 5 }), "vip");
     assert.equal(gate({ order_id: ["1078"], amount_usd: 5 }), "run");
   });
+
+  test("equals reads digits of another script as the digits they are: Python's int() reads them so", () => {
+    // "１０７７" (full-width) and "١٠٧٧" (Arabic-Indic) are order 1077 to an endpoint that parses the
+    // id as a number; not matching them let the call run with no person asked.
+    assert.equal(gate({ order_id: "１０７７", amount_usd: 5 }), "vip");
+    assert.equal(gate({ order_id: "١٠٧٧", amount_usd: 5 }), "vip");
+    assert.equal(gate({ order_id: ["𝟏𝟎𝟕𝟕"], amount_usd: 5 }), "vip");
+    assert.equal(gate({ order_id: "１０７８", amount_usd: 5 }), "run");
+  });
 });
 
 describe("policy-threshold-sum", async () => {
