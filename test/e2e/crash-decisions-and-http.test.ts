@@ -12,6 +12,7 @@ import { crashRigs, leaseRunsOut, untilCrash } from "../support/crash-rig.ts";
 import { CHANNEL } from "../support/harness.ts";
 import { type Script, scriptByAgent } from "../support/model-server.ts";
 import { postsInThread, taskInThread, waitForApprovalCard } from "../support/observe.ts";
+import { refundToolAgents } from "../support/refund-tool.ts";
 import {
   blockTexts,
   buttonsOf,
@@ -141,7 +142,7 @@ test("a worker killed while an HTTP write tool is at its endpoint: the retry rep
   });
   const agentsFile = path.join(dir, "agents.yml");
   const url = `http://127.0.0.1:${(refunder.address() as AddressInfo).port}`;
-  await writeFile(agentsFile, refundsFile(url));
+  await writeFile(agentsFile, refundToolAgents(url, { class: "write" }));
 
   // Asked again for the refund's step, this model would refund another amount.
   let asked = 0;
@@ -206,27 +207,3 @@ test("a worker killed while an HTTP write tool is at its endpoint: the retry rep
   );
   assert.equal(answers.length, 1, "one answer");
 });
-
-function refundsFile(url: string): string {
-  return `
-defaults:
-  entry_agent: billing
-agents:
-  - id: billing
-    name: Billing
-    icon: ":credit_card:"
-    instructions: Refund what the customer asks.
-    tools: [refund_card]
-tools:
-  - name: refund_card
-    description: Refund an amount to the customer's card.
-    class: write
-    url: ${url}/refunds
-    parameters:
-      type: object
-      properties:
-        order_id: { type: string }
-        amount_usd: { type: number }
-      required: [order_id, amount_usd]
-`;
-}

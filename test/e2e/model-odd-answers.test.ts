@@ -411,29 +411,22 @@ test("a 200 with no choices is retried like a 500, and the task is answered", as
   );
 });
 
-test("a reasoning model's leading <think> block is not posted; the answer after it is", async () => {
-  const { ts } = await h.mention("case-think: where is order 1042?");
-  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
-  const posts = await postsWhenAtLeast(h, ts, 1);
-  assert.deepEqual(
-    posts.map((p) => p.args.text),
-    ["Order 1042 is in the warehouse."],
-  );
-  const [answer] = await auditEvents(h.db.db, task.id, "answer");
-  assert.equal(answer?.data.text, "Order 1042 is in the warehouse.");
-});
-
-test("reasoning whose <think> the prompt opened is not posted; the answer after its </think> is", async () => {
-  const { ts } = await h.mention("case-unopened-think: where is order 1042?");
-  const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
-  const posts = await postsWhenAtLeast(h, ts, 1);
-  assert.deepEqual(
-    posts.map((p) => p.args.text),
-    ["Order 1042 is in the warehouse."],
-  );
-  const [answer] = await auditEvents(h.db.db, task.id, "answer");
-  assert.equal(answer?.data.text, "Order 1042 is in the warehouse.");
-});
+for (const [caseName, what] of [
+  ["case-think", "a reasoning model's leading <think> block"],
+  ["case-unopened-think", "reasoning whose <think> the prompt opened (only its </think> sent)"],
+]) {
+  test(`${what} is not posted; the answer after its </think> is`, async () => {
+    const { ts } = await h.mention(`${caseName}: where is order 1042?`);
+    const task = await h.until("the task to finish", () => taskWithStatus(h.db.db, ts, "done"));
+    const posts = await postsWhenAtLeast(h, ts, 1);
+    assert.deepEqual(
+      posts.map((p) => p.args.text),
+      ["Order 1042 is in the warehouse."],
+    );
+    const [answer] = await auditEvents(h.db.db, task.id, "answer");
+    assert.equal(answer?.data.text, "Order 1042 is in the warehouse.");
+  });
+}
 
 test("a <think> block left open is no answer: the model is asked again, nothing of it is posted", async () => {
   const { ts } = await h.mention("case-open-think: where is order 1042?");

@@ -14,6 +14,7 @@ import {
   textOf,
   toolMessages,
 } from "../support/observe.ts";
+import { refundToolAgents } from "../support/refund-tool.ts";
 import { finishedTask, toolCallsOf } from "../support/scripts-humans.ts";
 
 // Tool calls: the allowlist enforced in code, and HTTP tools against the operator's own systems
@@ -474,28 +475,7 @@ describe("http-tool-replay", async () => {
     });
   });
 
-  const FILE = (url: string) => `
-defaults:
-  entry_agent: billing
-agents:
-  - id: billing
-    name: Billing
-    icon: ":credit_card:"
-    instructions: Refund what the customer asks.
-    tools: [refund_card]
-tools:
-  - name: refund_card
-    description: Refund an amount to the customer's card.
-    class: irreversible
-    url: ${url}/refunds
-    timeout: 1s
-    parameters:
-      type: object
-      properties:
-        order_id: { type: string }
-        amount_usd: { type: number }
-      required: [order_id, amount_usd]
-`;
+  const FILE = (url: string) => refundToolAgents(url, { class: "irreversible", timeout: "1s" });
 
   // Asked again for the same step, this model would refund a different amount.
   let asked = 0;

@@ -6,16 +6,10 @@ import { after } from "node:test";
 import { sql } from "kysely";
 import { type BatonProcess, spawnBaton } from "./baton-process.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
-import { CHANNEL, freePort, REQUESTER, SIGNING_SECRET, until } from "./harness.ts";
+import { CHANNEL, clickCardAt, freePort, REQUESTER, SIGNING_SECRET, until } from "./harness.ts";
 import { type ModelServer, type Script, startModelServer } from "./model-server.ts";
 import { type SlackEmulator, startSlackEmulator } from "./slack-emulator.ts";
-import {
-  appMentionEvent,
-  blockActionsPayload,
-  deliverEvent,
-  deliverInteraction,
-  messageEvent,
-} from "./slack-signing.ts";
+import { appMentionEvent, deliverEvent, messageEvent } from "./slack-signing.ts";
 
 // Short, so a dead worker's lease runs out within the test; still far longer than any turn here.
 const LEASE_MS = 1_500;
@@ -119,18 +113,7 @@ async function startCrashRig(script: Script): Promise<CrashRig> {
       assert.equal((await deliverEvent(endpoint, SIGNING_SECRET, event)).status, 200);
     },
     clickCard: (userId, actionId, card, threadTs) =>
-      deliverInteraction(
-        endpoint,
-        SIGNING_SECRET,
-        blockActionsPayload({
-          userId,
-          actionId,
-          value: card.id,
-          channel: CHANNEL,
-          messageTs: card.card_ts ?? "",
-          threadTs,
-        }),
-      ),
+      clickCardAt(endpoint, { userId, actionId, card, threadTs }),
     async close() {
       for (const child of processes) await child.stop();
       await Promise.all([slack.close(), model.close()]);

@@ -275,19 +275,7 @@ export async function startHarness(options: {
     },
     click: (payload) => deliverInteraction(endpoint, SIGNING_SECRET, payload),
     clickCard: (userId, actionId, card, threadTs, teamId) =>
-      deliverInteraction(
-        endpoint,
-        SIGNING_SECRET,
-        blockActionsPayload({
-          userId,
-          actionId,
-          value: card.id,
-          channel: CHANNEL,
-          messageTs: card.card_ts ?? "",
-          threadTs,
-          userTeamId: teamId,
-        }),
-      ),
+      clickCardAt(endpoint, { userId, actionId, card, threadTs, teamId }),
     until: (what, check, timeoutMs = 15_000) => until(what, check, timeoutMs),
     async restart(o = {}) {
       await baton.stop();
@@ -304,4 +292,30 @@ export async function startHarness(options: {
     },
   };
   return harness;
+}
+
+/** A person's click on a card (an approval or escalation row) in a task's thread in #orders. */
+export function clickCardAt(
+  endpoint: string,
+  click: {
+    userId: string;
+    actionId: string;
+    card: { id: string; card_ts: string | null };
+    threadTs: string;
+    teamId?: string | null | undefined;
+  },
+): Promise<{ status: number; body: string }> {
+  return deliverInteraction(
+    endpoint,
+    SIGNING_SECRET,
+    blockActionsPayload({
+      userId: click.userId,
+      actionId: click.actionId,
+      value: click.card.id,
+      channel: CHANNEL,
+      messageTs: click.card.card_ts ?? "",
+      threadTs: click.threadTs,
+      userTeamId: click.teamId,
+    }),
+  );
 }
