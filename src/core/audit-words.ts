@@ -180,6 +180,8 @@ function refusedFor(d: Data): string {
 /** Why a person's approval click was refused, after their id. */
 function refusedWhy(d: Data): string {
   if (d.reason === "not_an_approver") return "is not one of its approvers";
+  if (d.reason === "no_longer_named")
+    return `is no longer named for it${d.policy_id ? ` (${str(d.policy_id)})` : ""} in the agents file`;
   if (d.reason !== "own_request") return `may not decide it (${str(d.reason)})`;
   const part = ASKED_AS[str(d.asked_as)];
   return `asked for it${part ? ` (${part})` : ""}, so may not decide it`;

@@ -235,16 +235,67 @@ export function askedAs(askers: Askers, userId: string): AskerRole | undefined {
 /**
  * Nobody approves their own request: not the task's requester, nor anyone else among its `Askers`
  * (`askedForIt`), such as a lead who replied "refund it" or handed the work on to the agent.
+ * `namedNow`: who the agents file in use names for the approval's policy (see `namedNow`); a
+ * person the card asked whom it no longer names (a lead who left) may not decide either.
  */
 export function mayDecide(
   userId: string,
-  approval: { requesterId: string; approvers: People; askedForIt: boolean },
+  approval: { requesterId: string; approvers: People; namedNow?: People; askedForIt: boolean },
   userGroups: readonly string[],
-): { ok: true } | { ok: false; reason: "own_request" | "not_an_approver" } {
+): { ok: true } | { ok: false; reason: "own_request" | "not_an_approver" | "no_longer_named" } {
   if (userId === approval.requesterId || approval.askedForIt)
     return { ok: false, reason: "own_request" };
-  const named =
-    approval.approvers.users.includes(userId) ||
-    approval.approvers.groups.some((g) => userGroups.includes(g));
-  return named ? { ok: true } : { ok: false, reason: "not_an_approver" };
+  const among = (people: People) =>
+    people.users.includes(userId) || people.groups.some((g) => userGroups.includes(g));
+  if (!among(approval.approvers)) return { ok: false, reason: "not_an_approver" };
+  if (approval.namedNow && !among(approval.namedNow))
+    return { ok: false, reason: "no_longer_named" };
+  return { ok: true };
+}
+
+const NOBODY: People = { users: [], groups: [] };
+
+/**
+ * Who the agents file in use names to decide an approval now: its policy's approvers, or its
+ * fallback once the deadline gave the approval to it (`escalated`), as the stored approvers
+ * became the fallback then. A supervised agent's write is keyed `supervised` (see `gateFor`) and
+ * decided by `policies.supervisors`; a policy of that id comes first, as in `gateAfterRejection`.
+ * Undefined when the file no longer has the policy: the people the card asked still decide. The
+ * file then either lets the call run ungated (the gate was dropped, not the people), or would not
+ * run it at all, and then the approval is cancelled (cancelled-approvals.ts); refusing every
+ * click would leave the call waiting on nobody until it expires.
+ */
+export function namedNow(
+  file: AgentsFile,
+  approval: { policyId: string; escalated: boolean },
+): People | undefined {
+  const policy = file.policies.approvals.find((p) => p.id === approval.policyId);
+  // A fallback taken out of the policy names nobody: the card waits out its deadline and expires.
+  if (policy) return approval.escalated ? (policy.fallback ?? NOBODY) : policy.approvers;
+  return approval.policyId === "supervised" ? file.policies.supervisors : undefined;
+}
+
+/**
+ * Of the people a card asked (`asked`), those the agents file still names (`now`): the answer to
+ * "who decides now" for a person it no longer names. `members`: each group's members, of both.
+ * A person added to the policy since is not among them: the card names who decides.
+ */
+export function stillNamed(
+  asked: People,
+  now: People,
+  members: ReadonlyMap<string, readonly string[]>,
+): People {
+  const groups = asked.groups.filter((g) => now.groups.includes(g));
+  const among = (people: People, user: string) =>
+    people.users.includes(user) || people.groups.some((g) => members.get(g)?.includes(user));
+  // A group both name is named whole; anyone else named by both, by name or by a group, one by one.
+  const inBoth = new Set(groups.flatMap((g) => members.get(g) ?? []));
+  const everyone = [asked, now].flatMap((p) => [
+    ...p.users,
+    ...p.groups.flatMap((g) => members.get(g) ?? []),
+  ]);
+  const users = [...new Set(everyone)].filter(
+    (u) => !inBoth.has(u) && among(asked, u) && among(now, u),
+  );
+  return { users, groups };
 }

@@ -1,7 +1,8 @@
 // A person's click on an approval card: checked in code, decided once in SQL. Parking the call is
 // approval-requests.ts.
+import type { People } from "../config/agents-schema.ts";
 import type { AskerRole } from "../core/policy.ts";
-import { askedAs, mayDecide } from "../core/policy.ts";
+import { askedAs, mayDecide, namedNow, stillNamed } from "../core/policy.ts";
 import { whoAsked } from "../db/approval-askers.repository.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
 import { audit } from "../db/ledger.repository.ts";
@@ -33,7 +34,12 @@ export type DecisionOutcome =
   | { outcome: "not_found" }
   /** `askedAs`: the part the person had in asking for it (the card names them so). */
   | { outcome: "refused"; reason: "own_request"; askedAs: AskerRole }
-  | { outcome: "refused"; reason: "not_an_approver" };
+  | { outcome: "refused"; reason: "not_an_approver" }
+  /**
+   * The card asked the clicker, but the agents file in use no longer names them for its policy
+   * (`policyId`). `stillNamed`: those of the card's people it still names, who decide now.
+   */
+  | { outcome: "refused"; reason: "no_longer_named"; policyId: string; stillNamed: People };
 
 type ClickInput = { approvalId: string; userId: string; decision: "approved" | "rejected" };
 
@@ -96,26 +102,32 @@ async function authorize(
   approval: ApprovalRow,
   input: ClickInput,
 ): Promise<Check> {
-  const groups = await memberGroups(deps, input.userId, approval.approvers.groups);
+  // Judged by the file in use now: a person taken out of the policy (offboarded) decides nothing.
+  const now = namedNow(deps.agents.file, {
+    policyId: approval.policy_id,
+    escalated: approval.escalated_at !== null,
+  });
+  const groups = await memberGroups(deps, input.userId, [
+    ...approval.approvers.groups,
+    ...(now?.groups ?? []),
+  ]);
   const asked = askedAs(await whoAsked(deps.db, approval.id), input.userId);
   const check = mayDecide(
     input.userId,
     {
       requesterId: approval.requester_id,
       approvers: approval.approvers,
+      ...(now && { namedNow: now }),
       askedForIt: asked !== undefined,
     },
     groups,
   );
   if (check.ok) return { allowed: approval };
-  // Once its deadline gave it to the fallback, a first approver's click (on the old card, or one
-  // that moved it just now) is late, not unauthorized; anyone else's is still unauthorized.
-  const refused: DecisionOutcome =
-    check.reason === "own_request"
-      ? { outcome: "refused", reason: check.reason, askedAs: asked ?? "requester" }
-      : approval.escalated_at && (await approvedBeforeFallback(deps, approval, input.userId))
-        ? { outcome: "moved_on", to: approval.approvers }
-        : { outcome: "refused", reason: check.reason };
+  const refused = await refusal(deps, approval, input.userId, {
+    reason: check.reason,
+    asked,
+    now,
+  });
   await audit(deps.db, {
     taskId: approval.task_id,
     actor: { kind: "human", id: input.userId },
@@ -124,10 +136,43 @@ async function authorize(
       approval_id: approval.id,
       reason: check.reason,
       ...("askedAs" in refused && { asked_as: refused.askedAs }),
+      ...(check.reason === "no_longer_named" && { policy_id: approval.policy_id }),
       decision: input.decision,
     },
   });
   return { refused };
+}
+
+/** What a click `mayDecide` refused is told. */
+async function refusal(
+  deps: RuntimeDeps,
+  approval: ApprovalRow,
+  userId: string,
+  why: {
+    reason: "own_request" | "not_an_approver" | "no_longer_named";
+    asked: AskerRole | undefined;
+    now: People | undefined;
+  },
+): Promise<DecisionOutcome> {
+  if (why.reason === "own_request")
+    return { outcome: "refused", reason: why.reason, askedAs: why.asked ?? "requester" };
+  if (why.reason === "no_longer_named") {
+    const now = why.now ?? approval.approvers;
+    const members = new Map<string, string[]>();
+    for (const group of new Set([...approval.approvers.groups, ...now.groups]))
+      members.set(group, await deps.chat.groupMembers(group));
+    return {
+      outcome: "refused",
+      reason: why.reason,
+      policyId: approval.policy_id,
+      stillNamed: stillNamed(approval.approvers, now, members),
+    };
+  }
+  // Once its deadline gave it to the fallback, a first approver's click (on the old card, or one
+  // that moved it just now) is late, not unauthorized; anyone else's is still unauthorized.
+  if (approval.escalated_at && (await approvedBeforeFallback(deps, approval, userId)))
+    return { outcome: "moved_on", to: approval.approvers };
+  return { outcome: "refused", reason: why.reason };
 }
 
 /**
@@ -190,7 +235,7 @@ async function memberGroups(
   groups: string[],
 ): Promise<string[]> {
   const found: string[] = [];
-  for (const group of groups)
+  for (const group of new Set(groups))
     if ((await deps.chat.groupMembers(group)).includes(userId)) found.push(group);
   return found;
 }

@@ -43,10 +43,24 @@ export function decisionWords(
     case "not_found":
       return "Nothing was done: this approval request is no longer in Baton's records. Ask in the task's thread.";
     case "refused":
+      if (outcome.reason === "no_longer_named") return noLongerNamedWords(outcome, info);
       return outcome.reason === "own_request"
         ? `You asked for this (${ASKED_AS[outcome.askedAs]}), so you can't approve or reject it yourself. Someone else on the approver list has to decide.`
         : `Only ${info ? approvers(info.approvers) : "the named approvers"} may decide on ${info ? `\`${info.toolName}\`` : "this request"}.`;
   }
+}
+
+/** A person the card asked, whom the agents file in use no longer names for its policy. */
+function noLongerNamedWords(
+  outcome: Extract<DecisionOutcome, { reason: "no_longer_named" }>,
+  info: { toolName: string } | undefined,
+): string {
+  const what = info ? `\`${escapeMrkdwn(info.toolName)}\`` : "this request";
+  const now = outcome.stillNamed;
+  const who = [...now.users, ...now.groups].length
+    ? `${approvers(now)} ${now.users.length === 1 && now.groups.length === 0 ? "decides" : "decide"} now.`
+    : "Nobody else this card asked is named for it now, so it waits for its deadline.";
+  return `The agents file no longer names you to decide on ${what} (policy \`${escapeMrkdwn(outcome.policyId)}\`), so nothing was done. ${who}`;
 }
 
 /** How a person asked for an approval, as its card names them. */

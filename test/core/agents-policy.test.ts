@@ -12,7 +12,13 @@ import {
 } from "../../src/core/context.ts";
 import { interpretReply } from "../../src/core/dispatch.ts";
 import type { ModelReply } from "../../src/core/model.ts";
-import { countsEarlierCalls, gateFor, mayDecide } from "../../src/core/policy.ts";
+import {
+  countsEarlierCalls,
+  gateFor,
+  mayDecide,
+  namedNow,
+  stillNamed,
+} from "../../src/core/policy.ts";
 import { type ToolDefinition, toolRegistry } from "../../src/core/tools/tool.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { ConfigError } from "../../src/errors.ts";
@@ -530,6 +536,53 @@ policies:
       ok: false,
       reason: "own_request",
     });
+  });
+
+  test("who may decide now: the card's people the agents file in use still names for its policy", () => {
+    const approval = {
+      requesterId: "U0ASKER",
+      approvers: { users: ["U0LEE", "U0KIM"], groups: [] },
+      askedForIt: false,
+    };
+    const namedNowFor = { users: ["U0KIM"], groups: ["S0LEADS"] };
+    assert.deepEqual(mayDecide("U0LEE", { ...approval, namedNow: namedNowFor }, []), {
+      ok: false,
+      reason: "no_longer_named",
+    });
+    assert.deepEqual(mayDecide("U0LEE", { ...approval, namedNow: namedNowFor }, ["S0LEADS"]), {
+      ok: true,
+    });
+    // Added since: a say over later cards only.
+    assert.equal(
+      mayDecide("U0NEW", { ...approval, namedNow: { users: ["U0NEW"], groups: [] } }, []).ok,
+      false,
+    );
+    assert.deepEqual(namedNow(file, { policyId: "big", escalated: false }), {
+      users: [],
+      groups: ["S0LEADS"],
+    });
+    assert.deepEqual(namedNow(file, { policyId: "big", escalated: true }), {
+      users: [],
+      groups: [],
+    });
+    assert.deepEqual(namedNow(file, { policyId: "supervised", escalated: false }), {
+      users: ["U0BOSS"],
+      groups: [],
+    });
+    assert.equal(namedNow(file, { policyId: "gone", escalated: false }), undefined);
+    const members = new Map([
+      ["S0OLD", ["U0LEE", "U0KIM"]],
+      ["S0NEW", ["U0KIM"]],
+      ["S0BOTH", ["U0ANA", "U0MAY"]],
+    ]);
+    assert.deepEqual(
+      stillNamed(
+        { users: ["U0ANA", "U0BO"], groups: ["S0OLD", "S0BOTH"] },
+        { users: ["U0ANA", "U0LEE", "U0ZED"], groups: ["S0NEW", "S0BOTH"] },
+        members,
+      ),
+      { users: ["U0LEE", "U0KIM"], groups: ["S0BOTH"] },
+    );
   });
 
   test("context: the system message names the agent and facts, not the task; notes lead with who sent them", () => {

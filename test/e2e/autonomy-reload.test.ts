@@ -7,7 +7,12 @@ import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
-import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
+import { APPROVAL_APPROVE, APPROVAL_REJECT } from "../../src/slack/views/approval-card.ts";
+import {
+  REJECT_REASON_ACTION,
+  REJECT_REASON_BLOCK,
+  REJECT_REASON_CALLBACK,
+} from "../../src/slack/views/reject-modal.ts";
 import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
 import type { Script } from "../support/model-server.ts";
 import { taskWithStatus, textOf, waitForApprovalCard } from "../support/observe.ts";
@@ -16,9 +21,11 @@ import {
   blockTexts,
   buttonsOf,
   finishedTask,
+  missApprovalDeadline,
   refundsOf,
   taskOfThread,
 } from "../support/scripts-humans.ts";
+import { viewSubmissionPayload } from "../support/slack-signing.ts";
 import { runBaton } from "../support/slash-command.ts";
 
 // An operator moves an agent between autonomy phases by editing the agents file and sending SIGHUP
@@ -224,6 +231,25 @@ describe("autonomy-demoted-while-waiting", async () => {
     );
   });
 
+  test("a supervisor taken out of policies.supervisors by a reload may no longer approve", async () => {
+    const p = await parked();
+    await writeFile(
+      file,
+      agentsYml("supervised").replace("users: [U0SUP]", "users: [U0BILLINGLEAD]"),
+    );
+    assert.equal(await p.h.baton.reloadAgents(), true);
+    assert.equal(
+      await approveClickTold(p),
+      "The agents file no longer names you to decide on `issue_refund` (policy `supervised`), so nothing was done. Nobody else this card asked is named for it now, so it waits for its deadline.",
+    );
+    const approval = await p.h.db.db
+      .selectFrom("approvals")
+      .select(["status", "policy_id"])
+      .executeTakeFirstOrThrow();
+    assert.deepEqual(approval, { status: "pending", policy_id: "supervised" });
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+  });
+
   test("a reload that takes the tool from the agent cancels its waiting approval, in words", async () => {
     const p = await parked();
     await writeFile(
@@ -356,6 +382,196 @@ describe("autonomy-demoted-while-waiting", async () => {
         (c) => /Cancelled/.test(blockTexts(c).join("\n")) && buttonsOf(c).length === 0,
       ),
     );
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+  });
+});
+
+// A person taken out of an approval policy (a billing lead who left) decides nothing more, from the
+// reload or restart on: the cards parked before still name them, but the file in use does not.
+describe("approvers-offboarded", async () => {
+  const startHarness = harnessPerTest();
+  let dir: string;
+  let file: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "baton-offboarded-"));
+    file = path.join(dir, "agents.yml");
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const APPROVERS =
+    "      approvers:\n        groups: [S0BILLINGLEADS]\n        users: [U0BILLINGLEAD]\n";
+  const FALLBACK = "      fallback:\n        users: [U0OPSMANAGER]\n";
+
+  /** agents.yml with large-refunds' approvers (and fallback) as given. */
+  function withPeople(approvers: { users: string[]; groups: string[] }, fallback?: string[]) {
+    const people = `      approvers:\n        groups: [${approvers.groups.join(", ")}]\n        users: [${approvers.users.join(", ")}]\n`;
+    const edits: [string, string][] = [[APPROVERS, people]];
+    if (fallback)
+      edits.push([FALLBACK, `      fallback:\n        users: [${fallback.join(", ")}]\n`]);
+    return agentsYmlWith(...edits);
+  }
+
+  /** Billing asks for a 149 USD refund under `yml`; the card is in Slack. */
+  async function parked(yml: string) {
+    await writeFile(file, yml);
+    const script: Script = (request) => {
+      const last = request.messages.at(-1);
+      if (last?.role === "tool") return { content: `noted: ${textOf(last)}` };
+      const args = { order_id: "1077", amount_usd: 149, reason: "broken lamp" };
+      return { toolCalls: [{ name: "issue_refund", arguments: args }] };
+    };
+    const h = await startHarness({
+      script,
+      agentsFile: await loadAgentsFile(file, demoTools),
+      agentsPath: file,
+    });
+    const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
+    return { h, ts, card: await waitForApprovalCard(h) };
+  }
+  type Parked = Awaited<ReturnType<typeof parked>>;
+
+  async function reload(p: Parked, yml: string) {
+    await writeFile(file, yml);
+    assert.equal(await p.h.baton.reloadAgents(), true);
+  }
+
+  const ephemeralsTo = (p: Parked, user: string) =>
+    p.h.slack.callsTo("chat.postEphemeral").filter((c) => c.args.user === user);
+
+  /** `user` clicks `action` on the card: the `n`th thing they are told (1-based). */
+  async function clickTold(p: Parked, user: string, action = APPROVAL_APPROVE, n = 1) {
+    await p.h.clickCard(user, action, p.card, p.ts);
+    const told = await p.h.until(`${user} to be told`, async () => ephemeralsTo(p, user)[n - 1]);
+    return String(told.args.text);
+  }
+
+  const approvalNow = (p: Parked) =>
+    p.h.db.db
+      .selectFrom("approvals")
+      .selectAll()
+      .where("id", "=", p.card.id)
+      .executeTakeFirstOrThrow();
+
+  async function refusals(p: Parked) {
+    const task = await taskOfThread(p.h.db.db, p.ts);
+    assert.ok(task);
+    const rows = await auditKinds(p.h.db.db, task.id, "approval_refused");
+    return rows.map((e) => [e.actor_id, e.data.reason, e.data.decision]);
+  }
+
+  /** The call's row once the task is done and has said everything. */
+  async function settled(p: Parked) {
+    await p.h.until("the task to finish", () => finishedTask(p.h.db.db, p.ts));
+    return p.h.db.db
+      .selectFrom("tool_calls")
+      .select(["status", "allowed_by"])
+      .where("tool", "=", "issue_refund")
+      .executeTakeFirstOrThrow();
+  }
+
+  test("a user taken out of the policy by a reload may no longer approve or reject; one still named approves", async () => {
+    const p = await parked(withPeople({ users: ["U0LEE", "U0BILLINGLEAD"], groups: [] }));
+    await reload(p, withPeople({ users: ["U0BILLINGLEAD"], groups: [] }));
+
+    assert.equal(
+      await clickTold(p, "U0LEE"),
+      "The agents file no longer names you to decide on `issue_refund` (policy `large-refunds`), so nothing was done. <@U0BILLINGLEAD> decides now.",
+    );
+    // Reject is refused before its form opens; a form opened before the reload is refused too.
+    assert.match(await clickTold(p, "U0LEE", APPROVAL_REJECT, 2), /^The agents file no longer/);
+    assert.equal(p.h.slack.callsTo("views.open").length, 0, "no reason form for them");
+    await p.h.click(
+      viewSubmissionPayload({
+        userId: "U0LEE",
+        callbackId: REJECT_REASON_CALLBACK,
+        privateMetadata: p.card.id,
+        values: { [REJECT_REASON_BLOCK]: { [REJECT_REASON_ACTION]: "not needed" } },
+      }),
+    );
+    await p.h.until("the third refusal audited", async () => (await refusals(p)).length === 3);
+    assert.deepEqual(await refusals(p), [
+      ["U0LEE", "no_longer_named", "approved"],
+      ["U0LEE", "no_longer_named", "rejected"],
+      ["U0LEE", "no_longer_named", "rejected"],
+    ]);
+    assert.equal((await approvalNow(p)).status, "pending");
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+    assert.equal(p.h.model.requestsFor("billing").length, 1, "billing was not resumed");
+    const task = await taskOfThread(p.h.db.db, p.ts);
+    assert.ok(task);
+    const story = (await auditStory(p.h.baton.deps, task.id)).entries.map((e) => e.text);
+    assert.ok(
+      story.some((line) =>
+        /Approval click refused: .*is no longer named for it \(large-refunds\) in the agents file/.test(
+          line,
+        ),
+      ),
+      story.join("\n"),
+    );
+
+    await p.h.clickCard("U0BILLINGLEAD", APPROVAL_APPROVE, p.card, p.ts);
+    const call = await settled(p);
+    assert.equal(call.status, "done");
+    assert.equal(call.allowed_by, `approval:${p.card.id} by U0BILLINGLEAD`);
+    assert.equal((await refundsOf(p.h.db.db)).length, 1);
+  });
+
+  test("a group taken out of the policy by a restart: its member may no longer decide; a named user rejects", async () => {
+    const p = await parked(withPeople({ users: ["U0BILLINGLEAD"], groups: ["S0BILLINGLEADS"] }));
+    await writeFile(file, withPeople({ users: ["U0BILLINGLEAD"], groups: [] }));
+    await p.h.restart({ agentsFile: await loadAgentsFile(file, demoTools) });
+
+    assert.match(
+      await clickTold(p, "U0LEE"),
+      /^The agents file no longer names you to decide on `issue_refund` .* <@U0BILLINGLEAD> decides now\.$/,
+    );
+    assert.deepEqual(await refusals(p), [["U0LEE", "no_longer_named", "approved"]]);
+    assert.equal((await approvalNow(p)).status, "pending");
+
+    await p.h.clickCard("U0BILLINGLEAD", APPROVAL_REJECT, p.card, p.ts);
+    await p.h.slack.waitForCall("views.open");
+    await p.h.click(
+      viewSubmissionPayload({
+        userId: "U0BILLINGLEAD",
+        callbackId: REJECT_REASON_CALLBACK,
+        privateMetadata: p.card.id,
+        values: { [REJECT_REASON_BLOCK]: { [REJECT_REASON_ACTION]: "store credit given" } },
+      }),
+    );
+    assert.equal((await settled(p)).status, "rejected");
+    assert.equal((await approvalNow(p)).decided_by, "U0BILLINGLEAD");
+    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+  });
+
+  test("a policy gone from the agents file leaves the people its card asked to decide", async () => {
+    const p = await parked(withPeople({ users: ["U0BILLINGLEAD"], groups: ["S0BILLINGLEADS"] }));
+    await reload(p, agentsYmlWith().replace(LARGE_REFUNDS, "  approvals: []\n"));
+
+    await p.h.clickCard("U0LEE", APPROVAL_APPROVE, p.card, p.ts);
+    const call = await settled(p);
+    assert.equal(call.status, "done");
+    assert.equal(call.allowed_by, `approval:${p.card.id} by U0LEE`);
+    assert.deepEqual(await refusals(p), []);
+  });
+
+  test("at the fallback: a fallback taken out of the policy may no longer decide", async () => {
+    const p = await parked(agentsYmlWith());
+    await reload(p, withPeople({ users: ["U0BILLINGLEAD"], groups: [] }, ["U0CFO"]));
+    await missApprovalDeadline(p.h.db.db, p.card.id);
+
+    // The click moves it on to the fallback it stored, whom the file no longer names.
+    assert.equal(
+      await clickTold(p, "U0OPSMANAGER"),
+      "The agents file no longer names you to decide on `issue_refund` (policy `large-refunds`), so nothing was done. Nobody else this card asked is named for it now, so it waits for its deadline.",
+    );
+    const approval = await approvalNow(p);
+    assert.equal(approval.status, "pending");
+    assert.ok(approval.escalated_at, "it went to the fallback");
+    assert.deepEqual(await refusals(p), [["U0OPSMANAGER", "no_longer_named", "approved"]]);
+    // A first approver is late, as before: it is the fallback's now.
+    assert.match(await clickTold(p, "U0BILLINGLEAD"), /^This request passed its deadline/);
     assert.equal((await refundsOf(p.h.db.db)).length, 0);
   });
 });
