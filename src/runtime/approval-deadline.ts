@@ -85,9 +85,20 @@ export async function enforceApprovalDeadline(
 ): Promise<"escalated" | "expired" | undefined> {
   const approval = await approvalsDb.findApproval(deps.db, approvalId);
   if (approval?.status !== "pending" || !approval.past_deadline) return undefined;
-  if (approval.fallback && !approval.escalated_at)
-    return (await escalateApproval(deps, approval, approval.fallback)) ? "escalated" : undefined;
+  const fallback = fallbackNow(deps, approval);
+  if (fallback && !approval.escalated_at)
+    return (await escalateApproval(deps, approval, fallback)) ? "escalated" : undefined;
   return (await expireApproval(deps, approval)) ? "expired" : undefined;
+}
+
+/**
+ * The fallback of the approval's policy in the agents file in use: a person taken out of it since
+ * the call was parked (offboarded) is not given a card they may not decide (see `namedNow`). The
+ * one stored at parking when the file has no such policy any more.
+ */
+function fallbackNow(deps: RuntimeDeps, approval: ApprovalRow): People | null {
+  const policy = deps.agents.file.policies.approvals.find((p) => p.id === approval.policy_id);
+  return policy ? (policy.fallback ?? null) : approval.fallback;
 }
 
 async function expireApproval(deps: RuntimeDeps, approval: ApprovalRow) {

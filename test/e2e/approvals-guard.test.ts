@@ -321,9 +321,16 @@ test("a click on a card whose approval is not in Baton's records: plain words, t
 });
 
 test("a click on an expired request with nobody to fall back to runs nothing; the agent is told it expired", async () => {
-  const h = await start();
-  const p = await parked(h);
   // With a fallback, the click would hand the request over instead (see deadlines.test.ts).
+  const file = await loadAgentsFile(
+    fileURLToPath(new URL("../../agents.yml", import.meta.url)),
+    new Set(demoTools.map((t) => t.name)),
+  );
+  const approvals = file.policies.approvals.map(({ fallback: _, ...policy }) => policy);
+  const h = await start(undefined, {
+    agentsFile: { ...file, policies: { ...file.policies, approvals } },
+  });
+  const p = await parked(h);
   await h.db.db
     .updateTable("approvals")
     .set({ expires_at: new Date(Date.now() - 60_000), fallback: null })

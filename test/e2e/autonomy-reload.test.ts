@@ -556,22 +556,21 @@ describe("approvers-offboarded", async () => {
     assert.deepEqual(await refusals(p), []);
   });
 
-  test("at the fallback: a fallback taken out of the policy may no longer decide", async () => {
+  test("at the fallback: the one the agents file names now gets the card, not one taken out of it", async () => {
     const p = await parked(agentsYmlWith());
     await reload(p, withPeople({ users: ["U0BILLINGLEAD"], groups: [] }, ["U0CFO"]));
     await missApprovalDeadline(p.h.db.db, p.card.id);
 
-    // The click moves it on to the fallback it stored, whom the file no longer names.
-    assert.equal(
-      await clickTold(p, "U0OPSMANAGER"),
-      "The agents file no longer names you to decide on `issue_refund` (policy `large-refunds`), so nothing was done. Nobody else this card asked is named for it now, so it waits for its deadline.",
-    );
+    // The click moves it on to the file's fallback now: U0CFO, not U0OPSMANAGER, named at parking.
+    assert.match(await clickTold(p, "U0OPSMANAGER"), /^Only <@U0CFO> may decide/);
     const approval = await approvalNow(p);
     assert.equal(approval.status, "pending");
     assert.ok(approval.escalated_at, "it went to the fallback");
-    assert.deepEqual(await refusals(p), [["U0OPSMANAGER", "no_longer_named", "approved"]]);
+    assert.deepEqual(approval.approvers, { users: ["U0CFO"], groups: [] });
     // A first approver is late, as before: it is the fallback's now.
     assert.match(await clickTold(p, "U0BILLINGLEAD"), /^This request passed its deadline/);
-    assert.equal((await refundsOf(p.h.db.db)).length, 0);
+    await p.h.clickCard("U0CFO", APPROVAL_APPROVE, p.card, p.ts);
+    assert.equal((await settled(p)).status, "done");
+    assert.equal((await refundsOf(p.h.db.db)).length, 1);
   });
 });
