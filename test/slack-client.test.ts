@@ -13,6 +13,7 @@ import { parseTaskRef } from "../src/db/reports.repository.ts";
 import { RetryAfterError, TransientError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { createSlackChatSurface, messageLink, noticeText } from "../src/slack/chat-surface.ts";
+import { createMemberLookup } from "../src/slack/members.ts";
 import { SlackDeliveryError } from "../src/slack/web-api-errors.ts";
 import { createTestDatabase, testServerUrl } from "./support/db.ts";
 import { sweepTestDatabases, TEST_DATABASES, type TestDatabaseNames } from "./support/db-sweep.ts";
@@ -522,6 +523,29 @@ describe("chat-surface", async () => {
       clock += 2_000;
       assert.deepEqual(await chat.groupMembers("S0BILLING"), ["U0CAROL"]);
       assert.equal(emulator.callsTo("usergroups.users.list").length, 2);
+    });
+
+    test("a list no longer asked for is let go once its minute is over", async () => {
+      // Channels that once owned work (an escalation's own channel, an archived one) come and go
+      // over the weeks a process runs: their member lists must not stay with it.
+      let now = 0;
+      const fake = {
+        conversations: { members: async () => ({ members: ["U0ALICE", "U0BOB"] }) },
+        usergroups: { users: { list: async () => ({ users: ["U0CAROL"] }) } },
+      } as unknown as webApi.WebClient;
+      const lookup = createMemberLookup({ client: fake, noWait: fake }, (_method, run) => run(), {
+        now: () => now,
+        cacheMs: 60_000,
+      });
+      for (let i = 0; i < 1_000; i++) {
+        await lookup.channelMembers(`C0ONCE${i}`);
+        await lookup.groupMembers(`S0ONCE${i}`);
+        now += 1_000;
+      }
+      assert.ok(lookup.listsHeld() <= 2 * 61, `${lookup.listsHeld()} lists held`);
+      now += 60_000;
+      await lookup.channelMembers("C0LATER");
+      assert.equal(lookup.listsHeld(), 1);
     });
 
     test("channelMembers reads every page of a large channel, once a minute", async () => {

@@ -16,6 +16,12 @@ export function createMemberLookup(
   options: { now: () => number; cacheMs: number },
 ) {
   const cached = new Map<string, { users: Promise<string[]>; expiresAt: number; waits: boolean }>();
+  // A list is asked for again only while its group or channel owns or approves work: one no longer
+  // asked for (an archived channel, a lane moved elsewhere) would keep its members for the process's
+  // life. Swept at each call to Slack, which comes at most once a list per `cacheMs`.
+  const dropExpired = (at: number) => {
+    for (const [key, entry] of cached) if (entry.expiresAt <= at) cached.delete(key);
+  };
   async function members(
     key: string,
     load: (client: Client) => Promise<string[]>,
@@ -33,6 +39,7 @@ export function createMemberLookup(
       if (shared) return [...shared];
     }
     const users = load(waits ? clients.client : clients.noWait);
+    dropExpired(at);
     cached.set(key, { users, expiresAt: at + options.cacheMs, waits });
     users.catch(() => {
       if (cached.get(key)?.users === users) cached.delete(key);
@@ -75,5 +82,8 @@ export function createMemberLookup(
       lookup,
     );
 
-  return { groupMembers, channelMembers };
+  /** How many lists are held, expired ones included. */
+  const listsHeld = () => cached.size;
+
+  return { groupMembers, channelMembers, listsHeld };
 }
