@@ -11,7 +11,11 @@ import { registerCommandListeners } from "./listeners/commands.ts";
 import { registerEventListeners } from "./listeners/events.ts";
 import { registerFailureReplies } from "./listeners/failures.ts";
 import { missingScopes, missingScopesWords } from "./scopes.ts";
-import { acknowledgeWhenProcessed, finishEnvelopes } from "./socket-mode.ts";
+import {
+  acknowledgeWhenProcessed,
+  finishEnvelopes,
+  reconnectAfterRefusals,
+} from "./socket-mode.ts";
 import { SlackDeliveryError, toBatonError } from "./web-api-errors.ts";
 
 const { App, HTTPReceiver, LogLevel, SocketModeReceiver, webApi } = bolt;
@@ -176,7 +180,10 @@ export function createSlackApp(options: SlackAppOptions, handlers: SlackHandlers
     // clear message instead of an unhandled rejection later.
     deferInitialization: true,
   });
-  if (receiver instanceof SocketModeReceiver) acknowledgeWhenProcessed(receiver, app, options.log);
+  if (receiver instanceof SocketModeReceiver) {
+    acknowledgeWhenProcessed(receiver, app, options.log);
+    reconnectAfterRefusals(receiver, options.log);
+  }
   // For the listeners' calls that must not wait out a 429: Bolt's client sleeps it out inside the
   // call (pausing its other calls meanwhile), past an event's 3 s or a form's trigger_id. What
   // Slack must not get twice (words to a person, a form) goes through `posting`, which also

@@ -56,6 +56,41 @@ export function acknowledgeWhenProcessed(
   });
 }
 
+/**
+ * After the start, the Socket Mode client reconnects by itself, and a reconnect whose
+ * apps.connections.open fails for good in its eyes (Slack refusing the token: revoked, the app
+ * uninstalled, or Slack's own blip; or its retries used up) rejects where nobody listens: the
+ * process would end as on a bug, cutting the runs under way. It is logged with what to check, and
+ * tried again the client's way: its `close` schedules a reconnect after a growing wait, and a stop
+ * cancels it. The first start's refusal still stops the start (startSlackApp says what to set).
+ */
+export function reconnectAfterRefusals(receiver: SocketModeReceiver, log: Logger): void {
+  const client = receiver.client;
+  const start = client.start.bind(client);
+  let connected = false;
+  client.start = async () => {
+    try {
+      const opened = await start();
+      connected = true;
+      return opened;
+    } catch (error) {
+      if (!connected) throw error;
+      log.error({ err: error }, reconnectFailedWords(error));
+      client.emit("close");
+      return { ok: false };
+    }
+  };
+}
+
+function reconnectFailedWords(error: unknown): string {
+  const code = (error as { data?: { error?: string } }).data?.error;
+  const what =
+    code === undefined
+      ? "Slack could not be reached to reconnect Socket Mode"
+      : `Slack refused the app-level token (${code}) at a reconnect`;
+  return `${what}: no events arrive until it connects again, and it tries again; check SLACK_APP_TOKEN (an app-level token with the connections:write scope, under Basic Information > App-Level Tokens).`;
+}
+
 /** The Socket Mode envelopes each app is still processing (HTTP's server waits for its own). */
 type Envelopes = { inFlight: Set<Promise<unknown>>; stopping: boolean };
 const envelopesInFlight = new WeakMap<BoltApp, Envelopes>();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { sql } from "kysely";
+import { createLogger } from "../../src/log.ts";
 import { APPROVAL_APPROVE } from "../../src/slack/views/approval-card.ts";
 import { insertOrderTask, testServerUrl } from "../support/db.ts";
 import {
@@ -202,6 +203,48 @@ describe("socket-stop-ack", async () => {
       if (!stopped) await billing.baton.stop();
       await billing.close().catch(() => undefined);
     }
+  });
+});
+
+describe("socket-reconnect", async () => {
+  // Slack refusing the app-level token at a reconnect (revoked, the app uninstalled, Slack's own
+  // blip) came back as a rejection nobody listened to, which ends the process as a bug would.
+  test("Socket Mode: a reconnect Slack refuses is logged with what to check, never the token, and tried again", async () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: "error",
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    const h = await startHarness({ script: scriptByAgent({}), socketMode: true, log });
+    try {
+      await h.slack.socketMode.connected();
+      const opens = () => h.slack.callsTo("apps.connections.open").length;
+      const before = opens();
+      h.slack.failNext("apps.connections.open", { error: "invalid_auth" });
+      h.slack.socketMode.drop();
+      // The client waits 5 s before its first reconnect, 10 s after a failed one.
+      await h.until("the refused reconnect", async () => opens() > before, 10_000);
+      await h.until("a reconnect after it", async () => opens() > before + 1, 15_000);
+      await h.slack.socketMode.connected();
+      const ack = await h.slack.socketMode.send(
+        "events_api",
+        eventEnvelope(appMentionEvent({ user: REQUESTER, channel: CHANNEL, text: "hi" })),
+      );
+      assert.ok(ack, "events are taken again once connected");
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      await h.close();
+    }
+    assert.deepEqual(unhandled.map(String), []);
+    const refusal = lines.find((line) =>
+      line.includes("refused the app-level token (invalid_auth)"),
+    );
+    assert.ok(refusal, `the refusal is logged: ${lines.join("")}`);
+    assert.match(refusal, /SLACK_APP_TOKEN/);
+    assert.ok(!lines.join("").includes(h.slack.config.appToken), "never the token");
   });
 });
 

@@ -165,7 +165,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}) {
     responseUrl: `${origin}/actions/${cfg.teamId}/response`,
     config: cfg,
     /** Socket Mode: wait for the app's connection, send it envelopes, see its acknowledgements. */
-    socketMode: { connected: socketMode.connected, send: socketMode.send },
+    socketMode: {
+      connected: socketMode.connected,
+      send: socketMode.send,
+      drop: socketMode.drop,
+    },
     calls,
     messages,
     ephemerals,

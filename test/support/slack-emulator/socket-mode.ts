@@ -93,6 +93,10 @@ export function socketModeServer(server: Server, appId: string) {
       );
       return acked;
     },
+    /** The connection is cut, as a network drop does; the app may connect again. */
+    drop(): void {
+      for (const socket of sockets) socket.terminate();
+    },
     close(): void {
       for (const socket of sockets) socket.terminate();
       wss.close();
