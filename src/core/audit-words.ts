@@ -191,6 +191,7 @@ function refusedWhy(d: Data): string {
 const ESCALATION_REFUSED: Record<string, string> = {
   own_request: "they asked for it themselves",
   outside_organization: "they are of another organization (Slack Connect)",
+  no_longer_named: "the agents file no longer names them for its lane",
 };
 
 /** The part a person had in asking for an approval. */

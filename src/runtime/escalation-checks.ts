@@ -7,7 +7,13 @@ import { NotFoundError } from "../errors.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import type { EscalationRow } from "./escalation-cards.ts";
 import type { EscalationChoice } from "./escalation-decisions.ts";
-import { type Clicker, fallbackBeside, mayDecide } from "./escalation-owners.ts";
+import {
+  type Clicker,
+  fallbackBeside,
+  laneNamedNow,
+  mayDecide,
+  stillNamed,
+} from "./escalation-owners.ts";
 import { fromOutside } from "./organization.ts";
 
 export type EscalationCheck =
@@ -21,14 +27,17 @@ export type EscalationCheck =
       reason?: RefusalReason;
       /** Baton's organization's name, when Slack gave one: who a channel's lane is for. */
       organization?: string;
+      /** For `no_longer_named`: the card's people the agents file in use still names. */
+      stillNamed?: string[];
     };
 
 type Owned = { kind: string; id: string };
 /**
- * Why a person who might own the work by the card's rules may not: they asked for it, or they are
- * of another organization (a channel's lane is its members' of Baton's own organization).
+ * Why a person who might own the work by the card's rules may not: they asked for it, they are
+ * of another organization (a channel's lane is its members' of Baton's own organization), or the
+ * agents file in use no longer names them for the lane.
  */
-type RefusalReason = "own_request" | "outside_organization";
+type RefusalReason = "own_request" | "outside_organization" | "no_longer_named";
 
 /**
  * Whether this person may send the work to an agent (asked before the send-back modal opens): while
@@ -61,7 +70,10 @@ export async function checkAgainst(
   }
   const task = await findTask(deps.db, escalation.task_id);
   const ownRequest = task?.requester_id === userId;
-  if (!ownRequest && (await mayDecide(deps, escalation, clicker))) return { outcome: "ok" };
+  if (!ownRequest && (await mayDecide(deps, escalation, clicker)))
+    return (await stillNamed(deps, escalation, userId))
+      ? { outcome: "ok" }
+      : refuse(deps, escalation, clicker, "no_longer_named");
   const reason = ownRequest ? "own_request" : await outsiderReason(deps, escalation, clicker);
   return refuse(deps, escalation, clicker, reason);
 }
@@ -93,7 +105,16 @@ async function refuse(
     fallback: fallbackBeside(escalation),
     ...(reason && { reason }),
     ...(organization && { organization }),
+    ...(reason === "no_longer_named" && { stillNamed: namedOnCard(deps, escalation) }),
   };
+}
+
+/** Of the people and groups the card names, those the agents file in use names for its lane. */
+function namedOnCard(deps: RuntimeDeps, escalation: EscalationRow): string[] {
+  const now = laneNamedNow(deps, escalation) ?? [];
+  const { owner } = escalation;
+  const card = owner.kind === "channel" ? [] : owner.id.split(",");
+  return [...new Set([...card, ...fallbackBeside(escalation)])].filter((id) => now.includes(id));
 }
 
 /**

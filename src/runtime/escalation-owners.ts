@@ -61,3 +61,39 @@ export async function isAmong(
       return true;
   return false;
 }
+
+/**
+ * The people and user groups the agents file in use names for an escalation's lane: its owners and
+ * its fallback's. Undefined when it names none there (a lane its channel owns, or one the file
+ * leaves out): the card's owners still decide, as a policy gone from the file leaves an approval's
+ * card to the people it names.
+ */
+export function laneNamedNow(
+  deps: RuntimeDeps,
+  escalation: Pick<EscalationRow, "note">,
+): string[] | undefined {
+  const { lane } = escalation.note as { lane?: unknown };
+  const { lanes } = deps.agents.file.policies;
+  const config =
+    typeof lane === "string" && Object.hasOwn(lanes, lane)
+      ? lanes[lane as keyof typeof lanes]
+      : undefined;
+  if (!config) return undefined;
+  const named = [...config.users, ...config.groups];
+  if (config.fallback) named.push(...config.fallback.users, ...config.fallback.groups);
+  return named.length > 0 ? named : undefined;
+}
+
+/**
+ * Whether the agents file in use still names the person for the escalation's lane: one taken out
+ * of it since the card was posted (offboarded, by a reload or a restart) decides nothing, though
+ * the card names them. Someone added since decides the escalations that come after.
+ */
+export async function stillNamed(
+  deps: RuntimeDeps,
+  escalation: Pick<EscalationRow, "note">,
+  userId: string,
+): Promise<boolean> {
+  const named = laneNamedNow(deps, escalation);
+  return named === undefined || (await isAmong(deps, named, userId));
+}

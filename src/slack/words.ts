@@ -50,6 +50,14 @@ export function decisionWords(
   }
 }
 
+/** A person an escalation's card names, whom the agents file in use no longer names for its lane. */
+function noLongerInLaneWords(stillNamed: readonly string[]): string {
+  const who = stillNamed.length
+    ? `${stillNamed.map(mention).join(", ")} can take it over or send it back.`
+    : "Nobody else this card names is in its lane now, so it waits for its deadline.";
+  return `The agents file no longer names you for this escalation's lane, so nothing was done. ${who}`;
+}
+
 /** A person the card asked, whom the agents file in use no longer names for its policy. */
 function noLongerNamedWords(
   outcome: Extract<DecisionOutcome, { reason: "no_longer_named" }>,
@@ -78,8 +86,9 @@ export function escalationWords(
         outcome: "refused";
         owner: { kind: string; id: string };
         fallback?: string[];
-        reason?: "own_request" | "outside_organization";
+        reason?: "own_request" | "outside_organization" | "no_longer_named";
         organization?: string;
+        stillNamed?: string[];
       },
 ): string | undefined {
   const byClicker = check.outcome === "already_decided" && check.byClicker;
@@ -98,6 +107,8 @@ export function escalationWords(
     return `You asked for this, so you can't take it over or send it back yourself; ${owner} will pick it up.`;
   if (check.outcome === "refused" && check.reason === "outside_organization")
     return outsiderWords(owner, check.organization);
+  if (check.outcome === "refused" && check.reason === "no_longer_named")
+    return noLongerInLaneWords(check.stillNamed ?? []);
   if (check.outcome !== "refused") return undefined;
   const whose = check.owner.kind === "channel" ? `the members of ${owner}` : owner;
   // Named only while it is one: once the escalation moved to its fallback, they are its owner.

@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { loadAgentsFile } from "../../src/config/agents-file.ts";
+import { demoTools } from "../../src/domain/demo-tools.ts";
+import { auditStory } from "../../src/runtime/audit-story.ts";
+import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
+import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
+import { scriptByAgent } from "../support/model-server.ts";
+import { waitForEscalationCard } from "../support/observe.ts";
+import { ESCALATION_NOTE, escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+
+// The operator changes a lane's people (SIGHUP) while its escalation card waits: who may take the
+// work over is judged by the agents file in use too, as for an approval's card.
+
+const OPERATIONS = "    operations:\n      users: [U0OPSMANAGER]\n";
+
+/** agents.yml with the operations lane naming `users`. */
+function withOperations(users: string): string {
+  return agentsYmlWith([OPERATIONS, `    operations:\n      users: [${users}]\n`]);
+}
+
+describe("escalation-lane-reloaded", async () => {
+  const startHarness = harnessPerTest();
+  let dir: string;
+  let file: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), "baton-lane-reload-"));
+    file = path.join(dir, "agents.yml");
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a person taken out of the lane by a reload may no longer take its open escalation over; one still named does", async () => {
+    await writeFile(file, withOperations("U0OPSMANAGER, U0LEFT"));
+    const script = escalationScript();
+    const steps = script["customer-service"] ?? [];
+    steps[1] = {
+      toolCalls: [
+        { name: "escalate_to_human", arguments: { ...ESCALATION_NOTE, lane: "operations" } },
+      ],
+    };
+    const h = await startHarness({
+      script: scriptByAgent(script),
+      agentsFile: await loadAgentsFile(file, demoTools),
+      agentsPath: file,
+    });
+    const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+    const escalation = await waitForEscalationCard(h);
+    assert.deepEqual(escalation.owner, { kind: "people", id: "U0OPSMANAGER,U0LEFT" });
+
+    await writeFile(file, withOperations("U0OPSMANAGER"));
+    assert.equal(await h.baton.reloadAgents(), true);
+    await h.clickCard("U0LEFT", ESCALATION_TAKE_OVER, escalation, ts);
+    const told = await h.until("U0LEFT to be told", async () =>
+      h.slack.ephemerals.find((e) => e.user === "U0LEFT"),
+    );
+    assert.match(
+      String(told.text),
+      /^The agents file no longer names you for this escalation's lane, so nothing was done\. <@U0OPSMANAGER> can take it over/,
+    );
+    const open = await h.db.db
+      .selectFrom("escalations")
+      .select("status")
+      .where("id", "=", escalation.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(open.status, "open", "the person taken out of the lane took nothing over");
+    const refused = await h.db.db
+      .selectFrom("audit_events")
+      .select("data")
+      .where("kind", "=", "escalation_refused")
+      .executeTakeFirstOrThrow();
+    assert.equal((refused.data as { reason?: string }).reason, "no_longer_named");
+    const task = await taskOfThread(h.db.db, ts);
+    const story = (await auditStory(h.baton.deps, task?.id ?? "")).entries.map((e) => e.text);
+    assert.ok(
+      story.some((l) => /refused: the agents file no longer names them for its lane/.test(l)),
+      story.join("\n"),
+    );
+
+    await h.clickCard("U0OPSMANAGER", ESCALATION_TAKE_OVER, escalation, ts);
+    await h.until("the manager to hold the task", async () => {
+      const row = await taskOfThread(h.db.db, ts);
+      return row?.owner_id === "U0OPSMANAGER" ? row : undefined;
+    });
+  });
+});
