@@ -1,3 +1,4 @@
+import type { People } from "../config/agents-schema.ts";
 import type { EscalationNote } from "../core/handoffs/note.ts";
 import type { ChatIntent } from "../core/ports.ts";
 import * as approvalsDb from "../db/approvals.repository.ts";
@@ -10,6 +11,7 @@ import { lockTask, updateTask } from "../db/tasks.repository.ts";
 import { enforceApprovalDeadline, mentionOf } from "./approval-deadline.ts";
 import { escalationPlace } from "./decision-place.ts";
 import type { RuntimeDeps } from "./deps.ts";
+import { laneNow } from "./escalation-owners.ts";
 import { peopleOwner } from "./escalations.ts";
 import { cardUpdate, personaOf, post } from "./messages.ts";
 import { deliverOutbox } from "./outbox.ts";
@@ -35,7 +37,7 @@ type MovedEscalation = NonNullable<Awaited<ReturnType<typeof escalationsDb.reass
 type Owner = { kind: string; id: string };
 
 async function moveEscalation(deps: RuntimeDeps, escalation: DueEscalation): Promise<void> {
-  const fallback = escalation.fallback;
+  const fallback = fallbackNow(deps, escalation);
   // All of the fallback's people, as approvals give it to all of them: any of them may take it.
   const owner = (fallback && peopleOwner(fallback)) ?? escalation.owner;
   await deps.db.transaction().execute(async (tx) => {
@@ -62,6 +64,16 @@ async function moveEscalation(deps: RuntimeDeps, escalation: DueEscalation): Pro
     });
   });
   await deliverOutbox(deps, { taskId: escalation.task_id });
+}
+
+/**
+ * The fallback of the escalation's lane in the agents file in use: a person taken out of it since
+ * the card was posted (offboarded) is not given work they may not decide (see `stillNamed`). The
+ * one stored with the escalation when the file leaves the lane out.
+ */
+function fallbackNow(deps: RuntimeDeps, escalation: DueEscalation): People | null {
+  const lane = laneNow(deps, escalation);
+  return lane ? (lane.fallback ?? null) : escalation.fallback;
 }
 
 /**

@@ -62,6 +62,15 @@ export async function isAmong(
   return false;
 }
 
+/** The escalation's lane as the agents file in use has it; undefined when the file leaves it out. */
+export function laneNow(deps: RuntimeDeps, escalation: Pick<EscalationRow, "note">) {
+  const { lane } = escalation.note as { lane?: unknown };
+  const { lanes } = deps.agents.file.policies;
+  return typeof lane === "string" && Object.hasOwn(lanes, lane)
+    ? lanes[lane as keyof typeof lanes]
+    : undefined;
+}
+
 /**
  * The people and user groups the agents file in use names for an escalation's lane: its owners and
  * its fallback's. Undefined when it names none there (a lane its channel owns, or one the file
@@ -72,12 +81,7 @@ export function laneNamedNow(
   deps: RuntimeDeps,
   escalation: Pick<EscalationRow, "note">,
 ): string[] | undefined {
-  const { lane } = escalation.note as { lane?: unknown };
-  const { lanes } = deps.agents.file.policies;
-  const config =
-    typeof lane === "string" && Object.hasOwn(lanes, lane)
-      ? lanes[lane as keyof typeof lanes]
-      : undefined;
+  const config = laneNow(deps, escalation);
   if (!config) return undefined;
   const named = [...config.users, ...config.groups];
   if (config.fallback) named.push(...config.fallback.users, ...config.fallback.groups);

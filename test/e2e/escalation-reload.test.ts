@@ -6,11 +6,17 @@ import { after, before, describe, test } from "node:test";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
+import { enforceDeadlines } from "../../src/runtime/deadlines.ts";
 import { ESCALATION_TAKE_OVER } from "../../src/slack/views/escalation-card.ts";
 import { agentsYmlWith, harnessPerTest } from "../support/harness.ts";
 import { scriptByAgent } from "../support/model-server.ts";
 import { waitForEscalationCard } from "../support/observe.ts";
-import { ESCALATION_NOTE, escalationScript, taskOfThread } from "../support/scripts-humans.ts";
+import {
+  ESCALATION_NOTE,
+  escalationScript,
+  missEscalationDeadline,
+  taskOfThread,
+} from "../support/scripts-humans.ts";
 
 // The operator changes a lane's people (SIGHUP) while its escalation card waits: who may take the
 // work over is judged by the agents file in use too, as for an approval's card.
@@ -20,6 +26,18 @@ const OPERATIONS = "    operations:\n      users: [U0OPSMANAGER]\n";
 /** agents.yml with the operations lane naming `users`. */
 function withOperations(users: string): string {
   return agentsYmlWith([OPERATIONS, `    operations:\n      users: [${users}]\n`]);
+}
+
+/** The flow 3 script, its escalation to the operations lane. */
+function toOperations() {
+  const script = escalationScript();
+  const steps = script["customer-service"] ?? [];
+  steps[1] = {
+    toolCalls: [
+      { name: "escalate_to_human", arguments: { ...ESCALATION_NOTE, lane: "operations" } },
+    ],
+  };
+  return script;
 }
 
 describe("escalation-lane-reloaded", async () => {
@@ -36,15 +54,8 @@ describe("escalation-lane-reloaded", async () => {
 
   test("a person taken out of the lane by a reload may no longer take its open escalation over; one still named does", async () => {
     await writeFile(file, withOperations("U0OPSMANAGER, U0LEFT"));
-    const script = escalationScript();
-    const steps = script["customer-service"] ?? [];
-    steps[1] = {
-      toolCalls: [
-        { name: "escalate_to_human", arguments: { ...ESCALATION_NOTE, lane: "operations" } },
-      ],
-    };
     const h = await startHarness({
-      script: scriptByAgent(script),
+      script: scriptByAgent(toOperations()),
       agentsFile: await loadAgentsFile(file, demoTools),
       agentsPath: file,
     });
@@ -85,6 +96,42 @@ describe("escalation-lane-reloaded", async () => {
     await h.until("the manager to hold the task", async () => {
       const row = await taskOfThread(h.db.db, ts);
       return row?.owner_id === "U0OPSMANAGER" ? row : undefined;
+    });
+  });
+
+  test("an escalation past its deadline goes to the fallback the agents file in use names, who may take it", async () => {
+    const lane = (fallback: string) =>
+      agentsYmlWith([OPERATIONS, `${OPERATIONS}      fallback:\n        users: [${fallback}]\n`]);
+    await writeFile(file, lane("U0OLDFALLBACK"));
+    const h = await startHarness({
+      script: scriptByAgent(toOperations()),
+      agentsFile: await loadAgentsFile(file, demoTools),
+      agentsPath: file,
+    });
+    const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
+    const escalation = await waitForEscalationCard(h);
+    await writeFile(file, lane("U0NEWFALLBACK"));
+    assert.equal(await h.baton.reloadAgents(), true);
+    await missEscalationDeadline(h.db.db, escalation.id);
+    await enforceDeadlines(h.baton.deps);
+    const moved = await h.db.db
+      .selectFrom("escalations")
+      .select(["owner", "card_ts"])
+      .where("id", "=", escalation.id)
+      .executeTakeFirstOrThrow();
+    assert.deepEqual(moved.owner, { kind: "user", id: "U0NEWFALLBACK" });
+    const card = await h.until("the fallback's card", async () =>
+      h.db.db
+        .selectFrom("escalations")
+        .select(["id", "card_ts"])
+        .where("id", "=", escalation.id)
+        .where("card_ts", "!=", escalation.card_ts ?? "")
+        .executeTakeFirst(),
+    );
+    await h.clickCard("U0NEWFALLBACK", ESCALATION_TAKE_OVER, card, ts);
+    await h.until("the new fallback to hold the task", async () => {
+      const row = await taskOfThread(h.db.db, ts);
+      return row?.owner_id === "U0NEWFALLBACK" ? row : undefined;
     });
   });
 });
