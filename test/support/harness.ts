@@ -184,7 +184,7 @@ export async function startHarness(options: {
   });
   let model = await startModelServer(options.script);
   let agentsFile = options.agentsFile ?? (await loadAgentsFile(AGENTS_FILE, demoTools));
-  const port = await freePort();
+  let port = await freePort();
   const log = options.log ?? createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const boot = (workers = true) =>
     startBaton({
@@ -213,13 +213,26 @@ export async function startHarness(options: {
       ...(options.stopWaitMs && { stopWaitMs: options.stopWaitMs }),
       ...(options.tools && { tools: options.tools }),
     });
+  // Another test file's process may take the port between freePort's look and Baton's listen (the
+  // suites run side by side): a start refused for that alone is tried again on another port.
+  async function bootOnFreePort(): Promise<Baton> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await boot();
+      } catch (error) {
+        const taken = (error as { cause?: { code?: string } }).cause?.code === "EADDRINUSE";
+        if (!taken || tries >= 3) throw error;
+        port = await freePort();
+      }
+    }
+  }
   // A start that fails (a port taken after all) closes what this started: its servers would keep
   // the test file's process from ever exiting.
   const closeSupport = async () => {
     await Promise.all([slack.close(), model.close()]);
     await db.drop();
   };
-  let baton = await boot().catch(async (error: unknown) => {
+  let baton = await bootOnFreePort().catch(async (error: unknown) => {
     await closeSupport();
     throw error;
   });
