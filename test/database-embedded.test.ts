@@ -5,7 +5,8 @@ import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { processAlive, startEmbeddedPostgres, stopServerProcess } from "../src/db/embedded.ts";
+import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { processAlive, stopServerProcess } from "../src/db/server-process.ts";
 import { ConfigError } from "../src/errors.ts";
 import { freePort } from "./support/harness.ts";
 
