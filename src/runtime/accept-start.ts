@@ -8,7 +8,7 @@ import type { IncomingMessage } from "./accept.ts";
 import type { RuntimeDeps } from "./deps.ts";
 import { recordFailedTry } from "./failed-tries.ts";
 import { chooseAgent } from "./named-agent.ts";
-import { runWorker } from "./run-lease.ts";
+import { runWorker, whenReachable } from "./run-lease.ts";
 import { runTask } from "./run-task.ts";
 
 // A mention outside any task starts one. When a slot is free, the task is written already leased to
@@ -123,8 +123,14 @@ export async function runHere(deps: RuntimeDeps, taskId: string, start: RunStart
     await runTask(deps, taskId, { claim, worker: start.worker });
   } catch (error) {
     await recordFailedTry(deps, { taskId, error, retried: true });
-    // Retried through the queue at once; should even that fail, the job comes due with the lease.
-    await deps.queue.runNow(start.jobId).catch((e: unknown) => {
+    // Retried through the queue at once. The queue's pool lost its connections too, most often,
+    // and may hand out one whose server process has ended: tried again, or the retry would wait
+    // for the lease to run out. Should even that fail, the job comes due with the lease.
+    await whenReachable(
+      deps,
+      { taskId, waiting: "database unreachable; bringing the task's job forward once back" },
+      () => deps.queue.runNow(start.jobId),
+    ).catch((e: unknown) => {
       deps.log.warn({ err: e, taskId }, "could not bring the task's job forward");
     });
     throw error;

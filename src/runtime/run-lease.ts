@@ -7,7 +7,10 @@ import { LeaseLeftError } from "./failed-tries.ts";
 import type { RunDeliveries } from "./run-deliveries.ts";
 import type { RunLane } from "./turn-lane.ts";
 
-/** How long a run that ends with the database away waits for it, to give its task up. */
+/**
+ * How long a run that ends with the database away waits for it, to give its task up (or, failed,
+ * to bring its job forward).
+ */
 const RELEASE_PATIENCE_MS = 30_000;
 let runs = 0;
 
@@ -42,15 +45,32 @@ export async function giveUp(
  * Gives the task up, waiting a while for a database that is away (a restart, a failover): a lease
  * left held would keep the task's retry, here or on any replica, waiting until the lease ran out.
  */
-async function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered: Delivered[]) {
+function releaseWhenReachable(deps: RuntimeDeps, taskId: string, delivered: Delivered[]) {
+  return whenReachable(
+    deps,
+    { taskId, waiting: "database unreachable; giving the task up once back" },
+    () => releaseLease(deps.db, taskId, deps.workerId, delivered),
+  );
+}
+
+/**
+ * `attempt`, tried again while the database is away (up to 30 s, and never past the lease: by then
+ * the task is taken over anyway). A connection the server ended fails too, once, if its pool hands
+ * it out before it has read the server's goodbye: a server process slow to end (a busy machine)
+ * leaves such a connection idle in the pool for a while after a failover or a restart.
+ */
+export async function whenReachable<T>(
+  deps: RuntimeDeps,
+  what: { taskId: string; waiting: string },
+  attempt: () => Promise<T>,
+): Promise<T> {
   const giveUpAt = Date.now() + Math.min(deps.leaseMs, RELEASE_PATIENCE_MS);
   for (let wait = 200; ; wait = Math.min(wait * 2, 2_000)) {
     try {
-      return await releaseLease(deps.db, taskId, deps.workerId, delivered);
+      return await attempt();
     } catch (error) {
       if (!isConnectionLost(error) || Date.now() + wait > giveUpAt) throw error;
-      if (wait === 200)
-        deps.log.warn({ err: error, taskId }, "database unreachable; giving the task up once back");
+      if (wait === 200) deps.log.warn({ err: error, taskId: what.taskId }, what.waiting);
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }

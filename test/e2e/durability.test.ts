@@ -91,7 +91,10 @@ describe("connection-lost", async () => {
    * with the stock read's turn perhaps still in flight), or inside adjust_stock, with its transaction
    * open and the tool's own statement about to go out on the dropped connection.
    */
-  async function flowWithConnectionsDropped(at: "model" | "tool") {
+  async function flowWithConnectionsDropped(
+    at: "model" | "tool",
+    options: { queueConnectionEnded?: boolean } = {},
+  ) {
     let dropped = 0;
     const drop = async () => {
       if (dropped === 0) dropped = await dropConnections(h.db.url);
@@ -115,15 +118,33 @@ describe("connection-lost", async () => {
       }),
     });
     harnesses.push(h);
+    let bringForwards = 0;
+    if (options.queueConnectionEnded) {
+      // The queue's pool hands out a connection whose server process was ended but has not said so
+      // yet (one slow to end, on a busy machine): the failed run's statement that brings its job
+      // forward fails as the process ends.
+      const queue = h.baton.deps.queue;
+      const runNow = queue.runNow.bind(queue);
+      queue.runNow = async (jobId) => {
+        if (++bringForwards === 1)
+          throw Object.assign(new Error("terminating connection due to administrator command"), {
+            code: "57P01",
+          });
+        return runNow(jobId);
+      };
+    }
 
     const { status, ts } = await h.mention("where is order 1042?");
     assert.equal(status, 200);
+    // Well before the lease (two minutes) runs out, when the held-back job would come due anyway.
     const task = await h.until(
       "the task to finish after its connections were lost",
       retrying(() => finishedTask(h.db.db, ts)),
       30_000,
     );
     assert.ok(dropped > 0, "connections were dropped under the task");
+    if (options.queueConnectionEnded)
+      assert.equal(bringForwards, 2, "the job was brought forward on the second try");
 
     await assertFlowOneDoneOnce({ db: h.db.db, slack: h.slack, until: h.until }, task, ts);
   }
@@ -134,6 +155,10 @@ describe("connection-lost", async () => {
 
   test("every database connection lost inside a write tool's transaction: the tool runs once, on the retry", async () => {
     await flowWithConnectionsDropped("tool");
+  });
+
+  test("the queue's connection found ended as the failed run brings its job forward: tried again, the job runs at once", async () => {
+    await flowWithConnectionsDropped("tool", { queueConnectionEnded: true });
   });
 });
 
