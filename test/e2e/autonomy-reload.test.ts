@@ -44,6 +44,32 @@ function agentsYml(mode: string, o: { largeRefunds?: boolean } = {}): string {
   return o.largeRefunds === false ? text.replace(LARGE_REFUNDS, "  approvals: []\n") : text;
 }
 
+/**
+ * Billing asks for a refund of `amountUsd` for order 1077 under the agents file `file`, written as
+ * `yml` (which it reloads from); the card is in Slack.
+ */
+async function parkRefund(
+  startHarness: ReturnType<typeof harnessPerTest>,
+  file: string,
+  yml: string,
+  amountUsd: number,
+) {
+  await writeFile(file, yml);
+  const script: Script = (request) => {
+    const last = request.messages.at(-1);
+    if (last?.role === "tool") return { content: `noted: ${textOf(last)}` };
+    const args = { order_id: "1077", amount_usd: amountUsd, reason: "broken lamp" };
+    return { toolCalls: [{ name: "issue_refund", arguments: args }] };
+  };
+  const h = await startHarness({
+    script,
+    agentsFile: await loadAgentsFile(file, demoTools),
+    agentsPath: file,
+  });
+  const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
+  return { h, ts, card: await waitForApprovalCard(h) };
+}
+
 describe("autonomy-reload-mid-turn", async () => {
   const startHarness = harnessPerTest();
   let dir: string;
@@ -129,22 +155,7 @@ describe("autonomy-demoted-while-waiting", async () => {
   });
 
   /** Billing, supervised, asks U0SUP to approve a 40 USD refund; the card is in Slack. */
-  async function parked() {
-    await writeFile(file, agentsYml("supervised"));
-    const script: Script = (request) => {
-      const last = request.messages.at(-1);
-      if (last?.role === "tool") return { content: `noted: ${textOf(last)}` };
-      const args = { order_id: "1077", amount_usd: 40, reason: "broken lamp" };
-      return { toolCalls: [{ name: "issue_refund", arguments: args }] };
-    };
-    const h = await startHarness({
-      script,
-      agentsFile: await loadAgentsFile(file, demoTools),
-      agentsPath: file,
-    });
-    const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
-    return { h, ts, card: await waitForApprovalCard(h) };
-  }
+  const parked = () => parkRefund(startHarness, file, agentsYml("supervised"), 40);
   type Parked = Awaited<ReturnType<typeof parked>>;
 
   /** The card's updates in Slack, as their texts, oldest first. */
@@ -414,22 +425,7 @@ describe("approvers-offboarded", async () => {
   }
 
   /** Billing asks for a 149 USD refund under `yml`; the card is in Slack. */
-  async function parked(yml: string) {
-    await writeFile(file, yml);
-    const script: Script = (request) => {
-      const last = request.messages.at(-1);
-      if (last?.role === "tool") return { content: `noted: ${textOf(last)}` };
-      const args = { order_id: "1077", amount_usd: 149, reason: "broken lamp" };
-      return { toolCalls: [{ name: "issue_refund", arguments: args }] };
-    };
-    const h = await startHarness({
-      script,
-      agentsFile: await loadAgentsFile(file, demoTools),
-      agentsPath: file,
-    });
-    const { ts } = await h.mention("billing: refund order 1077, the lamp arrived broken");
-    return { h, ts, card: await waitForApprovalCard(h) };
-  }
+  const parked = (yml: string) => parkRefund(startHarness, file, yml, 149);
   type Parked = Awaited<ReturnType<typeof parked>>;
 
   async function reload(p: Parked, yml: string) {
