@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { writeFile } from "node:fs/promises";
+import { describe, test } from "node:test";
 import { sql } from "kysely";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
@@ -27,6 +25,7 @@ import {
 } from "../support/scripts-humans.ts";
 import { viewSubmissionPayload } from "../support/slack-signing.ts";
 import { runBaton } from "../support/slash-command.ts";
+import { tempAgentsFile } from "../support/temp-agents-file.ts";
 
 // An operator moves an agent between autonomy phases by editing the agents file and sending SIGHUP
 // while the agent's model is answering: what its answer does is judged by one file, the new one.
@@ -72,15 +71,7 @@ async function parkRefund(
 
 describe("autonomy-reload-mid-turn", async () => {
   const startHarness = harnessPerTest();
-  let dir: string;
-  let file: string;
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "baton-autonomy-"));
-    file = path.join(dir, "agents.yml");
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const file = tempAgentsFile("baton-autonomy-");
 
   /**
    * Billing starts with `from`; while its model answers the refund request the operator reloads
@@ -144,15 +135,7 @@ describe("autonomy-reload-mid-turn", async () => {
 // cancelled by Baton: its card says so, without buttons, and the agent is told the call did not run.
 describe("autonomy-demoted-while-waiting", async () => {
   const startHarness = harnessPerTest();
-  let dir: string;
-  let file: string;
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "baton-demoted-"));
-    file = path.join(dir, "agents.yml");
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const file = tempAgentsFile("baton-demoted-");
 
   /** Billing, supervised, asks U0SUP to approve a 40 USD refund; the card is in Slack. */
   const parked = () => parkRefund(startHarness, file, agentsYml("supervised"), 40);
@@ -401,15 +384,7 @@ describe("autonomy-demoted-while-waiting", async () => {
 // reload or restart on: the cards parked before still name them, but the file in use does not.
 describe("approvers-offboarded", async () => {
   const startHarness = harnessPerTest();
-  let dir: string;
-  let file: string;
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "baton-offboarded-"));
-    file = path.join(dir, "agents.yml");
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const file = tempAgentsFile("baton-offboarded-");
 
   const APPROVERS =
     "      approvers:\n        groups: [S0BILLINGLEADS]\n        users: [U0BILLINGLEAD]\n";

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { writeFile } from "node:fs/promises";
+import { describe, test } from "node:test";
 import { loadAgentsFile } from "../../src/config/agents-file.ts";
 import { demoTools } from "../../src/domain/demo-tools.ts";
 import { auditStory } from "../../src/runtime/audit-story.ts";
@@ -17,6 +15,7 @@ import {
   missEscalationDeadline,
   taskOfThread,
 } from "../support/scripts-humans.ts";
+import { tempAgentsFile } from "../support/temp-agents-file.ts";
 
 // The operator changes a lane's people (SIGHUP) while its escalation card waits: who may take the
 // work over is judged by the agents file in use too, as for an approval's card.
@@ -42,25 +41,22 @@ function toOperations() {
 
 describe("escalation-lane-reloaded", async () => {
   const startHarness = harnessPerTest();
-  let dir: string;
-  let file: string;
-  before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "baton-lane-reload-"));
-    file = path.join(dir, "agents.yml");
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const file = tempAgentsFile("baton-lane-reload-");
 
-  test("a person taken out of the lane by a reload may no longer take its open escalation over; one still named does", async () => {
-    await writeFile(file, withOperations("U0OPSMANAGER, U0LEFT"));
+  /** Flow 3 escalated to the operations lane under `yml`, the agents file it reloads from. */
+  async function escalatedUnder(yml: string) {
+    await writeFile(file, yml);
     const h = await startHarness({
       script: scriptByAgent(toOperations()),
       agentsFile: await loadAgentsFile(file, demoTools),
       agentsPath: file,
     });
     const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-    const escalation = await waitForEscalationCard(h);
+    return { h, ts, escalation: await waitForEscalationCard(h) };
+  }
+
+  test("a person taken out of the lane by a reload may no longer take its open escalation over; one still named does", async () => {
+    const { h, ts, escalation } = await escalatedUnder(withOperations("U0OPSMANAGER, U0LEFT"));
     assert.deepEqual(escalation.owner, { kind: "people", id: "U0OPSMANAGER,U0LEFT" });
 
     await writeFile(file, withOperations("U0OPSMANAGER"));
@@ -102,14 +98,7 @@ describe("escalation-lane-reloaded", async () => {
   test("an escalation past its deadline goes to the fallback the agents file in use names, who may take it", async () => {
     const lane = (fallback: string) =>
       agentsYmlWith([OPERATIONS, `${OPERATIONS}      fallback:\n        users: [${fallback}]\n`]);
-    await writeFile(file, lane("U0OLDFALLBACK"));
-    const h = await startHarness({
-      script: scriptByAgent(toOperations()),
-      agentsFile: await loadAgentsFile(file, demoTools),
-      agentsPath: file,
-    });
-    const { ts } = await h.mention("the lamp from order 1077 caught fire, I want compensation");
-    const escalation = await waitForEscalationCard(h);
+    const { h, ts, escalation } = await escalatedUnder(lane("U0OLDFALLBACK"));
     await writeFile(file, lane("U0NEWFALLBACK"));
     assert.equal(await h.baton.reloadAgents(), true);
     await missEscalationDeadline(h.db.db, escalation.id);
