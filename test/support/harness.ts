@@ -47,6 +47,9 @@ export function agentsFileWith(...edits: [from: string, to: string][]): AgentsFi
   return parseAgentsFile(agentsYmlWith(...edits), "agents.yml", demoTools);
 }
 
+/** The one port of fetch's "bad ports" in freePort's range: fetch refuses to connect to it. */
+const FETCH_BAD_PORT = 10_080;
+
 /**
  * A port to give a server that is told its port before it listens (Baton's PORT, a Postgres).
  * Below the kernel's ephemeral range (32768 and up on Linux): a port from that range, freed here,
@@ -56,7 +59,7 @@ export function agentsFileWith(...edits: [from: string, to: string][]): AgentsFi
 export async function freePort(): Promise<number> {
   for (;;) {
     const port = 10_000 + Math.floor(Math.random() * 22_000);
-    if (await bindable(port)) return port;
+    if (port !== FETCH_BAD_PORT && (await bindable(port))) return port;
   }
 }
 
